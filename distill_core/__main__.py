@@ -1,0 +1,219 @@
+"""Command line: python -m distill_core run | runs | show | cancel | delete."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from .config import SessionConfig, parse_value
+from .errors import DistillError
+from .store import RunStore
+
+
+class TqdmProgress:
+    """Progress bars on the terminal, one per phase."""
+
+    def __init__(self):
+        from tqdm.auto import tqdm
+        self._tqdm, self._bar, self._phase = tqdm, None, None
+
+    def on_session_begin(self, state, control): ...
+
+    def on_step(self, state, control):
+        if state.phase != self._phase or self._bar is None:
+            if self._bar is not None:
+                self._bar.close()
+            self._phase = state.phase
+            self._bar = self._tqdm(total=state.total or None, desc=state.phase, unit="step", leave=False,
+                                   dynamic_ncols=True)
+        if self._bar.total != state.total and state.total:
+            self._bar.total = state.total
+        self._bar.n = state.done
+        self._bar.set_postfix_str(f"epoch {state.epoch}/{state.epochs}" if state.phase == "train" else "",
+                                  refresh=False)
+        self._bar.refresh()
+
+    def on_epoch_end(self, state, control, records):
+        line = "  ".join(f"{r['student']}: val acc {r['val_accuracy']:.3f}, JS {r['js_mean']:.4f}" for r in records)
+        self._tqdm.write(f"epoch {state.epoch}: {line}")
+
+    def on_session_end(self, state, control, summary):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def build_config(args) -> SessionConfig:
+    cfg = SessionConfig.load(args.config) if args.config else SessionConfig()
+    overrides = {}
+    flag_map = {"data": "data.source", "text_column": "data.text_column", "label_column": "data.label_column",
+                "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+                "seed": "train.seed", "device": "train.device", "time_budget": "train.time_budget_s",
+                "teacher": "teacher.source", "student_layers": "student.layers", "student_heads": "student.heads",
+                "student_hidden": "student.hidden", "name": "name", "train_size": "data.train_size"}
+    for flag, key in flag_map.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    if args.no_baseline:
+        overrides["train.baseline"] = False
+    for pair in args.set or []:
+        if "=" not in pair:
+            raise DistillError(f"--set takes key=value (e.g. train.epochs=2), not {pair!r}")
+        key, value = pair.split("=", 1)
+        overrides[key.strip()] = parse_value(value)
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def fmt_acc(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def print_summary(run_id: str, summary: dict, status: dict) -> None:
+    acc = summary.get("accuracy", {})
+    print(f"run {run_id}: {status.get('status')}" + (f" ({status.get('error')})" if status.get("error") else ""))
+    print(f"  test accuracy   teacher {fmt_acc(acc.get('teacher'))}   baseline {fmt_acc(acc.get('baseline'))}"
+          f"   distilled {fmt_acc(acc.get('distilled'))}   (n={summary.get('test_size', '-')})")
+    div = summary.get("divergence", {})
+    if div.get("epochs"):
+        print(f"  attention JS    epochs {div['epochs']}")
+        for name in ("distilled", "baseline"):
+            if name in div:
+                print(f"    {name:<10}    " + " ".join(f"{v:.4f}" for v in div[name]))
+    if summary.get("params"):
+        p, s, lat = summary["params"], summary.get("size_bytes", {}), summary.get("latency_ms", {})
+        for name in ("teacher", "baseline", "distilled"):
+            if name in p:
+                ms = f"{lat[name]:.1f} ms" if name in lat else "-"
+                print(f"  {name:<10} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
+    for n in summary.get("notices") or []:
+        print(f"  note: {n}")
+    if summary.get("wall_s"):
+        print(f"  wall time {summary['wall_s']:.0f} s on {summary.get('device')}")
+
+
+def cmd_run(args) -> int:
+    from .trainer import run_session
+    cfg = build_config(args)
+    store = RunStore(args.runs_dir)
+    callbacks = [] if args.quiet else [TqdmProgress()]
+    run_id = run_session(cfg, store, callbacks)
+    run = store.open(run_id)
+    print(run_id)
+    print_summary(run_id, run.summary() or {}, run.status())
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = RunStore(args.runs_dir)
+    infos = store.list()
+    if not infos:
+        print(f"no runs in {store.root}; start one with `python -m distill_core run`")
+        return 0
+    print(f"{'run id':<38} {'status':<11} {'started':<20} {'dataset':<18} {'ep':>2} "
+          f"{'teacher':>8} {'baseline':>8} {'distill':>8}")
+    for r in infos:
+        a = r.accuracy
+        print(f"{r.run_id:<38} {r.status:<11} {r.started:<20} {r.dataset[:18]:<18} {r.epochs_done:>2} "
+              f"{fmt_acc(a.get('teacher')):>8} {fmt_acc(a.get('baseline')):>8} {fmt_acc(a.get('distilled')):>8}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = RunStore(args.runs_dir)
+    run = store.open(args.run_id)
+    summary, status = run.summary() or {}, run.status()
+    if args.json:
+        print(json.dumps({"run_id": run.id, "status": status, "config": run.config(), "summary": summary},
+                         indent=2))
+    else:
+        print_summary(run.id, summary, status)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    RunStore(args.runs_dir).open(args.run_id).request_cancel()
+    print(f"cancel requested for {args.run_id}; it stops after the current step and keeps its finished epochs")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    RunStore(args.runs_dir).delete(args.run_id)
+    print(f"deleted {args.run_id}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m distill_core",
+                                description="Distil a teacher transformer into a small student and record "
+                                            "how their attention compares.")
+    sub = p.add_subparsers(dest="command", required=True)
+    runs_dir = {"default": None, "help": "run store folder (default: $ADS_RUNS_DIR or ./runs)"}
+
+    r = sub.add_parser("run", help="run a session (the offline default unless told otherwise)")
+    r.add_argument("--config", help="YAML or JSON file of settings (sections teacher, student, data, objectives, train)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set train.epochs=2 --set objectives.losses.attention_mse=1")
+    r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name")
+    r.add_argument("--text-column")
+    r.add_argument("--label-column")
+    r.add_argument("--teacher", help="'default', a local model folder, or a hub id")
+    r.add_argument("--student-layers", type=int)
+    r.add_argument("--student-heads", type=int)
+    r.add_argument("--student-hidden", type=int)
+    r.add_argument("--train-size", type=int)
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--lr", type=float)
+    r.add_argument("--seed", type=int)
+    r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    r.add_argument("--time-budget", type=float, help="seconds; stop training when exceeded")
+    r.add_argument("--no-baseline", action="store_true", help="skip the labels-only baseline student")
+    r.add_argument("--name", help="a label for the run")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--runs-dir", **runs_dir)
+    r.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("runs", help="list runs")
+    ls.add_argument("--runs-dir", **runs_dir)
+    ls.set_defaults(func=cmd_runs)
+
+    sh = sub.add_parser("show", help="one run's summary")
+    sh.add_argument("run_id")
+    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--runs-dir", **runs_dir)
+    sh.set_defaults(func=cmd_show)
+
+    c = sub.add_parser("cancel", help="ask a running session to stop (keeps finished epochs)")
+    c.add_argument("run_id")
+    c.add_argument("--runs-dir", **runs_dir)
+    c.set_defaults(func=cmd_cancel)
+
+    d = sub.add_parser("delete", help="delete a finished run")
+    d.add_argument("run_id")
+    d.add_argument("--runs-dir", **runs_dir)
+    d.set_defaults(func=cmd_delete)
+    return p
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DistillError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the run keeps its finished epochs", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

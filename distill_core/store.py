@@ -1,0 +1,311 @@
+"""The run store: one folder per run, written atomically, readable while a session is running.
+
+Layout of `<root>/<run_id>/`:
+    config.json        the resolved SessionConfig
+    status.json        {"status": running|done|failed|cancelled, "error", "pid", "host", "started", "ended", ...}
+    progress.json      {"phase", "done", "total", "epoch", "elapsed_s", "eta_s"} (throttled, while running)
+    metrics.jsonl      one line per (epoch, student): losses, validation accuracy, attention divergences
+    probe.json         probe texts, labels, tokens per example, the layer mapping and head rule
+    attention/teacher.npz              key "<i>" -> (L, H, T_i, T_i) float16 for probe example i
+    attention/<student>_e<epoch>.npz   same layout, for student in {distilled, baseline}
+    models/<student>/  config.json + model.safetensors (the trained student)
+    summary.json       accuracies, divergence per epoch, sizes, latencies
+    cancel             present when a cancel was requested
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import RunStoreError
+
+log = logging.getLogger(__name__)
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+STUDENTS = ("distilled", "baseline")
+FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("ADS_RUNS_DIR", "runs")).resolve()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, allow_nan=False, default=_json_default).encode())
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class RunInfo:
+    """One line of the run list."""
+    run_id: str
+    status: str
+    started: str
+    name: str
+    dataset: str
+    accuracy: dict
+    epochs_done: int
+    error: str = ""
+
+
+class Run:
+    """Reads and writes one run's folder."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.id = self.path.name
+
+    # ---- small files -------------------------------------------------------------------------
+    def read_json(self, name: str, default: Any = None) -> Any:
+        p = self.path / name
+        if not p.exists():
+            return default
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise RunStoreError(f"run {self.id}: {name} is damaged ({e})") from None
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.path / name, obj)
+
+    def config(self) -> dict:
+        cfg = self.read_json("config.json")
+        if cfg is None:
+            raise RunStoreError(f"run {self.id} has no config.json")
+        return cfg
+
+    def status(self) -> dict:
+        """The run's status; a 'running' run whose process is gone reads as 'interrupted'."""
+        st = self.read_json("status.json") or {"status": "unknown"}
+        if st.get("status") == "running" and st.get("host") == socket.gethostname():
+            pid = st.get("pid")
+            if isinstance(pid, int) and not _pid_alive(pid):
+                st = dict(st, status="interrupted",
+                          error=st.get("error") or "the process running this session stopped before it finished")
+        return st
+
+    def update_status(self, **fields) -> dict:
+        st = self.read_json("status.json") or {}
+        st.update(fields)
+        self.write_json("status.json", st)
+        return st
+
+    def progress(self) -> dict:
+        try:
+            return self.read_json("progress.json") or {}
+        except RunStoreError:
+            return {}
+
+    def summary(self) -> dict | None:
+        return self.read_json("summary.json")
+
+    def probe(self) -> dict | None:
+        return self.read_json("probe.json")
+
+    # ---- metrics -----------------------------------------------------------------------------
+    def append_metrics(self, record: dict) -> None:
+        line = json.dumps(record, allow_nan=False, default=_json_default) + "\n"
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict]:
+        """All complete metric lines; a truncated last line (crash mid-write) is skipped."""
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        out = []
+        for i, line in enumerate(p.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("run %s: metrics.jsonl line %d is damaged and was skipped", self.id, i + 1)
+        return out
+
+    def epochs_done(self) -> int:
+        return max((m["epoch"] for m in self.metrics() if m.get("student") == "distilled"), default=0)
+
+    # ---- attention arrays --------------------------------------------------------------------
+    def write_attention(self, name: str, maps: list[np.ndarray]) -> None:
+        """maps[i]: (L, H, T_i, T_i) attention of probe example i, stored as float16."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{str(i): np.asarray(m, dtype=np.float16) for i, m in enumerate(maps)})
+        atomic_write_bytes(self.path / "attention" / f"{name}.npz", buf.getvalue())
+
+    def read_attention(self, name: str) -> list[np.ndarray]:
+        p = self.path / "attention" / f"{name}.npz"
+        if not p.exists():
+            raise RunStoreError(f"run {self.id} has no attention maps named {name}")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return [z[str(i)].astype(np.float32) for i in range(len(z.files))]
+        except Exception as e:  # zip/npz damage comes in many types
+            raise RunStoreError(f"run {self.id}: attention/{name}.npz is damaged ({e})") from None
+
+    def attention_epochs(self, student: str) -> list[int]:
+        d = self.path / "attention"
+        if not d.exists():
+            return []
+        eps = []
+        for p in d.glob(f"{student}_e*.npz"):
+            try:
+                eps.append(int(p.stem.rsplit("_e", 1)[1]))
+            except ValueError:
+                pass
+        return sorted(eps)
+
+    def model_dir(self, student: str) -> Path:
+        return self.path / "models" / student
+
+    # ---- cancel ------------------------------------------------------------------------------
+    def request_cancel(self) -> None:
+        atomic_write_bytes(self.path / "cancel", now_iso().encode())
+
+    def cancel_requested(self) -> bool:
+        return (self.path / "cancel").exists()
+
+
+class RunStore:
+    """A folder of runs. Run ids never leave it."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).resolve() if root is not None else default_runs_dir()
+
+    def _path(self, run_id: str) -> Path:
+        if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
+            raise RunStoreError(f"{run_id!r} is not a valid run id (letters, digits, '-', '_' and '.' only)")
+        p = (self.root / run_id).resolve()
+        if p.parent != self.root:
+            raise RunStoreError(f"{run_id!r} is not a valid run id")
+        return p
+
+    def new_run_id(self, name: str = "") -> str:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40]
+        return f"{stamp}-{slug + '-' if slug else ''}{uuid.uuid4().hex[:6]}"
+
+    def create(self, config: dict, run_id: str | None = None) -> Run:
+        """Create a run folder exclusively (two sessions never share one) and write its config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        run_id = run_id or self.new_run_id(config.get("name", ""))
+        path = self._path(run_id)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise RunStoreError(f"a run named {run_id} already exists; choose another id") from None
+        run = Run(path)
+        run.write_json("config.json", config)
+        run.write_json("status.json", {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                                        "started": now_iso(), "ended": None, "error": None})
+        return run
+
+    def exists(self, run_id: str) -> bool:
+        return self._path(run_id).is_dir()
+
+    def open(self, run_id: str) -> Run:
+        p = self._path(run_id)
+        if not p.is_dir():
+            raise RunStoreError(f"no run {run_id} in {self.root}; `python -m distill_core runs` lists them")
+        return Run(p)
+
+    def list(self) -> list[RunInfo]:
+        """Newest first. A damaged folder is listed with status 'damaged' and a warning is logged."""
+        if not self.root.is_dir():
+            return []
+        infos = []
+        for p in sorted(self.root.iterdir(), reverse=True):
+            if not p.is_dir() or p.name.startswith(".") or not RUN_ID_RE.match(p.name):
+                continue
+            run = Run(p)
+            try:
+                cfg = run.config()
+                st = run.status()
+                summary = run.summary() or {}
+                infos.append(RunInfo(
+                    run_id=p.name, status=st.get("status", "unknown"), started=st.get("started") or "",
+                    name=cfg.get("name", ""), dataset=str(cfg.get("data", {}).get("source", "")),
+                    accuracy=summary.get("accuracy") or {}, epochs_done=run.epochs_done(),
+                    error=st.get("error") or ""))
+            except Exception as e:  # noqa: BLE001 - any damage must not break the list
+                log.warning("run folder %s is damaged and was marked so: %s", p.name, e)
+                infos.append(RunInfo(run_id=p.name, status="damaged", started="", name="", dataset="",
+                                     accuracy={}, epochs_done=0, error=str(e)))
+        return infos
+
+    def delete(self, run_id: str) -> None:
+        run = self.open(run_id)
+        if run.status().get("status") == "running":
+            raise RunStoreError(f"run {run_id} is still running; cancel it first")
+        shutil.rmtree(run.path)
+
+    def zip_bytes(self, run_id: str) -> bytes:
+        run = self.open(run_id)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(run.path.rglob("*")):
+                if f.is_file() and not f.name.endswith(".tmp"):
+                    z.write(f, Path(run_id) / f.relative_to(run.path))
+        return buf.getvalue()
+
+
+def wait_for_status(run: Run, statuses=FINAL_STATUSES, timeout: float = 60.0) -> dict:
+    """Poll a run until its status is one of `statuses` (used by tests and scripts)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st = run.status()
+        if st.get("status") in statuses:
+            return st
+        time.sleep(0.2)
+    raise TimeoutError(f"run {run.id} still {run.status().get('status')} after {timeout}s")

