@@ -1,0 +1,89 @@
+"""What every page shares: the run store, a run picker, cached readers of run files. No training code here."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from distill_core import RunStore
+from distill_core.errors import DistillError
+
+REPO = Path(__file__).resolve().parent.parent
+SELECTED_RUN = "common.selected_run"    # session-state key shared by the pages that show one run
+STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
+                "damaged": "🧩", "unknown": "?"}
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("ADS_RUNS_DIR", REPO / "runs")).resolve()
+
+
+def get_store() -> RunStore:
+    return RunStore(runs_dir())
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def run_version(run_id: str) -> float:
+    """Changes whenever the run writes a new epoch or finishes: the cache key beside the run id."""
+    p = get_store().open(run_id).path
+    return max(_mtime(p / "metrics.jsonl"), _mtime(p / "summary.json"), _mtime(p / "status.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def read_metrics(root: str, run_id: str, version: float) -> list[dict]:
+    return RunStore(root).open(run_id).metrics()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def read_attention(root: str, run_id: str, name: str, version: float):
+    """list of (L, H, T, T) float32 arrays, one per probe example."""
+    return RunStore(root).open(run_id).read_attention(name)
+
+
+def metrics(run_id: str) -> list[dict]:
+    return read_metrics(str(runs_dir()), run_id, run_version(run_id))
+
+
+def attention(run_id: str, name: str):
+    return read_attention(str(runs_dir()), run_id, name, run_version(run_id))
+
+
+def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
+    """A run selector shared across pages (the choice follows the user from page to page).
+
+    Returns the chosen Run, or None after telling the user what to do when there is nothing to show.
+    """
+    store = get_store()
+    try:
+        infos = store.list()
+    except DistillError as e:
+        st.error(str(e))
+        return None
+    usable = [r for r in infos if r.status != "damaged" and (r.epochs_done > 0 or not need_epochs)]
+    if not usable:
+        st.info("No runs to show yet. Start one on the **New session** page (the default runs offline in a few "
+                f"minutes), or point `ADS_RUNS_DIR` at a run store. Looking in `{store.root}`.")
+        return None
+    ids = [r.run_id for r in usable]
+    labels = {r.run_id: f"{STATUS_ICONS.get(r.status, '')} {r.run_id}" + (f" · {r.name}" if r.name else "")
+              for r in usable}
+    current = st.session_state.get(SELECTED_RUN)
+    index = ids.index(current) if current in ids else 0
+    choice = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+    st.session_state[SELECTED_RUN] = choice
+    return store.open(choice)
+
+
+def show_error(e: Exception) -> None:
+    """An error box that names the problem (DistillError messages already say what to do)."""
+    if isinstance(e, DistillError):
+        st.error(str(e))
+    else:
+        st.error(f"{type(e).__name__}: {e}")

@@ -1,0 +1,22 @@
+"""attention distillation studio: page config and navigation only. Run with `make run`."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="attention distillation studio", page_icon="🔭", layout="wide")
+
+VIEWS = Path(__file__).parent / "views"
+pages = [
+    st.Page(VIEWS / "new_session.py", title="New session", icon="🚀", default=True, url_path="new"),
+    st.Page(VIEWS / "explorer.py", title="Attention explorer", icon="🔍", url_path="explorer"),
+    st.Page(VIEWS / "divergence.py", title="Divergence over epochs", icon="📉", url_path="divergence"),
+    st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),
+    st.Page(VIEWS / "attributions.py", title="Attributions", icon="🧭", url_path="attributions"),
+    st.Page(VIEWS / "runs.py", title="Runs", icon="🗂️", url_path="runs"),
+]
+st.navigation(pages).run()

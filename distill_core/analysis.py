@@ -1,0 +1,119 @@
+"""Reading a finished run back: its models for live inspection, and attention views assembled from the store.
+
+Layouts follow BertViz: one example's attention is an array `(layers, heads, T, T)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import mapping
+from .capture import AttentionCapture
+from .errors import ModelError, RunStoreError
+from .metrics import METRICS, map_metric
+from .models import set_attention_backend
+from .store import Run
+
+MODEL_NAMES = ("teacher", "distilled", "baseline")
+
+
+@dataclass
+class RunModels:
+    """Tokenizer and models of a run, loaded on the CPU with eager attention."""
+    tokenizer: object
+    models: dict            # name -> model, for name in MODEL_NAMES that exist
+    label_names: list[str]
+    max_length: int
+
+
+def load_run_models(run: Run) -> RunModels:
+    """The teacher (from the folder the run used) and the trained students (from the run folder)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    probe = run.probe()
+    if probe is None:
+        raise RunStoreError(f"run {run.id} has no probe.json: it failed before its models were ready")
+    tok_dir = run.path / "models" / "tokenizer"
+    teacher_dir = Path(probe["teacher_path"])
+    tok_src = tok_dir if tok_dir.is_dir() else teacher_dir
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_src, local_files_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load the tokenizer of run {run.id} from {tok_src}: {e}") from None
+    models = {}
+    sources = {"teacher": teacher_dir, "distilled": run.model_dir("distilled"), "baseline": run.model_dir("baseline")}
+    for name, src in sources.items():
+        if not (Path(src) / "config.json").is_file():
+            if name == "teacher":
+                raise ModelError(f"the teacher of run {run.id} is no longer at {src} (was the cache cleared?); "
+                                 f"rerun the session to prepare it again")
+            continue
+        model = AutoModelForSequenceClassification.from_pretrained(
+            src, attn_implementation="eager", local_files_only=True, trust_remote_code=False)
+        model.eval()
+        models[name] = model
+    if "distilled" not in models:
+        raise RunStoreError(f"run {run.id} has no trained student weights yet (it is running, failed or was cancelled "
+                            f"before its first epoch)")
+    return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"])
+
+
+@torch.inference_mode()
+def attention_for_text(rm: RunModels, text: str) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Tokens, full attention per model (L, H, T, T) and class probabilities per model, for one text."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("type a sentence first")
+    enc = rm.tokenizer([text], truncation=True, max_length=rm.max_length, return_tensors="pt")
+    tokens = rm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+    maps, probs = {}, {}
+    for name, model in rm.models.items():
+        set_attention_backend(model, eager=True)
+        with AttentionCapture(model) as cap:
+            out = model(**enc)
+            maps[name] = cap.pop_stacked()[0].float().numpy()          # (L, H, T, T)
+        probs[name] = torch.softmax(out.logits[0].float(), -1).numpy()
+    return tokens, maps, probs
+
+
+def compare_pair(teacher_map: np.ndarray, student_map: np.ndarray, head_rule: str, student_heads: int) -> dict:
+    """Divergences of one teacher layer vs one student layer of one example.
+
+    teacher_map (Ht, T, T), student_map (Hs, T, T) -> metric -> (H',) per compared head.
+    """
+    p = mapping.adapt_teacher(torch.from_numpy(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
+    q = mapping.adapt_student(torch.from_numpy(np.asarray(student_map, np.float32)), head_rule)
+    return {m: map_metric(m, p.numpy(), q.numpy()) for m in METRICS}
+
+
+def teacher_view(teacher_map: np.ndarray, head_rule: str, student_heads: int, head: int) -> np.ndarray:
+    """The teacher map that student head `head` is compared with: (Ht, T, T) -> (T, T)."""
+    p = mapping.adapt_teacher(torch.from_numpy(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
+    return p[min(head, p.shape[0] - 1)].numpy()
+
+
+def teacher_heads_for(student_head: int, head_rule: str, teacher_heads: int, student_heads: int) -> list[int]:
+    """Which teacher heads a student head is compared with under the run's head rule."""
+    if head_rule == "direct":
+        return [student_head]
+    if head_rule == "mean":
+        return list(range(teacher_heads))
+    g = teacher_heads // student_heads
+    return list(range(student_head * g, (student_head + 1) * g))
+
+
+def divergence_table(run: Run, student: str = "distilled") -> list[dict]:
+    """Per epoch and mapped pair: mean of each metric over compared heads (rows for a table or chart)."""
+    probe = run.probe() or {}
+    rows = []
+    for rec in run.metrics():
+        if rec.get("student") != student:
+            continue
+        for k, (t, s) in enumerate(probe.get("pairs", [])):
+            row = {"epoch": rec["epoch"], "teacher_layer": t, "student_layer": s}
+            for m in METRICS:
+                row[m] = float(np.mean(rec["attention"][m][k]))
+            rows.append(row)
+    return rows
