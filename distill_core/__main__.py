@@ -31,7 +31,7 @@ class TqdmProgress:
         if self._bar.total != state.total and state.total:
             self._bar.total = state.total
         self._bar.n = state.done
-        self._bar.set_postfix_str(f"epoch {state.epoch}/{state.epochs}" if state.phase == "train" else "",
+        self._bar.set_postfix_str(f"epoch {min(state.epoch + 1, state.epochs)}/{state.epochs}" if state.phase == "train" else "",
                                   refresh=False)
         self._bar.refresh()
 

@@ -239,7 +239,7 @@ class RunStore:
     def create(self, config: dict, run_id: str | None = None) -> Run:
         """Create a run folder exclusively (two sessions never share one) and write its config."""
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or self.new_run_id(config.get("name", ""))
+        run_id = self.new_run_id(config.get("name", "")) if run_id is None else run_id
         path = self._path(run_id)
         try:
             path.mkdir()

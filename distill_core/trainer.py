@@ -163,8 +163,8 @@ class Session:
         budget = self.config.train.time_budget_s
         if budget and self.state.elapsed_s > budget and phase == "train" and not self.control.should_stop:
             self.control.stop("time budget")
-        if self.control.should_stop and (phase != "train" or self.control.reason == "cancelled"):
-            raise _Stop()
+        if self.control.should_stop and self.control.reason == "cancelled" and phase != "train":
+            raise _Stop()       # the training loop stops itself between steps
 
     # -- main
     def execute(self) -> dict:

@@ -74,9 +74,12 @@ def tiny_config_dict(teacher: Path, data: Path, **over) -> dict:
         "objectives": {"losses": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}},
         "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "seed": 0, "device": "cpu"},
     }
-    for key, value in over.items():
+    for key, value in over.items():      # section__name=value sets one value; section={...} replaces a section
         section, _, name = key.partition("__")
-        d[section][name] = value
+        if name:
+            d[section][name] = value
+        else:
+            d[section] = value
     return d
 
 
