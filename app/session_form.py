@@ -1,0 +1,482 @@
+"""The New session form: widgets -> a validated SessionConfig, uploads, previews, and the live-progress helpers.
+
+Settings the form does not show (e.g. the teacher's fine-tuning learning rate or the probe size) are kept from
+the form's defaults: `SessionConfig()`, or the config file named by `ADS_FORM_DEFAULTS` (JSON or YAML).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from distill_core import Run, RunStore, SessionConfig
+from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, LOSS_NAMES,
+                                 SCHEDULES)
+from distill_core.errors import ConfigError, DataError
+from distill_core.losses import LOSS_HELP
+
+FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
+SAVED = "new._saved"             # widget values kept while the user visits other pages
+ACTIVE_RUN = "new.active_run"    # the run this browser tab started
+UPLOAD_PATH, UPLOAD_SIG = "new.upload_path", "new.upload_sig"
+FILE_TYPES = ["csv", "tsv", "jsonl", "json", "ndjson"]
+PREVIEW_ROWS = 200
+TEACHER_KINDS = {"default": "Bundled all-MiniLM-L6-v2 (offline)", "local": "Model folder on this machine",
+                 "hub": "Hugging Face hub id (online)"}
+DATA_KINDS = {"default": "Rotten Tomatoes snippets (bundled)", "upload": "Upload a CSV or JSONL file",
+              "local": "CSV or JSONL file on this machine", "hub": "Hugging Face hub dataset (online)"}
+STUDENT_COLORS = {"distilled": "#1f77b4", "baseline": "#ff7f0e"}
+
+
+# ---- defaults ----------------------------------------------------------------------------------------
+def load_defaults() -> tuple[SessionConfig, str | None]:
+    """The form's defaults and, when ADS_FORM_DEFAULTS names a bad file, a warning saying why it was ignored."""
+    path = os.environ.get(FORM_DEFAULTS_ENV, "").strip()
+    if not path:
+        return SessionConfig(), None
+    try:
+        return SessionConfig.load(path), None
+    except ConfigError as e:
+        return SessionConfig(), f"{FORM_DEFAULTS_ENV} ignored: {e}"
+
+
+def teacher_kind(source: str) -> str:
+    if source == DEFAULT_TEACHER:
+        return "default"
+    return "local" if Path(source).expanduser().exists() or source.startswith((".", "/", "~")) else "hub"
+
+
+def data_kind(source: str) -> str:
+    if source == DEFAULT_DATASET:
+        return "default"
+    looks_like_file = Path(source).suffix.lower().lstrip(".") in FILE_TYPES or os.sep in source
+    return "local" if looks_like_file or Path(source).expanduser().exists() else "hub"
+
+
+def initial_values(cfg: SessionConfig) -> dict:
+    """Widget key -> starting value, from a SessionConfig."""
+    t, s, d, o, tr = cfg.teacher, cfg.student, cfg.data, cfg.objectives, cfg.train
+    lm = o.layer_map
+    v = {
+        "new.name": cfg.name,
+        "new.teacher_kind": teacher_kind(t.source),
+        "new.teacher_path": t.source if teacher_kind(t.source) == "local" else "",
+        "new.teacher_hub": t.source if teacher_kind(t.source) == "hub" else "",
+        "new.teacher_finetune": t.finetune, "new.teacher_finetune_epochs": t.finetune_epochs,
+        "new.student_layers": s.layers, "new.student_heads": s.heads, "new.student_hidden": s.hidden,
+        "new.student_intermediate": s.intermediate, "new.student_init": s.init,
+        "new.data_kind": data_kind(d.source),
+        "new.data_path": d.source if data_kind(d.source) == "local" else "",
+        "new.data_hub": d.source if data_kind(d.source) == "hub" else "", "new.hub_split": d.hub_split,
+        "new.hub_text_column": d.text_column, "new.hub_label_column": d.label_column,
+        "new.train_size": d.train_size, "new.val_size": d.val_size, "new.test_size": d.test_size,
+        "new.max_length": d.max_length,
+        "new.temperature": float(o.temperature), "new.head_rule": o.head_rule,
+        "new.layer_map_kind": lm if isinstance(lm, str) else "explicit",
+        "new.layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm)),
+        "new.epochs": tr.epochs, "new.batch_size": tr.batch_size, "new.lr": float(tr.lr),
+        "new.schedule": tr.schedule, "new.time_budget": float(tr.time_budget_s or 0.0), "new.seed": tr.seed,
+        "new.baseline": tr.baseline, "new.device": tr.device,
+    }
+    for name in LOSS_NAMES:
+        w = o.weight(name)
+        v[f"new.loss.{name}"] = w > 0
+        v[f"new.weight.{name}"] = float(w) if w > 0 else 1.0
+    return v
+
+
+def init_state(defaults: SessionConfig) -> None:
+    """Set every form key once: from what the user typed before visiting another page, else the defaults."""
+    saved = st.session_state.get(SAVED, {})
+    for key, value in initial_values(defaults).items():
+        if key not in st.session_state:
+            st.session_state[key] = saved.get(key, value)
+
+
+def save_state(defaults: SessionConfig) -> None:
+    """Remember the widget values (Streamlit forgets widget state on pages that are not shown)."""
+    st.session_state[SAVED] = {k: st.session_state[k] for k in initial_values(defaults) if k in st.session_state}
+
+
+# ---- data files --------------------------------------------------------------------------------------
+def sanitize_filename(name: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "data"
+    return base[-80:]
+
+
+def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float) -> Path:
+    """Write uploaded bytes to <runs_root>/.uploads/<uuid>_<name>; the file is only ever read as text."""
+    if Path(name).suffix.lower().lstrip(".") not in FILE_TYPES:
+        raise DataError(f"{name}: only {', '.join('.' + t for t in FILE_TYPES)} files can be used")
+    if len(data) / 1e6 > max_mb:
+        raise DataError(f"{name} is {len(data) / 1e6:.1f} MB, above the {max_mb:g} MB limit")
+    folder = Path(runs_root) / ".uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex[:12]}_{sanitize_filename(name)}"
+    path.write_bytes(data)
+    return path
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _preview(path: str, mtime: float, size: int) -> pd.DataFrame:
+    suffix = Path(path).suffix.lower()
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            rows = []
+            for line in f:
+                if line.strip():
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict):
+                        raise ValueError("each line must be one JSON object like {\"text\": ..., \"label\": ...}")
+                    rows.append(obj)
+                if len(rows) >= PREVIEW_ROWS:
+                    break
+            return pd.DataFrame(rows)
+        return pd.read_csv(f, sep="\t" if suffix == ".tsv" else ",", nrows=PREVIEW_ROWS, dtype=object,
+                           keep_default_na=False)
+
+
+def preview_table(path: str | Path) -> pd.DataFrame:
+    """The first rows of a CSV/JSONL file, as text; DataError with the reason when it cannot be read."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        df = _preview(str(p), p.stat().st_mtime, p.stat().st_size)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{p.name} cannot be read: {str(e).strip()}") from None
+    if df.empty or not len(df.columns):
+        raise DataError(f"{p.name} has no rows")
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def guess_column(columns: list[str], preferred: str, role: str) -> int:
+    """Index of the column to preselect: the configured name, else a usual name, else first/last column."""
+    usual = {"text": ("text", "sentence", "review", "content"), "label": ("label", "labels", "sentiment", "class")}
+    for name in (preferred, *usual[role]):
+        if name in columns:
+            return columns.index(name)
+    return 0 if role == "text" else len(columns) - 1
+
+
+# ---- teacher shape (for the layer-map preview and early checks) ----------------------------------------
+@st.cache_data(show_spinner=False, max_entries=16)
+def teacher_shape(source: str) -> tuple[int, int] | None:
+    """(layers, heads) from a local teacher's config.json, or None when it is on the hub or unreadable."""
+    from distill_core.models import default_teacher_dir
+    try:
+        folder = default_teacher_dir() if source == DEFAULT_TEACHER else Path(source).expanduser()
+        c = json.loads((Path(folder) / "config.json").read_text())
+        return int(c["num_hidden_layers"]), int(c["num_attention_heads"])
+    except Exception:  # noqa: BLE001 - only a preview; the engine reports real problems
+        return None
+
+
+# ---- widgets -> config -------------------------------------------------------------------------------
+def collect(state) -> dict:
+    """The form's values from session state (keys without the 'new.' prefix)."""
+    keys = list(initial_values(SessionConfig())) + ["new.file_text_column", "new.file_label_column", UPLOAD_PATH]
+    return {k[4:]: state[k] for k in keys if k in state}
+
+
+def build_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """A SessionConfig from the form's values; settings the form lacks come from `base`. Raises ConfigError."""
+    d = base.to_dict()
+    d["name"] = str(v.get("name", "")).strip()
+    kind = v["teacher_kind"]
+    d["teacher"]["source"] = {"default": DEFAULT_TEACHER, "local": v.get("teacher_path", ""),
+                              "hub": v.get("teacher_hub", "")}[kind].strip()
+    if not d["teacher"]["source"]:
+        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
+    d["teacher"].update(finetune=v["teacher_finetune"], finetune_epochs=int(v["teacher_finetune_epochs"]))
+    d["student"].update(layers=int(v["student_layers"]), heads=int(v["student_heads"]),
+                        hidden=int(v["student_hidden"]), intermediate=int(v["student_intermediate"]),
+                        init=v["student_init"])
+    dk = v["data_kind"]
+    if dk == "default":
+        d["data"].update(source=DEFAULT_DATASET, text_column="text", label_column="label")
+    elif dk == "hub":
+        d["data"].update(source=v.get("data_hub", "").strip(), hub_split=v.get("hub_split", "train").strip(),
+                         text_column=v["hub_text_column"].strip(), label_column=v["hub_label_column"].strip())
+        if not d["data"]["source"]:
+            raise ConfigError("enter the name of a hub dataset")
+    else:
+        source = v.get("upload_path") if dk == "upload" else v.get("data_path", "").strip()
+        if not source:
+            raise ConfigError("upload a CSV or JSONL file first" if dk == "upload" else "enter the data file's path")
+        d["data"].update(source=str(source), text_column=v.get("file_text_column") or d["data"]["text_column"],
+                         label_column=v.get("file_label_column") or d["data"]["label_column"])
+    d["data"].update(train_size=int(v["train_size"]), val_size=int(v["val_size"]), test_size=int(v["test_size"]),
+                     max_length=int(v["max_length"]))
+    d["objectives"]["losses"] = {n: float(v[f"weight.{n}"]) for n in LOSS_NAMES if v.get(f"loss.{n}")}
+    if not d["objectives"]["losses"]:
+        raise ConfigError("tick at least one objective (e.g. ce, the plain label loss)")
+    lmk = v["layer_map_kind"]
+    d["objectives"].update(temperature=float(v["temperature"]), head_rule=v["head_rule"],
+                           layer_map=lmk if lmk in LAYER_MAPS else v.get("layer_list", "").strip())
+    if lmk not in LAYER_MAPS and not d["objectives"]["layer_map"]:
+        raise ConfigError("enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)")
+    budget = float(v["time_budget"])
+    d["train"].update(epochs=int(v["epochs"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
+                      schedule=v["schedule"], time_budget_s=budget if budget > 0 else None, seed=int(v["seed"]),
+                      baseline=bool(v["baseline"]), device=v["device"])
+    return SessionConfig.from_dict(d)
+
+
+def preflight(cfg: SessionConfig) -> None:
+    """Checks that would otherwise only fail in the background session: files, layer map, heads, device, hub."""
+    from distill_core import mapping
+    from distill_core.hub import require_online
+    from distill_core.models import pick_device
+    pick_device(cfg.train.device)
+    if teacher_kind(cfg.teacher.source) == "hub":
+        require_online(f"teacher {cfg.teacher.source!r}")
+    elif cfg.teacher.source != DEFAULT_TEACHER and not (Path(cfg.teacher.source).expanduser() / "config.json").is_file():
+        raise ConfigError(f"{cfg.teacher.source} is not a model folder (no config.json in it)")
+    src = cfg.data.source
+    if data_kind(src) == "hub":
+        require_online(f"dataset {src!r}")
+    elif data_kind(src) == "local":
+        cols = list(preview_table(src).columns)
+        for role, col in (("text", cfg.data.text_column), ("label", cfg.data.label_column)):
+            if col not in cols:
+                raise DataError(f"{Path(src).name} has no {role} column {col!r}; its columns are {', '.join(cols)}")
+    shape = teacher_shape(cfg.teacher.source)
+    if shape and not cfg.student.source:
+        mapping.layer_map(cfg.objectives.layer_map, shape[0], cfg.student.layers)
+        mapping.resolve_head_rule(cfg.objectives.head_rule, shape[1], cfg.student.heads)
+
+
+# ---- progress helpers --------------------------------------------------------------------------------
+def fmt_seconds(s) -> str:
+    if s is None:
+        return "-"
+    s = int(round(float(s)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def fmt_acc(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def metric_figure(records: list[dict], title: str, value, y_title: str) -> go.Figure:
+    """One line per student (distilled, baseline) of `value(record)` against epoch."""
+    fig = go.Figure()
+    for student in ("distilled", "baseline"):
+        pts = [(r["epoch"], value(r)) for r in records if r.get("student") == student]
+        pts = [(e, y) for e, y in pts if y is not None and not (isinstance(y, float) and math.isnan(y))]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                     name=student, line={"color": STUDENT_COLORS[student]}))
+    fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title="epoch", yaxis_title=y_title, legend={"orientation": "h", "y": -0.3},
+                      xaxis={"dtick": 1})
+    return fig
+
+
+LIVE_CHARTS = (
+    ("Validation accuracy", lambda r: r.get("val_accuracy"), "accuracy"),
+    ("Training loss (weighted sum)", lambda r: (r.get("train_loss") or {}).get("total"), "loss"),
+    ("Attention divergence (mean JS)", lambda r: r.get("js_mean"), "JS divergence from the teacher"),
+)
+
+
+
+# ---- form sections (widgets only; every key is namespaced "new.") ----------------------------------------
+def teacher_section() -> None:
+    st.subheader("Teacher")
+    kind = st.radio("Teacher model", list(TEACHER_KINDS), format_func=TEACHER_KINDS.get, key="new.teacher_kind")
+    if kind == "local":
+        st.text_input("Model folder", key="new.teacher_path", placeholder="/path/to/model (config.json + weights)")
+    elif kind == "hub":
+        st.text_input("Hub id", key="new.teacher_hub", placeholder="e.g. textattack/bert-base-uncased-SST-2")
+    c1, c2 = st.columns(2)
+    c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key="new.teacher_finetune",
+                 help="auto: only when its classifier head is new for this dataset (true of the bundled "
+                      "sentence encoder). The fine-tuned teacher is cached and reused.")
+    c2.number_input("Fine-tuning epochs", min_value=0, step=1, key="new.teacher_finetune_epochs")
+    source = {"default": DEFAULT_TEACHER, "local": st.session_state.get("new.teacher_path", ""),
+              "hub": ""}[kind]
+    shape = teacher_shape(source.strip()) if source.strip() else None
+    if shape:
+        st.caption(f"This teacher has {shape[0]} layers × {shape[1]} attention heads.")
+
+
+def student_section() -> None:
+    st.subheader("Student")
+    c1, c2 = st.columns(2)
+    c1.number_input("Layers", min_value=1, step=1, key="new.student_layers")
+    c2.number_input("Attention heads", min_value=1, step=1, key="new.student_heads")
+    c1.number_input("Hidden size", min_value=1, step=16, key="new.student_hidden",
+                    help="Must be divisible by the number of heads (each head gets hidden / heads dimensions).")
+    c2.number_input("Intermediate (feed-forward) size", min_value=1, step=64, key="new.student_intermediate")
+    st.radio("Initialisation", ["random", "from_teacher"], key="new.student_init", horizontal=True,
+             help="from_teacher copies the teacher's embeddings and its mapped layers (needs the same widths); "
+                  "random starts from scratch, so any gain comes from the objectives alone.")
+    heads, hidden = st.session_state["new.student_heads"], st.session_state["new.student_hidden"]
+    if heads and hidden % heads == 0:
+        st.caption(f"Each head works in {hidden // heads} dimensions.")
+
+
+def data_section(runs_root: Path, base: SessionConfig) -> None:
+    st.subheader("Dataset")
+    kind = st.radio("Data", list(DATA_KINDS), format_func=DATA_KINDS.get, key="new.data_kind", horizontal=True)
+    path = None
+    if kind == "default":
+        st.caption("Short movie-review snippets labelled fresh or rotten, shipped with the app: works offline.")
+    elif kind == "upload":
+        max_mb = base.data.max_file_mb
+        up = st.file_uploader(f"CSV or JSONL file, at most {max_mb:g} MB. It is stored beside the runs and only "
+                              f"read as text.", type=FILE_TYPES, key="new.upload",
+                              max_upload_size=max(1, math.ceil(max_mb)))
+        if up is not None:
+            sig = f"{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
+            if st.session_state.get(UPLOAD_SIG) != sig:
+                try:
+                    st.session_state[UPLOAD_PATH] = str(save_upload(runs_root, up.name, up.getvalue(), max_mb))
+                    st.session_state[UPLOAD_SIG] = sig
+                except DataError as e:
+                    st.error(str(e))
+                    st.session_state.pop(UPLOAD_PATH, None)
+        path = st.session_state.get(UPLOAD_PATH)
+        if path and up is None:
+            st.caption(f"Using the file uploaded earlier: `{Path(path).name.split('_', 1)[-1]}`")
+    elif kind == "local":
+        path = st.text_input("Path to a .csv or .jsonl file", key="new.data_path").strip() or None
+    else:
+        c1, c2 = st.columns([3, 1])
+        c1.text_input("Hub dataset name", key="new.data_hub", placeholder="e.g. rotten_tomatoes, sst2")
+        c2.text_input("Split", key="new.hub_split")
+        c1, c2 = st.columns(2)
+        c1.text_input("Text column", key="new.hub_text_column")
+        c2.text_input("Label column", key="new.hub_label_column")
+    if path:
+        file_columns(path, base)
+    with st.expander("Split sizes and sequence length"):
+        c = st.columns(4)
+        c[0].number_input("Train examples", min_value=1, step=100, key="new.train_size")
+        c[1].number_input("Validation examples", min_value=1, step=50, key="new.val_size")
+        c[2].number_input("Test examples", min_value=1, step=100, key="new.test_size")
+        c[3].number_input("Max tokens per text", min_value=8, step=8, key="new.max_length")
+        st.caption("Splits are stratified by label and seeded, so two runs with the same seed see the same examples.")
+
+
+def file_columns(path: str, base: SessionConfig) -> None:
+    """Preview of a data file and pickers for its text and label columns."""
+    try:
+        df = preview_table(path)
+    except DataError as e:
+        st.warning(str(e))
+        return
+    cols = list(df.columns)
+    c1, c2 = st.columns(2)
+    c1.selectbox("Text column", cols, index=guess_column(cols, base.data.text_column, "text"),
+                 key="new.file_text_column")
+    label = c2.selectbox("Label column", cols, index=guess_column(cols, base.data.label_column, "label"),
+                         key="new.file_label_column")
+    st.dataframe(df.head(5), hide_index=True, key="new.preview")
+    labels = sorted({str(x) for x in df[label]})
+    more = "+" if len(df) >= PREVIEW_ROWS else ""
+    st.caption(f"Preview of {len(df)}{more} rows. Labels seen: {', '.join(labels[:12])}"
+               f"{' …' if len(labels) > 12 else ''}")
+
+
+def objectives_section(teacher_source: str) -> None:
+    st.subheader("Objectives")
+    st.caption("The distilled student minimises the weighted sum of the ticked losses; the baseline student "
+               "only uses the labels (ce), so the difference between the two is what distillation adds.")
+    for name in LOSS_NAMES:
+        c1, c2, c3 = st.columns([1.3, 1, 4], vertical_alignment="center")
+        on = c1.checkbox(f"`{name}`", key=f"new.loss.{name}")
+        c2.number_input(f"weight of {name}", min_value=0.0, step=0.25, key=f"new.weight.{name}",
+                        label_visibility="collapsed", disabled=not on)
+        c3.caption(LOSS_HELP[name])
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Temperature T", min_value=0.05, step=0.5, key="new.temperature",
+                    help="Softens both output distributions in logit_kd; higher T shows more of the teacher's "
+                         "ranking of the wrong classes.")
+    c2.selectbox("Head rule", HEAD_RULES, key="new.head_rule",
+                 help="How teacher and student heads are paired: direct (same count), group (average teacher "
+                      "heads in groups), mean (average all heads); auto picks the first that fits.")
+    kind = c3.radio("Layer map", ["uniform", "last", "explicit"], key="new.layer_map_kind", horizontal=True,
+                    help="Which teacher layer each student layer imitates and is compared with.")
+    if kind == "explicit":
+        st.text_input("Teacher layers, one per student layer (0-based)", key="new.layer_list",
+                      placeholder="e.g. 1,3,5")
+    _mapping_caption(teacher_source, kind)
+
+
+def _mapping_caption(teacher_source: str, kind: str) -> None:
+    from distill_core import mapping
+    from distill_core.errors import DistillError
+    shape = teacher_shape(teacher_source) if teacher_source else None
+    if not shape:
+        return
+    rule = kind if kind in LAYER_MAPS else st.session_state.get("new.layer_list", "")
+    try:
+        rule = SessionConfig.from_dict({"objectives": {"layer_map": rule}}).objectives.layer_map if rule else None
+        if rule is None:
+            return
+        pairs = mapping.layer_map(rule, shape[0], int(st.session_state["new.student_layers"]))
+        heads = mapping.resolve_head_rule(st.session_state["new.head_rule"], shape[1],
+                                          int(st.session_state["new.student_heads"]))
+    except DistillError as e:
+        st.warning(str(e))
+        return
+    st.caption("Student layer ← teacher layer: " + ", ".join(f"{s} ← {t}" for s, t in enumerate(pairs))
+               + f" · heads compared by rule **{heads}**")
+
+
+def training_section() -> None:
+    from distill_core.models import pick_device
+    st.subheader("Training")
+    c = st.columns(4)
+    c[0].number_input("Epochs", min_value=1, step=1, key="new.epochs")
+    c[1].number_input("Batch size", min_value=1, step=8, key="new.batch_size")
+    c[2].number_input("Learning rate", min_value=1e-7, step=1e-4, format="%.1e", key="new.lr")
+    c[3].selectbox("Schedule", SCHEDULES, key="new.schedule", help="after a short warm-up")
+    c = st.columns(4)
+    c[0].number_input("Time budget (s, 0 = none)", min_value=0.0, step=60.0, key="new.time_budget",
+                      help="Training stops after the epoch in progress once this much time has passed.")
+    c[1].number_input("Seed", min_value=0, step=1, key="new.seed")
+    c[2].selectbox("Device", DEVICES, key="new.device")
+    c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")
+    c[3].checkbox("Also train a baseline student", key="new.baseline",
+                  help="The same student trained on the labels only, from the same initial weights and batches.")
+
+
+# ---- finding the run to follow -----------------------------------------------------------------------
+def running_runs(store: RunStore) -> list[Run]:
+    """Runs whose status is 'running', newest first (reads only status files)."""
+    from distill_core.errors import DistillError
+    if not store.root.is_dir():
+        return []
+    out = []
+    for p in sorted(store.root.iterdir(), reverse=True):
+        if p.is_dir() and not p.name.startswith("."):
+            try:
+                if Run(p).status().get("status") == "running":
+                    out.append(Run(p))
+            except DistillError:
+                continue
+    return out
+
+
+def find_active_run(store: RunStore, preferred: str | None) -> Run | None:
+    """The run this tab started (or named in the URL), else any running run: a reload or second tab reattaches."""
+    from distill_core.errors import DistillError
+    if preferred:
+        try:
+            return store.open(preferred)
+        except DistillError:
+            pass
+    running = running_runs(store)
+    return running[0] if running else None

@@ -1,0 +1,282 @@
+"""The New session page, driven with Streamlit's AppTest. Nothing trains here: starting a session is replaced by
+a recorder that only creates the run folder, and finished runs come from the `finished_run` fixture."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import distill_core
+from app import common
+from app import session_form as sf
+from conftest import tiny_config_dict
+from distill_core import RunStore, SessionConfig
+from distill_core.config import LOSS_NAMES
+from distill_core.errors import ConfigError, DataError
+from distill_core.losses import LOSS_HELP
+
+PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "new_session.py")
+TIMEOUT = 60  # first imports of torch/transformers; nothing trains inside the page
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
+    return RunStore(tmp_path / "runs")
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Replace start_session: record the config and create the run folder, without training."""
+    calls = []
+
+    def fake_start(config, store=None, callbacks=()):
+        assert isinstance(config, SessionConfig)
+        calls.append(config)
+        return store.create(config.to_dict()).id
+
+    monkeypatch.setattr(distill_core, "start_session", fake_start)
+    return calls
+
+
+@pytest.fixture
+def tiny_defaults(tmp_path, monkeypatch, tiny_teacher, tiny_csv):
+    path = tmp_path / "form.json"
+    path.write_text(json.dumps(tiny_config_dict(tiny_teacher, tiny_csv)))
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
+    return SessionConfig.load(path)
+
+
+def run_page(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def run_dirs(store: RunStore) -> list[str]:
+    if not store.root.is_dir():
+        return []
+    return sorted(p.name for p in store.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+# ---- the form -----------------------------------------------------------------------------------------
+def test_form_shows_every_setting_with_namespaced_keys(store):
+    at = run_page()
+    for key in ("new.student_layers", "new.student_heads", "new.student_hidden", "new.student_intermediate",
+                "new.temperature", "new.epochs", "new.batch_size", "new.lr", "new.time_budget", "new.seed",
+                "new.train_size", "new.val_size", "new.test_size"):
+        assert at.number_input(key=key) is not None
+    for name in LOSS_NAMES:
+        assert at.checkbox(key=f"new.loss.{name}").value == (name in SessionConfig().objectives.losses)
+        assert at.number_input(key=f"new.weight.{name}") is not None
+    captions = texts(at.caption)
+    for help_text in LOSS_HELP.values():
+        assert help_text in captions
+    assert at.radio(key="new.teacher_kind").value == "default"
+    assert at.radio(key="new.data_kind").value == "default"
+    assert at.radio(key="new.student_init").options == ["random", "from_teacher"]
+    assert at.selectbox(key="new.device").options == ["auto", "cpu", "cuda", "mps"]
+    assert at.selectbox(key="new.head_rule").options == ["auto", "direct", "group", "mean"]
+    assert at.checkbox(key="new.baseline").value is True
+    assert at.button(key="new.start") is not None
+    assert "auto picks" in captions
+    assert "No session is running" in captions
+
+
+def test_bad_setting_shows_error_keeps_the_form_and_creates_no_run(store, started):
+    at = run_page()
+    at.number_input(key="new.student_heads").set_value(4)
+    at.number_input(key="new.student_hidden").set_value(30)
+    at.number_input(key="new.epochs").set_value(7)
+    at.button(key="new.start").click().run()
+    assert not at.exception
+    assert "divisible" in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+    assert at.number_input(key="new.student_hidden").value == 30
+    assert at.number_input(key="new.epochs").value == 7
+
+
+def test_all_objectives_unticked_is_an_error(store, started):
+    at = run_page()
+    for name in LOSS_NAMES:
+        at.checkbox(key=f"new.loss.{name}").uncheck()
+    at.button(key="new.start").click().run()
+    assert "at least one objective" in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+
+
+def test_explicit_layer_map_must_fit_the_student(store, started):
+    at = run_page()
+    at.radio(key="new.layer_map_kind").set_value("explicit").run()
+    at.text_input(key="new.layer_list").set_value("1,3").run()      # the default student has 3 layers
+    assert "layer_map lists 2 teacher layers" in texts(at.warning)
+    at.button(key="new.start").click().run()
+    assert "layer_map lists 2 teacher layers" in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+
+
+def test_missing_local_teacher_folder_is_refused_before_a_run_exists(store, started, tmp_path):
+    at = run_page()
+    at.radio(key="new.teacher_kind").set_value("local").run()
+    at.text_input(key="new.teacher_path").set_value(str(tmp_path / "nowhere")).run()
+    at.button(key="new.start").click().run()
+    assert "not a model folder" in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+
+
+# ---- starting -------------------------------------------------------------------------------------------
+def test_start_with_defaults_passes_the_default_config(store, started):
+    at = run_page()
+    at.button(key="new.start").click().run()
+    assert not at.exception and not at.error
+    assert len(started) == 1
+    assert started[0].to_dict() == SessionConfig().to_dict()
+    run_id = at.session_state[sf.ACTIVE_RUN]
+    assert run_dirs(store) == [run_id]
+    assert at.session_state[common.SELECTED_RUN] == run_id
+    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    # the live section follows the new run
+    assert at.button(key="new.cancel") is not None
+    assert at.get("progress")
+
+
+def test_form_defaults_file_round_trips_into_the_started_config(store, started, tiny_defaults):
+    at = run_page()
+    assert at.radio(key="new.teacher_kind").value == "local"
+    assert at.radio(key="new.data_kind").value == "local"
+    assert at.selectbox(key="new.file_text_column").value == "review"
+    assert at.selectbox(key="new.file_label_column").value == "sentiment"
+    assert at.get("arrow_data_frame") or at.dataframe     # the preview of the file
+    at.text_input(key="new.name").set_value("tiny from the form")
+    at.number_input(key="new.weight.attention_kl").set_value(2.5)
+    at.checkbox(key="new.loss.hard_kd").check()
+    at.button(key="new.start").click().run()
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    expected = tiny_defaults.with_overrides({"name": "tiny from the form", "objectives.losses.attention_kl": 2.5,
+                                             "objectives.losses.hard_kd": 1.0})
+    assert cfg.to_dict() == expected.to_dict()
+
+
+def test_upload_is_saved_under_the_store_previewed_and_used(store, started):
+    at = run_page()
+    at.radio(key="new.data_kind").set_value("upload").run()
+    assert "50 MB" in at.file_uploader[0].label
+    body = "id,sentence,polarity\n" + "".join(f"{i},text number {i},{'pos' if i % 2 else 'neg'}\n"
+                                              for i in range(40))
+    at.file_uploader(key="new.upload").set_value(("my reviews (v2).csv", body.encode(), "text/csv")).run()
+    assert not at.exception
+    saved = list((store.root / ".uploads").iterdir())
+    assert len(saved) == 1 and saved[0].name.endswith("_my_reviews_v2_.csv")
+    assert saved[0].read_text() == body
+    assert at.selectbox(key="new.file_text_column").options == ["id", "sentence", "polarity"]
+    assert at.selectbox(key="new.file_text_column").value == "sentence"
+    at.selectbox(key="new.file_label_column").set_value("polarity")
+    at.button(key="new.start").click().run()
+    (cfg,) = started
+    assert cfg.data.source == str(saved[0])
+    assert (cfg.data.text_column, cfg.data.label_column) == ("sentence", "polarity")
+    assert run_dirs(store) == [at.session_state[sf.ACTIVE_RUN]]     # the upload folder is not a run
+
+
+def test_unusable_upload_is_reported(store, started):
+    at = run_page()
+    at.radio(key="new.data_kind").set_value("upload").run()
+    at.file_uploader(key="new.upload").set_value(("rows.jsonl", b'{"text": "a", "label": 1}\n[1, 2]\n',
+                                                  "application/json")).run()
+    assert "JSON object" in texts(at.warning)
+    at.button(key="new.start").click().run()
+    assert texts(at.error)
+    assert started == []
+
+
+def test_bad_form_defaults_file_is_ignored_with_a_warning(store, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": {"epochs": 0}}')
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(bad))
+    at = run_page()
+    assert "ADS_FORM_DEFAULTS ignored" in texts(at.warning)
+    assert at.number_input(key="new.epochs").value == SessionConfig().train.epochs
+
+
+# ---- following a run -------------------------------------------------------------------------------------
+def test_a_running_run_is_found_after_a_reload_and_can_be_cancelled(store, tiny_config):
+    run = store.create(tiny_config.to_dict())          # status running, owned by this (live) process
+    run.write_json("progress.json", {"phase": "train", "done": 6, "total": 12, "epoch": 1, "epochs": 2,
+                                     "elapsed_s": 3.0, "eta_s": 4.0})
+    for student, acc in (("distilled", 0.75), ("baseline", 0.5)):
+        run.append_metrics({"epoch": 1, "student": student, "val_accuracy": acc, "train_loss": {"total": 0.7},
+                            "js_mean": 0.1})
+    at = run_page()                                     # a fresh session: nothing in session state
+    assert run.id in texts(at.markdown)
+    (bar,) = at.get("progress")
+    assert bar.proto.value == 50
+    assert "train: 6/12 steps" in bar.proto.text
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3
+    spec = json.loads(charts[0].proto.spec)
+    assert {t["name"]: t["y"] for t in spec["data"]} == {"distilled": [0.75], "baseline": [0.5]}
+    at.button(key="new.cancel").click().run()
+    assert run.cancel_requested()
+    assert "Cancel requested" in texts(at.info)
+
+
+def test_finished_run_shows_status_and_accuracies(finished_run, tmp_path, monkeypatch):
+    src, run_id = finished_run
+    shutil.copytree(src.root / run_id, tmp_path / "runs" / run_id)
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
+    at = run_page({"run": run_id})
+    assert f"Run **{run_id}** finished" in texts(at.success)
+    acc = src.open(run_id).summary()["accuracy"]
+    shown = {m.label: m.value for m in at.metric}
+    for name in ("teacher", "baseline", "distilled"):
+        assert shown[f"{name} test accuracy"] == f"{100 * acc[name]:.1f}%"
+    assert "Attention explorer" in texts(at.info)
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_failed_run_shows_its_error(store, tiny_config):
+    run = store.create(tiny_config.to_dict())
+    run.update_status(status="failed", error="the teacher could not be loaded")
+    at = run_page({"run": run.id})
+    assert "failed: the teacher could not be loaded" in texts(at.error)
+
+
+# ---- the form helpers without Streamlit ---------------------------------------------------------------------
+def test_build_config_round_trips_initial_values(tiny_teacher, tiny_csv):
+    base = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, objectives__layer_map=[1, 3],
+                                                    train__time_budget_s=90.0))
+    values = {k[4:]: v for k, v in sf.initial_values(base).items()}
+    values.update(file_text_column="review", file_label_column="sentiment")
+    assert sf.build_config(values, base).to_dict() == base.to_dict()
+
+
+def test_build_config_reports_what_is_missing():
+    values = {k[4:]: v for k, v in sf.initial_values(SessionConfig()).items()}
+    with pytest.raises(ConfigError, match="upload a CSV or JSONL file first"):
+        sf.build_config(dict(values, data_kind="upload"), SessionConfig())
+    with pytest.raises(ConfigError, match="teacher's hub id"):
+        sf.build_config(dict(values, teacher_kind="hub", teacher_hub=" "), SessionConfig())
+    with pytest.raises(ConfigError, match="learning rate must be positive"):
+        sf.build_config(dict(values, lr=0.0), SessionConfig())
+
+
+def test_save_upload_refuses_other_types_and_oversized_files(tmp_path):
+    with pytest.raises(DataError, match="only"):
+        sf.save_upload(tmp_path, "model.pkl", b"\x80\x04", 50)
+    with pytest.raises(DataError, match="above the 0.001 MB limit"):
+        sf.save_upload(tmp_path, "big.csv", b"x" * 2000, 0.001)
+    p = sf.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1)
+    assert p.parent == tmp_path / ".uploads" and ".." not in p.name and p.name.endswith("passwd.csv")
