@@ -1,0 +1,150 @@
+"""Attributions: which tokens each model's decision rests on, and whether the student's follow the teacher's."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, common, live
+from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
+from distill_core.errors import DistillError
+
+K = "attributions."
+TEACHER = "teacher"
+
+st.title("🧭 Attributions")
+st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
+           "from an all-[PAD] baseline text): how much each token moved the model's probability of the explained "
+           "class. Green tokens push towards that class, red ones away from it. The models run on the CPU with "
+           "their final weights.")
+
+run = common.pick_run(K + "run")
+if run is None:
+    st.stop()
+try:
+    probe = run.probe()
+except DistillError as e:
+    common.show_error(e)
+    st.stop()
+if not probe:
+    st.info(f"Run {run.id} has no probe set yet; attributions need its trained models.")
+    st.stop()
+names = probe["label_names"]
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    source = st.radio("Text", ["probe", "typed"], horizontal=True, key=K + "source",
+                      format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
+    if source == "probe":
+        texts, labels = probe["texts"], probe["labels"]
+        if st.session_state.get(K + "example") not in range(len(texts)):
+            st.session_state[K + "example"] = 0
+        example = st.selectbox(
+            "Probe example", range(len(texts)), key=K + "example",
+            format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
+        text = texts[example]
+    else:
+        st.session_state.setdefault(K + "text", probe["texts"][0] if probe["texts"] else "")
+        text = st.text_input("Sentence", key=K + "text", max_chars=500)
+with right:
+    target_choice = st.selectbox(
+        "Explain the class", [TEACHER, *range(len(names))], key=K + "target",
+        format_func=lambda c: "the teacher's prediction" if c == TEACHER else f"{names[c]}",
+        help="All models are explained towards the same class, so their attributions compare.")
+    n_steps = st.select_slider("Integration steps", options=[8, 16, 32, 64], value=32, key=K + "steps",
+                               help="More steps: a more exact integral (smaller convergence delta), slower.")
+
+if not text.strip():
+    st.info("Type a sentence to see which tokens each model relies on.")
+    st.stop()
+
+try:
+    with st.spinner("Running the models and Integrated Gradients on the CPU…"):
+        tokens, maps, probs = live.attention_for_text(run.id, text)
+        teacher_pred = int(np.argmax(probs[TEACHER]))
+        target = teacher_pred if target_choice == TEACHER else int(target_choice)
+        models = [m for m in (TEACHER, "distilled", "baseline") if m in maps]
+        attrs = {m: live.token_attributions(run.id, text, m, target, n_steps) for m in models}
+except (DistillError, ValueError, ImportError) as e:
+    common.show_error(e)
+    st.stop()
+
+# ---- what the models say -----------------------------------------------------------------------------
+st.markdown(f"**Explaining class “{names[target]}”**"
+            + (f" · true label: **{names[probe['labels'][example]]}**" if source == "probe" else ""))
+outputs = pd.DataFrame([{
+    "model": charts.MODEL_LABELS[m],
+    "prediction": names[int(np.argmax(probs[m]))],
+    "confidence": float(np.max(probs[m])),
+    f"P({names[target]})": float(probs[m][target]),
+    "convergence delta": attrs[m].delta,
+} for m in models])
+st.dataframe(outputs, hide_index=True, key=K + "outputs", column_config={
+    "confidence": st.column_config.NumberColumn(format="percent"),
+    f"P({names[target]})": st.column_config.NumberColumn(format="percent"),
+    "convergence delta": st.column_config.NumberColumn(
+        format="%.2g", help="sum of the attributions minus the change in probability they explain; "
+                            "near 0 means the integral is accurate (raise the steps otherwise)"),
+})
+
+# ---- teacher vs a student ----------------------------------------------------------------------------
+students = [m for m in models if m != TEACHER]
+if not students:
+    st.warning(f"Run {run.id} has no trained student weights to compare with the teacher.")
+    st.stop()
+student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
+                   format_func=charts.MODEL_LABELS.get)
+st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
+                                        charts.MODEL_LABELS[student]), width="stretch", key=K + "bars")
+
+rows, stats = [], {}
+for s in students:
+    cmp = compare_attributions(attrs[TEACHER], attrs[s])
+    agree = attention_agreement(maps[TEACHER], maps[s], probe["pairs"])
+    own = attention_attribution_correlation(maps[s], attrs[s])
+    stats[s] = (cmp["spearman"], agree)
+    rows.append({"student": charts.MODEL_LABELS[s],
+                 "attribution ρ vs teacher": cmp["spearman"],
+                 f"top-{cmp['k']} tokens shared": cmp["top_k_overlap"],
+                 "[CLS] attention agreement": agree,
+                 "own attention ρ vs own attributions": own})
+st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "comparison",
+             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in rows[0] if c != "student"})
+st.caption("Attribution ρ: Spearman rank correlation of the student's and the teacher's token attributions over "
+           "the non-special tokens (1 = same order). Top-k shared: share of the teacher's k most important tokens "
+           "that are also among the student's. [CLS] attention agreement: 1 − mean Jensen-Shannon divergence / ln 2 "
+           "between the head-averaged [CLS] rows of the mapped layer pairs (1 = identical). Last column: Spearman ρ "
+           "between the student's own [CLS] attention (all layers and heads) and the size of its own attributions.")
+
+
+def _fmt(x: float) -> str:
+    return "undefined" if math.isnan(x) else f"{x:.2f}"
+
+
+rho, agree = stats[student]
+reading = (f"On this text the {charts.MODEL_LABELS[student]}'s attributions rank the tokens with ρ = {_fmt(rho)} "
+           f"against the teacher's, and its [CLS] attention agrees {_fmt(agree)} with the teacher's.")
+if len(stats) == 2:
+    (r_d, a_d), (r_b, a_b) = stats["distilled"], stats["baseline"]
+
+    def _closer(d: float, b: float) -> str | None:
+        return None if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005 else "distilled" if d > b else "baseline"
+
+    att_closer, attr_closer = _closer(a_d, a_b), _closer(r_d, r_b)
+    if att_closer is None and attr_closer is None:
+        reading += " Both students are about as close to the teacher on both counts."
+    elif att_closer is None or attr_closer is None:
+        which, what = (attr_closer, "attributions") if att_closer is None else (att_closer, "attention")
+        other = "attention" if what == "attributions" else "attributions"
+        reading += (f" The {charts.MODEL_LABELS[which]} has the closer {what} (distilled {_fmt(r_d if what == 'attributions' else a_d)}, "
+                    f"baseline {_fmt(r_b if what == 'attributions' else a_b)}), while their {other} are about "
+                    f"equally close to the teacher's.")
+    else:
+        reading += (f" The {charts.MODEL_LABELS[att_closer]} has the closer attention (distilled {a_d:.2f}, baseline "
+                    f"{a_b:.2f}) and the {charts.MODEL_LABELS[attr_closer]} the closer attributions (ρ distilled "
+                    f"{r_d:.2f}, baseline {r_b:.2f})")
+        reading += (": here closer attention goes with closer reasoning." if att_closer == attr_closer else
+                    ": here attention that looks like the teacher's does not mean the same tokens drive the decision.")
+st.info(reading + " One text is an anecdote; compare a few probe examples before drawing a conclusion.", icon="🧾")

@@ -1,0 +1,206 @@
+"""Attention explorer: the teacher's and a student's attention on one text, head by head, epoch by epoch."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts, common, live
+from distill_core import analysis
+from distill_core.errors import DistillError
+from distill_core.metrics import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, map_metric
+
+K = "explorer."
+AVERAGE = -1                                     # the "all heads, averaged" choice of a head selector
+
+st.title("🔍 Attention explorer")
+st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
+           "each row sums to 1. Hover a cell for its exact weight.")
+
+run = common.pick_run(K + "run")
+if run is None:
+    st.stop()
+try:
+    probe = run.probe()
+except DistillError as e:
+    common.show_error(e)
+    st.stop()
+students = [s for s in ("distilled", "baseline") if run.attention_epochs(s)]
+if not probe or not students:
+    st.info(f"Run {run.id} has not recorded any attention yet; it appears here after its first epoch.")
+    st.stop()
+
+Lt, Ht = probe["teacher_layers"], probe["teacher_heads"]
+Ls, Hs = probe["student_layers"], probe["student_heads"]
+rule, pairs = probe["head_rule"], probe["pairs"]
+mapped = {s: t for t, s in pairs}                # student layer -> teacher layer
+
+
+def _keep(key: str, options, default) -> None:
+    """Reset a widget's remembered value when it is not one of its options (another run, other sizes)."""
+    if key in st.session_state and st.session_state[key] not in list(options):
+        del st.session_state[key]
+    st.session_state.setdefault(key, default)
+
+
+def _follow_pair() -> None:
+    """A new student layer brings its mapped teacher layer along."""
+    s = st.session_state.get(K + "student_layer", 0)
+    if s in mapped:
+        st.session_state[K + "teacher_layer"] = mapped[s]
+
+
+if st.session_state.get(K + "_run") != run.id:   # a new run: start from its first mapped pair
+    for name in ("student_layer", "teacher_layer", "head", "teacher_head", "example"):
+        st.session_state.pop(K + name, None)
+    st.session_state[K + "_run"] = run.id
+
+# ---- what to look at ---------------------------------------------------------------------------------
+left, right = st.columns([3, 2], gap="large")
+with left:
+    source = st.radio("Text", ["probe", "typed"], horizontal=True, key=K + "source",
+                      format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
+    if source == "probe":
+        texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
+        _keep(K + "example", range(len(texts)), 0)
+        example = st.selectbox(
+            "Probe example", range(len(texts)), key=K + "example",
+            format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
+        text = texts[example]
+    else:
+        st.session_state.setdefault(K + "text", probe["texts"][0] if probe["texts"] else "")
+        text = st.text_input("Sentence", key=K + "text", max_chars=500,
+                             help="Runs the teacher and both trained students on this text, on the CPU.")
+with right:
+    student = st.radio("Student", students, horizontal=True, key=K + "student",
+                       format_func=charts.MODEL_LABELS.get)
+    epochs = run.attention_epochs(student)
+    typed = source == "typed"
+    _keep(K + "epoch", epochs, epochs[-1])
+    if len(epochs) > 1:
+        epoch = st.select_slider("Epoch (0 = before training)", options=epochs, key=K + "epoch", disabled=typed,
+                                 help="Attention recorded on the probe set after each epoch.")
+    else:
+        epoch = epochs[0]
+        st.caption(f"Only epoch {epoch} has been recorded so far (0 = before training).")
+    if typed:
+        st.caption(f"Typed text runs the students' final weights (epoch {epochs[-1]}); "
+                   "the epoch slider applies to probe examples.")
+
+# ---- the maps ----------------------------------------------------------------------------------------
+try:
+    if typed:
+        if not text.strip():
+            st.info("Type a sentence to see how the models attend to it.")
+            st.stop()
+        tokens, live_maps, probs = live.attention_for_text(run.id, text)
+        if student not in live_maps:
+            st.warning(f"Run {run.id} has no trained {student} weights.")
+            st.stop()
+        t_maps, s_maps = live_maps["teacher"], live_maps[student]
+        shown_epoch = epochs[-1]
+    else:
+        tokens = probe["tokens"][example]
+        t_maps = common.attention(run.id, "teacher")[example]
+        s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
+        probs, shown_epoch = None, epoch
+except (DistillError, ValueError) as e:
+    common.show_error(e)
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+_keep(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
+s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer", on_change=_follow_pair,
+                       format_func=lambda s: f"layer {s}" + (f" (mapped to teacher {mapped[s]})" if s in mapped else ""))
+_keep(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
+t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
+                       format_func=lambda t: f"layer {t}" + (" (mapped pair)" if mapped.get(s_layer) == t else ""))
+head_options = [AVERAGE, *range(Hs)]
+_keep(K + "head", head_options, AVERAGE if rule == "mean" else 0)
+s_head = c3.selectbox("Student head", head_options, key=K + "head",
+                      format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
+side = c4.radio("Teacher side", ["compared", "single"], key=K + "teacher_side",
+                format_func={"compared": f"as compared ({rule} rule)", "single": "one teacher head"}.get)
+if side == "single":
+    _keep(K + "teacher_head", range(Ht), 0)
+    t_head = c4.selectbox("Teacher head", range(Ht), key=K + "teacher_head", format_func=lambda h: f"head {h}")
+
+t_layer_maps, s_layer_maps = t_maps[t_layer], s_maps[s_layer]          # (Ht, T, T), (Hs, T, T)
+if side == "single":
+    t_heads = [t_head]
+elif s_head == AVERAGE or rule == "mean":
+    t_heads = list(range(Ht))
+else:
+    t_heads = analysis.teacher_heads_for(s_head, rule, Ht, Hs)
+teacher_shown = t_layer_maps[t_heads].mean(0)
+student_shown = s_layer_maps.mean(0) if s_head == AVERAGE else s_layer_maps[s_head]
+
+
+def _heads_text(heads: list[int], total: int) -> str:
+    if len(heads) == 1:
+        return f"head {heads[0]}"
+    if len(heads) == total:
+        return f"all {total} heads averaged"
+    return f"heads {heads[0]}–{heads[-1]} averaged"
+
+
+s_desc = "all heads averaged" if s_head == AVERAGE else f"head {s_head}"
+t_desc = _heads_text(t_heads, Ht)
+when = f"final weights (epoch {shown_epoch})" if typed else f"epoch {shown_epoch}"
+if side == "compared" and s_head != AVERAGE:
+    rule_text = {"direct": f"Under the **direct** rule student head {s_head} is compared with teacher head {s_head}.",
+                 "group": f"Under the **group** rule student head {s_head} is compared with the average of "
+                          f"teacher heads {', '.join(map(str, t_heads))}.",
+                 "mean": "Under the **mean** rule both sides are averaged over all heads before they are compared; "
+                         "the teacher side shows that average."}[rule]
+    st.markdown(rule_text)
+if typed and probs is not None:
+    names = probe["label_names"]
+    st.caption(" · ".join(f"{charts.MODEL_LABELS[m]}: **{names[int(np.argmax(p))]}** ({np.max(p):.0%})"
+                          for m, p in probs.items()))
+elif not typed:
+    st.caption(f"Label: **{probe['label_names'][probe['labels'][example]]}** · {len(tokens)} tokens")
+
+fig = charts.heatmap_triptych(
+    teacher_shown, student_shown, tokens,
+    titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
+st.plotly_chart(fig, width="stretch", key=K + "triptych")
+
+# ---- how far apart, in numbers -----------------------------------------------------------------------
+pair = analysis.compare_pair(t_layer_maps, s_layer_maps, rule, Hs)      # metric -> (compared heads,)
+idx = 0 if rule == "mean" else (None if s_head == AVERAGE else s_head)
+rows = []
+for m in METRICS:
+    rows.append({
+        "metric": METRIC_LABELS[m],
+        "shown maps": float(map_metric(m, teacher_shown, student_shown)),
+        f"student head {s_head} as trained" if idx is not None and rule != "mean" else "as trained":
+            float(pair[m][idx]) if idx is not None else float(np.mean(pair[m])),
+        "mean over compared heads": float(np.mean(pair[m])),
+        "closer when": "lower" if LOWER_IS_CLOSER[m] else "higher",
+    })
+st.markdown(f"**Divergence, teacher layer {t_layer} vs student layer {s_layer}, {when}**"
+            + ("" if mapped.get(s_layer) == t_layer else " (not a mapped pair: training did not compare these)"))
+st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "metrics",
+             column_config={c: st.column_config.NumberColumn(format="%.4g") for c in rows[0] if c not in
+                            ("metric", "closer when")})
+st.caption("“Shown maps” compares the two maps above; “as trained” compares the heads the way the run's "
+           f"attention loss did ({rule} rule), averaged over this example's query rows.")
+
+# ---- every head of both layers -----------------------------------------------------------------------
+st.subheader("All heads of both layers")
+zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
+cols = min(6, max(Ht, Hs))                       # same panel size for both models
+st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"teacher layer {t_layer}", cols=cols, zmax=zmax,
+                                 highlight=t_heads if len(t_heads) < Ht else ()),
+                width="stretch", key=K + "teacher_grid")
+st.plotly_chart(charts.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
+                                 highlight=[] if s_head == AVERAGE else [s_head]),
+                width="stretch", key=K + "student_grid")
+st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above.")
+
+st.subheader("Head-averaged view")
+st.plotly_chart(charts.heatmap_triptych(
+    t_layer_maps.mean(0), s_layer_maps.mean(0), tokens,
+    titles=(f"teacher L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
+            "student − teacher")), width="stretch", key=K + "averaged")
