@@ -194,7 +194,7 @@ class SessionConfig:
             if bad:
                 raise ConfigError(f"unknown setting {f.name}.{bad[0]}; known in {f.name}: {', '.join(sorted(known))}")
             try:
-                kwargs[f.name] = sub_cls(**value)
+                kwargs[f.name] = sub_cls(**_coerce(sub_cls, f.name, value))
             except TypeError as e:
                 raise ConfigError(f"bad value in section {f.name}: {e}") from None
         return cls(**kwargs)
@@ -244,9 +244,34 @@ _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataCon
              "objectives": ObjectiveConfig, "train": TrainConfig}
 
 
+def _coerce(sub_cls, section: str, values: dict) -> dict:
+    """Numbers written as text (YAML reads 3e-4 as a string) become numbers; anything else stays as given."""
+    out = dict(values)
+    for f in dataclasses.fields(sub_cls):
+        if f.name not in out or f.default is dataclasses.MISSING:
+            continue
+        v, default = out[f.name], f.default
+        kind = type(default) if default is not None else (float if "float" in str(f.type) else None)
+        if kind in (int, float) and isinstance(v, str):
+            try:
+                out[f.name] = kind(float(v)) if kind is int and float(v).is_integer() else float(v)
+            except ValueError:
+                raise ConfigError(f"{section}.{f.name} must be a number, not {v!r}") from None
+        elif kind in (int, float) and isinstance(v, float) and kind is int and v.is_integer():
+            out[f.name] = int(v)
+        elif kind in (int, float) and not isinstance(v, (int, float)) and v is not None:
+            raise ConfigError(f"{section}.{f.name} must be a number, not {v!r}")
+    return out
+
+
 def parse_value(text: str) -> Any:
-    """Parse the value of a --set key=value pair with YAML rules (numbers, lists, booleans, null)."""
+    """Parse the value of a --set key=value pair: numbers, then YAML rules (lists, booleans, null)."""
     import yaml
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

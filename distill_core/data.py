@@ -182,7 +182,8 @@ def load_frame(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     src = cfg.source.strip()
     if src == DEFAULT_DATASET:
         return load_builtin(), "rotten_tomatoes"
-    looks_like_file = Path(src).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".ndjson", ".txt") or os.sep in src
+    looks_like_file = (Path(src).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".ndjson", ".txt")
+                       or src.startswith(("/", ".", "~")) or src.count("/") > 1)
     if looks_like_file or Path(src).exists():
         return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), Path(src).name
     return load_hub_dataset(cfg), src
@@ -212,6 +213,8 @@ def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int)
     want = np.array(sizes, dtype=float)
     if want.sum() > n:
         want = np.maximum(1, np.floor(want * n / want.sum()))
+        while want.sum() > n and want.max() > 1:
+            want[int(np.argmax(want))] -= 1
     if n < 3 or want.sum() > n:
         raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
     rng = np.random.default_rng(seed)
@@ -223,7 +226,7 @@ def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int)
         idx = []
         for c in classes:
             take = int(round(size * frac[c]))
-            take = min(take, len(per_class[c]) - start[c])
+            take = min(take, len(per_class[c]) - start[c], size - len(idx))
             idx.extend(per_class[c][start[c]:start[c] + take])
             start[c] += take
         # rounding may leave the split short: top up from what is left, class by class

@@ -25,5 +25,5 @@ class NonFiniteLossError(DistillError):
     """A training loss became NaN or infinite."""
 
 
-class OfflineError(ModelError):
+class OfflineError(DistillError):
     """A hub model or dataset was named while the machine cannot reach the hub."""

@@ -84,6 +84,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def dataset_label(source: str) -> str:
+    """A short name for a data source: a file's name, else the source itself (built-in or hub name)."""
+    p = Path(source)
+    return p.name if p.suffix and ("/" in source or "\\" in source) else source
+
+
 @dataclass
 class RunInfo:
     """One line of the run list."""
@@ -275,7 +281,7 @@ class RunStore:
                 summary = run.summary() or {}
                 infos.append(RunInfo(
                     run_id=p.name, status=st.get("status", "unknown"), started=st.get("started") or "",
-                    name=cfg.get("name", ""), dataset=str(cfg.get("data", {}).get("source", "")),
+                    name=cfg.get("name", ""), dataset=dataset_label(str(cfg.get("data", {}).get("source", ""))),
                     accuracy=summary.get("accuracy") or {}, epochs_done=run.epochs_done(),
                     error=st.get("error") or ""))
             except Exception as e:  # noqa: BLE001 - any damage must not break the list
