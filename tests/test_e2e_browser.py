@@ -1,0 +1,124 @@
+"""End to end in a real browser: start the app, run a tiny session from the New session page, watch it finish,
+then open the Attention explorer and find its heatmaps. Headless Chromium from the system (/usr/bin/chromium);
+everything stays on this machine (the app listens on 127.0.0.1 and the hub is switched off)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config_dict
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
+                 "--disable-component-update", "--disable-sync"]
+SESSION_TIMEOUT_MS = 120_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if server.poll() is not None:
+            raise AssertionError(f"the app exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"the app did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=15)
+
+
+def _no_exception(page) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; the browser test needs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium to run the browser test)")
+    pytest.importorskip("playwright.sync_api")
+    return str(CHROMIUM)
+
+
+def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_teacher, tiny_csv):
+    from playwright.sync_api import expect, sync_playwright
+
+    runs = tmp_path / "runs"
+    form = tmp_path / "form.json"
+    form.write_text(json.dumps(tiny_config_dict(tiny_teacher, tiny_csv, name="browser")))
+    env = dict(os.environ, ADS_RUNS_DIR=str(runs), ADS_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1",
+               ADS_FORM_DEFAULTS=str(form), TOKENIZERS_PARALLELISM="false")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(url, server, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url + "/")
+                start = page.get_by_role("button", name=re.compile("Start"))
+                expect(start).to_be_visible(timeout=60_000)
+                # the form was prefilled from ADS_FORM_DEFAULTS: a local teacher and the tiny CSV
+                expect(page.get_by_text("Model folder on this machine")).to_be_visible()
+                _no_exception(page)
+                start.click()
+                expect(page.get_by_text(re.compile(r"Run .*browser.* finished"))).to_be_visible(
+                    timeout=SESSION_TIMEOUT_MS)
+                expect(page.get_by_text("distilled test accuracy")).to_be_visible()
+                _no_exception(page)
+                page.screenshot(path=str(tmp_path / "new_session_done.png"), full_page=True)
+
+                (run_dir,) = [d for d in runs.iterdir() if d.is_dir() and not d.name.startswith(".")]
+                assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+                summary = json.loads((run_dir / "summary.json").read_text())
+                assert summary["epochs_done"] == 2
+
+                page.goto(url + "/explorer")
+                plots = page.locator(".js-plotly-plot")
+                expect(plots.nth(1)).to_be_visible(timeout=60_000)
+                assert plots.count() >= 2
+                _no_exception(page)
+                page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        _stop(server)
+    assert (tmp_path / "explorer.png").stat().st_size > 0
