@@ -144,11 +144,13 @@ class TeacherOutputs:
 
     def batch(self, index, t: int, device):
         from .batching import pad_square, pad_tokens
-        logits = self.logits[index].to(device, non_blocking=True)
-        att = pad_square([self.attention[i] for i in index], t).to(device, non_blocking=True).float() \
-            if self.attention is not None else None
-        hid = pad_tokens([self.hidden[i] for i in index], t).to(device, non_blocking=True).float() \
-            if self.hidden is not None else None
+        pin = device.type == "cuda"     # pinned host memory lets the copy overlap with compute
+
+        def move(x):
+            return (x.pin_memory() if pin else x).to(device, non_blocking=True)
+        logits = move(self.logits[index])
+        att = move(pad_square([self.attention[i] for i in index], t)).float() if self.attention is not None else None
+        hid = move(pad_tokens([self.hidden[i] for i in index], t)).float() if self.hidden is not None else None
         return logits, att, hid
 
     def nbytes(self) -> int:

@@ -125,6 +125,7 @@ class _Student:
     best_state: dict | None = None   # weights after the last finished epoch
     loss_sums: dict = field(default_factory=dict)
     loss_count: int = 0
+    train_s: float = 0.0      # seconds spent in this student's optimisation steps this epoch
 
 
 def _lr_lambda(schedule: str, total: int, warmup_ratio: float):
@@ -274,7 +275,7 @@ class Session:
         step = 0
         for epoch in range(1, cfg.train.epochs + 1):
             for st in students:
-                st.loss_sums, st.loss_count = {}, 0
+                st.loss_sums, st.loss_count, st.train_s = {}, 0, 0.0
             try:
                 for index in make_batches(lengths, cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch,
                                           buckets=cfg.train.length_buckets):
@@ -313,6 +314,7 @@ class Session:
         if tout is not None:
             t_logits, t_att, t_hid = tout.batch(index, input_ids.shape[1], self.device)
         for st in self.students:
+            t0 = time.perf_counter()
             distilled = st.name == "distilled"
             read_att = distilled and need_att
             set_attention_backend(st.model, eager=read_att)
@@ -351,6 +353,7 @@ class Session:
             for k, v in parts.items():
                 st.loss_sums[k] = st.loss_sums.get(k, 0.0) + v.item()
             st.loss_count += 1
+            st.train_s += time.perf_counter() - t0
 
     # -- recording
     @torch.inference_mode()
@@ -386,14 +389,19 @@ class Session:
     def _record_epoch(self, epoch: int, val_ids, train_losses: dict) -> None:
         for st in self.students:
             set_attention_backend(st.model, eager=False)
+            t0 = time.perf_counter()
             val_acc, val_loss = evaluate(st.model, val_ids, self.splits.val_labels, self.pad, self.device,
                                          mixed_precision=self.config.train.mixed_precision)
+            t1 = time.perf_counter()
             maps = self._probe_maps(st.model)
             self.run.write_attention(f"{st.name}_e{epoch}", maps)
             att = self._compare(maps)
+            t2 = time.perf_counter()
             rec = {"epoch": epoch, "student": st.name, "time_s": round(self.state.elapsed_s, 2),
                    "train_loss": train_losses.get(st.name, {}), "val_accuracy": val_acc, "val_loss": val_loss,
-                   "attention": att, "js_mean": float(np.mean(att["js"]))}
+                   "attention": att, "js_mean": float(np.mean(att["js"])),
+                   "timing": {"train_s": round(st.train_s if epoch else 0.0, 4), "eval_s": round(t1 - t0, 4),
+                              "record_s": round(t2 - t1, 4)}}
             self.run.append_metrics(rec)
             self.records.append(rec)
 
