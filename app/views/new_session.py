@@ -81,7 +81,7 @@ def live(run_id: str) -> None:
         st.rerun()                      # finished: redraw the page once with the final results
     p = run.progress()
     phase, done, total = p.get("phase", "starting"), p.get("done") or 0, p.get("total") or 0
-    st.markdown(f"**⏳ {run_id}** is running · epoch {p.get('epoch', 0)} of {p.get('epochs', '?')} finished")
+    st.markdown(f"⏳ **{run_id}** is running · epochs done: {p.get('epoch', 0)} of {p.get('epochs', '?')}")
     eta = f" · about {sf.fmt_seconds(p['eta_s'])} left in this phase" if p.get("eta_s") is not None else ""
     st.progress(min(1.0, done / total) if total else 0.0,
                 text=f"{phase}: {done}/{total} steps · {sf.fmt_seconds(p.get('elapsed_s'))} elapsed{eta}")
@@ -112,8 +112,10 @@ def finished(run) -> None:
     for col, name in zip(cols, ("teacher", "baseline", "distilled")):
         delta = None
         if name == "distilled" and acc.get("distilled") is not None and acc.get("baseline") is not None:
-            delta = f"{100 * (acc['distilled'] - acc['baseline']):+.1f} points vs baseline"
-        col.metric(f"{name} test accuracy", sf.fmt_acc(acc.get(name)), delta=delta)
+            gain = 100 * (acc["distilled"] - acc["baseline"])
+            delta = f"{gain:+.1f} points vs baseline" if abs(gain) >= 0.05 else "same as baseline"
+        col.metric(f"{name} test accuracy", sf.fmt_acc(acc.get(name)), delta=delta,
+                   delta_color="off" if delta == "same as baseline" else "normal")
     curves(run.id, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         where = ("it is already selected there" if st.session_state.get(common.SELECTED_RUN) == run.id
