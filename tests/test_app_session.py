@@ -280,3 +280,15 @@ def test_save_upload_refuses_other_types_and_oversized_files(tmp_path):
         sf.save_upload(tmp_path, "big.csv", b"x" * 2000, 0.001)
     p = sf.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1)
     assert p.parent == tmp_path / ".uploads" and ".." not in p.name and p.name.endswith("passwd.csv")
+
+
+def test_form_values_survive_a_visit_to_another_page(store):
+    at = AppTest.from_file(str(Path(PAGE).parent.parent / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    at.number_input(key="new.epochs").set_value(7)
+    at.text_input(key="new.name").set_value("kept")
+    at.run()
+    at.switch_page("views/runs.py").run()
+    at.switch_page("views/new_session.py").run()
+    assert not at.exception
+    assert at.number_input(key="new.epochs").value == 7
+    assert at.text_input(key="new.name").value == "kept"

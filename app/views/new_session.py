@@ -40,10 +40,9 @@ with st.container(border=True):
     sf.objectives_section(teacher_source)
 with st.container(border=True):
     sf.training_section()
-sf.save_state(defaults)
-
 c1, c2 = st.columns([1, 4], vertical_alignment="center")
 c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
+sf.save_state(defaults)
 if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stretch"):
     try:
         config = sf.build_config(sf.collect(st.session_state), defaults)
