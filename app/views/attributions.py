@@ -49,6 +49,8 @@ with left:
         st.session_state.setdefault(K + "text", probe["texts"][0] if probe["texts"] else "")
         text = st.text_input("Sentence", key=K + "text", max_chars=500)
 with right:
+    if st.session_state.get(K + "target", TEACHER) not in [TEACHER, *range(len(names))]:
+        del st.session_state[K + "target"]        # a class of another run
     target_choice = st.selectbox(
         "Explain the class", [TEACHER, *range(len(names))], key=K + "target",
         format_func=lambda c: "the teacher's prediction" if c == TEACHER else f"{names[c]}",
@@ -77,13 +79,13 @@ st.markdown(f"**Explaining class “{names[target]}”**"
 outputs = pd.DataFrame([{
     "model": charts.MODEL_LABELS[m],
     "prediction": names[int(np.argmax(probs[m]))],
-    "confidence": float(np.max(probs[m])),
-    f"P({names[target]})": float(probs[m][target]),
+    "confidence (%)": 100 * float(np.max(probs[m])),
+    f"P({names[target]}) (%)": 100 * float(probs[m][target]),
     "convergence delta": attrs[m].delta,
 } for m in models])
 st.dataframe(outputs, hide_index=True, key=K + "outputs", column_config={
-    "confidence": st.column_config.NumberColumn(format="percent"),
-    f"P({names[target]})": st.column_config.NumberColumn(format="percent"),
+    "confidence (%)": st.column_config.NumberColumn(format="%.1f"),
+    f"P({names[target]}) (%)": st.column_config.NumberColumn(format="%.1f"),
     "convergence delta": st.column_config.NumberColumn(
         format="%.2g", help="sum of the attributions minus the change in probability they explain; "
                             "near 0 means the integral is accurate (raise the steps otherwise)"),

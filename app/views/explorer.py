@@ -151,8 +151,9 @@ if side == "compared" and s_head != AVERAGE:
     rule_text = {"direct": f"Under the **direct** rule student head {s_head} is compared with teacher head {s_head}.",
                  "group": f"Under the **group** rule student head {s_head} is compared with the average of "
                           f"teacher heads {', '.join(map(str, t_heads))}.",
-                 "mean": "Under the **mean** rule both sides are averaged over all heads before they are compared; "
-                         "the teacher side shows that average."}[rule]
+                 "mean": f"Under the **mean** rule both sides are averaged over all heads before they are compared: "
+                         f"the teacher side shows the teacher's average, the student side head {s_head} alone "
+                         f"(choose “all heads, averaged” to see the student's side as trained)."}[rule]
     st.markdown(rule_text)
 if typed and probs is not None:
     names = probe["label_names"]
