@@ -400,6 +400,46 @@ def attribution_bars(tokens: Sequence[str], teacher_scores: np.ndarray, student_
     lim = 1.05 if normalize else float(max(np.abs(a).max(initial=0), np.abs(b).max(initial=0)) * 1.05 or 1.0)
     fig.update_xaxes(range=[-lim, lim], zeroline=True, zerolinecolor="#9ca3af", gridcolor="#f3f4f6",
                      title_text="attribution (scaled to max |score| = 1)" if normalize else "attribution")
-    fig.update_layout(**_base_layout(height or int(min(1100, 120 + 22 * t))))
+    fig.update_layout(**_base_layout(height or int(min(1100, 120 + 18 * t))))
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), bargap=0.25)
     return fig
+
+
+def attribution_reading(student: str, stats: dict) -> str:
+    """A plain-language comparison of attribution and attention closeness, from the numbers.
+
+    stats: student name -> (attribution rank correlation with the teacher, [CLS] attention agreement with it).
+    """
+    def fmt(x: float) -> str:
+        return "undefined" if math.isnan(x) else f"{x:.2f}"
+
+    rho, agree = stats[student]
+    text = (f"On this text the {MODEL_LABELS[student]}'s attributions rank the tokens with ρ = {fmt(rho)} against "
+            f"the teacher's, and its [CLS] attention agrees {fmt(agree)} with the teacher's.")
+    if {"distilled", "baseline"} <= set(stats):
+        (r_d, a_d), (r_b, a_b) = stats["distilled"], stats["baseline"]
+
+        def closer(d: float, b: float) -> str | None:
+            if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005:
+                return None
+            return "distilled" if d > b else "baseline"
+
+        att, attr = closer(a_d, a_b), closer(r_d, r_b)
+        numbers = f"(attention agreement: distilled {fmt(a_d)}, baseline {fmt(a_b)}; " \
+                  f"attribution ρ: distilled {fmt(r_d)}, baseline {fmt(r_b)})"
+        if att is None and attr is None:
+            text += f" Both students are about as close to the teacher on both counts {numbers}."
+        elif att is None:
+            text += (f" Their attention is about as close to the teacher's, but the {MODEL_LABELS[attr]} has the "
+                     f"closer attributions {numbers}.")
+        elif attr is None:
+            text += (f" The {MODEL_LABELS[att]} has the closer attention, but their attributions are about as close "
+                     f"to the teacher's {numbers}.")
+        elif att == attr:
+            text += (f" The {MODEL_LABELS[att]} is closer on both counts {numbers}: here closer attention goes with "
+                     f"closer reasoning.")
+        else:
+            text += (f" The {MODEL_LABELS[att]} has the closer attention but the {MODEL_LABELS[attr]} the closer "
+                     f"attributions {numbers}: here attention that looks like the teacher's does not mean the same "
+                     f"tokens drive the decision.")
+    return text + " One text is an anecdote; compare a few probe examples before drawing a conclusion."

@@ -271,6 +271,9 @@ def test_attributions_page(run_store):
     assert all(0 <= a <= 1 for a in agree)
     bars = figures(at)["attributions.bars"]
     assert len(bars["data"]) == 2
+    # the reading is the one computed from the numbers in the table
+    stats = {"distilled": (rho[0], agree[0]), "baseline": (rho[1], agree[1])}
+    assert charts.attribution_reading("distilled", stats) in texts(at.info)
 
     at.radio(key="attributions.student").set_value("baseline")
     rerun(at, LIVE_TIMEOUT)

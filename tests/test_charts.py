@@ -247,6 +247,18 @@ def test_attribution_bars():
         charts.attribution_bars(TOKENS, t[:-1], s)
 
 
+def test_attribution_reading_follows_the_numbers():
+    split = charts.attribution_reading("distilled", {"distilled": (0.10, 0.99), "baseline": (0.19, 0.43)})
+    assert "ρ = 0.10" in split and "agrees 0.99" in split
+    assert "distilled student has the closer attention but the baseline student the closer attributions" in split
+    both = charts.attribution_reading("baseline", {"distilled": (0.8, 0.9), "baseline": (0.3, 0.5)})
+    assert "ρ = 0.30" in both and "distilled student is closer on both counts" in both
+    tie = charts.attribution_reading("distilled", {"distilled": (0.5, 0.9), "baseline": (0.5, 0.9)})
+    assert "about as close to the teacher on both counts" in tie
+    alone = charts.attribution_reading("distilled", {"distilled": (float("nan"), 0.7)})
+    assert "ρ = undefined" in alone and "baseline" not in alone
+
+
 def test_charts_module_does_not_import_streamlit():
     code = "import sys, app.charts; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -1,8 +1,6 @@
 """Attributions: which tokens each model's decision rests on, and whether the student's follow the teacher's."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -96,11 +94,6 @@ students = [m for m in models if m != TEACHER]
 if not students:
     st.warning(f"Run {run.id} has no trained student weights to compare with the teacher.")
     st.stop()
-student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
-                   format_func=charts.MODEL_LABELS.get)
-st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
-                                        charts.MODEL_LABELS[student]), width="stretch", key=K + "bars")
-
 rows, stats = [], {}
 for s in students:
     cmp = compare_attributions(attrs[TEACHER], attrs[s])
@@ -120,33 +113,8 @@ st.caption("Attribution ρ: Spearman rank correlation of the student's and the t
            "between the head-averaged [CLS] rows of the mapped layer pairs (1 = identical). Last column: Spearman ρ "
            "between the student's own [CLS] attention (all layers and heads) and the size of its own attributions.")
 
-
-def _fmt(x: float) -> str:
-    return "undefined" if math.isnan(x) else f"{x:.2f}"
-
-
-rho, agree = stats[student]
-reading = (f"On this text the {charts.MODEL_LABELS[student]}'s attributions rank the tokens with ρ = {_fmt(rho)} "
-           f"against the teacher's, and its [CLS] attention agrees {_fmt(agree)} with the teacher's.")
-if len(stats) == 2:
-    (r_d, a_d), (r_b, a_b) = stats["distilled"], stats["baseline"]
-
-    def _closer(d: float, b: float) -> str | None:
-        return None if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005 else "distilled" if d > b else "baseline"
-
-    att_closer, attr_closer = _closer(a_d, a_b), _closer(r_d, r_b)
-    if att_closer is None and attr_closer is None:
-        reading += " Both students are about as close to the teacher on both counts."
-    elif att_closer is None or attr_closer is None:
-        which, what = (attr_closer, "attributions") if att_closer is None else (att_closer, "attention")
-        other = "attention" if what == "attributions" else "attributions"
-        reading += (f" The {charts.MODEL_LABELS[which]} has the closer {what} (distilled {_fmt(r_d if what == 'attributions' else a_d)}, "
-                    f"baseline {_fmt(r_b if what == 'attributions' else a_b)}), while their {other} are about "
-                    f"equally close to the teacher's.")
-    else:
-        reading += (f" The {charts.MODEL_LABELS[att_closer]} has the closer attention (distilled {a_d:.2f}, baseline "
-                    f"{a_b:.2f}) and the {charts.MODEL_LABELS[attr_closer]} the closer attributions (ρ distilled "
-                    f"{r_d:.2f}, baseline {r_b:.2f})")
-        reading += (": here closer attention goes with closer reasoning." if att_closer == attr_closer else
-                    ": here attention that looks like the teacher's does not mean the same tokens drive the decision.")
-st.info(reading + " One text is an anecdote; compare a few probe examples before drawing a conclusion.", icon="🧾")
+student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
+                   format_func=charts.MODEL_LABELS.get)
+st.info(charts.attribution_reading(student, stats), icon="🧾")
+st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
+                                        charts.MODEL_LABELS[student]), width="stretch", key=K + "bars")
