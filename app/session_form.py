@@ -267,18 +267,23 @@ def fmt_acc(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def metric_figure(records: list[dict], title: str, value, y_title: str) -> go.Figure:
-    """One line per student (distilled, baseline) of `value(record)` against epoch."""
+def metric_figure(records: list[dict], title: str, value, y_title: str, epochs: int | None = None) -> go.Figure:
+    """One line per student (distilled, baseline) of `value(record)` against epoch; x spans 0..epochs."""
     fig = go.Figure()
-    for student in ("distilled", "baseline"):
+    for student, dash in (("distilled", "solid"), ("baseline", "dot")):
         pts = [(r["epoch"], value(r)) for r in records if r.get("student") == student]
         pts = [(e, y) for e, y in pts if y is not None and not (isinstance(y, float) and math.isnan(y))]
         if pts:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                                     name=student, line={"color": STUDENT_COLORS[student]}))
+                                     name=student, line={"color": STUDENT_COLORS[student], "dash": dash}))
+    if not fig.data:
+        fig.add_annotation(text="appears after the first epoch", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font={"color": "gray"})
+        fig.update_yaxes(showticklabels=False)
+    last = max([epochs or 0] + [r.get("epoch", 0) for r in records])
     fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       xaxis_title="epoch", yaxis_title=y_title, legend={"orientation": "h", "y": -0.3},
-                      xaxis={"dtick": 1})
+                      xaxis={"dtick": 1, "range": [-0.2, max(1, last) + 0.2]})
     return fig
 
 

@@ -63,13 +63,17 @@ with st.expander("These settings as a config file (for `python -m distill_core r
         st.caption(f"Not a valid session yet: {e}")
 
 
-def curves(run_id: str, key: str) -> None:
-    records = common.metrics(run_id)
+def curves(run, key: str) -> None:
+    records = common.metrics(run.id)
     if not records:
         st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
         return
+    try:
+        epochs = run.config().get("train", {}).get("epochs")
+    except distill_core.DistillError:
+        epochs = None
     for col, (title, value, y_title) in zip(st.columns(len(sf.LIVE_CHARTS)), sf.LIVE_CHARTS):
-        fig = sf.metric_figure(records, title, value, y_title)
+        fig = sf.metric_figure(records, title, value, y_title, epochs)
         col.plotly_chart(fig, width="stretch", key=f"{key}.{title}")
 
 
@@ -84,7 +88,7 @@ def live(run_id: str) -> None:
     eta = f" · about {sf.fmt_seconds(p['eta_s'])} left in this phase" if p.get("eta_s") is not None else ""
     st.progress(min(1.0, done / total) if total else 0.0,
                 text=f"{phase}: {done}/{total} steps · {sf.fmt_seconds(p.get('elapsed_s'))} elapsed{eta}")
-    curves(run_id, "new.live")
+    curves(run, "new.live")
     if run.cancel_requested():
         st.info("Cancel requested: the session stops after the current step and keeps its finished epochs.")
     elif st.button("Cancel", key="new.cancel", icon="⏹️"):
@@ -115,7 +119,7 @@ def finished(run) -> None:
             delta = f"{gain:+.1f} points vs baseline" if abs(gain) >= 0.05 else "same as baseline"
         col.metric(f"{name} test accuracy", sf.fmt_acc(acc.get(name)), delta=delta,
                    delta_color="off" if delta == "same as baseline" else "normal")
-    curves(run.id, "new.final")
+    curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         where = ("it is already selected there" if st.session_state.get(common.SELECTED_RUN) == run.id
                  else f"pick {run.id} there")
