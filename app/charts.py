@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -27,6 +28,18 @@ FONT = dict(family="Inter, 'Source Sans Pro', Arial, sans-serif", size=12)
 # metric names here mirror distill_core.metrics (kept local so this module imports without torch)
 METRIC_NAMES = {"kl": "KL(teacher || student)", "js": "Jensen-Shannon", "mse": "MSE", "cosine": "cosine similarity"}
 LOWER_IS_CLOSER = {"kl": True, "js": True, "mse": True, "cosine": False}
+
+
+def map_colorscale(gamma: float = 1.0) -> list:
+    """The attention colour scale; gamma < 1 spends more of the colours on small weights (0.5: square root).
+
+    The values and the colour bar stay exact: only the colours along the bar are spaced differently.
+    """
+    if gamma == 1.0:
+        return plotly.colors.get_colorscale(MAP_SCALE)
+    stops = np.linspace(0.0, 1.0, 21)
+    colors = plotly.colors.sample_colorscale(MAP_SCALE, list(stops ** gamma))
+    return [[float(x), c] for x, c in zip(stops, colors)]
 
 
 # ---- tokens ------------------------------------------------------------------------------------------
@@ -80,11 +93,11 @@ def _tick_font_size(t: int) -> int:
 # ---- one map against another -------------------------------------------------------------------------
 def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
                      titles: Sequence[str] = ("teacher", "student", "difference (student − teacher)"),
-                     title: str | None = None, height: int | None = None) -> go.Figure:
+                     title: str | None = None, height: int | None = None, gamma: float = 1.0) -> go.Figure:
     """teacher | student | student - teacher, side by side, tokens on both axes (x = keys, y = queries).
 
-    Teacher and student share one colour scale from 0 to the larger of their maxima; the difference has
-    its own diverging scale, symmetric around 0.
+    Teacher and student share one colour scale from 0 to the larger of their maxima (see map_colorscale for
+    gamma); the difference has its own diverging scale, symmetric around 0.
     """
     labels = axis_labels(tokens)
     t = len(labels)
@@ -111,7 +124,7 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
                                      side="bottom", **tick, **(every if t <= 24 else {}))
         layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
                                      showticklabels=i == 0, **tick, **(every if t <= 72 else {}))
-    layout["coloraxis"] = dict(colorscale=MAP_SCALE, cmin=0.0, cmax=zmax,
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
                                colorbar=dict(title=dict(text="weight", side="top"), x=domains[1][1] + 0.008,
                                              xanchor="left", len=0.85, thickness=12, y=0.45))
     layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
@@ -127,7 +140,7 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
 # ---- small multiples ---------------------------------------------------------------------------------
 def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: int | None = None,
               zmax: float | None = None, highlight: Sequence[int] = (), row_names: Sequence[str] | None = None,
-              height: int | None = None, width_px: int = 1000) -> go.Figure:
+              height: int | None = None, width_px: int = 1000, gamma: float = 1.0) -> go.Figure:
     """Small multiples of attention heads with one colour scale.
 
     maps (H, T, T): the heads of one layer, wrapped into rows of `cols` panels;
@@ -183,7 +196,7 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
             annotations.append(dict(text=row_names[r], x=left - 0.006, y=(yd[0] + yd[1]) / 2, xref="paper",
                                     yref="paper", xanchor="right", yanchor="middle", showarrow=False,
                                     textangle=-90, font=dict(size=10)))
-    layout["coloraxis"] = dict(colorscale=MAP_SCALE, cmin=0.0, cmax=zmax,
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
                                colorbar=dict(title=dict(text="weight", side="right"), x=right + 0.01,
                                              xanchor="left", len=0.9, thickness=12))
     layout["annotations"] = annotations
@@ -234,7 +247,7 @@ def divergence_curves(records: Sequence[dict], metric: str, per_head: bool = Fal
                 name=MODEL_LABELS[s] + (" (mean of heads)" if per_head else ""), legendgroup=s,
                 showlegend=k == 0, line=dict(color=COLORS[s], width=3, dash=dash), marker=dict(size=8),
                 hovertemplate=f"{s}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"), row=1, col=k + 1)
-    direction = "lower = closer to the teacher" if LOWER_IS_CLOSER.get(metric, True) else "higher = closer to the teacher"
+    direction = f"{'lower' if LOWER_IS_CLOSER.get(metric, True) else 'higher'} = closer to the teacher"
     fig.update_xaxes(title_text="epoch", dtick=1, showgrid=True, gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, exponentformat="e")
     fig.update_yaxes(title_text=f"{METRIC_NAMES.get(metric, metric)}<br><sup>{direction}</sup>", row=1, col=1)
@@ -299,7 +312,8 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
             if closer(d_mean[-1], b_mean[-1]):
                 ratio = b_last / d_last
                 parts.append(f"At epoch {en} the distilled student's attention is {ratio:.3g}× closer to the "
-                             f"teacher's than the baseline's: training on the attention loss pulled it towards the teacher.")
+                             f"teacher's than the baseline's: training on the attention loss pulled it towards "
+                             f"the teacher.")
             else:
                 ratio = d_last / b_last
                 parts.append(f"At epoch {en} the baseline's attention is {ratio:.3g}× closer to the teacher's than "
@@ -309,7 +323,8 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
     else:
         parts[0] += " (this run trained no baseline)."
     # the mapped pair that moved most towards the teacher
-    start, end = np.array([distance(v) for v in dist_v[0].mean(-1)]), np.array([distance(v) for v in dist_v[-1].mean(-1)])
+    start = np.array([distance(v) for v in dist_v[0].mean(-1)])      # per mapped pair, first epoch
+    end = np.array([distance(v) for v in dist_v[-1].mean(-1)])       # and last
     if len(start) > 1 and np.all(start > 1e-12):
         change = end / start
         k = int(np.argmin(change))

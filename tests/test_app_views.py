@@ -157,6 +157,16 @@ def test_explorer_layer_head_and_epoch_change_the_maps(run_store):
     assert "not a mapped pair" in texts(at.markdown)
 
 
+def test_explorer_colour_scale_toggle(run_store):
+    at = page("explorer")
+    before = figures(at)["explorer.triptych"]
+    at.checkbox(key="explorer.sqrt_scale").uncheck()
+    rerun(at)
+    after = figures(at)["explorer.triptych"]
+    assert after["layout"]["coloraxis"]["colorscale"] != before["layout"]["coloraxis"]["colorscale"]
+    assert after["data"] == before["data"]                    # the same weights, other colours
+
+
 def test_explorer_student_and_example_change_the_maps(run_store):
     at = page("explorer")
     before = figures(at)["explorer.triptych"]["data"]
@@ -178,7 +188,8 @@ def test_explorer_typed_sentence_runs_the_models(run_store):
     assert at.select_slider(key="explorer.epoch").disabled
     assert "final weights" in texts(at.caption)
     trip = figures(at)["explorer.triptych"]
-    assert [charts.plain_label(x) for x in trip["data"][0]["x"]] == ["[CLS]", "a", "wonderful", "clever", "film", "[SEP]"]
+    tokens = [charts.plain_label(x) for x in trip["data"][0]["x"]]
+    assert tokens == ["[CLS]", "a", "wonderful", "clever", "film", "[SEP]"]
     at.text_input(key="explorer.text").input("   ")
     rerun(at, LIVE_TIMEOUT)
     assert "Type a sentence" in texts(at.info)

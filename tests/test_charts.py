@@ -76,6 +76,20 @@ def test_triptych_colour_scales(maps):
     assert fig.layout.coloraxis.colorscale != ca2.colorscale
 
 
+def test_square_root_colour_scale_keeps_the_values(maps):
+    linear = charts.heatmap_triptych(*maps, TOKENS)
+    sqrt = charts.heatmap_triptych(*maps, TOKENS, gamma=0.5)
+    for a, b in zip(heatmaps(linear), heatmaps(sqrt)):
+        np.testing.assert_array_equal(a.z, b.z)
+    assert sqrt.layout.coloraxis.cmax == linear.layout.coloraxis.cmax
+    assert sqrt.layout.coloraxis.colorscale != linear.layout.coloraxis.colorscale
+    # a weight of a quarter of the range gets the colour that sits halfway along the linear scale
+    stops = charts.map_colorscale(0.5)
+    quarter = next(c for x, c in stops if abs(x - 0.25) < 1e-9)
+    import plotly.colors
+    assert quarter == plotly.colors.sample_colorscale(charts.MAP_SCALE, [0.5])[0]
+
+
 def test_triptych_hover_shows_query_key_and_exact_weight(maps):
     fig = charts.heatmap_triptych(*maps, TOKENS)
     for tr in heatmaps(fig):

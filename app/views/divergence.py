@@ -13,7 +13,8 @@ EXPLAIN = {
     "kl": "KL(teacher ‖ student), in nats: how much information is lost when the student's attention row stands in "
           "for the teacher's. 0 = identical; lower is closer.",
     "js": "Jensen-Shannon divergence: a symmetric, bounded KL (0 to ln 2 ≈ 0.693). 0 = identical; lower is closer.",
-    "mse": "Squared difference of the attention weights, summed over the keys of a row. 0 = identical; lower is closer.",
+    "mse": "Squared difference of the attention weights, summed over the keys of a row. 0 = identical; "
+           "lower is closer.",
     "cosine": "Cosine similarity of the attention rows. 1 = same direction; higher is closer.",
 }
 

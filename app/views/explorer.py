@@ -111,7 +111,8 @@ except (DistillError, ValueError) as e:
 c1, c2, c3, c4 = st.columns(4)
 _keep(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
 s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer", on_change=_follow_pair,
-                       format_func=lambda s: f"layer {s}" + (f" (mapped to teacher {mapped[s]})" if s in mapped else ""))
+                       format_func=lambda s: f"layer {s}" + (f" (mapped to teacher {mapped[s]})"
+                                                             if s in mapped else ""))
 _keep(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
 t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
                        format_func=lambda t: f"layer {t}" + (" (mapped pair)" if mapped.get(s_layer) == t else ""))
@@ -119,6 +120,7 @@ head_options = [AVERAGE, *range(Hs)]
 _keep(K + "head", head_options, AVERAGE if rule == "mean" else 0)
 s_head = c3.selectbox("Student head", head_options, key=K + "head",
                       format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
+gamma = 0.5 if st.session_state.get(K + "sqrt_scale", True) else 1.0
 side = c4.radio("Teacher side", ["compared", "single"], key=K + "teacher_side",
                 format_func={"compared": f"as compared ({rule} rule)", "single": "one teacher head"}.get)
 if side == "single":
@@ -163,9 +165,12 @@ elif not typed:
     st.caption(f"Label: **{probe['label_names'][probe['labels'][example]]}** · {len(tokens)} tokens")
 
 fig = charts.heatmap_triptych(
-    teacher_shown, student_shown, tokens,
+    teacher_shown, student_shown, tokens, gamma=gamma,
     titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
 st.plotly_chart(fig, width="stretch", key=K + "triptych")
+st.checkbox("Emphasise small weights (square-root colour scale)", value=True, key=K + "sqrt_scale",
+            help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
+                 "[SEP]) otherwise wash out. Values and hover text stay exact.")
 
 # ---- how far apart, in numbers -----------------------------------------------------------------------
 pair = analysis.compare_pair(t_layer_maps, s_layer_maps, rule, Hs)      # metric -> (compared heads,)
@@ -193,15 +198,17 @@ st.subheader("All heads of both layers")
 zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
 cols = min(6, max(Ht, Hs))                       # same panel size for both models
 st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"teacher layer {t_layer}", cols=cols, zmax=zmax,
+                                 gamma=gamma,
                                  highlight=t_heads if len(t_heads) < Ht else ()),
                 width="stretch", key=K + "teacher_grid")
 st.plotly_chart(charts.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
+                                 gamma=gamma,
                                  highlight=[] if s_head == AVERAGE else [s_head]),
                 width="stretch", key=K + "student_grid")
 st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above.")
 
 st.subheader("Head-averaged view")
 st.plotly_chart(charts.heatmap_triptych(
-    t_layer_maps.mean(0), s_layer_maps.mean(0), tokens,
+    t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
     titles=(f"teacher L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
             "student − teacher")), width="stretch", key=K + "averaged")
