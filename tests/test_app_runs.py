@@ -70,7 +70,7 @@ def test_lists_the_run_with_its_accuracies(finished_run, store):
     assert df["status"].iloc[0].endswith("done")
     acc = store.open(run_id).summary()["accuracy"]
     for name in ("teacher", "baseline", "distilled"):
-        assert df[f"{name} acc %"].iloc[0] == pytest.approx(100 * acc[name], abs=0.051)
+        assert df[f"{name} %"].iloc[0] == pytest.approx(100 * acc[name], abs=0.051)
     assert df["epochs"].iloc[0] == 2
     assert at.download_button(key="runs.download") is not None
     assert "two runs" in texts(at.info)          # comparing needs a second run

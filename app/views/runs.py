@@ -63,14 +63,15 @@ if not infos:
     st.stop()
 
 rows = [{"status": f"{common.STATUS_ICONS.get(r.status, '')} {r.status}", "run": r.run_id, "name": r.name,
-         "started (UTC)": r.started.replace("T", " ").rstrip("Z"), "dataset": Path(r.dataset).name or r.dataset,
-         "epochs": r.epochs_done, **{f"{s} acc %": pct(r.accuracy.get(s)) for s in STUDENTS},
+         "started (UTC)": r.started.replace("T", " ")[:16], "dataset": Path(r.dataset).name or r.dataset,
+         "epochs": r.epochs_done, **{f"{s} %": pct(r.accuracy.get(s)) for s in STUDENTS},
          "problem": r.error} for r in infos]
 table = pd.DataFrame(rows)
 if not any(r.error for r in infos):
     table = table.drop(columns="problem")
-st.dataframe(table, hide_index=True, key="runs.table",
-             column_config={f"{s} acc %": st.column_config.NumberColumn(format="%.1f") for s in STUDENTS})
+st.dataframe(table, hide_index=True, key="runs.table", placeholder="–",
+             column_config={f"{s} %": st.column_config.NumberColumn(format="%.1f", help=f"{s} test accuracy")
+                            for s in STUDENTS})
 for r in infos:
     if r.status == "damaged":
         st.warning(f"🧩 Run folder **{r.run_id}** is damaged and cannot be opened: {r.error}. "
@@ -146,13 +147,13 @@ for color, (tag, rid) in zip(RUN_COLORS, (("A", a), ("B", b))):
                                      line={"color": color, "dash": dash}))
     accs = done[rid].get("accuracy") or {}
     acc.add_trace(go.Bar(x=list(STUDENTS), y=[pct(accs.get(s)) for s in STUDENTS], name=f"{tag}: {rid}",
-                         marker_color=color, text=[f"{pct(accs.get(s))}%" if accs.get(s) is not None else "–"
+                         marker_color=color, cliponaxis=False, text=[f"{pct(accs.get(s))}%" if accs.get(s) is not None else "–"
                                                    for s in STUDENTS], textposition="outside"))
 div.update_layout(title=f"Attention divergence from the teacher (mean {done[a]['divergence'].get('metric', 'js').upper()})",
                   xaxis_title="epoch", yaxis_title="divergence", xaxis={"dtick": 1}, height=380,
                   margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2})
 acc.update_layout(title="Test accuracy (%)", barmode="group", yaxis_title="%", height=380,
-                  yaxis={"range": [0, 105]}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                  yaxis={"range": [0, 112]}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                   legend={"orientation": "h", "y": -0.2})
 c1, c2 = st.columns(2)
 c1.plotly_chart(div, width="stretch", key="runs.compare_divergence")
