@@ -118,7 +118,8 @@ def finished(run) -> None:
             gain = 100 * (acc["distilled"] - acc["baseline"])
             delta = f"{gain:+.1f} points vs baseline" if abs(gain) >= 0.05 else "same as baseline"
         col.metric(f"{name} test accuracy", sf.fmt_acc(acc.get(name)), delta=delta,
-                   delta_color="off" if delta == "same as baseline" else "normal")
+                   delta_color="off" if delta == "same as baseline" else "normal",
+                   delta_arrow="off" if delta == "same as baseline" else "auto")
     curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         where = ("it is already selected there" if st.session_state.get(common.SELECTED_RUN) == run.id
