@@ -12,7 +12,7 @@ st.set_page_config(page_title="attention distillation studio", page_icon="🔭",
 
 VIEWS = Path(__file__).parent / "views"
 pages = [
-    st.Page(VIEWS / "new_session.py", title="New session", icon="🚀", default=True, url_path="new"),
+    st.Page(VIEWS / "new_session.py", title="New session", icon="🚀", default=True),
     st.Page(VIEWS / "explorer.py", title="Attention explorer", icon="🔍", url_path="explorer"),
     st.Page(VIEWS / "divergence.py", title="Divergence over epochs", icon="📉", url_path="divergence"),
     st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),

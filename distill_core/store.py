@@ -292,7 +292,11 @@ class RunStore:
 
     def delete(self, run_id: str) -> None:
         run = self.open(run_id)
-        if run.status().get("status") == "running":
+        try:
+            running = run.status().get("status") == "running"
+        except RunStoreError:       # a damaged status file: the run is not running, and may be removed
+            running = False
+        if running:
             raise RunStoreError(f"run {run_id} is still running; cancel it first")
         shutil.rmtree(run.path)
 

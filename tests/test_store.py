@@ -111,3 +111,11 @@ def test_cancel_flag(tmp_path):
     assert not run.cancel_requested()
     run.request_cancel()
     assert Run(run.path).cancel_requested()
+
+
+def test_run_with_damaged_status_can_be_deleted(tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create({})
+    (run.path / "status.json").write_text("{trunc")
+    store.delete(run.id)
+    assert not run.path.exists()
