@@ -11,6 +11,8 @@ from distill_core.errors import DistillError
 
 REPO = Path(__file__).resolve().parent.parent
 SELECTED_RUN = "common.selected_run"    # session-state key shared by the pages that show one run
+# Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
                 "damaged": "🧩", "unknown": "?"}
 

@@ -106,6 +106,6 @@ elif d_acc is not None:
 
 c1, c2 = st.columns([1, 2], gap="medium")
 with c1:
-    st.plotly_chart(charts.accuracy_bars(acc, n), width="stretch", key=K + "accuracy_bars")
+    st.plotly_chart(charts.accuracy_bars(acc, n), width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
 with c2:
-    st.plotly_chart(charts.efficiency_bars(params, size, latency, device), width="stretch", key=K + "efficiency_bars")
+    st.plotly_chart(charts.efficiency_bars(params, size, latency, device), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")

@@ -117,4 +117,4 @@ student = st.radio("Compare the teacher with", students, horizontal=True, key=K 
                    format_func=charts.MODEL_LABELS.get)
 st.info(charts.attribution_reading(student, stats), icon="🧾")
 st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
-                                        charts.MODEL_LABELS[student]), width="stretch", key=K + "bars")
+                                        charts.MODEL_LABELS[student]), width="stretch", config=common.PLOTLY_CONFIG, key=K + "bars")

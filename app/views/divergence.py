@@ -57,7 +57,7 @@ with c2:
 
 st.info(charts.divergence_reading(records, metric, labels), icon="🧾")
 st.plotly_chart(charts.divergence_curves(records, metric, per_head=per_head, labels=labels),
-                width="stretch", key=K + "curves")
+                width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
 
 # ---- layer x head at one epoch -----------------------------------------------------------------------
 st.subheader("Layer × head at one epoch")
@@ -79,7 +79,7 @@ for col, (s, grid) in zip(cols, grids.items()):
     rows = labels if len(labels) == grid.shape[0] else [f"pair {k}" for k in range(grid.shape[0])]
     with col:
         st.plotly_chart(charts.layer_head_grid(grid, rows, f"{charts.MODEL_LABELS[s]}, epoch {epoch}", metric,
-                                               zmin=lo, zmax=hi), width="stretch", key=f"{K}grid.{s}")
+                                               zmin=lo, zmax=hi), width="stretch", config=common.PLOTLY_CONFIG, key=f"{K}grid.{s}")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \
     "darker red = less similar to the teacher"
 st.caption(f"Both grids share one colour scale ({closer}). Rows: mapped layer pairs; columns: compared heads.")

@@ -167,7 +167,7 @@ elif not typed:
 fig = charts.heatmap_triptych(
     teacher_shown, student_shown, tokens, gamma=gamma,
     titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
-st.plotly_chart(fig, width="stretch", key=K + "triptych")
+st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
 st.checkbox("Emphasise small weights (square-root colour scale)", value=True, key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
                  "[SEP]) otherwise wash out. Values and hover text stay exact.")
@@ -200,15 +200,15 @@ cols = min(6, max(Ht, Hs))                       # same panel size for both mode
 st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"teacher layer {t_layer}", cols=cols, zmax=zmax,
                                  gamma=gamma,
                                  highlight=t_heads if len(t_heads) < Ht else ()),
-                width="stretch", key=K + "teacher_grid")
+                width="stretch", config=common.PLOTLY_CONFIG, key=K + "teacher_grid")
 st.plotly_chart(charts.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
                                  gamma=gamma,
                                  highlight=[] if s_head == AVERAGE else [s_head]),
-                width="stretch", key=K + "student_grid")
+                width="stretch", config=common.PLOTLY_CONFIG, key=K + "student_grid")
 st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above.")
 
 st.subheader("Head-averaged view")
 st.plotly_chart(charts.heatmap_triptych(
     t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
     titles=(f"teacher L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
-            "student − teacher")), width="stretch", key=K + "averaged")
+            "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")

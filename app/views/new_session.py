@@ -74,7 +74,7 @@ def curves(run, key: str) -> None:
         epochs = None
     for col, (title, value, y_title) in zip(st.columns(len(sf.LIVE_CHARTS)), sf.LIVE_CHARTS):
         fig = sf.metric_figure(records, title, value, y_title, epochs)
-        col.plotly_chart(fig, width="stretch", key=f"{key}.{title}")
+        col.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.{title}")
 
 
 @st.fragment(run_every=1.0)

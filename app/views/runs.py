@@ -156,8 +156,8 @@ acc.update_layout(title="Test accuracy (%)", barmode="group", yaxis_title="%", h
                   yaxis={"range": [0, 112]}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                   legend={"orientation": "h", "y": -0.2})
 c1, c2 = st.columns(2)
-c1.plotly_chart(div, width="stretch", key="runs.compare_divergence")
-c2.plotly_chart(acc, width="stretch", key="runs.compare_accuracy")
+c1.plotly_chart(div, width="stretch", config=common.PLOTLY_CONFIG, key="runs.compare_divergence")
+c2.plotly_chart(acc, width="stretch", config=common.PLOTLY_CONFIG, key="runs.compare_accuracy")
 st.caption(f"A = {a}, B = {b}. Solid lines: distilled students; dotted: baselines. Lower divergence means the "
            "student's attention is closer to the teacher's on the probe sentences.")
 try:
