@@ -25,8 +25,8 @@ from .batching import collate, encode, make_batches
 from .capture import AttentionCapture
 from .config import ATTENTION_LOSSES, SessionConfig
 from .data import load_splits
-from .errors import ConfigError, DistillError, ModelError, NonFiniteLossError
-from .evaluate import autocast_for, evaluate, measure_latency, predict_logits, accuracy_and_loss
+from .errors import DistillError, ModelError, NonFiniteLossError
+from .evaluate import autocast_for, evaluate, measure_latency
 from .losses import LossInputs, combined_loss
 from .metrics import attention_metrics
 from .models import (build_student, check_attention, count_parameters, num_layers_heads, pick_device,
@@ -175,7 +175,7 @@ class Session:
         self._progress("load data", 0, 1)
         splits = load_splits(cfg.data)
         self.splits = splits
-        tokenizer = load_tokenizer(cfg.teacher.source)
+        tokenizer = self.tokenizer = load_tokenizer(cfg.teacher.source)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.pad = pad
         ml = cfg.data.max_length
@@ -415,9 +415,8 @@ class Session:
         if status == "done":
             self._progress("evaluate", 0, 1 + len(self.students))
             set_attention_backend(self.teacher, eager=False)
-            accuracy["teacher"], _ = accuracy_and_loss(
-                predict_logits(self.teacher, test_ids, self.pad, self.device, mixed_precision=mp),
-                self.splits.test_labels)
+            accuracy["teacher"], _ = evaluate(self.teacher, test_ids, self.splits.test_labels, self.pad, self.device,
+                                              mixed_precision=mp)
             self._progress("evaluate", 1, 1 + len(self.students))
         params["teacher"] = count_parameters(self.teacher)
         size["teacher"] = teacher_size_bytes(teacher.path)
@@ -436,7 +435,7 @@ class Session:
             params[st.name] = count_parameters(st.model)
             size[st.name] = int(sum(f.stat().st_size for f in out.glob("*.safetensors")))
         tok_dir = self.run.path / "models" / "tokenizer"
-        load_tokenizer(cfg.teacher.source).save_pretrained(tok_dir)
+        self.tokenizer.save_pretrained(tok_dir)
         by = {(r["epoch"], r["student"]): r for r in self.records}
         epochs = sorted({r["epoch"] for r in self.records})
         summary = {
