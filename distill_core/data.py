@@ -89,6 +89,18 @@ def read_table(path: str | Path, text_column: str, label_column: str, max_file_m
 
 
 def _parse_jsonl(text: str, name: str) -> pd.DataFrame:
+    if text.lstrip().startswith("["):       # a .json file holding one array of objects
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"data file {name} is not valid JSON (line {e.lineno}: {e.msg}); use one JSON object "
+                            f"per line, or one array of objects") from None
+        if not isinstance(whole, list) or not all(isinstance(x, dict) for x in whole):
+            raise DataError(f"data file {name} holds a JSON array whose items are not all objects like "
+                            f"{{\"text\": ..., \"label\": ...}}")
+        if not whole:
+            raise DataError(f"data file {name} has no records")
+        return pd.DataFrame(whole)
     rows, bad = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -123,22 +135,32 @@ def select_columns(df: pd.DataFrame, text_column: str, label_column: str, name: 
 def clean(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Drop empty texts, check labels; returns (frame with integer labels, label names, notices)."""
     notices = []
-    texts = df["text"].map(lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x)) else str(x).strip())
+    nested = _first_nested(df["text"])
+    if nested is not None:
+        raise DataError(f"{name}: the text column holds lists or objects, not text (first at row {nested + 1}); "
+                        f"choose the column that holds the texts")
+    texts = df["text"].map(lambda x: "" if _is_missing(x) else str(x).strip())
     empty = texts == ""
     if empty.all():
         raise DataError(f"{name}: every text is empty")
     if empty.any():
-        notices.append(f"{int(empty.sum())} rows with an empty text were dropped")
+        n = int(empty.sum())
+        notices.append(f"{n} rows with an empty text were dropped" if n != 1 else "1 row with an empty text was dropped")
     df = pd.DataFrame({"text": texts[~empty].values, "label": df["label"][~empty].values})
     labels = df["label"]
-    missing = labels.map(lambda x: x is None or x == "" or (isinstance(x, float) and np.isnan(x)))
+    nested = _first_nested(labels)
+    if nested is not None:
+        raise DataError(f"{name}: labels must be strings or whole numbers, but row {nested + 1} holds a "
+                        f"{type(labels.iloc[nested]).__name__}; choose the column that holds the classes")
+    missing = labels.map(lambda x: _is_missing(x) or str(x).strip().lower() in ("", "nan"))
     if missing.any():
-        raise DataError(f"{name}: {int(missing.sum())} rows have no label (first at row {int(np.argmax(missing.values)) + 1}); "
-                        f"fill or remove them")
+        n = int(missing.sum())
+        raise DataError(f"{name}: {n} {'rows have' if n != 1 else 'row has'} no label (first at row "
+                        f"{int(np.argmax(missing.values)) + 1}); fill or remove {'them' if n != 1 else 'it'}")
     kinds = {_label_kind(x) for x in labels}
     if "float" in kinds:
-        raise DataError(f"{name}: labels must be classes (strings or whole numbers), but some are fractional "
-                        f"numbers like {next(x for x in labels if _label_kind(x) == 'float')!r}; "
+        raise DataError(f"{name}: labels must be classes (strings or whole numbers), but some are fractional or "
+                        f"infinite numbers like {next(x for x in labels if _label_kind(x) == 'float')!r}; "
                         f"this tool does classification, not regression")
     if len(kinds) > 1:
         raise DataError(f"{name}: labels mix numbers and words (e.g. {_example_of(labels, 'int')!r} and "
@@ -149,13 +171,28 @@ def clean(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], list[st
         label_names = [str(v) for v in names]
         ids = values.map({v: i for i, v in enumerate(names)})
     else:
-        values = labels.map(str)
+        values = labels.map(lambda x: str(x).strip())
         label_names = sorted(values.unique())
         ids = values.map({v: i for i, v in enumerate(label_names)})
     if len(label_names) < 2:
         raise DataError(f"{name}: every example has the label {label_names[0]!r}; a classifier needs at least "
                         f"two classes")
+    if len(label_names) > max(20, len(df) // 2):
+        raise DataError(f"{name}: the label column has {len(label_names)} different values in {len(df)} rows, too "
+                        f"few examples per class to learn from; is it the column that holds the classes?")
     return pd.DataFrame({"text": df["text"].values, "label": ids.astype(int).values}), label_names, notices
+
+
+def _is_missing(x) -> bool:
+    return x is None or (isinstance(x, (float, np.floating)) and np.isnan(x))
+
+
+def _first_nested(values: pd.Series) -> int | None:
+    """Position of the first list, dict or other container (JSONL can hold them), or None."""
+    for i, x in enumerate(values):
+        if isinstance(x, (list, dict, tuple, set, np.ndarray)):
+            return i
+    return None
 
 
 def _label_kind(x) -> str:

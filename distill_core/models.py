@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import DEFAULT_TEACHER, StudentConfig
+from .config import DEFAULT_TEACHER, SessionConfig, StudentConfig
 from .errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ def resolve_source(source: str) -> tuple[str, bool]:
         if not p.is_dir():
             raise ModelError(f"{source} is a file; a model is a folder with config.json and weights")
         if not (p / "config.json").is_file():
-            raise ModelError(f"{source} is not a model folder: it has no config.json")
+            raise ModelError(f"{source} is not a model folder: it has no config.json (a model folder holds "
+                             f"config.json, model.safetensors and the tokenizer files, as save_pretrained writes them)")
         return str(p.resolve()), True
     if source.startswith((".", "/", "~")) or os.sep + os.sep in source or source.count("/") > 1:
         raise ModelError(f"model folder {source} does not exist")
@@ -51,9 +52,20 @@ def _offline_kwargs(local: bool) -> dict:
     return {"local_files_only": True} if local else {}
 
 
+# Files a saved tokenizer leaves in a model folder (any one of them is enough for AutoTokenizer).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model")
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
+
+
 def load_tokenizer(source: str):
     from transformers import AutoTokenizer
     path, local = resolve_source(source)
+    if local and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
+        # AutoTokenizer would otherwise build an empty tokenizer from config.json alone and read every word as [UNK]
+        raise ModelError(f"{source} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the "
+                         f"model's tokenizer into the same folder (tokenizer.save_pretrained(folder))")
     try:
         return AutoTokenizer.from_pretrained(path, **_offline_kwargs(local))
     except Exception as e:  # noqa: BLE001
@@ -64,17 +76,48 @@ def load_classifier(source: str, num_labels: int, eager: bool = True):
     """A sequence classifier with `num_labels` outputs; returns (model, head_is_new)."""
     from transformers import AutoModelForSequenceClassification
     path, local = resolve_source(source)
+    if local:
+        check_weight_files(Path(path), source)
     try:
+        # safetensors only: pickle-based weight files (.bin, .pt) can run code when they are loaded
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=num_labels, attn_implementation="eager" if eager else "sdpa",
             output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False,
-            use_safetensors=None, **_offline_kwargs(local))
+            use_safetensors=True, **_offline_kwargs(local))
     except ValueError as e:
         raise ModelError(f"{source} cannot be loaded as a sequence classifier with eager attention: {e}") from None
     except OSError as e:
+        if "safetensors" in str(e) and not local:
+            raise ModelError(f"hub model {source} has no model.safetensors weights; this tool loads safetensors "
+                             f"only, because pickle weight files can run code when loaded. Pick a model that "
+                             f"ships safetensors") from None
         raise ModelError(f"could not load model {source}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - damaged weights, shapes that do not match the config, ...
+        raise ModelError(f"could not load model {source}: {type(e).__name__}: {e}") from None
     head_new = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
     return model, bool(head_new)
+
+
+def check_weight_files(folder: Path, source: str) -> None:
+    """A local model folder must hold safetensors weights; say what is there instead."""
+    if (folder / SAFE_WEIGHTS[0]).is_file():
+        from safetensors import safe_open
+        try:                                    # reads the header and checks it against the file's size
+            with safe_open(str(folder / SAFE_WEIGHTS[0]), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise ModelError(f"could not load model {source}: its model.safetensors is damaged or incomplete "
+                             f"({e}); copy or save the model again") from None
+        return
+    if (folder / SAFE_WEIGHTS[1]).is_file():
+        return
+    pickled = [f for f in PICKLE_WEIGHTS if (folder / f).is_file()]
+    if pickled:
+        raise ModelError(f"{source} holds only {pickled[0]}, a pickle file that can run code when loaded; this tool "
+                         f"loads model.safetensors only. Convert it once where you trust the file: load it with "
+                         f"transformers and call model.save_pretrained(folder), which writes model.safetensors")
+    raise ModelError(f"{source} has a config.json but no weights (model.safetensors); save the model into the "
+                     f"folder with model.save_pretrained(folder)")
 
 
 def num_layers_heads(model) -> tuple[int, int]:
@@ -100,10 +143,97 @@ def check_attention(model, tokenizer, name: str) -> None:
                          f"eager attention (attn_implementation='eager')")
     if att[0].shape[1] != heads:
         raise ModelError(f"{name} returned {att[0].shape[1]} heads per map, its config says {heads}")
+    # the session reads attention through hooks on each layer's attention module: check those too
+    from .capture import AttentionCapture
+    try:
+        capture = AttentionCapture(model)
+    except ModelError as e:
+        raise ModelError(f"{name}: {e}") from None
+    if len(capture.modules) != layers:
+        raise ModelError(f"{name} has {layers} layers but {len(capture.modules)} attention modules were found; "
+                         f"its architecture is not supported")
+    model.eval()
+    try:
+        with capture:
+            model(**enc)
+            maps = capture.pop()
+    except ModelError as e:
+        raise ModelError(f"{name}: {e}") from None
+    finally:
+        model.train(was_training)
+    if any(m.dim() != 4 or m.shape[1] != heads for m in maps):
+        raise ModelError(f"{name}'s attention modules do not return (batch, heads, tokens, tokens) weights; "
+                         f"its architecture is not supported")
 
 
 def same_tokenizer(a, b) -> bool:
     return a.get_vocab() == b.get_vocab() and type(a).__name__.replace("Fast", "") == type(b).__name__.replace("Fast", "")
+
+
+def usable_positions(conf) -> int | None:
+    """How many tokens a model can read (RoBERTa-style models lose padding_idx + 1 positions)."""
+    mpe = getattr(conf, "max_position_embeddings", None)
+    if not isinstance(mpe, int) or mpe <= 0:
+        return None
+    if getattr(conf, "model_type", "") in ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"):
+        mpe -= int(getattr(conf, "pad_token_id", None) or 1) + 1
+    return mpe
+
+
+def preflight(config: SessionConfig, teacher, tokenizer) -> None:
+    """What can be checked once the teacher is loaded, before anything is trained: sequence length and
+    vocabulary against the models, a student named by source (its tokenizer must be the teacher's), and the
+    student's shape against the teacher's (layer map, head rule, initialisation from the teacher)."""
+    from . import mapping
+    ml, n_tok = config.data.max_length, len(tokenizer)
+
+    def fits(conf, who: str) -> None:
+        usable = usable_positions(conf)
+        if usable is not None and ml > usable:
+            raise ConfigError(f"data.max_length is {ml} tokens but {who} reads at most {usable}; set "
+                              f"data.max_length to {usable} or less")
+        vocab = getattr(conf, "vocab_size", None)
+        if isinstance(vocab, int) and vocab < n_tok:
+            raise ModelError(f"the tokenizer has {n_tok} tokens but {who}'s embedding only {vocab}: the folder's "
+                             f"tokenizer does not belong to its model; save the model's own tokenizer beside it")
+
+    t_layers, t_heads = num_layers_heads(teacher)
+    fits(teacher.config, f"the teacher ({config.teacher.source})")
+    s = config.student
+    if s.source:
+        from transformers import AutoConfig
+        path, local = resolve_source(s.source)
+        try:
+            s_conf = AutoConfig.from_pretrained(path, trust_remote_code=False, **_offline_kwargs(local))
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"could not read the config of student {s.source}: {e}") from None
+        if local:
+            check_weight_files(Path(path), s.source)
+        s_tok = load_tokenizer(s.source)
+        if not same_tokenizer(tokenizer, s_tok):
+            raise ModelError(f"student {s.source} does not share the teacher's tokenizer ({len(s_tok)} tokens, "
+                             f"{type(s_tok).__name__}, against the teacher's {n_tok}, {type(tokenizer).__name__}); "
+                             f"attention maps are compared token by token, so pick a student with the teacher's "
+                             f"vocabulary, or leave student.source empty to build one from a shape")
+        fits(s_conf, f"the student ({s.source})")
+        try:
+            s_layers, s_heads = int(s_conf.num_hidden_layers), int(s_conf.num_attention_heads)
+        except (AttributeError, TypeError):
+            raise ModelError(f"student {s.source}'s config names no num_hidden_layers / num_attention_heads; its "
+                             f"architecture is not supported") from None
+    else:
+        s_layers, s_heads = s.layers, s.heads
+        if s.init == "from_teacher":
+            t_hidden = getattr(teacher.config, "hidden_size", None)
+            if t_hidden is not None and s.hidden != t_hidden:
+                raise ConfigError(f"student.init 'from_teacher' copies the teacher's weights, so student.hidden must "
+                                  f"be the teacher's {t_hidden} (now {s.hidden}); use init 'random' or hidden={t_hidden}")
+            bad = [x for x in (s.init_layers or ()) if not 0 <= x < t_layers]
+            if bad:
+                raise ConfigError(f"student.init_layers names teacher layer {bad[0]}, but the teacher's layers are "
+                                  f"0..{t_layers - 1}")
+    mapping.layer_map(config.objectives.layer_map, t_layers, s_layers)
+    mapping.resolve_head_rule(config.objectives.head_rule, t_heads, s_heads)
 
 
 def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: list[int] | None):

@@ -27,7 +27,9 @@ from .capture import AttentionCapture
 from .config import SessionConfig, TeacherConfig
 from .data import Splits
 from .evaluate import autocast_for
-from .models import check_attention, load_classifier, load_tokenizer, resolve_source, set_attention_backend
+from .errors import ModelError
+from .models import (check_attention, load_classifier, load_tokenizer, preflight, resolve_source,
+                     set_attention_backend)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,14 @@ def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int, seed:
 
 @contextlib.contextmanager
 def _file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    """An exclusive lock between threads and processes (flock is per open file, so threads block too)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "w")
+    except OSError as e:
+        raise ModelError(f"cannot write the teacher cache {path.parent}: {e}; set ADS_CACHE_DIR to a writable "
+                         f"folder") from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -67,19 +75,31 @@ def _file_lock(path: Path):
 
 def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[int]], device: torch.device,
                     progress: Progress | None = None) -> PreparedTeacher:
-    """Load the teacher; fine-tune it on the training split when its head is new (or when asked), with caching."""
+    """Load the teacher; fine-tune it on the training split when its head is new (or when asked), with caching.
+
+    Everything that can be refused without training (attention that cannot be read, a student that does not fit
+    the teacher) is refused here, before the fine-tune."""
     tcfg = config.teacher
     tokenizer = load_tokenizer(tcfg.source)
     model, head_new = load_classifier(tcfg.source, splits.num_labels)
+    check_attention(model, tokenizer, f"teacher {tcfg.source}")
+    preflight(config, model, tokenizer)
     needs_ft = tcfg.finetune == "always" or (tcfg.finetune == "auto" and head_new)
     if not needs_ft or tcfg.finetune_epochs == 0:
-        check_attention(model, tokenizer, f"teacher {tcfg.source}")
         return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False)
 
     key = teacher_cache_key(tcfg, splits, config.data.max_length, config.train.seed)
-    target = cache_root() / "teachers" / key
-    with _file_lock(cache_root() / "teachers" / f"{key}.lock"):
-        if not (target / "config.json").is_file():
+    folder = cache_root() / "teachers"
+    target = folder / key
+    with _file_lock(folder / f"{key}.lock"):
+        cached = None
+        if (target / "config.json").is_file():
+            try:
+                cached, _ = load_classifier(str(target), splits.num_labels)
+            except ModelError as e:
+                log.warning("the cached teacher in %s is damaged and is fine-tuned again: %s", target, e)
+                shutil.rmtree(target, ignore_errors=True)
+        if cached is None:
             log.info("fine-tuning the teacher (one time, cached in %s)", target)
             torch.manual_seed(config.train.seed)
             model, _ = load_classifier(tcfg.source, splits.num_labels)  # same fresh head for every seed
@@ -87,18 +107,22 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
             finetune(model, train_ids, splits.train_labels, tokenizer.pad_token_id, tcfg, config.train.seed,
                      device, config.train.mixed_precision, progress)
             tmp = target.with_name(target.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            (tmp / "distill_meta.json").write_text(json.dumps({"source": tcfg.source, "key": key,
-                                                               "data": splits.fingerprint}))
-            os.replace(tmp, target)
-            cached = False
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                model.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+                (tmp / "distill_meta.json").write_text(json.dumps({"source": tcfg.source, "key": key,
+                                                                   "data": splits.fingerprint}))
+                os.replace(tmp, target)
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ModelError(f"could not save the fine-tuned teacher in {folder}: {e}; free disk space or set "
+                                 f"ADS_CACHE_DIR to a writable folder") from None
+            model, _ = load_classifier(str(target), splits.num_labels)
         else:
-            cached = True
-    model, _ = load_classifier(str(target), splits.num_labels)
+            model = cached
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
-    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached)
+    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached is not None)
 
 
 def finetune(model, ids, labels, pad_id, tcfg: TeacherConfig, seed: int, device, mixed_precision: bool,
