@@ -213,6 +213,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the run keeps its finished epochs", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - one line on the terminal; the run's status.json keeps the traceback
+        text = str(e)
+        if isinstance(e, MemoryError) or "out of memory" in text.lower():
+            print(f"error: out of memory; try a smaller --batch-size or --set data.max_length=...  ({text[:200]})",
+                  file=sys.stderr)
+        else:
+            print(f"error: {type(e).__name__}: {text[:300]} (the run's status.json has the details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

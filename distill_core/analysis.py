@@ -51,7 +51,7 @@ def load_run_models(run: Run) -> RunModels:
                                  f"rerun the session to prepare it again")
             continue
         model = AutoModelForSequenceClassification.from_pretrained(
-            src, attn_implementation="eager", local_files_only=True, trust_remote_code=False)
+            src, attn_implementation="eager", local_files_only=True, trust_remote_code=False, use_safetensors=True)
         model.eval()
         models[name] = model
     if "distilled" not in models:

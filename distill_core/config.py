@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ class ObjectiveConfig:
         unknown = sorted(set(losses) - set(LOSS_NAMES))
         _require(not unknown, f"unknown loss {', '.join(unknown)}; known losses: {', '.join(LOSS_NAMES)}")
         for name, w in losses.items():
-            _require(isinstance(w, (int, float)) and not isinstance(w, bool) and w == w,
+            _require(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w),
                      f"weight of loss {name} must be a number, not {w!r}")
             _require(w >= 0, f"weight of loss {name} must be 0 or more, not {w}")
         _require(any(w > 0 for w in losses.values()),
@@ -260,8 +261,10 @@ def _coerce(sub_cls, section: str, values: dict) -> dict:
                 raise ConfigError(f"{section}.{f.name} must be a number, not {v!r}") from None
         elif kind in (int, float) and isinstance(v, float) and kind is int and v.is_integer():
             out[f.name] = int(v)
-        elif kind in (int, float) and not isinstance(v, (int, float)) and v is not None:
+        elif kind in (int, float) and (isinstance(v, bool) or not isinstance(v, (int, float))) and v is not None:
             raise ConfigError(f"{section}.{f.name} must be a number, not {v!r}")
+        if isinstance(out[f.name], float) and not math.isfinite(out[f.name]):
+            raise ConfigError(f"{section}.{f.name} must be a finite number, not {out[f.name]!r}")
     return out
 
 

@@ -22,7 +22,7 @@ JS_MAX = math.log(2.0)
 def _renorm(p: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
     if key_mask is not None:
         p = p * key_mask
-    return p / p.sum(-1, keepdim=True).clamp_min(EPS)
+    return p / p.sum(-1, keepdim=True).clamp_min(1e-30)    # a row of tiny weights still sums to 1
 
 
 def row_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -233,7 +233,7 @@ class RunStore:
         if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
             raise RunStoreError(f"{run_id!r} is not a valid run id (letters, digits, '-', '_' and '.' only)")
         p = (self.root / run_id).resolve()
-        if p.parent != self.root:
+        if p.parent != self.root.resolve():
             raise RunStoreError(f"{run_id!r} is not a valid run id")
         return p
 
@@ -272,7 +272,7 @@ class RunStore:
             return []
         infos = []
         for p in sorted(self.root.iterdir(), reverse=True):
-            if not p.is_dir() or p.name.startswith(".") or not RUN_ID_RE.match(p.name):
+            if not p.is_dir() or p.is_symlink() or p.name.startswith(".") or not RUN_ID_RE.match(p.name):
                 continue
             run = Run(p)
             try:
@@ -304,8 +304,11 @@ class RunStore:
         run = self.open(run_id)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            root = run.path.resolve()
             for f in sorted(run.path.rglob("*")):
-                if f.is_file() and not f.name.endswith(".tmp"):
+                # links could carry files from outside the run into the archive: skip them
+                if (f.is_file() and not f.is_symlink() and not f.name.endswith(".tmp")
+                        and f.resolve().is_relative_to(root)):
                     z.write(f, Path(run_id) / f.relative_to(run.path))
         return buf.getvalue()
 

@@ -25,12 +25,12 @@ from .batching import collate, encode, make_batches
 from .capture import AttentionCapture
 from .config import ATTENTION_LOSSES, SessionConfig
 from .data import load_splits
-from .errors import DistillError, ModelError, NonFiniteLossError
+from .errors import DistillError, NonFiniteLossError
 from .evaluate import autocast_for, evaluate, measure_latency
 from .losses import LossInputs, combined_loss
 from .metrics import attention_metrics
-from .models import (build_student, check_attention, count_parameters, num_layers_heads, pick_device,
-                     same_tokenizer, load_tokenizer, set_attention_backend)
+from .models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
+                     pick_device, set_attention_backend)
 from .store import Run, RunStore, now_iso
 from .teacher import compute_teacher_outputs, prepare_teacher, teacher_size_bytes
 
@@ -184,7 +184,8 @@ class Session:
         test_ids, _ = encode(tokenizer, splits.test_texts, ml)
         notices = list(splits.notices)
         if n_trunc:
-            notices.append(f"{n_trunc} training texts were longer than {ml} tokens and were truncated")
+            notices.append(f"{n_trunc} training text{'s were' if n_trunc != 1 else ' was'} longer than {ml} tokens "
+                           f"and {'were' if n_trunc != 1 else 'was'} truncated")
         self._progress("load data", 1, 1)
 
         teacher = prepare_teacher(cfg, splits, train_ids, self.device, self._progress)
@@ -200,12 +201,7 @@ class Session:
                 init_layers = mapping.layer_map(obj.layer_map, t_layers, cfg.student.layers)
             first = build_student(cfg.student, self.teacher, splits.num_labels, init_layers)
         s_layers, s_heads = num_layers_heads(first)
-        if cfg.student.source:
-            student_tok = load_tokenizer(cfg.student.source)
-            if not same_tokenizer(tokenizer, student_tok):
-                raise ModelError(f"student {cfg.student.source} does not share the teacher's tokenizer; attention maps "
-                                 f"are compared token by token, so pick a student with the teacher's vocabulary")
-        check_attention(first, tokenizer, "the student")
+        check_attention(first, tokenizer, "the student")   # its tokenizer was checked in models.preflight
         self.pairs_teacher = mapping.layer_map(obj.layer_map, t_layers, s_layers)
         self.pairs = [(t, s) for s, t in enumerate(self.pairs_teacher)]
         self.head_rule = mapping.resolve_head_rule(obj.head_rule, t_heads, s_heads)
@@ -473,6 +469,7 @@ def run_session(config: SessionConfig, store: RunStore | None = None, callbacks=
         run.update_status(status="failed", ended=now_iso(), error=msg,
                           traceback=traceback.format_exc() if not isinstance(e, DistillError) else None)
         _partial_summary(session, "failed", msg)
+        _save_finished_students(session)
         raise
     run.update_status(status=summary["status"], ended=now_iso(), error=None)
     session._emit("on_session_end", summary)
@@ -492,6 +489,18 @@ def _describe(e: BaseException, session: Session) -> str:
     if isinstance(e, KeyboardInterrupt):
         return f"{where}interrupted"
     return f"{where}{type(e).__name__}: {text}"
+
+
+def _save_finished_students(session: Session) -> None:
+    """After a failure, keep each student's weights as of its last finished epoch (for the explorer)."""
+    if session.state.epoch < 1:
+        return
+    for st in getattr(session, "students", []):
+        try:
+            st.model.load_state_dict(st.best_state)
+            st.model.save_pretrained(session.run.model_dir(st.name), safe_serialization=True)
+        except Exception:  # noqa: BLE001 - the failure being recorded matters more than these weights
+            log.exception("could not save the %s student of failed run %s", st.name, session.run.id)
 
 
 def _partial_summary(session: Session, status: str, error: str | None = None) -> None:

@@ -77,3 +77,14 @@ def test_numbers_written_as_text_and_wrong_types(tmp_path):
         SessionConfig.from_dict({"train": {"batch_size": [32]}})
     with pytest.raises(ConfigError, match="epochs must be a whole number"):
         SessionConfig.from_dict({"train": {"epochs": 1.5}})
+
+
+@pytest.mark.parametrize("section,values,match", [
+    ("train", {"lr": float("inf")}, "finite"),
+    ("objectives", {"temperature": float("inf")}, "finite"),
+    ("objectives", {"losses": {"ce": float("inf")}}, "must be a number"),
+    ("train", {"epochs": True}, "must be a number"),
+])
+def test_infinite_and_boolean_numbers_refused(section, values, match):
+    with pytest.raises(ConfigError, match=match):
+        SessionConfig.from_dict({section: values})

@@ -39,7 +39,8 @@ def config(tiny_teacher, tiny_csv, **over):
     return SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, **over))
 
 
-def test_one_epoch_session_end_to_end(tmp_path, tiny_teacher, tiny_csv):
+def test_one_epoch_session_end_to_end(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
+    monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path / "cache"))     # a teacher not yet fine-tuned
     rec = Recorder()
     store = RunStore(tmp_path)
     run_id = run_session(config(tiny_teacher, tiny_csv, train__epochs=1), store, [rec])

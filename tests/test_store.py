@@ -119,3 +119,20 @@ def test_run_with_damaged_status_can_be_deleted(tmp_path):
     (run.path / "status.json").write_text("{trunc")
     store.delete(run.id)
     assert not run.path.exists()
+
+
+def test_links_never_leave_the_store(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    store = RunStore(tmp_path / "runs")
+    run = store.create({})
+    run.update_status(status="done")
+    (run.path / "link.txt").symlink_to(outside / "secret.txt")
+    (store.root / "20990101-linked").symlink_to(outside, target_is_directory=True)
+    assert [i.run_id for i in store.list()] == [run.id]
+    with pytest.raises(RunStoreError):
+        store.open("20990101-linked")
+    import io
+    names = zipfile.ZipFile(io.BytesIO(store.zip_bytes(run.id))).namelist()
+    assert not any("link.txt" in n for n in names)
