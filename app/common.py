@@ -83,6 +83,24 @@ def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
     return store.open(choice)
 
 
+def pick_run_with_probe(key: str, missing: str):
+    """pick_run, then the run's probe.json; stops the page with a message when either is missing or damaged.
+
+    `missing` is shown when the run has no probe set yet ({run} is replaced by the run id)."""
+    run = pick_run(key)
+    if run is None:
+        st.stop()
+    try:
+        probe = run.probe()
+    except DistillError as e:
+        show_error(e)
+        st.stop()
+    if not probe:
+        st.info(missing.format(run=run.id))
+        st.stop()
+    return run, probe
+
+
 def show_error(e: Exception) -> None:
     """An error box that names the problem (DistillError messages already say what to do)."""
     if isinstance(e, DistillError):

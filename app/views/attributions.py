@@ -18,17 +18,7 @@ st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegrated
            "class. Green tokens push towards that class, red ones away from it. The models run on the CPU with "
            "their final weights.")
 
-run = common.pick_run(K + "run")
-if run is None:
-    st.stop()
-try:
-    probe = run.probe()
-except DistillError as e:
-    common.show_error(e)
-    st.stop()
-if not probe:
-    st.info(f"Run {run.id} has no probe set yet; attributions need its trained models.")
-    st.stop()
+run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
 names = probe["label_names"]
 
 left, right = st.columns([3, 2], gap="large")

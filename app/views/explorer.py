@@ -17,17 +17,11 @@ st.title("🔍 Attention explorer")
 st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
            "each row sums to 1. Hover a cell for its exact weight.")
 
-run = common.pick_run(K + "run")
-if run is None:
-    st.stop()
-try:
-    probe = run.probe()
-except DistillError as e:
-    common.show_error(e)
-    st.stop()
+NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
+run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
 students = [s for s in ("distilled", "baseline") if run.attention_epochs(s)]
-if not probe or not students:
-    st.info(f"Run {run.id} has not recorded any attention yet; it appears here after its first epoch.")
+if not students:
+    st.info(NOT_YET.format(run=run.id))
     st.stop()
 
 Lt, Ht = probe["teacher_layers"], probe["teacher_heads"]
