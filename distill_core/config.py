@@ -33,6 +33,7 @@ class TeacherConfig:
     finetune_epochs: int = 1       # 1 epoch on 3,000 snippets gives ~77% (shared/FINDINGS.md)
     finetune_lr: float = 5e-5
     finetune_batch_size: int = 32
+    seed: int = 0                  # the teacher's own seed: changing train.seed reuses the cached teacher
 
     def __post_init__(self):
         _require(bool(self.source.strip()), "teacher.source is empty: use 'default', a hub id or a model folder")

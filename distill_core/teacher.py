@@ -49,10 +49,10 @@ class PreparedTeacher:
     cached: bool       # True when the fine-tuned teacher came from the cache
 
 
-def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int, seed: int) -> str:
+def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:
     path, _ = resolve_source(cfg.source)
     ident = [path, cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size, splits.fingerprint, max_length,
-             seed, 1]  # the last item is the version of this recipe
+             cfg.seed, 1]  # the last item is the version of this recipe
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
 
 
@@ -88,7 +88,7 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
     if not needs_ft or tcfg.finetune_epochs == 0:
         return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False)
 
-    key = teacher_cache_key(tcfg, splits, config.data.max_length, config.train.seed)
+    key = teacher_cache_key(tcfg, splits, config.data.max_length)
     folder = cache_root() / "teachers"
     target = folder / key
     with _file_lock(folder / f"{key}.lock"):
@@ -101,10 +101,10 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
                 shutil.rmtree(target, ignore_errors=True)
         if cached is None:
             log.info("fine-tuning the teacher (one time, cached in %s)", target)
-            torch.manual_seed(config.train.seed)
-            model, _ = load_classifier(tcfg.source, splits.num_labels)  # same fresh head for every seed
+            torch.manual_seed(tcfg.seed)
+            model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
             model.to(device)
-            finetune(model, train_ids, splits.train_labels, tokenizer.pad_token_id, tcfg, config.train.seed,
+            finetune(model, train_ids, splits.train_labels, tokenizer.pad_token_id, tcfg, tcfg.seed,
                      device, config.train.mixed_precision, progress)
             tmp = target.with_name(target.name + ".tmp")
             try:

@@ -187,6 +187,8 @@ def test_teacher_finetune_is_cached(tmp_path, tiny_teacher, tiny_csv):
     assert second["teacher_cached"] is True
     assert first["teacher_path"] == second["teacher_path"]
     assert first["accuracy"]["teacher"] == second["accuracy"]["teacher"]
+    other_seed = store.open(run_session(config(tiny_teacher, tiny_csv, train__epochs=1, train__seed=5), store)).summary()
+    assert other_seed["teacher_cached"] is True and other_seed["teacher_path"] == first["teacher_path"]
 
 
 def test_bad_settings_fail_before_a_run_starts(tmp_path, tiny_teacher, tiny_csv):
