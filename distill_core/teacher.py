@@ -223,6 +223,30 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
     return TeacherOutputs(logits, att, hid)
 
 
+def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[], tuple[float, float]]):
+    """(accuracy, loss) of the teacher, computed once per cached teacher and split.
+
+    A fine-tuned teacher's cache folder is keyed by its data split and max_length, so its accuracy on that
+    split never changes: it is kept in the folder's distill_eval.json. Other teachers are evaluated each time.
+    """
+    if not prepared.finetuned:
+        return compute()
+    path = Path(prepared.path) / "distill_eval.json"
+    try:
+        known = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        known = {}
+    if isinstance(known.get(key), list) and len(known[key]) == 2:
+        return tuple(known[key])
+    value = compute()
+    from .store import atomic_write_json
+    try:
+        atomic_write_json(path, {**known, key: list(value)})
+    except OSError as e:  # a read-only cache only costs the next session this evaluation
+        log.warning("could not save the teacher's evaluation in %s: %s", path, e)
+    return value
+
+
 def teacher_size_bytes(path: str) -> int:
     p = Path(path)
     files = list(p.glob("*.safetensors")) or list(p.glob("*.bin"))

@@ -32,7 +32,7 @@ from .metrics import attention_metrics
 from .models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
                      pick_device, set_attention_backend)
 from .store import Run, RunStore, now_iso
-from .teacher import compute_teacher_outputs, prepare_teacher, teacher_size_bytes
+from .teacher import compute_teacher_outputs, prepare_teacher, teacher_evaluation, teacher_size_bytes
 
 log = logging.getLogger(__name__)
 _INIT_LOCK = threading.Lock()   # global RNG seeding + model construction, for sessions sharing a process
@@ -239,8 +239,10 @@ class Session:
         self.probe_ids = [val_ids[i] for i in splits.probe_indices]
         teacher_probe = self._probe_maps(self.teacher)
         self.run.write_attention("teacher", teacher_probe)
-        teacher_val_acc, teacher_val_loss = evaluate(self.teacher, val_ids, splits.val_labels, pad, self.device,
-                                                     mixed_precision=cfg.train.mixed_precision)
+        teacher_val_acc, teacher_val_loss = teacher_evaluation(
+            teacher, f"val:{self.device.type}",
+            lambda: evaluate(self.teacher, val_ids, splits.val_labels, pad, self.device,
+                             mixed_precision=cfg.train.mixed_precision))
         self.teacher_probe = teacher_probe
         self.run.write_json("probe.json", {
             "texts": [splits.val_texts[i] for i in splits.probe_indices],
@@ -411,8 +413,10 @@ class Session:
         if status == "done":
             self._progress("evaluate", 0, 1 + len(self.students))
             set_attention_backend(self.teacher, eager=False)
-            accuracy["teacher"], _ = evaluate(self.teacher, test_ids, self.splits.test_labels, self.pad, self.device,
-                                              mixed_precision=mp)
+            accuracy["teacher"], _ = teacher_evaluation(
+                teacher, f"test:{self.device.type}",
+                lambda: evaluate(self.teacher, test_ids, self.splits.test_labels, self.pad, self.device,
+                                 mixed_precision=mp))
             self._progress("evaluate", 1, 1 + len(self.students))
         params["teacher"] = count_parameters(self.teacher)
         size["teacher"] = teacher_size_bytes(teacher.path)

@@ -1,6 +1,7 @@
 """Whole sessions on tiny models: events, records, cancellation, reproducibility, faults."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,6 +190,10 @@ def test_teacher_finetune_is_cached(tmp_path, tiny_teacher, tiny_csv):
     assert first["accuracy"]["teacher"] == second["accuracy"]["teacher"]
     other_seed = store.open(run_session(config(tiny_teacher, tiny_csv, train__epochs=1, train__seed=5), store)).summary()
     assert other_seed["teacher_cached"] is True and other_seed["teacher_path"] == first["teacher_path"]
+    # the teacher's accuracy on the split is kept with it, not recomputed by every session
+    kept = json.loads((Path(first["teacher_path"]) / "distill_eval.json").read_text())
+    assert kept["test:cpu"][0] == first["accuracy"]["teacher"] == other_seed["accuracy"]["teacher"]
+    assert set(kept) == {"val:cpu", "test:cpu"}
 
 
 def test_bad_settings_fail_before_a_run_starts(tmp_path, tiny_teacher, tiny_csv):
