@@ -143,7 +143,7 @@ class ObjectiveConfig:
 class TrainConfig:
     epochs: int = 4
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 5e-4                # default data, seeds 0 and 1: distilled beat baseline by 1.5 and 2.3 points
     schedule: str = "linear"        # linear decay after warmup, constant, or cosine
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01

@@ -9,7 +9,7 @@ from distill_core.errors import ConfigError
 def test_defaults_follow_the_measured_findings():
     c = SessionConfig()
     assert (c.student.layers, c.student.heads, c.student.hidden, c.student.init) == (3, 4, 192, "random")
-    assert c.train.epochs == 4 and c.train.lr == 3e-4 and c.train.baseline
+    assert c.train.epochs == 4 and c.train.lr == 5e-4 and c.train.baseline
     assert c.objectives.needs_teacher
 
 
