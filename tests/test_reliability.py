@@ -544,7 +544,7 @@ def test_unknown_metric_and_loss_names():
 @pytest.mark.parametrize("override,match", [
     ({"train.batch_size": -4}, "batch_size must be at least 1, not -4"),
     ({"train.epochs": 2.5}, "epochs must be a whole number"),
-    ({"train.lr": float("nan")}, "learning rate must be positive, not nan"),
+    ({"train.lr": float("nan")}, "train.lr must be a finite number, not nan"),
     ({"objectives.temperature": -1.0}, "temperature must be positive, not -1.0"),
     ({"objectives.losses": {"ce": "lots"}}, "weight of loss ce must be a number, not 'lots'"),
     ({"objectives.losses": {"ce": float("nan")}}, "weight of loss ce must be a number"),
