@@ -101,6 +101,23 @@ def pick_run_with_probe(key: str, missing: str):
     return run, probe
 
 
+def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[str, str, int | None]:
+    """A probe example or a typed sentence: returns (source "probe"|"typed", text, probe index or None)."""
+    k = key_prefix
+    source = st.radio("Text", ["probe", "typed"], horizontal=True, key=k + "source",
+                      format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
+    if source == "typed":
+        st.session_state.setdefault(k + "text", probe["texts"][0] if probe["texts"] else "")
+        return source, st.text_input("Sentence", key=k + "text", max_chars=500, help=help), None
+    texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
+    if st.session_state.get(k + "example") not in range(len(texts)):
+        st.session_state[k + "example"] = 0          # a remembered choice from a run with more examples
+    example = st.selectbox(
+        "Probe example", range(len(texts)), key=k + "example",
+        format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
+    return source, texts[example], example
+
+
 def show_error(e: Exception) -> None:
     """An error box that names the problem (DistillError messages already say what to do)."""
     if isinstance(e, DistillError):

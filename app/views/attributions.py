@@ -23,19 +23,7 @@ names = probe["label_names"]
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    source = st.radio("Text", ["probe", "typed"], horizontal=True, key=K + "source",
-                      format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
-    if source == "probe":
-        texts, labels = probe["texts"], probe["labels"]
-        if st.session_state.get(K + "example") not in range(len(texts)):
-            st.session_state[K + "example"] = 0
-        example = st.selectbox(
-            "Probe example", range(len(texts)), key=K + "example",
-            format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
-        text = texts[example]
-    else:
-        st.session_state.setdefault(K + "text", probe["texts"][0] if probe["texts"] else "")
-        text = st.text_input("Sentence", key=K + "text", max_chars=500)
+    source, text, example = common.pick_text(K, probe)
 with right:
     if st.session_state.get(K + "target", TEACHER) not in [TEACHER, *range(len(names))]:
         del st.session_state[K + "target"]        # a class of another run

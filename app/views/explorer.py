@@ -52,19 +52,8 @@ if st.session_state.get(K + "_run") != run.id:   # a new run: start from its fir
 # ---- what to look at ---------------------------------------------------------------------------------
 left, right = st.columns([3, 2], gap="large")
 with left:
-    source = st.radio("Text", ["probe", "typed"], horizontal=True, key=K + "source",
-                      format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
-    if source == "probe":
-        texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
-        _keep(K + "example", range(len(texts)), 0)
-        example = st.selectbox(
-            "Probe example", range(len(texts)), key=K + "example",
-            format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
-        text = texts[example]
-    else:
-        st.session_state.setdefault(K + "text", probe["texts"][0] if probe["texts"] else "")
-        text = st.text_input("Sentence", key=K + "text", max_chars=500,
-                             help="Runs the teacher and both trained students on this text, on the CPU.")
+    source, text, example = common.pick_text(
+        K, probe, help="Runs the teacher and both trained students on this text, on the CPU.")
 with right:
     student = st.radio("Student", students, horizontal=True, key=K + "student",
                        format_func=charts.MODEL_LABELS.get)
