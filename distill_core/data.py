@@ -230,7 +230,7 @@ def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
     from .hub import require_online
     require_online(f"dataset {cfg.source!r}")
     try:
-        import datasets  # noqa: F401  (optional: only needed for hub datasets)
+        import datasets  # noqa: F401  (only needed for hub datasets)
     except ImportError:
         raise DataError(f"{cfg.source!r} is not a file; to read it as a hub dataset install the `datasets` "
                         f"package (pip install datasets)") from None
