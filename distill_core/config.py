@@ -30,7 +30,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class TeacherConfig:
     source: str = DEFAULT_TEACHER  # "default", a hub id (online) or a local model folder
     finetune: str = "auto"         # auto: fine-tune when the classifier head is new; "always"; "never"
-    finetune_epochs: int = 1       # 1 epoch on 3,000 snippets gives ~77% (shared/FINDINGS.md)
+    finetune_epochs: int = 1       # 1 epoch on the 3,000 default snippets gives 77.2% test accuracy
     finetune_lr: float = 5e-5
     finetune_batch_size: int = 32
     seed: int = 0                  # the teacher's own seed: changing train.seed reuses the cached teacher
@@ -95,9 +95,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    # name -> weight. With a small random-init student, logit KD plus attention transfer beat plain
-    # training (shared findings and our own runs). The attention KL is ~2 nats at the start: weight 1.0
-    # drowned the label loss (distilled student stuck at the majority class for 4 epochs); 0.1 did not.
+    # name -> weight. With a small random-init student, logit KD plus attention transfer beat plain training
+    # on the default data (README). The attention KL is ~2 nats at the start: at weight 1.0 it drowned the
+    # label loss (the student stayed at the majority class for 4 epochs); at 0.1 it did not.
     losses: dict = field(default_factory=lambda: {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1})
     temperature: float = 2.0
     layer_map: Any = "uniform"      # "uniform", "last", or a list of teacher layers (one per student layer)
