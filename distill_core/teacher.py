@@ -74,13 +74,13 @@ def _file_lock(path: Path):
 
 
 def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[int]], device: torch.device,
-                    progress: Progress | None = None) -> PreparedTeacher:
+                    progress: Progress | None = None, tokenizer=None) -> PreparedTeacher:
     """Load the teacher; fine-tune it on the training split when its head is new (or when asked), with caching.
 
     Everything that can be refused without training (attention that cannot be read, a student that does not fit
     the teacher) is refused here, before the fine-tune."""
     tcfg = config.teacher
-    tokenizer = load_tokenizer(tcfg.source)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tcfg.source)   # the caller's, if it has one
     model, head_new = load_classifier(tcfg.source, splits.num_labels)
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
     preflight(config, model, tokenizer)

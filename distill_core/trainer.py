@@ -127,6 +127,10 @@ class _Student:
     loss_count: int = 0
     train_s: float = 0.0      # seconds spent in this student's optimisation steps this epoch
 
+    def snapshot(self) -> None:
+        """Keep a CPU copy of the weights: a stop inside the next epoch goes back to them."""
+        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
 
 def _lr_lambda(schedule: str, total: int, warmup_ratio: float):
     warm = int(warmup_ratio * total)
@@ -188,7 +192,7 @@ class Session:
                            f"and {'were' if n_trunc != 1 else 'was'} truncated")
         self._progress("load data", 1, 1)
 
-        teacher = prepare_teacher(cfg, splits, train_ids, self.device, self._progress)
+        teacher = prepare_teacher(cfg, splits, train_ids, self.device, self._progress, tokenizer=tokenizer)
         self.teacher = teacher.model
         t_layers, t_heads = num_layers_heads(self.teacher)
 
@@ -256,7 +260,7 @@ class Session:
             "teacher_val_loss": teacher_val_loss, "notices": notices,
         })
         for st in students:
-            st.best_state = {k: v.detach().cpu().clone() for k, v in st.model.state_dict().items()}
+            st.snapshot()
         self._record_epoch(0, val_ids, {st.name: {} for st in students})
 
         # training
@@ -289,7 +293,7 @@ class Session:
                             for st in students}
             self._record_epoch(epoch, val_ids, train_losses)
             for st in students:
-                st.best_state = {k: v.detach().cpu().clone() for k, v in st.model.state_dict().items()}
+                st.snapshot()
             self.state.epoch = epoch
             self._emit("on_epoch_end", [r for r in self.records if r["epoch"] == epoch])
             if self.control.should_stop:
