@@ -2,7 +2,12 @@
 
 The default teacher is a sentence encoder with a new, untrained classifier head, so it is fine-tuned on
 the session's training split first. The result is saved (safetensors) under the cache folder keyed by
-everything that affects it, so every later session with the same teacher and data reuses it.
+everything that affects it, so every later session with the same teacher and data reuses it. A local teacher
+is identified by the sha256 of its files, not by where it lives, so a second copy of the project (or a new
+virtualenv holding the same default teacher) finds the same cached fine-tune.
+
+The teacher's outputs on the training set (logits, mapped attention, hidden states) are cached the same way
+under cache_root()/teacher_outputs, keyed by the teacher's content, the token ids and the mapping settings.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ import json
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Callable
 
@@ -28,8 +35,8 @@ from .config import SessionConfig, TeacherConfig
 from .data import Splits
 from .evaluate import autocast_for
 from .errors import ModelError
-from .models import (check_attention, load_classifier, load_tokenizer, preflight, resolve_source,
-                     set_attention_backend)
+from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
+                     resolve_source, set_attention_backend)
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +51,80 @@ def cache_root() -> Path:
 class PreparedTeacher:
     model: torch.nn.Module
     tokenizer: object
-    path: str          # folder the weights were loaded from (cache folder after fine-tuning)
+    path: str          # folder the weights were loaded from (cache folder after fine-tuning), or a hub id
     finetuned: bool
     cached: bool       # True when the fine-tuned teacher came from the cache
+    head_new: bool = False  # the classifier head is freshly initialised (not fine-tuned): its outputs are random
+
+
+TEACHER_RECIPE_VERSION = 2     # bump when the fine-tune recipe changes what it produces
+OUTPUTS_VERSION = 1            # bump when compute_teacher_outputs changes what it produces
+
+# Files whose bytes define a model folder; shards named by model.safetensors.index.json are added to them.
+MODEL_FILES = ("config.json",) + SAFE_WEIGHTS + TOKENIZER_FILES + (
+    "special_tokens_map.json", "added_tokens.json", "merges.txt")
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, remembered in this process by (path, size, mtime_ns)."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(memo)
+    if known is not None:
+        return known
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    with _DIGESTS_LOCK:
+        _DIGESTS[memo] = digest
+    return digest
+
+
+def model_files(folder: Path) -> list[str]:
+    """Names of the files in a model folder that define it: config, weights (index + shards), tokenizer."""
+    names = [n for n in MODEL_FILES if (folder / n).is_file()]
+    index = folder / SAFE_WEIGHTS[1]
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ModelError(f"{index} is not a valid safetensors index ({e}); save the model again with "
+                             f"model.save_pretrained(folder)") from None
+        names += [str(n) for n in shards if n not in names]
+    return names
+
+
+def model_content_digest(folder: str | Path) -> str:
+    """sha256 over the names and contents of a model folder's defining files (not its path)."""
+    folder = Path(folder)
+    parts = [[name, file_digest(folder / name) if (folder / name).is_file() else "missing"]
+             for name in model_files(folder)]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def teacher_identity(source: str, revision: str | None = None) -> dict:
+    """What a teacher is: its files' content when local, else the hub id (and revision, when pinned)."""
+    path, local = resolve_source(source)
+    if local:
+        return {"content": model_content_digest(path)}
+    return {"hub": path, "revision": revision}
 
 
 def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:
-    path, _ = resolve_source(cfg.source)
-    ident = [path, cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size, splits.fingerprint, max_length,
-             cfg.seed, 1]  # the last item is the version of this recipe
+    ident = [teacher_identity(cfg.source, getattr(cfg, "revision", None)), cfg.finetune_epochs, cfg.finetune_lr,
+             cfg.finetune_batch_size, splits.fingerprint, max_length, cfg.seed, TEACHER_RECIPE_VERSION]
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as used now (the cache listing shows it); a read-only cache is fine."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -86,7 +157,7 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
     preflight(config, model, tokenizer)
     needs_ft = tcfg.finetune == "always" or (tcfg.finetune == "auto" and head_new)
     if not needs_ft or tcfg.finetune_epochs == 0:
-        return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False)
+        return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False, head_new)
 
     key = teacher_cache_key(tcfg, splits, config.data.max_length)
     folder = cache_root() / "teachers"
@@ -121,6 +192,7 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
             model, _ = load_classifier(str(target), splits.num_labels)
         else:
             model = cached
+            _touch(target)
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
     return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached is not None)
 
@@ -221,6 +293,154 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
                 progress("teacher outputs", k + 1, len(batches))
     set_attention_backend(teacher, eager=True)
     return TeacherOutputs(logits, att, hid)
+
+
+def outputs_dir() -> Path:
+    return cache_root() / "teacher_outputs"
+
+
+def ids_digest(ids: list[list[int]]) -> str:
+    """sha256 of the token ids and of each example's length (so [1, 2], [3] differs from [1], [2, 3])."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))                 # (N,)
+    flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))      # (sum t_i,)
+    h = hashlib.sha256(lengths.tobytes())
+    h.update(flat.tobytes())
+    return h.hexdigest()
+
+
+def outputs_cacheable(prepared: PreparedTeacher) -> bool:
+    """Only a teacher defined by a local folder (a cached fine-tune or a user's folder) has reusable outputs:
+    a hub teacher is only known by name, and a new classifier head is random."""
+    return not prepared.head_new and (Path(prepared.path) / "config.json").is_file()
+
+
+def teacher_outputs_key(prepared: PreparedTeacher, ids: list[list[int]], pad_id: int, device, pairs_teacher,
+                        head_rule: str, student_heads: int, need_attention: bool, need_hidden: bool,
+                        key_parts: dict, mixed_precision: bool) -> str:
+    """Everything that changes compute_teacher_outputs' result. The batch size only changes padding, which the
+    attention mask hides, so it is left out."""
+    ident = {"teacher": model_content_digest(prepared.path), "num_labels": prepared.model.config.num_labels,
+             "parts": key_parts, "ids": ids_digest(ids), "pad_id": pad_id, "pairs": list(pairs_teacher),
+             "head_rule": head_rule, "student_heads": student_heads, "attention": need_attention,
+             "hidden": need_hidden, "storage": "float16",
+             "bf16_autocast": bool(mixed_precision and torch.device(device).type == "cuda"),
+             "version": OUTPUTS_VERSION}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _pack_outputs(out: TeacherOutputs, lengths: list[int]) -> dict[str, torch.Tensor]:
+    """One flat float16 tensor per group: each example's tensor has its own t_i."""
+    tensors = {"logits": out.logits.float().contiguous(),                    # (N, C)
+               "lengths": torch.tensor(lengths, dtype=torch.int64)}          # (N,)
+    if out.attention is not None:
+        p, h = out.attention[0].shape[:2]                                    # attention[i]: (P, H', t_i, t_i)
+        tensors["attention"] = torch.cat([x.reshape(-1) for x in out.attention])  # (sum P*H'*t_i^2,)
+        tensors["attention_dims"] = torch.tensor([p, h], dtype=torch.int64)
+    if out.hidden is not None:
+        p, _, d = out.hidden[0].shape                                        # hidden[i]: (P, t_i, D)
+        tensors["hidden"] = torch.cat([x.reshape(-1) for x in out.hidden])   # (sum P*t_i*D,)
+        tensors["hidden_dims"] = torch.tensor([p, d], dtype=torch.int64)
+    return tensors
+
+
+def _split_flat(flat: torch.Tensor, lengths: list[int], shape: Callable[[int], tuple]) -> list[torch.Tensor]:
+    sizes = [int(np.prod(shape(t))) for t in lengths]
+    if flat.dtype != torch.float16 or flat.dim() != 1 or flat.numel() != sum(sizes):
+        raise ValueError(f"a float16 array of {sum(sizes)} values was expected, not {flat.dtype} {tuple(flat.shape)}")
+    return [x.view(shape(t)) for x, t in zip(torch.split(flat, sizes), lengths)]
+
+
+def _unpack_outputs(tensors: dict, lengths: list[int], num_labels: int, need_attention: bool,
+                    need_hidden: bool) -> TeacherOutputs:
+    if tensors["lengths"].tolist() != lengths:
+        raise ValueError("its example lengths differ from the token ids'")
+    logits = tensors["logits"]
+    if logits.dtype != torch.float32 or tuple(logits.shape) != (len(lengths), num_labels):
+        raise ValueError(f"logits are {logits.dtype} {tuple(logits.shape)}, not float32 ({len(lengths)}, {num_labels})")
+    att = hid = None
+    if need_attention:
+        p, h = tensors["attention_dims"].tolist()
+        att = _split_flat(tensors["attention"], lengths, lambda t: (p, h, t, t))
+    if need_hidden:
+        p, d = tensors["hidden_dims"].tolist()
+        hid = _split_flat(tensors["hidden"], lengths, lambda t: (p, t, d))
+    return TeacherOutputs(logits, att, hid)
+
+
+def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, need_attention: bool,
+                  need_hidden: bool, repair: bool) -> TeacherOutputs | None:
+    """The cached outputs, or None when there are none; a damaged file is deleted when `repair` is set."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("key") != key:
+                raise ValueError("it was written for another key")
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        return _unpack_outputs(tensors, lengths, num_labels, need_attention, need_hidden)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a truncated file
+        if repair:
+            log.warning("the cached teacher outputs %s are damaged (%s); they are computed again", path, e)
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return None
+
+
+def _save_outputs(path: Path, out: TeacherOutputs, lengths: list[int], meta: dict[str, str]) -> None:
+    """Write atomically (a temporary file, then os.replace); a failure only costs the next session the compute."""
+    from safetensors.torch import save_file
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(_pack_outputs(out, lengths), str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    except Exception as e:  # noqa: BLE001 - OSError, or safetensors' own error when the disk is full
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        log.warning("could not save the teacher's outputs in %s: %s; they are computed again next session "
+                    "(free disk space or set ADS_CACHE_DIR to a writable folder)", path.parent, e)
+
+
+def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_id: int, device,
+                           pairs_teacher: list[int], head_rule: str, student_heads: int, need_attention: bool,
+                           need_hidden: bool, key_parts: dict, batch_size: int = 64, mixed_precision: bool = True,
+                           progress: Progress | None = None) -> tuple[TeacherOutputs, bool]:
+    """compute_teacher_outputs, kept on disk for the next session with the same teacher, data and mapping.
+
+    key_parts names what the ids were made from, e.g. {"data": splits.fingerprint + ":train", "max_length": 64}.
+    Returns (outputs, hit). A hub teacher, a teacher with a new (random) head, or a cache folder that cannot be
+    written only means the outputs are computed as before."""
+    def compute() -> TeacherOutputs:
+        return compute_teacher_outputs(prepared.model, ids, pad_id, device, pairs_teacher, head_rule, student_heads,
+                                       need_attention, need_hidden, batch_size, mixed_precision, progress)
+    if not ids or not outputs_cacheable(prepared):
+        return compute(), False
+    key = teacher_outputs_key(prepared, ids, pad_id, device, pairs_teacher, head_rule, student_heads,
+                              need_attention, need_hidden, key_parts, mixed_precision)
+    path = outputs_dir() / f"{key}.safetensors"
+    lengths, num_labels = [len(x) for x in ids], prepared.model.config.num_labels
+
+    def load(repair: bool) -> TeacherOutputs | None:
+        return _load_outputs(path, key, lengths, num_labels, need_attention, need_hidden, repair)
+    found = load(False)            # files are replaced atomically, so reading needs no lock
+    if found is None:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(_file_lock(outputs_dir() / f"{key}.lock"))
+            except (ModelError, OSError) as e:
+                log.warning("the teacher's outputs are computed without caching: %s", e)
+                return compute(), False
+            found = load(True)     # another session may have written it while this one waited
+            if found is None:
+                out = compute()
+                _save_outputs(path, out, lengths, {"key": key, "teacher": prepared.path,
+                                                   "data": str(key_parts.get("data", "")),
+                                                   "parts": json.dumps(key_parts, sort_keys=True, default=str)})
+                return out, False
+    _touch(path)
+    if progress:
+        progress("teacher outputs", 1, 1)
+    return found, True
 
 
 def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[], tuple[float, float]]):
