@@ -1,4 +1,4 @@
-"""Command line: python -m distill_core run | runs | show | cancel | delete."""
+"""Command line: python -m distill_core run | runs | show | cancel | delete | cache."""
 from __future__ import annotations
 
 import argparse
@@ -145,6 +145,36 @@ def cmd_delete(args) -> int:
     return 0
 
 
+ALL = object()   # `cache --clear` without a key
+
+
+def cmd_cache(args) -> int:
+    import time
+
+    from .cache import cache_entries, clear_cache
+    from .teacher import cache_root
+    root = cache_root()
+    if args.clear is not None:
+        freed = clear_cache(None if args.clear is ALL else args.clear)
+        kept = len(cache_entries()) if args.clear is ALL else 0
+        print(f"freed {freed / 1e6:.1f} MB in {root}" + (f"; kept {kept} in use by a running session" if kept else ""))
+        return 0
+    entries = cache_entries()
+    if not entries:
+        print(f"the cache {root} is empty (ADS_CACHE_DIR moves it)")
+        return 0
+    print(f"cache {root} (ADS_CACHE_DIR moves it)")
+    print(f"{'kind':<10} {'key':<24} {'size MB':>8}  {'last used':<16}  {'data':<16}  source")
+    for e in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.used))
+        print(f"{e.kind:<10} {e.key:<24} {e.size_bytes / 1e6:>8.1f}  {used:<16}  {e.data or '-':<16}  "
+              f"{e.source or '-'}")
+    total, n = sum(e.size_bytes for e in entries), len(entries)
+    print(f"total {total / 1e6:.1f} MB in {n} entr{'ies' if n != 1 else 'y'}; "
+          f"`python -m distill_core cache --clear [KEY]` deletes them (or one)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m distill_core",
                                 description="Distil a teacher transformer into a small student and record "
@@ -195,6 +225,11 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("run_id")
     d.add_argument("--runs-dir", **runs_dir)
     d.set_defaults(func=cmd_delete)
+
+    k = sub.add_parser("cache", help="list the cached teachers and teacher outputs, or clear them")
+    k.add_argument("--clear", nargs="?", const=ALL, default=None, metavar="KEY",
+                   help="delete every entry, or only KEY (a key or the start of one, as listed)")
+    k.set_defaults(func=cmd_cache)
     return p
 
 
