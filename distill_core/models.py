@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import DEFAULT_TEACHER, SessionConfig, StudentConfig
+from .config import SessionConfig, StudentConfig
 from .errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -31,18 +31,20 @@ def default_teacher_dir() -> Path:
 
 def resolve_source(source: str) -> tuple[str, bool]:
     """(path or hub id, is_local). A hub id is only tried when the hub can be reached."""
-    if source == DEFAULT_TEACHER:
+    from .sources import source_kind
+    kind = source_kind(source, "model")
+    if kind == "builtin":
         return str(default_teacher_dir()), True
     p = Path(source).expanduser()
-    if p.exists():
+    if kind == "local":
+        if not p.exists():
+            raise ModelError(f"model folder {source} does not exist")
         if not p.is_dir():
             raise ModelError(f"{source} is a file; a model is a folder with config.json and weights")
         if not (p / "config.json").is_file():
             raise ModelError(f"{source} is not a model folder: it has no config.json (a model folder holds "
                              f"config.json, model.safetensors and the tokenizer files, as save_pretrained writes them)")
         return str(p.resolve()), True
-    if source.startswith((".", "/", "~")) or os.sep + os.sep in source or source.count("/") > 1:
-        raise ModelError(f"model folder {source} does not exist")
     from .hub import require_online
     require_online(f"model {source!r}")
     return source, False
@@ -311,8 +313,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def set_attention_backend(model, eager: bool) -> None:
-    """Switch between eager (returns attention weights) and the fast SDPA path at run time."""
-    impl = "eager" if eager else "sdpa"
+    """Switch between eager attention that returns the probabilities before dropout (capture.PROBS_IMPL) and
+    the fast SDPA path, at run time."""
+    from .capture import PROBS_IMPL
+    impl = PROBS_IMPL if eager else "sdpa"
     if hasattr(model, "set_attn_implementation"):
         try:
             model.set_attn_implementation(impl)

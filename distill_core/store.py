@@ -2,14 +2,18 @@
 
 Layout of `<root>/<run_id>/`:
     config.json        the resolved SessionConfig
-    status.json        {"status": running|done|failed|cancelled, "error", "pid", "host", "started", "ended", ...}
+    status.json        {"status": queued|running|done|failed|cancelled, "error", "pid", "host", "started", "ended"}
     progress.json      {"phase", "done", "total", "epoch", "elapsed_s", "eta_s"} (throttled, while running)
-    metrics.jsonl      one line per (epoch, student): losses, validation accuracy, attention divergences
-    probe.json         probe texts, labels, tokens per example, the layer mapping and head rule
+    metrics.jsonl      one line per (epoch, variant): losses, validation accuracy, attention divergences;
+                       the variant's name is under "student"
+    probe.json         probe texts, labels, tokens per example, the variants, the layer mapping and head rule
     attention/teacher.npz              key "<i>" -> (L, H, T_i, T_i) float16 for probe example i
-    attention/<student>_e<epoch>.npz   same layout, for student in {distilled, baseline}
-    models/<student>/  config.json + model.safetensors (the trained student)
-    summary.json       accuracies, divergence per epoch, sizes, latencies
+    attention/<variant>_e<epoch>.npz   same layout, for each student variant (e.g. baseline, distilled)
+    models/<variant>/  config.json + model.safetensors (the trained student variant)
+    models/tokenizer/  the tokenizer the students read
+    summary.json       "variants" in session order, "reference" (the labels-only variant or null),
+                       "accuracy": {"teacher", <variant>...}, "divergence": {"metric", "epochs", <variant>: [...]},
+                       sizes, latencies
     cancel             present when a cancel was requested
 """
 from __future__ import annotations
@@ -36,7 +40,6 @@ from .errors import RunStoreError
 log = logging.getLogger(__name__)
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-STUDENTS = ("distilled", "baseline")
 FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
 
@@ -132,7 +135,7 @@ class Run:
     def status(self) -> dict:
         """The run's status; a 'running' run whose process is gone reads as 'interrupted'."""
         st = self.read_json("status.json") or {"status": "unknown"}
-        if st.get("status") == "running" and st.get("host") == socket.gethostname():
+        if st.get("status") in ("running", "queued") and st.get("host") == socket.gethostname():
             pid = st.get("pid")
             if isinstance(pid, int) and not _pid_alive(pid):
                 st = dict(st, status="interrupted",
@@ -181,7 +184,13 @@ class Run:
         return out
 
     def epochs_done(self) -> int:
-        return max((m["epoch"] for m in self.metrics() if m.get("student") == "distilled"), default=0)
+        """Epochs every variant has finished (0: none yet)."""
+        last: dict[str, int] = {}
+        for m in self.metrics():
+            s = m.get("student")
+            if isinstance(s, str) and isinstance(m.get("epoch"), int):
+                last[s] = max(last.get(s, 0), m["epoch"])
+        return min(last.values(), default=0)
 
     # ---- attention arrays --------------------------------------------------------------------
     def write_attention(self, name: str, maps: list[np.ndarray]) -> None:
@@ -242,7 +251,7 @@ class RunStore:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40]
         return f"{stamp}-{slug + '-' if slug else ''}{uuid.uuid4().hex[:6]}"
 
-    def create(self, config: dict, run_id: str | None = None) -> Run:
+    def create(self, config: dict, run_id: str | None = None, status: str = "running") -> Run:
         """Create a run folder exclusively (two sessions never share one) and write its config."""
         self.root.mkdir(parents=True, exist_ok=True)
         run_id = self.new_run_id(config.get("name", "")) if run_id is None else run_id
@@ -253,8 +262,9 @@ class RunStore:
             raise RunStoreError(f"a run named {run_id} already exists; choose another id") from None
         run = Run(path)
         run.write_json("config.json", config)
-        run.write_json("status.json", {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                                        "started": now_iso(), "ended": None, "error": None})
+        run.write_json("status.json", {"status": status, "pid": os.getpid(), "host": socket.gethostname(),
+                                        "queued" if status == "queued" else "started": now_iso(), "ended": None,
+                                        "error": None})
         return run
 
     def exists(self, run_id: str) -> bool:
@@ -293,11 +303,11 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         run = self.open(run_id)
         try:
-            running = run.status().get("status") == "running"
+            running = run.status().get("status") in ("running", "queued")
         except RunStoreError:       # a damaged status file: the run is not running, and may be removed
             running = False
         if running:
-            raise RunStoreError(f"run {run_id} is still running; cancel it first")
+            raise RunStoreError(f"run {run_id} is still running or queued; cancel it first")
         shutil.rmtree(run.path)
 
     def zip_bytes(self, run_id: str) -> bytes:

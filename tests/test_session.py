@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from distill_core import RunStore, SessionCallback, SessionConfig, run_session
 from distill_core.errors import ConfigError, NonFiniteLossError
@@ -46,7 +47,7 @@ def test_one_epoch_session_end_to_end(tmp_path, tiny_teacher, tiny_csv, monkeypa
     store = RunStore(tmp_path)
     run_id = run_session(config(tiny_teacher, tiny_csv, train__epochs=1), store, [rec])
     assert rec.events == ["begin", "step:load data", "step:prepare teacher", "step:teacher outputs",
-                          "step:train", "epoch:1:distilled,baseline", "step:evaluate", "end:done"]
+                          "step:train", "epoch:1:baseline,distilled", "step:evaluate", "end:done"]
     run = store.open(run_id)
     assert run.status()["status"] == "done"
     summary = run.summary()
@@ -66,12 +67,14 @@ def test_one_epoch_session_end_to_end(tmp_path, tiny_teacher, tiny_csv, monkeypa
     for m in student:
         assert np.allclose(m.sum(-1), 1.0, atol=1e-2)                     # rows are distributions
     lines = run.metrics()
-    assert [(m["epoch"], m["student"]) for m in lines] == [(0, "distilled"), (0, "baseline"),
-                                                          (1, "distilled"), (1, "baseline")]
-    att = lines[-2]["attention"]
+    assert [(m["epoch"], m["student"]) for m in lines] == [(0, "baseline"), (0, "distilled"),
+                                                          (1, "baseline"), (1, "distilled")]
+    assert summary["variants"] == ["baseline", "distilled"] and summary["reference"] == "baseline"
+    att = lines[-1]["attention"]
     assert set(att) == {"kl", "js", "mse", "cosine"}
     assert np.array(att["js"]).shape == (2, 2)                           # (pairs, compared heads)
-    assert set(lines[-2]["train_loss"]) == {"total", "ce", "logit_kd", "attention_kl"}
+    assert set(lines[-1]["train_loss"]) == {"total", "ce", "logit_kd", "attention_kl"}
+    assert set(lines[-2]["train_loss"]) == {"total", "ce"}
     assert (run.path / "models" / "distilled" / "model.safetensors").is_file()
     assert summary["params"]["distilled"] < summary["params"]["teacher"]
     assert summary["latency_ms"]["distilled"] > 0
@@ -100,7 +103,20 @@ def test_same_seed_same_result(tmp_path, tiny_teacher, tiny_csv):
     assert [m["train_loss"] for m in c.metrics()] != [m["train_loss"] for m in ma]
 
 
-def test_cancel_keeps_finished_epochs(tmp_path, tiny_teacher, tiny_csv):
+def _saved_weights_give_recorded_maps(run, variant: str, epoch: int) -> bool:
+    """Whether the variant's saved weights reproduce the attention recorded on the probe set at `epoch`."""
+    from distill_core.analysis import attention_for_text, load_run_models
+    rm = load_run_models(run)
+    recorded = run.read_attention(f"{variant}_e{epoch}")
+    rm.models = {variant: rm.models[variant]}
+    for text, maps in zip(run.probe()["texts"], recorded):
+        _, live, _ = attention_for_text(rm, text)
+        if live[variant].shape != maps.shape or not np.allclose(live[variant], maps, atol=2e-3):
+            return False
+    return True
+
+
+def test_cancel_keeps_finished_epochs_and_their_weights(tmp_path, tiny_teacher, tiny_csv):
     store = RunStore(tmp_path)
     rec = Recorder(cancel_at_train_step=8)      # 6 steps per epoch: cancelled inside epoch 2
     run = store.open(run_session(config(tiny_teacher, tiny_csv, train__epochs=3), store, [rec]))
@@ -110,7 +126,34 @@ def test_cancel_keeps_finished_epochs(tmp_path, tiny_teacher, tiny_csv):
     assert run.attention_epochs("distilled") == [0, 1]
     summary = run.summary()
     assert summary["divergence"]["epochs"] == [0, 1]
-    assert (run.path / "models" / "distilled" / "model.safetensors").is_file()
+    for variant in ("baseline", "distilled"):
+        assert _saved_weights_give_recorded_maps(run, variant, 1)
+
+
+def test_a_stop_inside_an_epoch_saves_the_last_finished_epochs_weights_exactly(tmp_path, tiny_teacher, tiny_csv):
+    from safetensors.torch import load_file
+
+    from distill_core.session import Session
+    store = RunStore(tmp_path)
+    cfg = config(tiny_teacher, tiny_csv, train__epochs=3)
+    session = Session(cfg, store.create(cfg.to_dict()))
+    p = session.prepare()
+    session.record_epoch(p, 0)
+    assert session.train_epoch(p, 1)
+    session.record_epoch(p, 1)
+    after_epoch_1 = {v.name: {k: t.clone() for k, t in v.model.state_dict().items()} for v in p.variants}
+    for index in p.modality.batches("train", cfg.train.batch_size, seed=99)[:2]:   # two steps into epoch 2
+        session.train_step(p, index)
+    moved = p.variants[0].model.state_dict()
+    assert any(not torch.equal(moved[k], t) for k, t in after_epoch_1[p.variants[0].name].items())
+    session.control.stop("cancelled")
+    summary = session.finish(p)
+    assert summary["status"] == "cancelled" and summary["epochs_done"] == 1
+    for v in p.variants:
+        saved = load_file(str(session.run.model_dir(v.name) / "model.safetensors"))
+        expected = after_epoch_1[v.name]
+        assert set(saved) <= set(expected)
+        assert all(torch.equal(saved[k], expected[k]) for k in saved), v.name
 
 
 def test_cancel_file_from_another_process(tmp_path, tiny_teacher, tiny_csv):
@@ -126,16 +169,18 @@ def test_cancel_file_from_another_process(tmp_path, tiny_teacher, tiny_csv):
 
 
 def test_nan_loss_fails_with_epoch_and_keeps_finished_epochs(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
-    from distill_core import losses
+    import dataclasses
+
+    from distill_core import objectives
     calls = {"n": 0}
-    real = losses.LOSSES["logit_kd"]
+    real = objectives.OBJECTIVES["logit_kd"]
 
     def poisoned(inp):
         calls["n"] += 1
-        value = real(inp)
+        value = real.fn(inp)
         return value * float("nan") if calls["n"] > 7 else value   # 6 steps per epoch: NaN in epoch 2
 
-    monkeypatch.setitem(losses.LOSSES, "logit_kd", poisoned)
+    monkeypatch.setitem(objectives.OBJECTIVES, "logit_kd", dataclasses.replace(real, fn=poisoned))
     store = RunStore(tmp_path)
     with pytest.raises(NonFiniteLossError, match="epoch 2"):
         run_session(config(tiny_teacher, tiny_csv, train__epochs=3), store)
@@ -154,8 +199,30 @@ def test_time_budget_stops_after_finished_epochs(tmp_path, tiny_teacher, tiny_cs
                                  store))
     summary = run.summary()
     assert summary["status"] == "done" and summary["stopped_early"] == "time budget"
-    assert summary["epochs_done"] < 50
+    assert 1 <= summary["epochs_done"] < 50
+    # the budget is counted from the start of training, and checked only when an epoch has finished
+    assert summary["train_s"] >= 2.0 and summary["train_s"] <= summary["wall_s"]
     assert summary["accuracy"]["distilled"] is not None
+
+
+def test_time_budget_excludes_the_teacher_and_always_finishes_an_epoch(tmp_path, tiny_teacher, tiny_csv):
+    store = RunStore(tmp_path)
+    # a budget far shorter than preparing the teacher: the old rule (time since the session began, checked at
+    # every step) stopped before the first epoch and reported untrained students' test accuracy as done
+    cfg = config(tiny_teacher, tiny_csv, train__epochs=3, train__time_budget_s=1e-3)
+    run = store.open(run_session(cfg, store))
+    summary = run.summary()
+    assert summary["status"] == "done" and summary["epochs_done"] == 1 and summary["stopped_early"] == "time budget"
+    assert _saved_weights_give_recorded_maps(run, "distilled", 1)
+
+
+def test_cancel_before_the_first_epoch_reports_no_test_accuracy(tmp_path, tiny_teacher, tiny_csv):
+    store = RunStore(tmp_path)
+    rec = Recorder(cancel_at_train_step=2)
+    run = store.open(run_session(config(tiny_teacher, tiny_csv, train__epochs=2), store, [rec]))
+    summary = run.summary()
+    assert run.status()["status"] == "cancelled" and summary["epochs_done"] == 0
+    assert all(v is None for v in summary["accuracy"].values())
 
 
 def test_all_objectives_and_from_teacher_init(tmp_path, tiny_teacher, tiny_csv):
@@ -165,6 +232,7 @@ def test_all_objectives_and_from_teacher_init(tmp_path, tiny_teacher, tiny_csv):
                  student={"layers": 2, "heads": 4, "hidden": 32, "intermediate": 64, "init": "from_teacher"},
                  train__baseline=False)
     run = store.open(run_session(cfg, store))
+    assert run.summary()["variants"] == ["distilled"] and run.summary()["reference"] is None
     line = run.metrics()[-1]
     assert set(line["train_loss"]) == {"total", *losses}
     assert run.probe()["head_rule"] == "direct"

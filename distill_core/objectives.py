@@ -1,0 +1,167 @@
+"""Distillation objectives, registered by name with the inputs they need. Each reads `LossInputs`, returns a scalar.
+
+    ce             cross-entropy on the hard labels
+    logit_kd       Hinton et al.: KL between temperature-softened teacher and student outputs, times T^2
+    hard_kd        cross-entropy on the teacher's argmax (its predicted label)
+    attention_mse  TinyBERT: squared error between teacher and student attention, averaged over query-key pairs
+    attention_kl   MiniLM: KL(teacher || student) between attention distributions, row by row
+    hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
+
+A new objective is one function plus one `register(...)` line naming what it reads; the session computes
+(and caches) only the inputs that some variant's objectives need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .errors import ConfigError
+
+# What an objective can ask the session for.
+TEACHER_LOGITS = "teacher_logits"           # (B, C), computed once per training example and cached
+ATTENTION = "attention"                     # teacher and student attention of the mapped layers
+HIDDEN = "hidden"                           # teacher and student hidden states of the mapped layers
+INPUTS = (TEACHER_LOGITS, ATTENTION, HIDDEN)
+TEACHER_INPUTS = frozenset(INPUTS)          # every one of these comes (partly) from the teacher
+
+
+@dataclass
+class LossInputs:
+    student_logits: torch.Tensor                    # (B, C)
+    labels: torch.Tensor                            # (B,)
+    mask: torch.Tensor                              # (B, T) 1 = real token
+    temperature: float = 2.0
+    teacher_logits: torch.Tensor | None = None      # (B, C)
+    student_attention: torch.Tensor | None = None   # (B, P, H', T, T) mapped layers, compared heads
+    teacher_attention: torch.Tensor | None = None   # (B, P, H', T, T)
+    student_hidden: torch.Tensor | None = None      # (B, P, T, Dt) already projected to the teacher's width
+    teacher_hidden: torch.Tensor | None = None      # (B, P, T, Dt)
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    fn: Callable[[LossInputs], torch.Tensor]
+    needs: frozenset                                # subset of INPUTS
+    help: str
+
+    @property
+    def uses_teacher(self) -> bool:
+        return bool(self.needs & TEACHER_INPUTS)
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register(name: str, needs: tuple[str, ...] = (), help: str = ""):
+    """Decorator: add an objective to the registry under `name`."""
+    unknown = set(needs) - set(INPUTS)
+    if unknown:
+        raise ValueError(f"objective {name} needs unknown inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
+
+    def deco(fn):
+        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help)
+        return fn
+    return deco
+
+
+def _need(x, what: str, loss: str):
+    if x is None:
+        raise ConfigError(f"loss {loss} needs {what}, which this session did not compute")
+    return x
+
+
+@register("ce", help="Cross-entropy with the true labels: what the student would learn on its own.")
+def ce(inp: LossInputs) -> torch.Tensor:
+    return F.cross_entropy(inp.student_logits.float(), inp.labels)
+
+
+@register("logit_kd", needs=(TEACHER_LOGITS,),
+          help="Match the teacher's softened output distribution (Hinton et al., 2015), times T². The "
+               "temperature T spreads probability over the wrong classes too, the 'dark knowledge'.")
+def logit_kd(inp: LossInputs) -> torch.Tensor:
+    t = inp.temperature
+    teacher = _need(inp.teacher_logits, "teacher logits", "logit_kd").float()
+    log_p_s = F.log_softmax(inp.student_logits.float() / t, dim=-1)
+    p_t = F.softmax(teacher / t, dim=-1)
+    return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
+
+
+@register("hard_kd", needs=(TEACHER_LOGITS,),
+          help="Cross-entropy with the teacher's predicted label instead of the true one.")
+def hard_kd(inp: LossInputs) -> torch.Tensor:
+    teacher = _need(inp.teacher_logits, "teacher logits", "hard_kd")
+    return F.cross_entropy(inp.student_logits.float(), teacher.argmax(-1))
+
+
+def _attention_pair(inp: LossInputs, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return (_need(inp.teacher_attention, "teacher attention", loss),
+            _need(inp.student_attention, "student attention", loss))
+
+
+@register("attention_mse", needs=(ATTENTION,),
+          help="Squared error between teacher and student attention probabilities on mapped layers, averaged "
+               "over query-key pairs of real tokens (TinyBERT, Jiao et al., 2020).")
+def attention_mse(inp: LossInputs) -> torch.Tensor:
+    p, q = _attention_pair(inp, "attention_mse")
+    values, query = metrics.row_metric("mse", p, q, inp.mask)   # (B, P, H', T): mean over a row's real keys
+    keys = inp.mask.float().sum(-1).view(-1, *([1] * (values.dim() - 1)))   # (B, 1, 1, 1) real keys per row
+    # each row counts once per real key, so the sum is over (query, key) pairs as in TinyBERT / TextBrewer
+    return (values * query * keys).sum() / (query * keys).sum().clamp_min(1.0)
+
+
+@register("attention_kl", needs=(ATTENTION,),
+          help="KL divergence from each teacher attention row to the student's (MiniLM, Wang et al., 2020): "
+               "the student learns where the teacher looks.")
+def attention_kl(inp: LossInputs) -> torch.Tensor:
+    p, q = _attention_pair(inp, "attention_kl")
+    values, query = metrics.row_metric("kl", p, q, inp.mask)    # (B, P, H', T)
+    return (values * query).sum() / query.sum().clamp_min(1.0)
+
+
+@register("hidden_mse", needs=(HIDDEN,),
+          help="Squared error between hidden states of mapped layers, through a learned projection when "
+               "widths differ (FitNets, Romero et al., 2015).")
+def hidden_mse(inp: LossInputs) -> torch.Tensor:
+    s = _need(inp.student_hidden, "student hidden states", "hidden_mse").float()
+    t = _need(inp.teacher_hidden, "teacher hidden states", "hidden_mse").float()
+    m = inp.mask.float()[:, None, :, None]                        # (B, 1, T, 1)
+    return (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[1] * s.shape[-1]).clamp_min(1.0)
+
+
+LOSS_NAMES = tuple(OBJECTIVES)
+LOSS_HELP = {name: o.help for name, o in OBJECTIVES.items()}
+
+
+def get(name: str) -> Objective:
+    if name not in OBJECTIVES:
+        raise ConfigError(f"unknown loss {name!r}; known losses: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name]
+
+
+def needs_of(weights: dict[str, float]) -> frozenset:
+    """The inputs the active (positive-weight) objectives of one variant read."""
+    out: set = set()
+    for name, w in weights.items():
+        if w > 0:
+            out |= get(name).needs
+    return frozenset(out)
+
+
+def combined_loss(weights: dict[str, float], inp: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum of the active losses, and each component's value (unweighted, detached) for the record."""
+    total = None
+    parts = {}
+    for name, w in weights.items():
+        if w <= 0:
+            continue
+        value = get(name).fn(inp)
+        parts[name] = value.detach()
+        total = value * w if total is None else total + value * w
+    if total is None:
+        raise ConfigError("no loss has a positive weight")
+    return total, parts

@@ -1,0 +1,358 @@
+"""A distillation session: a teacher and any number of student variants trained side by side on the same batches.
+
+    run_id = run_session(SessionConfig(), RunStore("runs"), callbacks=[...])
+
+Read top to bottom, a session is four public steps over one `Prepared` state:
+
+    prepared = session.prepare()            # data, teacher, its cached outputs, variants, probe set
+    session.record_epoch(prepared, 0)       # before training: every variant starts from the same weights
+    for epoch in 1..E:
+        session.train_epoch(prepared, epoch)    # every variant takes one step on each shared batch
+        session.record_epoch(prepared, epoch)   # validation accuracy, attention on the probe set vs the teacher
+    session.finish(prepared)                # test accuracy, sizes, latency, weights, summary.json
+
+Every variant starts from the same weights and sees the same batches, so every difference between two
+variants is their recipe; a labels-only `baseline` answers "did distillation help?".
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import mapping
+from ..capture import AttentionCapture
+from ..config import SessionConfig
+from ..data import load_splits
+from ..metrics import attention_metrics
+from ..modality import TextModality
+from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
+                      pick_device, set_attention_backend)
+from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, needs_of
+from ..store import Run
+from ..teacher import PreparedTeacher, TeacherOutputs, prepare_teacher, teacher_evaluation, teacher_size_bytes
+from .callbacks import SessionControl, SessionState, Stop, StoreProgress
+from .variant import RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
+
+log = logging.getLogger(__name__)
+INIT_LOCK = threading.Lock()   # global RNG seeding + model construction, for sessions sharing a process
+
+
+@dataclass
+class Prepared:
+    """Everything `prepare` builds; the later steps read it and change only the variants' weights."""
+    device: torch.device
+    modality: TextModality
+    teacher: PreparedTeacher
+    teacher_shape: tuple[int, int]              # (layers, heads)
+    student_shape: tuple[int, int]
+    pairs: list[tuple[int, int]]                # (teacher layer, student layer) of every mapped pair
+    head_rule: str                              # direct, group or mean (resolved)
+    variants: list[Variant]
+    needs: frozenset                            # union of what the variants' objectives read
+    teacher_outputs: TeacherOutputs | None      # per training example, computed once
+    teacher_probe: list[np.ndarray]             # (Lt, Ht, t_i, t_i) per probe example
+    step: StepContext
+    steps_per_epoch: int
+
+    @property
+    def teacher_model(self) -> nn.Module:
+        return self.teacher.model
+
+
+class Session:
+    def __init__(self, config: SessionConfig, run: Run, callbacks=()):
+        self.config, self.run = config, run
+        self.callbacks = [StoreProgress(run), *callbacks]
+        self.state = SessionState(run_id=run.id, epochs=config.train.epochs)
+        self.control = SessionControl()
+        self.records: list[dict] = []
+        self.prepared: Prepared | None = None
+
+    # ---- events -----------------------------------------------------------------------------------------
+    def emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self.state, self.control, *args)
+
+    def progress(self, phase: str, done: int, total: int) -> None:
+        if phase != self.state.phase:
+            self.state.phase, self.state.phase_started = phase, time.time()
+        self.state.done, self.state.total = done, total
+        self.emit("on_step")
+        if self.control.should_stop and self.control.reason == "cancelled" and phase != "train":
+            raise Stop()       # the training loop stops itself between steps
+
+    # ---- the whole session --------------------------------------------------------------------------------
+    def execute(self) -> dict:
+        self.emit("on_session_begin")
+        p = self.prepare()
+        self.record_epoch(p, 0)
+        for epoch in range(1, self.config.train.epochs + 1):
+            if not self.train_epoch(p, epoch):
+                break
+            self.record_epoch(p, epoch)
+            self.emit("on_epoch_end", [r for r in self.records if r["epoch"] == epoch])
+            self._check_time_budget()
+            if self.control.should_stop:
+                break
+        return self.finish(p)
+
+    def _check_time_budget(self) -> None:
+        budget = self.config.train.time_budget_s
+        if budget and self.state.training_s > budget and not self.control.should_stop:
+            self.control.stop("time budget")
+
+    # ---- prepare ------------------------------------------------------------------------------------------
+    def prepare(self) -> Prepared:
+        """Load the data and the teacher, build the variants from one set of initial weights, compute the
+        teacher's outputs once, and record the probe set."""
+        cfg = self.config
+        device = pick_device(cfg.train.device)
+        self.progress("load data", 0, 1)
+        splits = load_splits(cfg.data)
+        modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
+        self.progress("load data", 1, 1)
+        teacher = prepare_teacher(cfg, splits, modality.ids["train"], device, self.progress,
+                                  tokenizer=modality.tokenizer)
+        t_shape = num_layers_heads(teacher.model)
+        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels)
+        check_attention(first, modality.tokenizer, "the student")   # its tokenizer was checked in preflight
+        s_shape = num_layers_heads(first)
+        teacher_layers = mapping.layer_map(cfg.objectives.layer_map, t_shape[0], s_shape[0])
+        pairs = [(t, s) for s, t in enumerate(teacher_layers)]
+        head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
+        variants = self._build_variants(first, teacher.model, len(pairs), device)
+        needs = frozenset().union(*(v.needs for v in variants))
+        step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
+                           [s for _, s in pairs], head_rule)
+        outputs = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
+        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs,
+                     [], step, math.ceil(modality.size("train") / cfg.train.batch_size))
+        p.teacher_probe = self.probe_maps(p, teacher.model)
+        self.run.write_attention("teacher", p.teacher_probe)
+        self._write_probe(p)
+        total = p.steps_per_epoch * cfg.train.epochs
+        for v in variants:
+            v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
+                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
+            v.snapshot()
+        self.prepared = p
+        return p
+
+    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int) -> nn.Module:
+        """The initial weights every variant starts from (seeded by train.seed)."""
+        cfg = self.config
+        with INIT_LOCK:
+            torch.manual_seed(cfg.train.seed)
+            init_layers = cfg.student.init_layers
+            if init_layers is None and not cfg.student.source:
+                init_layers = mapping.layer_map(cfg.objectives.layer_map, teacher_layers, cfg.student.layers)
+            return build_student(cfg.student, teacher, num_labels, init_layers)
+
+    def _build_variants(self, first: nn.Module, teacher: nn.Module, n_pairs: int, device) -> list[Variant]:
+        variants = []
+        for k, vc in enumerate(self.config.variants):
+            model = first if k == len(self.config.variants) - 1 else copy.deepcopy(first)
+            rng = RandomStream(stream_seed(self.config.train.seed, vc.name), device)
+            needs = needs_of(vc.losses)
+            projections = None
+            if HIDDEN in needs:
+                ds, dt = first.config.hidden_size, teacher.config.hidden_size
+                with rng:                              # the projection's initial weights come from its own stream
+                    projections = nn.ModuleList([nn.Linear(ds, dt) if ds != dt else nn.Identity()
+                                                 for _ in range(n_pairs)]).to(device)
+            variants.append(Variant(vc.name, model.to(device), dict(vc.losses), needs, rng, projections))
+        return variants
+
+    def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
+        if not needs & {TEACHER_LOGITS, ATTENTION, HIDDEN}:
+            return None
+        from ..teacher import cached_teacher_outputs
+        cfg = self.config
+        outputs, hit = cached_teacher_outputs(
+            teacher, modality.ids["train"], modality.pad_id, device, teacher_layers, head_rule, student_heads,
+            ATTENTION in needs, HIDDEN in needs, key_parts={"data": modality.splits.fingerprint + ":train",
+                                                            "max_length": cfg.data.max_length},
+            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
+            progress=self.progress)
+        self.teacher_outputs_cached = hit
+        return outputs
+
+    def _write_probe(self, p: Prepared) -> None:
+        val_acc, val_loss = teacher_evaluation(
+            p.teacher, f"val:{p.device.type}",
+            lambda: p.modality.evaluate(p.teacher_model, "val", p.device, self.config.train.mixed_precision))
+        self.run.write_json("probe.json", {
+            **p.modality.probe_record(), "modality": p.modality.kind,
+            "variants": [v.name for v in p.variants], "reference": self.config.reference,
+            "pairs": p.pairs, "head_rule": p.head_rule,
+            "teacher_layers": p.teacher_shape[0], "teacher_heads": p.teacher_shape[1],
+            "student_layers": p.student_shape[0], "student_heads": p.student_shape[1],
+            "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
+            "notices": p.modality.notices,
+        })
+
+    # ---- train one epoch ----------------------------------------------------------------------------------
+    def train_epoch(self, p: Prepared, epoch: int) -> bool:
+        """One pass over the training split; every variant steps on each batch. False when stopped inside it."""
+        cfg = self.config
+        if self.state.train_started is None:
+            self.state.train_started = time.time()
+        for v in p.variants:
+            v.start_epoch()
+        total = p.steps_per_epoch * cfg.train.epochs
+        done = (epoch - 1) * p.steps_per_epoch
+        batches = p.modality.batches("train", cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch,
+                                     buckets=cfg.train.length_buckets)
+        for k, index in enumerate(batches):
+            self.train_step(p, index, where=f"at epoch {epoch}, step {done + k + 1}")
+            self.progress("train", done + k + 1, total)
+            if self.control.should_stop:
+                return False
+        return True
+
+    def train_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
+        """Each variant takes one step on the batch of training examples `index`; their loss components."""
+        batch = p.modality.batch("train", index, p.device)
+        teacher = self.teacher_batch(p, batch)
+        return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants}
+
+    def teacher_batch(self, p: Prepared, batch) -> TeacherBatch | None:
+        """The teacher's cached outputs for a batch, padded to its length."""
+        if p.teacher_outputs is None:
+            return None
+        logits, att, hid = p.teacher_outputs.batch(batch.index, batch.length, p.device)
+        return TeacherBatch(logits, att, hid)
+
+    # ---- record one epoch ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def probe_maps(self, p: Prepared, model) -> list[np.ndarray]:
+        """Attention probabilities of every layer on each probe example: list of (L, H, t_i, t_i) float32."""
+        model.eval()
+        set_attention_backend(model, eager=True)
+        batch = p.modality.probe_batch(p.device)
+        with AttentionCapture(model) as cap:
+            model(**batch.inputs)
+            maps = cap.pop_stacked().float().cpu()          # (B, L, H, T, T)
+        return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(p.modality.probe_lengths())]
+
+    def compare(self, p: Prepared, student_maps: list[np.ndarray]) -> dict[str, list]:
+        """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists."""
+        lengths = p.modality.probe_lengths()
+        t = max(lengths)
+
+        def pad(maps, layers):                               # -> (B, P, H, T, T)
+            out = torch.zeros((len(maps), len(layers), maps[0].shape[1], t, t))
+            for i, m in enumerate(maps):
+                out[i, :, :, :m.shape[-1], :m.shape[-1]] = torch.from_numpy(m[layers])
+            return out
+        mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).float()    # (B, T)
+        teacher = mapping.adapt_teacher(pad(p.teacher_probe, [a for a, _ in p.pairs]), p.head_rule,
+                                        p.student_shape[1])
+        student = mapping.adapt_student(pad(student_maps, [b for _, b in p.pairs]), p.head_rule)
+        return {k: v.tolist() for k, v in attention_metrics(teacher, student, mask).items()}
+
+    def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
+        """Validation accuracy and attention on the probe set of every variant; one metrics line each."""
+        out = []
+        for v in p.variants:
+            set_attention_backend(v.model, eager=False)
+            t0 = time.perf_counter()
+            val_acc, val_loss = p.modality.evaluate(v.model, "val", p.device, self.config.train.mixed_precision)
+            t1 = time.perf_counter()
+            maps = self.probe_maps(p, v.model)
+            self.run.write_attention(f"{v.name}_e{epoch}", maps)
+            att = self.compare(p, maps)
+            t2 = time.perf_counter()
+            rec = {"epoch": epoch, "student": v.name, "time_s": round(self.state.elapsed_s, 2),
+                   "train_loss": v.epoch_losses() if epoch else {}, "val_accuracy": val_acc, "val_loss": val_loss,
+                   "attention": att, "js_mean": float(np.mean(att["js"])),
+                   "timing": {"train_s": round(v.train_s if epoch else 0.0, 4), "eval_s": round(t1 - t0, 4),
+                              "record_s": round(t2 - t1, 4)}}
+            self.run.append_metrics(rec)
+            out.append(rec)
+            if epoch:
+                v.snapshot()
+        self.records.extend(out)
+        self.state.epoch = epoch
+        return out
+
+    # ---- finish -------------------------------------------------------------------------------------------
+    def finish(self, p: Prepared) -> dict:
+        """Back to the last finished epoch, then test accuracy, size, latency, weights and summary.json.
+
+        A session stopped before its first epoch finished is not tested: its students never trained."""
+        for v in p.variants:
+            v.restore()
+        stopped = self.control.reason if self.control.should_stop else ""
+        trained = self.state.epoch >= 1
+        status = "cancelled" if stopped == "cancelled" or not trained else "done"
+        accuracy, latency = {}, {}
+        if status == "done":
+            accuracy, latency = self._test(p)
+        params = {"teacher": count_parameters(p.teacher_model)}
+        size = {"teacher": teacher_size_bytes(p.teacher.path)}
+        for v in p.variants:
+            if trained:
+                size[v.name] = self.save_variant(v)
+            params[v.name] = count_parameters(v.model)
+        if trained:
+            p.modality.save(self.run.path / "models" / "tokenizer")
+        summary = {**self.partial_summary(status), "stopped_early": stopped or None,
+                   "accuracy": {k: accuracy.get(k) for k in ("teacher", *[v.name for v in p.variants])},
+                   "test_size": p.modality.size("test"),
+                   "params": params, "size_bytes": size, "latency_ms": latency, "device": str(p.device),
+                   "pairs": p.pairs, "head_rule": p.head_rule, "wall_s": round(self.state.elapsed_s, 1),
+                   "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
+                   "teacher_cached": p.teacher.cached,
+                   "teacher_outputs_cached": getattr(self, "teacher_outputs_cached", None),
+                   "notices": p.modality.notices}
+        self.run.write_json("summary.json", summary)
+        self.state.phase = "done"
+        return summary
+
+    def _test(self, p: Prepared) -> tuple[dict, dict]:
+        mp = self.config.train.mixed_precision
+        n = 1 + len(p.variants)
+        self.progress("evaluate", 0, n)
+        set_attention_backend(p.teacher_model, eager=False)
+        accuracy = {"teacher": teacher_evaluation(
+            p.teacher, f"test:{p.device.type}",
+            lambda: p.modality.evaluate(p.teacher_model, "test", p.device, mp))[0]}
+        latency = {"teacher": p.modality.latency_ms(p.teacher_model, p.device)}
+        for k, v in enumerate(p.variants):
+            set_attention_backend(v.model, eager=False)
+            accuracy[v.name], _ = p.modality.evaluate(v.model, "test", p.device, mp)
+            latency[v.name] = p.modality.latency_ms(v.model, p.device)
+            self.progress("evaluate", 2 + k, n)
+        return accuracy, latency
+
+    def save_variant(self, v: Variant) -> int:
+        """Write a variant's weights (safetensors) into the run; returns their size in bytes."""
+        out = self.run.model_dir(v.name)
+        set_attention_backend(v.model, eager=True)
+        v.model.save_pretrained(out, safe_serialization=True)
+        return int(sum(f.stat().st_size for f in out.glob("*.safetensors")))
+
+    def partial_summary(self, status: str, error: str | None = None) -> dict:
+        """What the recorded epochs say, without test results (also written when a session fails)."""
+        recs = self.records
+        epochs = sorted({r["epoch"] for r in recs})
+        names = [v.name for v in self.config.variants]
+        by = {(r["epoch"], r["student"]): r for r in recs}
+        return {
+            "status": status, "error": error, "stopped_early": status if status != "done" else None,
+            "variants": names, "reference": self.config.reference,
+            "accuracy": {k: None for k in ("teacher", *names)},
+            "val_accuracy": {n: [by[(e, n)]["val_accuracy"] for e in epochs if (e, n) in by] for n in names},
+            "divergence": {"metric": "js", "epochs": epochs,
+                           **{n: [by[(e, n)]["js_mean"] for e in epochs if (e, n) in by] for n in names}},
+            "epochs_done": max(epochs) if epochs else 0,
+        }
