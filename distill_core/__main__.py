@@ -72,22 +72,30 @@ def fmt_acc(x) -> str:
 
 
 def print_summary(run_id: str, summary: dict, status: dict) -> None:
+    from .vocab import run_reference, run_variants
     acc = summary.get("accuracy", {})
+    variants = run_variants(summary)
+    ref = run_reference(summary, variants)
     print(f"run {run_id}: {status.get('status')}" + (f" ({status.get('error')})" if status.get("error") else ""))
-    print(f"  test accuracy   teacher {fmt_acc(acc.get('teacher'))}   baseline {fmt_acc(acc.get('baseline'))}"
-          f"   distilled {fmt_acc(acc.get('distilled'))}   (n={summary.get('test_size', '-')})")
+    width = max([10, *map(len, variants)])
+    print(f"  test accuracy (n={summary.get('test_size', '-')})")
+    for name in ("teacher", *variants):
+        gain = ""
+        if ref and name not in ("teacher", ref) and acc.get(name) is not None and acc.get(ref) is not None:
+            gain = f"   {100 * (acc[name] - acc[ref]):+.1f} points vs {ref}"
+        print(f"    {name:<{width}}  {fmt_acc(acc.get(name)):>6}{gain}")
     div = summary.get("divergence", {})
     if div.get("epochs"):
-        print(f"  attention JS    epochs {div['epochs']}")
-        for name in ("distilled", "baseline"):
+        print(f"  attention {div.get('metric', 'js').upper()} to the teacher, epochs {div['epochs']}")
+        for name in variants:
             if name in div:
-                print(f"    {name:<10}    " + " ".join(f"{v:.4f}" for v in div[name]))
+                print(f"    {name:<{width}}  " + " ".join(f"{v:.4f}" for v in div[name]))
     if summary.get("params"):
         p, s, lat = summary["params"], summary.get("size_bytes", {}), summary.get("latency_ms", {})
-        for name in ("teacher", "baseline", "distilled"):
+        for name in ("teacher", *variants):
             if name in p:
                 ms = f"{lat[name]:.1f} ms" if name in lat else "-"
-                print(f"  {name:<10} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
+                print(f"  {name:<{width}} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
     for n in summary.get("notices") or []:
         print(f"  note: {n}")
     if summary.get("wall_s"):
@@ -112,12 +120,11 @@ def cmd_runs(args) -> int:
     if not infos:
         print(f"no runs in {store.root}; start one with `python -m distill_core run`")
         return 0
-    print(f"{'run id':<38} {'status':<11} {'started':<20} {'dataset':<18} {'ep':>2} "
-          f"{'teacher':>8} {'baseline':>8} {'distill':>8}")
+    print(f"{'run id':<38} {'status':<11} {'started':<20} {'dataset':<18} {'ep':>2}  test accuracy")
     for r in infos:
         a = r.accuracy
-        print(f"{r.run_id:<38} {r.status:<11} {r.started:<20} {r.dataset[:18]:<18} {r.epochs_done:>2} "
-              f"{fmt_acc(a.get('teacher')):>8} {fmt_acc(a.get('baseline')):>8} {fmt_acc(a.get('distilled')):>8}")
+        accs = "  ".join(f"{k} {fmt_acc(v)}" for k, v in a.items() if v is not None) or "-"
+        print(f"{r.run_id:<38} {r.status:<11} {r.started:<20} {r.dataset[:18]:<18} {r.epochs_done:>2}  {accs}")
     return 0
 
 
@@ -185,7 +192,8 @@ def make_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a session (the offline default unless told otherwise)")
     r.add_argument("--config", help="YAML or JSON file of settings (sections teacher, student, data, objectives, train)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any setting, e.g. --set train.epochs=2 --set objectives.losses.attention_mse=1")
+                   help="override any setting, e.g. --set train.epochs=2 --set variants.distilled.losses.attention_mse=1 "
+                        "(a new variant name adds a variant)")
     r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name")
     r.add_argument("--text-column")
     r.add_argument("--label-column")
@@ -200,7 +208,7 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int)
     r.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     r.add_argument("--time-budget", type=float, help="seconds; stop training when exceeded")
-    r.add_argument("--no-baseline", action="store_true", help="skip the labels-only baseline student")
+    r.add_argument("--no-baseline", action="store_true", help="leave out the labels-only variant named baseline")
     r.add_argument("--name", help="a label for the run")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--runs-dir", **runs_dir)

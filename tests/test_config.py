@@ -9,21 +9,27 @@ from distill_core.errors import ConfigError
 def test_defaults_follow_the_measured_findings():
     c = SessionConfig()
     assert (c.student.layers, c.student.heads, c.student.hidden, c.student.init) == (3, 4, 192, "random")
-    assert c.train.epochs == 4 and c.train.lr == 5e-4 and c.train.baseline
-    assert c.objectives.needs_teacher
+    assert c.train.epochs == 4 and c.train.lr == 5e-4
+    assert c.variant_names == ["baseline", "distilled"] and c.reference == "baseline"
+    assert c.variant("baseline").losses == {"ce": 1.0}
+    assert c.variant("distilled").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1}
+    assert c.needs_teacher and not c.variant("baseline").uses_teacher
 
 
 def test_round_trip_through_dict_and_file(tmp_path):
-    c = SessionConfig().with_overrides({"train.epochs": 2, "objectives.losses.attention_mse": 1.5,
+    c = SessionConfig().with_overrides({"train.epochs": 2, "variants.distilled.losses.attention_mse": 1.5,
                                         "objectives.layer_map": [1, 3, 5], "name": "x"})
+    assert c.variant("distilled").losses["attention_mse"] == 1.5
     assert SessionConfig.from_dict(c.to_dict()) == c
     p = tmp_path / "c.json"
     c.save(p)
     assert SessionConfig.load(p) == c
     y = tmp_path / "c.yaml"
-    y.write_text("train:\n  epochs: 3\nobjectives:\n  losses: {ce: 1.0}\n  layer_map: last\n")
+    y.write_text("train:\n  epochs: 3\nobjectives:\n  layer_map: last\nvariants:\n  - {name: plain, losses: {ce: 1}}\n"
+                 "  - {name: kd, losses: {ce: 0.5, logit_kd: 0.5}}\n")
     loaded = SessionConfig.load(y)
-    assert loaded.train.epochs == 3 and loaded.objectives.losses == {"ce": 1.0}
+    assert loaded.train.epochs == 3 and loaded.variant_names == ["plain", "kd"]
+    assert loaded.reference == "plain" and loaded.objectives.layer_map == "last"
 
 
 @pytest.mark.parametrize("override,match", [
@@ -33,9 +39,13 @@ def test_round_trip_through_dict_and_file(tmp_path):
     ({"train.lr": 0}, "learning rate must be positive"),
     ({"train.lr": -1e-3}, "learning rate must be positive"),
     ({"objectives.temperature": 0}, "temperature must be positive"),
-    ({"objectives.losses": {"ce": 0, "logit_kd": 0}}, "all objective weights are zero"),
-    ({"objectives.losses": {"focal": 1}}, "unknown loss focal; known losses: ce, logit_kd"),
-    ({"objectives.losses.ce": -1}, "must be 0 or more"),
+    ({"variants.distilled.losses": {"ce": 0, "logit_kd": 0}}, "all objective weights of variant distilled are zero"),
+    ({"variants.distilled.losses": {"focal": 1}}, "unknown loss focal in variant distilled; known losses: ce, logit_kd"),
+    ({"variants.baseline.losses.ce": -1}, "must be 0 or more"),
+    ({"variants.teacher.losses.ce": 1}, "reserved"),
+    ({"variants.2fast.losses.ce": 1}, "must start with a letter"),
+    ({"variants.kd.temperature": 1}, "a variant has: name, losses"),
+    ({"variants": []}, "variants must be a list"),
     ({"objectives.head_rule": "magic"}, "head_rule must be one of"),
     ({"objectives.layer_map": "every-other"}, "layer_map must be"),
     ({"student.hidden": 190}, "must be divisible by student.heads"),
@@ -83,8 +93,47 @@ def test_numbers_written_as_text_and_wrong_types(tmp_path):
     ("train", {"lr": float("inf")}, "finite"),
     ("objectives", {"temperature": float("inf")}, "finite"),
     ("objectives", {"losses": {"ce": float("inf")}}, "must be a number"),
+    ("variants", [{"name": "a", "losses": {"ce": float("nan")}}], "must be a number"),
     ("train", {"epochs": True}, "must be a number"),
 ])
 def test_infinite_and_boolean_numbers_refused(section, values, match):
     with pytest.raises(ConfigError, match=match):
         SessionConfig.from_dict({section: values})
+
+
+def test_variants_from_lists_mappings_overrides_and_older_configs():
+    listed = SessionConfig.from_dict({"variants": [{"name": "a", "losses": {"ce": 1}},
+                                                   {"name": "b", "losses": {"logit_kd": 1}}]})
+    mapped = SessionConfig.from_dict({"variants": {"a": {"losses": {"ce": 1}}, "b": {"losses": {"logit_kd": 1}}}})
+    assert listed == mapped and listed.reference == "a"
+    assert SessionConfig.from_dict({"variants": [{"name": "kd", "losses": {"logit_kd": 1}}]}).reference is None
+    added = SessionConfig().with_overrides({"variants.kd_mse.losses.attention_mse": 1.0})
+    assert added.variant_names == ["baseline", "distilled", "kd_mse"]
+    assert added.variant("kd_mse").losses == {"attention_mse": 1.0}
+    # configs written before variants existed: objectives.losses is the distilled student, train.baseline the other
+    old = SessionConfig.from_dict({"objectives": {"losses": {"ce": 1, "hard_kd": 1}}, "train": {"baseline": False}})
+    assert old.variant_names == ["distilled"] and old.variant("distilled").losses == {"ce": 1.0, "hard_kd": 1.0}
+    assert SessionConfig().with_overrides({"train.baseline": False}).variant_names == ["distilled"]
+    assert SessionConfig().with_overrides({"objectives.losses.hard_kd": 1}).variant("distilled").weight("hard_kd") == 1
+
+
+@pytest.mark.parametrize("variants,match", [
+    ([{"name": "a", "losses": {"ce": 1}}, {"name": "a", "losses": {"ce": 1}}], "variant name a is used twice"),
+    ([{"name": f"v{i}", "losses": {"ce": 1}} for i in range(13)], "1 to 12 variants"),
+    ([{"losses": {"ce": 1}}], "must be a mapping with a name"),
+    ([{"name": "a", "losses": {"ce": 1}, "lr": 1}], "unknown setting lr in variant a"),
+    ([{"name": "a b", "losses": {"ce": 1}}], "only letters, digits"),
+])
+def test_bad_variants_name_the_problem(variants, match):
+    with pytest.raises(ConfigError, match=match):
+        SessionConfig.from_dict({"variants": variants})
+    with pytest.raises(ConfigError, match="older way"):
+        SessionConfig.from_dict({"objectives": {"losses": {"ce": 1}}, "variants": [{"name": "a", "losses": {"ce": 1}}]})
+
+
+def test_example_configs_load():
+    from pathlib import Path
+    for path in sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")):
+        SessionConfig.load(path)
+    ablation = SessionConfig.load(Path(__file__).parent.parent / "examples" / "ablation.yaml")
+    assert len(ablation.variants) == 4 and ablation.reference == "baseline"

@@ -37,13 +37,31 @@ def test_default_splits_are_seeded_and_stratified():
     b = load_splits(DataConfig())
     assert a.train_texts == b.train_texts and a.fingerprint == b.fingerprint
     assert (len(a.train_texts), len(a.val_texts), len(a.test_texts)) == (3000, 500, 2500)
-    assert not set(a.train_texts) & set(a.test_texts) - set()  or True
+    # the splits take disjoint rows: a text in both is one the corpus itself holds more than once
+    from collections import Counter
+    counts = Counter(load_builtin()["text"])
+    shared = set(a.train_texts) & set(a.test_texts)
+    assert all(counts[t] > 1 for t in shared)
+    assert len(shared) < 0.01 * len(a.test_texts)
     share = lambda y: np.mean(y)  # noqa: E731
     assert abs(share(a.train_labels) - share(a.test_labels)) < 0.01
     assert len(a.probe_indices) == 8 and len(set(a.probe_indices)) == 8
     assert set(a.val_labels[i] for i in a.probe_indices) == {0, 1}
     c = load_splits(DataConfig(split_seed=1))
     assert c.train_texts != a.train_texts
+
+
+def test_stratified_split_keeps_rows_apart_and_classes_in_proportion():
+    labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
+    train, val, test = stratified_split(labels, (500, 100, 200), seed=3)
+    assert (len(train), len(val), len(test)) == (500, 100, 200)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    for part, n in ((train, 500), (val, 100), (test, 200)):
+        assert np.bincount(labels[part], minlength=3).tolist() == [0.6 * n, 0.3 * n, 0.1 * n]
+    again = stratified_split(labels, (500, 100, 200), seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip((train, val, test), again))
+    other = stratified_split(labels, (500, 100, 200), seed=4)
+    assert not np.array_equal(np.sort(train), np.sort(other[0]))
 
 
 def test_csv_with_string_labels(tmp_path):

@@ -45,6 +45,39 @@ def test_kl_matches_hand_computation():
     assert math.isclose(attention_metrics(p, q)["kl"].item(), expected, rel_tol=1e-5)
 
 
+def test_js_and_mse_and_cosine_match_hand_computation():
+    rows_p = [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]
+    rows_q = [[0.3, 0.3, 0.4], [0.5, 0.25, 0.25]]
+
+    def kl(a, b):
+        return sum(x * math.log(x / y) for x, y in zip(a, b))
+
+    def js(a, b):
+        m = [(x + y) / 2 for x, y in zip(a, b)]
+        return 0.5 * kl(a, m) + 0.5 * kl(b, m)
+
+    def mse(a, b):
+        return sum((x - y) ** 2 for x, y in zip(a, b)) / len(a)       # mean over the keys of a row
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+    p = torch.zeros(1, 1, 1, 3, 3)
+    q = torch.zeros(1, 1, 1, 3, 3)
+    p[..., :2, :] = torch.tensor(rows_p)
+    q[..., :2, :] = torch.tensor(rows_q)
+    p[..., 2, :], q[..., 2, :] = torch.tensor([1.0, 0, 0]), torch.tensor([1.0, 0, 0])   # an identical third row
+    m = attention_metrics(p, q)
+    for name, f in (("js", js), ("mse", mse), ("cosine", cos), ("kl", kl)):
+        expected = (f(rows_p[0], rows_q[0]) + f(rows_p[1], rows_q[1]) + f([1, 1e-30, 1e-30], [1, 1e-30, 1e-30])) / 3
+        assert math.isclose(m[name].item(), expected, rel_tol=1e-4, abs_tol=1e-7), name
+    # a 5-token map whose last two keys are padding: MSE averages over the 3 real keys only
+    pp, qq = torch.zeros(1, 1, 1, 5, 5), torch.zeros(1, 1, 1, 5, 5)
+    pp[..., :3, :3], qq[..., :3, :3] = p, q
+    masked = attention_metrics(pp, qq, torch.tensor([[1, 1, 1, 0, 0]]))
+    assert math.isclose(masked["mse"].item(), m["mse"].item(), rel_tol=1e-5)
+
+
 def test_padding_is_ignored():
     """Whatever sits in padded rows and columns changes nothing."""
     p, q = random_maps((1, 1, 2, 3, 3), 3), random_maps((1, 1, 2, 3, 3), 4)
