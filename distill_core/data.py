@@ -6,7 +6,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 

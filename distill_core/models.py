@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
-import os
 import re
 from pathlib import Path
 

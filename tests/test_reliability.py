@@ -29,7 +29,7 @@ from distill_core.__main__ import main
 from distill_core.config import DataConfig
 from distill_core.data import load_splits
 from distill_core.errors import ConfigError, DataError, ModelError, OfflineError, RunStoreError
-from distill_core.losses import get_loss
+from distill_core.objectives import get as get_loss
 from distill_core.metrics import JS_MAX, attention_metrics, row_metric
 from distill_core.models import check_attention, load_classifier, load_tokenizer
 from distill_core.store import now_iso, wait_for_status
@@ -546,8 +546,8 @@ def test_unknown_metric_and_loss_names():
     ({"train.epochs": 2.5}, "epochs must be a whole number"),
     ({"train.lr": float("nan")}, "train.lr must be a finite number, not nan"),
     ({"objectives.temperature": -1.0}, "temperature must be positive, not -1.0"),
-    ({"objectives.losses": {"ce": "lots"}}, "weight of loss ce must be a number, not 'lots'"),
-    ({"objectives.losses": {"ce": float("nan")}}, "weight of loss ce must be a number"),
+    ({"variants.distilled.losses": {"ce": "lots"}}, "weight of loss ce in variant distilled must be a number, not 'lots'"),
+    ({"variants.baseline.losses": {"ce": float("nan")}}, "weight of loss ce in variant baseline must be a number"),
     ({"objectives.layer_map": []}, "layer_map list is empty"),
     ({"teacher.finetune": "sometimes"}, "teacher.finetune must be auto, always or never"),
     ({"teacher.finetune_lr": 0}, "teacher.finetune_lr must be positive"),
@@ -577,7 +577,8 @@ def test_bad_settings_on_the_command_line_leave_the_store_alone(tmp_path, capsys
     for args, expected in [(["--batch-size", "0"], "batch_size must be at least 1"),
                            (["--lr", "-1"], "learning rate must be positive"),
                            (["--set", "objectives.temperature=0"], "temperature must be positive"),
-                           (["--set", "objectives.losses={ce: 0}"], "all objective weights are zero")]:
+                           (["--set", "variants.distilled.losses={ce: 0}"], "all objective weights of variant distilled are zero"),
+                           (["--set", "variants.teacher.losses.ce=1"], "variant name 'teacher' is reserved")]:
         assert main(["run", *args, "--runs-dir", str(store.root), "--quiet"]) == 2
         assert expected in capsys.readouterr().err
     assert [i.run_id for i in store.list()] == [earlier]
@@ -724,7 +725,7 @@ def test_concurrent_sessions_finish_in_their_own_folders(concurrent_sessions):
         layers, heads = asked[name]["student"]["layers"], asked[name]["student"]["heads"]
         probe = run.probe()
         assert (probe["student_layers"], probe["student_heads"]) == (layers, heads)
-        students = ["distilled", "baseline"] if asked[name]["train"].get("baseline", True) else ["distilled"]
+        students = ["baseline", "distilled"] if asked[name]["train"].get("baseline", True) else ["distilled"]
         assert [(m["epoch"], m["student"]) for m in run.metrics()] == [(e, s) for e in (0, 1) for s in students]
         assert run.read_attention("distilled_e1")[0].shape[:2] == (layers, heads)
         assert sorted(p.name for p in (run.path / "models").iterdir()) == sorted([*students, "tokenizer"])
