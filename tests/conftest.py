@@ -97,3 +97,22 @@ def finished_run(tmp_path_factory, tiny_teacher, tiny_csv):
     store = RunStore(tmp_path_factory.mktemp("runs"))
     run_id = run_session(SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv)), store)
     return store, run_id
+
+
+FOUR_VARIANTS = [{"name": "baseline", "losses": {"ce": 1}},
+                 {"name": "kd", "losses": {"ce": .5, "logit_kd": .5}},
+                 {"name": "kd_att_kl", "losses": {"ce": .5, "logit_kd": .5, "attention_kl": .1}},
+                 {"name": "kd_att_mse", "losses": {"ce": .5, "logit_kd": .5, "attention_mse": 1}}]
+
+
+@pytest.fixture(scope="session")
+def four_variant_run(tmp_path_factory, tiny_teacher, tiny_csv):
+    """(store, run_id) of a 2-epoch session with four variants (baseline, kd, kd_att_kl, kd_att_mse), written by
+    the real engine with tiny models."""
+    os.environ["ADS_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
+    from distill_core import RunStore, SessionConfig, run_session
+    store = RunStore(tmp_path_factory.mktemp("runs4"))
+    cfg = tiny_config_dict(tiny_teacher, tiny_csv, variants=FOUR_VARIANTS, objectives={"temperature": 2.0},
+                           name="four variants")
+    run_id = run_session(SessionConfig.from_dict(cfg), store)
+    return store, run_id
