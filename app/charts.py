@@ -18,16 +18,14 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-COLORS = {"teacher": "#374151", "distilled": "#2563eb", "baseline": "#f59e0b"}
-MODEL_LABELS = {"teacher": "teacher", "distilled": "distilled student", "baseline": "baseline student"}
+from distill_core.vocab import (LOWER_IS_CLOSER, METRIC_LABELS, PALETTE, TEACHER, model_label, run_variants,
+                                 variant_colors)
+
 MAP_SCALE = "Blues"                 # attention weights: white = 0
 DIFF_SCALE = "RdBu_r"               # student - teacher: red where the student attends more, blue where less
 ZWSP = "\u200b"                     # makes repeated tokens distinct axis categories without changing how they look
 FONT = dict(family="Inter, 'Source Sans Pro', Arial, sans-serif", size=12)
-
-# metric names here mirror distill_core.metrics (kept local so this module imports without torch)
-METRIC_NAMES = {"kl": "KL(teacher || student)", "js": "Jensen-Shannon", "mse": "MSE", "cosine": "cosine similarity"}
-LOWER_IS_CLOSER = {"kl": True, "js": True, "mse": True, "cosine": False}
+REFERENCE_DASH = "dash"             # the labels-only reference variant; every other variant is drawn solid
 
 
 def map_colorscale(gamma: float = 1.0) -> list:
@@ -204,6 +202,43 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
     return go.Figure(data=traces, layout=layout)
 
 
+# ---- variants ----------------------------------------------------------------------------------------
+def _variants(records: Sequence[dict], variants: Sequence[str] | None) -> list[str]:
+    return list(variants) if variants is not None else run_variants({}, list(records))
+
+
+def _dash(name: str, reference: str | None) -> str:
+    return REFERENCE_DASH if name == reference else "solid"
+
+
+def _closer_word(metric: str) -> str:
+    return f"{'lower' if LOWER_IS_CLOSER.get(metric, True) else 'higher'} = closer to the teacher"
+
+
+def variant_lines(records: Sequence[dict], value, title: str, y_title: str, variants: Sequence[str] | None = None,
+                  reference: str | None = None, epochs: int | None = None, height: int = 280) -> go.Figure:
+    """One line per variant of `value(record)` against epoch (the live curves); x spans 0..epochs."""
+    variants = _variants(records, variants)
+    colors = variant_colors(variants)
+    fig = go.Figure()
+    for v in variants:
+        pts = [(r["epoch"], value(r)) for r in records if r.get("student") == v]
+        pts = [(e, y) for e, y in pts if y is not None and not (isinstance(y, float) and math.isnan(y))]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=v,
+                                     line={"color": colors[v], "dash": _dash(v, reference)}))
+    if not fig.data:
+        fig.add_annotation(text="appears after the first epoch", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font={"color": "gray"})
+        fig.update_yaxes(showticklabels=False)
+    last = max([epochs or 0] + [r.get("epoch", 0) for r in records])
+    fig.update_layout(**_base_layout(height, title), xaxis_title="epoch", yaxis_title=y_title,
+                      legend={"orientation": "h", "y": -0.3},
+                      xaxis={"dtick": 1, "range": [-0.2, max(1, last) + 0.2]})
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
 # ---- divergence over epochs --------------------------------------------------------------------------
 def pair_labels(pairs: Sequence[Sequence[int]]) -> list[str]:
     """'teacher L3 → student L1' for each mapped (teacher_layer, student_layer) pair."""
@@ -219,121 +254,210 @@ def divergence_series(records: Sequence[dict], student: str, metric: str) -> tup
     return [r["epoch"] for r in recs], np.asarray([r["attention"][metric] for r in recs], dtype=np.float64)
 
 
-def divergence_curves(records: Sequence[dict], metric: str, per_head: bool = False,
-                      labels: Sequence[str] | None = None, height: int = 360) -> go.Figure:
-    """One panel per mapped layer pair: the metric across epochs, distilled vs baseline on the same axes.
+def divergence_curves(records: Sequence[dict], metric: str, variants: Sequence[str] | None = None,
+                      reference: str | None = None, per_head: bool = False, labels: Sequence[str] | None = None,
+                      height: int = 380) -> go.Figure:
+    """One panel per mapped layer pair: the metric across epochs, every variant on the same axes.
 
-    Lines show the mean over compared heads; with per_head, every compared head gets its own thin line.
+    Lines show the mean over compared heads (the reference variant dashed); with per_head, every compared head
+    gets its own thin line.
     """
-    series = {s: divergence_series(records, s, metric) for s in ("distilled", "baseline")}
-    series = {s: v for s, v in series.items() if v[0]}
-    n_pairs = max((v[1].shape[1] for v in series.values()), default=1)
-    labels = list(labels) if labels is not None else [f"pair {k}" for k in range(n_pairs)]
+    variants = _variants(records, variants)
+    colors = variant_colors(variants)
+    series = {v: divergence_series(records, v, metric) for v in variants}
+    series = {v: s for v, s in series.items() if s[0]}
+    n_pairs = max((s[1].shape[1] for s in series.values()), default=1)
+    labels = list(labels) if labels is not None and len(labels) >= n_pairs else [f"pair {k}" for k in range(n_pairs)]
     fig = make_subplots(rows=1, cols=n_pairs, subplot_titles=labels[:n_pairs], shared_yaxes=True,
                         horizontal_spacing=0.04 if n_pairs > 1 else 0.0)
-    for s, (epochs, values) in series.items():
-        dash = "solid" if s == "distilled" else "dash"
+    for v, (epochs, values) in series.items():
+        dash, name = _dash(v, reference), model_label(v, reference)
         for k in range(values.shape[1]):
             if per_head:
                 for h in range(values.shape[2]):
                     fig.add_trace(go.Scatter(
-                        x=epochs, y=values[:, k, h], mode="lines+markers", name=f"{MODEL_LABELS[s]}, head {h}",
-                        legendgroup=s, showlegend=False, line=dict(color=COLORS[s], width=1, dash=dash),
+                        x=epochs, y=values[:, k, h], mode="lines+markers", name=f"{name}, head {h}",
+                        legendgroup=v, showlegend=False, line=dict(color=colors[v], width=1, dash=dash),
                         marker=dict(size=4), opacity=0.55,
-                        hovertemplate=f"{s} head {h}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"),
+                        hovertemplate=f"{v} head {h}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"),
                         row=1, col=k + 1)
             fig.add_trace(go.Scatter(
                 x=epochs, y=values[:, k, :].mean(-1), mode="lines+markers",
-                name=MODEL_LABELS[s] + (" (mean of heads)" if per_head else ""), legendgroup=s,
-                showlegend=k == 0, line=dict(color=COLORS[s], width=3, dash=dash), marker=dict(size=8),
-                hovertemplate=f"{s}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"), row=1, col=k + 1)
-    direction = f"{'lower' if LOWER_IS_CLOSER.get(metric, True) else 'higher'} = closer to the teacher"
+                name=name + (" (mean of heads)" if per_head else ""), legendgroup=v,
+                showlegend=k == 0, line=dict(color=colors[v], width=3, dash=dash), marker=dict(size=7),
+                hovertemplate=f"{v}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"), row=1, col=k + 1)
     fig.update_xaxes(title_text="epoch", dtick=1, showgrid=True, gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, exponentformat="e")
-    fig.update_yaxes(title_text=f"{METRIC_NAMES.get(metric, metric)}<br><sup>{direction}</sup>", row=1, col=1)
+    fig.update_yaxes(title_text=f"{METRIC_LABELS.get(metric, metric)}<br><sup>{_closer_word(metric)}</sup>",
+                     row=1, col=1)
     fig.update_layout(**_base_layout(height), legend=dict(orientation="h", y=-0.22, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def layer_head_grid(values: np.ndarray, labels: Sequence[str], title: str = "", metric: str = "js",
-                    zmin: float | None = None, zmax: float | None = None, height: int | None = None) -> go.Figure:
-    """Mapped layer pairs x compared heads, coloured by the metric (red = far from the teacher)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"layer_head_grid needs (pairs, heads) values, got shape {values.shape}")
-    if len(labels) != values.shape[0]:
-        raise ValueError(f"{len(labels)} pair labels for {values.shape[0]} rows")
+def variant_grids(grids: dict[str, np.ndarray], labels: Sequence[str], metric: str = "js",
+                  variants: Sequence[str] | None = None, reference: str | None = None, title: str = "",
+                  cols: int | None = None, height: int | None = None) -> go.Figure:
+    """Mapped layer pairs x compared heads of every variant, side by side on one colour scale.
+
+    grids: variant -> (pairs, heads) values of one epoch. Red = far from the teacher for every metric.
+    Up to four variants share one row; more wrap into rows of three.
+    """
+    names = [v for v in (variants if variants is not None else grids) if v in grids]
+    if not names:
+        raise ValueError("variant_grids needs the values of at least one variant")
+    colors = variant_colors(list(variants) if variants is not None else names)
+    arrays = {v: np.asarray(grids[v], dtype=np.float64) for v in names}
+    for v, a in arrays.items():
+        if a.ndim != 2:
+            raise ValueError(f"the grid of {v} must hold (pairs, heads) values, got shape {a.shape}")
+        if a.shape[0] != len(labels):
+            raise ValueError(f"{len(labels)} pair labels for the {a.shape[0]} rows of {v}")
+    lo = min(float(np.nanmin(a)) for a in arrays.values())
+    hi = max(float(np.nanmax(a)) for a in arrays.values())
+    tiny = max(abs(lo), abs(hi)) < 0.01
+    cols = max(1, min(cols or (len(names) if len(names) <= 4 else 3), len(names)))
+    rows = math.ceil(len(names) / cols)
+    # vertical layout in pixels: a title line above each panel, its head labels below, a gap between rows
+    cell, head_px, label_px, gap_px = 34, 22, 26, 18
+    panel_px = cell * len(labels)
+    row_px = head_px + panel_px + label_px
+    plot_px = rows * row_px + (rows - 1) * gap_px
+    left, right, hgap = 0.16, 0.92, 0.02
+    pw = (right - left - hgap * (cols - 1)) / cols
+    heads = [f"head {h}" for h in range(next(iter(arrays.values())).shape[1])]
+    axis = dict(type="category", showgrid=False, ticks="")
+    traces, annotations = [], []
+    top_margin = 60 if title else 10
+    layout = _base_layout(height or plot_px + top_margin + 10, title)
+    layout["margin"] = dict(l=10, r=10, t=top_margin, b=10)
+    for k, v in enumerate(names):
+        r, c = divmod(k, cols)
+        sfx = "" if k == 0 else str(k + 1)
+        xd = [left + c * (pw + hgap), left + c * (pw + hgap) + pw]
+        top = r * (row_px + gap_px) + head_px                    # pixels from the top of the plot area
+        yd = [max(0.0, 1.0 - (top + panel_px) / plot_px), min(1.0, 1.0 - top / plot_px)]
+        traces.append(go.Heatmap(
+            z=arrays[v], x=heads, y=list(labels), xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=v, coloraxis="coloraxis",
+            texttemplate="%{z:.2e}" if tiny else "%{z:.3g}", textfont=dict(size=10), xgap=2, ygap=2,
+            hovertemplate=f"{html.escape(v)}<br>%{{y}}, %{{x}}<br>{metric}: %{{z:.4g}}<extra></extra>"))
+        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", side="bottom", **axis)
+        layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed", showticklabels=c == 0, **axis)
+        annotations.append(dict(text=f"<b>{html.escape(model_label(v, reference))}</b>", x=xd[0], y=yd[1],
+                                xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                                font=dict(size=12, color=colors[v])))
     scale = "Reds" if LOWER_IS_CLOSER.get(metric, True) else "Reds_r"
-    heads = [f"head {h}" for h in range(values.shape[1])]
-    fig = go.Figure(go.Heatmap(
-        z=values, x=heads, y=list(labels), colorscale=scale, zmin=zmin, zmax=zmax, texttemplate="%{z:.3g}",
-        textfont=dict(size=11), xgap=2, ygap=2, colorbar=dict(thickness=12, title=dict(text=metric, side="right")),
-        hovertemplate="%{y}, %{x}<br>" + metric + ": %{z:.4g}<extra></extra>"))
-    fig.update_layout(**_base_layout(height or 110 + 48 * values.shape[0], title))
-    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
-    fig.update_xaxes(type="category", side="bottom", showgrid=False)
-    return fig
+    layout["coloraxis"] = dict(colorscale=scale, cmin=lo, cmax=hi if hi > lo else lo + 1e-12,
+                               colorbar=dict(thickness=12, x=right + 0.01, xanchor="left", len=1.0,
+                                             tickformat=".1e" if tiny else None,
+                                             title=dict(text=metric, side="top")))
+    layout["annotations"] = annotations
+    return go.Figure(data=traces, layout=layout)
 
 
-def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[str] | None = None) -> str:
-    """A plain-language reading of how the metric moved, computed from the records."""
-    name = METRIC_NAMES.get(metric, metric)
+def _moved(first: float, last: float) -> str:
+    if math.isclose(first, last, rel_tol=1e-3, abs_tol=1e-12):
+        return f"stayed at {last:.3g}"
+    return f"{'fell' if last < first else 'rose'} from {first:.3g} to {last:.3g}"
+
+
+def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch: int, lbl) -> list[str]:
+    """Sentences saying which variants attend more like the teacher than the reference at `epoch`."""
+    if len(verdicts) == 1:
+        v, kind, ratio = verdicts[0]
+        return [{"closer": f"At epoch {epoch} the {lbl(v)}'s attention is {ratio:.3g}× closer to the teacher's than "
+                           f"the {ref}'s: its teacher losses pulled it towards the teacher.",
+                 "further": f"At epoch {epoch} the {lbl(v)}'s attention is not closer to the teacher's than the "
+                            f"{ref}'s (the {ref}'s is {ratio:.3g}× closer): its teacher losses have not pulled it "
+                            f"towards the teacher.",
+                 "level": f"At epoch {epoch} the {lbl(v)} and the {ref} are about equally close to the teacher."}[kind]]
+    out = []
+    closer = [f"{lbl(v)} ({r:.3g}× closer)" for v, k, r in verdicts if k == "closer"]
+    further = [f"{lbl(v)} (the {ref}'s is {r:.3g}× closer)" for v, k, r in verdicts if k == "further"]
+    level = [lbl(v) for v, k, _ in verdicts if k == "level"]
+    if closer:
+        out.append(f"At epoch {epoch}, {len(closer)} of {len(verdicts)} variants attend more like the teacher than "
+                   f"the {ref}: {', '.join(closer)}.")
+    if further:
+        out.append(f"Not closer to the teacher than the {ref}: {', '.join(further)}; "
+                   f"{'their teacher losses have' if len(further) > 1 else 'its teacher losses have'} not pulled "
+                   f"{'their' if len(further) > 1 else 'its'} attention towards the teacher's.")
+    if level:
+        out.append(f"About as close to the teacher as the {ref}: {', '.join(level)}.")
+    return out
+
+
+def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[str] | None = None,
+                       variants: Sequence[str] | None = None, reference: str | None = None) -> str:
+    """A plain-language reading of how the metric moved, every variant against the reference, from the records."""
+    name = METRIC_LABELS.get(metric, metric)
     lower = LOWER_IS_CLOSER.get(metric, True)
-    dist_e, dist_v = divergence_series(records, "distilled", metric)
-    base_e, base_v = divergence_series(records, "baseline", metric)
-    if not dist_e:
-        return f"No {name} has been recorded for the distilled student yet."
+    variants = _variants(records, variants)
+    series = {v: divergence_series(records, v, metric) for v in variants}
+    series = {v: (e, vals.mean(axis=(1, 2)), vals) for v, (e, vals) in series.items() if e}
+    if not series:
+        return f"No {name} has been recorded yet."
 
-    def closer(a: float, b: float) -> bool:
-        return a < b if lower else a > b
+    def distance(x: float) -> float:    # how far from the teacher: the metric, or 1 - cosine
+        return x if lower else 1.0 - x
 
-    def distance(v: float) -> float:    # how far from the teacher: the metric, or 1 - cosine
-        return v if lower else 1.0 - v
+    def lbl(v: str) -> str:
+        return model_label(v, reference)
 
-    def moved(first: float, last: float) -> str:
-        if math.isclose(first, last, rel_tol=1e-3, abs_tol=1e-12):
-            return f"stayed at {last:.3g}"
-        verb = "fell" if last < first else "rose"
-        return f"{verb} from {first:.3g} to {last:.3g}"
-
-    d_mean = dist_v.mean(axis=(1, 2))
-    e0, en = dist_e[0], dist_e[-1]
-    if len(dist_e) == 1:
-        return (f"Only epoch {e0} has been recorded so far: the distilled student's mean {name} to the teacher "
-                f"is {d_mean[0]:.3g}.")
-    parts = [f"The distilled student's mean {name} {moved(d_mean[0], d_mean[-1])} between epoch {e0} and epoch {en}"]
-    if base_e:
-        b_mean = base_v.mean(axis=(1, 2))
-        span = "" if (base_e[0], base_e[-1]) == (e0, en) else f" between epoch {base_e[0]} and epoch {base_e[-1]}"
-        parts[0] += f"; the baseline's {moved(b_mean[0], b_mean[-1])}{span}."
-        d_last, b_last = distance(d_mean[-1]), distance(b_mean[-1])
-        if d_last > 1e-12 and b_last > 1e-12 and not math.isclose(d_last, b_last, rel_tol=1e-3):
-            if closer(d_mean[-1], b_mean[-1]):
-                ratio = b_last / d_last
-                parts.append(f"At epoch {en} the distilled student's attention is {ratio:.3g}× closer to the "
-                             f"teacher's than the baseline's: training on the attention loss pulled it towards "
-                             f"the teacher.")
+    last = {v: e[-1] for v, (e, _, _) in series.items()}
+    if all(len(e) == 1 for e, _, _ in series.values()):
+        e0 = min(last.values())
+        values = ", ".join(f"{lbl(v)} {m[0]:.3g}" for v, (_, m, _) in series.items())
+        return f"Only epoch {e0} has been recorded so far. Mean {name} to the teacher: {values}."
+    parts = []
+    ref = reference if reference in series else None
+    others = [v for v in series if v != ref]
+    if ref is not None and others:
+        en = min(last.values())
+        verdicts = []                                   # (variant, "closer" | "further" | "level", ratio)
+        for v in others:
+            e_common = min(last[v], last[ref])
+            if e_common not in series[v][0] or e_common not in series[ref][0]:
+                continue
+            dv = distance(series[v][1][series[v][0].index(e_common)])
+            dr = distance(series[ref][1][series[ref][0].index(e_common)])
+            if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=1e-3):
+                verdicts.append((v, "level", 1.0))
+            elif dv < dr:
+                verdicts.append((v, "closer", dr / max(dv, 1e-300)))
             else:
-                ratio = d_last / b_last
-                parts.append(f"At epoch {en} the baseline's attention is {ratio:.3g}× closer to the teacher's than "
-                             f"the distilled student's: the attention loss has not pulled the student closer.")
-        else:
-            parts.append(f"At epoch {en} both students are about equally close to the teacher.")
-    else:
-        parts[0] += " (this run trained no baseline)."
-    # the mapped pair that moved most towards the teacher
-    start = np.array([distance(v) for v in dist_v[0].mean(-1)])      # per mapped pair, first epoch
-    end = np.array([distance(v) for v in dist_v[-1].mean(-1)])       # and last
-    if len(start) > 1 and np.all(start > 1e-12):
-        change = end / start
-        k = int(np.argmin(change))
+                verdicts.append((v, "further", dv / max(dr, 1e-300)))
+        parts += _closeness_sentences(verdicts, lbl(ref), en, lbl)
+    elif len(series) > 1:
+        en = min(last.values())
+        at = {v: distance(m[e.index(en)]) for v, (e, m, _) in series.items() if en in e}
+        best, worst = min(at, key=at.get), max(at, key=at.get)
+        parts.append(f"This run has no labels-only reference variant to measure the teacher's effect against. At "
+                     f"epoch {en} the attention closest to the teacher's is {lbl(best)}'s, the furthest "
+                     f"{lbl(worst)}'s.")
+    e_first, e_last = min(e[0] for e, _, _ in series.values()), max(last.values())
+    moves = "; ".join(f"{lbl(v)} {_moved(m[0], m[-1])}"
+                      + ("" if (e[0], e[-1]) == (e_first, e_last) else f" (epochs {e[0]}–{e[-1]})")
+                      for v, (e, m, _) in series.items())
+    parts.append(f"Mean {name} from epoch {e_first} to epoch {e_last}: {moves}.")
+    # the mapped pair that moved most towards the teacher, among the variants trained with the teacher
+    best = None
+    for v in others if ref is not None else list(series):
+        e, _, vals = series[v]
+        start = np.array([distance(x) for x in vals[0].mean(-1)])
+        end = np.array([distance(x) for x in vals[-1].mean(-1)])
+        if len(start) > 1 and len(e) > 1 and np.all(start > 1e-12):
+            k = int(np.argmin(end / start))
+            if best is None or end[k] / start[k] < best[0]:
+                best = (end[k] / start[k], v, k, e[0])
+    if best is not None:
+        change, v, k, e0 = best
         lab = labels[k] if labels is not None and k < len(labels) else f"pair {k}"
-        if change[k] < 1:
-            parts.append(f"The largest move was in {lab}, whose distance to the teacher shrank to "
-                         f"{change[k]:.0%} of its epoch-{e0} value.")
+        if change < 1:
+            parts.append(f"The largest move towards the teacher was in {lab} of the {lbl(v)}: its distance to "
+                         f"the teacher shrank to {change:.0%} of its epoch-{e0} value.")
         else:
-            parts.append(f"No mapped layer moved closer to the teacher; {lab} changed least.")
+            parts.append("No mapped layer of any variant moved closer to the teacher.")
     return " ".join(parts)
 
 
@@ -352,39 +476,192 @@ def difference_interval(p1: float, p2: float, n: int, z: float = 1.96) -> tuple[
     return d, d - half, d + half
 
 
-def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy") -> go.Figure:
-    """Accuracy per model (teacher, baseline, distilled that have one), with 95% error bars when n is known."""
-    names = [m for m in ("teacher", "baseline", "distilled") if accuracy.get(m) is not None]
+def _models(d: dict, names: Sequence[str] | None) -> list[str]:
+    """Teacher first, then the variants in run order (the keys of a summary's dict when names is None)."""
+    names = list(names) if names is not None else [k for k in d if k != TEACHER]
+    return [TEACHER, *[n for n in names if n != TEACHER]]
+
+
+def accuracy_verdicts(accuracy: dict, n: int, variants: Sequence[str], reference: str | None) -> list[dict]:
+    """Each variant against the reference: accuracy, difference, its 95% interval and the verdict.
+
+    verdict: "better" / "worse" when the interval excludes zero, "unclear" when it includes it; the reference's
+    own row has verdict "reference"; a variant without test accuracy is left out.
+    """
+    ref = accuracy.get(reference) if reference else None
+    rows = []
+    for v in variants:
+        a = accuracy.get(v)
+        if a is None:
+            continue
+        row = {"variant": v, "accuracy": float(a), "diff": None, "lo": None, "hi": None, "verdict": "reference"}
+        if v != reference:
+            if ref is None or not n:
+                row["verdict"] = "no reference"
+            else:
+                d, lo, hi = difference_interval(float(a), float(ref), n)
+                row.update(diff=d, lo=lo, hi=hi, verdict="better" if lo > 0 else "worse" if hi < 0 else "unclear")
+        rows.append(row)
+    return rows
+
+
+def verdict_lines(rows: Sequence[dict], reference: str | None) -> list[str]:
+    """One sentence per variant compared with the reference (markdown)."""
+    ref = next((r for r in rows if r["verdict"] == "reference"), None)
+    out = []
+    for r in rows:
+        if r["diff"] is None or ref is None:
+            continue
+        v, rl = model_label(r["variant"], reference), model_label(reference, reference)
+        pts = (f"{r['diff'] * 100:+.1f} points (95% interval {r['lo'] * 100:+.1f} to {r['hi'] * 100:+.1f})")
+        pair = f"{r['accuracy']:.1%} vs {ref['accuracy']:.1%}"
+        if r["verdict"] == "better":
+            out.append(f"**{v} beat the {rl}**: {pair}, a difference of {pts}.")
+        elif r["verdict"] == "worse":
+            out.append(f"**The {rl} beat {v}**: {pair}; {v} minus the {rl} is {pts}.")
+        else:
+            side = f"{v} is ahead, " if r["diff"] > 0 else f"{v} is behind, " if r["diff"] < 0 else ""
+            out.append(f"**No clear winner** between {v} and the {rl}: {side}{pair}, a difference of {pts}; the "
+                       f"interval includes zero, so this test set cannot tell them apart.")
+    return out
+
+
+def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy",
+                  variants: Sequence[str] | None = None, reference: str | None = None) -> go.Figure:
+    """Accuracy of the teacher and every variant that has one, with 95% error bars when n is known."""
+    models = _models(accuracy, variants)
+    colors = variant_colors(models[1:])
+    names = [m for m in models if accuracy.get(m) is not None]
     acc = [float(accuracy[m]) for m in names]
     err = [binomial_halfwidth(a, n) for a in acc] if n else None
     fig = go.Figure(go.Bar(
-        x=names, y=acc, marker_color=[COLORS[m] for m in names],
+        x=[model_label(m, reference) for m in names], y=acc, marker_color=[colors[m] for m in names],
         text=[f"{a:.1%}" for a in acc], textposition="inside", insidetextanchor="start",
         textfont=dict(color="white", size=13),
         error_y=dict(type="data", array=err, visible=True, color="#111827", thickness=1.5) if err else None,
         hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
-    fig.update_layout(**_base_layout(340, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
+    fig.update_layout(**_base_layout(360, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
     fig.update_yaxes(range=[0.0, 1.0], tickformat=".0%", gridcolor="#f3f4f6")
+    fig.update_xaxes(tickangle=0 if len(names) <= 5 else -30)
     return fig
 
 
-def efficiency_bars(params: dict, size_bytes: dict, latency_ms: dict, device: str = "") -> go.Figure:
+def difference_chart(rows: Sequence[dict], reference: str, variants: Sequence[str] | None = None,
+                     height: int | None = None) -> go.Figure:
+    """Each variant's accuracy minus the reference's, in points, with its 95% interval; a line at zero."""
+    shown = [r for r in rows if r["diff"] is not None]
+    colors = variant_colors(list(variants) if variants is not None else [r["variant"] for r in rows])
+    fig = go.Figure()
+    for r in shown:
+        d, lo, hi = 100 * r["diff"], 100 * r["lo"], 100 * r["hi"]
+        fig.add_trace(go.Scatter(
+            x=[d], y=[model_label(r["variant"], reference)], mode="markers", showlegend=False,
+            marker=dict(color=colors[r["variant"]], size=12),
+            error_x=dict(type="data", symmetric=False, array=[hi - d], arrayminus=[d - lo], thickness=2,
+                         color=colors[r["variant"]]),
+            hovertemplate=f"{r['variant']}: %{{x:+.1f}} points (95% interval {lo:+.1f} to {hi:+.1f})<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#6b7280", width=1.5, dash="dot"))
+    fig.update_layout(**_base_layout(height or 110 + 46 * max(1, len(shown)),
+                                     f"Difference from the {model_label(reference, reference)} "
+                                     f"<sup>(points, whiskers = 95% interval)</sup>"))
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
+    fig.update_xaxes(zeroline=False, gridcolor="#f3f4f6", ticksuffix=" pt")
+    return fig
+
+
+def efficiency_bars(params: dict, size_bytes: dict, latency_ms: dict, device: str = "",
+                    variants: Sequence[str] | None = None, reference: str | None = None) -> go.Figure:
     """Parameters (millions), size on disk (MB) and latency (ms) per model, side by side."""
-    names = [m for m in ("teacher", "baseline", "distilled") if m in params or m in size_bytes or m in latency_ms]
+    models = _models({**params, **size_bytes, **latency_ms}, variants)
+    colors = variant_colors(models[1:])
     panels = [("parameters (millions)", params, 1e-6, "{:.2f} M"), ("size on disk (MB)", size_bytes, 1e-6, "{:.1f} MB"),
               (f"latency per example (ms{', ' + device if device else ''})", latency_ms, 1.0, "{:.1f} ms")]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.08)
     for c, (_, data, scale, fmt) in enumerate(panels, start=1):
-        shown = [m for m in names if data.get(m) is not None]
+        shown = [m for m in models if data.get(m) is not None]
         vals = [float(data[m]) * scale for m in shown]
-        fig.add_trace(go.Bar(x=shown, y=vals, marker_color=[COLORS[m] for m in shown],
+        fig.add_trace(go.Bar(x=[model_label(m, reference) for m in shown], y=vals,
+                             marker_color=[colors[m] for m in shown],
                              text=[fmt.format(v) for v in vals], textposition="outside", cliponaxis=False,
                              showlegend=False, hovertemplate="%{x}: %{text}<extra></extra>"), row=1, col=c)
-    fig.update_layout(**_base_layout(340))
+    fig.update_layout(**_base_layout(360))
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_annotations(font=dict(size=13))
     fig.update_yaxes(gridcolor="#f3f4f6", rangemode="tozero")
-    fig.update_xaxes(tickangle=0)
+    fig.update_xaxes(tickangle=0 if len(models) <= 3 else -45)
+    return fig
+
+
+# ---- two runs ----------------------------------------------------------------------------------------
+RUN_DASHES = ("solid", "dot")            # run A, run B
+RUN_PATTERNS = ("", "/")
+
+
+def compared_variants(summaries: Sequence[dict]) -> list[str]:
+    """The variants of several runs, in the order they first appear (run A's first)."""
+    out: list[str] = []
+    for s in summaries:
+        out += [v for v in run_variants(s) if v not in out]
+    return out
+
+
+def compare_colors(summaries: Sequence[dict]) -> dict[str, str]:
+    """Colours for two runs' variants: run A's as on its own pages, a name both runs share in A's colour, run B's
+    other variants as on B's pages unless A already uses that colour (then the next free one)."""
+    out: dict[str, str] = {}
+    for s in summaries:
+        own = variant_colors(run_variants(s))
+        for name, color in own.items():
+            if name in out:
+                continue
+            if color in out.values():
+                used = set(out.values()) | set(own.values())
+                color = next((c for c in PALETTE if c not in used), color)
+            out[name] = color
+    return out
+
+
+def compare_runs_divergence(runs: Sequence[tuple[str, dict]], height: int = 400) -> go.Figure:
+    """Mean divergence per epoch of every variant of each run: run A solid, run B dotted, variant colours.
+
+    runs: (tag, summary.json) per run."""
+    colors = compare_colors([s for _, s in runs])
+    fig = go.Figure()
+    metric = "js"
+    for (tag, s), dash in zip(runs, RUN_DASHES):
+        d = s.get("divergence") or {}
+        metric = d.get("metric", metric)
+        for v in run_variants(s):
+            if d.get(v):
+                fig.add_trace(go.Scatter(x=d["epochs"][:len(d[v])], y=d[v], mode="lines+markers", name=f"{tag} {v}",
+                                         legendgroup=tag, line={"color": colors[v], "dash": dash, "width": 2.5},
+                                         hovertemplate=f"{tag} {v}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_layout(**_base_layout(height, f"Attention divergence from the teacher (mean "
+                                             f"{METRIC_LABELS.get(metric, metric)})"),
+                      legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(title_text="epoch", dtick=1, gridcolor="#f3f4f6")
+    fig.update_yaxes(title_text=f"{metric}<br><sup>{_closer_word(metric)}</sup>", gridcolor="#f3f4f6",
+                     exponentformat="e")
+    return fig
+
+
+def compare_runs_accuracy(runs: Sequence[tuple[str, dict]], height: int = 400) -> go.Figure:
+    """Test accuracy (%) of the teacher and every variant of each run: bars in variant colours, run B hatched."""
+    models = [TEACHER, *compared_variants([s for _, s in runs])]
+    colors = compare_colors([s for _, s in runs])
+    fig = go.Figure()
+    for (tag, s), pattern in zip(runs, RUN_PATTERNS):
+        acc = s.get("accuracy") or {}
+        y = [None if acc.get(m) is None else round(100 * acc[m], 1) for m in models]
+        fig.add_trace(go.Bar(
+            x=models, y=y, name=tag, marker=dict(color=[colors[m] for m in models],
+                                                 pattern=dict(shape=pattern, fgcolor="white", size=6)),
+            text=["–" if v is None else f"{v}" for v in y], textposition="outside", cliponaxis=False,
+            hovertemplate=f"{tag} %{{x}}: %{{y:.1f}}%<extra></extra>"))
+    fig.update_layout(**_base_layout(height, "Test accuracy (%) <sup>plain bars: A · hatched: B</sup>"),
+                      barmode="group", legend={"orientation": "h", "y": -0.2})
+    fig.update_yaxes(range=[0, 112], gridcolor="#f3f4f6", title_text="%")
+    fig.update_xaxes(tickangle=0 if len(models) <= 5 else -30)
     return fig
 
 
@@ -420,41 +697,54 @@ def attribution_bars(tokens: Sequence[str], teacher_scores: np.ndarray, student_
     return fig
 
 
-def attribution_reading(student: str, stats: dict) -> str:
+def attribution_reading(student: str, stats: dict, reference: str | None = None) -> str:
     """A plain-language comparison of attribution and attention closeness, from the numbers.
 
-    stats: student name -> (attribution rank correlation with the teacher, [CLS] attention agreement with it).
+    stats: variant name -> (attribution rank correlation with the teacher, [CLS] attention agreement with it).
+    The chosen variant is compared with the reference; the reference itself with every other variant.
     """
     def fmt(x: float) -> str:
         return "undefined" if math.isnan(x) else f"{x:.2f}"
 
+    def lbl(v: str) -> str:
+        return model_label(v, reference)
+
+    def closer(d: float, b: float) -> bool | None:     # None: about as close, or unknown
+        if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005:
+            return None
+        return d > b
+
     rho, agree = stats[student]
-    text = (f"On this text the {MODEL_LABELS[student]}'s attributions rank the tokens with ρ = {fmt(rho)} against "
+    text = (f"On this text the {lbl(student)}'s attributions rank the tokens with ρ = {fmt(rho)} against "
             f"the teacher's, and its [CLS] attention agrees {fmt(agree)} with the teacher's.")
-    if {"distilled", "baseline"} <= set(stats):
-        (r_d, a_d), (r_b, a_b) = stats["distilled"], stats["baseline"]
-
-        def closer(d: float, b: float) -> str | None:
-            if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005:
-                return None
-            return "distilled" if d > b else "baseline"
-
-        att, attr = closer(a_d, a_b), closer(r_d, r_b)
-        numbers = f"(attention agreement: distilled {fmt(a_d)}, baseline {fmt(a_b)}; " \
-                  f"attribution ρ: distilled {fmt(r_d)}, baseline {fmt(r_b)})"
+    if reference in stats and student != reference:
+        (r_d, a_d), (r_b, a_b) = stats[student], stats[reference]
+        pick = {True: student, False: reference}
+        att, attr = pick.get(closer(a_d, a_b)), pick.get(closer(r_d, r_b))
+        numbers = (f"(attention agreement: {student} {fmt(a_d)}, {reference} {fmt(a_b)}; "
+                   f"attribution ρ: {student} {fmt(r_d)}, {reference} {fmt(r_b)})")
         if att is None and attr is None:
-            text += f" Both students are about as close to the teacher on both counts {numbers}."
+            text += f" It and the {lbl(reference)} are about as close to the teacher on both counts {numbers}."
         elif att is None:
-            text += (f" Their attention is about as close to the teacher's, but the {MODEL_LABELS[attr]} has the "
-                     f"closer attributions {numbers}.")
+            text += (f" Its attention and the {lbl(reference)}'s are about as close to the teacher's, but the "
+                     f"{lbl(attr)} has the closer attributions {numbers}.")
         elif attr is None:
-            text += (f" The {MODEL_LABELS[att]} has the closer attention, but their attributions are about as close "
+            text += (f" The {lbl(att)} has the closer attention, but their attributions are about as close "
                      f"to the teacher's {numbers}.")
         elif att == attr:
-            text += (f" The {MODEL_LABELS[att]} is closer on both counts {numbers}: here closer attention goes with "
+            text += (f" The {lbl(att)} is closer on both counts {numbers}: here closer attention goes with "
                      f"closer reasoning.")
         else:
-            text += (f" The {MODEL_LABELS[att]} has the closer attention but the {MODEL_LABELS[attr]} the closer "
+            text += (f" The {lbl(att)} has the closer attention but the {lbl(attr)} the closer "
                      f"attributions {numbers}: here attention that looks like the teacher's does not mean the same "
                      f"tokens drive the decision.")
+    elif student == reference and len(stats) > 1:
+        others = [v for v in stats if v != reference]
+        att = [v for v in others if closer(stats[v][1], agree)]
+        attr = [v for v in others if closer(stats[v][0], rho)]
+        if not att and not attr:
+            text += " No other variant is clearly closer to the teacher on either count."
+        else:
+            text += (f" Variants with closer attention than the {lbl(reference)}: {', '.join(att) or 'none'}; "
+                     f"with closer attributions: {', '.join(attr) or 'none'}.")
     return text + " One text is an anecdote; compare a few probe examples before drawing a conclusion."

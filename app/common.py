@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from distill_core import RunStore
 from distill_core.errors import DistillError
+from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
 REPO = Path(__file__).resolve().parent.parent
 SELECTED_RUN = "common.selected_run"    # session-state key shared by the pages that show one run
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-STATUS_ICONS = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
+STATUS_ICONS = {"queued": "🕒", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
                 "damaged": "🧩", "unknown": "?"}
 
 
@@ -55,6 +57,46 @@ def metrics(run_id: str) -> list[dict]:
 
 def attention(run_id: str, name: str):
     return read_attention(str(runs_dir()), run_id, name, run_version(run_id))
+
+
+@dataclass(frozen=True)
+class Variants:
+    """A run's student variants in session order, the labels-only one the others are compared with, and colours."""
+    names: list
+    reference: str | None
+    colors: dict
+
+    def label(self, name: str) -> str:
+        return model_label(name, self.reference)
+
+
+def variants_of(run, probe: dict | None = None) -> Variants:
+    """The variants of a run, read from probe.json or summary.json (or, for older runs, the metric records)."""
+    source = probe
+    if not (source or {}).get("variants"):
+        try:
+            source = run.summary() or probe
+        except DistillError:
+            source = probe
+    names = run_variants(source, metrics(run.id))
+    if not names:                                    # queued, or stopped before its first record
+        from distill_core import SessionConfig
+        try:
+            cfg = SessionConfig.from_dict(run.config())
+        except DistillError:
+            return Variants([], None, variant_colors([]))
+        return Variants(cfg.variant_names, cfg.reference, variant_colors(cfg.variant_names))
+    return Variants(names, run_reference(source, names), variant_colors(names))
+
+
+def objectives_text(run) -> dict[str, str]:
+    """Variant name -> its weighted losses in words ("ce 0.5 + logit_kd 0.5"), from the run's config."""
+    from distill_core import SessionConfig
+    try:
+        cfg = SessionConfig.from_dict(run.config())
+    except DistillError:
+        return {}
+    return {v.name: " + ".join(f"{n} {w:g}" for n, w in v.losses.items() if w > 0) for v in cfg.variants}
 
 
 def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):

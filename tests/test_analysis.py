@@ -47,6 +47,22 @@ def test_teacher_heads_for_each_rule():
 
 def test_divergence_table_rows(finished_run):
     store, run_id = finished_run
-    rows = divergence_table(store.open(run_id))
+    run = store.open(run_id)
+    rows = divergence_table(run, "distilled")
     assert {(r["epoch"], r["teacher_layer"], r["student_layer"]) for r in rows} == {
         (e, t, s) for e in (0, 1, 2) for t, s in [(1, 0), (3, 1)]}
+    record = [m for m in run.metrics() if m["student"] == "distilled" and m["epoch"] == 2][0]
+    last = [r for r in rows if r["epoch"] == 2]
+    assert [r["js"] for r in last] == pytest.approx([float(np.mean(v)) for v in record["attention"]["js"]])
+
+
+def test_every_variant_of_a_four_variant_run_loads_and_matches_its_maps(four_variant_run):
+    store, run_id = four_variant_run
+    run = store.open(run_id)
+    rm = load_run_models(run)
+    assert list(rm.models) == ["teacher", "baseline", "kd", "kd_att_kl", "kd_att_mse"]
+    probe = run.probe()
+    tokens, maps, _ = attention_for_text(rm, probe["texts"][1])
+    for v in ("baseline", "kd", "kd_att_kl", "kd_att_mse"):
+        assert np.allclose(maps[v], run.read_attention(f"{v}_e2")[1], atol=2e-3)
+        assert {r["epoch"] for r in divergence_table(run, v)} == {0, 1, 2}

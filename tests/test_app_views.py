@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import charts
 from distill_core import RunStore
-from distill_core.analysis import compare_pair
-from distill_core.metrics import METRIC_LABELS
+from distill_core.analysis import compare_pair, teacher_heads_for
+from distill_core.vocab import METRIC_LABELS
 
 VIEWS = Path(__file__).resolve().parent.parent / "app" / "views"
 LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
@@ -42,6 +42,36 @@ def values(data) -> np.ndarray:
         shape = data.get("shape")
         return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
     return np.asarray(data, dtype=float)
+
+
+def triptych(at: AppTest) -> list[np.ndarray]:
+    """The teacher, student and difference maps the explorer's triptych draws."""
+    return [values(d["z"]) for d in figures(at)["explorer.triptych"]["data"]]
+
+
+def stored_maps(run, variant: str, epoch: int, example: int, t_layer: int, s_layer: int, s_head: int,
+                teacher_head: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What the triptych must show, from the run's stored arrays: the teacher side averaged as the head rule says
+    (or one teacher head), the student side one head (or all heads averaged when s_head is -1)."""
+    probe = run.probe()
+    teacher = run.read_attention("teacher")[example][t_layer]
+    student = run.read_attention(f"{variant}_e{epoch}")[example][s_layer]
+    if teacher_head is not None:
+        t_shown = teacher[teacher_head]
+    elif s_head == -1 or probe["head_rule"] == "mean":
+        t_shown = teacher.mean(0)
+    else:
+        t_shown = teacher[teacher_heads_for(s_head, probe["head_rule"], probe["teacher_heads"],
+                                            probe["student_heads"])].mean(0)
+    return t_shown, student.mean(0) if s_head == -1 else student[s_head]
+
+
+def assert_triptych_shows(at: AppTest, run, variant, epoch, example, t_layer, s_layer, s_head, teacher_head=None):
+    teacher, student, diff = triptych(at)
+    t_exp, s_exp = stored_maps(run, variant, epoch, example, t_layer, s_layer, s_head, teacher_head)
+    np.testing.assert_allclose(teacher, t_exp, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(student, s_exp, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(diff, s_exp - t_exp, rtol=1e-5, atol=1e-6)
 
 
 def texts(elements) -> str:
@@ -115,10 +145,13 @@ def test_explorer_divergence_table_matches_compare_pair(run_store):
     np.testing.assert_allclose(df["shown maps"], df.iloc[:, 2], rtol=1e-4)
 
 
-def test_explorer_layer_head_and_epoch_change_the_maps(run_store):
+def test_explorer_layer_head_and_epoch_show_the_stored_maps(run_store):
     store, run_id = run_store
-    probe = store.open(run_id).probe()
+    run = store.open(run_id)
+    probe = run.probe()
     at = page("explorer")
+    t0, s0 = probe["pairs"][0]
+    assert_triptych_shows(at, run, "distilled", 2, 0, t0, s0, 0)         # the first mapped pair, head 0, last epoch
     before = figures(at)
 
     # another student layer brings its mapped teacher layer along
@@ -126,35 +159,36 @@ def test_explorer_layer_head_and_epoch_change_the_maps(run_store):
     at.selectbox(key="explorer.student_layer").set_value(s_layer)
     rerun(at)
     assert at.selectbox(key="explorer.teacher_layer").value == t_layer
-    after_layer = figures(at)
-    assert after_layer["explorer.triptych"]["data"] != before["explorer.triptych"]["data"]
-    assert after_layer["explorer.teacher_grid"]["data"] != before["explorer.teacher_grid"]["data"]
+    assert_triptych_shows(at, run, "distilled", 2, 0, t_layer, s_layer, 0)
+    assert figures(at)["explorer.teacher_grid"]["data"] != before["explorer.teacher_grid"]["data"]
 
     at.selectbox(key="explorer.head").set_value(1)
     rerun(at)
-    after_head = figures(at)
-    assert after_head["explorer.triptych"]["data"][1]["z"] != after_layer["explorer.triptych"]["data"][1]["z"]
+    assert_triptych_shows(at, run, "distilled", 2, 0, t_layer, s_layer, 1)
     assert "average of teacher heads" in texts(at.markdown) or probe["head_rule"] != "group"
 
+    at.selectbox(key="explorer.head").set_value(-1)                     # all heads, averaged
+    rerun(at)
+    assert_triptych_shows(at, run, "distilled", 2, 0, t_layer, s_layer, -1)
+
+    at.selectbox(key="explorer.head").set_value(1)
     at.select_slider(key="explorer.epoch").set_value(0)
     rerun(at)
-    after_epoch = figures(at)
-    assert after_epoch["explorer.triptych"]["data"][1]["z"] != after_head["explorer.triptych"]["data"][1]["z"]
-    assert after_epoch["explorer.triptych"]["data"][0]["z"] == after_head["explorer.triptych"]["data"][0]["z"]
+    assert_triptych_shows(at, run, "distilled", 0, 0, t_layer, s_layer, 1)
 
     # one teacher head of the user's choice
     at.radio(key="explorer.teacher_side").set_value("single")
     rerun(at)
     at.selectbox(key="explorer.teacher_head").set_value(probe["teacher_heads"] - 1)
     rerun(at)
-    single = figures(at)
-    assert single["explorer.triptych"]["data"][0]["z"] != after_epoch["explorer.triptych"]["data"][0]["z"]
+    assert_triptych_shows(at, run, "distilled", 0, 0, t_layer, s_layer, 1, teacher_head=probe["teacher_heads"] - 1)
 
     # a teacher layer that is not mapped says so
     other = next(t for t in range(probe["teacher_layers"]) if t != t_layer)
     at.selectbox(key="explorer.teacher_layer").set_value(other)
     rerun(at)
     assert "not a mapped pair" in texts(at.markdown)
+    assert_triptych_shows(at, run, "distilled", 0, 0, other, s_layer, 1, teacher_head=probe["teacher_heads"] - 1)
 
 
 def test_explorer_colour_scale_toggle(run_store):
@@ -167,16 +201,18 @@ def test_explorer_colour_scale_toggle(run_store):
     assert after["data"] == before["data"]                    # the same weights, other colours
 
 
-def test_explorer_student_and_example_change_the_maps(run_store):
+def test_explorer_variant_and_example_show_the_stored_maps(run_store):
+    store, run_id = run_store
+    run = store.open(run_id)
+    t0, s0 = run.probe()["pairs"][0]
     at = page("explorer")
-    before = figures(at)["explorer.triptych"]["data"]
+    assert at.radio(key="explorer.student").options == ["baseline student", "distilled student"]
     at.radio(key="explorer.student").set_value("baseline")
     rerun(at)
-    baseline = figures(at)["explorer.triptych"]["data"]
-    assert baseline[1]["z"] != before[1]["z"] and baseline[0]["z"] == before[0]["z"]
+    assert_triptych_shows(at, run, "baseline", 2, 0, t0, s0, 0)
     at.selectbox(key="explorer.example").set_value(1)
     rerun(at)
-    assert figures(at)["explorer.triptych"]["data"][0] != baseline[0]
+    assert_triptych_shows(at, run, "baseline", 2, 1, t0, s0, 0)
 
 
 def test_explorer_typed_sentence_runs_the_models(run_store):
@@ -202,18 +238,20 @@ def test_divergence_page(run_store):
     at = page("divergence")
     assert at.selectbox(key="divergence.metric").value == "js"
     figs = figures(at)
-    assert set(figs) == {"divergence.curves", "divergence.grid.distilled", "divergence.grid.baseline"}
+    assert set(figs) == {"divergence.curves", "divergence.grid"}
     n_pairs = len(run.probe()["pairs"])
     assert len(figs["divergence.curves"]["data"]) == 2 * n_pairs
+    assert [d["name"] for d in figs["divergence.grid"]["data"]] == ["baseline", "distilled"]
     # the reading is the one computed from this run's records
     labels = charts.pair_labels(run.probe()["pairs"])
-    assert charts.divergence_reading(run.metrics(), "js", labels) in texts(at.info)
+    both = dict(variants=["baseline", "distilled"], reference="baseline")
+    assert charts.divergence_reading(run.metrics(), "js", labels, **both) in texts(at.info)
 
     at.selectbox(key="divergence.metric").set_value("cosine")
     rerun(at)
     cosine = figures(at)
     assert cosine["divergence.curves"]["data"][0]["y"] != figs["divergence.curves"]["data"][0]["y"]
-    assert charts.divergence_reading(run.metrics(), "cosine", labels) in texts(at.info)
+    assert charts.divergence_reading(run.metrics(), "cosine", labels, **both) in texts(at.info)
     assert "higher is closer" in texts(at.markdown)
 
     at.checkbox(key="divergence.per_head").check()
@@ -221,10 +259,10 @@ def test_divergence_page(run_store):
     heads = run.probe()["student_heads"] if run.probe()["head_rule"] != "mean" else 1
     assert len(figures(at)["divergence.curves"]["data"]) == 2 * n_pairs * (1 + heads)
 
-    grid_before = figures(at)["divergence.grid.distilled"]["data"][0]["z"]
     at.select_slider(key="divergence.epoch").set_value(0)
     rerun(at)
-    assert figures(at)["divergence.grid.distilled"]["data"][0]["z"] != grid_before
+    cosine_e0 = [r["attention"]["cosine"] for r in run.metrics() if r["epoch"] == 0 and r["student"] == "distilled"][0]
+    np.testing.assert_allclose(values(figures(at)["divergence.grid"]["data"][1]["z"]), cosine_e0)
 
 
 # ---- accuracy -----------------------------------------------------------------------------------------
@@ -244,7 +282,7 @@ def test_accuracy_page(run_store):
     d, lo, hi = charts.difference_interval(summary["accuracy"]["distilled"], summary["accuracy"]["baseline"], n)
     assert f"{lo * 100:+.1f} to {hi * 100:+.1f}" in verdicts
     figs = figures(at)
-    assert set(figs) == {"accuracy.accuracy_bars", "accuracy.efficiency_bars"}
+    assert set(figs) == {"accuracy.accuracy_bars", "accuracy.difference", "accuracy.efficiency_bars"}
 
 
 def _copy_as_cancelled(finished_run, tmp_path, monkeypatch) -> str:
@@ -275,7 +313,7 @@ def test_attributions_page(run_store):
     for key in ("attributions.run", "attributions.example", "attributions.target"):
         assert at.selectbox(key=key) is not None
     outputs, comparison = at.dataframe
-    assert list(outputs.value["model"]) == ["teacher", "distilled student", "baseline student"]
+    assert list(outputs.value["model"]) == ["teacher", "baseline student", "distilled student"]
     rho = comparison.value["attribution ρ vs teacher"]
     agree = comparison.value["[CLS] attention agreement"]
     assert all(math.isnan(r) or -1 <= r <= 1 for r in rho)
@@ -283,8 +321,9 @@ def test_attributions_page(run_store):
     bars = figures(at)["attributions.bars"]
     assert len(bars["data"]) == 2
     # the reading is the one computed from the numbers in the table
-    stats = {"distilled": (rho[0], agree[0]), "baseline": (rho[1], agree[1])}
-    assert charts.attribution_reading("distilled", stats) in texts(at.info)
+    assert at.radio(key="attributions.student").value == "distilled"
+    stats = {"baseline": (rho[0], agree[0]), "distilled": (rho[1], agree[1])}
+    assert charts.attribution_reading("distilled", stats, "baseline") in texts(at.info)
 
     at.radio(key="attributions.student").set_value("baseline")
     rerun(at, LIVE_TIMEOUT)

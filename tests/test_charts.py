@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app import charts
+from distill_core.vocab import variant_colors
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = ["[CLS]", "the", "film", "is", "the", "best", "<3", "[SEP]"]
@@ -149,10 +150,10 @@ def test_head_grid_rejects_wrong_shapes():
 
 
 # ---- divergence ---------------------------------------------------------------------------------------
-def records(distilled, baseline):
+def records(*order, **per_student):
     """metrics.jsonl-like records from {epoch: (P, H) values} per student, all four metrics the same values."""
     out = []
-    for student, per_epoch in (("distilled", distilled), ("baseline", baseline)):
+    for student, per_epoch in per_student.items():
         for epoch, values in per_epoch.items():
             v = np.asarray(values, dtype=float).tolist()
             out.append({"epoch": epoch, "student": student,
@@ -164,55 +165,103 @@ def records(distilled, baseline):
 RECS = records(
     distilled={0: [[0.2, 0.4], [0.1, 0.1]], 1: [[0.1, 0.2], [0.05, 0.05]], 2: [[0.05, 0.1], [0.05, 0.05]]},
     baseline={0: [[0.2, 0.4], [0.1, 0.1]], 1: [[0.2, 0.4], [0.1, 0.1]], 2: [[0.3, 0.5], [0.1, 0.1]]})
+TWO = dict(variants=["baseline", "distilled"], reference="baseline")
+# four variants: kd moves away from the teacher, the two attention variants towards it
+FOUR_RECS = records(
+    baseline={0: [[0.2, 0.2]], 2: [[0.2, 0.2]]},
+    kd={0: [[0.2, 0.2]], 2: [[0.3, 0.3]]},
+    kd_att_kl={0: [[0.2, 0.2]], 2: [[0.05, 0.05]]},
+    kd_att_mse={0: [[0.2, 0.2]], 2: [[0.1, 0.1]]})
+FOUR = dict(variants=["baseline", "kd", "kd_att_kl", "kd_att_mse"], reference="baseline")
 
 
 def test_divergence_curves_per_pair_distilled_and_baseline():
-    fig = charts.divergence_curves(RECS, "js", labels=["teacher L1 → student L0", "teacher L3 → student L1"])
+    fig = charts.divergence_curves(RECS, "js", labels=["teacher L1 → student L0", "teacher L3 → student L1"], **TWO)
     assert len(fig.data) == 4                                      # 2 students x 2 pairs
     by = {(tr.legendgroup, tr.xaxis): tr for tr in fig.data}
     np.testing.assert_allclose(by[("distilled", "x")].y, [0.3, 0.15, 0.075])
     np.testing.assert_allclose(by[("baseline", "x")].y, [0.3, 0.3, 0.4])
     np.testing.assert_allclose(by[("distilled", "x2")].y, [0.1, 0.05, 0.05])
     assert list(by[("distilled", "x")].x) == [0, 1, 2]
-    assert by[("distilled", "x")].line.dash != by[("baseline", "x")].line.dash
+    assert by[("baseline", "x")].line.dash == charts.REFERENCE_DASH and by[("distilled", "x")].line.dash == "solid"
     assert [a.text for a in fig.layout.annotations][:2] == ["teacher L1 → student L0", "teacher L3 → student L1"]
 
 
+def test_divergence_curves_draw_every_variant_in_its_colour():
+    fig = charts.divergence_curves(FOUR_RECS, "js", **FOUR)
+    colors = variant_colors(FOUR["variants"])
+    assert [tr.legendgroup for tr in fig.data] == FOUR["variants"]      # one pair: one line each, one axes
+    assert {tr.line.color for tr in fig.data} == {colors[v] for v in FOUR["variants"]}
+    assert all(tr.line.color == colors[tr.legendgroup] for tr in fig.data)
+    assert colors["baseline"] == "#f59e0b"                              # the same colour as on every page
+    np.testing.assert_allclose(fig.data[2].y, [0.2, 0.05])
+
+
 def test_divergence_curves_per_head_adds_a_line_per_head():
-    fig = charts.divergence_curves(RECS, "js", per_head=True)
+    fig = charts.divergence_curves(RECS, "js", per_head=True, **TWO)
     assert len(fig.data) == 4 + 2 * 2 * 2                          # + students x pairs x heads
     head_lines = [tr for tr in fig.data if "head 1" in tr.name and tr.legendgroup == "baseline" and tr.xaxis == "x"]
     np.testing.assert_allclose(head_lines[0].y, [0.4, 0.4, 0.5])
 
 
-def test_layer_head_grid():
-    values = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
-    fig = charts.layer_head_grid(values, ["a → b", "c → d"], metric="js")
-    (hm,) = fig.data
-    np.testing.assert_allclose(hm.z, values)
-    assert list(hm.y) == ["a → b", "c → d"] and list(hm.x) == ["head 0", "head 1", "head 2"]
-    cos = charts.layer_head_grid(values, ["a → b", "c → d"], metric="cosine").data[0]
-    assert cos.colorscale != hm.colorscale                         # red means "far" for both directions
+def test_variant_grids_share_one_colour_scale():
+    grids = {"baseline": np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]), "kd": np.array([[0.7, 0.2, 0.3], [0.1, 0.0, 0.6]])}
+    fig = charts.variant_grids(grids, ["a → b", "c → d"], metric="js", variants=["baseline", "kd"],
+                               reference="baseline")
+    base, kd = fig.data
+    np.testing.assert_allclose(base.z, grids["baseline"])
+    np.testing.assert_allclose(kd.z, grids["kd"])
+    assert base.coloraxis == kd.coloraxis == "coloraxis"
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 0.7)
+    assert list(base.y) == ["a → b", "c → d"] and list(base.x) == ["head 0", "head 1", "head 2"]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["<b>baseline student</b>", "<b>kd</b>"]
+    assert [a.font.color for a in fig.layout.annotations] == [variant_colors(["baseline", "kd"])[v]
+                                                              for v in ("baseline", "kd")]
+    cos = charts.variant_grids(grids, ["a → b", "c → d"], metric="cosine")
+    assert cos.layout.coloraxis.colorscale != fig.layout.coloraxis.colorscale    # red means "far" either way
     with pytest.raises(ValueError):
-        charts.layer_head_grid(values, ["only one label"])
+        charts.variant_grids(grids, ["only one label"])
+
+
+def test_variant_grids_wrap_six_variants_into_rows_that_do_not_overlap():
+    names = [f"v{k}" for k in range(6)]
+    fig = charts.variant_grids({n: np.full((3, 4), k / 10) for k, n in enumerate(names)}, ["p0", "p1", "p2"],
+                               variants=names)
+    assert len(fig.data) == 6
+    ys = sorted({tuple(fig.layout[f"yaxis{'' if k == 0 else k + 1}"].domain) for k in range(6)}, reverse=True)
+    assert len(ys) == 2 and ys[0][0] > ys[1][1]                     # two rows, the first above the second
+    four = charts.variant_grids({n: np.zeros((3, 4)) for n in names[:4]}, ["p0", "p1", "p2"])
+    assert len({tuple(four.layout[f"yaxis{'' if k == 0 else k + 1}"].domain) for k in range(4)}) == 1   # one row
 
 
 def test_divergence_reading_is_computed_from_the_records():
-    text = charts.divergence_reading(RECS, "js", ["L1 pair", "L3 pair"])
+    text = charts.divergence_reading(RECS, "js", ["L1 pair", "L3 pair"], **TWO)
     # distilled mean 0.2 -> 0.0625, baseline 0.2 -> 0.25: 4x closer at the last epoch
     assert "fell from 0.2 to 0.0625" in text
     assert "rose from 0.2 to 0.25" in text
-    assert "4× closer" in text and "distilled student's attention" in text
+    assert "distilled student's attention is 4× closer" in text
     assert "L1 pair" in text                                     # shrank to 25% vs 50% for the L3 pair
-    # the other way round: the baseline is closer
+    # the other way round: the baseline is closer, and the reading says so plainly
     flipped = records(distilled={0: [[0.2]], 2: [[0.3]]}, baseline={0: [[0.2]], 2: [[0.1]]})
-    text = charts.divergence_reading(flipped, "kl")
-    assert "baseline's attention is 3× closer" in text and "rose from 0.2 to 0.3" in text
+    text = charts.divergence_reading(flipped, "kl", **TWO)
+    assert "is not closer to the teacher's than the baseline student's" in text
+    assert "3× closer" in text and "rose from 0.2 to 0.3" in text
     # cosine: higher is closer
-    text = charts.divergence_reading(RECS, "cosine")
+    text = charts.divergence_reading(RECS, "cosine", **TWO)
     assert "rose from 0.8 to 0.938" in text and "4× closer" in text
-    assert "Only epoch 0" in charts.divergence_reading(records({0: [[0.2]]}, {}), "js")
+    assert "Only epoch 0" in charts.divergence_reading(records(distilled={0: [[0.2]]}), "js")
     assert "No Jensen-Shannon" in charts.divergence_reading([], "js")
+
+
+def test_divergence_reading_compares_every_variant_with_the_reference():
+    text = charts.divergence_reading(FOUR_RECS, "js", **FOUR)
+    assert "2 of 3 variants attend more like the teacher than the baseline student" in text
+    assert "kd_att_kl (4× closer)" in text and "kd_att_mse (2× closer)" in text
+    assert "Not closer to the teacher than the baseline student: kd (the baseline student's is 1.5× closer)" in text
+    assert "kd rose from 0.2 to 0.3" in text and "baseline student stayed at 0.2" in text
+    alone = charts.divergence_reading(FOUR_RECS, "js", variants=FOUR["variants"], reference=None)
+    assert "no labels-only reference" in alone and "closest to the teacher's is kd_att_kl's" in alone
 
 
 # ---- accuracy and efficiency --------------------------------------------------------------------------
@@ -226,11 +275,42 @@ def test_intervals():
 def test_accuracy_bars_skip_missing_and_carry_intervals():
     fig = charts.accuracy_bars({"teacher": 0.9, "baseline": None, "distilled": 0.8}, n=100)
     (bar,) = fig.data
-    assert list(bar.x) == ["teacher", "distilled"]
+    assert list(bar.x) == ["teacher", "distilled student"]
     np.testing.assert_allclose(bar.y, [0.9, 0.8])
     np.testing.assert_allclose(bar.error_y.array, [charts.binomial_halfwidth(0.9, 100),
                                                    charts.binomial_halfwidth(0.8, 100)])
     assert fig.layout.yaxis.range == (0.0, 1.0)                   # no truncated axis
+    # the colours are those of the run's variants, even when one of them has no accuracy
+    assert list(bar.marker.color) == [variant_colors(["baseline", "distilled"])[m] for m in ("teacher", "distilled")]
+
+
+def test_accuracy_bars_every_variant():
+    acc = {"teacher": 0.9, "baseline": 0.7, "kd": 0.75, "kd_att_kl": 0.8, "kd_att_mse": 0.6}
+    (bar,) = charts.accuracy_bars(acc, 200, variants=FOUR["variants"], reference="baseline").data
+    assert list(bar.x) == ["teacher", "baseline student", "kd", "kd_att_kl", "kd_att_mse"]
+    np.testing.assert_allclose(bar.y, list(acc.values()))
+
+
+def test_accuracy_verdicts_against_the_reference():
+    acc = {"teacher": 0.9, "baseline": 0.70, "kd": 0.72, "kd_att_kl": 0.85, "kd_att_mse": 0.55}
+    rows = {r["variant"]: r for r in charts.accuracy_verdicts(acc, 400, FOUR["variants"], "baseline")}
+    assert rows["baseline"]["verdict"] == "reference" and rows["baseline"]["diff"] is None
+    assert (rows["kd"]["verdict"], rows["kd_att_kl"]["verdict"], rows["kd_att_mse"]["verdict"]) == \
+        ("unclear", "better", "worse")
+    assert (rows["kd_att_kl"]["diff"], rows["kd_att_kl"]["lo"], rows["kd_att_kl"]["hi"]) == \
+        pytest.approx(charts.difference_interval(0.85, 0.70, 400))
+    lines = charts.verdict_lines(list(rows.values()), "baseline")
+    assert len(lines) == 3
+    assert lines[0].startswith("**No clear winner** between kd and the baseline student") and "includes zero" in lines[0]
+    d, lo, hi = charts.difference_interval(0.85, 0.70, 400)
+    assert "**kd_att_kl beat the baseline student**" in lines[1] and f"{lo * 100:+.1f} to {hi * 100:+.1f}" in lines[1]
+    assert "**The baseline student beat kd_att_mse**" in lines[2]
+    fig = charts.difference_chart(list(rows.values()), "baseline", FOUR["variants"])
+    assert [tr.y[0] for tr in fig.data] == ["kd", "kd_att_kl", "kd_att_mse"]
+    np.testing.assert_allclose([tr.x[0] for tr in fig.data], [2.0, 15.0, -15.0])
+    # no reference: no verdicts
+    none = charts.accuracy_verdicts(acc, 400, ["kd", "kd_att_kl"], None)
+    assert {r["verdict"] for r in none} == {"no reference"} and charts.verdict_lines(none, None) == []
 
 
 def test_efficiency_bars_units():
@@ -242,6 +322,40 @@ def test_efficiency_bars_units():
     np.testing.assert_allclose(size.y, [90.0, 30.0])
     np.testing.assert_allclose(latency.y, [12.0, 2.0])
     assert "cpu" in fig.layout.annotations[2].text
+
+
+def test_variant_lines_one_line_per_variant():
+    recs = [{"epoch": e, "student": v, "val_accuracy": 0.5 + 0.1 * k + 0.01 * e}
+            for e in (0, 1) for k, v in enumerate(FOUR["variants"])]
+    fig = charts.variant_lines(recs, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", **FOUR,
+                               epochs=3)
+    assert [tr.name for tr in fig.data] == FOUR["variants"]
+    colors = variant_colors(FOUR["variants"])
+    assert [tr.line.color for tr in fig.data] == [colors[v] for v in FOUR["variants"]]
+    assert fig.data[0].line.dash == charts.REFERENCE_DASH
+    np.testing.assert_allclose(fig.data[3].y, [0.8, 0.81])
+    assert fig.layout.xaxis.range == (-0.2, 3.2)
+
+
+def test_compare_two_runs_keeps_each_variant_colour():
+    a = {"variants": ["baseline", "distilled"], "accuracy": {"teacher": 0.9, "baseline": 0.7, "distilled": 0.8},
+         "divergence": {"metric": "js", "epochs": [0, 1], "baseline": [0.2, 0.2], "distilled": [0.2, 0.1]}}
+    b = {"variants": FOUR["variants"], "accuracy": {"teacher": 0.9, "baseline": 0.6, "kd": 0.5},
+         "divergence": {"metric": "js", "epochs": [0, 1], **{v: [0.2, 0.3] for v in FOUR["variants"]}}}
+    colors = charts.compare_colors([a, b])
+    assert {v: colors[v] for v in a["variants"]} == {v: c for v, c in variant_colors(a["variants"]).items()
+                                                     if v != "teacher"}
+    assert len({colors[v] for v in ("baseline", "distilled", "kd", "kd_att_kl", "kd_att_mse")}) == 5
+    div = charts.compare_runs_divergence([("A", a), ("B", b)])
+    lines = {tr.name: tr for tr in div.data}
+    assert set(lines) == {"A baseline", "A distilled", *(f"B {v}" for v in FOUR["variants"])}
+    assert lines["A baseline"].line.dash == "solid" and lines["B baseline"].line.dash == "dot"
+    assert lines["A baseline"].line.color == lines["B baseline"].line.color
+    np.testing.assert_allclose(lines["A distilled"].y, [0.2, 0.1])
+    acc = charts.compare_runs_accuracy([("A", a), ("B", b)])
+    bars = {tr.name: tr for tr in acc.data}
+    assert list(bars["A"].x) == ["teacher", "baseline", "distilled", "kd", "kd_att_kl", "kd_att_mse"]
+    assert list(bars["B"].y) == [90.0, 60.0, None, 50.0, None, None]
 
 
 # ---- attributions -------------------------------------------------------------------------------------
@@ -262,15 +376,19 @@ def test_attribution_bars():
 
 
 def test_attribution_reading_follows_the_numbers():
-    split = charts.attribution_reading("distilled", {"distilled": (0.10, 0.99), "baseline": (0.19, 0.43)})
+    split = charts.attribution_reading("distilled", {"distilled": (0.10, 0.99), "baseline": (0.19, 0.43)}, "baseline")
     assert "ρ = 0.10" in split and "agrees 0.99" in split
     assert "distilled student has the closer attention but the baseline student the closer attributions" in split
-    both = charts.attribution_reading("baseline", {"distilled": (0.8, 0.9), "baseline": (0.3, 0.5)})
-    assert "ρ = 0.30" in both and "distilled student is closer on both counts" in both
-    tie = charts.attribution_reading("distilled", {"distilled": (0.5, 0.9), "baseline": (0.5, 0.9)})
+    both = charts.attribution_reading("kd", {"kd": (0.8, 0.9), "baseline": (0.3, 0.5)}, "baseline")
+    assert "ρ = 0.80" in both and "kd is closer on both counts" in both
+    tie = charts.attribution_reading("distilled", {"distilled": (0.5, 0.9), "baseline": (0.5, 0.9)}, "baseline")
     assert "about as close to the teacher on both counts" in tie
-    alone = charts.attribution_reading("distilled", {"distilled": (float("nan"), 0.7)})
+    alone = charts.attribution_reading("distilled", {"distilled": (float("nan"), 0.7)}, None)
     assert "ρ = undefined" in alone and "baseline" not in alone
+    # the reference itself: which variants are closer than it
+    ref = charts.attribution_reading("baseline", {"baseline": (0.3, 0.5), "kd": (0.8, 0.4), "kd_att_kl": (0.1, 0.9)},
+                                     "baseline")
+    assert "closer attention than the baseline student: kd_att_kl; with closer attributions: kd." in ref
 
 
 def test_charts_module_does_not_import_streamlit():

@@ -8,9 +8,9 @@ import streamlit as st
 from app import charts, common, live
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
+from distill_core.vocab import TEACHER
 
 K = "attributions."
-TEACHER = "teacher"
 
 st.title("🧭 Attributions")
 st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
@@ -20,6 +20,7 @@ st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegrated
 
 run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
 names = probe["label_names"]
+variants = common.variants_of(run, probe)
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -43,7 +44,7 @@ try:
         tokens, maps, probs = live.attention_for_text(run.id, text)
         teacher_pred = int(np.argmax(probs[TEACHER]))
         target = teacher_pred if target_choice == TEACHER else int(target_choice)
-        models = [m for m in (TEACHER, "distilled", "baseline") if m in maps]
+        models = [m for m in (TEACHER, *variants.names) if m in maps]
         attrs = {m: live.token_attributions(run.id, text, m, target, n_steps) for m in models}
 except (DistillError, ValueError, ImportError) as e:
     common.show_error(e)
@@ -53,7 +54,7 @@ except (DistillError, ValueError, ImportError) as e:
 st.markdown(f"**Explaining class “{names[target]}”**"
             + (f" · true label: **{names[probe['labels'][example]]}**" if source == "probe" else ""))
 outputs = pd.DataFrame([{
-    "model": charts.MODEL_LABELS[m],
+    "model": variants.label(m),
     "prediction": names[int(np.argmax(probs[m]))],
     "confidence (%)": 100 * float(np.max(probs[m])),
     f"P({names[target]}) (%)": 100 * float(probs[m][target]),
@@ -78,7 +79,7 @@ for s in students:
     agree = attention_agreement(maps[TEACHER], maps[s], probe["pairs"])
     own = attention_attribution_correlation(maps[s], attrs[s])
     stats[s] = (cmp["spearman"], agree)
-    rows.append({"student": charts.MODEL_LABELS[s],
+    rows.append({"student": variants.label(s),
                  "attribution ρ vs teacher": cmp["spearman"],
                  f"top-{cmp['k']} tokens shared": cmp["top_k_overlap"],
                  "[CLS] attention agreement": agree,
@@ -91,8 +92,11 @@ st.caption("Attribution ρ: Spearman rank correlation of the student's and the t
            "between the head-averaged [CLS] rows of the mapped layer pairs (1 = identical). Last column: Spearman ρ "
            "between the student's own [CLS] attention (all layers and heads) and the size of its own attributions.")
 
+if st.session_state.get(K + "student") not in students:
+    st.session_state[K + "student"] = next((s for s in students if s != variants.reference), students[0])
 student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
-                   format_func=charts.MODEL_LABELS.get)
-st.info(charts.attribution_reading(student, stats), icon="🧾")
+                   format_func=variants.label)
+st.info(charts.attribution_reading(student, stats, variants.reference), icon="🧾")
 st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
-                                        charts.MODEL_LABELS[student]), width="stretch", config=common.PLOTLY_CONFIG, key=K + "bars")
+                                        variants.label(student)), width="stretch", config=common.PLOTLY_CONFIG,
+                key=K + "bars")

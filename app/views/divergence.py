@@ -1,4 +1,4 @@
-"""Divergence over epochs: how far each student's attention is from the teacher's, layer by layer and head by head."""
+"""Divergence over epochs: how far each variant's attention is from the teacher's, layer by layer and head by head."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,22 +6,14 @@ import streamlit as st
 
 from app import charts, common
 from distill_core.errors import DistillError
-from distill_core.metrics import LOWER_IS_CLOSER, METRIC_LABELS, METRICS
+from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
 
 K = "divergence."
-EXPLAIN = {
-    "kl": "KL(teacher ‖ student), in nats: how much information is lost when the student's attention row stands in "
-          "for the teacher's. 0 = identical; lower is closer.",
-    "js": "Jensen-Shannon divergence: a symmetric, bounded KL (0 to ln 2 ≈ 0.693). 0 = identical; lower is closer.",
-    "mse": "Squared difference of the attention weights, summed over the keys of a row. 0 = identical; "
-           "lower is closer.",
-    "cosine": "Cosine similarity of the attention rows. 1 = same direction; higher is closer.",
-}
 
 st.title("📉 Divergence over epochs")
-st.caption("Every epoch both students' attention on the probe set is compared with the teacher's, for each mapped "
-           "pair of layers, head by head, averaged over the probe examples and their tokens. Epoch 0 is before "
-           "training: both students start from the same weights.")
+st.caption("Every epoch each student variant's attention on the probe set is compared with the teacher's, for each "
+           "mapped pair of layers, head by head, averaged over the probe examples and their tokens. Epoch 0 is "
+           "before training: every variant starts from the same weights.")
 
 run = common.pick_run(K + "run")
 if run is None:
@@ -36,6 +28,7 @@ records = [r for r in records if "attention" in r]
 if not records:
     st.info(f"Run {run.id} has not recorded any divergence yet; it appears here after its first epoch.")
     st.stop()
+variants = common.variants_of(run, probe)
 
 labels = charts.pair_labels(probe.get("pairs", []))
 c1, c2 = st.columns([1, 2], gap="large")
@@ -45,7 +38,7 @@ with c1:
     per_head = st.checkbox("One line per head", key=K + "per_head",
                            help="Thin lines: each compared head; thick lines: their mean.")
 with c2:
-    st.markdown(f"**{METRIC_LABELS[metric]}.** {EXPLAIN[metric]}")
+    st.markdown(f"**{METRIC_LABELS[metric]}.** {METRIC_HELP[metric]}")
     rule = probe.get("head_rule")
     if rule:
         st.caption({"direct": "Head rule direct: each student head is compared with the same teacher head.",
@@ -55,14 +48,17 @@ with c2:
                     "mean": "Head rule mean: both sides are averaged over their heads, one comparison per layer pair."
                     }.get(rule, ""))
 
-st.info(charts.divergence_reading(records, metric, labels), icon="🧾")
-st.plotly_chart(charts.divergence_curves(records, metric, per_head=per_head, labels=labels),
-                width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
+st.info(charts.divergence_reading(records, metric, labels, variants.names, variants.reference), icon="🧾")
+st.plotly_chart(charts.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
+                                         labels=labels), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
+ref_text = (f"Dashed: the {variants.label(variants.reference)}, trained on the labels only, the reference the others "
+            f"are compared with." if variants.reference else "This run has no labels-only reference variant.")
+st.caption(f"One colour per variant, the same on every page. {ref_text}")
 
 # ---- layer x head at one epoch -----------------------------------------------------------------------
 st.subheader("Layer × head at one epoch")
-series = {s: charts.divergence_series(records, s, metric) for s in ("distilled", "baseline")}
-series = {s: v for s, v in series.items() if v[0]}
+series = {v: charts.divergence_series(records, v, metric) for v in variants.names}
+series = {v: s for v, s in series.items() if s[0]}
 epochs = sorted(set().union(*(set(e) for e, _ in series.values())))
 if st.session_state.get(K + "epoch") not in epochs:
     st.session_state[K + "epoch"] = epochs[-1]
@@ -71,15 +67,12 @@ if len(epochs) > 1:
 else:
     epoch = epochs[0]
     st.caption(f"Only epoch {epoch} has been recorded so far.")
-grids = {s: v[np.asarray(e) == epoch][0] for s, (e, v) in series.items() if epoch in e}
-lo = min(float(g.min()) for g in grids.values())
-hi = max(float(g.max()) for g in grids.values())
-cols = st.columns(len(grids))
-for col, (s, grid) in zip(cols, grids.items()):
-    rows = labels if len(labels) == grid.shape[0] else [f"pair {k}" for k in range(grid.shape[0])]
-    with col:
-        st.plotly_chart(charts.layer_head_grid(grid, rows, f"{charts.MODEL_LABELS[s]}, epoch {epoch}", metric,
-                                               zmin=lo, zmax=hi), width="stretch", config=common.PLOTLY_CONFIG, key=f"{K}grid.{s}")
+grids = {v: vals[np.asarray(e) == epoch][0] for v, (e, vals) in series.items() if epoch in e}
+n_rows = next(iter(grids.values())).shape[0]
+rows = labels if len(labels) == n_rows else [f"pair {k}" for k in range(n_rows)]
+st.plotly_chart(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
+                                     title=f"{METRIC_LABELS[metric]} at epoch {epoch}"),
+                width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \
     "darker red = less similar to the teacher"
-st.caption(f"Both grids share one colour scale ({closer}). Rows: mapped layer pairs; columns: compared heads.")
+st.caption(f"Every variant on one colour scale ({closer}). Rows: mapped layer pairs; columns: compared heads.")

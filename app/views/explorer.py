@@ -8,7 +8,8 @@ import streamlit as st
 from app import charts, common, live
 from distill_core import analysis
 from distill_core.errors import DistillError
-from distill_core.metrics import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, map_metric
+from distill_core.metrics import map_metric
+from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, TEACHER
 
 K = "explorer."
 AVERAGE = -1                                     # the "all heads, averaged" choice of a head selector
@@ -19,7 +20,8 @@ st.caption("Each map is one attention head: row = the query token, column = the 
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
-students = [s for s in ("distilled", "baseline") if run.attention_epochs(s)]
+variants = common.variants_of(run, probe)
+students = [v for v in variants.names if run.attention_epochs(v)]
 if not students:
     st.info(NOT_YET.format(run=run.id))
     st.stop()
@@ -45,7 +47,7 @@ def _follow_pair() -> None:
 
 
 if st.session_state.get(K + "_run") != run.id:   # a new run: start from its first mapped pair
-    for name in ("student_layer", "teacher_layer", "head", "teacher_head", "example"):
+    for name in ("student", "student_layer", "teacher_layer", "head", "teacher_head", "example"):
         st.session_state.pop(K + name, None)
     st.session_state[K + "_run"] = run.id
 
@@ -53,10 +55,12 @@ if st.session_state.get(K + "_run") != run.id:   # a new run: start from its fir
 left, right = st.columns([3, 2], gap="large")
 with left:
     source, text, example = common.pick_text(
-        K, probe, help="Runs the teacher and both trained students on this text, on the CPU.")
+        K, probe, help="Runs the teacher and every trained student variant on this text, on the CPU.")
 with right:
-    student = st.radio("Student", students, horizontal=True, key=K + "student",
-                       format_func=charts.MODEL_LABELS.get)
+    _keep(K + "student", students, next((v for v in students if v != variants.reference), students[0]))
+    student = st.radio("Student variant", students, horizontal=True, key=K + "student", format_func=variants.label,
+                       help="Every variant is the same student trained with its own objectives, from the same "
+                            "initial weights on the same batches.")
     epochs = run.attention_epochs(student)
     typed = source == "typed"
     _keep(K + "epoch", epochs, epochs[-1])
@@ -142,8 +146,8 @@ if side == "compared" and s_head != AVERAGE:
     st.markdown(rule_text)
 if typed and probs is not None:
     names = probe["label_names"]
-    st.caption(" · ".join(f"{charts.MODEL_LABELS[m]}: **{names[int(np.argmax(p))]}** ({np.max(p):.0%})"
-                          for m, p in probs.items()))
+    st.caption(" · ".join(f"{variants.label(m)}: **{names[int(np.argmax(p))]}** ({np.max(p):.0%})"
+                          for m, p in probs.items() if m in (TEACHER, student)))
 elif not typed:
     st.caption(f"Label: **{probe['label_names'][probe['labels'][example]]}** · {len(tokens)} tokens")
 
