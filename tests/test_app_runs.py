@@ -27,8 +27,7 @@ def texts(elements) -> str:
 
 
 def table(at: AppTest):
-    (df,) = at.dataframe
-    return df.value
+    return at.dataframe[0].value
 
 
 @pytest.fixture
@@ -69,8 +68,12 @@ def test_lists_the_run_with_its_accuracies(finished_run, store):
     assert list(df["run"]) == [run_id]
     assert df["status"].iloc[0].endswith("done")
     acc = store.open(run_id).summary()["accuracy"]
-    for name in ("teacher", "baseline", "distilled"):
-        assert df[f"{name} %"].iloc[0] == pytest.approx(100 * acc[name], abs=0.051)
+    assert df["teacher %"].iloc[0] == pytest.approx(100 * acc["teacher"], abs=0.051)
+    assert df["reference %"].iloc[0] == pytest.approx(100 * acc["baseline"], abs=0.051)
+    best = "distilled" if acc["distilled"] > acc["baseline"] else "baseline"
+    assert df["best variant"].iloc[0] == best
+    assert df["best %"].iloc[0] == pytest.approx(100 * acc[best], abs=0.051)
+    assert df["variants"].iloc[0] == "baseline, distilled"
     assert df["epochs"].iloc[0] == 2
     assert at.download_button(key="runs.download") is not None
     assert "two runs" in texts(at.info)          # comparing needs a second run
@@ -145,8 +148,36 @@ def test_compare_two_runs_overlays_curves_and_accuracies(finished_run, store):
     assert div["B distilled"]["y"] == summary_b["divergence"]["distilled"]
     assert div["A distilled"]["y"] == store.open(a).summary()["divergence"]["distilled"]
     bars = {t["name"]: t for t in charts["runs.compare_accuracy"]["data"]}
-    assert bars[f"B: {b}"]["y"][2] == 50.0
-    diff = at.dataframe[-1].value
+    assert bars["B"]["y"][bars["B"]["x"].index("distilled")] == 50.0
+    assert div["A distilled"]["line"]["dash"] == "solid" and div["B distilled"]["line"]["dash"] == "dot"
+    assert div["A distilled"]["line"]["color"] == div["B distilled"]["line"]["color"]
+    diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
     assert set(diff["setting"]) == {"name", "train.lr"}
     at.selectbox(key="runs.compare_b").set_value(a).run()
     assert "two different runs" in texts(at.warning)
+
+
+def _fake_cache(root: Path) -> None:
+    """A cached teacher folder and a teacher-outputs file, as the engine lays them out."""
+    teacher = root / "teachers" / "abc123"
+    teacher.mkdir(parents=True)
+    (teacher / "model.safetensors").write_bytes(b"x" * 1_500_000)
+    (teacher / "distill_meta.json").write_text('{"source": "default", "data": "d1"}')
+    (root / "teacher_outputs").mkdir()
+    (root / "teacher_outputs" / "def456.safetensors").write_bytes(b"y" * 500_000)
+
+
+def test_teacher_cache_size_is_shown_and_cleared_after_confirmation(store, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ADS_CACHE_DIR", str(cache))
+    _fake_cache(cache)
+    at = run_page()                                 # an empty run store still shows the cache
+    assert f"Teacher cache: 2.0 MB in 2 entries at `{cache}`" in texts(at.markdown)
+    assert at.button(key="runs.cache_clear").disabled
+    at.checkbox(key="runs.cache_confirm").check().run()
+    at.button(key="runs.cache_clear").click().run()
+    assert not at.exception
+    assert "Freed 2.0 MB" in texts(at.success)
+    assert "Teacher cache: 0.0 MB in 0 entries" in texts(at.markdown)
+    assert not (cache / "teachers" / "abc123").exists()
+    assert at.checkbox(key="runs.cache_confirm").value is False

@@ -1,38 +1,20 @@
 """Runs: every session in the run store. Open one for the other pages, compare two, download or delete."""
-from pathlib import Path
-
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from app import common
+from app import charts, common
+from app import run_list as rl
 from distill_core.errors import DistillError
 
-STUDENTS = ("teacher", "baseline", "distilled")
-RUN_COLORS = ("#1f77b4", "#d62728")
-DELETE_MSG = "runs.delete_msg"
+DELETE_MSG, CACHE_MSG = "runs.delete_msg", "runs.cache_msg"
 
 store = common.get_store()
 st.title("Runs")
 st.caption(f"Run store: `{store.root}` (set `ADS_RUNS_DIR` to use another folder).")
 
 
-def pct(x):
-    return None if x is None else round(100 * x, 1)
-
-
 def label(r) -> str:
     return f"{common.STATUS_ICONS.get(r.status, '')} {r.run_id}" + (f" · {r.name}" if r.name else "")
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "losses":
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def delete_run(run_id: str) -> None:
@@ -49,6 +31,30 @@ def delete_run(run_id: str) -> None:
     st.session_state["runs.delete_confirm"] = False
 
 
+def clear_cache() -> None:
+    from distill_core.cache import clear_cache as clear
+    if st.session_state.get("runs.cache_confirm"):
+        freed = clear()
+        st.session_state[CACHE_MSG] = f"Freed {freed / 1e6:.1f} MB. Entries a running session is writing are kept."
+    st.session_state["runs.cache_confirm"] = False
+
+
+def cache_section() -> None:
+    st.subheader("Teacher cache")
+    text, rows = rl.cache_overview()
+    if msg := st.session_state.pop(CACHE_MSG, None):
+        st.success(msg)
+    st.markdown(text + " Fine-tuned teachers and their outputs on a training set are kept here, so the next "
+                "session with the same teacher and data skips that work.")
+    if rows:
+        with st.expander("Entries"):
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs.cache_table")
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    confirm = c1.checkbox("Yes, delete the cached teachers (the next session prepares them again)",
+                          key="runs.cache_confirm", disabled=not rows)
+    c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon="🧹")
+
+
 try:
     infos = store.list()
 except DistillError as e:
@@ -60,18 +66,18 @@ if kind:
 if not infos:
     st.info("No runs yet. Start one on the **New session** page (the default setup runs offline in a few "
             "minutes), or point `ADS_RUNS_DIR` at a folder of runs.")
+    cache_section()
     st.stop()
 
-rows = [{"status": f"{common.STATUS_ICONS.get(r.status, '')} {r.status}", "run": r.run_id, "name": r.name,
-         "started (UTC)": r.started.replace("T", " ")[:16], "dataset": Path(r.dataset).name or r.dataset,
-         "epochs": r.epochs_done, **{f"{s} %": pct(r.accuracy.get(s)) for s in STUDENTS},
-         "problem": r.error} for r in infos]
-table = pd.DataFrame(rows)
+table = pd.DataFrame(rl.overview_rows(store, infos))
 if not any(r.error for r in infos):
     table = table.drop(columns="problem")
-st.dataframe(table, hide_index=True, key="runs.table", placeholder="–",
-             column_config={f"{s} %": st.column_config.NumberColumn(format="%.1f", help=f"{s} test accuracy")
-                            for s in STUDENTS})
+pct_col = st.column_config.NumberColumn
+st.dataframe(table, hide_index=True, key="runs.table", placeholder="–", column_config={
+    "teacher %": pct_col(format="%.1f", help="the teacher's test accuracy"),
+    "reference %": pct_col(format="%.1f", help="test accuracy of the variant trained on the labels only"),
+    "best %": pct_col(format="%.1f", help="test accuracy of the best variant"),
+    "variants": st.column_config.TextColumn(help="the student variants the session trained, in order")})
 for r in infos:
     if r.status == "damaged":
         st.warning(f"🧩 Run folder **{r.run_id}** is damaged and cannot be opened: {r.error}. "
@@ -101,74 +107,63 @@ with c_del:
     confirm = st.checkbox("Yes, delete this run's folder for good", key="runs.delete_confirm")
     st.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,), icon="🗑️")
 if usable:
-    with st.expander("Settings and summary of this run"):
-        run = store.open(choice)
-        try:
+    run = store.open(choice)
+    try:
+        variants = common.variants_of(run)
+        if variants.names:
+            st.dataframe(pd.DataFrame(rl.variant_rows(run, variants)), hide_index=True, key="runs.variants",
+                         placeholder="–", column_config={"mean JS to the teacher": pct_col(format="%.3g")})
+        with st.expander("Settings and summary of this run"):
             st.json(run.config(), expanded=False)
             summary = run.summary()
             st.json(summary if summary is not None else {"summary": "none yet"}, expanded=False)
-        except DistillError as e:
-            common.show_error(e)
+    except DistillError as e:
+        common.show_error(e)
 
 
-def summaries(run_ids) -> dict:
-    out = {}
-    for i in run_ids:
+def compare_section() -> None:
+    st.subheader("Compare two runs")
+    done = {}
+    for i in ids:
         try:
             s = store.open(i).summary()
         except DistillError:
             continue
         if s and (s.get("divergence") or {}).get("epochs"):
-            out[i] = s
-    return out
+            done[i] = s
+    if len(done) < 2:
+        st.info("Comparing needs two runs with at least one recorded epoch; there "
+                f"{'is' if len(done) == 1 else 'are'} {len(done)}.")
+        return
+    options = list(done)
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("First run (A)", options, index=0, format_func=lambda i: label(by_id[i]), key="runs.compare_a")
+    b = c2.selectbox("Second run (B)", options, index=1, format_func=lambda i: label(by_id[i]), key="runs.compare_b")
+    if a == b:
+        st.warning("Pick two different runs.")
+        return
+    pair = [("A", done[a]), ("B", done[b])]
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.compare_runs_divergence(pair), width="stretch", config=common.PLOTLY_CONFIG,
+                    key="runs.compare_divergence")
+    c2.plotly_chart(charts.compare_runs_accuracy(pair), width="stretch", config=common.PLOTLY_CONFIG,
+                    key="runs.compare_accuracy")
+    st.caption(f"A = {a}, B = {b}. One colour per variant; run A solid lines and plain bars, run B dotted lines "
+               "and hatched bars. Lower divergence means the variant's attention is closer to the teacher's on "
+               "the probe sentences.")
+    try:
+        fa, fb = rl.flatten(store.open(a).config()), rl.flatten(store.open(b).config())
+    except DistillError as e:
+        common.show_error(e)
+        return
+    diff = [{"setting": k, "A": str(fa.get(k, "–")), "B": str(fb.get(k, "–"))}
+            for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    st.markdown("**Settings that differ**")
+    if diff:
+        st.dataframe(pd.DataFrame(diff), hide_index=True, key="runs.compare_diff")
+    else:
+        st.caption("The two runs used the same settings.")
 
 
-st.subheader("Compare two runs")
-done = summaries(ids)
-if len(done) < 2:
-    st.info("Comparing needs two runs with at least one recorded epoch; there "
-            f"{'is' if len(done) == 1 else 'are'} {len(done)}.")
-    st.stop()
-options = list(done)
-c1, c2 = st.columns(2)
-a = c1.selectbox("First run", options, index=0, format_func=lambda i: label(by_id[i]), key="runs.compare_a")
-b = c2.selectbox("Second run", options, index=1, format_func=lambda i: label(by_id[i]), key="runs.compare_b")
-if a == b:
-    st.warning("Pick two different runs.")
-    st.stop()
-
-div = go.Figure()
-acc = go.Figure()
-for color, (tag, rid) in zip(RUN_COLORS, (("A", a), ("B", b))):
-    d = done[rid]["divergence"]
-    for student, dash in (("distilled", "solid"), ("baseline", "dot")):
-        if d.get(student):
-            div.add_trace(go.Scatter(x=d["epochs"], y=d[student], mode="lines+markers", name=f"{tag} {student}",
-                                     line={"color": color, "dash": dash}))
-    accs = done[rid].get("accuracy") or {}
-    acc.add_trace(go.Bar(x=list(STUDENTS), y=[pct(accs.get(s)) for s in STUDENTS], name=f"{tag}: {rid}",
-                         marker_color=color, cliponaxis=False, text=[f"{pct(accs.get(s))}%" if accs.get(s) is not None else "–"
-                                                   for s in STUDENTS], textposition="outside"))
-div.update_layout(title=f"Attention divergence from the teacher (mean {done[a]['divergence'].get('metric', 'js').upper()})",
-                  xaxis_title="epoch", yaxis_title="divergence", xaxis={"dtick": 1}, height=380,
-                  margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2})
-acc.update_layout(title="Test accuracy (%)", barmode="group", yaxis_title="%", height=380,
-                  yaxis={"range": [0, 112]}, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                  legend={"orientation": "h", "y": -0.2})
-c1, c2 = st.columns(2)
-c1.plotly_chart(div, width="stretch", config=common.PLOTLY_CONFIG, key="runs.compare_divergence")
-c2.plotly_chart(acc, width="stretch", config=common.PLOTLY_CONFIG, key="runs.compare_accuracy")
-st.caption(f"A = {a}, B = {b}. Solid lines: distilled students; dotted: baselines. Lower divergence means the "
-           "student's attention is closer to the teacher's on the probe sentences.")
-try:
-    fa, fb = flatten(store.open(a).config()), flatten(store.open(b).config())
-except DistillError as e:
-    common.show_error(e)
-    st.stop()
-diff = [{"setting": k, "A": str(fa.get(k, "–")), "B": str(fb.get(k, "–"))}
-        for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-st.markdown("**Settings that differ**")
-if diff:
-    st.dataframe(pd.DataFrame(diff), hide_index=True, key="runs.compare_diff")
-else:
-    st.caption("The two runs used the same settings.")
+compare_section()
+cache_section()
