@@ -1,39 +1,45 @@
 #!/usr/bin/env python
 """How fast is a session, and where does its time go? One run, one machine, the same batches for every side.
 
-    .venv/bin/python benchmarks/session_bench.py            # full: default data and shapes (~15 min on 2 cores)
+    .venv/bin/python benchmarks/session_bench.py            # full: default data and shapes (~25 min on 2 cores)
     .venv/bin/python benchmarks/session_bench.py --quick    # smaller numbers (~3-4 min)
     .venv/bin/python benchmarks/session_bench.py --skip-session --json out.json
 
-Measures (ratios are taken within this one run, so a busy machine moves them much less than absolute times):
+Only the engine's public functions are called; nothing in it is patched. Measures (ratios are taken within this
+one run, so a busy machine moves them much less than absolute times):
 
 1. step      distillation step (ce + logit_kd + attention_kl, eager attention + capture, cached teacher outputs)
-             / plain student step on hard labels (SDPA), same student shape, same length-bucketed batches of
-             the real default data; both run through the engine's own `Session._train_step`, interleaved batch by
-             batch. Target <= 1.3.
+             / plain student step on hard labels (SDPA): the `distilled` and `baseline` variants that
+             `Session.prepare()` builds from one set of initial weights, each taking `Variant.step` on the same
+             length-bucketed batches of the real default data (building the batch, and for the distilled one
+             fetching the teacher's cached outputs, included), interleaved batch by batch. Target <= 1.3.
 2. record    attention recording (probe maps + divergences) per epoch / training per epoch, from the
              "timing" the engine writes into metrics.jsonl. Target <= 5 %.
-3. vs hand   our session (no baseline student) / a hand-written PyTorch + transformers loop with the same models,
-             data, losses and epochs that pads to max_length and recomputes the teacher every step.
+3. vs hand   our session (the distilled variant alone) / a hand-written PyTorch + transformers loop with the same
+             models, data, losses and epochs that pads to max_length and recomputes the teacher every step.
              Target < 0.5 per epoch from epoch 2 on.
-4. session   wall time of the default session (absolute), the teacher fine-tune cached and, unless skipped,
-             uncached in a fresh ADS_CACHE_DIR.
+4. session   wall time of the default session (absolute). In an empty ADS_CACHE_DIR it runs three times: the
+             teacher fine-tuned and its outputs computed (a new machine), the teacher cached with its outputs
+             computed (as after new data or a new mapping), and both from the disk cache (the same teacher and
+             data again); each with the time of its "teacher outputs" phase. --skip-uncached: once, usual cache.
 5. charts    building the attention explorer's figures (app/charts.py) plus fig.to_json(). Target < 0.5 s.
 
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
-in samples/s. Runs are written to a temporary folder and deleted; the teacher fine-tune is cached as usual.
+in samples/s. Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
+training split are cached as usual (`distill_core.teacher.cache_root()`), except in measure 4's empty cache.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
-import datetime as _dt
+import datetime as dt
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -53,13 +59,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from distill_core import mapping  # noqa: E402
-from distill_core.batching import encode, make_batches  # noqa: E402
-from distill_core.config import ATTENTION_LOSSES, SessionConfig  # noqa: E402
-from distill_core.data import load_splits  # noqa: E402
-from distill_core.models import build_student, load_tokenizer, num_layers_heads, pick_device  # noqa: E402
+from distill_core.capture import AttentionCapture  # noqa: E402
+from distill_core.config import SessionConfig  # noqa: E402
+from distill_core.evaluate import autocast_for  # noqa: E402
+from distill_core.models import pick_device, set_attention_backend  # noqa: E402
+from distill_core.objectives import TEACHER_INPUTS, LossInputs, combined_loss  # noqa: E402
+from distill_core.session import Session, SessionCallback, run_session  # noqa: E402
 from distill_core.store import RunStore  # noqa: E402
-from distill_core.teacher import cache_root, compute_teacher_outputs, prepare_teacher  # noqa: E402
-from distill_core.trainer import Session, SessionCallback, _lr_lambda, _Student, run_session  # noqa: E402
+from distill_core.teacher import cache_root, outputs_dir  # noqa: E402
 
 MODES = {
     #            train examples, warm-up steps, timed steps, epochs (sessions 3 and 4), chart builds
@@ -96,7 +103,7 @@ def machine() -> dict:
                 cpu = line.split(":", 1)[1].strip()
                 break
     import transformers
-    info = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
+    info = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu,
             "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(),
@@ -106,256 +113,241 @@ def machine() -> dict:
     return info
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-# ---- shared set-up: data, tokens, the fine-tuned teacher -----------------------------------------------------
+# ---- phases of a session, from its progress events ----------------------------------------------------------
+class PhaseClock(SessionCallback):
+    """Seconds spent in each phase of a session ("load data", "prepare teacher", "teacher outputs", "train",
+    "evaluate"), from its progress events alone.
+
+    The interval between two events goes to the later event's phase when that event reports work done in it
+    (done > 0), and to the phase before when it only marks a phase's start (done == 0). So "teacher outputs"
+    runs from the previous phase's last event to its own last one: computing the teacher's outputs or loading
+    them from the disk cache, plus loading a cached teacher (which sends no "prepare teacher" events) or saving
+    a freshly fine-tuned one, and building the students. The first "train" interval also holds the teacher's
+    probe maps and validation accuracy and epoch 0's recording; the last epoch's recording falls in "train",
+    saving the models in "evaluate"."""
+
+    def __init__(self):
+        self.phases: dict[str, float] = {}
+        self.current: str | None = None
+        self.last_t: float | None = None
+
+    def start(self, phase: str = "starting") -> None:
+        self.current, self.last_t = phase, time.perf_counter()
+
+    def add(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last_t
+        self.last_t = now
+
+    def close(self, phase: str | None = None) -> None:
+        """End the clock; the time since the last event goes to `phase` (default: the current one)."""
+        self.add(phase or self.current)
+        self.current = None
+
+    def on_session_begin(self, state, control):
+        self.start()
+
+    def on_step(self, state, control):
+        if self.last_t is None:
+            self.start()
+        self.add(state.phase if state.done > 0 else self.current)
+        self.current = state.phase
+
+    def on_session_end(self, state, control, summary):
+        self.close()
+
+
+# ---- shared set-up: Session.prepare() on the benchmark's config -----------------------------------------------
 class Setup:
-    def __init__(self, cfg: SessionConfig, device: torch.device):
-        self.cfg, self.device = cfg, device
+    """What `Session.prepare()` builds for the config (data, the teacher, its outputs on the training split, the
+    baseline and distilled variants, the probe set), timed by phase. Measures 1, 2 (without sessions) and 5 use
+    it; nothing here trains a whole session."""
+
+    def __init__(self, cfg: SessionConfig, run):
+        self.cfg = cfg
+        self.clock = PhaseClock()
+        self.session = Session(cfg, run, callbacks=[self.clock])
+        self.clock.start()
         t0 = time.perf_counter()
-        self.splits = load_splits(cfg.data)
-        self.tokenizer = load_tokenizer(cfg.teacher.source)
-        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ml = cfg.data.max_length
-        self.train_ids, _ = encode(self.tokenizer, self.splits.train_texts, ml)
-        self.val_ids, _ = encode(self.tokenizer, self.splits.val_texts, ml)
-        self.data_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        prepared = prepare_teacher(cfg, self.splits, self.train_ids, device)
-        self.teacher_s = time.perf_counter() - t0
-        self.teacher, self.teacher_path, self.teacher_cached = prepared.model, prepared.path, prepared.cached
-        self.t_layers, self.t_heads = num_layers_heads(self.teacher)
+        self.p = self.session.prepare()
+        self.clock.close("probe set")       # the teacher's probe maps and validation accuracy, the optimizers
+        self.prepare_s = time.perf_counter() - t0
+        self.teacher_outputs_cached = getattr(self.session, "teacher_outputs_cached", None)
+
+    def describe(self) -> dict:
+        p = self.p
+        return {"prepare_s": self.prepare_s, "phases": {k: round(v, 3) for k, v in self.clock.phases.items()},
+                "teacher_cached": p.teacher.cached, "teacher_outputs_cached": self.teacher_outputs_cached,
+                "teacher_path": p.teacher.path, "train_examples": p.modality.size("train"),
+                "steps_per_epoch": p.steps_per_epoch, "variants": [v.name for v in p.variants],
+                "pairs": p.pairs, "head_rule": p.head_rule}
+
+
+def variant(p, name: str):
+    found = [v for v in p.variants if v.name == name]
+    if not found:
+        raise SystemExit(f"this benchmark needs the default variants (baseline and distilled); "
+                         f"the session has {[v.name for v in p.variants]}")
+    return found[0]
 
 
 # ---- 1. distillation step / plain step ----------------------------------------------------------------------
-def _bench_session(cfg, run, device, pad, students, head_rule, pairs, s_heads) -> Session:
-    """A Session holding just what `_train_step` reads, set up as `Session.execute` does."""
-    s = Session(cfg, run)
-    s.device, s.pad, s.students, s.head_rule, s.pairs, s.s_heads = device, pad, students, head_rule, pairs, s_heads
-    return s
-
-
-def bench_steps(setup: Setup, device: torch.device, warmup: int, steps: int, run) -> dict:
-    """Median seconds of the engine's distillation step and of its plain (baseline) step on the same batches."""
-    cfg = setup.cfg
-    obj = cfg.objectives
-    tcfg = cfg.train
-    torch.manual_seed(tcfg.seed)
-    s_layers = cfg.student.layers
-    pairs_teacher = mapping.layer_map(obj.layer_map, setup.t_layers, s_layers)
-    pairs = [(t, s) for s, t in enumerate(pairs_teacher)]
-    init_layers = mapping.layer_map(obj.layer_map, setup.t_layers, s_layers)
-    first = build_student(cfg.student, setup.teacher, setup.splits.num_labels, init_layers)
-    _, s_heads = num_layers_heads(first)
-    head_rule = mapping.resolve_head_rule(obj.head_rule, setup.t_heads, s_heads)
-    need_att = any(obj.weight(n) > 0 for n in ATTENTION_LOSSES)
-    need_hid = obj.weight("hidden_mse") > 0
-    if need_hid:
-        raise SystemExit("this benchmark measures the default objectives; hidden_mse is not set up here")
-
-    lengths = [len(x) for x in setup.train_ids]
-    # epoch 2's batches: the teacher outputs are cached before epoch 1 in this engine, so every step uses them
-    batches = make_batches(lengths, tcfg.batch_size, seed=tcfg.seed * 1000 + 2, buckets=tcfg.length_buckets)
+def bench_steps(setup: Setup, warmup: int, steps: int) -> dict:
+    """Median seconds of the distilled variant's step and of the baseline variant's step on the same batches."""
+    session, p, tcfg = setup.session, setup.p, setup.cfg.train
+    device = p.device
+    distilled, plain = variant(p, "distilled"), variant(p, setup.cfg.reference or "baseline")
+    initial = copy.deepcopy(distilled.model)        # the initial weights, for the breakdown
+    # epoch 2's batches (the teacher's outputs are ready before epoch 1, so every step reads them)
+    batches = p.modality.batches("train", tcfg.batch_size, seed=tcfg.seed * 1000 + 2, buckets=tcfg.length_buckets)
     batches = batches[:warmup + steps]
     if len(batches) < warmup + steps:
         say(f"  note: only {len(batches)} batches in an epoch; timing {len(batches) - warmup} steps")
-    used = sorted({int(i) for b in batches for i in b})
-    where = {i: k for k, i in enumerate(used)}
-    sub_ids = [setup.train_ids[i] for i in used]
-    sub_batches = [np.array([where[int(i)] for i in b]) for b in batches]
-    y = torch.tensor([setup.splits.train_labels[i] for i in used], dtype=torch.long)
 
-    t0 = time.perf_counter()
-    tout = compute_teacher_outputs(setup.teacher, sub_ids, setup.pad, device, pairs_teacher, head_rule, s_heads,
-                                   need_att, need_hid, batch_size=max(tcfg.batch_size, 64),
-                                   mixed_precision=tcfg.mixed_precision)
-    _sync(device)
-    tout_s = time.perf_counter() - t0
-
-    def student(name, model, weights):
-        model.to(device)
-        st = _Student(name, model, weights, None)
-        st.optimizer = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-        st.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            st.optimizer, _lr_lambda(tcfg.schedule, 10 * len(batches), tcfg.warmup_ratio))
-        return st
-    distilled = student("distilled", first, obj.losses)
-    plain = student("baseline", copy.deepcopy(first).cpu(), {"ce": 1.0})
-    sess_d = _bench_session(cfg, run, device, setup.pad, [distilled], head_rule, pairs, s_heads)
-    sess_p = _bench_session(cfg, run, device, setup.pad, [plain], head_rule, pairs, s_heads)
-
-    def timed(sess, index, t_out, step):
-        _sync(device)
+    def timed(v, index):
+        sync(device)
         t = time.perf_counter()
-        sess._train_step(index, sub_ids, y, t_out, 2, step, need_att and t_out is not None, False)
-        _sync(device)
-        return time.perf_counter() - t
+        batch = p.modality.batch("train", index, device)
+        teacher = session.teacher_batch(p, batch) if v.needs & TEACHER_INPUTS else None
+        v.step(batch, teacher, p.step)
+        sync(device)
+        return time.perf_counter() - t, batch.length
 
     td, tp, tokens = [], [], []
-    for k, index in enumerate(sub_batches):
+    for k, index in enumerate(batches):
         # alternate which side goes first, so drifting machine load hits both alike
         if k % 2 == 0:
-            d = timed(sess_d, index, tout, k)
-            p = timed(sess_p, index, None, k)
+            d, length = timed(distilled, index)
+            pl, _ = timed(plain, index)
         else:
-            p = timed(sess_p, index, None, k)
-            d = timed(sess_d, index, tout, k)
+            pl, _ = timed(plain, index)
+            d, length = timed(distilled, index)
         if k >= warmup:
             td.append(d)
-            tp.append(p)
-            tokens.append(max(len(sub_ids[i]) for i in index))
+            tp.append(pl)
+            tokens.append(length)
     ratios = [a / b for a, b in zip(td, tp)]
     bs = tcfg.batch_size
     res = {"device": str(device), "steps": len(td), "warmup": warmup, "batch_size": bs,
            "padded_length_median": median(tokens), "padded_length_range": [min(tokens), max(tokens)],
            "distilled_step_s": median(td), "plain_step_s": median(tp),
+           "step_s_by_variant": {distilled.name: median(td), plain.name: median(tp)},
            "ratio_of_medians": median(td) / median(tp), "median_of_ratios": median(ratios),
            "distilled_samples_per_s": bs / median(td), "plain_samples_per_s": bs / median(tp),
-           "teacher_outputs_s": tout_s, "teacher_outputs_examples": len(sub_ids),
-           "head_rule": head_rule, "pairs": pairs}
-    res["breakdown"] = step_breakdown(setup, device, sub_ids, y, tout, sub_batches[warmup:], head_rule,
-                                      pairs_teacher, first_state=first.state_dict())
+           "losses": {distilled.name: distilled.weights, plain.name: plain.weights},
+           "head_rule": p.head_rule, "pairs": p.pairs}
+    res["breakdown"] = step_breakdown(setup, initial, distilled.weights, batches[warmup:])
     return res
 
 
-def step_breakdown(setup, device, ids, y, tout, batches, head_rule, pairs_teacher, first_state) -> dict:
-    """Where the extra time of a distillation step goes: the same step built up piece by piece (not the engine's
-    code path; for reading the ratio above). Each variant runs on the same batches; medians in seconds."""
-    from distill_core.batching import collate
-    from distill_core.capture import AttentionCapture
-    from distill_core.evaluate import autocast_for
-    from distill_core.losses import LossInputs, combined_loss
-    from distill_core.models import set_attention_backend
-    cfg = setup.cfg
-    torch.manual_seed(0)
-    model = build_student(cfg.student, setup.teacher, setup.splits.num_labels, None)
-    model.load_state_dict(first_state)
+def step_breakdown(setup: Setup, model, weights: dict, batches) -> dict:
+    """Where the extra time of a distillation step goes: the same step built up piece by piece from the
+    engine's public pieces (not its code path; for reading the ratio above). Each variant runs on the same
+    batches; medians in seconds."""
+    session, p = setup.session, setup.p
+    device, ctx = p.device, p.step
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    obj = cfg.objectives
 
-    def step(variant, index):
-        _sync(device)
+    def step(kind, index):
+        sync(device)
         t = time.perf_counter()
-        input_ids, mask = collate(ids, index, setup.pad)
-        input_ids, mask, labels = input_ids.to(device), mask.to(device), y[index].to(device)
-        eager = variant in ("eager", "eager+capture", "eager+capture+losses")
+        batch = p.modality.batch("train", index, device)
+        eager = kind in ("eager", "eager+capture", "eager+capture+losses")
+        capture = "capture" in kind
         set_attention_backend(model, eager=eager)
-        t_logits = t_att = s_att = None
-        if variant == "eager+capture+losses":
-            t_logits, t_att, _ = tout.batch(index, input_ids.shape[1], device)
-        cap = AttentionCapture(model) if "capture" in variant else contextlib.nullcontext()
-        with cap, autocast_for(device, cfg.train.mixed_precision):
-            out = model(input_ids=input_ids, attention_mask=mask)
-            if "capture" in variant:
-                s_att = mapping.adapt_student(cap.pop_stacked().float(), head_rule)
-            if variant == "eager+capture+losses":
-                loss, _ = combined_loss(obj.losses, LossInputs(out.logits, labels, mask, obj.temperature, t_logits,
-                                                               s_att, t_att))
+        teacher = session.teacher_batch(p, batch) if kind == "eager+capture+losses" else None
+        s_att = None
+        cap = AttentionCapture(model, ctx.student_layers) if capture else contextlib.nullcontext()
+        with cap, autocast_for(device, ctx.mixed_precision):
+            out = model(**batch.inputs)
+            if capture:
+                s_att = mapping.adapt_student(cap.pop_stacked().float(), ctx.head_rule)
+            if teacher is not None:
+                loss, _ = combined_loss(weights, LossInputs(out.logits, batch.labels, batch.mask, ctx.temperature,
+                                                            teacher.logits, s_att, teacher.attention))
             else:
-                loss = F.cross_entropy(out.logits.float(), labels)
+                loss = F.cross_entropy(out.logits.float(), batch.labels)
                 if s_att is not None:          # keep the captured maps in the graph, as the attention loss does
                     loss = loss + 0.0 * s_att.sum()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t
 
-    variants = ["sdpa", "eager", "eager+capture", "eager+capture+losses"]
-    times = {v: [] for v in variants}
-    for k, index in enumerate(batches):
-        order = variants if k % 2 == 0 else variants[::-1]
-        for v in order:
-            times[v].append(step(v, index))
+    kinds = ["sdpa", "eager", "eager+capture", "eager+capture+losses"]
+    times = {k: [] for k in kinds}
+    for n, index in enumerate(batches):
+        for k in (kinds if n % 2 == 0 else kinds[::-1]):
+            times[k].append(step(k, index))
     base = median(times["sdpa"])
-    return {v: {"step_s": median(times[v]), "vs_sdpa": median(times[v]) / base} for v in variants}
+    return {k: {"step_s": median(times[k]), "vs_sdpa": median(times[k]) / base} for k in kinds}
 
 
 # ---- sessions (2, 3, 4) -------------------------------------------------------------------------------------
-class PhaseClock(SessionCallback):
-    """Seconds spent in each phase of a session, from its progress events. The evaluation and recording after an
-    epoch fall in "train", epoch 0's recording in "teacher outputs"; the exact costs of the teacher's fine-tune
-    and of its cached outputs are timed around the engine's functions (see `timed_session`)."""
-
-    def __init__(self):
-        self.phases: dict[str, float] = {}
-        self._phase, self._t = None, None
-
-    def _mark(self, phase):
-        now = time.perf_counter()
-        if self._phase is not None:
-            self.phases[self._phase] = self.phases.get(self._phase, 0.0) + now - self._t
-        self._phase, self._t = phase, now
-
-    def on_session_begin(self, state, control):
-        self._mark("starting")
-
-    def on_step(self, state, control):
-        if state.phase != self._phase:
-            self._mark(state.phase)
-
-    def on_session_end(self, state, control, summary):
-        self._mark(None)
-
-
-TIMED_CALLS = ("prepare_teacher", "compute_teacher_outputs", "predict_logits", "evaluate", "measure_latency")
-
-
-@contextlib.contextmanager
-def _timing(module, names, clock: PhaseClock, into: dict):
-    """Time every call of the functions `names` that `module` imported, by session phase, inside the block.
-
-    Only the benchmark's process is touched: the names are put back afterwards."""
-    originals = {n: getattr(module, n) for n in names}
-
-    def wrap(name, fn):
-        def wrapper(*a, **k):
-            t0 = time.perf_counter()
-            conf = getattr(a[0], "config", None) if a else None
-            what = f"{name}[{conf.num_hidden_layers}L]" if hasattr(conf, "num_hidden_layers") else name
-            try:
-                return fn(*a, **k)
-            finally:
-                key = f"{clock._phase}: {what}"      # the phase the call ended in; [6L] = the teacher
-                into[key] = into.get(key, 0.0) + time.perf_counter() - t0
-        return wrapper
-    for n, fn in originals.items():
-        setattr(module, n, wrap(n, fn))
-    try:
-        yield
-    finally:
-        for n, fn in originals.items():
-            setattr(module, n, fn)
-
-
 def timed_session(cfg: SessionConfig, root: Path) -> dict:
-    from distill_core import trainer
     store = RunStore(root)
     clock = PhaseClock()
-    calls: dict[str, float] = {}
     t0 = time.perf_counter()
-    with _timing(trainer, [n for n in TIMED_CALLS if hasattr(trainer, n)], clock, calls):
-        run_id = run_session(cfg, store, callbacks=[clock])
+    run_id = run_session(cfg, store, callbacks=[clock])
     wall = time.perf_counter() - t0
     run = store.open(run_id)
     summary = run.summary() or {}
     metrics = run.metrics()
-
-    def total(name):
-        found = [v for k, v in calls.items() if k.split(": ", 1)[1].split("[")[0] == name]
-        return sum(found) if found else None
-    return {"wall_s": wall, "summary_wall_s": summary.get("wall_s"), "status": summary.get("status"),
-            "teacher_path": summary.get("teacher_path"), "teacher_cached": summary.get("teacher_cached"),
+    return {"wall_s": wall, "summary_wall_s": summary.get("wall_s"), "summary_train_s": summary.get("train_s"),
+            "status": summary.get("status"), "teacher_path": summary.get("teacher_path"),
+            "teacher_cached": summary.get("teacher_cached"),
+            "teacher_outputs_cached": summary.get("teacher_outputs_cached"),
             "accuracy": summary.get("accuracy"), "phases": {k: round(v, 2) for k, v in clock.phases.items()},
-            "calls": {k: round(v, 2) for k, v in calls.items()},
-            "prepare_teacher_s": total("prepare_teacher"), "teacher_outputs_s": total("compute_teacher_outputs"),
+            "prepare_teacher_s": clock.phases.get("prepare teacher"),
+            "teacher_outputs_s": clock.phases.get("teacher outputs"),
             "metrics": metrics, "epochs": cfg.train.epochs, "students": sorted({m["student"] for m in metrics})}
+
+
+def cache_case(d: dict) -> str:
+    """What a session found in the cache, from its summary."""
+    teacher = ("teacher fine-tuned" if "prepare teacher" in d["phases"] else
+               "teacher cached" if d["teacher_cached"] else "teacher loaded")
+    outputs = "outputs from the disk cache" if d["teacher_outputs_cached"] else "outputs computed"
+    return f"{teacher}, {outputs}"
+
+
+@contextlib.contextmanager
+def cache_dir(path: Path):
+    """Point ADS_CACHE_DIR (read by `cache_root()` at every use) at `path` inside the block."""
+    old = os.environ.get("ADS_CACHE_DIR")
+    os.environ["ADS_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("ADS_CACHE_DIR", None)
+        else:
+            os.environ["ADS_CACHE_DIR"] = old
+
+
+def cache_sessions(cfg: SessionConfig, root: Path, fresh: Path | None) -> list[dict]:
+    """Measure 4's sessions. With `fresh` (an empty cache folder): three sessions, the first fine-tuning the
+    teacher and computing its outputs (a new machine), the second with the teacher cached and its outputs
+    computed (its outputs dropped from the cache, as after new data or a new mapping), the third with both
+    from the cache (the same teacher and data again). Without: one session with the usual cache."""
+    if fresh is None:
+        return [timed_session(cfg, root)]
+    out = []
+    with cache_dir(fresh):
+        for k in range(3):
+            if k == 1:
+                shutil.rmtree(outputs_dir(), ignore_errors=True)
+            out.append(timed_session(cfg, root))
+    return out
 
 
 def session_for_json(d: dict) -> dict:
@@ -368,9 +360,10 @@ def session_for_json(d: dict) -> dict:
 
 def print_session(d: dict) -> None:
     say(f"  wall {fmt_s(d['wall_s'])} ({d['status']}; teacher fine-tune "
-        f"{'cached' if d['teacher_cached'] else 'NOT cached: fine-tuned in this session'})")
+        f"{'cached' if d['teacher_cached'] else 'NOT cached: fine-tuned in this session'}; teacher outputs "
+        f"{'from the disk cache' if d['teacher_outputs_cached'] else 'computed'}, phase "
+        f"{fmt_s(d['teacher_outputs_s'])}; training {fmt_s(d['summary_train_s'])})")
     say("  phases: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in d["phases"].items()))
-    say("  calls, by the phase they ended in ([6L]: a 6-layer model): " + ", ".join(f"{k} {fmt_s(v)}" for k, v in d["calls"].items()))
 
 
 def epoch_times(metrics: list[dict]) -> dict[int, float]:
@@ -405,39 +398,23 @@ def recording_ratios(metrics: list[dict]) -> dict:
     return out
 
 
-def recording_by_functions(setup: Setup, run, steps: dict) -> dict:
-    """Without a session: time the engine's recording and evaluation functions once, against an epoch of steps."""
-    from distill_core.evaluate import evaluate
-    from distill_core.models import set_attention_backend
-    from distill_core.trainer import Session as S
-    cfg, device = setup.cfg, setup.device
-    sess = S(cfg, run)
-    obj = cfg.objectives
-    torch.manual_seed(cfg.train.seed)
-    model = build_student(cfg.student, setup.teacher, setup.splits.num_labels, None).to(device)
-    _, s_heads = num_layers_heads(model)
-    pairs_teacher = mapping.layer_map(obj.layer_map, setup.t_layers, cfg.student.layers)
-    sess.device, sess.pad, sess.s_heads = device, setup.pad, s_heads
-    sess.pairs = [(t, s) for s, t in enumerate(pairs_teacher)]
-    sess.head_rule = mapping.resolve_head_rule(obj.head_rule, setup.t_heads, s_heads)
-    sess.probe_ids = [setup.val_ids[i] for i in setup.splits.probe_indices]
-    sess.teacher_probe = sess._probe_maps(setup.teacher)
-    rec, ev = [], []
-    for _ in range(3):
-        set_attention_backend(model, eager=False)
-        t0 = time.perf_counter()
-        evaluate(model, setup.val_ids, setup.splits.val_labels, setup.pad, device,
-                 mixed_precision=cfg.train.mixed_precision)
-        t1 = time.perf_counter()
-        maps = sess._probe_maps(model)
-        run.write_attention("distilled_e1", maps)
-        sess._compare(maps)
-        t2 = time.perf_counter()
-        ev.append(t1 - t0)
-        rec.append(t2 - t1)
-    train_epoch = steps["distilled_step_s"] * math.ceil(len(setup.train_ids) / cfg.train.batch_size)
-    return {"record_s": median(rec), "eval_s": median(ev), "train_epoch_s_estimate": train_epoch,
-            "record_over_train": median(rec) / train_epoch, "eval_over_train": median(ev) / train_epoch}
+def recording_by_functions(setup: Setup, steps: dict, repeats: int = 3) -> dict:
+    """Without a whole session: `Session.record_epoch` a few times on the prepared variants, its own timing
+    (eval_s, record_s) against an epoch of each variant's measured steps. Per variant."""
+    session, p = setup.session, setup.p
+    seen = {v.name: {"record_s": [], "eval_s": []} for v in p.variants}
+    for epoch in range(1, repeats + 1):
+        for rec in session.record_epoch(p, epoch):
+            for k in ("record_s", "eval_s"):
+                seen[rec["student"]][k].append(rec["timing"][k])
+    out = {}
+    for name, t in seen.items():
+        train_epoch = steps["step_s_by_variant"][name] * p.steps_per_epoch
+        rec, ev = median(t["record_s"]), median(t["eval_s"])
+        out[name] = {"record_s": rec, "eval_s": ev, "train_epoch_s_estimate": train_epoch,
+                     "steps_per_epoch": p.steps_per_epoch, "repeats": repeats,
+                     "record_over_train": rec / train_epoch, "eval_over_train": ev / train_epoch}
+    return out
 
 
 # ---- 3. the hand-written loop -------------------------------------------------------------------------------
@@ -448,7 +425,7 @@ def hand_loop(cfg: SessionConfig, splits, teacher_path: str, epochs: int) -> dic
     t_start = time.perf_counter()
     obj, tr, sc = cfg.objectives, cfg.train, cfg.student
     temp = obj.temperature
-    w = obj.losses
+    w = cfg.variant("distilled").losses
     tok = AutoTokenizer.from_pretrained(teacher_path)
     ml = cfg.data.max_length
 
@@ -536,19 +513,19 @@ def bench_charts(setup: Setup | None, repeats: int) -> dict:
         tokens = None
         if setup is not None:
             # a real text, cut to t tokens: the teacher's maps of all 6 layers x 12 heads
-            text = max(setup.splits.val_texts, key=len)
-            ids = setup.tokenizer(text, truncation=True, max_length=t)["input_ids"]
+            p = setup.p
+            tokenizer, teacher = p.modality.tokenizer, p.teacher_model
+            text = max(p.modality.splits.val_texts, key=len)
+            ids = tokenizer(text, truncation=True, max_length=t)["input_ids"]
             while len(ids) < t:
-                ids = ids[:-1] + setup.tokenizer(text, add_special_tokens=False)["input_ids"] + ids[-1:]
+                ids = ids[:-1] + tokenizer(text, add_special_tokens=False)["input_ids"] + ids[-1:]
                 ids = ids[:t - 1] + [ids[-1]]
-            from distill_core.capture import AttentionCapture
-            from distill_core.models import set_attention_backend
-            set_attention_backend(setup.teacher, eager=True)
-            setup.teacher.eval()
-            with torch.inference_mode(), AttentionCapture(setup.teacher) as cap:
-                setup.teacher(input_ids=torch.tensor([ids], device=setup.device))
+            set_attention_backend(teacher, eager=True)
+            teacher.eval()
+            with torch.inference_mode(), AttentionCapture(teacher) as cap:
+                teacher(input_ids=torch.tensor([ids], device=p.device))
                 t_maps = cap.pop_stacked()[0].float().cpu().numpy()        # (6, 12, T, T)
-            tokens = setup.tokenizer.convert_ids_to_tokens(ids)
+            tokens = tokenizer.convert_ids_to_tokens(ids)
         else:
             z = rng.normal(size=(6, 12, t, t)) * 3
             t_maps = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
@@ -602,11 +579,11 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer batches, epochs and training examples (~3-4 min)")
     ap.add_argument("--skip-session", action="store_true",
-                    help="no whole sessions: skip measures 3 and 4, estimate 2 from the engine's functions")
+                    help="no whole sessions: skip measures 3 and 4, estimate 2 from Session.record_epoch")
     ap.add_argument("--skip-uncached", action="store_true",
-                    help="run the default session (measure 4, full mode) with the usual teacher cache; without this "
-                         "flag it runs with an empty one, so its teacher is fine-tuned again (1-2 more minutes) and "
-                         "the cached wall time is derived by swapping the fine-tune for the cached load")
+                    help="run the default session (measure 4, full mode) once, with the usual cache; without this "
+                         "flag it runs three times in an empty one: teacher fine-tuned (1-2 more minutes) and its "
+                         "outputs computed, then the teacher cached with its outputs computed, then both cached")
     ap.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
     ap.add_argument("--device", default="cpu", help="device of measures 1-4 (default cpu; CUDA is added for 1 "
                                                     "when available)")
@@ -639,17 +616,19 @@ def main(argv=None) -> int:
     device = pick_device(args.device)
     say(f"data: {cfg.data.source}, train {cfg.data.train_size}, val {cfg.data.val_size}, test {cfg.data.test_size}, "
         f"max_length {cfg.data.max_length}, batch {cfg.train.batch_size}, epochs {cfg.train.epochs}; student "
-        f"{cfg.student.layers}x{cfg.student.heads}x{cfg.student.hidden}; losses {cfg.objectives.losses}")
+        f"{cfg.student.layers}x{cfg.student.heads}x{cfg.student.hidden}; variants "
+        + "; ".join(f"{v.name} {v.losses}" for v in cfg.variants))
 
     tmp = Path(tempfile.mkdtemp(prefix="ads-bench-"))
     try:
-        section("set-up")
-        setup = Setup(cfg, device)
-        say(f"data + tokens {fmt_s(setup.data_s)}; teacher ready in {fmt_s(setup.teacher_s)} "
-            f"(fine-tune {'cached' if setup.teacher_cached else 'NOT cached: fine-tuned now'}; {setup.teacher_path})")
-        res["setup"] = {"data_s": setup.data_s, "teacher_s": setup.teacher_s, "teacher_cached": setup.teacher_cached,
-                        "teacher_path": setup.teacher_path, "train_examples": len(setup.train_ids)}
-        scratch = RunStore(tmp / "scratch").create({})
+        section("set-up (Session.prepare)")
+        setup = Setup(cfg, RunStore(tmp / "scratch").create(cfg.to_dict()))
+        res["setup"] = s0 = setup.describe()
+        say(f"prepared in {fmt_s(s0['prepare_s'])}: " + ", ".join(f"{k} {fmt_s(v)}" for k, v in s0["phases"].items()))
+        say(f"teacher fine-tune {'cached' if s0['teacher_cached'] else 'NOT cached: fine-tuned now'} "
+            f"({s0['teacher_path']}); its outputs on {s0['train_examples']} training examples "
+            f"{'from the disk cache' if s0['teacher_outputs_cached'] else 'computed (and cached on disk)'}; "
+            f"cache {cache_root()}")
 
         section("5. explorer figures (app/charts.py + fig.to_json())")
         res["charts"] = bench_charts(setup, m["chart_repeats"])
@@ -657,8 +636,9 @@ def main(argv=None) -> int:
             say(f"  {k:<32} median {fmt_s(v['median_s'])} (min {fmt_s(v['min_s'])}, max {fmt_s(v['max_s'])}, "
                 f"{v['json_bytes'] / 1e6:.2f} MB JSON, {v['builds']} builds)")
 
-        section("1. distillation step / plain step (engine's Session._train_step, same batches, interleaved)")
-        res["steps"] = bench_steps(setup, device, m["warmup"], m["steps"], scratch)
+        section("1. distillation step / plain step (Variant.step of the prepared variants, same batches, "
+                "interleaved)")
+        res["steps"] = bench_steps(setup, m["warmup"], m["steps"])
         s = res["steps"]
         say(f"  {s['steps']} steps after {s['warmup']} warm-up, batch {s['batch_size']}, padded length median "
             f"{s['padded_length_median']:.0f} (range {s['padded_length_range']}) on {s['device']}")
@@ -670,27 +650,26 @@ def main(argv=None) -> int:
         if torch.cuda.is_available() and device.type != "cuda":
             section("1b. the same on the GPU (bf16 autocast, pinned teacher outputs)")
             gcfg = cfg.with_overrides({"train.device": "cuda"})
-            gsetup = Setup(gcfg, torch.device("cuda"))
-            res["steps_cuda"] = g = bench_steps(gsetup, torch.device("cuda"), max(10, m["warmup"]),
-                                                max(50, m["steps"]), scratch)
+            gsetup = Setup(gcfg, RunStore(tmp / "scratch").create(gcfg.to_dict()))
+            res["steps_cuda"] = g = bench_steps(gsetup, max(10, m["warmup"]), max(50, m["steps"]))
             say(f"  distilled {g['distilled_samples_per_s']:.0f} samples/s  plain {g['plain_samples_per_s']:.0f} "
                 f"samples/s  ratio {g['ratio_of_medians']:.2f}")
-            gsetup.teacher.cpu()
             del gsetup
-            setup.teacher.to(device)
+            torch.cuda.empty_cache()
 
         if args.skip_session:
-            section("2. recording / training (engine functions, no session)")
-            res["recording_functions"] = r = recording_by_functions(setup, scratch, res["steps"])
-            say(f"  record {fmt_s(r['record_s'])}  eval {fmt_s(r['eval_s'])}  vs an epoch of distilled steps "
-                f"{fmt_s(r['train_epoch_s_estimate'])}: record/train {r['record_over_train']:.1%}, "
-                f"eval/train {r['eval_over_train']:.1%}")
+            section("2. recording / training (Session.record_epoch on the prepared variants, no session)")
+            res["recording_functions"] = rf = recording_by_functions(setup, res["steps"])
+            for name, r in rf.items():
+                say(f"  {name:<10} record {fmt_s(r['record_s'])}  eval {fmt_s(r['eval_s'])}  vs an epoch of its "
+                    f"steps {fmt_s(r['train_epoch_s_estimate'])} ({r['steps_per_epoch']} steps): record/train "
+                    f"{r['record_over_train']:.1%}, eval/train {r['eval_over_train']:.1%}")
         else:
-            section(f"3. our session (no baseline, {cfg.train.epochs} epochs) vs a hand-written loop")
+            section(f"3. our session (distilled variant only, {cfg.train.epochs} epochs) vs a hand-written loop")
             ours = timed_session(cfg.with_overrides({"train.baseline": False}), tmp / "runs")
             print_session(ours)
             res["ours"] = session_for_json(ours)
-            hand = hand_loop(cfg, setup.splits, ours["teacher_path"], cfg.train.epochs)
+            hand = hand_loop(cfg, setup.p.modality.splits, ours["teacher_path"], cfg.train.epochs)
             res["hand"] = hand
             ours_ep = epoch_times(ours["metrics"])
             rows = []
@@ -707,6 +686,7 @@ def main(argv=None) -> int:
                               "ours_wall_s": ours["wall_s"], "ours_wall_without_finetune_s": ours_total,
                               "hand_wall_s": hand["wall_s"], "whole_run_ratio": ours_total / hand["wall_s"],
                               "teacher_outputs_s": ours["teacher_outputs_s"],
+                              "teacher_outputs_cached": ours["teacher_outputs_cached"],
                               "teacher_finetune_cached": ours["teacher_cached"],
                               "val_accuracy_ours": [x["val_accuracy"] for x in ours["metrics"] if x["epoch"] > 0],
                               "val_accuracy_hand": list(hand["val_accuracy"].values()),
@@ -714,9 +694,11 @@ def main(argv=None) -> int:
                               "test_accuracy_hand": hand["test_accuracy"]}
             v = res["vs_hand"]
             say(f"  hand-written loop: set-up {fmt_s(hand['setup_s'])}, test accuracy {fmt_s(hand['test_s'])}")
-            say(f"  whole run: ours {fmt_s(ours_total)} (incl. caching the teacher's outputs, "
-                f"{fmt_s(v['teacher_outputs_s'])}{'' if ours['teacher_cached'] else '; excl. the teacher fine-tune'})"
-                f" / hand {fmt_s(hand['wall_s'])} = {v['whole_run_ratio']:.2f}")
+            say(f"  whole run: ours {fmt_s(ours_total)} (its teacher outputs phase {fmt_s(v['teacher_outputs_s'])}, "
+                + ("outputs from the disk cache the set-up's prepare filled" if v["teacher_outputs_cached"]
+                   else "outputs computed")
+                + ("" if ours["teacher_cached"] else "; excl. the teacher fine-tune")
+                + f") / hand {fmt_s(hand['wall_s'])} = {v['whole_run_ratio']:.2f}")
             say(f"  accuracy: ours val {[round(x, 3) for x in v['val_accuracy_ours']]} test "
                 f"{v['test_accuracy_ours']:.3f}; hand val {[round(x, 3) for x in v['val_accuracy_hand']]} test "
                 f"{v['test_accuracy_hand']:.3f}")
@@ -725,38 +707,26 @@ def main(argv=None) -> int:
             if mode == "full":
                 dcfg = SessionConfig().with_overrides({"train.device": args.device})
                 fresh = None if args.skip_uncached else tmp / "fresh-cache"
-                section("4. default session (baseline on, 4 epochs, train 3,000)"
-                        + ("" if fresh is None else f" with an empty teacher cache ({fresh})"))
-                old = os.environ.get("ADS_CACHE_DIR")
-                if fresh is not None:
-                    os.environ["ADS_CACHE_DIR"] = str(fresh)
-                try:
-                    d = timed_session(dcfg, tmp / "runs")
-                finally:
-                    if old is None:
-                        os.environ.pop("ADS_CACHE_DIR", None)
-                    else:
-                        os.environ["ADS_CACHE_DIR"] = old
-                print_session(d)
-                say(f"  test accuracy: {d['accuracy']}")
-                res["session"] = {"label": "default session", **session_for_json(d)}
-                if not d["teacher_cached"] and ours["teacher_cached"] and cfg.data == dcfg.data:
-                    # the same session with the teacher cached: swap the fine-tune for the cached load measured in 3
-                    res["session"]["cached_wall_s"] = d["wall_s"] - d["prepare_teacher_s"] + ours["prepare_teacher_s"]
-                    say(f"  with the teacher cached: {fmt_s(res['session']['cached_wall_s'])} (its fine-tune "
-                        f"{fmt_s(d['prepare_teacher_s'])} replaced by the cached load measured in 3, "
-                        f"{fmt_s(ours['prepare_teacher_s'])})")
-                rec_source, rec_label = d, "the default session"
+                section("4. default session (baseline on, 4 epochs, train 3,000), "
+                        + ("usual cache" if fresh is None else f"three times from an empty cache ({fresh})"))
+                sessions = cache_sessions(dcfg, tmp / "runs", fresh)
+                for d in sessions:
+                    say(f"  -- {cache_case(d)}")
+                    print_session(d)
+                    say(f"  test accuracy: {d['accuracy']}")
+                res["sessions"] = [{"case": cache_case(d), **session_for_json(d)} for d in sessions]
+                rec_source, rec_label = sessions[0], "the default session"
             else:
                 section("4. default session: skipped in quick mode (run without --quick)")
 
             section(f"2. recording / training per epoch (metrics.jsonl timing of {rec_label})")
             res["recording"] = rec = recording_ratios(rec_source["metrics"])
             if not rec:
-                say("  the run's metrics.jsonl has no timing: timing the engine's functions instead")
-                res["recording_functions"] = r = recording_by_functions(setup, scratch, res["steps"])
-                say(f"  record {fmt_s(r['record_s'])}  eval {fmt_s(r['eval_s'])}  vs an epoch of distilled steps "
-                    f"{fmt_s(r['train_epoch_s_estimate'])}")
+                say("  the run's metrics.jsonl has no timing: timing Session.record_epoch instead")
+                res["recording_functions"] = rf = recording_by_functions(setup, res["steps"])
+                for name, r in rf.items():
+                    say(f"  {name:<10} record {fmt_s(r['record_s'])}  eval {fmt_s(r['eval_s'])}  vs an epoch of "
+                        f"its steps {fmt_s(r['train_epoch_s_estimate'])}")
             for name, r in rec.items():
                 say(f"  {name:<10} record/train per epoch "
                     + " ".join(f"{x:.1%}" for x in r["record_over_train"])
@@ -766,7 +736,6 @@ def main(argv=None) -> int:
                     + "; train_s " + " ".join(f"{x:.1f}" for x in r["train_s"])
                     + ", record_s " + " ".join(f"{x:.2f}" for x in r["record_s"]))
     finally:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
     with contextlib.suppress(OSError, AttributeError):
         res["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -808,29 +777,25 @@ def summary_table(res: dict) -> list[dict]:
                 "<= 5%", met(worst, TARGETS["record"]))
             add(f"2'. eval / train per epoch ({name}, for reference)", f"{max(r['eval_over_train']):.1%} worst, "
                 f"{r['eval_over_train_total']:.1%} all epochs", "-", "-")
-    rf = res.get("recording_functions")
-    if rf:
-        add("2. record / train per epoch (engine functions, estimated)", f"{rf['record_over_train']:.1%}",
+    for name, rf in (res.get("recording_functions") or {}).items():
+        add(f"2. record / train per epoch ({name}, Session.record_epoch, estimated)", f"{rf['record_over_train']:.1%}",
             "<= 5%", met(rf["record_over_train"], TARGETS["record"]))
-        add("2'. eval / train per epoch (estimated, for reference)", f"{rf['eval_over_train']:.1%}", "-", "-")
+        add(f"2'. eval / train per epoch ({name}, estimated, for reference)", f"{rf['eval_over_train']:.1%}",
+            "-", "-")
     v = res.get("vs_hand")
     if v:
         add("3. our epoch / hand-written epoch (epoch >= 2, worst)",
             f"{v['ratio_epoch2plus_max']:.2f}" if v["ratio_epoch2plus_max"] else "n/a", f"< {TARGETS['vs_hand']}",
             met(v["ratio_epoch2plus_max"], TARGETS["vs_hand"], strict=True))
-        add("3'. our whole session / hand-written whole run", f"{v['whole_run_ratio']:.2f} ({fmt_s(v['ours_wall_s'] if v['teacher_finetune_cached'] else v['ours_wall_without_finetune_s'])} / "
-            f"{fmt_s(v['hand_wall_s'])}; teacher fine-tune {'cached' if v['teacher_finetune_cached'] else 'excluded'})",
-            "-", "-")
-    d = res.get("session")
-    if d:
-        mc = res["machine"]
-        cached = d["teacher_cached"]
-        add("4. default session wall time" + ("" if cached else " (first session: teacher fine-tuned)"),
-            f"{fmt_s(d['wall_s'])} ({mc['date'][:10]}, {mc['cpu']}, {mc['cores']} cores, torch {mc['torch']})",
-            "absolute", "-")
-        if d.get("cached_wall_s"):
-            add("4'. default session wall time, teacher cached", f"{fmt_s(d['cached_wall_s'])} (fine-tune "
-                f"{fmt_s(d['prepare_teacher_s'])} swapped for the cached load)", "absolute", "-")
+        ours = v["ours_wall_s"] if v["teacher_finetune_cached"] else v["ours_wall_without_finetune_s"]
+        add("3'. our whole session / hand-written whole run", f"{v['whole_run_ratio']:.2f} ({fmt_s(ours)} / "
+            f"{fmt_s(v['hand_wall_s'])}; teacher fine-tune {'cached' if v['teacher_finetune_cached'] else 'excluded'}"
+            f", its outputs {'from the disk cache' if v['teacher_outputs_cached'] else 'computed'})", "-", "-")
+    mc = res["machine"]
+    for k, d in enumerate(res.get("sessions") or []):
+        where = f"; {mc['date'][:10]}, {mc['cpu']}, {mc['cores']} cores, torch {mc['torch']}" if k == 0 else ""
+        add(f"4{chr(39) * k}. default session wall time ({d['case']})",
+            f"{fmt_s(d['wall_s'])} (teacher outputs phase {fmt_s(d['teacher_outputs_s'])}{where})", "absolute", "-")
     c = res.get("charts")
     if c:
         for k, x in c.items():
