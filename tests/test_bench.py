@@ -1,0 +1,91 @@
+"""benchmarks/session_bench.py: it runs, calls only the engine's public names, and its pieces work on tiny models."""
+import ast
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from distill_core import RunStore, SessionConfig
+
+from conftest import tiny_config_dict
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "session_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("session_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_lists_the_options(bench, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--quick", "--threads", "--skip-session", "--skip-uncached", "--json", "--device"):
+        assert flag in out
+
+
+def test_only_public_engine_names_and_no_patching():
+    """No `_name` imported from distill_core, no `x._name` at all (dunders aside), nothing set on an engine name."""
+    tree = ast.parse(BENCH.read_text())
+    engine: set[str] = set()            # names bound to distill_core modules or to what they export
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "distill_core":
+                    engine.add((a.asname or a.name).split(".")[0])
+                    problems += [f"import {a.name}" for part in a.name.split(".") if part.startswith("_")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "distill_core":
+            problems += [f"from {node.module} import ..." for part in node.module.split(".") if part.startswith("_")]
+            for a in node.names:
+                engine.add(a.asname or a.name)
+                if a.name.startswith("_"):
+                    problems.append(f"from {node.module} import {a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            problems.append(f"line {node.lineno}: .{node.attr}")
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        for t in targets:
+            if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id in engine:
+                problems.append(f"line {node.lineno}: sets {t.value.id}.{t.attr}")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr"):
+            problems.append(f"line {node.lineno}: {node.func.id}()")
+    assert engine, "the benchmark imports nothing from the engine?"
+    assert not problems, problems
+
+
+def test_pieces_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
+    """Measures 1 and 2 (estimated) on tiny models, and a timed session (3, 4) that finds the teacher's outputs in
+    the disk cache that the set-up's prepare filled."""
+    d = tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1)
+    d.pop("objectives")                              # the default variants: baseline and distilled
+    d["teacher"]["finetune"] = "never"               # a local teacher folder: its outputs are cacheable
+    cfg = SessionConfig.from_dict(d)
+    assert cfg.variant_names == ["baseline", "distilled"]
+    setup = bench.Setup(cfg, RunStore(tmp_path / "scratch").create(cfg.to_dict()))
+    assert {"load data", "teacher outputs", "probe set"} <= set(setup.clock.phases)
+    assert setup.teacher_outputs_cached is False
+    steps = bench.bench_steps(setup, warmup=1, steps=1)
+    assert steps["steps"] == 1 and math.isfinite(steps["ratio_of_medians"])
+    assert set(steps["breakdown"]) == {"sdpa", "eager", "eager+capture", "eager+capture+losses"}
+    rf = bench.recording_by_functions(setup, steps, repeats=1)
+    assert set(rf) == {"baseline", "distilled"} and all(r["record_s"] > 0 for r in rf.values())
+
+    d = bench.timed_session(cfg, tmp_path / "runs")
+    assert d["status"] == "done" and d["teacher_outputs_cached"] is True
+    assert d["teacher_outputs_s"] > 0 and {"load data", "train", "evaluate"} <= set(d["phases"])
+    assert sum(d["phases"].values()) == pytest.approx(d["wall_s"], rel=0.2, abs=0.5)
+
+    res = {"machine": {"date": "2026-01-01T00:00:00", "cpu": "cpu", "cores": 2, "torch": "x"}, "steps": steps,
+           "recording_functions": rf, "recording": bench.recording_ratios(d["metrics"]),
+           "sessions": [{"case": bench.cache_case(d), **bench.session_for_json(d)}]}
+    measures = [r["measure"] for r in bench.summary_table(res)]
+    assert measures[0].startswith("1.") and "(teacher loaded, outputs from the disk cache)" in measures[-1]
+    assert any(m.startswith("2. record / train per epoch (distilled, worst") for m in measures)
