@@ -177,7 +177,7 @@ class Setup:
         self.p = self.session.prepare()
         self.clock.close("probe set")       # the teacher's probe maps and validation accuracy, the optimizers
         self.prepare_s = time.perf_counter() - t0
-        self.teacher_outputs_cached = getattr(self.session, "teacher_outputs_cached", None)
+        self.teacher_outputs_cached = self.p.teacher_outputs_cached
 
     def describe(self) -> dict:
         p = self.p

@@ -37,7 +37,8 @@ from ..models import (build_student, check_attention, count_parameters, load_tok
                       pick_device, set_attention_backend)
 from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, needs_of
 from ..store import Run
-from ..teacher import PreparedTeacher, TeacherOutputs, prepare_teacher, teacher_evaluation, teacher_size_bytes
+from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
+                       teacher_size_bytes)
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
 from .variant import RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
 
@@ -58,6 +59,7 @@ class Prepared:
     variants: list[Variant]
     needs: frozenset                            # union of what the variants' objectives read
     teacher_outputs: TeacherOutputs | None      # per training example, computed once
+    teacher_outputs_cached: bool | None         # True when they came from the disk cache; None: not needed
     teacher_probe: list[np.ndarray]             # (Lt, Ht, t_i, t_i) per probe example
     step: StepContext
     steps_per_epoch: int
@@ -132,8 +134,8 @@ class Session:
         needs = frozenset().union(*(v.needs for v in variants))
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
-        outputs = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
-        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs,
+        outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
+        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
                      [], step, math.ceil(modality.size("train") / cfg.train.batch_size))
         p.teacher_probe = self.probe_maps(p, teacher.model)
         self.run.write_attention("teacher", p.teacher_probe)
@@ -172,18 +174,16 @@ class Session:
         return variants
 
     def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
+        """The teacher's outputs on the training split that the variants need, and whether the disk cache had them."""
         if not needs & {TEACHER_LOGITS, ATTENTION, HIDDEN}:
-            return None
-        from ..teacher import cached_teacher_outputs
+            return None, None
         cfg = self.config
-        outputs, hit = cached_teacher_outputs(
+        return cached_teacher_outputs(
             teacher, modality.ids["train"], modality.pad_id, device, teacher_layers, head_rule, student_heads,
             ATTENTION in needs, HIDDEN in needs, key_parts={"data": modality.splits.fingerprint + ":train",
                                                             "max_length": cfg.data.max_length},
             batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
             progress=self.progress)
-        self.teacher_outputs_cached = hit
-        return outputs
 
     def _write_probe(self, p: Prepared) -> None:
         val_acc, val_loss = teacher_evaluation(
@@ -312,7 +312,7 @@ class Session:
                    "pairs": p.pairs, "head_rule": p.head_rule, "wall_s": round(self.state.elapsed_s, 1),
                    "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
                    "teacher_cached": p.teacher.cached,
-                   "teacher_outputs_cached": getattr(self, "teacher_outputs_cached", None),
+                   "teacher_outputs_cached": p.teacher_outputs_cached,
                    "notices": p.modality.notices}
         self.run.write_json("summary.json", summary)
         self.state.phase = "done"
@@ -327,6 +327,7 @@ class Session:
             p.teacher, f"test:{p.device.type}",
             lambda: p.modality.evaluate(p.teacher_model, "test", p.device, mp))[0]}
         latency = {"teacher": p.modality.latency_ms(p.teacher_model, p.device)}
+        self.progress("evaluate", 1, n)
         for k, v in enumerate(p.variants):
             set_attention_backend(v.model, eager=False)
             accuracy[v.name], _ = p.modality.evaluate(v.model, "test", p.device, mp)
