@@ -13,14 +13,14 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from distill_core import Run, RunStore, SessionConfig
-from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, LOSS_NAMES,
-                                 SCHEDULES)
+from distill_core.config import DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES
 from distill_core.errors import ConfigError, DataError
-from distill_core.losses import LOSS_HELP
+from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
+from distill_core.sources import source_kind
+from distill_core.vocab import BASELINE, check_variant_name
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
 SAVED = "new._saved"             # widget values kept while the user visits other pages
@@ -32,7 +32,10 @@ TEACHER_KINDS = {"default": "Bundled all-MiniLM-L6-v2 (offline)", "local": "Mode
                  "hub": "Hugging Face hub id (online)"}
 DATA_KINDS = {"default": "Rotten Tomatoes snippets (bundled)", "upload": "Upload a CSV or JSONL file",
               "local": "CSV or JSONL file on this machine", "hub": "Hugging Face hub dataset (online)"}
-STUDENT_COLORS = {"distilled": "#1f77b4", "baseline": "#ff7f0e"}
+MAX_FORM_VARIANTS = 6           # the engine takes more; a form with more blocks stops being readable
+VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids of the variant blocks, in order
+ACTIVE_STATUSES = ("queued", "running")
+VARIANT_KEY_RE = re.compile(r"^new\.v\d+\.")
 
 
 # ---- defaults ----------------------------------------------------------------------------------------
@@ -47,34 +50,43 @@ def load_defaults() -> tuple[SessionConfig, str | None]:
         return SessionConfig(), f"{FORM_DEFAULTS_ENV} ignored: {e}"
 
 
-def teacher_kind(source: str) -> str:
-    if source == DEFAULT_TEACHER:
-        return "default"
-    return "local" if Path(source).expanduser().exists() or source.startswith((".", "/", "~")) else "hub"
+def form_kind(source: str, role: str) -> str:
+    """The form's choice for a source: 'default' (built in), 'local' or 'hub'; role is 'model' or 'data'."""
+    kind = source_kind(source, role)
+    return "default" if kind == "builtin" else kind
 
 
-def data_kind(source: str) -> str:
-    if source == DEFAULT_DATASET:
-        return "default"
-    looks_like_file = Path(source).suffix.lower().lstrip(".") in FILE_TYPES or os.sep in source
-    return "local" if looks_like_file or Path(source).expanduser().exists() else "hub"
+def variant_keys(i: int) -> list[str]:
+    """The widget keys of variant block `i`."""
+    return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES), *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES)]
+
+
+def variant_values(i: int, name: str, losses: dict) -> dict:
+    """Widget key -> starting value of variant block `i`."""
+    v = {f"new.v{i}.name": name}
+    for n in LOSS_NAMES:
+        w = float(losses.get(n, 0.0))
+        v[f"new.v{i}.loss.{n}"] = w > 0
+        v[f"new.v{i}.weight.{n}"] = w if w > 0 else 1.0
+    return v
 
 
 def initial_values(cfg: SessionConfig) -> dict:
     """Widget key -> starting value, from a SessionConfig."""
     t, s, d, o, tr = cfg.teacher, cfg.student, cfg.data, cfg.objectives, cfg.train
     lm = o.layer_map
+    tk, dk = form_kind(t.source, "model"), form_kind(d.source, "data")
     v = {
         "new.name": cfg.name,
-        "new.teacher_kind": teacher_kind(t.source),
-        "new.teacher_path": t.source if teacher_kind(t.source) == "local" else "",
-        "new.teacher_hub": t.source if teacher_kind(t.source) == "hub" else "",
+        "new.teacher_kind": tk,
+        "new.teacher_path": t.source if tk == "local" else "",
+        "new.teacher_hub": t.source if tk == "hub" else "",
         "new.teacher_finetune": t.finetune, "new.teacher_finetune_epochs": t.finetune_epochs,
         "new.student_layers": s.layers, "new.student_heads": s.heads, "new.student_hidden": s.hidden,
         "new.student_intermediate": s.intermediate, "new.student_init": s.init,
-        "new.data_kind": data_kind(d.source),
-        "new.data_path": d.source if data_kind(d.source) == "local" else "",
-        "new.data_hub": d.source if data_kind(d.source) == "hub" else "", "new.hub_split": d.hub_split,
+        "new.data_kind": dk,
+        "new.data_path": d.source if dk == "local" else "",
+        "new.data_hub": d.source if dk == "hub" else "", "new.hub_split": d.hub_split,
         "new.hub_text_column": d.text_column, "new.hub_label_column": d.label_column,
         "new.train_size": d.train_size, "new.val_size": d.val_size, "new.test_size": d.test_size,
         "new.max_length": d.max_length,
@@ -83,26 +95,95 @@ def initial_values(cfg: SessionConfig) -> dict:
         "new.layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm)),
         "new.epochs": tr.epochs, "new.batch_size": tr.batch_size, "new.lr": float(tr.lr),
         "new.schedule": tr.schedule, "new.time_budget": float(tr.time_budget_s or 0.0), "new.seed": tr.seed,
-        "new.baseline": tr.baseline, "new.device": tr.device,
+        "new.device": tr.device,
+        VARIANT_IDS: list(range(len(cfg.variants))), NEXT_ID: len(cfg.variants),
     }
-    for name in LOSS_NAMES:
-        w = o.weight(name)
-        v[f"new.loss.{name}"] = w > 0
-        v[f"new.weight.{name}"] = float(w) if w > 0 else 1.0
+    for i, var in enumerate(cfg.variants):
+        v.update(variant_values(i, var.name, var.losses))
     return v
+
+
+def form_keys(state, defaults: SessionConfig) -> list[str]:
+    """Every key the form keeps: the fixed ones and those of the variant blocks now shown."""
+    fixed = [k for k in initial_values(defaults) if not VARIANT_KEY_RE.match(k)]
+    ids = state.get(VARIANT_IDS, [])
+    return fixed + [k for i in ids for k in variant_keys(i)]
 
 
 def init_state(defaults: SessionConfig) -> None:
     """Set every form key once: from what the user typed before visiting another page, else the defaults."""
     saved = st.session_state.get(SAVED, {})
-    for key, value in initial_values(defaults).items():
+    for key, value in {**initial_values(defaults), **saved}.items():
         if key not in st.session_state:
-            st.session_state[key] = saved.get(key, value)
+            st.session_state[key] = value
 
 
 def save_state(defaults: SessionConfig) -> None:
     """Remember the widget values (Streamlit forgets widget state on pages that are not shown)."""
-    st.session_state[SAVED] = {k: st.session_state[k] for k in initial_values(defaults) if k in st.session_state}
+    st.session_state[SAVED] = {k: st.session_state[k] for k in form_keys(st.session_state, defaults)
+                               if k in st.session_state}
+
+
+# ---- variants --------------------------------------------------------------------------------------------
+def variant_name_problems(names: list[str]) -> list[str | None]:
+    """For each variant name: None when it can be used, else what is wrong with it and how to fix it."""
+    out = []
+    for k, name in enumerate(names):
+        name = str(name).strip()
+        if not name:
+            out.append(f"variant {k + 1} has no name: enter one, e.g. kd_attention")
+        elif problem := check_variant_name(name):
+            out.append(problem)
+        elif name in [str(n).strip() for n in names[:k]]:
+            out.append(f"two variants are named {name!r}: give each its own name, e.g. {name}_2")
+        else:
+            out.append(None)
+    return out
+
+
+def variant_losses(v: dict, i: int) -> dict[str, float]:
+    """The ticked losses of variant block `i` with a positive weight (v: form values without 'new.')."""
+    return {n: float(v[f"v{i}.weight.{n}"]) for n in LOSS_NAMES
+            if v.get(f"v{i}.loss.{n}") and float(v.get(f"v{i}.weight.{n}") or 0) > 0}
+
+
+def form_reference(variants: list[tuple[str, dict]]) -> str | None:
+    """Which of (name, losses) the session will compare the others with (SessionConfig.reference's rule)."""
+    names = [n for n, _ in variants]
+    if BASELINE in names:
+        return BASELINE
+    return next((n for n, losses in variants
+                 if losses and not any(OBJECTIVES[k].uses_teacher for k, w in losses.items() if w > 0)), None)
+
+
+def new_variant_name(names: list[str]) -> str:
+    k = len(names) + 1
+    while f"variant_{k}" in names:
+        k += 1
+    return f"variant_{k}"
+
+
+def add_variant() -> None:
+    """Callback of "Add variant": a new block with the last variant's losses, under a fresh name."""
+    ids = list(st.session_state.get(VARIANT_IDS, []))
+    if len(ids) >= MAX_FORM_VARIANTS:
+        return
+    i = int(st.session_state.get(NEXT_ID, len(ids)))
+    last = {k[4:]: st.session_state.get(k) for k in variant_keys(ids[-1])} if ids else {}
+    losses = variant_losses(last, ids[-1]) if ids else {"ce": 1.0}
+    names = [str(st.session_state.get(f"new.v{j}.name", "")) for j in ids]
+    st.session_state.update(variant_values(i, new_variant_name(names), losses or {"ce": 1.0}))
+    st.session_state[VARIANT_IDS] = ids + [i]
+    st.session_state[NEXT_ID] = i + 1
+
+
+def remove_variant(i: int) -> None:
+    """Callback of a block's Remove button."""
+    ids = list(st.session_state.get(VARIANT_IDS, []))
+    if i in ids and len(ids) > 1:
+        st.session_state[VARIANT_IDS] = [j for j in ids if j != i]
+        for k in variant_keys(i):
+            st.session_state.pop(k, None)
 
 
 # ---- data files --------------------------------------------------------------------------------------
@@ -183,7 +264,7 @@ def teacher_shape(source: str) -> tuple[int, int] | None:
 # ---- widgets -> config -------------------------------------------------------------------------------
 def collect(state) -> dict:
     """The form's values from session state (keys without the 'new.' prefix)."""
-    keys = list(initial_values(SessionConfig())) + ["new.file_text_column", "new.file_label_column", UPLOAD_PATH]
+    keys = form_keys(state, SessionConfig()) + ["new.file_text_column", "new.file_label_column", UPLOAD_PATH]
     return {k[4:]: state[k] for k in keys if k in state}
 
 
@@ -216,9 +297,20 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
                          label_column=v.get("file_label_column") or d["data"]["label_column"])
     d["data"].update(train_size=int(v["train_size"]), val_size=int(v["val_size"]), test_size=int(v["test_size"]),
                      max_length=int(v["max_length"]))
-    d["objectives"]["losses"] = {n: float(v[f"weight.{n}"]) for n in LOSS_NAMES if v.get(f"loss.{n}")}
-    if not d["objectives"]["losses"]:
-        raise ConfigError("tick at least one objective (e.g. ce, the plain label loss)")
+    ids = list(v.get("variant_ids") or [])
+    if not ids:
+        raise ConfigError("add a student variant: a session trains at least one")
+    names = [str(v.get(f"v{i}.name", "")).strip() for i in ids]
+    problem = next((p for p in variant_name_problems(names) if p), None)
+    if problem:
+        raise ConfigError(problem)
+    d["variants"] = []
+    for i, name in zip(ids, names):
+        losses = variant_losses(v, i)
+        if not losses:
+            raise ConfigError(f"variant {name} has no loss with a positive weight: tick at least one objective "
+                              f"(e.g. ce, the plain label loss)")
+        d["variants"].append({"name": name, "losses": losses})
     lmk = v["layer_map_kind"]
     d["objectives"].update(temperature=float(v["temperature"]), head_rule=v["head_rule"],
                            layer_map=lmk if lmk in LAYER_MAPS else v.get("layer_list", "").strip())
@@ -227,7 +319,7 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
     budget = float(v["time_budget"])
     d["train"].update(epochs=int(v["epochs"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
                       schedule=v["schedule"], time_budget_s=budget if budget > 0 else None, seed=int(v["seed"]),
-                      baseline=bool(v["baseline"]), device=v["device"])
+                      device=v["device"])
     return SessionConfig.from_dict(d)
 
 
@@ -237,14 +329,14 @@ def preflight(cfg: SessionConfig) -> None:
     from distill_core.hub import require_online
     from distill_core.models import pick_device
     pick_device(cfg.train.device)
-    if teacher_kind(cfg.teacher.source) == "hub":
+    if form_kind(cfg.teacher.source, "model") == "hub":
         require_online(f"teacher {cfg.teacher.source!r}")
     elif cfg.teacher.source != DEFAULT_TEACHER and not (Path(cfg.teacher.source).expanduser() / "config.json").is_file():
         raise ConfigError(f"{cfg.teacher.source} is not a model folder (no config.json in it)")
     src = cfg.data.source
-    if data_kind(src) == "hub":
+    if form_kind(src, "data") == "hub":
         require_online(f"dataset {src!r}")
-    elif data_kind(src) == "local":
+    elif form_kind(src, "data") == "local":
         cols = list(preview_table(src).columns)
         for role, col in (("text", cfg.data.text_column), ("label", cfg.data.label_column)):
             if col not in cols:
@@ -265,26 +357,6 @@ def fmt_seconds(s) -> str:
 
 def fmt_acc(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def metric_figure(records: list[dict], title: str, value, y_title: str, epochs: int | None = None) -> go.Figure:
-    """One line per student (distilled, baseline) of `value(record)` against epoch; x spans 0..epochs."""
-    fig = go.Figure()
-    for student, dash in (("distilled", "solid"), ("baseline", "dot")):
-        pts = [(r["epoch"], value(r)) for r in records if r.get("student") == student]
-        pts = [(e, y) for e, y in pts if y is not None and not (isinstance(y, float) and math.isnan(y))]
-        if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
-                                     name=student, line={"color": STUDENT_COLORS[student], "dash": dash}))
-    if not fig.data:
-        fig.add_annotation(text="appears after the first epoch", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper", font={"color": "gray"})
-        fig.update_yaxes(showticklabels=False)
-    last = max([epochs or 0] + [r.get("epoch", 0) for r in records])
-    fig.update_layout(title=title, height=280, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title="epoch", yaxis_title=y_title, legend={"orientation": "h", "y": -0.3},
-                      xaxis={"dtick": 1, "range": [-0.2, max(1, last) + 0.2]})
-    return fig
 
 
 LIVE_CHARTS = (
@@ -394,16 +466,62 @@ def file_columns(path: str, base: SessionConfig) -> None:
                f"{' …' if len(labels) > 12 else ''}")
 
 
+def variants_section() -> None:
+    st.subheader("Student variants")
+    st.caption("Every variant is the same student, trained side by side from the same initial weights on the same "
+               "batches; each minimises the weighted sum of its own ticked losses. A variant trained on the labels "
+               "alone (ce) is the reference the others are compared with: the difference is what the teacher adds.")
+    with st.expander("What each loss does"):
+        for name in LOSS_NAMES:
+            st.caption(f"**`{name}`** · {LOSS_HELP[name]}")
+    ids = list(st.session_state[VARIANT_IDS])
+    names = [str(st.session_state.get(f"new.v{i}.name", "")) for i in ids]
+    problems = dict(zip(ids, variant_name_problems(names)))
+    values = {k[4:]: st.session_state.get(k) for i in ids for k in variant_keys(i)}
+    reference = form_reference([(n.strip(), variant_losses(values, i)) for i, n in zip(ids, names)])
+    per_row = 3
+    for start in range(0, len(ids), per_row):
+        for col, i in zip(st.columns(per_row), ids[start:start + per_row]):
+            with col, st.container(border=True):
+                _variant_block(i, problems[i], reference, can_remove=len(ids) > 1)
+    full = len(ids) >= MAX_FORM_VARIANTS
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    c1.button("Add variant", key="new.add_variant", icon=":material/add:", on_click=add_variant, disabled=full,
+              help="A new block with the last variant's losses: change one thing to see what it does.")
+    c2.caption(f"{len(ids)} of at most {MAX_FORM_VARIANTS} variants"
+               + (". Remove one to add another." if full else ". Each variant adds about the time of one student.")
+               + ("" if reference else " None trains on the labels alone, so there will be no reference to "
+                                         "compare with."))
+
+
+def _variant_block(i: int, problem: str | None, reference: str | None, can_remove: bool) -> None:
+    c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+    name = c1.text_input("Variant name", key=f"new.v{i}.name", max_chars=32,
+                         help="Letters, digits, '-' and '_', starting with a letter; shown on every page.")
+    c2.button("", key=f"new.v{i}.remove", icon=":material/delete:", on_click=remove_variant, args=(i,), disabled=not can_remove,
+              help="Remove this variant" if can_remove else "A session needs at least one variant")
+    if problem:
+        st.error(problem, icon="✏️")
+    for loss in LOSS_NAMES:
+        a, b = st.columns([1.5, 1], vertical_alignment="center")
+        on = a.checkbox(f"`{loss}`", key=f"new.v{i}.loss.{loss}", help=LOSS_HELP[loss])
+        b.number_input(f"weight of {loss}", min_value=0.0, step=0.25, key=f"new.v{i}.weight.{loss}",
+                       label_visibility="collapsed", disabled=not on)
+    ticked = [n for n in LOSS_NAMES if st.session_state.get(f"new.v{i}.loss.{n}")]
+    teacher = [n for n in ticked if OBJECTIVES[n].uses_teacher]
+    if not ticked:
+        st.caption("⚠️ Tick at least one loss.")
+    elif name.strip() == reference:
+        st.caption("**Reference**: labels only; the other variants are compared with it.")
+    else:
+        st.caption(f"Learns from the teacher through {', '.join(teacher)}." if teacher else "Labels only.")
+
+
 def objectives_section(teacher_source: str) -> None:
     st.subheader("Objectives")
-    st.caption("The distilled student minimises the weighted sum of the ticked losses; the baseline student "
-               "only uses the labels (ce), so the difference between the two is what distillation adds.")
-    for name in LOSS_NAMES:
-        c1, c2, c3 = st.columns([1.3, 1, 4], vertical_alignment="center")
-        on = c1.checkbox(f"`{name}`", key=f"new.loss.{name}")
-        c2.number_input(f"weight of {name}", min_value=0.0, step=0.25, key=f"new.weight.{name}",
-                        label_visibility="collapsed", disabled=not on)
-        c3.caption(LOSS_HELP[name])
+    st.caption("How teacher and students are compared, shared by every variant: the temperature of logit_kd, and "
+               "which teacher layers and heads the attention and hidden-state losses (and the divergence charts) "
+               "pair with each student layer and head.")
     c1, c2, c3 = st.columns(3)
     c1.number_input("Temperature T", min_value=0.05, step=0.5, key="new.temperature",
                     help="Softens both output distributions in logit_kd; higher T shows more of the teacher's "
@@ -454,13 +572,11 @@ def training_section() -> None:
     c[1].number_input("Seed", min_value=0, step=1, key="new.seed")
     c[2].selectbox("Device", DEVICES, key="new.device")
     c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")
-    c[3].checkbox("Also train a baseline student", key="new.baseline",
-                  help="The same student trained on the labels only, from the same initial weights and batches.")
 
 
 # ---- finding the run to follow -----------------------------------------------------------------------
-def running_runs(store: RunStore) -> list[Run]:
-    """Runs whose status is 'running', newest first (reads only status files)."""
+def active_runs(store: RunStore) -> list[Run]:
+    """Runs that are queued or running, newest first (reads only status files)."""
     from distill_core.errors import DistillError
     if not store.root.is_dir():
         return []
@@ -468,7 +584,7 @@ def running_runs(store: RunStore) -> list[Run]:
     for p in sorted(store.root.iterdir(), reverse=True):
         if p.is_dir() and not p.name.startswith("."):
             try:
-                if Run(p).status().get("status") == "running":
+                if Run(p).status().get("status") in ACTIVE_STATUSES:
                     out.append(Run(p))
             except DistillError:
                 continue
@@ -476,12 +592,67 @@ def running_runs(store: RunStore) -> list[Run]:
 
 
 def find_active_run(store: RunStore, preferred: str | None) -> Run | None:
-    """The run this tab started (or named in the URL), else any running run: a reload or second tab reattaches."""
+    """The run this tab started (or named in the URL), else any queued or running run: a reload or second tab
+    reattaches."""
     from distill_core.errors import DistillError
     if preferred:
         try:
             return store.open(preferred)
         except DistillError:
             pass
-    running = running_runs(store)
-    return running[0] if running else None
+    active = active_runs(store)
+    return active[0] if active else None
+
+
+def queue_text(run_id: str) -> str:
+    """Where a queued run stands, in words."""
+    import distill_core
+    q = distill_core.session_queue()
+    pos, running = q.position(run_id), q.running()
+    where = f"queued, position {pos}" if pos else "queued"
+    ahead = f" Running now: {', '.join(running)}." if running else ""
+    return (f"🕒 **{run_id}** is {where}. Sessions started here run one at a time; it starts when the sessions "
+            f"before it have finished.{ahead}")
+
+
+def delta_text(accuracy: dict, name: str, reference: str | None) -> str | None:
+    """A variant's test accuracy against the reference's, for st.metric; None for the teacher and the reference."""
+    a, r = accuracy.get(name), accuracy.get(reference) if reference else None
+    if name in ("teacher", reference) or a is None or r is None:
+        return None
+    gain = 100 * (a - r)
+    return f"{gain:+.1f} points vs {reference}" if abs(gain) >= 0.05 else f"same as {reference}"
+
+
+def live_curves(run, key: str) -> None:
+    """Validation accuracy, training loss and attention divergence per epoch: one line per variant."""
+    from app import charts, common
+    from distill_core.errors import DistillError
+    records = common.metrics(run.id)
+    if not records:
+        st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
+        return
+    try:
+        epochs = run.config().get("train", {}).get("epochs")
+    except DistillError:
+        epochs = None
+    variants = common.variants_of(run)
+    for col, (title, value, y_title) in zip(st.columns(len(LIVE_CHARTS)), LIVE_CHARTS):
+        fig = charts.variant_lines(records, value, title, y_title, variants.names, variants.reference, epochs)
+        col.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.{title}")
+
+
+def accuracy_metrics(run) -> None:
+    """The test accuracy of the teacher and every variant, each variant against the reference (four a row)."""
+    from app import common
+    acc = (run.summary() or {}).get("accuracy") or {}
+    variants = common.variants_of(run)
+    models = ["teacher", *variants.names]
+    if all(acc.get(m) is None for m in models):
+        return
+    for start in range(0, len(models), 4):
+        for col, name in zip(st.columns(4), models[start:start + 4]):
+            delta = delta_text(acc, name, variants.reference)
+            same = bool(delta) and delta.startswith("same")
+            col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
+                       delta_color="off" if same else "normal", delta_arrow="off" if same else "auto")

@@ -14,11 +14,12 @@ from app import common
 from app import session_form as sf
 from conftest import tiny_config_dict
 from distill_core import RunStore, SessionConfig
-from distill_core.config import LOSS_NAMES
 from distill_core.errors import ConfigError, DataError
-from distill_core.losses import LOSS_HELP
+from distill_core.objectives import LOSS_HELP, LOSS_NAMES
+from distill_core.session import runner
 
-PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "new_session.py")
+REPO = Path(__file__).resolve().parent.parent
+PAGE = str(REPO / "app" / "views" / "new_session.py")
 TIMEOUT = 60  # first imports of torch/transformers; nothing trains inside the page
 
 
@@ -77,18 +78,23 @@ def test_form_shows_every_setting_with_namespaced_keys(store):
                 "new.temperature", "new.epochs", "new.batch_size", "new.lr", "new.time_budget", "new.seed",
                 "new.train_size", "new.val_size", "new.test_size"):
         assert at.number_input(key=key) is not None
-    for name in LOSS_NAMES:
-        assert at.checkbox(key=f"new.loss.{name}").value == (name in SessionConfig().objectives.losses)
-        assert at.number_input(key=f"new.weight.{name}") is not None
+    default = SessionConfig()
+    assert [at.text_input(key=f"new.v{i}.name").value for i in range(2)] == default.variant_names == \
+        ["baseline", "distilled"]
+    for i, variant in enumerate(default.variants):
+        for name in LOSS_NAMES:
+            assert at.checkbox(key=f"new.v{i}.loss.{name}").value == (variant.weight(name) > 0)
+            assert at.number_input(key=f"new.v{i}.weight.{name}").value == (variant.weight(name) or 1.0)
     captions = texts(at.caption)
     for help_text in LOSS_HELP.values():
         assert help_text in captions
+    assert "Reference" in captions
     assert at.radio(key="new.teacher_kind").value == "default"
     assert at.radio(key="new.data_kind").value == "default"
     assert at.radio(key="new.student_init").options == ["random", "from_teacher"]
     assert at.selectbox(key="new.device").options == ["auto", "cpu", "cuda", "mps"]
     assert at.selectbox(key="new.head_rule").options == ["auto", "direct", "group", "mean"]
-    assert at.checkbox(key="new.baseline").value is True
+    assert not [c for c in at.checkbox if c.key == "new.baseline"]          # variants replaced the switch
     assert at.button(key="new.start") is not None
     assert "auto picks" in captions
     assert "No session is running" in captions
@@ -110,8 +116,11 @@ def test_bad_setting_shows_error_keeps_the_form_and_creates_no_run(store, starte
 def test_all_objectives_unticked_is_an_error(store, started):
     at = run_page()
     for name in LOSS_NAMES:
-        at.checkbox(key=f"new.loss.{name}").uncheck()
+        at.checkbox(key=f"new.v1.loss.{name}").uncheck()
+    at.run()
+    assert "Tick at least one loss" in texts(at.caption)
     at.button(key="new.start").click().run()
+    assert "variant distilled has no loss with a positive weight" in texts(at.error)
     assert "at least one objective" in texts(at.error)
     assert started == [] and run_dirs(store) == []
 
@@ -159,13 +168,14 @@ def test_form_defaults_file_round_trips_into_the_started_config(store, started, 
     assert at.selectbox(key="new.file_label_column").value == "sentiment"
     assert at.get("arrow_data_frame") or at.dataframe     # the preview of the file
     at.text_input(key="new.name").set_value("tiny from the form")
-    at.number_input(key="new.weight.attention_kl").set_value(2.5)
-    at.checkbox(key="new.loss.hard_kd").check()
+    at.number_input(key="new.v1.weight.attention_kl").set_value(2.5)
+    at.checkbox(key="new.v1.loss.hard_kd").check()
     at.button(key="new.start").click().run()
     assert not at.error, texts(at.error)
     (cfg,) = started
-    expected = tiny_defaults.with_overrides({"name": "tiny from the form", "objectives.losses.attention_kl": 2.5,
-                                             "objectives.losses.hard_kd": 1.0})
+    expected = tiny_defaults.with_overrides({"name": "tiny from the form",
+                                             "variants.distilled.losses.attention_kl": 2.5,
+                                             "variants.distilled.losses.hard_kd": 1.0})
     assert cfg.to_dict() == expected.to_dict()
 
 
@@ -229,6 +239,7 @@ def test_a_running_run_is_found_after_a_reload_and_can_be_cancelled(store, tiny_
     assert {t["name"]: t["y"] for t in spec["data"]} == {"distilled": [0.75], "baseline": [0.5]}
     at.button(key="new.cancel").click().run()
     assert run.cancel_requested()
+    assert f"Run {run.id}: cancel requested" in texts(at.info)
     assert "Cancel requested" in texts(at.info)
 
 
@@ -241,8 +252,8 @@ def test_finished_run_shows_status_and_accuracies(finished_run, tmp_path, monkey
     assert f"Run **{run_id}** finished" in texts(at.success)
     acc = src.open(run_id).summary()["accuracy"]
     shown = {m.label: m.value for m in at.metric}
-    for name in ("teacher", "baseline", "distilled"):
-        assert shown[f"{name} test accuracy"] == f"{100 * acc[name]:.1f}%"
+    for name, label in (("teacher", "teacher"), ("baseline", "baseline student"), ("distilled", "distilled student")):
+        assert shown[f"{label} test accuracy"] == f"{100 * acc[name]:.1f}%"
     assert "Attention explorer" in texts(at.info)
     assert len(at.get("plotly_chart")) == 3
 
@@ -286,9 +297,167 @@ def test_form_values_survive_a_visit_to_another_page(store):
     at = AppTest.from_file(str(Path(PAGE).parent.parent / "streamlit_app.py"), default_timeout=TIMEOUT).run()
     at.number_input(key="new.epochs").set_value(7)
     at.text_input(key="new.name").set_value("kept")
+    at.text_input(key="new.v1.name").set_value("kd_kept")
     at.run()
+    at.button(key="new.add_variant").click().run()
+    at.checkbox(key="new.v2.loss.attention_mse").check().run()
     at.switch_page("views/runs.py").run()
     at.switch_page("views/new_session.py").run()
     assert not at.exception
     assert at.number_input(key="new.epochs").value == 7
     assert at.text_input(key="new.name").value == "kept"
+    assert [at.text_input(key=f"new.v{i}.name").value for i in range(3)] == ["baseline", "kd_kept", "variant_3"]
+    assert at.checkbox(key="new.v2.loss.attention_mse").value is True
+
+
+# ---- the variants editor ---------------------------------------------------------------------------------
+def names_shown(at: AppTest) -> list[str]:
+    return [t.value for t in at.text_input if t.key and t.key.startswith("new.v") and t.key.endswith(".name")]
+
+
+def test_add_rename_and_remove_variants_then_start(store, started):
+    at = run_page()
+    at.button(key="new.add_variant").click().run()
+    assert names_shown(at) == ["baseline", "distilled", "variant_3"]
+    # a new variant starts from the last one's losses
+    assert [at.checkbox(key=f"new.v2.loss.{n}").value for n in LOSS_NAMES] == \
+        [at.checkbox(key=f"new.v1.loss.{n}").value for n in LOSS_NAMES]
+    at.text_input(key="new.v2.name").set_value("kd_mse")
+    at.checkbox(key="new.v2.loss.attention_kl").uncheck()
+    at.checkbox(key="new.v2.loss.attention_mse").check().run()
+    at.number_input(key="new.v2.weight.attention_mse").set_value(100.0).run()
+    at.button(key="new.v1.remove").click().run()
+    assert names_shown(at) == ["baseline", "kd_mse"]
+    assert '"name": "kd_mse"' in texts(at.code)                 # the config file view follows the editor
+    at.button(key="new.start").click().run()
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    assert [v.name for v in cfg.variants] == ["baseline", "kd_mse"]
+    assert cfg.variant("kd_mse").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_mse": 100.0}
+    assert cfg.reference == "baseline"
+
+
+def test_at_most_six_variants_and_never_none(store):
+    at = run_page()
+    for _ in range(4):
+        at.button(key="new.add_variant").click().run()
+    assert len(names_shown(at)) == sf.MAX_FORM_VARIANTS == 6
+    assert at.button(key="new.add_variant").disabled
+    assert "6 of at most 6 variants" in texts(at.caption)
+    for i in range(5):
+        at.button(key=f"new.v{i}.remove").click().run()
+    assert names_shown(at) == ["variant_6"]
+    assert at.button(key="new.v5.remove").disabled                 # a session needs one variant
+    assert not at.button(key="new.add_variant").disabled
+
+
+@pytest.mark.parametrize("name, problem", [("2fast", "must start with a letter"), ("teacher", "is reserved"),
+                                           ("", "has no name"), ("baseline", "two variants are named 'baseline'")])
+def test_bad_variant_names_are_shown_and_refused_without_losing_input(store, started, name, problem):
+    at = run_page()
+    at.number_input(key="new.epochs").set_value(9)
+    at.text_input(key="new.v1.name").set_value(name).run()
+    assert problem in texts(at.error)                             # under the block, before Start
+    at.button(key="new.start").click().run()
+    assert problem in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+    assert at.text_input(key="new.v1.name").value == name and at.number_input(key="new.epochs").value == 9
+
+
+def test_the_ablation_example_shows_its_four_variants(store, started, monkeypatch):
+    example = REPO / "examples" / "ablation.yaml"
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(example))
+    at = run_page()
+    assert not at.warning, texts(at.warning)
+    expected = SessionConfig.load(example)
+    assert names_shown(at) == expected.variant_names == ["baseline", "kd", "kd_att_kl", "kd_att_mse"]
+    assert at.number_input(key="new.v3.weight.attention_mse").value == 100.0
+    assert json.loads(at.code[0].value)["variants"] == expected.to_dict()["variants"]
+    at.button(key="new.start").click().run()
+    (cfg,) = started
+    assert cfg.to_dict() == expected.to_dict()
+
+
+def test_no_labels_only_variant_means_no_reference(store):
+    at = run_page()
+    at.checkbox(key="new.v0.loss.logit_kd").check()
+    at.text_input(key="new.v0.name").set_value("kd_only").run()
+    assert "there will be no reference" in texts(at.caption)
+
+
+# ---- sources ------------------------------------------------------------------------------------------------
+def test_sources_are_classified_by_the_engine_rule():
+    assert sf.form_kind("stanfordnlp/sst2", "data") == "hub"
+    assert sf.form_kind("data.csv", "data") == "local"
+    assert sf.form_kind("rotten_tomatoes", "data") == "default"
+    assert sf.form_kind("default", "model") == "default"
+    assert sf.form_kind("textattack/bert-base-uncased-SST-2", "model") == "hub"
+    assert sf.form_kind("./my-model", "model") == "local"
+    values = sf.initial_values(SessionConfig.from_dict({"data": {"source": "stanfordnlp/sst2",
+                                                                 "text_column": "sentence"}}))
+    assert (values["new.data_kind"], values["new.data_hub"], values["new.data_path"]) == \
+        ("hub", "stanfordnlp/sst2", "")
+
+
+def test_hub_dataset_in_the_defaults_is_shown_as_a_hub_dataset(store, tmp_path, monkeypatch):
+    path = tmp_path / "hub.json"
+    path.write_text(json.dumps({"data": {"source": "stanfordnlp/sst2", "text_column": "sentence"}}))
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
+    at = run_page()
+    assert at.radio(key="new.data_kind").value == "hub"
+    assert at.text_input(key="new.data_hub").value == "stanfordnlp/sst2"
+    assert not at.warning, texts(at.warning)                   # not taken for a missing local file
+
+
+# ---- the queue ------------------------------------------------------------------------------------------------
+class FakeQueue:
+    """Stands in for the session queue: the run waits at position 2 behind a running session."""
+
+    def __init__(self, store: RunStore, run_id: str):
+        self.store, self.waiting = store, [run_id]
+
+    def position(self, run_id):
+        return 2 if run_id in self.waiting else None
+
+    def running(self):
+        return ["20260101-000000-other-abcdef"]
+
+    def cancel(self, run_id):
+        if run_id not in self.waiting:
+            return False
+        self.waiting.remove(run_id)
+        self.store.open(run_id).update_status(status="cancelled", error="cancelled while waiting in the queue")
+        return True
+
+
+def test_a_queued_run_shows_its_position_and_can_be_cancelled(store, tiny_config, monkeypatch):
+    run = store.create(tiny_config.to_dict(), status="queued")
+    queue = FakeQueue(store, run.id)
+    monkeypatch.setattr(distill_core, "session_queue", lambda: queue)
+    monkeypatch.setattr(runner, "session_queue", lambda: queue)
+    at = run_page()                                     # found without being named: a queued run is followed
+    assert f"**{run.id}** is queued, position 2" in texts(at.markdown)
+    assert "20260101-000000-other-abcdef" in texts(at.markdown)
+    assert not at.get("progress")
+    at.button(key="new.cancel").click().run()
+    assert not at.exception
+    assert run.status()["status"] == "cancelled" and not run.cancel_requested()
+    assert f"Run {run.id}: removed from the queue" in texts(at.info)
+    assert f"Run **{run.id}** was cancelled: cancelled while waiting in the queue" in texts(at.warning)
+    assert not at.metric                                 # nothing was tested
+
+
+def test_start_queues_the_session(store, monkeypatch):
+    """The page hands the config to start_session, which queues it: the page then shows the queued run."""
+    calls = []
+
+    def fake_start(config, store=None, callbacks=()):
+        calls.append(config)
+        return store.create(config.to_dict(), status="queued").id
+
+    monkeypatch.setattr(distill_core, "start_session", fake_start)
+    monkeypatch.setattr(distill_core, "session_queue", lambda: FakeQueue(store, "-"))
+    at = run_page()
+    at.button(key="new.start").click().run()
+    assert len(calls) == 1
+    assert f"**{at.session_state[sf.ACTIVE_RUN]}** is queued" in texts(at.markdown)

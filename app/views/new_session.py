@@ -15,14 +15,17 @@ import distill_core
 from app import common
 from app import session_form as sf
 
+CANCEL_MSG = "new.cancel_msg"
+
 store = common.get_store()
 defaults, defaults_warning = sf.load_defaults()
 sf.init_state(defaults)
 
 st.title("New session")
-st.caption("Distil a teacher transformer into a smaller student. Every epoch both the distilled student and a "
-           "baseline (trained on labels only) are evaluated and their attention is recorded on a few fixed "
-           "validation sentences, so you can see whether the student learns to look where the teacher looks.")
+st.caption("Distil a teacher transformer into smaller students. A session trains several student variants side by "
+           "side, each with its own objectives, evaluates them every epoch and records their attention on a few "
+           "fixed validation sentences, so you can see which objectives make a student look where the teacher "
+           "looks.")
 if defaults_warning:
     st.warning(defaults_warning)
 
@@ -33,6 +36,8 @@ with right, st.container(border=True):
     sf.student_section()
 with st.container(border=True):
     sf.data_section(store.root, defaults)
+with st.container(border=True):
+    sf.variants_section()
 with st.container(border=True):
     teacher_source = {"default": distill_core.config.DEFAULT_TEACHER,
                       "local": st.session_state.get("new.teacher_path", "").strip()}.get(
@@ -63,18 +68,19 @@ with st.expander("These settings as a config file (for `python -m distill_core r
         st.caption(f"Not a valid session yet: {e}")
 
 
-def curves(run, key: str) -> None:
-    records = common.metrics(run.id)
-    if not records:
-        st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
-        return
-    try:
-        epochs = run.config().get("train", {}).get("epochs")
-    except distill_core.DistillError:
-        epochs = None
-    for col, (title, value, y_title) in zip(st.columns(len(sf.LIVE_CHARTS)), sf.LIVE_CHARTS):
-        fig = sf.metric_figure(records, title, value, y_title, epochs)
-        col.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.{title}")
+def cancel_button(run_id: str) -> None:
+    if st.button("Cancel", key="new.cancel", icon="⏹️"):
+        st.session_state[CANCEL_MSG] = f"Run {run_id}: {distill_core.cancel_session(store, run_id)}."
+        st.session_state[sf.ACTIVE_RUN] = run_id          # keep showing it once it has stopped
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def waiting(run_id: str) -> None:
+    if store.open(run_id).status().get("status") != "queued":
+        st.rerun()                      # it started (or was cancelled elsewhere): redraw the page
+    st.markdown(sf.queue_text(run_id))
+    cancel_button(run_id)
 
 
 @st.fragment(run_every=1.0)
@@ -88,12 +94,11 @@ def live(run_id: str) -> None:
     eta = f" · about {sf.fmt_seconds(p['eta_s'])} left in this phase" if p.get("eta_s") is not None else ""
     st.progress(min(1.0, done / total) if total else 0.0,
                 text=f"{phase}: {done}/{total} steps · {sf.fmt_seconds(p.get('elapsed_s'))} elapsed{eta}")
-    curves(run, "new.live")
+    sf.live_curves(run, "new.live")
     if run.cancel_requested():
         st.info("Cancel requested: the session stops after the current step and keeps its finished epochs.")
-    elif st.button("Cancel", key="new.cancel", icon="⏹️"):
-        run.request_cancel()
-        st.info("Cancel requested: the session stops after the current step and keeps its finished epochs.")
+    else:
+        cancel_button(run_id)
 
 
 def finished(run) -> None:
@@ -108,19 +113,10 @@ def finished(run) -> None:
             with st.expander("Traceback"):
                 st.code(status["traceback"])
     else:
-        st.warning(f"{icon} Run **{run.id}** was {state}" + (f": {error}" if error else "")
-                   + ". The epochs it finished are kept.")
-    acc = (run.summary() or {}).get("accuracy") or {}
-    cols = st.columns(3)
-    for col, name in zip(cols, ("teacher", "baseline", "distilled")):
-        delta = None
-        if name == "distilled" and acc.get("distilled") is not None and acc.get("baseline") is not None:
-            gain = 100 * (acc["distilled"] - acc["baseline"])
-            delta = f"{gain:+.1f} points vs baseline" if abs(gain) >= 0.05 else "same as baseline"
-        col.metric(f"{name} test accuracy", sf.fmt_acc(acc.get(name)), delta=delta,
-                   delta_color="off" if delta == "same as baseline" else "normal",
-                   delta_arrow="off" if delta == "same as baseline" else "auto")
-    curves(run, "new.final")
+        kept = " The epochs it finished are kept." if run.epochs_done() > 0 else ""
+        st.warning(f"{icon} Run **{run.id}** was {state}" + (f": {error}" if error else "") + f".{kept}")
+    sf.accuracy_metrics(run)
+    sf.live_curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         where = ("it is already selected there" if st.session_state.get(common.SELECTED_RUN) == run.id
                  else f"pick {run.id} there")
@@ -130,17 +126,22 @@ def finished(run) -> None:
 
 @st.fragment(run_every=3.0)
 def watch_for_runs() -> None:
-    if sf.running_runs(store):
+    if sf.active_runs(store):
         st.rerun()                      # a session started in another tab: follow it
 
 
 st.divider()
 st.subheader("Progress")
+if msg := st.session_state.pop(CANCEL_MSG, None):
+    st.info(msg)
 active = sf.find_active_run(store, st.session_state.get(sf.ACTIVE_RUN) or st.query_params.get("run"))
+state = active.status().get("status") if active is not None else None
 if active is None:
     st.caption("No session is running. Press **Start** above; its progress and live curves appear here.")
     watch_for_runs()
-elif active.status().get("status") == "running":
+elif state == "queued":
+    waiting(active.id)
+elif state == "running":
     live(active.id)
 else:
     finished(active)
