@@ -71,6 +71,17 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
+# Every plotly chart on the page: its traces' types and, for heatmaps, the z matrix's rows and columns as plotly
+# decoded it (gd._fullData; gd.data keeps the typed-array encoding Streamlit sends), and whether any value is > 0.
+PLOTS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => (el.data || []).map((t, i) => {
+    const full = (el._fullData || [])[i] || {};
+    const z = Array.isArray(full.z) ? full.z : (Array.isArray(t.z) ? t.z : []);
+    const rows = z.map(r => Array.from(r || []));
+    return {type: t.type, rows: rows.length, cols: rows.length ? Math.min(...rows.map(r => r.length)) : 0,
+            positive: rows.some(r => r.some(v => Number.isFinite(v) && v > 0))};
+}))"""
+
+
 def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_teacher, tiny_csv):
     from playwright.sync_api import expect, sync_playwright
 
@@ -99,14 +110,19 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                 # the form was prefilled from ADS_FORM_DEFAULTS: a local teacher and the tiny CSV
                 expect(page.get_by_text("Model folder on this machine")).to_be_visible()
                 _no_exception(page)
+                # a third variant from the editor: it starts as a copy of the last one
+                page.get_by_role("button", name=re.compile("Add variant")).click()
+                expect(page.locator('input[aria-label="Variant name"]').nth(2)).to_have_value("variant_3",
+                                                                                   timeout=30_000)
                 start.click()
-                # the page follows the new run at once (live progress), then shows how it ended
-                expect(page.get_by_text(re.compile(r"browser.* is running|Run .*browser.* (finished|failed|was)"))
+                # the page follows the new run at once (queued, then live progress), then shows how it ended
+                expect(page.get_by_text(re.compile(r"browser.* is (queued|running)|Run .*browser.* (finished|failed|was)"))
                        .first).to_be_visible(timeout=30_000)
                 ended = page.get_by_text(re.compile(r"Run .*browser.* (finished|failed|was)"))
                 expect(ended).to_be_visible(timeout=SESSION_TIMEOUT_MS)
                 assert "finished" in ended.inner_text(), ended.inner_text()
-                expect(page.get_by_text("distilled test accuracy")).to_be_visible()
+                expect(page.get_by_text("distilled student test accuracy")).to_be_visible()
+                expect(page.get_by_text("variant_3 test accuracy")).to_be_visible()
                 _no_exception(page)
                 page.screenshot(path=str(tmp_path / "new_session_done.png"), full_page=True)
 
@@ -114,12 +130,27 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                 assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
                 summary = json.loads((run_dir / "summary.json").read_text())
                 assert summary["epochs_done"] == 2
+                assert summary["variants"] == ["baseline", "distilled", "variant_3"]
+                probe = json.loads((run_dir / "probe.json").read_text())
 
                 page.goto(url + "/explorer")
                 plots = page.locator(".js-plotly-plot")
-                expect(plots.nth(1)).to_be_visible(timeout=60_000)
-                assert plots.count() >= 2
+                expect(plots.nth(3)).to_be_visible(timeout=60_000)     # triptych, two head grids, averaged view
                 _no_exception(page)
+                page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= 4 && "
+                                       f"[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
+                                       timeout=30_000)
+                figs = page.evaluate(PLOTS_JS)
+                assert len(figs) == 4, figs
+                for traces in figs:                                      # every chart holds heatmaps with data
+                    assert traces and all(t["type"] == "heatmap" for t in traces), traces
+                    assert all(t["rows"] > 0 and t["cols"] > 0 for t in traces), traces
+                n_tokens = len(probe["tokens"][0])
+                triptych = figs[0]
+                assert len(triptych) == 3
+                assert all((t["rows"], t["cols"]) == (n_tokens, n_tokens) for t in triptych), triptych
+                assert triptych[0]["positive"] and triptych[1]["positive"]      # attention weights, not zeros
+                assert len(figs[1]) == probe["teacher_heads"] and len(figs[2]) == probe["student_heads"]
                 page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
             finally:
                 browser.close()
