@@ -207,6 +207,16 @@ def _variants(records: Sequence[dict], variants: Sequence[str] | None) -> list[s
     return list(variants) if variants is not None else run_variants({}, list(records))
 
 
+def the(name: str, reference: str | None = None) -> str:
+    """A model named in a sentence: "the baseline student", "the teacher", "variant kd_att_kl"."""
+    label = model_label(name, reference)
+    return f"the {label}" if name == TEACHER or label.endswith(" student") else f"variant {label}"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _dash(name: str, reference: str | None) -> str:
     return REFERENCE_DASH if name == reference else "solid"
 
@@ -216,7 +226,8 @@ def _closer_word(metric: str) -> str:
 
 
 def variant_lines(records: Sequence[dict], value, title: str, y_title: str, variants: Sequence[str] | None = None,
-                  reference: str | None = None, epochs: int | None = None, height: int = 280) -> go.Figure:
+                  reference: str | None = None, epochs: int | None = None, height: int = 280,
+                  y_range: tuple[float, float] | None = None) -> go.Figure:
     """One line per variant of `value(record)` against epoch (the live curves); x spans 0..epochs."""
     variants = _variants(records, variants)
     colors = variant_colors(variants)
@@ -236,6 +247,8 @@ def variant_lines(records: Sequence[dict], value, title: str, y_title: str, vari
                       legend={"orientation": "h", "y": -0.3},
                       xaxis={"dtick": 1, "range": [-0.2, max(1, last) + 0.2]})
     fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return fig
 
 
@@ -361,29 +374,32 @@ def _moved(first: float, last: float) -> str:
     return f"{'fell' if last < first else 'rose'} from {first:.3g} to {last:.3g}"
 
 
-def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch: int, lbl) -> list[str]:
-    """Sentences saying which variants attend more like the teacher than the reference at `epoch`."""
+def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch: int, name) -> list[str]:
+    """Sentences saying which variants attend more like the teacher than the reference at `epoch`.
+
+    ref: the reference as named in a sentence ("the baseline student"); name(v): a variant as named in one."""
     if len(verdicts) == 1:
         v, kind, ratio = verdicts[0]
-        return [{"closer": f"At epoch {epoch} the {lbl(v)}'s attention is {ratio:.3g}× closer to the teacher's than "
-                           f"the {ref}'s: its teacher losses pulled it towards the teacher.",
-                 "further": f"At epoch {epoch} the {lbl(v)}'s attention is not closer to the teacher's than the "
-                            f"{ref}'s (the {ref}'s is {ratio:.3g}× closer): its teacher losses have not pulled it "
-                            f"towards the teacher.",
-                 "level": f"At epoch {epoch} the {lbl(v)} and the {ref} are about equally close to the teacher."}[kind]]
+        return [{"closer": f"At epoch {epoch} {name(v)}'s attention is {ratio:.3g}× closer to the teacher's than "
+                           f"{ref}'s: its teacher losses pulled it towards the teacher.",
+                 "further": f"At epoch {epoch} {name(v)}'s attention is not closer to the teacher's than {ref}'s "
+                            f"({ref}'s is {ratio:.3g}× closer): its teacher losses have not pulled it towards the "
+                            f"teacher.",
+                 "level": f"At epoch {epoch} {name(v)} and {ref} are about equally close to the teacher."}[kind]]
     out = []
-    closer = [f"{lbl(v)} ({r:.3g}× closer)" for v, k, r in verdicts if k == "closer"]
-    further = [f"{lbl(v)} (the {ref}'s is {r:.3g}× closer)" for v, k, r in verdicts if k == "further"]
-    level = [lbl(v) for v, k, _ in verdicts if k == "level"]
+    short = {v: model_label(v) for v, _, _ in verdicts}
+    closer = [f"{short[v]} ({r:.3g}× closer)" for v, k, r in verdicts if k == "closer"]
+    further = [f"{short[v]} ({ref}'s is {r:.3g}× closer)" for v, k, r in verdicts if k == "further"]
+    level = [short[v] for v, k, _ in verdicts if k == "level"]
     if closer:
         out.append(f"At epoch {epoch}, {len(closer)} of {len(verdicts)} variants attend more like the teacher than "
-                   f"the {ref}: {', '.join(closer)}.")
+                   f"{ref}: {', '.join(closer)}.")
     if further:
-        out.append(f"Not closer to the teacher than the {ref}: {', '.join(further)}; "
+        out.append(f"Not closer to the teacher than {ref}: {', '.join(further)}; "
                    f"{'their teacher losses have' if len(further) > 1 else 'its teacher losses have'} not pulled "
                    f"{'their' if len(further) > 1 else 'its'} attention towards the teacher's.")
     if level:
-        out.append(f"About as close to the teacher as the {ref}: {', '.join(level)}.")
+        out.append(f"About as close to the teacher as {ref}: {', '.join(level)}.")
     return out
 
 
@@ -427,14 +443,14 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
                 verdicts.append((v, "closer", dr / max(dv, 1e-300)))
             else:
                 verdicts.append((v, "further", dv / max(dr, 1e-300)))
-        parts += _closeness_sentences(verdicts, lbl(ref), en, lbl)
+        parts += _closeness_sentences(verdicts, the(ref, reference), en, lambda x: the(x, reference))
     elif len(series) > 1:
         en = min(last.values())
         at = {v: distance(m[e.index(en)]) for v, (e, m, _) in series.items() if en in e}
         best, worst = min(at, key=at.get), max(at, key=at.get)
         parts.append(f"This run has no labels-only reference variant to measure the teacher's effect against. At "
-                     f"epoch {en} the attention closest to the teacher's is {lbl(best)}'s, the furthest "
-                     f"{lbl(worst)}'s.")
+                     f"epoch {en} the attention closest to the teacher's is {the(best, reference)}'s, the furthest "
+                     f"{the(worst, reference)}'s.")
     e_first, e_last = min(e[0] for e, _, _ in series.values()), max(last.values())
     moves = "; ".join(f"{lbl(v)} {_moved(m[0], m[-1])}"
                       + ("" if (e[0], e[-1]) == (e_first, e_last) else f" (epochs {e[0]}–{e[-1]})")
@@ -454,7 +470,7 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
         change, v, k, e0 = best
         lab = labels[k] if labels is not None and k < len(labels) else f"pair {k}"
         if change < 1:
-            parts.append(f"The largest move towards the teacher was in {lab} of the {lbl(v)}: its distance to "
+            parts.append(f"The largest move towards the teacher was in {lab} of {the(v, reference)}: its distance to "
                          f"the teacher shrank to {change:.0%} of its epoch-{e0} value.")
         else:
             parts.append("No mapped layer of any variant moved closer to the teacher.")
@@ -706,16 +722,13 @@ def attribution_reading(student: str, stats: dict, reference: str | None = None)
     def fmt(x: float) -> str:
         return "undefined" if math.isnan(x) else f"{x:.2f}"
 
-    def lbl(v: str) -> str:
-        return model_label(v, reference)
-
     def closer(d: float, b: float) -> bool | None:     # None: about as close, or unknown
         if math.isnan(d) or math.isnan(b) or abs(d - b) < 0.005:
             return None
         return d > b
 
     rho, agree = stats[student]
-    text = (f"On this text the {lbl(student)}'s attributions rank the tokens with ρ = {fmt(rho)} against "
+    text = (f"On this text {the(student, reference)}'s attributions rank the tokens with ρ = {fmt(rho)} against "
             f"the teacher's, and its [CLS] attention agrees {fmt(agree)} with the teacher's.")
     if reference in stats and student != reference:
         (r_d, a_d), (r_b, a_b) = stats[student], stats[reference]
@@ -724,18 +737,20 @@ def attribution_reading(student: str, stats: dict, reference: str | None = None)
         numbers = (f"(attention agreement: {student} {fmt(a_d)}, {reference} {fmt(a_b)}; "
                    f"attribution ρ: {student} {fmt(r_d)}, {reference} {fmt(r_b)})")
         if att is None and attr is None:
-            text += f" It and the {lbl(reference)} are about as close to the teacher on both counts {numbers}."
+            text += f" It and {the(reference, reference)} are about as close to the teacher on both counts {numbers}."
         elif att is None:
-            text += (f" Its attention and the {lbl(reference)}'s are about as close to the teacher's, but the "
-                     f"{lbl(attr)} has the closer attributions {numbers}.")
+            text += (f" Its attention and {the(reference, reference)}'s are about as close to the teacher's, but "
+                     f"{the(attr, reference)} has the closer attributions {numbers}.")
         elif attr is None:
-            text += (f" The {lbl(att)} has the closer attention, but their attributions are about as close "
+            text += (f" {_cap(the(att, reference))} has the closer attention, but their attributions are about "
+                     f"as close "
                      f"to the teacher's {numbers}.")
         elif att == attr:
-            text += (f" The {lbl(att)} is closer on both counts {numbers}: here closer attention goes with "
+            text += (f" {_cap(the(att, reference))} is closer on both counts {numbers}: here closer attention "
+                     f"goes with "
                      f"closer reasoning.")
         else:
-            text += (f" The {lbl(att)} has the closer attention but the {lbl(attr)} the closer "
+            text += (f" {_cap(the(att, reference))} has the closer attention but {the(attr, reference)} the closer "
                      f"attributions {numbers}: here attention that looks like the teacher's does not mean the same "
                      f"tokens drive the decision.")
     elif student == reference and len(stats) > 1:
@@ -745,6 +760,6 @@ def attribution_reading(student: str, stats: dict, reference: str | None = None)
         if not att and not attr:
             text += " No other variant is clearly closer to the teacher on either count."
         else:
-            text += (f" Variants with closer attention than the {lbl(reference)}: {', '.join(att) or 'none'}; "
+            text += (f" Variants with closer attention than {the(reference, reference)}: {', '.join(att) or 'none'}; "
                      f"with closer attributions: {', '.join(attr) or 'none'}.")
     return text + " One text is an anecdote; compare a few probe examples before drawing a conclusion."

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 SELECTED_RUN = "common.selected_run"    # session-state key shared by the pages that show one run
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-STATUS_ICONS = {"queued": "🕒", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️",
+STATUS_ICONS = {"queued": "🕒", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️",
+                "interrupted": "⚠️",
                 "damaged": "🧩", "unknown": "?"}
 
 

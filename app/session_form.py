@@ -58,7 +58,8 @@ def form_kind(source: str, role: str) -> str:
 
 def variant_keys(i: int) -> list[str]:
     """The widget keys of variant block `i`."""
-    return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES), *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES)]
+    return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES),
+            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES)]
 
 
 def variant_values(i: int, name: str, losses: dict) -> dict:
@@ -359,10 +360,10 @@ def fmt_acc(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-LIVE_CHARTS = (
-    ("Validation accuracy", lambda r: r.get("val_accuracy"), "accuracy"),
-    ("Training loss (weighted sum)", lambda r: (r.get("train_loss") or {}).get("total"), "loss"),
-    ("Attention divergence (mean JS)", lambda r: r.get("js_mean"), "JS divergence from the teacher"),
+LIVE_CHARTS = (        # title, value of a metrics record, y-axis title, y range (None: fit the values)
+    ("Validation accuracy", lambda r: r.get("val_accuracy"), "accuracy", (0.0, 1.02)),
+    ("Training loss (weighted sum)", lambda r: (r.get("train_loss") or {}).get("total"), "loss", None),
+    ("Attention divergence (mean JS)", lambda r: r.get("js_mean"), "JS to the teacher", None),
 )
 
 
@@ -498,7 +499,8 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
     c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
     name = c1.text_input("Variant name", key=f"new.v{i}.name", max_chars=32,
                          help="Letters, digits, '-' and '_', starting with a letter; shown on every page.")
-    c2.button("", key=f"new.v{i}.remove", icon=":material/delete:", on_click=remove_variant, args=(i,), disabled=not can_remove,
+    c2.button("", key=f"new.v{i}.remove", icon=":material/delete:", on_click=remove_variant, args=(i,),
+              disabled=not can_remove,
               help="Remove this variant" if can_remove else "A session needs at least one variant")
     if problem:
         st.error(problem, icon="✏️")
@@ -637,8 +639,9 @@ def live_curves(run, key: str) -> None:
     except DistillError:
         epochs = None
     variants = common.variants_of(run)
-    for col, (title, value, y_title) in zip(st.columns(len(LIVE_CHARTS)), LIVE_CHARTS):
-        fig = charts.variant_lines(records, value, title, y_title, variants.names, variants.reference, epochs)
+    for col, (title, value, y_title, y_range) in zip(st.columns(len(LIVE_CHARTS)), LIVE_CHARTS):
+        fig = charts.variant_lines(records, value, title, y_title, variants.names, variants.reference, epochs,
+                                   y_range=y_range)
         col.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.{title}")
 
 

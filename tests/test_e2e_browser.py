@@ -116,8 +116,8 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                                                                                    timeout=30_000)
                 start.click()
                 # the page follows the new run at once (queued, then live progress), then shows how it ended
-                expect(page.get_by_text(re.compile(r"browser.* is (queued|running)|Run .*browser.* (finished|failed|was)"))
-                       .first).to_be_visible(timeout=30_000)
+                following = re.compile(r"browser.* is (queued|running)|Run .*browser.* (finished|failed|was)")
+                expect(page.get_by_text(following).first).to_be_visible(timeout=30_000)
                 ended = page.get_by_text(re.compile(r"Run .*browser.* (finished|failed|was)"))
                 expect(ended).to_be_visible(timeout=SESSION_TIMEOUT_MS)
                 assert "finished" in ended.inner_text(), ended.inner_text()

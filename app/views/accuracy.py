@@ -42,7 +42,8 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
     epochs = (summary.get("divergence") or {}).get("epochs") or []
     if val and epochs:
         st.markdown("Validation accuracy of the epochs it finished (not a test result):")
-        table = pd.DataFrame({variants.label(v): val[v] for v in variants.names if len(val.get(v) or []) == len(epochs)},
+        table = pd.DataFrame({variants.label(v): val[v] for v in variants.names
+                              if len(val.get(v) or []) == len(epochs)},
                              index=pd.Index(epochs, name="epoch"))
         st.dataframe(table.style.format("{:.1%}"), key=K + "val_table")
     st.stop()

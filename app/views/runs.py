@@ -111,8 +111,10 @@ if usable:
     try:
         variants = common.variants_of(run)
         if variants.names:
-            st.dataframe(pd.DataFrame(rl.variant_rows(run, variants)), hide_index=True, key="runs.variants",
-                         placeholder="–", column_config={"mean JS to the teacher": pct_col(format="%.3g")})
+            rows = pd.DataFrame(rl.variant_rows(run, variants))
+            st.dataframe(rows, hide_index=True, key="runs.variants", placeholder="–", column_config={
+                "mean JS to the teacher": pct_col(format="%.3g"), rows.columns[3]: pct_col(format="%+.1f"),
+                "test %": pct_col(format="%.1f"), "last validation %": pct_col(format="%.1f")})
         with st.expander("Settings and summary of this run"):
             st.json(run.config(), expanded=False)
             summary = run.summary()
