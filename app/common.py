@@ -79,7 +79,7 @@ def variants_of(run, probe: dict | None = None) -> Variants:
             source = run.summary() or probe
         except DistillError:
             source = probe
-    names = run_variants(source, metrics(run.id))
+    names = run_variants(source) or run_variants(source, metrics(run.id))
     if not names:                                    # queued, or stopped before its first record
         from distill_core import SessionConfig
         try:

@@ -1,12 +1,17 @@
-"""The numbers of the Runs page: one line per run, one line per variant of a run, and the teacher cache."""
+"""The Runs page's tables (one line per run, one line per variant of a run) and its teacher cache panel."""
 from __future__ import annotations
 
 from pathlib import Path
+
+import pandas as pd
+import streamlit as st
 
 from app import common
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
 from distill_core.vocab import TEACHER
+
+CACHE_MSG = "runs.cache_msg"
 
 
 def pct(x) -> float | None:
@@ -87,3 +92,28 @@ def cache_overview() -> tuple[str, list[dict]]:
     rows = [{"kind": e.kind, "key": e.key, "source": e.source, "size (MB)": round(e.size_bytes / 1e6, 2),
              "last used": datetime.fromtimestamp(e.used).strftime("%Y-%m-%d %H:%M")} for e in entries]
     return text, rows
+
+
+def clear_cache() -> None:
+    from distill_core.cache import clear_cache as clear
+    if st.session_state.get("runs.cache_confirm"):
+        freed = clear()
+        st.session_state[CACHE_MSG] = f"Freed {freed / 1e6:.1f} MB. Entries a running session is writing are kept."
+    st.session_state["runs.cache_confirm"] = False
+
+
+def cache_section() -> None:
+    st.subheader("Teacher cache")
+    text, rows = cache_overview()
+    if msg := st.session_state.pop(CACHE_MSG, None):
+        st.success(msg)
+    st.markdown(text + " Fine-tuned teachers and their outputs on a training set are kept here, so the next "
+                "session with the same teacher and data skips that work.")
+    if rows:
+        with st.expander("Entries"):
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs.cache_table")
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    confirm = c1.checkbox("Yes, delete the cached teachers (a session prepares its teacher again; until then the "
+                          "typed-text and attribution views of earlier runs that used one cannot run)",
+                          key="runs.cache_confirm", disabled=not rows)
+    c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon="🧹")

@@ -6,7 +6,7 @@ from app import charts, common
 from app import run_list as rl
 from distill_core.errors import DistillError
 
-DELETE_MSG, CACHE_MSG = "runs.delete_msg", "runs.cache_msg"
+DELETE_MSG = "runs.delete_msg"
 
 store = common.get_store()
 st.title("Runs")
@@ -31,30 +31,6 @@ def delete_run(run_id: str) -> None:
     st.session_state["runs.delete_confirm"] = False
 
 
-def clear_cache() -> None:
-    from distill_core.cache import clear_cache as clear
-    if st.session_state.get("runs.cache_confirm"):
-        freed = clear()
-        st.session_state[CACHE_MSG] = f"Freed {freed / 1e6:.1f} MB. Entries a running session is writing are kept."
-    st.session_state["runs.cache_confirm"] = False
-
-
-def cache_section() -> None:
-    st.subheader("Teacher cache")
-    text, rows = rl.cache_overview()
-    if msg := st.session_state.pop(CACHE_MSG, None):
-        st.success(msg)
-    st.markdown(text + " Fine-tuned teachers and their outputs on a training set are kept here, so the next "
-                "session with the same teacher and data skips that work.")
-    if rows:
-        with st.expander("Entries"):
-            st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs.cache_table")
-    c1, c2 = st.columns([3, 1], vertical_alignment="center")
-    confirm = c1.checkbox("Yes, delete the cached teachers (the next session prepares them again)",
-                          key="runs.cache_confirm", disabled=not rows)
-    c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon="🧹")
-
-
 try:
     infos = store.list()
 except DistillError as e:
@@ -66,7 +42,7 @@ if kind:
 if not infos:
     st.info("No runs yet. Start one on the **New session** page (the default setup runs offline in a few "
             "minutes), or point `ADS_RUNS_DIR` at a folder of runs.")
-    cache_section()
+    rl.cache_section()
     st.stop()
 
 table = pd.DataFrame(rl.overview_rows(store, infos))
@@ -168,4 +144,4 @@ def compare_section() -> None:
 
 
 compare_section()
-cache_section()
+rl.cache_section()
