@@ -137,8 +137,8 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                 plots = page.locator(".js-plotly-plot")
                 expect(plots.nth(3)).to_be_visible(timeout=60_000)     # triptych, two head grids, averaged view
                 _no_exception(page)
-                page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= 4 && "
-                                       f"[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
+                page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4 && "
+                                       "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
                                        timeout=30_000)
                 figs = page.evaluate(PLOTS_JS)
                 assert len(figs) == 4, figs
