@@ -54,7 +54,8 @@ def copy_run(finished_run, store: RunStore, new_id: str | None = None, **config_
     return new_id
 
 
-def test_empty_store_says_what_to_do(store):
+def test_empty_store_says_what_to_do(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path / "empty-cache"))     # no cached teacher to list either
     at = run_page()
     assert "No runs yet" in texts(at.info)
     assert "New session" in texts(at.info)
