@@ -570,7 +570,9 @@ def training_section() -> None:
     c[3].selectbox("Schedule", SCHEDULES, key="new.schedule", help="after a short warm-up")
     c = st.columns(4)
     c[0].number_input("Time budget (s, 0 = none)", min_value=0.0, step=60.0, key="new.time_budget",
-                      help="Training stops after the epoch in progress once this much time has passed.")
+                      help="Counted from the start of training (preparing the teacher is not counted): training "
+                           "stops after the epoch in progress once this much time has passed, so at least one epoch "
+                           "finishes.")
     c[1].number_input("Seed", min_value=0, step=1, key="new.seed")
     c[2].selectbox("Device", DEVICES, key="new.device")
     c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")
