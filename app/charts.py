@@ -403,6 +403,40 @@ def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch
     return out
 
 
+def _verdicts_against(series: dict, ref: str, others: list[str], last: dict, distance) -> list[tuple]:
+    """(variant, "closer" | "further" | "level", ratio) of each variant against the reference, at their last
+    common epoch; series: variant -> (epochs, mean per epoch, (E, P, H) values)."""
+    verdicts = []
+    for v in others:
+        e_common = min(last[v], last[ref])
+        if e_common not in series[v][0] or e_common not in series[ref][0]:
+            continue
+        dv = distance(series[v][1][series[v][0].index(e_common)])
+        dr = distance(series[ref][1][series[ref][0].index(e_common)])
+        if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=1e-3):
+            verdicts.append((v, "level", 1.0))
+        elif dv < dr:
+            verdicts.append((v, "closer", dr / max(dv, 1e-300)))
+        else:
+            verdicts.append((v, "further", dv / max(dr, 1e-300)))
+    return verdicts
+
+
+def _largest_move(series: dict, candidates: list[str], distance) -> tuple | None:
+    """(end / start distance, variant, pair index, first epoch) of the mapped pair that moved most towards the
+    teacher among `candidates`, or None."""
+    best = None
+    for v in candidates:
+        e, _, vals = series[v]
+        start = np.array([distance(x) for x in vals[0].mean(-1)])
+        end = np.array([distance(x) for x in vals[-1].mean(-1)])
+        if len(start) > 1 and len(e) > 1 and np.all(start > 1e-12):
+            k = int(np.argmin(end / start))
+            if best is None or end[k] / start[k] < best[0]:
+                best = (end[k] / start[k], v, k, e[0])
+    return best
+
+
 def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[str] | None = None,
                        variants: Sequence[str] | None = None, reference: str | None = None) -> str:
     """A plain-language reading of how the metric moved, every variant against the reference, from the records."""
@@ -430,19 +464,7 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
     others = [v for v in series if v != ref]
     if ref is not None and others:
         en = min(last.values())
-        verdicts = []                                   # (variant, "closer" | "further" | "level", ratio)
-        for v in others:
-            e_common = min(last[v], last[ref])
-            if e_common not in series[v][0] or e_common not in series[ref][0]:
-                continue
-            dv = distance(series[v][1][series[v][0].index(e_common)])
-            dr = distance(series[ref][1][series[ref][0].index(e_common)])
-            if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=1e-3):
-                verdicts.append((v, "level", 1.0))
-            elif dv < dr:
-                verdicts.append((v, "closer", dr / max(dv, 1e-300)))
-            else:
-                verdicts.append((v, "further", dv / max(dr, 1e-300)))
+        verdicts = _verdicts_against(series, ref, others, last, distance)
         parts += _closeness_sentences(verdicts, the(ref, reference), en, lambda x: the(x, reference))
     elif len(series) > 1:
         en = min(last.values())
@@ -456,16 +478,7 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
                       + ("" if (e[0], e[-1]) == (e_first, e_last) else f" (epochs {e[0]}–{e[-1]})")
                       for v, (e, m, _) in series.items())
     parts.append(f"Mean {name} from epoch {e_first} to epoch {e_last}: {moves}.")
-    # the mapped pair that moved most towards the teacher, among the variants trained with the teacher
-    best = None
-    for v in others if ref is not None else list(series):
-        e, _, vals = series[v]
-        start = np.array([distance(x) for x in vals[0].mean(-1)])
-        end = np.array([distance(x) for x in vals[-1].mean(-1)])
-        if len(start) > 1 and len(e) > 1 and np.all(start > 1e-12):
-            k = int(np.argmin(end / start))
-            if best is None or end[k] / start[k] < best[0]:
-                best = (end[k] / start[k], v, k, e[0])
+    best = _largest_move(series, others if ref is not None else list(series), distance)
     if best is not None:
         change, v, k, e0 = best
         lab = labels[k] if labels is not None and k < len(labels) else f"pair {k}"
