@@ -133,7 +133,8 @@ class SessionQueue:
         while True:
             with self._cv:
                 while not self._pending:
-                    if not self._cv.wait(timeout=60):
+                    # idle for a minute: this worker ends (a job submitted as the wait timed out is still seen)
+                    if not self._cv.wait(timeout=60) and not self._pending:
                         self._threads = [t for t in self._threads if t is not threading.current_thread()]
                         return
                 job = self._pending.pop(0)
