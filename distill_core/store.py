@@ -210,16 +210,12 @@ class Run:
             raise RunStoreError(f"run {self.id}: attention/{name}.npz is damaged ({e})") from None
 
     def attention_epochs(self, student: str) -> list[int]:
+        """Epochs whose attention maps were recorded for a variant (variant 'kd' is not 'kd_extra')."""
         d = self.path / "attention"
         if not d.exists():
             return []
-        eps = []
-        for p in d.glob(f"{student}_e*.npz"):
-            try:
-                eps.append(int(p.stem.rsplit("_e", 1)[1]))
-            except ValueError:
-                pass
-        return sorted(eps)
+        pattern = re.compile(re.escape(student) + r"_e(\d+)")
+        return sorted(int(m.group(1)) for p in d.glob("*.npz") if (m := pattern.fullmatch(p.stem)))
 
     def model_dir(self, student: str) -> Path:
         return self.path / "models" / student

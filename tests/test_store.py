@@ -136,3 +136,13 @@ def test_links_never_leave_the_store(tmp_path):
     import io
     names = zipfile.ZipFile(io.BytesIO(store.zip_bytes(run.id))).namelist()
     assert not any("link.txt" in n for n in names)
+
+
+def test_attention_epochs_of_variants_whose_names_share_a_start(tmp_path):
+    run = RunStore(tmp_path).create({"name": "x"})
+    maps = [np.full((1, 1, 2, 2), 0.5, dtype=np.float32)]
+    for name in ("kd_e0", "kd_e1", "kd_extra_e0", "kd_extra_e1", "kd_extra_e2", "kd_e1x"):
+        run.write_attention(name, maps)
+    assert run.attention_epochs("kd") == [0, 1]
+    assert run.attention_epochs("kd_extra") == [0, 1, 2]
+    assert run.attention_epochs("k") == []
