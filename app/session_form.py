@@ -135,8 +135,9 @@ def variant_name_problems(names: list[str]) -> list[str | None]:
             out.append(f"variant {k + 1} has no name: enter one, e.g. kd_attention")
         elif problem := check_variant_name(name):
             out.append(problem)
-        elif name in [str(n).strip() for n in names[:k]]:
-            out.append(f"two variants are named {name!r}: give each its own name, e.g. {name}_2")
+        elif name.lower() in [str(n).strip().lower() for n in names[:k]]:
+            out.append(f"two variants are named {name!r} (names are compared ignoring case): give each its own "
+                       f"name, e.g. {name}_2")
         else:
             out.append(None)
     return out

@@ -196,9 +196,10 @@ class SessionConfig:
         variants = tuple(self.variants)
         _require(1 <= len(variants) <= MAX_VARIANTS,
                  f"a session trains 1 to {MAX_VARIANTS} variants, not {len(variants)}")
-        names = [v.name for v in variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        _require(not dup, f"variant name {dup[0] if dup else ''} is used twice: give every variant its own name")
+        names = [v.name.lower() for v in variants]     # case-insensitive: each variant has its own folder
+        dup = sorted({v.name for v in variants if names.count(v.name.lower()) > 1})
+        _require(not dup, f"variant name {dup[0] if dup else ''} is used twice (names are compared ignoring "
+                          f"case): give every variant its own name")
         object.__setattr__(self, "variants", variants)
 
     @property

@@ -119,6 +119,7 @@ def test_variants_from_lists_mappings_overrides_and_older_configs():
 
 @pytest.mark.parametrize("variants,match", [
     ([{"name": "a", "losses": {"ce": 1}}, {"name": "a", "losses": {"ce": 1}}], "variant name a is used twice"),
+    ([{"name": "kd", "losses": {"ce": 1}}, {"name": "KD", "losses": {"ce": 1}}], "is used twice .names are compared"),
     ([{"name": f"v{i}", "losses": {"ce": 1}} for i in range(13)], "1 to 12 variants"),
     ([{"losses": {"ce": 1}}], "must be a mapping with a name"),
     ([{"name": "a", "losses": {"ce": 1}, "lr": 1}], "unknown setting lr in variant a"),
