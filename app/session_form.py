@@ -20,7 +20,7 @@ from distill_core.config import DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_
 from distill_core.errors import ConfigError, DataError
 from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
 from distill_core.sources import source_kind
-from distill_core.vocab import BASELINE, check_variant_name
+from distill_core.vocab import BASELINE, check_variant_name, variant_name_key
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
 SAVED = "new._saved"             # widget values kept while the user visits other pages
@@ -135,7 +135,7 @@ def variant_name_problems(names: list[str]) -> list[str | None]:
             out.append(f"variant {k + 1} has no name: enter one, e.g. kd_attention")
         elif problem := check_variant_name(name):
             out.append(problem)
-        elif name.lower() in [str(n).strip().lower() for n in names[:k]]:
+        elif variant_name_key(name) in [variant_name_key(n) for n in names[:k]]:
             out.append(f"two variants are named {name!r} (names are compared ignoring case): give each its own "
                        f"name, e.g. {name}_2")
         else:

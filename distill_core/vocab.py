@@ -61,6 +61,12 @@ def model_label(name: str, reference: str | None = None) -> str:
     return f"{name} student" if name in ("distilled", BASELINE) else name
 
 
+def variant_name_key(name: str) -> str:
+    """Two variant names are the same when their keys are: case is ignored, since each variant has its own folder
+    and some file systems do not tell 'kd' from 'KD'."""
+    return str(name).strip().lower()
+
+
 def check_variant_name(name) -> str | None:
     """None when `name` can name a variant, else what is wrong with it and how to fix it."""
     if not isinstance(name, str) or not VARIANT_NAME_RE.match(name):
