@@ -105,16 +105,16 @@ def model_content_digest(folder: str | Path) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def teacher_identity(source: str, revision: str | None = None) -> dict:
-    """What a teacher is: its files' content when local, else the hub id (and revision, when pinned)."""
+def teacher_identity(source: str) -> dict:
+    """What a teacher is: its files' content when local, else the hub id."""
     path, local = resolve_source(source)
     if local:
         return {"content": model_content_digest(path)}
-    return {"hub": path, "revision": revision}
+    return {"hub": path}
 
 
 def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:
-    ident = [teacher_identity(cfg.source, getattr(cfg, "revision", None)), cfg.finetune_epochs, cfg.finetune_lr,
+    ident = [teacher_identity(cfg.source), cfg.finetune_epochs, cfg.finetune_lr,
              cfg.finetune_batch_size, splits.fingerprint, max_length, cfg.seed, TEACHER_RECIPE_VERSION]
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
 
