@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .teacher import cache_root, outputs_dir
+from .teacher import outputs_dir, teachers_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ class CacheEntry:
     used: float        # last used or modified, seconds since the epoch
     source: str = ""   # teacher: its source ("default", a folder, a hub id); outputs: the teacher they came from
     data: str = ""     # the data fingerprint ("" when unknown)
-
-
-def teachers_dir() -> Path:
-    return cache_root() / "teachers"
 
 
 def _size_and_time(path: Path) -> tuple[int, float]:

@@ -160,7 +160,7 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
         return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False, head_new)
 
     key = teacher_cache_key(tcfg, splits, config.data.max_length)
-    folder = cache_root() / "teachers"
+    folder = teachers_dir()
     target = folder / key
     with _file_lock(folder / f"{key}.lock"):
         cached = None
@@ -293,6 +293,10 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
                 progress("teacher outputs", k + 1, len(batches))
     set_attention_backend(teacher, eager=True)
     return TeacherOutputs(logits, att, hid)
+
+
+def teachers_dir() -> Path:
+    return cache_root() / "teachers"
 
 
 def outputs_dir() -> Path:
