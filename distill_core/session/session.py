@@ -35,7 +35,7 @@ from ..metrics import attention_metrics
 from ..modality import TextModality
 from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
                       pick_device, set_attention_backend)
-from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, needs_of
+from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, needs_of
 from ..store import Run
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
                        teacher_size_bytes)
@@ -175,7 +175,7 @@ class Session:
 
     def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
         """The teacher's outputs on the training split that the variants need, and whether the disk cache had them."""
-        if not needs & {TEACHER_LOGITS, ATTENTION, HIDDEN}:
+        if not needs & TEACHER_INPUTS:
             return None, None
         cfg = self.config
         return cached_teacher_outputs(
