@@ -11,9 +11,11 @@ Layout of `<root>/<run_id>/`:
     attention/<variant>_e<epoch>.npz   same layout, for each student variant (e.g. baseline, distilled)
     models/<variant>/  config.json + model.safetensors (the trained student variant)
     models/tokenizer/  the tokenizer the students read
+    predictions.json   {"split": "test", "labels", "predictions": {"teacher", <variant>...}}: each model's test answers
     summary.json       "variants" in session order, "reference" (the labels-only variant or null),
                        "accuracy": {"teacher", <variant>...}, "divergence": {"metric", "epochs", <variant>: [...]},
-                       sizes, latencies
+                       sizes, latencies, "majority_rate", "warnings": [{"model", "kind", "message"}],
+                       "paired": {<variant>: stats.paired_comparison against the reference}
     cancel             present when a cancel was requested
 """
 from __future__ import annotations
@@ -156,6 +158,10 @@ class Run:
 
     def summary(self) -> dict | None:
         return self.read_json("summary.json")
+
+    def predictions(self) -> dict | None:
+        """{"split": "test", "labels": [...], "predictions": {"teacher": [...], <variant>: [...]}} or None."""
+        return self.read_json("predictions.json")
 
     def probe(self) -> dict | None:
         return self.read_json("probe.json")

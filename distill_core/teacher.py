@@ -447,11 +447,11 @@ def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_
     return found, True
 
 
-def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[], tuple[float, float]]):
-    """(accuracy, loss) of the teacher, computed once per cached teacher and split.
+def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[], dict]) -> dict:
+    """The teacher's {"accuracy", "loss", "predictions"} on a split, computed once per cached teacher and split.
 
-    A fine-tuned teacher's cache folder is keyed by its data split and max_length, so its accuracy on that
-    split never changes: it is kept in the folder's distill_eval.json. Other teachers are evaluated each time.
+    A fine-tuned teacher's cache folder is keyed by its data split and max_length, so its answers on that
+    split never change: they are kept in the folder's distill_eval.json. Other teachers are evaluated each time.
     """
     if not prepared.finetuned:
         return compute()
@@ -460,12 +460,12 @@ def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[]
         known = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
         known = {}
-    if isinstance(known.get(key), list) and len(known[key]) == 2:
-        return tuple(known[key])
+    if isinstance(known.get(key), dict) and {"accuracy", "loss", "predictions"} <= set(known[key]):
+        return known[key]
     value = compute()
     from .store import atomic_write_json
     try:
-        atomic_write_json(path, {**known, key: list(value)})
+        atomic_write_json(path, {**known, key: value})
     except OSError as e:  # a read-only cache only costs the next session this evaluation
         log.warning("could not save the teacher's evaluation in %s: %s", path, e)
     return value

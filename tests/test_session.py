@@ -260,7 +260,7 @@ def test_teacher_finetune_is_cached(tmp_path, tiny_teacher, tiny_csv):
     assert other_seed["teacher_cached"] is True and other_seed["teacher_path"] == first["teacher_path"]
     # the teacher's accuracy on the split is kept with it, not recomputed by every session
     kept = json.loads((Path(first["teacher_path"]) / "distill_eval.json").read_text())
-    assert kept["test:cpu"][0] == first["accuracy"]["teacher"] == other_seed["accuracy"]["teacher"]
+    assert kept["test:cpu"]["accuracy"] == first["accuracy"]["teacher"] == other_seed["accuracy"]["teacher"]
     assert set(kept) == {"val:cpu", "test:cpu"}
 
 

@@ -7,7 +7,7 @@ import torch
 
 from ..batching import collate, encode, make_batches
 from ..data import Splits
-from ..evaluate import evaluate, measure_latency, predict_logits
+from ..evaluate import accuracy_and_loss, evaluate, measure_latency, predict_logits
 
 
 @dataclass
@@ -75,6 +75,12 @@ class TextModality:
         """(accuracy, cross-entropy) of a classifier on a split."""
         return evaluate(model, self.ids[split], self.labels[split], self.pad_id, device,
                         mixed_precision=mixed_precision)
+
+    def predict(self, model, split: str, device, mixed_precision: bool = True) -> dict:
+        """{"accuracy", "loss", "predictions"} of a classifier on a split (predictions in split order)."""
+        logits = self.logits(model, split, device, mixed_precision)
+        acc, loss = accuracy_and_loss(logits, self.labels[split])
+        return {"accuracy": acc, "loss": loss, "predictions": logits.argmax(-1).tolist()}
 
     def logits(self, model, split: str, device, mixed_precision: bool = True) -> torch.Tensor:
         """(N, C) float32 logits of a split, in split order."""

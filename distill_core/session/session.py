@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import mapping
+from .. import mapping, stats
 from ..capture import AttentionCapture
 from ..config import SessionConfig
 from ..data import load_splits
@@ -37,6 +37,7 @@ from ..models import (build_student, check_attention, count_parameters, load_tok
                       pick_device, set_attention_backend)
 from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, needs_of
 from ..store import Run
+from ..vocab import TEACHER, model_label
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
                        teacher_size_bytes)
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
@@ -186,9 +187,10 @@ class Session:
             progress=self.progress)
 
     def _write_probe(self, p: Prepared) -> None:
-        val_acc, val_loss = teacher_evaluation(
+        val = teacher_evaluation(
             p.teacher, f"val:{p.device.type}",
-            lambda: p.modality.evaluate(p.teacher_model, "val", p.device, self.config.train.mixed_precision))
+            lambda: p.modality.predict(p.teacher_model, "val", p.device, self.config.train.mixed_precision))
+        val_acc, val_loss = val["accuracy"], val["loss"]
         self.run.write_json("probe.json", {
             **p.modality.probe_record(), "modality": p.modality.kind,
             "variants": [v.name for v in p.variants], "reference": self.config.reference,
@@ -294,9 +296,10 @@ class Session:
         stopped = self.control.reason if self.control.should_stop else ""
         trained = self.state.epoch >= 1
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
-        accuracy, latency = {}, {}
+        accuracy, latency, judged = {}, {}, {}
         if status == "done":
             accuracy, latency = self._test(p)
+            judged = self.judge(p)
         params = {"teacher": count_parameters(p.teacher_model)}
         size = {"teacher": teacher_size_bytes(p.teacher.path)}
         for v in p.variants:
@@ -313,27 +316,48 @@ class Session:
                    "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
                    "teacher_cached": p.teacher.cached,
                    "teacher_outputs_cached": p.teacher_outputs_cached,
-                   "notices": p.modality.notices}
+                   "notices": p.modality.notices, **judged}
         self.run.write_json("summary.json", summary)
         self.state.phase = "done"
         return summary
 
     def _test(self, p: Prepared) -> tuple[dict, dict]:
+        """Test accuracy and latency of the teacher and every variant; their answers go to predictions.json."""
         mp = self.config.train.mixed_precision
         n = 1 + len(p.variants)
         self.progress("evaluate", 0, n)
         set_attention_backend(p.teacher_model, eager=False)
-        accuracy = {"teacher": teacher_evaluation(
-            p.teacher, f"test:{p.device.type}",
-            lambda: p.modality.evaluate(p.teacher_model, "test", p.device, mp))[0]}
-        latency = {"teacher": p.modality.latency_ms(p.teacher_model, p.device)}
+        results = {TEACHER: teacher_evaluation(p.teacher, f"test:{p.device.type}",
+                                               lambda: p.modality.predict(p.teacher_model, "test", p.device, mp))}
+        latency = {TEACHER: p.modality.latency_ms(p.teacher_model, p.device)}
         self.progress("evaluate", 1, n)
         for k, v in enumerate(p.variants):
             set_attention_backend(v.model, eager=False)
-            accuracy[v.name], _ = p.modality.evaluate(v.model, "test", p.device, mp)
+            results[v.name] = p.modality.predict(v.model, "test", p.device, mp)
             latency[v.name] = p.modality.latency_ms(v.model, p.device)
             self.progress("evaluate", 2 + k, n)
-        return accuracy, latency
+        self.run.write_json("predictions.json", {
+            "split": "test", "labels": p.modality.labels["test"],
+            "predictions": {m: r["predictions"] for m, r in results.items()}})
+        return {m: r["accuracy"] for m, r in results.items()}, latency
+
+    def judge(self, p: Prepared) -> dict:
+        """What a reader must be told about the test results: the majority-class rate, each model that predicts
+        one class or does not beat that rate, and each variant against the reference, paired on the same
+        examples (McNemar's exact test, bootstrap interval of the difference)."""
+        pred = self.run.predictions()
+        labels, answers = pred["labels"], pred["predictions"]
+        names = p.modality.splits.label_names
+        warnings = [w for m in answers for w in stats.prediction_warnings(
+            m, answers[m], labels, names, shown_as=model_label(m, self.config.reference))]
+        ref = self.config.reference
+        paired = {}
+        if ref is not None:
+            y = np.asarray(labels)
+            ref_ok = np.asarray(answers[ref]) == y
+            paired = {v.name: stats.paired_comparison(ref_ok, np.asarray(answers[v.name]) == y, seed=self.config.train.seed)
+                      for v in p.variants if v.name != ref}
+        return {"majority_rate": stats.majority_rate(labels), "warnings": warnings, "paired": paired}
 
     def save_variant(self, v: Variant) -> int:
         """Write a variant's weights (safetensors) into the run; returns their size in bytes."""

@@ -1,0 +1,147 @@
+"""Statistics a reader can trust: paired comparisons of two models on the same test examples, and intervals
+across seeds.
+
+Two students that answer the same questions are compared example by example, not as two independent
+accuracies: only the examples where exactly one of them is right carry information about which is better.
+
+    paired_comparison(ref_correct, var_correct)   # one run: McNemar's exact test + paired bootstrap interval
+    pooled_comparison([(ref, var), ...])          # several seeds on the same test set
+    mean_interval([acc_seed0, acc_seed1, ...])    # Student's t interval of a mean across seeds
+
+Pure numpy/scipy: no torch, so the app can import it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LEVEL = 0.95          # every interval here is a 95% interval
+BOOTSTRAP = 10_000    # resamples of the paired bootstrap
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts.
+
+    b: examples only the first model got right; c: only the second. Under "no difference" each discordant
+    example is a fair coin, so min(b, c) is Binomial(b + c, 1/2); the p-value doubles its lower tail (capped at 1).
+    """
+    b, c = int(b), int(c)
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be 0 or more")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def _as_correct(x, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one value per test example")
+    return a.astype(bool)
+
+
+def paired_bootstrap(ref_correct, var_correct, n_boot: int = BOOTSTRAP, seed: int = 0,
+                     level: float = LEVEL, strata=None) -> tuple[float, float, float]:
+    """(difference, low, high): var accuracy minus ref accuracy and its percentile bootstrap interval.
+
+    Examples are resampled as pairs (both models' answers on one example move together). With `strata`
+    (e.g. the seed of each pair), resampling happens within each stratum, so each keeps its size.
+    """
+    ref, var = _as_correct(ref_correct, "ref_correct"), _as_correct(var_correct, "var_correct")
+    if len(ref) != len(var):
+        raise ValueError(f"the two models answered different numbers of examples ({len(ref)} and {len(var)})")
+    if len(ref) == 0:
+        raise ValueError("no test examples to compare")
+    d = var.astype(np.int8) - ref.astype(np.int8)                  # (N,) in {-1, 0, 1}
+    diff = float(d.mean())
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(len(d))] if strata is None else [np.flatnonzero(np.asarray(strata) == s)
+                                                          for s in np.unique(strata)]
+    totals = np.zeros(n_boot)
+    for idx in groups:
+        pick = rng.integers(0, len(idx), size=(n_boot, len(idx)))  # (n_boot, n_g)
+        totals += d[idx][pick].sum(axis=1)
+    boots = totals / len(d)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return diff, float(lo), float(hi)
+
+
+def paired_comparison(ref_correct, var_correct, seed: int = 0, strata=None) -> dict:
+    """Everything the pages show for one variant against the reference on the same examples.
+
+    Keys: n, ref_accuracy, accuracy, diff, lo, hi (bootstrap interval of diff), ref_only (b), variant_only (c),
+    p (McNemar exact, two-sided), verdict ("better", "worse" or "no clear difference" at the 5% level)."""
+    ref, var = _as_correct(ref_correct, "ref_correct"), _as_correct(var_correct, "var_correct")
+    diff, lo, hi = paired_bootstrap(ref, var, seed=seed, strata=strata)
+    b, c = int(np.sum(ref & ~var)), int(np.sum(~ref & var))
+    p = mcnemar_exact(b, c)
+    verdict = "no clear difference" if p >= 1 - LEVEL else ("better" if c > b else "worse")
+    return {"n": int(len(ref)), "ref_accuracy": float(ref.mean()), "accuracy": float(var.mean()),
+            "diff": diff, "lo": lo, "hi": hi, "ref_only": b, "variant_only": c, "p": p, "verdict": verdict}
+
+
+def pooled_comparison(pairs, seed: int = 0) -> dict:
+    """paired_comparison over several seeds' (ref_correct, var_correct) on the same test set: the discordant
+    counts are summed (McNemar on all pairs) and the bootstrap resamples within each seed."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no runs to pool")
+    ref = np.concatenate([_as_correct(r, "ref_correct") for r, _ in pairs])
+    var = np.concatenate([_as_correct(v, "var_correct") for _, v in pairs])
+    strata = np.concatenate([np.full(len(r), k) for k, (r, _) in enumerate(pairs)])
+    return {**paired_comparison(ref, var, seed=seed, strata=strata), "runs": len(pairs)}
+
+
+def mean_interval(values, level: float = LEVEL) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): Student's t interval of the mean of per-seed values; no interval from one value."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    if len(x) == 0:
+        raise ValueError("no values")
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, None, None
+    from scipy.stats import t
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def majority_rate(labels) -> float:
+    """Share of the most common class: what always answering that class scores."""
+    y = np.asarray(labels)
+    if len(y) == 0:
+        raise ValueError("no labels")
+    return float(np.bincount(y).max() / len(y))
+
+
+ONE_CLASS_SHARE = 0.95   # a model giving one class to more than this share of the test set "predicts one class"
+MAJORITY_MARGIN = 0.02   # beating the majority-class rate by less than this many points is no real gain
+
+
+def prediction_warnings(model: str, predictions, labels, label_names=None, shown_as: str | None = None) -> list[dict]:
+    """What is wrong with a model's test predictions, if anything: it (nearly) always answers one class, or
+    it does not beat always answering the most common class. Each warning: {"model", "kind", "message"}."""
+    pred, y = np.asarray(predictions, dtype=int), np.asarray(labels, dtype=int)
+    if len(pred) != len(y) or len(y) == 0:
+        raise ValueError("one prediction per test label is needed")
+    names = list(label_names) if label_names is not None else [str(i) for i in range(int(max(y.max(), pred.max())) + 1)]
+    counts = np.bincount(pred, minlength=len(names))
+    top = int(counts.argmax())
+    share = float(counts[top] / len(pred))
+    acc, base = float((pred == y).mean()), majority_rate(y)
+    who = shown_as or model
+    out = []
+    if share > ONE_CLASS_SHARE and base < ONE_CLASS_SHARE:
+        out.append({"model": model, "kind": "one_class", "message": (
+            f"The {who} answers {names[top]!r} for {share:.0%} of the test examples: it has not learned to tell the "
+            f"classes apart. Try more epochs (or a higher train.min_steps), a lower learning rate, or more data.")})
+    if acc < base + MAJORITY_MARGIN:
+        out.append({"model": model, "kind": "below_majority", "message": (
+            f"The {who} reaches {acc:.1%}, {'below' if acc < base else 'hardly above'} the {base:.1%} that always "
+            f"answering the most common class scores: its accuracy means nothing yet. Try more epochs, "
+            f"a teacher fine-tuned longer (teacher.finetune_epochs), or check that the labels match the texts.")})
+    return out
