@@ -18,6 +18,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from distill_core.stats import p_text
 from distill_core.vocab import (LOWER_IS_CLOSER, METRIC_LABELS, PALETTE, TEACHER, model_label, run_variants,
                                  variant_colors)
 
@@ -534,14 +535,70 @@ def accuracy_verdicts(accuracy: dict, n: int, variants: Sequence[str], reference
     return rows
 
 
+SWEEP_HINT = "a sweep across seeds (`python -m distill_core sweep --seeds 0-4`) tells more"
+TEACHER_PROBLEM = ("**The teacher is the problem**: distilling from it cannot help. Fine-tune it longer "
+                   "(teacher.finetune_epochs) or give it more data.")
+
+
+def paired_verdicts(paired: dict, accuracy: dict, variants: Sequence[str], reference: str | None) -> list[dict]:
+    """accuracy_verdicts' rows, from summary.json's "paired" (stats.paired_comparison of each variant against the
+    reference on the same test examples).
+
+    diff, lo, hi are the paired bootstrap interval; each row keeps the comparison's other keys (n, ref_accuracy,
+    p, ref_only, variant_only). verdict is the engine's ("better" / "worse" only when McNemar's p < 0.05), with
+    "no clear difference" written "unclear" as in accuracy_verdicts; the reference's row has verdict "reference".
+    """
+    rows = []
+    for v in variants:
+        c = paired.get(v)
+        if v == reference:
+            a = accuracy.get(v)
+            a = a if a is not None else next((x["ref_accuracy"] for x in paired.values()), None)
+            if a is not None:
+                rows.append({"variant": v, "accuracy": float(a), "diff": None, "lo": None, "hi": None,
+                             "verdict": "reference"})
+        elif c is not None:
+            rows.append({**c, "variant": v, "accuracy": float(c["accuracy"]),
+                         "verdict": c["verdict"] if c["verdict"] in ("better", "worse") else "unclear"})
+    return rows
+
+
+def paired_sentence(c: dict, variant: str, reference: str) -> str:
+    """One variant against the reference in words (markdown), from a paired comparison (stats.paired_comparison:
+    n, ref_accuracy, accuracy, diff, lo, hi, ref_only, variant_only, p, verdict)."""
+    v, rl = model_label(variant, reference), model_label(reference, reference)
+    pts = (f"{100 * c['diff']:+.1f} points (paired 95% interval {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}; "
+           f"McNemar {p_text(c['p'])})")
+    pair = f"{c['accuracy']:.1%} vs {c['ref_accuracy']:.1%}"
+    b, k = int(c["ref_only"]), int(c["variant_only"])
+    disc = f"the {rl} alone was right on {b} example{'' if b == 1 else 's'}, {v} alone on {k}"
+    if c["verdict"] == "better":
+        return f"**{v} beat the {rl}**: {pair}, a difference of {pts}; {disc}."
+    if c["verdict"] == "worse":
+        return f"**The {rl} beat {v}**: {pair}; {v} minus the {rl} is {pts}; {disc}."
+    return (f"**No clear difference** between {v} and the {rl} on {c['n']} examples: {pair}, a difference of "
+            f"{pts}; {disc}. This test set cannot tell them apart: {SWEEP_HINT}.")
+
+
+def health_lines(warnings: Sequence[dict]) -> list[str]:
+    """What a run's warnings (summary.json "warnings": {"model", "kind", "message"}) tell a reader, most important
+    first: a line saying so when the teacher itself is among them, then each warning's message."""
+    out = [TEACHER_PROBLEM] if any(w.get("model") == TEACHER for w in warnings) else []
+    return out + [str(w["message"]) for w in warnings if w.get("message")]
+
+
 def verdict_lines(rows: Sequence[dict], reference: str | None) -> list[str]:
-    """One sentence per variant compared with the reference (markdown)."""
+    """One sentence per variant compared with the reference (markdown); rows from paired_verdicts are
+    read with paired_sentence."""
     ref = next((r for r in rows if r["verdict"] == "reference"), None)
     out = []
     for r in rows:
         if r["diff"] is None or ref is None:
             continue
         v, rl = model_label(r["variant"], reference), model_label(reference, reference)
+        if "p" in r:
+            out.append(paired_sentence(r, r["variant"], reference))
+            continue
         pts = (f"{r['diff'] * 100:+.1f} points (95% interval {r['lo'] * 100:+.1f} to {r['hi'] * 100:+.1f})")
         pair = f"{r['accuracy']:.1%} vs {ref['accuracy']:.1%}"
         if r["verdict"] == "better":
@@ -556,8 +613,10 @@ def verdict_lines(rows: Sequence[dict], reference: str | None) -> list[str]:
 
 
 def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy",
-                  variants: Sequence[str] | None = None, reference: str | None = None) -> go.Figure:
-    """Accuracy of the teacher and every variant that has one, with 95% error bars when n is known."""
+                  variants: Sequence[str] | None = None, reference: str | None = None,
+                  majority: float | None = None) -> go.Figure:
+    """Accuracy of the teacher and every variant that has one, with 95% error bars when n is known; a dashed line
+    at `majority`, what always answering the most common class scores, when given."""
     models = _models(accuracy, variants)
     colors = variant_colors(models[1:])
     names = [m for m in models if accuracy.get(m) is not None]
@@ -570,6 +629,10 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
         error_y=dict(type="data", array=err, visible=True, color="#111827", thickness=1.5) if err else None,
         hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
     fig.update_layout(**_base_layout(360, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
+    if majority is not None:
+        fig.add_hline(y=float(majority), line=dict(color="#6b7280", width=1.5, dash="dash"),
+                      annotation_text=f"always the most common class: {majority:.0%}",
+                      annotation_position="top right", annotation_font=dict(size=11, color="#374151"))
     fig.update_yaxes(range=[0.0, 1.0], tickformat=".0%", gridcolor="#f3f4f6")
     fig.update_xaxes(tickangle=0 if len(names) <= 5 else -30)
     return fig
@@ -577,8 +640,11 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
 
 def difference_chart(rows: Sequence[dict], reference: str, variants: Sequence[str] | None = None,
                      height: int | None = None) -> go.Figure:
-    """Each variant's accuracy minus the reference's, in points, with its 95% interval; a line at zero."""
+    """Each variant's accuracy minus the reference's, in points, with its 95% interval; a line at zero.
+
+    Rows from paired_verdicts draw the paired bootstrap interval and show McNemar's p on hover."""
     shown = [r for r in rows if r["diff"] is not None]
+    paired = bool(shown) and all("p" in r for r in shown)
     colors = variant_colors(list(variants) if variants is not None else [r["variant"] for r in rows])
     fig = go.Figure()
     for r in shown:
@@ -588,11 +654,13 @@ def difference_chart(rows: Sequence[dict], reference: str, variants: Sequence[st
             marker=dict(color=colors[r["variant"]], size=12),
             error_x=dict(type="data", symmetric=False, array=[hi - d], arrayminus=[d - lo], thickness=2,
                          color=colors[r["variant"]]),
-            hovertemplate=f"{r['variant']}: %{{x:+.1f}} points (95% interval {lo:+.1f} to {hi:+.1f})<extra></extra>"))
+            hovertemplate=f"{r['variant']}: %{{x:+.1f}} points (95% interval {lo:+.1f} to {hi:+.1f}"
+                          + (f"; McNemar {p_text(r['p'])}" if paired else "") + ")<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#6b7280", width=1.5, dash="dot"))
     fig.update_layout(**_base_layout(height or 110 + 46 * max(1, len(shown)),
                                      f"Difference from the {model_label(reference, reference)} "
-                                     f"<sup>(points, whiskers = 95% interval)</sup>"))
+                                     f"<sup>(points, whiskers = {'paired bootstrap ' if paired else ''}95% "
+                                     f"interval)</sup>"))
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
     fig.update_xaxes(zeroline=False, gridcolor="#f3f4f6", ticksuffix=" pt")
     return fig

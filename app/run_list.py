@@ -34,14 +34,17 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
-    """One row per run: its variants, the teacher's, the reference's and the best variant's test accuracy."""
+    """One row per run: its variants, the teacher's, the reference's and the best variant's test accuracy, and how
+    many warnings its models drew (a model that answers one class or does not beat the most common one)."""
     rows = []
     for r in infos:
-        names, ref = [], None
+        names, ref, warned = [], None, None
         if r.status != "damaged":
             try:
-                v = common.variants_of(store.open(r.run_id))
+                run = store.open(r.run_id)
+                v = common.variants_of(run)
                 names, ref = v.names, v.reference
+                warned = len((run.summary() or {}).get("warnings") or [])
             except DistillError:
                 pass
         scored = [(r.accuracy[n], n) for n in names if r.accuracy.get(n) is not None]
@@ -51,7 +54,8 @@ def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
                      "dataset": Path(r.dataset).name or r.dataset, "epochs": r.epochs_done,
                      "teacher %": pct(r.accuracy.get(TEACHER)),
                      "reference %": pct(r.accuracy.get(ref)) if ref else None,
-                     "best variant": best[1], "best %": pct(best[0]), "variants": ", ".join(names),
+                     "best variant": best[1], "best %": pct(best[0]),
+                     "warnings": f"⚠️ {warned}" if warned else None, "variants": ", ".join(names),
                      "problem": r.error})
     return rows
 

@@ -649,16 +649,28 @@ def live_curves(run, key: str) -> None:
 
 
 def accuracy_metrics(run) -> None:
-    """The test accuracy of the teacher and every variant, each variant against the reference (four a row)."""
-    from app import common
-    acc = (run.summary() or {}).get("accuracy") or {}
+    """The run's warnings, then the test accuracy of the teacher and every variant, each variant against the
+    reference (four a row). With the run's paired comparisons (summary.json "paired"), a difference that is no
+    clear difference is grey and each variant's help gives the paired test in words."""
+    from app import charts, common
+    summary = run.summary() or {}
+    acc, paired = summary.get("accuracy") or {}, summary.get("paired") or {}
     variants = common.variants_of(run)
     models = ["teacher", *variants.names]
     if all(acc.get(m) is None for m in models):
         return
+    for line in charts.health_lines(summary.get("warnings") or []):
+        st.warning(line, icon="⚠️")
     for start in range(0, len(models), 4):
         for col, name in zip(st.columns(4), models[start:start + 4]):
             delta = delta_text(acc, name, variants.reference)
             same = bool(delta) and delta.startswith("same")
+            c = paired.get(name) if delta else None
+            unclear = c is not None and c.get("verdict") not in ("better", "worse")
             col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
-                       delta_color="off" if same else "normal", delta_arrow="off" if same else "auto")
+                       delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
+                       help=charts.paired_sentence(c, name, variants.reference) if c else None)
+    if paired:
+        n = next(iter(paired.values())).get("n")
+        st.caption(f"A grey difference is no clear difference on these {n} test examples (McNemar p ≥ 0.05): hover "
+                   "a variant's ⓘ for the paired test; the **Accuracy** page has the intervals.")

@@ -71,6 +71,23 @@ def fmt_acc(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def print_paired(paired: dict, variants: list[str], ref: str | None, width: int) -> None:
+    """Each variant against the reference on the same test examples (summary.json "paired")."""
+    from .stats import p_text
+    shown = [v for v in variants if v in paired]
+    if not shown or ref is None:
+        return
+    print(f"  paired with {ref} on the same {paired[shown[0]]['n']} test examples "
+          f"(bootstrap 95% interval of the difference, McNemar's exact test)")
+    for v in shown:
+        c = paired[v]
+        print(f"    {v:<{width}}  {100 * c['diff']:+.1f} points (95% interval {100 * c['lo']:+.1f} to "
+              f"{100 * c['hi']:+.1f}), McNemar {p_text(c['p'])}: {c['verdict']} "
+              f"({ref} alone right on {c['ref_only']}, {v} alone on {c['variant_only']})")
+    if any(paired[v]["verdict"] not in ("better", "worse") for v in shown):
+        print("    no clear difference: a sweep across seeds (python -m distill_core sweep --seeds 0-4) tells more")
+
+
 def print_summary(run_id: str, summary: dict, status: dict) -> None:
     from .vocab import run_reference, run_variants
     acc = summary.get("accuracy", {})
@@ -84,6 +101,11 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
         if ref and name not in ("teacher", ref) and acc.get(name) is not None and acc.get(ref) is not None:
             gain = f"   {100 * (acc[name] - acc[ref]):+.1f} points vs {ref}"
         print(f"    {name:<{width}}  {fmt_acc(acc.get(name)):>6}{gain}")
+    if summary.get("majority_rate") is not None:
+        print(f"  always answering the most common class scores {fmt_acc(summary['majority_rate'])}")
+    print_paired(summary.get("paired") or {}, variants, ref, width)
+    for w in summary.get("warnings") or []:
+        print(f"  warning: {w.get('message')}")
     div = summary.get("divergence", {})
     if div.get("epochs"):
         print(f"  attention {div.get('metric', 'js').upper()} to the teacher, epochs {div['epochs']}")

@@ -37,6 +37,11 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def p_text(p: float) -> str:
+    """A p-value as the app and the command line write it: "p = 0.043", "p < 0.001"."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def _as_correct(x, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 1:

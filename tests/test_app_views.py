@@ -279,8 +279,11 @@ def test_accuracy_page(run_store):
     n = summary["test_size"]
     verdicts = texts(at.success) + texts(at.warning) + texts(at.info)
     assert f"{n} test examples" in verdicts and "one seed" in verdicts
-    d, lo, hi = charts.difference_interval(summary["accuracy"]["distilled"], summary["accuracy"]["baseline"], n)
-    assert f"{lo * 100:+.1f} to {hi * 100:+.1f}" in verdicts
+    paired = summary["paired"]["distilled"]          # the engine's paired comparison, not independent intervals
+    assert charts.paired_sentence(paired, "distilled", "baseline") in verdicts
+    assert f"{paired['lo'] * 100:+.1f} to {paired['hi'] * 100:+.1f}" in verdicts
+    assert list(df["McNemar p"])[2] == pytest.approx(paired["p"])
+    assert all(w["message"] in texts(at.warning) for w in summary["warnings"])
     figs = figures(at)
     assert set(figs) == {"accuracy.accuracy_bars", "accuracy.difference", "accuracy.efficiency_bars"}
 

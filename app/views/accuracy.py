@@ -48,9 +48,31 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
         st.dataframe(table.style.format("{:.1%}"), key=K + "val_table")
     st.stop()
 
+# ---- model health: what must be read before any accuracy ---------------------------------------------
+for line in charts.health_lines(summary.get("warnings") or []):
+    st.warning(line, icon="⚠️")
+majority = summary.get("majority_rate")
+if majority is not None:
+    st.markdown(f"Always answering the most common class scores **{majority:.1%}** on this test set: a model "
+                "has learned something only if it clearly beats that.")
+
 params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, summary.get("latency_ms") or {}
 t_acc, t_lat = acc.get(TEACHER), latency.get(TEACHER)
-verdicts = {r["variant"]: r for r in charts.accuracy_verdicts(acc, n, variants.names, ref)}
+paired = summary.get("paired") or {}      # older runs: none, and the independent intervals below
+rows_v = (charts.paired_verdicts(paired, acc, variants.names, ref) if paired
+          else charts.accuracy_verdicts(acc, n, variants.names, ref))
+verdicts = {r["variant"]: r for r in rows_v}
+vs = f"vs {ref or 'reference'} (points)"
+
+
+def paired_cells(v: dict) -> dict:
+    """The table's paired columns for one model's row (empty for the teacher and the reference)."""
+    has = "p" in v
+    return {"paired 95% interval (points)": f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}" if has else None,
+            "McNemar p": v.get("p"),
+            "only it right / only reference right": f"{v['variant_only']} / {v['ref_only']}" if has else None}
+
+
 losses = common.objectives_text(run)
 rows = []
 for m in (TEACHER, *variants.names):
@@ -62,7 +84,8 @@ for m in (TEACHER, *variants.names):
         "objectives": None if m == TEACHER else losses.get(m),
         "accuracy (%)": 100 * a if a is not None else None,
         "± 95% (points)": 100 * charts.binomial_halfwidth(a, n) if a is not None and n else None,
-        f"vs {ref or 'reference'} (points)": 100 * v["diff"] if v.get("diff") is not None else None,
+        vs: 100 * v["diff"] if v.get("diff") is not None else None,
+        **(paired_cells(v) if paired else {}),
         "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
         "params (M)": params[m] / 1e6 if m in params else None,
         "size (MB)": size[m] / 1e6 if m in size else None,
@@ -71,9 +94,16 @@ for m in (TEACHER, *variants.names):
     })
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
     "accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
-    "± 95% (points)": st.column_config.NumberColumn(format="%.1f", help="normal approximation: 1.96·√(p(1−p)/n)"),
-    f"vs {ref or 'reference'} (points)": st.column_config.NumberColumn(
-        format="%+.1f", help="this variant's accuracy minus the reference's"),
+    "± 95% (points)": st.column_config.NumberColumn(
+        format="%.1f", help="this model's own uncertainty, normal approximation: 1.96·√(p(1−p)/n)"),
+    vs: st.column_config.NumberColumn(format="%+.1f", help="this variant's accuracy minus the reference's"),
+    "paired 95% interval (points)": st.column_config.TextColumn(
+        help="bootstrap interval of the difference, resampling test examples with both models' answers together"),
+    "McNemar p": st.column_config.NumberColumn(
+        format="%.3f", help="exact McNemar test on the examples only one of the two got right; below 0.05: a clear "
+                            "difference"),
+    "only it right / only reference right": st.column_config.TextColumn(
+        help="the examples the two disagree on: only they tell which is better"),
     "% of teacher's accuracy": st.column_config.NumberColumn(format="%.0f"),
     "params (M)": st.column_config.NumberColumn(format="%.2f"),
     "size (MB)": st.column_config.NumberColumn(format="%.1f"),
@@ -89,10 +119,13 @@ lines = charts.verdict_lines(list(verdicts.values()), ref)
 if lines:
     kinds = {r["verdict"] for r in verdicts.values()}
     show = st.success if "better" in kinds else st.warning if "worse" in kinds else st.info
+    how = ("Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
+           "examples only one of them got right, and the interval is a paired bootstrap of the difference."
+           if paired else "Each interval treats the two accuracies as independent; the variants answered the same "
+           "examples, so a paired test would be somewhat tighter.")
     show("\n".join(f"- {line}" for line in lines)
          + f"\n\nMeasured on {n} test examples with one seed: another seed or a larger test set may change the "
-           "result. Each interval treats the two accuracies as independent; the variants answered the same "
-           "examples, so a paired test would be somewhat tighter.")
+           f"result. {how}")
 elif ref is None and len(variants.names) > 1:
     st.info("This run has no reference variant (one trained on the labels only, e.g. named baseline with the ce "
             "loss alone), so there is no verdict: compare the variants' accuracies and their intervals above. Add "
@@ -103,11 +136,13 @@ elif ref is None:
 
 c1, c2 = st.columns([1, 1], gap="medium")
 with c1:
-    st.plotly_chart(charts.accuracy_bars(acc, n, variants=variants.names, reference=ref), width="stretch",
-                    config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
+    st.plotly_chart(charts.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority),
+                    width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
 with c2:
     if lines:
         st.plotly_chart(charts.difference_chart(list(verdicts.values()), ref, variants.names), width="stretch",
                         config=common.PLOTLY_CONFIG, key=K + "difference")
 st.plotly_chart(charts.efficiency_bars(params, size, latency, device, variants.names, ref), width="stretch",
                 config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
+if notices := summary.get("notices"):
+    st.info("**About the data and training**\n" + "\n".join(f"- {x}" for x in notices))
