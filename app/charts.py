@@ -844,3 +844,89 @@ def attribution_reading(student: str, stats: dict, reference: str | None = None)
             text += (f" Variants with closer attention than {the(reference, reference)}: {', '.join(att) or 'none'}; "
                      f"with closer attributions: {', '.join(attr) or 'none'}.")
     return text + " One text is an anecdote; compare a few probe examples before drawing a conclusion."
+
+
+# ---- sweeps across seeds -----------------------------------------------------------------------------
+def _seed_panel(fig: go.Figure, col: int, models: Sequence[str], per_seed: dict, means: dict, seeds: Sequence[int],
+                colors: dict, reference: str | None, fmt: str) -> None:
+    """One panel of sweep_figure: per model (at x = its position), a dot per seed just left of the mean, and the
+    mean with its 95% interval as whiskers just right of it."""
+    for i, m in enumerate(models):
+        label = model_label(m, reference)
+        pts = [(s, v) for s, v in zip(seeds, per_seed.get(m) or []) if v is not None]
+        fig.add_trace(go.Scatter(
+            x=[i - 0.12] * len(pts), y=[v for _, v in pts], mode="markers", showlegend=False,
+            marker=dict(color=colors[m], size=8, opacity=0.5, line=dict(width=0)),
+            text=[f"seed {s}" for s, _ in pts], hovertemplate=f"{label}, %{{text}}: %{{y:{fmt}}}<extra></extra>"),
+            row=1, col=col)
+        mean, lo, hi = means.get(m, (None, None, None))
+        if mean is None:
+            continue
+        err = None if lo is None else dict(type="data", symmetric=False, array=[hi - mean], arrayminus=[mean - lo],
+                                           thickness=2, width=8, color=colors[m])
+        interval = "" if lo is None else f" (95% interval {lo:{fmt}} to {hi:{fmt}})"
+        fig.add_trace(go.Scatter(
+            x=[i + 0.08], y=[mean], mode="markers", showlegend=False, error_y=err,
+            marker=dict(color=colors[m], size=13, symbol="diamond", line=dict(color="white", width=1)),
+            hovertemplate=f"{label}: mean %{{y:{fmt}}}{interval}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(models))), range=[-0.6, len(models) - 0.4],
+                     ticktext=[model_label(m, reference) for m in models], showgrid=False, zeroline=False,
+                     row=1, col=col)
+
+
+def sweep_figure(summary: dict, height: int = 420) -> go.Figure:
+    """A sweep across seeds (distill_core.sweep.summarize_sweep): test accuracy of the teacher and every variant,
+    and each variant's final attention JS to the teacher; a dot per seed, a diamond at the mean, whiskers at the
+    95% interval of the mean."""
+    variants, ref = list(summary.get("variants") or []), summary.get("reference")
+    seeds, colors = summary.get("seeds_done") or [], variant_colors(variants)
+    vs = summary.get("variants_stats") or {}
+    t = summary.get("teacher") or {}
+    acc = {TEACHER: t.get("accuracy"), **{v: vs.get(v, {}).get("accuracy") for v in variants}}
+    acc_means = {TEACHER: (t.get("mean"), t.get("lo"), t.get("hi")),
+                 **{v: tuple(vs.get(v, {}).get(k) for k in ("acc_mean", "acc_lo", "acc_hi")) for v in variants}}
+    js = {v: vs.get(v, {}).get("js") for v in variants}
+    js_means = {v: tuple(vs.get(v, {}).get(k) for k in ("js_mean", "js_lo", "js_hi")) for v in variants}
+    n = len(seeds)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1, subplot_titles=[
+        "Test accuracy", f"Final attention {METRIC_LABELS['js']} to the teacher <sup>(lower = closer)</sup>"])
+    _seed_panel(fig, 1, [TEACHER, *variants], acc, acc_means, seeds, colors, ref, ".1%")
+    _seed_panel(fig, 2, variants, js, js_means, seeds, colors, ref, ".4f")
+    fig.update_layout(**_base_layout(height, f"Across {n} seed{'s' if n != 1 else ''} <sup>(dots: one seed each; "
+                                             f"diamonds: mean; whiskers: 95% interval of the mean)</sup>"))
+    fig.update_annotations(font=dict(size=13))
+    fig.update_yaxes(tickformat=".0%", gridcolor="#f3f4f6", row=1, col=1)
+    fig.update_yaxes(gridcolor="#f3f4f6", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(tickangle=0 if len(variants) <= 3 else -30)
+    if not seeds:
+        fig.add_annotation(text="appears when the first seed finishes", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font={"color": "gray"})
+    return fig
+
+
+def sweep_verdict_lines(summary: dict) -> list[str]:
+    """Each variant against the reference over a sweep's seeds, in words (markdown): the pooled McNemar test
+    decides (p < 0.05: better or worse, else no clear difference), always naming n and the number of seeds."""
+    ref, seeds = summary.get("reference"), len(summary.get("seeds_done") or [])
+    out = []
+    for v, c in (summary.get("paired") or {}).items():
+        name, rl = the(v, ref), the(ref, ref)
+        mean = c.get("diff_mean")
+        spread = ("" if c.get("diff_lo") is None else
+                  f", 95% interval across seeds {100 * c['diff_lo']:+.1f} to {100 * c['diff_hi']:+.1f}")
+        across = ("no finished seeds" if mean is None else
+                  f"mean difference {100 * mean:+.1f} points over {seeds} seed{'s' if seeds != 1 else ''}{spread}")
+        if "p" not in c:
+            out.append(f"**{_cap(name)} against {rl}**: {across}; the seeds' test answers could not be pooled, so "
+                       f"there is no paired test.")
+            continue
+        head = {"better": f"**{_cap(name)} beat {rl}**", "worse": f"**{_cap(rl)} beat {name}**"}.get(
+            c["verdict"], f"**No clear difference** between {name} and {rl}")
+        test = (f"on n = {c['n']} test answers pooled over {seeds} seed{'s' if seeds != 1 else ''} (McNemar "
+                f"{p_text(c['p'])}; {c['variant_only']} right only for {name}, {c['ref_only']} only for {rl})")
+        gap = ("" if c.get("gap_closed") is None else
+               f" It closed {c['gap_closed']:.0%} of the gap between {rl} and the teacher.")
+        js = (" Its attention was closer to the teacher's than the reference's on every seed."
+              if c.get("js_below_reference_every_seed") else "")
+        out.append(f"{head} {test}: {across}.{gap}{js}")
+    return out

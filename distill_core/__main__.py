@@ -1,4 +1,4 @@
-"""Command line: python -m distill_core run | runs | show | cancel | delete | cache."""
+"""Command line: python -m distill_core run | runs | show | cancel | delete | cache | sweep | sweeps."""
 from __future__ import annotations
 
 import argparse
@@ -136,6 +136,51 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import SweepStore, format_summary, parse_seeds, run_sweep
+    if args.seed is not None:
+        raise DistillError("a sweep sets train.seed itself, once per seed: use --seeds (e.g. --seeds 0-4), not --seed")
+    seeds = parse_seeds(args.seeds)
+    cfg = build_config(args)
+    store = RunStore(args.runs_dir)
+    sweeps = SweepStore(store.root)
+    print(f"sweep of {len(seeds)} seeds ({', '.join(map(str, seeds))}) into {store.root}")
+    sweep_id = run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,
+                         callbacks=[] if args.quiet else [TqdmProgress()], report=print)
+    summary = sweeps.open(sweep_id)["summary"]
+    print(f"sweep {sweep_id}")
+    print(format_summary(summary))
+    write_sweep_html(sweeps.folder(sweep_id) / "sweep.html", summary)
+    print(f"written: {sweeps.folder(sweep_id)}/sweep.json")
+    return 0 if summary["status"] == "done" else 1
+
+
+def write_sweep_html(path, summary: dict) -> None:
+    """The sweep's figure as a page that works offline (plotly.js inside); skipped when the app is not importable."""
+    try:
+        from app.charts import sweep_figure
+    except ImportError as e:
+        logging.getLogger(__name__).warning("sweep.html not written: the app's figures cannot be imported (%s)", e)
+        return
+    from .store import atomic_write_bytes
+    html = sweep_figure(summary).to_html(include_plotlyjs=True, full_html=True)
+    atomic_write_bytes(path, html.encode())
+    print(f"written: {path}")
+
+
+def cmd_sweeps(args) -> int:
+    from .sweep import SweepStore
+    infos = SweepStore(args.runs_dir).list()
+    if not infos:
+        print("no sweeps yet; start one with `python -m distill_core sweep --seeds 0-4`")
+        return 0
+    print(f"{'sweep id':<40} {'status':<9} {'created':<20} seeds")
+    for s in infos:
+        seeds = ",".join(map(str, s["seeds"])) or "-"
+        print(f"{s['id']:<40} {s['status']:<9} {s['created']:<20} {seeds}" + (f"  {s['name']}" if s["name"] else ""))
+    return 0
+
+
 def cmd_runs(args) -> int:
     store = RunStore(args.runs_dir)
     infos = store.list()
@@ -235,6 +280,15 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--runs-dir", **runs_dir)
     r.set_defaults(func=cmd_run)
+
+    sw = sub.add_parser("sweep", parents=[r], add_help=False,
+                        help="run the same session once per seed and compare the variants across seeds")
+    sw.add_argument("--seeds", required=True, help="students' seeds (train.seed), e.g. 0-4 or 0,1,2")
+    sw.set_defaults(func=cmd_sweep)
+
+    sws = sub.add_parser("sweeps", help="list sweeps")
+    sws.add_argument("--runs-dir", **runs_dir)
+    sws.set_defaults(func=cmd_sweeps)
 
     ls = sub.add_parser("runs", help="list runs")
     ls.add_argument("--runs-dir", **runs_dir)
