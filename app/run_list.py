@@ -121,3 +121,77 @@ def cache_section() -> None:
                           "typed-text and attribution views of earlier runs that used one cannot run)",
                           key="runs.cache_confirm", disabled=not rows)
     c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon="🧹")
+
+
+# ---- sweeps ------------------------------------------------------------------------------------------
+SWEEP_SELECTED = "sweep.selected"        # read by the Sweep page
+
+
+def sweep_rows(sweeps) -> list[dict]:
+    """One row per sweep (newest first): its seeds, status, and the reference's and best variant's mean test
+    accuracy over the finished seeds."""
+    from distill_core.sweep import summarize_sweep
+    rows = []
+    for s in sweeps.list():
+        ref, best, means = None, None, {}
+        if s["status"] != "damaged":
+            try:
+                summary = summarize_sweep(sweeps.runs, sweeps.open(s["id"]), pool=False)
+            except DistillError:
+                summary = {}
+            means = {v: x.get("acc_mean") for v, x in (summary.get("variants_stats") or {}).items()}
+            ref = summary.get("reference")
+            best = max(((m, v) for v, m in means.items() if m is not None), default=None)
+        rows.append({"status": f"{common.STATUS_ICONS.get(s['status'], '')} {s['status']}", "sweep": s["id"],
+                     "name": s["name"], "seeds": ", ".join(map(str, s["seeds"])),
+                     "reference": ref, "reference %": pct(means.get(ref)) if ref else None,
+                     "best variant": best[1] if best else None, "best %": pct(best[0]) if best else None})
+    return rows
+
+
+def sweep_stat_rows(summary: dict) -> list[dict]:
+    """The Sweep page's table, one row per model: test accuracy and final attention JS, each a mean across the
+    finished seeds with its 95% interval (summary: distill_core.sweep.summarize_sweep)."""
+    def points(x):
+        return f"{100 * x:.1f}"
+
+    t = summary.get("teacher") or {}
+    rows = [{"model": "teacher", "seeds": len(t.get("accuracy") or []), "accuracy %": pct(t.get("mean")),
+             "accuracy 95% interval": _interval_text(t.get("lo"), t.get("hi"), points)}]
+    for v in summary.get("variants") or []:
+        s = summary["variants_stats"].get(v, {})
+        rows.append({"model": v + (" (reference)" if v == summary.get("reference") else ""),
+                     "seeds": len([a for a in s.get("accuracy") or [] if a is not None]),
+                     "accuracy %": pct(s.get("acc_mean")),
+                     "accuracy 95% interval": _interval_text(s.get("acc_lo"), s.get("acc_hi"), points),
+                     "final JS": s.get("js_mean"),
+                     "JS 95% interval": _interval_text(s.get("js_lo"), s.get("js_hi"), lambda x: f"{x:.4f}")})
+    return rows
+
+
+def _interval_text(lo, hi, fmt) -> str:
+    return "–" if lo is None else f"{fmt(lo)} to {fmt(hi)}"
+
+
+def open_sweep(sweep_id: str) -> None:
+    st.session_state[SWEEP_SELECTED] = sweep_id
+    st.switch_page("views/sweep.py")
+
+
+def sweeps_section(root) -> None:
+    """The sweeps of the run store: a table, and a button that opens one on the Sweep page."""
+    from distill_core.sweep import SweepStore
+    st.subheader("Sweeps")
+    sweeps = SweepStore(root)
+    rows = sweep_rows(sweeps)
+    if not rows:
+        st.caption("No sweeps yet: write several seeds (e.g. 0-4) in the New session page's **Seeds** field, or run "
+                   "`python -m distill_core sweep --seeds 0-4`.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs.sweeps", placeholder="–", column_config={
+        "reference %": st.column_config.NumberColumn(format="%.1f", help="mean test accuracy over finished seeds"),
+        "best %": st.column_config.NumberColumn(format="%.1f", help="the best variant's mean test accuracy")})
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    choice = c1.selectbox("Sweep", [r["sweep"] for r in rows], key="runs.sweep_choice")
+    if c2.button("Open the sweep", key="runs.sweep_open", icon="📊", width="stretch"):
+        open_sweep(choice)

@@ -96,6 +96,7 @@ def initial_values(cfg: SessionConfig) -> dict:
         "new.layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm)),
         "new.epochs": tr.epochs, "new.batch_size": tr.batch_size, "new.lr": float(tr.lr),
         "new.schedule": tr.schedule, "new.time_budget": float(tr.time_budget_s or 0.0), "new.seed": tr.seed,
+        "new.seeds": "",
         "new.device": tr.device,
         VARIANT_IDS: list(range(len(cfg.variants))), NEXT_ID: len(cfg.variants),
     }
@@ -577,6 +578,9 @@ def training_section() -> None:
     c[1].number_input("Seed", min_value=0, step=1, key="new.seed")
     c[2].selectbox("Device", DEVICES, key="new.device")
     c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")
+    c[3].text_input("Seeds (a sweep)", key="new.seeds", placeholder="e.g. 0-4 or 0,1,2",
+                    help="Several students' seeds start a sweep: one session per seed, the same teacher and test "
+                         "set, compared across seeds on the Sweep page. Empty: one session with the seed at left.")
 
 
 # ---- finding the run to follow -----------------------------------------------------------------------

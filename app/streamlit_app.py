@@ -18,5 +18,6 @@ pages = [
     st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),
     st.Page(VIEWS / "attributions.py", title="Attributions", icon="🧭", url_path="attributions"),
     st.Page(VIEWS / "runs.py", title="Runs", icon="🗂️", url_path="runs"),
+    st.Page(VIEWS / "sweep.py", title="Sweep across seeds", icon="🎲", url_path="sweep"),
 ]
 st.navigation(pages).run()

@@ -14,8 +14,11 @@ import streamlit as st
 import distill_core
 from app import common
 from app import session_form as sf
+from app.run_list import SWEEP_SELECTED
+from distill_core.sweep import start_seeds
 
 CANCEL_MSG = "new.cancel_msg"
+SWEEP_STARTED = "new.sweep_started"     # the sweep this tab started last
 
 store = common.get_store()
 defaults, defaults_warning = sf.load_defaults()
@@ -52,13 +55,22 @@ if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stret
     try:
         config = sf.build_config(sf.collect(st.session_state), defaults)
         sf.preflight(config)
-        run_id = distill_core.start_session(config, store)
+        run_id, sweep_id = start_seeds(config, st.session_state.get("new.seeds", ""), store,
+                                       start=distill_core.start_session)
+        if sweep_id:
+            st.session_state[SWEEP_STARTED] = st.session_state[SWEEP_SELECTED] = sweep_id
     except distill_core.DistillError as e:
         st.error(str(e))
     else:
         st.session_state[sf.ACTIVE_RUN] = run_id
         st.session_state[common.SELECTED_RUN] = run_id
         st.query_params["run"] = run_id
+if sweep_id := st.session_state.get(SWEEP_STARTED):
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    c1.info(f"Sweep **{sweep_id}** started: one session per seed, run one after another. The Sweep page compares "
+            f"them as they finish.")
+    if c2.button("Open the sweep", key="new.open_sweep", icon="📊", width="stretch"):
+        st.switch_page("views/sweep.py")
 
 with st.expander("These settings as a config file (for `python -m distill_core run --config`)"):
     try:

@@ -144,4 +144,5 @@ def compare_section() -> None:
 
 
 compare_section()
+rl.sweeps_section(store.root)
 rl.cache_section()
