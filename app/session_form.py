@@ -16,7 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from distill_core import Run, RunStore, SessionConfig
-from distill_core.config import DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES
+from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN,
+                                  STUDENT_INITS)
 from distill_core.errors import ConfigError, DataError
 from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
 from distill_core.sources import source_kind
@@ -398,9 +399,12 @@ def student_section() -> None:
     c1.number_input("Hidden size", min_value=1, step=16, key="new.student_hidden",
                     help="Must be divisible by the number of heads (each head gets hidden / heads dimensions).")
     c2.number_input("Intermediate (feed-forward) size", min_value=1, step=64, key="new.student_intermediate")
-    st.radio("Initialisation", ["random", "from_teacher"], key="new.student_init", horizontal=True,
-             help="from_teacher copies the teacher's embeddings and its mapped layers (needs the same widths); "
-                  "random starts from scratch, so any gain comes from the objectives alone.")
+    st.radio("Initialisation", list(STUDENT_INITS), key="new.student_init", horizontal=True,
+             help=f"auto: random when there are {SMALL_TRAIN:,} training examples or more; with fewer, the student "
+                  "starts from the teacher's knowledge (from_teacher when the widths allow, else "
+                  "teacher_embeddings). from_teacher copies the teacher's embeddings and its mapped layers (needs "
+                  "the same widths); teacher_embeddings starts from the teacher's token embeddings projected onto "
+                  "the student's width; random starts from scratch. The run's notes say what auto chose.")
     heads, hidden = st.session_state["new.student_heads"], st.session_state["new.student_hidden"]
     if heads and hidden % heads == 0:
         st.caption(f"Each head works in {hidden // heads} dimensions.")

@@ -7,6 +7,8 @@ import torch
 
 def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
     """Token ids per text (no padding) and how many texts were truncated to max_length."""
+    if not texts:
+        return [], 0
     full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
     truncated = sum(len(x) > max_length for x in full)
     ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]

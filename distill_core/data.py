@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Splits:
-    """Texts and integer labels of each split, the label names, and the probe examples (validation indices)."""
+    """Texts and integer labels of each split, the label names, and the probe examples (validation indices).
+
+    No text is in two splits. `extra_*` are the labelled examples no split took (the bundled data holds more
+    than the splits ask for): the teacher may learn from them, the students never see them."""
     train_texts: list[str]
     train_labels: list[int]
     val_texts: list[str]
@@ -31,10 +34,17 @@ class Splits:
     probe_indices: list[int]
     fingerprint: str                       # identifies the data and split (teacher cache key)
     notices: list[str] = field(default_factory=list)  # things the user should know (rows dropped, ...)
+    extra_texts: list[str] = field(default_factory=list)
+    extra_labels: list[int] = field(default_factory=list)
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+
+# When a file holds fewer examples than the configured split sizes, it is split by these fractions instead:
+# most of a small file goes to training (students learn little from a few hundred examples).
+SMALL_DATA_FRACTIONS = (0.7, 0.1, 0.2)
 
 
 def builtin_rotten_tomatoes_path() -> Path:
@@ -239,25 +249,36 @@ def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
     return select_columns(ds.to_pandas(), cfg.text_column, cfg.label_column, cfg.source)
 
 
+def split_sizes(n: int, sizes: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (train, validation, test) sizes for n examples: the configured ones when they fit, else fractions."""
+    if sum(sizes) <= n:
+        return tuple(sizes)
+    if n < 3:
+        raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
+    val = max(1, round(SMALL_DATA_FRACTIONS[1] * n))
+    test = max(1, round(SMALL_DATA_FRACTIONS[2] * n))
+    return n - val - test, val, test
+
+
+def fractions_notice(n: int, sizes: tuple[int, int, int], got: tuple[int, int, int]) -> str:
+    pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
+    return (f"the data holds {n:,} distinct texts, fewer than the {sum(sizes):,} the split sizes ask for (train "
+            f"{sizes[0]:,}, validation {sizes[1]:,}, test {sizes[2]:,}): it was split {pct} instead, {got[0]:,} "
+            f"examples for training, {got[1]:,} for validation and {got[2]:,} for testing")
+
+
 def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int) -> list[np.ndarray]:
     """Indices of train / validation / test, each keeping the class proportions, seeded.
 
-    When the data holds fewer examples than asked, the sizes shrink in proportion (at least one each).
-    """
+    When the data holds fewer examples than asked, the sizes become split_sizes' fractions."""
     n = len(labels)
-    want = np.array(sizes, dtype=float)
-    if want.sum() > n:
-        want = np.maximum(1, np.floor(want * n / want.sum()))
-        while want.sum() > n and want.max() > 1:
-            want[int(np.argmax(want))] -= 1
-    if n < 3 or want.sum() > n:
-        raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
+    want = split_sizes(n, sizes)
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     per_class = {c: rng.permutation(np.where(labels == c)[0]) for c in classes}
     frac = {c: len(per_class[c]) / n for c in classes}
     out, start = [], {c: 0 for c in classes}
-    for k, size in enumerate(want.astype(int)):
+    for k, size in enumerate(want):
         idx = []
         for c in classes:
             take = int(round(size * frac[c]))
@@ -273,6 +294,35 @@ def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int)
     if min(len(x) for x in out) == 0:
         raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
     return out
+
+
+def text_key(text: str) -> str:
+    """When two texts count as the same: case and runs of white space are ignored."""
+    return " ".join(text.split()).casefold()
+
+
+def group_duplicates(texts: list[str], labels: np.ndarray, keep_one: bool) -> tuple[list[list[int]], list[str]]:
+    """Rows grouped by text (text_key), in order of first appearance, and notices about the duplicates.
+
+    keep_one: each group keeps its first row only (the bundled data); otherwise every copy is kept, and
+    because groups are split as units, all copies of a text land in the same split."""
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(text_key(t), []).append(i)
+    rows = list(groups.values())
+    repeated = [g for g in rows if len(g) > 1]
+    if not repeated:
+        return rows, []
+    extra = sum(len(g) - 1 for g in repeated)
+    mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
+    conflict = (f"; {mixed:,} of them carry different labels on different rows" if mixed else "")
+    if keep_one:
+        notice = (f"{len(repeated):,} texts appear more than once ({extra:,} extra rows); each was kept once, "
+                  f"so no text is in two splits{conflict}")
+        return [g[:1] for g in rows], [notice]
+    notice = (f"{len(repeated):,} texts appear more than once ({extra:,} extra rows); every copy of a text was "
+              f"kept in the same split, so no test text is seen in training{conflict}")
+    return rows, [notice]
 
 
 def choose_probe(labels: list[int], texts: list[str], k: int, seed: int) -> list[int]:
@@ -296,18 +346,32 @@ def choose_probe(labels: list[int], texts: list[str], k: int, seed: int) -> list
 
 
 def load_splits(cfg: DataConfig) -> Splits:
+    """Clean the data, group repeated texts, and split the groups: no text is in two splits."""
     df, name = load_frame(cfg)
     if len(df) == 0:
         raise DataError(f"{name} has no rows")
     df, label_names, notices = clean(df, name)
     labels = df["label"].to_numpy()
-    tr, va, te = stratified_split(labels, (cfg.train_size, cfg.val_size, cfg.test_size), cfg.split_seed)
     texts = df["text"].tolist()
-    pick = lambda idx: ([texts[i] for i in idx], [int(labels[i]) for i in idx])  # noqa: E731
-    (trx, try_), (vax, vay), (tex, tey) = pick(tr), pick(va), pick(te)
+    groups, dup_notices = group_duplicates(texts, labels, keep_one=cfg.source.strip() == DEFAULT_DATASET)
+    group_labels = labels[[g[0] for g in groups]]        # a group's label: its first row's (for stratifying)
+    asked = (cfg.train_size, cfg.val_size, cfg.test_size)
+    parts = stratified_split(group_labels, asked, cfg.split_seed)
+    used = np.zeros(len(groups), dtype=bool)
+    for part in parts:
+        used[part] = True
+    parts.append(np.flatnonzero(~used))                  # the rest: the teacher may learn from it
+
+    def pick(part):
+        rows = [i for g in part for i in groups[g]]
+        return [texts[i] for i in rows], [int(labels[i]) for i in rows]
+    (trx, try_), (vax, vay), (tex, tey), (exx, exy) = (pick(p) for p in parts)
+    notices += dup_notices
+    if sum(asked) > len(groups):
+        notices.append(fractions_notice(len(groups), asked, (len(trx), len(vax), len(tex))))
     h = hashlib.sha256()
     h.update(json.dumps([cfg.source, cfg.text_column, cfg.label_column, cfg.split_seed, label_names]).encode())
-    for part in (trx, try_, vax, vay, tex, tey):
+    for part in (trx, try_, vax, vay, tex, tey, exx, exy):
         h.update(json.dumps(part).encode())
     probe = choose_probe(vay, vax, cfg.probe_size, cfg.split_seed)
-    return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices)
+    return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices, exx, exy)

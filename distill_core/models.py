@@ -237,8 +237,11 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
     mapping.resolve_head_rule(config.objectives.head_rule, t_heads, s_heads)
 
 
-def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: list[int] | None):
-    """A student of the teacher's architecture family with the configured shape (eager attention)."""
+def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: list[int] | None, init: str | None = None):
+    """A student of the teacher's architecture family with the configured shape (eager attention).
+
+    init: the resolved initialisation (config.resolve_init); default cfg.init, with "auto" meaning random."""
+    init = init or (cfg.init if cfg.init != "auto" else "random")
     from transformers import AutoModelForSequenceClassification
     if cfg.source:
         model, _ = load_classifier(cfg.source, num_labels)
@@ -260,10 +263,39 @@ def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: lis
         student = AutoModelForSequenceClassification.from_config(conf, attn_implementation="eager")
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"cannot build a student of shape {cfg.layers}x{cfg.heads}x{cfg.hidden}: {e}") from None
-    if cfg.init == "from_teacher":
+    if init == "from_teacher":
         copied = init_from_teacher(student, teacher, init_layers or [])
         log.info("student initialised from teacher: %d tensors copied", copied)
+    elif init == "teacher_embeddings":
+        project_teacher_embeddings(student, teacher)
     return student
+
+
+@torch.no_grad()
+def project_teacher_embeddings(student: nn.Module, teacher: nn.Module) -> None:
+    """Start the student's embeddings from the teacher's, projected onto the student's width.
+
+    The projection is the top principal directions of the teacher's token embeddings (Dt -> Ds), applied to the
+    token, position and token-type tables alike, since the model adds them. Pretrained token meanings are what a
+    student lacks most when it sees few examples; its layers stay random."""
+    t_emb, s_emb = teacher.get_input_embeddings().weight, student.get_input_embeddings().weight   # (V, Dt), (V, Ds)
+    if t_emb.shape[0] != s_emb.shape[0]:
+        raise ConfigError(f"student.init 'teacher_embeddings' needs the teacher's vocabulary ({t_emb.shape[0]} "
+                          f"tokens, the student has {s_emb.shape[0]}); use init 'random'")
+    ds = s_emb.shape[1]
+    if ds > t_emb.shape[1]:
+        raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_emb.shape[1]} dimensions "
+                          f"onto fewer; the student's hidden size {ds} is larger: use init 'random'")
+    centred = t_emb.float() - t_emb.float().mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)                 # v: (Dt, Dt), rows = directions
+    proj = v[:ds].T                                                          # (Dt, Ds)
+    scale = t_emb.float().std() / (t_emb.float() @ proj).std()               # keep the teacher's spread
+    t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+    for name, mod in s_mods.items():
+        if isinstance(mod, nn.Embedding) and name in t_mods and isinstance(t_mods[name], nn.Embedding):
+            src = t_mods[name].weight.float()
+            if src.shape[0] == mod.weight.shape[0] and src.shape[1] == proj.shape[0]:
+                mod.weight.copy_((src @ proj * scale).to(mod.weight.dtype))
 
 
 _LAYER_RE = re.compile(r"(.*\.layer\.)(\d+)(\..*)")

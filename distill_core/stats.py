@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 
+from .vocab import TEACHER
+
 LEVEL = 0.95          # every interval here is a 95% interval
 BOOTSTRAP = 10_000    # resamples of the paired bootstrap
 
@@ -139,14 +141,20 @@ def prediction_warnings(model: str, predictions, labels, label_names=None, shown
     share = float(counts[top] / len(pred))
     acc, base = float((pred == y).mean()), majority_rate(y)
     who = shown_as or model
+    if model == TEACHER:
+        fix = ("Fine-tune it longer (teacher.finetune_epochs, teacher.finetune_min_steps) or on more data: until it "
+               "tells the classes apart, distilling from it cannot help.")
+    else:
+        fix = ("Train longer (train.epochs or train.min_steps), try another learning rate, or give it more data; "
+               "if the teacher has the same problem, fix the teacher first.")
     out = []
     if share > ONE_CLASS_SHARE and base < ONE_CLASS_SHARE:
         out.append({"model": model, "kind": "one_class", "message": (
-            f"The {who} answers {names[top]!r} for {share:.0%} of the test examples: it has not learned to tell the "
-            f"classes apart. Try more epochs (or a higher train.min_steps), a lower learning rate, or more data.")})
-    if acc < base + MAJORITY_MARGIN:
+            f"The {who} answers {names[top]!r} for {share:.0%} of the test examples ({acc:.1%} right, against "
+            f"{base:.1%} for always answering the most common class): it has not learned to tell the classes "
+            f"apart. {fix}")})
+    if acc < base + MAJORITY_MARGIN and not out:      # one class already says it
         out.append({"model": model, "kind": "below_majority", "message": (
             f"The {who} reaches {acc:.1%}, {'below' if acc < base else 'hardly above'} the {base:.1%} that always "
-            f"answering the most common class scores: its accuracy means nothing yet. Try more epochs, "
-            f"a teacher fine-tuned longer (teacher.finetune_epochs), or check that the labels match the texts.")})
+            f"answering the most common class scores: its accuracy means little yet. {fix}")})
     return out

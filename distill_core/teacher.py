@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -31,9 +32,9 @@ import torch.nn.functional as F
 from . import mapping
 from .batching import collate, make_batches
 from .capture import AttentionCapture
-from .config import SessionConfig, TeacherConfig
+from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
 from .data import Splits
-from .evaluate import autocast_for
+from .evaluate import accuracy_and_loss, autocast_for, predict_logits
 from .errors import ModelError
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
@@ -55,9 +56,10 @@ class PreparedTeacher:
     finetuned: bool
     cached: bool       # True when the fine-tuned teacher came from the cache
     head_new: bool = False  # the classifier head is freshly initialised (not fine-tuned): its outputs are random
+    fit: dict | None = None  # how the fine-tune went (finetune's record): examples, epochs, validation curve, kept epoch
 
 
-TEACHER_RECIPE_VERSION = 2     # bump when the fine-tune recipe changes what it produces
+TEACHER_RECIPE_VERSION = 3     # bump when the fine-tune recipe changes what it produces
 OUTPUTS_VERSION = 1            # bump when compute_teacher_outputs changes what it produces
 
 # Files whose bytes define a model folder; shards named by model.safetensors.index.json are added to them.
@@ -114,8 +116,9 @@ def teacher_identity(source: str) -> dict:
 
 
 def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:
-    ident = [teacher_identity(cfg.source), cfg.finetune_epochs, cfg.finetune_lr,
-             cfg.finetune_batch_size, splits.fingerprint, max_length, cfg.seed, TEACHER_RECIPE_VERSION]
+    ident = [teacher_identity(cfg.source), cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size,
+             cfg.finetune_on, cfg.finetune_min_steps, cfg.finetune_patience, splits.fingerprint, max_length, cfg.seed,
+             TEACHER_RECIPE_VERSION]
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
 
 
@@ -145,9 +148,12 @@ def _file_lock(path: Path):
 
 
 def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[int]], device: torch.device,
-                    progress: Progress | None = None, tokenizer=None) -> PreparedTeacher:
-    """Load the teacher; fine-tune it on the training split when its head is new (or when asked), with caching.
+                    progress: Progress | None = None, tokenizer=None, val_ids: list[list[int]] | None = None,
+                    extra_ids: list[list[int]] | None = None) -> PreparedTeacher:
+    """Load the teacher; fine-tune it when its head is new (or when asked), with caching.
 
+    It learns from the training split, plus the labelled examples no split took (`extra_ids`) when
+    teacher.finetune_on is "all"; with `val_ids` it keeps its best epoch by validation accuracy.
     Everything that can be refused without training (attention that cannot be read, a student that does not fit
     the teacher) is refused here, before the fine-tune."""
     tcfg = config.teacher
@@ -175,15 +181,19 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
             torch.manual_seed(tcfg.seed)
             model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
             model.to(device)
-            finetune(model, train_ids, splits.train_labels, tokenizer.pad_token_id, tcfg, tcfg.seed,
-                     device, config.train.mixed_precision, progress)
+            ids, labels = list(train_ids), list(splits.train_labels)
+            if tcfg.finetune_on == "all" and extra_ids:
+                ids, labels = ids + list(extra_ids), labels + list(splits.extra_labels)
+            val = (val_ids, splits.val_labels) if val_ids else None
+            fit = finetune(model, ids, labels, val, tokenizer.pad_token_id, tcfg, device,
+                           config.train.mixed_precision, progress)
             tmp = target.with_name(target.name + ".tmp")
             try:
                 shutil.rmtree(tmp, ignore_errors=True)
                 model.save_pretrained(tmp, safe_serialization=True)
                 tokenizer.save_pretrained(tmp)
                 (tmp / "distill_meta.json").write_text(json.dumps({"source": tcfg.source, "key": key,
-                                                                   "data": splits.fingerprint}))
+                                                                   "data": splits.fingerprint, "fit": fit}))
                 os.replace(tmp, target)
             except OSError as e:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -194,23 +204,33 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
             model = cached
             _touch(target)
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
-    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached is not None)
+    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached is not None, fit=_read_fit(target))
 
 
-def finetune(model, ids, labels, pad_id, tcfg: TeacherConfig, seed: int, device, mixed_precision: bool,
-             progress: Progress | None) -> None:
+def _read_fit(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "distill_meta.json").read_text()).get("fit")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed_precision: bool,
+             progress: Progress | None) -> dict:
+    """Fine-tune a classifier in place; with `val` = (ids, labels), keep the epoch of best validation accuracy and
+    stop after tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record)."""
     set_attention_backend(model, eager=False)   # attention is not read here: fast path
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.finetune_lr, weight_decay=0.01)
     steps_per_epoch = (len(ids) + tcfg.finetune_batch_size - 1) // tcfg.finetune_batch_size
-    total = steps_per_epoch * tcfg.finetune_epochs
+    epochs = floor_epochs(tcfg.finetune_epochs, steps_per_epoch, tcfg.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
+    total = steps_per_epoch * epochs
     warm = max(1, int(0.1 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
     y = torch.tensor(labels, dtype=torch.long)
-    model.train()
-    step = 0
-    for epoch in range(tcfg.finetune_epochs):
-        for index in make_batches([len(x) for x in ids], tcfg.finetune_batch_size, seed=seed * 1000 + epoch):
+    curve, best, best_state, step, t0 = [], None, None, 0, time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for index in make_batches([len(x) for x in ids], tcfg.finetune_batch_size, seed=tcfg.seed * 1000 + epoch - 1):
             input_ids, mask = collate(ids, index, pad_id)
             with autocast_for(device, mixed_precision):
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
@@ -223,8 +243,21 @@ def finetune(model, ids, labels, pad_id, tcfg: TeacherConfig, seed: int, device,
             step += 1
             if progress:
                 progress("prepare teacher", step, total)
+        if val is None:
+            continue
+        acc, vloss = accuracy_and_loss(predict_logits(model, val[0], pad_id, device,
+                                                      mixed_precision=mixed_precision), val[1])
+        curve.append({"epoch": epoch, "val_accuracy": acc, "val_loss": vloss})
+        if best is None or acc > curve[best - 1]["val_accuracy"]:
+            best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best >= tcfg.finetune_patience:
+            break
+    if best_state is not None and best != curve[-1]["epoch"]:
+        model.load_state_dict(best_state)
     model.eval()
     set_attention_backend(model, eager=True)
+    return {"examples": len(ids), "epochs_planned": epochs, "epochs_run": epoch, "kept_epoch": best or epoch,
+            "curve": curve, "seconds": round(time.time() - t0, 1)}
 
 
 @dataclass

@@ -33,6 +33,7 @@ class TextModality:
         self.ids["train"], n_trunc = encode(tokenizer, splits.train_texts, max_length)
         self.ids["val"], _ = encode(tokenizer, splits.val_texts, max_length)
         self.ids["test"], _ = encode(tokenizer, splits.test_texts, max_length)
+        self.ids["extra"], _ = encode(tokenizer, splits.extra_texts, max_length)   # the teacher may learn from these
         self.labels = {"train": splits.train_labels, "val": splits.val_labels, "test": splits.test_labels}
         self.notices = list(splits.notices)
         if n_trunc:

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch import nn
 
 from .. import mapping, stats
 from ..capture import AttentionCapture
-from ..config import SessionConfig
+from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
 from ..data import load_splits
 from ..metrics import attention_metrics
 from ..modality import TextModality
@@ -64,6 +64,9 @@ class Prepared:
     teacher_probe: list[np.ndarray]             # (Lt, Ht, t_i, t_i) per probe example
     step: StepContext
     steps_per_epoch: int
+    epochs: int                                 # train.epochs, or more for small data (train.min_steps)
+    student_init: str                           # student.init resolved (auto -> random, from_teacher, ...)
+    notices: list[str] = field(default_factory=list)   # what the user should know about this session's setup
 
     @property
     def teacher_model(self) -> nn.Module:
@@ -97,7 +100,7 @@ class Session:
         self.emit("on_session_begin")
         p = self.prepare()
         self.record_epoch(p, 0)
-        for epoch in range(1, self.config.train.epochs + 1):
+        for epoch in range(1, p.epochs + 1):
             if not self.train_epoch(p, epoch):
                 break
             self.record_epoch(p, epoch)
@@ -123,9 +126,11 @@ class Session:
         modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
         self.progress("load data", 1, 1)
         teacher = prepare_teacher(cfg, splits, modality.ids["train"], device, self.progress,
-                                  tokenizer=modality.tokenizer)
+                                  tokenizer=modality.tokenizer, val_ids=modality.ids["val"],
+                                  extra_ids=modality.ids["extra"])
         t_shape = num_layers_heads(teacher.model)
-        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels)
+        init = self._student_init(teacher.model, modality.size("train"))
+        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels, init)
         check_attention(first, modality.tokenizer, "the student")   # its tokenizer was checked in preflight
         s_shape = num_layers_heads(first)
         teacher_layers = mapping.layer_map(cfg.objectives.layer_map, t_shape[0], s_shape[0])
@@ -136,12 +141,16 @@ class Session:
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
         outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
+        steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
+        epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
-                     [], step, math.ceil(modality.size("train") / cfg.train.batch_size))
+                     [], step, steps_per_epoch, epochs, init)
+        p.notices = self._notices(p)
+        self.state.epochs = epochs
         p.teacher_probe = self.probe_maps(p, teacher.model)
         self.run.write_attention("teacher", p.teacher_probe)
         self._write_probe(p)
-        total = p.steps_per_epoch * cfg.train.epochs
+        total = p.steps_per_epoch * p.epochs
         for v in variants:
             v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
                               lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
@@ -149,7 +158,17 @@ class Session:
         self.prepared = p
         return p
 
-    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int) -> nn.Module:
+    def _student_init(self, teacher: nn.Module, train_examples: int) -> str:
+        """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
+        s = self.config.student
+        if s.source:
+            return "pretrained"
+        t = teacher.config
+        widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
+                  getattr(t, "intermediate_size", None))
+        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate))
+
+    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int, init: str) -> nn.Module:
         """The initial weights every variant starts from (seeded by train.seed)."""
         cfg = self.config
         with INIT_LOCK:
@@ -157,7 +176,30 @@ class Session:
             init_layers = cfg.student.init_layers
             if init_layers is None and not cfg.student.source:
                 init_layers = mapping.layer_map(cfg.objectives.layer_map, teacher_layers, cfg.student.layers)
-            return build_student(cfg.student, teacher, num_labels, init_layers)
+            return build_student(cfg.student, teacher, num_labels, init_layers, None if init == "pretrained" else init)
+
+    def _notices(self, p: Prepared) -> list[str]:
+        """What the user should know about how this session was set up: the data's notices, how the teacher was
+        fine-tuned, and what the small-data rules changed."""
+        cfg, n_train = self.config, p.modality.size("train")
+        out = list(p.modality.notices)
+        fit = p.teacher.fit
+        if fit and fit.get("curve"):
+            curve = ", ".join(f"{c['val_accuracy']:.1%}" for c in fit["curve"])
+            out.append(f"the teacher was fine-tuned on {fit['examples']:,} examples for {fit['epochs_run']} of up to "
+                       f"{fit['epochs_planned']} epochs (validation accuracy by epoch: {curve}); epoch "
+                       f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
+                                                          if not p.teacher.cached else ""))
+        if p.epochs > cfg.train.epochs:
+            out.append(f"the training split is small ({n_train:,} examples, {p.steps_per_epoch} steps per epoch), "
+                       f"so the students trained {p.epochs} epochs instead of {cfg.train.epochs}, to take at least "
+                       f"{cfg.train.min_steps} steps each (train.min_steps; set it to 0 to keep the epochs as set)")
+        if cfg.student.init == "auto" and p.student_init != "random":
+            how = ("copies the teacher's embeddings and its mapped layers" if p.student_init == "from_teacher" else
+                   "starts from the teacher's token embeddings projected onto its width")
+            out.append(f"with {n_train:,} training examples (under {SMALL_TRAIN:,}) the student {how} "
+                       f"(student.init auto chose {p.student_init}; set student.init to random to start from scratch)")
+        return out
 
     def _build_variants(self, first: nn.Module, teacher: nn.Module, n_pairs: int, device) -> list[Variant]:
         variants = []
@@ -198,7 +240,7 @@ class Session:
             "teacher_layers": p.teacher_shape[0], "teacher_heads": p.teacher_shape[1],
             "student_layers": p.student_shape[0], "student_heads": p.student_shape[1],
             "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
-            "notices": p.modality.notices,
+            "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init, "teacher_fit": p.teacher.fit,
         })
 
     # ---- train one epoch ----------------------------------------------------------------------------------
@@ -209,7 +251,7 @@ class Session:
             self.state.train_started = time.time()
         for v in p.variants:
             v.start_epoch()
-        total = p.steps_per_epoch * cfg.train.epochs
+        total = p.steps_per_epoch * p.epochs
         done = (epoch - 1) * p.steps_per_epoch
         batches = p.modality.batches("train", cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch,
                                      buckets=cfg.train.length_buckets)
@@ -316,7 +358,8 @@ class Session:
                    "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
                    "teacher_cached": p.teacher.cached,
                    "teacher_outputs_cached": p.teacher_outputs_cached,
-                   "notices": p.modality.notices, **judged}
+                   "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init,
+                   "teacher_fit": p.teacher.fit, **judged}
         self.run.write_json("summary.json", summary)
         self.state.phase = "done"
         return summary
