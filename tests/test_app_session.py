@@ -91,7 +91,8 @@ def test_form_shows_every_setting_with_namespaced_keys(store):
     assert "Reference" in captions
     assert at.radio(key="new.teacher_kind").value == "default"
     assert at.radio(key="new.data_kind").value == "default"
-    assert at.radio(key="new.student_init").options == ["random", "from_teacher"]
+    assert at.radio(key="new.student_init").options == ["auto", "random", "from_teacher", "teacher_embeddings"]
+    assert at.radio(key="new.student_init").value == "auto"
     assert at.selectbox(key="new.device").options == ["auto", "cpu", "cuda", "mps"]
     assert at.selectbox(key="new.head_rule").options == ["auto", "direct", "group", "mean"]
     assert not [c for c in at.checkbox if c.key == "new.baseline"]          # variants replaced the switch

@@ -107,11 +107,12 @@ def test_accuracy_lists_teacher_and_every_variant_with_a_verdict_each(four):
     assert list(df["objectives"])[1:] == ["ce 1", "ce 0.5 + logit_kd 0.5", "ce 0.5 + logit_kd 0.5 + attention_kl 0.1",
                                           "ce 0.5 + logit_kd 0.5 + attention_mse 1"]
     verdicts = texts(at.success) + texts(at.warning) + texts(at.info)
-    for v in ("kd", "kd_att_kl", "kd_att_mse"):
-        d, lo, hi = charts.difference_interval(summary["accuracy"][v], summary["accuracy"]["baseline"], n)
-        line = next(x for x in verdicts.splitlines() if f" {v} " in x or f"**{v} " in x)
-        assert f"{lo * 100:+.1f} to {hi * 100:+.1f}" in line
-        assert ("No clear winner" in line) == (lo <= 0 <= hi)
+    for v in ("kd", "kd_att_kl", "kd_att_mse"):            # each verdict is the paired comparison of the run
+        c = summary["paired"][v]
+        assert c["n"] == n
+        line = next(x for x in verdicts.splitlines() if "McNemar" in x and (f" {v} " in x or f"**{v} " in x))
+        assert f"paired 95% interval {c['lo'] * 100:+.1f} to {c['hi'] * 100:+.1f}" in line
+        assert ("No clear difference" in line) == (c["p"] >= 0.05)
     figs = figures(at)
     bars = figs["accuracy.accuracy_bars"]["data"][0]
     assert bars["marker"]["color"] == [COLORS[m] for m in ("teacher", *VARIANTS)]

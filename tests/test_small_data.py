@@ -2,7 +2,6 @@
 best epoch, and a student that starts from the teacher's knowledge."""
 import csv
 
-import pytest
 import torch
 
 from distill_core import RunStore, SessionConfig, run_session

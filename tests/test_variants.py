@@ -85,7 +85,7 @@ def test_the_ablation_example_runs_with_its_four_variants(tmp_path, tiny_teacher
         **{f"teacher.{k}": v for k, v in tiny["teacher"].items()},
         **{f"student.{k}": v for k, v in tiny["student"].items()},
         **{f"data.{k}": v for k, v in tiny["data"].items()},
-        "train.epochs": 1, "train.device": "cpu"})
+        "train.epochs": 1, "train.device": "cpu", "train.min_steps": 0})
     store = RunStore(tmp_path)
     run = store.open(run_session(cfg, store))
     summary = run.summary()
