@@ -667,8 +667,8 @@ def accuracy_metrics(run) -> None:
     models = ["teacher", *variants.names]
     if all(acc.get(m) is None for m in models):
         return
-    for line in charts.health_lines(summary.get("warnings") or []):
-        st.warning(line, icon="⚠️")
+    if health := charts.health_lines(summary.get("warnings") or []):
+        st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
     for start in range(0, len(models), 4):
         for col, name in zip(st.columns(4), models[start:start + 4]):
             delta = delta_text(acc, name, variants.reference)

@@ -49,8 +49,8 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
     st.stop()
 
 # ---- model health: what must be read before any accuracy ---------------------------------------------
-for line in charts.health_lines(summary.get("warnings") or []):
-    st.warning(line, icon="⚠️")
+if health := charts.health_lines(summary.get("warnings") or []):
+    st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
 majority = summary.get("majority_rate")
 if majority is not None:
     st.markdown(f"Always answering the most common class scores **{majority:.1%}** on this test set: a model "
