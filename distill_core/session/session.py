@@ -37,9 +37,9 @@ from ..models import (build_student, check_attention, count_parameters, load_tok
                       pick_device, set_attention_backend)
 from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, needs_of
 from ..store import Run
-from ..vocab import TEACHER, model_label
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
                        teacher_size_bytes)
+from ..vocab import TEACHER, model_label
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
 from .variant import RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
 
