@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import common
+from app_helpers import open_page, texts
 from distill_core import RunStore
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "runs.py")
@@ -16,14 +17,7 @@ TIMEOUT = 60
 
 
 def run_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_page(PAGE, default_timeout=TIMEOUT)
 
 
 def table(at: AppTest):

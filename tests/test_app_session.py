@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 import distill_core
 from app import common
 from app import session_form as sf
+from app_helpers import open_page, texts
 from conftest import tiny_config_dict
 from distill_core import RunStore, SessionConfig
 from distill_core.errors import ConfigError, DataError
@@ -53,16 +54,7 @@ def tiny_defaults(tmp_path, monkeypatch, tiny_teacher, tiny_csv):
 
 
 def run_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_page(PAGE, query, default_timeout=TIMEOUT)
 
 
 def run_dirs(store: RunStore) -> list[str]:

@@ -12,6 +12,7 @@ import distill_core
 from distill_core import SessionConfig
 from distill_core.sweep import SweepStore
 
+from app_helpers import open_page, run_app, texts
 from test_sweep import hand_made_sweep
 
 APP = Path(__file__).resolve().parent.parent / "app"
@@ -19,14 +20,7 @@ TIMEOUT = 60
 
 
 def page(path: Path | AppTest) -> AppTest:
-    at = path if isinstance(path, AppTest) else AppTest.from_file(str(path), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return run_app(path) if isinstance(path, AppTest) else open_page(path, default_timeout=TIMEOUT)
 
 
 @pytest.fixture

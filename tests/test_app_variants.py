@@ -5,41 +5,28 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import charts
+from app_helpers import VIEWS, open_page, run_app, texts
 from conftest import FOUR_VARIANTS
 from distill_core import RunStore
 from distill_core.vocab import variant_colors
 from test_app_views import assert_triptych_shows, figures, values
 
-VIEWS = Path(__file__).resolve().parent.parent / "app" / "views"
 VARIANTS = [v["name"] for v in FOUR_VARIANTS]
 COLORS = variant_colors(VARIANTS)
 TIMEOUT = 90
 
 
 def page(name: str, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=TIMEOUT)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(VIEWS / f"{name}.py", query, default_timeout=TIMEOUT)
 
 
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+rerun = run_app
 
 
 @pytest.fixture

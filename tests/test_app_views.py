@@ -8,26 +8,22 @@ import base64
 import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import charts
+from app_helpers import VIEWS, open_page, run_app, texts
 from distill_core import RunStore
 from distill_core.analysis import compare_pair, teacher_heads_for
 from distill_core.vocab import METRIC_LABELS
 
-VIEWS = Path(__file__).resolve().parent.parent / "app" / "views"
 LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
 
 
 def page(name: str, timeout: float | None = None) -> AppTest:
-    at = AppTest.from_file(str(VIEWS / f"{name}.py"))
-    at.run(timeout=timeout)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(VIEWS / f"{name}.py", timeout=timeout)
 
 
 def figures(at: AppTest) -> dict[str, dict]:
@@ -74,14 +70,7 @@ def assert_triptych_shows(at: AppTest, run, variant, epoch, example, t_layer, s_
     np.testing.assert_allclose(diff, s_exp - t_exp, rtol=1e-5, atol=1e-6)
 
 
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def rerun(at: AppTest, timeout: float | None = None) -> AppTest:
-    at.run(timeout=timeout)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+rerun = run_app
 
 
 @pytest.fixture

@@ -6,18 +6,17 @@ The run folders here are written by hand (no training), so every number on the p
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import charts
+from app_helpers import VIEWS, open_page, texts
 from distill_core import RunStore
 from distill_core.__main__ import print_summary
 from distill_core.stats import mcnemar_exact, prediction_warnings
 
-VIEWS = Path(__file__).resolve().parent.parent / "app" / "views"
 N = 200
 LABELS = [0, 1] * (N // 2)
 NOTICE = "3 rows with an empty text were dropped"
@@ -79,16 +78,7 @@ def hand_store(tmp_path, monkeypatch):
 
 
 def page(name: str, query: dict | None = None, timeout: float = 30) -> AppTest:
-    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=timeout)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return open_page(VIEWS / f"{name}.py", query, default_timeout=timeout)
 
 
 # ---- words --------------------------------------------------------------------------------------------
