@@ -27,13 +27,16 @@ STUDENT_INITS = ("auto", "random", "from_teacher", "teacher_embeddings")
 SMALL_TRAIN = 2000   # below this many training examples, student.init "auto" starts from the teacher's knowledge
 
 
-def resolve_init(init: str, train_examples: int, widths_match: bool) -> str:
-    """The initialisation student.init names, with "auto" decided by the data's size and the student's widths."""
+def resolve_init(init: str, train_examples: int, widths_match: bool, can_project: bool = True) -> str:
+    """The initialisation student.init names, with "auto" decided by the data's size and the student's widths.
+
+    widths_match: the teacher's layers can be copied; can_project: the student is no wider than the teacher, so its
+    embeddings can be projected down. A small training split with neither stays random."""
     if init != "auto":
         return init
     if train_examples >= SMALL_TRAIN:
         return "random"
-    return "from_teacher" if widths_match else "teacher_embeddings"
+    return "from_teacher" if widths_match else "teacher_embeddings" if can_project else "random"
 
 
 MAX_FLOOR_EPOCHS = {"teacher": 20, "students": 30}   # the step floors never lengthen training beyond these

@@ -224,8 +224,8 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
                              f"architecture is not supported") from None
     else:
         s_layers, s_heads = s.layers, s.heads
+        t_hidden = getattr(teacher.config, "hidden_size", None)
         if s.init == "from_teacher":
-            t_hidden = getattr(teacher.config, "hidden_size", None)
             if t_hidden is not None and s.hidden != t_hidden:
                 raise ConfigError(f"student.init 'from_teacher' copies the teacher's weights, so student.hidden must "
                                   f"be the teacher's {t_hidden} (now {s.hidden}); use init 'random' or hidden={t_hidden}")
@@ -233,6 +233,11 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
             if bad:
                 raise ConfigError(f"student.init_layers names teacher layer {bad[0]}, but the teacher's layers are "
                                   f"0..{t_layers - 1}")
+        elif s.init == "teacher_embeddings":
+            if t_hidden is not None and s.hidden > t_hidden:
+                raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_hidden} dimensions "
+                                  f"onto fewer, but student.hidden is {s.hidden}; use init 'random' or a hidden "
+                                  f"size of at most {t_hidden}")
     mapping.layer_map(config.objectives.layer_map, t_layers, s_layers)
     mapping.resolve_head_rule(config.objectives.head_rule, t_heads, s_heads)
 

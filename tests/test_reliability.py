@@ -296,6 +296,8 @@ def test_student_with_another_tokenizer_is_refused(tmp_path, tiny_teacher, tiny_
     ({"objectives__head_rule": "direct"}, "head_rule 'direct' needs equal head counts"),
     ({"student": {"layers": 2, "heads": 4, "hidden": 16, "intermediate": 32, "init": "from_teacher"}},
      r"student.hidden must be the teacher's 32 \(now 16\); use init 'random' or hidden=32"),
+    ({"student": {"layers": 2, "heads": 4, "hidden": 64, "intermediate": 32, "init": "teacher_embeddings"}},
+     r"projects the teacher's 32 dimensions onto fewer, but student.hidden is 64; use init 'random'"),
     ({"data__max_length": 100}, r"data.max_length is 100 tokens but the teacher .* reads at most 64"),
 ])
 def test_impossible_student_is_refused_before_any_training(over, match, tmp_path, tiny_teacher, tiny_csv,

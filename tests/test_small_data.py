@@ -56,6 +56,8 @@ def test_floor_epochs():
     assert resolve_init("auto", 500, widths_match=True) == "from_teacher"
     assert resolve_init("auto", 500, widths_match=False) == "teacher_embeddings"
     assert resolve_init("random", 500, widths_match=True) == "random"
+    # a student wider than the teacher can take neither its layers nor its embeddings: it stays random
+    assert resolve_init("auto", 500, widths_match=False, can_project=False) == "random"
 
 
 def test_teacher_fine_tune_keeps_its_best_epoch_and_stops_after_patience(tiny_teacher, monkeypatch):

@@ -166,7 +166,8 @@ class Session:
         t = teacher.config
         widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
                   getattr(t, "intermediate_size", None))
-        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate))
+        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
+                            can_project=widths[0] is not None and s.hidden <= widths[0])
 
     def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int, init: str) -> nn.Module:
         """The initial weights every variant starts from (seeded by train.seed)."""
@@ -340,8 +341,8 @@ class Session:
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
         accuracy, latency, judged = {}, {}, {}
         if status == "done":
-            accuracy, latency = self._test(p)
-            judged = self.judge(p)
+            accuracy, latency, answers = self._test(p)
+            judged = self.judge(p, answers)
         params = {"teacher": count_parameters(p.teacher_model)}
         size = {"teacher": teacher_size_bytes(p.teacher.path)}
         for v in p.variants:
@@ -364,8 +365,9 @@ class Session:
         self.state.phase = "done"
         return summary
 
-    def _test(self, p: Prepared) -> tuple[dict, dict]:
-        """Test accuracy and latency of the teacher and every variant; their answers go to predictions.json."""
+    def _test(self, p: Prepared) -> tuple[dict, dict, dict]:
+        """Test accuracy, latency and answers of the teacher and every variant; the answers also go to
+        predictions.json."""
         mp = self.config.train.mixed_precision
         n = 1 + len(p.variants)
         self.progress("evaluate", 0, n)
@@ -379,17 +381,16 @@ class Session:
             results[v.name] = p.modality.predict(v.model, "test", p.device, mp)
             latency[v.name] = p.modality.latency_ms(v.model, p.device)
             self.progress("evaluate", 2 + k, n)
-        self.run.write_json("predictions.json", {
-            "split": "test", "labels": p.modality.labels["test"],
-            "predictions": {m: r["predictions"] for m, r in results.items()}})
-        return {m: r["accuracy"] for m, r in results.items()}, latency
+        answers = {m: r["predictions"] for m, r in results.items()}
+        self.run.write_json("predictions.json", {"split": "test", "labels": p.modality.labels["test"],
+                                                 "predictions": answers})
+        return {m: r["accuracy"] for m, r in results.items()}, latency, answers
 
-    def judge(self, p: Prepared) -> dict:
+    def judge(self, p: Prepared, answers: dict[str, list[int]]) -> dict:
         """What a reader must be told about the test results: the majority-class rate, each model that predicts
         one class or does not beat that rate, and each variant against the reference, paired on the same
         examples (McNemar's exact test, bootstrap interval of the difference)."""
-        pred = self.run.predictions()
-        labels, answers = pred["labels"], pred["predictions"]
+        labels = p.modality.labels["test"]
         names = p.modality.splits.label_names
         warnings = [w for m in answers for w in stats.prediction_warnings(
             m, answers[m], labels, names, shown_as=model_label(m, self.config.reference))]
@@ -398,7 +399,8 @@ class Session:
         if ref is not None:
             y = np.asarray(labels)
             ref_ok = np.asarray(answers[ref]) == y
-            paired = {v.name: stats.paired_comparison(ref_ok, np.asarray(answers[v.name]) == y, seed=self.config.train.seed)
+            paired = {v.name: stats.paired_comparison(ref_ok, np.asarray(answers[v.name]) == y,
+                                                      seed=self.config.train.seed)
                       for v in p.variants if v.name != ref}
         return {"majority_rate": stats.majority_rate(labels), "warnings": warnings, "paired": paired}
 
