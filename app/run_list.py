@@ -38,13 +38,11 @@ def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
     many warnings its models drew (a model that answers one class or does not beat the most common one)."""
     rows = []
     for r in infos:
-        names, ref, warned = [], None, None
+        names, ref = [], None
         if r.status != "damaged":
             try:
-                run = store.open(r.run_id)
-                v = common.variants_of(run)
+                v = common.variants_of(store.open(r.run_id))
                 names, ref = v.names, v.reference
-                warned = len((run.summary() or {}).get("warnings") or [])
             except DistillError:
                 pass
         scored = [(r.accuracy[n], n) for n in names if r.accuracy.get(n) is not None]
@@ -55,7 +53,7 @@ def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
                      "teacher %": pct(r.accuracy.get(TEACHER)),
                      "reference %": pct(r.accuracy.get(ref)) if ref else None,
                      "best variant": best[1], "best %": pct(best[0]),
-                     "warnings": f"⚠️ {warned}" if warned else None, "variants": ", ".join(names),
+                     "warnings": f"⚠️ {r.warnings}" if r.warnings else None, "variants": ", ".join(names),
                      "problem": r.error})
     return rows
 

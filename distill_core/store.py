@@ -106,6 +106,7 @@ class RunInfo:
     accuracy: dict
     epochs_done: int
     error: str = ""
+    warnings: int = 0          # how many warnings its test results drew (summary.json "warnings")
 
 
 class Run:
@@ -295,7 +296,7 @@ class RunStore:
                     run_id=p.name, status=st.get("status", "unknown"), started=st.get("started") or "",
                     name=cfg.get("name", ""), dataset=dataset_label(str(cfg.get("data", {}).get("source", ""))),
                     accuracy=summary.get("accuracy") or {}, epochs_done=run.epochs_done(),
-                    error=st.get("error") or ""))
+                    error=st.get("error") or "", warnings=len(summary.get("warnings") or [])))
             except Exception as e:  # noqa: BLE001 - any damage must not break the list
                 log.warning("run folder %s is damaged and was marked so: %s", p.name, e)
                 infos.append(RunInfo(run_id=p.name, status="damaged", started="", name="", dataset="",
