@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,35 +67,62 @@ def load_builtin() -> pd.DataFrame:
     return pd.DataFrame({"text": df["text"].astype(str).values, "label": df["category"].values})
 
 
-def read_table(path: str | Path, text_column: str, label_column: str, max_file_mb: float) -> pd.DataFrame:
-    """Read a CSV or JSONL file into a (text, label) frame, with messages that say what to fix."""
-    path = Path(path)
+UPLOADS_DIR = ".uploads"       # under the runs folder: files uploaded in the app, as <content hash>/<name>
+_OLD_UPLOAD = re.compile(r"^[0-9a-f]{12}_(.+)$")   # older uploads: .uploads/<random hex>_<name>
+
+
+def file_label(path: str | Path) -> str:
+    """The name a data file goes by in messages: its own name. Uploads keep their original name
+    (.uploads/<hash>/<name>); one saved by older versions as .uploads/<hex>_<name> is called <name>."""
+    p = Path(path)
+    m = _OLD_UPLOAD.match(p.name)
+    return m.group(1) if m and p.parent.name == UPLOADS_DIR else p.name
+
+
+def is_upload(path: str | Path) -> bool:
+    """Whether `path` is a file the app stored from an upload."""
+    return UPLOADS_DIR in Path(path).parts[-3:-1]
+
+
+def read_raw_table(path: str | Path, max_file_mb: float) -> pd.DataFrame:
+    """Every row and column of a CSV or JSONL file, values as read (CSV cells as strings), with messages that
+    name the file and say what to fix."""
+    path = Path(path).expanduser()
+    name = file_label(path)
     if not path.is_file():
+        if is_upload(path):
+            raise DataError(f"the uploaded file {name} is no longer stored beside the runs; upload it again")
         raise DataError(f"data file {path} does not exist")
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_file_mb:
-        raise DataError(f"data file {path.name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; "
+        raise DataError(f"data file {name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; "
                         f"use a smaller sample or raise data.max_file_mb")
     raw = path.read_bytes()
     if not raw.strip():
-        raise DataError(f"data file {path.name} is empty")
+        raise DataError(f"data file {name} is empty")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DataError(f"data file {path.name} is not UTF-8 text (byte {e.start} cannot be read); "
+        raise DataError(f"data file {name} is not UTF-8 text (byte {e.start} cannot be read); "
                         f"save it as UTF-8 and try again") from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
-        df = _parse_jsonl(text, path.name)
+        df = _parse_jsonl(text, name)
     elif suffix in (".csv", ".tsv", ".txt"):
         try:
             df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", dtype=object,
                              keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise DataError(f"data file {path.name} is not valid CSV: {str(e).strip()}") from None
+            raise DataError(f"data file {name} is not valid CSV: {str(e).strip()}") from None
     else:
-        raise DataError(f"data file {path.name}: unknown file type {suffix!r}; use .csv or .jsonl")
-    return select_columns(df, text_column, label_column, path.name)
+        raise DataError(f"data file {name}: unknown file type {suffix!r}; use .csv or .jsonl")
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def read_table(path: str | Path, text_column: str, label_column: str, max_file_mb: float) -> pd.DataFrame:
+    """Read a CSV or JSONL file into a (text, label) frame, with messages that say what to fix."""
+    return select_columns(read_raw_table(path, max_file_mb), text_column, label_column, file_label(path))
 
 
 def _parse_jsonl(text: str, name: str) -> pd.DataFrame:
@@ -151,7 +179,7 @@ def clean(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], list[st
     texts = df["text"].map(lambda x: "" if _is_missing(x) else str(x).strip())
     empty = texts == ""
     if empty.all():
-        raise DataError(f"{name}: every text is empty")
+        raise DataError(f"{name}: every text is empty; choose the column that holds the texts")
     if empty.any():
         n = int(empty.sum())
         notices.append(f"{n} rows with an empty text were dropped" if n != 1 else "1 row with an empty text was dropped")
@@ -185,11 +213,18 @@ def clean(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str], list[st
         ids = values.map({v: i for i, v in enumerate(label_names)})
     if len(label_names) < 2:
         raise DataError(f"{name}: every example has the label {label_names[0]!r}; a classifier needs at least "
-                        f"two classes")
-    if len(label_names) > max(20, len(df) // 2):
-        raise DataError(f"{name}: the label column has {len(label_names)} different values in {len(df)} rows, too "
-                        f"few examples per class to learn from; is it the column that holds the classes?")
+                        f"two classes: add examples of another class, or choose the column that holds the classes")
+    if too_many_classes(len(label_names), len(df)):
+        every = " (every row its own, like an id)" if len(label_names) == len(df) else ""
+        raise DataError(f"{name}: the label column has {len(label_names):,} different values in {len(df):,} "
+                        f"rows{every}, too few examples per class to learn from: it looks like ids or free text, "
+                        f"not classes; choose the column that holds the classes")
     return pd.DataFrame({"text": df["text"].values, "label": ids.astype(int).values}), label_names, notices
+
+
+def too_many_classes(classes: int, rows: int) -> bool:
+    """More distinct labels than a classes column holds: over 20 and over one for every two rows."""
+    return classes > max(20, rows // 2)
 
 
 def _is_missing(x) -> bool:
@@ -230,7 +265,7 @@ def load_frame(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
         return load_builtin(), "rotten_tomatoes"
     from .sources import source_kind
     if source_kind(src, "data") == "local":
-        return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), Path(src).name
+        return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), file_label(src)
     return load_hub_dataset(cfg), src
 
 
@@ -375,3 +410,168 @@ def load_splits(cfg: DataConfig) -> Splits:
         h.update(json.dumps(part).encode())
     probe = choose_probe(vay, vax, cfg.probe_size, cfg.split_seed)
     return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices, exx, exy)
+
+
+# ---- checking a file before a session ------------------------------------------------------------------
+ERROR, WARNING = "error", "warning"
+MIN_CLASS_TEXTS = 3          # distinct texts a class needs: one for each of train, validation and test
+IMBALANCE_SHARE = 0.75       # a class holding this share of the rows or more is worth a warning
+NUMERIC_TEXT_SHARE = 0.9     # a text column this much of which is numbers holds ids or scores, not text
+SPLIT_NAMES = ("training", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """Something about a data file: an error blocks a session, a warning informs. The message names the file
+    and says what to do."""
+    severity: str
+    message: str
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity == ERROR
+
+
+@dataclass
+class DataCheck:
+    """What check_labelled_table found: the problems, and the rows per class (labels as the session names them;
+    empty texts left out)."""
+    problems: list[DataProblem]
+    class_counts: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+
+    @property
+    def errors(self) -> list[DataProblem]:
+        return [p for p in self.problems if p.blocking]
+
+    @property
+    def warnings(self) -> list[DataProblem]:
+        return [p for p in self.problems if not p.blocking]
+
+    def raise_errors(self) -> None:
+        """DataError with every blocking problem, when there is one."""
+        if self.errors:
+            raise DataError("\n\n".join(p.message for p in self.errors))
+
+
+def check_labelled_table(df: pd.DataFrame, text_column: str, label_column: str, sizes: tuple[int, int, int],
+                         name: str, split_seed: int = 0) -> DataCheck:
+    """The problems a session would have with a user's file, before it starts: the one place for these rules
+    (the app's preview and its Start button both use it).
+
+    df: the whole file as read (read_raw_table); sizes: the requested (train, validation, test) sizes; name:
+    the file's name as the user knows it. Errors: a missing column, the same column for text and label, no text,
+    a text column of numbers, labels the session refuses (clean), a label column of ids or free text (more
+    distinct values than too_many_classes allows: blocking, since such a column gives each class a row or two,
+    too few to learn from or to split, and is almost always the wrong column), a single class, a class with
+    fewer than MIN_CLASS_TEXTS distinct texts. Warnings: rows dropped for an empty text, repeated texts, fewer
+    texts than the sizes ask for (the 70/10/20 fallback), a class the split leaves out of a split, and one class
+    holding IMBALANCE_SHARE of the rows or more."""
+    df = df.rename(columns=str)
+    cols = list(df.columns)
+    missing = [(role, col) for role, col in (("text", text_column), ("label", label_column)) if col not in cols]
+    if missing:
+        return DataCheck([DataProblem(ERROR, f"{name} has no {role} column {col!r}; its columns are: "
+                                             f"{', '.join(cols) or '(none)'}. Choose the {role} column among them")
+                          for role, col in missing])
+    if text_column == label_column:
+        return DataCheck([DataProblem(ERROR, f"{name}: the text and the label column are both {text_column!r}; "
+                                             f"choose the column that holds the texts and the one that holds the "
+                                             f"classes")])
+    if len(df) == 0:
+        return DataCheck([DataProblem(ERROR, f"{name} has no rows; add labelled examples")])
+    frame = pd.DataFrame({"text": df[text_column].values, "label": df[label_column].values})
+    try:
+        cleaned, label_names, _ = clean(frame, name)
+    except DataError as e:
+        return DataCheck([DataProblem(ERROR, str(e))], _raw_counts(frame), len(frame))
+    problems: list[DataProblem] = []
+    texts, labels = cleaned["text"].tolist(), cleaned["label"].to_numpy()
+    counts = np.bincount(labels, minlength=len(label_names))
+    class_counts = {n: int(c) for n, c in zip(label_names, counts)}
+    dropped = len(frame) - len(cleaned)
+    if dropped:
+        problems.append(DataProblem(WARNING, f"{name}: {dropped:,} {'rows have' if dropped != 1 else 'row has'} an "
+                                             f"empty text and will be left out; fill in the text to use "
+                                             f"{'them' if dropped != 1 else 'it'}"))
+    numbers = [t for t in texts if _label_kind(t) != "str"]
+    if len(numbers) >= NUMERIC_TEXT_SHARE * len(texts):
+        problems.append(DataProblem(ERROR, f"{name}: the text column {text_column!r} holds numbers, not text "
+                                           f"(e.g. {numbers[0]!r}); choose the column that holds the texts"))
+    groups, _ = group_duplicates(texts, labels, keep_one=False)
+    repeated = [g for g in groups if len(g) > 1]
+    if repeated:
+        extra = sum(len(g) - 1 for g in repeated)
+        mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
+        conflict = f"; {mixed:,} of them carry different labels on different rows" if mixed else ""
+        problems.append(DataProblem(WARNING, f"{name}: {len(repeated):,} texts appear more than once ({extra:,} "
+                                             f"extra rows){conflict}. The session keeps every copy of a text in "
+                                             f"the same split, so no test text is seen in training; remove the "
+                                             f"copies if they are mistakes"))
+    group_labels = labels[[g[0] for g in groups]]       # what the split stratifies by (as load_splits)
+    in_group = [set(labels[g].tolist()) for g in groups]
+    per_class = [sum(1 for s in in_group if c in s) for c in range(len(label_names))]   # distinct texts
+    tiny = [(label_names[c], k) for c, k in enumerate(per_class) if k < MIN_CLASS_TEXTS]
+    if tiny:
+        need = (f"the stratified splits need at least {MIN_CLASS_TEXTS} distinct texts of every class, one each "
+                f"for training, validation and test")
+        if len(tiny) == 1:
+            (lab, k), = tiny
+            msg = (f"{name}: class {lab!r} has only {k} distinct text{'s' if k != 1 else ''}; {need}. Add examples "
+                   f"of {lab!r}, or remove its rows")
+        else:
+            shown = ", ".join(f"{lab!r} ({k})" for lab, k in tiny[:8]) + (" …" if len(tiny) > 8 else "")
+            msg = (f"{name}: {len(tiny)} classes have fewer than {MIN_CLASS_TEXTS} distinct texts: {shown}; "
+                   f"{need}. Add examples of them, or remove their rows")
+        problems.append(DataProblem(ERROR, msg))
+    n = len(groups)
+    if not tiny and sum(sizes) > n:
+        got = split_sizes(n, sizes)
+        pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
+        problems.append(DataProblem(WARNING, f"{name} holds {n:,} distinct texts, fewer than the {sum(sizes):,} "
+                                             f"the split sizes ask for (train {sizes[0]:,}, validation "
+                                             f"{sizes[1]:,}, test {sizes[2]:,}): the session will split it {pct} "
+                                             f"instead, {got[0]:,} for training, {got[1]:,} for validation and "
+                                             f"{got[2]:,} for testing. Lower the split sizes to choose them "
+                                             f"yourself"))
+    if not any(p.blocking for p in problems):
+        try:
+            parts = stratified_split(group_labels, sizes, split_seed)
+        except DataError as e:
+            parts = []
+            problems.append(DataProblem(ERROR, f"{name}: {e}"))
+        seen = [set().union(*(in_group[g] for g in part)) for part in parts]
+        for c, lab in enumerate(label_names):
+            absent = [SPLIT_NAMES[k] for k, got in enumerate(seen) if c not in got]
+            if absent:
+                where = ", ".join(absent[:-1]) + (" and " if len(absent) > 1 else "") + absent[-1]
+                problems.append(DataProblem(WARNING, f"{name}: class {lab!r} is rare ({per_class[c]:,} distinct "
+                                                     f"texts in {n:,}): the stratified split leaves it out of "
+                                                     f"{where}; add examples of it to have it in every split"))
+    top = int(np.argmax(counts))
+    share = counts[top] / counts.sum()
+    if share >= IMBALANCE_SHARE:
+        pct = f"{100 * share:.0f}%" if share < 0.995 else f"{100 * share:.1f}%"
+        problems.append(DataProblem(WARNING, f"{name}: the classes are unbalanced: {label_names[top]!r} holds "
+                                             f"{pct} of the examples, so always answering {label_names[top]!r} "
+                                             f"already scores about {pct} accuracy; judge the students against "
+                                             f"that, or balance the classes"))
+    return DataCheck(problems, class_counts, len(cleaned))
+
+
+def _raw_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per label value as written (for a preview when the labels cannot be used as they are)."""
+    keep = frame["label"].map(lambda x: not _is_missing(x) and not isinstance(x, (list, dict))
+                              and str(x).strip() != "")
+    values = frame["label"][keep].map(lambda x: str(x).strip())
+    return {str(k): int(v) for k, v in values.value_counts().sort_index().items()}
+
+
+def check_file(path: str | Path, text_column: str, label_column: str, sizes: tuple[int, int, int],
+               max_file_mb: float, split_seed: int = 0) -> DataCheck:
+    """check_labelled_table on a whole CSV/JSONL file; a file that cannot be read is one error."""
+    try:
+        df = read_raw_table(path, max_file_mb)
+    except DataError as e:
+        return DataCheck([DataProblem(ERROR, str(e))])
+    return check_labelled_table(df, text_column, label_column, sizes, file_label(path), split_seed)
