@@ -7,17 +7,34 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.state import PRESENT, SELECTED_RUN, TYPED_TEXT
 from distill_core import RunStore
 from distill_core.errors import DistillError
 from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
 REPO = Path(__file__).resolve().parent.parent
-SELECTED_RUN = "common.selected_run"    # session-state key shared by the pages that show one run
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 STATUS_ICONS = {"queued": "🕒", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️",
                 "interrupted": "⚠️",
                 "damaged": "🧩", "unknown": "?"}
+
+
+def presenting() -> bool:
+    """Presentation mode (the sidebar's toggle): larger charts, fewer controls, a "what to notice" note."""
+    return bool(st.session_state.get(PRESENT))
+
+
+def chart_font() -> int:
+    """The font size of the charts' labels: readable on a screen, and from the back of a room when presenting."""
+    return 18 if presenting() else 12
+
+
+def notice(lines: list[str] | str) -> None:
+    """The view's "what to notice" note."""
+    if lines:
+        text = lines if isinstance(lines, str) else "\n".join(f"- {x}" for x in lines)
+        st.info(f"**What to notice**\n{text}" if not isinstance(lines, str) else text, icon="🧾")
 
 
 def runs_dir() -> Path:
@@ -38,7 +55,8 @@ def _mtime(path: Path) -> float:
 def run_version(run_id: str) -> float:
     """Changes whenever the run writes a new epoch or finishes: the cache key beside the run id."""
     p = get_store().open(run_id).path
-    return max(_mtime(p / "metrics.jsonl"), _mtime(p / "summary.json"), _mtime(p / "status.json"))
+    return max(_mtime(p / "metrics.jsonl"), _mtime(p / "summary.json"), _mtime(p / "status.json"),
+               _mtime(p / "train_steps.jsonl"))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -50,6 +68,16 @@ def read_metrics(root: str, run_id: str, version: float) -> list[dict]:
 def read_attention(root: str, run_id: str, name: str, version: float):
     """list of (L, H, T, T) float32 arrays, one per probe example."""
     return RunStore(root).open(run_id).read_attention(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def read_train_steps(root: str, run_id: str, version: float) -> list[dict]:
+    return RunStore(root).open(run_id).train_steps()
+
+
+def train_steps(run_id: str) -> list[dict]:
+    """The thinned per-step training losses of a run (train_steps.jsonl; none for runs older than the file)."""
+    return read_train_steps(str(runs_dir()), run_id, run_version(run_id))
 
 
 def metrics(run_id: str) -> list[dict]:
@@ -120,6 +148,10 @@ def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
     labels = {r.run_id: f"{STATUS_ICONS.get(r.status, '')} {r.run_id}" + (f" · {r.name}" if r.name else "")
               for r in usable}
     current = st.session_state.get(SELECTED_RUN)
+    if current and current not in ids and key not in st.session_state:
+        why = "has not recorded an epoch yet" if store.exists(current) else "is not in this run store"
+        st.warning(f"Run **{current}** (from the link or the last visit) {why}: showing **{ids[0]}** instead. "
+                   f"Runs are read from `{store.root}`.")
     index = ids.index(current) if current in ids else 0
     choice = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
     st.session_state[SELECTED_RUN] = choice
@@ -147,11 +179,17 @@ def pick_run_with_probe(key: str, missing: str):
 def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[str, str, int | None]:
     """A probe example or a typed sentence: returns (source "probe"|"typed", text, probe index or None)."""
     k = key_prefix
+    shared = st.session_state.get(TYPED_TEXT)
     source = st.radio("Text", ["probe", "typed"], horizontal=True, key=k + "source",
                       format_func={"probe": "a probe example", "typed": "type a sentence"}.get)
     if source == "typed":
-        st.session_state.setdefault(k + "text", probe["texts"][0] if probe["texts"] else "")
-        return source, st.text_input("Sentence", key=k + "text", max_chars=500, help=help), None
+        st.session_state.setdefault(k + "text", shared or (probe["texts"][0] if probe["texts"] else ""))
+        text = st.text_input("Sentence", key=k + "text", max_chars=500, help=help)
+        st.session_state[TYPED_TEXT] = text
+        return source, text, None
+    if shared:
+        st.button(f"Use the sentence typed on another page: “{shared[:60]}{'…' if len(shared) > 60 else ''}”",
+                  key=k + "use_typed", type="tertiary", icon="✍️", on_click=_use_typed, args=(k, shared))
     texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
     if st.session_state.get(k + "example") not in range(len(texts)):
         st.session_state[k + "example"] = 0          # a remembered choice from a run with more examples
@@ -159,6 +197,26 @@ def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[st
         "Probe example", range(len(texts)), key=k + "example",
         format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
     return source, texts[example], example
+
+
+def _use_typed(key_prefix: str, text: str) -> None:
+    st.session_state[key_prefix + "source"] = "typed"
+    st.session_state[key_prefix + "text"] = text
+
+
+def page_link(page: str, label: str, icon: str | None = None, query: dict | None = None,
+              select_run: str | None = None) -> None:
+    """A link to another page of the app (with query parameters: the view to open there).
+
+    `select_run` also makes that run the open one. A page drawn outside the app's navigation (a test of one page
+    file) has no pages to link to: the label is shown as text."""
+    from streamlit.errors import StreamlitAPIException
+    if select_run:
+        st.session_state[SELECTED_RUN] = select_run
+    try:
+        st.page_link(page, label=label, icon=icon, query_params=query)
+    except (StreamlitAPIException, KeyError):
+        st.markdown(f"{icon or ''} {label}")
 
 
 def show_error(e: Exception) -> None:

@@ -5,14 +5,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live
+from app import charts, common, live, state
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
 
 K = "attributions."
+view = state.View("attributions", state.ATTRIBUTIONS)
+view.restore()
 
-st.title("🧭 Attributions")
+head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l.title("🧭 Attributions")
 st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
            "from an all-[PAD] baseline text): how much each token moved the model's probability of the explained "
            "class. Green tokens push towards that class, red ones away from it. The models run on the CPU with "
@@ -32,8 +35,13 @@ with right:
         "Explain the class", [TEACHER, *range(len(names))], key=K + "target",
         format_func=lambda c: "the teacher's prediction" if c == TEACHER else f"{names[c]}",
         help="All models are explained towards the same class, so their attributions compare.")
-    n_steps = st.select_slider("Integration steps", options=[8, 16, 32, 64], value=32, key=K + "steps",
+    if st.session_state.get(K + "steps") not in (8, 16, 32, 64):
+        st.session_state[K + "steps"] = 32
+    n_steps = st.select_slider("Integration steps", options=[8, 16, 32, 64], key=K + "steps",
                                help="More steps: a more exact integral (smaller convergence delta), slower.")
+view.sync()
+with head_r:
+    state.link_button(view)
 
 if not text.strip():
     st.info("Type a sentence to see which tokens each model relies on.")
@@ -96,6 +104,7 @@ if st.session_state.get(K + "student") not in students:
     st.session_state[K + "student"] = next((s for s in students if s != variants.reference), students[0])
 student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
                    format_func=variants.label)
+view.sync()
 st.info(charts.attribution_reading(student, stats, variants.reference), icon="🧾")
 st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
                                         variants.label(student)), width="stretch", config=common.PLOTLY_CONFIG,

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live
+from app import charts, common, live, state
 from distill_core import analysis
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
@@ -13,10 +13,16 @@ from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, TEACHER
 
 K = "explorer."
 AVERAGE = -1                                     # the "all heads, averaged" choice of a head selector
+view = state.View("explorer", state.EXPLORER, run_marker=K + "_run")
+view.restore()
+present = common.presenting()
+font = common.chart_font()
 
-st.title("🔍 Attention explorer")
-st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
-           "each row sums to 1. Hover a cell for its exact weight.")
+head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l.title("🔍 Attention explorer")
+if not present:
+    st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
+               "each row sums to 1. Hover a cell for its exact weight.")
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
@@ -46,8 +52,9 @@ def _follow_pair() -> None:
         st.session_state[K + "teacher_layer"] = mapped[s]
 
 
-if st.session_state.get(K + "_run") != run.id:   # a new run: start from its first mapped pair
-    for name in ("student", "student_layer", "teacher_layer", "head", "teacher_head", "example"):
+if st.session_state.get(K + "_run") != run.id:   # the user picked another run: start from its first mapped pair
+    for name in ("student", "student_layer", "teacher_layer", "head", "teacher_head", "example", "epoch", "window",
+                 "weights"):
         st.session_state.pop(K + name, None)
     st.session_state[K + "_run"] = run.id
 
@@ -64,33 +71,44 @@ with right:
     epochs = run.attention_epochs(student)
     typed = source == "typed"
     _keep(K + "epoch", epochs, epochs[-1])
-    if len(epochs) > 1:
-        epoch = st.select_slider("Epoch (0 = before training)", options=epochs, key=K + "epoch", disabled=typed,
+    if len(epochs) > 1 and not typed:
+        epoch = st.select_slider("Epoch (0 = before training)", options=epochs, key=K + "epoch",
                                  help="Attention recorded on the probe set after each epoch.")
-    else:
+    elif not typed:
         epoch = epochs[0]
         st.caption(f"Only epoch {epoch} has been recorded so far (0 = before training).")
-    if typed:
-        st.caption(f"Typed text runs the students' final weights (epoch {epochs[-1]}); "
-                   "the epoch slider applies to probe examples.")
+    else:
+        epoch = st.session_state[K + "epoch"]
+        kept = run.kept_weights(student)                 # {"final": epoch, "best": epoch}: the weights on disk
+        options = ["final"] + (["best"] if kept.get("best") not in (None, kept.get("final")) else [])
+        _keep(K + "weights", options, "final")
+        weights = st.radio("Weights that read the sentence", options, key=K + "weights", horizontal=True,
+                           format_func=lambda w: f"{w} (epoch {kept.get(w)})" if kept.get(w) is not None else w,
+                           help="The run keeps each variant's final weights and, when an earlier epoch had a "
+                                "better validation accuracy, that epoch's weights too.")
+        if len(options) == 1:
+            st.caption(f"The final weights (epoch {kept.get('final')}) are also the best by validation accuracy; "
+                       "the epoch slider applies to probe examples.")
 
+view.sync()
 # ---- the maps ----------------------------------------------------------------------------------------
 try:
     if typed:
         if not text.strip():
             st.info("Type a sentence to see how the models attend to it.")
             st.stop()
-        tokens, live_maps, probs = live.attention_for_text(run.id, text)
+        tokens, live_maps, probs = live.attention_for_text(run.id, text, weights=weights)
         if student not in live_maps:
             st.warning(f"Run {run.id} has no trained {student} weights.")
             st.stop()
         t_maps, s_maps = live_maps["teacher"], live_maps[student]
-        shown_epoch = epochs[-1]
+        shown_epoch, before = kept.get(weights, epochs[-1]), None
     else:
         tokens = probe["tokens"][example]
         t_maps = common.attention(run.id, "teacher")[example]
         s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
         probs, shown_epoch = None, epoch
+        before = common.attention(run.id, f"{student}_e0")[example] if epochs[0] == 0 and epoch != 0 else None
 except (DistillError, ValueError) as e:
     common.show_error(e)
     st.stop()
@@ -107,9 +125,13 @@ head_options = [AVERAGE, *range(Hs)]
 _keep(K + "head", head_options, AVERAGE if rule == "mean" else 0)
 s_head = c3.selectbox("Student head", head_options, key=K + "head",
                       format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
-gamma = 0.5 if st.session_state.get(K + "sqrt_scale", True) else 1.0
-side = c4.radio("Teacher side", ["compared", "single"], key=K + "teacher_side",
-                format_func={"compared": f"as compared ({rule} rule)", "single": "one teacher head"}.get)
+st.session_state.setdefault(K + "sqrt_scale", True)
+gamma = 0.5 if st.session_state[K + "sqrt_scale"] else 1.0
+if present:
+    side = "compared"
+else:
+    side = c4.radio("Teacher side", ["compared", "single"], key=K + "teacher_side",
+                    format_func={"compared": f"as compared ({rule} rule)", "single": "one teacher head"}.get)
 if side == "single":
     _keep(K + "teacher_head", range(Ht), 0)
     t_head = c4.selectbox("Teacher head", range(Ht), key=K + "teacher_head", format_func=lambda h: f"head {h}")
@@ -135,8 +157,8 @@ def _heads_text(heads: list[int], total: int) -> str:
 
 s_desc = "all heads averaged" if s_head == AVERAGE else f"head {s_head}"
 t_desc = _heads_text(t_heads, Ht)
-when = f"final weights (epoch {shown_epoch})" if typed else f"epoch {shown_epoch}"
-if side == "compared" and s_head != AVERAGE:
+when = f"{weights} weights (epoch {shown_epoch})" if typed else f"epoch {shown_epoch}"
+if side == "compared" and s_head != AVERAGE and not present:
     rule_text = {"direct": f"Under the **direct** rule student head {s_head} is compared with teacher head {s_head}.",
                  "group": f"Under the **group** rule student head {s_head} is compared with the average of "
                           f"teacher heads {', '.join(map(str, t_heads))}.",
@@ -151,13 +173,38 @@ if typed and probs is not None:
 elif not typed:
     st.caption(f"Label: **{probe['label_names'][probe['labels'][example]]}** · {len(tokens)} tokens")
 
+# ---- the maps, every token labelled: a window of a long input ----------------------------------------------
+n_tokens = len(tokens)
+panels = 2 if present else 3
+fit = charts.tokens_that_fit(1150 if present else 1100, panels, font)
+window = (0, n_tokens)
+if n_tokens > fit:
+    stored = st.session_state.get(K + "window")
+    if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and 0 <= stored[0] < stored[1] <= n_tokens):
+        st.session_state[K + "window"] = (0, fit)
+    window = st.slider("Tokens shown", 0, n_tokens, key=K + "window",
+                       help=f"This text has {n_tokens} tokens; about {fit} fit side by side with every token "
+                            "labelled at a readable size. Drag the range to move along the text or widen it.")
+    st.caption(f"Tokens {window[0]}–{window[1] - 1} of {n_tokens}, on both axes: weights on tokens outside the "
+               "window are not drawn, so a row can sum to less than 1.")
+w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
 fig = charts.heatmap_triptych(
-    teacher_shown, student_shown, tokens, gamma=gamma,
+    t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
     titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
 st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
-st.checkbox("Emphasise small weights (square-root colour scale)", value=True, key=K + "sqrt_scale",
+st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
                  "[SEP]) otherwise wash out. Values and hover text stay exact.")
+before_shown = None
+if before is not None:
+    b = before[s_layer]
+    before_shown = b.mean(0) if s_head == AVERAGE else b[s_head]
+common.notice(charts.map_reading(teacher_shown, student_shown, tokens, student, before=before_shown))
+view.sync()
+with head_r:
+    state.link_button(view)
+if present:
+    st.stop()                                   # presentation mode: the maps and what to notice, nothing more
 
 # ---- how far apart, in numbers -----------------------------------------------------------------------
 pair = analysis.compare_pair(t_layer_maps, s_layer_maps, rule, Hs)      # metric -> (compared heads,)
