@@ -13,6 +13,7 @@ import streamlit as st
 
 import distill_core
 from app import common
+from app import live_view as lv
 from app import session_form as sf
 from app.run_list import SWEEP_SELECTED
 from distill_core.sweep import start_seeds
@@ -51,7 +52,12 @@ with st.container(border=True):
 c1, c2 = st.columns([1, 4], vertical_alignment="center")
 c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
 sf.save_state(defaults)
-if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stretch"):
+mine = st.session_state.get(sf.ACTIVE_RUN)
+busy = mine is not None and store.exists(mine) and store.open(mine).status().get("status") in lv.ACTIVE_STATUSES
+if busy:
+    c2.caption(f"Start is off while this tab's session **{mine}** runs: cancel it below, or open another tab to "
+               "queue a session after it.")
+if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stretch", disabled=busy):
     try:
         config = sf.build_config(sf.collect(st.session_state), defaults)
         sf.preflight(config)
@@ -87,30 +93,35 @@ def cancel_button(run_id: str) -> None:
         st.rerun()
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=lv.PROGRESS_EVERY_S)
 def waiting(run_id: str) -> None:
     if store.open(run_id).status().get("status") != "queued":
         st.rerun()                      # it started (or was cancelled elsewhere): redraw the page
-    st.markdown(sf.queue_text(run_id))
+    st.markdown(lv.queue_text(run_id))
     cancel_button(run_id)
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=lv.PROGRESS_EVERY_S)
 def live(run_id: str) -> None:
+    """The progress line: one small file read every couple of seconds."""
     run = store.open(run_id)
     if run.status().get("status") != "running":
         st.rerun()                      # finished: redraw the page once with the final results
-    p = run.progress()
-    phase, done, total = p.get("phase", "starting"), p.get("done") or 0, p.get("total") or 0
-    st.markdown(f"⏳ **{run_id}** is running · epochs done: {p.get('epoch', 0)} of {p.get('epochs', '?')}")
-    eta = f" · about {sf.fmt_seconds(p['eta_s'])} left in this phase" if p.get("eta_s") is not None else ""
-    st.progress(min(1.0, done / total) if total else 0.0,
-                text=f"{phase}: {done}/{total} steps · {sf.fmt_seconds(p.get('elapsed_s'))} elapsed{eta}")
-    sf.live_curves(run, "new.live")
+    headline, fraction, detail = lv.progress_lines(run.progress())
+    st.markdown(f"⏳ **{run_id}** · {headline}")
+    st.progress(fraction, text=detail)
     if run.cancel_requested():
         st.info("Cancel requested: the session stops after the current step and keeps its finished epochs.")
     else:
         cancel_button(run_id)
+
+
+@st.fragment(run_every=lv.CURVES_EVERY_S)
+def live_curves(run_id: str) -> None:
+    """The curves, redrawn less often than the progress line: drawing them costs the training thread time."""
+    lv.curves(store.open(run_id), "new.live")
+    st.caption(f"The curves are redrawn every {lv.CURVES_EVERY_S:g} s while the session runs, the progress line "
+               f"every {lv.PROGRESS_EVERY_S:g} s, so watching costs the session little time.")
 
 
 def finished(run) -> None:
@@ -127,18 +138,17 @@ def finished(run) -> None:
     else:
         kept = " The epochs it finished are kept." if run.epochs_done() > 0 else ""
         st.warning(f"{icon} Run **{run.id}** was {state}" + (f": {error}" if error else "") + f".{kept}")
-    sf.accuracy_metrics(run)
-    sf.live_curves(run, "new.final")
+    lv.accuracy_metrics(run)
+    lv.curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
-        where = ("it is already selected there" if st.session_state.get(common.SELECTED_RUN) == run.id
-                 else f"pick {run.id} there")
-        st.info("Open the **Attention explorer** page to compare the teacher's and the students' attention on the "
-                f"probe sentences, epoch by epoch ({where}).")
+        common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id},
+                         select_run=run.id)
+        st.caption("It compares the teacher's and the students' attention on the probe sentences, epoch by epoch.")
 
 
 @st.fragment(run_every=3.0)
 def watch_for_runs() -> None:
-    if sf.active_runs(store):
+    if lv.active_runs(store):
         st.rerun()                      # a session started in another tab: follow it
 
 
@@ -146,14 +156,18 @@ st.divider()
 st.subheader("Progress")
 if msg := st.session_state.pop(CANCEL_MSG, None):
     st.info(msg)
-active = sf.find_active_run(store, st.session_state.get(sf.ACTIVE_RUN) or st.query_params.get("run"))
+active = lv.find_active_run(store, st.session_state.get(sf.ACTIVE_RUN) or st.query_params.get("run"))
 state = active.status().get("status") if active is not None else None
 if active is None:
     st.caption("No session is running. Press **Start** above; its progress and live curves appear here.")
+    if (last := lv.last_run(store)) is not None:
+        st.markdown(f"**The last session**, {last.id}:")
+        finished(last)
     watch_for_runs()
 elif state == "queued":
     waiting(active.id)
 elif state == "running":
     live(active.id)
+    live_curves(active.id)
 else:
     finished(active)

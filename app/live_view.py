@@ -1,0 +1,180 @@
+"""The New session page's panel for one run: finding the run to follow, its progress, live curves and results.
+
+Watching must not slow the session down: the training thread runs in the app's process, and on a 2-core machine
+every figure the page serialises is taken from the training steps. So the progress line (one small file read) is
+redrawn every PROGRESS_EVERY_S seconds and the curves only every CURVES_EVERY_S seconds; the curves still move
+within an epoch, from the thinned per-step training losses the session writes (train_steps.jsonl).
+`benchmarks/session_bench.py` measures training speed with this page open against the page closed.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import charts, common
+from distill_core import Run, RunStore
+from distill_core.errors import DistillError
+
+ACTIVE_STATUSES = ("queued", "running")
+PROGRESS_EVERY_S = 2.0
+CURVES_EVERY_S = 10.0
+PHASES = {"starting": "Starting", "load data": "Loading the data", "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
+          "teacher outputs": "Computing the teacher's outputs",
+          "train": "Training", "evaluate": "Testing", "done": "Finishing"}
+
+
+def fmt_seconds(s) -> str:
+    if s is None:
+        return "-"
+    s = int(round(float(s)))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def fmt_acc(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+# ---- finding the run to follow -------------------------------------------------------------------------------
+def active_runs(store: RunStore) -> list[Run]:
+    """Runs that are queued or running, newest first (reads only status files)."""
+    if not store.root.is_dir():
+        return []
+    out = []
+    for p in sorted(store.root.iterdir(), reverse=True):
+        if p.is_dir() and not p.name.startswith((".", "_")):
+            try:
+                if Run(p).status().get("status") in ACTIVE_STATUSES:
+                    out.append(Run(p))
+            except DistillError:
+                continue
+    return out
+
+
+def find_active_run(store: RunStore, preferred: str | None) -> Run | None:
+    """The run this tab started (or named in the URL), else any queued or running run: a reload or second tab
+    reattaches."""
+    if preferred:
+        try:
+            return store.open(preferred)
+        except DistillError:
+            pass
+    active = active_runs(store)
+    return active[0] if active else None
+
+
+def last_run(store: RunStore) -> Run | None:
+    """The newest run that has stopped, for a fresh tab after a session ended."""
+    try:
+        infos = store.list()
+    except DistillError:
+        return None
+    for info in infos:
+        if info.status not in (*ACTIVE_STATUSES, "damaged"):
+            return store.open(info.run_id)
+    return None
+
+
+def queue_text(run_id: str) -> str:
+    """Where a queued run stands, in words."""
+    import distill_core
+    q = distill_core.session_queue()
+    pos, running = q.position(run_id), q.running()
+    where = f"queued, position {pos}" if pos else "queued"
+    ahead = f" Running now: {', '.join(running)}." if running else ""
+    return (f"🕒 **{run_id}** is {where}. Sessions started here run one at a time; it starts when the sessions "
+            f"before it have finished.{ahead}")
+
+
+# ---- progress ------------------------------------------------------------------------------------------------
+def progress_lines(p: dict) -> tuple[str, float, str]:
+    """(headline, fraction for the bar, detail) of a progress.json record, in words.
+
+    During training the headline says where in the current epoch the session is, and the detail gives the time
+    left in the whole session once the training speed is known; before that, the time left in the phase."""
+    phase = p.get("phase", "starting")
+    done, total = int(p.get("done") or 0), int(p.get("total") or 0)
+    epoch, epochs = int(p.get("epoch") or 0), p.get("epochs") or 0
+    fraction = min(1.0, done / total) if total else 0.0
+    elapsed = f"{fmt_seconds(p.get('elapsed_s'))} elapsed"
+    session_eta, phase_eta = p.get("session_eta_s"), p.get("eta_s")
+    if session_eta is not None:
+        left = f"about {fmt_seconds(session_eta)} left in the session"
+    elif phase_eta is not None:
+        left = f"about {fmt_seconds(phase_eta)} left in this phase; the session's time is known once training starts"
+    else:
+        left = "estimating the time left"
+    name = PHASES.get(phase, phase.capitalize())
+    if phase == "train":
+        step, steps = p.get("epoch_step"), p.get("epoch_steps")
+        current = min(epoch + 1, epochs) if epochs else epoch + 1
+        where = (f" · step {step} of {steps} ({step / steps:.0%} of the epoch)"
+                 if step is not None and steps else "")
+        headline = f"{name}: epoch {current} of {epochs or '?'}{where}"
+        detail = f"{done}/{total} training steps · {elapsed} · {left}"
+    else:
+        headline = name + (f" · {epoch} of {epochs} epochs done" if epoch and epochs else "")
+        detail = (f"{done}/{total} steps · " if total else "") + f"{elapsed} · {left}"
+    return headline, fraction, detail
+
+
+# ---- curves --------------------------------------------------------------------------------------------------
+def curves(run: Run, key: str) -> None:
+    """Validation accuracy and attention divergence per epoch, and the training loss by component within
+    epochs: one line per variant."""
+    records = common.metrics(run.id)
+    if not records:
+        st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
+        return
+    try:
+        epochs = run.config().get("train", {}).get("epochs")
+        summary = run.summary() or {}
+    except DistillError:
+        epochs, summary = None, {}
+    epochs = summary.get("epochs") or epochs
+    variants = common.variants_of(run)
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy",
+                                         variants.names, variants.reference, epochs, y_range=(0.0, 1.02)),
+                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.val")
+    c2.plotly_chart(charts.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
+                                         "JS to the teacher", variants.names, variants.reference, epochs),
+                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.js")
+    st.plotly_chart(charts.loss_components(records, common.train_steps(run.id), variants.names, variants.reference,
+                                           epochs=epochs),
+                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.loss")
+
+
+# ---- results -------------------------------------------------------------------------------------------------
+def delta_text(accuracy: dict, name: str, reference: str | None) -> str | None:
+    """A variant's test accuracy against the reference's, for st.metric; None for the teacher and the reference."""
+    a, r = accuracy.get(name), accuracy.get(reference) if reference else None
+    if name in ("teacher", reference) or a is None or r is None:
+        return None
+    gain = 100 * (a - r)
+    return f"{gain:+.1f} points vs {reference}" if abs(gain) >= 0.05 else f"same as {reference}"
+
+
+def accuracy_metrics(run: Run) -> None:
+    """The run's warnings, then the test accuracy of the teacher and every variant, each variant against the
+    reference (four a row). With the run's paired comparisons (summary.json "paired"), a difference that is no
+    clear difference is grey and each variant's help gives the paired test in words."""
+    summary = run.summary() or {}
+    acc, paired = summary.get("accuracy") or {}, summary.get("paired") or {}
+    variants = common.variants_of(run)
+    models = ["teacher", *variants.names]
+    if all(acc.get(m) is None for m in models):
+        return
+    if health := charts.health_lines(summary.get("warnings") or []):
+        st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
+    for start in range(0, len(models), 4):
+        for col, name in zip(st.columns(4), models[start:start + 4]):
+            delta = delta_text(acc, name, variants.reference)
+            same = bool(delta) and delta.startswith("same")
+            c = paired.get(name) if delta else None
+            unclear = c is not None and c.get("verdict") not in ("better", "worse")
+            col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
+                       delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
+                       help=charts.paired_sentence(c, name, variants.reference) if c else None)
+    if paired:
+        n = next(iter(paired.values())).get("n")
+        st.caption(f"A grey difference is no clear difference on these {n} test examples (McNemar p ≥ 0.05): hover "
+                   "a variant's ⓘ for the paired test; the **Accuracy** page has the intervals.")
