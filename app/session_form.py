@@ -5,11 +5,11 @@ the form's defaults: `SessionConfig()`, or the config file named by `ADS_FORM_DE
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +18,7 @@ import streamlit as st
 from distill_core import Run, RunStore, SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN,
                                   STUDENT_INITS)
+from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
 from distill_core.errors import ConfigError, DataError
 from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
 from distill_core.sources import source_kind
@@ -191,21 +192,29 @@ def remove_variant(i: int) -> None:
 
 
 # ---- data files --------------------------------------------------------------------------------------
-def sanitize_filename(name: str) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "data"
-    return base[-80:]
+def upload_name(name: str) -> str:
+    """The uploaded file's own name, safe to store: no folders, no control characters, no leading dot."""
+    suffix = Path(str(name).replace("\\", "/")).suffix
+    base = re.sub(r"[\x00-\x1f\x7f]+", "", str(name).replace("\\", "/").rsplit("/", 1)[-1]).strip().lstrip(".")
+    if Path(base).suffix != suffix or not Path(base).stem.strip():
+        base = "data" + suffix
+    while len(base.encode()) > 160:               # file systems allow 255 bytes
+        base = base[:-len(suffix) - 1] + suffix
+    return base
 
 
 def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float) -> Path:
-    """Write uploaded bytes to <runs_root>/.uploads/<uuid>_<name>; the file is only ever read as text."""
+    """Write uploaded bytes to <runs_root>/.uploads/<content hash>/<the file's own name>, so that messages name
+    the file as the user knows it and the same file uploaded again is the same path; only ever read as text."""
     if Path(name).suffix.lower().lstrip(".") not in FILE_TYPES:
         raise DataError(f"{name}: only {', '.join('.' + t for t in FILE_TYPES)} files can be used")
     if len(data) / 1e6 > max_mb:
         raise DataError(f"{name} is {len(data) / 1e6:.1f} MB, above the {max_mb:g} MB limit")
-    folder = Path(runs_root) / ".uploads"
+    folder = Path(runs_root) / UPLOADS_DIR / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex[:12]}_{sanitize_filename(name)}"
-    path.write_bytes(data)
+    path = folder / upload_name(name)
+    if not (path.is_file() and path.read_bytes() == data):     # unchanged: keep its mtime (and cached checks)
+        path.write_bytes(data)
     return path
 
 
@@ -232,15 +241,33 @@ def preview_table(path: str | Path) -> pd.DataFrame:
     """The first rows of a CSV/JSONL file, as text; DataError with the reason when it cannot be read."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"data file {path} does not exist")
+        read_raw_table(p, math.inf)                  # says why, naming the file
     try:
         df = _preview(str(p), p.stat().st_mtime, p.stat().st_size)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{p.name} cannot be read: {str(e).strip()}") from None
+        raise DataError(f"{file_label(p)} cannot be read: {str(e).strip()}") from None
     if df.empty or not len(df.columns):
-        raise DataError(f"{p.name} has no rows")
+        raise DataError(f"{file_label(p)} has no rows")
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _checked(path: str, mtime: float, size: int, text_column: str, label_column: str, sizes: tuple[int, int, int],
+             max_file_mb: float, split_seed: int) -> DataCheck:
+    return check_file(path, text_column, label_column, sizes, max_file_mb, split_seed)
+
+
+def data_check(path: str | Path, text_column: str, label_column: str, sizes: tuple[int, int, int],
+               max_file_mb: float, split_seed: int = 0) -> DataCheck:
+    """distill_core.data.check_file on the whole file, cached by the file's path, time and size (and the
+    choices that change the answer): the preview and the Start button see the same problems."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return check_file(p, text_column, label_column, sizes, max_file_mb, split_seed)
+    stat = p.stat()
+    return _checked(str(p), stat.st_mtime, stat.st_size, text_column, label_column,
+                    tuple(int(x) for x in sizes), float(max_file_mb), int(split_seed))
 
 
 def guess_column(columns: list[str], preferred: str, role: str) -> int:
@@ -340,11 +367,10 @@ def preflight(cfg: SessionConfig) -> None:
     src = cfg.data.source
     if form_kind(src, "data") == "hub":
         require_online(f"dataset {src!r}")
-    elif form_kind(src, "data") == "local":
-        cols = list(preview_table(src).columns)
-        for role, col in (("text", cfg.data.text_column), ("label", cfg.data.label_column)):
-            if col not in cols:
-                raise DataError(f"{Path(src).name} has no {role} column {col!r}; its columns are {', '.join(cols)}")
+    elif form_kind(src, "data") == "local":      # a file on this machine or an upload: refused before any run
+        d = cfg.data
+        data_check(src, d.text_column, d.label_column, (d.train_size, d.val_size, d.test_size), d.max_file_mb,
+                   d.split_seed).raise_errors()
     shape = teacher_shape(cfg.teacher.source)
     if shape and not cfg.student.source:
         mapping.layer_map(cfg.objectives.layer_map, shape[0], cfg.student.layers)
@@ -436,7 +462,7 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
                     st.session_state.pop(UPLOAD_PATH, None)
         path = st.session_state.get(UPLOAD_PATH)
         if path and up is None:
-            st.caption(f"Using the file uploaded earlier: `{Path(path).name.split('_', 1)[-1]}`")
+            st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
     elif kind == "local":
         path = st.text_input("Path to a .csv or .jsonl file", key="new.data_path").strip() or None
     else:
@@ -458,7 +484,8 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
 
 
 def file_columns(path: str, base: SessionConfig) -> None:
-    """Preview of a data file and pickers for its text and label columns."""
+    """Preview of a data file, pickers for its text and label columns, its examples per class, and the problems
+    a session would have with the whole file (errors: Start refuses; warnings: worth knowing)."""
     try:
         df = preview_table(path)
     except DataError as e:
@@ -466,15 +493,24 @@ def file_columns(path: str, base: SessionConfig) -> None:
         return
     cols = list(df.columns)
     c1, c2 = st.columns(2)
-    c1.selectbox("Text column", cols, index=guess_column(cols, base.data.text_column, "text"),
-                 key="new.file_text_column")
+    text = c1.selectbox("Text column", cols, index=guess_column(cols, base.data.text_column, "text"),
+                        key="new.file_text_column")
     label = c2.selectbox("Label column", cols, index=guess_column(cols, base.data.label_column, "label"),
                          key="new.file_label_column")
     st.dataframe(df.head(5), hide_index=True, key="new.preview")
-    labels = sorted({str(x) for x in df[label]})
-    more = "+" if len(df) >= PREVIEW_ROWS else ""
-    st.caption(f"Preview of {len(df)}{more} rows. Labels seen: {', '.join(labels[:12])}"
-               f"{' …' if len(labels) > 12 else ''}")
+    sizes = tuple(int(st.session_state[f"new.{k}_size"]) for k in ("train", "val", "test"))
+    check = data_check(path, text, label, sizes, base.data.max_file_mb, base.data.split_seed)
+    if check.class_counts:
+        total = sum(check.class_counts.values())
+        shown = [f"{k} {v:,} ({v / total:.0%})" for k, v in
+                 sorted(check.class_counts.items(), key=lambda kv: -kv[1])[:12]]
+        more = f" and {len(check.class_counts) - 12:,} more" if len(check.class_counts) > 12 else ""
+        st.caption(f"{check.rows:,} rows with a text in {file_label(path)}; examples per class: "
+                   f"{', '.join(shown)}{more}")
+    for p in check.errors:
+        st.error(p.message, icon="🚫")
+    for p in check.warnings:
+        st.warning(p.message)
 
 
 def variants_section() -> None:
