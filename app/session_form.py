@@ -252,7 +252,7 @@ def preview_table(path: str | Path) -> pd.DataFrame:
     return df
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner="Checking the whole file…", max_entries=16)
 def _checked(path: str, mtime: float, size: int, text_column: str, label_column: str, sizes: tuple[int, int, int],
              max_file_mb: float, split_seed: int) -> DataCheck:
     return check_file(path, text_column, label_column, sizes, max_file_mb, split_seed)
