@@ -98,6 +98,8 @@ def progress_lines(p: dict) -> tuple[str, float, str]:
     session_eta, phase_eta = p.get("session_eta_s"), p.get("eta_s")
     if session_eta is not None:
         left = f"about {fmt_seconds(session_eta)} left in the session"
+    elif phase_eta is not None and phase in ("train", "evaluate"):
+        left = f"about {fmt_seconds(phase_eta)} left in this phase"
     elif phase_eta is not None:
         left = f"about {fmt_seconds(phase_eta)} left in this phase; the session's time is known once training starts"
     else:

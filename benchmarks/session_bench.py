@@ -23,6 +23,9 @@ one run, so a busy machine moves them much less than absolute times):
              computed (as after new data or a new mapping), and both from the disk cache (the same teacher and
              data again); each with the time of its "teacher outputs" phase. --skip-uncached: once, usual cache.
 5. charts    building the attention explorer's figures (app/charts.py) plus fig.to_json(). Target < 0.5 s.
+6. live view training speed with the New session page open / with it closed, the session started from the app in
+             headless Chromium (benchmarks/live_view_bench.py; full mode, when Chromium and Playwright are
+             installed; --skip-live-view leaves it out). Target >= 0.9.
 
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
 in samples/s. Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
@@ -585,6 +588,7 @@ def main(argv=None) -> int:
                          "flag it runs three times in an empty one: teacher fine-tuned (1-2 more minutes) and its "
                          "outputs computed, then the teacher cached with its outputs computed, then both cached")
     ap.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
+    ap.add_argument("--skip-live-view", action="store_true", help="leave out measure 6 (the app in a browser)")
     ap.add_argument("--device", default="cpu", help="device of measures 1-4 (default cpu; CUDA is added for 1 "
                                                     "when available)")
     ap.add_argument("--threads", type=int, default=None,
@@ -735,6 +739,17 @@ def main(argv=None) -> int:
                     + " ".join(f"{x:.1%}" for x in r["eval_over_train"])
                     + "; train_s " + " ".join(f"{x:.1f}" for x in r["train_s"])
                     + ", record_s " + " ".join(f"{x:.2f}" for x in r["record_s"]))
+        if mode == "full" and not args.skip_live_view:
+            section("6. training speed with the New session page open / closed (the app, headless Chromium)")
+            import live_view_bench
+            if not Path(live_view_bench.CHROMIUM).exists():
+                say(f"  skipped: no Chromium at {live_view_bench.CHROMIUM}")
+            else:
+                del setup
+                work = tmp / "live"
+                work.mkdir()
+                res["live_view"] = live_view_bench.measure(cfg, work, log=say)
+                live_view_bench.report(res["live_view"], log=say)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with contextlib.suppress(OSError, AttributeError):
@@ -796,6 +811,12 @@ def summary_table(res: dict) -> list[dict]:
         where = f"; {mc['date'][:10]}, {mc['cpu']}, {mc['cores']} cores, torch {mc['torch']}" if k == 0 else ""
         add(f"4{chr(39) * k}. default session wall time ({d['case']})",
             f"{fmt_s(d['wall_s'])} (teacher outputs phase {fmt_s(d['teacher_outputs_s'])}{where})", "absolute", "-")
+    lv = res.get("live_view")
+    if lv:
+        add("6. training speed with the New session page open / closed (median epoch)",
+            f"{lv['ratio']:.2f} ({statistics.median(lv['open_steps_per_s']):.2f} / "
+            f"{statistics.median(lv['closed_steps_per_s']):.2f} steps/s)", f">= {lv['target']}",
+            met(lv["ratio"], lv["target"], below=False))
     c = res.get("charts")
     if c:
         for k, x in c.items():

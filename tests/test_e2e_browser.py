@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from app import charts
+
 from conftest import tiny_config_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -146,12 +148,22 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                     assert traces and all(t["type"] == "heatmap" for t in traces), traces
                     assert all(t["rows"] > 0 and t["cols"] > 0 for t in traces), traces
                 n_tokens = len(probe["tokens"][0])
+                shown = min(n_tokens, charts.triptych_arrangement(n_tokens, charts.WIDE_PX, 12)[1])
                 triptych = figs[0]
                 assert len(triptych) == 3
-                assert all((t["rows"], t["cols"]) == (n_tokens, n_tokens) for t in triptych), triptych
+                assert all((t["rows"], t["cols"]) == (shown, shown) for t in triptych), triptych
                 assert triptych[0]["positive"] and triptych[1]["positive"]      # attention weights, not zeros
                 assert len(figs[1]) == probe["teacher_heads"] and len(figs[2]) == probe["student_heads"]
                 page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+                # a deep link opens the explorer at the layer, head and example it names, and keeps them in the URL
+                layer, head = probe["student_layers"] - 1, probe["student_heads"] - 1
+                page.goto(f"{url}/explorer?run={run_dir.name}&variant=distilled&layer={layer}&head={head}&example=1")
+                expect(page.get_by_text(f"distilled L{layer} · head {head} · epoch 2").first).to_be_visible(
+                    timeout=60_000)
+                expect(page.get_by_text(f"#1 [").first).to_be_visible()
+                _no_exception(page)
+                assert f"layer={layer}" in page.url and f"head={head}" in page.url and "tlayer=" in page.url
             finally:
                 browser.close()
     finally:
