@@ -36,7 +36,6 @@ DATA_KINDS = {"default": "Rotten Tomatoes snippets (bundled)", "upload": "Upload
               "local": "CSV or JSONL file on this machine", "hub": "Hugging Face hub dataset (online)"}
 MAX_FORM_VARIANTS = 6           # the engine takes more; a form with more blocks stops being readable
 VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids of the variant blocks, in order
-ACTIVE_STATUSES = ("queued", "running")
 VARIANT_KEY_RE = re.compile(r"^new\.v\d+\.")
 
 
@@ -378,24 +377,6 @@ def preflight(cfg: SessionConfig) -> None:
 
 
 # ---- progress helpers --------------------------------------------------------------------------------
-def fmt_seconds(s) -> str:
-    if s is None:
-        return "-"
-    s = int(round(float(s)))
-    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
-
-
-def fmt_acc(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-LIVE_CHARTS = (        # title, value of a metrics record, y-axis title, y range (None: fit the values)
-    ("Validation accuracy", lambda r: r.get("val_accuracy"), "accuracy", (0.0, 1.02)),
-    ("Training loss (weighted sum)", lambda r: (r.get("train_loss") or {}).get("total"), "loss", None),
-    ("Attention divergence (mean JS)", lambda r: r.get("js_mean"), "JS to the teacher", None),
-)
-
-
 
 # ---- form sections (widgets only; every key is namespaced "new.") ----------------------------------------
 def teacher_section() -> None:
@@ -625,100 +606,3 @@ def training_section() -> None:
     c[3].text_input("Seeds (a sweep)", key="new.seeds", placeholder="e.g. 0-4 or 0,1,2",
                     help="Several students' seeds start a sweep: one session per seed, the same teacher and test "
                          "set, compared across seeds on the Sweep page. Empty: one session with the seed at left.")
-
-
-# ---- finding the run to follow -----------------------------------------------------------------------
-def active_runs(store: RunStore) -> list[Run]:
-    """Runs that are queued or running, newest first (reads only status files)."""
-    from distill_core.errors import DistillError
-    if not store.root.is_dir():
-        return []
-    out = []
-    for p in sorted(store.root.iterdir(), reverse=True):
-        if p.is_dir() and not p.name.startswith("."):
-            try:
-                if Run(p).status().get("status") in ACTIVE_STATUSES:
-                    out.append(Run(p))
-            except DistillError:
-                continue
-    return out
-
-
-def find_active_run(store: RunStore, preferred: str | None) -> Run | None:
-    """The run this tab started (or named in the URL), else any queued or running run: a reload or second tab
-    reattaches."""
-    from distill_core.errors import DistillError
-    if preferred:
-        try:
-            return store.open(preferred)
-        except DistillError:
-            pass
-    active = active_runs(store)
-    return active[0] if active else None
-
-
-def queue_text(run_id: str) -> str:
-    """Where a queued run stands, in words."""
-    import distill_core
-    q = distill_core.session_queue()
-    pos, running = q.position(run_id), q.running()
-    where = f"queued, position {pos}" if pos else "queued"
-    ahead = f" Running now: {', '.join(running)}." if running else ""
-    return (f"🕒 **{run_id}** is {where}. Sessions started here run one at a time; it starts when the sessions "
-            f"before it have finished.{ahead}")
-
-
-def delta_text(accuracy: dict, name: str, reference: str | None) -> str | None:
-    """A variant's test accuracy against the reference's, for st.metric; None for the teacher and the reference."""
-    a, r = accuracy.get(name), accuracy.get(reference) if reference else None
-    if name in ("teacher", reference) or a is None or r is None:
-        return None
-    gain = 100 * (a - r)
-    return f"{gain:+.1f} points vs {reference}" if abs(gain) >= 0.05 else f"same as {reference}"
-
-
-def live_curves(run, key: str) -> None:
-    """Validation accuracy, training loss and attention divergence per epoch: one line per variant."""
-    from app import charts, common
-    from distill_core.errors import DistillError
-    records = common.metrics(run.id)
-    if not records:
-        st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
-        return
-    try:
-        epochs = run.config().get("train", {}).get("epochs")
-    except DistillError:
-        epochs = None
-    variants = common.variants_of(run)
-    for col, (title, value, y_title, y_range) in zip(st.columns(len(LIVE_CHARTS)), LIVE_CHARTS):
-        fig = charts.variant_lines(records, value, title, y_title, variants.names, variants.reference, epochs,
-                                   y_range=y_range)
-        col.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.{title}")
-
-
-def accuracy_metrics(run) -> None:
-    """The run's warnings, then the test accuracy of the teacher and every variant, each variant against the
-    reference (four a row). With the run's paired comparisons (summary.json "paired"), a difference that is no
-    clear difference is grey and each variant's help gives the paired test in words."""
-    from app import charts, common
-    summary = run.summary() or {}
-    acc, paired = summary.get("accuracy") or {}, summary.get("paired") or {}
-    variants = common.variants_of(run)
-    models = ["teacher", *variants.names]
-    if all(acc.get(m) is None for m in models):
-        return
-    if health := charts.health_lines(summary.get("warnings") or []):
-        st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
-    for start in range(0, len(models), 4):
-        for col, name in zip(st.columns(4), models[start:start + 4]):
-            delta = delta_text(acc, name, variants.reference)
-            same = bool(delta) and delta.startswith("same")
-            c = paired.get(name) if delta else None
-            unclear = c is not None and c.get("verdict") not in ("better", "worse")
-            col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
-                       delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
-                       help=charts.paired_sentence(c, name, variants.reference) if c else None)
-    if paired:
-        n = next(iter(paired.values())).get("n")
-        st.caption(f"A grey difference is no clear difference on these {n} test examples (McNemar p ≥ 0.05): hover "
-                   "a variant's ⓘ for the paired test; the **Accuracy** page has the intervals.")

@@ -175,8 +175,10 @@ elif not typed:
 
 # ---- the maps, every token labelled: a window of a long input ----------------------------------------------
 n_tokens = len(tokens)
-panels = 2 if present else 3
-fit = charts.tokens_that_fit(1150 if present else 1100, panels, font)
+if present:                                     # teacher and student only, two large maps in a row
+    arrangement, fit = charts.ROW, charts.tokens_that_fit(charts.WIDE_PX, 2, font)
+else:
+    arrangement, fit = charts.triptych_arrangement(n_tokens, charts.WIDE_PX, font)
 window = (0, n_tokens)
 if n_tokens > fit:
     stored = st.session_state.get(K + "window")
@@ -189,7 +191,7 @@ if n_tokens > fit:
                "window are not drawn, so a row can sum to less than 1.")
 w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
 fig = charts.heatmap_triptych(
-    t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
+    t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present, arrangement=arrangement,
     titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
 st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
 st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
