@@ -1,8 +1,8 @@
 """Live inference on a finished run's models, cached for the pages that run typed text.
 
-The models of a run are loaded once per process (st.cache_resource, keyed by run id and the run's version);
-results for a given text are cached with st.cache_data. Hooks that capture attention or attributions are
-installed on the shared model objects, so every live call holds one lock.
+The models of a run are loaded once per process (st.cache_resource, keyed by run id, the run's version and which
+of the students' weights: "final" or "best"); results for a given text are cached with st.cache_data. Hooks that
+capture attention or attributions are installed on the shared model objects, so every live call holds one lock.
 """
 from __future__ import annotations
 
@@ -18,38 +18,42 @@ _LOCK = threading.Lock()
 
 
 @st.cache_resource(show_spinner="Loading the run's models…", max_entries=3)
-def _run_models(root: str, run_id: str, version: float) -> analysis.RunModels:
-    return analysis.load_run_models(RunStore(root).open(run_id))
+def _run_models(root: str, run_id: str, version: float, weights: str = "final") -> analysis.RunModels:
+    return analysis.load_run_models(RunStore(root).open(run_id), weights)
 
 
-def run_models(run_id: str) -> analysis.RunModels:
-    """Tokenizer, teacher and trained students of a run (the students' final weights)."""
-    return _run_models(str(common.runs_dir()), run_id, common.run_version(run_id))
+def run_models(run_id: str, weights: str = "final") -> analysis.RunModels:
+    """Tokenizer, teacher and trained students of a run: the students' final weights, or with weights="best"
+    their best epoch's (RunModels.loaded says which epoch each student's weights are from)."""
+    return _run_models(str(common.runs_dir()), run_id, common.run_version(run_id), weights)
 
 
 @st.cache_data(show_spinner="Running the models on your text…", max_entries=64)
-def _attention_for_text(root: str, run_id: str, version: float, text: str):
-    rm = _run_models(root, run_id, version)
+def _attention_for_text(root: str, run_id: str, version: float, text: str, weights: str = "final"):
+    rm = _run_models(root, run_id, version, weights)
     with _LOCK:
         return analysis.attention_for_text(rm, text)
 
 
-def attention_for_text(run_id: str, text: str):
-    """(tokens, model name -> (L, H, T, T) attention, model name -> class probabilities) for a typed text."""
-    return _attention_for_text(str(common.runs_dir()), run_id, common.run_version(run_id), text)
+def attention_for_text(run_id: str, text: str, weights: str = "final"):
+    """(tokens, model name -> (L, H, T, T) attention, model name -> class probabilities) for a typed text, with the
+    students' final or best weights."""
+    return _attention_for_text(str(common.runs_dir()), run_id, common.run_version(run_id), text, weights)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _token_attributions(root: str, run_id: str, version: float, text: str, model: str, target: int | None,
-                        n_steps: int):
+                        n_steps: int, weights: str = "final"):
     from distill_core.attribution import token_attributions
-    rm = _run_models(root, run_id, version)
+    rm = _run_models(root, run_id, version, weights)
     with _LOCK:
         return token_attributions(rm.models[model], rm.tokenizer, text, target=target, n_steps=n_steps,
                                   max_length=rm.max_length)
 
 
-def token_attributions(run_id: str, text: str, model: str, target: int | None, n_steps: int):
-    """Layer Integrated Gradients attributions of one model of the run for `text` (cached per arguments)."""
+def token_attributions(run_id: str, text: str, model: str, target: int | None, n_steps: int,
+                       weights: str = "final"):
+    """Layer Integrated Gradients attributions of one model of the run for `text` (cached per arguments), with the
+    students' final or best weights."""
     return _token_attributions(str(common.runs_dir()), run_id, common.run_version(run_id), text, model, target,
-                               n_steps)
+                               n_steps, weights)

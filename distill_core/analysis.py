@@ -4,7 +4,7 @@ Layouts follow BertViz: one example's attention is an array `(layers, heads, T, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from .capture import AttentionCapture
 from .errors import ModelError, RunStoreError
 from .metrics import METRICS, map_metric
 from .models import set_attention_backend
-from .store import Run
+from .store import WEIGHTS, Run
 from .vocab import TEACHER, run_variants
 
 
@@ -26,11 +26,18 @@ class RunModels:
     models: dict            # "teacher" and each variant with trained weights -> model
     label_names: list[str]
     max_length: int
+    weights: str = "final"  # the students' weights asked for: "final" or "best"
+    # variant -> {"weights": "final" | "best", "epoch": int | None}: what was loaded. A run written before best
+    # weights were kept has only its final ones, so asking it for "best" loads (and records) "final".
+    loaded: dict = field(default_factory=dict)
 
 
-def load_run_models(run: Run) -> RunModels:
-    """The teacher (from the folder the run used) and the trained students (from the run folder)."""
+def load_run_models(run: Run, weights: str = "final") -> RunModels:
+    """The teacher (from the folder the run used) and the trained students (from the run folder): their final
+    weights (the last finished epoch) or, with weights="best", their best epoch's by validation accuracy."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     probe = run.probe()
     if probe is None:
         raise RunStoreError(f"run {run.id} has no probe.json: it failed before its models were ready")
@@ -41,8 +48,13 @@ def load_run_models(run: Run) -> RunModels:
         tokenizer = AutoTokenizer.from_pretrained(tok_src, local_files_only=True)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"cannot load the tokenizer of run {run.id} from {tok_src}: {e}") from None
-    models = {}
-    sources = {TEACHER: teacher_dir, **{v: run.model_dir(v) for v in run_variants(probe, run.metrics())}}
+    models, loaded = {}, {}
+    sources = {TEACHER: teacher_dir}
+    for v in run_variants(probe, run.metrics()):
+        kept = run.kept_weights(v)
+        which = weights if weights in kept else "final"
+        sources[v] = run.model_dir(v, which)
+        loaded[v] = {"weights": which, "epoch": kept.get(which)}
     for name, src in sources.items():
         if not (Path(src) / "config.json").is_file():
             if name == TEACHER:
@@ -53,10 +65,11 @@ def load_run_models(run: Run) -> RunModels:
             src, attn_implementation="eager", local_files_only=True, trust_remote_code=False, use_safetensors=True)
         model.eval()
         models[name] = model
+    loaded = {v: w for v, w in loaded.items() if v in models}
     if len(models) < 2:
         raise RunStoreError(f"run {run.id} has no trained student weights yet (it is running, failed or was cancelled "
                             f"before its first epoch)")
-    return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"])
+    return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"], weights, loaded)
 
 
 @torch.inference_mode()

@@ -9,13 +9,17 @@ Layout of `<root>/<run_id>/`:
     probe.json         probe texts, labels, tokens per example, the variants, the layer mapping and head rule
     attention/teacher.npz              key "<i>" -> (L, H, T_i, T_i) float16 for probe example i
     attention/<variant>_e<epoch>.npz   same layout, for each student variant (e.g. baseline, distilled)
-    models/<variant>/  config.json + model.safetensors (the trained student variant)
+    models/<variant>/  config.json + model.safetensors (the trained student variant: its last finished epoch)
+    models/<variant>.best/  the same for its best epoch by validation accuracy, only where that is not the last
+                       (a variant's name cannot hold a "."); Run.model_dir(variant, "best") finds either
     models/tokenizer/  the tokenizer the students read
     predictions.json   {"split": "test", "labels", "predictions": {"teacher", <variant>...}}: each model's test answers
     summary.json       "variants" in session order, "reference" (the labels-only variant or null),
                        "accuracy": {"teacher", <variant>...}, "divergence": {"metric", "epochs", <variant>: [...]},
                        sizes, latencies, "majority_rate", "warnings": [{"model", "kind", "message"}],
-                       "paired": {<variant>: stats.paired_comparison against the reference}
+                       "paired": {<variant>: stats.paired_comparison against the reference},
+                       "best_epoch": {<variant>: {"epoch", "val_accuracy", "test_accuracy" (null: not tested),
+                       "final_epoch"}} (absent in runs written before it; Run.kept_weights reads it)
     cancel             present when a cancel was requested
 """
 from __future__ import annotations
@@ -41,6 +45,8 @@ from .errors import RunStoreError
 
 log = logging.getLogger(__name__)
 
+WEIGHTS = ("final", "best")      # which weights of a student variant a run keeps (Run.model_dir)
+BEST_SUFFIX = ".best"            # models/<variant>.best/: a variant's name cannot hold a "."
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
@@ -177,7 +183,10 @@ class Run:
 
     def metrics(self) -> list[dict]:
         """All complete metric lines; a truncated last line (crash mid-write) is skipped."""
-        p = self.path / "metrics.jsonl"
+        return self._read_jsonl("metrics.jsonl")
+
+    def _read_jsonl(self, name: str) -> list[dict]:
+        p = self.path / name
         if not p.exists():
             return []
         out = []
@@ -187,7 +196,7 @@ class Run:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                log.warning("run %s: metrics.jsonl line %d is damaged and was skipped", self.id, i + 1)
+                log.warning("run %s: %s line %d is damaged and was skipped", self.id, name, i + 1)
         return out
 
     def epochs_done(self) -> int:
@@ -224,8 +233,40 @@ class Run:
         pattern = re.compile(re.escape(student) + r"_e(\d+)")
         return sorted(int(m.group(1)) for p in d.glob("*.npz") if (m := pattern.fullmatch(p.stem)))
 
-    def model_dir(self, student: str) -> Path:
-        return self.path / "models" / student
+    def weights_path(self, student: str, weights: str = "final") -> Path:
+        """Where a variant's final or best weights are written, whether or not they are there."""
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
+        return self.path / "models" / (student + (BEST_SUFFIX if weights == "best" else ""))
+
+    def model_dir(self, student: str, weights: str = "final") -> Path:
+        """The folder of a variant's final weights (its last finished epoch) or its best epoch's; "best" is the
+        final folder where no separate best folder was written (the best epoch was the last one)."""
+        best = self.weights_path(student, weights)
+        if weights == "best" and not (best / "config.json").is_file():
+            return self.weights_path(student)
+        return best
+
+    def kept_weights(self, student: str) -> dict[str, int]:
+        """The epoch of each set of weights kept for a variant, e.g. {"final": 4, "best": 2}; {"final": 4, "best": 4}
+        when the last epoch was the best. Runs written before best weights were kept give {"final": last epoch}
+        only (their best epoch is not known); a variant without saved weights gives {}."""
+        if not (self.weights_path(student) / "config.json").is_file():
+            return {}
+        try:
+            summary = self.summary() or {}
+        except RunStoreError:
+            summary = {}
+        entry = (summary.get("best_epoch") or {}).get(student)
+        if isinstance(entry, dict) and isinstance(entry.get("final_epoch"), int):
+            out, best = {"final": entry["final_epoch"]}, entry.get("epoch")
+            # a best epoch other than the last counts only once its folder is there
+            if isinstance(best, int) and (best == out["final"]
+                                          or (self.weights_path(student, "best") / "config.json").is_file()):
+                out["best"] = best
+            return out
+        last = summary.get("epochs_done")
+        return {"final": last if isinstance(last, int) and last > 0 else self.epochs_done()}
 
     # ---- cancel ------------------------------------------------------------------------------
     def request_cancel(self) -> None:

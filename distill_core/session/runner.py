@@ -34,6 +34,7 @@ def run_session(config: SessionConfig, store: RunStore | None = None, callbacks=
     except Stop:
         run.update_status(status="cancelled", ended=now_iso(), error=None)
         run.write_json("summary.json", session.partial_summary("cancelled"))
+        _save_finished_variants(session)        # a cancel during the final evaluation keeps the trained weights
         session.emit("on_session_end", run.read_json("summary.json"))
         return run.id
     except BaseException as e:  # noqa: BLE001 - every failure is recorded before it propagates
@@ -65,14 +66,15 @@ def describe_failure(e: BaseException, session: Session) -> str:
 
 
 def _save_finished_variants(session: Session) -> None:
-    """After a failure, keep each variant's weights as of its last finished epoch (for the explorer)."""
+    """After a failure or a cancel outside training, keep each variant's weights as of its last finished epoch,
+    and its best epoch's where that is another one, as a finished session does (for the explorer)."""
     p = session.prepared
     if p is None or session.state.epoch < 1:
         return
     for v in p.variants:
         try:
             v.restore()
-            session.save_variant(v)
+            session.save_weights(v)
         except Exception:  # noqa: BLE001 - the failure being recorded matters more than these weights
             log.exception("could not save the %s student of failed run %s", v.name, session.run.id)
 

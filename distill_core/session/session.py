@@ -9,7 +9,7 @@ Read top to bottom, a session is four public steps over one `Prepared` state:
     for epoch in 1..E:
         session.train_epoch(prepared, epoch)    # every variant takes one step on each shared batch
         session.record_epoch(prepared, epoch)   # validation accuracy, attention on the probe set vs the teacher
-    session.finish(prepared)                # test accuracy, sizes, latency, weights, summary.json
+    session.finish(prepared)                # test accuracy, sizes, latency, final and best weights, summary.json
 
 Every variant starts from the same weights and sees the same batches, so every difference between two
 variants is their recipe; a labels-only `baseline` answers "did distillation help?".
@@ -305,7 +305,8 @@ class Session:
         return {k: v.tolist() for k, v in attention_metrics(teacher, student, mask).items()}
 
     def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
-        """Validation accuracy and attention on the probe set of every variant; one metrics line each."""
+        """Validation accuracy and attention on the probe set of every variant; one metrics line each. Each
+        variant keeps a copy of these weights, and of its best epoch's (by validation accuracy)."""
         out = []
         for v in p.variants:
             set_attention_backend(v.model, eager=False)
@@ -324,7 +325,7 @@ class Session:
             self.run.append_metrics(rec)
             out.append(rec)
             if epoch:
-                v.snapshot()
+                v.snapshot(epoch, val_acc)
         self.records.extend(out)
         self.state.epoch = epoch
         return out
@@ -333,21 +334,22 @@ class Session:
     def finish(self, p: Prepared) -> dict:
         """Back to the last finished epoch, then test accuracy, size, latency, weights and summary.json.
 
+        Each variant's best epoch (by validation accuracy) is tested and saved too when it is not the last.
         A session stopped before its first epoch finished is not tested: its students never trained."""
         for v in p.variants:
             v.restore()
         stopped = self.control.reason if self.control.should_stop else ""
         trained = self.state.epoch >= 1
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
-        accuracy, latency, judged = {}, {}, {}
+        accuracy, latency, judged, best_accuracy = {}, {}, {}, {}
         if status == "done":
-            accuracy, latency, answers = self._test(p)
+            accuracy, latency, answers, best_accuracy = self._test(p)
             judged = self.judge(p, answers)
         params = {"teacher": count_parameters(p.teacher_model)}
         size = {"teacher": teacher_size_bytes(p.teacher.path)}
         for v in p.variants:
             if trained:
-                size[v.name] = self.save_variant(v)
+                size[v.name] = self.save_weights(v)
             params[v.name] = count_parameters(v.model)
         if trained:
             p.modality.save(self.run.path / "models" / "tokenizer")
@@ -360,16 +362,18 @@ class Session:
                    "teacher_cached": p.teacher.cached,
                    "teacher_outputs_cached": p.teacher_outputs_cached,
                    "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init,
-                   "teacher_fit": p.teacher.fit, **judged}
+                   "teacher_fit": p.teacher.fit,
+                   "best_epoch": self.best_epochs(p.variants, {**accuracy, **best_accuracy}), **judged}
         self.run.write_json("summary.json", summary)
         self.state.phase = "done"
         return summary
 
-    def _test(self, p: Prepared) -> tuple[dict, dict, dict]:
-        """Test accuracy, latency and answers of the teacher and every variant; the answers also go to
-        predictions.json."""
+    def _test(self, p: Prepared) -> tuple[dict, dict, dict, dict]:
+        """Test accuracy, latency and answers of the teacher and every variant (the answers also go to
+        predictions.json), and the test accuracy of each variant's best epoch where it is not the last."""
         mp = self.config.train.mixed_precision
-        n = 1 + len(p.variants)
+        again = [v for v in p.variants if v.best_differs]
+        n = 1 + len(p.variants) + len(again)
         self.progress("evaluate", 0, n)
         set_attention_backend(p.teacher_model, eager=False)
         results = {TEACHER: teacher_evaluation(p.teacher, f"test:{p.device.type}",
@@ -381,10 +385,15 @@ class Session:
             results[v.name] = p.modality.predict(v.model, "test", p.device, mp)
             latency[v.name] = p.modality.latency_ms(v.model, p.device)
             self.progress("evaluate", 2 + k, n)
+        best = {}
+        for k, v in enumerate(again):
+            with v.best_weights():
+                best[v.name] = p.modality.predict(v.model, "test", p.device, mp)["accuracy"]
+            self.progress("evaluate", 2 + len(p.variants) + k, n)
         answers = {m: r["predictions"] for m, r in results.items()}
         self.run.write_json("predictions.json", {"split": "test", "labels": p.modality.labels["test"],
                                                  "predictions": answers})
-        return {m: r["accuracy"] for m, r in results.items()}, latency, answers
+        return {m: r["accuracy"] for m, r in results.items()}, latency, answers, best
 
     def judge(self, p: Prepared, answers: dict[str, list[int]]) -> dict:
         """What a reader must be told about the test results: the majority-class rate, each model that predicts
@@ -404,12 +413,31 @@ class Session:
                       for v in p.variants if v.name != ref}
         return {"majority_rate": stats.majority_rate(labels), "warnings": warnings, "paired": paired}
 
-    def save_variant(self, v: Variant) -> int:
-        """Write a variant's weights (safetensors) into the run; returns their size in bytes."""
-        out = self.run.model_dir(v.name)
+    def save_variant(self, v: Variant, weights: str = "final") -> int:
+        """Write a variant's current weights (safetensors) into the run as its `weights` ("final" or "best");
+        returns their size in bytes."""
+        out = self.run.weights_path(v.name, weights)
         set_attention_backend(v.model, eager=True)
         v.model.save_pretrained(out, safe_serialization=True)
         return int(sum(f.stat().st_size for f in out.glob("*.safetensors")))
+
+    def save_weights(self, v: Variant) -> int:
+        """Write a variant's last finished epoch's weights (models/<variant>/) and, when its best epoch is another
+        one, the best epoch's (models/<variant>.best/); returns the size of the first in bytes."""
+        size = self.save_variant(v)
+        if v.best_differs:
+            with v.best_weights():
+                self.save_variant(v, "best")
+        return size
+
+    def best_epochs(self, variants: list[Variant], test_accuracy: dict[str, float] | None = None) -> dict:
+        """summary.json "best_epoch": per variant with a finished epoch, its best epoch by validation accuracy, that
+        accuracy, the best weights' test accuracy (None when not tested) and the epoch of the final weights.
+        `test_accuracy` holds the best weights' accuracy: the final one's where the two epochs coincide."""
+        test_accuracy = test_accuracy or {}
+        return {v.name: {"epoch": v.best_epoch, "val_accuracy": v.best_val_accuracy,
+                         "test_accuracy": test_accuracy.get(v.name), "final_epoch": v.last_epoch}
+                for v in variants if v.best_epoch is not None}
 
     def partial_summary(self, status: str, error: str | None = None) -> dict:
         """What the recorded epochs say, without test results (also written when a session fails)."""
@@ -425,4 +453,5 @@ class Session:
             "divergence": {"metric": "js", "epochs": epochs,
                            **{n: [by[(e, n)]["js_mean"] for e in epochs if (e, n) in by] for n in names}},
             "epochs_done": max(epochs) if epochs else 0,
+            "best_epoch": self.best_epochs(self.prepared.variants) if self.prepared is not None else {},
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -83,7 +84,11 @@ class Variant:
     projections: nn.ModuleList | None = None   # student -> teacher width, for hidden_mse
     optimizer: torch.optim.Optimizer | None = None
     scheduler: object = None
-    best_state: dict | None = None     # weights after the last finished epoch
+    last_state: dict | None = None     # CPU copy of the weights after the last finished epoch
+    last_epoch: int = 0                # that epoch (0: the initial weights)
+    best_state: dict | None = None     # CPU copy of the weights of the best epoch (the same dict when it is the last)
+    best_epoch: int | None = None      # the epoch (>= 1) with the best validation accuracy; the first wins ties
+    best_val_accuracy: float | None = None
     loss_sums: dict = field(default_factory=dict)
     loss_count: int = 0
     train_s: float = 0.0               # seconds in this variant's steps this epoch
@@ -147,14 +152,41 @@ class Variant:
         self.train_s += time.perf_counter() - t0
         return values
 
-    def snapshot(self) -> None:
-        """Keep a CPU copy of the weights: a stop inside the next epoch goes back to them."""
-        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+    def snapshot(self, epoch: int = 0, val_accuracy: float | None = None) -> None:
+        """Keep a CPU copy of the weights after `epoch`: a stop inside the next epoch goes back to them.
+
+        When `val_accuracy` beats every earlier epoch's (epochs >= 1; the first epoch reaching the maximum wins
+        ties), the same copy is also kept as the best weights."""
+        self.last_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self.last_epoch = epoch
+        if epoch >= 1 and val_accuracy is not None and (self.best_val_accuracy is None
+                                                         or val_accuracy > self.best_val_accuracy):
+            self.best_state, self.best_epoch, self.best_val_accuracy = self.last_state, epoch, float(val_accuracy)
+
+    @property
+    def best_differs(self) -> bool:
+        """Whether the best epoch's weights are not the last finished epoch's."""
+        return self.best_epoch is not None and self.best_epoch != self.last_epoch
 
     def restore(self) -> None:
         """Back to the weights of the last finished epoch."""
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+        if self.last_state is not None:
+            self.model.load_state_dict(self.last_state)
+
+    @contextmanager
+    def best_weights(self):
+        """The best epoch's weights inside the block, the last finished epoch's after it.
+
+            with variant.best_weights():
+                modality.predict(variant.model, "test", ...)
+        """
+        if self.best_state is None:
+            raise ValueError(f"the {self.name} student has no best epoch yet")
+        self.model.load_state_dict(self.best_state)
+        try:
+            yield self.model
+        finally:
+            self.restore()
 
 
 def lr_lambda(schedule: str, total: int, warmup_ratio: float):
