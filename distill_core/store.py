@@ -6,6 +6,10 @@ Layout of `<root>/<run_id>/`:
     progress.json      {"phase", "done", "total", "epoch", "elapsed_s", "eta_s"} (throttled, while running)
     metrics.jsonl      one line per (epoch, variant): losses, validation accuracy, attention divergences;
                        the variant's name is under "student"
+    train_steps.jsonl  the training loss within epochs: every k = max(1, steps per epoch // 25) steps (and at the
+                       end of an epoch or a stop) one line per variant, {"step": global step (1-based), "epoch":
+                       step / steps per epoch (e.g. 1.24), "student", "steps": how many steps it averages,
+                       "losses": {component: mean over those steps, "total": the weighted sum}}
     probe.json         probe texts, labels, tokens per example, the variants, the layer mapping and head rule
     attention/teacher.npz              key "<i>" -> (L, H, T_i, T_i) float16 for probe example i
     attention/<variant>_e<epoch>.npz   same layout, for each student variant (e.g. baseline, distilled)
@@ -184,6 +188,18 @@ class Run:
     def metrics(self) -> list[dict]:
         """All complete metric lines; a truncated last line (crash mid-write) is skipped."""
         return self._read_jsonl("metrics.jsonl")
+
+    def append_train_steps(self, records: list[dict]) -> None:
+        """Append the records of one flush (one per variant) to train_steps.jsonl in one write; none: nothing."""
+        if not records:
+            return
+        text = "".join(json.dumps(r, allow_nan=False, default=_json_default) + "\n" for r in records)
+        with open(self.path / "train_steps.jsonl", "a") as f:
+            f.write(text)
+
+    def train_steps(self) -> list[dict]:
+        """All complete lines of train_steps.jsonl (the loss within epochs); a truncated line is skipped."""
+        return self._read_jsonl("train_steps.jsonl")
 
     def _read_jsonl(self, name: str) -> list[dict]:
         p = self.path / name

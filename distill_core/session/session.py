@@ -7,7 +7,7 @@ Read top to bottom, a session is four public steps over one `Prepared` state:
     prepared = session.prepare()            # data, teacher, its cached outputs, variants, probe set
     session.record_epoch(prepared, 0)       # before training: every variant starts from the same weights
     for epoch in 1..E:
-        session.train_epoch(prepared, epoch)    # every variant takes one step on each shared batch
+        session.train_epoch(prepared, epoch)    # every variant takes one step on each shared batch (train_steps.jsonl)
         session.record_epoch(prepared, epoch)   # validation accuracy, attention on the probe set vs the teacher
     session.finish(prepared)                # test accuracy, sizes, latency, final and best weights, summary.json
 
@@ -41,7 +41,7 @@ from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, 
                        teacher_size_bytes)
 from ..vocab import TEACHER, model_label
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
-from .variant import RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
+from .variant import LossWindow, RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
 
 log = logging.getLogger(__name__)
 INIT_LOCK = threading.Lock()   # global RNG seeding + model construction, for sessions sharing a process
@@ -256,10 +256,15 @@ class Session:
         done = (epoch - 1) * p.steps_per_epoch
         batches = p.modality.batches("train", cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch,
                                      buckets=cfg.train.length_buckets)
+        every = max(1, p.steps_per_epoch // 25)      # train_steps.jsonl: about 25 records per epoch and variant
+        window = LossWindow()
         for k, index in enumerate(batches):
-            self.train_step(p, index, where=f"at epoch {epoch}, step {done + k + 1}")
+            window.add(self.train_step(p, index, where=f"at epoch {epoch}, step {done + k + 1}"))
+            if (k + 1) % every == 0 or k + 1 == len(batches):
+                self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
             self.progress("train", done + k + 1, total)
-            if self.control.should_stop:
+            if self.control.should_stop:       # the steps since the last record are recorded too
+                self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
                 return False
         return True
 

@@ -189,6 +189,31 @@ class Variant:
             self.restore()
 
 
+class LossWindow:
+    """Each variant's loss components summed over the last few training steps, for train_steps.jsonl."""
+
+    def __init__(self):
+        self.sums: dict[str, dict[str, float]] = {}
+        self.steps = 0
+
+    def add(self, losses: dict[str, dict[str, float]]) -> None:
+        """One training step's losses: variant name -> component -> value (as Variant.step returns them)."""
+        for name, values in losses.items():
+            sums = self.sums.setdefault(name, {})
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+        self.steps += 1
+
+    def flush(self, step: int, steps_per_epoch: int) -> list[dict]:
+        """One record per variant with the mean of each component over the steps added since the last flush
+        (none when no step was added); `step` is the global step (1-based) of the last of them."""
+        out = [{"step": step, "epoch": round(step / steps_per_epoch, 4), "student": name, "steps": self.steps,
+                "losses": {k: v / self.steps for k, v in sums.items()}}
+               for name, sums in self.sums.items()] if self.steps else []
+        self.sums, self.steps = {}, 0
+        return out
+
+
 def lr_lambda(schedule: str, total: int, warmup_ratio: float):
     """Multiplier of the learning rate at each step: linear warm-up, then linear decay, constant or cosine."""
     warm = int(warmup_ratio * total)

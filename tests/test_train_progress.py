@@ -1,0 +1,105 @@
+"""The training loss within epochs (train_steps.jsonl)."""
+import importlib
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from distill_core import RunStore, SessionCallback, SessionConfig, run_session
+
+from conftest import tiny_config_dict
+
+session_module = importlib.import_module("distill_core.session.session")
+
+
+class Capture(SessionCallback):
+    """state.as_dict() at every step and epoch end, as progress.json would hold it."""
+
+    def __init__(self, cancel_at_train_step=None):
+        self.seen: list[dict] = []
+        self.cancel_at_train_step = cancel_at_train_step
+
+    def on_step(self, state, control):
+        self.seen.append(state.as_dict())
+        if state.phase == "train" and state.done == self.cancel_at_train_step:
+            control.stop("cancelled")
+
+    def on_epoch_end(self, state, control, records):
+        self.seen.append({**state.as_dict(), "epoch_end": True})
+
+
+def fake_clock(monkeypatch) -> None:
+    """The session's own measurements (perf_counter) advance one second per reading; wall time stays real."""
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(session_module, "time",
+                        SimpleNamespace(time=time.time, perf_counter=lambda: float(next(ticks))))
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory, tiny_teacher, tiny_csv):
+    """(run, captured progress) of a 3-epoch session (6 steps per epoch) measured on a fake clock."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        fake_clock(mp)
+        store = RunStore(tmp_path_factory.mktemp("progress_runs"))
+        cap = Capture()
+        cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=3))
+        run = store.open(run_session(cfg, store, [cap]))
+    return run, cap.seen
+
+
+def test_train_steps_hold_one_record_per_step_and_variant_when_epochs_are_short(three_epochs):
+    run, _ = three_epochs
+    steps = run.train_steps()
+    assert len(steps) == 3 * 6 * 2                       # max(1, 6 // 25) = 1: every step, both variants
+    for v in ("baseline", "distilled"):
+        mine = [r for r in steps if r["student"] == v]
+        assert [r["step"] for r in mine] == list(range(1, 19))
+        assert [r["epoch"] for r in mine] == [round(s / 6, 4) for s in range(1, 19)]
+        assert mine[6]["epoch"] == pytest.approx(1.1667) and mine[5]["epoch"] == 1.0
+        assert all(r["steps"] == 1 for r in mine)
+        by_epoch = {m["epoch"]: m["train_loss"] for m in run.metrics() if m["student"] == v and m["epoch"]}
+        for e, epoch_loss in by_epoch.items():
+            inside = [r["losses"] for r in mine if e - 1 < r["epoch"] <= e]
+            assert set(inside[0]) == set(epoch_loss)
+            for k in epoch_loss:       # the epoch's mean loss is the mean of its steps
+                assert sum(x[k] for x in inside) / len(inside) == pytest.approx(epoch_loss[k], rel=1e-6)
+    # both variants of one flush are written together, in session order
+    assert [r["student"] for r in steps[:4]] == ["baseline", "distilled", "baseline", "distilled"]
+
+
+def test_thinned_records_average_their_steps_and_a_stop_flushes_the_rest(tmp_path, tiny_teacher, tiny_csv):
+    store = RunStore(tmp_path)
+    # the 96 training examples one by one: 96 steps per epoch, a record every 96 // 25 = 3 steps; stopped at 8
+    cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1, train__batch_size=1,
+                                                   objectives__losses={"ce": 0.5, "logit_kd": 0.5}))
+    run = store.open(run_session(cfg, store, [Capture(cancel_at_train_step=8)]))
+    assert run.status()["status"] == "cancelled" and run.epochs_done() == 0
+    steps = run.train_steps()
+    assert [(r["step"], r["student"], r["steps"]) for r in steps] == [
+        (3, "baseline", 3), (3, "distilled", 3), (6, "baseline", 3), (6, "distilled", 3),
+        (8, "baseline", 2), (8, "distilled", 2)]
+    assert [r["epoch"] for r in steps] == [0.0312, 0.0312, 0.0625, 0.0625, 0.0833, 0.0833]
+    assert set(steps[0]["losses"]) == {"total", "ce"} and set(steps[1]["losses"]) == {"total", "ce", "logit_kd"}
+
+
+def test_a_record_is_the_mean_of_its_steps():
+    from distill_core.session.variant import LossWindow
+    w = LossWindow()
+    w.add({"a": {"total": 1.0, "ce": 2.0}, "b": {"total": 3.0}})
+    w.add({"a": {"total": 2.0, "ce": 4.0}, "b": {"total": 5.0}})
+    assert w.flush(4, 8) == [{"step": 4, "epoch": 0.5, "student": "a", "steps": 2, "losses": {"total": 1.5, "ce": 3.0}},
+                             {"step": 4, "epoch": 0.5, "student": "b", "steps": 2, "losses": {"total": 4.0}}]
+    assert w.flush(5, 8) == []                           # nothing added since
+
+
+def test_train_steps_reader_skips_a_truncated_line(tmp_path):
+    run = RunStore(tmp_path).create({})
+    assert run.train_steps() == []
+    run.append_train_steps([])
+    assert not (run.path / "train_steps.jsonl").exists()
+    run.append_train_steps([{"step": 1, "epoch": 0.5, "student": "a", "steps": 1, "losses": {"total": 1.0}},
+                            {"step": 1, "epoch": 0.5, "student": "b", "steps": 1, "losses": {"total": 2.0}}])
+    with open(run.path / "train_steps.jsonl", "a") as f:
+        f.write('{"step": 2, "epo')                          # a crash mid-write
+    assert [(r["student"], r["losses"]["total"]) for r in run.train_steps()] == [("a", 1.0), ("b", 2.0)]
