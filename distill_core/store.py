@@ -3,7 +3,9 @@
 Layout of `<root>/<run_id>/`:
     config.json        the resolved SessionConfig
     status.json        {"status": queued|running|done|failed|cancelled, "error", "pid", "host", "started", "ended"}
-    progress.json      {"phase", "done", "total", "epoch", "elapsed_s", "eta_s"} (throttled, while running)
+    progress.json      {"phase", "done", "total", "epoch", "epochs", "epoch_step", "epoch_steps", "elapsed_s",
+                       "eta_s" (this phase), "session_eta_s" (the whole session; see SessionState), "updated"}
+                       (throttled, while running)
     metrics.jsonl      one line per (epoch, variant): losses, validation accuracy, attention divergences;
                        the variant's name is under "student"
     train_steps.jsonl  the training loss within epochs: every k = max(1, steps per epoch // 25) steps (and at the

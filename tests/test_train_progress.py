@@ -1,4 +1,4 @@
-"""The training loss within epochs (train_steps.jsonl)."""
+"""The training loss within epochs (train_steps.jsonl) and the progress of the whole session (progress.json)."""
 import importlib
 import time
 from types import SimpleNamespace
@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from distill_core import RunStore, SessionCallback, SessionConfig, run_session
+from distill_core.session import SessionState
 
 from conftest import tiny_config_dict
 
@@ -68,6 +69,42 @@ def test_train_steps_hold_one_record_per_step_and_variant_when_epochs_are_short(
     assert [r["student"] for r in steps[:4]] == ["baseline", "distilled", "baseline", "distilled"]
 
 
+def test_progress_counts_steps_in_the_epoch_only_while_training(three_epochs):
+    _, seen = three_epochs
+    train = [s for s in seen if s["phase"] == "train" and not s.get("epoch_end")]
+    assert len(train) == 18
+    assert [(s["epoch_step"], s["epoch_steps"]) for s in train] == [(k % 6 + 1, 6) for k in range(18)]
+    assert [s["done"] for s in train] == list(range(1, 19))
+    others = [s for s in seen if s["phase"] != "train"]
+    assert {s["phase"] for s in others} >= {"load data", "evaluate", "teacher outputs"}
+    assert all(s["epoch_step"] is None and s["epoch_steps"] is None for s in others)
+
+
+def test_session_eta_is_unknown_before_training_then_counts_down(three_epochs):
+    run, seen = three_epochs
+    before = seen[:next(i for i, s in enumerate(seen) if s["phase"] == "train")]
+    assert before and all(s["session_eta_s"] is None for s in before)
+    assert any(s["eta_s"] is not None for s in before)        # the phase's own ETA is still there
+    train = [s for s in seen if s["phase"] == "train" and not s.get("epoch_end")]
+    etas = [s["session_eta_s"] for s in train]
+    assert all(isinstance(e, float) and e >= 0 for e in etas)
+    assert all(b < a for a, b in zip(etas, etas[1:]))          # every step brings the end closer
+    # one second per step on this clock: within an epoch each step takes exactly that off
+    for k in range(17):
+        if (k + 1) % 6:
+            assert etas[k] - etas[k + 1] == pytest.approx(1.0, abs=0.051)
+    # at the first step: 5 more steps, 3 recordings of 7 s (a start and 3 readings per variant), 2 epochs of 6
+    # steps, and the final evaluation: 3 models (the teacher and two variants) scaled by test/val size (1), plus
+    # up to two best-epoch evaluations
+    assert 5 + 3 * 7 + 2 * 6 + 3 <= etas[0] <= 5 + 3 * 7 + 2 * 6 + 5
+    # at the last step: one recording and the final evaluation
+    assert 7 + 3 <= etas[-1] <= 7 + 5
+    evaluate = [s["session_eta_s"] for s in seen if s["phase"] == "evaluate"]
+    assert evaluate and all(e is not None and e >= 0 for e in evaluate)
+    final = run.progress()
+    assert final["phase"] == "done" and final["session_eta_s"] == 0.0 and final["epoch_step"] is None
+
+
 def test_thinned_records_average_their_steps_and_a_stop_flushes_the_rest(tmp_path, tiny_teacher, tiny_csv):
     store = RunStore(tmp_path)
     # the 96 training examples one by one: 96 steps per epoch, a record every 96 // 25 = 3 steps; stopped at 8
@@ -103,3 +140,31 @@ def test_train_steps_reader_skips_a_truncated_line(tmp_path):
     with open(run.path / "train_steps.jsonl", "a") as f:
         f.write('{"step": 2, "epo')                          # a crash mid-write
     assert [(r["student"], r["losses"]["total"]) for r in run.train_steps()] == [("a", 1.0), ("b", 2.0)]
+
+
+def training_state(**over) -> SessionState:
+    s = SessionState(run_id="x", phase="train", epochs=10, epoch_steps=10, step_s=10.0, steps_timed=10,
+                     record_s=2.0, finish_s=5.0, done=5, epoch=0)
+    for k, v in over.items():
+        setattr(s, k, v)
+    return s
+
+
+def test_session_eta_arithmetic():
+    # 5 steps + a recording to finish epoch 1, 9 epochs of 10 steps and a recording, the final evaluation
+    assert training_state().session_eta_s == pytest.approx(5 + 2 + 9 * 12 + 5)
+    assert training_state(done=10).session_eta_s == pytest.approx(0 + 2 + 9 * 12 + 5)      # epoch 1 not yet recorded
+    assert training_state(done=10, epoch=1).session_eta_s == pytest.approx(9 * 12 + 5)
+    assert training_state(done=100, epoch=10).session_eta_s == pytest.approx(5)           # all recorded
+    assert training_state(steps_timed=0, step_s=0.0).session_eta_s is None              # no step measured yet
+    assert training_state(phase="teacher outputs").session_eta_s is None
+    assert training_state(phase="done").session_eta_s == 0.0
+
+
+def test_session_eta_with_a_time_budget_stops_where_the_budget_runs_out():
+    # 20 s of training spent, a 40 s budget: epoch 1 ends at 27 s, epoch 2 at 39 s, epoch 3 at 51 s: stop there
+    s = training_state(time_budget_s=40.0, train_started=time.time() - 20)
+    assert s.session_eta_s == pytest.approx(7 + 12 + 12 + 5, abs=0.5)
+    # an epoch recorded after the budget ran out: only the final evaluation is left
+    s = training_state(time_budget_s=40.0, train_started=time.time() - 50, done=10, epoch=1)
+    assert s.session_eta_s == pytest.approx(5)

@@ -14,6 +14,22 @@ from ..store import Run
 # ---- callbacks ---------------------------------------------------------------------------------------
 @dataclass
 class SessionState:
+    """Where a session stands: what progress.json holds and what callbacks read.
+
+    `eta_s` is the time left in the current phase at its rate so far. `session_eta_s` is the time left in the whole
+    session, known once training has started:
+
+    - during training: the training steps left at the measured seconds per step (a step is every variant's step
+      on one batch), plus the per-epoch recordings still to come (validation and the probe set's attention, at the
+      last recording's measured time), plus the final evaluation (`finish_s`: each model's measured validation time
+      scaled by test size / validation size, for the teacher, every variant, and again for each variant whose best
+      epoch is not its last). With a time budget, training is taken to stop after the epoch in which the budget
+      runs out;
+    - during the final evaluation: that phase's ETA (`finish_s` less the time spent, until its first model is done);
+    - before training (loading data, the teacher's fine-tune, its outputs): None; when done: 0.
+
+    Not counted: latency measurements and writing the weights, a few seconds at most.
+    """
     run_id: str
     phase: str = "starting"      # load data, prepare teacher, teacher outputs, train, evaluate, done
     done: int = 0                # steps done in this phase
@@ -23,6 +39,13 @@ class SessionState:
     started: float = field(default_factory=time.time)
     phase_started: float = field(default_factory=time.time)
     train_started: float | None = None   # when the first training step began: the time budget counts from here
+    epoch_step: int | None = None        # training steps done in the current epoch
+    epoch_steps: int | None = None       # training steps per epoch
+    time_budget_s: float | None = None   # train.time_budget_s (None: none)
+    step_s: float = 0.0                  # seconds measured in training steps so far
+    steps_timed: int = 0                 # how many training steps step_s covers
+    record_s: float | None = None        # seconds of the last per-epoch recording
+    finish_s: float | None = None        # estimated seconds of the final evaluation
 
     @property
     def elapsed_s(self) -> float:
@@ -40,10 +63,41 @@ class SessionState:
         rate = (time.time() - self.phase_started) / self.done
         return rate * (self.total - self.done)
 
+    @property
+    def session_eta_s(self) -> float | None:
+        """Seconds left in the whole session (see the class docstring); None before training starts."""
+        if self.phase == "done":
+            return 0.0
+        if self.phase == "evaluate":
+            if self.eta_s is not None:
+                return self.eta_s
+            return None if self.finish_s is None else max(0.0, self.finish_s - (time.time() - self.phase_started))
+        if self.phase != "train" or not self.steps_timed or not self.epoch_steps:
+            return None
+        finish = self.finish_s or 0.0
+        spe, budget, spent = self.epoch_steps, self.time_budget_s, self.training_s
+        if self.epoch >= self.epochs or (budget and self.done <= self.epoch * spe and spent > budget):
+            return finish                # training is over: the last epoch is recorded, or the budget ran out
+        per_step, record = self.step_s / self.steps_timed, self.record_s or 0.0
+        epoch_s = spe * per_step + record
+        # to the end of the epoch being trained (epoch + 1), recorded; then each further epoch
+        left = max(0, (self.epoch + 1) * spe - self.done) * per_step + record
+        if not budget:
+            return left + (self.epochs - self.epoch - 1) * epoch_s + finish
+        for _ in range(self.epoch + 2, self.epochs + 1):
+            if spent + left > budget:   # the budget is checked after each recording: training stops there
+                break
+            left += epoch_s
+        return left + finish
+
     def as_dict(self) -> dict:
+        training = self.phase == "train"
+        eta, session_eta = self.eta_s, self.session_eta_s
         return {"phase": self.phase, "done": self.done, "total": self.total, "epoch": self.epoch,
-                "epochs": self.epochs, "elapsed_s": round(self.elapsed_s, 1),
-                "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "updated": time.time()}
+                "epochs": self.epochs, "epoch_step": self.epoch_step if training else None,
+                "epoch_steps": self.epoch_steps if training else None, "elapsed_s": round(self.elapsed_s, 1),
+                "eta_s": None if eta is None else round(eta, 1),
+                "session_eta_s": None if session_eta is None else round(session_eta, 1), "updated": time.time()}
 
 
 @dataclass

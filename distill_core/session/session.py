@@ -77,10 +77,12 @@ class Session:
     def __init__(self, config: SessionConfig, run: Run, callbacks=()):
         self.config, self.run = config, run
         self.callbacks = [StoreProgress(run), *callbacks]
-        self.state = SessionState(run_id=run.id, epochs=config.train.epochs)
+        self.state = SessionState(run_id=run.id, epochs=config.train.epochs,
+                                  time_budget_s=config.train.time_budget_s or None)
         self.control = SessionControl()
         self.records: list[dict] = []
         self.prepared: Prepared | None = None
+        self.teacher_val_s = 0.0       # seconds the teacher's validation evaluation took (0 when it was kept)
 
     # ---- events -----------------------------------------------------------------------------------------
     def emit(self, event: str, *args) -> None:
@@ -230,9 +232,11 @@ class Session:
             progress=self.progress)
 
     def _write_probe(self, p: Prepared) -> None:
+        t0 = time.perf_counter()
         val = teacher_evaluation(
             p.teacher, f"val:{p.device.type}",
             lambda: p.modality.predict(p.teacher_model, "val", p.device, self.config.train.mixed_precision))
+        self.teacher_val_s = time.perf_counter() - t0
         val_acc, val_loss = val["accuracy"], val["loss"]
         self.run.write_json("probe.json", {
             **p.modality.probe_record(), "modality": p.modality.kind,
@@ -258,8 +262,13 @@ class Session:
                                      buckets=cfg.train.length_buckets)
         every = max(1, p.steps_per_epoch // 25)      # train_steps.jsonl: about 25 records per epoch and variant
         window = LossWindow()
+        self.state.epoch_step, self.state.epoch_steps = 0, p.steps_per_epoch
         for k, index in enumerate(batches):
+            t0 = time.perf_counter()
             window.add(self.train_step(p, index, where=f"at epoch {epoch}, step {done + k + 1}"))
+            self.state.step_s += time.perf_counter() - t0
+            self.state.steps_timed += 1
+            self.state.epoch_step = k + 1
             if (k + 1) % every == 0 or k + 1 == len(batches):
                 self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
             self.progress("train", done + k + 1, total)
@@ -312,7 +321,8 @@ class Session:
     def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
         """Validation accuracy and attention on the probe set of every variant; one metrics line each. Each
         variant keeps a copy of these weights, and of its best epoch's (by validation accuracy)."""
-        out = []
+        out, eval_s = [], {}
+        started = time.perf_counter()
         for v in p.variants:
             set_attention_backend(v.model, eager=False)
             t0 = time.perf_counter()
@@ -329,11 +339,21 @@ class Session:
                               "record_s": round(t2 - t1, 4)}}
             self.run.append_metrics(rec)
             out.append(rec)
+            eval_s[v.name] = t1 - t0
             if epoch:
                 v.snapshot(epoch, val_acc)
         self.records.extend(out)
+        self.state.record_s = time.perf_counter() - started
+        self.state.finish_s = self._finish_estimate(p, eval_s)
         self.state.epoch = epoch
         return out
+
+    def _finish_estimate(self, p: Prepared, eval_s: dict[str, float]) -> float:
+        """Seconds the final evaluation should take: each model's measured validation time scaled by the test
+        split's size (the teacher, every variant, and the variants whose best epoch is not their last, again)."""
+        scale = p.modality.size("test") / max(1, p.modality.size("val"))
+        again = sum(eval_s.get(v.name, 0.0) for v in p.variants if v.best_differs)
+        return scale * (self.teacher_val_s + sum(eval_s.values()) + again)
 
     # ---- finish -------------------------------------------------------------------------------------------
     def finish(self, p: Prepared) -> dict:
