@@ -19,8 +19,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from distill_core.stats import p_text
-from distill_core.vocab import (LOWER_IS_CLOSER, METRIC_LABELS, PALETTE, TEACHER, model_label, run_variants,
-                                 variant_colors)
+from distill_core.vocab import (ATTENTION_LOSSES, LABEL_LOSS, LOSS_SOURCES, LOSS_TITLES, LOWER_IS_CLOSER,
+                                 METRIC_LABELS, PALETTE, TEACHER, model_label, run_variants, variant_colors)
 
 MAP_SCALE = "Blues"                 # attention weights: white = 0
 DIFF_SCALE = "RdBu_r"               # student - teacher: red where the student attends more, blue where less
@@ -89,14 +89,46 @@ def _tick_font_size(t: int) -> int:
     return 11 if t <= 24 else 9 if t <= 40 else 7
 
 
+TOKEN_PX = 1.1                       # pixels along an axis per token label, per pixel of font size
+TOOLBAR_PX = 34                      # the chart toolbar's height: panel titles start below it
+WIDE_PX = 1100                       # the width of a full-width chart on a 1280-1400 px wide screen
+ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
+
+
+def map_window(tokens: Sequence[str], start: int, stop: int, *maps: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Tokens start..stop-1 and the same rows and columns of each (T, T) map (a window on a long input)."""
+    t = len(tokens)
+    start, stop = max(0, int(start)), min(t, int(stop))
+    if stop <= start:
+        raise ValueError(f"an empty token window ({start}..{stop}) of {t} tokens")
+    return list(tokens[start:stop]), [np.asarray(m)[start:stop, start:stop] for m in maps]
+
+
+def tokens_that_fit(width_px: int, panels: int, font_size: int) -> int:
+    """How many tokens one of `panels` maps side by side can label, each at `font_size`, in a chart `width_px`
+    wide (colour bars and gaps take about a fifth of it)."""
+    return max(4, int(width_px * 0.8 / panels / (font_size * TOKEN_PX)))
+
+
+def triptych_arrangement(t: int, width_px: int, font_size: int) -> tuple[str, int]:
+    """(ROW or GRID, the most tokens it labels): three maps in a row while the tokens fit, else two in a row with
+    the difference below."""
+    row = tokens_that_fit(width_px, 3, font_size)
+    return (ROW, row) if t <= row else (GRID, tokens_that_fit(width_px, 2, font_size))
+
+
 # ---- one map against another -------------------------------------------------------------------------
 def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
                      titles: Sequence[str] = ("teacher", "student", "difference (student − teacher)"),
-                     title: str | None = None, height: int | None = None, gamma: float = 1.0) -> go.Figure:
-    """teacher | student | student - teacher, side by side, tokens on both axes (x = keys, y = queries).
+                     title: str | None = None, height: int | None = None, gamma: float = 1.0,
+                     font_size: int = 12, difference: bool = True, arrangement: str = ROW) -> go.Figure:
+    """teacher | student | student - teacher, tokens on both axes (x = keys, y = queries).
 
-    Teacher and student share one colour scale from 0 to the larger of their maxima (see map_colorscale for
-    gamma); the difference has its own diverging scale, symmetric around 0.
+    Every token is labelled on both axes at `font_size` (pass a window of a long input, see map_window, rather
+    than shrinking the labels). `arrangement` GRID puts the difference under the teacher, so each map gets half
+    the width instead of a third; `difference=False` draws the first two maps only. Teacher and student share
+    one colour scale from 0 to the larger of their maxima (see map_colorscale for gamma); the difference has its
+    own diverging scale, symmetric around 0.
     """
     labels = axis_labels(tokens)
     t = len(labels)
@@ -105,35 +137,117 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
     diff = student - teacher
     zmax = float(max(teacher.max(initial=0.0), student.max(initial=0.0))) or 1.0
     dmax = float(np.abs(diff).max(initial=0.0)) or 1e-6
+    n = 3 if difference else 2
+    grid = difference and arrangement == GRID
+    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
+                tickvals=labels, ticktext=labels)                    # every token labelled, on both axes
+    longest = max((len(plain_label(x)) for x in labels), default=1)
+    label_px = int(min(14, longest) * font_size * 0.62) + 12        # the rotated key labels under each map
+    title_px = int(font_size * 1.8)
+    top = TOOLBAR_PX + title_px + (int(font_size * 2.2) if title else 0)
+    plot_px = max(240, int(t * font_size * TOKEN_PX))
     g1, g2 = 0.015, 0.095                       # the second gap holds the shared colour bar
-    w = (1.0 - g1 - g2 - 0.08) / 3
-    domains = [[0.0, w], [w + g1, 2 * w + g1], [2 * w + g1 + g2, 3 * w + g1 + g2]]
-    tick = dict(tickfont=dict(size=_tick_font_size(t)), showgrid=False, ticks="", type="category")
-    every = dict(tickmode="array", tickvals=labels, ticktext=labels)     # a label for every query row
+    if grid:
+        w = (1.0 - g1 - 0.1) / 2
+        area = 2 * plot_px + 2 * label_px + title_px                 # both rows, in pixels
+        row0 = [1.0 - plot_px / area, 1.0]
+        r1_top = 1.0 - (plot_px + label_px + title_px) / area
+        row1 = [r1_top - plot_px / area, r1_top]
+        domains = [([0.0, w], row0), ([w + g1, 2 * w + g1], row0), ([0.0, w], row1)]
+        bars = [(domains[1][0][1] + 0.008, sum(row0) / 2), (domains[2][0][1] + 0.008, sum(row1) / 2)]
+        bar_len = 0.4
+    else:
+        w = (1.0 - g1 - (g2 if difference else 0.0) - 0.08) / n
+        xs = [[0.0, w], [w + g1, 2 * w + g1], [2 * w + g1 + g2, 3 * w + g1 + g2]]
+        domains = [(x, [0.0, 1.0]) for x in xs[:n]]
+        area = plot_px + label_px
+        bars = [(xs[1][1] + 0.008, 0.45), (xs[2][1] + 0.008, 0.45)]
+        bar_len = 0.85
+    layout = _base_layout(height or int(min(1900, area + top + 10)), title)
+    layout["font"] = dict(FONT, size=font_size)
+    if title:
+        layout["title"]["font"] = dict(size=int(font_size * 1.3))
     hover = "query: %{y}<br>key: %{x}<br>NAME: %{z:.4f}<extra></extra>"
-    traces, layout = [], _base_layout(height or int(min(760, max(400, 230 + 11 * t))), title)
-    for i, (z, name) in enumerate(zip((teacher, student, diff), titles)):
+    traces = []
+    for i, (z, name) in enumerate(list(zip((teacher, student, diff), titles))[:n]):
         sfx = "" if i == 0 else str(i + 1)
         is_diff = i == 2
+        xd, yd = domains[i]
         traces.append(go.Heatmap(
             z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
             coloraxis="coloraxis2" if is_diff else "coloraxis", xgap=0, ygap=0,
             hovertemplate=hover.replace("NAME", "student − teacher" if is_diff else "weight")))
-        layout[f"xaxis{sfx}"] = dict(domain=domains[i], anchor=f"y{sfx}", tickangle=-60 if t <= 16 else -90,
-                                     side="bottom", **tick, **(every if t <= 24 else {}))
-        layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
-                                     showticklabels=i == 0, **tick, **(every if t <= 72 else {}))
+        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", **tick)
+        layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed",
+                                     showticklabels=xd[0] == 0.0, **tick)
+    bar = dict(xanchor="left", len=bar_len, thickness=12, tickfont=dict(size=max(10, font_size - 1)))
     layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
-                               colorbar=dict(title=dict(text="weight", side="top"), x=domains[1][1] + 0.008,
-                                             xanchor="left", len=0.85, thickness=12, y=0.45))
-    layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
-                                colorbar=dict(title=dict(text="diff.", side="top"),
-                                              x=domains[2][1] + 0.008, xanchor="left", len=0.85, thickness=12,
-                                              y=0.45))
-    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(n))}</b>", d, [0, 1.0])
-                             for n, d in zip(titles, domains)]
-    layout["margin"]["t"] = 70 if title else 36
+                               colorbar=dict(title=dict(text="weight", side="top"), x=bars[0][0], y=bars[0][1],
+                                             **bar))
+    if difference:
+        layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
+                                    colorbar=dict(title=dict(text="diff.", side="top"), x=bars[1][0],
+                                                  y=bars[1][1], **bar))
+    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", xd, yd, size=int(font_size * 1.1))
+                             for name, (xd, yd) in zip(titles, domains)]
+    layout["margin"] = dict(l=10, r=10, t=top, b=10)
     return go.Figure(data=traces, layout=layout)
+
+
+def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str], student_name: str = "student",
+                before: np.ndarray | None = None) -> list[str]:
+    """What to notice in one teacher map and one student map (T, T), in sentences for a caption or a lecture.
+
+    `before` is the student's map of the same text before training (epoch 0), when there is one.
+    """
+    from distill_core.metrics import map_metric
+    t = len(tokens)
+    teacher, student = _check_square("teacher", teacher, t), _check_square("student", student, t)
+    words = [plain_label(x) for x in axis_labels(tokens)]
+    out = []
+    special = [i for i, w in enumerate(words) if w.startswith("[") and w.endswith("]")]
+    if special:
+        ts, ss = teacher[:, special].sum(1).mean(), student[:, special].sum(1).mean()
+        names = "/".join(dict.fromkeys(words[i] for i in special))
+        parked = (": a head that parks most of its attention there is often doing little else"
+                  if max(ts, ss) > 0.4 else "")
+        out.append(f"The teacher puts {ts:.0%} of each token's attention on {names} on average, the "
+                   f"{student_name} {ss:.0%}{parked}.")
+    diag_t, diag_s = float(np.trace(teacher)) / t, float(np.trace(student)) / t
+    if max(diag_t, diag_s) > 0.3:
+        out.append(f"Each token attends to itself with weight {diag_t:.2f} on average in the teacher, "
+                   f"{diag_s:.2f} in the {student_name}.")
+    row_js = np.array([float(map_metric("js", teacher[i:i + 1], student[i:i + 1])) for i in range(t)])
+    worst = int(np.argmax(row_js))
+    k_t, k_s = int(np.argmax(teacher[worst])), int(np.argmax(student[worst]))
+    out.append(f"They disagree most on the row of “{words[worst]}”: the teacher looks mostly at “{words[k_t]}” "
+               f"({teacher[worst, k_t]:.2f}), the {student_name} at “{words[k_s]}” ({student[worst, k_s]:.2f}).")
+    js = float(map_metric("js", teacher, student))
+    if before is not None and np.shape(before) == teacher.shape:
+        js0 = float(map_metric("js", teacher, np.asarray(before, dtype=np.float32)))
+        moved = ("left this map about as far from" if abs(js - js0) < 0.005 else
+                 "moved this map closer to" if js < js0 else "moved this map further from")
+        out.append(f"Jensen-Shannon divergence between the two maps: {js:.3f}, against {js0:.3f} before training: "
+                   f"training {moved} the teacher's.")
+    else:
+        out.append(f"Jensen-Shannon divergence between the two maps: {js:.3f} (0 = the same map).")
+    return out
+
+
+def selected_cell(selection, variants: Sequence[str], labels: Sequence[str]) -> tuple[str, int, int] | None:
+    """(variant, pair index, head) of the cell clicked in a `variant_grids` chart, from Streamlit's selection
+    state (`st.plotly_chart(..., on_select="rerun")`); None when nothing was clicked. `variants` are the grid's
+    panels in order and `labels` its row labels."""
+    try:
+        points = selection["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    for p in points or []:
+        k, x, y = p.get("curve_number"), str(p.get("x", "")), p.get("y")
+        if k is None or not 0 <= int(k) < len(variants) or y not in list(labels) or not x.startswith("head "):
+            continue
+        return variants[int(k)], list(labels).index(y), int(x.split()[1])
+    return None
 
 
 # ---- small multiples ---------------------------------------------------------------------------------
@@ -226,6 +340,17 @@ def _closer_word(metric: str) -> str:
     return f"{'lower' if LOWER_IS_CLOSER.get(metric, True) else 'higher'} = closer to the teacher"
 
 
+def _last_epoch(records: Sequence[dict], epochs) -> float:
+    """The right end of an epoch axis: the planned epochs when known, else the last recorded one, at least 1 (a
+    run that has recorded only epoch 0 still gets an axis from 0 to its planned end)."""
+    try:
+        planned = float(epochs) if epochs is not None else 0.0
+    except (TypeError, ValueError):
+        planned = 0.0
+    seen = [float(r["epoch"]) for r in records if isinstance(r.get("epoch"), (int, float))]
+    return max([1.0, planned, *seen])
+
+
 def variant_lines(records: Sequence[dict], value, title: str, y_title: str, variants: Sequence[str] | None = None,
                   reference: str | None = None, epochs: int | None = None, height: int = 280,
                   y_range: tuple[float, float] | None = None) -> go.Figure:
@@ -242,14 +367,116 @@ def variant_lines(records: Sequence[dict], value, title: str, y_title: str, vari
     if not fig.data:
         fig.add_annotation(text="appears after the first epoch", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font={"color": "gray"})
-        fig.update_yaxes(showticklabels=False)
-    last = max([epochs or 0] + [r.get("epoch", 0) for r in records])
+        fig.update_yaxes(showticklabels=False, range=[0, 1])
+    last = _last_epoch(records, epochs)
     fig.update_layout(**_base_layout(height, title), xaxis_title="epoch", yaxis_title=y_title,
                       legend={"orientation": "h", "y": -0.3},
-                      xaxis={"dtick": 1, "range": [-0.2, max(1, last) + 0.2]})
+                      xaxis={"dtick": 1 if last <= 12 else None, "range": [-0.2, last + 0.2]})
     fig.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10})
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def loss_order(names) -> list[str]:
+    """Loss names in the order their panels appear: cross-entropy first, then the teacher losses as the registry
+    lists them, then any other name alphabetically."""
+    names = set(names)
+    return [n for n in LOSS_TITLES if n in names] + sorted(n for n in names if n not in LOSS_TITLES)
+
+
+def loss_title(name: str) -> str:
+    """A loss as a panel title: its short name, and on a second line what it measures (from vocab.LOSS_TITLES)."""
+    head, _, rest = LOSS_TITLES.get(name, name).partition(" (")
+    head, rest = html.escape(head, quote=False), html.escape(rest.rstrip(")"), quote=False)
+    return f"<b>{head}</b>" + (f"<br><span style='font-size:10px'>{rest}</span>" if rest else "")
+
+
+def _finite(y) -> bool:
+    return isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y)
+
+
+def loss_components(records: Sequence[dict], step_records: Sequence[dict] | None = None,
+                    variants: Sequence[str] | None = None, reference: str | None = None, epochs: int | None = None,
+                    height: int | None = None, title: str = "Training losses, one panel per loss") -> go.Figure:
+    """The training losses: one small panel per loss component, in it one line per variant that trains with it.
+
+    Every line of a panel measures the same unweighted loss, so the variants compare; a variant's weighted sum
+    ("total") depends on its own weights and is never drawn. records: metrics.jsonl, whose "train_loss" holds
+    each component's mean over an epoch (markers, at the middle of the epoch they average); step_records:
+    train_steps.jsonl ({"step", "epoch": fractional position, "student", "losses"}), drawn as thin lines.
+    Colours and dashes are those of variant_lines. x spans 0..epochs when `epochs` is known, even before the first
+    step.
+    """
+    records, steps = list(records or []), list(step_records or [])
+    variants = _variants(records + steps, variants)
+    colors = variant_colors(variants)
+    means: dict[tuple[str, str], list] = {}        # (loss, variant) -> [(x, mean, epoch)]
+    lines: dict[tuple[str, str], list] = {}        # (loss, variant) -> [(fractional epoch, value)]
+    for r in records:
+        v, e = r.get("student"), r.get("epoch")
+        if v in variants and _finite(e) and e > 0:
+            for k, y in (r.get("train_loss") or {}).items():
+                if k != "total" and _finite(y):
+                    means.setdefault((k, v), []).append((e - 0.5, float(y), e))
+    for r in steps:
+        v, e = r.get("student"), r.get("epoch")
+        if v in variants and _finite(e):
+            for k, y in (r.get("losses") or {}).items():
+                if k != "total" and _finite(y):
+                    lines.setdefault((k, v), []).append((float(e), float(y)))
+    losses = loss_order({k for k, _ in [*means, *lines]})
+    n = max(1, len(losses))
+    cols = n if n <= 3 else 2 if n == 4 else 3
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[loss_title(k) for k in losses] or None,
+                        horizontal_spacing=0.08, vertical_spacing=0.3 / rows)
+    fig.update_annotations(font_size=12)
+    shown: set[str] = set()
+    for i, k in enumerate(losses):
+        row, col = divmod(i, cols)
+        short = html.escape(LOSS_TITLES.get(k, k).partition(" (")[0], quote=False)
+        for v in variants:
+            pts_l, pts_m = sorted(lines.get((k, v), [])), sorted(means.get((k, v), []))
+            label = html.escape(model_label(v, reference), quote=False)
+            style = dict(name=model_label(v, reference), legendgroup=v, meta=dict(loss=k, student=v))
+            line = dict(color=colors[v], dash=_dash(v, reference))
+            if pts_l:
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts_l], y=[p[1] for p in pts_l], mode="lines", opacity=0.75,
+                    line=dict(**line, width=1.2), showlegend=v not in shown, **style,
+                    hovertemplate=f"{label} · {short}<br>epoch %{{x:.2f}}: %{{y:.4g}}<extra></extra>"),
+                    row=row + 1, col=col + 1)
+                shown.add(v)
+            if pts_m:
+                fig.add_trace(go.Scatter(
+                    x=[p[0] for p in pts_m], y=[p[1] for p in pts_m], customdata=[p[2] for p in pts_m],
+                    mode="markers" if pts_l else "lines+markers", line=dict(**line, width=2),
+                    marker=dict(color=colors[v], size=8, symbol="circle-open" if v == reference else "circle",
+                                line=dict(color=colors[v], width=2)),
+                    showlegend=v not in shown, **style,
+                    hovertemplate=f"{label} · {short}<br>mean over epoch %{{customdata}}: %{{y:.4g}}<extra></extra>"),
+                    row=row + 1, col=col + 1)
+                shown.add(v)
+    last = _last_epoch(records + steps, epochs)
+    fig.update_xaxes(range=[0, last], dtick=1 if last <= 12 else None, showgrid=True, gridcolor="#f3f4f6",
+                     zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False)
+    for i in range(n):
+        if i + cols >= n:                                    # the lowest panel of its column
+            fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
+    for i in range(n, rows * cols):                         # the empty cells of the last row
+        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+    if not losses:
+        fig.add_annotation(text="appears after the first training steps", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper", font={"color": "gray"})
+        fig.update_yaxes(showticklabels=False, range=[0, 1])
+    how = "thin lines: training steps, dots: epoch means" if lines else "dots: the mean over each epoch"
+    note = f" <sup>(each loss unweighted; {how})</sup>" if losses else ""
+    fig.update_layout(**_base_layout(height or 120 + 250 * rows, f"{title}{note}" if title else None),
+                      legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.25, x=0))
+    fig.update_layout(margin=dict(l=10, r=10, t=95 if title else 50, b=10))      # room for two-line panel titles
     return fig
 
 
@@ -287,19 +514,24 @@ def divergence_curves(records: Sequence[dict], metric: str, variants: Sequence[s
     for v, (epochs, values) in series.items():
         dash, name = _dash(v, reference), model_label(v, reference)
         for k in range(values.shape[1]):
+            pair = html.escape(labels[k], quote=False)
             if per_head:
                 for h in range(values.shape[2]):
+                    head = f"{labels[k]} · head {h} · {name}"         # a thin line says which head it is
                     fig.add_trace(go.Scatter(
-                        x=epochs, y=values[:, k, h], mode="lines+markers", name=f"{name}, head {h}",
+                        x=epochs, y=values[:, k, h], mode="lines+markers", name=head,
                         legendgroup=v, showlegend=False, line=dict(color=colors[v], width=1, dash=dash),
-                        marker=dict(size=4), opacity=0.55,
-                        hovertemplate=f"{v} head {h}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"),
+                        marker=dict(size=4), opacity=0.55, customdata=[[k, h]] * len(epochs),
+                        hovertemplate=f"{html.escape(head, quote=False)}: %{{y:.4g}}<br>epoch %{{x}} · {metric}"
+                                      f"<extra></extra>"),
                         row=1, col=k + 1)
             fig.add_trace(go.Scatter(
                 x=epochs, y=values[:, k, :].mean(-1), mode="lines+markers",
                 name=name + (" (mean of heads)" if per_head else ""), legendgroup=v,
                 showlegend=k == 0, line=dict(color=colors[v], width=3, dash=dash), marker=dict(size=7),
-                hovertemplate=f"{v}<br>epoch %{{x}}<br>{metric}: %{{y:.4g}}<extra></extra>"), row=1, col=k + 1)
+                hovertemplate=f"{pair} · {html.escape(name, quote=False)}"
+                              f"{' · mean of heads' if values.shape[2] > 1 else ''}: %{{y:.4g}}<br>epoch %{{x}} · "
+                              f"{metric}<extra></extra>"), row=1, col=k + 1)
     fig.update_xaxes(title_text="epoch", dtick=1, showgrid=True, gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, exponentformat="e")
     fig.update_yaxes(title_text=f"{METRIC_LABELS.get(metric, metric)}<br><sup>{_closer_word(metric)}</sup>",
@@ -351,10 +583,13 @@ def variant_grids(grids: dict[str, np.ndarray], labels: Sequence[str], metric: s
         xd = [left + c * (pw + hgap), left + c * (pw + hgap) + pw]
         top = r * (row_px + gap_px) + head_px                    # pixels from the top of the plot area
         yd = [max(0.0, 1.0 - (top + panel_px) / plot_px), min(1.0, 1.0 - top / plot_px)]
+        p_n, h_n = arrays[v].shape
         traces.append(go.Heatmap(
             z=arrays[v], x=heads, y=list(labels), xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=v, coloraxis="coloraxis",
             texttemplate="%{z:.2e}" if tiny else "%{z:.3g}", textfont=dict(size=10), xgap=2, ygap=2,
-            hovertemplate=f"{html.escape(v)}<br>%{{y}}, %{{x}}<br>{metric}: %{{z:.4g}}<extra></extra>"))
+            customdata=[[[k, h] for h in range(h_n)] for k in range(p_n)],     # [pair index, head] of each cell
+            hovertemplate=f"%{{y}} · %{{x}} · {html.escape(model_label(v, reference), quote=False)}: "
+                          f"%{{z:.4g}}<br>{metric}<extra></extra>"))
         layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", side="bottom", **axis)
         layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed", showticklabels=c == 0, **axis)
         annotations.append(dict(text=f"<b>{html.escape(model_label(v, reference))}</b>", x=xd[0], y=yd[1],
@@ -375,28 +610,54 @@ def _moved(first: float, last: float) -> str:
     return f"{'fell' if last < first else 'rose'} from {first:.3g} to {last:.3g}"
 
 
-def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch: int, name) -> list[str]:
+def _decimals(d: float) -> int:
+    """Decimals that show a difference d between two similarities: 2, more for a smaller one."""
+    return 2 if d == 0 or not math.isfinite(d) else max(2, min(6, -math.floor(math.log10(abs(d)))))
+
+
+def _similarity_gap(a: float, b: float) -> str:
+    """Two similarities and their difference, with enough decimals to show it: "0.94 vs 0.75, +0.19"."""
+    dec = _decimals(a - b)
+    return f"{a:.{dec}f} vs {b:.{dec}f}, {a - b:+.{dec}f}"
+
+
+def _closeness_sentences(verdicts: list[tuple], ref: str, epoch: int, name, metric: str = "js") -> list[str]:
     """Sentences saying which variants attend more like the teacher than the reference at `epoch`.
 
-    ref: the reference as named in a sentence ("the baseline student"); name(v): a variant as named in one."""
+    ref: the reference as named in a sentence ("the baseline student"); name(v): a variant as named in one.
+    Divergences (lower = closer) compare as ratios ("4× closer"); similarities, where a ratio means nothing, as
+    differences ("cosine similarity 0.94 vs 0.75, +0.19")."""
+    ratio_ok = LOWER_IS_CLOSER.get(metric, True)
+    label = METRIC_LABELS.get(metric, metric)
     if len(verdicts) == 1:
-        v, kind, ratio = verdicts[0]
-        return [{"closer": f"At epoch {epoch} {name(v)}'s attention is {ratio:.3g}× closer to the teacher's than "
-                           f"{ref}'s: its teacher losses pulled it towards the teacher.",
-                 "further": f"At epoch {epoch} {name(v)}'s attention is not closer to the teacher's than {ref}'s "
-                            f"({ref}'s is {ratio:.3g}× closer): its teacher losses have not pulled it towards the "
-                            f"teacher.",
+        v, kind, ratio, a, b = verdicts[0][:5]
+        if ratio_ok:
+            closer, further = f"{ratio:.3g}× closer to the teacher's than {ref}'s", \
+                f"not closer to the teacher's than {ref}'s ({ref}'s is {ratio:.3g}× closer)"
+        else:
+            closer, further = f"closer to the teacher's than {ref}'s ({label} {_similarity_gap(a, b)})", \
+                f"not closer to the teacher's than {ref}'s ({label} {_similarity_gap(a, b)})"
+        return [{"closer": f"At epoch {epoch} {name(v)}'s attention is {closer}: its teacher losses pulled it "
+                           f"towards the teacher.",
+                 "further": f"At epoch {epoch} {name(v)}'s attention is {further}: its teacher losses have not "
+                            f"pulled it towards the teacher.",
                  "level": f"At epoch {epoch} {name(v)} and {ref} are about equally close to the teacher."}[kind]]
     out = []
-    short = {v: model_label(v) for v, _, _ in verdicts}
-    closer = [f"{short[v]} ({r:.3g}× closer)" for v, k, r in verdicts if k == "closer"]
-    further = [f"{short[v]} ({ref}'s is {r:.3g}× closer)" for v, k, r in verdicts if k == "further"]
-    level = [short[v] for v, k, _ in verdicts if k == "level"]
+    short = {x[0]: model_label(x[0]) for x in verdicts}
+    if ratio_ok:
+        closer = [f"{short[v]} ({r:.3g}× closer)" for v, k, r, *_ in verdicts if k == "closer"]
+        further = [f"{short[v]} ({ref}'s is {r:.3g}× closer)" for v, k, r, *_ in verdicts if k == "further"]
+        scale = ""
+    else:
+        closer = [f"{short[v]} ({_similarity_gap(a, b)})" for v, k, _, a, b, *_ in verdicts if k == "closer"]
+        further = [f"{short[v]} ({_similarity_gap(a, b)})" for v, k, _, a, b, *_ in verdicts if k == "further"]
+        scale = f" (mean {label}, the variant's vs {ref}'s; higher = closer)"
+    level = [short[v] for v, k, *_ in verdicts if k == "level"]
     if closer:
         out.append(f"At epoch {epoch}, {len(closer)} of {len(verdicts)} variants attend more like the teacher than "
-                   f"{ref}: {', '.join(closer)}.")
+                   f"{ref}{scale}: {', '.join(closer)}.")
     if further:
-        out.append(f"Not closer to the teacher than {ref}: {', '.join(further)}; "
+        out.append(f"Not closer to the teacher than {ref}{scale if not closer else ''}: {', '.join(further)}; "
                    f"{'their teacher losses have' if len(further) > 1 else 'its teacher losses have'} not pulled "
                    f"{'their' if len(further) > 1 else 'its'} attention towards the teacher's.")
     if level:
@@ -405,42 +666,121 @@ def _closeness_sentences(verdicts: list[tuple[str, str, float]], ref: str, epoch
 
 
 def _verdicts_against(series: dict, ref: str, others: list[str], last: dict, distance) -> list[tuple]:
-    """(variant, "closer" | "further" | "level", ratio) of each variant against the reference, at their last
-    common epoch; series: variant -> (epochs, mean per epoch, (E, P, H) values)."""
+    """(variant, "closer" | "further" | "level", ratio, its mean, the reference's mean, epoch) of each variant
+    against the reference, at their last common epoch; series: variant -> (epochs, mean per epoch, (E, P, H)
+    values). The ratio is of the distances to the teacher (larger over smaller); the means are the metric's."""
     verdicts = []
     for v in others:
         e_common = min(last[v], last[ref])
         if e_common not in series[v][0] or e_common not in series[ref][0]:
             continue
-        dv = distance(series[v][1][series[v][0].index(e_common)])
-        dr = distance(series[ref][1][series[ref][0].index(e_common)])
+        mv = float(series[v][1][series[v][0].index(e_common)])
+        mr = float(series[ref][1][series[ref][0].index(e_common)])
+        dv, dr = distance(mv), distance(mr)
         if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=1e-3):
-            verdicts.append((v, "level", 1.0))
+            verdicts.append((v, "level", 1.0, mv, mr, e_common))
         elif dv < dr:
-            verdicts.append((v, "closer", dr / max(dv, 1e-300)))
+            verdicts.append((v, "closer", dr / max(dv, 1e-300), mv, mr, e_common))
         else:
-            verdicts.append((v, "further", dv / max(dr, 1e-300)))
+            verdicts.append((v, "further", dv / max(dr, 1e-300), mv, mr, e_common))
     return verdicts
 
 
-def _largest_move(series: dict, candidates: list[str], distance) -> tuple | None:
-    """(end / start distance, variant, pair index, first epoch) of the mapped pair that moved most towards the
-    teacher among `candidates`, or None."""
+def _largest_move(series: dict, candidates: list[str], distance, lower: bool = True) -> tuple | None:
+    """(change, variant, pair index, first epoch, first value, last value) of the mapped pair that moved most
+    towards the teacher among `candidates`, or None. change: end / start distance for a divergence (below 1: it
+    moved closer), the gain in similarity for a similarity (above 0: it moved closer)."""
     best = None
     for v in candidates:
         e, _, vals = series[v]
-        start = np.array([distance(x) for x in vals[0].mean(-1)])
-        end = np.array([distance(x) for x in vals[-1].mean(-1)])
-        if len(start) > 1 and len(e) > 1 and np.all(start > 1e-12):
-            k = int(np.argmin(end / start))
-            if best is None or end[k] / start[k] < best[0]:
-                best = (end[k] / start[k], v, k, e[0])
+        first, end = vals[0].mean(-1), vals[-1].mean(-1)
+        if len(first) < 2 or len(e) < 2:
+            continue
+        if lower:
+            start = np.array([distance(x) for x in first])
+            if not np.all(start > 1e-12):
+                continue
+            change = np.array([distance(x) for x in end]) / start
+            k = int(np.argmin(change))
+            better = best is None or change[k] < best[0]
+        else:
+            change = end - first
+            k = int(np.argmax(change))
+            better = best is None or change[k] > best[0]
+        if better:
+            best = (float(change[k]), v, k, e[0], float(first[k]), float(end[k]))
     return best
 
 
+def _split_losses(weights: dict) -> tuple[list[str], list[str]]:
+    """A variant's active attention losses, and its other teacher losses (everything but the labels' loss)."""
+    active = [k for k, w in (weights or {}).items() if w and w > 0]
+    att = [k for k in active if k in ATTENTION_LOSSES or k.startswith("attention")]
+    return att, [k for k in active if k != LABEL_LOSS and k not in att]
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return "" if not items else items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _attribution_sentences(series: dict, verdicts: list[tuple], losses: dict, ref: str | None, last: dict,
+                           distance, metric: str, the_) -> list[str]:
+    """What the run can and cannot credit each variant's closer attention to, from its weighted losses.
+
+    A variant with an attention loss and another teacher loss is compared with a variant that has the same other
+    teacher losses and no attention loss when the run has one; without one, its closer attention cannot be
+    credited to the attention loss alone. A variant closer than the reference with no attention loss got there
+    from its other teacher losses alone."""
+    kinds = {x[0]: x[1] for x in verdicts}
+    label = METRIC_LABELS.get(metric, metric)
+    out = []
+    for v in series:
+        if v == ref or v not in losses:
+            continue
+        att, other = _split_losses(losses[v])
+        who, from_ = _cap(the_(v)), _and([LOSS_SOURCES.get(k, f"the teacher through {k}") for k in other])
+        if att and other:
+            twins = [w for w in series if w != v and w in losses and not _split_losses(losses[w])[0]
+                     and set(_split_losses(losses[w])[1]) == set(other)]
+            twins.sort(key=lambda w: any(losses[w].get(k) != losses[v].get(k) for k in other))   # same weights first
+            pair = _verdicts_against(series, twins[0], [v], last, distance) if twins else []
+            if pair:
+                w, (_, kind, ratio, a, b, e) = twins[0], pair[0]
+                if LOWER_IS_CLOSER.get(metric, True):
+                    c_note, f_note = f"{ratio:.3g}× closer", f"{w}'s is {ratio:.3g}× closer"
+                else:
+                    c_note = f_note = f"{label} {_similarity_gap(a, b)}"
+                shared = f"{who} and {the_(w)} both learn from {_and(other)}; only {v} adds {_and(att)}"
+                out.append({
+                    "closer": f"{shared}, and at epoch {e} its attention is closer to the teacher's than {w}'s "
+                              f"({c_note}): that difference is what the attention loss added.",
+                    "further": f"{shared}, yet at epoch {e} its attention is not closer to the teacher's than "
+                               f"{w}'s ({f_note}): in this run the attention loss added nothing that "
+                               f"{_and(other)} had not done.",
+                    "level": f"{shared}, and at epoch {e} their attention is about equally close to the "
+                             f"teacher's: the attention loss added nothing measurable on top of {_and(other)}."
+                }[kind])
+            elif kinds.get(v) == "closer":
+                out.append(f"{who} learns from {_and(other)} as well as {_and(att)}, so this run cannot credit its "
+                           f"closer attention to the attention loss alone: learning from {from_} can move attention "
+                           f"too. A variant with {_and(other)} and no attention loss would tell the two apart.")
+        elif att and kinds.get(v) == "closer":
+            out.append(f"{who}'s only teacher loss is {_and(att)}, so its closer attention can be credited to "
+                       f"that loss.")
+        elif other and kinds.get(v) == "closer":
+            out.append(f"{who} has no attention loss: learning from {from_} alone ({_and(other)}) moved its "
+                       f"attention closer to the teacher's.")
+    return out
+
+
 def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[str] | None = None,
-                       variants: Sequence[str] | None = None, reference: str | None = None) -> str:
-    """A plain-language reading of how the metric moved, every variant against the reference, from the records."""
+                       variants: Sequence[str] | None = None, reference: str | None = None,
+                       losses: dict[str, dict[str, float]] | None = None) -> str:
+    """A plain-language reading of how the metric moved, every variant against the reference, from the records.
+
+    losses: each variant's weighted losses ({variant: {loss: weight}}, from the run's config); with them the
+    reading ends with what the run can and cannot credit each variant's closer attention to."""
     name = METRIC_LABELS.get(metric, metric)
     lower = LOWER_IS_CLOSER.get(metric, True)
     variants = _variants(records, variants)
@@ -463,10 +803,11 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
     parts = []
     ref = reference if reference in series else None
     others = [v for v in series if v != ref]
+    verdicts = []
     if ref is not None and others:
         en = min(last.values())
         verdicts = _verdicts_against(series, ref, others, last, distance)
-        parts += _closeness_sentences(verdicts, the(ref, reference), en, lambda x: the(x, reference))
+        parts += _closeness_sentences(verdicts, the(ref, reference), en, lambda x: the(x, reference), metric)
     elif len(series) > 1:
         en = min(last.values())
         at = {v: distance(m[e.index(en)]) for v, (e, m, _) in series.items() if en in e}
@@ -479,15 +820,22 @@ def divergence_reading(records: Sequence[dict], metric: str, labels: Sequence[st
                       + ("" if (e[0], e[-1]) == (e_first, e_last) else f" (epochs {e[0]}–{e[-1]})")
                       for v, (e, m, _) in series.items())
     parts.append(f"Mean {name} from epoch {e_first} to epoch {e_last}: {moves}.")
-    best = _largest_move(series, others if ref is not None else list(series), distance)
+    best = _largest_move(series, others if ref is not None else list(series), distance, lower)
     if best is not None:
-        change, v, k, e0 = best
+        change, v, k, e0, first, end = best
         lab = labels[k] if labels is not None and k < len(labels) else f"pair {k}"
-        if change < 1:
+        if lower and change < 1:
             parts.append(f"The largest move towards the teacher was in {lab} of {the(v, reference)}: its distance to "
                          f"the teacher shrank to {change:.0%} of its epoch-{e0} value.")
+        elif not lower and change > 0:
+            dec = _decimals(change)
+            parts.append(f"The largest move towards the teacher was in {lab} of {the(v, reference)}: its {name} "
+                         f"rose from {first:.{dec}f} at epoch {e0} to {end:.{dec}f} ({change:+.{dec}f}).")
         else:
             parts.append("No mapped layer of any variant moved closer to the teacher.")
+    if losses:
+        parts += _attribution_sentences(series, verdicts, losses, ref, last, distance, metric,
+                                        lambda x: the(x, reference))
     return " ".join(parts)
 
 
@@ -615,26 +963,60 @@ def verdict_lines(rows: Sequence[dict], reference: str | None) -> list[str]:
 def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy",
                   variants: Sequence[str] | None = None, reference: str | None = None,
                   majority: float | None = None) -> go.Figure:
-    """Accuracy of the teacher and every variant that has one, with 95% error bars when n is known; a dashed line
-    at `majority`, what always answering the most common class scores, when given."""
+    """Test accuracy of every variant that has one: a bar each with its 95% error bar when n is known; the
+    teacher as a labelled horizontal line (its 95% interval a pale band) and `majority`, what always answering the
+    most common class scores, as a dashed one.
+
+    The y axis is zoomed to the data (every error bar and line inside it, with a margin), so a difference of a
+    point or two shows; its title says when it does not start at 0."""
     models = _models(accuracy, variants)
     colors = variant_colors(models[1:])
-    names = [m for m in models if accuracy.get(m) is not None]
+    names = [m for m in models[1:] if accuracy.get(m) is not None]
     acc = [float(accuracy[m]) for m in names]
     err = [binomial_halfwidth(a, n) for a in acc] if n else None
-    fig = go.Figure(go.Bar(
-        x=[model_label(m, reference) for m in names], y=acc, marker_color=[colors[m] for m in names],
-        text=[f"{a:.1%}" for a in acc], textposition="inside", insidetextanchor="start",
-        textfont=dict(color="white", size=13),
-        error_y=dict(type="data", array=err, visible=True, color="#111827", thickness=1.5) if err else None,
-        hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    teacher = accuracy.get(TEACHER)
+    t_err = binomial_halfwidth(float(teacher), n) if teacher is not None and n else 0.0
+    fig = go.Figure()
+    if names:
+        fig.add_trace(go.Bar(
+            x=[model_label(m, reference) for m in names], y=acc, marker_color=[colors[m] for m in names],
+            name="students", showlegend=False, customdata=err or [None] * len(acc),
+            error_y=dict(type="data", array=err, visible=True, color="#111827", thickness=1.5) if err else None,
+            hovertemplate="%{x}: %{y:.2%}" + (" ± %{customdata:.2%}" if err else "") + "<extra></extra>"))
+    # the y range: every bar top with its whisker, the teacher with its band, the majority rate; then a margin
+    ends = [a + s * e for a, e in zip(acc, err or [0.0] * len(acc)) for s in (-1, 1)]
+    ends += [float(teacher) - t_err, float(teacher) + t_err] if teacher is not None else []
+    ends += [float(majority)] if majority is not None else []
+    lo, hi = (min(ends), max(ends)) if ends else (0.0, 1.0)
+    pad = max(0.15 * (hi - lo), 0.01)
+    y0, y1 = max(0.0, lo - pad), min(1.0, hi + 1.6 * pad)       # more room on top for the lines' labels
+    if y0 < 0.1:
+        y0 = 0.0                                               # close to 0 anyway: start there
+    if teacher is not None:
+        t = float(teacher)
+        if t_err:                                              # the teacher's own 95% interval, as a pale band
+            fig.add_trace(go.Scatter(x=[0, 1, 1, 0, 0], y=[t - t_err, t - t_err, t + t_err, t + t_err, t - t_err],
+                                     xaxis="x2", mode="lines", fill="toself", fillcolor="rgba(55,65,81,0.10)",
+                                     line=dict(width=0), hoverinfo="skip", showlegend=False, name="teacher 95%"))
+        fig.add_trace(go.Scatter(
+            x=[0, 1], y=[t, t], xaxis="x2", mode="lines", name=f"teacher {t:.1%}", showlegend=False,
+            line=dict(color=colors[TEACHER], width=2.5),
+            hovertemplate=f"teacher: {t:.2%}" + (f" ± {t_err:.2%}" if t_err else "") + "<extra></extra>"))
+        fig.add_annotation(text=f"<b>teacher {t:.1%}</b>", x=0.0, xref="paper", y=t, yref="y", xanchor="left",
+                           yanchor="bottom", showarrow=False, font=dict(size=11, color=colors[TEACHER]))
     fig.update_layout(**_base_layout(360, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
+    fig.update_layout(xaxis2=dict(overlaying="x", range=[0, 1], visible=False, fixedrange=True), hovermode="closest")
     if majority is not None:
         fig.add_hline(y=float(majority), line=dict(color="#6b7280", width=1.5, dash="dash"),
                       annotation_text=f"always the most common class: {majority:.0%}",
-                      annotation_position="top right", annotation_font=dict(size=11, color="#374151"))
-    fig.update_yaxes(range=[0.0, 1.0], tickformat=".0%", gridcolor="#f3f4f6")
-    fig.update_xaxes(tickangle=0 if len(names) <= 5 else -30)
+                      annotation_position="top right", annotation_font=dict(size=11, color="#374151"),
+                      annotation_bgcolor="rgba(255,255,255,0.85)")
+    fine = y1 - y0 < 0.06
+    fig.update_yaxes(range=[y0, y1], tickformat=".1%" if fine else ".0%", gridcolor="#f3f4f6",
+                     title_text="accuracy" + ("<br><sup>axis does not start at 0</sup>" if y0 > 0 else ""))
+    labels = [model_label(m, reference) for m in names]           # each bar's accuracy under its name
+    fig.update_xaxes(tickangle=0 if len(names) <= 5 else -30, tickmode="array", tickvals=labels,
+                     ticktext=[f"{html.escape(x, quote=False)}<br><b>{a:.1%}</b>" for x, a in zip(labels, acc)])
     return fig
 
 
@@ -930,3 +1312,139 @@ def sweep_verdict_lines(summary: dict) -> list[str]:
               if c.get("js_below_reference_every_seed") else "")
         out.append(f"{head} {test}: {across}.{gap}{js}")
     return out
+
+
+# ---- two students, map by map ------------------------------------------------------------------------
+SIDE_COLORS = {"A": "#2166ac", "B": "#b2182b"}      # the blue and red ends of the divergence-difference scale
+
+
+def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequence[str], gamma: float = 1.0,
+               diff: tuple[int, int] | None = None, diff_title: str = "A − B", height: int | None = None,
+               font_size: int = 11) -> go.Figure:
+    """Attention maps of one text side by side on one weight scale (x = keys, y = queries), then, with
+    `diff` = (i, j), maps[i] − maps[j] on a diverging scale symmetric around 0 (red: map i attends more there,
+    blue: map j does)."""
+    labels = axis_labels(tokens)
+    t = len(labels)
+    if len(titles) != len(maps) or not maps:
+        raise ValueError(f"{len(titles)} titles for {len(maps)} maps")
+    maps = [_check_square(str(name), m, t) for name, m in zip(titles, maps)]
+    panels = list(zip(maps, titles, [False] * len(maps)))
+    if diff is not None:
+        panels.append((maps[diff[0]] - maps[diff[1]], diff_title, True))
+    n, n_maps = len(panels), len(maps)
+    g1, g2, right = 0.012, (0.085 if diff is not None else 0.0), 0.08   # g2 holds the weight colour bar
+    w = (1.0 - g1 * (n_maps - 1) - g2 - right) / n
+    domains = [[k * (w + g1), k * (w + g1) + w] for k in range(n_maps)]
+    if diff is not None:
+        x0 = domains[-1][1] + g2
+        domains.append([x0, x0 + w])
+    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
+                tickvals=labels, ticktext=labels, automargin=True)
+    layout = _base_layout(height or int(min(760, max(380, 200 + 14 * t))))
+    traces = []
+    for k, ((z, name, is_diff), dom) in enumerate(zip(panels, domains)):
+        sfx = "" if k == 0 else str(k + 1)
+        what = html.escape(str(name)) if is_diff else "weight"
+        traces.append(go.Heatmap(z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+                                 coloraxis="coloraxis2" if is_diff else "coloraxis",
+                                 hovertemplate=f"query: %{{y}}<br>key: %{{x}}<br>{what}: %{{z:.4f}}"
+                                               f"<extra>{html.escape(str(name))}</extra>"))
+        layout[f"xaxis{sfx}"] = dict(domain=dom, anchor=f"y{sfx}", side="bottom", tickangle=-60 if t <= 16 else -90,
+                                     **tick)
+        layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
+                                     showticklabels=k == 0, **tick)
+    zmax = float(max(m.max(initial=0.0) for m in maps)) or 1.0
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
+                               colorbar=dict(title=dict(text="weight", side="top"), x=domains[n_maps - 1][1] + 0.006,
+                                             xanchor="left", len=0.85, thickness=12, y=0.45))
+    if diff is not None:
+        dmax = float(np.abs(panels[-1][0]).max(initial=0.0)) or 1e-6
+        layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
+                                    colorbar=dict(title=dict(text="diff.", side="top"), x=domains[-1][1] + 0.006,
+                                                  xanchor="left", len=0.85, thickness=12, y=0.45))
+    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", d, [0, 1.0])
+                             for (_, name, _), d in zip(panels, domains)]
+    layout["margin"]["t"] = 36
+    return go.Figure(data=traces, layout=layout)
+
+
+def _closer_sides(diff: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where side A is closer to the teacher and where side B is, from A's metric minus B's (ties: neither)."""
+    d = np.asarray(diff, dtype=np.float64)
+    level = np.abs(d) <= 1e-12
+    a_closer = (d < 0) if LOWER_IS_CLOSER.get(metric, True) else (d > 0)
+    return a_closer & ~level, ~a_closer & ~level
+
+
+def divergence_difference_grid(diff: np.ndarray, row_labels: Sequence[str], metric: str = "js", title: str = "",
+                               col_labels: Sequence[str] | None = None, sides: Sequence[str] = ("A", "B"),
+                               height: int | None = None) -> go.Figure:
+    """A's divergence to the teacher minus B's: mapped layer pairs (rows) x compared heads (columns).
+
+    The colours say which side is closer whatever the metric (for cosine similarity higher is closer): blue where
+    A is closer to the teacher, red where B is, white where both are as close; the scale is symmetric around 0.
+    """
+    d = np.asarray(diff, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"the difference must hold (pairs, heads) values, got shape {d.shape}")
+    if d.shape[0] != len(row_labels):
+        raise ValueError(f"{len(row_labels)} row labels for {d.shape[0]} rows")
+    cols = list(col_labels) if col_labels is not None else [f"head {h}" for h in range(d.shape[1])]
+    if len(cols) != d.shape[1]:
+        raise ValueError(f"{len(cols)} column labels for {d.shape[1]} columns")
+    a, b = sides
+    lower = LOWER_IS_CLOSER.get(metric, True)
+    a_closer, b_closer = _closer_sides(d, metric)
+    who = np.where(a_closer, f"{a} closer", np.where(b_closer, f"{b} closer", "as close"))
+    dmax = float(np.nanmax(np.abs(d), initial=0.0)) or 1e-12
+    tiny = dmax < 0.01
+    name = METRIC_LABELS.get(metric, metric)
+    top, bottom = (b, a) if lower else (a, b)            # the side the top (positive) end of the scale favours
+    legend = (f"<sup><span style='color:{SIDE_COLORS['A']}'>blue: {html.escape(a)} closer to the teacher</span> · "
+              f"<span style='color:{SIDE_COLORS['B']}'>red: {html.escape(b)} closer</span> · "
+              f"{html.escape(a)}'s {html.escape(name)} minus {html.escape(b)}'s</sup>")
+    fig = go.Figure(go.Heatmap(
+        z=d, x=cols, y=list(row_labels), customdata=who, xgap=2, ygap=2, zmin=-dmax, zmax=dmax,
+        colorscale="RdBu_r" if lower else "RdBu", texttemplate="%{z:+.2e}" if tiny else "%{z:+.3g}",
+        textfont=dict(size=11),
+        hovertemplate=f"%{{y}}, %{{x}}<br>{html.escape(a)} − {html.escape(b)}: %{{z:.4g}}<br>"
+                      f"%{{customdata}}<extra></extra>",
+        colorbar=dict(thickness=12, len=0.7, y=0.5, tickformat=".1e" if tiny else None,
+                      title=dict(text=f"{html.escape(a)} − {html.escape(b)}", side="top"))))
+    for y, anchor, side in ((0.86, "bottom", top), (0.14, "top", bottom)):
+        fig.add_annotation(text=f"<b>{html.escape(side)} closer</b>", x=1.0, xref="paper", xanchor="left", y=y,
+                           yref="paper", yanchor=anchor, showarrow=False,
+                           font=dict(size=11, color=SIDE_COLORS["A" if side == a else "B"]))
+    full = f"{title} {legend}" if title else legend
+    fig.update_layout(**_base_layout(height or int(max(300, 170 + 44 * len(row_labels))), full))
+    fig.update_layout(margin=dict(l=10, r=90, t=70, b=10))
+    fig.update_xaxes(type="category", showgrid=False, side="bottom", automargin=True)
+    fig.update_yaxes(type="category", showgrid=False, autorange="reversed", automargin=True)
+    return fig
+
+
+def divergence_difference_reading(diff: np.ndarray, row_labels: Sequence[str], metric: str = "js",
+                                  col_labels: Sequence[str] | None = None,
+                                  sides: Sequence[str] = ("A", "B")) -> str:
+    """One line on A's divergence minus B's: on how many compared heads each side is closer to the teacher, and
+    where the gap is largest."""
+    d = np.asarray(diff, dtype=np.float64)
+    a, b = sides
+    n = d.size
+    if n == 0:
+        return "There are no compared heads to read."
+    cols = list(col_labels) if col_labels is not None else [f"head {h}" for h in range(d.shape[1])]
+    a_closer, b_closer = _closer_sides(d, metric)
+    na, nb = int(a_closer.sum()), int(b_closer.sum())
+    heads = f"head{'s' if n != 1 else ''}"
+    if na == nb == 0:
+        return f"{a} and {b} are exactly as close to the teacher on all {n} compared {heads}."
+    level = n - na - nb
+    text = f"{a} is closer to the teacher on {na} of {n} compared {heads}, {b} on {nb}"
+    text += f", {level} level" if level else ""
+    r, c = np.unravel_index(int(np.nanargmax(np.abs(d))), d.shape)
+    winner = a if a_closer[r, c] else b
+    text += (f"; the largest gap is {row_labels[r]}, {cols[c]}, where {winner} is closer by "
+             f"{abs(d[r, c]):.3g} ({METRIC_LABELS.get(metric, metric)}).")
+    return text

@@ -18,6 +18,20 @@ pages = [
     st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),
     st.Page(VIEWS / "attributions.py", title="Attributions", icon="🧭", url_path="attributions"),
     st.Page(VIEWS / "runs.py", title="Runs", icon="🗂️", url_path="runs"),
+    st.Page(VIEWS / "compare.py", title="Compare runs", icon="🆚", url_path="compare"),
     st.Page(VIEWS / "sweep.py", title="Sweep across seeds", icon="🎲", url_path="sweep"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+
+from app.state import PRESENT  # noqa: E402
+
+if PRESENT not in st.session_state and "present" in st.query_params:      # a link made in presentation mode
+    st.session_state[PRESENT] = st.query_params["present"] in ("1", "true")
+with st.sidebar:
+    st.toggle("Presentation mode", key=PRESENT,
+              help="For a projector or a lecture: larger text and charts, fewer controls, and a short note of what "
+                   "to notice on each view. Links made in this mode open in it.")
+if st.session_state.get(PRESENT):
+    st.html("<style>html { font-size: 21px; } .stMainBlockContainer { padding-top: 2.5rem; } "
+            "[data-testid='stCaptionContainer'] { font-size: 0.95rem; }</style>")
+page.run()

@@ -1,7 +1,6 @@
 """The Runs page, driven with Streamlit's AppTest on copies of a run the real engine wrote (nothing trains here)."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -71,7 +70,8 @@ def test_lists_the_run_with_its_accuracies(finished_run, store):
     assert df["variants"].iloc[0] == "baseline, distilled"
     assert df["epochs"].iloc[0] == 2
     assert at.download_button(key="runs.download") is not None
-    assert "two runs" in texts(at.info)          # comparing needs a second run
+    assert [link.proto.page for link in at.page_link] == ["compare"]      # comparing has its own page
+    assert not [s for s in at.selectbox if str(s.key).startswith("runs.compare")]
 
 
 def test_open_selects_the_run_for_the_other_pages(finished_run, store):
@@ -123,33 +123,6 @@ def test_damaged_run_is_marked(finished_run, store):
     at.checkbox(key="runs.delete_confirm").check().run()
     at.button(key="runs.delete").click().run()
     assert not bad.exists()
-
-
-def test_compare_two_runs_overlays_curves_and_accuracies(finished_run, store):
-    a = copy_run(finished_run, store, "run-a")
-    b = copy_run(finished_run, store, "run-b", name="second", train__lr=0.002)
-    summary_b = store.open(b).summary()
-    summary_b["accuracy"]["distilled"] = 0.5
-    summary_b["divergence"]["distilled"] = [0.3 for _ in summary_b["divergence"]["epochs"]]
-    store.open(b).write_json("summary.json", summary_b)
-    at = run_page()
-    at.selectbox(key="runs.compare_a").set_value(a)
-    at.selectbox(key="runs.compare_b").set_value(b)
-    at.run()
-    assert not at.exception
-    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-    div = {t["name"]: t for t in charts["runs.compare_divergence"]["data"]}
-    assert set(div) == {"A distilled", "A baseline", "B distilled", "B baseline"}
-    assert div["B distilled"]["y"] == summary_b["divergence"]["distilled"]
-    assert div["A distilled"]["y"] == store.open(a).summary()["divergence"]["distilled"]
-    bars = {t["name"]: t for t in charts["runs.compare_accuracy"]["data"]}
-    assert bars["B"]["y"][bars["B"]["x"].index("distilled")] == 50.0
-    assert div["A distilled"]["line"]["dash"] == "solid" and div["B distilled"]["line"]["dash"] == "dot"
-    assert div["A distilled"]["line"]["color"] == div["B distilled"]["line"]["color"]
-    diff = next(d.value for d in at.dataframe if "setting" in d.value.columns)
-    assert set(diff["setting"]) == {"name", "train.lr"}
-    at.selectbox(key="runs.compare_b").set_value(a).run()
-    assert "two different runs" in texts(at.warning)
 
 
 def _fake_cache(root: Path) -> None:

@@ -1,8 +1,10 @@
 """Runs: every session in the run store. Open one for the other pages, compare two, download or delete."""
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from app import charts, common
+from app import common
 from app import run_list as rl
 from distill_core.errors import DistillError
 
@@ -95,52 +97,16 @@ if usable:
             st.json(run.config(), expanded=False)
             summary = run.summary()
             st.json(summary if summary is not None else {"summary": "none yet"}, expanded=False)
+        rl.report_section(store, run)
     except DistillError as e:
         common.show_error(e)
 
 
 def compare_section() -> None:
     st.subheader("Compare two runs")
-    done = {}
-    for i in ids:
-        try:
-            s = store.open(i).summary()
-        except DistillError:
-            continue
-        if s and (s.get("divergence") or {}).get("epochs"):
-            done[i] = s
-    if len(done) < 2:
-        st.info("Comparing needs two runs with at least one recorded epoch; there "
-                f"{'is' if len(done) == 1 else 'are'} {len(done)}.")
-        return
-    options = list(done)
-    c1, c2 = st.columns(2)
-    a = c1.selectbox("First run (A)", options, index=0, format_func=lambda i: label(by_id[i]), key="runs.compare_a")
-    b = c2.selectbox("Second run (B)", options, index=1, format_func=lambda i: label(by_id[i]), key="runs.compare_b")
-    if a == b:
-        st.warning("Pick two different runs.")
-        return
-    pair = [("A", done[a]), ("B", done[b])]
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.compare_runs_divergence(pair), width="stretch", config=common.PLOTLY_CONFIG,
-                    key="runs.compare_divergence")
-    c2.plotly_chart(charts.compare_runs_accuracy(pair), width="stretch", config=common.PLOTLY_CONFIG,
-                    key="runs.compare_accuracy")
-    st.caption(f"A = {a}, B = {b}. One colour per variant; run A solid lines and plain bars, run B dotted lines "
-               "and hatched bars. Lower divergence means the variant's attention is closer to the teacher's on "
-               "the probe sentences.")
-    try:
-        fa, fb = rl.flatten(store.open(a).config()), rl.flatten(store.open(b).config())
-    except DistillError as e:
-        common.show_error(e)
-        return
-    diff = [{"setting": k, "A": str(fa.get(k, "–")), "B": str(fb.get(k, "–"))}
-            for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-    st.markdown("**Settings that differ**")
-    if diff:
-        st.dataframe(pd.DataFrame(diff), hide_index=True, key="runs.compare_diff")
-    else:
-        st.caption("The two runs used the same settings.")
+    st.page_link(st.Page(Path(__file__).parent / "compare.py", title="Compare runs", icon="🆚", url_path="compare"),
+                 label="Compare two runs, or two variants of one run: attention map by map, divergence head by "
+                       "head, curves, accuracies and the settings that differ", icon="🆚")
 
 
 compare_section()
