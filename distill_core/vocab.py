@@ -29,6 +29,21 @@ METRIC_HELP = {
     "cosine": "Cosine similarity of the attention rows. 1 = same direction; higher is closer.",
 }
 
+# ---- losses, as named in charts (the objectives themselves live in distill_core.objectives) -----------
+LABEL_LOSS = "ce"                                       # the only loss that does not read the teacher
+ATTENTION_LOSSES = ("attention_kl", "attention_mse")    # the losses that pull the student's attention directly
+LOSS_TITLES = {
+    "ce": "cross-entropy (on the true labels)",
+    "logit_kd": "logit KD (KL to the teacher's softened outputs)",
+    "hard_kd": "hard KD (cross-entropy on the teacher's predicted labels)",
+    "attention_kl": "attention KL (to the teacher's attention rows)",
+    "attention_mse": "attention MSE (squared error to the teacher's attention)",
+    "hidden_mse": "hidden-state MSE (to the teacher's hidden states)",
+}
+# What a teacher loss other than an attention loss teaches from, in a sentence.
+LOSS_SOURCES = {"logit_kd": "the teacher's softened outputs", "hard_kd": "the teacher's predicted labels",
+                "hidden_mse": "the teacher's hidden states"}
+
 # ---- colours ------------------------------------------------------------------------------------------
 TEACHER_COLOR = "#374151"
 # Fixed colours for the default names, then a palette by position for the others (colour-blind friendly).

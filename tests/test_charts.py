@@ -248,9 +248,11 @@ def test_divergence_reading_is_computed_from_the_records():
     text = charts.divergence_reading(flipped, "kl", **TWO)
     assert "is not closer to the teacher's than the baseline student's" in text
     assert "3× closer" in text and "rose from 0.2 to 0.3" in text
-    # cosine: higher is closer
+    # cosine: higher is closer, and a ratio of similarities means nothing: the reading gives their difference
     text = charts.divergence_reading(RECS, "cosine", **TWO)
-    assert "rose from 0.8 to 0.938" in text and "4× closer" in text
+    assert "rose from 0.8 to 0.938" in text and "×" not in text
+    assert "closer to the teacher's than the baseline student's (cosine similarity 0.94 vs 0.75, +0.19)" in text
+    assert "its cosine similarity rose from 0.70 at epoch 0 to 0.93 (+0.23)" in text   # the pair that moved most
     assert "Only epoch 0" in charts.divergence_reading(records(distilled={0: [[0.2]]}), "js")
     assert "No Jensen-Shannon" in charts.divergence_reading([], "js")
 
@@ -265,6 +267,89 @@ def test_divergence_reading_compares_every_variant_with_the_reference():
     assert "no labels-only reference" in alone and "closest to the teacher's is variant kd_att_kl's" in alone
 
 
+def test_divergence_reading_of_cosine_speaks_in_differences_for_every_variant():
+    text = charts.divergence_reading(FOUR_RECS, "cosine", **FOUR)
+    assert "×" not in text
+    # kd_att_kl: cosine 0.95 against the baseline's 0.8; kd: 0.7
+    assert "kd_att_kl (0.95 vs 0.80, +0.15)" in text and "kd (0.70 vs 0.80, -0.10)" in text
+    assert "higher = closer" in text
+
+
+LOSSES = {"baseline": {"ce": 1.0}, "kd": {"ce": 0.5, "logit_kd": 0.5},
+          "kd_att_kl": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1},
+          "kd_att_mse": {"ce": 0.5, "logit_kd": 0.5, "attention_mse": 1.0}}
+
+
+def test_divergence_reading_does_not_credit_the_attention_loss_when_logit_kd_is_on_too():
+    both = {"baseline": LOSSES["baseline"], "distilled": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}}
+    text = charts.divergence_reading(RECS, "js", ["L1 pair", "L3 pair"], **TWO, losses=both)
+    assert "cannot credit its closer attention to the attention loss alone" in text
+    assert "learning from the teacher's softened outputs can move attention too" in text
+    assert "A variant with logit_kd and no attention loss would tell the two apart" in text
+    # the losses only add to the reading: without them it is what it was
+    assert text.startswith(charts.divergence_reading(RECS, "js", ["L1 pair", "L3 pair"], **TWO))
+    # an attention loss as the only teacher loss: the run can credit it
+    alone = {"baseline": LOSSES["baseline"], "distilled": {"ce": 0.5, "attention_kl": 1.0}}
+    text = charts.divergence_reading(RECS, "js", **TWO, losses=alone)
+    assert "only teacher loss is attention_kl, so its closer attention can be credited to that loss" in text
+    assert "cannot credit" not in text
+
+
+def test_divergence_reading_compares_with_the_variant_without_the_attention_loss():
+    text = charts.divergence_reading(FOUR_RECS, "js", **FOUR, losses=LOSSES)
+    # kd_att_kl 0.05 and kd_att_mse 0.1 against kd's 0.3: same logit_kd, only the attention loss differs
+    assert ("Variant kd_att_kl and variant kd both learn from logit_kd; only kd_att_kl adds attention_kl, and at "
+            "epoch 2 its attention is closer to the teacher's than kd's (6× closer): that difference is what the "
+            "attention loss added.") in text
+    assert "only kd_att_mse adds attention_mse" in text and "than kd's (3× closer)" in text
+    assert "cannot credit" not in text
+    # kd got further than the baseline: nothing to credit to its logit_kd
+    assert "kd has no attention loss" not in text
+    # the same in cosine similarity: differences, no ratios
+    text = charts.divergence_reading(FOUR_RECS, "cosine", **FOUR, losses=LOSSES)
+    assert "than kd's (cosine similarity 0.95 vs 0.70, +0.25)" in text and "×" not in text
+    # an attention variant whose twin is as close: the attention loss added nothing measurable
+    level = records(baseline={0: [[0.2]], 2: [[0.2]]}, kd={0: [[0.2]], 2: [[0.1]]}, kd_att_kl={0: [[0.2]], 2: [[0.1]]})
+    text = charts.divergence_reading(level, "js", variants=["baseline", "kd", "kd_att_kl"], reference="baseline",
+                                     losses=LOSSES)
+    assert "the attention loss added nothing measurable on top of logit_kd" in text
+
+
+def test_divergence_reading_says_the_teacher_outputs_alone_moved_a_variant_without_attention_loss():
+    recs = records(baseline={0: [[0.2]], 2: [[0.3]]}, kd={0: [[0.2]], 2: [[0.1]]})
+    text = charts.divergence_reading(recs, "js", variants=["baseline", "kd"], reference="baseline", losses=LOSSES)
+    assert ("Variant kd has no attention loss: learning from the teacher's softened outputs alone (logit_kd) moved "
+            "its attention closer to the teacher's.") in text
+
+
+def test_divergence_curves_per_head_lines_are_named_and_hovered_with_pair_and_head():
+    labels = ["teacher L1 → student L0", "teacher L3 → student L1"]
+    fig = charts.divergence_curves(RECS, "js", per_head=True, labels=labels, **TWO)
+    thin = [tr for tr in fig.data if tr.line.width == 1]
+    assert len(thin) == 2 * 2 * 2
+    by = {tr.name: tr for tr in thin}
+    tr = by["teacher L3 → student L1 · head 1 · distilled student"]
+    np.testing.assert_allclose(tr.y, [0.1, 0.05, 0.05])
+    assert tr.xaxis == "x2" and tr.legendgroup == "distilled" and tr.showlegend is False
+    assert "teacher L3 → student L1 · head 1 · distilled student: %{y:.4g}" in tr.hovertemplate
+    assert [list(c) for c in tr.customdata] == [[1, 1]] * 3                     # [pair index, head]
+    assert all(t.showlegend is False for t in thin)                             # the legend lists variants only
+    assert [t.name for t in fig.data if t.showlegend] == ["baseline student (mean of heads)",
+                                                          "distilled student (mean of heads)"]
+
+
+def test_variant_grids_cells_carry_pair_and_head():
+    grids = {"baseline": np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]), "kd": np.zeros((2, 3))}
+    fig = charts.variant_grids(grids, ["a → b", "c → d"], metric="js", variants=["baseline", "kd"],
+                               reference="baseline")
+    for tr in fig.data:
+        cd = np.asarray(tr.customdata)
+        assert cd.shape == (2, 3, 2)
+        assert cd[1, 2].tolist() == [1, 2] and cd[0, 1].tolist() == [0, 1]    # [pair index, head] of the cell
+        assert "%{y} · %{x}" in tr.hovertemplate and "%{z:.4g}" in tr.hovertemplate
+    assert "baseline student: %{z:.4g}" in fig.data[0].hovertemplate
+
+
 # ---- accuracy and efficiency --------------------------------------------------------------------------
 def test_intervals():
     assert charts.binomial_halfwidth(0.8, 400) == pytest.approx(1.96 * math.sqrt(0.8 * 0.2 / 400))
@@ -273,23 +358,58 @@ def test_intervals():
     assert (d, lo, hi) == pytest.approx((0.1, 0.1 - half, 0.1 + half))
 
 
+def bars_and_lines(fig):
+    """The students' bar trace, and the teacher's line (a trace on the overlaid x2 axis) or None."""
+    bars = [tr for tr in fig.data if tr.type == "bar"]
+    teacher = [tr for tr in fig.data if tr.type == "scatter" and tr.name.startswith("teacher ") and tr.mode == "lines"
+               and tr.fill is None]
+    return (bars[0] if bars else None), (teacher[0] if teacher else None)
+
+
 def test_accuracy_bars_skip_missing_and_carry_intervals():
     fig = charts.accuracy_bars({"teacher": 0.9, "baseline": None, "distilled": 0.8}, n=100)
-    (bar,) = fig.data
-    assert list(bar.x) == ["teacher", "distilled student"]
-    np.testing.assert_allclose(bar.y, [0.9, 0.8])
-    np.testing.assert_allclose(bar.error_y.array, [charts.binomial_halfwidth(0.9, 100),
-                                                   charts.binomial_halfwidth(0.8, 100)])
-    assert fig.layout.yaxis.range == (0.0, 1.0)                   # no truncated axis
+    bar, teacher = bars_and_lines(fig)
+    assert list(bar.x) == ["distilled student"]                   # students are bars, the teacher a line
+    np.testing.assert_allclose(bar.y, [0.8])
+    np.testing.assert_allclose(bar.error_y.array, [charts.binomial_halfwidth(0.8, 100)])
+    np.testing.assert_allclose(teacher.y, [0.9, 0.9])
+    assert teacher.xaxis == "x2" and fig.layout.xaxis2.overlaying == "x"   # across the whole plot
     # the colours are those of the run's variants, even when one of them has no accuracy
-    assert list(bar.marker.color) == [variant_colors(["baseline", "distilled"])[m] for m in ("teacher", "distilled")]
+    colors = variant_colors(["baseline", "distilled"])
+    assert list(bar.marker.color) == [colors["distilled"]] and teacher.line.color == colors["teacher"]
+    assert list(fig.layout.xaxis.ticktext) == ["distilled student<br><b>80.0%</b>"]   # each bar's accuracy
 
 
 def test_accuracy_bars_every_variant():
     acc = {"teacher": 0.9, "baseline": 0.7, "kd": 0.75, "kd_att_kl": 0.8, "kd_att_mse": 0.6}
-    (bar,) = charts.accuracy_bars(acc, 200, variants=FOUR["variants"], reference="baseline").data
-    assert list(bar.x) == ["teacher", "baseline student", "kd", "kd_att_kl", "kd_att_mse"]
-    np.testing.assert_allclose(bar.y, list(acc.values()))
+    bar, teacher = bars_and_lines(charts.accuracy_bars(acc, 200, variants=FOUR["variants"], reference="baseline"))
+    assert list(bar.x) == ["baseline student", "kd", "kd_att_kl", "kd_att_mse"]
+    np.testing.assert_allclose(bar.y, [acc[v] for v in FOUR["variants"]])
+    assert teacher.y[0] == 0.9
+
+
+def test_accuracy_bars_zoom_to_a_close_difference_with_the_reference_lines_inside():
+    acc = {"teacher": 0.912, "baseline": 0.800, "kd": 0.813}
+    n, majority = 872, 0.72
+    fig = charts.accuracy_bars(acc, n, variants=["baseline", "kd"], reference="baseline", majority=majority)
+    lo, hi = fig.layout.yaxis.range
+    assert lo > 0.5                                               # zoomed: 1.3 points no longer vanish
+    assert "does not start at 0" in fig.layout.yaxis.title.text
+    for a in (0.800, 0.813):                                      # every error bar inside, with a margin
+        half = charts.binomial_halfwidth(a, n)
+        assert lo < a - half and a + half < hi
+    t_half = charts.binomial_halfwidth(0.912, n)
+    assert lo < majority < hi and lo < 0.912 - t_half and 0.912 + t_half < hi
+    assert [s.y0 for s in fig.layout.shapes] == [majority]        # the majority line
+    labels = " ".join(str(a.text) for a in fig.layout.annotations)
+    assert "teacher 91.2%" in labels and "most common class: 72%" in labels
+    assert fig.layout.yaxis.tickformat == ".0%"
+    # a range of a few points gets a decimal on its ticks
+    near = charts.accuracy_bars({"teacher": 0.81, "baseline": 0.80, "kd": 0.805}, 20000, variants=["baseline", "kd"])
+    assert near.layout.yaxis.tickformat == ".1%" and near.layout.yaxis.range[0] > 0.75
+    # accuracies near 0 keep an axis from 0, and then say nothing about it
+    low = charts.accuracy_bars({"teacher": 0.2, "baseline": 0.05}, 100, variants=["baseline"])
+    assert low.layout.yaxis.range[0] == 0 and "does not start" not in low.layout.yaxis.title.text
 
 
 def test_accuracy_verdicts_against_the_reference():
@@ -337,6 +457,96 @@ def test_variant_lines_one_line_per_variant():
     assert fig.data[0].line.dash == charts.REFERENCE_DASH
     np.testing.assert_allclose(fig.data[3].y, [0.8, 0.81])
     assert fig.layout.xaxis.range == (-0.2, 3.2)
+
+
+def test_variant_lines_keep_the_planned_epochs_when_only_epoch_0_exists():
+    recs = [{"epoch": 0, "student": v, "val_accuracy": 0.5, "train_loss": {}} for v in FOUR["variants"]]
+    fig = charts.variant_lines(recs, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", **FOUR,
+                               epochs=5)
+    assert fig.layout.xaxis.range == (-0.2, 5.2)
+    empty = charts.variant_lines(recs, lambda r: r["train_loss"].get("total"), "loss", "loss", **FOUR, epochs=5)
+    assert not empty.data and empty.layout.xaxis.range == (-0.2, 5.2) and empty.layout.yaxis.range == (0, 1)
+    unknown = charts.variant_lines(recs, lambda r: r.get("val_accuracy"), "acc", "acc", **FOUR)
+    assert unknown.layout.xaxis.range == (-0.2, 1.2)
+
+
+def loss_records(steps_per_epoch: int = 4, epochs: int = 2):
+    """metrics.jsonl and train_steps.jsonl records of the four variants: each variant's loss k at step s is
+    (index of k's panel + 1) + s / 100 + (variant index) / 10⁶, so every value tells its loss and variant."""
+    recs, steps = [], []
+    order = charts.loss_order({k for weights in LOSSES.values() for k in weights})
+    for i, v in enumerate(FOUR["variants"]):
+        names = [k for k, w in LOSSES[v].items() if w > 0]
+        recs.append({"epoch": 0, "student": v, "train_loss": {}})
+        for s in range(1, steps_per_epoch * epochs + 1):
+            losses = {k: order.index(k) + 1 + s / 100 + i / 1e6 for k in names}
+            losses["total"] = 100 + sum(LOSSES[v][k] * x for k, x in losses.items())
+            steps.append({"step": s, "epoch": s / steps_per_epoch, "student": v, "losses": losses})
+        for e in range(1, epochs + 1):
+            sel = [r["losses"] for r in steps if r["student"] == v and e - 1 < r["epoch"] <= e]
+            recs.append({"epoch": e, "student": v,
+                         "train_loss": {k: float(np.mean([x[k] for x in sel])) for k in sel[0]}})
+    return recs, steps
+
+
+def test_loss_components_one_panel_per_loss_never_mixing_losses_or_totals():
+    recs, steps = loss_records()
+    fig = charts.loss_components(recs, steps, **FOUR, epochs=3)
+    titles = [a.text for a in fig.layout.annotations]
+    order = ["ce", "logit_kd", "attention_kl", "attention_mse"]           # cross-entropy first
+    assert titles[0].startswith("<b>cross-entropy</b>") and "on the true labels" in titles[0]
+    assert "logit KD" in titles[1] and "softened outputs" in titles[1]
+    assert len(titles) == 4 and not any("total" in t for t in titles)
+    panels: dict[str, set] = {}
+    for tr in fig.data:
+        panels.setdefault(tr.xaxis, set()).add(tr.meta["loss"])
+        assert tr.meta["loss"] != "total"
+        k = order.index(tr.meta["loss"])
+        # every value of the trace is that loss of that variant: no total, no other variant's loss
+        i = FOUR["variants"].index(tr.meta["student"])
+        assert all(math.floor(y) == k + 1 and round(y * 1e6) % 10 == i for y in tr.y), (tr.meta, tr.y)
+    assert all(len(losses) == 1 for losses in panels.values())            # one loss per panel
+    assert [panels[a].pop() for a in ("x", "x2", "x3", "x4")] == order
+    # a line per variant that trains with the loss, in its colour; the reference dashed
+    colors = variant_colors(FOUR["variants"])
+    ce = [tr for tr in fig.data if tr.meta["loss"] == "ce" and tr.mode == "lines"]
+    assert [tr.meta["student"] for tr in ce] == FOUR["variants"]
+    assert [tr.line.color for tr in ce] == [colors[v] for v in FOUR["variants"]]
+    assert ce[0].line.dash == charts.REFERENCE_DASH and ce[1].line.dash == "solid"
+    att = {tr.meta["student"] for tr in fig.data if tr.meta["loss"] == "attention_kl"}
+    assert att == {"kd_att_kl"}
+    # one legend entry per variant
+    assert sorted(tr.legendgroup for tr in fig.data if tr.showlegend) == sorted(FOUR["variants"])
+    assert all(fig.layout[f"xaxis{k}"].range == (0, 3) for k in ("", "2", "3", "4"))
+
+
+def test_loss_components_draws_the_steps_as_lines_and_the_epoch_means_as_markers():
+    recs, steps = loss_records()
+    fig = charts.loss_components(recs, steps, **FOUR, epochs=2)
+    line = next(tr for tr in fig.data if tr.meta == dict(loss="ce", student="kd") and tr.mode == "lines")
+    np.testing.assert_allclose(line.x, [s / 4 for s in range(1, 9)])     # fractional epochs of the steps
+    np.testing.assert_allclose(line.y, [1 + s / 100 + 1e-6 for s in range(1, 9)])
+    dots = next(tr for tr in fig.data if tr.meta == dict(loss="ce", student="kd") and tr.mode == "markers")
+    np.testing.assert_allclose(dots.x, [0.5, 1.5])                       # each epoch's mean, at its middle
+    np.testing.assert_allclose(dots.y, [1.025 + 1e-6, 1.065 + 1e-6])
+    assert list(dots.customdata) == [1, 2] and "mean over epoch" in dots.hovertemplate
+    assert "thin lines: training steps" in fig.layout.title.text
+    # without step records: the epoch means, joined
+    only = charts.loss_components(recs, None, **FOUR, epochs=2)
+    assert {tr.mode for tr in only.data} == {"lines+markers"}
+    assert len(only.data) == len([tr for tr in fig.data if tr.mode == "markers"])
+
+
+def test_loss_components_before_any_step_has_an_axis_to_the_planned_epochs():
+    recs = [{"epoch": 0, "student": v, "train_loss": {}} for v in FOUR["variants"]]
+    fig = charts.loss_components(recs, [], **FOUR, epochs=4)
+    assert not fig.data and fig.layout.xaxis.range == (0, 4)
+    assert "appears after the first training steps" in [a.text for a in fig.layout.annotations]
+    # a few steps of the first epoch: already on the 0..epochs axis
+    _, steps = loss_records()
+    fig = charts.loss_components(recs, steps[:2], **FOUR, epochs=4)
+    assert fig.layout.xaxis.range == (0, 4) and len(fig.data) == 1
+    assert charts.loss_components([], [], epochs=None).layout.xaxis.range == (0, 1)
 
 
 def test_compare_two_runs_keeps_each_variant_colour():

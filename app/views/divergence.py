@@ -4,13 +4,17 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, common
+from app import charts, common, state
+from distill_core import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
 
 K = "divergence."
+view = state.View("divergence", state.DIVERGENCE)
+view.restore()
 
-st.title("📉 Divergence over epochs")
+head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l.title("📉 Divergence over epochs")
 st.caption("Every epoch each student variant's attention on the probe set is compared with the teacher's, for each "
            "mapped pair of layers, head by head, averaged over the probe examples and their tokens. Epoch 0 is "
            "before training: every variant starts from the same weights.")
@@ -29,12 +33,17 @@ if not records:
     st.info(f"Run {run.id} has not recorded any divergence yet; it appears here after its first epoch.")
     st.stop()
 variants = common.variants_of(run, probe)
+try:        # each variant's weighted losses: the reading says what its closer attention can be credited to
+    losses = {v.name: dict(v.losses) for v in SessionConfig.from_dict(run.config()).variants}
+except DistillError:
+    losses = None
 
 labels = charts.pair_labels(probe.get("pairs", []))
 c1, c2 = st.columns([1, 2], gap="large")
 with c1:
-    metric = st.selectbox("Metric", METRICS, index=METRICS.index("js"), key=K + "metric",
-                          format_func=METRIC_LABELS.get)
+    if st.session_state.get(K + "metric") not in METRICS:
+        st.session_state[K + "metric"] = "js"
+    metric = st.selectbox("Metric", METRICS, key=K + "metric", format_func=METRIC_LABELS.get)
     per_head = st.checkbox("One line per head", key=K + "per_head",
                            help="Thin lines: each compared head; thick lines: their mean.")
 with c2:
@@ -48,7 +57,7 @@ with c2:
                     "mean": "Head rule mean: both sides are averaged over their heads, one comparison per layer pair."
                     }.get(rule, ""))
 
-st.info(charts.divergence_reading(records, metric, labels, variants.names, variants.reference), icon="🧾")
+st.info(charts.divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
 st.plotly_chart(charts.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
                                          labels=labels), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
 ref_text = (f"Dashed: the {variants.label(variants.reference)}, trained on the labels only, the reference the others "
@@ -70,9 +79,40 @@ else:
 grids = {v: vals[np.asarray(e) == epoch][0] for v, (e, vals) in series.items() if epoch in e}
 n_rows = next(iter(grids.values())).shape[0]
 rows = labels if len(labels) == n_rows else [f"pair {k}" for k in range(n_rows)]
-st.plotly_chart(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
-                                     title=f"{METRIC_LABELS[metric]} at epoch {epoch}"),
-                width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
+view.sync()
+with head_r:
+    state.link_button(view)
+picked = st.plotly_chart(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
+                                              title=f"{METRIC_LABELS[metric]} at epoch {epoch}"),
+                         width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid", on_select="rerun",
+                         selection_mode="points")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \
     "darker red = less similar to the teacher"
 st.caption(f"Every variant on one colour scale ({closer}). Rows: mapped layer pairs; columns: compared heads.")
+
+
+def open_in_explorer(variant: str, pair: int, head: int) -> None:
+    """The explorer at this pair of layers and this head, for the variant at this epoch."""
+    pairs = probe.get("pairs") or []
+    if not 0 <= pair < len(pairs):
+        return
+    t_layer, s_layer = pairs[pair]
+    values = {"explorer.student": variant, "explorer.student_layer": s_layer, "explorer.teacher_layer": t_layer,
+              "explorer.epoch": epoch, "explorer.source": "probe", "explorer.teacher_side": "compared"}
+    if probe.get("head_rule") != "mean":
+        values["explorer.head"] = head
+    state.open_view("explorer", state.EXPLORER, values, run_id=run.id)
+    st.session_state["explorer._run"] = run.id
+    st.switch_page("views/explorer.py")
+
+
+cell = charts.selected_cell(picked, [v for v in variants.names if v in grids], rows)
+if cell is not None:
+    open_in_explorer(*cell)
+c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+v_open = c1.selectbox("Variant", list(grids), key=K + "open_variant", format_func=variants.label)
+p_open = c2.selectbox("Pair of layers", range(len(rows)), key=K + "open_pair", format_func=rows.__getitem__)
+h_open = c3.selectbox("Head", range(grids[v_open].shape[1]), key=K + "open_head", format_func=lambda h: f"head {h}")
+if c4.button("Open in the explorer", key=K + "open", icon="🔍"):
+    open_in_explorer(v_open, p_open, h_open)
+st.caption("Click a cell of a grid, or pick it here, to see that head's maps in the Attention explorer.")
