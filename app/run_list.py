@@ -193,3 +193,38 @@ def sweeps_section(root) -> None:
     choice = c1.selectbox("Sweep", [r["sweep"] for r in rows], key="runs.sweep_choice")
     if c2.button("Open the sweep", key="runs.sweep_open", icon="📊", width="stretch"):
         open_sweep(choice)
+
+
+# ---- one run as an HTML report -----------------------------------------------------------------------
+REPORT_EXAMPLES = "runs.report_examples"
+
+
+def report_section(store: RunStore, run) -> None:
+    """A download of the run as one HTML page that opens offline (figures, settings, accuracies, curves and the
+    heatmaps of the chosen probe examples); the page is built when the button is pressed."""
+    from app import report
+    try:
+        probe = run.probe() or {}
+    except DistillError:
+        probe = {}
+    texts, labels, names = probe.get("texts") or [], probe.get("labels") or [], probe.get("label_names") or []
+    options = list(range(len(texts)))
+    if not set(st.session_state.get(REPORT_EXAMPLES) or []) <= set(options):
+        del st.session_state[REPORT_EXAMPLES]           # a remembered choice from a run with more examples
+    st.markdown("**Report**")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    examples = c1.multiselect(
+        "Heatmaps of the probe examples", options, default=options[:report.DEFAULT_EXAMPLES], key=REPORT_EXAMPLES,
+        disabled=not options, placeholder="none" if options else "this run recorded no probe set",
+        format_func=lambda i: f"#{i} [{names[labels[i]] if i < len(labels) and labels[i] < len(names) else '?'}] "
+                              f"{texts[i][:80]}{'…' if len(texts[i]) > 80 else ''}",
+        help="Each chosen example gets a teacher | student | difference heatmap per variant (the reference left "
+             "out), at the last mapped layer pair, heads averaged, at the last recorded epoch.")
+    run_id = run.id
+    c2.download_button(
+        "Download report (.html)", data=lambda: report.build_report(
+            store.open(run_id), report.default_heatmaps(store.open(run_id), examples)).encode("utf-8"),
+        file_name=f"{run_id}-report.html", mime="text/html", key="runs.report_download", icon="📄",
+        width="stretch")
+    st.caption("One HTML file for a handout or a bug report: the settings, warnings, test accuracies with their "
+               "uncertainty, sizes, curves, the layer × head grid and the chosen heatmaps. It opens offline.")

@@ -1,4 +1,4 @@
-"""Command line: python -m distill_core run | runs | show | cancel | delete | cache | sweep | sweeps."""
+"""Command line: python -m distill_core run | runs | show | report | cancel | delete | cache | sweep | sweeps."""
 from __future__ import annotations
 
 import argparse
@@ -207,6 +207,29 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """One run as a single HTML page that opens offline (app/report.py draws it with the app's figures)."""
+    from pathlib import Path
+    try:
+        from app.report import default_heatmaps, write_report
+    except ImportError as e:
+        raise DistillError(f"the report needs the app's figures, which cannot be imported ({e}); run it from the "
+                           f"repository's root folder with the project's environment") from None
+    run = RunStore(args.runs_dir).open(args.run_id)
+    examples = None
+    if args.examples is not None:
+        try:
+            examples = [int(x) for x in args.examples.split(",") if x.strip()]
+        except ValueError:
+            raise DistillError(f"--examples takes probe example numbers separated by commas (e.g. 0,2), "
+                               f"not {args.examples!r}") from None
+    out = Path(args.out) if args.out else run.path / "report.html"
+    if out.is_dir():
+        out = out / f"{run.id}-report.html"
+    print(write_report(run, out, default_heatmaps(run, examples)))
+    return 0
+
+
 def cmd_cancel(args) -> int:
     RunStore(args.runs_dir).open(args.run_id).request_cancel()
     print(f"cancel requested for {args.run_id}; it stops after the current step and keeps its finished epochs")
@@ -299,6 +322,13 @@ def make_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true")
     sh.add_argument("--runs-dir", **runs_dir)
     sh.set_defaults(func=cmd_show)
+
+    rp = sub.add_parser("report", help="write one run as a single HTML page that opens offline")
+    rp.add_argument("run_id")
+    rp.add_argument("--out", metavar="FILE", help="where to write it (default: report.html in the run's folder)")
+    rp.add_argument("--examples", metavar="I,J", help="probe examples whose heatmaps it shows (default: 0,1)")
+    rp.add_argument("--runs-dir", **runs_dir)
+    rp.set_defaults(func=cmd_report)
 
     c = sub.add_parser("cancel", help="ask a running session to stop (keeps finished epochs)")
     c.add_argument("run_id")
