@@ -102,7 +102,7 @@ def test_accuracy_lists_teacher_and_every_variant_with_a_verdict_each(four):
         assert ("No clear difference" in line) == (c["p"] >= 0.05)
     figs = figures(at)
     bars = figs["accuracy.accuracy_bars"]["data"][0]
-    assert bars["marker"]["color"] == [COLORS[m] for m in ("teacher", *VARIANTS)]
+    assert bars["marker"]["color"] == [COLORS[m] for m in VARIANTS]        # the teacher is a line, not a bar
     assert [t["y"][0] for t in figs["accuracy.difference"]["data"]] == ["kd", "kd_att_kl", "kd_att_mse"]
 
 
@@ -136,7 +136,7 @@ def test_attributions_compare_the_teacher_with_any_variant(four):
     assert charts.attribution_reading("kd_att_mse", stats, "baseline") in texts(at.info)
 
 
-def test_runs_page_lists_and_compares_every_variant(four, finished_run, tmp_path, monkeypatch):
+def test_runs_page_lists_every_variant(four, finished_run, tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs")
     shutil.copytree(four.path, store.root / "b-four")
     shutil.copytree(finished_run[0].root / finished_run[1], store.root / "a-two")
@@ -152,20 +152,7 @@ def test_runs_page_lists_and_compares_every_variant(four, finished_run, tmp_path
     at.selectbox(key="runs.choice").set_value("b-four").run()
     rows = next(d.value for d in at.dataframe if "variant" in d.value.columns)
     assert list(rows["variant"]) == ["baseline (reference)", "kd", "kd_att_kl", "kd_att_mse"]
-    # compare: every variant of both runs, A solid and B dotted, B's variants in their own colours
-    at.selectbox(key="runs.compare_a").set_value("b-four")
-    at.selectbox(key="runs.compare_b").set_value("a-two")
-    rerun(at)
-    charts_ = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-    lines = {t["name"]: t for t in charts_["runs.compare_divergence"]["data"]}
-    assert set(lines) == {*(f"A {v}" for v in VARIANTS), "B baseline", "B distilled"}
-    assert all(lines[f"A {v}"]["line"]["color"] == COLORS[v] and lines[f"A {v}"]["line"]["dash"] == "solid"
-               for v in VARIANTS)
-    assert lines["B baseline"]["line"]["dash"] == "dot" and lines["B baseline"]["line"]["color"] == COLORS["baseline"]
-    assert lines["B distilled"]["line"]["color"] not in [COLORS[v] for v in VARIANTS if v != "baseline"]
-    np.testing.assert_allclose(lines["A kd_att_kl"]["y"], four.summary()["divergence"]["kd_att_kl"])
-    bars = {t["name"]: t for t in charts_["runs.compare_accuracy"]["data"]}
-    assert bars["A"]["x"] == ["teacher", *VARIANTS, "distilled"]
+    # comparing two runs moved to the Compare page (tests/test_app_compare.py)
 
 
 def test_new_session_finished_block_shows_every_variant(four):
@@ -179,8 +166,11 @@ def test_new_session_finished_block_shows_every_variant(four):
         assert m.value == f"{100 * acc[v]:.1f}%"
         gain = 100 * (acc[v] - acc["baseline"])
         assert m.delta == (f"{gain:+.1f} points vs baseline" if abs(gain) >= 0.05 else "same as baseline")
-    curves = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     assert len(curves) == 3
-    for fig in curves:
-        assert [t["name"] for t in fig["data"]] == VARIANTS
-        assert [t["line"]["color"] for t in fig["data"]] == [COLORS[v] for v in VARIANTS]
+    for key in ("new.final.val", "new.final.js"):
+        assert [t["name"] for t in curves[key]["data"]] == VARIANTS
+        assert [t["line"]["color"] for t in curves[key]["data"]] == [COLORS[v] for v in VARIANTS]
+    losses = curves["new.final.loss"]["data"]                  # one panel per loss, the variants that train with it
+    assert {t["meta"]["student"] for t in losses} == set(VARIANTS)
+    assert all(t.get("line", t.get("marker", {})).get("color") == COLORS[t["meta"]["student"]] for t in losses)

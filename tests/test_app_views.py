@@ -210,8 +210,9 @@ def test_explorer_typed_sentence_runs_the_models(run_store):
     at.run(timeout=LIVE_TIMEOUT)
     at.text_input(key="explorer.text").input("a wonderful clever film")
     rerun(at, LIVE_TIMEOUT)
-    assert at.select_slider(key="explorer.epoch").disabled
-    assert "final weights" in texts(at.caption)
+    assert not [s for s in at.select_slider if s.key == "explorer.epoch"]     # the epochs are the probe set's
+    assert at.radio(key="explorer.weights").value == "final"
+    assert "final weights" in texts(at.caption) or any("best" in o for o in at.radio(key="explorer.weights").options)
     trip = figures(at)["explorer.triptych"]
     tokens = [charts.plain_label(x) for x in trip["data"][0]["x"]]
     assert tokens == ["[CLS]", "a", "wonderful", "clever", "film", "[SEP]"]
