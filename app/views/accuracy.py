@@ -4,13 +4,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, common
+from app import charts, common, state
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
 
 K = "accuracy."
+view = state.View("accuracy", [])
+view.restore()
 
-st.title("⚖️ Accuracy and efficiency")
+head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l.title("⚖️ Accuracy and efficiency")
 st.caption("Test-set accuracy of the teacher and of every student variant. The variants are the same student, "
            "started from the same weights and trained on the same batches: only their objectives differ. Each is "
            "compared with the **reference**, the variant trained on the labels only.")
@@ -18,6 +21,9 @@ st.caption("Test-set accuracy of the teacher and of every student variant. The v
 run = common.pick_run(K + "run")
 if run is None:
     st.stop()
+view.sync()
+with head_r:
+    state.link_button(view)
 try:
     summary = run.summary()
     status = run.status().get("status", "unknown")
