@@ -85,6 +85,11 @@ EXPLORER = [*_text_fields("explorer"), Field("explorer.student", "variant"), Fie
             Field("explorer.sqrt_scale", "sqrt", bool), Field("explorer.window", "tokens", tuple)]
 DIVERGENCE = [Field("divergence.metric", "metric"), Field("divergence.per_head", "per_head", bool),
               Field("divergence.epoch", "epoch", int)]
+COMPARE = [Field(f"compare.{side}_{name}", f"{side}_{name}", kind) for side in "ab"
+           for name, kind in (("run", str), ("variant", str), ("epoch", int))] + [
+    Field("compare.example", "example", int), Field("compare.layer", "layer", int), Field("compare.head", "head", int),
+    Field("compare.b_layer", "b_layer", int), Field("compare.b_head", "b_head", int),
+    Field("compare.metric", "metric"), Field("compare.sqrt_scale", "sqrt", bool)]
 ATTRIBUTIONS = [*_text_fields("attributions"), Field("attributions.target", "explain", class_or_model),
                 Field("attributions.steps", "steps", int), Field("attributions.student", "variant")]
 
@@ -130,6 +135,12 @@ class View:
                 st.session_state[self.run_marker] = query[RUN_PARAM]
             elif "run" in self.saved and self.run_marker not in st.session_state:
                 st.session_state[self.run_marker] = self.saved["run"]
+
+    def forget(self, *keys: str) -> None:
+        """Drop fields' values, live and saved, so that they start from their defaults."""
+        for k in keys:
+            st.session_state.pop(k, None)
+            self.saved.pop(k, None)
 
     def values(self) -> dict[str, Any]:
         return {f.key: st.session_state[f.key] for f in self.fields if st.session_state.get(f.key) is not None}

@@ -125,3 +125,14 @@ def test_a_divergence_grid_cell_opens_the_explorer_there(store_with_run):
     assert at.selectbox(key="explorer.head").value == 1
     pairs = at.session_state["state.explorer"]
     assert pairs["explorer.student_layer"] == at.selectbox(key="explorer.student_layer").value
+
+
+def test_the_compare_page_opens_at_the_two_sides_named_in_the_url(store_with_run):
+    _, run_id = store_with_run
+    at = open_page(VIEWS / "compare.py", {"a_run": run_id, "a_variant": "kd", "a_epoch": "1", "b_run": run_id,
+                                          "b_variant": "kd_att_kl", "b_epoch": "2", "metric": "kl"},
+                   default_timeout=30)
+    got = {k: at.selectbox(key=f"compare.{k}").value for k in ("a_variant", "a_epoch", "b_variant", "b_epoch",
+                                                              "metric")}
+    assert got == {"a_variant": "kd", "a_epoch": 1, "b_variant": "kd_att_kl", "b_epoch": 2, "metric": "kl"}
+    assert _param(at, "b_variant") == "kd_att_kl" and _param(at, "metric") == "kl"

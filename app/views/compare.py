@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common
+from app import charts, common, state
 from app import run_list as rl
 from distill_core import analysis
 from distill_core.errors import DistillError
@@ -15,8 +15,11 @@ from distill_core.vocab import METRIC_HELP, METRIC_LABELS, METRICS
 
 K = "compare."
 AVERAGE = -1                                     # the "all heads, averaged" choice of a head selector
+view = state.View("compare", state.COMPARE)
+view.restore()
 
-st.title("🆚 Compare runs")
+head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l.title("🆚 Compare runs")
 st.caption("Two sides, A and B: each is one student variant of a run at one epoch. Pick two variants of one run "
            "(e.g. the labels-only reference against a distilled one) or two runs, then see their attention on the "
            "same probe example side by side, and head by head which of them is closer to the teacher.")
@@ -93,8 +96,7 @@ def epoch_label(epochs: list[int]):
 
 def start_over(side: str) -> None:
     """Another run on one side: its variant and epoch start from their defaults."""
-    for name in ("variant", "epoch"):
-        st.session_state.pop(f"{K}{side}_{name}", None)
+    view.forget(*(f"{K}{side}_{name}" for name in ("variant", "epoch")))
 
 
 # ---- the two sides -----------------------------------------------------------------------------------
@@ -116,8 +118,7 @@ with col_a:
 with col_b:
     st.markdown("**B**")
     if reset_a and (st.session_state.get(K + "b_run"), st.session_state.get(K + "b_variant")) == (a_run, a_variant):
-        for name in ("b_run", "b_variant", "b_epoch"):           # A fell back onto B's choice: B starts over
-            st.session_state.pop(K + name, None)
+        view.forget(*(K + name for name in ("b_run", "b_variant", "b_epoch")))   # A fell onto B's choice: B starts over
     if keep(K + "b_run", run_ids, a_run if len(a_vars) > 1 else other_than(run_ids, a_run)):
         start_over("b")
     b_run = st.selectbox("Run", run_ids, key=K + "b_run", format_func=run_label, on_change=start_over, args=("b",))
@@ -204,7 +205,11 @@ else:
         st.markdown("**B**")
     a_layer, a_head = layer_head(a, K + "layer", K + "head", (c1, c2))
     b_layer, b_head = layer_head(b, K + "b_layer", K + "b_head", (c3, c4))
-gamma = 0.5 if st.session_state.get(K + "sqrt_scale", True) else 1.0
+st.session_state.setdefault(K + "sqrt_scale", True)
+gamma = 0.5 if st.session_state[K + "sqrt_scale"] else 1.0
+view.sync()
+with head_r:
+    state.link_button(view)
 
 
 def side_maps(c: Candidate, variant: str, epoch: int, ex: int, layer: int, head: int):
@@ -269,13 +274,15 @@ else:
         st.plotly_chart(charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma),
                         width="stretch", config=common.PLOTLY_CONFIG, key=K + f"maps_{tag.lower()}")
         st.caption(f"{tag}: #{ex} {c.probe['texts'][ex]}")
-st.checkbox("Emphasise small weights (square-root colour scale)", value=True, key=K + "sqrt_scale",
+st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
                  "[SEP]) otherwise wash out. Values and hover text stay exact.")
 
 # ---- layer x head: which side is closer to the teacher -----------------------------------------------
 st.subheader("Head by head: which side is closer to the teacher")
-metric = st.selectbox("Metric", METRICS, index=METRICS.index("js"), key=K + "metric", format_func=METRIC_LABELS.get)
+keep(K + "metric", METRICS, "js")
+metric = st.selectbox("Metric", METRICS, key=K + "metric", format_func=METRIC_LABELS.get)
+view.sync()
 st.caption(METRIC_HELP[metric])
 
 

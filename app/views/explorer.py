@@ -53,9 +53,8 @@ def _follow_pair() -> None:
 
 
 if st.session_state.get(K + "_run") != run.id:   # the user picked another run: start from its first mapped pair
-    for name in ("student", "student_layer", "teacher_layer", "head", "teacher_head", "example", "epoch", "window",
-                 "weights"):
-        st.session_state.pop(K + name, None)
+    view.forget(*(K + name for name in ("student", "student_layer", "teacher_layer", "head", "teacher_head",
+                                        "example", "epoch", "window", "weights")))
     st.session_state[K + "_run"] = run.id
 
 # ---- what to look at ---------------------------------------------------------------------------------
