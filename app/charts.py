@@ -234,6 +234,27 @@ def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
     return out
 
 
+def scale_fonts(fig: go.Figure, factor: float) -> go.Figure:
+    """The same figure with every text larger by `factor` (and a little taller), e.g. for a projector."""
+    if factor == 1.0:
+        return fig
+    lay = fig.layout
+    fig.update_layout(font_size=(lay.font.size or FONT["size"]) * factor)
+    if lay.title.text:
+        fig.update_layout(title_font_size=(lay.title.font.size or 15) * factor)
+    for a in lay.annotations:
+        a.font.size = (a.font.size or FONT["size"]) * factor
+    for name in lay:
+        axis = lay[name]
+        if name.startswith(("xaxis", "yaxis")) and axis is not None and axis.tickfont.size:
+            axis.tickfont.size = axis.tickfont.size * factor
+    if lay.legend.font.size:
+        lay.legend.font.size = lay.legend.font.size * factor
+    if lay.height:
+        fig.update_layout(height=int(lay.height * (1 + (factor - 1) / 2)))
+    return fig
+
+
 def selected_cell(selection, variants: Sequence[str], labels: Sequence[str]) -> tuple[str, int, int] | None:
     """(variant, pair index, head) of the cell clicked in a `variant_grids` chart, from Streamlit's selection
     state (`st.plotly_chart(..., on_select="rerun")`); None when nothing was clicked. `variants` are the grid's

@@ -30,6 +30,12 @@ def chart_font() -> int:
     return 18 if presenting() else 12
 
 
+def sized(fig):
+    """A figure with its text enlarged in presentation mode (the explorer's maps size their own labels)."""
+    from app.charts import scale_fonts
+    return scale_fonts(fig, 1.5) if presenting() else fig
+
+
 def notice(lines: list[str] | str) -> None:
     """The view's "what to notice" note."""
     if lines:

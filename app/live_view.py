@@ -17,7 +17,8 @@ from distill_core.errors import DistillError
 ACTIVE_STATUSES = ("queued", "running")
 PROGRESS_EVERY_S = 2.0
 CURVES_EVERY_S = 10.0
-PHASES = {"starting": "Starting", "load data": "Loading the data", "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
+PHASES = {"starting": "Starting", "load data": "Loading the data",
+          "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
           "teacher outputs": "Computing the teacher's outputs",
           "train": "Training", "evaluate": "Testing", "done": "Finishing"}
 
@@ -134,15 +135,15 @@ def curves(run: Run, key: str) -> None:
     epochs = summary.get("epochs") or epochs
     variants = common.variants_of(run)
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy",
-                                         variants.names, variants.reference, epochs, y_range=(0.0, 1.02)),
-                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.val")
-    c2.plotly_chart(charts.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
-                                         "JS to the teacher", variants.names, variants.reference, epochs),
-                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.js")
-    st.plotly_chart(charts.loss_components(records, common.train_steps(run.id), variants.names, variants.reference,
-                                           epochs=epochs),
-                    width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.loss")
+    names, ref = variants.names, variants.reference
+    val = charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", names,
+                               ref, epochs, y_range=(0.0, 1.02))
+    js = charts.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
+                              "JS to the teacher", names, ref, epochs)
+    loss = charts.loss_components(records, common.train_steps(run.id), names, ref, epochs=epochs)
+    c1.plotly_chart(common.sized(val), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.val")
+    c2.plotly_chart(common.sized(js), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.js")
+    st.plotly_chart(common.sized(loss), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.loss")
 
 
 # ---- results -------------------------------------------------------------------------------------------------

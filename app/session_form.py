@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from distill_core import Run, RunStore, SessionConfig
+from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN,
                                   STUDENT_INITS)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table

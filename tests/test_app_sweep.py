@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import distill_core
-from distill_core import SessionConfig
+from distill_core import RunStore, SessionConfig
 from distill_core.sweep import SweepStore
 
 from app_helpers import open_page, run_app, texts
@@ -121,10 +121,15 @@ def test_several_seeds_start_a_sweep(runs_dir, started):
 def test_one_seed_or_none_starts_one_session(runs_dir, started):
     at = page(APP / "views" / "new_session.py")
     at.button(key="new.start").click().run()
+    assert at.button(key="new.start").disabled                  # while this tab's session waits or runs
+    store = RunStore(runs_dir)
+    store.open(at.session_state["new.active_run"]).update_status(status="done")
     at.text_input(key="new.seeds").set_value("7").run()
+    assert not at.button(key="new.start").disabled
     at.button(key="new.start").click().run()
     assert [c.train.seed for c in started] == [SessionConfig().train.seed, 7]
     assert SweepStore(runs_dir).list() == []
+    store.open(at.session_state["new.active_run"]).update_status(status="done")
     at.text_input(key="new.seeds").set_value("1-x").run()
     at.button(key="new.start").click().run()
     assert "seeds must look like 0-4 or 0,1,2" in texts(at.error) and len(started) == 2

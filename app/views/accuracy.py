@@ -141,14 +141,14 @@ elif ref is None:
             "against.")
 
 c1, c2 = st.columns([1, 1], gap="medium")
+bars = charts.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority)
 with c1:
-    st.plotly_chart(charts.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority),
-                    width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
+    st.plotly_chart(common.sized(bars), width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
 with c2:
     if lines:
-        st.plotly_chart(charts.difference_chart(list(verdicts.values()), ref, variants.names), width="stretch",
-                        config=common.PLOTLY_CONFIG, key=K + "difference")
-st.plotly_chart(charts.efficiency_bars(params, size, latency, device, variants.names, ref), width="stretch",
-                config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
+        diff = charts.difference_chart(list(verdicts.values()), ref, variants.names)
+        st.plotly_chart(common.sized(diff), width="stretch", config=common.PLOTLY_CONFIG, key=K + "difference")
+cost = charts.efficiency_bars(params, size, latency, device, variants.names, ref)
+st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
 if notices := summary.get("notices"):
     st.info("**About the data and training**\n" + "\n".join(f"- {x}" for x in notices))

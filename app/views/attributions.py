@@ -106,6 +106,6 @@ student = st.radio("Compare the teacher with", students, horizontal=True, key=K 
                    format_func=variants.label)
 view.sync()
 st.info(charts.attribution_reading(student, stats, variants.reference), icon="🧾")
-st.plotly_chart(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
-                                        variants.label(student)), width="stretch", config=common.PLOTLY_CONFIG,
+st.plotly_chart(common.sized(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
+                                        variants.label(student))), width="stretch", config=common.PLOTLY_CONFIG,
                 key=K + "bars")

@@ -258,7 +258,7 @@ if shared:
     titles += [title_a, title_b]
     fig = charts.map_panels(maps, a.probe["tokens"][ex_a], titles, gamma=gamma, diff=(len(maps) - 2, len(maps) - 1),
                             diff_title="A − B")
-    st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "maps")
+    st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=K + "maps")
     teachers = ("the teacher's map" if same_teacher or t_a is None or t_b is None
                 else "each side's teacher map (the two runs' teachers, or their mapped layers or heads, differ)")
     shown = f"A: student layer {a_layer}, {head_text(a_head)}; B: layer {b_layer}, {head_text(b_head)}" \
@@ -271,7 +271,7 @@ else:
                                             ("B", b, ex_b, t_b, t_b_desc, s_b, title_b)):
         maps = ([t] if t is not None else []) + [s]
         titles = ([f"{tag}'s teacher {t_desc}"] if t is not None else []) + [title]
-        st.plotly_chart(charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma),
+        st.plotly_chart(common.sized(charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma)),
                         width="stretch", config=common.PLOTLY_CONFIG, key=K + f"maps_{tag.lower()}")
         st.caption(f"{tag}: #{ex} {c.probe['texts'][ex]}")
 st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
@@ -326,9 +326,9 @@ else:
     rule = a.probe["head_rule"]
     cols = ["all heads (mean rule)"] if rule == "mean" and diff.shape[1] == 1 else None
     st.info(charts.divergence_difference_reading(diff, rows, metric, cols), icon="🧾")
-    st.plotly_chart(charts.divergence_difference_grid(
+    st.plotly_chart(common.sized(charts.divergence_difference_grid(
         diff, rows, metric, title=f"{METRIC_LABELS[metric]}: A at epoch {a_epoch} minus B at epoch {b_epoch}",
-        col_labels=cols), width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
+        col_labels=cols)), width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
     notes = []
     if len(pairs) < max(grid_a.shape[0], grid_b.shape[0]):
         notes.append(f"Only the {len(pairs)} mapped layer pair{'s' * (len(pairs) != 1)} both runs compare are shown.")
@@ -356,9 +356,9 @@ if unfinished:
 else:
     pair = [("A", summaries[a_run]), ("B", summaries[b_run])]
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.compare_runs_divergence(pair), width="stretch", config=common.PLOTLY_CONFIG,
+    c1.plotly_chart(common.sized(charts.compare_runs_divergence(pair)), width="stretch", config=common.PLOTLY_CONFIG,
                     key=K + "run_divergence")
-    c2.plotly_chart(charts.compare_runs_accuracy(pair), width="stretch", config=common.PLOTLY_CONFIG,
+    c2.plotly_chart(common.sized(charts.compare_runs_accuracy(pair)), width="stretch", config=common.PLOTLY_CONFIG,
                     key=K + "run_accuracy")
     st.caption(f"A = run {a_run}, B = run {b_run}, every variant of each. One colour per variant; run A solid lines "
                "and plain bars, run B dotted lines and hatched bars. Lower divergence means the variant's attention "

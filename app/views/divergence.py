@@ -58,8 +58,9 @@ with c2:
                     }.get(rule, ""))
 
 st.info(charts.divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
-st.plotly_chart(charts.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
-                                         labels=labels), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
+curves = charts.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
+                                  labels=labels)
+st.plotly_chart(common.sized(curves), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
 ref_text = (f"Dashed: the {variants.label(variants.reference)}, trained on the labels only, the reference the others "
             f"are compared with." if variants.reference else "This run has no labels-only reference variant.")
 st.caption(f"One colour per variant, the same on every page. {ref_text}")
@@ -82,8 +83,8 @@ rows = labels if len(labels) == n_rows else [f"pair {k}" for k in range(n_rows)]
 view.sync()
 with head_r:
     state.link_button(view)
-picked = st.plotly_chart(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
-                                              title=f"{METRIC_LABELS[metric]} at epoch {epoch}"),
+picked = st.plotly_chart(common.sized(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
+                                              title=f"{METRIC_LABELS[metric]} at epoch {epoch}")),
                          width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid", on_select="rerun",
                          selection_mode="points")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \

@@ -71,6 +71,7 @@ if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stret
         st.session_state[sf.ACTIVE_RUN] = run_id
         st.session_state[common.SELECTED_RUN] = run_id
         st.query_params["run"] = run_id
+        st.rerun()                      # draw the page again: Start off, this run's progress below
 if sweep_id := st.session_state.get(SWEEP_STARTED):
     c1, c2 = st.columns([4, 1], vertical_alignment="center")
     c1.info(f"Sweep **{sweep_id}** started: one session per seed, run one after another. The Sweep page compares "

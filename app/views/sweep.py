@@ -58,7 +58,8 @@ def show(sweep_id: str) -> str | None:
         st.caption("This sweep has no labels-only reference variant (or no other variant) to compare with.")
     for line in lines:
         st.markdown(line)
-    st.plotly_chart(charts.sweep_figure(summary), width="stretch", config=common.PLOTLY_CONFIG, key="sweep.figure")
+    st.plotly_chart(common.sized(charts.sweep_figure(summary)), width="stretch", config=common.PLOTLY_CONFIG,
+                    key="sweep.figure")
     if summary.get("warnings"):
         st.warning("\n\n".join(w["message"] for w in summary["warnings"]), icon="⚠️")
     return summary["status"]
