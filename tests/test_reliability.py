@@ -411,7 +411,7 @@ def test_word_labels_ignore_surrounding_spaces_and_booleans_are_words(tmp_path):
     ("d.csv", "text,label\na,pos\nb,pos\n,neg\n ,neg\n", "every example has the label 'pos'; a classifier needs at "
                                                         "least two classes"),
     ("d.csv", "text,label\n" + "\n".join(f"review {i},review {i}" for i in range(60)),
-     "the label column has 60 different values in 60 rows.*is it the column that holds the classes"),
+     "the label column has 60 different values in 60 rows.*choose the column that holds the classes"),
     ("d.json", '[{"text": "a", "label": 1}, 3]', "JSON array whose items are not all objects"),
     ("d.json", '[{"text": "a", "label": 1},', "not valid JSON"),
     ("d.csv", 'text,label\n"an unclosed quote,1\nb,0\n', "is not valid CSV: .*EOF inside string starting at row 1"),
