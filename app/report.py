@@ -40,6 +40,7 @@ import numpy as np
 import plotly.offline
 
 from app import charts
+from distill_core.config import flat_settings
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
@@ -316,21 +317,6 @@ def _when(iso) -> str:
 
 
 # ---- sections -----------------------------------------------------------------------------------------
-def _flatten(d: dict, prefix: str = "") -> dict:
-    """Nested settings as dotted keys; the variants list becomes variants.<name>.losses."""
-    out = {}
-    for k, v in d.items():
-        if k == "variants" and isinstance(v, list):
-            for item in v:
-                if isinstance(item, dict):
-                    out[f"{prefix}variants.{item.get('name')}.losses"] = item.get("losses")
-        elif isinstance(v, dict) and k != "losses":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _setting_text(v) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v)
@@ -423,7 +409,7 @@ def _header(f: _Facts, written: str) -> str:
 def _settings(f: _Facts) -> str:
     if f.config is None:
         return _section("settings", "Settings", None, _missing("The run has no readable config.json."))
-    rows = [{"setting": k, "value": _setting_text(v)} for k, v in _flatten(f.config).items()]
+    rows = [{"setting": k, "value": _setting_text(v)} for k, v in flat_settings(f.config).items()]
     return _section("settings", "Settings", "The run's config.json, flattened: every setting the session ran "
                     "with, defaults included, so the run can be repeated.",
                     _table(rows, "settings-table", numbers=False))

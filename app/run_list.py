@@ -18,21 +18,6 @@ def pct(x) -> float | None:
     return None if x is None else round(100 * x, 1)
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """Nested settings as dotted keys; a variants list becomes variants.<name>.losses."""
-    out = {}
-    for k, v in d.items():
-        if k == "variants" and isinstance(v, list):
-            for item in v:
-                if isinstance(item, dict):
-                    out[f"{prefix}variants.{item.get('name')}.losses"] = item.get("losses")
-        elif isinstance(v, dict) and k != "losses":
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
     """One row per run: its variants, the teacher's, the reference's and the best variant's test accuracy, and how
     many warnings its models drew (a model that answers one class or does not beat the most common one)."""

@@ -463,3 +463,19 @@ def _as_int_tuple(value, name: str):
         return tuple(int(v) for v in value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a list of whole numbers, not {value!r}") from None
+
+
+def flat_settings(d: dict, prefix: str = "") -> dict:
+    """A config dict (SessionConfig.to_dict()) as dotted keys, e.g. "train.lr"; the variants list becomes
+    variants.<name>.losses. For tables of settings and for the settings two runs differ in."""
+    out = {}
+    for k, v in d.items():
+        if k == "variants" and isinstance(v, list):
+            for item in v:
+                if isinstance(item, dict):
+                    out[f"{prefix}variants.{item.get('name')}.losses"] = item.get("losses")
+        elif isinstance(v, dict) and k != "losses":
+            out.update(flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,7 +1,11 @@
 """What every AppTest of a page does: open it, run it, fail on any exception the page raised, read its texts."""
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
+
+import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
@@ -26,3 +30,17 @@ def open_page(file: str | Path, query: dict | None = None, default_timeout: floa
 
 def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """The page's plotly figures as JSON, by chart key."""
+    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def values(data) -> np.ndarray:
+    """A plotly JSON array: a plain list, or numpy's typed-array encoding {"dtype", "bdata", "shape"}."""
+    if isinstance(data, dict):
+        arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+        shape = data.get("shape")
+        return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
+    return np.asarray(data, dtype=float)

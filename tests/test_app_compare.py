@@ -2,7 +2,6 @@
 `four_variant_run`, and one wider student trained here), side A against side B."""
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 
@@ -11,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import charts
-from app_helpers import VIEWS, open_page, run_app, texts
+from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from conftest import tiny_config_dict
 from distill_core import RunStore
 from distill_core.analysis import teacher_heads_for
@@ -58,19 +57,6 @@ def choose(at: AppTest, **values) -> AppTest:
 
 def chosen(at: AppTest, *names: str) -> tuple:
     return tuple(at.selectbox(key=K + n).value for n in names)
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-
-
-def values(data) -> np.ndarray:
-    """A plotly JSON array: a plain list, or numpy's typed-array encoding {"dtype", "bdata", "shape"}."""
-    if isinstance(data, dict):
-        arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
-        shape = data.get("shape")
-        return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
-    return np.asarray(data, dtype=float)
 
 
 def drawn(at: AppTest, key: str = K + "maps") -> list[np.ndarray]:

@@ -4,8 +4,6 @@ Every page reads a run the real engine wrote once per test session (`finished_ru
 """
 from __future__ import annotations
 
-import base64
-import json
 import math
 import shutil
 
@@ -14,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import charts
-from app_helpers import VIEWS, open_page, run_app, texts
+from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore
 from distill_core.analysis import compare_pair, teacher_heads_for
 from distill_core.vocab import METRIC_LABELS
@@ -24,20 +22,6 @@ LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
 
 def page(name: str, timeout: float | None = None) -> AppTest:
     return open_page(VIEWS / f"{name}.py", timeout=timeout)
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures as JSON, by chart key."""
-    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-
-
-def values(data) -> np.ndarray:
-    """A plotly JSON array: a plain list, or numpy's typed-array encoding {"dtype", "bdata", "shape"}."""
-    if isinstance(data, dict):
-        arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
-        shape = data.get("shape")
-        return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
-    return np.asarray(data, dtype=float)
 
 
 def triptych(at: AppTest) -> list[np.ndarray]:

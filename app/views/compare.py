@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, common, state
-from app import run_list as rl
 from distill_core import analysis
+from distill_core.config import flat_settings
 from distill_core.errors import DistillError
 from distill_core.vocab import METRIC_HELP, METRIC_LABELS, METRICS
 
@@ -345,7 +345,7 @@ if same_run:
 st.subheader("Run against run")
 try:
     summaries = {a_run: a.run.summary(), b_run: b.run.summary()}
-    fa, fb = rl.flatten(a.run.config()), rl.flatten(b.run.config())
+    fa, fb = flat_settings(a.run.config()), flat_settings(b.run.config())
 except DistillError as e:
     common.show_error(e)
     st.stop()
