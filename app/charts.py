@@ -949,6 +949,20 @@ def paired_sentence(c: dict, variant: str, reference: str) -> str:
             f"{pts}; {disc}. This test set cannot tell them apart: {SWEEP_HINT}.")
 
 
+def best_epoch_text(best_epoch: dict, variants: Sequence[str], reference: str | None = None) -> str | None:
+    """The variants whose best validation epoch was not their last, with the test accuracy of those weights (kept
+    beside the final ones); None when every variant peaked at its last epoch."""
+    earlier = [(v, b) for v in variants if (b := best_epoch.get(v)) and b.get("epoch") != b.get("final_epoch")]
+    if not earlier:
+        return None
+    parts = [f"{model_label(v, reference)} at epoch {b['epoch']} of {b['final_epoch']}"
+             + (f" (test {b['test_accuracy']:.1%} with those weights)" if b.get("test_accuracy") is not None else "")
+             for v, b in earlier]
+    return ("Best validation accuracy before the last epoch: " + "; ".join(parts) + ". The table reports the final "
+            "weights, the ones every variant is compared with; the run keeps both, and the explorer reads a typed "
+            "sentence with either.")
+
+
 def health_lines(warnings: Sequence[dict]) -> list[str]:
     """What a run's warnings (summary.json "warnings": {"model", "kind", "message"}) tell a reader, most important
     first: a line saying so when the teacher itself is among them, then each warning's message."""

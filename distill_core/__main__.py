@@ -120,6 +120,11 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
                 print(f"  {name:<{width}} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
     for n in summary.get("notices") or []:
         print(f"  note: {n}")
+    for v, b in (summary.get("best_epoch") or {}).items():
+        if b.get("epoch") != b.get("final_epoch"):
+            test = f", test {fmt_acc(b['test_accuracy'])}" if b.get("test_accuracy") is not None else ""
+            print(f"  {v}: best validation epoch {b['epoch']} of {b['final_epoch']}{test} (weights kept in "
+                  f"models/{v}.best)")
     if summary.get("wall_s"):
         print(f"  wall time {summary['wall_s']:.0f} s on {summary.get('device')}")
 

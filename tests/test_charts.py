@@ -606,3 +606,12 @@ def test_attribution_reading_follows_the_numbers():
 def test_charts_module_does_not_import_streamlit():
     code = "import sys, app.charts; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_best_epoch_text_names_the_variants_that_peaked_early():
+    best = {"baseline": {"epoch": 2, "final_epoch": 4, "test_accuracy": 0.7236, "val_accuracy": 0.746},
+            "distilled": {"epoch": 4, "final_epoch": 4, "test_accuracy": 0.75, "val_accuracy": 0.76}}
+    text = charts.best_epoch_text(best, ["baseline", "distilled"], "baseline")
+    assert "epoch 2 of 4 (test 72.4% with those weights)" in text and "distilled" not in text
+    assert charts.best_epoch_text({"distilled": best["distilled"]}, ["distilled"]) is None
+    assert charts.best_epoch_text({}, ["baseline"]) is None

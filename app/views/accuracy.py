@@ -119,6 +119,8 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="
 device = summary.get("device") or "unknown device"
 st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
            f"probe texts) on **{device}**; size on disk: the saved weights.")
+if best := charts.best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
+    st.caption(best)
 
 # ---- the verdict, each variant against the reference -------------------------------------------------
 lines = charts.verdict_lines(list(verdicts.values()), ref)
