@@ -91,7 +91,8 @@ def _tick_font_size(t: int) -> int:
 
 TOKEN_PX = 1.1                       # pixels along an axis per token label, per pixel of font size
 TOOLBAR_PX = 34                      # the chart toolbar's height: panel titles start below it
-WIDE_PX = 1100                       # the width of a full-width chart on a 1280-1400 px wide screen
+WIDE_PX = 960                        # a full-width chart on a 1280 px wide screen (sidebar open) is about 880 px wide
+PRESENT_PX = 640                     # the same in presentation mode, whose larger text leaves the charts less room
 ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
 
 
@@ -194,7 +195,7 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
     return go.Figure(data=traces, layout=layout)
 
 
-def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str], student_name: str = "student",
+def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str], student_name: str = "the student",
                 before: np.ndarray | None = None) -> list[str]:
     """What to notice in one teacher map and one student map (T, T), in sentences for a caption or a lecture.
 
@@ -211,17 +212,17 @@ def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
         names = "/".join(dict.fromkeys(words[i] for i in special))
         parked = (": a head that parks most of its attention there is often doing little else"
                   if max(ts, ss) > 0.4 else "")
-        out.append(f"The teacher puts {ts:.0%} of each token's attention on {names} on average, the "
+        out.append(f"The teacher puts {ts:.0%} of each token's attention on {names} on average, "
                    f"{student_name} {ss:.0%}{parked}.")
     diag_t, diag_s = float(np.trace(teacher)) / t, float(np.trace(student)) / t
     if max(diag_t, diag_s) > 0.3:
         out.append(f"Each token attends to itself with weight {diag_t:.2f} on average in the teacher, "
-                   f"{diag_s:.2f} in the {student_name}.")
+                   f"{diag_s:.2f} in {student_name}.")
     row_js = np.array([float(map_metric("js", teacher[i:i + 1], student[i:i + 1])) for i in range(t)])
     worst = int(np.argmax(row_js))
     k_t, k_s = int(np.argmax(teacher[worst])), int(np.argmax(student[worst]))
     out.append(f"They disagree most on the row of “{words[worst]}”: the teacher looks mostly at “{words[k_t]}” "
-               f"({teacher[worst, k_t]:.2f}), the {student_name} at “{words[k_s]}” ({student[worst, k_s]:.2f}).")
+               f"({teacher[worst, k_t]:.2f}), {student_name} at “{words[k_s]}” ({student[worst, k_s]:.2f}).")
     js = float(map_metric("js", teacher, student))
     if before is not None and np.shape(before) == teacher.shape:
         js0 = float(map_metric("js", teacher, np.asarray(before, dtype=np.float32)))

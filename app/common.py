@@ -27,7 +27,7 @@ def presenting() -> bool:
 
 def chart_font() -> int:
     """The font size of the charts' labels: readable on a screen, and from the back of a room when presenting."""
-    return 18 if presenting() else 12
+    return 16 if presenting() else 12
 
 
 def sized(fig):

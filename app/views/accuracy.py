@@ -12,7 +12,7 @@ K = "accuracy."
 view = state.View("accuracy", [])
 view.restore()
 
-head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("⚖️ Accuracy and efficiency")
 st.caption("Test-set accuracy of the teacher and of every student variant. The variants are the same student, "
            "started from the same weights and trained on the same batches: only their objectives differ. Each is "

@@ -14,7 +14,7 @@ K = "attributions."
 view = state.View("attributions", state.ATTRIBUTIONS)
 view.restore()
 
-head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("🧭 Attributions")
 st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
            "from an all-[PAD] baseline text): how much each token moved the model's probability of the explained "

@@ -18,7 +18,7 @@ AVERAGE = -1                                     # the "all heads, averaged" cho
 view = state.View("compare", state.COMPARE)
 view.restore()
 
-head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("🆚 Compare runs")
 st.caption("Two sides, A and B: each is one student variant of a run at one epoch. Pick two variants of one run "
            "(e.g. the labels-only reference against a distilled one) or two runs, then see their attention on the "

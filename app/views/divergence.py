@@ -13,7 +13,7 @@ K = "divergence."
 view = state.View("divergence", state.DIVERGENCE)
 view.restore()
 
-head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("📉 Divergence over epochs")
 st.caption("Every epoch each student variant's attention on the probe set is compared with the teacher's, for each "
            "mapped pair of layers, head by head, averaged over the probe examples and their tokens. Epoch 0 is "

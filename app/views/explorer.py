@@ -18,7 +18,7 @@ view.restore()
 present = common.presenting()
 font = common.chart_font()
 
-head_l, head_r = st.columns([5, 1], vertical_alignment="bottom")
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("🔍 Attention explorer")
 if not present:
     st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
@@ -175,7 +175,7 @@ elif not typed:
 # ---- the maps, every token labelled: a window of a long input ----------------------------------------------
 n_tokens = len(tokens)
 if present:                                     # teacher and student only, two large maps in a row
-    arrangement, fit = charts.ROW, charts.tokens_that_fit(charts.WIDE_PX, 2, font)
+    arrangement, fit = charts.ROW, charts.tokens_that_fit(charts.PRESENT_PX, 2, font)
 else:
     arrangement, fit = charts.triptych_arrangement(n_tokens, charts.WIDE_PX, font)
 window = (0, n_tokens)
@@ -189,9 +189,13 @@ if n_tokens > fit:
     st.caption(f"Tokens {window[0]}–{window[1] - 1} of {n_tokens}, on both axes: weights on tokens outside the "
                "window are not drawn, so a row can sum to less than 1.")
 w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
-fig = charts.heatmap_triptych(
-    t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present, arrangement=arrangement,
-    titles=(f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher"))
+titles = (f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
+if present:                                     # short titles over the narrow maps; the details above them
+    st.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, {s_desc}, "
+                f"{when}")
+    titles = ("teacher", variants.label(student), "")
+fig = charts.heatmap_triptych(t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
+                              arrangement=arrangement, titles=titles)
 st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
 st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
@@ -200,7 +204,7 @@ before_shown = None
 if before is not None:
     b = before[s_layer]
     before_shown = b.mean(0) if s_head == AVERAGE else b[s_head]
-common.notice(charts.map_reading(teacher_shown, student_shown, tokens, student, before=before_shown))
+common.notice(charts.map_reading(teacher_shown, student_shown, tokens, variants.label(student), before=before_shown))
 view.sync()
 with head_r:
     state.link_button(view)
