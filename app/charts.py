@@ -687,6 +687,9 @@ def _closeness_sentences(verdicts: list[tuple], ref: str, epoch: int, name, metr
     return out
 
 
+ABOUT_AS_CLOSE = 0.05       # distances to the teacher within 5% of each other read as "about equally close"
+
+
 def _verdicts_against(series: dict, ref: str, others: list[str], last: dict, distance) -> list[tuple]:
     """(variant, "closer" | "further" | "level", ratio, its mean, the reference's mean, epoch) of each variant
     against the reference, at their last common epoch; series: variant -> (epochs, mean per epoch, (E, P, H)
@@ -699,7 +702,7 @@ def _verdicts_against(series: dict, ref: str, others: list[str], last: dict, dis
         mv = float(series[v][1][series[v][0].index(e_common)])
         mr = float(series[ref][1][series[ref][0].index(e_common)])
         dv, dr = distance(mv), distance(mr)
-        if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=1e-3):
+        if (dv <= 1e-12 and dr <= 1e-12) or math.isclose(dv, dr, rel_tol=ABOUT_AS_CLOSE):
             verdicts.append((v, "level", 1.0, mv, mr, e_common))
         elif dv < dr:
             verdicts.append((v, "closer", dr / max(dv, 1e-300), mv, mr, e_common))
@@ -791,8 +794,9 @@ def _attribution_sentences(series: dict, verdicts: list[tuple], losses: dict, re
             out.append(f"{who}'s only teacher loss is {_and(att)}, so its closer attention can be credited to "
                        f"that loss.")
         elif other and kinds.get(v) == "closer":
-            out.append(f"{who} has no attention loss: learning from {from_} alone ({_and(other)}) moved its "
-                       f"attention closer to the teacher's.")
+            than = f" than {the_(ref)}'s" if ref else ""
+            out.append(f"{who} has no attention loss: learning from {from_} alone ({_and(other)}) brought its "
+                       f"attention closer to the teacher's{than}.")
     return out
 
 

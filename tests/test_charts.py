@@ -318,8 +318,8 @@ def test_divergence_reading_compares_with_the_variant_without_the_attention_loss
 def test_divergence_reading_says_the_teacher_outputs_alone_moved_a_variant_without_attention_loss():
     recs = records(baseline={0: [[0.2]], 2: [[0.3]]}, kd={0: [[0.2]], 2: [[0.1]]})
     text = charts.divergence_reading(recs, "js", variants=["baseline", "kd"], reference="baseline", losses=LOSSES)
-    assert ("Variant kd has no attention loss: learning from the teacher's softened outputs alone (logit_kd) moved "
-            "its attention closer to the teacher's.") in text
+    assert ("Variant kd has no attention loss: learning from the teacher's softened outputs alone (logit_kd) brought "
+            "its attention closer to the teacher's than the baseline student's.") in text
 
 
 def test_divergence_curves_per_head_lines_are_named_and_hovered_with_pair_and_head():
@@ -615,3 +615,13 @@ def test_best_epoch_text_names_the_variants_that_peaked_early():
     assert "epoch 2 of 4 (test 72.4% with those weights)" in text and "distilled" not in text
     assert charts.best_epoch_text({"distilled": best["distilled"]}, ["distilled"]) is None
     assert charts.best_epoch_text({}, ["baseline"]) is None
+
+
+def test_a_few_percent_apart_reads_as_about_equally_close():
+    def rec(epoch, student, js):
+        return {"epoch": epoch, "student": student, "attention": {"js": [[js, js]]}, "js_mean": js}
+    records = [rec(0, "baseline", 0.19), rec(0, "kd", 0.19), rec(4, "baseline", 0.219), rec(4, "kd", 0.215)]
+    text = charts.divergence_reading(records, "js", ["teacher L1 → student L0"], ["baseline", "kd"], "baseline",
+                                     {"baseline": {"ce": 1.0}, "kd": {"ce": 0.5, "logit_kd": 0.5}})
+    assert "about equally close" in text and "×" not in text.split(".")[0]
+    assert "brought its attention closer" not in text

@@ -114,6 +114,6 @@ c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
 v_open = c1.selectbox("Variant", list(grids), key=K + "open_variant", format_func=variants.label)
 p_open = c2.selectbox("Pair of layers", range(len(rows)), key=K + "open_pair", format_func=rows.__getitem__)
 h_open = c3.selectbox("Head", range(grids[v_open].shape[1]), key=K + "open_head", format_func=lambda h: f"head {h}")
-if c4.button("Open in the explorer", key=K + "open", icon="🔍"):
+if c4.button("Open", key=K + "open", icon="🔍", width="stretch", help="Open this head in the Attention explorer"):
     open_in_explorer(v_open, p_open, h_open)
 st.caption("Click a cell of a grid, or pick it here, to see that head's maps in the Attention explorer.")
