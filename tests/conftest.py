@@ -119,3 +119,29 @@ def four_variant_run(tmp_path_factory, tiny_teacher, tiny_csv):
                            name="four variants")
     run_id = run_session(SessionConfig.from_dict(cfg), store)
     return store, run_id
+
+
+# ---- the New session page ---------------------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty run store the app reads (ADS_RUNS_DIR), with the form on its built-in defaults."""
+    from distill_core import RunStore
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
+    return RunStore(tmp_path / "runs")
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Replace start_session: record the config and create the run folder, without training."""
+    import distill_core
+    from distill_core import SessionConfig
+    calls = []
+
+    def fake_start(config, store=None, callbacks=()):
+        assert isinstance(config, SessionConfig)
+        calls.append(config)
+        return store.create(config.to_dict()).id
+
+    monkeypatch.setattr(distill_core, "start_session", fake_start)
+    return calls

@@ -25,27 +25,6 @@ TIMEOUT = 60  # first imports of torch/transformers; nothing trains inside the p
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> RunStore:
-    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
-def started(monkeypatch):
-    """Replace start_session: record the config and create the run folder, without training."""
-    calls = []
-
-    def fake_start(config, store=None, callbacks=()):
-        assert isinstance(config, SessionConfig)
-        calls.append(config)
-        return store.create(config.to_dict()).id
-
-    monkeypatch.setattr(distill_core, "start_session", fake_start)
-    return calls
-
-
-@pytest.fixture
 def tiny_defaults(tmp_path, monkeypatch, tiny_teacher, tiny_csv):
     path = tmp_path / "form.json"
     path.write_text(json.dumps(tiny_config_dict(tiny_teacher, tiny_csv)))

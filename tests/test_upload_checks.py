@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import distill_core
 from app import session_form as sf
 from app_helpers import open_page, texts
 from conftest import make_texts, tiny_config_dict
@@ -174,26 +173,6 @@ def test_preflight_refuses_a_file_with_blocking_problems(tmp_path, tiny_teacher,
 
 
 # ---- the New session page ---------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path, monkeypatch) -> RunStore:
-    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
-    return RunStore(tmp_path / "runs")
-
-
-@pytest.fixture
-def started(monkeypatch):
-    """Replace start_session: record the config and create the run folder, without training."""
-    calls = []
-
-    def fake_start(config, store=None, callbacks=()):
-        calls.append(config)
-        return store.create(config.to_dict()).id
-
-    monkeypatch.setattr(distill_core, "start_session", fake_start)
-    return calls
-
-
 def page_with(tiny_teacher):
     at = open_page(PAGE, default_timeout=TIMEOUT)
     at.radio(key="new.teacher_kind").set_value("local").run()
