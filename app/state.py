@@ -115,7 +115,7 @@ class View:
         url_new = query != st.session_state.get(LAST_URL)
         if RUN_PARAM in query and (url_new or SELECTED_RUN not in st.session_state):
             st.session_state[SELECTED_RUN] = query[RUN_PARAM]
-        restored_from_url = False
+        restored_from_url = restored_from_saved = False
         for f in self.fields:
             if f.key in st.session_state:                   # the widget is live: the user's latest choice
                 continue
@@ -128,12 +128,13 @@ class View:
                     found = False                           # a mistyped link: the widget keeps its default
             if not found and f.key in self.saved:
                 value, found = self.saved[f.key], True
+                restored_from_saved = True
             if found:
                 st.session_state[f.key] = value
-        if self.run_marker:
+        if self.run_marker:                                 # the restored values belong to this run
             if restored_from_url and RUN_PARAM in query:
                 st.session_state[self.run_marker] = query[RUN_PARAM]
-            elif "run" in self.saved and self.run_marker not in st.session_state:
+            elif restored_from_saved and "run" in self.saved:
                 st.session_state[self.run_marker] = self.saved["run"]
 
     def forget(self, *keys: str) -> None:

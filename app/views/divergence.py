@@ -103,7 +103,6 @@ def open_in_explorer(variant: str, pair: int, head: int) -> None:
     if probe.get("head_rule") != "mean":
         values["explorer.head"] = head
     state.open_view("explorer", state.EXPLORER, values, run_id=run.id)
-    st.session_state["explorer._run"] = run.id
     st.switch_page("views/explorer.py")
 
 
