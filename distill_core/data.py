@@ -285,14 +285,15 @@ def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
 
 
 def split_sizes(n: int, sizes: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The (train, validation, test) sizes for n examples: the configured ones when they fit, else fractions."""
+    """The (train, validation, test) sizes for n distinct texts: the configured ones when they fit, else
+    fractions, none of them above its configured size (what is left over goes to the teacher's extra rows)."""
     if sum(sizes) <= n:
         return tuple(sizes)
     if n < 3:
         raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
-    val = max(1, round(SMALL_DATA_FRACTIONS[1] * n))
-    test = max(1, round(SMALL_DATA_FRACTIONS[2] * n))
-    return n - val - test, val, test
+    val = min(max(1, sizes[1]), max(1, round(SMALL_DATA_FRACTIONS[1] * n)))
+    test = min(max(1, sizes[2]), max(1, round(SMALL_DATA_FRACTIONS[2] * n)))
+    return min(max(1, sizes[0]), n - val - test), val, test
 
 
 def fractions_notice(n: int, sizes: tuple[int, int, int], got: tuple[int, int, int]) -> str:
@@ -403,7 +404,7 @@ def load_splits(cfg: DataConfig) -> Splits:
     (trx, try_), (vax, vay), (tex, tey), (exx, exy) = (pick(p) for p in parts)
     notices += dup_notices
     if sum(asked) > len(groups):
-        notices.append(fractions_notice(len(groups), asked, (len(trx), len(vax), len(tex))))
+        notices.append(fractions_notice(len(groups), asked, tuple(len(p) for p in parts[:3])))   # distinct texts
     h = hashlib.sha256()
     h.update(json.dumps([cfg.source, cfg.text_column, cfg.label_column, cfg.split_seed, label_names]).encode())
     for part in (trx, try_, vax, vay, tex, tey, exx, exy):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from distill_core import RunStore, SessionConfig, run_session, start_session
 from distill_core.__main__ import main
@@ -443,8 +443,9 @@ def check_splits(s, n_rows: int, cfg: DataConfig) -> None:
         assert all(isinstance(t, str) and t == t.strip() and t for t in texts)
         assert all(0 <= y < s.num_labels for y in labels)
     assert sum(len(t) for t, _ in parts) <= n_rows
-    assert len(s.train_texts) <= cfg.train_size and len(s.val_texts) <= cfg.val_size
-    assert len(s.test_texts) <= cfg.test_size
+    # the sizes count distinct texts: every copy of a repeated text is kept, all in the same split
+    distinct = [len({" ".join(t.split()).casefold() for t in texts}) for texts, _ in parts]
+    assert distinct[0] <= cfg.train_size and distinct[1] <= cfg.val_size and distinct[2] <= cfg.test_size
     assert s.num_labels == len(set(s.label_names)) >= 2
     assert len(set(s.probe_indices)) == len(s.probe_indices) <= cfg.probe_size
     assert all(0 <= i < len(s.val_texts) for i in s.probe_indices)
@@ -461,6 +462,8 @@ CSV_ROWS = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(rows=CSV_ROWS, seed=st.integers(0, 3))
+@example(rows=[("0", "pos")] * 5 + [("0", "neg"), ("1", "pos"), ("2", "pos")], seed=0)    # one text, six copies
+@example(rows=[(f"t{i}", "ab"[i % 2]) for i in range(29)], seed=1)    # 70/10/20 of 29 asks more than test_size
 def test_any_csv_loads_consistently_or_says_why(tmp_path, rows, seed):
     path = tmp_path / "random.csv"
     with open(path, "w", newline="", encoding="utf-8") as f:
