@@ -86,6 +86,22 @@ def tiny_config_dict(teacher: Path, data: Path, **over) -> dict:
     return d
 
 
+def poison_logit_kd(monkeypatch, after_calls: int) -> None:
+    """Make the logit-KD objective return NaN from its (after_calls + 1)-th call on: a loss that blows up."""
+    import dataclasses
+
+    from distill_core import objectives
+    calls = {"n": 0}
+    real = objectives.OBJECTIVES["logit_kd"]
+
+    def poisoned(inp):
+        calls["n"] += 1
+        value = real.fn(inp)
+        return value * float("nan") if calls["n"] > after_calls else value
+
+    monkeypatch.setitem(objectives.OBJECTIVES, "logit_kd", dataclasses.replace(real, fn=poisoned))
+
+
 @pytest.fixture
 def tiny_config(tiny_teacher, tiny_csv):
     from distill_core import SessionConfig

@@ -1,5 +1,4 @@
 """Best-epoch weights: kept beside the final ones when another epoch validated best, tested, and loadable."""
-import dataclasses
 import json
 import shutil
 
@@ -13,7 +12,7 @@ from distill_core.errors import NonFiniteLossError
 from distill_core.modality.text import TextModality
 from distill_core.session import Session
 
-from conftest import tiny_config_dict
+from conftest import poison_logit_kd, tiny_config_dict
 
 # validation accuracy by epoch (0, 1, 2, 3) of each variant, in session order
 SCRIPT = {"baseline": [0.5, 0.8, 0.8, 0.6],      # best at epoch 1 (epoch 2 ties it: the first epoch wins)
@@ -143,17 +142,8 @@ def test_a_best_folder_that_is_not_there_is_not_claimed(peaked, tmp_path):
 
 
 def test_a_failed_session_keeps_its_best_weights_too(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
-    from distill_core import objectives
     scripted_validation(monkeypatch, {"baseline": [0.5, 0.9, 0.7, 0.7], "distilled": [0.5, 0.6, 0.7, 0.8]})
-    calls = {"n": 0}
-    real = objectives.OBJECTIVES["logit_kd"]
-
-    def poisoned(inp):
-        calls["n"] += 1
-        value = real.fn(inp)
-        return value * float("nan") if calls["n"] > 12 else value   # 6 steps per epoch: NaN in epoch 3
-
-    monkeypatch.setitem(objectives.OBJECTIVES, "logit_kd", dataclasses.replace(real, fn=poisoned))
+    poison_logit_kd(monkeypatch, after_calls=12)          # 6 steps per epoch: NaN in epoch 3
     store = RunStore(tmp_path)
     cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=3))
     with pytest.raises(NonFiniteLossError):

@@ -10,7 +10,7 @@ import torch
 from distill_core import RunStore, SessionCallback, SessionConfig, run_session
 from distill_core.errors import ConfigError, NonFiniteLossError
 
-from conftest import tiny_config_dict
+from conftest import poison_logit_kd, tiny_config_dict
 
 
 class Recorder(SessionCallback):
@@ -169,18 +169,7 @@ def test_cancel_file_from_another_process(tmp_path, tiny_teacher, tiny_csv):
 
 
 def test_nan_loss_fails_with_epoch_and_keeps_finished_epochs(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
-    import dataclasses
-
-    from distill_core import objectives
-    calls = {"n": 0}
-    real = objectives.OBJECTIVES["logit_kd"]
-
-    def poisoned(inp):
-        calls["n"] += 1
-        value = real.fn(inp)
-        return value * float("nan") if calls["n"] > 7 else value   # 6 steps per epoch: NaN in epoch 2
-
-    monkeypatch.setitem(objectives.OBJECTIVES, "logit_kd", dataclasses.replace(real, fn=poisoned))
+    poison_logit_kd(monkeypatch, after_calls=7)           # 6 steps per epoch: NaN in epoch 2
     store = RunStore(tmp_path)
     with pytest.raises(NonFiniteLossError, match="epoch 2"):
         run_session(config(tiny_teacher, tiny_csv, train__epochs=3), store)
