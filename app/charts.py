@@ -1488,3 +1488,77 @@ def divergence_difference_reading(diff: np.ndarray, row_labels: Sequence[str], m
     text += (f"; the largest gap is {row_labels[r]}, {cols[c]}, where {winner} is closer by "
              f"{abs(d[r, c]):.3g} ({METRIC_LABELS.get(metric, metric)}).")
     return text
+
+
+# ---- loss weights and temperature actually used ------------------------------------------------------------
+def _varies(values: Sequence[float]) -> bool:
+    """True when a recorded series is not constant (up to float noise)."""
+    return bool(values) and max(values) - min(values) > 1e-6 * max(1.0, max(abs(x) for x in values))
+
+
+def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str] | None = None,
+                            reference: str | None = None, epochs: int | None = None,
+                            height: int | None = None) -> go.Figure | None:
+    """The loss weights and the KD temperature each variant trained with, from train_steps.jsonl records
+    ({"epoch": fractional, "student", "weights": {loss: effective weight}, "temperature"}): one small panel per
+    loss weight that changes, one for the temperature when it changes, a line per variant whose weight or
+    temperature changes (colours and dashes of loss_components). None when nothing changes (plain runs, and runs
+    recorded before the weights were written), so pages draw nothing."""
+    steps = [r for r in (step_records or []) if _finite(r.get("epoch"))]
+    variants = _variants(steps, variants)
+    series: dict[tuple[str, str], list] = {}        # (weight name or "temperature", variant) -> [(epoch, value)]
+    for r in steps:
+        v = r.get("student")
+        if v not in variants:
+            continue
+        for k, w in (r.get("weights") or {}).items():
+            if _finite(w):
+                series.setdefault((k, v), []).append((float(r["epoch"]), float(w)))
+        if _finite(r.get("temperature")):
+            series.setdefault(("temperature", v), []).append((float(r["epoch"]), float(r["temperature"])))
+    moving = {key for key, pts in series.items() if _varies([y for _, y in pts])}
+    if not moving:
+        return None
+    shown_variants = [v for v in variants if any(m[1] == v for m in moving)]
+    weights = loss_order({k for k, _ in moving if k != "temperature"})
+    panels = weights + (["temperature"] if any(k == "temperature" for k, _ in moving) else [])
+    titles = ["<b>KD temperature</b>" if k == "temperature" else
+              f"<b>weight of {html.escape(LOSS_TITLES.get(k, k).partition(' (')[0], quote=False)}</b>"
+              for k in panels]
+    n = len(panels)
+    cols = n if n <= 3 else 2 if n == 4 else 3
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.3 / rows)
+    fig.update_annotations(font_size=12)
+    colors = variant_colors(variants)
+    legend: set[str] = set()
+    for i, k in enumerate(panels):
+        row, col = divmod(i, cols)
+        for v in shown_variants:
+            pts = sorted(series.get((k, v), []))
+            if not pts:
+                continue
+            label = html.escape(model_label(v, reference), quote=False)
+            what = "temperature" if k == "temperature" else f"weight of {html.escape(k, quote=False)}"
+            fig.add_trace(go.Scatter(
+                x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=model_label(v, reference),
+                legendgroup=v, showlegend=v not in legend, meta=dict(panel=k, student=v),
+                line=dict(color=colors[v], dash=_dash(v, reference), width=1.6),
+                hovertemplate=f"{label} · {what}<br>epoch %{{x:.2f}}: %{{y:.4g}}<extra></extra>"),
+                row=row + 1, col=col + 1)
+            legend.add(v)
+    last = _last_epoch(steps, epochs)
+    fig.update_xaxes(range=[0, last], dtick=1 if last <= 12 else None, showgrid=True, gridcolor="#f3f4f6",
+                     zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, rangemode="tozero")
+    for i in range(n):
+        if i + cols >= n:                                    # the lowest panel of its column
+            fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
+    for i in range(n, rows * cols):                         # the empty cells of the last row
+        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(**_base_layout(height or 110 + 220 * rows, "Loss weights and temperature actually used"),
+                      legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3, x=0))
+    fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
+    return fig

@@ -231,3 +231,22 @@ def show_error(e: Exception) -> None:
         st.error(str(e))
     else:
         st.error(f"{type(e).__name__}: {e}")
+
+
+def weights_chart(run, key: str, epochs: int | None = None, variants: Variants | None = None) -> None:
+    """The loss weights and KD temperature each variant actually trained with (train_steps.jsonl), with a sentence
+    on what changes them; nothing for runs whose weights and temperature stayed as configured."""
+    from app.charts import weights_and_temperature
+    if epochs is None:
+        try:
+            epochs = (run.summary() or {}).get("epochs") or run.config().get("train", {}).get("epochs")
+        except DistillError:
+            epochs = None
+    variants = variants or variants_of(run)
+    fig = weights_and_temperature(train_steps(run.id), variants.names, variants.reference, epochs)
+    if fig is None:
+        return
+    st.plotly_chart(sized(fig), width="stretch", config=PLOTLY_CONFIG, key=key)
+    st.caption("The weight each loss had at each step, and the temperature of the teacher's softened outputs: loss "
+               "schedules, the TinyBERT preset, automatic weighting and a temperature schedule change them. Only "
+               "the variants whose weights or temperature changed are drawn.")

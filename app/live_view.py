@@ -123,8 +123,8 @@ def progress_lines(p: dict) -> tuple[str, float, str]:
 
 # ---- curves --------------------------------------------------------------------------------------------------
 def curves(run: Run, key: str) -> None:
-    """Validation accuracy and attention divergence per epoch, and the training loss by component within
-    epochs: one line per variant."""
+    """Validation accuracy and attention divergence per epoch, the training loss by component within epochs, and
+    the loss weights and temperature when they change: one line per variant."""
     records = common.metrics(run.id)
     if not records:
         st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
@@ -146,6 +146,7 @@ def curves(run: Run, key: str) -> None:
     c1.plotly_chart(common.sized(val), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.val")
     c2.plotly_chart(common.sized(js), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.js")
     st.plotly_chart(common.sized(loss), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.loss")
+    common.weights_chart(run, f"{key}.weights", epochs, variants)
 
 
 # ---- results -------------------------------------------------------------------------------------------------

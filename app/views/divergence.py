@@ -64,6 +64,7 @@ st.plotly_chart(common.sized(curves), width="stretch", config=common.PLOTLY_CONF
 ref_text = (f"Dashed: the {variants.label(variants.reference)}, trained on the labels only, the reference the others "
             f"are compared with." if variants.reference else "This run has no labels-only reference variant.")
 st.caption(f"One colour per variant, the same on every page. {ref_text}")
+common.weights_chart(run, K + "weights", variants=variants)
 
 # ---- layer x head at one epoch -----------------------------------------------------------------------
 st.subheader("Layer × head at one epoch")
