@@ -17,6 +17,7 @@ pages = [
     st.Page(VIEWS / "divergence.py", title="Divergence over epochs", icon="📉", url_path="divergence"),
     st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),
     st.Page(VIEWS / "attributions.py", title="Attributions", icon="🧭", url_path="attributions"),
+    st.Page(VIEWS / "generated.py", title="Generated data", icon="🧪", url_path="generated"),
     st.Page(VIEWS / "runs.py", title="Runs", icon="🗂️", url_path="runs"),
     st.Page(VIEWS / "compare.py", title="Compare runs", icon="🆚", url_path="compare"),
     st.Page(VIEWS / "sweep.py", title="Sweep across seeds", icon="🎲", url_path="sweep"),
