@@ -328,8 +328,9 @@ def check_memory(cfg: TransferConfig, n_examples: int, mean_tokens: float, pairs
 # ---- what the run stores ------------------------------------------------------------------------------------
 def examples_record(gen: GeneratedData, tokenizer, train_ids: list[list[int]], teacher_probs: torch.Tensor,
                     label_names: list[str], limit: int = 200) -> dict:
-    """generated.json: the source, the counts, the notices, and the first `limit` examples of each kind with their tokens, the
-    original's tokens (augmented copies), the changed positions and the teacher's label and confidence.
+    """generated.json: the source, the counts, the notices, and the first `limit` examples of each kind with their
+    tokens, the original's tokens and index (augmented copies), the changed positions and the teacher's label and
+    confidence.
 
     teacher_probs: (N, C), row i the teacher's probabilities on gen's example i. No true label is stored."""
     if teacher_probs.shape[0] != len(gen):
