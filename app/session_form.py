@@ -16,12 +16,15 @@ import pandas as pd
 import streamlit as st
 
 from distill_core import SessionConfig
-from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES, HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN,
-                                  STUDENT_INITS)
+from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES,
+                                  HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN, STUDENT_INITS, AdversarialConfig,
+                                  VariantConfig)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
 from distill_core.errors import ConfigError, DataError
 from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
 from distill_core.sources import source_kind
+from distill_core.strategies.schedules import SCHEDULES as LOSS_SCHEDULES
+from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
 from distill_core.vocab import BASELINE, check_variant_name, variant_name_key
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
@@ -37,6 +40,28 @@ DATA_KINDS = {"default": "Rotten Tomatoes snippets (bundled)", "upload": "Upload
 MAX_FORM_VARIANTS = 6           # the engine takes more; a form with more blocks stops being readable
 VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids of the variant blocks, in order
 VARIANT_KEY_RE = re.compile(r"^new\.v\d+\.")
+# ---- strategies: the form's names for the engine's choices (distill_core.config, strategies/schedules.py) ----
+SCHEDULE_KINDS = [s.partition("@")[0] for s in LOSS_SCHEDULES]        # step@E / until@E take an epoch input
+SCHEDULE_LABELS = {"constant": "constant", "linear_up": "rising linearly, 0 → 1",
+                   "linear_down": "falling linearly, 1 → 0",
+                   "cosine_up": "rising along a half cosine", "cosine_down": "falling along a half cosine",
+                   "step": "off, then on from epoch E", "until": "on until epoch E, then off"}
+AUTO_WEIGHT_LABELS = {"none": "none (the weights above)", "magnitude": "magnitude (each loss over its running size)",
+                      "uncertainty": "uncertainty (learned weights)"}
+TEMPERATURE_LABELS = {"constant": "constant (T below, under Objectives)", "linear_up": "rising, low → high",
+                      "linear_down": "falling, high → low", "cosine_up": "rising along a half cosine",
+                      "cosine_down": "falling along a half cosine",
+                      "curriculum": "curriculum (learned, within the range)"}
+ADV_OFF = "off"
+ADV_LABELS = {ADV_OFF: "off", "pgd": "PGD (several steps)", "fgsm": "FGSM (one step)", "freelb": "FreeLB"}
+TRANSFER_KINDS = {"none": "None", "unused": "Unused rows of the dataset (labels hidden)",
+                  "file": "A file of texts (.csv, .jsonl or .txt)"}
+OP_LABELS = {"neighbours": "swap for a similar word", "mask": "mask a word", "delete": "delete a word",
+             "swap": "swap two neighbouring words"}
+_VARIANT_DEFAULTS = VariantConfig("v", {"ce": 1.0})
+_ADV_DEFAULTS = AdversarialConfig()
+STRATEGY_KEYS = ("preset", "auto_weights", "temp_schedule", "temp_low", "temp_high", "attention_focus", "adv_method",
+                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "generated")
 
 
 # ---- defaults ----------------------------------------------------------------------------------------
@@ -58,24 +83,82 @@ def form_kind(source: str, role: str) -> str:
 
 
 def variant_keys(i: int) -> list[str]:
-    """The widget keys of variant block `i`."""
+    """The widget keys of variant block `i`, its strategies included."""
     return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES),
-            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES)]
+            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES), *(f"new.v{i}.sched.{n}" for n in LOSS_NAMES),
+            *(f"new.v{i}.sched_epoch.{n}" for n in LOSS_NAMES), *(f"new.v{i}.{k}" for k in STRATEGY_KEYS)]
 
 
-def variant_values(i: int, name: str, losses: dict) -> dict:
-    """Widget key -> starting value of variant block `i`."""
+def split_schedule(spec: str) -> tuple[str, int]:
+    """A schedule name as the form shows it: "step@3" -> ("step", 3); "linear_up" -> ("linear_up", 2)."""
+    kind, _, epoch = str(spec).partition("@")
+    return kind, int(epoch) if epoch.isdigit() else 2
+
+
+def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | None = None) -> dict:
+    """Widget key -> starting value of variant block `i`; its strategies from `variant` (None: all off)."""
+    var = variant or _VARIANT_DEFAULTS
+    adv = var.adversarial
     v = {f"new.v{i}.name": name}
     for n in LOSS_NAMES:
         w = float(losses.get(n, 0.0))
         v[f"new.v{i}.loss.{n}"] = w > 0
         v[f"new.v{i}.weight.{n}"] = w if w > 0 else 1.0
+        v[f"new.v{i}.sched.{n}"], v[f"new.v{i}.sched_epoch.{n}"] = split_schedule(var.schedules.get(n, "constant"))
+    lo, hi = var.temperature_range
+    a = adv or _ADV_DEFAULTS
+    v.update({f"new.v{i}.{k}": x for k, x in (
+        ("preset", var.preset == "tinybert"), ("auto_weights", var.auto_weights),
+        ("temp_schedule", var.temperature_schedule), ("temp_low", float(lo)), ("temp_high", float(hi)),
+        ("attention_focus", var.attention_focus), ("adv_method", adv.method if adv else ADV_OFF),
+        ("adv_epsilon", float(a.epsilon)), ("adv_steps", int(a.steps)),
+        ("adv_step_size", float(a.step_size or 0.0)), ("adv_weight", float(a.weight)),
+        ("generated", var.generated))})
     return v
+
+
+def variant_strategies(v: dict, i: int, losses: dict) -> dict:
+    """The strategies of variant block `i` as config keys, only those that differ from the defaults (a variant
+    without strategies is written exactly as before). v: form values without 'new.'."""
+    out: dict = {}
+    if v.get(f"v{i}.preset"):
+        out["preset"] = "tinybert"
+    else:                       # the preset sets the schedules itself: the engine refuses both
+        schedules = {}
+        for n in losses:
+            kind = v.get(f"v{i}.sched.{n}") or "constant"
+            if kind in ("step", "until"):
+                schedules[n] = f"{kind}@{int(v.get(f'v{i}.sched_epoch.{n}') or 1)}"
+            elif kind != "constant":
+                schedules[n] = kind
+        if schedules:
+            out["schedules"] = schedules
+    if (aw := v.get(f"v{i}.auto_weights", "none")) != "none":
+        out["auto_weights"] = aw
+    if (ts := v.get(f"v{i}.temp_schedule", "constant")) != "constant":
+        out["temperature_schedule"] = ts
+    default_range = tuple(_VARIANT_DEFAULTS.temperature_range)
+    lo_hi = [float(v.get(f"v{i}.temp_low", default_range[0])), float(v.get(f"v{i}.temp_high", default_range[1]))]
+    if tuple(lo_hi) != default_range:
+        out["temperature_range"] = lo_hi
+    if v.get(f"v{i}.attention_focus"):
+        out["attention_focus"] = True
+    if (method := v.get(f"v{i}.adv_method", ADV_OFF)) != ADV_OFF:
+        adv = {"method": method, "epsilon": float(v.get(f"v{i}.adv_epsilon", _ADV_DEFAULTS.epsilon)),
+               "steps": int(v.get(f"v{i}.adv_steps", _ADV_DEFAULTS.steps)),
+               "weight": float(v.get(f"v{i}.adv_weight", _ADV_DEFAULTS.weight))}
+        if float(v.get(f"v{i}.adv_step_size") or 0) > 0:
+            adv["step_size"] = float(v[f"v{i}.adv_step_size"])
+        out["adversarial"] = adv
+    if v.get(f"v{i}.generated"):
+        out["generated"] = True
+    return out
 
 
 def initial_values(cfg: SessionConfig) -> dict:
     """Widget key -> starting value, from a SessionConfig."""
-    t, s, d, o, tr = cfg.teacher, cfg.student, cfg.data, cfg.objectives, cfg.train
+    t, s, d, o, tr, tf = cfg.teacher, cfg.student, cfg.data, cfg.objectives, cfg.train, cfg.transfer
+    transfer_kind = tf.source if tf.source in ("none", "unused") else "file"
     lm = o.layer_map
     tk, dk = form_kind(t.source, "model"), form_kind(d.source, "data")
     v = {
@@ -99,10 +182,14 @@ def initial_values(cfg: SessionConfig) -> dict:
         "new.schedule": tr.schedule, "new.time_budget": float(tr.time_budget_s or 0.0), "new.seed": tr.seed,
         "new.seeds": "",
         "new.device": tr.device,
+        "new.transfer_kind": transfer_kind, "new.transfer_path": tf.source if transfer_kind == "file" else "",
+        "new.transfer_text_column": tf.text_column, "new.transfer_max_texts": tf.max_texts,
+        "new.transfer_copies": tf.copies, "new.transfer_fraction": float(tf.fraction),
+        "new.transfer_ops": list(tf.ops),
         VARIANT_IDS: list(range(len(cfg.variants))), NEXT_ID: len(cfg.variants),
     }
     for i, var in enumerate(cfg.variants):
-        v.update(variant_values(i, var.name, var.losses))
+        v.update(variant_values(i, var.name, var.losses, var))
     return v
 
 
@@ -340,17 +427,37 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
         if not losses:
             raise ConfigError(f"variant {name} has no loss with a positive weight: tick at least one objective "
                               f"(e.g. ce, the plain label loss)")
-        d["variants"].append({"name": name, "losses": losses})
+        d["variants"].append({"name": name, "losses": losses, **variant_strategies(v, i, losses)})
     lmk = v["layer_map_kind"]
     d["objectives"].update(temperature=float(v["temperature"]), head_rule=v["head_rule"],
                            layer_map=lmk if lmk in LAYER_MAPS else v.get("layer_list", "").strip())
     if lmk not in LAYER_MAPS and not d["objectives"]["layer_map"]:
         raise ConfigError("enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)")
+    d["transfer"].update(transfer_settings(v))
     budget = float(v["time_budget"])
     d["train"].update(epochs=int(v["epochs"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
                       schedule=v["schedule"], time_budget_s=budget if budget > 0 else None, seed=int(v["seed"]),
                       device=v["device"])
     return SessionConfig.from_dict(d)
+
+
+def transfer_settings(v: dict) -> dict:
+    """The transfer section from the form's "Generated data" values (v: without 'new.'); missing ones stay."""
+    out = {}
+    if "transfer_kind" in v:
+        kind = v["transfer_kind"]
+        path = str(v.get("transfer_path") or "").strip()
+        if kind == "file" and not path:
+            raise ConfigError("enter the path of the file of texts for generated data (a .csv, .jsonl or .txt "
+                              "file), or pick another source under Dataset › Generated data")
+        out["source"] = path if kind == "file" else kind
+    for key, cast in (("text_column", str), ("max_texts", int), ("copies", int), ("fraction", float),
+                      ("ops", list)):
+        if f"transfer_{key}" in v:
+            out[key] = cast(v[f"transfer_{key}"])
+    if "text_column" in out:
+        out["text_column"] = out["text_column"].strip()
+    return out
 
 
 def preflight(cfg: SessionConfig) -> None:
@@ -370,6 +477,11 @@ def preflight(cfg: SessionConfig) -> None:
         d = cfg.data
         data_check(src, d.text_column, d.label_column, (d.train_size, d.val_size, d.test_size), d.max_file_mb,
                    d.split_seed).raise_errors()
+    tf = cfg.transfer
+    if tf.source not in ("none", "unused") and not Path(tf.source).expanduser().is_file():
+        raise ConfigError(f"the file of texts for generated data, {tf.source}, does not exist: enter the path of "
+                          f"an existing .csv, .jsonl or .txt file, or pick another source under Dataset › Generated "
+                          f"data")
     shape = teacher_shape(cfg.teacher.source)
     if shape and not cfg.student.source:
         mapping.layer_map(cfg.objectives.layer_map, shape[0], cfg.student.layers)
@@ -462,6 +574,31 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         c[2].number_input("Test examples", min_value=1, step=100, key="new.test_size")
         c[3].number_input("Max tokens per text", min_value=8, step=8, key="new.max_length")
         st.caption("Splits are stratified by label and seeded, so two runs with the same seed see the same examples.")
+    transfer_section()
+
+
+def transfer_section() -> None:
+    """Where generated data comes from: used by the variants that tick "Also learn from generated data"."""
+    with st.expander("Generated data"):
+        st.caption("Extra texts for the variants that tick *Also learn from generated data* in their Strategies. "
+                   "The teacher labels these texts with its soft outputs; the students never see their labels. "
+                   "Back-translations or paraphrases can be given as a file (no translation model exists offline).")
+        kind = st.radio("Texts", list(TRANSFER_KINDS), format_func=TRANSFER_KINDS.get, key="new.transfer_kind",
+                        horizontal=True)
+        if kind == "file":
+            c1, c2 = st.columns([3, 1])
+            c1.text_input("Path to a .csv, .jsonl or .txt file of texts", key="new.transfer_path")
+            c2.text_input("Text column", key="new.transfer_text_column", help="For .csv and .jsonl files.")
+        c = st.columns(3)
+        c[0].number_input("Max texts taken", min_value=1, step=500, key="new.transfer_max_texts")
+        c[1].number_input("Augmented copies per example", min_value=0, max_value=50, step=1,
+                          key="new.transfer_copies",
+                          help="Copies of each training text with a few words changed; 0: none.")
+        c[2].number_input("Fraction of words changed", min_value=0.01, max_value=1.0, step=0.05,
+                          key="new.transfer_fraction")
+        st.multiselect("Operations on the copies", AUGMENT_OPS, format_func=OP_LABELS.get, key="new.transfer_ops")
+        st.caption("Augmented copies change about that fraction of each training text's words (TinyBERT's data "
+                   "augmentation); the teacher's answers on them show the students how it reacts to small changes.")
 
 
 def file_columns(path: str, base: SessionConfig) -> None:
@@ -544,6 +681,61 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
         st.caption("**Reference**: labels only; the other variants are compared with it.")
     else:
         st.caption(f"Learns from the teacher through {', '.join(teacher)}." if teacher else "Labels only.")
+    strategies_section(i, ticked)
+
+
+def strategies_section(i: int, ticked: list[str]) -> None:
+    """The variant's strategies (all off by default), each with what it does and when it helps."""
+    k = f"new.v{i}."
+    with st.expander("Strategies"):
+        st.markdown("**Adaptive**")
+        preset = st.checkbox("TinyBERT preset: attention first, then the outputs", key=k + "preset")
+        st.caption("The attention and hidden-state losses count in the first half of training, the output losses "
+                   "(ce, logit_kd, hard_kd) in the second: the student first learns where to look, then what to "
+                   "answer. Helps a small student that copies attention.")
+        for loss in ticked:
+            a, b = st.columns([3, 1.2], vertical_alignment="bottom")
+            kind = a.selectbox(f"Schedule of `{loss}`", SCHEDULE_KINDS, format_func=SCHEDULE_LABELS.get,
+                               key=f"{k}sched.{loss}", disabled=preset)
+            b.number_input("epoch E", min_value=1, step=1, key=f"{k}sched_epoch.{loss}",
+                           disabled=preset or kind not in ("step", "until"))
+        st.caption("A schedule multiplies a loss's weight over training, e.g. an attention loss that fades out once "
+                   "the student looks where the teacher looks." + (" The preset sets them now." if preset else ""))
+        st.selectbox("Automatic weights", AUTO_WEIGHTS, format_func=AUTO_WEIGHT_LABELS.get, key=k + "auto_weights")
+        st.caption("Balances losses of very different sizes for you: magnitude divides each by its running size, "
+                   "uncertainty learns the weights (Kendall et al.). Helps when one loss drowns the others.")
+        temp = st.selectbox("Temperature schedule", TEMPERATURE_SCHEDULES, format_func=TEMPERATURE_LABELS.get,
+                            key=k + "temp_schedule")
+        c1, c2 = st.columns(2)
+        c1.number_input("lowest T", min_value=0.05, step=0.5, key=k + "temp_low", disabled=temp == "constant")
+        c2.number_input("highest T", min_value=0.05, step=0.5, key=k + "temp_high", disabled=temp == "constant")
+        st.caption("Changes how soft the teacher's outputs are over training; curriculum learns the temperature "
+                   "that makes the student's task harder step by step (CTKD). Helps logit_kd when a fixed T is too "
+                   "easy or too hard.")
+        st.checkbox("Attention focus", key=k + "attention_focus")
+        st.caption("Weights each attention layer pair and head by how far the student still is from the teacher, "
+                   "so effort goes where the attention differs most.")
+        st.markdown("**Adversarial**")
+        method = st.selectbox("Adversarial training", [ADV_OFF, *ATTACKS], format_func=ADV_LABELS.get,
+                              key=k + "adv_method")
+        off = method == ADV_OFF
+        c1, c2 = st.columns(2)
+        c1.number_input("epsilon", min_value=0.0, step=0.01, format="%.3f", key=k + "adv_epsilon", disabled=off,
+                        help="The size of the nudge per token, relative to the norm of the token's embedding.")
+        c2.number_input("steps", min_value=1, step=1, key=k + "adv_steps", disabled=off or method == "fgsm",
+                        help="Attack steps (FGSM: one).")
+        c1.number_input("weight λ", min_value=0.0, step=0.25, key=k + "adv_weight",
+                        disabled=off or method == "freelb",
+                        help="The weight of the adversarial loss next to the other losses (FreeLB has none).")
+        c2.number_input("step size (0 = auto)", min_value=0.0, step=0.01, format="%.3f", key=k + "adv_step_size",
+                        disabled=off, help="Relative like epsilon; auto: 2.5 × epsilon / steps.")
+        st.caption("The student learns the teacher's clean answers on inputs nudged to fool it (ARD): it becomes "
+                   "harder to fool and often generalises better. Each step costs 1 + steps plain steps; FreeLB "
+                   "trains every loss on the nudged copies instead.")
+        st.markdown("**Generated data**")
+        st.checkbox("Also learn from generated data", key=k + "generated")
+        st.caption("Extra texts labelled by the teacher's soft outputs (Dataset › Generated data): more to imitate "
+                   "when labelled data is scarce.")
 
 
 def objectives_section(teacher_source: str) -> None:
