@@ -1562,3 +1562,31 @@ def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str
                       legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
     return fig
+
+
+# ---- suggested layer mapping ------------------------------------------------------------------------------
+def layer_cost_map(costs: Sequence[Sequence[float]], suggested: Sequence[int], used: Sequence[int] | None = None,
+                   height: int | None = None) -> go.Figure:
+    """Mean JS between each student layer (rows) and each teacher layer (columns), from mapping.layer_costs; a
+    square marks the suggested teacher layer of each student layer, a circle the one the run used."""
+    z = np.asarray(costs, dtype=np.float64)                      # (Ls, Lt)
+    ls, lt = z.shape
+    xs, ys = [f"teacher {t}" for t in range(lt)], [f"student {s}" for s in range(ls)]
+    tiny = float(np.nanmax(np.abs(z), initial=0.0)) < 0.01
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, colorscale="Reds", xgap=2, ygap=2, texttemplate="%{z:.2e}" if tiny else "%{z:.3g}",
+        textfont=dict(size=11), colorbar=dict(thickness=12, title=dict(text="JS", side="top")),
+        hovertemplate="%{y} vs %{x}: JS %{z:.4g}<extra></extra>"))
+    marks = [("suggested", suggested, "square-open", "#111827", 34)]
+    if used is not None and len(used) == ls:
+        marks.append(("used by the run", used, "circle-open", "#2563eb", 22))
+    for name, layers, symbol, color, size in marks:
+        fig.add_trace(go.Scatter(x=[xs[t] for t in layers], y=ys[:len(layers)], mode="markers", name=name,
+                                 marker=dict(symbol=symbol, size=size, color=color, line=dict(width=3)),
+                                 hovertemplate=f"%{{y}} → %{{x}} ({name})<extra></extra>"))
+    axis = dict(type="category", showgrid=False, ticks="")
+    fig.update_layout(**_base_layout(height or 120 + 46 * ls, "Mean JS: student layer × teacher layer"),
+                      xaxis=dict(categoryorder="array", categoryarray=xs, **axis),
+                      yaxis=dict(categoryorder="array", categoryarray=ys, autorange="reversed", **axis),
+                      legend=dict(orientation="h", y=-0.18, x=0))
+    return fig

@@ -81,6 +81,18 @@ def read_train_steps(root: str, run_id: str, version: float) -> list[dict]:
     return RunStore(root).open(run_id).train_steps()
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def read_suggestion(root: str, run_id: str, version: float) -> dict | None:
+    from distill_core.analysis import suggest_for_run
+    return suggest_for_run(RunStore(root).open(run_id))
+
+
+def suggestion(run_id: str) -> dict | None:
+    """The layer map suggested from a run's baseline student (analysis.suggest_for_run), or None before its first
+    epoch; computed once per run and version."""
+    return read_suggestion(str(runs_dir()), run_id, run_version(run_id))
+
+
 def train_steps(run_id: str) -> list[dict]:
     """The thinned per-step training losses of a run (train_steps.jsonl; none for runs older than the file)."""
     return read_train_steps(str(runs_dir()), run_id, run_version(run_id))

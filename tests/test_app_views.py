@@ -212,7 +212,7 @@ def test_divergence_page(run_store):
     at = page("divergence")
     assert at.selectbox(key="divergence.metric").value == "js"
     figs = figures(at)
-    assert set(figs) == {"divergence.curves", "divergence.grid"}
+    assert set(figs) == {"divergence.curves", "divergence.grid", "divergence.suggest.costs"}
     n_pairs = len(run.probe()["pairs"])
     assert len(figs["divergence.curves"]["data"]) == 2 * n_pairs
     assert [d["name"] for d in figs["divergence.grid"]["data"]] == ["baseline", "distilled"]

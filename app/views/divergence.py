@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, common, state
+from app import charts, common, layer_suggestion, state
 from distill_core import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
@@ -117,3 +117,5 @@ h_open = c3.selectbox("Head", range(grids[v_open].shape[1]), key=K + "open_head"
 if c4.button("Open", key=K + "open", icon="🔍", width="stretch", help="Open this head in the Attention explorer"):
     open_in_explorer(v_open, p_open, h_open)
 st.caption("Click a cell of a grid, or pick it here, to see that head's maps in the Attention explorer.")
+
+layer_suggestion.section(run, variants, K + "suggest.")
