@@ -1111,6 +1111,50 @@ def efficiency_bars(params: dict, size_bytes: dict, latency_ms: dict, device: st
     return fig
 
 
+
+# ---- robustness under attack -------------------------------------------------------------------------
+def robustness_figure(record: dict, variants: Sequence[str] | None = None, reference: str | None = None,
+                      height: int = 360) -> go.Figure:
+    """Accuracy (%) against epsilon, one line per model (teacher included), from a run's robustness.json record
+    ({"epsilons", "steps", "n", "accuracy": {model: [one per epsilon]}}): epsilon is the size of the perturbation
+    of each word embedding, relative to the embedding's own size."""
+    eps = [float(e) for e in record.get("epsilons") or []]
+    acc = record.get("accuracy") or {}
+    models = _models(acc, variants)
+    colors = variant_colors(models[1:])
+    fig = go.Figure()
+    for m in models:
+        if len(acc.get(m) or []) != len(eps):
+            continue
+        label = model_label(m, reference)
+        fig.add_trace(go.Scatter(
+            x=eps, y=[100 * float(a) for a in acc[m]], mode="lines+markers", name=label,
+            line=dict(color=colors[m], dash=_dash(m, reference), width=3 if m == TEACHER else 2),
+            hovertemplate=f"{html.escape(label, quote=False)} · ε = %{{x:g}}: %{{y:.1f}}%<extra></extra>"))
+    sub = f" <sup>(n = {record['n']}, {record.get('steps', '?')} PGD steps)</sup>" if record.get("n") else ""
+    fig.update_layout(**_base_layout(height, "Accuracy under attack" + sub), hovermode="closest",
+                      legend=dict(orientation="h", y=-0.28, x=0))
+    fig.update_xaxes(title_text="ε: perturbation of each word embedding, relative to its size", tickvals=eps,
+                     gridcolor="#f3f4f6", zeroline=False)
+    fig.update_yaxes(title_text="accuracy (%)", range=[0, 102], ticksuffix="%", gridcolor="#f3f4f6")
+    return fig
+
+
+def robustness_reading(record: dict, reference: str | None = None) -> str:
+    """How to read the robustness figure, in one sentence, naming the model whose accuracy drops least from
+    epsilon 0 (clean) to the largest epsilon."""
+    eps = [float(e) for e in record.get("epsilons") or []]
+    acc = {m: a for m, a in (record.get("accuracy") or {}).items() if len(a or []) == len(eps)}
+    text = ("Each point is a model's test accuracy when every word embedding of the input is pushed by up to ε "
+            "times its own size (ε = 0.05: 5%), in the direction an attack (PGD) finds most harmful to that model")
+    if len(eps) < 2 or not acc:
+        return text + "."
+    first, last = eps.index(min(eps)), eps.index(max(eps))
+    best = min(acc, key=lambda m: acc[m][first] - acc[m][last])
+    a0, a1 = acc[best][first], acc[best][last]
+    return (text + f"; {the(best, reference)} keeps its accuracy best, {a0:.1%} at ε = {eps[first]:g} and "
+            f"{a1:.1%} at ε = {eps[last]:g}.")
+
 # ---- two runs ----------------------------------------------------------------------------------------
 RUN_DASHES = ("solid", "dot")            # run A, run B
 RUN_PATTERNS = ("", "/")

@@ -57,3 +57,23 @@ def token_attributions(run_id: str, text: str, model: str, target: int | None, n
     students' final or best weights."""
     return _token_attributions(str(common.runs_dir()), run_id, common.run_version(run_id), text, model, target,
                                n_steps, weights)
+
+
+def measure_robustness(run_id: str) -> dict:
+    """Accuracy of a finished run's models under attack on the word embeddings, written to its robustness.json
+    (about a minute on a CPU): the Accuracy page's "Measure robustness" button."""
+    from distill_core.robustness import run_robustness
+    return run_robustness(common.get_store().open(run_id))
+
+
+def attention_under_attack(run_id: str, text: str, model: str, epsilon: float, weights: str = "final") -> dict:
+    """One model's attention on `text`, clean and under attack at `epsilon` (robustness.attention_under_attack),
+    with the tokens under "tokens"."""
+    from distill_core.robustness import attention_under_attack as attacked
+    rm = run_models(run_id, weights)
+    if model not in rm.models:
+        raise ValueError(f"run {run_id} has no trained {model} weights")
+    enc = rm.tokenizer([text], truncation=True, max_length=rm.max_length, return_tensors="pt")
+    with _LOCK:
+        out = attacked(rm.models[model], enc["input_ids"], epsilon)
+    return {**out, "tokens": rm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())}

@@ -1,4 +1,5 @@
-"""Command line: python -m distill_core run | runs | show | report | cancel | delete | cache | sweep | sweeps."""
+"""Command line: python -m distill_core run | runs | show | report | robustness | cancel | delete | cache | sweep |
+sweeps."""
 from __future__ import annotations
 
 import argparse
@@ -235,6 +236,38 @@ def cmd_report(args) -> int:
     return 0
 
 
+def parse_epsilons(text: str) -> list[float]:
+    """--epsilons "0,0.02,0.05" -> [0.0, 0.02, 0.05]; anything else is a ConfigError naming the fix."""
+    from .errors import ConfigError
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--epsilons takes numbers of 0 or more separated by commas (e.g. 0,0.02,0.05,0.1), "
+                          f"not {text!r}") from None
+
+
+def print_robustness(record: dict) -> None:
+    """Accuracy per model (rows) and epsilon (columns)."""
+    eps, acc = record["epsilons"], record["accuracy"]
+    width = max([10, *map(len, acc)])
+    print(f"accuracy under attack ({record['attack']}; {record['steps']} steps, first {record['n']} "
+          f"{record['split']} examples, {record['seconds']:.0f} s)")
+    print(f"  {'epsilon':<{width}}  " + "  ".join(f"{e:>6g}" for e in eps))
+    for name, values in acc.items():
+        print(f"  {name:<{width}}  " + "  ".join(f"{fmt_acc(v):>6}" for v in values))
+
+
+def cmd_robustness(args) -> int:
+    """Accuracy of a finished run's models under PGD on the word embeddings, written to its robustness.json."""
+    from .robustness import check_settings, run_robustness
+    epsilons = parse_epsilons(args.epsilons)
+    check_settings(epsilons, args.steps, args.limit)
+    run = RunStore(args.runs_dir).open(args.run_id)
+    print_robustness(run_robustness(run, epsilons, args.steps, args.limit))
+    print(f"written: {run.path / 'robustness.json'}")
+    return 0
+
+
 def cmd_cancel(args) -> int:
     RunStore(args.runs_dir).open(args.run_id).request_cancel()
     print(f"cancel requested for {args.run_id}; it stops after the current step and keeps its finished epochs")
@@ -334,6 +367,18 @@ def make_parser() -> argparse.ArgumentParser:
     rp.add_argument("--examples", metavar="I,J", help="probe examples whose heatmaps it shows (default: 0,1)")
     rp.add_argument("--runs-dir", **runs_dir)
     rp.set_defaults(func=cmd_report)
+
+    from .robustness import EPSILONS, LIMIT, STEPS
+    rb = sub.add_parser("robustness", help="accuracy of a finished run's models under an attack on the word "
+                                           "embeddings (about a minute on a CPU)")
+    rb.add_argument("run_id")
+    rb.add_argument("--epsilons", default=",".join(f"{e:g}" for e in EPSILONS), metavar="E1,E2",
+                    help="perturbation sizes, relative to each token's embedding norm (default: %(default)s)")
+    rb.add_argument("--steps", type=int, default=STEPS, help="PGD steps per epsilon (default: %(default)s)")
+    rb.add_argument("--limit", type=int, default=LIMIT,
+                    help="test examples used, the first ones in split order (default: %(default)s)")
+    rb.add_argument("--runs-dir", **runs_dir)
+    rb.set_defaults(func=cmd_robustness)
 
     c = sub.add_parser("cancel", help="ask a running session to stop (keeps finished epochs)")
     c.add_argument("run_id")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, state
+from app import charts, common, live, state
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
 
@@ -152,5 +152,35 @@ with c2:
         st.plotly_chart(common.sized(diff), width="stretch", config=common.PLOTLY_CONFIG, key=K + "difference")
 cost = charts.efficiency_bars(params, size, latency, device, variants.names, ref)
 st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
+# ---- robustness under attack --------------------------------------------------------------------------
+st.subheader("Robustness under attack")
+
+
+def measure(run_id: str) -> None:
+    """Run the attack on every model of the run (it writes robustness.json), then draw the page again."""
+    with st.spinner("Attacking every model on up to 500 test examples: about a minute on a CPU…"):
+        try:
+            live.measure_robustness(run_id)
+        except DistillError as e:
+            common.show_error(e)
+            return
+    st.rerun()
+
+
+try:
+    robust = run.read_json("robustness.json")
+except DistillError as e:
+    common.show_error(e)
+    robust = None
+if robust:
+    st.plotly_chart(common.sized(charts.robustness_figure(robust, variants.names, ref)), width="stretch",
+                    config=common.PLOTLY_CONFIG, key=K + "robustness")
+    st.markdown(charts.robustness_reading(robust, ref))
+else:
+    st.markdown("How much accuracy each model keeps when its input's word embeddings are nudged, each by a small "
+                "fraction of its own size, in the direction that hurts that model most (found by PGD).")
+    if st.button("Measure robustness", key=K + "measure_robustness", icon="🛡️",
+                 help="Attacks the teacher and every variant on up to 500 test examples: about a minute on a CPU."):
+        measure(run.id)
 if notices := summary.get("notices"):
     st.info("**About the data and training**\n" + "\n".join(f"- {x}" for x in notices))

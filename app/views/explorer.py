@@ -251,3 +251,53 @@ st.plotly_chart(charts.heatmap_triptych(
     t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
     titles=(f"teacher L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
             "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")
+
+# ---- under attack ------------------------------------------------------------------------------------
+ATTACK_EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)     # relative to each word embedding's size; 0 = off
+
+
+def _under_attack(model: str, eps: float, used: str) -> dict:
+    """robustness.attention_under_attack for one model on the shown text, kept in the session by its arguments."""
+    cache = st.session_state.setdefault(K + "_attacks", {})
+    key = (run.id, model, used, text, eps)
+    if key not in cache:
+        if len(cache) >= 16:
+            cache.pop(next(iter(cache)))
+        cache[key] = live.attention_under_attack(run.id, text, model, eps, used)
+    return cache[key]
+
+
+st.subheader("Under attack")
+eps = st.select_slider("Perturbation size ε (0 = off)", options=ATTACK_EPSILONS, key=K + "attack_eps",
+                       help="Pushes every word embedding of the text by up to ε times its own size, in the direction "
+                            "PGD finds to move each model furthest from its own clean prediction (a separate attack "
+                            "on the teacher and on the student).")
+if eps > 0:
+    used = weights if typed else "final"
+    try:
+        with st.spinner("Attacking the teacher and the student…"):
+            found = {m: _under_attack(m, eps, used) for m in (TEACHER, student)}
+    except (DistillError, ValueError) as e:
+        common.show_error(e)
+        st.stop()
+    a_tokens = found[TEACHER]["tokens"]
+    sides = {TEACHER: (t_layer, t_heads, f"teacher L{t_layer} · {t_desc}"),
+             student: (s_layer, list(range(Hs)) if s_head == AVERAGE else [s_head],
+                       f"{student} L{s_layer} · {s_desc}")}
+    for m, (layer, heads, title) in sides.items():
+        clean, attacked = (found[m][k][layer][heads].mean(0) for k in ("clean", "attacked"))     # (T, T) each
+        fig = charts.map_panels([clean, attacked], a_tokens, (f"{title} · clean", "under attack"), gamma=gamma,
+                                diff=(1, 0), diff_title="attacked − clean", font_size=font)
+        st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG,
+                        key=K + ("attack_teacher" if m == TEACHER else "attack_student"))
+    names = probe["label_names"]
+    rows = [{"model": variants.label(m), "class": names[c], "clean": float(found[m]["probs_clean"][c]),
+             "under attack": float(found[m]["probs_attacked"][c])} for m in found for c in range(len(names))]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "attack_probs", column_config={
+        c: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
+        for c in ("clean", "under attack")})
+    flips = [variants.label(m) for m, r in found.items()
+             if int(np.argmax(r["probs_clean"])) != int(np.argmax(r["probs_attacked"]))]
+    st.caption(f"Attacked with the {used} weights, {len(a_tokens)} tokens, each embedding moved by at most "
+               f"{eps:.0%} of its size. " + (f"The attack changed the prediction of {' and '.join(flips)}."
+                                             if flips else "Neither model changed its prediction."))
