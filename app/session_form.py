@@ -484,7 +484,13 @@ def preflight(cfg: SessionConfig) -> None:
                           f"data")
     shape = teacher_shape(cfg.teacher.source)
     if shape and not cfg.student.source:
-        mapping.layer_map(cfg.objectives.layer_map, shape[0], cfg.student.layers)
+        layer_map = cfg.objectives.layer_map
+        if layer_map == "suggested":
+            from distill_core.analysis import resolve_suggested
+            from app.common import get_store
+            layer_map, _ = resolve_suggested(get_store(), cfg.teacher.source, shape[0], cfg.student.layers,
+                                             cfg.student.heads, cfg.data.source)
+        mapping.layer_map(layer_map, shape[0], cfg.student.layers)
         mapping.resolve_head_rule(cfg.objectives.head_rule, shape[1], cfg.student.heads)
 
 
@@ -750,8 +756,11 @@ def objectives_section(teacher_source: str) -> None:
     c2.selectbox("Head rule", HEAD_RULES, key="new.head_rule",
                  help="How teacher and student heads are paired: direct (same count), group (average teacher "
                       "heads in groups), mean (average all heads); auto picks the first that fits.")
-    kind = c3.radio("Layer map", ["uniform", "last", "explicit"], key="new.layer_map_kind", horizontal=True,
-                    help="Which teacher layer each student layer imitates and is compared with.")
+    kind = c3.radio("Layer map", ["uniform", "last", "suggested", "explicit"], key="new.layer_map_kind",
+                    horizontal=True,
+                    help="Which teacher layer each student layer imitates and is compared with. suggested: the "
+                         "layers where the baseline student of the newest finished run like this one resembled "
+                         "the teacher most (Divergence page › Suggested layer mapping).")
     if kind == "explicit":
         st.text_input("Teacher layers, one per student layer (0-based)", key="new.layer_list",
                       placeholder="e.g. 1,3,5")
@@ -768,6 +777,10 @@ def _mapping_caption(teacher_source: str, kind: str) -> None:
     try:
         rule = SessionConfig.from_dict({"objectives": {"layer_map": rule}}).objectives.layer_map if rule else None
         if rule is None:
+            return
+        if rule == "suggested":
+            st.caption("The layers come from the newest finished run with this teacher, data and student shape; "
+                       "Start says so if there is none yet.")
             return
         pairs = mapping.layer_map(rule, shape[0], int(st.session_state["new.student_layers"]))
         heads = mapping.resolve_head_rule(st.session_state["new.head_rule"], shape[1],

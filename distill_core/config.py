@@ -244,6 +244,9 @@ class VariantConfig:
         object.__setattr__(self, "temperature_range", lo_hi)
         _require(isinstance(self.attention_focus, bool), f"attention_focus of {where} must be true or false")
         _require(isinstance(self.generated, bool), f"generated of {where} must be true or false")
+        _require(not self.generated or self.uses_teacher,
+                 f"{where} learns from generated data, whose only labels are the teacher's outputs: give it a "
+                 f"teacher loss (e.g. logit_kd) or switch generated off")
         adv = self.adversarial
         if isinstance(adv, dict):
             known = {f.name for f in dataclasses.fields(AdversarialConfig)}

@@ -238,7 +238,8 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
                 raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_hidden} dimensions "
                                   f"onto fewer, but student.hidden is {s.hidden}; use init 'random' or a hidden "
                                   f"size of at most {t_hidden}")
-    mapping.layer_map(config.objectives.layer_map, t_layers, s_layers)
+    if config.objectives.layer_map != "suggested":      # resolved from a finished run when the session prepares
+        mapping.layer_map(config.objectives.layer_map, t_layers, s_layers)
     mapping.resolve_head_rule(config.objectives.head_rule, t_heads, s_heads)
 
 

@@ -8,11 +8,12 @@
     hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
 
 A new objective is one function plus one `register(...)` line naming what it reads; the session computes
-(and caches) only the inputs that some variant's objectives need.
+(and caches) only the inputs that some variant's objectives need. Objectives that read the true labels say so
+(`labels=True`): on generated transfer data, whose labels a student never sees, they are left out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -32,14 +33,16 @@ TEACHER_INPUTS = frozenset(INPUTS)          # every one of these comes (partly) 
 @dataclass
 class LossInputs:
     student_logits: torch.Tensor                    # (B, C)
-    labels: torch.Tensor                            # (B,)
+    labels: torch.Tensor | None                     # (B,); None on generated data (teacher-labelled only)
     mask: torch.Tensor                              # (B, T) 1 = real token
-    temperature: float = 2.0
+    temperature: float | torch.Tensor = 2.0         # a tensor when it is learned (temperature_schedule curriculum)
     teacher_logits: torch.Tensor | None = None      # (B, C)
     student_attention: torch.Tensor | None = None   # (B, P, H', T, T) mapped layers, compared heads
     teacher_attention: torch.Tensor | None = None   # (B, P, H', T, T)
     student_hidden: torch.Tensor | None = None      # (B, P, T, Dt) already projected to the teacher's width
     teacher_hidden: torch.Tensor | None = None      # (B, P, T, Dt)
+    head_weights: torch.Tensor | None = None        # (P, H') weight of each mapped pair and head (mean 1); None: equal
+    head_losses: dict = field(default_factory=dict)  # out: attention loss name -> (P, H') per-head values, detached
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Objective:
     fn: Callable[[LossInputs], torch.Tensor]
     needs: frozenset                                # subset of INPUTS
     help: str
+    labels: bool = False                            # reads the true labels (left out on generated data)
 
     @property
     def uses_teacher(self) -> bool:
@@ -57,14 +61,14 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {}
 
 
-def register(name: str, needs: tuple[str, ...] = (), help: str = ""):
+def register(name: str, needs: tuple[str, ...] = (), help: str = "", labels: bool = False):
     """Decorator: add an objective to the registry under `name`."""
     unknown = set(needs) - set(INPUTS)
     if unknown:
         raise ValueError(f"objective {name} needs unknown inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
 
     def deco(fn):
-        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help)
+        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help, labels)
         return fn
     return deco
 
@@ -75,7 +79,7 @@ def _need(x, what: str, loss: str):
     return x
 
 
-@register("ce", help="Cross-entropy with the true labels: what the student would learn on its own.")
+@register("ce", labels=True, help="Cross-entropy with the true labels: what the student would learn on its own.")
 def ce(inp: LossInputs) -> torch.Tensor:
     return F.cross_entropy(inp.student_logits.float(), inp.labels)
 
@@ -111,7 +115,7 @@ def attention_mse(inp: LossInputs) -> torch.Tensor:
     values, query = metrics.row_metric("mse", p, q, inp.mask)   # (B, P, H', T): mean over a row's real keys
     keys = inp.mask.float().sum(-1).view(-1, *([1] * (values.dim() - 1)))   # (B, 1, 1, 1) real keys per row
     # each row counts once per real key, so the sum is over (query, key) pairs as in TinyBERT / TextBrewer
-    return (values * query * keys).sum() / (query * keys).sum().clamp_min(1.0)
+    return _over_heads(inp, "attention_mse", values, query * keys)
 
 
 @register("attention_kl", needs=(ATTENTION,),
@@ -120,7 +124,18 @@ def attention_mse(inp: LossInputs) -> torch.Tensor:
 def attention_kl(inp: LossInputs) -> torch.Tensor:
     p, q = _attention_pair(inp, "attention_kl")
     values, query = metrics.row_metric("kl", p, q, inp.mask)    # (B, P, H', T)
-    return (values * query).sum() / query.sum().clamp_min(1.0)
+    return _over_heads(inp, "attention_kl", values, query)
+
+
+def _over_heads(inp: LossInputs, loss: str, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weighted mean of row values (B, P, H', T) per mapped pair and head, kept (detached) in inp.head_losses,
+    then averaged over pairs and heads with inp.head_weights. With equal weights this is the mean over every row,
+    since each pair and head has the same rows."""
+    per_head = (values * weight).sum((0, -1)) / weight.sum((0, -1)).clamp_min(1.0)    # (P, H')
+    inp.head_losses[loss] = per_head.detach()
+    if inp.head_weights is None:
+        return per_head.mean()
+    return (per_head * inp.head_weights).mean()
 
 
 @register("hidden_mse", needs=(HIDDEN,),
@@ -152,16 +167,15 @@ def needs_of(weights: dict[str, float]) -> frozenset:
     return frozenset(out)
 
 
+def loss_values(names, inp: LossInputs) -> dict[str, torch.Tensor]:
+    """Each named objective's value (with its graph); those that read the labels are left out when there are none."""
+    return {name: get(name).fn(inp) for name in names if inp.labels is not None or not get(name).labels}
+
+
 def combined_loss(weights: dict[str, float], inp: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the active losses, and each component's value (unweighted, detached) for the record."""
-    total = None
-    parts = {}
-    for name, w in weights.items():
-        if w <= 0:
-            continue
-        value = get(name).fn(inp)
-        parts[name] = value.detach()
-        total = value * w if total is None else total + value * w
-    if total is None:
+    values = loss_values([n for n, w in weights.items() if w > 0], inp)
+    if not values:
         raise ConfigError("no loss has a positive weight")
-    return total, parts
+    total = sum(values[n] * weights[n] for n in values)
+    return total, {n: v.detach() for n, v in values.items()}

@@ -35,8 +35,9 @@ from ..metrics import attention_metrics
 from ..modality import TextModality
 from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
                       pick_device, set_attention_backend)
-from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, needs_of
-from ..store import Run
+from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, TEACHER_LOGITS, needs_of
+from ..store import Run, RunStore
+from ..strategies.adaptive import AttentionFocus, LossWeights, Temperature
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
                        teacher_size_bytes)
 from ..vocab import TEACHER, model_label
@@ -67,6 +68,9 @@ class Prepared:
     epochs: int                                 # train.epochs, or more for small data (train.min_steps)
     student_init: str                           # student.init resolved (auto -> random, from_teacher, ...)
     notices: list[str] = field(default_factory=list)   # what the user should know about this session's setup
+    generated: object = None                    # strategies.generated.GeneratedData, when a variant uses it
+    generated_outputs: TeacherOutputs | None = None    # the teacher's outputs on it, computed once
+    layer_map_from: str | None = None           # the run a suggested layer map came from
 
     @property
     def teacher_model(self) -> nn.Module:
@@ -131,11 +135,12 @@ class Session:
                                   tokenizer=modality.tokenizer, val_ids=modality.ids["val"],
                                   extra_ids=modality.ids["extra"])
         t_shape = num_layers_heads(teacher.model)
+        layer_rule, map_from = self._layer_rule(t_shape[0])
         init = self._student_init(teacher.model, modality.size("train"))
-        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels, init)
+        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels, init, layer_rule)
         check_attention(first, modality.tokenizer, "the student")   # its tokenizer was checked in preflight
         s_shape = num_layers_heads(first)
-        teacher_layers = mapping.layer_map(cfg.objectives.layer_map, t_shape[0], s_shape[0])
+        teacher_layers = mapping.layer_map(layer_rule, t_shape[0], s_shape[0])
         pairs = [(t, s) for s, t in enumerate(teacher_layers)]
         head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
         variants = self._build_variants(first, teacher.model, len(pairs), device)
@@ -146,19 +151,80 @@ class Session:
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
-                     [], step, steps_per_epoch, epochs, init)
+                     [], step, steps_per_epoch, epochs, init, layer_map_from=map_from)
+        self._generated(p, teacher_layers)
         p.notices = self._notices(p)
         self.state.epochs = epochs
         p.teacher_probe = self.probe_maps(p, teacher.model)
         self.run.write_attention("teacher", p.teacher_probe)
         self._write_probe(p)
-        total = p.steps_per_epoch * p.epochs
         for v in variants:
+            total = self.variant_steps(p, v) * p.epochs
+            self._strategies(p, v, total)
             v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
                               lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
             v.snapshot()
         self.prepared = p
         return p
+
+    def _layer_rule(self, teacher_layers: int):
+        """objectives.layer_map, with "suggested" resolved from the newest finished run like this one."""
+        rule = self.config.objectives.layer_map
+        if rule != "suggested":
+            return rule, None
+        from ..analysis import resolve_suggested
+        cfg = self.config
+        layers, run_id = resolve_suggested(RunStore(self.run.path.parent), cfg.teacher.source, teacher_layers,
+                                           cfg.student.layers, cfg.student.heads, cfg.data.source)
+        return layers, run_id
+
+    def variant_steps(self, p: Prepared, v: Variant) -> int:
+        """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them."""
+        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if v.generated and p.generated else 0
+        return p.steps_per_epoch + extra
+
+    def _strategies(self, p: Prepared, v: Variant, total_steps: int) -> None:
+        """The variant's loss weights over training, its temperature, and its attention focus."""
+        vc = self.config.variant(v.name)
+        v.loss_weights = LossWeights(vc.losses, vc.schedules, vc.preset, vc.auto_weights, total_steps,
+                                     self.variant_steps(p, v), p.epochs).to(p.device)
+        v.temperature = Temperature(vc.temperature_schedule, self.config.objectives.temperature,
+                                    *vc.temperature_range, total_steps).to(p.device)
+        if vc.attention_focus and ATTENTION in v.needs:
+            v.focus = AttentionFocus(len(p.pairs), mapping.compared_heads(p.head_rule, p.student_shape[1]))
+
+    def _generated(self, p: Prepared, teacher_layers: list[int]) -> None:
+        """Generated transfer data and the teacher's outputs on it (once, cached), when a variant trains on it; its
+        examples beside their originals go to generated.json."""
+        cfg = self.config
+        if not any(v.generated for v in p.variants):
+            return
+        from ..strategies import generated as gen_lib
+        self.progress("generate data", 0, 1)
+        modality = p.modality
+        embedding = p.teacher_model.get_input_embeddings().weight.detach().float().cpu()
+        gen = gen_lib.build_generated(cfg.transfer, modality.splits, modality.ids["train"], modality.tokenizer,
+                                      embedding, cfg.data.max_length)
+        mean_tokens = sum(len(x) for x in gen.ids) / max(1, len(gen))
+        gen_lib.check_memory(cfg.transfer, len(gen), mean_tokens, len(p.pairs),
+                             mapping.compared_heads(p.head_rule, p.student_shape[1]), ATTENTION in p.needs,
+                             p.teacher_model.config.hidden_size if HIDDEN in p.needs else 0)
+        modality.ids["generated"] = gen.ids
+        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
+        out, _ = cached_teacher_outputs(
+            p.teacher, gen.ids, modality.pad_id, p.device, teacher_layers, p.head_rule, p.student_shape[1],
+            ATTENTION in p.needs, HIDDEN in p.needs,
+            key_parts={"data": modality.splits.fingerprint + ":generated", "max_length": cfg.data.max_length},
+            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
+            progress=self.progress)
+        p.generated, p.generated_outputs = gen, out
+        probs = torch.softmax(out.logits.float(), -1)
+        self.run.write_json("generated.json", {
+            **gen_lib.examples_record(gen, modality.tokenizer, modality.ids["train"], probs,
+                                      modality.splits.label_names),
+            "used_by": [v.name for v in p.variants if v.generated]})
+        p.notices.extend(gen.notices)
+        self.progress("generate data", 1, 1)
 
     def _student_init(self, teacher: nn.Module, train_examples: int) -> str:
         """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
@@ -171,14 +237,15 @@ class Session:
         return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
                             can_project=widths[0] is not None and s.hidden <= widths[0])
 
-    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int, init: str) -> nn.Module:
+    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int, init: str,
+                         layer_rule) -> nn.Module:
         """The initial weights every variant starts from (seeded by train.seed)."""
         cfg = self.config
         with INIT_LOCK:
             torch.manual_seed(cfg.train.seed)
             init_layers = cfg.student.init_layers
             if init_layers is None and not cfg.student.source:
-                init_layers = mapping.layer_map(cfg.objectives.layer_map, teacher_layers, cfg.student.layers)
+                init_layers = mapping.layer_map(layer_rule, teacher_layers, cfg.student.layers)
             return build_student(cfg.student, teacher, num_labels, init_layers, None if init == "pretrained" else init)
 
     def _notices(self, p: Prepared) -> list[str]:
@@ -210,13 +277,16 @@ class Session:
             model = first if k == len(self.config.variants) - 1 else copy.deepcopy(first)
             rng = RandomStream(stream_seed(self.config.train.seed, vc.name), device)
             needs = needs_of(vc.losses)
+            if vc.adversarial is not None and vc.adversarial.method != "freelb":
+                needs |= {TEACHER_LOGITS}              # the ARD loss learns the teacher's clean answers
             projections = None
             if HIDDEN in needs:
                 ds, dt = first.config.hidden_size, teacher.config.hidden_size
                 with rng:                              # the projection's initial weights come from its own stream
                     projections = nn.ModuleList([nn.Linear(ds, dt) if ds != dt else nn.Identity()
                                                  for _ in range(n_pairs)]).to(device)
-            variants.append(Variant(vc.name, model.to(device), dict(vc.losses), needs, rng, projections))
+            variants.append(Variant(vc.name, model.to(device), dict(vc.losses), needs, rng, projections,
+                                    adversarial=vc.adversarial, generated=vc.generated))
         return variants
 
     def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
@@ -262,10 +332,15 @@ class Session:
                                      buckets=cfg.train.length_buckets)
         every = max(1, p.steps_per_epoch // 25)      # train_steps.jsonl: about 25 records per epoch and variant
         window = LossWindow()
+        extra = self.generated_schedule(p, epoch, len(batches))
         self.state.epoch_step, self.state.epoch_steps = 0, p.steps_per_epoch
         for k, index in enumerate(batches):
             t0 = time.perf_counter()
-            window.add(self.train_step(p, index, where=f"at epoch {epoch}, step {done + k + 1}"))
+            where = f"at epoch {epoch}, step {done + k + 1}"
+            window.add(self.train_step(p, index, where=where), {v.name: v.used for v in p.variants})
+            for gen_index in extra[k]:
+                window.add(self.generated_step(p, gen_index, where=f"{where} (generated data)"),
+                           {v.name: v.used for v in p.variants if v.generated})
             self.state.step_s += time.perf_counter() - t0
             self.state.steps_timed += 1
             self.state.epoch_step = k + 1
@@ -282,6 +357,27 @@ class Session:
         batch = p.modality.batch("train", index, p.device)
         teacher = self.teacher_batch(p, batch)
         return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants}
+
+    def generated_schedule(self, p: Prepared, epoch: int, shared_steps: int) -> list[list]:
+        """For each shared step of an epoch, the generated batches to take after it: the epoch's generated batches
+        (shuffled with the epoch's seed) spread evenly over the shared steps."""
+        out: list[list] = [[] for _ in range(shared_steps)]
+        if not p.generated or not any(v.generated for v in p.variants):
+            return out
+        cfg = self.config
+        batches = p.modality.batches("generated", cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch + 500,
+                                     buckets=cfg.train.length_buckets)
+        for j, index in enumerate(batches):
+            out[min(shared_steps - 1, j * shared_steps // len(batches))].append(index)
+        return out
+
+    def generated_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
+        """The variants that use generated data take one step on its batch `index`; labels are never given."""
+        batch = p.modality.batch("generated", index, p.device)
+        batch.labels = None
+        logits, att, hid = p.generated_outputs.batch(batch.index, batch.length, p.device)
+        teacher = TeacherBatch(logits, att, hid)
+        return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
 
     def teacher_batch(self, p: Prepared, batch) -> TeacherBatch | None:
         """The teacher's cached outputs for a batch, padded to its length."""
@@ -335,6 +431,8 @@ class Session:
             rec = {"epoch": epoch, "student": v.name, "time_s": round(self.state.elapsed_s, 2),
                    "train_loss": v.epoch_losses() if epoch else {}, "val_accuracy": val_acc, "val_loss": val_loss,
                    "attention": att, "js_mean": float(np.mean(att["js"])),
+                   **({"attention_focus": v.focus.weights("cpu").tolist()}
+                      if v.focus is not None and v.focus.running is not None else {}),
                    "timing": {"train_s": round(v.train_s if epoch else 0.0, 4), "eval_s": round(t1 - t0, 4),
                               "record_s": round(t2 - t1, 4)}}
             self.run.append_metrics(rec)
@@ -370,6 +468,8 @@ class Session:
         if status == "done":
             accuracy, latency, answers, best_accuracy = self._test(p)
             judged = self.judge(p, answers)
+            if any(v.adversarial is not None for v in p.variants):
+                self.robustness(p)
         params = {"teacher": count_parameters(p.teacher_model)}
         size = {"teacher": teacher_size_bytes(p.teacher.path)}
         for v in p.variants:
@@ -388,10 +488,26 @@ class Session:
                    "teacher_outputs_cached": p.teacher_outputs_cached,
                    "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init,
                    "teacher_fit": p.teacher.fit,
+                   "strategies": {vc.name: vc.strategies for vc in self.config.variants if vc.strategies},
+                   **({"generated": {**p.generated.counts(), "used_by": [v.name for v in p.variants if v.generated],
+                                     "source": p.generated.source}} if p.generated is not None else {}),
+                   **({"layer_map_from": p.layer_map_from} if p.layer_map_from else {}),
                    "best_epoch": self.best_epochs(p.variants, {**accuracy, **best_accuracy}), **judged}
         self.run.write_json("summary.json", summary)
         self.state.phase = "done"
         return summary
+
+    def robustness(self, p: Prepared) -> dict:
+        """Accuracy of the teacher and every variant under an embedding-space PGD attack at several epsilons, on
+        the first examples of the test split (robustness.json)."""
+        from ..robustness import robustness_curves
+        models = {TEACHER: p.teacher_model, **{v.name: v.model for v in p.variants}}
+        for m in models.values():
+            set_attention_backend(m, eager=False)
+        record = robustness_curves(models, p.modality.ids["test"], p.modality.labels["test"], p.modality.pad_id,
+                                   p.device, progress=self.progress)
+        self.run.write_json("robustness.json", record)
+        return record
 
     def _test(self, p: Prepared) -> tuple[dict, dict, dict, dict]:
         """Test accuracy, latency and answers of the teacher and every variant (the answers also go to

@@ -17,10 +17,13 @@ from torch import nn
 
 from .. import mapping
 from ..capture import AttentionCapture
+from ..config import AdversarialConfig
 from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
 from ..models import set_attention_backend
-from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, combined_loss
+from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values
+from ..strategies import adversarial as adv_lib
+from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
 
 
 def stream_seed(session_seed: int, name: str) -> int:
@@ -78,10 +81,17 @@ class TeacherBatch:
 class Variant:
     name: str
     model: nn.Module
-    weights: dict                      # loss name -> weight
+    weights: dict                      # loss name -> configured weight
     needs: frozenset                   # inputs its objectives read (objectives.INPUTS)
     rng: RandomStream
     projections: nn.ModuleList | None = None   # student -> teacher width, for hidden_mse
+    loss_weights: LossWeights | None = None    # the weight of each loss at each step (schedules, automatic)
+    temperature: Temperature | None = None     # the KD temperature at each step
+    focus: AttentionFocus | None = None        # per pair and head attention weights (attention_focus)
+    adversarial: AdversarialConfig | None = None
+    generated: bool = False            # also steps on the generated transfer data
+    steps_done: int = 0                # optimisation steps taken (the schedules' clock)
+    used: dict = field(default_factory=dict)   # weights and temperature of the last step, for train_steps.jsonl
     optimizer: torch.optim.Optimizer | None = None
     scheduler: object = None
     last_state: dict | None = None     # CPU copy of the weights after the last finished epoch
@@ -96,8 +106,15 @@ class Variant:
     def parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters()) + (list(self.projections.parameters()) if self.projections else [])
 
+    def strategy_parameters(self) -> list[nn.Parameter]:
+        """Learned loss weights and temperature: their own learning rate, no weight decay."""
+        return [p for m in (self.loss_weights, self.temperature) if m is not None for p in m.parameters()]
+
     def setup_optimizer(self, lr: float, weight_decay: float, lr_lambda) -> None:
-        self.optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
+        groups = [{"params": self.parameters()}]
+        if self.strategy_parameters():
+            groups.append({"params": self.strategy_parameters(), "lr": AUTO_LR, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
 
     def start_epoch(self) -> None:
@@ -107,45 +124,123 @@ class Variant:
         """Mean of each loss component (and 'total', the weighted sum) over this epoch's steps."""
         return {k: v / max(1, self.loss_count) for k, v in self.loss_sums.items()}
 
-    def forward(self, batch, ctx: StepContext):
-        """Logits (B, C), student attention (B, P, H', T, T) and projected hidden states (B, P, T, Dt), as needed."""
+    def forward(self, batch, ctx: StepContext, embeds: torch.Tensor | None = None):
+        """Logits (B, C), student attention (B, P, H', T, T) and projected hidden states (B, P, T, Dt), as needed.
+        With `embeds` (B, T, D) the model reads these word embeddings instead of the token ids."""
         read_att, read_hid = ATTENTION in self.needs, HIDDEN in self.needs
         set_attention_backend(self.model, eager=read_att)
         s_att = s_hid = None
+
+        def run():
+            if embeds is None:
+                return self.model(**batch.inputs, output_hidden_states=read_hid)
+            return adv_lib.forward_embeds(self.model, batch.inputs, embeds, output_hidden_states=read_hid)
         with autocast_for(ctx.device, ctx.mixed_precision):
             if read_att:
                 with AttentionCapture(self.model, ctx.student_layers) as capture:
-                    out = self.model(**batch.inputs, output_hidden_states=read_hid)
+                    out = run()
                     s_att = mapping.adapt_student(capture.pop_stacked().float(), ctx.head_rule)
             else:
-                out = self.model(**batch.inputs, output_hidden_states=read_hid)
+                out = run()
             if read_hid:
                 s_hid = torch.stack([self.projections[j](out.hidden_states[s + 1])
                                      for j, s in enumerate(ctx.student_layers)], 1)
         return out.logits, s_att, s_hid
 
+    def _losses(self, batch, teacher: TeacherBatch, ctx: StepContext, temperature, embeds=None):
+        """The weighted total, each loss's value (detached) and the weights used, on one forward pass."""
+        logits, s_att, s_hid = self.forward(batch, ctx, embeds)
+        inp = LossInputs(logits, batch.labels, batch.mask, temperature,
+                         teacher.logits if TEACHER_LOGITS in self.needs else None, s_att,
+                         teacher.attention if ATTENTION in self.needs else None, s_hid,
+                         teacher.hidden if HIDDEN in self.needs else None,
+                         head_weights=self.focus.weights(ctx.device) if self.focus is not None else None)
+        values = loss_values(list(self.loss_weights.base), inp)
+        total, used = self.loss_weights.combine(values, self.steps_done)
+        if self.focus is not None:
+            self.focus.update(inp.head_losses)
+        return total, {k: v.detach() for k, v in values.items()}, used
+
+    def _check(self, loss: torch.Tensor, parts: dict, where: str) -> None:
+        if not torch.isfinite(loss):
+            bad = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
+            raise NonFiniteLossError(f"the {self.name} student's loss became {loss.item()} {where} ({bad}); "
+                                     f"lower the learning rate or the loss weights")
+
+    def _clean_and_adversarial(self, batch, teacher: TeacherBatch, ctx: StepContext, t, where: str):
+        """The clean step, then (pgd, fgsm) the ARD loss on an attack whose first step reuses the clean step's
+        gradient with respect to the word embeddings: 1 + adversarial.steps passes in all."""
+        adv = self.adversarial
+        embeds = None
+        if adv is not None and adv.weight > 0 and adv.epsilon > 0:
+            embeds = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"])
+            embeds.retain_grad()
+        loss, parts, used = self._losses(batch, teacher, ctx, t, embeds)
+        self._check(loss, parts, where)
+        loss.backward()
+        if embeds is None:
+            return loss.detach(), parts, used
+        t_plain = float(t.detach()) if torch.is_tensor(t) else float(t)
+        target = teacher.logits
+
+        def attack_loss(logits):
+            return adv_lib.ard_loss(logits, target, t_plain)
+        with autocast_for(ctx.device, ctx.mixed_precision):
+            delta = adv_lib.attack(self.model, batch.inputs, batch.mask, attack_loss, adv.epsilon, adv.steps,
+                                   adv.alpha, first_grad=embeds.grad)
+            perturbed = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"]) + delta
+            logits = adv_lib.forward_embeds(self.model, batch.inputs, perturbed).logits
+            adv_loss = adv_lib.ard_loss(logits, target, t)
+        self._check(adv_loss, {"adversarial": adv_loss.detach()}, where)
+        (adv.weight * adv_loss).backward()
+        parts["adversarial"] = adv_loss.detach()
+        used["adversarial"] = adv.weight
+        return loss.detach() + adv.weight * adv_loss.detach(), parts, used
+
+    def _freelb(self, batch, teacher: TeacherBatch, ctx: StepContext, t, where: str):
+        """FreeLB (Zhu et al. 2020): the variant's losses on `steps` perturbed copies, the perturbation climbing
+        between them; the parameters' gradients are the mean over the copies."""
+        adv = self.adversarial
+        k = adv.steps
+        ids, mask = batch.inputs["input_ids"], batch.mask
+        with torch.no_grad():
+            clean = adv_lib.word_embeddings(self.model, ids)                       # (B, T, D)
+            norms = clean.norm(dim=-1, keepdim=True)                               # (B, T, 1)
+        delta = adv_lib.random_start(clean, norms, adv.epsilon, mask)
+        total, sums, used = 0.0, {}, {}
+        for _ in range(k):
+            delta = delta.detach().requires_grad_(True)
+            loss, parts, used = self._losses(batch, teacher, ctx, t,
+                                             adv_lib.word_embeddings(self.model, ids) + delta)
+            self._check(loss, parts, where)
+            (loss / k).backward()
+            total += float(loss.detach()) / k
+            for name, v in parts.items():
+                sums[name] = sums.get(name, 0.0) + v / k
+            delta = adv_lib.ascend(delta.detach(), delta.grad, norms, adv.alpha, adv.epsilon, mask)
+        return torch.tensor(total), sums, used
+
     def step(self, batch, teacher: TeacherBatch | None, ctx: StepContext, where: str = "") -> dict[str, float]:
-        """One optimisation step on a batch; returns the loss components (unweighted) and 'total'."""
+        """One optimisation step on a batch; returns the loss components (unweighted) and 'total'. The weights
+        and temperature it used are left in `self.used`."""
         t0 = time.perf_counter()
         self.model.train()
         teacher = teacher or TeacherBatch()
+        t = self.temperature.at(self.steps_done) if self.temperature is not None else ctx.temperature
         with self.rng:
-            logits, s_att, s_hid = self.forward(batch, ctx)
-            inp = LossInputs(logits, batch.labels, batch.mask, ctx.temperature,
-                             teacher.logits if TEACHER_LOGITS in self.needs else None, s_att,
-                             teacher.attention if ATTENTION in self.needs else None, s_hid,
-                             teacher.hidden if HIDDEN in self.needs else None)
-            loss, parts = combined_loss(self.weights, inp)
-            if not torch.isfinite(loss):
-                bad = ", ".join(f"{k}={v.item():.4g}" for k, v in parts.items())
-                raise NonFiniteLossError(f"the {self.name} student's loss became {loss.item()} {where} ({bad}); "
-                                         f"lower the learning rate or the loss weights")
-            loss.backward()
+            if self.adversarial is not None and self.adversarial.method == "freelb":
+                loss, parts, used = self._freelb(batch, teacher, ctx, t, where)
+            else:
+                loss, parts, used = self._clean_and_adversarial(batch, teacher, ctx, t, where)
         torch.nn.utils.clip_grad_norm_(self.parameters(), ctx.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        values = {"total": loss.item(), **{k: v.item() for k, v in parts.items()}}
+        if self.temperature is not None:
+            self.temperature.clamp_()
+        self.steps_done += 1
+        self.used = {"weights": used, "temperature": float(t.detach()) if torch.is_tensor(t) else float(t)}
+        values = {"total": float(loss), **{k: v.item() for k, v in parts.items()}}
         for k, v in values.items():
             self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
         self.loss_count += 1
@@ -194,23 +289,42 @@ class LossWindow:
 
     def __init__(self):
         self.sums: dict[str, dict[str, float]] = {}
+        self.used: dict[str, dict[str, float]] = {}     # variant -> "w:<loss>" / "temperature" -> sum
+        self.counts: dict[str, int] = {}
         self.steps = 0
 
-    def add(self, losses: dict[str, dict[str, float]]) -> None:
-        """One training step's losses: variant name -> component -> value (as Variant.step returns them)."""
+    def add(self, losses: dict[str, dict[str, float]], used: dict[str, dict] | None = None) -> None:
+        """One training step's losses: variant name -> component -> value (as Variant.step returns them), and the
+        weights and temperature each variant used (Variant.used)."""
         for name, values in losses.items():
             sums = self.sums.setdefault(name, {})
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
+            self.counts[name] = self.counts.get(name, 0) + 1
+        for name, u in (used or {}).items():
+            sums = self.used.setdefault(name, {})
+            for k, w in {**{f"w:{k}": w for k, w in u.get("weights", {}).items()},
+                         "temperature": u.get("temperature")}.items():
+                if w is not None:
+                    sums[k] = sums.get(k, 0.0) + w
         self.steps += 1
 
     def flush(self, step: int, steps_per_epoch: int) -> list[dict]:
         """One record per variant with the mean of each component over the steps added since the last flush
-        (none when no step was added); `step` is the global step (1-based) of the last of them."""
-        out = [{"step": step, "epoch": round(step / steps_per_epoch, 4), "student": name, "steps": self.steps,
-                "losses": {k: v / self.steps for k, v in sums.items()}}
-               for name, sums in self.sums.items()] if self.steps else []
-        self.sums, self.steps = {}, 0
+        (none when no step was added), and of the loss weights and temperature it used; `step` is the global
+        step (1-based) of the last of them."""
+        out = []
+        for name, sums in self.sums.items():
+            n = self.counts[name]
+            rec = {"step": step, "epoch": round(step / steps_per_epoch, 4), "student": name, "steps": n,
+                   "losses": {k: v / n for k, v in sums.items()}}
+            used = self.used.get(name)
+            if used:
+                rec["weights"] = {k[2:]: v / n for k, v in used.items() if k.startswith("w:")}
+                if "temperature" in used:
+                    rec["temperature"] = used["temperature"] / n
+            out.append(rec)
+        self.sums, self.used, self.counts, self.steps = {}, {}, {}, 0
         return out
 
 
