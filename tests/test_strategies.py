@@ -137,7 +137,11 @@ def test_loss_window_records_the_weights_and_temperature_used():
     w = LossWindow()
     w.add({"kd": {"total": 1.0, "ce": 1.0}}, {"kd": {"weights": {"ce": 0.4}, "temperature": 2.0}})
     w.add({"kd": {"total": 3.0, "ce": 3.0}}, {"kd": {"weights": {"ce": 0.2}, "temperature": 4.0}})
-    w.add({"gen": {"total": 2.0}}, {"gen": {"weights": {}, "temperature": 2.0}})     # a generated-data step
+    w.add({"gen": {"total": 1.0, "ce": 0.8}}, {"gen": {"weights": {"ce": 0.5}, "temperature": 2.0}})
+    w.add({"gen": {"total": 2.0}}, {"gen": {"weights": {}, "temperature": 2.0}})     # a generated-data step: no ce
     recs = {r["student"]: r for r in w.flush(9, 10)}
     assert recs["kd"]["weights"] == {"ce": pytest.approx(0.3)} and recs["kd"]["temperature"] == pytest.approx(3.0)
-    assert recs["kd"]["steps"] == 2 and recs["gen"]["steps"] == 1 and recs["gen"]["temperature"] == 2.0
+    assert recs["kd"]["steps"] == 2 and recs["gen"]["steps"] == 2 and recs["gen"]["temperature"] == 2.0
+    # each value is the mean over the steps it was present in
+    assert recs["gen"]["losses"] == {"total": 1.5, "ce": 0.8} and recs["gen"]["weights"] == {"ce": 0.5}
+    assert w.flush(10, 10) == []

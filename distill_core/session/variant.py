@@ -100,7 +100,7 @@ class Variant:
     best_epoch: int | None = None      # the epoch (>= 1) with the best validation accuracy; the first wins ties
     best_val_accuracy: float | None = None
     loss_sums: dict = field(default_factory=dict)
-    loss_count: int = 0
+    loss_counts: dict = field(default_factory=dict)   # steps each component was present in (ce: not on generated data)
     train_s: float = 0.0               # seconds in this variant's steps this epoch
 
     def parameters(self) -> list[nn.Parameter]:
@@ -118,11 +118,11 @@ class Variant:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
 
     def start_epoch(self) -> None:
-        self.loss_sums, self.loss_count, self.train_s = {}, 0, 0.0
+        self.loss_sums, self.loss_counts, self.train_s = {}, {}, 0.0
 
     def epoch_losses(self) -> dict[str, float]:
         """Mean of each loss component (and 'total', the weighted sum) over this epoch's steps."""
-        return {k: v / max(1, self.loss_count) for k, v in self.loss_sums.items()}
+        return {k: v / max(1, self.loss_counts.get(k, 0)) for k, v in self.loss_sums.items()}
 
     def forward(self, batch, ctx: StepContext, embeds: torch.Tensor | None = None):
         """Logits (B, C), student attention (B, P, H', T, T) and projected hidden states (B, P, T, Dt), as needed.
@@ -243,7 +243,7 @@ class Variant:
         values = {"total": float(loss), **{k: v.item() for k, v in parts.items()}}
         for k, v in values.items():
             self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
-        self.loss_count += 1
+            self.loss_counts[k] = self.loss_counts.get(k, 0) + 1
         self.train_s += time.perf_counter() - t0
         return values
 
@@ -285,46 +285,47 @@ class Variant:
 
 
 class LossWindow:
-    """Each variant's loss components summed over the last few training steps, for train_steps.jsonl."""
+    """Each variant's loss components, and the weights and temperature it used, averaged over the last few training
+    steps, for train_steps.jsonl. Each value is averaged over the steps it was present in (a generated-data step
+    has no ce)."""
 
     def __init__(self):
-        self.sums: dict[str, dict[str, float]] = {}
-        self.used: dict[str, dict[str, float]] = {}     # variant -> "w:<loss>" / "temperature" -> sum
+        self.sums: dict[str, dict[str, list]] = {}       # variant -> key -> [sum, count]
         self.counts: dict[str, int] = {}
-        self.steps = 0
+
+    def _add(self, name: str, key: str, value: float) -> None:
+        acc = self.sums.setdefault(name, {}).setdefault(key, [0.0, 0])
+        acc[0] += value
+        acc[1] += 1
 
     def add(self, losses: dict[str, dict[str, float]], used: dict[str, dict] | None = None) -> None:
         """One training step's losses: variant name -> component -> value (as Variant.step returns them), and the
         weights and temperature each variant used (Variant.used)."""
         for name, values in losses.items():
-            sums = self.sums.setdefault(name, {})
             for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
+                self._add(name, f"l:{k}", v)
             self.counts[name] = self.counts.get(name, 0) + 1
         for name, u in (used or {}).items():
-            sums = self.used.setdefault(name, {})
-            for k, w in {**{f"w:{k}": w for k, w in u.get("weights", {}).items()},
-                         "temperature": u.get("temperature")}.items():
-                if w is not None:
-                    sums[k] = sums.get(k, 0.0) + w
-        self.steps += 1
+            for k, w in u.get("weights", {}).items():
+                self._add(name, f"w:{k}", w)
+            if u.get("temperature") is not None:
+                self._add(name, "t:", u["temperature"])
 
     def flush(self, step: int, steps_per_epoch: int) -> list[dict]:
-        """One record per variant with the mean of each component over the steps added since the last flush
-        (none when no step was added), and of the loss weights and temperature it used; `step` is the global
-        step (1-based) of the last of them."""
+        """One record per variant that stepped since the last flush: the mean of each loss component, and of the
+        loss weights and temperature it used; `step` is the global step (1-based) of the last of them."""
         out = []
-        for name, sums in self.sums.items():
-            n = self.counts[name]
+        for name, n in self.counts.items():
+            means = {k: total / count for k, (total, count) in self.sums.get(name, {}).items()}
             rec = {"step": step, "epoch": round(step / steps_per_epoch, 4), "student": name, "steps": n,
-                   "losses": {k: v / n for k, v in sums.items()}}
-            used = self.used.get(name)
-            if used:
-                rec["weights"] = {k[2:]: v / n for k, v in used.items() if k.startswith("w:")}
-                if "temperature" in used:
-                    rec["temperature"] = used["temperature"] / n
+                   "losses": {k[2:]: v for k, v in means.items() if k.startswith("l:")}}
+            weights = {k[2:]: v for k, v in means.items() if k.startswith("w:")}
+            if weights:
+                rec["weights"] = weights
+            if "t:" in means:
+                rec["temperature"] = means["t:"]
             out.append(rec)
-        self.sums, self.used, self.counts, self.steps = {}, {}, {}, 0
+        self.sums, self.counts = {}, {}
         return out
 
 
