@@ -482,6 +482,9 @@ def preflight(cfg: SessionConfig) -> None:
         raise ConfigError(f"the file of texts for generated data, {tf.source}, does not exist: enter the path of "
                           f"an existing .csv, .jsonl or .txt file, or pick another source under Dataset › Generated "
                           f"data")
+    if tf.source not in ("none", "unused") and any(v.generated for v in cfg.variants):
+        from distill_core.strategies.generated import load_transfer_texts
+        load_transfer_texts(tf, None)         # a file without the text column or without texts is refused here
     shape = teacher_shape(cfg.teacher.source)
     if shape and not cfg.student.source:
         layer_map = cfg.objectives.layer_map

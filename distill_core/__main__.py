@@ -152,7 +152,7 @@ def cmd_sweep(args) -> int:
     sweeps = SweepStore(store.root)
     print(f"sweep of {len(seeds)} seeds ({', '.join(map(str, seeds))}) into {store.root}")
     sweep_id = run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,
-                         callbacks=[] if args.quiet else [TqdmProgress()], report=print)
+                         callbacks=[] if args.quiet else [TqdmProgress()], report=print, against=args.against)
     summary = sweeps.open(sweep_id)["summary"]
     print(f"sweep {sweep_id}")
     print(format_summary(summary))
@@ -175,7 +175,15 @@ def write_sweep_html(path, summary: dict) -> None:
 
 
 def cmd_sweeps(args) -> int:
-    from .sweep import SweepStore
+    from .sweep import SweepStore, format_summary, summarize_sweep
+    if args.show:
+        sweeps = SweepStore(args.runs_dir)
+        summary = summarize_sweep(sweeps.runs, sweeps.open(args.show), against=args.against)
+        print(f"sweep {args.show}")
+        print(format_summary(summary))
+        return 0
+    if args.against:
+        raise DistillError("--against needs --show SWEEP_ID: the sweep to summarise")
     infos = SweepStore(args.runs_dir).list()
     if not infos:
         print("no sweeps yet; start one with `python -m distill_core sweep --seeds 0-4`")
@@ -345,10 +353,15 @@ def make_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", parents=[r], add_help=False,
                         help="run the same session once per seed and compare the variants across seeds")
     sw.add_argument("--seeds", required=True, help="students' seeds (train.seed), e.g. 0-4 or 0,1,2")
+    sw.add_argument("--against", metavar="VARIANT",
+                    help="also compare every variant with this one (e.g. kd_att: does a strategy added to plain KD "
+                         "help?), besides the labels-only reference")
     sw.set_defaults(func=cmd_sweep)
 
-    sws = sub.add_parser("sweeps", help="list sweeps")
+    sws = sub.add_parser("sweeps", help="list sweeps, or show one")
     sws.add_argument("--runs-dir", **runs_dir)
+    sws.add_argument("--show", metavar="SWEEP_ID", help="print one sweep's summary, read again from its runs")
+    sws.add_argument("--against", metavar="VARIANT", help="with --show: also compare every variant with this one")
     sws.set_defaults(func=cmd_sweeps)
 
     ls = sub.add_parser("runs", help="list runs")

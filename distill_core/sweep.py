@@ -93,14 +93,14 @@ class SweepStore:
     def _path(self, sweep_id: str) -> Path:
         return self.folder(sweep_id) / "sweep.json"
 
-    def create(self, config: dict, seeds: Sequence[int], name: str = "") -> dict:
-        """A new sweep record (no runs yet); returns it."""
+    def create(self, config: dict, seeds: Sequence[int], name: str = "", against: str | None = None) -> dict:
+        """A new sweep record (no runs yet); returns it. `against`: a variant the others are also compared with."""
         seeds = check_seeds(seeds)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40]
         sweep_id = f"{stamp}-{slug + '-' if slug else ''}{uuid.uuid4().hex[:6]}"
         record = {"id": sweep_id, "name": name, "created": now_iso(), "config": config, "seeds": seeds,
-                  "runs": {}}
+                  "runs": {}, **({"against": against} if against else {})}
         self._write(record)
         return record
 
@@ -163,7 +163,8 @@ def seed_config(config: SessionConfig, seed: int, name: str = "") -> SessionConf
 
 
 def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, sweep_store: SweepStore,
-              name: str = "", callbacks=(), report: Callable[[str], None] | None = None) -> str:
+              name: str = "", callbacks=(), report: Callable[[str], None] | None = None,
+              against: str | None = None) -> str:
     """Run one session per seed, one after another, in this process; returns the sweep id.
 
     Each run id enters sweep.json as soon as the run exists; a seed that fails is recorded in its run and the
@@ -171,7 +172,10 @@ def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, 
     from .session import run_session
     report = report or log.info
     seeds = check_seeds(seeds)
-    record = sweep_store.create(config.to_dict(), seeds, name)
+    if against is not None and against not in config.variant_names:
+        raise ConfigError(f"--against {against}: no variant of that name; this config's variants are "
+                          f"{', '.join(config.variant_names)}")
+    record = sweep_store.create(config.to_dict(), seeds, name, against=against)
     for k, seed in enumerate(seeds, start=1):
         cfg = seed_config(config, seed, name)
         run = run_store.create(cfg.to_dict())
@@ -254,14 +258,20 @@ def sweep_status(statuses: dict[int, str]) -> str:
     return "partial" if "done" in values else "failed"
 
 
-def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True) -> dict:
+def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, against: str | None = None) -> dict:
     """What the finished ("done") runs of a sweep say together, with the statistics of distill_core.stats.
 
     Keys: status, seeds, seeds_done, seed_status, runs, variants, reference, test_size, teacher {accuracy,
     mean, lo, hi}, variants_stats {name: accuracy, acc_mean/lo/hi, js, js_mean/lo/hi}, paired {variant: pooled
     McNemar and bootstrap over seeds (when `pool` and every run has the same test labels), diff_mean/lo/hi
     (t interval of the per-seed differences), per_seed_diff, js_below_reference_every_seed, gap_closed},
-    warnings (each prefixed with its seed) and problems (why something could not be computed)."""
+    warnings (each prefixed with its seed) and problems (why something could not be computed).
+
+    `against` (default: the record's "against", set by `sweep --against`) names a variant every other one is also
+    compared with in the same way (paired_against): e.g. plain KD, to ask whether a strategy added to it helps.
+    variants_stats also holds, where the runs have them, the mean training seconds ("train_s") and the mean
+    accuracy under attack at each epsilon of robustness.json ("robust": {"epsilons", "mean"}; the teacher's is in
+    "teacher")."""
     statuses = run_statuses(run_store, record)
     done = _done_runs(run_store, record, statuses)
     first = done[0][1] if done else {}
@@ -282,11 +292,24 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True) -> dic
     js = {v: [_final_js(s, v) for _, s, _ in done] for v in variants}
     out["teacher"] = {"accuracy": acc[TEACHER], **_interval(acc[TEACHER], ("mean", "lo", "hi"))}
     out["variants_stats"] = {v: {"accuracy": acc[v], **_interval(acc[v], ("acc_mean", "acc_lo", "acc_hi")),
-                                 "js": js[v], **_interval(js[v], ("js_mean", "js_lo", "js_hi"))} for v in variants}
-    correct = _correct_answers(done, problems) if pool and reference else None
+                                 "js": js[v], **_interval(js[v], ("js_mean", "js_lo", "js_hi")),
+                                 "train_s": _mean([_train_seconds(run, v) for _, _, run in done])}
+                             for v in variants}
+    robust = _robustness(done)
+    for m, curve in robust.items():
+        (out["teacher"] if m == TEACHER else out["variants_stats"].setdefault(m, {}))["robust"] = curve
+    against = against or record.get("against")
+    if against is not None and against not in variants:
+        problems.append(f"--against {against}: the runs have no variant of that name ({', '.join(variants)})")
+        against = None
+    correct = _correct_answers(done, problems) if pool and (reference or against) else None
     for v in variants:
         if reference and v != reference:
             out["paired"][v] = _paired(v, reference, acc, js, correct)
+    if against:
+        out["against"] = against
+        out["paired_against"] = {v: {**_paired(v, against, acc, js, correct), "gap_closed": None}
+                                 for v in variants if v != against}
     out["warnings"] = [{**w, "seed": seed, "message": f"seed {seed}: {w.get('message', '')}"}
                        for seed, s, _ in done for w in s.get("warnings") or []]
     return out
@@ -307,6 +330,31 @@ def _done_runs(run_store: RunStore, record: dict, statuses: dict[int, str]) -> l
         if summary:
             out.append((seed, summary, run))
     return out
+
+
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def _train_seconds(run: Run, variant: str) -> float | None:
+    """Seconds the variant spent in its training steps over the whole run (metrics.jsonl timing)."""
+    times = [r.get("timing", {}).get("train_s") for r in run.metrics() if r.get("student") == variant]
+    return float(sum(t for t in times if t is not None)) if any(t is not None for t in times) else None
+
+
+def _robustness(done) -> dict[str, dict]:
+    """Model -> {"epsilons", "mean"}: accuracy under attack at each epsilon, averaged over the runs that measured
+    it with the same epsilons (robustness.json)."""
+    records = [r for r in (run.read_json("robustness.json") for _, _, run in done) if r]
+    if not records:
+        return {}
+    eps = records[0]["epsilons"]
+    same = [r for r in records if r["epsilons"] == eps]
+    models = set.intersection(*(set(r["accuracy"]) for r in same))
+    return {m: {"epsilons": eps, "runs": len(same),
+                "mean": [float(np.mean([r["accuracy"][m][k] for r in same])) for k in range(len(eps))]}
+            for m in models}
 
 
 def _final_js(summary: dict, variant: str) -> float | None:
@@ -398,6 +446,18 @@ def format_summary(summary: dict) -> str:
             lines.append(f"  {v + (' (ref)' if v == ref else ''):<{width}}  {acc:<30}  {js}")
     for v, p in (summary.get("paired") or {}).items():
         lines.append(f"  {v} vs {ref}: " + comparison_text(p, len(done)))
+    for v, p in (summary.get("paired_against") or {}).items():
+        lines.append(f"  {v} vs {summary['against']}: " + comparison_text(p, len(done)))
+    robust = {m: s.get("robust") for m, s in [(TEACHER, summary.get("teacher") or {}),
+                                               *(summary.get("variants_stats") or {}).items()] if s.get("robust")}
+    if robust:
+        eps = next(iter(robust.values()))["epsilons"]
+        lines.append("  accuracy % under attack (PGD on word embeddings), epsilon " + " / ".join(map(str, eps)) + ":")
+        lines += [f"    {m}: " + " / ".join(f"{100 * a:.1f}" for a in r["mean"]) for m, r in robust.items()]
+    times = {v: s.get("train_s") for v, s in (summary.get("variants_stats") or {}).items() if s.get("train_s")}
+    if times:
+        lines.append("  training seconds per run (mean over seeds): " +
+                     ", ".join(f"{v} {t:.0f}" for v, t in times.items()))
     lines += [f"  problem: {p}" for p in summary.get("problems", [])]
     lines += [f"  warning: {w['message']}" for w in summary.get("warnings", [])]
     return "\n".join(lines)

@@ -118,3 +118,26 @@ def test_suggested_layer_map_comes_from_the_finished_run(strategy_run, tiny_teac
     s = run.summary()
     assert s["status"] == "done" and s["layer_map_from"] == strategy_run.id
     assert [t for t, _ in s["pairs"]] == suggest_for_run(strategy_run)["layers"]
+
+
+@pytest.mark.parametrize("content,match", [
+    ("words,other\nsome text,1\n", "no column 'text'|text_column"),
+    ("text\n\n", "no non-empty texts|holds no"),
+])
+def test_a_bad_transfer_file_is_refused_before_the_teacher_is_prepared(tiny_teacher, tiny_csv, tmp_path, monkeypatch,
+                                                                       content, match):
+    from distill_core.errors import DistillError
+    from distill_core.session import Session
+    from distill_core.session import session as session_mod
+    bad = tmp_path / "transfer.csv"
+    bad.write_text(content)
+    called = []
+    monkeypatch.setattr(session_mod, "prepare_teacher", lambda *a, **k: called.append(1))
+    d = tiny_config_dict(tiny_teacher, tiny_csv, variants=[{"name": "gen", "losses": KD, "generated": True}],
+                         transfer={"source": str(bad)})
+    d["objectives"] = {}
+    store = RunStore(tmp_path / "runs")
+    cfg = SessionConfig.from_dict(d)
+    with pytest.raises(DistillError, match=match):
+        Session(cfg, store.create(cfg.to_dict())).prepare()
+    assert not called

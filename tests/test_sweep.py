@@ -261,3 +261,22 @@ def test_start_sweep_queues_one_session_per_seed(tmp_path):
     assert start_seeds(SessionConfig(), "7", store, start=fake_start)[1] is None and started[-1].train.seed == 7
     run_id, sweep_id = start_seeds(SessionConfig(), "1-2", store, start=fake_start)
     assert sweeps.open(sweep_id)["runs"]["1"] == run_id and started[-1].train.seed == 2
+
+
+def test_against_compares_every_variant_with_the_named_one_and_reads_robustness(tmp_path, capsys):
+    store, sweeps, sweep_id = hand_made_sweep(tmp_path)
+    for seed, acc in ((0, [0.9, 0.5]), (1, [0.7, 0.3])):
+        store.open(f"run-seed{seed}").write_json("robustness.json", {
+            "epsilons": [0.0, 0.1], "accuracy": {"teacher": [1.0, 0.8], "baseline": acc, "distilled": [0.8, 0.6]}})
+    s = summarize_sweep(store, sweeps.open(sweep_id), against="distilled")
+    p = s["paired_against"]["baseline"]
+    assert s["against"] == "distilled" and set(s["paired_against"]) == {"baseline"}
+    assert (p["variant_only"], p["ref_only"]) == (2, 7) and p["diff_mean"] == pytest.approx(-5 / 16)
+    assert s["variants_stats"]["baseline"]["robust"]["mean"] == pytest.approx([0.8, 0.4])
+    assert s["teacher"]["robust"]["mean"] == pytest.approx([1.0, 0.8])
+    text = format_summary(s)
+    assert "baseline vs distilled" in text and "under attack" in text
+    assert main(["sweeps", "--runs-dir", str(tmp_path), "--show", sweep_id, "--against", "distilled"]) == 0
+    assert "baseline vs distilled" in capsys.readouterr().out
+    bad = summarize_sweep(store, sweeps.open(sweep_id), against="nope")
+    assert "paired_against" not in bad and any("--against nope" in x for x in bad["problems"])

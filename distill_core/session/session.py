@@ -129,6 +129,9 @@ class Session:
         device = pick_device(cfg.train.device)
         self.progress("load data", 0, 1)
         splits = load_splits(cfg.data)
+        if any(v.generated for v in cfg.variants):      # a bad transfer source is refused before the teacher's work
+            from ..strategies.generated import load_transfer_texts
+            load_transfer_texts(cfg.transfer, splits)
         modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
         self.progress("load data", 1, 1)
         teacher = prepare_teacher(cfg, splits, modality.ids["train"], device, self.progress,
