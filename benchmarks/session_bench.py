@@ -26,6 +26,11 @@ one run, so a busy machine moves them much less than absolute times):
 6. live view training speed with the New session page open / with it closed, the session started from the app in
              headless Chromium (benchmarks/live_view_bench.py; full mode, when Chromium and Playwright are
              installed; --skip-live-view leaves it out). Target >= 0.9.
+7. strategies an adversarial step (PGD, 2 steps, ARD) / the plain distillation step, on the same batches: target
+             <= 1 + PGD steps. And an epoch of a variant that also learns from generated data (the dataset's
+             unused rows, half the training split's size) / the plain variant's epoch, divided by the ratio of
+             their sizes: target <= 1.1 (generated data costs its size and nothing more; the teacher's outputs
+             on it are computed once, in prepare). --skip-strategies leaves it out.
 
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
 in samples/s. Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
@@ -76,7 +81,8 @@ MODES = {
     "quick": dict(train_size=800, warmup=3, steps=20, epochs=2, chart_repeats=3),
     "full": dict(train_size=None, warmup=5, steps=40, epochs=None, chart_repeats=7),
 }
-TARGETS = {"step": 1.3, "record": 0.05, "vs_hand": 0.5, "charts": 0.5}
+TARGETS = {"step": 1.3, "record": 0.05, "vs_hand": 0.5, "charts": 0.5, "generated": 1.1}
+PGD_STEPS = 2
 
 
 def say(*a) -> None:
@@ -577,6 +583,58 @@ def met(value, target, below=True, strict=False) -> str:
     return "yes" if ok else "NO"
 
 
+# ---- 7. what the strategies cost -------------------------------------------------------------------------------
+def bench_strategies(base: SessionConfig, root: Path, warmup: int, steps: int) -> dict:
+    """Adversarial step / plain distillation step on the same batches, and a generated-data epoch / plain epoch
+    over the size ratio, from the variants `Session.prepare()` builds (the generated one's batches spread over
+    the epoch as the session spreads them)."""
+    kd = {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1}
+    cfg = SessionConfig.from_dict({**base.to_dict(), "name": "strategies", "variants": [
+        {"name": "distilled", "losses": kd},
+        {"name": "adversarial", "losses": kd, "adversarial": {"method": "pgd", "epsilon": 0.05, "steps": PGD_STEPS}},
+        {"name": "generated", "losses": kd, "generated": True}],
+        "transfer": {"source": "unused", "max_texts": max(1, base.data.train_size // 2)}})
+    setup = Setup(cfg, RunStore(root / "strategies").create(cfg.to_dict()))
+    session, p, tcfg = setup.session, setup.p, cfg.train
+    plain, adv, gen = (variant(p, n) for n in ("distilled", "adversarial", "generated"))
+    batches = p.modality.batches("train", tcfg.batch_size, seed=tcfg.seed * 1000 + 2, buckets=tcfg.length_buckets)
+
+    def timed(v, split, index):
+        sync(p.device)
+        t = time.perf_counter()
+        if split == "generated":
+            session.generated_step(p, index)          # the generated variant (the only one using it) steps
+        else:
+            batch = p.modality.batch(split, index, p.device)
+            v.step(batch, session.teacher_batch(p, batch), p.step)
+        sync(p.device)
+        return time.perf_counter() - t
+    ta, tp = [], []
+    for k, index in enumerate(batches[:warmup + steps]):
+        pair = (timed(adv, "train", index), timed(plain, "train", index)) if k % 2 == 0 else \
+            tuple(reversed((timed(plain, "train", index), timed(adv, "train", index))))
+        if k >= warmup:
+            ta.append(pair[0])
+            tp.append(pair[1])
+    # one epoch: the plain variant on the shared batches; the generated one on them and on its own batches
+    extra = session.generated_schedule(p, 2, len(batches))
+    epoch_plain = epoch_gen = 0.0
+    gen_steps = 0
+    for k, index in enumerate(batches):
+        epoch_plain += timed(plain, "train", index)
+        epoch_gen += timed(gen, "train", index)
+        for g in extra[k]:
+            epoch_gen += timed(gen, "generated", g)
+            gen_steps += 1
+    size_ratio = (len(p.modality.ids["train"]) + len(p.generated)) / len(p.modality.ids["train"])
+    return {"pgd_steps": PGD_STEPS, "steps": len(ta), "adversarial_step_s": median(ta), "plain_step_s": median(tp),
+            "adversarial_ratio": median(ta) / median(tp), "adversarial_target": 1 + PGD_STEPS,
+            "generated_examples": len(p.generated), "train_examples": len(p.modality.ids["train"]),
+            "shared_steps": len(batches), "generated_steps": gen_steps, "epoch_plain_s": epoch_plain,
+            "epoch_generated_s": epoch_gen, "epoch_ratio": epoch_gen / epoch_plain, "size_ratio": size_ratio,
+            "generated_over_size": epoch_gen / epoch_plain / size_ratio}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -589,6 +647,7 @@ def main(argv=None) -> int:
                          "outputs computed, then the teacher cached with its outputs computed, then both cached")
     ap.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
     ap.add_argument("--skip-live-view", action="store_true", help="leave out measure 6 (the app in a browser)")
+    ap.add_argument("--skip-strategies", action="store_true", help="leave out measure 7 (adversarial and generated)")
     ap.add_argument("--device", default="cpu", help="device of measures 1-4 (default cpu; CUDA is added for 1 "
                                                     "when available)")
     ap.add_argument("--threads", type=int, default=None,
@@ -739,6 +798,16 @@ def main(argv=None) -> int:
                     + " ".join(f"{x:.1%}" for x in r["eval_over_train"])
                     + "; train_s " + " ".join(f"{x:.1f}" for x in r["train_s"])
                     + ", record_s " + " ".join(f"{x:.2f}" for x in r["record_s"]))
+        if not args.skip_strategies:
+            section(f"7. strategies: adversarial step (PGD {PGD_STEPS} steps) / plain step; generated-data epoch / "
+                    f"plain epoch over their sizes")
+            res["strategies"] = g = bench_strategies(cfg, tmp, m["warmup"], m["steps"])
+            say(f"  adversarial {fmt_s(g['adversarial_step_s'])}  plain {fmt_s(g['plain_step_s'])}  ratio "
+                f"{g['adversarial_ratio']:.2f} (target <= {g['adversarial_target']}, median of {g['steps']} batches)")
+            say(f"  epoch: plain {fmt_s(g['epoch_plain_s'])} ({g['shared_steps']} steps), with generated data "
+                f"{fmt_s(g['epoch_generated_s'])} (+{g['generated_steps']} steps on {g['generated_examples']} "
+                f"generated examples); time ratio {g['epoch_ratio']:.2f} / size ratio {g['size_ratio']:.2f} = "
+                f"{g['generated_over_size']:.2f}")
         if mode == "full" and not args.skip_live_view:
             section("6. training speed with the New session page open / closed (the app, headless Chromium)")
             import live_view_bench
@@ -817,6 +886,14 @@ def summary_table(res: dict) -> list[dict]:
             f"{lv['ratio']:.2f} ({statistics.median(lv['open_steps_per_s']):.2f} / "
             f"{statistics.median(lv['closed_steps_per_s']):.2f} steps/s)", f">= {lv['target']}",
             met(lv["ratio"], lv["target"], below=False))
+    g = res.get("strategies")
+    if g:
+        add(f"7. adversarial step (PGD {g['pgd_steps']} steps) / plain distillation step",
+            f"{g['adversarial_ratio']:.2f} ({fmt_s(g['adversarial_step_s'])} / {fmt_s(g['plain_step_s'])})",
+            f"<= {g['adversarial_target']}", met(g["adversarial_ratio"], g["adversarial_target"]))
+        add("7'. generated-data epoch / plain epoch, over their size ratio",
+            f"{g['generated_over_size']:.2f} ({g['epoch_ratio']:.2f} / {g['size_ratio']:.2f})",
+            f"<= {TARGETS['generated']}", met(g["generated_over_size"], TARGETS["generated"]))
     c = res.get("charts")
     if c:
         for k, x in c.items():

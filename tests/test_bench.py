@@ -26,7 +26,8 @@ def test_help_lists_the_options(bench, capsys):
         bench.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--quick", "--threads", "--skip-session", "--skip-uncached", "--json", "--device"):
+    for flag in ("--quick", "--threads", "--skip-session", "--skip-uncached", "--json", "--device",
+                 "--skip-strategies"):
         assert flag in out
 
 
@@ -89,3 +90,18 @@ def test_pieces_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
     measures = [r["measure"] for r in bench.summary_table(res)]
     assert measures[0].startswith("1.") and "(teacher loaded, outputs from the disk cache)" in measures[-1]
     assert any(m.startswith("2. record / train per epoch (distilled, worst") for m in measures)
+
+
+def test_strategy_costs_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
+    """Measure 7 on tiny models: the adversarial and generated variants step, and the table has their rows."""
+    d = tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1)
+    d.pop("objectives")
+    d["teacher"]["finetune"] = "never"
+    d["data"]["train_size"] = 64                     # leaves 32 rows unused for the generated data
+    g = bench.bench_strategies(SessionConfig.from_dict(d), tmp_path, warmup=1, steps=2)
+    assert g["steps"] == 2 and math.isfinite(g["adversarial_ratio"]) and g["adversarial_target"] == 3
+    assert g["generated_examples"] == 32 and g["generated_steps"] == 2 and g["size_ratio"] == pytest.approx(1.5)
+    res = {"machine": {"date": "2026-01-01T00:00:00", "cpu": "cpu", "cores": 2, "torch": "x"}, "strategies": g}
+    measures = [r["measure"] for r in bench.summary_table(res)]
+    assert measures == ["7. adversarial step (PGD 2 steps) / plain distillation step",
+                        "7'. generated-data epoch / plain epoch, over their size ratio"]
