@@ -82,11 +82,14 @@ def form_kind(source: str, role: str) -> str:
     return "default" if kind == "builtin" else kind
 
 
+SCHEDULED = (*LOSS_NAMES, "adversarial")     # what a schedule can multiply: every loss, and the adversarial loss
+
+
 def variant_keys(i: int) -> list[str]:
     """The widget keys of variant block `i`, its strategies included."""
     return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES),
-            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES), *(f"new.v{i}.sched.{n}" for n in LOSS_NAMES),
-            *(f"new.v{i}.sched_epoch.{n}" for n in LOSS_NAMES), *(f"new.v{i}.{k}" for k in STRATEGY_KEYS)]
+            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES), *(f"new.v{i}.sched.{n}" for n in SCHEDULED),
+            *(f"new.v{i}.sched_epoch.{n}" for n in SCHEDULED), *(f"new.v{i}.{k}" for k in STRATEGY_KEYS)]
 
 
 def split_schedule(spec: str) -> tuple[str, int]:
@@ -104,6 +107,7 @@ def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | Non
         w = float(losses.get(n, 0.0))
         v[f"new.v{i}.loss.{n}"] = w > 0
         v[f"new.v{i}.weight.{n}"] = w if w > 0 else 1.0
+    for n in SCHEDULED:
         v[f"new.v{i}.sched.{n}"], v[f"new.v{i}.sched_epoch.{n}"] = split_schedule(var.schedules.get(n, "constant"))
     lo, hi = var.temperature_range
     a = adv or _ADV_DEFAULTS
@@ -125,7 +129,8 @@ def variant_strategies(v: dict, i: int, losses: dict) -> dict:
         out["preset"] = "tinybert"
     else:                       # the preset sets the schedules itself: the engine refuses both
         schedules = {}
-        for n in losses:
+        method = v.get(f"v{i}.adv_method", ADV_OFF)
+        for n in [*losses, *(["adversarial"] if method not in (ADV_OFF, "freelb") else [])]:
             kind = v.get(f"v{i}.sched.{n}") or "constant"
             if kind in ("step", "until"):
                 schedules[n] = f"{kind}@{int(v.get(f'v{i}.sched_epoch.{n}') or 1)}"
@@ -738,6 +743,13 @@ def strategies_section(i: int, ticked: list[str]) -> None:
                         help="The weight of the adversarial loss next to the other losses (FreeLB has none).")
         c2.number_input("step size (0 = auto)", min_value=0.0, step=0.01, format="%.3f", key=k + "adv_step_size",
                         disabled=off, help="Relative like epsilon; auto: 2.5 × epsilon / steps.")
+        a, b = st.columns([3, 1.2], vertical_alignment="bottom")
+        kind = a.selectbox("Schedule of the adversarial loss", SCHEDULE_KINDS, format_func=SCHEDULE_LABELS.get,
+                           key=f"{k}sched.adversarial", disabled=off or method == "freelb" or preset,
+                           help="E.g. off, then on from epoch E: a random student first learns the task, then to "
+                                "resist the nudges.")
+        b.number_input("epoch E", min_value=1, step=1, key=f"{k}sched_epoch.adversarial",
+                       disabled=off or method == "freelb" or preset or kind not in ("step", "until"))
         st.caption("The student learns the teacher's clean answers on inputs nudged to fool it (ARD): it becomes "
                    "harder to fool and often generalises better. Each step costs 1 + steps plain steps; FreeLB "
                    "trains every loss on the nudged copies instead.")

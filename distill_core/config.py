@@ -197,6 +197,7 @@ class VariantConfig:
 
     Strategies (all off by default):
       schedules            loss -> schedule (strategies/schedules.py): the weight times a multiplier over training
+                           ("adversarial" schedules the adversarial loss's weight)
       preset               "tinybert": attention and hidden losses in the first half, output losses in the second
       auto_weights         "magnitude": each loss divided by its running size; "uncertainty": learned weights
                            (Kendall et al. 2018)
@@ -225,9 +226,10 @@ class VariantConfig:
         schedules = self.schedules or {}
         _require(isinstance(schedules, dict), f"schedules of {where} must map a loss to a schedule, e.g. "
                                               f"{{attention_kl: linear_down}}")
+        scheduled = [*self.losses, *(["adversarial"] if self.adversarial is not None else [])]
         for loss, spec in schedules.items():
-            _require(loss in self.losses, f"{where} schedules loss {loss}, which it does not use; its losses: "
-                                          f"{', '.join(self.losses)}")
+            _require(loss in scheduled, f"{where} schedules loss {loss}, which it does not use; its losses: "
+                                        f"{', '.join(scheduled)}")
             problem = check_schedule(spec)
             _require(problem is None, f"{where}: {problem}")
         object.__setattr__(self, "schedules", dict(schedules))

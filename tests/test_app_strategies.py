@@ -25,7 +25,8 @@ def start(at):
 
 
 STRATEGIES = {"name": "everything", "losses": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1},
-              "schedules": {"attention_kl": "until@3", "logit_kd": "cosine_up"}, "auto_weights": "magnitude",
+              "schedules": {"attention_kl": "until@3", "logit_kd": "cosine_up", "adversarial": "linear_up"},
+              "auto_weights": "magnitude",
               "temperature_schedule": "linear_down", "temperature_range": [2.0, 6.0], "attention_focus": True,
               "adversarial": {"method": "fgsm", "epsilon": 0.02, "weight": 0.5, "step_size": 0.01},
               "generated": True}
@@ -81,6 +82,17 @@ def test_a_schedule_chosen_for_a_loss_appears_in_the_config(store, started):
     (cfg,) = started
     assert cfg.variant("distilled").schedules == {"attention_kl": "linear_down", "logit_kd": "step@3"}
     assert cfg.variant("baseline").schedules == {}
+
+
+def test_the_adversarial_loss_has_its_own_schedule(store, started):
+    at = run_page()
+    assert at.selectbox(key="new.v1.sched.adversarial").disabled            # no adversarial training yet
+    at.selectbox(key="new.v1.adv_method").set_value("pgd").run()
+    at.selectbox(key="new.v1.sched.adversarial").set_value("step").run()
+    at.number_input(key="new.v1.sched_epoch.adversarial").set_value(3)
+    start(at)
+    (cfg,) = started
+    assert cfg.variant("distilled").schedules == {"adversarial": "step@3"}
 
 
 def test_preset_automatic_weights_temperature_and_focus(store, started):

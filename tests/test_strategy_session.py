@@ -21,6 +21,8 @@ def strategy_run(tiny_teacher, tiny_csv, tmp_path_factory):
         {"name": "auto", "losses": KD, "auto_weights": "uncertainty", "temperature_schedule": "curriculum"},
         {"name": "adversarial", "losses": KD, "adversarial": {"method": "pgd", "epsilon": 0.1, "steps": 2}},
         {"name": "freelb", "losses": KD, "adversarial": {"method": "freelb", "epsilon": 0.1, "steps": 2}},
+        {"name": "adv_late", "losses": KD, "adversarial": {"method": "fgsm", "epsilon": 0.1},
+         "schedules": {"adversarial": "step@2"}},
         {"name": "generated", "losses": KD, "generated": True},
     ]
     d = tiny_config_dict(tiny_teacher, tiny_csv, variants=variants,
@@ -69,6 +71,14 @@ def test_adversarial_variant_records_its_loss_and_the_session_measures_robustnes
     for name in ("teacher", "baseline"):
         plain = sum(int(p == y) for p, y in zip(preds["predictions"][name][:n], labels)) / n
         assert rob["accuracy"][name][0] == pytest.approx(plain)
+
+
+def test_a_scheduled_adversarial_weight_makes_no_attack_while_it_is_zero(strategy_run):
+    late = {r["epoch"]: r for r in strategy_run.metrics() if r["student"] == "adv_late"}
+    assert "adversarial" not in late[1]["train_loss"] and math.isfinite(late[2]["train_loss"]["adversarial"])
+    weights = [(r["epoch"], r["weights"]["adversarial"]) for r in strategy_run.train_steps()
+               if r["student"] == "adv_late"]
+    assert all(w == (0.0 if e <= 1 else 1.0) for e, w in weights)
 
 
 def test_generated_variant_takes_extra_steps_on_teacher_labelled_data(strategy_run):

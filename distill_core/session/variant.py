@@ -171,14 +171,17 @@ class Variant:
         """The clean step, then (pgd, fgsm) the ARD loss on an attack whose first step reuses the clean step's
         gradient with respect to the word embeddings: 1 + adversarial.steps passes in all."""
         adv = self.adversarial
+        weight = adv.weight * self.loss_weights.multiplier("adversarial", self.steps_done) if adv is not None else 0.0
         embeds = None
-        if adv is not None and adv.weight > 0 and adv.epsilon > 0:
+        if weight > 0 and adv.epsilon > 0:        # a step with no adversarial weight makes no attack
             embeds = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"])
             embeds.retain_grad()
         loss, parts, used = self._losses(batch, teacher, ctx, t, embeds)
         self._check(loss, parts, where)
         loss.backward()
         if embeds is None:
+            if adv is not None and adv.method != "freelb":
+                used["adversarial"] = weight
             return loss.detach(), parts, used
         t_plain = float(t.detach()) if torch.is_tensor(t) else float(t)
         target = teacher.logits
@@ -192,10 +195,10 @@ class Variant:
             logits = adv_lib.forward_embeds(self.model, batch.inputs, perturbed).logits
             adv_loss = adv_lib.ard_loss(logits, target, t)
         self._check(adv_loss, {"adversarial": adv_loss.detach()}, where)
-        (adv.weight * adv_loss).backward()
+        (weight * adv_loss).backward()
         parts["adversarial"] = adv_loss.detach()
-        used["adversarial"] = adv.weight
-        return loss.detach() + adv.weight * adv_loss.detach(), parts, used
+        used["adversarial"] = weight
+        return loss.detach() + weight * adv_loss.detach(), parts, used
 
     def _freelb(self, batch, teacher: TeacherBatch, ctx: StepContext, t, where: str):
         """FreeLB (Zhu et al. 2020): the variant's losses on `steps` perturbed copies, the perturbation climbing

@@ -45,10 +45,13 @@ class LossWeights(nn.Module):
         """Whether any weight differs from its configured value at some step."""
         return self.auto != "none" or any(s != "constant" for s in self.schedules.values())
 
+    def multiplier(self, name: str, step: int) -> float:
+        """The schedule's multiplier of `name` at `step` (1 when it has none), e.g. of the adversarial loss."""
+        return multiplier(self.schedules.get(name, "constant"), step, self.total_steps, self.steps_per_epoch)
+
     def scheduled(self, step: int) -> dict[str, float]:
         """Configured weight times schedule multiplier, per loss, at `step` (0-based)."""
-        return {k: w * multiplier(self.schedules.get(k, "constant"), step, self.total_steps, self.steps_per_epoch)
-                for k, w in self.base.items()}
+        return {k: w * self.multiplier(k, step) for k, w in self.base.items()}
 
     def factors(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
         """Magnitude balancing: mean running size over the losses present divided by each loss's own (clamped)."""
