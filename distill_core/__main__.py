@@ -119,6 +119,12 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
             if name in p:
                 ms = f"{lat[name]:.1f} ms" if name in lat else "-"
                 print(f"  {name:<{width}} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
+    for v, names in (summary.get("strategies") or {}).items():
+        print(f"  {v}: " + ", ".join(names))
+    gen = summary.get("generated")
+    if gen:
+        print(f"  generated data ({gen.get('source')}): {gen['transfer']:,} transfer texts and {gen['augmented']:,} "
+              f"augmented copies, labelled by the teacher, used by {', '.join(gen.get('used_by') or [])}")
     for n in summary.get("notices") or []:
         print(f"  note: {n}")
     for v, b in (summary.get("best_epoch") or {}).items():
@@ -218,6 +224,9 @@ def cmd_show(args) -> int:
                          indent=2))
     else:
         print_summary(run.id, summary, status)
+        robustness = run.read_json("robustness.json")
+        if robustness:
+            print_robustness(robustness)
     return 0
 
 

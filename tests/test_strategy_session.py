@@ -151,3 +151,11 @@ def test_a_bad_transfer_file_is_refused_before_the_teacher_is_prepared(tiny_teac
     with pytest.raises(DistillError, match=match):
         Session(cfg, store.create(cfg.to_dict())).prepare()
     assert not called
+
+
+def test_show_prints_the_strategies_the_generated_data_and_robustness(strategy_run, capsys):
+    from distill_core.__main__ import main
+    assert main(["show", strategy_run.id, "--runs-dir", str(strategy_run.path.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "adversarial: adversarial pgd" in out and "augmented copies, labelled by the teacher, used by generated" in out
+    assert "accuracy under attack" in out
