@@ -78,11 +78,23 @@ def _text_fields(page: str) -> list[Field]:
     return [Field(f"{page}.source", "source"), Field(f"{page}.text", "text"), Field(f"{page}.example", "example", int)]
 
 
+ATTACK_SIZES = (0.0, 0.02, 0.05, 0.1, 0.2)   # the explorer's perturbation sizes (relative; 0 = off)
+
+
+def attack_size(text: str) -> float:
+    """One of ATTACK_SIZES; ValueError for anything else."""
+    x = float(text)
+    if x not in ATTACK_SIZES:
+        raise ValueError(text)
+    return x
+
+
 EXPLORER = [*_text_fields("explorer"), Field("explorer.student", "variant"), Field("explorer.epoch", "epoch", int),
             Field("explorer.weights", "weights"), Field("explorer.student_layer", "layer", int),
             Field("explorer.teacher_layer", "tlayer", int), Field("explorer.head", "head", int),
             Field("explorer.teacher_side", "side"), Field("explorer.teacher_head", "thead", int),
-            Field("explorer.sqrt_scale", "sqrt", bool), Field("explorer.window", "tokens", tuple)]
+            Field("explorer.sqrt_scale", "sqrt", bool), Field("explorer.window", "tokens", tuple),
+            Field("explorer.attack_eps", "attack", attack_size)]
 DIVERGENCE = [Field("divergence.metric", "metric"), Field("divergence.per_head", "per_head", bool),
               Field("divergence.epoch", "epoch", int)]
 COMPARE = [Field(f"compare.{side}_{name}", f"{side}_{name}", kind) for side in "ab"

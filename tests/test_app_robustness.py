@@ -97,3 +97,11 @@ def test_explorer_under_attack_on_a_typed_sentence(run_copy):
     assert tokens == [charts.plain_label(x) for x in figs["explorer.triptych"]["data"][0]["x"]]
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "dull" in tokens
     assert "Attacked with the final weights" in texts(at.caption)
+
+
+def test_a_link_opens_the_explorer_under_attack_and_a_bad_size_falls_back(run_copy):
+    at = open_page(VIEWS / "explorer.py", {"run": run_copy.id, "attack": "0.05"}, default_timeout=LIVE_TIMEOUT)
+    assert at.select_slider(key="explorer.attack_eps").value == 0.05
+    assert "explorer.attack_teacher" in figures(at)
+    at = open_page(VIEWS / "explorer.py", {"run": run_copy.id, "attack": "0.3"}, default_timeout=LIVE_TIMEOUT)
+    assert not at.exception and at.select_slider(key="explorer.attack_eps").value == 0.0

@@ -253,7 +253,7 @@ st.plotly_chart(charts.heatmap_triptych(
             "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")
 
 # ---- under attack ------------------------------------------------------------------------------------
-ATTACK_EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.2)     # relative to each word embedding's size; 0 = off
+ATTACK_EPSILONS = state.ATTACK_SIZES              # relative to each word embedding's size; 0 = off
 
 
 def _under_attack(model: str, eps: float, used: str) -> dict:
