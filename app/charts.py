@@ -418,6 +418,20 @@ def _finite(y) -> bool:
     return isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y)
 
 
+def _epoch_panels(fig: go.Figure, n: int, rows: int, cols: int, last: float) -> None:
+    """Axes of a grid of n panels over epochs 0..last: light grid, "epoch" under the lowest panel of each column,
+    the empty cells of the last row hidden."""
+    fig.update_xaxes(range=[0, last], dtick=1 if last <= 12 else None, showgrid=True, gridcolor="#f3f4f6",
+                     zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False)
+    for i in range(n):
+        if i + cols >= n:                                    # the lowest panel of its column
+            fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
+    for i in range(n, rows * cols):                         # the empty cells of the last row
+        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+
+
 def loss_components(records: Sequence[dict], step_records: Sequence[dict] | None = None,
                     variants: Sequence[str] | None = None, reference: str | None = None, epochs: int | None = None,
                     height: int | None = None, title: str = "Training losses, one panel per loss") -> go.Figure:
@@ -480,16 +494,7 @@ def loss_components(records: Sequence[dict], step_records: Sequence[dict] | None
                     hovertemplate=f"{label} · {short}<br>mean over epoch %{{customdata}}: %{{y:.4g}}<extra></extra>"),
                     row=row + 1, col=col + 1)
                 shown.add(v)
-    last = _last_epoch(records + steps, epochs)
-    fig.update_xaxes(range=[0, last], dtick=1 if last <= 12 else None, showgrid=True, gridcolor="#f3f4f6",
-                     zeroline=False)
-    fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False)
-    for i in range(n):
-        if i + cols >= n:                                    # the lowest panel of its column
-            fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
-    for i in range(n, rows * cols):                         # the empty cells of the last row
-        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
-        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+    _epoch_panels(fig, n, rows, cols, _last_epoch(records + steps, epochs))
     if not losses:
         fig.add_annotation(text="appears after the first training steps", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font={"color": "gray"})
@@ -1592,16 +1597,8 @@ def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str
                 hovertemplate=f"{label} · {what}<br>epoch %{{x:.2f}}: %{{y:.4g}}<extra></extra>"),
                 row=row + 1, col=col + 1)
             legend.add(v)
-    last = _last_epoch(steps, epochs)
-    fig.update_xaxes(range=[0, last], dtick=1 if last <= 12 else None, showgrid=True, gridcolor="#f3f4f6",
-                     zeroline=False)
-    fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, rangemode="tozero")
-    for i in range(n):
-        if i + cols >= n:                                    # the lowest panel of its column
-            fig.update_xaxes(title_text="epoch", row=i // cols + 1, col=i % cols + 1)
-    for i in range(n, rows * cols):                         # the empty cells of the last row
-        fig.update_xaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
-        fig.update_yaxes(visible=False, row=i // cols + 1, col=i % cols + 1)
+    _epoch_panels(fig, n, rows, cols, _last_epoch(steps, epochs))
+    fig.update_yaxes(rangemode="tozero")
     fig.update_layout(**_base_layout(height or 110 + 220 * rows, "Loss weights and temperature actually used"),
                       legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
