@@ -1616,7 +1616,7 @@ def layer_cost_map(costs: Sequence[Sequence[float]], suggested: Sequence[int], u
     tiny = float(np.nanmax(np.abs(z), initial=0.0)) < 0.01
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=ys, colorscale="Reds", xgap=2, ygap=2, texttemplate="%{z:.2e}" if tiny else "%{z:.3g}",
-        textfont=dict(size=11), colorbar=dict(thickness=12, title=dict(text="JS", side="top")),
+        textfont=dict(size=12), colorbar=dict(thickness=12, title=dict(text="JS", side="top")),
         hovertemplate="%{y} vs %{x}: JS %{z:.4g}<extra></extra>"))
     marks = [("suggested", suggested, "square-open", "#111827", 34)]
     if used is not None and len(used) == ls:
@@ -1626,7 +1626,7 @@ def layer_cost_map(costs: Sequence[Sequence[float]], suggested: Sequence[int], u
                                  marker=dict(symbol=symbol, size=size, color=color, line=dict(width=3)),
                                  hovertemplate=f"%{{y}} → %{{x}} ({name})<extra></extra>"))
     axis = dict(type="category", showgrid=False, ticks="")
-    fig.update_layout(**_base_layout(height or 120 + 46 * ls, "Mean JS: student layer × teacher layer"),
+    fig.update_layout(**_base_layout(height or 150 + 60 * ls, "Mean JS: student layer × teacher layer"),
                       xaxis=dict(categoryorder="array", categoryarray=xs, **axis),
                       yaxis=dict(categoryorder="array", categoryarray=ys, autorange="reversed", **axis),
                       legend=dict(orientation="h", y=-0.18, x=0))

@@ -70,17 +70,14 @@ def section(run, variants: common.Variants, key: str) -> None:
                f"a teacher layer. Closeness is the mean Jensen-Shannon divergence over the probe examples: lower is "
                f"closer.")
     st.markdown(summary(sug))
-    c1, c2 = st.columns([3, 2], gap="large")
-    with c1:
-        fmt = js_format(sug)
-        st.dataframe(layer_rows(sug), hide_index=True, key=key + "table", column_config={
-            "JS, suggested": st.column_config.NumberColumn(format=fmt),
-            "JS, used": st.column_config.NumberColumn(format=fmt)})
-        st.caption("Heads: within each suggested pair, the teacher heads each student head resembles most, every "
-                   "teacher head used once. Training compares heads by the head rule; these are for reading.")
-        st.markdown("**To train with it**, set `layer_map: suggested` in a config (the newest finished run with the "
-                    "same teacher, data and student shape is used), or give the layers as a list:")
-        st.code(usage(sug), language="yaml")
-    with c2:
-        fig = charts.layer_cost_map(sug["costs"], sug["layers"], sug.get("used"))
-        st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=key + "costs")
+    fmt = js_format(sug)
+    st.dataframe(layer_rows(sug), hide_index=True, key=key + "table", column_config={
+        "JS, suggested": st.column_config.NumberColumn(format=fmt),
+        "JS, used": st.column_config.NumberColumn(format=fmt)})
+    st.caption("Heads: within each suggested pair, the teacher heads each student head resembles most, every "
+               "teacher head used once. Training compares heads by the head rule; these are for reading.")
+    fig = charts.layer_cost_map(sug["costs"], sug["layers"], sug.get("used"))
+    st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=key + "costs")
+    st.markdown("**To train with it**, set `layer_map: suggested` in a config (the newest finished run with the "
+                "same teacher, data and student shape is used), or give the layers as a list:")
+    st.code(usage(sug), language="yaml", wrap_lines=True)

@@ -159,3 +159,8 @@ def test_show_prints_the_strategies_the_generated_data_and_robustness(strategy_r
     out = capsys.readouterr().out
     assert "adversarial: adversarial pgd" in out and "augmented copies, labelled by the teacher, used by generated" in out
     assert "accuracy under attack" in out
+
+
+def test_the_generated_data_notices_reach_the_run(strategy_run):
+    notices = strategy_run.summary()["notices"]
+    assert any("the transfer texts are rows of the dataset the teacher was fine-tuned on" in n for n in notices)

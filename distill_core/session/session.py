@@ -156,7 +156,7 @@ class Session:
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
                      [], step, steps_per_epoch, epochs, init, layer_map_from=map_from)
         self._generated(p, teacher_layers)
-        p.notices = self._notices(p)
+        p.notices = self._notices(p) + p.notices          # the generated data's notices come last
         self.state.epochs = epochs
         p.teacher_probe = self.probe_maps(p, teacher.model)
         self.run.write_attention("teacher", p.teacher_probe)
@@ -227,6 +227,9 @@ class Session:
                                       modality.splits.label_names),
             "used_by": [v.name for v in p.variants if v.generated]})
         p.notices.extend(gen.notices)
+        if cfg.transfer.source == "unused" and cfg.teacher.finetune_on == "all" and p.teacher.fit:
+            p.notices.append("the transfer texts are rows of the dataset the teacher was fine-tuned on with their "
+                             "labels (teacher.finetune_on: all); the students see only the teacher's outputs on them")
         self.progress("generate data", 1, 1)
 
     def _student_init(self, teacher: nn.Module, train_examples: int) -> str:
