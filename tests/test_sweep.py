@@ -224,7 +224,7 @@ def test_a_seed_that_fails_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_teac
 def test_cli_exit_code_is_1_when_a_seed_fails(tmp_path, monkeypatch, capsys):
     import distill_core.sweep as sweep_mod
 
-    def fake_run_sweep(cfg, seeds, store, sweeps, name="", callbacks=(), report=None):
+    def fake_run_sweep(cfg, seeds, store, sweeps, name="", callbacks=(), report=None, against=None):
         _, _, sweep_id = hand_made_sweep(store.root, failed_seed=2)
         sweeps.write_summary(sweep_id, summarize_sweep(store, sweeps.open(sweep_id)))
         return sweep_id
