@@ -84,6 +84,21 @@ def is_upload(path: str | Path) -> bool:
     return UPLOADS_DIR in Path(path).parts[-3:-1]
 
 
+def read_text_file(path: Path, max_file_mb: float, what: str = "data file",
+                   too_big: str = "use a smaller sample or raise data.max_file_mb") -> str:
+    """The UTF-8 text of an existing file, refused with a message naming the file and the fix when it is larger
+    than max_file_mb or not UTF-8. `what` names the file's role, `too_big` the fix for a file over the limit."""
+    name = file_label(path)
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_file_mb:
+        raise DataError(f"{what} {name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; {too_big}")
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {name} is not UTF-8 text (byte {e.start} cannot be read); "
+                        f"save it as UTF-8 and try again") from None
+
+
 def read_raw_table(path: str | Path, max_file_mb: float) -> pd.DataFrame:
     """Every row and column of a CSV or JSONL file, values as read (CSV cells as strings), with messages that
     name the file and say what to fix."""
@@ -93,18 +108,9 @@ def read_raw_table(path: str | Path, max_file_mb: float) -> pd.DataFrame:
         if is_upload(path):
             raise DataError(f"the uploaded file {name} is no longer stored beside the runs; upload it again")
         raise DataError(f"data file {path} does not exist")
-    size_mb = path.stat().st_size / 1e6
-    if size_mb > max_file_mb:
-        raise DataError(f"data file {name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; "
-                        f"use a smaller sample or raise data.max_file_mb")
-    raw = path.read_bytes()
-    if not raw.strip():
+    text = read_text_file(path, max_file_mb)
+    if not text.strip():
         raise DataError(f"data file {name} is empty")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data file {name} is not UTF-8 text (byte {e.start} cannot be read); "
-                        f"save it as UTF-8 and try again") from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         df = _parse_jsonl(text, name)

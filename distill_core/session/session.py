@@ -129,9 +129,10 @@ class Session:
         device = pick_device(cfg.train.device)
         self.progress("load data", 0, 1)
         splits = load_splits(cfg.data)
+        transfer_texts = None
         if any(v.generated for v in cfg.variants):      # a bad transfer source is refused before the teacher's work
             from ..strategies.generated import load_transfer_texts
-            load_transfer_texts(cfg.transfer, splits)
+            transfer_texts = load_transfer_texts(cfg.transfer, splits)
         modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
         self.progress("load data", 1, 1)
         teacher = prepare_teacher(cfg, splits, modality.ids["train"], device, self.progress,
@@ -155,7 +156,7 @@ class Session:
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
                      [], step, steps_per_epoch, epochs, init, layer_map_from=map_from)
-        self._generated(p, teacher_layers)
+        self._generated(p, teacher_layers, transfer_texts)
         p.notices = self._notices(p) + p.notices          # the generated data's notices come last
         self.state.epochs = epochs
         p.teacher_probe = self.probe_maps(p, teacher.model)
@@ -196,9 +197,9 @@ class Session:
         if vc.attention_focus and ATTENTION in v.needs:
             v.focus = AttentionFocus(len(p.pairs), mapping.compared_heads(p.head_rule, p.student_shape[1]))
 
-    def _generated(self, p: Prepared, teacher_layers: list[int]) -> None:
-        """Generated transfer data and the teacher's outputs on it (once, cached), when a variant trains on it; its
-        examples beside their originals go to generated.json."""
+    def _generated(self, p: Prepared, teacher_layers: list[int], transfer_texts: list[str] | None) -> None:
+        """Generated transfer data (from the transfer texts prepare read) and the teacher's outputs on it (once,
+        cached), when a variant trains on it; its examples beside their originals go to generated.json."""
         cfg = self.config
         if not any(v.generated for v in p.variants):
             return
@@ -207,7 +208,7 @@ class Session:
         modality = p.modality
         embedding = p.teacher_model.get_input_embeddings().weight.detach().float().cpu()
         gen = gen_lib.build_generated(cfg.transfer, modality.splits, modality.ids["train"], modality.tokenizer,
-                                      embedding, cfg.data.max_length)
+                                      embedding, cfg.data.max_length, texts=transfer_texts)
         mean_tokens = sum(len(x) for x in gen.ids) / max(1, len(gen))
         gen_lib.check_memory(cfg.transfer, len(gen), mean_tokens, len(p.pairs),
                              mapping.compared_heads(p.head_rule, p.student_shape[1]), ATTENTION in p.needs,

@@ -22,7 +22,7 @@ import torch
 
 from ..batching import encode
 from ..config import TransferConfig
-from ..data import file_label, read_raw_table, text_key
+from ..data import file_label, read_raw_table, read_text_file, text_key
 from ..errors import ConfigError, DataError
 
 TRANSFER, AUGMENTED = "transfer", "augmented"
@@ -79,17 +79,8 @@ def _clean_texts(values) -> list[str]:
 
 def _read_text_file(path: Path, max_file_mb: float) -> list[str]:
     """One text per non-empty line of a UTF-8 .txt file."""
-    name = file_label(path)
-    size_mb = path.stat().st_size / 1e6
-    if size_mb > max_file_mb:
-        raise DataError(f"transfer file {name} is {size_mb:.1f} MB, above the {max_file_mb:g} MB limit; use a "
-                        f"smaller sample of it")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"transfer file {name} is not UTF-8 text (byte {e.start} cannot be read); save it as UTF-8 "
-                        f"and try again") from None
-    return _clean_texts(text.splitlines())
+    return _clean_texts(read_text_file(path, max_file_mb, "transfer file", "use a smaller sample of it")
+                        .splitlines())
 
 
 def _read_file_texts(cfg: TransferConfig, max_file_mb: float) -> list[str]:
@@ -259,14 +250,17 @@ def augment(ids: list[list[int]], copies: int, fraction: float, ops: tuple[str, 
 
 # ---- the session's generated data ---------------------------------------------------------------------------
 def build_generated(cfg: TransferConfig, splits, train_ids: list[list[int]], tokenizer, embedding: torch.Tensor,
-                    max_length: int) -> GeneratedData:
+                    max_length: int, texts: list[str] | None = None) -> GeneratedData:
     """The transfer texts of cfg.source (tokenised, held-out texts dropped) and cfg.copies augmented copies of each
     training example (train_ids). embedding: the teacher's (V, D) input embedding table, read only when "neighbours"
-    is among cfg.ops. An empty GeneratedData when cfg is not active."""
+    is among cfg.ops. texts: the transfer texts when the caller has already read them (load_transfer_texts). An empty
+    GeneratedData when cfg is not active."""
     if not cfg.active:
         return GeneratedData(source=source_label(cfg))
     gen = GeneratedData(source=source_label(cfg))
-    texts, dropped = drop_held_out(load_transfer_texts(cfg, splits), splits.val_texts + splits.test_texts)
+    if texts is None:
+        texts = load_transfer_texts(cfg, splits)
+    texts, dropped = drop_held_out(texts, splits.val_texts + splits.test_texts)
     if dropped:
         gen.notices.append(f"{dropped:,} transfer text{'s are' if dropped != 1 else ' is'} also in the validation or "
                            f"test split and {'were' if dropped != 1 else 'was'} left out")
