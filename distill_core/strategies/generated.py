@@ -115,7 +115,8 @@ def load_transfer_texts(cfg: TransferConfig, splits, max_file_mb: float = MAX_FI
         if not texts:
             raise DataError("transfer.source is unused, but the dataset has no unused rows: all of its rows are in the "
                             "training, validation and test splits. Lower data.train_size (or the other split sizes) "
-                            "to leave rows out, or set transfer.source to a .csv, .jsonl or .txt file of texts")
+                            "to leave rows out, set transfer.source to a .csv, .jsonl or .txt file of texts, or set it "
+                            "to none and transfer.copies to make augmented copies of the training texts instead")
     else:
         texts = _read_file_texts(cfg, max_file_mb)
         if not texts:
