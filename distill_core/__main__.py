@@ -123,7 +123,8 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
         print(f"  {v}: " + ", ".join(names))
     gen = summary.get("generated")
     if gen:
-        print(f"  generated data ({gen.get('source')}): {gen['transfer']:,} transfer texts and {gen['augmented']:,} "
+        source = f" ({gen['source']})" if gen.get("source") not in (None, "none") else ""
+        print(f"  generated data{source}: {gen['transfer']:,} transfer texts and {gen['augmented']:,} "
               f"augmented copies, labelled by the teacher, used by {', '.join(gen.get('used_by') or [])}")
     for n in summary.get("notices") or []:
         print(f"  note: {n}")
