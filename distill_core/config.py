@@ -356,6 +356,68 @@ class TransferConfig:
         return self.source != "none" or self.copies > 0
 
 
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "sklearn_digits")   # built in: see distill_core/images.py
+IMAGE_TEACHERS = ("cnn", "vit")      # teachers the engine builds and trains once (cached like the text teacher)
+IMAGE_FAMILIES = ("cnn", "vit")
+
+
+def is_image_source(source: str) -> bool:
+    """Whether data.source names images: a built-in image dataset, a folder (one subfolder per class) or a .zip."""
+    s = str(source).strip()
+    if s in IMAGE_DATASETS:
+        return True
+    p = Path(s).expanduser()
+    return s.lower().endswith(".zip") or (p.is_dir() and not (p / "config.json").is_file())
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Image sessions (data.source an image dataset, or teacher.source cnn or vit).
+
+    The built-in teachers are trained by the engine on the training data once and cached. The students are built
+    from the shapes below: a residual CNN (student_widths, student_blocks) or a vision transformer
+    (student_layers, student_heads, student_hidden) of `patch`-sized patches."""
+    size: int = 0                   # 0: the images' own size (the most common one when sizes are mixed); else size×size
+    patch: int = 4                  # patch size of the vision transformers built here; must divide the image size
+    student_family: str = ""        # cnn or vit; empty: the teacher's family
+    student_widths: tuple[int, ...] = (16, 32, 64)   # CNN student: channels of each stage (each later stage halves)
+    student_blocks: int = 1         # CNN student: residual blocks per stage
+    student_layers: int = 2         # ViT student
+    student_heads: int = 4
+    student_hidden: int = 64        # the MLP is twice as wide
+    teacher_widths: tuple[int, ...] = (32, 64, 128)  # built-in CNN teacher
+    teacher_blocks: int = 2
+    teacher_layers: int = 4         # built-in ViT teacher
+    teacher_heads: int = 4
+    teacher_hidden: int = 128
+    teacher_epochs: int = 10        # at most; the epoch with the best validation accuracy is kept
+    teacher_lr: float = 2e-3
+    teacher_batch_size: int = 64
+
+    def __post_init__(self):
+        for name in ("student_widths", "teacher_widths"):
+            v = _as_int_tuple(getattr(self, name), f"image.{name}")
+            _require(bool(v) and all(w >= 1 for w in v),
+                     f"image.{name} must be a list of positive channel counts like [16, 32, 64], not {v!r}")
+            object.__setattr__(self, name, v)
+        _require(isinstance(self.size, int) and (self.size == 0 or 8 <= self.size <= 256),
+                 f"image.size must be 0 (the images' own size) or from 8 to 256 pixels, not {self.size!r}")
+        _require(isinstance(self.patch, int) and self.patch >= 1, f"image.patch must be a positive whole number")
+        _require(self.student_family in ("", *IMAGE_FAMILIES),
+                 f"image.student_family must be cnn, vit or empty (the teacher's family), not {self.student_family!r}")
+        for name in ("student_blocks", "student_layers", "student_heads", "student_hidden", "teacher_blocks",
+                     "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_batch_size"):
+            _require(isinstance(getattr(self, name), int) and getattr(self, name) >= 1,
+                     f"image.{name} must be a whole number of at least 1, not {getattr(self, name)!r}")
+        for kind in ("student", "teacher"):
+            hidden, heads = getattr(self, f"{kind}_hidden"), getattr(self, f"{kind}_heads")
+            _require(hidden % heads == 0, f"image.{kind}_hidden ({hidden}) must be divisible by image.{kind}_heads "
+                                          f"({heads}); try {heads * max(1, round(hidden / heads))}")
+        _require(isinstance(self.teacher_epochs, int) and self.teacher_epochs >= 0,
+                 "image.teacher_epochs must be 0 or more")
+        _require(self.teacher_lr > 0, "image.teacher_lr must be positive")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 4
@@ -392,6 +454,7 @@ class SessionConfig:
     variants: tuple[VariantConfig, ...] = field(default_factory=default_variants)
     train: TrainConfig = field(default_factory=TrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
     name: str = ""
 
     def __post_init__(self):
@@ -424,6 +487,11 @@ class SessionConfig:
         if BASELINE in self.variant_names:
             return BASELINE
         return next((v.name for v in self.variants if not v.uses_teacher), None)
+
+    @property
+    def modality(self) -> str:
+        """"image" when the data are images or the teacher is a built-in image teacher, else "text"."""
+        return "image" if is_image_source(self.data.source) or self.teacher.source in IMAGE_TEACHERS else "text"
 
     @property
     def needs_teacher(self) -> bool:
@@ -512,7 +580,7 @@ class SessionConfig:
 
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
-             "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig}
+             "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig, "image": ImageConfig}
 
 
 def _parse_variants(value) -> tuple[VariantConfig, ...]:
