@@ -21,7 +21,7 @@ from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, DEFAULT_DAT
                                   VariantConfig)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
 from distill_core.errors import ConfigError, DataError
-from distill_core.objectives import LOSS_HELP, LOSS_NAMES, OBJECTIVES
+from distill_core.objectives import LOSS_HELP, OBJECTIVES, TEXT_LOSS_NAMES as LOSS_NAMES
 from distill_core.sources import source_kind
 from distill_core.strategies.schedules import SCHEDULES as LOSS_SCHEDULES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES

@@ -418,6 +418,51 @@ class ImageConfig:
         _require(self.teacher_lr > 0, "image.teacher_lr must be positive")
 
 
+# What each loss compares, for image sessions: attention losses need a teacher and student of the same family.
+IMAGE_LOSS_FAMILY = {"attention_transfer": "cnn", "attention_kl": "vit", "attention_mse": "vit", "hidden_mse": "vit"}
+
+
+def image_default_variants(student_family: str | None, same_family: bool) -> tuple[VariantConfig, ...]:
+    """The variants an image session trains unless told otherwise: labels only, logit KD, and for a teacher and
+    student of the same family the attention loss alone and with KD (β = 1000 for attention transfer, as in the
+    paper; the KD weights are the paper's α = 0.9)."""
+    kd = {"ce": 0.1, "logit_kd": 0.9}
+    out = [VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("kd", dict(kd))]
+    if same_family and student_family == "cnn":
+        out += [VariantConfig("at", {"ce": 1.0, "attention_transfer": 1000.0}),
+                VariantConfig("kd_at", {**kd, "attention_transfer": 1000.0})]
+    elif same_family and student_family == "vit":
+        out += [VariantConfig("att_kl", {"ce": 1.0, "attention_kl": 1.0}),
+                VariantConfig("kd_att_kl", {**kd, "attention_kl": 1.0})]
+    return tuple(out)
+
+
+def image_session_problem(variants, teacher_family: str | None, student_family: str | None) -> str | None:
+    """Why these variants cannot train with this teacher and student (families cnn or vit; None: not known yet),
+    or None. Attention losses compare maps of one kind; the strategies built for text are refused."""
+    for v in variants:
+        for loss, w in v.losses.items():
+            need = IMAGE_LOSS_FAMILY.get(loss)
+            if w <= 0 or need is None:
+                continue
+            known = [f for f in (teacher_family, student_family) if f is not None]
+            if any(f != need for f in known):
+                what = "CNN stages' activation attention" if need == "cnn" else (
+                    "hidden states" if loss == "hidden_mse" else "ViT self-attention")
+                names = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}
+                return (f"variant {v.name} uses {loss}, which compares {what}, but the teacher is a "
+                        f"{names[teacher_family]} and the student a {names[student_family]}: use "
+                        f"attention_transfer between two CNNs, attention_kl or attention_mse between two ViTs, and "
+                        f"logit_kd or hard_kd across families")
+        if v.adversarial is not None:
+            return (f"variant {v.name} is adversarial: adversarial distillation is built for text sessions only so "
+                    f"far; remove variants.{v.name}.adversarial for images")
+        if v.generated:
+            return (f"variant {v.name} trains on generated data, which is built for text sessions only so far; "
+                    f"remove variants.{v.name}.generated for images")
+    return None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 4
@@ -470,6 +515,20 @@ class SessionConfig:
         _require(not dup, f"variant name {dup[0] if dup else ''} is used twice (names are compared ignoring "
                           f"case): give every variant its own name")
         object.__setattr__(self, "variants", variants)
+        if self.modality == "image":
+            t_family = self.teacher.source if self.teacher.source in IMAGE_TEACHERS else None
+            s_family = self.image.student_family or t_family
+            if variants == default_variants():       # the text defaults: the image ones instead
+                variants = image_default_variants(s_family, t_family is not None and t_family == s_family)
+                object.__setattr__(self, "variants", variants)
+            problem = image_session_problem(variants, t_family, s_family)
+            _require(problem is None, problem or "")
+        else:
+            for v in variants:
+                bad = [n for n, w in v.losses.items() if w > 0 and not OBJECTIVES[n].text]
+                _require(not bad, f"variant {v.name} uses {', '.join(bad)}, which compares the activation attention "
+                                  f"of CNN stages: it applies to image sessions (data.source mnist, a folder of images, "
+                                  f"...) with a CNN teacher and student; for text use attention_kl or attention_mse")
 
     @property
     def variant_names(self) -> list[str]:

@@ -6,6 +6,7 @@
     attention_mse  TinyBERT: squared error between teacher and student attention, averaged over query-key pairs
     attention_kl   MiniLM: KL(teacher || student) between attention distributions, row by row
     hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
+    attention_transfer  Zagoruyko & Komodakis: distance between CNN stages' activation attention maps
 
 A new objective is one function plus one `register(...)` line naming what it reads; the session computes
 (and caches) only the inputs that some variant's objectives need. Objectives that read the true labels say so
@@ -26,7 +27,8 @@ from .errors import ConfigError
 TEACHER_LOGITS = "teacher_logits"           # (B, C), computed once per training example and cached
 ATTENTION = "attention"                     # teacher and student attention of the mapped layers
 HIDDEN = "hidden"                           # teacher and student hidden states of the mapped layers
-INPUTS = (TEACHER_LOGITS, ATTENTION, HIDDEN)
+ACTIVATION = "activation"                   # CNN stages' activations (student) and activation attention (teacher)
+INPUTS = (TEACHER_LOGITS, ATTENTION, HIDDEN, ACTIVATION)
 TEACHER_INPUTS = frozenset(INPUTS)          # every one of these comes (partly) from the teacher
 
 
@@ -41,6 +43,8 @@ class LossInputs:
     teacher_attention: torch.Tensor | None = None   # (B, P, H', T, T)
     student_hidden: torch.Tensor | None = None      # (B, P, T, Dt) already projected to the teacher's width
     teacher_hidden: torch.Tensor | None = None      # (B, P, T, Dt)
+    student_features: list | None = None            # (B, C_j, h_j, w_j) per mapped CNN stage pair j
+    teacher_activation: list | None = None          # (B, h_j*w_j) per pair: the teacher's L2-normalised attention map
     head_weights: torch.Tensor | None = None        # (P, H') weight of each mapped pair and head (mean 1); None: equal
     head_losses: dict = field(default_factory=dict)  # out: attention loss name -> (P, H') per-head values, detached
 
@@ -52,6 +56,7 @@ class Objective:
     needs: frozenset                                # subset of INPUTS
     help: str
     labels: bool = False                            # reads the true labels (left out on generated data)
+    text: bool = True                               # applies to text models (attention_transfer: CNNs only)
 
     @property
     def uses_teacher(self) -> bool:
@@ -61,14 +66,14 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {}
 
 
-def register(name: str, needs: tuple[str, ...] = (), help: str = "", labels: bool = False):
+def register(name: str, needs: tuple[str, ...] = (), help: str = "", labels: bool = False, text: bool = True):
     """Decorator: add an objective to the registry under `name`."""
     unknown = set(needs) - set(INPUTS)
     if unknown:
         raise ValueError(f"objective {name} needs unknown inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
 
     def deco(fn):
-        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help, labels)
+        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help, labels, text)
         return fn
     return deco
 
@@ -148,7 +153,23 @@ def hidden_mse(inp: LossInputs) -> torch.Tensor:
     return (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[1] * s.shape[-1]).clamp_min(1.0)
 
 
+@register("attention_transfer", needs=(ACTIVATION,), text=False,
+          help="For CNNs: the squared distance between teacher and student activation attention maps (the channel "
+               "mean of |A|², flattened and L2-normalised) of mapped stages, halved and summed over the stage pairs "
+               "(Zagoruyko & Komodakis, 2017). The paper weights it with β = 1000.")
+def attention_transfer(inp: LossInputs) -> torch.Tensor:
+    from .vision_models import attention_transfer_loss
+    s = _need(inp.student_features, "student stage activations", "attention_transfer")
+    t = _need(inp.teacher_activation, "teacher activation attention", "attention_transfer")
+    per_pair = torch.stack([attention_transfer_loss([a], [b]) for a, b in zip(s, t)])[:, None]   # (P, 1)
+    inp.head_losses["attention_transfer"] = per_pair.detach()
+    if inp.head_weights is None:
+        return per_pair.sum()
+    return (per_pair * inp.head_weights).sum()
+
+
 LOSS_NAMES = tuple(OBJECTIVES)
+TEXT_LOSS_NAMES = tuple(n for n, o in OBJECTIVES.items() if o.text)     # what a text session can train with
 LOSS_HELP = {name: o.help for name, o in OBJECTIVES.items()}
 
 

@@ -13,7 +13,8 @@ BASELINE = "baseline"            # the conventional name of the labels-only vari
 MAX_VARIANTS = 12                # a session; the New session page offers up to 6
 VARIANT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 # Names a variant cannot take: they are keys beside variant names in summary.json or folders beside models/<name>.
-RESERVED_NAMES = frozenset({TEACHER, "tokenizer", "metric", "epochs", "variants", "reference", "status"})
+FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}      # image model families as the pages write them
+RESERVED_NAMES = frozenset({TEACHER, "tokenizer", "preprocess", "metric", "epochs", "variants", "reference", "status"})
 
 # ---- metrics ------------------------------------------------------------------------------------------
 METRICS = ("kl", "js", "mse", "cosine")

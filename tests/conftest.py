@@ -137,6 +137,44 @@ def four_variant_run(tmp_path_factory, tiny_teacher, tiny_csv):
     return store, run_id
 
 
+def tiny_image_config_dict(family: str, **over) -> dict:
+    """An image session on scikit-learn's 8×8 digits with tiny models: a CNN or ViT teacher (one epoch) and student."""
+    d = {"data": {"source": "sklearn_digits", "train_size": 200, "val_size": 60, "test_size": 100, "probe_size": 4},
+         "teacher": {"source": family},
+         "image": {"teacher_widths": [4, 8], "teacher_blocks": 1, "teacher_epochs": 1, "student_widths": [4, 8],
+                   "patch": 4, "teacher_layers": 2, "teacher_heads": 2, "teacher_hidden": 16, "student_layers": 1,
+                   "student_heads": 2, "student_hidden": 8},
+         "train": {"epochs": 2, "batch_size": 32, "lr": 2e-3, "seed": 0, "device": "cpu", "min_steps": 0}}
+    for key, value in over.items():
+        section, _, name = key.partition("__")
+        if name:
+            d[section][name] = value
+        else:
+            d[section] = value
+    return d
+
+
+def _image_run(tmp_path_factory, family: str):
+    os.environ["ADS_CACHE_DIR"] = str(tmp_path_factory.getbasetemp() / "cache")
+    from distill_core import RunStore, SessionConfig, run_session
+    store = RunStore(tmp_path_factory.mktemp(f"runs_{family}"))
+    return store, run_session(SessionConfig.from_dict(tiny_image_config_dict(family)), store)
+
+
+@pytest.fixture(scope="session")
+def cnn_image_run(tmp_path_factory):
+    """(store, run_id) of a 2-epoch image session (CNN teacher and students: baseline, kd, at, kd_at) written by
+    the real engine on the 8×8 digits."""
+    return _image_run(tmp_path_factory, "cnn")
+
+
+@pytest.fixture(scope="session")
+def vit_image_run(tmp_path_factory):
+    """(store, run_id) of a 2-epoch image session (ViT teacher and students: baseline, kd, att_kl, kd_att_kl)
+    written by the real engine on the 8×8 digits."""
+    return _image_run(tmp_path_factory, "vit")
+
+
 # ---- the New session page ---------------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path, monkeypatch):

@@ -123,7 +123,10 @@ def test_attention_kl_has_gradient_to_student():
 
 
 def test_registry_needs_and_unknown_name():
-    assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse"}
+    assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse",
+                                          "attention_transfer"}
+    assert "attention_transfer" not in objectives.TEXT_LOSS_NAMES
+    assert objectives.needs_of({"attention_transfer": 1000}) == {objectives.ACTIVATION}
     assert objectives.needs_of({"ce": 1}) == frozenset()
     assert objectives.needs_of({"ce": 1, "logit_kd": 0.0, "attention_kl": 1}) == {objectives.ATTENTION}
     assert objectives.needs_of({"hard_kd": 1, "hidden_mse": 1}) == {objectives.TEACHER_LOGITS, objectives.HIDDEN}

@@ -25,6 +25,7 @@ class Batch:
 class TextModality:
     """Encodes the splits with the teacher's tokenizer once; every variant is fed the same batches."""
     kind = "text"
+    saved_as = "tokenizer"      # the folder under a run's models/ that save() fills
 
     def __init__(self, tokenizer, splits: Splits, max_length: int):
         self.tokenizer, self.splits, self.max_length = tokenizer, splits, max_length

@@ -31,16 +31,17 @@ from .. import mapping, stats
 from ..capture import AttentionCapture
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
 from ..data import load_splits
+from ..errors import ConfigError
 from ..metrics import attention_metrics
 from ..modality import TextModality
 from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
                       pick_device, set_attention_backend)
-from ..objectives import ATTENTION, HIDDEN, TEACHER_INPUTS, TEACHER_LOGITS, needs_of
+from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_INPUTS, TEACHER_LOGITS, needs_of
 from ..store import Run, RunStore
 from ..strategies.adaptive import AttentionFocus, LossWeights, Temperature
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
                        teacher_size_bytes)
-from ..vocab import TEACHER, model_label
+from ..vocab import FAMILY_NAMES, TEACHER, model_label
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
 from .variant import LossWindow, RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
 
@@ -71,6 +72,7 @@ class Prepared:
     generated: object = None                    # strategies.generated.GeneratedData, when a variant uses it
     generated_outputs: TeacherOutputs | None = None    # the teacher's outputs on it, computed once
     layer_map_from: str | None = None           # the run a suggested layer map came from
+    families: tuple[str, str] | None = None     # images: the (teacher, student) model families, cnn or vit
 
     @property
     def teacher_model(self) -> nn.Module:
@@ -127,6 +129,25 @@ class Session:
         teacher's outputs once, and record the probe set."""
         cfg = self.config
         device = pick_device(cfg.train.device)
+        p = self._prepare_images(device) if cfg.modality == "image" else self._prepare_text(device)
+        p.notices = self._notices(p) + p.notices          # the generated data's notices come last
+        self.state.epochs = p.epochs
+        p.teacher_probe = self.probe_maps(p, p.teacher_model)
+        self.run.write_attention("teacher", p.teacher_probe)
+        self._write_probe(p)
+        for v in p.variants:
+            total = self.variant_steps(p, v) * p.epochs
+            self._strategies(p, v, total)
+            v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
+                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
+            v.snapshot()
+        self.prepared = p
+        return p
+
+    def _prepare_text(self, device) -> Prepared:
+        """Text: tokenise the splits once, fine-tune (or load) the teacher, build the students, cache the teacher's
+        outputs on the training split, and generate transfer data when a variant uses it."""
+        cfg = self.config
         self.progress("load data", 0, 1)
         splits = load_splits(cfg.data)
         transfer_texts = None
@@ -157,19 +178,63 @@ class Session:
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
                      [], step, steps_per_epoch, epochs, init, layer_map_from=map_from)
         self._generated(p, teacher_layers, transfer_texts)
-        p.notices = self._notices(p) + p.notices          # the generated data's notices come last
-        self.state.epochs = epochs
-        p.teacher_probe = self.probe_maps(p, teacher.model)
-        self.run.write_attention("teacher", p.teacher_probe)
-        self._write_probe(p)
-        for v in variants:
-            total = self.variant_steps(p, v) * p.epochs
-            self._strategies(p, v, total)
-            v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
-                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
-            v.snapshot()
-        self.prepared = p
         return p
+
+    def _prepare_images(self, device) -> Prepared:
+        """Images: read and split them, train (or load) the image teacher, build the students from one set of
+        initial weights; the teacher's outputs are computed with each batch."""
+        from ..images import load_image_splits
+        from ..modality.vision import ImageModality, ImageTeacherOutputs, check_image_session
+        from ..vision_models import model_family, num_maps, prepare_image_teacher
+        cfg = self.config
+        self.progress("load data", 0, 1)
+        splits = load_image_splits(cfg.data, cfg.image.size)
+        self.progress("load data", 1, 1)
+        check_image_session(cfg, splits.size)                  # before the teacher's training
+        teacher = prepare_image_teacher(cfg, splits, device, self.progress)
+        t_family = model_family(teacher.model)
+        first = self._initial_image_student(splits, t_family)
+        s_family = model_family(first)
+        check_image_session(cfg, splits.size, t_family, s_family)
+        t_shape, s_shape = num_maps(teacher.model), num_maps(first)
+        rule = cfg.objectives.layer_map
+        if rule == "suggested":
+            raise ConfigError("objectives.layer_map: suggested is computed for text runs only; for images use uniform, "
+                              "last or a list of teacher layers or stages")
+        teacher_layers = mapping.layer_map(rule, t_shape[0], s_shape[0]) if t_family == s_family else []
+        pairs = [(t, s) for s, t in enumerate(teacher_layers)]
+        head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
+        tokens = 1
+        if s_family == "vit":
+            tokens = 1 + (splits.size[0] // first.config.patch_size) * (splits.size[1] // first.config.patch_size)
+        modality = ImageModality(splits, tokens)
+        variants = self._build_variants(first, teacher.model, len(pairs), device)
+        needs = frozenset().union(*(v.needs for v in variants))
+        step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
+                           [s for _, s in pairs], head_rule)
+        outputs = (ImageTeacherOutputs(teacher.model, needs, teacher_layers, head_rule, s_shape[1], device,
+                                       cfg.train.mixed_precision) if needs & TEACHER_INPUTS else None)
+        steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
+        epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
+        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, None,
+                     [], step, steps_per_epoch, epochs, "random")
+        p.families = (t_family, s_family)
+        return p
+
+    def _initial_image_student(self, splits, teacher_family: str) -> nn.Module:
+        """The image student every variant starts from (seeded by train.seed): student.source, or built from the
+        image section's shape for its family."""
+        from ..vision_models import build_cnn, build_vit, load_image_model
+        cfg, im = self.config, self.config.image
+        if cfg.student.source:
+            return load_image_model(cfg.student.source, splits.num_labels)
+        with INIT_LOCK:
+            torch.manual_seed(cfg.train.seed)
+            if (im.student_family or teacher_family) == "cnn":
+                return build_cnn(splits.channels, splits.num_labels, im.student_widths, im.student_blocks)
+            return build_vit(channels=splits.channels, image_size=splits.size, patch=im.patch,
+                             layers=im.student_layers, heads=im.student_heads, hidden=im.student_hidden,
+                             num_labels=splits.num_labels, dropout=cfg.student.dropout)
 
     def _layer_rule(self, teacher_layers: int):
         """objectives.layer_map, with "suggested" resolved from the newest finished run like this one."""
@@ -194,7 +259,7 @@ class Session:
                                      self.variant_steps(p, v), p.epochs).to(p.device)
         v.temperature = Temperature(vc.temperature_schedule, self.config.objectives.temperature,
                                     *vc.temperature_range, total_steps).to(p.device)
-        if vc.attention_focus and ATTENTION in v.needs:
+        if vc.attention_focus and v.needs & {ATTENTION, ACTIVATION}:
             v.focus = AttentionFocus(len(p.pairs), mapping.compared_heads(p.head_rule, p.student_shape[1]))
 
     def _generated(self, p: Prepared, teacher_layers: list[int], transfer_texts: list[str] | None) -> None:
@@ -267,6 +332,16 @@ class Session:
                        f"{fit['epochs_planned']} epochs (validation accuracy by epoch: {curve}); epoch "
                        f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
                                                           if not p.teacher.cached else ""))
+        if fit and isinstance(fit.get("epochs"), list) and fit["epochs"]:      # an image teacher trained here
+            curve = ", ".join(f"{e['val_accuracy']:.1%}" for e in fit["epochs"])
+            out.append(f"the {FAMILY_NAMES[p.families[0]]} teacher was trained from scratch on {fit['examples']:,} images for "
+                       f"{len(fit['epochs'])} epochs (validation accuracy by epoch: {curve}); epoch {fit['kept_epoch']} "
+                       f"was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
+                                      if not p.teacher.cached else ""))
+        if p.families and p.families[0] != p.families[1]:
+            out.append(f"the teacher is a {FAMILY_NAMES[p.families[0]]} and the student a {FAMILY_NAMES[p.families[1]]}: their "
+                       f"attention maps are of different kinds, so the student learns from the teacher's outputs only "
+                       f"and no divergence is recorded; the explorer still shows both over the picture")
         if p.epochs > cfg.train.epochs:
             out.append(f"the training split is small ({n_train:,} examples, {p.steps_per_epoch} steps per epoch), "
                        f"so the students trained {p.epochs} epochs instead of {cfg.train.epochs}, to take at least "
@@ -323,7 +398,18 @@ class Session:
             "student_layers": p.student_shape[0], "student_heads": p.student_shape[1],
             "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
             "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init, "teacher_fit": p.teacher.fit,
+            **(self._image_record(p) if p.families else {}),
         })
+
+    def _image_record(self, p: Prepared) -> dict:
+        """probe.json of an image run: the families, and what a map's positions are (a ViT's patch grid and tokens,
+        a CNN's stage sizes)."""
+        from ..modality.vision import describe_maps
+        student = describe_maps(p.variants[0].model, p.modality.splits.size)
+        return {"families": {"teacher": p.families[0], "student": p.families[1]},
+                "tokens": [student.get("tokens", []) for _ in p.teacher_probe],
+                "maps": {TEACHER: describe_maps(p.teacher_model, p.modality.splits.size),
+                         "student": student}}
 
     # ---- train one epoch ----------------------------------------------------------------------------------
     def train_epoch(self, p: Prepared, epoch: int) -> bool:
@@ -390,6 +476,8 @@ class Session:
         """The teacher's cached outputs for a batch, padded to its length."""
         if p.teacher_outputs is None:
             return None
+        if callable(p.teacher_outputs):                     # images: computed with each batch
+            return p.teacher_outputs(batch)
         logits, att, hid = p.teacher_outputs.batch(batch.index, batch.length, p.device)
         return TeacherBatch(logits, att, hid)
 
@@ -397,6 +485,8 @@ class Session:
     @torch.inference_mode()
     def probe_maps(self, p: Prepared, model) -> list[np.ndarray]:
         """Attention probabilities of every layer on each probe example: list of (L, H, t_i, t_i) float32."""
+        if p.modality.kind == "image":
+            return p.modality.probe_maps(model, p.device)
         model.eval()
         set_attention_backend(model, eager=True)
         batch = p.modality.probe_batch(p.device)
@@ -406,7 +496,16 @@ class Session:
         return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(p.modality.probe_lengths())]
 
     def compare(self, p: Prepared, student_maps: list[np.ndarray]) -> dict[str, list]:
-        """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists."""
+        """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists; empty
+        when no layers are mapped (an image teacher and student of different families)."""
+        if not p.pairs:
+            return {}
+        if p.modality.kind == "image":                       # every probe image has the same (Q, K) maps
+            teacher = torch.from_numpy(np.stack([m[[a for a, _ in p.pairs]] for m in p.teacher_probe]))
+            student = torch.from_numpy(np.stack([m[[b for _, b in p.pairs]] for m in student_maps]))
+            teacher = mapping.adapt_teacher(teacher, p.head_rule, p.student_shape[1])   # (B, P, H', Q, K)
+            student = mapping.adapt_student(student, p.head_rule)
+            return {k: v.tolist() for k, v in attention_metrics(teacher, student).items()}
         lengths = p.modality.probe_lengths()
         t = max(lengths)
 
@@ -437,7 +536,7 @@ class Session:
             t2 = time.perf_counter()
             rec = {"epoch": epoch, "student": v.name, "time_s": round(self.state.elapsed_s, 2),
                    "train_loss": v.epoch_losses() if epoch else {}, "val_accuracy": val_acc, "val_loss": val_loss,
-                   "attention": att, "js_mean": float(np.mean(att["js"])),
+                   "attention": att, "js_mean": float(np.mean(att["js"])) if att else None,
                    **({"attention_focus": v.focus.weights("cpu").tolist()}
                       if v.focus is not None and v.focus.running is not None else {}),
                    "timing": {"train_s": round(v.train_s if epoch else 0.0, 4), "eval_s": round(t1 - t0, 4),
@@ -484,7 +583,7 @@ class Session:
                 size[v.name] = self.save_weights(v)
             params[v.name] = count_parameters(v.model)
         if trained:
-            p.modality.save(self.run.path / "models" / "tokenizer")
+            p.modality.save(self.run.path / "models" / p.modality.saved_as)
         summary = {**self.partial_summary(status), "stopped_early": stopped or None,
                    "accuracy": {k: accuracy.get(k) for k in ("teacher", *[v.name for v in p.variants])},
                    "test_size": p.modality.size("test"),

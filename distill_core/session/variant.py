@@ -21,7 +21,7 @@ from ..config import AdversarialConfig
 from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
 from ..models import set_attention_backend
-from ..objectives import ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values
+from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
 
@@ -75,6 +75,7 @@ class TeacherBatch:
     logits: torch.Tensor | None = None     # (B, C)
     attention: torch.Tensor | None = None  # (B, P, H', T, T) already reduced to the compared heads
     hidden: torch.Tensor | None = None     # (B, P, T, Dt)
+    activation: list | None = None         # CNN: (B, h_j*w_j) L2-normalised activation attention per mapped stage
 
 
 @dataclass
@@ -125,15 +126,17 @@ class Variant:
         return {k: v / max(1, self.loss_counts.get(k, 0)) for k, v in self.loss_sums.items()}
 
     def forward(self, batch, ctx: StepContext, embeds: torch.Tensor | None = None):
-        """Logits (B, C), student attention (B, P, H', T, T) and projected hidden states (B, P, T, Dt), as needed.
-        With `embeds` (B, T, D) the model reads these word embeddings instead of the token ids."""
-        read_att, read_hid = ATTENTION in self.needs, HIDDEN in self.needs
-        set_attention_backend(self.model, eager=read_att)
-        s_att = s_hid = None
+        """Logits (B, C), student attention (B, P, H', T, T), projected hidden states (B, P, T, Dt) and a CNN's mapped
+        stage activations [(B, C_j, h_j, w_j)], as needed. With `embeds` (B, T, D) the model reads these word
+        embeddings instead of the token ids."""
+        read_att, read_hid, read_act = ATTENTION in self.needs, HIDDEN in self.needs, ACTIVATION in self.needs
+        if not read_act:
+            set_attention_backend(self.model, eager=read_att)
+        s_att = s_hid = s_act = None
 
         def run():
             if embeds is None:
-                return self.model(**batch.inputs, output_hidden_states=read_hid)
+                return self.model(**batch.inputs, output_hidden_states=read_hid or read_act)
             return adv_lib.forward_embeds(self.model, batch.inputs, embeds, output_hidden_states=read_hid)
         with autocast_for(ctx.device, ctx.mixed_precision):
             if read_att:
@@ -145,15 +148,18 @@ class Variant:
             if read_hid:
                 s_hid = torch.stack([self.projections[j](out.hidden_states[s + 1])
                                      for j, s in enumerate(ctx.student_layers)], 1)
-        return out.logits, s_att, s_hid
+            if read_act:
+                s_act = [out.hidden_states[s] for s in ctx.student_layers]     # a CNN's stage outputs
+        return out.logits, s_att, s_hid, s_act
 
     def _losses(self, batch, teacher: TeacherBatch, ctx: StepContext, temperature, embeds=None):
         """The weighted total, each loss's value (detached) and the weights used, on one forward pass."""
-        logits, s_att, s_hid = self.forward(batch, ctx, embeds)
+        logits, s_att, s_hid, s_act = self.forward(batch, ctx, embeds)
         inp = LossInputs(logits, batch.labels, batch.mask, temperature,
                          teacher.logits if TEACHER_LOGITS in self.needs else None, s_att,
                          teacher.attention if ATTENTION in self.needs else None, s_hid,
                          teacher.hidden if HIDDEN in self.needs else None,
+                         student_features=s_act, teacher_activation=teacher.activation,
                          head_weights=self.focus.weights(ctx.device) if self.focus is not None else None)
         values = loss_values(list(self.loss_weights.base), inp)
         total, used = self.loss_weights.combine(values, self.steps_done)

@@ -1,0 +1,120 @@
+"""Image sessions end to end on the 8×8 digits with tiny models: CNN → CNN with attention transfer, ViT → ViT with
+attention KL, CNN → ViT by logits; and the settings an image session refuses before any training."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_image_config_dict
+from distill_core import RunStore, SessionConfig, run_session
+from distill_core.errors import ConfigError
+
+
+def test_cnn_session_records_stage_maps_and_attention_transfer(cnn_image_run):
+    store, run_id = cnn_image_run
+    run = store.open(run_id)
+    summary, probe = run.summary(), run.probe()
+    assert summary["status"] == "done", summary["error"]
+    assert set(summary["accuracy"]) == {"teacher", "baseline", "kd", "at", "kd_at"}
+    assert all(0 <= a <= 1 for a in summary["accuracy"].values())
+    assert probe["modality"] == "image" and probe["families"] == {"teacher": "cnn", "student": "cnn"}
+    assert probe["image_size"] == [8, 8] and probe["channels"] == 1
+    assert len(probe["images"]) == 4 and np.asarray(probe["images"][0]).shape == (8, 8)
+    assert probe["maps"]["student"] == {"family": "cnn", "stages": 2, "sizes": [[8, 8], [4, 4]]}
+    assert probe["pairs"] == [[0, 0], [1, 1]]
+    teacher = run.read_attention("teacher")
+    assert teacher[0].shape == (2, 1, 1, 64)                      # stages, one "head", one row, 8×8 pixels
+    assert np.allclose(teacher[0].astype(np.float32).sum(-1), 1.0, atol=1e-2)
+    assert run.read_attention("at_e2")[0].shape == (2, 1, 1, 64)
+    metrics = [m for m in run.metrics() if m["student"] == "at" and m["epoch"] == 2][0]
+    assert np.asarray(metrics["attention"]["js"]).shape == (2, 1) and metrics["js_mean"] > 0
+    steps = [s for s in run.train_steps() if s["student"] == "at"]
+    assert steps and all("attention_transfer" in s["losses"] for s in steps)
+    assert not any("attention_transfer" in s["losses"] for s in run.train_steps() if s["student"] == "kd")
+    pre = json.loads((run.path / "models" / "preprocess" / "preprocess.json").read_text())
+    assert pre["image_size"] == [8, 8] and pre["channels"] == 1 and len(pre["label_names"]) == 10
+
+
+def test_a_saved_cnn_student_gives_the_recorded_maps(cnn_image_run):
+    from distill_core.images import to_tensor
+    from distill_core.vision_models import activation_map, load_image_model
+    store, run_id = cnn_image_run
+    run = store.open(run_id)
+    model = load_image_model(str(run.weights_path("kd_at"))).eval()
+    probe = run.probe()
+    x = to_tensor(np.asarray(probe["images"], dtype=np.uint8)[..., None])
+    with torch.no_grad():
+        feats = model(pixel_values=x, output_hidden_states=True).hidden_states
+    maps = torch.stack([activation_map(f, (8, 8)) for f in feats], 1).numpy()       # (B, S, 64)
+    recorded = np.stack([m[:, 0, 0] for m in run.read_attention("kd_at_e2")]).astype(np.float32)
+    assert np.allclose(maps, recorded, atol=2e-3)
+
+
+def test_vit_session_records_patch_attention(vit_image_run):
+    store, run_id = vit_image_run
+    run = store.open(run_id)
+    summary, probe = run.summary(), run.probe()
+    assert summary["status"] == "done", summary["error"]
+    assert set(summary["accuracy"]) == {"teacher", "baseline", "kd", "att_kl", "kd_att_kl"}
+    assert probe["families"] == {"teacher": "vit", "student": "vit"}
+    assert probe["maps"]["teacher"]["grid"] == [2, 2] and probe["maps"]["teacher"]["tokens"][0] == "[CLS]"
+    assert probe["tokens"][0] == ["[CLS]", "r0c0", "r0c1", "r1c0", "r1c1"]
+    t = run.read_attention("teacher")[0].astype(np.float32)
+    assert t.shape == (2, 2, 5, 5) and np.allclose(t.sum(-1), 1.0, atol=1e-2)
+    s = run.read_attention("kd_att_kl_e2")[0]
+    assert s.shape == (1, 2, 5, 5)
+    assert probe["pairs"] == [[1, 0]]                           # uniform: the teacher's last layer
+    steps = [s for s in run.train_steps() if s["student"] == "att_kl"]
+    assert steps and all("attention_kl" in s["losses"] for s in steps)
+
+
+def test_cnn_teacher_teaches_a_vit_student_by_logits(tmp_path):
+    cfg = tiny_image_config_dict("cnn", image={**tiny_image_config_dict("cnn")["image"], "student_family": "vit"},
+                                 train={"epochs": 1, "device": "cpu", "min_steps": 0, "batch_size": 64})
+    config = SessionConfig.from_dict(cfg)
+    assert config.variant_names == ["baseline", "kd"]              # no attention loss across families
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(config, store))
+    summary, probe = run.summary(), run.probe()
+    assert summary["status"] == "done", summary["error"]
+    assert probe["pairs"] == [] and probe["families"] == {"teacher": "cnn", "student": "vit"}
+    assert run.read_attention("teacher")[0].shape == (2, 1, 1, 64)
+    assert run.read_attention("kd_e1")[0].shape == (1, 2, 5, 5)
+    assert all(m["js_mean"] is None for m in run.metrics())
+    assert any("different kinds" in n for n in summary["notices"])
+
+
+def test_the_teacher_is_trained_once_and_cached(tmp_path, cnn_image_run):
+    store = RunStore(tmp_path / "runs")
+    cfg = SessionConfig.from_dict(tiny_image_config_dict("cnn", variants=[{"name": "baseline", "losses": {"ce": 1}},
+                                                                          {"name": "kd", "losses": {"logit_kd": 1}}]))
+    first = store.open(run_session(cfg, store)).summary()
+    assert first["teacher_cached"] is True          # the fixture's session trained it with the same data and recipe
+    assert first["accuracy"]["teacher"] == cnn_image_run[0].open(cnn_image_run[1]).summary()["accuracy"]["teacher"]
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"image": {"student_family": "vit"}, "variants": [{"name": "at", "losses": {"ce": 1, "attention_transfer": 1000}}]},
+     ["attention_transfer", "CNN", "ViT"]),
+    ({"variants": [{"name": "kl", "losses": {"ce": 1, "attention_kl": 1}}]}, ["attention_kl", "CNN"]),
+    ({"variants": [{"name": "adv", "losses": {"ce": 1, "logit_kd": 1}, "adversarial": {"method": "fgsm"}}]}, ["adversarial", "text"]),
+])
+def test_losses_an_image_teacher_and_student_cannot_compare_are_refused(over, words):
+    with pytest.raises(ConfigError) as e:
+        SessionConfig.from_dict({**tiny_image_config_dict("cnn"), **over})
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_a_patch_that_does_not_divide_the_images_is_refused_before_training(tmp_path, monkeypatch):
+    from distill_core import vision_models
+    trained = []
+    monkeypatch.setattr(vision_models, "train_image_model", lambda *a, **k: trained.append(1))
+    cfg = tiny_image_config_dict("vit")
+    cfg["image"]["patch"] = 3
+    with pytest.raises(ConfigError) as e:
+        run_session(SessionConfig.from_dict(cfg), RunStore(tmp_path / "runs"))
+    assert "image.patch 3" in str(e.value) and "2, 4" in str(e.value)
+    assert not trained
