@@ -457,9 +457,6 @@ def image_session_problem(variants, teacher_family: str | None, student_family: 
         if v.adversarial is not None:
             return (f"variant {v.name} is adversarial: adversarial distillation is built for text sessions only so "
                     f"far; remove variants.{v.name}.adversarial for images")
-        if v.generated:
-            return (f"variant {v.name} trains on generated data, which is built for text sessions only so far; "
-                    f"remove variants.{v.name}.generated for images")
     return None
 
 
@@ -523,6 +520,10 @@ class SessionConfig:
                 object.__setattr__(self, "variants", variants)
             problem = image_session_problem(variants, t_family, s_family)
             _require(problem is None, problem or "")
+            _require(self.transfer.source in ("none", "unused"),
+                     f"transfer.source {self.transfer.source!r} is a file of texts, which image sessions cannot use: "
+                     f"set it to unused (the images no split took) or none, and transfer.copies for augmented copies "
+                     f"of the training images (shifts, small rotations, noise)")
         else:
             for v in variants:
                 bad = [n for n, w in v.losses.items() if w > 0 and not OBJECTIVES[n].text]

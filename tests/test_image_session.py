@@ -118,3 +118,38 @@ def test_a_patch_that_does_not_divide_the_images_is_refused_before_training(tmp_
         run_session(SessionConfig.from_dict(cfg), RunStore(tmp_path / "runs"))
     assert "image.patch 3" in str(e.value) and "2, 4" in str(e.value)
     assert not trained
+
+
+def test_augmented_copies_are_generated_data_for_images(tmp_path):
+    from distill_core.strategies.generated import augment_images
+    images = np.zeros((3, 8, 8, 1), dtype=np.uint8)
+    images[:, 2:6, 3:5] = 255
+    copies, origin = augment_images(images, 2, seed=0)
+    again, _ = augment_images(images, 2, seed=0)
+    assert copies.shape == (6, 8, 8, 1) and copies.dtype == np.uint8 and origin == [0, 1, 2, 0, 1, 2]
+    assert np.array_equal(copies, again) and not np.array_equal(copies[:3], images)
+    assert abs(float(copies.mean()) - float(images.mean())) < 20          # moved and noisy, not erased
+    cfg = tiny_image_config_dict("cnn", variants=[{"name": "baseline", "losses": {"ce": 1}},
+                                                  {"name": "kd_gen", "losses": {"ce": .1, "logit_kd": .9},
+                                                   "generated": True}],
+                                 transfer={"source": "unused", "max_texts": 50, "copies": 1},
+                                 train={"epochs": 1, "device": "cpu", "min_steps": 0, "batch_size": 64})
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(SessionConfig.from_dict(cfg), store))
+    summary = run.summary()
+    assert summary["status"] == "done", summary["error"]
+    assert summary["generated"]["transfer"] == 50 and summary["generated"]["augmented"] == 200
+    record = run.read_json("generated.json")
+    assert record["modality"] == "image" and record["used_by"] == ["kd_gen"]
+    aug = [e for e in record["examples"] if e["kind"] == "augmented"][0]
+    assert np.asarray(aug["image"]).shape == (8, 8) and np.asarray(aug["original"]).shape == (8, 8)
+    steps = {s["student"]: s["steps"] for s in run.train_steps()}
+    assert steps  # both variants stepped
+    gen_steps = sum(s["steps"] for s in run.train_steps() if s["student"] == "kd_gen")
+    base_steps = sum(s["steps"] for s in run.train_steps() if s["student"] == "baseline")
+    assert gen_steps > base_steps                    # the shared batches, and the generated ones
+
+
+def test_a_file_of_texts_is_refused_as_transfer_data_for_images():
+    with pytest.raises(ConfigError, match="image sessions cannot use"):
+        SessionConfig.from_dict(tiny_image_config_dict("cnn", transfer={"source": "texts.txt"}))

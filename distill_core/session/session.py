@@ -219,7 +219,36 @@ class Session:
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, None,
                      [], step, steps_per_epoch, epochs, "random")
         p.families = (t_family, s_family)
+        if any(v.generated for v in variants):
+            self._generated_images(p)
         return p
+
+    def _generated_images(self, p: Prepared) -> None:
+        """Generated data of an image session: the images no split took and augmented copies of the training images
+        (labels never shown); the teacher labels them with each batch. Examples beside their originals go to
+        generated.json."""
+        from ..strategies import generated as gen_lib
+        self.progress("generate data", 0, 1)
+        modality = p.modality
+        gen = gen_lib.build_generated_images(self.config.transfer, modality.splits)
+        modality.images["generated"] = gen.images
+        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
+        p.generated, p.generated_outputs = gen, p.teacher_outputs
+        shown = [i for k in (gen_lib.TRANSFER, gen_lib.AUGMENTED) for i in
+                 [j for j, kind in enumerate(gen.kinds) if kind == k][:24]]
+        probs = torch.zeros((len(gen), modality.splits.num_labels))
+        if shown:
+            with torch.no_grad():
+                x = modality.batch("generated", shown, p.device).inputs["pixel_values"]
+                probs[shown] = torch.softmax(p.teacher_model.eval()(pixel_values=x).logits.float().cpu(), -1)
+        self.run.write_json("generated.json", {
+            **gen_lib.image_examples_record(gen, modality.splits.train_images, probs, modality.splits.label_names),
+            "used_by": [v.name for v in p.variants if v.generated]})
+        p.notices.extend(gen.notices)
+        if gen.counts()[gen_lib.TRANSFER] and p.teacher.fit:
+            p.notices.append("the unused images were among those the teacher was trained on, with their labels; the "
+                             "students see only the teacher's outputs on them")
+        self.progress("generate data", 1, 1)
 
     def _initial_image_student(self, splits, teacher_family: str) -> nn.Module:
         """The image student every variant starts from (seeded by train.seed): student.source, or built from the
@@ -468,8 +497,11 @@ class Session:
         """The variants that use generated data take one step on its batch `index`; labels are never given."""
         batch = p.modality.batch("generated", index, p.device)
         batch.labels = None
-        logits, att, hid = p.generated_outputs.batch(batch.index, batch.length, p.device)
-        teacher = TeacherBatch(logits, att, hid)
+        if callable(p.generated_outputs):                   # images: the teacher runs on each batch
+            teacher = p.generated_outputs(batch)
+        else:
+            logits, att, hid = p.generated_outputs.batch(batch.index, batch.length, p.device)
+            teacher = TeacherBatch(logits, att, hid)
         return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
 
     def teacher_batch(self, p: Prepared, batch) -> TeacherBatch | None:

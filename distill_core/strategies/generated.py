@@ -47,9 +47,10 @@ class GeneratedData:
     changed: list[list[int]] = field(default_factory=list)
     source: str = ""
     notices: list[str] = field(default_factory=list)
+    images: np.ndarray | None = None       # image sessions: uint8 (N, H, W, C) in place of ids
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.images) if self.images is not None else len(self.ids)
 
     def counts(self) -> dict[str, int]:
         transfer = sum(k == TRANSFER for k in self.kinds)
@@ -292,6 +293,87 @@ def build_generated(cfg: TransferConfig, splits, train_ids: list[list[int]], tok
             gen.origin.append(i)
             gen.changed.append(changed)
     return gen
+
+
+# ---- images ---------------------------------------------------------------------------------------------------
+MAX_SHIFT = 2                # pixels, each way
+MAX_ROTATION = 10.0          # degrees, each way
+NOISE_STD = 8.0              # grey levels (of 255)
+
+
+def augment_images(images: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """`copies` augmented copies of each image (N, H, W, C) uint8: a rotation of up to ±10°, a shift of up to ±2
+    pixels (the border filled with each image's own border colour) and Gaussian noise (σ = 8 grey levels). Returns
+    the copies (N * copies, H, W, C) uint8, copy by copy, and the index of each copy's original."""
+    import torch.nn.functional as F
+    n, h, w, _ = images.shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()          # (N, C, H, W)
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], -1).median(-1).values  # (N, C)
+    out = []
+    for _ in range(copies):
+        angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(MAX_ROTATION)
+        shift = torch.randint(-MAX_SHIFT, MAX_SHIFT + 1, (n, 2), generator=gen).float()
+        cos, sin = angle.cos(), angle.sin()
+        theta = torch.stack([torch.stack([cos, -sin, -2 * shift[:, 0] / w], 1),
+                             torch.stack([sin, cos, -2 * shift[:, 1] / h], 1)], 1)              # (N, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        moved = F.grid_sample(x - border[..., None, None], grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False) + border[..., None, None]
+        moved = moved + torch.randn(moved.shape, generator=gen) * NOISE_STD
+        out.append(moved.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    origin = [i for _ in range(copies) for i in range(n)]
+    return (np.concatenate(out) if out else images[:0]), origin
+
+
+def build_generated_images(cfg: TransferConfig, splits) -> GeneratedData:
+    """Generated data of an image session (splits: images.ImageSplits): the unlabelled images no split took
+    (source "unused") and cfg.copies augmented copies of each training image. A file of texts is refused."""
+    gen = GeneratedData(source=source_label(cfg))
+    if cfg.source not in ("none", "unused"):
+        raise ConfigError(f"transfer.source {cfg.source!r} is a file of texts, which image sessions cannot use: set "
+                          f"transfer.source to unused (the images no split took) or none, and transfer.copies for "
+                          f"augmented copies of the training images")
+    parts = []
+    if cfg.source == "unused":
+        extra = splits.extra_images if splits.extra_images is not None else splits.train_images[:0]
+        extra = extra[:cfg.max_texts]
+        if not len(extra):
+            gen.notices.append("the dataset has no images outside the splits (transfer.source unused): use "
+                               "transfer.copies for augmented copies of the training images instead")
+        parts.append(extra)
+        gen.kinds += [TRANSFER] * len(extra)
+        gen.origin += [None] * len(extra)
+    if cfg.copies > 0:
+        copies, origin = augment_images(splits.train_images, cfg.copies, cfg.seed)
+        parts.append(copies)
+        gen.kinds += [AUGMENTED] * len(copies)
+        gen.origin += origin
+    gen.images = np.concatenate(parts) if parts else splits.train_images[:0]
+    gen.changed = [[] for _ in gen.kinds]
+    return gen
+
+
+def image_examples_record(gen: GeneratedData, train_images: np.ndarray, teacher_probs: torch.Tensor,
+                          label_names: list[str], limit: int = 24) -> dict:
+    """generated.json of an image session: the source, counts and notices, and the first `limit` examples of each
+    kind with their pixels, the original's pixels (augmented copies), and the teacher's label and confidence."""
+    conf, label = teacher_probs.float().max(dim=1)
+    shown = {TRANSFER: 0, AUGMENTED: 0}
+    examples = []
+
+    def pixels(im):
+        return (im[..., 0] if im.shape[-1] == 1 else im).tolist()
+    for i, kind in enumerate(gen.kinds):
+        if shown[kind] >= limit:
+            continue
+        shown[kind] += 1
+        origin = gen.origin[i]
+        examples.append({"kind": kind, "image": pixels(gen.images[i]),
+                         "original": pixels(train_images[origin]) if origin is not None else None, "origin": origin,
+                         "teacher_label": int(label[i]), "confidence": round(float(conf[i]), 4)})
+    return {"source": gen.source, "counts": gen.counts(), "label_names": list(label_names), "modality": "image",
+            "notices": list(gen.notices), "examples": examples}
 
 
 # ---- memory ------------------------------------------------------------------------------------------------
