@@ -154,14 +154,15 @@ ATTACKS = ("pgd", "fgsm", "freelb")
 
 @dataclass(frozen=True)
 class AdversarialConfig:
-    """Adversarial distillation: perturb the word embeddings against the student, then learn the teacher's clean
-    answers on the perturbed input (ARD, Goldblum et al. 2020), with weight `weight` next to the other losses.
+    """Adversarial distillation: perturb the word embeddings (images: the pixels) against the student, then learn the
+    teacher's clean answers on the perturbed input (ARD, Goldblum et al. 2020), with weight `weight` next to the other
+    losses.
 
     pgd / fgsm: the attack's first step follows the gradient of the clean step (no extra pass), then steps-1 more
     steps of PGD; the step costs 1 + steps plain steps. freelb: every loss of the variant on `steps` perturbed copies,
     the perturbation climbing between them (Zhu et al. 2020); no separate adversarial loss."""
     method: str = "pgd"
-    epsilon: float = 0.05        # per token, relative to the norm of the token's embedding
+    epsilon: float = 0.05        # text: per token, relative to its embedding's norm; images: of the pixel range
     steps: int = 2               # PGD / FreeLB steps (fgsm: 1)
     step_size: float | None = None   # relative like epsilon; default 2.5 * epsilon / steps (fgsm: epsilon)
     weight: float = 1.0          # lambda of the adversarial loss (pgd, fgsm)
@@ -454,9 +455,9 @@ def image_session_problem(variants, teacher_family: str | None, student_family: 
                         f"{names[teacher_family]} and the student a {names[student_family]}: use "
                         f"attention_transfer between two CNNs, attention_kl or attention_mse between two ViTs, and "
                         f"logit_kd or hard_kd across families")
-        if v.adversarial is not None:
-            return (f"variant {v.name} is adversarial: adversarial distillation is built for text sessions only so "
-                    f"far; remove variants.{v.name}.adversarial for images")
+        if v.adversarial is not None and v.adversarial.method == "freelb":
+            return (f"variant {v.name} uses FreeLB, which perturbs word embeddings: for images use "
+                    f"variants.{v.name}.adversarial.method pgd or fgsm (pixel-space attacks)")
     return None
 
 

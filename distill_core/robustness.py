@@ -103,6 +103,54 @@ def robustness_curves(models: dict[str, nn.Module], ids: list[list[int]], labels
             "attack": ATTACK, "accuracy": accuracy, "seconds": round(time.perf_counter() - t0, 2)}
 
 
+IMAGE_EPSILONS = (0.0, 0.05, 0.1, 0.2)      # fractions of the pixel range (L-infinity); 0 = clean accuracy
+IMAGE_ATTACK = "PGD on pixels, epsilon a fraction of the pixel range (L-infinity)"
+
+
+def robust_image_accuracy(model: nn.Module, images: np.ndarray, labels: list[int], device, epsilons=IMAGE_EPSILONS,
+                          steps: int = STEPS, batch_size: int = 128, limit: int = LIMIT) -> list[float]:
+    """Accuracy at each epsilon on the first `limit` images (N, H, W, C) uint8, under pixel-space PGD against the
+    model's cross-entropy with the true labels, in eval mode (restored afterwards)."""
+    from .images import to_tensor
+    from .strategies.adversarial import pixel_attack
+    images, labels = images[:limit], labels[:limit]
+    if not len(images):
+        raise DataError("no images to measure robustness on")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct = [0] * len(epsilons)
+    try:
+        for i in range(0, len(images), batch_size):
+            x = to_tensor(images[i:i + batch_size]).to(device)                          # (B, C, H, W)
+            y = torch.tensor(labels[i:i + batch_size], dtype=torch.long, device=device)
+            for k, eps in enumerate(epsilons):
+                delta = pixel_attack(model, x, lambda logits: F.cross_entropy(logits.float(), y), float(eps), steps,
+                                     step_size(float(eps), steps))
+                with torch.no_grad():
+                    correct[k] += int((model(pixel_values=x + delta).logits.argmax(-1) == y).sum())
+    finally:
+        model.train(was_training)
+    return [c / len(images) for c in correct]
+
+
+def image_robustness_curves(models: dict[str, nn.Module], images: np.ndarray, labels: list[int], device,
+                            epsilons=IMAGE_EPSILONS, steps: int = STEPS, limit: int = LIMIT,
+                            progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """robustness.json of an image run: as robustness_curves, with the attack on the pixels."""
+    check_settings(epsilons, steps, limit)
+    t0 = time.perf_counter()
+    accuracy = {}
+    for k, (name, model) in enumerate(models.items()):
+        if progress:
+            progress(f"robustness: {name}", k, len(models))
+        accuracy[name] = robust_image_accuracy(model, images, labels, device, epsilons, steps, limit=limit)
+    if progress:
+        progress("robustness", len(models), len(models))
+    return {"epsilons": [float(e) for e in epsilons], "steps": steps, "n": len(images[:limit]), "split": "test",
+            "attack": IMAGE_ATTACK, "accuracy": accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def rebuild_test_split(run: Run, tokenizer) -> tuple[list[list[int]], list[int]]:
     """The run's test split rebuilt from its config: token ids and labels, checked against the labels it recorded."""
     from .batching import encode

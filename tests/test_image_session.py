@@ -100,7 +100,8 @@ def test_the_teacher_is_trained_once_and_cached(tmp_path, cnn_image_run):
     ({"image": {"student_family": "vit"}, "variants": [{"name": "at", "losses": {"ce": 1, "attention_transfer": 1000}}]},
      ["attention_transfer", "CNN", "ViT"]),
     ({"variants": [{"name": "kl", "losses": {"ce": 1, "attention_kl": 1}}]}, ["attention_kl", "CNN"]),
-    ({"variants": [{"name": "adv", "losses": {"ce": 1, "logit_kd": 1}, "adversarial": {"method": "fgsm"}}]}, ["adversarial", "text"]),
+    ({"variants": [{"name": "adv", "losses": {"ce": 1, "logit_kd": 1}, "adversarial": {"method": "freelb"}}]},
+     ["FreeLB", "pgd or fgsm"]),
 ])
 def test_losses_an_image_teacher_and_student_cannot_compare_are_refused(over, words):
     with pytest.raises(ConfigError) as e:
@@ -153,3 +154,38 @@ def test_augmented_copies_are_generated_data_for_images(tmp_path):
 def test_a_file_of_texts_is_refused_as_transfer_data_for_images():
     with pytest.raises(ConfigError, match="image sessions cannot use"):
         SessionConfig.from_dict(tiny_image_config_dict("cnn", transfer={"source": "texts.txt"}))
+
+
+def test_pixel_attack_stays_in_the_ball_and_the_pixel_range():
+    from distill_core.strategies.adversarial import PIXEL_RANGE, pixel_attack
+    from distill_core.vision_models import build_cnn
+    torch.manual_seed(0)
+    model = build_cnn(1, 3, (4, 8), 1).eval()
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    x[0] = 1.0                                                 # saturated pixels cannot go further up
+    y = torch.tensor([0, 1, 2, 0, 1])
+    loss = lambda logits: torch.nn.functional.cross_entropy(logits, y)
+    delta = pixel_attack(model, x, loss, 0.1, 3, 0.05)
+    assert delta.abs().max() <= 0.1 * PIXEL_RANGE + 1e-6 and delta.abs().max() > 0
+    assert (x + delta).max() <= 1.0 and (x + delta).min() >= -1.0
+    assert loss(model(pixel_values=x + delta).logits) > loss(model(pixel_values=x).logits)
+    assert not any(p.grad is not None for p in model.parameters())
+    assert torch.equal(pixel_attack(model, x, loss, 0.0, 3, 0.05), torch.zeros_like(x))
+
+
+def test_adversarial_distillation_of_images_attacks_pixels_and_measures_robustness(tmp_path):
+    cfg = tiny_image_config_dict("cnn", variants=[{"name": "baseline", "losses": {"ce": 1}},
+                                                  {"name": "ard", "losses": {"ce": .1, "logit_kd": .9},
+                                                   "adversarial": {"method": "pgd", "epsilon": 0.1, "steps": 2}}],
+                                 train={"epochs": 1, "device": "cpu", "min_steps": 0, "batch_size": 64})
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(SessionConfig.from_dict(cfg), store))
+    assert run.summary()["status"] == "done", run.summary()["error"]
+    steps = [s for s in run.train_steps() if s["student"] == "ard"]
+    assert steps and all("adversarial" in s["losses"] for s in steps)
+    rob = run.read_json("robustness.json")
+    assert rob["attack"].startswith("PGD on pixels") and rob["epsilons"][0] == 0.0
+    assert set(rob["accuracy"]) == {"teacher", "baseline", "ard"}
+    for curve in rob["accuracy"].values():
+        assert len(curve) == len(rob["epsilons"]) and curve[-1] <= curve[0] + 1e-9
+    assert rob["accuracy"]["teacher"][0] == pytest.approx(run.summary()["accuracy"]["teacher"])

@@ -638,10 +638,15 @@ class Session:
     def robustness(self, p: Prepared) -> dict:
         """Accuracy of the teacher and every variant under an embedding-space PGD attack at several epsilons, on
         the first examples of the test split (robustness.json)."""
-        from ..robustness import robustness_curves
+        from ..robustness import image_robustness_curves, robustness_curves
         models = {TEACHER: p.teacher_model, **{v.name: v.model for v in p.variants}}
         for m in models.values():
             set_attention_backend(m, eager=False)
+        if p.modality.kind == "image":
+            record = image_robustness_curves(models, p.modality.images["test"], p.modality.labels["test"], p.device,
+                                             progress=self.progress)
+            self.run.write_json("robustness.json", record)
+            return record
         record = robustness_curves(models, p.modality.ids["test"], p.modality.labels["test"], p.modality.pad_id,
                                    p.device, progress=self.progress)
         self.run.write_json("robustness.json", record)

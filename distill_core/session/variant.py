@@ -137,6 +137,8 @@ class Variant:
         def run():
             if embeds is None:
                 return self.model(**batch.inputs, output_hidden_states=read_hid or read_act)
+            if "pixel_values" in batch.inputs:                 # images: perturbed pixels
+                return self.model(pixel_values=embeds, output_hidden_states=read_hid or read_act)
             return adv_lib.forward_embeds(self.model, batch.inputs, embeds, output_hidden_states=read_hid)
         with autocast_for(ctx.device, ctx.mixed_precision):
             if read_att:
@@ -179,9 +181,13 @@ class Variant:
         adv = self.adversarial
         weight = adv.weight * self.loss_weights.multiplier("adversarial", self.steps_done) if adv is not None else 0.0
         embeds = None
+        image = "pixel_values" in batch.inputs
         if weight > 0 and adv.epsilon > 0:        # a step with no adversarial weight makes no attack
-            embeds = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"])
-            embeds.retain_grad()
+            if image:
+                embeds = batch.inputs["pixel_values"].detach().clone().requires_grad_(True)
+            else:
+                embeds = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"])
+                embeds.retain_grad()
         loss, parts, used = self._losses(batch, teacher, ctx, t, embeds)
         self._check(loss, parts, where)
         loss.backward()
@@ -195,10 +201,16 @@ class Variant:
         def attack_loss(logits):
             return adv_lib.ard_loss(logits, target, t_plain)
         with autocast_for(ctx.device, ctx.mixed_precision):
-            delta = adv_lib.attack(self.model, batch.inputs, batch.mask, attack_loss, adv.epsilon, adv.steps,
-                                   adv.alpha, first_grad=embeds.grad)
-            perturbed = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"]) + delta
-            logits = adv_lib.forward_embeds(self.model, batch.inputs, perturbed).logits
+            if image:
+                pixels = batch.inputs["pixel_values"]
+                delta = adv_lib.pixel_attack(self.model, pixels, attack_loss, adv.epsilon, adv.steps, adv.alpha,
+                                             first_grad=embeds.grad)
+                logits = self.model(pixel_values=pixels + delta).logits
+            else:
+                delta = adv_lib.attack(self.model, batch.inputs, batch.mask, attack_loss, adv.epsilon, adv.steps,
+                                       adv.alpha, first_grad=embeds.grad)
+                perturbed = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"]) + delta
+                logits = adv_lib.forward_embeds(self.model, batch.inputs, perturbed).logits
             adv_loss = adv_lib.ard_loss(logits, target, t)
         self._check(adv_loss, {"adversarial": adv_loss.detach()}, where)
         (weight * adv_loss).backward()

@@ -11,6 +11,10 @@ so one epsilon means the same thing for any model, whatever the scale of its emb
                 model's parameters get no .grad and its train/eval mode is left as it is
     ard_loss    KL of the student on the perturbed input to the teacher's clean outputs (Goldblum et al. 2020)
     random_start a random delta inside the ball (FreeLB's initialisation, Zhu et al. 2020)
+
+Images are perturbed in pixel space instead (`pixel_attack`): an L-infinity ball of epsilon times the pixel range
+around the picture, every step along the sign of the gradient (FGSM, Goodfellow et al. 2015; PGD, Madry et al.
+2018), the result kept inside the valid pixel range.
 """
 from __future__ import annotations
 
@@ -112,3 +116,38 @@ def ard_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempera
     log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
     p_t = F.softmax(teacher_logits.detach().float() / t, dim=-1)
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
+
+
+# ---- images: pixels ---------------------------------------------------------------------------------------------
+PIXEL_RANGE = 2.0       # model inputs span [-1, 1] (images.to_tensor): epsilon is a fraction of this range
+
+
+def pixel_step(pixels: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, alpha: float,
+               epsilon: float) -> torch.Tensor:
+    """One signed-gradient step of alpha (fraction of the pixel range), then back into the epsilon ball and the
+    valid pixel range [-1, 1]. pixels, delta, grad (B, C, H, W); detached."""
+    eps = epsilon * PIXEL_RANGE
+    delta = (delta + alpha * PIXEL_RANGE * grad.sign()).clamp(-eps, eps)
+    return ((pixels + delta).clamp(-1.0, 1.0) - pixels).detach()
+
+
+def pixel_attack(model: nn.Module, pixels: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                 epsilon: float, steps: int, alpha: float, first_grad: torch.Tensor | None = None) -> torch.Tensor:
+    """PGD (FGSM with one step) in pixel space maximising loss_fn(logits): delta (B, C, H, W), detached, with
+    |delta| <= epsilon * PIXEL_RANGE everywhere and pixels + delta inside [-1, 1]. `first_grad` (the gradient of a
+    pass the caller already made w.r.t. the pixels) makes the first step without a pass. The model's parameters
+    get no .grad."""
+    pixels = pixels.detach()
+    delta = torch.zeros_like(pixels)
+    if epsilon == 0 or steps < 1:
+        return delta
+    if first_grad is not None:
+        delta = pixel_step(pixels, delta, first_grad, alpha, epsilon)
+        steps -= 1
+    for _ in range(steps):
+        d = delta.clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(model(pixel_values=pixels + d).logits)
+            (grad,) = torch.autograd.grad(loss, d)
+        delta = pixel_step(pixels, delta, grad, alpha, epsilon)
+    return delta
