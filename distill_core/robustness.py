@@ -174,11 +174,38 @@ def run_robustness(run: Run, epsilons=EPSILONS, steps: int = STEPS, limit: int =
     check_settings(epsilons, steps, limit)
     if run.summary() is None:
         raise RunStoreError(f"run {run.id} has not finished: measure its robustness once it is done")
+    if (run.probe() or {}).get("modality") == "image":
+        return run_image_robustness(run, IMAGE_EPSILONS if epsilons is EPSILONS else epsilons, steps, limit, progress)
     rm = load_run_models(run)
     ids, labels = rebuild_test_split(run, rm.tokenizer)
     pad_id = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
     record = robustness_curves(rm.models, ids, labels, pad_id, torch.device("cpu"), epsilons, steps, limit, progress)
     record["weights"] = rm.weights
+    run.write_json(FILE, record)
+    return record
+
+
+def run_image_robustness(run: Run, epsilons=IMAGE_EPSILONS, steps: int = STEPS, limit: int = LIMIT,
+                         progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """run_robustness for an image run: the teacher and every variant's final weights under pixel PGD, on the first
+    `limit` images of the run's test split (rebuilt from its config and checked against its recorded labels)."""
+    from .config import SessionConfig
+    from .images import load_image_splits
+    from .vision_models import load_image_model
+    cfg = SessionConfig.from_dict(run.config())
+    splits = load_image_splits(cfg.data, cfg.image.size)
+    recorded = (run.predictions() or {}).get("labels")
+    if recorded is not None and list(recorded) != list(splits.test_labels):
+        raise DataError(f"the test split of run {run.id} cannot be rebuilt: its images ({cfg.data.source}) changed "
+                        f"since the run; restore them or run a new session")
+    probe = run.probe() or {}
+    models = {"teacher": load_image_model(probe["teacher_path"])}
+    for name in probe.get("variants", []):
+        if run.weights_path(name).is_dir():
+            models[name] = load_image_model(str(run.weights_path(name)))
+    record = image_robustness_curves(models, splits.test_images, list(splits.test_labels), torch.device("cpu"),
+                                     epsilons, steps, limit, progress)
+    record["weights"] = "final"
     run.write_json(FILE, record)
     return record
 

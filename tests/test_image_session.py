@@ -189,3 +189,14 @@ def test_adversarial_distillation_of_images_attacks_pixels_and_measures_robustne
     for curve in rob["accuracy"].values():
         assert len(curve) == len(rob["epsilons"]) and curve[-1] <= curve[0] + 1e-9
     assert rob["accuracy"]["teacher"][0] == pytest.approx(run.summary()["accuracy"]["teacher"])
+
+
+def test_robustness_of_a_finished_image_run_is_measured_on_pixels(cnn_image_run):
+    from distill_core.robustness import run_robustness
+    store, run_id = cnn_image_run
+    run = store.open(run_id)
+    record = run_robustness(run, steps=1, limit=40)
+    assert record["attack"].startswith("PGD on pixels") and record["n"] == 40
+    assert set(record["accuracy"]) == {"teacher", "baseline", "kd", "at", "kd_at"}
+    assert run.read_json("robustness.json")["epsilons"] == record["epsilons"]
+    (run.path / "robustness.json").unlink()
