@@ -40,6 +40,7 @@ import numpy as np
 import plotly.offline
 
 from app import charts
+from app import image_attribution_charts as iac
 from distill_core.config import flat_settings
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
@@ -174,6 +175,8 @@ def default_heatmaps(run: Run, examples: Sequence[int] | None = None) -> list[He
     recorded = [v for v in names if run.attention_epochs(v)]
     shown = [v for v in recorded if v != ref] or recorded
     pairs = probe.get("pairs") or []
+    if probe.get("modality") == "image" and not pairs:
+        return []                       # a teacher and students of different families: no maps to set side by side
     layer = int(pairs[-1][1]) if pairs else max(0, int(probe.get("student_layers") or 1) - 1)
     return [HeatmapChoice(i, v, layer) for i in examples for v in shown]
 
@@ -360,6 +363,14 @@ def _what_is_missing(f: _Facts) -> list[str]:
     return out
 
 
+def _image_shape(desc: dict) -> str:
+    """An image model's shape from probe.json's maps: "CNN, 3 stages" or "ViT, 4 layers × 4 heads, 4-pixel patches"."""
+    if desc.get("family") == "cnn":
+        return f"CNN, {desc.get('stages', '?')} stages"
+    return (f"ViT, {desc.get('layers', '?')} layers × {desc.get('heads', '?')} heads, {desc.get('patch', '?')}-pixel "
+            f"patches")
+
+
 def _header(f: _Facts, written: str) -> str:
     cfg, probe, s, st = f.config or {}, f.probe or {}, f.summary or {}, f.status
     name = cfg.get("name") or ""
@@ -373,6 +384,9 @@ def _header(f: _Facts, written: str) -> str:
     s_layers, s_heads = probe.get("student_layers", student.get("layers")), probe.get("student_heads",
                                                                                         student.get("heads"))
     s_shape = f"{s_layers} layers × {s_heads} heads, {student.get('hidden', '?')} wide"
+    maps = probe.get("maps") or {}
+    if probe.get("modality") == "image" and maps.get("teacher") and maps.get("student"):
+        t_shape, s_shape = _image_shape(maps["teacher"]), _image_shape(maps["student"])
     first = next((v for v in f.variants if v in params), None)
     rows = [("run", f.run.id), ("name", name or "–"), ("status", status),
             *([("problem", st["error"])] if st.get("error") else []),
@@ -544,8 +558,10 @@ def _curves(f: _Facts) -> str:
     body = _figure(charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy",
                                         "accuracy", names, ref, epochs, height=320, y_range=(0.0, 1.02)),
                    "validation")
-    div = [r for r in records if "attention" in r]
+    div = [r for r in records if r.get("attention")]
     notice = "Epoch 0 is before training: every variant starts from the same weights."
+    if not div and iac.no_divergence_reason(f.probe):
+        notice += " " + iac.no_divergence_reason(f.probe)
     if div:
         labels = charts.pair_labels((f.probe or f.summary or {}).get("pairs") or [])
         notice += " " + charts.divergence_reading(div, METRIC, labels, names, ref)
@@ -561,7 +577,8 @@ def _grid(f: _Facts) -> str:
     series = {v: s for v, s in series.items() if s[0]}
     if not series:
         return _section("grid", "Layer × head at the last epoch", None,
-                        _missing("No divergence was recorded, so there is no layer × head grid."))
+                        _missing(iac.no_divergence_reason(f.probe)
+                                 or "No divergence was recorded, so there is no layer × head grid."))
     epoch = max(e for es, _ in series.values() for e in es)
     grids = {v: vals[np.asarray(e) == epoch][0] for v, (e, vals) in series.items() if epoch in e}
     n_rows = next(iter(grids.values())).shape[0]
@@ -579,7 +596,8 @@ def _grid(f: _Facts) -> str:
 def _heatmaps(f: _Facts, chosen: list[_Resolved]) -> str:
     probe = f.probe or {}
     if not chosen:
-        why = ("no heatmaps were chosen" if probe.get("tokens") else
+        why = ("the teacher and the students are of different families, so no maps were recorded side by side"
+               if iac.no_divergence_reason(probe) else "no heatmaps were chosen" if probe.get("tokens") else
                "the run recorded no probe set, so there are no attention maps")
         return _section("heatmaps", "Attention heatmaps", None, _missing(f"No heatmaps: {why}."))
     cache: dict[str, list] = {}
@@ -611,23 +629,30 @@ def _heatmaps(f: _Facts, chosen: list[_Resolved]) -> str:
         label = (names[labels[c.example]] if c.example < len(labels) and labels[c.example] < len(names)
                  else "?")
         js = float(map_metric(METRIC, teacher, student))
-        fig = charts.heatmap_triptych(
-            teacher, student, tokens, gamma=GAMMA,
-            titles=(f"teacher L{r.teacher_layer} · {t_desc}", f"{c.variant} L{c.layer} · {s_desc} · epoch {r.epoch}",
-                    "student − teacher"))
+        titles = (f"teacher L{r.teacher_layer} · {t_desc}", f"{c.variant} L{c.layer} · {s_desc} · epoch {r.epoch}",
+                  "student − teacher")
+        if iac.is_pixel_run(probe):                 # a CNN's maps are distributions over the picture's pixels
+            t_px, s_px = (iac.pixel_maps(m, probe["image_size"]) for m in (teacher, student))
+            fig = iac.overlay_panels(iac.probe_picture(probe, c.example), [t_px, s_px, s_px - t_px], list(titles),
+                                     ["positive", "positive", "difference"])
+        else:
+            fig = charts.heatmap_triptych(teacher, student, tokens, gamma=GAMMA, titles=titles)
         text = texts[c.example] if c.example < len(texts) else ""
         body.append(
             f'<div class="heatmap" data-example="{c.example}" data-variant="{_e(c.variant)}">'
             f"<h3>Example #{c.example} · {_e(model_label(c.variant, f.reference))} · student layer {c.layer} vs "
             f"teacher layer {r.teacher_layer} · epoch {r.epoch}</h3>"
             f"<p>Label <strong>{_e(label)}</strong>: “{_e(text)}”</p>"
-            f"<p>Tokens ({len(tokens)}): " + "".join(f'<span class="tok">{_e(t)}</span>' for t in tokens) + "</p>"
-            f"<p>{_e(METRIC_LABELS[METRIC])} between the two maps shown: {js:.4g}.</p>"
+            + (f"<p>Tokens ({len(tokens)}): " + "".join(f'<span class="tok">{_e(t)}</span>' for t in tokens) + "</p>"
+               if tokens else "")
+            + f"<p>{_e(METRIC_LABELS[METRIC])} between the two maps shown: {js:.4g}.</p>"
             + _figure(fig, f"heatmap {c.example} {c.variant}") + "</div>")
-    return _section("heatmaps", "Attention heatmaps", "Each row is a query token, each column a key it attends to, "
-                    "and each row sums to 1. Teacher and student share one square-root colour scale (small weights "
-                    "stay visible); in the difference, red is where the student attends more than the teacher, "
-                    "blue where less.", "".join(body))
+    about = ("Each map is a CNN stage's activation attention over the picture's pixels (it sums to 1), drawn over "
+             "the picture and scaled to its own largest weight" if iac.is_pixel_run(probe) else
+             "Each row is a query token, each column a key it attends to, and each row sums to 1. Teacher and student "
+             "share one square-root colour scale (small weights stay visible)")
+    return _section("heatmaps", "Attention heatmaps", f"{about}; in the difference, red is where the student attends "
+                    "more than the teacher, blue where less.", "".join(body))
 
 
 # ---- the page -----------------------------------------------------------------------------------------

@@ -97,16 +97,17 @@ def baseline_image(image, kind: str = "background") -> np.ndarray:
     return np.broadcast_to(colour, arr.shape).copy()
 
 
-def prepare_image(data: bytes, image_size, channels: int) -> np.ndarray:
+def prepare_image(data: bytes, image_size, channels: int, name: str = "the uploaded file") -> np.ndarray:
     """An uploaded file's bytes as the run's models read them: uint8 (H, W, channels) at image_size (H, W),
     decoded and turned upright with Pillow, colour made gray (or gray repeated) to match, resized bilinearly.
     A DataError says when the bytes are no image Pillow can read."""
     from PIL import Image
 
-    from .images import decode_images
-    images, kept, notices = decode_images([data], ["the uploaded file"], 0)
+    from .images import MAX_IMAGE_PIXELS, decode_images
+    images, kept, _ = decode_images([data], [name], 0)
     if not kept:
-        raise DataError(f"{notices[0] if notices else 'the uploaded file is not an image Pillow can read'}")
+        raise DataError(f"{name[:1].upper()}{name[1:]} is not an image Pillow can read, or is over "
+                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels: upload a PNG, JPEG, BMP, GIF or WebP image")
     im = images[0]                                                             # (h, w, 1 or 3)
     if im.shape[-1] != channels:
         im = (np.repeat(im, 3, axis=-1) if channels == 3

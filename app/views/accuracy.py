@@ -27,6 +27,7 @@ with head_r:
 try:
     summary = run.summary()
     status = run.status().get("status", "unknown")
+    image_run = (run.probe() or {}).get("modality") == "image"
 except DistillError as e:
     common.show_error(e)
     st.stop()
@@ -118,7 +119,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="
 })
 device = summary.get("device") or "unknown device"
 st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
-           f"probe texts) on **{device}**; size on disk: the saved weights.")
+           f"probe {'images' if image_run else 'texts'}) on **{device}**; size on disk: the saved weights.")
 if best := charts.best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
     st.caption(best)
 
@@ -176,6 +177,9 @@ if robust:
     st.plotly_chart(common.sized(charts.robustness_figure(robust, variants.names, ref)), width="stretch",
                     config=common.PLOTLY_CONFIG, key=K + "robustness")
     st.markdown(charts.robustness_reading(robust, ref))
+elif image_run:
+    st.markdown("The attack nudges the word embeddings of a text model's input; an image run's models read pixels, "
+                "so their robustness is not measured here.")
 else:
     st.markdown("How much accuracy each model keeps when its input's word embeddings are nudged, each by a small "
                 "fraction of its own size, in the direction that hurts that model most (found by PGD).")

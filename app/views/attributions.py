@@ -1,11 +1,17 @@
-"""Attributions: which tokens each model's decision rests on, and whether the student's follow the teacher's."""
+"""Attributions: which tokens (or pixels) each model's decision rests on, and whether the student's follow the
+teacher's."""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app import charts, common, live, state
+from app import image_attribution_charts as iac
+from distill_core import RunStore
+from distill_core import image_attribution as ia
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
@@ -14,14 +20,169 @@ K = "attributions."
 view = state.View("attributions", state.ATTRIBUTIONS)
 view.restore()
 
+# ---- image runs: pixels instead of tokens ------------------------------------------------------------
+IMAGE_INTRO = ("Pixel attributions by Integrated Gradients (Captum, from the picture's background colour to the "
+               "picture; green pixels push towards the explained class, red ones away from it) or, for CNNs, "
+               "Grad-CAM on the last stage (orange: where the class evidence lies). Every model is explained towards "
+               "the class the teacher predicts. The models run on the CPU with their final weights.")
+
+
+@st.cache_resource(show_spinner="Loading the run's image models…", max_entries=16)
+def _image_model(root: str, run_id: str, variant: str, version: float):
+    from distill_core.vision_models import load_image_model
+    run = RunStore(root).open(run_id)
+    folder = run.probe()["teacher_path"] if variant == TEACHER else run.model_dir(variant)
+    return load_image_model(str(folder)).eval()
+
+
+@st.cache_resource
+def _image_lock() -> threading.Lock:
+    return threading.Lock()          # Grad-CAM and attention capture hook the shared models
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _image_attribution(root, run_id, version, variant, pixels: bytes, shape, method, target, n_steps):
+    image = np.frombuffer(pixels, dtype=np.uint8).reshape(shape).copy()
+    model = _image_model(root, run_id, variant, version)
+    with _image_lock():
+        return ia.image_attributions(model, image, method, target, n_steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _live_attention(root, run_id, version, variant, pixels: bytes, shape):
+    model = _image_model(root, run_id, variant, version)
+    with _image_lock():
+        return ia.live_spatial_attention(model, np.frombuffer(pixels, dtype=np.uint8).reshape(shape).copy())
+
+
+def _picked_image(probe: dict):
+    """The probe image or an uploaded one, as uint8 (H, W, C), its caption and its probe index (None: uploaded);
+    (None, None, None) before a file is uploaded and (None, why, None) for a file Pillow cannot read."""
+    source = st.radio("Image", ["probe", "upload"], horizontal=True, key=K + "image_source",
+                      format_func={"probe": "a probe image", "upload": "upload an image"}.get)
+    size, channels = probe["image_size"], int(probe.get("channels", 1))
+    if source == "upload":
+        file = st.file_uploader("Image file", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=K + "upload",
+                                help=f"Converted to the run's {size[0]}×{size[1]} pixels and "
+                                     f"{'colour' if channels == 3 else 'grey'}, as its models read images.")
+        if file is None:
+            return None, None, None
+        try:
+            image = ia.prepare_image(file.getvalue(), size, channels, f"the file {file.name}")
+        except DistillError as e:
+            return None, str(e), None
+        return image, f"uploaded image {file.name}", None
+    texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
+    if st.session_state.get(K + "example") not in range(len(texts)):
+        st.session_state[K + "example"] = 0
+    example = st.selectbox("Probe image", range(len(texts)), key=K + "example",
+                           format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i]}")
+    return iac.probe_picture(probe, example), texts[example], example
+
+
+def image_page(run, probe: dict) -> None:
+    """Teacher and student attributions over one image, their rank correlation and their attention agreement."""
+    root, version = str(common.runs_dir()), common.run_version(run.id)
+    names, families = probe["label_names"], probe.get("families", {})
+    variants = common.variants_of(run, probe)
+    students = [v for v in variants.names if run.kept_weights(v)]
+    if not students:
+        st.warning(f"Run {run.id} has no trained student weights to compare with the teacher.")
+        st.stop()
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        image, caption, example = _picked_image(probe)
+    with right:
+        methods = ia.methods_for(families.get("teacher", "cnn"), families.get("student", "cnn"))
+        if st.session_state.get(K + "method") not in methods:
+            st.session_state[K + "method"] = "ig"
+        method = st.radio("Method", methods, horizontal=True, key=K + "method", format_func=ia.METHODS.get)
+        if len(methods) == 1:
+            st.caption("A vision transformer is explained with Integrated Gradients only: Grad-CAM weighs a CNN's "
+                       "feature maps, which a ViT does not have.")
+        if st.session_state.get(K + "steps") not in (8, 16, 32, 64):
+            st.session_state[K + "steps"] = 32
+        n_steps = st.select_slider("Integration steps", options=[8, 16, 32, 64], key=K + "steps",
+                                   disabled=method != "ig",
+                                   help="More steps: a more exact integral (smaller convergence delta), slower.")
+        if st.session_state.get(K + "student") not in students:
+            st.session_state[K + "student"] = next((s for s in students if s != variants.reference), students[0])
+        student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
+                           format_func=variants.label)
+    view.sync()
+    with head_r:
+        state.link_button(view)
+    if image is None:                        # after the widgets, so that the choices on the right are kept
+        if caption is None:
+            st.info("Upload an image to explain it, or pick a probe image.")
+        else:
+            st.error(caption)
+        st.stop()
+
+    pixels, shape = image.tobytes(), image.shape
+    try:
+        with st.spinner("Running the models and the attributions on the CPU…"):
+            teacher_model = _image_model(root, run.id, TEACHER, version)
+            with _image_lock():
+                target = int(np.argmax(ia.class_probs(teacher_model, image)))
+            models = [TEACHER, *students]
+            attrs = {m: _image_attribution(root, run.id, version, m, pixels, shape, method, target, n_steps)
+                     for m in models}
+            if example is not None:          # the maps the run recorded at its final epoch
+                attention = {TEACHER: ia.recorded_spatial_attention(
+                    common.attention(run.id, "teacher")[example], probe["maps"]["teacher"], probe["image_size"])}
+                for s in students:
+                    epoch = run.kept_weights(s)["final"]
+                    attention[s] = ia.recorded_spatial_attention(common.attention(run.id, f"{s}_e{epoch}")[example],
+                                                                 probe["maps"]["student"], probe["image_size"])
+            else:                            # an uploaded image: the same maps, computed now
+                attention = {m: _live_attention(root, run.id, version, m, pixels, shape) for m in models}
+    except (DistillError, ValueError, KeyError, ImportError) as e:
+        common.show_error(e)
+        st.stop()
+
+    label = (f" · true label: **{names[probe['labels'][example]]}**" if example is not None else "")
+    st.markdown(f"**{caption}** · explaining class “{names[target]}”, the teacher's prediction{label}")
+    cmp = {s: ia.compare_attributions(attrs[TEACHER], attrs[s], attention[TEACHER], attention[s]) for s in students}
+    rows = [{"model": variants.label(m), "prediction": names[int(np.argmax(attrs[m].probs))],
+             "confidence (%)": 100 * float(np.max(attrs[m].probs)),
+             f"P({names[target]}) (%)": 100 * float(attrs[m].probs[target]),
+             "attribution ρ vs teacher": cmp[m]["spearman"] if m in cmp else None,
+             "attention agreement": cmp[m]["attention_agreement"] if m in cmp else None,
+             **({"convergence delta": attrs[m].delta} if method == "ig" else {})} for m in models]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "image_outputs", placeholder="–", column_config={
+        c: st.column_config.NumberColumn(format="%.2g" if c == "convergence delta" else
+                                         "%.1f" if "%" in c else "%.2f") for c in rows[0] if c not in
+        ("model", "prediction")})
+
+    c1, c2, c3 = st.columns([1, 1, 3], vertical_alignment="center")
+    c1.metric("Attribution ρ", f"{cmp[student]['spearman']:.2f}",
+              help="Spearman rank correlation of the two maps over the pixels that can carry an attribution")
+    c2.metric("Attention agreement", f"{cmp[student]['attention_agreement']:.2f}",
+              help="1 − Jensen-Shannon divergence / ln 2 of the two models' attention over the picture")
+    c3.info(iac.agreement_reading(variants.label(student), cmp[student]["spearman"],
+                                  cmp[student]["attention_agreement"], ia.METHODS[method]), icon="🧾")
+    fig = iac.attribution_overlays(image, attrs[TEACHER].raw_scores, attrs[student].raw_scores,
+                                   variants.label(student), method, attention[TEACHER], attention[student])
+    st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=K + "image_maps")
+    where = ("the maps the run recorded at its final epoch" if example is not None else "computed now for this image")
+    st.caption(f"Each attribution panel is scaled to its own largest value; the two attention panels share one "
+               f"scale. Attention: a CNN's activation attention of its last stage, a ViT's last layer ([CLS] row over "
+               f"the patches, heads averaged), {where}.")
+
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("🧭 Attributions")
-st.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
-           "from an all-[PAD] baseline text): how much each token moved the model's probability of the explained "
-           "class. Green tokens push towards that class, red ones away from it. The models run on the CPU with "
-           "their final weights.")
+intro = st.empty()                  # the caption, once the run says whether it reads texts or images
 
 run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
+if probe.get("modality") == "image":
+    intro.caption(IMAGE_INTRO)
+    image_page(run, probe)
+    st.stop()
+intro.caption("Token attributions by Integrated Gradients (Captum's LayerIntegratedGradients on the input embeddings, "
+              "from an all-[PAD] baseline text): how much each token moved the model's probability of the explained "
+              "class. Green tokens push towards that class, red ones away from it. The models run on the CPU with "
+              "their final weights.")
 names = probe["label_names"]
 variants = common.variants_of(run, probe)
 

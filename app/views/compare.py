@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, common, state
+from app import image_attribution_charts as iac
 from distill_core import analysis
 from distill_core.config import flat_settings
 from distill_core.errors import DistillError
@@ -149,8 +150,16 @@ texts_a, texts_b = a.probe["texts"], b.probe["texts"]
 first_b = {}
 for i, t in enumerate(texts_b):
     first_b.setdefault(t, i)
+
+
+def picture(c: Candidate, i: int):
+    """The pixels of an image run's probe example (None for texts): two runs' examples match only when these do."""
+    return (c.probe.get("images") or [None] * (i + 1))[i]
+
+
 shared = [i for i, t in enumerate(texts_a)
-          if t in first_b and a.probe["tokens"][i] == b.probe["tokens"][first_b[t]]]
+          if t in first_b and a.probe["tokens"][i] == b.probe["tokens"][first_b[t]]
+          and picture(a, i) == picture(b, first_b[t])]
 if shared:
     examples = shared
     if len(shared) < max(len(texts_a), len(texts_b)):
@@ -158,8 +167,10 @@ if shared:
                    f"{'s' * (len(shared) != 1)} both hold, so A and B are always read on the same tokens.")
 else:
     examples = list(range(min(len(texts_a), len(texts_b))))
-    st.warning("The two runs' probe sets share no text (other data or probe settings): each side shows its own "
-               "probe example at the same position, and there is no difference map.")
+    what = ("no image read the same way (other images, or maps of different kinds: a CNN's pixels, a ViT's "
+            "patches)" if "images" in a.probe and "images" in b.probe else "no text (other data or probe settings)")
+    st.warning(f"The two runs' probe sets share {what}: each side shows its own probe example at the same position, "
+               f"and there is no difference map.")
 keep(K + "example", examples, examples[0])
 names_a = a.probe["label_names"]
 example = st.selectbox(
@@ -234,6 +245,18 @@ def head_text(head: int) -> str:
     return "all heads averaged" if head == AVERAGE else f"head {head}"
 
 
+def maps_figure(c: Candidate, ex: int, maps: list, titles: list, diff: bool):
+    """Token × token maps on one scale (then A − B), or a CNN run's maps over its probe picture."""
+    if not iac.is_pixel_run(c.probe):
+        return charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma,
+                                 diff=(len(maps) - 2, len(maps) - 1) if diff else None, diff_title="A − B")
+    pixels = [iac.pixel_maps(m, c.probe["image_size"]) for m in maps]
+    kinds = ["positive"] * len(pixels)
+    if diff:
+        pixels, titles, kinds = pixels + [pixels[-2] - pixels[-1]], [*titles, "A − B"], kinds + ["difference"]
+    return iac.overlay_panels(iac.probe_picture(c.probe, ex), pixels, titles, kinds)
+
+
 try:
     s_a, t_a, t_a_desc = side_maps(a, a_variant, a_epoch, ex_a, a_layer, a_head)
     s_b, t_b, t_b_desc = side_maps(b, b_variant, b_epoch, ex_b, b_layer, b_head)
@@ -256,27 +279,28 @@ if shared:
         titles.append(f"B's teacher {t_b_desc}" if t_a is not None else f"teacher {t_b_desc}")
     maps += [s_a, s_b]
     titles += [title_a, title_b]
-    fig = charts.map_panels(maps, a.probe["tokens"][ex_a], titles, gamma=gamma, diff=(len(maps) - 2, len(maps) - 1),
-                            diff_title="A − B")
+    fig = maps_figure(a, ex_a, maps, titles, diff=True)
     st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=K + "maps")
     teachers = ("the teacher's map" if same_teacher or t_a is None or t_b is None
                 else "each side's teacher map (the two runs' teachers, or their mapped layers or heads, differ)")
     shown = f"A: student layer {a_layer}, {head_text(a_head)}; B: layer {b_layer}, {head_text(b_head)}" \
         if not same_shape else f"Student layer {a_layer}, {head_text(a_head)}"
+    scale = ("Each map over the picture is scaled to its own largest weight" if iac.is_pixel_run(a.probe)
+             else "All attention maps share one colour scale")
     st.caption(f"{shown}. Left: {teachers} for the teacher layer the student layer is mapped to, for orientation. "
-               "All attention maps share one colour scale. Right: A − B, red where A attends more, blue where B "
-               "does.")
+               f"{scale}. Right: A − B, red where A attends more, blue where B does.")
 else:
     for tag, c, ex, t, t_desc, s, title in (("A", a, ex_a, t_a, t_a_desc, s_a, title_a),
                                             ("B", b, ex_b, t_b, t_b_desc, s_b, title_b)):
         maps = ([t] if t is not None else []) + [s]
         titles = ([f"{tag}'s teacher {t_desc}"] if t is not None else []) + [title]
-        st.plotly_chart(common.sized(charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma)),
-                        width="stretch", config=common.PLOTLY_CONFIG, key=K + f"maps_{tag.lower()}")
+        st.plotly_chart(common.sized(maps_figure(c, ex, maps, titles, diff=False)), width="stretch",
+                        config=common.PLOTLY_CONFIG, key=K + f"maps_{tag.lower()}")
         st.caption(f"{tag}: #{ex} {c.probe['texts'][ex]}")
-st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
-            help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
-                 "[SEP]) otherwise wash out. Values and hover text stay exact.")
+if not (iac.is_pixel_run(a.probe) and iac.is_pixel_run(b.probe)):      # maps over a picture have their own scale
+    st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
+                help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
+                     "[SEP]) otherwise wash out. Values and hover text stay exact.")
 
 # ---- layer x head: which side is closer to the teacher -----------------------------------------------
 st.subheader("Head by head: which side is closer to the teacher")
@@ -313,7 +337,10 @@ except DistillError as e:
 missing = [f"{tag} ({c.run.id}, {v}, epoch {e})" for tag, c, v, e, g in
            (("A", a, a_variant, a_epoch, grid_a), ("B", b, b_variant, b_epoch, grid_b)) if g is None]
 both = None if missing else aligned(grid_a, grid_b)
-if missing:
+no_divergence = [f"{tag}: {why}" for tag, c in (("A", a), ("B", b)) if (why := iac.no_divergence_reason(c.probe))]
+if no_divergence:
+    st.info(" ".join(no_divergence))
+elif missing:
     st.info(f"No {METRIC_LABELS[metric]} record for {' and '.join(missing)} in the run's metrics.")
 elif both is None:
     st.info(f"The two students are not compared with the teacher on the same heads (A: {grid_a.shape[0]} layer "

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from app import charts, common, layer_suggestion, state
+from app import image_attribution_charts as iac
 from distill_core import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
@@ -28,9 +29,10 @@ try:
 except DistillError as e:
     common.show_error(e)
     st.stop()
-records = [r for r in records if "attention" in r]
+records = [r for r in records if r.get("attention")]
 if not records:
-    st.info(f"Run {run.id} has not recorded any divergence yet; it appears here after its first epoch.")
+    st.info(iac.no_divergence_reason(probe) or
+            f"Run {run.id} has not recorded any divergence yet; it appears here after its first epoch.")
     st.stop()
 variants = common.variants_of(run, probe)
 try:        # each variant's weighted losses: the reading says what its closer attention can be credited to

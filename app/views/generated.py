@@ -4,9 +4,11 @@ from __future__ import annotations
 import difflib
 import html
 
+import numpy as np
 import streamlit as st
 
 from app import common, state
+from app import image_attribution_charts as iac
 from distill_core.errors import DistillError
 
 K = "generated."
@@ -64,6 +66,47 @@ def table_html(examples: list[dict], label_names: list[str]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def image_page(record: dict, config: dict) -> None:
+    """An image run's generated data: counts, who trained on it, and the kept examples beside their originals."""
+    st.caption("Besides the training split, some variants learned from extra images: **unused images** (images no "
+               "split took) and **augmented copies** of the training images (rotated, shifted and with noise added). "
+               "The students never see a label of these images: their targets are the teacher's soft outputs on them.")
+    counts = record.get("counts", {})
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Unused images", f"{counts.get('transfer', 0):,}", help=f"from {record.get('source', '?')}")
+    c2.metric("Augmented copies", f"{counts.get('augmented', 0):,}",
+              help=f"{(config.get('transfer') or {}).get('copies', '?')} per training image")
+    c3.metric("Generated examples", f"{counts.get('total', 0):,}")
+    users = record.get("used_by") or []
+    st.markdown("Trained on them: " + (", ".join(f"**{escape(u)}**" for u in users) or "no variant of this run") + ".")
+    for line in record.get("notices") or []:
+        st.caption(f"ℹ️ {escape(line)}")
+    examples = record.get("examples") or []
+    names = {"all": "all", "transfer": "unused images", "augmented": "augmented copies"}
+    present = [k for k in KINDS if k == "all" or any(e["kind"] == k for e in examples)]
+    if st.session_state.get(K + "kind") not in present:
+        st.session_state[K + "kind"] = "all"
+    kind = st.radio("Show", present, horizontal=True, key=K + "kind", format_func=names.get)
+    chosen = [e for e in examples if kind == "all" or e["kind"] == kind]
+    if not chosen:
+        st.caption("The run kept no example of its generated images.")
+        return
+    labels = record.get("label_names", [])
+    pictures, titles = [], []
+    for e in chosen:
+        k = e["teacher_label"]
+        said = f"{labels[k] if 0 <= k < len(labels) else k} ({e['confidence']:.0%})"
+        if e.get("original") is not None:
+            pictures.append(np.asarray(e["original"], dtype=np.uint8))
+            titles.append("original")
+        pictures.append(np.asarray(e["image"], dtype=np.uint8))
+        titles.append(f"{'copy' if e.get('original') is not None else 'unused'} → {said}")
+    st.plotly_chart(common.sized(iac.picture_grid(pictures, titles, cols=8)), width="stretch",
+                    config=common.PLOTLY_CONFIG, key=K + "pictures")
+    st.caption(f"Each augmented copy follows its original. Under each generated image: the teacher's label and "
+               f"confidence, the student's target. Showing the {len(chosen)} examples the run kept.")
+
+
 st.title("🧪 Generated data")
 run = common.pick_run(K + "run", need_epochs=False)
 if run is None:
@@ -71,8 +114,19 @@ if run is None:
 try:
     record = run.read_json(GENERATED_FILE)
     config = run.config()
+    image_run = (run.probe() or {}).get("modality") == "image"
 except DistillError as e:
     common.show_error(e)
+    st.stop()
+if not record and image_run:
+    st.info(f"Run **{run.id}** trained on no generated data. To have some, turn on **generated data** for a variant "
+            f"(`generated: true` in a config file) and give the session the images no split took "
+            f"(`transfer.source: unused`) or augmented copies of the training images (`transfer.copies`).")
+    view.sync()
+    st.stop()
+if record and (record.get("modality") == "image" or image_run):
+    image_page(record, config)
+    view.sync()
     st.stop()
 if not record:
     st.info(f"Run **{run.id}** trained on no generated data. To have some, turn on **generated data** for a variant "
