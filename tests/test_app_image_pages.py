@@ -85,8 +85,8 @@ def test_divergence_says_why_a_cross_family_run_has_none(runs):
 def test_accuracy_and_generated_pages_speak_of_images(runs):
     at = page("accuracy", {"run": runs["cnn"]})
     assert "probe images" in texts(at.caption)
-    assert "read pixels" in texts(at.markdown)
-    assert not [b for b in at.button if b.key == "accuracy.measure_robustness"]
+    assert "input's pixels are nudged" in texts(at.markdown)
+    assert [b for b in at.button if b.key == "accuracy.measure_robustness"]      # pixel PGD (robustness.py)
     at = page("generated", {"run": runs["vit"]})
     assert "images no split took (`transfer.source: unused`)" in texts(at.info) and ".txt" not in texts(at.info)
 

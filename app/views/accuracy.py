@@ -177,12 +177,11 @@ if robust:
     st.plotly_chart(common.sized(charts.robustness_figure(robust, variants.names, ref)), width="stretch",
                     config=common.PLOTLY_CONFIG, key=K + "robustness")
     st.markdown(charts.robustness_reading(robust, ref))
-elif image_run:
-    st.markdown("The attack nudges the word embeddings of a text model's input; an image run's models read pixels, "
-                "so their robustness is not measured here.")
 else:
-    st.markdown("How much accuracy each model keeps when its input's word embeddings are nudged, each by a small "
-                "fraction of its own size, in the direction that hurts that model most (found by PGD).")
+    nudged = ("pixels are nudged, each by at most a small fraction of the pixel range" if image_run else
+              "word embeddings are nudged, each by a small fraction of its own size")
+    st.markdown(f"How much accuracy each model keeps when its input's {nudged}, in the direction that hurts that "
+                f"model most (found by PGD).")
     if st.button("Measure robustness", key=K + "measure_robustness", icon="🛡️",
                  help="Attacks the teacher and every variant on up to 500 test examples: about a minute on a CPU."):
         measure(run.id)
