@@ -381,17 +381,17 @@ class ImageConfig:
     size: int = 0                   # 0: the images' own size (the most common one when sizes are mixed); else size×size
     patch: int = 4                  # patch size of the vision transformers built here; must divide the image size
     student_family: str = ""        # cnn or vit; empty: the teacher's family
-    student_widths: tuple[int, ...] = (16, 32, 64)   # CNN student: channels of each stage (each later stage halves)
+    student_widths: tuple[int, ...] = (8, 16, 32)    # CNN student: channels of each stage (each later stage halves)
     student_blocks: int = 1         # CNN student: residual blocks per stage
     student_layers: int = 2         # ViT student
     student_heads: int = 4
-    student_hidden: int = 64        # the MLP is twice as wide
-    teacher_widths: tuple[int, ...] = (32, 64, 128)  # built-in CNN teacher
+    student_hidden: int = 32        # the MLP is twice as wide
+    teacher_widths: tuple[int, ...] = (16, 32, 64)   # built-in CNN teacher
     teacher_blocks: int = 2
     teacher_layers: int = 4         # built-in ViT teacher
     teacher_heads: int = 4
-    teacher_hidden: int = 128
-    teacher_epochs: int = 10        # at most; the epoch with the best validation accuracy is kept
+    teacher_hidden: int = 64
+    teacher_epochs: int = 8         # the epoch with the best validation accuracy is kept
     teacher_lr: float = 2e-3
     teacher_batch_size: int = 64
 
