@@ -20,12 +20,17 @@ font = common.chart_font()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
 head_l.title("🔍 Attention explorer")
+intro = st.empty()                               # an image run replaces this caption with its own
 if not present:
-    st.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
-               "each row sums to 1. Hover a cell for its exact weight.")
+    intro.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
+                  "each row sums to 1. Hover a cell for its exact weight.")
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
+if probe.get("modality") == "image":             # pictures: where the models look (app/image_explorer.py)
+    from app import image_explorer
+    image_explorer.draw(run, probe, link_slot=head_r, intro=intro)
+    st.stop()
 variants = common.variants_of(run, probe)
 students = [v for v in variants.names if run.attention_epochs(v)]
 if not students:
