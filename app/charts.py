@@ -1139,7 +1139,9 @@ def robustness_figure(record: dict, variants: Sequence[str] | None = None, refer
     sub = f" <sup>(n = {record['n']}, {record.get('steps', '?')} PGD steps)</sup>" if record.get("n") else ""
     fig.update_layout(**_base_layout(height, "Accuracy under attack" + sub), hovermode="closest",
                       legend=dict(orientation="h", y=-0.28, x=0))
-    fig.update_xaxes(title_text="ε: perturbation of each word embedding, relative to its size", tickvals=eps,
+    on_pixels = str(record.get("attack", "")).startswith("PGD on pixels")
+    fig.update_xaxes(title_text=("ε: largest change of a pixel, as a fraction of the pixel range" if on_pixels else
+                                 "ε: perturbation of each word embedding, relative to its size"), tickvals=eps,
                      gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 102], ticksuffix="%", gridcolor="#f3f4f6")
     return fig
@@ -1150,8 +1152,13 @@ def robustness_reading(record: dict, reference: str | None = None) -> str:
     epsilon 0 (clean) to the largest epsilon."""
     eps = [float(e) for e in record.get("epsilons") or []]
     acc = {m: a for m, a in (record.get("accuracy") or {}).items() if len(a or []) == len(eps)}
-    text = ("Each point is a model's test accuracy when every word embedding of the input is pushed by up to ε "
-            "times its own size (ε = 0.05: 5%), in the direction an attack (PGD) finds most harmful to that model")
+    if str(record.get("attack", "")).startswith("PGD on pixels"):
+        text = ("Each point is a model's test accuracy when every pixel of the picture may change by up to ε of the "
+                "pixel range (ε = 0.1: 25 grey levels of 255), in the direction an attack (PGD) finds most harmful to "
+                "that model")
+    else:
+        text = ("Each point is a model's test accuracy when every word embedding of the input is pushed by up to ε "
+                "times its own size (ε = 0.05: 5%), in the direction an attack (PGD) finds most harmful to that model")
     if len(eps) < 2 or not acc:
         return text + "."
     first, last = eps.index(min(eps)), eps.index(max(eps))

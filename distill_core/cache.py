@@ -1,6 +1,7 @@
 """What the cache folder holds (fine-tuned teachers, teacher outputs), how big it is, and clearing it.
 
 cache_root()/teachers/<key>/            a fine-tuned teacher (save_pretrained + distill_meta.json)
+cache_root()/image_teachers/<key>/      a built-in image teacher trained here (config.json, weights, distill_fit.json)
 cache_root()/teacher_outputs/<key>.safetensors   the teacher's outputs on one training set
 Each entry has a <key>.lock file beside it, held while a session writes the entry; a held entry is never deleted.
 """
@@ -49,6 +50,12 @@ def _size_and_time(path: Path) -> tuple[int, float]:
 
 
 def _teacher_meta(folder: Path) -> tuple[str, str]:
+    if (folder / "distill_fit.json").is_file():     # a built-in image teacher trained here
+        try:
+            meta = json.loads((folder / "distill_fit.json").read_text())
+            return f"image teacher {meta.get('source', '')}".strip(), str(meta.get("data", ""))
+        except (OSError, ValueError, AttributeError):
+            return "image teacher", ""
     try:
         meta = json.loads((folder / "distill_meta.json").read_text())
         return str(meta.get("source", "")), str(meta.get("data", ""))
@@ -86,6 +93,12 @@ def cache_entries() -> list[CacheEntry]:
             if p.is_dir():
                 unfinished = p.name.endswith(".tmp")
                 found.append((UNFINISHED if unfinished else TEACHER, p.name.removesuffix(".tmp"), p))
+    from .vision_models import image_teachers_dir
+    if image_teachers_dir().is_dir():
+        for p in image_teachers_dir().iterdir():
+            if p.is_dir():
+                unfinished = ".tmp" in p.name
+                found.append((UNFINISHED if unfinished else TEACHER, p.name.split(".tmp")[0], p))
     if outputs_dir().is_dir():
         for p in outputs_dir().iterdir():
             if p.is_file() and p.name.endswith(".safetensors"):

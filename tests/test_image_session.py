@@ -200,3 +200,9 @@ def test_robustness_of_a_finished_image_run_is_measured_on_pixels(cnn_image_run)
     assert set(record["accuracy"]) == {"teacher", "baseline", "kd", "at", "kd_at"}
     assert run.read_json("robustness.json")["epsilons"] == record["epsilons"]
     (run.path / "robustness.json").unlink()
+
+
+def test_the_cache_lists_and_clears_image_teachers(cnn_image_run):
+    from distill_core.cache import cache_entries
+    entries = [e for e in cache_entries() if e.source == "image teacher cnn"]
+    assert entries and all(e.kind == "teacher" and e.size_bytes > 0 and e.data for e in entries)
