@@ -95,6 +95,11 @@ def _bar(x: float, title: str, font_size: int, length: float = 0.8) -> dict:
                 tickfont=dict(size=max(10, font_size - 1)), tickformat=".2~%")
 
 
+def _percent(x: float) -> str:
+    """0.0043 -> "0.43%" (two significant digits)."""
+    return f"{x * 100:.2g}%"
+
+
 def _hbar(domain, title: str, font_size: int) -> dict:
     """A horizontal colour bar under the panels spanning paper x `domain`."""
     return dict(orientation="h", title=dict(text=title, side="right"), x=(domain[0] + domain[1]) / 2,
@@ -152,7 +157,8 @@ def overlay_triptych(picture, teacher: np.ndarray, student: np.ndarray,
     if difference:
         layout["coloraxis2"] = dict(colorscale=OVERLAY_DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
                                     colorbar=dict(_hbar([xs[2][0] + 0.1 * pw, xs[2][1] - 0.1 * pw], "diff.",
-                                                        font_size), nticks=4))
+                                                        font_size), tickvals=[-dmax, 0.0, dmax],
+                                                  ticktext=[f"−{_percent(dmax)}", "0", f"+{_percent(dmax)}"]))
     layout["shapes"] = shapes
     layout["annotations"] = [_panel_title(_title(name), xs[k], [0.0, 1.0], size=int(font_size * 1.05))
                              for k, (_, name, *_r) in enumerate(panels)]

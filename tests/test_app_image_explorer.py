@@ -18,12 +18,12 @@ from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore, image_maps
 
 K = "explorer.image."
-OPEN_TIMEOUT = 30          # the first run of a page imports torch
+OPEN_TIMEOUT = 30          # the first run of a page imports torch; later runs read cached arrays
 LIVE_TIMEOUT = 90          # pages that load the run's models and run them on the CPU
 
 
 def page(query: dict | None = None, timeout: float = OPEN_TIMEOUT):
-    return open_page(VIEWS / "explorer.py", query=query, timeout=timeout)
+    return open_page(VIEWS / "explorer.py", query=query, default_timeout=OPEN_TIMEOUT, timeout=timeout)
 
 
 def overlay(at) -> dict:
