@@ -169,3 +169,47 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
     finally:
         _stop(server)
     assert (tmp_path / "explorer.png").stat().st_size > 0
+
+
+def test_image_run_in_the_explorer_overlays_the_maps_on_the_picture(chromium_path, tmp_path, cnn_image_run):
+    """An image run opened in the browser: the explorer draws the teacher's, the student's and their difference's
+    maps over the probe picture (a grey heatmap of the pixels under each map), one panel per model."""
+    from playwright.sync_api import expect, sync_playwright
+
+    store, run_id = cnn_image_run
+    run = store.open(run_id)
+    probe = run.probe()
+    h, w = probe["image_size"]
+    env = dict(os.environ, ADS_RUNS_DIR=str(store.root), ADS_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(url, server, log)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.goto(f"{url}/explorer?run={run_id}&variant=kd_at")
+                expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+                page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 2 && "
+                                       "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
+                                       timeout=30_000)
+                _no_exception(page)
+                expect(page.get_by_text("What to notice").first).to_be_visible()
+                figs = page.evaluate(PLOTS_JS)
+                overlay = figs[0]                  # teacher | student | difference, each a picture and a map
+                assert len(overlay) == 6 and all(t["type"] == "heatmap" for t in overlay), overlay
+                assert all((t["rows"], t["cols"]) == (h, w) for t in overlay), overlay
+                assert all(t["positive"] for t in overlay[:4]), overlay      # the pictures and the two maps
+                page.screenshot(path=str(tmp_path / "image_explorer.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        _stop(server)
+    assert (tmp_path / "image_explorer.png").stat().st_size > 0
