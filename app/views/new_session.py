@@ -1,5 +1,8 @@
 """New session: pick a teacher, a student, a dataset and objectives, start a session and follow it live.
 
+Text or Images at the top picks the form: text sessions distil a transformer on sentences, image sessions a CNN
+or ViT on pictures (a built-in dataset, or a .zip of class folders). Each mode keeps its own settings.
+
 The form starts from `SessionConfig()`. If the environment variable `ADS_FORM_DEFAULTS` names a JSON or YAML
 config file (the format of `python -m distill_core run --config`), its settings become the form's defaults,
 including settings the form does not show (e.g. teacher.finetune_lr, data.probe_size).
@@ -18,6 +21,14 @@ from app import session_form as sf
 from app.run_list import SWEEP_SELECTED
 from distill_core.sweep import start_seeds
 
+INTRO = {"text": "Distil a teacher transformer into smaller students. A session trains several student variants "
+                 "side by side, each with its own objectives, evaluates them every epoch and records their attention "
+                 "on a few fixed validation sentences, so you can see which objectives make a student look where the "
+                 "teacher looks.",
+         "image": "Distil an image classifier (a CNN or a ViT) into smaller students. A session trains several "
+                  "student variants side by side, each with its own objectives, evaluates them every epoch and "
+                  "records their attention maps on a few fixed validation images, so you can see which objectives "
+                  "make a student look where the teacher looks."}
 CANCEL_MSG = "new.cancel_msg"
 SWEEP_STARTED = "new.sweep_started"     # the sweep this tab started last
 
@@ -26,29 +37,43 @@ defaults, defaults_warning = sf.load_defaults()
 sf.init_state(defaults)
 
 st.title("New session")
-st.caption("Distil a teacher transformer into smaller students. A session trains several student variants side by "
-           "side, each with its own objectives, evaluates them every epoch and records their attention on a few "
-           "fixed validation sentences, so you can see which objectives make a student look where the teacher "
-           "looks.")
+modality = sf.modality_section()
+st.caption(INTRO[modality])
 if defaults_warning:
     st.warning(defaults_warning)
 
-left, right = st.columns(2, gap="large")
-with left, st.container(border=True):
-    sf.teacher_section()
-with right, st.container(border=True):
-    sf.student_section()
-with st.container(border=True):
-    sf.data_section(store.root, defaults)
-with st.container(border=True):
-    sf.variants_section()
-with st.container(border=True):
-    teacher_source = {"default": distill_core.config.DEFAULT_TEACHER,
-                      "local": st.session_state.get("new.teacher_path", "").strip()}.get(
-        st.session_state["new.teacher_kind"], "")
-    sf.objectives_section(teacher_source)
-with st.container(border=True):
-    sf.training_section()
+if modality == "image":
+    left, right = st.columns(2, gap="large")
+    with st.container(border=True):         # drawn below the teacher and student, read by the student's line
+        info = sf.image_data_section(store.root, sf.image_base(defaults))
+    with left, st.container(border=True):
+        sf.image_teacher_section()
+    with right, st.container(border=True):
+        sf.image_student_section(info)
+    with st.container(border=True):
+        sf.image_variants_section()
+    with st.container(border=True):
+        sf.image_objectives_section()
+    with st.container(border=True):
+        sf.training_section(sf.IMG)
+        sf.image_epochs_caption(sf.image_base(defaults))
+else:
+    left, right = st.columns(2, gap="large")
+    with left, st.container(border=True):
+        sf.teacher_section()
+    with right, st.container(border=True):
+        sf.student_section()
+    with st.container(border=True):
+        sf.data_section(store.root, defaults)
+    with st.container(border=True):
+        sf.variants_section()
+    with st.container(border=True):
+        teacher_source = {"default": distill_core.config.DEFAULT_TEACHER,
+                          "local": st.session_state.get("new.teacher_path", "").strip()}.get(
+            st.session_state["new.teacher_kind"], "")
+        sf.objectives_section(teacher_source)
+    with st.container(border=True):
+        sf.training_section()
 c1, c2 = st.columns([1, 4], vertical_alignment="center")
 c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
 sf.save_state(defaults)
@@ -144,7 +169,8 @@ def finished(run) -> None:
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id},
                          select_run=run.id)
-        st.caption("It compares the teacher's and the students' attention on the probe sentences, epoch by epoch.")
+        probes = "images" if (run.probe() or {}).get("modality") == "image" else "sentences"
+        st.caption(f"It compares the teacher's and the students' attention on the probe {probes}, epoch by epoch.")
 
 
 @st.fragment(run_every=3.0)
