@@ -916,7 +916,7 @@ def accuracy_verdicts(accuracy: dict, n: int, variants: Sequence[str], reference
 
 SWEEP_HINT = "a sweep across seeds (`python -m distill_core sweep --seeds 0-4`) tells more"
 TEACHER_PROBLEM = ("**The teacher is the problem**: distilling from it cannot help. Fine-tune it longer "
-                   "(teacher.finetune_epochs) or give it more data.")
+                   "(teacher.finetune_epochs; a built-in image teacher: image.teacher_epochs) or give it more data.")
 
 
 def paired_verdicts(paired: dict, accuracy: dict, variants: Sequence[str], reference: str | None) -> list[dict]:

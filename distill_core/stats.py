@@ -142,8 +142,9 @@ def prediction_warnings(model: str, predictions, labels, label_names=None, shown
     acc, base = float((pred == y).mean()), majority_rate(y)
     who = shown_as or model
     if model == TEACHER:
-        fix = ("Fine-tune it longer (teacher.finetune_epochs, teacher.finetune_min_steps) or on more data: until it "
-               "tells the classes apart, distilling from it cannot help.")
+        fix = ("Fine-tune it longer (teacher.finetune_epochs, teacher.finetune_min_steps; for a built-in image "
+               "teacher, image.teacher_epochs) or on more data: until it tells the classes apart, distilling from it "
+               "cannot help.")
     else:
         fix = ("Train longer (train.epochs or train.min_steps), try another learning rate, or give it more data; "
                "if the teacher has the same problem, fix the teacher first.")
