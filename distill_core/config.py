@@ -425,13 +425,14 @@ IMAGE_LOSS_FAMILY = {"attention_transfer": "cnn", "attention_kl": "vit", "attent
 
 def image_default_variants(student_family: str | None, same_family: bool) -> tuple[VariantConfig, ...]:
     """The variants an image session trains unless told otherwise: labels only, logit KD, and for a teacher and
-    student of the same family the attention loss alone and with KD (β = 1000 for attention transfer, as in the
-    paper; the KD weights are the paper's α = 0.9)."""
-    kd = {"ce": 0.1, "logit_kd": 0.9}
+    student of the same family the attention loss alone and with KD. Attention transfer's β is 100, not the paper's
+    1000: on the digits, six epochs of the small CNN student with β = 1000 ended 6.8 points below the baseline
+    (three seeds), while β = 100 led it (README › Results › Images)."""
+    kd = {"ce": 0.5, "logit_kd": 0.5}
     out = [VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("kd", dict(kd))]
     if same_family and student_family == "cnn":
-        out += [VariantConfig("at", {"ce": 1.0, "attention_transfer": 1000.0}),
-                VariantConfig("kd_at", {**kd, "attention_transfer": 1000.0})]
+        out += [VariantConfig("at", {"ce": 1.0, "attention_transfer": 100.0}),
+                VariantConfig("kd_at", {**kd, "attention_transfer": 100.0})]
     elif same_family and student_family == "vit":
         out += [VariantConfig("att_kl", {"ce": 1.0, "attention_kl": 1.0}),
                 VariantConfig("kd_att_kl", {**kd, "attention_kl": 1.0})]

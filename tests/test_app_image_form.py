@@ -93,7 +93,7 @@ def test_images_starts_a_cnn_session_on_mnist_with_the_four_cnn_variants(store, 
     assert (cfg.data.source, cfg.teacher.source, cfg.image.student_family) == ("mnist", "cnn", "")
     assert (cfg.data.train_size, cfg.data.val_size, cfg.data.test_size) == (3500, 500, 1000)
     assert cfg.variant_names == CNN_VARIANTS
-    assert cfg.variant("kd_at").losses == {"ce": 0.1, "logit_kd": 0.9, "attention_transfer": 1000.0}
+    assert cfg.variant("kd_at").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_transfer": 100.0}
     assert cfg.objectives.temperature == 4.0
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (6, 64, 2e-3)
     assert run_dirs(store) == [at.session_state[sf.ACTIVE_RUN]]
@@ -125,7 +125,7 @@ def test_a_vit_teacher_brings_the_vit_variants_and_attention_kl(store, started):
     (cfg,) = started
     assert (cfg.teacher.source, cfg.image.student_family) == ("vit", "")
     assert cfg.variant_names == VIT_VARIANTS
-    assert cfg.variant("kd_att_kl").losses == {"ce": 0.1, "logit_kd": 0.9, "attention_kl": 1.0}
+    assert cfg.variant("kd_att_kl").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}
 
 
 def test_across_families_only_the_outputs_are_offered(store, started):
