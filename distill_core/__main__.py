@@ -340,10 +340,12 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any setting, e.g. --set train.epochs=2 --set variants.distilled.losses.attention_mse=1 "
                         "(a new variant name adds a variant)")
-    r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name")
+    r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name; images: "
+                                  "'mnist', 'fashion_mnist', 'sklearn_digits', or a folder or .zip of class folders")
     r.add_argument("--text-column")
     r.add_argument("--label-column")
-    r.add_argument("--teacher", help="'default', a local model folder, or a hub id")
+    r.add_argument("--teacher", help="'default', a local model folder, or a hub id; images: 'cnn' or 'vit' (built "
+                                     "and trained here once, then cached)")
     r.add_argument("--student-layers", type=int)
     r.add_argument("--student-heads", type=int)
     r.add_argument("--student-hidden", type=int)
