@@ -1270,7 +1270,8 @@ def image_teacher_section() -> None:
                                   help="Each patch of this many pixels square is one token; must divide the image "
                                        "size.")
         c = st.columns(3)
-        c[0].number_input("Training epochs (at most)", min_value=0, step=1, key=IMG + "teacher_epochs")
+        c[0].number_input("Training epochs (at most)", min_value=0, step=1, key=IMG + "teacher_epochs",
+                          help="0: the family's own, 8 for the CNN and 30 for the ViT (which learns slower).")
         c[1].number_input("Learning rate", min_value=1e-6, step=1e-4, format="%.1e", key=IMG + "teacher_lr")
         c[2].number_input("Batch size", min_value=1, step=16, key=IMG + "teacher_batch_size")
 

@@ -371,6 +371,12 @@ def is_image_source(source: str) -> bool:
     return s.lower().endswith(".zip") or (p.is_dir() and not (p / "config.json").is_file())
 
 
+# Epochs a built-in image teacher trains unless image.teacher_epochs says otherwise. On the 5,000 digits the CNN
+# reached 98.0% validation accuracy by epoch 7; the ViT learns slower (58% after 8 epochs, 4-pixel patches; 92.8%
+# after 30, and 96.6% with 7-pixel patches).
+IMAGE_TEACHER_EPOCHS = {"cnn": 8, "vit": 30}
+
+
 @dataclass(frozen=True)
 class ImageConfig:
     """Image sessions (data.source an image dataset, or teacher.source cnn or vit).
@@ -391,7 +397,7 @@ class ImageConfig:
     teacher_layers: int = 4         # built-in ViT teacher
     teacher_heads: int = 4
     teacher_hidden: int = 64
-    teacher_epochs: int = 8         # the epoch with the best validation accuracy is kept
+    teacher_epochs: int = 0         # 0: the family's own (IMAGE_TEACHER_EPOCHS); the best validation epoch is kept
     teacher_lr: float = 2e-3
     teacher_batch_size: int = 64
 
@@ -403,7 +409,7 @@ class ImageConfig:
             object.__setattr__(self, name, v)
         _require(isinstance(self.size, int) and (self.size == 0 or 8 <= self.size <= 256),
                  f"image.size must be 0 (the images' own size) or from 8 to 256 pixels, not {self.size!r}")
-        _require(isinstance(self.patch, int) and self.patch >= 1, f"image.patch must be a positive whole number")
+        _require(isinstance(self.patch, int) and self.patch >= 1, "image.patch must be a positive whole number")
         _require(self.student_family in ("", *IMAGE_FAMILIES),
                  f"image.student_family must be cnn, vit or empty (the teacher's family), not {self.student_family!r}")
         for name in ("student_blocks", "student_layers", "student_heads", "student_hidden", "teacher_blocks",
@@ -415,8 +421,12 @@ class ImageConfig:
             _require(hidden % heads == 0, f"image.{kind}_hidden ({hidden}) must be divisible by image.{kind}_heads "
                                           f"({heads}); try {heads * max(1, round(hidden / heads))}")
         _require(isinstance(self.teacher_epochs, int) and self.teacher_epochs >= 0,
-                 "image.teacher_epochs must be 0 or more")
+                 "image.teacher_epochs must be 0 (the teacher family's own) or more")
         _require(self.teacher_lr > 0, "image.teacher_lr must be positive")
+
+    def epochs_for(self, teacher: str) -> int:
+        """The epochs a built-in teacher ("cnn" or "vit") trains: teacher_epochs, or its family's own when 0."""
+        return self.teacher_epochs or IMAGE_TEACHER_EPOCHS[teacher]
 
 
 # What each loss compares, for image sessions: attention losses need a teacher and student of the same family.
