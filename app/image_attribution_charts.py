@@ -20,24 +20,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.charts import FONT
+from app.image_charts import grey
 
 SIGNED_SCALE = [[0.0, "rgba(220,38,38,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(22,163,74,0.85)"]]
 POSITIVE_SCALE = [[0.0, "rgba(249,115,22,0)"], [1.0, "rgba(234,88,12,0.7)"]]   # the picture shows through
 DIFF_SCALE = [[0.0, "rgba(33,102,172,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(178,24,43,0.85)"]]
 SCALES = {"signed": SIGNED_SCALE, "positive": POSITIVE_SCALE, "difference": DIFF_SCALE}
 PANEL_PX = 300                       # the height of a row of panels
-
-
-def grey(image) -> np.ndarray:
-    """uint8 pixels (H, W), (H, W, 1) or (H, W, 3) -> float (H, W) luma in 0..255."""
-    a = np.asarray(image, dtype=np.float64)
-    if a.ndim == 3 and a.shape[-1] == 3:
-        return a @ np.array([0.299, 0.587, 0.114])
-    if a.ndim == 3:
-        return a[..., 0]
-    if a.ndim != 2:
-        raise ValueError(f"an image must be (H, W) or (H, W, C) pixels, got shape {a.shape}")
-    return a
 
 
 def _scaled(m: np.ndarray, peak: float | None = None) -> np.ndarray:

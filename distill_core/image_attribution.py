@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .attribution import TOP_K, _eval_frozen, rank_correlation
-from .errors import DataError, ModelError
+from .errors import ModelError
 from .images import to_tensor
 from .metrics import JS_MAX, row_metric
 
@@ -95,29 +95,6 @@ def baseline_image(image, kind: str = "background") -> np.ndarray:
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])        # (2H + 2W, C)
     colour = np.median(border, axis=0).round().astype(np.uint8)               # (C,)
     return np.broadcast_to(colour, arr.shape).copy()
-
-
-def prepare_image(data: bytes, image_size, channels: int, name: str = "the uploaded file") -> np.ndarray:
-    """An uploaded file's bytes as the run's models read them: uint8 (H, W, channels) at image_size (H, W),
-    decoded and turned upright with Pillow, colour made gray (or gray repeated) to match, resized bilinearly.
-    A DataError says when the bytes are no image Pillow can read."""
-    from PIL import Image
-
-    from .images import MAX_IMAGE_PIXELS, decode_images
-    images, kept, _ = decode_images([data], [name], 0)
-    if not kept:
-        raise DataError(f"{name[:1].upper()}{name[1:]} is not an image Pillow can read, or is over "
-                        f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels: upload a PNG, JPEG, BMP, GIF or WebP image")
-    im = images[0]                                                             # (h, w, 1 or 3)
-    if im.shape[-1] != channels:
-        im = (np.repeat(im, 3, axis=-1) if channels == 3
-              else np.asarray(Image.fromarray(im).convert("L"))[..., None])
-    h, w = int(image_size[0]), int(image_size[1])
-    if im.shape[:2] != (h, w):
-        pil = Image.fromarray(im[..., 0] if channels == 1 else im)
-        im = np.asarray(pil.resize((w, h), Image.Resampling.BILINEAR))
-        im = im[..., None] if im.ndim == 2 else im
-    return np.ascontiguousarray(im, dtype=np.uint8)
 
 
 def _pixels(model, image: np.ndarray) -> torch.Tensor:

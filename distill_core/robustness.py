@@ -85,22 +85,29 @@ def robust_accuracy(model: nn.Module, ids: list[list[int]], labels: list[int], p
     return [c / len(ids) for c in correct]
 
 
+def _curves(models: dict[str, nn.Module], measure: Callable[[nn.Module], list[float]], n: int, epsilons, steps: int,
+            attack: str, progress: Callable[[str, int, int], None] | None) -> dict:
+    """The robustness.json record: `measure(model)` (accuracy per epsilon) of every model, in turn."""
+    t0 = time.perf_counter()
+    accuracy = {}
+    for k, (name, model) in enumerate(models.items()):
+        if progress:
+            progress(f"robustness: {name}", k, len(models))
+        accuracy[name] = measure(model)
+    if progress:
+        progress("robustness", len(models), len(models))
+    return {"epsilons": [float(e) for e in epsilons], "steps": steps, "n": n, "split": "test",
+            "attack": attack, "accuracy": accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def robustness_curves(models: dict[str, nn.Module], ids: list[list[int]], labels: list[int], pad_id: int, device,
                       epsilons=EPSILONS, steps: int = STEPS, limit: int = LIMIT,
                       progress: Callable[[str, int, int], None] | None = None) -> dict:
     """The robustness.json record: accuracy per epsilon of every model on the first `limit` examples.
     `progress(phase, done, total)` hears after each model."""
     check_settings(epsilons, steps, limit)
-    t0 = time.perf_counter()
-    accuracy = {}
-    for k, (name, model) in enumerate(models.items()):
-        if progress:
-            progress(f"robustness: {name}", k, len(models))
-        accuracy[name] = robust_accuracy(model, ids, labels, pad_id, device, epsilons, steps, limit=limit)
-    if progress:
-        progress("robustness", len(models), len(models))
-    return {"epsilons": [float(e) for e in epsilons], "steps": steps, "n": len(ids[:limit]), "split": "test",
-            "attack": ATTACK, "accuracy": accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+    return _curves(models, lambda m: robust_accuracy(m, ids, labels, pad_id, device, epsilons, steps, limit=limit),
+                   len(ids[:limit]), epsilons, steps, ATTACK, progress)
 
 
 IMAGE_EPSILONS = (0.0, 0.05, 0.1, 0.2)      # fractions of the pixel range (L-infinity); 0 = clean accuracy
@@ -139,16 +146,8 @@ def image_robustness_curves(models: dict[str, nn.Module], images: np.ndarray, la
                             progress: Callable[[str, int, int], None] | None = None) -> dict:
     """robustness.json of an image run: as robustness_curves, with the attack on the pixels."""
     check_settings(epsilons, steps, limit)
-    t0 = time.perf_counter()
-    accuracy = {}
-    for k, (name, model) in enumerate(models.items()):
-        if progress:
-            progress(f"robustness: {name}", k, len(models))
-        accuracy[name] = robust_image_accuracy(model, images, labels, device, epsilons, steps, limit=limit)
-    if progress:
-        progress("robustness", len(models), len(models))
-    return {"epsilons": [float(e) for e in epsilons], "steps": steps, "n": len(images[:limit]), "split": "test",
-            "attack": IMAGE_ATTACK, "accuracy": accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+    return _curves(models, lambda m: robust_image_accuracy(m, images, labels, device, epsilons, steps, limit=limit),
+                   len(images[:limit]), epsilons, steps, IMAGE_ATTACK, progress)
 
 
 def rebuild_test_split(run: Run, tokenizer) -> tuple[list[list[int]], list[int]]:

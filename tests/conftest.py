@@ -77,7 +77,12 @@ def tiny_config_dict(teacher: Path, data: Path, **over) -> dict:
         "objectives": {"losses": {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}},
         "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "seed": 0, "device": "cpu", "min_steps": 0},
     }
-    for key, value in over.items():      # section__name=value sets one value; section={...} replaces a section
+    return _override(d, over)
+
+
+def _override(d: dict, over: dict) -> dict:
+    """section__name=value sets one value; section={...} replaces a section."""
+    for key, value in over.items():
         section, _, name = key.partition("__")
         if name:
             d[section][name] = value
@@ -145,13 +150,7 @@ def tiny_image_config_dict(family: str, **over) -> dict:
                    "patch": 4, "teacher_layers": 2, "teacher_heads": 2, "teacher_hidden": 16, "student_layers": 1,
                    "student_heads": 2, "student_hidden": 8},
          "train": {"epochs": 2, "batch_size": 32, "lr": 2e-3, "seed": 0, "device": "cpu", "min_steps": 0}}
-    for key, value in over.items():
-        section, _, name = key.partition("__")
-        if name:
-            d[section][name] = value
-        else:
-            d[section] = value
-    return d
+    return _override(d, over)
 
 
 def _image_run(tmp_path_factory, family: str):

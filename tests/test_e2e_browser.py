@@ -3,6 +3,7 @@ then open the Attention explorer and find its heatmaps. Headless Chromium from t
 everything stays on this machine (the app listens on 127.0.0.1 and the hub is switched off)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,6 +59,24 @@ def _stop(server: subprocess.Popen) -> None:
             server.wait(timeout=15)
 
 
+@contextlib.contextmanager
+def _app(env: dict, tmp_path: Path):
+    """The app on a free port of 127.0.0.1 with `env`, healthy; yields its address, then stops it."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(url, server, log)
+        yield url
+    finally:
+        _stop(server)
+
+
 def _no_exception(page) -> None:
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, boxes.first.inner_text()
@@ -92,82 +111,70 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
     form.write_text(json.dumps(tiny_config_dict(tiny_teacher, tiny_csv, name="browser")))
     env = dict(os.environ, ADS_RUNS_DIR=str(runs), ADS_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1",
                ADS_FORM_DEFAULTS=str(form), TOKENIZERS_PARALLELISM="false")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_healthy(url, server, log)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url + "/")
-                start = page.get_by_role("button", name=re.compile("Start"))
-                expect(start).to_be_visible(timeout=60_000)
-                # the form was prefilled from ADS_FORM_DEFAULTS: a local teacher and the tiny CSV
-                expect(page.get_by_text("Model folder on this machine")).to_be_visible()
-                _no_exception(page)
-                # a third variant from the editor: it starts as a copy of the last one
-                page.get_by_role("button", name=re.compile("Add variant")).click()
-                expect(page.locator('input[aria-label="Variant name"]').nth(2)).to_have_value("variant_3",
-                                                                                   timeout=30_000)
-                start.click()
-                # the page follows the new run at once (queued, then live progress), then shows how it ended
-                following = re.compile(r"browser.* is (queued|running)|Run .*browser.* (finished|failed|was)")
-                expect(page.get_by_text(following).first).to_be_visible(timeout=30_000)
-                ended = page.get_by_text(re.compile(r"Run .*browser.* (finished|failed|was)"))
-                expect(ended).to_be_visible(timeout=SESSION_TIMEOUT_MS)
-                assert "finished" in ended.inner_text(), ended.inner_text()
-                expect(page.get_by_text("distilled student test accuracy")).to_be_visible()
-                expect(page.get_by_text("variant_3 test accuracy")).to_be_visible()
-                _no_exception(page)
-                page.screenshot(path=str(tmp_path / "new_session_done.png"), full_page=True)
+    with _app(env, tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + "/")
+            start = page.get_by_role("button", name=re.compile("Start"))
+            expect(start).to_be_visible(timeout=60_000)
+            # the form was prefilled from ADS_FORM_DEFAULTS: a local teacher and the tiny CSV
+            expect(page.get_by_text("Model folder on this machine")).to_be_visible()
+            _no_exception(page)
+            # a third variant from the editor: it starts as a copy of the last one
+            page.get_by_role("button", name=re.compile("Add variant")).click()
+            expect(page.locator('input[aria-label="Variant name"]').nth(2)).to_have_value("variant_3",
+                                                                               timeout=30_000)
+            start.click()
+            # the page follows the new run at once (queued, then live progress), then shows how it ended
+            following = re.compile(r"browser.* is (queued|running)|Run .*browser.* (finished|failed|was)")
+            expect(page.get_by_text(following).first).to_be_visible(timeout=30_000)
+            ended = page.get_by_text(re.compile(r"Run .*browser.* (finished|failed|was)"))
+            expect(ended).to_be_visible(timeout=SESSION_TIMEOUT_MS)
+            assert "finished" in ended.inner_text(), ended.inner_text()
+            expect(page.get_by_text("distilled student test accuracy")).to_be_visible()
+            expect(page.get_by_text("variant_3 test accuracy")).to_be_visible()
+            _no_exception(page)
+            page.screenshot(path=str(tmp_path / "new_session_done.png"), full_page=True)
 
-                (run_dir,) = [d for d in runs.iterdir() if d.is_dir() and not d.name.startswith(".")]
-                assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
-                summary = json.loads((run_dir / "summary.json").read_text())
-                assert summary["epochs_done"] == 2
-                assert summary["variants"] == ["baseline", "distilled", "variant_3"]
-                probe = json.loads((run_dir / "probe.json").read_text())
+            (run_dir,) = [d for d in runs.iterdir() if d.is_dir() and not d.name.startswith(".")]
+            assert json.loads((run_dir / "status.json").read_text())["status"] == "done"
+            summary = json.loads((run_dir / "summary.json").read_text())
+            assert summary["epochs_done"] == 2
+            assert summary["variants"] == ["baseline", "distilled", "variant_3"]
+            probe = json.loads((run_dir / "probe.json").read_text())
 
-                page.goto(url + "/explorer")
-                plots = page.locator(".js-plotly-plot")
-                expect(plots.nth(3)).to_be_visible(timeout=60_000)     # triptych, two head grids, averaged view
-                _no_exception(page)
-                page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4 && "
-                                       "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
-                                       timeout=30_000)
-                figs = page.evaluate(PLOTS_JS)
-                assert len(figs) == 4, figs
-                for traces in figs:                                      # every chart holds heatmaps with data
-                    assert traces and all(t["type"] == "heatmap" for t in traces), traces
-                    assert all(t["rows"] > 0 and t["cols"] > 0 for t in traces), traces
-                n_tokens = len(probe["tokens"][0])
-                shown = min(n_tokens, charts.triptych_arrangement(n_tokens, charts.WIDE_PX, 12)[1])
-                triptych = figs[0]
-                assert len(triptych) == 3
-                assert all((t["rows"], t["cols"]) == (shown, shown) for t in triptych), triptych
-                assert triptych[0]["positive"] and triptych[1]["positive"]      # attention weights, not zeros
-                assert len(figs[1]) == probe["teacher_heads"] and len(figs[2]) == probe["student_heads"]
-                page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+            page.goto(url + "/explorer")
+            plots = page.locator(".js-plotly-plot")
+            expect(plots.nth(3)).to_be_visible(timeout=60_000)     # triptych, two head grids, averaged view
+            _no_exception(page)
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 4 && "
+                                   "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
+                                   timeout=30_000)
+            figs = page.evaluate(PLOTS_JS)
+            assert len(figs) == 4, figs
+            for traces in figs:                                      # every chart holds heatmaps with data
+                assert traces and all(t["type"] == "heatmap" for t in traces), traces
+                assert all(t["rows"] > 0 and t["cols"] > 0 for t in traces), traces
+            n_tokens = len(probe["tokens"][0])
+            shown = min(n_tokens, charts.triptych_arrangement(n_tokens, charts.WIDE_PX, 12)[1])
+            triptych = figs[0]
+            assert len(triptych) == 3
+            assert all((t["rows"], t["cols"]) == (shown, shown) for t in triptych), triptych
+            assert triptych[0]["positive"] and triptych[1]["positive"]      # attention weights, not zeros
+            assert len(figs[1]) == probe["teacher_heads"] and len(figs[2]) == probe["student_heads"]
+            page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
 
-                # a deep link opens the explorer at the layer, head and example it names, and keeps them in the URL
-                layer, head = probe["student_layers"] - 1, probe["student_heads"] - 1
-                page.goto(f"{url}/explorer?run={run_dir.name}&variant=distilled&layer={layer}&head={head}&example=1")
-                expect(page.get_by_text(f"distilled L{layer} · head {head} · epoch 2").first).to_be_visible(
-                    timeout=60_000)
-                _no_exception(page)
-                assert f"layer={layer}" in page.url and f"head={head}" in page.url and "example=1" in page.url
-                assert "tlayer=" in page.url
-            finally:
-                browser.close()
-    finally:
-        _stop(server)
+            # a deep link opens the explorer at the layer, head and example it names, and keeps them in the URL
+            layer, head = probe["student_layers"] - 1, probe["student_heads"] - 1
+            page.goto(f"{url}/explorer?run={run_dir.name}&variant=distilled&layer={layer}&head={head}&example=1")
+            expect(page.get_by_text(f"distilled L{layer} · head {head} · epoch 2").first).to_be_visible(
+                timeout=60_000)
+            _no_exception(page)
+            assert f"layer={layer}" in page.url and f"head={head}" in page.url and "example=1" in page.url
+            assert "tlayer=" in page.url
+        finally:
+            browser.close()
     assert (tmp_path / "explorer.png").stat().st_size > 0
 
 
@@ -181,35 +188,23 @@ def test_image_run_in_the_explorer_overlays_the_maps_on_the_picture(chromium_pat
     probe = run.probe()
     h, w = probe["image_size"]
     env = dict(os.environ, ADS_RUNS_DIR=str(store.root), ADS_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_healthy(url, server, log)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 1000})
-                page.goto(f"{url}/explorer?run={run_id}&variant=kd_at")
-                expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
-                page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 2 && "
-                                       "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
-                                       timeout=30_000)
-                _no_exception(page)
-                expect(page.get_by_text("What to notice").first).to_be_visible()
-                figs = page.evaluate(PLOTS_JS)
-                overlay = figs[0]                  # teacher | student | difference, each a picture and a map
-                assert len(overlay) == 6 and all(t["type"] == "heatmap" for t in overlay), overlay
-                assert all((t["rows"], t["cols"]) == (h, w) for t in overlay), overlay
-                assert all(t["positive"] for t in overlay[:4]), overlay      # the pictures and the two maps
-                page.screenshot(path=str(tmp_path / "image_explorer.png"), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        _stop(server)
+    with _app(env, tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{url}/explorer?run={run_id}&variant=kd_at")
+            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+            page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].length >= 2 && "
+                                   "[...document.querySelectorAll('.js-plotly-plot')].every(e => e._fullData)",
+                                   timeout=30_000)
+            _no_exception(page)
+            expect(page.get_by_text("What to notice").first).to_be_visible()
+            figs = page.evaluate(PLOTS_JS)
+            overlay = figs[0]                  # teacher | student | difference, each a picture and a map
+            assert len(overlay) == 6 and all(t["type"] == "heatmap" for t in overlay), overlay
+            assert all((t["rows"], t["cols"]) == (h, w) for t in overlay), overlay
+            assert all(t["positive"] for t in overlay[:4]), overlay      # the pictures and the two maps
+            page.screenshot(path=str(tmp_path / "image_explorer.png"), full_page=True)
+        finally:
+            browser.close()
     assert (tmp_path / "image_explorer.png").stat().st_size > 0

@@ -13,8 +13,9 @@ from scipy.stats import spearmanr
 from distill_core.errors import DataError, ModelError
 from distill_core.image_attribution import (TEACHER, ImageAttribution, attention_agreement, baseline_image,
                                             class_probs, compare_attributions, explain_teacher_and_students,
-                                            image_attributions, live_spatial_attention, methods_for, prepare_image,
+                                            image_attributions, live_spatial_attention, methods_for,
                                             recorded_spatial_attention, top_pixels)
+from distill_core.image_maps import read_image
 from distill_core.images import to_tensor
 from distill_core.vision_models import activation_map, build_cnn, build_vit
 
@@ -243,16 +244,16 @@ def _png(array: np.ndarray, mode: str) -> bytes:
     return buf.getvalue()
 
 
-def test_prepare_image_converts_channels_and_size():
+def test_an_upload_is_read_at_the_runs_channels_and_size():
     rgb = np.zeros((20, 30, 3), dtype=np.uint8)
     rgb[..., 0] = 255
-    gray = prepare_image(_png(rgb, "RGB"), (SIZE, SIZE), 1)
+    gray = read_image(_png(rgb, "RGB"), (SIZE, SIZE), 1)
     assert gray.shape == (SIZE, SIZE, 1) and gray.dtype == np.uint8
     assert int(gray[0, 0, 0]) == 76                                # Pillow's luma of pure red
-    colour = prepare_image(_png(np.full((4, 4), 9, np.uint8), "L"), (6, 10), 3)
+    colour = read_image(_png(np.full((4, 4), 9, np.uint8), "L"), (6, 10), 3)
     assert colour.shape == (6, 10, 3) and (colour == 9).all()
 
 
-def test_prepare_image_refuses_junk():
+def test_a_junk_upload_is_refused():
     with pytest.raises(DataError, match="Pillow"):
-        prepare_image(b"not an image at all", (SIZE, SIZE), 1)
+        read_image(b"not an image at all", (SIZE, SIZE), 1)

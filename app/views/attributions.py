@@ -12,6 +12,7 @@ from app import charts, common, live, state
 from app import image_attribution_charts as iac
 from distill_core import RunStore
 from distill_core import image_attribution as ia
+from distill_core import image_maps
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
@@ -68,7 +69,7 @@ def _picked_image(probe: dict):
         if file is None:
             return None, None, None
         try:
-            image = ia.prepare_image(file.getvalue(), size, channels, f"the file {file.name}")
+            image = image_maps.read_image(file.getvalue(), size, channels)
         except DistillError as e:
             return None, str(e), None
         return image, f"uploaded image {file.name}", None
