@@ -245,6 +245,7 @@ def test_train_image_model_keeps_the_best_epoch():
     assert record["kept_epoch"] == 1 + accs.index(max(accs))
     assert record["val_accuracy"] == max(accs)
     assert all(np.isfinite(e["train_loss"]) for e in record["epochs"])
+    assert all(p.is_contiguous() for p in model.parameters())             # trained channels-last, handed back as usual
     # the kept weights are those of the kept epoch
     logits = predict_images(model, val_images, CPU)
     assert logits.shape == (30, 3) and logits.dtype == torch.float32
