@@ -588,7 +588,7 @@ def train_image_model(model, train: tuple[np.ndarray, list[int]], val: tuple[np.
 
 # ---- the built-in image teachers ----------------------------------------------------------------------------------
 
-IMAGE_TEACHER_VERSION = 2      # bump when the teacher recipe changes what it produces
+IMAGE_TEACHER_VERSION = 3      # bump when the teacher recipe changes what it produces
 
 
 def image_teachers_dir() -> Path:
