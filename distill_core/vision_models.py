@@ -440,10 +440,7 @@ def weight_bytes(folder) -> int:
 def save_image_model(model, folder) -> int:
     """Save either kind with safetensors weights (config.json beside them); returns the weights' size in bytes."""
     folder = Path(folder)
-    if isinstance(model, ResidualCNN):
-        model.save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)        # transformers 5 writes model.safetensors
+    model.save_pretrained(folder)            # ResidualCNN's, or transformers 5's (which writes model.safetensors)
     n = weight_bytes(folder)
     if n == 0:
         raise ModelError(f"saving the model in {folder} wrote no safetensors weights")
