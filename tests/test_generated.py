@@ -155,7 +155,8 @@ def test_unused_transfer_texts_are_the_extra_texts_without_labels(tokenizer):
     assert gen.counts() == {"transfer": 7, "augmented": 0, "total": 7}
     assert gen.source == "unused rows of the dataset"
     assert [tokenizer.decode(x, skip_special_tokens=True) for x in gen.ids] == extra
-    assert {f for f in vars(gen)} == {"ids", "kinds", "origin", "changed", "source", "notices"}   # no labels
+    assert {f for f in vars(gen)} == {"ids", "kinds", "origin", "changed", "source", "notices", "images"}  # no labels
+    assert gen.images is None                                     # text: token ids only
     # the record's labels are the teacher's: here the opposite of the true ones
     probs = torch.tensor([[0.2, 0.8] if y == 0 else [0.9, 0.1] for y in splits.extra_labels])
     record = examples_record(gen, tokenizer, train_ids, probs, splits.label_names)
