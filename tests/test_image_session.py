@@ -206,3 +206,23 @@ def test_the_cache_lists_and_clears_image_teachers(cnn_image_run):
     from distill_core.cache import cache_entries
     entries = [e for e in cache_entries() if e.source == "image teacher cnn"]
     assert entries and all(e.kind == "teacher" and e.size_bytes > 0 and e.data for e in entries)
+
+
+def test_a_vit_teacher_with_other_patches_teaches_by_logits_only(tmp_path):
+    from distill_core.vision_models import build_vit
+    folder = tmp_path / "vit_teacher"
+    torch.manual_seed(0)
+    build_vit(channels=1, image_size=(8, 8), patch=2, layers=2, heads=2, hidden=8, num_labels=10).save_pretrained(
+        folder, safe_serialization=True)
+    two = [{"name": "baseline", "losses": {"ce": 1}}, {"name": "kd", "losses": {"ce": .5, "logit_kd": .5}}]
+    cfg = tiny_image_config_dict("vit", teacher={"source": str(folder)}, variants=two,
+                                 image={**tiny_image_config_dict("vit")["image"], "student_family": "vit"},
+                                 train={"epochs": 1, "device": "cpu", "min_steps": 0, "batch_size": 64})
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(SessionConfig.from_dict(cfg), store))
+    assert run.summary()["status"] == "done", run.summary()["error"]
+    assert run.probe()["pairs"] == [] and all(m["js_mean"] is None for m in run.metrics())
+    assert any("patches differ in size" in n for n in run.summary()["notices"])
+    cfg["variants"] = [*two, {"name": "kl", "losses": {"ce": 1, "attention_kl": 1}}]
+    with pytest.raises(ConfigError, match="patches are 2 pixels"):
+        run_session(SessionConfig.from_dict(cfg), RunStore(tmp_path / "runs2"))

@@ -201,7 +201,15 @@ class Session:
         if rule == "suggested":
             raise ConfigError("objectives.layer_map: suggested is computed for text runs only; for images use uniform, "
                               "last or a list of teacher layers or stages")
-        teacher_layers = mapping.layer_map(rule, t_shape[0], s_shape[0]) if t_family == s_family else []
+        comparable = t_family == s_family and (t_family == "cnn" or
+                                               teacher.model.config.patch_size == first.config.patch_size)
+        if t_family == s_family and not comparable and any(needs_of(vc.losses) & {ATTENTION, HIDDEN}
+                                                           for vc in cfg.variants):
+            raise ConfigError(f"the teacher's patches are {teacher.model.config.patch_size} pixels and the student's "
+                              f"{first.config.patch_size}: their attention maps cover different positions, so attention "
+                              f"and hidden-state losses cannot compare them; set image.patch to "
+                              f"{teacher.model.config.patch_size} or use logit_kd / hard_kd")
+        teacher_layers = mapping.layer_map(rule, t_shape[0], s_shape[0]) if comparable else []
         pairs = [(t, s) for s, t in enumerate(teacher_layers)]
         head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
         tokens = 1
@@ -367,6 +375,10 @@ class Session:
                        f"{len(fit['epochs'])} epochs (validation accuracy by epoch: {curve}); epoch {fit['kept_epoch']} "
                        f"was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
                                       if not p.teacher.cached else ""))
+        if p.families and p.families[0] == p.families[1] and not p.pairs:
+            out.append("the teacher's and the student's patches differ in size, so their attention maps cover "
+                       "different positions: the student learns from the teacher's outputs only and no divergence is "
+                       "recorded")
         if p.families and p.families[0] != p.families[1]:
             out.append(f"the teacher is a {FAMILY_NAMES[p.families[0]]} and the student a {FAMILY_NAMES[p.families[1]]}: their "
                        f"attention maps are of different kinds, so the student learns from the teacher's outputs only "
