@@ -343,26 +343,33 @@ def text_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def group_by_key(keys, labels: np.ndarray) -> tuple[list[list[int]], int, int, int]:
+    """Row indices grouped by equal key, in order of first appearance; with the number of keys that repeat, the
+    extra rows they hold, and how many of them carry different labels on different rows."""
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    rows = list(groups.values())
+    repeated = [g for g in rows if len(g) > 1]
+    extra = sum(len(g) - 1 for g in repeated)
+    mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
+    return rows, len(repeated), extra, mixed
+
+
 def group_duplicates(texts: list[str], labels: np.ndarray, keep_one: bool) -> tuple[list[list[int]], list[str]]:
     """Rows grouped by text (text_key), in order of first appearance, and notices about the duplicates.
 
     keep_one: each group keeps its first row only (the bundled data); otherwise every copy is kept, and
     because groups are split as units, all copies of a text land in the same split."""
-    groups: dict[str, list[int]] = {}
-    for i, t in enumerate(texts):
-        groups.setdefault(text_key(t), []).append(i)
-    rows = list(groups.values())
-    repeated = [g for g in rows if len(g) > 1]
+    rows, repeated, extra, mixed = group_by_key((text_key(t) for t in texts), labels)
     if not repeated:
         return rows, []
-    extra = sum(len(g) - 1 for g in repeated)
-    mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
     conflict = (f"; {mixed:,} of them carry different labels on different rows" if mixed else "")
     if keep_one:
-        notice = (f"{len(repeated):,} texts appear more than once ({extra:,} extra rows); each was kept once, "
+        notice = (f"{repeated:,} texts appear more than once ({extra:,} extra rows); each was kept once, "
                   f"so no text is in two splits{conflict}")
         return [g[:1] for g in rows], [notice]
-    notice = (f"{len(repeated):,} texts appear more than once ({extra:,} extra rows); every copy of a text was "
+    notice = (f"{repeated:,} texts appear more than once ({extra:,} extra rows); every copy of a text was "
               f"kept in the same split, so no test text is seen in training{conflict}")
     return rows, [notice]
 
@@ -505,13 +512,10 @@ def check_labelled_table(df: pd.DataFrame, text_column: str, label_column: str, 
     if len(numbers) >= NUMERIC_TEXT_SHARE * len(texts):
         problems.append(DataProblem(ERROR, f"{name}: the text column {text_column!r} holds numbers, not text "
                                            f"(e.g. {numbers[0]!r}); choose the column that holds the texts"))
-    groups, _ = group_duplicates(texts, labels, keep_one=False)
-    repeated = [g for g in groups if len(g) > 1]
+    groups, repeated, extra, mixed = group_by_key((text_key(t) for t in texts), labels)
     if repeated:
-        extra = sum(len(g) - 1 for g in repeated)
-        mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
         conflict = f"; {mixed:,} of them carry different labels on different rows" if mixed else ""
-        problems.append(DataProblem(WARNING, f"{name}: {len(repeated):,} texts appear more than once ({extra:,} "
+        problems.append(DataProblem(WARNING, f"{name}: {repeated:,} texts appear more than once ({extra:,} "
                                              f"extra rows){conflict}. The session keeps every copy of a text in "
                                              f"the same split, so no test text is seen in training; remove the "
                                              f"copies if they are mistakes"))

@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .config import IMAGE_DATASETS, DataConfig
-from .data import SMALL_DATA_FRACTIONS, file_label, is_upload, stratified_split
+from .data import SMALL_DATA_FRACTIONS, file_label, group_by_key, is_upload, stratified_split
 from .errors import DataError, OfflineError
 from .hub import require_online
 from .sources import looks_local
@@ -650,17 +650,11 @@ def read_image_source(cfg: DataConfig, size: int = 0) -> tuple[np.ndarray, np.nd
 def group_duplicate_images(images: np.ndarray, labels: np.ndarray) -> tuple[list[list[int]], list[str]]:
     """Indices of identical images (same decoded bytes) grouped, in order of first appearance, and a notice when
     some repeat: groups are split as units, so every copy lands in the same split."""
-    groups: dict[bytes, list[int]] = {}
-    for i in range(len(images)):
-        groups.setdefault(hashlib.sha1(images[i].tobytes()).digest(), []).append(i)
-    rows = list(groups.values())
-    repeated = [g for g in rows if len(g) > 1]
+    rows, repeated, extra, mixed = group_by_key((hashlib.sha1(im.tobytes()).digest() for im in images), labels)
     if not repeated:
         return rows, []
-    extra = sum(len(g) - 1 for g in repeated)
-    mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
     conflict = f"; {mixed:,} of them carry different labels" if mixed else ""
-    return rows, [f"{_count(len(repeated), 'image appears', 'images appear')} more than once ({extra:,} extra "
+    return rows, [f"{_count(repeated, 'image appears', 'images appear')} more than once ({extra:,} extra "
                   f"copies); every copy was kept in the same split, so no test image is seen in training{conflict}"]
 
 
