@@ -593,6 +593,14 @@ def image_teachers_dir() -> Path:
     return cache_root() / "image_teachers"
 
 
+def _teacher_extra(cfg: SessionConfig, splits: ImageSplits) -> tuple[np.ndarray | None, list[int]]:
+    """The labelled images outside the splits a built-in teacher also learns from: all of them with
+    teacher.finetune_on "all", none with "train" (the students' training split only)."""
+    if cfg.teacher.finetune_on != "all" or splits.extra_images is None:
+        return None, []
+    return splits.extra_images, list(splits.extra_labels)
+
+
 def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     """sha256[:16] of everything that changes a built-in teacher: the recipe version, teacher.source, the image
     section's teacher_* settings (and image.patch for a ViT), the data and split, the image size and channels, the
@@ -605,7 +613,7 @@ def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     ident = {"version": IMAGE_TEACHER_VERSION, "source": cfg.teacher.source, "image": teacher_fields,
              "patch": im.patch if cfg.teacher.source == "vit" else None, "data": splits.fingerprint,
              "size": list(splits.size), "channels": splits.channels, "num_labels": splits.num_labels,
-             "extra": 0 if splits.extra_images is None else int(len(splits.extra_images)), "seed": cfg.teacher.seed}
+             "extra": len(_teacher_extra(cfg, splits)[1]), "seed": cfg.teacher.seed}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -662,9 +670,10 @@ def prepare_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progr
             log.info("training the %s teacher (one time, cached in %s)", source, target)
             model = build_image_teacher(cfg, splits)
             images, labels = splits.train_images, list(splits.train_labels)
-            if splits.extra_images is not None and len(splits.extra_images):
-                images = np.concatenate([images, splits.extra_images])
-                labels = labels + list(splits.extra_labels)
+            extra_images, extra_labels = _teacher_extra(cfg, splits)
+            if len(extra_labels):
+                images = np.concatenate([images, extra_images])
+                labels = labels + extra_labels
             im = cfg.image
             fit = train_image_model(model, (images, labels), (splits.val_images, list(splits.val_labels)),
                                     epochs=im.epochs_for(source), lr=im.teacher_lr, batch_size=im.teacher_batch_size,

@@ -354,3 +354,16 @@ def test_prepare_image_teacher_loads_a_saved_model(tmp_path, monkeypatch):
     assert not prepared.finetuned and not prepared.cached and not prepared.head_new
     assert isinstance(prepared.model, ResidualCNN)
     assert not (tmp_path / "cache" / "image_teachers").exists()
+
+
+def test_a_built_in_teacher_learns_from_the_training_split_only_when_told():
+    from distill_core.config import SessionConfig, TeacherConfig
+    from distill_core.images import ImageSplits
+    from distill_core.vision_models import _teacher_extra, image_teacher_key
+    img = np.zeros((4, 8, 8, 1), dtype=np.uint8)
+    splits = ImageSplits(img, [0, 1, 0, 1], img, [0, 1, 0, 1], img, [0, 1, 0, 1], ["a", "b"], [0], "f",
+                         extra_images=img, extra_labels=[0, 1, 0, 1])
+    everything = SessionConfig(teacher=TeacherConfig(source="cnn"))
+    train_only = SessionConfig(teacher=TeacherConfig(source="cnn", finetune_on="train"))
+    assert len(_teacher_extra(everything, splits)[1]) == 4 and _teacher_extra(train_only, splits) == (None, [])
+    assert image_teacher_key(everything, splits) != image_teacher_key(train_only, splits)
