@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .metrics import row_metric
+from .metrics import attention_metrics, row_metric
 
 
 def layer_map(rule, teacher_layers: int, student_layers: int) -> list[int]:
@@ -86,6 +86,39 @@ def adapt_teacher(maps: torch.Tensor, rule: str, student_heads: int) -> torch.Te
 def adapt_student(maps: torch.Tensor, rule: str) -> torch.Tensor:
     """Student maps to the compared heads: (..., Hs, T, T) -> (..., H', T, T)."""
     return maps.mean(-3, keepdim=True) if rule == "mean" else maps
+
+
+def probe_metrics(teacher_maps: Sequence[np.ndarray], student_maps: Sequence[np.ndarray],
+                  pairs: Sequence[Sequence[int]], head_rule: str, student_heads: int,
+                  padded: bool = True) -> dict[str, list]:
+    """Metrics between mapped teacher and student layers on the probe set, as a session records them each epoch:
+    name -> (P, H') nested lists (P mapped pairs, H' compared heads under the resolved head rule); empty when no
+    layers are mapped.
+
+    teacher_maps[i] (Lt, Ht, t_i, t_i) and student_maps[i] (Ls, Hs, t_i, t_i) are probe example i without padding.
+    padded=True (text): examples of different lengths are zero-padded to the longest and the padding is masked;
+    padded=False (images): every example has the same (Q, K) maps and they are stacked as they are."""
+    if not pairs:
+        return {}
+    t_layers, s_layers = [a for a, _ in pairs], [b for _, b in pairs]
+    if not padded:
+        teacher = torch.from_numpy(np.stack([m[t_layers] for m in teacher_maps]))
+        student = torch.from_numpy(np.stack([m[s_layers] for m in student_maps]))
+        teacher = adapt_teacher(teacher, head_rule, student_heads)                  # (B, P, H', Q, K)
+        student = adapt_student(student, head_rule)
+        return {k: v.tolist() for k, v in attention_metrics(teacher, student).items()}
+    lengths = [int(m.shape[-1]) for m in student_maps]
+    t = max(lengths)
+
+    def pad(maps, layers):                                                           # -> (B, P, H, T, T)
+        out = torch.zeros((len(maps), len(layers), maps[0].shape[1], t, t))
+        for i, m in enumerate(maps):
+            out[i, :, :, :m.shape[-1], :m.shape[-1]] = torch.from_numpy(m[layers])
+        return out
+    mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).float()      # (B, T)
+    teacher = adapt_teacher(pad(teacher_maps, t_layers), head_rule, student_heads)
+    student = adapt_student(pad(student_maps, s_layers), head_rule)
+    return {k: v.tolist() for k, v in attention_metrics(teacher, student, mask).items()}
 
 
 # ---- suggesting a map from recorded attention ---------------------------------------------------------------------

@@ -32,7 +32,6 @@ from ..capture import AttentionCapture
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
 from ..data import load_splits
 from ..errors import ConfigError
-from ..metrics import attention_metrics
 from ..modality import TextModality
 from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
                       pick_device, set_attention_backend)
@@ -542,27 +541,8 @@ class Session:
     def compare(self, p: Prepared, student_maps: list[np.ndarray]) -> dict[str, list]:
         """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists; empty
         when no layers are mapped (an image teacher and student of different families)."""
-        if not p.pairs:
-            return {}
-        if p.modality.kind == "image":                       # every probe image has the same (Q, K) maps
-            teacher = torch.from_numpy(np.stack([m[[a for a, _ in p.pairs]] for m in p.teacher_probe]))
-            student = torch.from_numpy(np.stack([m[[b for _, b in p.pairs]] for m in student_maps]))
-            teacher = mapping.adapt_teacher(teacher, p.head_rule, p.student_shape[1])   # (B, P, H', Q, K)
-            student = mapping.adapt_student(student, p.head_rule)
-            return {k: v.tolist() for k, v in attention_metrics(teacher, student).items()}
-        lengths = p.modality.probe_lengths()
-        t = max(lengths)
-
-        def pad(maps, layers):                               # -> (B, P, H, T, T)
-            out = torch.zeros((len(maps), len(layers), maps[0].shape[1], t, t))
-            for i, m in enumerate(maps):
-                out[i, :, :, :m.shape[-1], :m.shape[-1]] = torch.from_numpy(m[layers])
-            return out
-        mask = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).float()    # (B, T)
-        teacher = mapping.adapt_teacher(pad(p.teacher_probe, [a for a, _ in p.pairs]), p.head_rule,
-                                        p.student_shape[1])
-        student = mapping.adapt_student(pad(student_maps, [b for _, b in p.pairs]), p.head_rule)
-        return {k: v.tolist() for k, v in attention_metrics(teacher, student, mask).items()}
+        return mapping.probe_metrics(p.teacher_probe, student_maps, p.pairs, p.head_rule, p.student_shape[1],
+                                     padded=p.modality.kind != "image")
 
     def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
         """Validation accuracy and attention on the probe set of every variant; one metrics line each. Each
