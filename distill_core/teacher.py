@@ -119,7 +119,22 @@ def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> st
     ident = [teacher_identity(cfg.source), cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size,
              cfg.finetune_on, cfg.finetune_min_steps, cfg.finetune_patience, splits.fingerprint, max_length, cfg.seed,
              TEACHER_RECIPE_VERSION]
+    if cfg.part != (1, 1):           # keys of teachers that learn from every example stay as they were
+        ident.append(list(cfg.part))
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
+
+
+PART_SEED = 0     # one shuffle for every teacher, so the parts k/n of one n never overlap
+
+
+def part_indices(n: int, part: tuple[int, int]) -> list[int]:
+    """The examples (of n) in part (k, n_parts) of teacher.finetune_part: the k-th of n_parts near-equal slices of a
+    fixed shuffle, in their original order."""
+    k, parts = part
+    if parts == 1:
+        return list(range(n))
+    order = np.random.default_rng(PART_SEED).permutation(n)
+    return sorted(int(i) for i in np.array_split(order, parts)[k - 1])
 
 
 def _touch(path: Path) -> None:
@@ -184,6 +199,8 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
             ids, labels = list(train_ids), list(splits.train_labels)
             if tcfg.finetune_on == "all" and extra_ids:
                 ids, labels = ids + list(extra_ids), labels + list(splits.extra_labels)
+            keep = part_indices(len(ids), tcfg.part)
+            ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
             val = (val_ids, splits.val_labels) if val_ids else None
             fit = finetune(model, ids, labels, val, tokenizer.pad_token_id, tcfg, device,
                            config.train.mixed_precision, progress)
@@ -502,6 +519,22 @@ def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[]
     except OSError as e:  # a read-only cache only costs the next session this evaluation
         log.warning("could not save the teacher's evaluation in %s: %s", path, e)
     return value
+
+
+def teacher_logits(prepared: PreparedTeacher, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The teacher's (N, C) logits on a split, kept beside its evaluation (distill_eval.json) when it was fine-tuned
+    here, like `teacher_evaluation`: an ensemble is judged on them without running its teachers again."""
+    name = f"logits:{key}"
+    if prepared.finetuned:
+        try:
+            known = json.loads((Path(prepared.path) / "distill_eval.json").read_text())
+            return torch.tensor(known[name]["logits"], dtype=torch.float32)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    logits = compute().float().cpu()
+    teacher_evaluation(prepared, name, lambda: {"accuracy": None, "loss": None, "predictions": [],
+                                                "logits": logits.tolist()})
+    return logits
 
 
 def teacher_size_bytes(path: str) -> int:

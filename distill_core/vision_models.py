@@ -613,7 +613,8 @@ def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     ident = {"version": IMAGE_TEACHER_VERSION, "source": cfg.teacher.source, "image": teacher_fields,
              "patch": im.patch if cfg.teacher.source == "vit" else None, "data": splits.fingerprint,
              "size": list(splits.size), "channels": splits.channels, "num_labels": splits.num_labels,
-             "extra": len(_teacher_extra(cfg, splits)[1]), "seed": cfg.teacher.seed}
+             "extra": len(_teacher_extra(cfg, splits)[1]), "seed": cfg.teacher.seed,
+             **({"part": list(cfg.teacher.part)} if cfg.teacher.part != (1, 1) else {})}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -642,7 +643,7 @@ def prepare_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progr
     """The session's image teacher: a built-in one ("cnn", "vit") trained once on the training images (plus the
     labelled images no split took) and cached, or a saved image classifier loaded as it is."""
     from .store import atomic_write_json
-    from .teacher import PreparedTeacher, _file_lock, _touch
+    from .teacher import PreparedTeacher, _file_lock, _touch, part_indices
     device = torch.device(device)
     source = cfg.teacher.source
     if source not in IMAGE_TEACHERS:
@@ -674,6 +675,8 @@ def prepare_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progr
             if len(extra_labels):
                 images = np.concatenate([images, extra_images])
                 labels = labels + extra_labels
+            keep = part_indices(len(labels), cfg.teacher.part)
+            images, labels = images[keep], [labels[i] for i in keep]
             im = cfg.image
             fit = train_image_model(model, (images, labels), (splits.val_images, list(splits.val_labels)),
                                     epochs=im.epochs_for(source), lr=im.teacher_lr, batch_size=im.teacher_batch_size,

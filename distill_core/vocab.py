@@ -14,7 +14,17 @@ MAX_VARIANTS = 12                # a session; the New session page offers up to 
 VARIANT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 # Names a variant cannot take: they are keys beside variant names in summary.json or folders beside models/<name>.
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}      # image model families as the pages write them
-RESERVED_NAMES = frozenset({TEACHER, "tokenizer", "preprocess", "metric", "epochs", "variants", "reference", "status"})
+RESERVED_NAMES = frozenset({TEACHER, "tokenizer", "preprocess", "metric", "epochs", "variants", "reference", "status",
+                            "ensemble"})
+ENSEMBLE = "ensemble"            # the teachers' combined outputs, as a source a variant learns from
+
+
+def teacher_name(k: int) -> str:
+    """The name of a session's k-th teacher (0-based): teacher, teacher_2, teacher_3, ..."""
+    return TEACHER if k == 0 else f"{TEACHER}_{k + 1}"
+
+
+TEACHER_NAME_RE = re.compile(r"^teacher(_[0-9]+)?$")
 
 # ---- metrics ------------------------------------------------------------------------------------------
 METRICS = ("kl", "js", "mse", "cosine")
@@ -88,7 +98,7 @@ def check_variant_name(name) -> str | None:
     if not isinstance(name, str) or not VARIANT_NAME_RE.match(name):
         return (f"variant name {name!r} must start with a letter and hold only letters, digits, '-' and '_' "
                 f"(at most 32 characters), e.g. kd_attention")
-    if name.lower() in RESERVED_NAMES:
+    if name.lower() in RESERVED_NAMES or TEACHER_NAME_RE.match(name.lower()):
         return f"variant name {name!r} is reserved; choose another, e.g. {name}_student"
     return None
 

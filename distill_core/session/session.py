@@ -17,6 +17,7 @@ variants is their recipe; a labels-only `baseline` answers "did distillation hel
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -34,13 +35,16 @@ from ..data import load_splits
 from ..errors import ConfigError
 from ..modality import TextModality
 from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
-                      pick_device, set_attention_backend)
+                      pick_device, same_tokenizer, set_attention_backend)
 from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_INPUTS, TEACHER_LOGITS, needs_of
+
+MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
 from ..store import Run, RunStore
 from ..strategies.adaptive import AttentionFocus, LossWeights, Temperature
+from ..evaluate import accuracy_and_loss
 from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
-                       teacher_size_bytes)
-from ..vocab import FAMILY_NAMES, TEACHER, model_label
+                       teacher_logits, teacher_size_bytes)
+from ..vocab import ENSEMBLE, FAMILY_NAMES, TEACHER, model_label, teacher_name
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
 from .variant import LossWindow, RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
 
@@ -72,10 +76,31 @@ class Prepared:
     generated_outputs: TeacherOutputs | None = None    # the teacher's outputs on it, computed once
     layer_map_from: str | None = None           # the run a suggested layer map came from
     families: tuple[str, str] | None = None     # images: the (teacher, student) model families, cnn or vit
+    teachers: list = field(default_factory=list)   # every PreparedTeacher, the first one first (ensemble.teachers)
+    sources: dict = field(default_factory=dict)    # what a variant learns from (teacher, teacher_2, ..., ensemble) ->
+                                                   # its outputs; the first teacher's are teacher_outputs
 
     @property
     def teacher_model(self) -> nn.Module:
         return self.teacher.model
+
+
+def further_teacher_label(first, other) -> str:
+    """How a further teacher differs from the first, in a few words: "seed 1", "part 2/2 of the examples", ..."""
+    diff = [f"{f.name.replace('finetune_', '').replace('_', ' ')} {getattr(other, f.name)}"
+            for f in dataclasses.fields(other) if getattr(other, f.name) != getattr(first, f.name)]
+    return ", ".join(diff) or "the same settings"
+
+
+def fit_sentence(fit: dict | None, cached: bool) -> str:
+    """One teacher's preparation in a sentence: the examples it learnt from and its kept epoch's validation accuracy."""
+    if not fit:
+        return "was used as it is (not fine-tuned)"
+    epochs = fit.get("curve") or fit.get("epochs") or []
+    kept = next((e for e in epochs if e.get("epoch") == fit.get("kept_epoch")), None)
+    acc = f" (validation accuracy {kept['val_accuracy']:.1%})" if kept else ""
+    return (f"learnt from {fit.get('examples', 0):,} examples; epoch {fit.get('kept_epoch')} was kept{acc}"
+            + ("" if cached else ", once, cached for later sessions"))
 
 
 class Session:
@@ -133,6 +158,8 @@ class Session:
         self.state.epochs = p.epochs
         p.teacher_probe = self.probe_maps(p, p.teacher_model)
         self.run.write_attention("teacher", p.teacher_probe)
+        for name, t in zip(cfg.teacher_names[1:], p.teachers[1:]):     # the explorer shows each teacher's attention
+            self.run.write_attention(name, self.probe_maps(p, t.model))
         self._write_probe(p)
         for v in p.variants:
             total = self.variant_steps(p, v) * p.epochs
@@ -155,9 +182,13 @@ class Session:
             transfer_texts = load_transfer_texts(cfg.transfer, splits)
         modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
         self.progress("load data", 1, 1)
-        teacher = prepare_teacher(cfg, splits, modality.ids["train"], device, self.progress,
-                                  tokenizer=modality.tokenizer, val_ids=modality.ids["val"],
-                                  extra_ids=modality.ids["extra"])
+        subs = self._teacher_sessions()
+        for k, c in enumerate(subs):                    # a teacher that reads other tokens is refused before any work
+            self._check_tokenizer(c, modality.tokenizer, k)
+        teachers = [prepare_teacher(c, splits, modality.ids["train"], device, self.progress,
+                                    tokenizer=modality.tokenizer, val_ids=modality.ids["val"],
+                                    extra_ids=modality.ids["extra"]) for c in subs]
+        teacher = teachers[0]
         t_shape = num_layers_heads(teacher.model)
         layer_rule, map_from = self._layer_rule(t_shape[0])
         init = self._student_init(teacher.model, modality.size("train"))
@@ -167,15 +198,17 @@ class Session:
         teacher_layers = mapping.layer_map(layer_rule, t_shape[0], s_shape[0])
         pairs = [(t, s) for s, t in enumerate(teacher_layers)]
         head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
-        variants = self._build_variants(first, teacher.model, len(pairs), device)
+        variants = self._build_variants(first, [t.model for t in teachers], len(pairs), device)
         needs = frozenset().union(*(v.needs for v in variants))
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
+        self._check_teachers(teachers, splits.label_names)
         outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
-                     [], step, steps_per_epoch, epochs, init, layer_map_from=map_from)
+                     [], step, steps_per_epoch, epochs, init, layer_map_from=map_from, teachers=teachers)
+        self._teacher_sources(p, layer_rule)
         self._generated(p, teacher_layers, transfer_texts)
         return p
 
@@ -190,7 +223,8 @@ class Session:
         splits = load_image_splits(cfg.data, cfg.image.size)
         self.progress("load data", 1, 1)
         check_image_session(cfg, splits.size)                  # before the teacher's training
-        teacher = prepare_image_teacher(cfg, splits, device, self.progress)
+        teachers = [prepare_image_teacher(c, splits, device, self.progress) for c in self._teacher_sessions()]
+        teacher = teachers[0]
         t_family = model_family(teacher.model)
         first = self._initial_image_student(splits, t_family)
         s_family = model_family(first)
@@ -215,7 +249,7 @@ class Session:
         if s_family == "vit":
             tokens = 1 + (splits.size[0] // first.config.patch_size) * (splits.size[1] // first.config.patch_size)
         modality = ImageModality(splits, tokens)
-        variants = self._build_variants(first, teacher.model, len(pairs), device)
+        variants = self._build_variants(first, [t.model for t in teachers], len(pairs), device)
         needs = frozenset().union(*(v.needs for v in variants))
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
@@ -224,11 +258,129 @@ class Session:
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, None,
-                     [], step, steps_per_epoch, epochs, "random")
+                     [], step, steps_per_epoch, epochs, "random", teachers=teachers)
         p.families = (t_family, s_family)
+        self._teacher_sources(p, rule)
         if any(v.generated for v in variants):
             self._generated_images(p)
         return p
+
+    # ---- several teachers ---------------------------------------------------------------------------------
+    def _teacher_sessions(self) -> list[SessionConfig]:
+        """The session's config once per teacher, its teacher section replaced by that teacher's settings (the
+        first one unchanged); every teacher is prepared and cached like a session's only teacher."""
+        out = []
+        for tc in self.config.teacher_configs:
+            sub = copy.copy(self.config)
+            object.__setattr__(sub, "teacher", tc)
+            out.append(sub)
+        return out
+
+    def _check_tokenizer(self, sub: SessionConfig, tokenizer, k: int) -> None:
+        """Every further teacher must read the first teacher's tokens (`tokenizer`)."""
+        if k == 0:
+            return
+        other = load_tokenizer(sub.teacher.source)
+        if not same_tokenizer(tokenizer, other):
+            raise ConfigError(f"{teacher_name(k)} ({sub.teacher.source}) splits text into other tokens than the first "
+                              f"teacher ({self.config.teacher.source}): the teachers of one session are compared token "
+                              f"by token, so they must share a tokenizer. Use a model of the same family, e.g. the "
+                              f"first teacher with another seed ({{seed: 1}}) or on part of the data "
+                              f"({{finetune_part: 2/2}})")
+
+    def _check_teachers(self, teachers: list, label_names: list[str]) -> None:
+        """Teachers of one session answer with the same labels in the same order: a teacher whose trained head names
+        other labels than the data's is refused (one fine-tuned here learnt the data's labels)."""
+        if len(teachers) < 2:
+            return
+        for k, t in enumerate(teachers):
+            conf = getattr(t.model, "config", None)
+            if t.finetuned or t.head_new or conf is None:
+                continue
+            names = [str((conf.id2label or {}).get(i, f"LABEL_{i}")) for i in range(len(label_names))]
+            generic = all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names))
+            if not generic and [n.lower() for n in names] != [n.lower() for n in map(str, label_names)]:
+                raise ConfigError(f"{teacher_name(k)} ({t.path}) was trained for the labels {', '.join(names)}, but "
+                                  f"the data's labels are {', '.join(map(str, label_names))}: every teacher must "
+                                  f"answer with the data's labels in their order. Fine-tune it on this data "
+                                  f"(finetune: always in its ensemble.teachers entry) or pick a teacher trained for "
+                                  f"these labels")
+
+    def _teacher_sources(self, p: Prepared, layer_rule) -> None:
+        """What each variant learns from beyond the first teacher's outputs: a further teacher's own outputs
+        (teacher_2, ...), or the ensemble's (ensemble.combine over every teacher's logits; the first teacher's
+        attention and hidden states, or the mean of every teacher's attention with ensemble.attention mean)."""
+        cfg, names = self.config, self.config.teacher_names
+        p.sources = {TEACHER: p.teacher_outputs}
+        if len(p.teachers) < 2:
+            return
+        wanted: dict[str, set] = {}
+        for v in p.variants:
+            wanted.setdefault(v.teacher, set()).update(v.needs & TEACHER_INPUTS)
+        ens = wanted.get(ENSEMBLE, set())
+        mean_maps = cfg.ensemble.attention == "mean" and bool(ens & MAP_INPUTS)
+        outputs = {TEACHER: p.teacher_outputs}
+        for k in range(1, len(p.teachers)):
+            needs = set(wanted.get(names[k], set()))
+            if ens:
+                needs |= {TEACHER_LOGITS} | (ens & MAP_INPUTS if mean_maps else set())
+            if needs:
+                outputs[names[k]] = self._further_outputs(p, k, frozenset(needs), layer_rule)
+        p.sources.update({n: o for n, o in outputs.items() if n != TEACHER})
+        if not ens:
+            return
+        from ..ensemble import EnsembleBatches, combine_logits, mean_maps as average
+        rule = cfg.ensemble.combine
+        if p.modality.kind == "image":
+            p.sources[ENSEMBLE] = EnsembleBatches([outputs[n] for n in names], rule,
+                                                  cfg.ensemble.attention if mean_maps else "teacher")
+            return
+        first = p.teacher_outputs
+        logits = combine_logits(torch.stack([outputs[n].logits for n in names]), rule)
+        attention = first.attention
+        if mean_maps and first.attention is not None:
+            attention = average([outputs[n].attention for n in names])
+        p.sources[ENSEMBLE] = TeacherOutputs(logits, attention, first.hidden)
+
+    def _further_outputs(self, p: Prepared, k: int, needs: frozenset, layer_rule):
+        """Teacher k's outputs on the training split (text: computed once and cached; images: with each batch),
+        its layers mapped onto the student's like the first teacher's."""
+        cfg, name, teacher = self.config, self.config.teacher_names[k], p.teachers[k]
+        maps = needs & MAP_INPUTS
+        if p.modality.kind == "image":
+            from ..modality.vision import ImageTeacherOutputs
+            from ..vision_models import model_family, num_maps
+            family, s_family = model_family(teacher.model), p.families[1]
+            comparable = family == s_family and (family == "cnn" or
+                                                 teacher.model.config.patch_size == p.variants[0].model.config.patch_size)
+            if maps and not comparable:
+                raise ConfigError(f"{name} is a {FAMILY_NAMES[family]} whose maps the {FAMILY_NAMES[s_family]} student "
+                                  f"cannot be compared with: learn its attention from the first teacher "
+                                  f"(ensemble.attention: teacher) or give the variants that learn from {name} logit "
+                                  f"losses only")
+            layers = mapping.layer_map(layer_rule, num_maps(teacher.model)[0], p.student_shape[0]) if maps else []
+            if maps:
+                self._same_head_rule(name, num_maps(teacher.model)[1], p)
+            return ImageTeacherOutputs(teacher.model, needs, layers, p.head_rule, p.student_shape[1], p.device,
+                                       cfg.train.mixed_precision)
+        t_layers, t_heads = num_layers_heads(teacher.model)
+        layers = mapping.layer_map(layer_rule, t_layers, p.student_shape[0])
+        if maps:
+            self._same_head_rule(name, t_heads, p)
+        out, _ = cached_teacher_outputs(
+            teacher, p.modality.ids["train"], p.modality.pad_id, p.device, layers, p.head_rule, p.student_shape[1],
+            ATTENTION in needs, HIDDEN in needs,
+            key_parts={"data": p.modality.splits.fingerprint + ":train", "max_length": cfg.data.max_length},
+            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
+            progress=self.progress)
+        return out
+
+    def _same_head_rule(self, name: str, heads: int, p: Prepared) -> None:
+        rule = mapping.resolve_head_rule(self.config.objectives.head_rule, heads, p.student_shape[1])
+        if rule != p.head_rule:
+            raise ConfigError(f"{name} has {heads} heads per layer and the first teacher {p.teacher_shape[1]}: their "
+                              f"maps reduce to the student's heads differently ({rule} and {p.head_rule}); set "
+                              f"objectives.head_rule to mean to compare head-averaged maps of both")
 
     def _generated_images(self, p: Prepared) -> None:
         """Generated data of an image session: the images no split took and augmented copies of the training images
@@ -374,6 +526,8 @@ class Session:
                        f"{len(fit['epochs'])} epochs (validation accuracy by epoch: {curve}); epoch {fit['kept_epoch']} "
                        f"was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
                                       if not p.teacher.cached else ""))
+        for name, tc, t in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:], p.teachers[1:]):
+            out.append(f"{name} ({further_teacher_label(cfg.teacher, tc)}) " + fit_sentence(t.fit, t.cached))
         if p.families and p.families[0] == p.families[1] and not p.pairs:
             out.append("the teacher's and the student's patches differ in size, so their attention maps cover "
                        "different positions: the student learns from the teacher's outputs only and no divergence is "
@@ -393,9 +547,13 @@ class Session:
                        f"(student.init auto chose {p.student_init}; set student.init to random to start from scratch)")
         return out
 
-    def _build_variants(self, first: nn.Module, teacher: nn.Module, n_pairs: int, device) -> list[Variant]:
+    def _build_variants(self, first: nn.Module, teachers: list[nn.Module], n_pairs: int, device) -> list[Variant]:
+        """One Variant per configured variant, each from a copy of the initial weights; a hidden-state loss gets
+        projections to the width of the teacher it learns from (the first one for the ensemble)."""
         variants = []
+        names = self.config.teacher_names
         for k, vc in enumerate(self.config.variants):
+            teacher = teachers[names.index(vc.teacher) if vc.teacher in names else 0]
             model = first if k == len(self.config.variants) - 1 else copy.deepcopy(first)
             rng = RandomStream(stream_seed(self.config.train.seed, vc.name), device)
             needs = needs_of(vc.losses)
@@ -408,7 +566,7 @@ class Session:
                     projections = nn.ModuleList([nn.Linear(ds, dt) if ds != dt else nn.Identity()
                                                  for _ in range(n_pairs)]).to(device)
             variants.append(Variant(vc.name, model.to(device), dict(vc.losses), needs, rng, projections,
-                                    adversarial=vc.adversarial, generated=vc.generated))
+                                    adversarial=vc.adversarial, generated=vc.generated, teacher=vc.teacher))
         return variants
 
     def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
@@ -439,7 +597,39 @@ class Session:
             "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
             "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init, "teacher_fit": p.teacher.fit,
             **(self._image_record(p) if p.families else {}),
+            **(self._teachers_record(p, "val") if len(p.teachers) > 1 else {}),
         })
+
+    def _teachers_record(self, p: Prepared, split: str, answers: dict | None = None) -> dict:
+        """Several teachers: each one's source, folder, fit and accuracy on `split`, and the ensemble's accuracy
+        (ensemble.combine over their logits) with the variants that learn from it. With the variants' `answers` on
+        the split, each variant that learns from another teacher than the first is paired with its twin, the variant
+        of the same recipe that learns from the first teacher (McNemar, bootstrap interval): did it help?"""
+        from ..ensemble import combine_logits
+        cfg, mp = self.config, self.config.train.mixed_precision
+        logits = [teacher_logits(t, f"{split}:{p.device.type}",
+                                 lambda t=t: p.modality.logits(t.model, split, p.device, mp)) for t in p.teachers]
+        y = p.modality.labels[split]
+        rows = []
+        for name, tc, t, z in zip(cfg.teacher_names, cfg.teacher_configs, p.teachers, logits):
+            rows.append({"name": name, "source": tc.source, "seed": tc.seed, "finetune_part": tc.finetune_part,
+                         "path": t.path, "fit": t.fit, "accuracy": accuracy_and_loss(z, y)[0],
+                         "params": count_parameters(t.model), "size_bytes": teacher_size_bytes(t.path)})
+        combined = combine_logits(torch.stack(logits), cfg.ensemble.combine)
+        twins = {}
+        for vc in cfg.variants:
+            twin = next((o.name for o in cfg.variants if o.teacher == TEACHER and vc.teacher != TEACHER and
+                         dataclasses.replace(o, name=vc.name, teacher=vc.teacher) == vc), None)
+            if twin and answers:
+                ok = np.asarray(y)
+                twins[vc.name] = {"twin": twin, **stats.paired_comparison(np.asarray(answers[twin]) == ok,
+                                                                          np.asarray(answers[vc.name]) == ok,
+                                                                          seed=cfg.train.seed)}
+        return {"teachers": rows, "ensemble": {
+            "combine": cfg.ensemble.combine, "attention": cfg.ensemble.attention, "split": split,
+            "accuracy": accuracy_and_loss(combined, y)[0], "predictions": combined.argmax(-1).tolist(),
+            "used_by": [v.name for v in p.variants if v.teacher == ENSEMBLE]}, "twins": twins,
+            "learns_from": {v.name: v.teacher for v in p.variants}}
 
     def _image_record(self, p: Prepared) -> dict:
         """probe.json of an image run: the families, and what a map's positions are (a ViT's patch grid and tokens,
@@ -488,8 +678,13 @@ class Session:
     def train_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
         """Each variant takes one step on the batch of training examples `index`; their loss components."""
         batch = p.modality.batch("train", index, p.device)
-        teacher = self.teacher_batch(p, batch)
-        return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants}
+        teachers = {}                                       # each source the variants learn from, once per batch
+        out = {}
+        for v in p.variants:
+            if v.teacher not in teachers:
+                teachers[v.teacher] = self.teacher_batch(p, batch, v.teacher)
+            out[v.name] = v.step(batch, teachers[v.teacher], p.step, where)
+        return out
 
     def generated_schedule(self, p: Prepared, epoch: int, shared_steps: int) -> list[list]:
         """For each shared step of an epoch, the generated batches to take after it: the epoch's generated batches
@@ -515,13 +710,14 @@ class Session:
             teacher = TeacherBatch(logits, att, hid)
         return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
 
-    def teacher_batch(self, p: Prepared, batch) -> TeacherBatch | None:
-        """The teacher's cached outputs for a batch, padded to its length."""
-        if p.teacher_outputs is None:
+    def teacher_batch(self, p: Prepared, batch, source: str = TEACHER) -> TeacherBatch | None:
+        """The outputs of the teacher `source` (teacher, teacher_2, ..., ensemble) for a batch, padded to its length."""
+        outputs = p.teacher_outputs if source == TEACHER else p.sources.get(source)
+        if outputs is None:
             return None
-        if callable(p.teacher_outputs):                     # images: computed with each batch
-            return p.teacher_outputs(batch)
-        logits, att, hid = p.teacher_outputs.batch(batch.index, batch.length, p.device)
+        if callable(outputs):                               # images: computed with each batch
+            return outputs(batch)
+        logits, att, hid = outputs.batch(batch.index, batch.length, p.device)
         return TeacherBatch(logits, att, hid)
 
     # ---- record one epoch ---------------------------------------------------------------------------------
@@ -594,7 +790,7 @@ class Session:
         stopped = self.control.reason if self.control.should_stop else ""
         trained = self.state.epoch >= 1
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
-        accuracy, latency, judged, best_accuracy = {}, {}, {}, {}
+        accuracy, latency, judged, best_accuracy, answers = {}, {}, {}, {}, {}
         if status == "done":
             accuracy, latency, answers, best_accuracy = self._test(p)
             judged = self.judge(p, answers)
@@ -619,6 +815,7 @@ class Session:
                    "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init,
                    "teacher_fit": p.teacher.fit,
                    "strategies": {vc.name: vc.strategies for vc in self.config.variants if vc.strategies},
+                   **(self._teachers_record(p, "test", answers) if status == "done" and len(p.teachers) > 1 else {}),
                    **({"generated": {**p.generated.counts(), "used_by": [v.name for v in p.variants if v.generated],
                                      "source": p.generated.source}} if p.generated is not None else {}),
                    **({"layer_map_from": p.layer_map_from} if p.layer_map_from else {}),

@@ -91,6 +91,7 @@ class Variant:
     focus: AttentionFocus | None = None        # per pair and head attention weights (attention_focus)
     adversarial: AdversarialConfig | None = None
     generated: bool = False            # also steps on the generated transfer data
+    teacher: str = "teacher"           # the outputs it learns from: teacher, teacher_2, ... or ensemble
     steps_done: int = 0                # optimisation steps taken (the schedules' clock)
     used: dict = field(default_factory=dict)   # weights and temperature of the last step, for train_steps.jsonl
     optimizer: torch.optim.Optimizer | None = None

@@ -1,0 +1,64 @@
+"""Several teachers: how their outputs become one target for a student that learns from all of them.
+
+Logits are combined per example (TextBrewer's multi-teacher distiller averages them):
+
+    mean             the mean of the teachers' logits
+    confidence       a weighted mean, each teacher weighted by its top class probability on that example
+    most_confident   the logits of the teacher whose top class probability on that example is highest
+
+Attention comes from the first teacher, or (`mean`) from every teacher's maps, each already reduced to the student's
+compared heads by the session's head rule (group means for 12 -> 4 heads), averaged over the teachers. Teachers
+fine-tuned from one pretrained model share what their heads do; for unrelated teachers use head_rule mean, which
+compares head-averaged maps only.
+"""
+from __future__ import annotations
+
+import torch
+
+from .config import COMBINE_RULES
+
+
+def teacher_weights(logits: torch.Tensor, rule: str) -> torch.Tensor:
+    """How much each teacher counts on each example: (K, N, C) logits -> (K, N) weights summing to 1 over K."""
+    if rule not in COMBINE_RULES:
+        raise ValueError(f"combine rule must be one of {', '.join(COMBINE_RULES)}, not {rule!r}")
+    k = logits.shape[0]
+    if rule == "mean":
+        return torch.full(logits.shape[:2], 1.0 / k, dtype=torch.float32, device=logits.device)
+    confidence = torch.softmax(logits.float(), -1).amax(-1)                  # (K, N)
+    if rule == "confidence":
+        return confidence / confidence.sum(0, keepdim=True)
+    best = confidence.argmax(0)                                              # (N,): the first wins ties
+    return torch.nn.functional.one_hot(best, k).T.float()
+
+
+def combine_logits(logits: torch.Tensor, rule: str) -> torch.Tensor:
+    """The ensemble's logits: (K, N, C) -> (N, C) float32."""
+    w = teacher_weights(logits, rule)
+    return (w[..., None] * logits.float()).sum(0)
+
+
+def mean_maps(per_teacher: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Per example, the mean over teachers of maps of one shape: K lists of N tensors (P, H', t, t) -> N tensors."""
+    return [torch.stack([maps[i].float() for maps in per_teacher]).mean(0).to(per_teacher[0][i].dtype)
+            for i in range(len(per_teacher[0]))]
+
+
+class EnsembleBatches:
+    """An ensemble computed with each batch (images: the teachers run on every batch): calls each teacher's outputs
+    and combines their logits; attention and hidden states from the first teacher, or the attention's mean."""
+
+    def __init__(self, teachers: list, rule: str, attention: str):
+        self.teachers, self.rule, self.attention = teachers, rule, attention
+
+    def __call__(self, batch):
+        outs = [t(batch) for t in self.teachers]
+        first = outs[0]
+        if first.logits is not None:
+            first.logits = combine_logits(torch.stack([o.logits for o in outs]), self.rule)
+        if self.attention == "mean" and first.attention is not None:
+            first.attention = torch.stack([o.attention for o in outs]).mean(0)
+        if self.attention == "mean" and first.activation is not None:     # CNN maps are unit vectors: so is the mean
+            first.activation = [torch.nn.functional.normalize(torch.stack([o.activation[j] for o in outs]).mean(0), dim=-1)
+                                for j in range(len(first.activation))]
+        return first

@@ -1,0 +1,230 @@
+"""Several teachers: the combination rules, the settings, and a session whose variants learn from different teachers."""
+import math
+
+import pytest
+import torch
+
+from distill_core import RunStore, SessionConfig, run_session
+from distill_core.ensemble import EnsembleBatches, combine_logits, mean_maps, teacher_weights
+from distill_core.errors import ConfigError
+from distill_core.session import Session
+from distill_core.session.variant import TeacherBatch
+from distill_core.teacher import part_indices
+
+from conftest import tiny_config_dict
+
+# two teachers, two examples, two classes
+LOGITS = torch.tensor([[[2.0, 0.0], [0.0, 1.0]],
+                       [[0.0, 0.0], [0.0, 3.0]]])
+
+
+def test_mean_averages_the_logits():
+    assert torch.allclose(combine_logits(LOGITS, "mean"), torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+
+
+def test_confidence_weights_each_teacher_by_its_top_probability():
+    top1 = [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(-1))]      # softmax([2, 0]) and softmax([0, 1]) at their max
+    top2 = [0.5, 1 / (1 + math.exp(-3))]
+    w1 = [top1[i] / (top1[i] + top2[i]) for i in range(2)]
+    expected = torch.tensor([[2 * w1[0], 0.0], [0.0, 1 * w1[1] + 3 * (1 - w1[1])]])
+    assert torch.allclose(combine_logits(LOGITS, "confidence"), expected, atol=1e-6)
+    assert torch.allclose(teacher_weights(LOGITS, "confidence").sum(0), torch.ones(2))
+
+
+def test_most_confident_takes_one_teacher_per_example():
+    # example 0: teacher 1 (0.88 against 0.5); example 1: teacher 2 (0.95 against 0.73)
+    assert torch.equal(combine_logits(LOGITS, "most_confident"), torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    assert torch.equal(teacher_weights(LOGITS, "most_confident"), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_an_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="mean, confidence, most_confident"):
+        combine_logits(LOGITS, "max")
+
+
+def test_mean_maps_average_each_example_over_teachers():
+    a = [torch.zeros(1, 2, 3, 3), torch.ones(1, 2, 2, 2)]
+    b = [torch.ones(1, 2, 3, 3), torch.ones(1, 2, 2, 2) * 3]
+    out = mean_maps([a, b])
+    assert torch.allclose(out[0], torch.full((1, 2, 3, 3), 0.5)) and torch.allclose(out[1], torch.full((1, 2, 2, 2), 2.0))
+
+
+def test_batched_ensemble_combines_logits_and_renormalises_cnn_maps():
+    def teacher(logits, act):
+        return lambda batch: TeacherBatch(logits=logits.clone(), activation=[act.clone()])
+    e = EnsembleBatches([teacher(LOGITS[0], torch.tensor([[1.0, 0.0]])), teacher(LOGITS[1], torch.tensor([[0.0, 1.0]]))],
+                        "mean", "mean")
+    out = e(None)
+    assert torch.allclose(out.logits, combine_logits(LOGITS, "mean"))
+    assert torch.allclose(out.activation[0], torch.tensor([[1.0, 1.0]]) / math.sqrt(2))
+
+
+def test_parts_split_the_examples_without_overlap():
+    halves = [part_indices(11, (k, 2)) for k in (1, 2)]
+    assert sorted(halves[0] + halves[1]) == list(range(11)) and not set(halves[0]) & set(halves[1])
+    assert part_indices(5, (1, 1)) == [0, 1, 2, 3, 4]
+    assert halves[0] == part_indices(11, (1, 2))             # the same parts every time
+
+
+# ---- settings ------------------------------------------------------------------------------------------------------
+def test_naming_teachers_adds_a_variant_that_learns_from_all_of_them():
+    cfg = SessionConfig.from_dict({"ensemble": {"teachers": [{"seed": 1}, {"finetune_part": "2/2"}]}})
+    assert [(v.name, v.teacher) for v in cfg.variants] == [("baseline", "teacher"), ("distilled", "teacher"),
+                                                           ("distilled_ensemble", "ensemble")]
+    assert cfg.teacher_names == ["teacher", "teacher_2", "teacher_3"]
+    assert cfg.teacher_configs[1].seed == 1 and cfg.teacher_configs[2].part == (2, 2)
+    assert SessionConfig.from_dict(cfg.to_dict()) == cfg                      # saved and read back unchanged
+    assert [v.name for v in SessionConfig().variants] == ["baseline", "distilled"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"ensemble": {"teachers": [{"seeds": 1}]}}, "unknown setting seeds in teacher 2 of ensemble.teachers"),
+    ({"ensemble": {"teachers": [{"finetune_part": "3/2"}]}}, "k/n with 1 <= k <= n"),
+    ({"ensemble": {"teachers": [{"seed": 0}]}}, "teacher 2 of ensemble.teachers is the same as teacher 1"),
+    ({"ensemble": {"teachers": [{"seed": 1}], "combine": "max"}}, "ensemble.combine must be one of"),
+    ({"ensemble": {"teachers": [{"seed": 1}], "attention": "teacher_2"}}, "ensemble.attention must be teacher"),
+    ({"variants": [{"name": "a", "losses": {"logit_kd": 1}, "teacher": "ensemble"}]}, "the session has one teacher"),
+    ({"variants": [{"name": "a", "losses": {"logit_kd": 1}, "teacher": "teacher_3"}],
+      "ensemble": {"teachers": [{"seed": 1}]}}, "the session's teachers are teacher, teacher_2"),
+    ({"variants": [{"name": "a", "losses": {"logit_kd": 1}, "teacher": "someone"}]}, "must be teacher, teacher_2"),
+    ({"variants": [{"name": "a", "losses": {"logit_kd": 1}, "generated": True, "teacher": "teacher_2"}],
+      "ensemble": {"teachers": [{"seed": 1}]}, "transfer": {"source": "unused"}}, "only the first teacher labels"),
+    ({"variants": [{"name": "teacher_2", "losses": {"ce": 1}}]}, "is reserved"),
+])
+def test_bad_teacher_settings_are_refused_with_the_fix(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        SessionConfig.from_dict(settings)
+
+
+# ---- sessions ------------------------------------------------------------------------------------------------------
+VARIANTS = [{"name": "baseline", "losses": {"ce": 1}},
+            {"name": "kd", "losses": {"ce": .5, "logit_kd": .5, "attention_kl": 1}},
+            {"name": "ens", "losses": {"ce": .5, "logit_kd": .5, "attention_kl": 1}, "teacher": "ensemble"},
+            {"name": "second", "losses": {"ce": .5, "logit_kd": .5, "hidden_mse": 1}, "teacher": "teacher_2"}]
+
+
+def ensemble_config(tiny_teacher, tiny_csv, **ensemble):
+    d = tiny_config_dict(tiny_teacher, tiny_csv, variants=VARIANTS, objectives={"temperature": 2.0},
+                         ensemble={"teachers": [{"seed": 1}, {"finetune_part": "2/2"}], **ensemble}, train__epochs=1)
+    return SessionConfig.from_dict(d)
+
+
+def test_each_variant_learns_from_its_own_teacher(tmp_path, tiny_teacher, tiny_csv):
+    cfg = ensemble_config(tiny_teacher, tiny_csv, combine="confidence", attention="mean")
+    p = Session(cfg, RunStore(tmp_path).create(cfg.to_dict())).prepare()
+    assert len(p.teachers) == 3 and p.teachers[2].fit["examples"] == 48       # half of the 96 training examples
+    first, second, third = p.teacher_outputs, p.sources["teacher_2"], p.sources["teacher_3"]
+    ens = p.sources["ensemble"]
+    assert not torch.equal(first.logits, second.logits)                      # another seed, another teacher
+    assert torch.allclose(ens.logits, combine_logits(torch.stack([first.logits, second.logits, third.logits]),
+                                                     "confidence"))
+    assert torch.allclose(ens.attention[0].float(), (first.attention[0].float() + second.attention[0].float()
+                                                     + third.attention[0].float()) / 3, atol=1e-3)
+    assert second.hidden is not None and third.hidden is None               # teacher_3 only feeds the ensemble's logits
+    assert [v.teacher for v in p.variants] == ["teacher", "teacher", "ensemble", "teacher_2"]
+
+
+def test_a_session_with_several_teachers_reports_each_and_their_ensemble(tmp_path, tiny_teacher, tiny_csv):
+    store = RunStore(tmp_path)
+    cfg = ensemble_config(tiny_teacher, tiny_csv)
+    run = store.open(run_session(cfg, store))
+    s = run.summary()
+    assert s["status"] == "done", s["error"]
+    assert [t["name"] for t in s["teachers"]] == ["teacher", "teacher_2", "teacher_3"]
+    assert s["teachers"][0]["accuracy"] == s["accuracy"]["teacher"]
+    assert s["ensemble"]["used_by"] == ["ens"] and s["ensemble"]["combine"] == "mean"
+    assert len(s["ensemble"]["predictions"]) == s["test_size"]
+    assert s["learns_from"] == {"baseline": "teacher", "kd": "teacher", "ens": "ensemble", "second": "teacher_2"}
+    # the ensemble's student is paired with the same recipe learning from the first teacher; "second" has no twin
+    assert set(s["twins"]) == {"ens"} and s["twins"]["ens"]["twin"] == "kd"
+    assert s["twins"]["ens"]["accuracy"] == s["accuracy"]["ens"] and s["twins"]["ens"]["ref_accuracy"] == s["accuracy"]["kd"]
+    assert {t["name"] for t in run.probe()["teachers"]} == {"teacher", "teacher_2", "teacher_3"}
+    assert len(run.read_attention("teacher_2")) == len(run.read_attention("teacher"))
+    assert any(n.startswith("teacher_3 (finetune part 2/2)") or n.startswith("teacher_3 (part 2/2)")
+               for n in s["notices"])
+
+
+def test_a_teacher_with_another_tokenizer_is_refused_before_training(tmp_path, tiny_teacher, tiny_csv):
+    from transformers import BertTokenizerFast
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film"]))
+    BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
+    for name in ("config.json", "model.safetensors"):                         # the same model, another tokenizer
+        (other / name).write_bytes((tiny_teacher / name).read_bytes())
+    cfg = tiny_config_dict(tiny_teacher, tiny_csv, variants=VARIANTS[:3], objectives={"temperature": 2.0},
+                           ensemble={"teachers": [{"source": str(other)}]})
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(ConfigError, match="must share a tokenizer"):
+        run_session(SessionConfig.from_dict(cfg), store)
+    run = store.open(store.list()[0].run_id)
+    assert run.summary()["status"] == "failed" and "teacher_2" in run.summary()["error"]
+    assert run.probe() is None                                                # refused before any student was built
+
+
+def test_a_teacher_trained_for_other_labels_is_refused(tmp_path, tiny_teacher, tiny_csv):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    other = tmp_path / "labelled"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher, id2label={0: "positive", 1: "negative"},
+                                                               label2id={"positive": 0, "negative": 1})
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_teacher).save_pretrained(other)
+    cfg = tiny_config_dict(tiny_teacher, tiny_csv, variants=VARIANTS[:3], objectives={"temperature": 2.0},
+                           ensemble={"teachers": [{"source": str(other), "finetune": "never"}]})
+    with pytest.raises(ConfigError, match="trained for the labels positive, negative, but the data's labels are "
+                                          "fresh, rotten"):
+        run_session(SessionConfig.from_dict(cfg), RunStore(tmp_path / "runs"))
+
+
+# ---- the pages -----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory, tiny_teacher, tiny_csv):
+    """(store, run_id) of a finished session with three teachers, written by the real engine with tiny models."""
+    store = RunStore(tmp_path_factory.mktemp("ensemble_runs"))
+    return store, run_session(ensemble_config(tiny_teacher, tiny_csv), store)
+
+
+@pytest.fixture
+def ensemble_pages(ensemble_run, monkeypatch):
+    monkeypatch.setenv("ADS_RUNS_DIR", str(ensemble_run[0].root))
+    return ensemble_run[0].open(ensemble_run[1])
+
+
+def test_accuracy_page_shows_every_teacher_and_their_ensemble(ensemble_pages):
+    from app_helpers import VIEWS, open_page, texts
+    s = ensemble_pages.summary()
+    at = open_page(VIEWS / "accuracy.py")
+    df = at.dataframe[0].value
+    assert list(df["model"])[:4] == ["teacher", "teacher_2 (seed 1)", "teacher_3 (part 2/2 of the data)",
+                                     "ensemble of 3 teachers (mean)"]
+    expected = [s["teachers"][0]["accuracy"], s["teachers"][1]["accuracy"], s["teachers"][2]["accuracy"],
+                s["ensemble"]["accuracy"]]
+    assert list(df["accuracy (%)"])[:4] == pytest.approx([100 * a for a in expected])
+    assert len(df) == 4 + 4                                               # and the four variants
+    shown = texts(at.markdown)
+    assert "The **ensemble** of the 3 teachers (the mean of their logits)" in shown
+    twin = s["twins"]["ens"]
+    assert f"**ens** learns from the ensemble" in shown and f"{100 * twin['diff']:+.1f} points" in shown
+
+
+def test_explorer_shows_the_chosen_teachers_attention(ensemble_pages):
+    import numpy as np
+
+    from app_helpers import VIEWS, figures, open_page, run_app, values
+    probe = ensemble_pages.probe()
+    at = open_page(VIEWS / "explorer.py")
+    radio = at.radio(key="explorer.teacher")
+    assert radio.options == ["teacher", "teacher_2", "teacher_3"]
+    at.radio(key="explorer.student").set_value("ens")
+    run_app(at)
+    assert at.radio(key="explorer.teacher").value == "teacher"             # whom ens's attention learns from
+    at.radio(key="explorer.teacher").set_value("teacher_2")
+    run_app(at)
+    t_layer = at.selectbox(key="explorer.teacher_layer").value
+    shown = values(figures(at)["explorer.triptych"]["data"][0]["z"])
+    stored = ensemble_pages.read_attention("teacher_2")[0][t_layer]        # (Ht, T, T), grouped as compared
+    from distill_core.analysis import teacher_view
+    head = at.selectbox(key="explorer.head").value
+    np.testing.assert_allclose(shown, teacher_view(stored, probe["head_rule"], probe["student_heads"], max(head, 0))
+                               if head >= 0 else stored.mean(0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(shown, ensemble_pages.read_attention("teacher")[0][t_layer].mean(0))
