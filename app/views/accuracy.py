@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live, state
+from app import charts, common, live, state, teacher_charts
 from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
 
@@ -99,6 +99,14 @@ for m in (TEACHER, *variants.names):
         "latency (ms)": latency.get(m),
         "speed-up": t_lat / latency[m] if t_lat and latency.get(m) else None,
     })
+    if m == TEACHER:                     # several teachers: the others and their ensemble, right after the first
+        for t in teacher_charts.further_rows(summary):
+            a = t["accuracy"]
+            rows.append({"model": t["label"], "accuracy (%)": 100 * a if a is not None else None,
+                         "± 95% (points)": 100 * charts.binomial_halfwidth(a, n) if a is not None and n else None,
+                         "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
+                         "params (M)": t["params"] / 1e6 if t["params"] else None,
+                         "size (MB)": t["size_bytes"] / 1e6 if t["size_bytes"] else None})
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
     "accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
     "± 95% (points)": st.column_config.NumberColumn(
@@ -122,6 +130,8 @@ st.caption(f"Test set: {n} examples. Latency: median time to classify one exampl
            f"probe {'images' if image_run else 'texts'}) on **{device}**; size on disk: the saved weights.")
 if best := charts.best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
     st.caption(best)
+if reading := teacher_charts.ensemble_reading(summary, variants.label):
+    st.markdown(reading)
 
 # ---- the verdict, each variant against the reference -------------------------------------------------
 lines = charts.verdict_lines(list(verdicts.values()), ref)

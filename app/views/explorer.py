@@ -72,6 +72,18 @@ with right:
     student = st.radio("Student variant", students, horizontal=True, key=K + "student", format_func=variants.label,
                        help="Every variant is the same student trained with its own objectives, from the same "
                             "initial weights on the same batches.")
+    # several teachers: any of those with the first one's layers and heads can stand beside the student
+    teachers = [t["name"] for t in probe.get("teachers") or []
+                if t["name"] == TEACHER or np.shape(common.attention(run.id, t["name"])[0])[:2] == (Lt, Ht)]
+    if len(teachers) > 1:
+        learns = (probe.get("learns_from") or {}).get(student, TEACHER)
+        _keep(K + "teacher", teachers, learns if learns in teachers else TEACHER)
+        teacher_name = st.radio("Teacher", teachers, horizontal=True, key=K + "teacher",
+                                help="This session had several teachers; the divergences recorded during training "
+                                     "are against the first one. "
+                                     + (f"{variants.label(student)} learns from {learns}." if learns else ""))
+    else:
+        teacher_name = TEACHER
     epochs = run.attention_epochs(student)
     typed = source == "typed"
     _keep(K + "epoch", epochs, epochs[-1])
@@ -105,11 +117,11 @@ try:
         if student not in live_maps:
             st.warning(f"Run {run.id} has no trained {student} weights.")
             st.stop()
-        t_maps, s_maps = live_maps["teacher"], live_maps[student]
+        t_maps, s_maps = live_maps[teacher_name], live_maps[student]
         shown_epoch, before = kept.get(weights, epochs[-1]), None
     else:
         tokens = probe["tokens"][example]
-        t_maps = common.attention(run.id, "teacher")[example]
+        t_maps = common.attention(run.id, teacher_name)[example]
         s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
         probs, shown_epoch = None, epoch
         before = common.attention(run.id, f"{student}_e0")[example] if epochs[0] == 0 and epoch != 0 else None
@@ -194,11 +206,11 @@ if n_tokens > fit:
     st.caption(f"Tokens {window[0]}–{window[1] - 1} of {n_tokens}, on both axes: weights on tokens outside the "
                "window are not drawn, so a row can sum to less than 1.")
 w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
-titles = (f"teacher L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
+titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
     st.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, {s_desc}, "
                 f"{when}")
-    titles = ("teacher", variants.label(student), "")
+    titles = (teacher_name, variants.label(student), "")
 fig = charts.heatmap_triptych(t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
                               arrangement=arrangement, titles=titles)
 st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
@@ -241,7 +253,7 @@ st.caption("“Shown maps” compares the two maps above; “as trained” compa
 st.subheader("All heads of both layers")
 zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
 cols = min(6, max(Ht, Hs))                       # same panel size for both models
-st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"teacher layer {t_layer}", cols=cols, zmax=zmax,
+st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"{teacher_name} layer {t_layer}", cols=cols, zmax=zmax,
                                  gamma=gamma,
                                  highlight=t_heads if len(t_heads) < Ht else ()),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "teacher_grid")
@@ -254,7 +266,7 @@ st.caption("One colour scale for both grids. Red outlines: the heads in the comp
 st.subheader("Head-averaged view")
 st.plotly_chart(charts.heatmap_triptych(
     t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
-    titles=(f"teacher L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
+    titles=(f"{teacher_name} L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
             "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")
 
 # ---- under attack ------------------------------------------------------------------------------------
