@@ -228,3 +228,38 @@ def test_explorer_shows_the_chosen_teachers_attention(ensemble_pages):
     np.testing.assert_allclose(shown, teacher_view(stored, probe["head_rule"], probe["student_heads"], max(head, 0))
                                if head >= 0 else stored.mean(0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(shown, ensemble_pages.read_attention("teacher")[0][t_layer].mean(0))
+
+
+# ---- images --------------------------------------------------------------------------------------------------------
+IMAGE_VARIANTS = [{"name": "baseline", "losses": {"ce": 1}},
+                  {"name": "at", "losses": {"ce": 1, "attention_transfer": 100}},
+                  {"name": "kd_both", "losses": {"ce": .5, "logit_kd": .5, "attention_transfer": 100},
+                   "teacher": "ensemble"}]
+
+
+def test_an_image_student_learns_from_a_cnn_and_a_vit_teacher(tmp_path):
+    from conftest import tiny_image_config_dict
+    cfg = SessionConfig.from_dict(tiny_image_config_dict(
+        "cnn", variants=IMAGE_VARIANTS, ensemble={"teachers": [{"source": "vit"}], "combine": "most_confident"},
+        train={"epochs": 1, "batch_size": 32, "lr": 2e-3, "seed": 0, "device": "cpu", "min_steps": 0}))
+    session = Session(cfg, RunStore(tmp_path).create(cfg.to_dict()))
+    p = session.prepare()
+    assert [type(t.model).__name__ for t in p.teachers] == ["ResidualCNN", "ViTForImageClassification"]
+    batch = p.modality.batch("train", list(range(8)), p.device)
+    first, second = p.teacher_outputs(batch), p.sources["teacher_2"](batch)
+    ens = p.sources["ensemble"](batch)
+    assert torch.allclose(ens.logits, combine_logits(torch.stack([first.logits, second.logits]), "most_confident"))
+    assert [a.shape for a in ens.activation] == [a.shape for a in first.activation]   # the CNN teacher's maps
+    assert second.activation is None and second.attention is None                      # the ViT gives logits only
+    store = RunStore(tmp_path / "runs")
+    summary = store.open(run_session(cfg, store)).summary()
+    assert summary["status"] == "done" and [t["name"] for t in summary["teachers"]] == ["teacher", "teacher_2"]
+    assert summary["ensemble"]["used_by"] == ["kd_both"]
+
+
+def test_mean_attention_of_a_vit_and_a_cnn_teacher_is_refused_for_a_cnn_student(tmp_path):
+    from conftest import tiny_image_config_dict
+    cfg = SessionConfig.from_dict(tiny_image_config_dict(
+        "cnn", variants=IMAGE_VARIANTS, ensemble={"teachers": [{"source": "vit"}], "attention": "mean"}))
+    with pytest.raises(ConfigError, match="teacher_2 is a ViT whose maps the CNN student cannot be compared with"):
+        Session(cfg, RunStore(tmp_path).create(cfg.to_dict())).prepare()
