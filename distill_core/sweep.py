@@ -32,7 +32,7 @@ from . import stats
 from .config import SessionConfig
 from .errors import ConfigError, DistillError, RunStoreError
 from .store import RUN_ID_RE, Run, RunStore, atomic_write_json, now_iso
-from .vocab import TEACHER, run_reference, run_variants
+from .vocab import ENSEMBLE, TEACHER, run_reference, run_variants
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,14 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, agains
     acc = {m: [s.get("accuracy", {}).get(m) for _, s, _ in done] for m in (TEACHER, *variants)}
     js = {v: [_final_js(s, v) for _, s, _ in done] for v in variants}
     out["teacher"] = {"accuracy": acc[TEACHER], **_interval(acc[TEACHER], ("mean", "lo", "hi"))}
+    further = {}                         # several teachers: each further one and their ensemble, per seed
+    for _, s, _ in done:
+        for t in (s.get("teachers") or [])[1:]:
+            further.setdefault(t["name"], []).append(t.get("accuracy"))
+        if (s.get("ensemble") or {}).get("accuracy") is not None:
+            further.setdefault(ENSEMBLE, []).append(s["ensemble"]["accuracy"])
+    if further:
+        out["teachers"] = {m: {"accuracy": a, **_interval(a, ("mean", "lo", "hi"))} for m, a in further.items()}
     out["variants_stats"] = {v: {"accuracy": acc[v], **_interval(acc[v], ("acc_mean", "acc_lo", "acc_hi")),
                                  "js": js[v], **_interval(js[v], ("js_mean", "js_lo", "js_hi")),
                                  "train_s": _mean([_train_seconds(run, v) for _, _, run in done])}
@@ -439,6 +447,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  {'model':<{width}}  {'test accuracy % [95% interval]':<30}  final attention JS [95% interval]")
         t = summary.get("teacher") or {}
         lines.append(f"  {TEACHER:<{width}}  {_with_interval(t.get('mean'), t.get('lo'), t.get('hi'), pct)}")
+        for m, t in (summary.get("teachers") or {}).items():
+            lines.append(f"  {m:<{width}}  {_with_interval(t.get('mean'), t.get('lo'), t.get('hi'), pct)}")
         for v in variants:
             s = summary["variants_stats"].get(v, {})
             js = _with_interval(s.get("js_mean"), s.get("js_lo"), s.get("js_hi"), lambda x: f"{x:.4f}")

@@ -263,3 +263,13 @@ def test_mean_attention_of_a_vit_and_a_cnn_teacher_is_refused_for_a_cnn_student(
         "cnn", variants=IMAGE_VARIANTS, ensemble={"teachers": [{"source": "vit"}], "attention": "mean"}))
     with pytest.raises(ConfigError, match="teacher_2 is a ViT whose maps the CNN student cannot be compared with"):
         Session(cfg, RunStore(tmp_path).create(cfg.to_dict())).prepare()
+
+
+def test_a_sweep_reports_the_further_teachers_and_the_ensemble(ensemble_run):
+    from distill_core.sweep import format_summary, summarize_sweep
+    store, run_id = ensemble_run
+    s = store.open(run_id).summary()
+    out = summarize_sweep(store, {"id": "s", "seeds": [0], "runs": {"0": run_id}})
+    assert out["teachers"]["teacher_2"]["accuracy"] == [s["teachers"][1]["accuracy"]]
+    assert out["teachers"]["ensemble"]["mean"] == pytest.approx(s["ensemble"]["accuracy"])
+    assert "  ensemble " in format_summary(out)
