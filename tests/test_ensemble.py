@@ -121,6 +121,7 @@ def test_each_variant_learns_from_its_own_teacher(tmp_path, tiny_teacher, tiny_c
     assert torch.allclose(ens.attention[0].float(), (first.attention[0].float() + second.attention[0].float()
                                                      + third.attention[0].float()) / 3, atol=1e-3)
     assert second.hidden is not None and third.hidden is None               # teacher_3 only feeds the ensemble's logits
+    assert first.hidden is None                     # only "second" reads hidden states, from teacher_2
     assert [v.teacher for v in p.variants] == ["teacher", "teacher", "ensemble", "teacher_2"]
 
 

@@ -85,6 +85,11 @@ class Prepared:
         return self.teacher.model
 
 
+def first_teacher_needs(variants: list[Variant]) -> frozenset:
+    """What the first teacher's outputs must hold: the needs of the variants that learn from it or the ensemble."""
+    return frozenset().union(*(v.needs for v in variants if v.teacher in (TEACHER, ENSEMBLE)))
+
+
 def further_teacher_label(first, other) -> str:
     """How a further teacher differs from the first, in a few words: "seed 1", "part 2/2 of the examples", ..."""
     diff = [f"{f.name.replace('finetune_', '').replace('_', ' ')} {getattr(other, f.name)}"
@@ -203,7 +208,8 @@ class Session:
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
         self._check_teachers(teachers, splits.label_names)
-        outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1], needs)
+        outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1],
+                                             first_teacher_needs(variants))
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
@@ -253,8 +259,9 @@ class Session:
         needs = frozenset().union(*(v.needs for v in variants))
         step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
                            [s for _, s in pairs], head_rule)
-        outputs = (ImageTeacherOutputs(teacher.model, needs, teacher_layers, head_rule, s_shape[1], device,
-                                       cfg.train.mixed_precision) if needs & TEACHER_INPUTS else None)
+        first_needs = first_teacher_needs(variants)
+        outputs = (ImageTeacherOutputs(teacher.model, first_needs, teacher_layers, head_rule, s_shape[1], device,
+                                       cfg.train.mixed_precision) if first_needs & TEACHER_INPUTS else None)
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
         p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, None,
