@@ -141,6 +141,9 @@ def sweep_stat_rows(summary: dict) -> list[dict]:
     t = summary.get("teacher") or {}
     rows = [{"model": "teacher", "seeds": len(t.get("accuracy") or []), "accuracy %": pct(t.get("mean")),
              "accuracy 95% interval": _interval_text(t.get("lo"), t.get("hi"), points)}]
+    for m, t in (summary.get("teachers") or {}).items():        # several teachers: the others and their ensemble
+        rows.append({"model": m, "seeds": len(t.get("accuracy") or []), "accuracy %": pct(t.get("mean")),
+                     "accuracy 95% interval": _interval_text(t.get("lo"), t.get("hi"), points)})
     for v in summary.get("variants") or []:
         s = summary["variants_stats"].get(v, {})
         rows.append({"model": v + (" (reference)" if v == summary.get("reference") else ""),

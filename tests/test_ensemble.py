@@ -274,3 +274,11 @@ def test_a_sweep_reports_the_further_teachers_and_the_ensemble(ensemble_run):
     assert out["teachers"]["teacher_2"]["accuracy"] == [s["teachers"][1]["accuracy"]]
     assert out["teachers"]["ensemble"]["mean"] == pytest.approx(s["ensemble"]["accuracy"])
     assert "  ensemble " in format_summary(out)
+
+
+def test_the_sweep_table_lists_the_further_teachers_and_the_ensemble(ensemble_run):
+    from app.run_list import sweep_stat_rows
+    from distill_core.sweep import summarize_sweep
+    store, run_id = ensemble_run
+    rows = sweep_stat_rows(summarize_sweep(store, {"id": "s", "seeds": [0], "runs": {"0": run_id}}))
+    assert [r["model"] for r in rows][:4] == ["teacher", "teacher_2", "teacher_3", "ensemble"]
