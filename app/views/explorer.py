@@ -117,6 +117,10 @@ try:
         if student not in live_maps:
             st.warning(f"Run {run.id} has no trained {student} weights.")
             st.stop()
+        if teacher_name not in live_maps:
+            st.warning(f"{teacher_name} of run {run.id} is no longer in the cache (it was cleared), so it cannot read "
+                       f"a new sentence; its attention on the probe examples is still shown (Text: a probe example).")
+            st.stop()
         t_maps, s_maps = live_maps[teacher_name], live_maps[student]
         shown_epoch, before = kept.get(weights, epochs[-1]), None
     else:
