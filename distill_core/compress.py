@@ -1,0 +1,814 @@
+"""Compressing a finished student: int8 quantization and attention-head pruning, each version measured the way a
+session measures its students (test accuracy, size on disk, median latency of one probe example, attention JS to
+the teacher on the probe set), on the CPU, in seconds for the default student.
+
+    record = compress_run(run)                       # every variant of a finished run
+    record = compress_run(run, ["distilled"])        # one variant (and the run's reference, for the pruning curve)
+    model, info = load_compressed(run.path / "compressed" / "distilled" / "int8_linear")
+
+Versions of each variant (its final weights, as on the Accuracy page):
+
+    fp32                    the student as trained
+    int8_linear             every nn.Linear replaced by `Int8Linear` (dynamic int8: weights int8 with one symmetric
+                            scale per output channel; each row of the input, one token, quantized symmetrically at run
+                            time; the product taken in int32 by `torch._int_mm` and rescaled: y = (x_q w_q^T) s_x s_w + b,
+                            what `quantize_dynamic` did). The word embeddings stay float32.
+    int8_linear_embeddings  also the word embeddings, weight-only (`Int8Embedding`: an int8 table with one scale per row;
+                            the rows a text uses are gathered and dequantised). For the default 3 x 4 x 192 student they
+                            are 23.4 of its 29.3 MB. Text students only: an image student has no word embeddings.
+    pruned_<percent>        the fp32 student with that share of its attention heads masked (below).
+
+Why these kernels (torch 2.13, CPU). `torch.ao.quantization.quantize_dynamic` and quantized tensors
+(`torch.quantize_per_channel`, the qint8 dtypes) are deprecated there and warn, so the modules here use plain int8
+tensors and core ops. On the student's shapes (192 -> 192 / 768 / 192, one thread) `torch._int_mm` with the
+activations quantized at run time took 83-138 us for a 30-token text against 52-128 us for the float32 matmul, and
+2-3x float32's time for a 64-text batch (quantizing and rescaling the activations costs more than the int8 product
+saves at this width); the weight-only kernel `torch.ops.aten._weight_int8pack_mm` took 1.7-7 ms for the same 30 tokens,
+30-60x float32's, so it is not used. Int8 here buys size, not speed, on a CPU like this one: the record's latencies
+say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
+
+Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"). A mask m (layers, heads)
+multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
+transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
+importance is |dL/dm| summed over the batches of the validation split (L: the mean cross-entropy of a batch on the
+true labels, the model in eval mode), and each layer's importances are divided by their L2 norm, as the paper does.
+Heads are ranked once, on the whole student (the paper also re-estimates after each pruning step), so the masks of
+growing fractions are nested. Removing a fraction f masks round(f x layers x heads) heads (halves round up) of least
+importance across all layers, but never a layer's last head: at most layers x (heads - 1) go, and the notes say when
+a fraction asked for more. Fraction 0 is always on the curve. A pruned version keeps every weight: its folder holds
+the config and the head mask and reads the weights of its variant's fp32 folder (no second copy on disk), and
+`load_compressed` sets the pruned heads' input columns of the output projection to zero, which gives exactly the
+masked model without hooks. It is as large as fp32 and no faster (the masked heads are still computed). A CNN
+student has no heads: pruning is not applicable and only its Linear layers (the classifier) are quantized.
+
+Files (only new ones; nothing the run wrote is changed):
+
+    <run>/compression.json      {"created", "device": "cpu", "test_size", "fractions",
+                                 "variants": {<variant>: {"versions": [{"name", "kind": fp32|quantized|pruned,
+                                   "fraction", "heads_removed", "size_bytes", "latency_ms", "test_accuracy", "js",
+                                   "folder"}], "head_importance": (L, H) | None, "pruning_curve": [{"fraction",
+                                   "heads_removed", "test_accuracy", "head_mask": (L, H) of 0/1}] | None,
+                                   "family", "weights", "fractions", "notes": [...]}}}
+    <run>/compressed/<variant>/<version>/   config.json, model.safetensors and compression.json (this version's
+                                 info: kind, base variant, head mask, quantized modules, "weights": the file it
+                                 reads, "../fp32/model.safetensors" for a pruned version, which has no copy of its
+                                 own); `load_compressed` reads it.
+
+Compressing some variants again replaces their entries and keeps the others'. Without a variant, every variant of
+the run is compressed, so the baseline's and the distilled students' pruning curves share the same axes; with
+variants named, the run's reference (the labels-only baseline) is compressed too unless the record already holds it
+for the same fractions.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import mapping
+from .capture import AttentionCapture
+from .errors import ConfigError, DataError, ModelError, RunStoreError
+from .models import set_attention_backend
+from .store import Run, atomic_write_json, now_iso
+from .vocab import TEACHER, run_reference, run_variants
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS = (0.0, 0.1, 0.25, 0.5, 0.75)
+QUANT_VERSIONS = ("fp32", "int8_linear", "int8_linear_embeddings")
+FILE = "compression.json"          # the run's record, and each version folder's info
+FOLDER = "compressed"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = 1                         # of a version folder's compression.json
+BATCH = 64                         # validation examples per batch of the head-importance pass
+Progress = Callable[[str, int, int], None]
+
+
+# ---- int8 modules -------------------------------------------------------------------------------------------------
+def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per row: w (N, K) float -> (q int8 (N, K), scale float32 (N,)), w ~ q * scale.
+    A row of zeros gets a tiny scale and zeros."""
+    w = w.detach().float()
+    scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, K) int8 @ b (K, N) int8 -> (M, N) int32. torch._int_mm on the CPU takes any shape; where a device
+    refuses one (CUDA wants M > 16 and K, N multiples of 8) the product is taken in float32, exact while K <= 1040."""
+    if a.shape[0] == 0:
+        return torch.zeros((0, b.shape[1]), dtype=torch.int32, device=a.device)
+    try:
+        return torch._int_mm(a, b)
+    except RuntimeError:
+        if a.device.type == "cpu":
+            raise
+        return torch.round(a.float() @ b.float()).to(torch.int32)
+
+
+class Int8Linear(nn.Module):
+    """A Linear layer with int8 weights (one symmetric scale per output channel) whose input is quantized per row at
+    run time (dynamic quantization); the product is taken in int32 and rescaled to float32."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight_int8", torch.zeros((out_features, in_features), dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+        m = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        m.weight_int8, m.weight_scale = quantize_rows(linear.weight)
+        if linear.bias is not None:
+            m.bias = linear.bias.detach().float().clone()
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                     # (..., K) -> (..., N)
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features).float()                         # (M, K)
+        s = x2.abs().amax(dim=1, keepdim=True).clamp_min_(1e-12).div_(127.0)  # (M, 1)
+        xq = (x2 / s).round_().to(torch.int8)               # |x / s| <= 127 by construction
+        y = int8_matmul(xq, self.weight_int8.t()).float().mul_(s).mul_(self.weight_scale)   # (M, N)
+        if self.bias is not None:
+            y = y.add_(self.bias)
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Int8Embedding(nn.Module):
+    """An embedding table stored as int8 with one symmetric scale per row (weight-only); rows are dequantised when
+    they are gathered."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.register_buffer("weight_int8", torch.zeros((num_embeddings, embedding_dim), dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_embedding(cls, emb: nn.Embedding) -> "Int8Embedding":
+        m = cls(emb.num_embeddings, emb.embedding_dim, emb.padding_idx)
+        m.weight_int8, m.weight_scale = quantize_rows(emb.weight)
+        return m
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:                   # (...) -> (..., D)
+        return self.weight_int8[ids].float() * self.weight_scale[ids].unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, padding_idx={self.padding_idx}"
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _word_embeddings_name(model: nn.Module) -> str | None:
+    """The module name of a text model's word embeddings (get_input_embeddings), None when it has none."""
+    try:
+        emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    if not isinstance(emb, (nn.Embedding, Int8Embedding)):
+        return None
+    return next((n for n, m in model.named_modules() if m is emb), None)
+
+
+def quantized_modules(model: nn.Module) -> dict[str, list[str]]:
+    """The names of a model's int8 modules: {"linear": [...], "embedding": [...]}, in module order."""
+    return {"linear": [n for n, m in model.named_modules() if isinstance(m, Int8Linear)],
+            "embedding": [n for n, m in model.named_modules() if isinstance(m, Int8Embedding)]}
+
+
+def quantize(model: nn.Module, embeddings: bool = False) -> nn.Module:
+    """A copy of `model` (in eval mode; the original is not changed) with every nn.Linear as Int8Linear and, with
+    embeddings=True, the word embeddings as Int8Embedding. Convolutions stay float32."""
+    q = copy.deepcopy(model).eval()
+    word = _word_embeddings_name(q) if embeddings else None
+    if embeddings and word is None:
+        raise ModelError(f"{type(model).__name__} has no word embeddings to quantize (an image model): quantize its "
+                         f"linear layers only")
+    for name, m in list(q.named_modules()):
+        if isinstance(m, nn.Linear):
+            _set_module(q, name, Int8Linear.from_linear(m))
+    if word is not None:
+        _set_module(q, word, Int8Embedding.from_embedding(q.get_submodule(word)))
+    return q
+
+
+def _swap_in_int8(model: nn.Module, names: dict) -> None:
+    """Put empty int8 modules where `names` ({"linear", "embedding"}) says a saved version had them."""
+    for name in names.get("linear") or []:
+        m = model.get_submodule(name)
+        if not isinstance(m, nn.Linear):
+            raise ModelError(f"the saved version quantized {name}, which is a {type(m).__name__}, not a Linear layer")
+        _set_module(model, name, Int8Linear(m.in_features, m.out_features, m.bias is not None))
+    for name in names.get("embedding") or []:
+        m = model.get_submodule(name)
+        if not isinstance(m, nn.Embedding):
+            raise ModelError(f"the saved version quantized {name}, which is a {type(m).__name__}, not an embedding")
+        _set_module(model, name, Int8Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx))
+
+
+# ---- attention heads ------------------------------------------------------------------------------------------------
+# A layer's attention output projection: BERT, RoBERTa, ELECTRA, MiniLM ("...layer.<i>.attention.output.dense"),
+# transformers 5's ViT ("...layers.<i>.attention.o_proj"), DistilBERT ("...layer.<i>.attention.out_lin") and others
+# with o_proj / out_proj.
+_OUT_PROJ = re.compile(r"(?:^|\.)layers?\.(\d+)\.(?:attention\.output\.dense|"
+                       r"(?:attention|self_attn|attn)\.(?:o_proj|out_proj|out_lin))$")
+
+
+def heads_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(layers, heads, head size) of a transformer from its config; ModelError when the config does not say."""
+    conf = getattr(model, "config", None)
+    layers, heads = getattr(conf, "num_hidden_layers", None), getattr(conf, "num_attention_heads", None)
+    if not isinstance(layers, int) or not isinstance(heads, int) or heads < 1:
+        raise ModelError(f"{type(model).__name__} has no attention heads (its config names no num_hidden_layers and "
+                         f"num_attention_heads): head pruning applies to transformer students only")
+    size = getattr(conf, "head_dim", None) or conf.hidden_size // heads
+    return layers, heads, int(size)
+
+
+def out_projections(model: nn.Module) -> list[nn.Module]:
+    """Each layer's attention output projection, in layer order: the module whose input is the heads' contexts
+    side by side, (B, T, heads x head size). ModelError for an architecture where they cannot all be found."""
+    layers, heads, size = heads_shape(model)
+    found: dict[int, list[nn.Module]] = {}
+    for name, m in model.named_modules():
+        match = _OUT_PROJ.search(name)
+        if match:
+            found.setdefault(int(match.group(1)), []).append(m)
+    ok = (sorted(found) == list(range(layers)) and all(len(v) == 1 for v in found.values())
+          and all(getattr(v[0], "in_features", None) == heads * size for v in found.values()))
+    if not ok:
+        raise ModelError(f"cannot find the attention output projection of each of the {layers} layers of "
+                         f"{type(model).__name__} (a Linear layer of {heads} x {size} inputs named "
+                         f"'...layer.<i>.attention.output.dense' or '...layers.<i>.attention.o_proj'); head pruning "
+                         f"supports BERT-like text students and ViT image students")
+    return [found[i][0] for i in range(layers)]
+
+
+class HeadMask:
+    """Forward pre-hooks that multiply each head's context by mask[layer, head] before each layer's attention output
+    projection. A context manager; or call remove(). A mask tensor that requires grad gets gradients through it."""
+
+    def __init__(self, model: nn.Module, mask):
+        layers, heads, size = heads_shape(model)
+        modules = out_projections(model)
+        self.mask = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
+        if tuple(self.mask.shape) != (layers, heads):
+            raise ValueError(f"a head mask of this model is (layers, heads) = ({layers}, {heads}), not "
+                             f"{tuple(self.mask.shape)}")
+        self.heads, self.size = heads, size
+        self.handles = [m.register_forward_pre_hook(self._hook(layer)) for layer, m in enumerate(modules)]
+
+    def _hook(self, layer: int):
+        def hook(module, args):
+            x = args[0]                                                      # (B, T, heads * size)
+            m = self.mask[layer].to(device=x.device, dtype=x.dtype)          # (heads,)
+            x = (x.unflatten(-1, (self.heads, self.size)) * m[:, None]).flatten(-2)
+            return (x, *args[1:])
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def __enter__(self) -> "HeadMask":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def apply_head_mask(model: nn.Module, mask) -> HeadMask:
+    """Mask attention heads: mask (layers, heads), 1 keeps a head and 0 removes it (its context is multiplied by
+    0, so its contribution to the layer's output is exactly zero). Use as `with apply_head_mask(model, m): ...`, or
+    keep the returned HeadMask and call remove()."""
+    return HeadMask(model, mask)
+
+
+def _batch_parts(batch) -> tuple[dict, torch.Tensor]:
+    if hasattr(batch, "inputs") and hasattr(batch, "labels"):
+        return batch.inputs, batch.labels
+    inputs, labels = batch
+    return inputs, labels
+
+
+def head_importance(model: nn.Module, batches: Iterable, normalize: bool = True) -> np.ndarray:
+    """Michel et al. (2019)'s head importance: |dL/dm| of a mask m of ones (layers, heads), summed over `batches`
+    (modality Batches, or (inputs, labels) pairs), L the batch's mean cross-entropy on its labels, the model in eval
+    mode. With normalize, each layer's importances are divided by their L2 norm (as in the paper). The model's
+    parameters and mode are left as they were. Returns (layers, heads) float64."""
+    layers, heads, _ = heads_shape(model)
+    mask = torch.ones((layers, heads), requires_grad=True)
+    total = torch.zeros((layers, heads), dtype=torch.float64)
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    n = 0
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.inference_mode(False), torch.enable_grad(), apply_head_mask(model, mask):
+            for batch in batches:
+                inputs, labels = _batch_parts(batch)
+                logits = model(**inputs).logits
+                loss = F.cross_entropy(logits.float(), labels.to(logits.device))
+                (grad,) = torch.autograd.grad(loss, mask)
+                total += grad.detach().abs().double()
+                n += 1
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+    if n == 0:
+        raise DataError("no validation batches to measure head importance on")
+    out = total.numpy()
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = out / np.where(norms > 0, norms, 1.0)
+    return out
+
+
+def heads_to_remove(fraction: float, layers: int, heads: int) -> int:
+    """round(fraction x layers x heads), halves up."""
+    return int(math.floor(fraction * layers * heads + 0.5 + 1e-9))
+
+
+def prune_mask(importance: np.ndarray, fraction: float) -> tuple[np.ndarray, int, int]:
+    """The head mask (layers, heads) of 1 = kept / 0 = removed that removes `fraction` of the heads, least important
+    first across all layers (ties: the earlier layer and head first), never a layer's last head.
+    Returns (mask float32, heads removed, heads asked for)."""
+    importance = np.asarray(importance, dtype=np.float64)
+    layers, heads = importance.shape
+    want = heads_to_remove(fraction, layers, heads)
+    k = min(want, layers * (heads - 1))
+    mask = np.ones((layers, heads), dtype=np.float32)
+    left = [heads] * layers
+    removed = 0
+    for idx in np.lexsort((np.arange(importance.size), importance.ravel())):
+        if removed >= k:
+            break
+        layer, head = divmod(int(idx), heads)
+        if left[layer] > 1:
+            mask[layer, head] = 0.0
+            left[layer] -= 1
+            removed += 1
+    return mask, removed, want
+
+
+@torch.no_grad()
+def zero_pruned_heads(model: nn.Module, mask, copy_model: bool = True) -> nn.Module:
+    """A copy of `model` (or, with copy_model=False, the model itself) whose output projections ignore the masked
+    heads (their input columns set to zero): the same outputs as the model under apply_head_mask(mask), from plain
+    weights."""
+    mask = np.asarray(mask, dtype=np.float32)
+    out = copy.deepcopy(model) if copy_model else model
+    _, heads, size = heads_shape(out)
+    for layer, proj in enumerate(out_projections(out)):
+        if not isinstance(proj, nn.Linear):
+            raise ModelError(f"zeroing pruned heads needs a float Linear output projection, not {type(proj).__name__}")
+        for head in np.flatnonzero(mask[layer] == 0):
+            proj.weight[:, head * size:(head + 1) * size] = 0.0
+    return out
+
+
+# ---- saving and loading one version --------------------------------------------------------------------------------
+def model_kind(model: nn.Module) -> str:
+    """"text" (a sequence classifier), "vit" or "cnn"."""
+    if getattr(model, "main_input_name", None) == "pixel_values" or type(model).__name__ == "ResidualCNN":
+        from .vision_models import model_family
+        return model_family(model)
+    return "text"
+
+
+def weights_bytes(folder) -> int:
+    """Bytes of the safetensors files in a folder."""
+    return int(sum(f.stat().st_size for f in Path(folder).glob("*.safetensors")))
+
+
+def _shared_weights(folder: Path, ref: str) -> Path:
+    """The weights a pruned version reads from its float32 sibling: `ref` must be "../<sibling>/model.safetensors"."""
+    parts = Path(ref).parts
+    if len(parts) != 3 or parts[0] != ".." or parts[1] in ("", ".", "..") or parts[2] != WEIGHTS_FILE:
+        raise ModelError(f"{folder / FILE} names weights at {ref!r}; a version reads its own {WEIGHTS_FILE} or a "
+                         f"sibling's (../<version>/{WEIGHTS_FILE})")
+    return folder.parent / parts[1] / WEIGHTS_FILE
+
+
+def save_compressed(model: nn.Module, folder, info: dict, weights_from: str | None = None) -> int:
+    """Write a (possibly quantized or pruned) student as a folder: config.json (the float architecture),
+    model.safetensors (its state, int8 tensors as int8) and compression.json (`info` with the model's family, its
+    quantized modules and the format). Returns the size in bytes of the weights it loads.
+
+    weights_from="../fp32/model.safetensors" writes no weights: the folder reads its sibling's, which must hold this
+    model's state (a pruned version: the float32 weights, its head mask in `info` applied when it is loaded)."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    family = model_kind(model)
+    if family == "cnn":
+        (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+    else:
+        model.config.to_json_file(str(folder / "config.json"))
+    if weights_from is None:
+        # clones: tensors that share storage (tied weights) cannot be written by safetensors
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+        size = weights_bytes(folder)
+    else:
+        shared = _shared_weights(folder, weights_from)
+        if not shared.is_file():
+            raise ModelError(f"{shared} is not there: write the version it names before this one")
+        size = int(shared.stat().st_size)
+    atomic_write_json(folder / FILE, {**info, "family": family, "quantized_modules": quantized_modules(model),
+                                      "weights": weights_from or WEIGHTS_FILE, "format": FORMAT})
+    return size
+
+
+def _read_info(folder: Path) -> dict:
+    try:
+        info = json.loads((folder / FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{folder} is not a compressed student (its {FILE} cannot be read: {e})") from None
+    if not isinstance(info, dict) or info.get("family") not in ("text", "vit", "cnn"):
+        raise ModelError(f"{folder / FILE} does not say which kind of model it holds")
+    return info
+
+
+def load_compressed(folder) -> tuple[nn.Module, dict]:
+    """A version folder written by save_compressed, back as a model in eval mode on the CPU, and its info. A pruned
+    version's masked heads are removed as it loads (their columns of the attention output projection set to zero),
+    so the model needs no hooks. Reads safetensors only (no pickle) and never runs code from the folder."""
+    from safetensors.torch import load_file
+    folder = Path(folder)
+    info = _read_info(folder)
+    ref = info.get("weights") or WEIGHTS_FILE
+    weights = folder / WEIGHTS_FILE if ref == WEIGHTS_FILE else _shared_weights(folder, ref)
+    if not weights.is_file():
+        raise ModelError(f"{weights} is not there: compress the run again")
+    family = info["family"]
+    try:
+        if family == "cnn":
+            from .vision_models import CNNConfig, ResidualCNN
+            model = ResidualCNN(CNNConfig.from_dict(json.loads((folder / "config.json").read_text())))
+        else:
+            from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+            conf = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+            auto = AutoModelForSequenceClassification if family == "text" else AutoModelForImageClassification
+            model = auto.from_config(conf, attn_implementation="eager")
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot rebuild the model in {folder} from its config.json: {e}") from None
+    _swap_in_int8(model, info.get("quantized_modules") or {})
+    try:
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    except Exception as e:  # noqa: BLE001 - safetensors' errors, or tensors that do not fit the architecture
+        raise ModelError(f"the weights in {weights} do not fit the config in {folder} ({type(e).__name__}: "
+                         f"{e})") from None
+    if info.get("head_mask") is not None:
+        model = zero_pruned_heads(model, info["head_mask"], copy_model=False)
+    return model.eval(), info
+
+
+def _write_version(folder: Path, model: nn.Module, info: dict, weights_from: str | None = None) -> int:
+    """save_compressed into a temporary folder beside `folder`, then put it in place (replacing an older one)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = folder.with_name(f".{folder.name}.{tag}.tmp")
+    try:
+        size = save_compressed(model, tmp, info, weights_from)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{tag}.old")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return size
+
+
+# ---- a run's data and models ----------------------------------------------------------------------------------------
+def check_fractions(fractions) -> list[float]:
+    """Pruning fractions, checked, rounded to 4 decimals, sorted, without repeats and with 0 added."""
+    fix = "give fractions of the heads from 0 up to, not including, 1 (1 would remove every head), e.g. 0,0.25,0.5"
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Iterable):
+        raise ConfigError(f"pruning fractions must be a list of numbers: {fix}")
+    out = set()
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 <= f < 1:
+            raise ConfigError(f"pruning fraction {f!r} is outside [0, 1): {fix}")
+        out.add(round(float(f), 4))
+    return sorted(out | {0.0})
+
+
+def parse_fractions(text: str) -> list[float]:
+    """--fractions "0,0.25,0.5" -> [0.0, 0.25, 0.5]; ConfigError naming the fix otherwise."""
+    try:
+        values = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--fractions takes numbers from 0 up to, not including, 1, separated by commas (e.g. "
+                          f"0,0.25,0.5), not {text!r}") from None
+    if not values:
+        raise ConfigError("--fractions needs at least one number, e.g. 0,0.25,0.5")
+    return check_fractions(values)
+
+
+def version_name(fraction: float) -> str:
+    """pruned_<percent of heads>: 0.25 -> pruned_25, 0.125 -> pruned_12.5."""
+    return f"pruned_{100 * fraction:.2f}".rstrip("0").rstrip(".")
+
+
+class RunData:
+    """What measuring a run's students needs: the test, validation and probe examples rebuilt from its config (a
+    TextModality or ImageModality), the teacher's recorded probe attention, the layer pairs and the head rule."""
+
+    def __init__(self, run: Run, probe: dict):
+        from .config import SessionConfig
+        self.image = probe.get("modality") == "image"
+        cfg = SessionConfig.from_dict(run.config())
+        if self.image:
+            from .images import load_image_splits
+            from .modality.vision import ImageModality
+            splits = load_image_splits(cfg.data, cfg.image.size)
+            tokens = len(((probe.get("maps") or {}).get("student") or {}).get("tokens") or [0]) or 1
+            self.modality = ImageModality(splits, tokens)
+        else:
+            from .data import load_splits
+            from .modality import TextModality
+            splits = dataclasses.replace(load_splits(cfg.data), train_texts=[], train_labels=[], extra_texts=[],
+                                         extra_labels=[])        # only validation and test are read here
+            self.modality = TextModality(_tokenizer(run, probe), splits, cfg.data.max_length)
+        what = f"its {'images' if self.image else 'data'} ({cfg.data.source})"
+        recorded = (run.predictions() or {}).get("labels")
+        if recorded is not None and list(recorded) != list(self.modality.labels["test"]):
+            raise DataError(f"the test split of run {run.id} cannot be rebuilt: {what} changed since the run; "
+                            f"restore {'them' if self.image else 'it'} or run a new session")
+        if list(probe.get("labels") or []) != list(self.modality.probe_record()["labels"]):
+            raise DataError(f"the probe examples of run {run.id} cannot be rebuilt: {what} changed since the run; "
+                            f"restore {'them' if self.image else 'it'} or run a new session")
+        self.pairs = [tuple(p) for p in probe.get("pairs") or []]
+        self.head_rule = probe.get("head_rule") or "direct"
+        self.teacher_maps = run.read_attention(TEACHER) if self.pairs else []
+
+    def val_batches(self) -> list:
+        cpu = torch.device("cpu")
+        return [self.modality.batch("val", index, cpu) for index in self.modality.batches("val", BATCH, seed=None)]
+
+
+def _tokenizer(run: Run, probe: dict):
+    from transformers import AutoTokenizer
+    folder = run.path / "models" / "tokenizer"
+    source = folder if folder.is_dir() else Path(str(probe.get("teacher_path") or ""))
+    try:
+        return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load the tokenizer of run {run.id} from {source}: {e}") from None
+
+
+def load_student(run: Run, variant: str, image: bool) -> nn.Module:
+    """A variant's final weights, in eval mode on the CPU."""
+    folder = run.model_dir(variant)
+    if not (folder / "config.json").is_file():
+        raise RunStoreError(f"run {run.id} kept no weights for variant {variant} (it stopped before saving them)")
+    if image:
+        from .vision_models import load_image_model
+        return load_image_model(str(folder)).to("cpu").eval()
+    from transformers import AutoModelForSequenceClassification
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), attn_implementation="eager", local_files_only=True, trust_remote_code=False,
+            use_safetensors=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"cannot load the {variant} student of run {run.id} from {folder}: {e}") from None
+    return model.to("cpu").eval()
+
+
+@torch.inference_mode()
+def probe_maps(model: nn.Module, modality) -> list[np.ndarray]:
+    """The model's attention on the probe examples, as a session records it: (L, H, t_i, t_i) per text, or the
+    image modality's maps."""
+    cpu = torch.device("cpu")
+    if modality.kind == "image":
+        return modality.probe_maps(model, cpu)
+    model.eval()
+    set_attention_backend(model, eager=True)
+    batch = modality.probe_batch(cpu)
+    with AttentionCapture(model) as cap:
+        model(**batch.inputs)
+        maps = cap.pop_stacked().float().cpu()                              # (B, L, H, T, T)
+    return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(modality.probe_lengths())]
+
+
+def measure(model: nn.Module, data: RunData, mask=None) -> dict:
+    """Test accuracy, median latency of one probe example and mean attention JS to the teacher on the probe set
+    (None when no layers are mapped) of a model, under a head mask when one is given; on the CPU."""
+    cpu = torch.device("cpu")
+    with apply_head_mask(model, mask) if mask is not None else nullcontext():
+        set_attention_backend(model, eager=False)
+        accuracy, _ = data.modality.evaluate(model, "test", cpu, False)
+        latency = data.modality.latency_ms(model, cpu)
+        js = None
+        if data.pairs:
+            maps = probe_maps(model, data.modality)
+            heads = int(maps[0].shape[1])
+            js = float(np.mean(mapping.probe_metrics(data.teacher_maps, maps, data.pairs, data.head_rule, heads,
+                                                     padded=not data.image)["js"]))
+    return {"test_accuracy": float(accuracy), "latency_ms": float(latency), "js": js}
+
+
+# ---- a run ---------------------------------------------------------------------------------------------------------
+def read_compression(run: Run) -> dict | None:
+    """The run's compression.json, or None when it was never compressed."""
+    return run.read_json(FILE)
+
+
+def pruned_heads(run: Run, variant: str, version: str) -> np.ndarray | None:
+    """Which heads a compressed version of a variant removes: (layers, heads) bool, True = pruned. None when the run
+    has no compression record, the variant or version is not in it, or the version masks no head (fp32, the
+    quantized versions, a CNN)."""
+    record = read_compression(run) or {}
+    entry = (record.get("variants") or {}).get(variant) or {}
+    found = next((v for v in entry.get("versions") or [] if v.get("name") == version), None)
+    if found is None or found.get("kind") != "pruned":
+        return None
+    for point in entry.get("pruning_curve") or []:
+        if point.get("fraction") == found.get("fraction"):
+            return np.asarray(point["head_mask"]) == 0
+    return None
+
+
+def _variant_entry(run: Run, name: str, data: RunData, fractions: list[float], step: Callable[[str], None]) -> dict:
+    """Every version of one variant, saved under compressed/<name>/ and measured; the record's entry for it."""
+    model = load_student(run, name, data.image)
+    family = model_kind(model)
+    root = run.path / FOLDER / name
+    base_info = {"run_id": run.id, "base_variant": name, "student_weights": "final"}
+    versions, notes = [], []
+
+    def add(version: str, kind: str, m: nn.Module, result: dict, **extra) -> None:
+        info = {**base_info, "version": version, "kind": kind, "fraction": extra.get("fraction"),
+                "heads_removed": extra.get("heads_removed"), "head_mask": extra.get("head_mask")}
+        # a pruned version is the float32 weights and a head mask: it reads its fp32 sibling's weights
+        size = _write_version(root / version, m, info, f"../fp32/{WEIGHTS_FILE}" if kind == "pruned" else None)
+        versions.append({"name": version, "kind": kind, "fraction": extra.get("fraction"),
+                         "heads_removed": extra.get("heads_removed"), "size_bytes": size,
+                         "latency_ms": round(result["latency_ms"], 4), "test_accuracy": result["test_accuracy"],
+                         "js": result["js"], "folder": f"{FOLDER}/{name}/{version}"})
+        step(f"{name}: {version}")
+
+    for version in QUANT_VERSIONS:
+        if version == "int8_linear_embeddings" and family != "text":
+            continue
+        m = model if version == "fp32" else quantize(model, embeddings=version == "int8_linear_embeddings")
+        add(version, "fp32" if version == "fp32" else "quantized", m, measure(m, data))
+    n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    if family == "text":
+        notes.append(f"int8_linear: {n_linear} linear layers in int8 (weights per output channel, each token's "
+                     f"activations at run time); the word embeddings stay float32. int8_linear_embeddings: also the "
+                     f"word embeddings, weight-only int8 with one scale per row.")
+    elif family == "vit":
+        notes.append(f"int8_linear: {n_linear} linear layers in int8; the patch embedding (a convolution) stays "
+                     f"float32. An image student has no word embeddings, so there is no int8_linear_embeddings.")
+    else:
+        notes.append(f"int8_linear: the {n_linear} linear layer{'s' if n_linear != 1 else ''} (the classifier) in "
+                     f"int8; the convolutions stay float32, so most of the weights do. An image student has no word "
+                     f"embeddings, so there is no int8_linear_embeddings.")
+
+    importance = curve = None
+    if family == "cnn":
+        notes.append("pruning: not applicable, a CNN student has no attention heads.")
+    else:
+        layers, heads, _ = heads_shape(model)
+        set_attention_backend(model, eager=False)
+        val = data.val_batches()
+        importance = head_importance(model, val)
+        notes.append(f"head importance (Michel et al. 2019): |dL/dmask| summed over the {data.modality.size('val')} "
+                     f"validation examples in batches of {BATCH}, each layer normalised by its L2 norm; heads ranked "
+                     f"once, least important removed first, at least one head kept in every layer.")
+        if heads == 1:
+            notes.append("each layer has a single head: no head can be removed without emptying a layer.")
+        curve = []
+        fp32 = versions[0]
+        for f in fractions:
+            mask, removed, want = prune_mask(importance, f)
+            acc = fp32["test_accuracy"]
+            if f > 0 and removed == 0:
+                why = "rounds to none" if want == 0 else "would empty a layer"
+                notes.append(f"removing {f:.0%} of {layers * heads} heads {why}: no {version_name(f)} version saved.")
+            elif f > 0:
+                result = measure(model, data, mask)
+                acc = result["test_accuracy"]
+                add(version_name(f), "pruned", model, result, fraction=f, heads_removed=removed,
+                    head_mask=mask.astype(int).tolist())
+                if want > removed:
+                    notes.append(f"{f:.0%} of {layers * heads} heads is {want}; {removed} were removed, since every "
+                                 f"layer keeps one head.")
+            curve.append({"fraction": f, "heads_removed": removed, "test_accuracy": acc,
+                          "head_mask": mask.astype(int).tolist()})
+        if any(v["kind"] == "pruned" for v in versions):
+            notes.append("pruned versions mask heads: every weight stays (a pruned version's folder holds its head "
+                         "mask and reads the fp32 version's weights; load_compressed zeroes the pruned heads' columns "
+                         "of the attention output projection), so they are as large as fp32 and no faster.")
+    keep = {v["name"] for v in versions}
+    if root.is_dir():                       # versions of an earlier compression that this one did not make
+        for old in root.iterdir():
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+    return {"versions": versions, "head_importance": None if importance is None else importance.tolist(),
+            "pruning_curve": curve, "family": family, "weights": "final", "fractions": fractions, "notes": notes}
+
+
+def _chosen_variants(run: Run, probe: dict, variants: Sequence[str] | None, fractions: list[float],
+                     existing: dict) -> list[str]:
+    names = run_variants(probe, run.metrics())
+    with_weights = [v for v in names if (run.model_dir(v) / "config.json").is_file()]
+    if variants is None:
+        if not with_weights:
+            raise RunStoreError(f"run {run.id} kept no student weights to compress")
+        return with_weights
+    if isinstance(variants, str):
+        variants = [variants]
+    chosen = []
+    for v in variants:
+        if v not in names:
+            raise RunStoreError(f"run {run.id} has no variant {v!r}; its variants are {', '.join(names)}")
+        if v not in with_weights:
+            raise RunStoreError(f"run {run.id} kept no weights for variant {v}: it stopped before saving them")
+        if v not in chosen:
+            chosen.append(v)
+    ref = run_reference(probe, names)
+    held = (existing.get("variants") or {}).get(ref) or {}
+    if ref is not None and ref not in chosen and ref in with_weights and held.get("fractions") != fractions:
+        chosen.append(ref)                 # the curve to compare with, on the same fractions
+    return chosen
+
+
+def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Sequence[float] = DEFAULT_FRACTIONS,
+                 progress: Progress | None = None) -> dict:
+    """Compress variants of a finished run (default: all; a list: those, and the reference unless the record
+    already has it for these fractions), measure every version on the CPU, write them under compressed/ and the
+    record to compression.json, and return the record. Nothing the run wrote before is changed.
+
+    Refuses a run that is not done, an unknown variant (listing the run's variants) and fractions outside [0, 1).
+    `progress(phase, done, total)` hears after each version."""
+    fractions = check_fractions(fractions)
+    status = run.status().get("status", "unknown")
+    if status != "done":
+        raise RunStoreError(f"run {run.id} is {status}, not finished: compress it once it is done "
+                            f"(`python -m distill_core runs` shows each run's status)")
+    probe = run.probe()
+    if not probe:
+        raise RunStoreError(f"run {run.id} has no probe.json: it failed before its models were ready")
+    try:
+        existing = read_compression(run) or {}
+    except RunStoreError as e:
+        log.warning("%s; it is written again", e)
+        existing = {}
+    chosen = _chosen_variants(run, probe, variants, fractions, existing)
+    data = RunData(run, probe)
+    per_variant = len(QUANT_VERSIONS) + len(fractions) - 1
+    total, done = per_variant * len(chosen), 0
+
+    def step(phase: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(f"compress {phase}", min(done, total), total)
+
+    entries = {}
+    for name in chosen:
+        entries[name] = _variant_entry(run, name, data, fractions, step)
+        done = per_variant * len(entries)
+        if progress:
+            progress(f"compress {name}", done, total)
+    order = run_variants(probe, run.metrics())
+    merged = {**(existing.get("variants") or {}), **entries}
+    record = {"created": now_iso(), "device": "cpu", "test_size": data.modality.size("test"),
+              "fractions": fractions,
+              "variants": {v: merged[v] for v in [*order, *[v for v in merged if v not in order]] if v in merged}}
+    run.write_json(FILE, record)
+    return record
