@@ -1,5 +1,5 @@
-"""Command line: python -m distill_core run | runs | show | report | robustness | cancel | delete | cache | sweep |
-sweeps."""
+"""Command line: python -m distill_core run | runs | show | report | robustness | compress | cancel | delete | cache |
+sweep | sweeps."""
 from __future__ import annotations
 
 import argparse
@@ -286,6 +286,56 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+def print_compression(record: dict, variants: list[str] | None = None) -> None:
+    """Each compressed variant's versions (size, latency, test accuracy, JS to the teacher) and its pruning curve."""
+    entries = record.get("variants") or {}
+    shown = [v for v in (variants or list(entries)) if v in entries]
+    print(f"compressed versions (on {record.get('device', 'cpu')}; test accuracy on {record.get('test_size')} "
+          f"examples; latency: median ms for one probe example; JS: attention to the teacher on the probe set)")
+    for name in shown:
+        e = entries[name]
+        width = max([22, *(len(v["name"]) for v in e["versions"])])
+        print(f"  {name}")
+        print(f"    {'version':<{width}} {'size MB':>8} {'latency ms':>11} {'test acc':>9} {'JS':>8}")
+        for v in e["versions"]:
+            js = "-" if v.get("js") is None else f"{v['js']:.4f}"
+            print(f"    {v['name']:<{width}} {v['size_bytes'] / 1e6:>8.1f} {v['latency_ms']:>11.2f} "
+                  f"{fmt_acc(v['test_accuracy']):>9} {js:>8}")
+        curve = e.get("pruning_curve")
+        if curve:
+            heads = len(curve[0]["head_mask"]) * len(curve[0]["head_mask"][0])
+            print(f"    pruning curve (heads removed of {heads}, by least importance):")
+            print("      fraction  " + "  ".join(f"{p['fraction']:>6g}" for p in curve))
+            print("      removed   " + "  ".join(f"{p['heads_removed']:>6d}" for p in curve))
+            print("      test acc  " + "  ".join(f"{fmt_acc(p['test_accuracy']):>6}" for p in curve))
+        for n in e.get("notes") or []:
+            print(f"    note: {n}")
+
+
+def cmd_compress(args) -> int:
+    """int8 versions and head-pruned versions of a finished run's students, measured and written beside the run."""
+    from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
+    fractions = parse_fractions(args.fractions) if args.fractions is not None else DEFAULT_FRACTIONS
+    run = RunStore(args.runs_dir).open(args.run_id)
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc="compress", unit="version", leave=False, dynamic_ncols=True)
+
+    def report(phase: str, done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.set_description_str(phase, refresh=False)
+        bar.refresh()
+    try:
+        record = compress_run(run, args.variant, fractions, progress=report if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    print_compression(record)
+    print(f"written: {run.path / 'compression.json'} and {run.path / 'compressed'}/")
+    return 0
+
+
 def cmd_cancel(args) -> int:
     RunStore(args.runs_dir).open(args.run_id).request_cancel()
     print(f"cancel requested for {args.run_id}; it stops after the current step and keeps its finished epochs")
@@ -404,6 +454,20 @@ def make_parser() -> argparse.ArgumentParser:
                     help="test examples used, the first ones in split order (default: %(default)s)")
     rb.add_argument("--runs-dir", **runs_dir)
     rb.set_defaults(func=cmd_robustness)
+
+    cp = sub.add_parser("compress", help="int8 and head-pruned versions of a finished run's students: size, "
+                                         "latency, test accuracy and attention JS of each (tens of seconds a "
+                                         "variant on a CPU)")
+    cp.add_argument("run_id")
+    cp.add_argument("--variant", action="append", metavar="NAME",
+                    help="compress this variant (repeat for more) and the run's labels-only reference, for the "
+                         "pruning curves; default: every variant")
+    cp.add_argument("--fractions", metavar="F1,F2",
+                    help="shares of the attention heads to prune, each in [0, 1) (default: "
+                         "0,0.1,0.25,0.5,0.75)")
+    cp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cp.add_argument("--runs-dir", **runs_dir)
+    cp.set_defaults(func=cmd_compress)
 
     c = sub.add_parser("cancel", help="ask a running session to stop (keeps finished epochs)")
     c.add_argument("run_id")
