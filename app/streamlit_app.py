@@ -16,6 +16,7 @@ pages = [
     st.Page(VIEWS / "explorer.py", title="Attention explorer", icon="🔍", url_path="explorer"),
     st.Page(VIEWS / "divergence.py", title="Divergence over epochs", icon="📉", url_path="divergence"),
     st.Page(VIEWS / "accuracy.py", title="Accuracy and efficiency", icon="⚖️", url_path="accuracy"),
+    st.Page(VIEWS / "compression.py", title="Compression", icon="🗜️", url_path="compression"),
     st.Page(VIEWS / "attributions.py", title="Attributions", icon="🧭", url_path="attributions"),
     st.Page(VIEWS / "generated.py", title="Generated data", icon="🧪", url_path="generated"),
     st.Page(VIEWS / "runs.py", title="Runs", icon="🗂️", url_path="runs"),

@@ -1,0 +1,107 @@
+"""Compression: int8 and head-pruned versions of a finished run's students, what each keeps and what it costs."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import common, state
+from app import compression_charts as cc
+from distill_core import compress
+from distill_core.errors import DistillError
+
+K = "compression."
+ALL = "__all__"
+view = state.View("compression", [state.Field(K + "variant", "variant")])
+view.restore()
+
+head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
+head_l.title("🗜️ Compression")
+st.caption("Smaller versions of a finished run's students, each measured like the students themselves: **int8** "
+           "weights for the linear layers (and, for text, the word embeddings, most of a small student's size), and "
+           "attention heads **pruned** by importance (Michel et al. 2019). Does a distilled student depend on fewer "
+           "heads than one trained on the labels alone?")
+
+run = common.pick_run(K + "run")
+if run is None:
+    st.stop()
+try:
+    status = run.status().get("status", "unknown")
+    record = compress.read_compression(run)
+except DistillError as e:
+    common.show_error(e)
+    st.stop()
+variants = common.variants_of(run)
+options = [ALL, *variants.names]
+if st.session_state.get(K + "variant") not in options:
+    st.session_state[K + "variant"] = ALL
+view.sync()
+with head_r:
+    state.link_button(view)
+
+if status != "done":
+    st.info(f"Run {run.id} is {status}: its students can be compressed once it has finished.")
+    st.stop()
+
+c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+choice = c1.selectbox("Variant to compress", options, key=K + "variant",
+                      format_func=lambda v: "every variant" if v == ALL else variants.label(v),
+                      help="One variant is compressed together with the labels-only reference, so that their "
+                           "pruning curves share the axes.")
+fractions = ", ".join(f"{f:.0%}" for f in compress.DEFAULT_FRACTIONS)
+if c2.button("Compress again" if record else "Compress", key=K + "compress", icon="🗜️", width="stretch",
+             help=f"On the CPU: about half a minute per variant for the default student (2,500 test examples, "
+                  f"7 versions each). Heads removed: {fractions}."):
+    with st.spinner("Quantizing, ranking the heads and measuring every version on the test set…"):
+        try:
+            compress.compress_run(run, None if choice == ALL else [choice])
+        except DistillError as e:
+            common.show_error(e)
+        else:
+            st.rerun()                 # drawn again from the record just written
+
+if not record:
+    st.info("This run has not been compressed yet: press **Compress**. Every new version goes to the run's "
+            "`compressed/` folder and the measurements to `compression.json`; nothing the run wrote is changed.")
+    st.stop()
+
+ref = variants.reference
+names = [v for v in variants.names if v in (record.get("variants") or {})]
+if common.presenting():
+    common.notice(["int8 weights make a student several times smaller, at almost the same accuracy",
+                   "each line: test accuracy as more heads are masked, least important first",
+                   "a flatter line depends on fewer of its heads"])
+
+reading = cc.heads_reading(record, names, ref)
+if reading:
+    st.markdown(reading)
+pruning = cc.pruning_figure(record, names, ref)
+if pruning.data:
+    st.plotly_chart(common.sized(pruning), width="stretch", config=common.PLOTLY_CONFIG, key=K + "pruning")
+st.caption("Pruning here masks heads: a masked head's output is multiplied by zero, but its weights stay (its "
+           "columns of the attention output projection are zeroed in the saved version), so a pruned version is "
+           "as large as the float32 one and no faster. Only int8 makes a student smaller.")
+
+st.dataframe(pd.DataFrame(cc.version_rows(record, names, ref)), hide_index=True, key=K + "table", placeholder="–",
+             column_config={
+                 "size (MB)": st.column_config.NumberColumn(format="%.1f"),
+                 "size vs fp32 (%)": st.column_config.NumberColumn(format="%.0f%%"),
+                 "latency (ms)": st.column_config.NumberColumn(
+                     format="%.2f", help="median time to classify one probe example (batch of 1) on the CPU"),
+                 "test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
+                 "vs fp32 (points)": st.column_config.NumberColumn(format="%+.1f"),
+                 "attention JS to the teacher": st.column_config.NumberColumn(
+                     format="%.4f", help="mean Jensen-Shannon divergence on the probe set, as on the Divergence "
+                                         "page; lower is closer"),
+             })
+st.plotly_chart(common.sized(cc.versions_figure(record, names, ref)), width="stretch",
+                config=common.PLOTLY_CONFIG, key=K + "versions")
+importance = cc.importance_figure(record, names, ref)
+if importance is not None:
+    st.plotly_chart(common.sized(importance), width="stretch", config=common.PLOTLY_CONFIG, key=K + "importance")
+st.caption(f"Measured {record.get('created', '')} on the {record.get('device', 'cpu').upper()}, final weights, "
+           f"{record.get('test_size')} test examples. Each version is a folder under `compressed/<variant>/` in the "
+           f"run that loads back with `distill_core.compress.load_compressed`.")
+with st.expander("How each version was made"):
+    for name in names:
+        st.markdown(f"**{variants.label(name)}**\n" + "\n".join(
+            f"- {n}" for n in record["variants"][name].get("notes") or []))
