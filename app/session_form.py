@@ -19,10 +19,11 @@ import pandas as pd
 import streamlit as st
 
 from distill_core import SessionConfig
-from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, DEFAULT_DATASET, DEFAULT_TEACHER, DEVICES,
-                                  HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES, IMAGE_LOSS_FAMILY, IMAGE_TEACHERS,
-                                  LAYER_MAPS, SCHEDULES, SMALL_TRAIN, STUDENT_INITS, AdversarialConfig, VariantConfig,
-                                  image_default_variants, image_session_problem)
+from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, COMBINE_RULES, DEFAULT_DATASET, DEFAULT_TEACHER,
+                                  DEVICES, ENSEMBLE_ATTENTION, HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES,
+                                  IMAGE_LOSS_FAMILY, IMAGE_TEACHERS, LAYER_MAPS, SCHEDULES, SMALL_TRAIN, STUDENT_INITS,
+                                  AdversarialConfig, VariantConfig, default_variants, image_default_variants,
+                                  image_session_problem)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
 from distill_core.errors import ConfigError, DataError, DistillError
 from distill_core.objectives import LOSS_HELP, OBJECTIVES, LOSS_NAMES as ALL_LOSS_NAMES
@@ -30,7 +31,7 @@ from distill_core.objectives import TEXT_LOSS_NAMES as LOSS_NAMES
 from distill_core.sources import source_kind
 from distill_core.strategies.schedules import SCHEDULES as LOSS_SCHEDULES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
-from distill_core.vocab import BASELINE, check_variant_name, variant_name_key
+from distill_core.vocab import BASELINE, ENSEMBLE, TEACHER, check_variant_name, teacher_name, variant_name_key
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
 SAVED = "new._saved"             # widget values kept while the user visits other pages
@@ -66,8 +67,19 @@ OP_LABELS = {"neighbours": "swap for a similar word", "mask": "mask a word", "de
 _VARIANT_DEFAULTS = VariantConfig("v", {"ce": 1.0})
 _ADV_DEFAULTS = AdversarialConfig()
 STRATEGY_KEYS = ("preset", "auto_weights", "temp_schedule", "temp_low", "temp_high", "attention_focus", "adv_method",
-                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "generated")
-IMAGE_STRATEGY_KEYS = STRATEGY_KEYS[:6]     # adversarial training and generated data are built for text only
+                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "generated", "teacher")
+# adversarial training and generated data are built for text only; "teacher": whom the variant learns from
+IMAGE_STRATEGY_KEYS = (*STRATEGY_KEYS[:6], "teacher")
+# ---- several teachers (distill_core.config.EnsembleConfig): the further teachers teacher_2 ... teacher_5 -----------
+MAX_FURTHER_TEACHERS = 4
+FURTHER = tuple(range(2, 2 + MAX_FURTHER_TEACHERS))   # the further teachers' numbers; keys new[.img].ens<k>.*
+COMBINE_LABELS = {"mean": "mean of the logits", "confidence": "confidence-weighted mean",
+                  "most_confident": "most confident teacher per example"}
+ENSEMBLE_ATTENTION_LABELS = {"teacher": "the first teacher", "mean": "mean of every teacher's maps"}
+PART_HELP = ("1/2 and 2/2 split the teacher's examples in two halves that never overlap. Empty: all of them; k/n: "
+             "the k-th of n equal parts.")
+FURTHER_IMAGE_KINDS = {"cnn": "CNN, built and trained here", "vit": "ViT, built and trained here",
+                       "local": "Model folder on this machine"}
 # ---- the Images mode ----------------------------------------------------------------------------------------
 MODALITY = "new.modality"
 MODALITIES = {"text": "Text", "image": "Images"}
@@ -163,15 +175,19 @@ def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | Non
         ("attention_focus", var.attention_focus), ("adv_method", adv.method if adv else ADV_OFF),
         ("adv_epsilon", float(a.epsilon)), ("adv_steps", int(a.steps)),
         ("adv_step_size", float(a.step_size or 0.0)), ("adv_weight", float(a.weight)),
-        ("generated", var.generated)) if k in vs.strategies})
+        ("generated", var.generated), ("teacher", var.teacher)) if k in vs.strategies})
     return v
 
 
-def variant_strategies(v: dict, i: int, losses: dict, vs: VariantSet = TEXT_VARIANTS) -> dict:
+def variant_strategies(v: dict, i: int, losses: dict, vs: VariantSet = TEXT_VARIANTS,
+                       sources: list[str] | None = None) -> dict:
     """The strategies of variant block `i` as config keys, only those that differ from the defaults (a variant
-    without strategies is written exactly as before). v: form values without 'new.'."""
+    without strategies is written exactly as before). v: form values without 'new.'. sources: the teachers the
+    session has (teacher_sources); a variant learning from one it no longer has learns from the first teacher."""
     p = f"{vs.block}{i}."
     out: dict = {}
+    if (source := v.get(p + "teacher") or TEACHER) != TEACHER and (sources is None or source in sources):
+        out["teacher"] = source
     if v.get(p + "preset"):
         out["preset"] = "tinybert"
     else:                       # the preset sets the schedules itself: the engine refuses both
@@ -225,6 +241,90 @@ def image_base(base: SessionConfig) -> SessionConfig:
                                     "train": {**IMAGE_FORM_DEFAULTS["train"], **hidden_train}})
 
 
+# ---- several teachers --------------------------------------------------------------------------------------
+def further_count(values, key: str) -> int:
+    """The number of further teachers the form asks for (values[key]), within 0 .. MAX_FURTHER_TEACHERS."""
+    try:
+        n = int(values.get(key) or 0)
+    except (TypeError, ValueError):
+        n = 0
+    return max(0, min(MAX_FURTHER_TEACHERS, n))
+
+
+def teacher_sources(count: int) -> list[str]:
+    """What a variant can learn from with `count` further teachers: teacher, teacher_2, ..., and the ensemble."""
+    return [teacher_name(k) for k in range(count + 1)] + ([ENSEMBLE] if count else [])
+
+
+def _as_int(x, default: int) -> int:
+    try:
+        return int(float(x))
+    except (TypeError, ValueError):
+        return default
+
+
+def ensemble_values(cfg: SessionConfig, image: bool) -> dict:
+    """The "Several teachers" widget key -> starting value, from cfg.ensemble (image: the image form's keys). Each
+    further teacher's fields show its own settings (those its entry leaves out are the first teacher's); the empty
+    slots start as the first teacher with the next seeds. Settings of an entry the form does not show are kept
+    under new[.img].ens<k>.extra and written back."""
+    p = IMG if image else "new."
+    t, ens = cfg.teacher, cfg.ensemble
+    v = {p + "ens_count": len(ens.teachers), p + "ens_combine": ens.combine, p + "ens_attention": ens.attention}
+    if not image:
+        v["new.teacher_part"] = str(t.finetune_part or "")
+    for k in FURTHER:
+        given = k - 2 < len(ens.teachers)
+        entry = dict(ens.teachers[k - 2]) if given else {}
+        q = f"{p}ens{k}."
+        v[q + "seed"] = _as_int(entry.get("seed"), t.seed if given else t.seed + k - 1)
+        if image:
+            src = str(entry.get("source") or t.source).strip()
+            kind = src if src in IMAGE_TEACHERS else "local"
+            v.update({q + "kind": kind, q + "path": src if kind == "local" else ""})
+            shown = ("source", "seed")
+        else:
+            src = str(entry.get("source") or "").strip()
+            v.update({q + "part": str(entry.get("finetune_part", t.finetune_part) or ""),
+                      q + "source": "" if src == t.source else src})
+            shown = ("source", "seed", "finetune_part")
+        v[q + "extra"] = {x: y for x, y in entry.items() if x not in shown}
+    return v
+
+
+def ensemble_settings(v: dict, first: dict, base: dict, image: bool) -> dict:
+    """The ensemble section from the form's values (v: without 'new.'): each further teacher's entry holds only
+    the settings that differ from the first teacher (`first`, the config's teacher section). No further teachers:
+    `base` (the defaults' section) without teachers. Raises ConfigError."""
+    p = "img." if image else ""
+    count = further_count(v, p + "ens_count")
+    if not count:
+        return {**base, "teachers": []}
+    teachers = []
+    for k in FURTHER[:count]:
+        q = f"{p}ens{k}."
+        entry = dict(v.get(q + "extra") or {})
+        if image:
+            kind = v.get(q + "kind") or "cnn"
+            source = kind if kind in IMAGE_TEACHERS else str(v.get(q + "path") or "").strip()
+            if not source:
+                raise ConfigError(f"enter the folder of {teacher_name(k - 1)} under Several teachers: an "
+                                  f"image-classification model (config.json and model.safetensors)")
+        else:
+            source = str(v.get(q + "source") or "").strip() or first["source"]
+            part = str(v.get(q + "part") or "").strip()
+            if part != str(first.get("finetune_part") or "").strip():
+                entry["finetune_part"] = part
+        if source != first["source"]:
+            entry["source"] = source
+        seed = _as_int(v.get(q + "seed"), 0)
+        if seed != _as_int(first.get("seed"), 0):
+            entry["seed"] = seed
+        teachers.append(entry)
+    return {"teachers": teachers, "combine": v.get(p + "ens_combine") or "mean",
+            "attention": v.get(p + "ens_attention") or "teacher"}
+
+
 def _widths_text(widths) -> str:
     return ", ".join(str(int(w)) for w in widths)
 
@@ -254,6 +354,7 @@ def image_initial_values(cfg: SessionConfig) -> dict:
                  "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_epochs", "teacher_batch_size"):
         v[IMG + name] = getattr(im, name)
     v[IMG + "teacher_lr"] = float(im.teacher_lr)
+    v.update(ensemble_values(cfg, image=True))
     for i, var in enumerate(cfg.variants):
         v.update(variant_values(i, var.name, var.losses, var, IMAGE_VARIANTS))
     return v
@@ -293,6 +394,7 @@ def initial_values(cfg: SessionConfig) -> dict:
         "new.transfer_copies": tf.copies, "new.transfer_fraction": float(tf.fraction),
         "new.transfer_ops": list(tf.ops),
         VARIANT_IDS: list(range(len(cfg.variants))), NEXT_ID: len(cfg.variants),
+        **ensemble_values(cfg, image=False),
     }
     for i, var in enumerate(cfg.variants):
         v.update(variant_values(i, var.name, var.losses, var))
@@ -684,10 +786,7 @@ def build_image_config(v: dict, base: SessionConfig) -> SessionConfig:
     d = base.to_dict()
     d["name"] = str(v.get("name", "")).strip()
     kind = v["img.teacher_kind"]
-    d["teacher"]["source"] = kind if kind in IMAGE_TEACHERS else str(v.get("img.teacher_path", "")).strip()
-    if not d["teacher"]["source"]:
-        raise ConfigError("enter the folder of the teacher: an image-classification model (config.json and "
-                          "model.safetensors)")
+    d["teacher"] = image_teacher(v, d["teacher"])
     d["student"]["source"] = ""
     d["data"].update(source=image_source(v), train_size=int(v["img.train_size"]), val_size=int(v["img.val_size"]),
                      test_size=int(v["img.test_size"]))
@@ -701,7 +800,9 @@ def build_image_config(v: dict, base: SessionConfig) -> SessionConfig:
               student_family="" if student == teacher and kind in IMAGE_TEACHERS else student,
               student_widths=parse_widths(v["img.student_widths"], "the student's stage widths"),
               teacher_widths=parse_widths(v["img.teacher_widths"], "the teacher's stage widths"))
-    d["variants"] = variants_config(v, IMAGE_VARIANTS, image_losses(teacher, student))
+    d["ensemble"] = ensemble_settings(v, d["teacher"], d["ensemble"], image=True)
+    d["variants"] = variants_config(v, IMAGE_VARIANTS, image_losses(teacher, student),
+                                    teacher_sources(further_count(v, "img.ens_count")))
     lmk = v["img.layer_map_kind"]
     d["objectives"].update(temperature=float(v["img.temperature"]), head_rule=v["img.head_rule"],
                            layer_map=lmk if lmk in LAYER_MAPS else str(v.get("img.layer_list", "")).strip())
@@ -714,8 +815,54 @@ def build_image_config(v: dict, base: SessionConfig) -> SessionConfig:
     return SessionConfig.from_dict(d)
 
 
-def variants_config(v: dict, vs: VariantSet, allowed: tuple[str, ...] | None = None) -> list[dict]:
-    """The variants section from a variant set's blocks (v: form values without 'new.'). Raises ConfigError."""
+def image_teacher(v: dict, base: dict) -> dict:
+    """The image form's teacher section (base: the defaults' one); ConfigError when its folder is missing."""
+    kind = v["img.teacher_kind"]
+    source = kind if kind in IMAGE_TEACHERS else str(v.get("img.teacher_path", "")).strip()
+    if not source:
+        raise ConfigError("enter the folder of the teacher: an image-classification model (config.json and "
+                          "model.safetensors)")
+    return {**base, "source": source}
+
+
+def text_teacher(v: dict, base: dict) -> dict:
+    """The text form's teacher section (base: the defaults' one); ConfigError when its folder or id is missing.
+    Its part of the data is the form's only with further teachers (where the form shows it)."""
+    kind = v["teacher_kind"]
+    source = {"default": DEFAULT_TEACHER, "local": v.get("teacher_path", ""), "hub": v.get("teacher_hub", "")}[kind]
+    if not source.strip():
+        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
+    out = {**base, "source": source.strip(), "finetune": v["teacher_finetune"],
+           "finetune_epochs": int(v["teacher_finetune_epochs"])}
+    if further_count(v, "ens_count"):
+        out["finetune_part"] = str(v.get("teacher_part") or "").strip()
+    return out
+
+
+def ensemble_problem(state, base: SessionConfig, image: bool) -> str | None:
+    """What the engine says against the form's teachers (a teacher listed twice, a part that cannot be read, ...),
+    or None; None too while the first teacher is not given yet (Start says so)."""
+    v = collect(state)
+    if not further_count(v, ("img." if image else "") + "ens_count"):
+        return None
+    base = image_base(base) if image else text_base(base)
+    d = base.to_dict()
+    try:
+        first = image_teacher(v, d["teacher"]) if image else text_teacher(v, d["teacher"])
+    except (ConfigError, KeyError):
+        return None
+    try:
+        ensemble = ensemble_settings(v, first, d["ensemble"], image)
+        SessionConfig.from_dict({"teacher": first, "ensemble": ensemble})
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def variants_config(v: dict, vs: VariantSet, allowed: tuple[str, ...] | None = None,
+                    sources: list[str] | None = None) -> list[dict]:
+    """The variants section from a variant set's blocks (v: form values without 'new.'); `sources`: the teachers
+    a variant can learn from (teacher_sources). Raises ConfigError."""
     ids = list(v.get(vs.ids[4:]) or [])
     if not ids:
         raise ConfigError("add a student variant: a session trains at least one")
@@ -729,7 +876,7 @@ def variants_config(v: dict, vs: VariantSet, allowed: tuple[str, ...] | None = N
         if not losses:
             raise ConfigError(f"variant {name} has no loss with a positive weight: tick at least one objective "
                               f"(e.g. ce, the plain label loss)")
-        out.append({"name": name, "losses": losses, **variant_strategies(v, i, losses, vs)})
+        out.append({"name": name, "losses": losses, **variant_strategies(v, i, losses, vs, sources)})
     return out
 
 
@@ -740,12 +887,8 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
     base = text_base(base)
     d = base.to_dict()
     d["name"] = str(v.get("name", "")).strip()
-    kind = v["teacher_kind"]
-    d["teacher"]["source"] = {"default": DEFAULT_TEACHER, "local": v.get("teacher_path", ""),
-                              "hub": v.get("teacher_hub", "")}[kind].strip()
-    if not d["teacher"]["source"]:
-        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
-    d["teacher"].update(finetune=v["teacher_finetune"], finetune_epochs=int(v["teacher_finetune_epochs"]))
+    d["teacher"] = text_teacher(v, d["teacher"])
+    d["ensemble"] = ensemble_settings(v, d["teacher"], d["ensemble"], image=False)
     d["student"].update(layers=int(v["student_layers"]), heads=int(v["student_heads"]),
                         hidden=int(v["student_hidden"]), intermediate=int(v["student_intermediate"]),
                         init=v["student_init"])
@@ -765,7 +908,7 @@ def build_config(v: dict, base: SessionConfig) -> SessionConfig:
                          label_column=v.get("file_label_column") or d["data"]["label_column"])
     d["data"].update(train_size=int(v["train_size"]), val_size=int(v["val_size"]), test_size=int(v["test_size"]),
                      max_length=int(v["max_length"]))
-    d["variants"] = variants_config(v, TEXT_VARIANTS)
+    d["variants"] = variants_config(v, TEXT_VARIANTS, sources=teacher_sources(further_count(v, "ens_count")))
     lmk = v["layer_map_kind"]
     d["objectives"].update(temperature=float(v["temperature"]), head_rule=v["head_rule"],
                            layer_map=lmk if lmk in LAYER_MAPS else v.get("layer_list", "").strip())
@@ -826,11 +969,62 @@ def image_preflight(cfg: SessionConfig) -> None:
         check_image_session(cfg, size, teacher_family)
     teacher = cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None
     student = im.student_family or teacher
+    further_image_teachers(cfg, size, student)
     if teacher and teacher == student and cfg.objectives.layer_map != "suggested":
         count = {"cnn": lambda who: len(getattr(im, f"{who}_widths")), "vit": lambda who: getattr(im, f"{who}_layers")}
         mapping.layer_map(cfg.objectives.layer_map, count[teacher]("teacher"), count[student]("student"))
         if teacher == "vit":
             mapping.resolve_head_rule(cfg.objectives.head_rule, im.teacher_heads, im.student_heads)
+
+
+def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, student: str | None) -> None:
+    """Image sessions with further teachers: each folder is a model folder, a ViT built here fits the images, and a
+    teacher whose maps a variant compares (learning from it, or from the ensemble with attention mean) is of the
+    student's family (the session refuses it only once its teachers are trained)."""
+    from distill_core.objectives import ACTIVATION, ATTENTION
+    from distill_core.vision_models import check_patch
+    names = cfg.teacher_names
+    compared = {v.teacher for v in cfg.variants
+                if any(w > 0 and OBJECTIVES[n].needs & {ATTENTION, ACTIVATION} for n, w in v.losses.items())}
+    mean_maps = ENSEMBLE in compared and cfg.ensemble.attention == "mean"
+    for name, tc in zip(names[1:], cfg.teacher_configs[1:]):
+        if tc.source in IMAGE_TEACHERS:
+            family = tc.source
+            if family == "vit" and size:
+                check_patch(size, cfg.image.patch)
+        elif not (Path(tc.source).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{name}: {tc.source} is not a model folder (no config.json in it)")
+        else:
+            family = folder_family(tc.source)
+        if (name in compared or mean_maps) and student and family and family != student:
+            how = (f"give the variants that learn from {name} output losses only (ce, logit_kd, hard_kd)"
+                   if name in compared else
+                   "take the ensemble's attention from the first teacher (Several teachers › Attention target "
+                   "from) or give the variants that learn from the ensemble output losses only (ce, logit_kd, "
+                   "hard_kd)")
+            raise ConfigError(f"{name} is a {FAMILY_NAMES[family]} whose maps the {FAMILY_NAMES[student]} student "
+                              f"cannot be compared with: {how}")
+
+
+def further_text_teachers(cfg: SessionConfig, layer_map, student_layers: int | None) -> None:
+    """Text sessions with further teachers: each other model is a folder here (or on the hub, online), and the
+    layer map fits its layers (layer_map: the first teacher's, resolved; None: not checked)."""
+    from distill_core import mapping
+    from distill_core.errors import DistillError
+    from distill_core.hub import require_online
+    for name, tc in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:]):
+        if tc.source == cfg.teacher.source:
+            continue
+        if form_kind(tc.source, "model") == "hub":
+            require_online(f"{name} {tc.source!r}")
+        elif tc.source != DEFAULT_TEACHER and not (Path(tc.source).expanduser() / "config.json").is_file():
+            raise ConfigError(f"{name}: {tc.source} is not a model folder (no config.json in it)")
+        shape = teacher_shape(tc.source)
+        if shape and layer_map is not None and student_layers:
+            try:
+                mapping.layer_map(layer_map, shape[0], student_layers)
+            except DistillError as e:
+                raise ConfigError(f"{name} ({tc.source}): {e}") from None
 
 
 def preflight(cfg: SessionConfig) -> None:
@@ -861,6 +1055,7 @@ def preflight(cfg: SessionConfig) -> None:
         from distill_core.strategies.generated import load_transfer_texts
         load_transfer_texts(tf, None)         # a file without the text column or without texts is refused here
     shape = teacher_shape(cfg.teacher.source)
+    layer_map = None
     if shape and not cfg.student.source:
         layer_map = cfg.objectives.layer_map
         if layer_map == "suggested":
@@ -870,6 +1065,7 @@ def preflight(cfg: SessionConfig) -> None:
                                              cfg.student.heads, cfg.data.source)
         mapping.layer_map(layer_map, shape[0], cfg.student.layers)
         mapping.resolve_head_rule(cfg.objectives.head_rule, shape[1], cfg.student.heads)
+    further_text_teachers(cfg, layer_map, cfg.student.layers if not cfg.student.source else None)
 
 
 # ---- progress helpers --------------------------------------------------------------------------------
@@ -896,6 +1092,88 @@ def teacher_section() -> None:
     shape = teacher_shape(source.strip()) if source.strip() else None
     if shape:
         st.caption(f"This teacher has {shape[0]} layers × {shape[1]} attention heads.")
+
+
+def source_label(source: str, count: int) -> str:
+    """How the "Learns from" choice names a teacher."""
+    if source == TEACHER:
+        return "teacher (the first)"
+    return f"ensemble (the {count + 1} teachers combined)" if source == ENSEMBLE else source
+
+
+def fit_variant_sources(vs: VariantSet, count: int) -> None:
+    """A variant learning from a teacher the session no longer has (fewer further teachers) learns from the first."""
+    sources = teacher_sources(count)
+    for i in st.session_state.get(vs.ids, []):
+        key = f"new.{vs.block}{i}.teacher"
+        if st.session_state.get(key, TEACHER) not in sources:
+            st.session_state[key] = TEACHER
+
+
+def default_text_variants(state) -> bool:
+    """Whether the text form's variants are the engine's defaults (baseline and distilled, no strategies)."""
+    return variant_rows(state, TEXT_VARIANTS) == [(v.name, v.losses, {}) for v in default_variants()]
+
+
+def ensemble_section(base: SessionConfig, image: bool = False) -> None:
+    """Several teachers (the config's ensemble section): how many further teachers, what makes each one differ
+    from the first, and how the ensemble combines them. Keys new.ens_count, new.ens<k>.seed / .part / .source,
+    new.teacher_part, new.ens_combine, new.ens_attention (images: new.img.ens_count, new.img.ens<k>.kind / .path /
+    .seed, new.img.ens_combine, new.img.ens_attention), k = 2 .. 5 as in teacher_2 .. teacher_5."""
+    p = IMG if image else "new."
+    count = further_count(st.session_state, p + "ens_count")
+    with st.expander("Several teachers", expanded=count > 0):
+        st.caption("Further teachers beside the one above, each prepared and cached like it: "
+                   + ("a built-in teacher with another seed or of the other family, or a model folder. "
+                      if image else "the same model with another seed or on another part of the data, or another "
+                                    "model that splits text into the same tokens. ")
+                   + "Each variant learns from one of them or from all of them combined (its Strategies › Learns "
+                     "from); the results compare each with the same recipe learning from the first teacher.")
+        count = int(st.number_input("Further teachers", min_value=0, max_value=MAX_FURTHER_TEACHERS, step=1,
+                                    key=p + "ens_count",
+                                    help="0: one teacher, as usual. Each further teacher is prepared like the first "
+                                         "(fine-tuned or trained here, then cached), which takes about as long."))
+        fit_variant_sources(IMAGE_VARIANTS if image else TEXT_VARIANTS, count)
+        if not count:
+            return
+        if not image:
+            st.text_input("The first teacher's part of the data", key="new.teacher_part", placeholder="all",
+                          help=PART_HELP)
+        for k in FURTHER[:count]:
+            q = f"{p}ens{k}."
+            st.markdown(f"**{teacher_name(k - 1)}**")
+            if image:
+                c1, c2 = st.columns([3, 1])
+                kind = c1.selectbox("Teacher", list(FURTHER_IMAGE_KINDS), format_func=FURTHER_IMAGE_KINDS.get,
+                                    key=q + "kind")
+                c2.number_input("Seed", min_value=0, step=1, key=q + "seed",
+                                help="Its own seed: the built-in teachers' initial weights and batches.")
+                if kind == "local":
+                    st.text_input("Model folder", key=q + "path",
+                                  placeholder="/path/to/model (config.json + model.safetensors)")
+            else:
+                c = st.columns([1, 1, 3])
+                c[0].number_input("Seed", min_value=0, step=1, key=q + "seed",
+                                  help="Its own seed: the order of its fine-tuning examples and its new head.")
+                c[1].text_input("Part of the data", key=q + "part", placeholder="all", help=PART_HELP)
+                c[2].text_input("Model folder (blank: the first teacher's model)", key=q + "source",
+                                placeholder="/path/to/model (config.json + weights)")
+        c1, c2 = st.columns(2)
+        c1.selectbox("Combine the teachers' logits by", COMBINE_RULES, key=p + "ens_combine",
+                     format_func=lambda r: COMBINE_LABELS.get(r, r),
+                     help="How the teachers' logits become one target, example by example: their mean; a mean "
+                          "weighting each teacher by its confidence (top class probability) on the example; or the "
+                          "logits of the teacher most confident on it.")
+        c2.selectbox("Attention target from", ENSEMBLE_ATTENTION, key=p + "ens_attention",
+                     format_func=lambda a: ENSEMBLE_ATTENTION_LABELS.get(a, a),
+                     help="Where the attention losses of a variant learning from the ensemble find their target: the "
+                          "first teacher's maps, or the mean of every teacher's maps (each reduced to the student's "
+                          "heads first). Hidden states always come from the first teacher.")
+        if problem := ensemble_problem(st.session_state, base, image):
+            st.error(problem, icon="🚫")
+        elif not image and default_text_variants(st.session_state):
+            st.caption("The variants are the defaults, so the session also trains **distilled_ensemble**: the "
+                       "distilled recipe learning from the ensemble.")
 
 
 def student_section() -> None:
@@ -1061,7 +1339,11 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
     elif name.strip() == reference:
         st.caption("**Reference**: labels only; the other variants are compared with it.")
     else:
-        st.caption(f"Learns from the teacher through {', '.join(teacher)}." if teacher else "Labels only.")
+        count = further_count(st.session_state, ("new." if vs is TEXT_VARIANTS else IMG) + "ens_count")
+        source = st.session_state.get(k + "teacher") or TEACHER
+        who = ("the teacher" if source == TEACHER or source not in teacher_sources(count) else
+               "the ensemble" if source == ENSEMBLE else source)
+        st.caption(f"Learns from {who} through {', '.join(teacher)}." if teacher else "Labels only.")
     strategies_section(i, ticked, vs, allowed)
 
 
@@ -1072,7 +1354,17 @@ def strategies_section(i: int, ticked: list[str], vs: VariantSet = TEXT_VARIANTS
     only where the teacher and student compare attention (the preset: ViTs, whose attention losses it schedules)."""
     k = f"new.{vs.block}{i}."
     text = vs is TEXT_VARIANTS
+    count = further_count(st.session_state, ("new." if text else IMG) + "ens_count")
     with st.expander("Strategies"):
+        if count:
+            sources = teacher_sources(count)
+            if st.session_state.get(k + "teacher") not in sources:
+                st.session_state[k + "teacher"] = TEACHER
+            st.markdown("**Teachers**")
+            st.selectbox("Learns from", sources, format_func=lambda s: source_label(s, count), key=k + "teacher",
+                         disabled=not any(OBJECTIVES[n].uses_teacher for n in ticked),
+                         help="Whom its teacher losses compare it with: one of the session's teachers (Several "
+                              "teachers, under the teacher), or all of them combined.")
         st.markdown("**Adaptive**")
         preset = False
         if text or "attention_kl" in allowed:

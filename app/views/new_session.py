@@ -3,6 +3,9 @@
 Text or Images at the top picks the form: text sessions distil a transformer on sentences, image sessions a CNN
 or ViT on pictures (a built-in dataset, or a .zip of class folders). Each mode keeps its own settings.
 
+Several teachers (under the teacher and student) adds up to four further teachers, the config's ensemble section;
+each variant then picks whom it learns from (its Strategies › Learns from): one of the teachers, or the ensemble.
+
 The form starts from `SessionConfig()`. If the environment variable `ADS_FORM_DEFAULTS` names a JSON or YAML
 config file (the format of `python -m distill_core run --config`), its settings become the form's defaults,
 including settings the form does not show (e.g. teacher.finetune_lr, data.probe_size).
@@ -44,12 +47,15 @@ if defaults_warning:
 
 if modality == "image":
     left, right = st.columns(2, gap="large")
+    several = st.container()                # Several teachers: under the teacher, drawn before the variants
     with st.container(border=True):         # drawn below the teacher and student, read by the student's line
         info = sf.image_data_section(store.root, sf.image_base(defaults))
     with left, st.container(border=True):
         sf.image_teacher_section()
     with right, st.container(border=True):
         sf.image_student_section(info)
+    with several:
+        sf.ensemble_section(defaults, image=True)
     with st.container(border=True):
         sf.image_variants_section()
     with st.container(border=True):
@@ -63,6 +69,7 @@ else:
         sf.teacher_section()
     with right, st.container(border=True):
         sf.student_section()
+    sf.ensemble_section(defaults)
     with st.container(border=True):
         sf.data_section(store.root, defaults)
     with st.container(border=True):
