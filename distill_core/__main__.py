@@ -102,6 +102,16 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
         if ref and name not in ("teacher", ref) and acc.get(name) is not None and acc.get(ref) is not None:
             gain = f"   {100 * (acc[name] - acc[ref]):+.1f} points vs {ref}"
         print(f"    {name:<{width}}  {fmt_acc(acc.get(name)):>6}{gain}")
+    teachers, ens = summary.get("teachers") or [], summary.get("ensemble") or {}
+    for t in teachers[1:]:
+        print(f"    {t['name']:<{width}}  {fmt_acc(t.get('accuracy')):>6}   ({t.get('source')}, seed {t.get('seed')}"
+              + (f", part {t['finetune_part']}" if t.get("finetune_part") else "") + ")")
+    if ens.get("accuracy") is not None:
+        print(f"    {'ensemble':<{width}}  {fmt_acc(ens['accuracy']):>6}   ({len(teachers)} teachers, {ens.get('combine')}; "
+              f"learnt from by {', '.join(ens.get('used_by') or []) or 'no variant'})")
+    for v, t in (summary.get("twins") or {}).items():
+        print(f"  {v} vs {t['twin']} (the same recipe from the first teacher): {100 * t['diff']:+.1f} points, "
+              f"McNemar p = {t['p']:.3f}, {t['verdict']}")
     if summary.get("majority_rate") is not None:
         print(f"  always answering the most common class scores {fmt_acc(summary['majority_rate'])}")
     print_paired(summary.get("paired") or {}, variants, ref, width)

@@ -282,3 +282,16 @@ def test_the_sweep_table_lists_the_further_teachers_and_the_ensemble(ensemble_ru
     store, run_id = ensemble_run
     rows = sweep_stat_rows(summarize_sweep(store, {"id": "s", "seeds": [0], "runs": {"0": run_id}}))
     assert [r["model"] for r in rows][:4] == ["teacher", "teacher_2", "teacher_3", "ensemble"]
+
+
+def test_show_prints_every_teacher_and_the_ensemble(ensemble_run, capsys):
+    from distill_core.__main__ import main
+    store, run_id = ensemble_run
+    s = store.open(run_id).summary()
+    assert main(["show", run_id, "--runs-dir", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 1" in next(x for x in out.splitlines() if x.strip().startswith("teacher_2 "))
+    assert "part 2/2" in next(x for x in out.splitlines() if x.strip().startswith("teacher_3 "))
+    line = next(x for x in out.splitlines() if x.strip().startswith("ensemble "))
+    assert f"{100 * s['ensemble']['accuracy']:.1f}%" in line and "3 teachers, mean; learnt from by ens" in line
+    assert "ens vs kd (the same recipe from the first teacher)" in out
