@@ -275,12 +275,14 @@ def selected_cell(selection, variants: Sequence[str], labels: Sequence[str]) -> 
 # ---- small multiples ---------------------------------------------------------------------------------
 def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: int | None = None,
               zmax: float | None = None, highlight: Sequence[int] = (), row_names: Sequence[str] | None = None,
-              height: int | None = None, width_px: int = 1000, gamma: float = 1.0) -> go.Figure:
+              height: int | None = None, width_px: int = 1000, gamma: float = 1.0,
+              greyed: Sequence[int] = ()) -> go.Figure:
     """Small multiples of attention heads with one colour scale.
 
     maps (H, T, T): the heads of one layer, wrapped into rows of `cols` panels;
     maps (L, H, T, T): a layers x heads grid (rows = layers).
-    `highlight` outlines heads (of a single layer) in red, e.g. the teacher heads a student head is compared with.
+    `highlight` outlines heads (of a single layer) in red, e.g. the teacher heads a student head is compared with;
+    `greyed` veils heads (of a single layer) in grey and names them pruned, e.g. the heads a pruned version masks.
     Panels are square; `width_px` (the expected width of the chart on screen) sets the default height.
     """
     maps = np.asarray(maps, dtype=np.float32)
@@ -290,7 +292,8 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
         n_heads = maps.shape[0]
         cols = cols or min(n_heads, 6)
         rows = math.ceil(n_heads / cols)
-        cells = [(h // cols, h % cols, maps[h], f"head {h}") for h in range(n_heads)]
+        cells = [(h // cols, h % cols, maps[h], f"head {h}" + (" · pruned" if h in set(greyed) else ""))
+                 for h in range(n_heads)]
     elif maps.ndim == 4:
         rows, cols = maps.shape[0], maps.shape[1]
         row_names = row_names or [f"layer {r}" for r in range(rows)]
@@ -324,6 +327,9 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
                                      constrain="domain", constraintoward="top", **axis)
         if name:
             annotations.append(_panel_annotation(name, xd, yd, size=10 if cols > 6 else 11))
+        if maps.ndim == 3 and (r * cols + c) in set(greyed):
+            shapes.append(dict(type="rect", xref=f"x{sfx} domain", yref=f"y{sfx} domain", x0=0, x1=1, y0=0, y1=1,
+                               fillcolor="rgba(229, 231, 235, 0.82)", line=dict(color="#9ca3af", width=1)))
         if maps.ndim == 3 and (r * cols + c) in set(highlight):
             shapes.append(dict(type="rect", xref=f"x{sfx} domain", yref=f"y{sfx} domain", x0=0, x1=1, y0=0, y1=1,
                                line=dict(color="#dc2626", width=2.5)))

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import charts, common, live, state
-from distill_core import analysis
+from distill_core import analysis, compress
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, TEACHER
@@ -261,11 +261,26 @@ st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"{teacher_name} layer {t
                                  gamma=gamma,
                                  highlight=t_heads if len(t_heads) < Ht else ()),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "teacher_grid")
+pruned_versions = [v for v in ((compress.read_compression(run) or {}).get("variants", {}).get(student, {})
+                               .get("versions") or []) if v.get("kind") == "pruned"]
+greyed = []
+if pruned_versions:                              # the run was compressed: which heads would a pruned version drop?
+    names = ["none", *(v["name"] for v in pruned_versions)]
+    _keep(K + "pruned", names, "none")
+    chosen = st.selectbox("Grey out the heads pruned in", names, key=K + "pruned", format_func=lambda n: n if n == "none"
+                          else next(f"{n}: {v['heads_removed']} heads removed, test accuracy {v['test_accuracy']:.1%}"
+                                    for v in pruned_versions if v["name"] == n),
+                          help="Heads ranked by importance on the validation set (Michel et al. 2019); the "
+                               "Compression page has every version and the accuracy as heads are removed.")
+    mask = compress.pruned_heads(run, student, chosen) if chosen != "none" else None
+    greyed = [h for h in range(Hs) if mask is not None and mask[s_layer][h]]
 st.plotly_chart(charts.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
                                  gamma=gamma,
-                                 highlight=[] if s_head == AVERAGE else [s_head]),
+                                 highlight=[] if s_head == AVERAGE else [s_head], greyed=greyed),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "student_grid")
-st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above.")
+st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above."
+           + (" Grey: the heads the chosen pruned version masks in this layer (their maps as trained)." if pruned_versions
+              else ""))
 
 st.subheader("Head-averaged view")
 st.plotly_chart(charts.heatmap_triptych(
