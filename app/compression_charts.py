@@ -85,33 +85,40 @@ def pruning_figure(record: dict, variants: Sequence[str] | None = None, referenc
 
 
 def versions_figure(record: dict, variants: Sequence[str] | None = None, reference: str | None = None,
-                    height: int = 380) -> go.Figure:
-    """Size on disk, latency, test accuracy and attention JS to the teacher of every version, grouped by version,
-    one colour per variant (the JS panel only when some version has one)."""
+                    height: int = 430) -> go.Figure:
+    """Size on disk and latency (bars from zero), test accuracy and attention JS to the teacher (markers on an axis
+    that fits them: the versions differ by fractions of a point) of every version, one colour per variant (the JS
+    panel only when some version has one)."""
     names = _entries(record, variants)
     colors = variant_colors(names)
-    panels = [("size on disk (MB)", lambda v: v["size_bytes"] / 1e6, "{:.1f}"),
-              ("latency per example (ms)", lambda v: v["latency_ms"], "{:.1f}"),
-              ("test accuracy (%)", lambda v: 100 * v["test_accuracy"], "{:.1f}")]
+    panels = [("size on disk (MB)", lambda v: v["size_bytes"] / 1e6, ".1f", True),
+              ("latency per example (ms)", lambda v: v["latency_ms"], ".2f", True),
+              ("test accuracy (%)", lambda v: 100 * v["test_accuracy"], ".1f", False)]
     if any(v.get("js") is not None for n in names for v in record["variants"][n].get("versions") or []):
-        panels.append(("attention JS to the teacher", lambda v: v.get("js"), "{:.3f}"))
+        panels.append(("attention JS to the teacher", lambda v: v.get("js"), ".4f", False))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.06)
     for name in names:
         label = model_label(name, reference)
         versions = record["variants"][name].get("versions") or []
-        for c, (_, value, fmt) in enumerate(panels, start=1):
+        for c, (_, value, fmt, bars) in enumerate(panels, start=1):
             shown = [v for v in versions if value(v) is not None]
-            fig.add_trace(go.Bar(
-                x=[v["name"] for v in shown], y=[value(v) for v in shown], name=label, legendgroup=name,
-                showlegend=c == 1, marker_color=colors[name],
-                marker_pattern_shape="/" if name == reference else "",
-                customdata=[version_title(v) for v in shown],
-                hovertemplate=(f"{html.escape(label, quote=False)} · %{{customdata}}: %{{y:{fmt[2:-1]}}}"
-                               f"<extra></extra>")), row=1, col=c)
-    fig.update_layout(**_base_layout(height), barmode="group", legend=dict(orientation="h", y=-0.45, x=0))
+            common = dict(x=[v["name"] for v in shown], y=[value(v) for v in shown], name=label, legendgroup=name,
+                          showlegend=c == 1, customdata=[version_title(v) for v in shown],
+                          hovertemplate=(f"{html.escape(label, quote=False)} · %{{customdata}}: %{{y:{fmt}}}"
+                                         f"<extra></extra>"))
+            if bars:
+                trace = go.Bar(**common, marker_color=colors[name],
+                               marker_pattern_shape="/" if name == reference else "")
+            else:
+                trace = go.Scatter(**common, mode="markers", marker=dict(
+                    color=colors[name], size=10, symbol="diamond-open" if name == reference else "circle"))
+            fig.add_trace(trace, row=1, col=c)
+        for c, (*_, bars) in enumerate(panels, start=1):
+            fig.update_yaxes(rangemode="tozero" if bars else "normal", row=1, col=c)
+    fig.update_layout(**_base_layout(height), barmode="group", legend=dict(orientation="h", y=-0.75, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_annotations(font=dict(size=13))
-    fig.update_yaxes(gridcolor="#f3f4f6", rangemode="tozero")
+    fig.update_yaxes(gridcolor="#f3f4f6")
     fig.update_xaxes(tickangle=-45)
     return fig
 
@@ -144,40 +151,36 @@ def _point(curve: list[dict], fraction: float) -> dict | None:
     return next((p for p in curve if abs(p["fraction"] - fraction) < 1e-9), None)
 
 
-def compared_fraction(record: dict, names: Sequence[str]) -> float | None:
-    """The share of heads removed at which the variants are compared: 50% when every curve has it, else the largest
-    share they all have above 0."""
+def compared_fractions(record: dict, names: Sequence[str]) -> list[float]:
+    """The shares of heads removed at which the variants are compared: 50% when every curve has it, and the largest
+    share they all have when it is larger (or the only one above 0 they share)."""
     curves = [record["variants"][n]["pruning_curve"] for n in names]
     common = set.intersection(*[{round(p["fraction"], 6) for p in c} for c in curves]) - {0.0} if curves else set()
     if not common:
-        return None
-    return COMPARED_FRACTION if COMPARED_FRACTION in common else max(common)
+        return []
+    out = [COMPARED_FRACTION] if COMPARED_FRACTION in common else []
+    return out + ([max(common)] if max(common) not in out and (not out or max(common) > out[0]) else [])
 
 
-def heads_reading(record: dict, variants: Sequence[str] | None = None, reference: str | None = None) -> str | None:
-    """Does a distilled student depend on fewer heads? One paragraph from the curves: each variant's test accuracy
-    with the compared share of heads removed and its drop from its own unpruned accuracy, read against the
-    reference's drop (a difference under SAME_POINTS points reads as about the same). None without two curves."""
-    names = [n for n in _entries(record, variants) if record["variants"][n].get("pruning_curve")]
-    if len(names) < 2:
-        return None
-    f = compared_fraction(record, names)
-    if f is None:
-        return None
+def _reading_at(record: dict, names: Sequence[str], fraction: float, reference: str | None,
+                first: bool) -> str | None:
+    """The variants' accuracy with `fraction` of the heads removed and how much each loses, read against the
+    reference (within SAME_POINTS points: about the same)."""
     drops, parts = {}, []
     for name in names:
         curve = record["variants"][name]["pruning_curve"]
-        start, at = _point(curve, 0.0), _point(curve, f)
+        start, at = _point(curve, 0.0), _point(curve, fraction)
         if start is None or at is None:
             continue
-        drops[name] = 100 * (start["test_accuracy"] - at["test_accuracy"])
-        heads, d = int(np.size(at["head_mask"])), drops[name]
+        drops[name] = d = 100 * (start["test_accuracy"] - at["test_accuracy"])
         change = (f"{d:.1f} points below" if d >= 0.05 else f"{-d:.1f} points above" if d <= -0.05 else "the same as")
+        heads = f" with all {int(np.size(at['head_mask']))} heads" if first else ""
         parts.append(f"{the(name, reference)} {100 * at['test_accuracy']:.1f}% ({change} its "
-                     f"{100 * start['test_accuracy']:.1f}% with all {heads} heads; {at['heads_removed']} removed)")
+                     f"{100 * start['test_accuracy']:.1f}%{heads}; {at['heads_removed']} removed)")
     if len(drops) < 2:
         return None
-    text = f"With {f:.0%} of the heads removed, least important first: " + "; ".join(parts) + "."
+    text = (f"With {fraction:.0%} of the heads removed{', least important first' if first else ''}: "
+            + "; ".join(parts) + ".")
     ref = reference if reference in drops else None
     if ref is None:
         best = min(drops, key=drops.get)
@@ -194,6 +197,22 @@ def heads_reading(record: dict, variants: Sequence[str] | None = None, reference
         else:
             lines.append(f"{the(name, reference)} loses {-gap:.1f} points more than {the(ref, reference)}: it "
                          f"depends on more of its heads, not fewer")
+    return text + " " + _cap("; ".join(lines)) + "."
+
+
+def heads_reading(record: dict, variants: Sequence[str] | None = None, reference: str | None = None) -> str | None:
+    """Does a distilled student depend on fewer heads? From the curves, at 50% of the heads removed and at the
+    largest share when it is larger: each variant's test accuracy and its drop from its own unpruned accuracy, read
+    against the reference's drop (a difference under SAME_POINTS points reads as about the same). Paragraphs
+    separated by blank lines; None without two curves to compare."""
+    names = [n for n in _entries(record, variants) if record["variants"][n].get("pruning_curve")]
+    if len(names) < 2:
+        return None
+    paragraphs = [t for k, f in enumerate(compared_fractions(record, names))
+                  if (t := _reading_at(record, names, f, reference, k == 0))]
+    if not paragraphs:
+        return None
     n = record.get("test_size")
-    return (text + " " + _cap("; ".join(lines)) + "." +
-            (f" One run and {n} test examples: a gap of a point or two may not hold on another seed." if n else ""))
+    if n and reference in names:
+        paragraphs.append(f"One run and {n} test examples: a gap of a point or two may not hold on another seed.")
+    return "\n\n".join(paragraphs)

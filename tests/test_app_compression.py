@@ -66,6 +66,18 @@ def test_the_reading_answers_whether_the_distilled_student_needs_fewer_heads():
     assert "loses 12.0 points more than the baseline student: it depends on more of its heads, not fewer" in more
     same = cc.heads_reading(record([0.72, 0.72, 0.715], [0.75, 0.75, 0.748]), ["baseline", "distilled"], "baseline")
     assert "about as much as the baseline student" in same and "2500 test examples" in same
+    # a larger share than 50% is read too
+    deeper = record([0.72, 0.72, 0.71], [0.75, 0.75, 0.745])
+    for name, acc in (("baseline", 0.70), ("distilled", 0.66)):
+        curve = deeper["variants"][name]["pruning_curve"]
+        curve.append({**curve[-1], "fraction": 0.75, "heads_removed": 6, "test_accuracy": acc})
+    both = cc.heads_reading(deeper, ["baseline", "distilled"], "baseline").split("\n\n")
+    assert len(both) == 3 and both[0].startswith("With 50% of the heads removed, least important first")
+    assert "no sign that it depends on fewer heads" in both[0]
+    assert both[1].startswith("With 75% of the heads removed: the baseline student 70.0% (2.0 points below its "
+                              "72.0%; 6 removed)")
+    assert "loses 7.0 points more than the baseline student: it depends on more of its heads, not fewer" in both[1]
+    assert both[2].startswith("One run and 2500 test examples")
     one = record([0.72, 0.71, 0.7], [0.75, 0.75, 0.74])
     del one["variants"]["baseline"]
     assert cc.heads_reading(one, ["baseline", "distilled"], "baseline") is None
@@ -78,6 +90,8 @@ def test_versions_figure_and_table():
                                                         "test accuracy (%)", "attention JS to the teacher"]
     assert len(fig.data) == 8 and [d.showlegend for d in fig.data[:4]] == [True, False, False, False]
     assert list(fig.data[0].y) == pytest.approx([29.0, 25.0, 7.8, 29.0, 29.0])
+    assert [d.type for d in fig.data[:4]] == ["bar", "bar", "scatter", "scatter"]
+    assert list(fig.data[6].y) == pytest.approx([75.0, 74.9, 74.8, 75.0, 74.0])     # distilled's accuracy
     for v in (e for name in rec["variants"] for e in rec["variants"][name]["versions"]):
         v["js"] = None
     assert len(cc.versions_figure(rec).layout.annotations) == 3          # no JS panel when nothing has one

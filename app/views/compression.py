@@ -77,9 +77,9 @@ if reading:
 pruning = cc.pruning_figure(record, names, ref)
 if pruning.data:
     st.plotly_chart(common.sized(pruning), width="stretch", config=common.PLOTLY_CONFIG, key=K + "pruning")
-st.caption("Pruning here masks heads: a masked head's output is multiplied by zero, but its weights stay (its "
-           "columns of the attention output projection are zeroed in the saved version), so a pruned version is "
-           "as large as the float32 one and no faster. Only int8 makes a student smaller.")
+st.caption("Pruning here masks heads: a masked head's output is multiplied by zero, but its weights stay (a "
+           "pruned version's folder holds its head mask and reads the float32 weights), so a pruned version is as "
+           "large as the float32 one and no faster. Only int8 makes a student smaller.")
 
 st.dataframe(pd.DataFrame(cc.version_rows(record, names, ref)), hide_index=True, key=K + "table", placeholder="–",
              column_config={
