@@ -141,8 +141,9 @@ def importance_figure(record: dict, variants: Sequence[str] | None = None, refer
             text=np.round(imp, 2), texttemplate="%{text}",
             hovertemplate="%{y}, %{x}: importance %{z:.3f}<extra></extra>"), row=1, col=c)
         fig.update_yaxes(autorange="reversed", row=1, col=c)
-    fig.update_layout(**_base_layout(height, "Head importance (Michel et al. 2019): |∂loss/∂mask| on the validation "
-                                             "set, each layer divided by its L2 norm"))
+    title = ("Head importance (Michel et al. 2019): |∂loss/∂mask| on the validation set, each layer divided by its "
+             "L2 norm")
+    fig.update_layout(**_base_layout(height, title))
     fig.update_annotations(font=dict(size=13))
     return fig
 

@@ -10,22 +10,24 @@ Versions of each variant (its final weights, as on the Accuracy page):
 
     fp32                    the student as trained
     int8_linear             every nn.Linear replaced by `Int8Linear` (dynamic int8: weights int8 with one symmetric
-                            scale per output channel; each row of the input, one token, quantized symmetrically at run
-                            time; the product taken in int32 by `torch._int_mm` and rescaled: y = (x_q w_q^T) s_x s_w + b,
-                            what `quantize_dynamic` did). The word embeddings stay float32.
-    int8_linear_embeddings  also the word embeddings, weight-only (`Int8Embedding`: an int8 table with one scale per row;
-                            the rows a text uses are gathered and dequantised). For the default 3 x 4 x 192 student they
-                            are 23.4 of its 29.3 MB. Text students only: an image student has no word embeddings.
+                            scale per output channel; each row of the input, one token, quantized symmetrically at
+                            run time; the product taken in int32 by `torch._int_mm` and rescaled:
+                            y = (x_q w_q^T) s_x s_w + b, what `quantize_dynamic` did). The word embeddings stay float32.
+    int8_linear_embeddings  also the word embeddings, weight-only (`Int8Embedding`: an int8 table with one scale per
+                            row; the rows a text uses are gathered and dequantised). For the default 3 x 4 x 192
+                            student they are 23.4 of its 29.3 MB. Text students only: an image student has no word
+                            embeddings.
     pruned_<percent>        the fp32 student with that share of its attention heads masked (below).
 
 Why these kernels (torch 2.13, CPU). `torch.ao.quantization.quantize_dynamic` and quantized tensors
 (`torch.quantize_per_channel`, the qint8 dtypes) are deprecated there and warn, so the modules here use plain int8
-tensors and core ops. On the student's shapes (192 -> 192 / 768 / 192, one thread) `torch._int_mm` with the
-activations quantized at run time took 83-138 us for a 30-token text against 52-128 us for the float32 matmul, and
-2-3x float32's time for a 64-text batch (quantizing and rescaling the activations costs more than the int8 product
-saves at this width); the weight-only kernel `torch.ops.aten._weight_int8pack_mm` took 1.7-7 ms for the same 30 tokens,
-30-60x float32's, so it is not used. Int8 here buys size, not speed, on a CPU like this one: the record's latencies
-say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
+tensors and core ops. Measured on a 2-core CPU, one thread, for the student's shapes (192 -> 192 / 768 / 192):
+`torch._int_mm` with the activations quantized at run time took about as long as the float32 matmul for one 30-token
+text (0.1-0.25 ms each) and 1.4-2.3x as long for a batch of 64 texts (quantizing and rescaling the activations costs
+more than the int8 product saves at this width); the weight-only kernel `torch.ops.aten._weight_int8pack_mm` took
+1.7-7 ms for the same 30 tokens, 30-60x float32's, so it is not used. For the whole default student, the 2,500 test
+examples took 5.4 s in int8_linear against 4.4 s in float32. Int8 here buys size, not speed, on a CPU like this one:
+the record's latencies say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
 
 Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
