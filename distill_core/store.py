@@ -14,6 +14,7 @@ Layout of `<root>/<run_id>/`:
                        "losses": {component: mean over those steps, "total": the weighted sum}}
     probe.json         probe texts, labels, tokens per example, the variants, the layer mapping and head rule
     attention/teacher.npz              key "<i>" -> (L, H, T_i, T_i) float16 for probe example i
+    attention/teacher_<k>.npz          the same for each further teacher of a session with several (teacher_2, ...)
     attention/<variant>_e<epoch>.npz   same layout, for each student variant (e.g. baseline, distilled)
     models/<variant>/  config.json + model.safetensors (the trained student variant: its last finished epoch)
     models/<variant>.best/  the same for its best epoch by validation accuracy, only where that is not the last
@@ -25,7 +26,14 @@ Layout of `<root>/<run_id>/`:
                        sizes, latencies, "majority_rate", "warnings": [{"model", "kind", "message"}],
                        "paired": {<variant>: stats.paired_comparison against the reference},
                        "best_epoch": {<variant>: {"epoch", "val_accuracy", "test_accuracy" (null: not tested),
-                       "final_epoch"}} (absent in runs written before it; Run.kept_weights reads it)
+                       "final_epoch"}} (absent in runs written before it; Run.kept_weights reads it);
+                       several teachers: "teachers" (each one's name, source, seed, part, folder, test accuracy),
+                       "ensemble" (combine rule, test accuracy and answers, the variants that learn from it) and
+                       "twins" (each variant learning from another teacher against the same recipe from the first)
+    compression.json   written by `compress` (distill_core/compress.py), after the session: each compressed
+                       variant's versions (size, latency, test accuracy, attention JS), head importance, pruning curve
+    compressed/<variant>/<version>/   each compressed version as a folder that load_compressed reads back (left out
+                       of the run's zip: compress makes them again from the weights in models/)
     cancel             present when a cancel was requested
 """
 from __future__ import annotations
@@ -378,9 +386,10 @@ class RunStore:
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             root = run.path.resolve()
             for f in sorted(run.path.rglob("*")):
-                # links could carry files from outside the run into the archive: skip them
+                # links could carry files from outside the run into the archive: skip them; compressed versions are
+                # remade from models/ by `compress` (a default run's are 120 MB)
                 if (f.is_file() and not f.is_symlink() and not f.name.endswith(".tmp")
-                        and f.resolve().is_relative_to(root)):
+                        and f.resolve().is_relative_to(root) and f.relative_to(run.path).parts[0] != "compressed"):
                     z.write(f, Path(run_id) / f.relative_to(run.path))
         return buf.getvalue()
 

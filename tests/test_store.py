@@ -98,10 +98,14 @@ def test_delete_and_zip(tmp_path):
     with pytest.raises(RunStoreError, match="still running"):
         store.delete(run.id)
     run.update_status(status="done")
+    run.write_json("compression.json", {"variants": {}})
+    (run.path / "compressed" / "v" / "fp32").mkdir(parents=True)
+    (run.path / "compressed" / "v" / "fp32" / "model.safetensors").write_bytes(b"0" * 10)
     data = store.zip_bytes(run.id)
     import io
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert f"{run.id}/config.json" in names
+    assert f"{run.id}/config.json" in names and f"{run.id}/compression.json" in names
+    assert not any("/compressed/" in n for n in names)          # remade by compress from models/
     store.delete(run.id)
     assert not run.path.exists()
 
