@@ -82,7 +82,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import mapping
-from .capture import AttentionCapture
 from .errors import ConfigError, DataError, ModelError, RunStoreError
 from .models import set_attention_backend
 from .store import Run, atomic_write_json, now_iso
@@ -613,16 +612,7 @@ def load_student(run: Run, variant: str, image: bool) -> nn.Module:
 def probe_maps(model: nn.Module, modality) -> list[np.ndarray]:
     """The model's attention on the probe examples, as a session records it: (L, H, t_i, t_i) per text, or the
     image modality's maps."""
-    cpu = torch.device("cpu")
-    if modality.kind == "image":
-        return modality.probe_maps(model, cpu)
-    model.eval()
-    set_attention_backend(model, eager=True)
-    batch = modality.probe_batch(cpu)
-    with AttentionCapture(model) as cap:
-        model(**batch.inputs)
-        maps = cap.pop_stacked().float().cpu()                              # (B, L, H, T, T)
-    return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(modality.probe_lengths())]
+    return modality.probe_maps(model, torch.device("cpu"))
 
 
 def measure(model: nn.Module, data: RunData, mask=None) -> dict:

@@ -205,7 +205,7 @@ def test_accuracy_page_shows_every_teacher_and_their_ensemble(ensemble_pages):
     shown = texts(at.markdown)
     assert "The **ensemble** of the 3 teachers (the mean of their logits)" in shown
     twin = s["twins"]["ens"]
-    assert f"**ens** learns from the ensemble" in shown and f"{100 * twin['diff']:+.1f} points" in shown
+    assert "**ens** learns from the ensemble" in shown and f"{100 * twin['diff']:+.1f} points" in shown
 
 
 def test_explorer_shows_the_chosen_teachers_attention(ensemble_pages):

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..batching import collate, encode, make_batches
 from ..data import Splits
+from ..capture import AttentionCapture
 from ..evaluate import accuracy_and_loss, evaluate, measure_latency, predict_logits
+from ..models import set_attention_backend
 
 
 @dataclass
@@ -65,6 +68,17 @@ class TextModality:
 
     def probe_lengths(self) -> list[int]:
         return [len(x) for x in self.probe_ids]
+
+    @torch.inference_mode()
+    def probe_maps(self, model, device: torch.device) -> list[np.ndarray]:
+        """Attention probabilities of every layer on each probe example: list of (L, H, t_i, t_i) float32."""
+        model.eval()
+        set_attention_backend(model, eager=True)
+        batch = self.probe_batch(device)
+        with AttentionCapture(model) as cap:
+            model(**batch.inputs)
+            maps = cap.pop_stacked().float().cpu()          # (B, L, H, T, T)
+        return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(self.probe_lengths())]
 
     def probe_record(self) -> dict:
         """What the pages show about the probe examples: texts, labels and the tokens on the axes."""

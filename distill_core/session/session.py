@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from .. import mapping, stats
-from ..capture import AttentionCapture
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
 from ..data import load_splits
 from ..errors import ConfigError
@@ -730,16 +729,9 @@ class Session:
     # ---- record one epoch ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def probe_maps(self, p: Prepared, model) -> list[np.ndarray]:
-        """Attention probabilities of every layer on each probe example: list of (L, H, t_i, t_i) float32."""
-        if p.modality.kind == "image":
-            return p.modality.probe_maps(model, p.device)
-        model.eval()
-        set_attention_backend(model, eager=True)
-        batch = p.modality.probe_batch(p.device)
-        with AttentionCapture(model) as cap:
-            model(**batch.inputs)
-            maps = cap.pop_stacked().float().cpu()          # (B, L, H, T, T)
-        return [maps[i, :, :, :n, :n].numpy() for i, n in enumerate(p.modality.probe_lengths())]
+        """Attention of every layer on each probe example: list of (L, H, t_i, t_i) float32 (images: the modality's
+        maps)."""
+        return p.modality.probe_maps(model, p.device)
 
     def compare(self, p: Prepared, student_maps: list[np.ndarray]) -> dict[str, list]:
         """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists; empty
