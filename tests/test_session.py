@@ -250,7 +250,8 @@ def test_teacher_finetune_is_cached(tmp_path, tiny_teacher, tiny_csv):
     # the teacher's accuracy on the split is kept with it, not recomputed by every session
     kept = json.loads((Path(first["teacher_path"]) / "distill_eval.json").read_text())
     assert kept["test:cpu"]["accuracy"] == first["accuracy"]["teacher"] == other_seed["accuracy"]["teacher"]
-    assert set(kept) == {"val:cpu", "test:cpu"}
+    # besides the evaluations, only the logits a session with several teachers keeps (tests share this cache)
+    assert {"val:cpu", "test:cpu"} <= set(kept) and all(k.startswith("logits:") for k in set(kept) - {"val:cpu", "test:cpu"})
 
 
 def test_bad_settings_fail_before_a_run_starts(tmp_path, tiny_teacher, tiny_csv):
