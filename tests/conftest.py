@@ -142,6 +142,19 @@ def four_variant_run(tmp_path_factory, tiny_teacher, tiny_csv):
     return store, run_id
 
 
+@pytest.fixture
+def run_copy(finished_run, tmp_path, monkeypatch):
+    """A copy of the finished run that the app reads (ADS_RUNS_DIR), so what a test adds to it (robustness.json,
+    compression files) never reaches the shared run."""
+    import shutil
+
+    from distill_core import RunStore
+    store, run_id = finished_run
+    shutil.copytree(store.root / run_id, tmp_path / "runs" / run_id)
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    return RunStore(tmp_path / "runs").open(run_id)
+
+
 def tiny_image_config_dict(family: str, **over) -> dict:
     """An image session on scikit-learn's 8×8 digits with tiny models: a CNN or ViT teacher (one epoch) and student."""
     d = {"data": {"source": "sklearn_digits", "train_size": 200, "val_size": 60, "test_size": 100, "probe_size": 4},

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import shutil
 
 import pytest
 
 from app import compression_charts as cc
 from app_helpers import VIEWS, figures, open_page, run_app, texts
-from distill_core import RunStore
 from distill_core import compress as C
 from distill_core.errors import RunStoreError
 from distill_core.vocab import variant_colors
@@ -103,15 +101,6 @@ def test_versions_figure_and_table():
 
 
 # ---- the page ------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def run_copy(finished_run, tmp_path, monkeypatch):
-    """A copy of the finished run that the app reads, so the shared run gets no compression files."""
-    store, run_id = finished_run
-    shutil.copytree(store.root / run_id, tmp_path / "runs" / run_id)
-    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
-    return RunStore(tmp_path / "runs").open(run_id)
-
-
 def test_the_page_compresses_a_run_on_click(run_copy):
     at = open_page(PAGE)
     assert "has not been compressed yet" in texts(at.info)

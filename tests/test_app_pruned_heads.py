@@ -1,23 +1,15 @@
 """The explorer greys out the heads a pruned version of the student masks."""
-import shutil
-
 import numpy as np
 import pytest
 
 from app_helpers import VIEWS, figures, open_page, run_app
-from distill_core import RunStore
 from distill_core.compress import compress_run, pruned_heads
 
 
 @pytest.fixture
-def compressed(finished_run, tmp_path, monkeypatch):
-    src, run_id = finished_run
-    store = RunStore(tmp_path / "runs")
-    shutil.copytree(src.root / run_id, store.root / run_id)
-    run = store.open(run_id)
-    compress_run(run, ["distilled"], fractions=[0.0, 0.5])
-    monkeypatch.setenv("ADS_RUNS_DIR", str(store.root))
-    return run
+def compressed(run_copy):
+    compress_run(run_copy, ["distilled"], fractions=[0.0, 0.5])
+    return run_copy
 
 
 def grey_panels(fig: dict) -> list[str]:

@@ -2,28 +2,15 @@
 "Under attack" control. Pages read a copy of a run the real engine wrote; the measuring function is patched."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
-import pytest
 
 from app import charts, live
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
-from distill_core import RunStore
 from distill_core.vocab import TEACHER_COLOR, variant_colors
 
 LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
 RECORD = {"epsilons": [0.0, 0.05, 0.1], "steps": 3, "n": 32, "split": "test", "attack": "PGD", "seconds": 1.0,
           "accuracy": {"teacher": [0.9, 0.8, 0.6], "baseline": [0.7, 0.5, 0.3], "distilled": [0.75, 0.7, 0.65]}}
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path, monkeypatch):
-    """A copy of the finished run that the app reads, so the shared run gets no robustness.json."""
-    store, run_id = finished_run
-    shutil.copytree(store.root / run_id, tmp_path / "runs" / run_id)
-    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
-    return RunStore(tmp_path / "runs").open(run_id)
 
 
 def test_robustness_figure_and_reading():
