@@ -38,6 +38,22 @@ def further_rows(summary: dict) -> list[dict]:
     return rows
 
 
+def with_twins(summary: dict, config: dict, predictions: dict | None) -> dict:
+    """The summary of a run with several teachers, with "twins" computed from its config and test answers when the
+    run was written before the engine recorded them."""
+    if not summary.get("teachers") or "twins" in summary or not predictions:
+        return summary
+    from distill_core import SessionConfig
+    from distill_core.ensemble import twin_comparisons
+    from distill_core.errors import DistillError
+    try:
+        cfg = SessionConfig.from_dict(config)
+    except DistillError:
+        return summary
+    return {**summary, "twins": twin_comparisons(cfg, predictions["labels"], predictions["predictions"]),
+            "learns_from": summary.get("learns_from") or {v.name: v.teacher for v in cfg.variants}}
+
+
 def ensemble_reading(summary: dict, label=lambda name: name) -> str:
     """What the page says about the teachers: the ensemble against the best single teacher, and each variant that
     learns from another teacher against its twin (the same recipe from the first teacher), paired on the test set."""

@@ -13,9 +13,14 @@ compares head-averaged maps only.
 """
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import torch
 
+from . import stats
 from .config import COMBINE_RULES
+from .vocab import TEACHER
 
 
 def teacher_weights(logits: torch.Tensor, rule: str) -> torch.Tensor:
@@ -62,3 +67,27 @@ class EnsembleBatches:
             first.activation = [torch.nn.functional.normalize(torch.stack([o.activation[j] for o in outs]).mean(0), dim=-1)
                                 for j in range(len(first.activation))]
         return first
+
+
+def twin_of(variants, name: str) -> str | None:
+    """The variant with the same recipe as `name` that learns from the first teacher, when `name` learns from another
+    teacher (or the ensemble): only the teacher differs between the two, so their difference answers "did it help?"."""
+    v = next((x for x in variants if x.name == name), None)
+    if v is None or v.teacher == TEACHER:
+        return None
+    return next((o.name for o in variants
+                 if o.teacher == TEACHER and dataclasses.replace(o, name=v.name, teacher=v.teacher) == v), None)
+
+
+def twin_comparisons(config, labels, answers: dict) -> dict:
+    """Each variant that learns from another teacher against its twin on the same examples (stats.paired_comparison,
+    the twin as the reference): variant -> {"twin", "accuracy", "ref_accuracy", "diff", "lo", "hi", "p", ...}.
+    `config` a SessionConfig; `answers` variant -> predicted labels, in the order of `labels`."""
+    y, out = np.asarray(labels), {}
+    for v in config.variants:
+        twin = twin_of(config.variants, v.name)
+        if twin and v.name in answers and twin in answers:
+            out[v.name] = {"twin": twin, **stats.paired_comparison(np.asarray(answers[twin]) == y,
+                                                                   np.asarray(answers[v.name]) == y,
+                                                                   seed=config.train.seed)}
+    return out

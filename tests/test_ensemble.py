@@ -295,3 +295,17 @@ def test_show_prints_every_teacher_and_the_ensemble(ensemble_run, capsys):
     line = next(x for x in out.splitlines() if x.strip().startswith("ensemble "))
     assert f"{100 * s['ensemble']['accuracy']:.1f}%" in line and "3 teachers, mean; learnt from by ens" in line
     assert "ens vs kd (the same recipe from the first teacher)" in out
+
+
+def test_twins_are_found_by_recipe_and_computed_for_runs_that_lack_them(ensemble_run):
+    from app.teacher_charts import with_twins
+    from distill_core.ensemble import twin_of
+    store, run_id = ensemble_run
+    run = store.open(run_id)
+    cfg = SessionConfig.from_dict(run.config())
+    assert twin_of(cfg.variants, "ens") == "kd" and twin_of(cfg.variants, "second") is None
+    assert twin_of(cfg.variants, "kd") is None                                # it learns from the first teacher
+    s = run.summary()
+    older = {k: v for k, v in s.items() if k not in ("twins", "learns_from")}  # a run written before they were kept
+    assert with_twins(older, run.config(), run.predictions())["twins"] == s["twins"]
+    assert with_twins(s, run.config(), run.predictions()) is s

@@ -130,7 +130,8 @@ st.caption(f"Test set: {n} examples. Latency: median time to classify one exampl
            f"probe {'images' if image_run else 'texts'}) on **{device}**; size on disk: the saved weights.")
 if best := charts.best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
     st.caption(best)
-if reading := teacher_charts.ensemble_reading(summary, variants.label):
+if reading := teacher_charts.ensemble_reading(teacher_charts.with_twins(summary, run.config(), run.predictions()),
+                                              variants.label):
     st.markdown(reading)
 
 # ---- the verdict, each variant against the reference -------------------------------------------------

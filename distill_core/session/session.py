@@ -611,7 +611,7 @@ class Session:
         (ensemble.combine over their logits) with the variants that learn from it. With the variants' `answers` on
         the split, each variant that learns from another teacher than the first is paired with its twin, the variant
         of the same recipe that learns from the first teacher (McNemar, bootstrap interval): did it help?"""
-        from ..ensemble import combine_logits
+        from ..ensemble import combine_logits, twin_comparisons
         cfg, mp = self.config, self.config.train.mixed_precision
         logits = [teacher_logits(t, f"{split}:{p.device.type}",
                                  lambda t=t: p.modality.logits(t.model, split, p.device, mp)) for t in p.teachers]
@@ -622,15 +622,7 @@ class Session:
                          "path": t.path, "fit": t.fit, "accuracy": accuracy_and_loss(z, y)[0],
                          "params": count_parameters(t.model), "size_bytes": teacher_size_bytes(t.path)})
         combined = combine_logits(torch.stack(logits), cfg.ensemble.combine)
-        twins = {}
-        for vc in cfg.variants:
-            twin = next((o.name for o in cfg.variants if o.teacher == TEACHER and vc.teacher != TEACHER and
-                         dataclasses.replace(o, name=vc.name, teacher=vc.teacher) == vc), None)
-            if twin and answers:
-                ok = np.asarray(y)
-                twins[vc.name] = {"twin": twin, **stats.paired_comparison(np.asarray(answers[twin]) == ok,
-                                                                          np.asarray(answers[vc.name]) == ok,
-                                                                          seed=cfg.train.seed)}
+        twins = twin_comparisons(cfg, y, answers) if answers else {}
         return {"teachers": rows, "ensemble": {
             "combine": cfg.ensemble.combine, "attention": cfg.ensemble.attention, "split": split,
             "accuracy": accuracy_and_loss(combined, y)[0], "predictions": combined.argmax(-1).tolist(),
