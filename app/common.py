@@ -194,6 +194,26 @@ def pick_run_with_probe(key: str, missing: str):
     return run, probe
 
 
+def keep_choice(key: str, options, default) -> None:
+    """Reset a widget's remembered value when it is not one of its options (another run, other sizes)."""
+    if key in st.session_state and st.session_state[key] not in list(options):
+        del st.session_state[key]
+    st.session_state.setdefault(key, default)
+
+
+def pick_weights(run, student: str, key: str, reads: str) -> tuple[str, dict, list[str]]:
+    """Which of a variant's kept weights read a live input (a typed sentence, an uploaded picture): "final", or
+    "best" where an earlier epoch had a better validation accuracy. Returns (weights, kept epochs, options)."""
+    kept = run.kept_weights(student)                 # {"final": epoch, "best": epoch}: the weights on disk
+    options = ["final"] + (["best"] if kept.get("best") not in (None, kept.get("final")) else [])
+    keep_choice(key, options, "final")
+    weights = st.radio(f"Weights that read the {reads}", options, key=key, horizontal=True,
+                       format_func=lambda w: f"{w} (epoch {kept.get(w)})" if kept.get(w) is not None else w,
+                       help="The run keeps each variant's final weights and, when an earlier epoch had a better "
+                            "validation accuracy, that epoch's weights too.")
+    return weights, kept, options
+
+
 def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[str, str, int | None]:
     """A probe example or a typed sentence: returns (source "probe"|"typed", text, probe index or None)."""
     k = key_prefix

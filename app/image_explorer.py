@@ -53,13 +53,6 @@ def live_maps(run_id: str, variant: str, weights: str, pixels: np.ndarray, image
 
 
 # ---- small helpers ---------------------------------------------------------------------------------------
-def _keep(key: str, options, default) -> None:
-    """Reset a widget's remembered value when it is not one of its options (another run, other sizes)."""
-    if key in st.session_state and st.session_state[key] not in list(options):
-        del st.session_state[key]
-    st.session_state.setdefault(key, default)
-
-
 def _pixels(values) -> np.ndarray:
     """probe["images"][k] (H, W) or (H, W, 3) nested ints -> uint8 (H, W, C)."""
     a = np.asarray(values, dtype=np.uint8)
@@ -207,7 +200,7 @@ def _pick_picture(probe: dict):
         return source, None, upload
     texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
     n = len(probe["images"])
-    _keep(K + "example", range(n), 0)
+    common.keep_choice(K + "example", range(n), 0)
     example = st.selectbox("Probe image", range(n), key=K + "example",
                            format_func=lambda i: f"#{i} · {texts[i]}")
     shown = list(range(min(n, 16)))
@@ -218,12 +211,12 @@ def _pick_picture(probe: dict):
 
 def _pick_student(run, students: list[str], variants, source: str):
     """(variant, epoch, weights): the epoch of the recorded maps (probe images) or the weights run live (uploads)."""
-    _keep(K + "student", students, next((v for v in students if v != variants.reference), students[0]))
+    common.keep_choice(K + "student", students, next((v for v in students if v != variants.reference), students[0]))
     student = st.radio("Student variant", students, horizontal=True, key=K + "student", format_func=variants.label,
                        help="Every variant is the same student trained with its own objectives, from the same "
                             "initial weights on the same batches.")
     epochs = run.attention_epochs(student)
-    _keep(K + "epoch", epochs, epochs[-1])
+    common.keep_choice(K + "epoch", epochs, epochs[-1])
     epoch, weights = st.session_state[K + "epoch"], "final"
     if source == PROBE:
         if len(epochs) > 1:
@@ -232,13 +225,7 @@ def _pick_student(run, students: list[str], variants, source: str):
         else:
             st.caption(f"Only epoch {epoch} has been recorded so far (0 = before training).")
         return student, epoch, weights
-    kept = run.kept_weights(student)
-    options = ["final"] + (["best"] if kept.get("best") not in (None, kept.get("final")) else [])
-    _keep(K + "weights", options, "final")
-    weights = st.radio("Weights that read the picture", options, key=K + "weights", horizontal=True,
-                       format_func=lambda w: f"{w} (epoch {kept[w]})" if kept.get(w) is not None else w,
-                       help="The run keeps each variant's final weights and, when an earlier epoch had a better "
-                            "validation accuracy, that epoch's weights too.")
+    weights = common.pick_weights(run, student, K + "weights", "picture")[0]
     return student, epoch, weights
 
 
@@ -261,14 +248,14 @@ def _pick_maps(probe: dict) -> tuple[dict, dict]:
 
     cols = st.columns([1.3, 1.3, 1, 1, 1] if (vit_t or vit_s) else 2)
     default_s = max(mapped) if mapped else Ls - 1
-    _keep(K + "student_layer", range(Ls), default_s)
+    common.keep_choice(K + "student_layer", range(Ls), default_s)
     s_layer = cols[0].selectbox(
         f"Student {_unit(d_s)}", range(Ls), key=K + "student_layer", on_change=follow,
         format_func=lambda s: _layer_name(d_s, s) + (f" → teacher {mapped[s]}" if s in mapped else ""),
         help="The student's maps to show." + (" A mapped pair brings its teacher side along." if mapped else
                                                " Teacher and student are of different families: no pairs were "
                                                "compared in training, pick each side freely."))
-    _keep(K + "teacher_layer", range(Lt), mapped.get(s_layer, Lt - 1))
+    common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, Lt - 1))
     t_layer = cols[1].selectbox(
         f"Teacher {_unit(d_t)}", range(Lt), key=K + "teacher_layer",
         format_func=lambda t: _layer_name(d_t, t) + (" (mapped pair)" if mapped.get(s_layer) == t else ""))
@@ -286,7 +273,7 @@ def _pick_maps(probe: dict) -> tuple[dict, dict]:
             heads[side] = MEAN_HEADS
             continue
         options = [MEAN_HEADS, *range(count)]
-        _keep(K + side, options, MEAN_HEADS)
+        common.keep_choice(K + side, options, MEAN_HEADS)
         heads[side] = col.selectbox(("Student" if side == "head" else "Teacher") + " head", options, key=K + side,
                                     format_func=lambda h: "mean of heads" if h == MEAN_HEADS else f"head {h}",
                                     disabled=rollout, on_change=follow_head if side == "head" else None,

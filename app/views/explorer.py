@@ -43,13 +43,6 @@ rule, pairs = probe["head_rule"], probe["pairs"]
 mapped = {s: t for t, s in pairs}                # student layer -> teacher layer
 
 
-def _keep(key: str, options, default) -> None:
-    """Reset a widget's remembered value when it is not one of its options (another run, other sizes)."""
-    if key in st.session_state and st.session_state[key] not in list(options):
-        del st.session_state[key]
-    st.session_state.setdefault(key, default)
-
-
 def _follow_pair() -> None:
     """A new student layer brings its mapped teacher layer along."""
     s = st.session_state.get(K + "student_layer", 0)
@@ -68,7 +61,7 @@ with left:
     source, text, example = common.pick_text(
         K, probe, help="Runs the teacher and every trained student variant on this text, on the CPU.")
 with right:
-    _keep(K + "student", students, next((v for v in students if v != variants.reference), students[0]))
+    common.keep_choice(K + "student", students, next((v for v in students if v != variants.reference), students[0]))
     student = st.radio("Student variant", students, horizontal=True, key=K + "student", format_func=variants.label,
                        help="Every variant is the same student trained with its own objectives, from the same "
                             "initial weights on the same batches.")
@@ -77,7 +70,7 @@ with right:
                 if t["name"] == TEACHER or np.shape(common.attention(run.id, t["name"])[0])[:2] == (Lt, Ht)]
     if len(teachers) > 1:
         learns = (probe.get("learns_from") or {}).get(student, TEACHER)
-        _keep(K + "teacher", teachers, learns if learns in teachers else TEACHER)
+        common.keep_choice(K + "teacher", teachers, learns if learns in teachers else TEACHER)
         teacher_name = st.radio("Teacher", teachers, horizontal=True, key=K + "teacher",
                                 help="This session had several teachers; the divergences recorded during training "
                                      "are against the first one. "
@@ -86,7 +79,7 @@ with right:
         teacher_name = TEACHER
     epochs = run.attention_epochs(student)
     typed = source == "typed"
-    _keep(K + "epoch", epochs, epochs[-1])
+    common.keep_choice(K + "epoch", epochs, epochs[-1])
     if len(epochs) > 1 and not typed:
         epoch = st.select_slider("Epoch (0 = before training)", options=epochs, key=K + "epoch",
                                  help="Attention recorded on the probe set after each epoch.")
@@ -95,13 +88,7 @@ with right:
         st.caption(f"Only epoch {epoch} has been recorded so far (0 = before training).")
     else:
         epoch = st.session_state[K + "epoch"]
-        kept = run.kept_weights(student)                 # {"final": epoch, "best": epoch}: the weights on disk
-        options = ["final"] + (["best"] if kept.get("best") not in (None, kept.get("final")) else [])
-        _keep(K + "weights", options, "final")
-        weights = st.radio("Weights that read the sentence", options, key=K + "weights", horizontal=True,
-                           format_func=lambda w: f"{w} (epoch {kept.get(w)})" if kept.get(w) is not None else w,
-                           help="The run keeps each variant's final weights and, when an earlier epoch had a "
-                                "better validation accuracy, that epoch's weights too.")
+        weights, kept, options = common.pick_weights(run, student, K + "weights", "sentence")
         if len(options) == 1:
             st.caption(f"The final weights (epoch {kept.get('final')}) are also the best by validation accuracy; "
                        "the epoch slider applies to probe examples.")
@@ -134,15 +121,15 @@ except (DistillError, ValueError) as e:
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
-_keep(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
+common.keep_choice(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
 s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer", on_change=_follow_pair,
                        format_func=lambda s: f"layer {s}" + (f" (mapped to teacher {mapped[s]})"
                                                              if s in mapped else ""))
-_keep(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
+common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
 t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
                        format_func=lambda t: f"layer {t}" + (" (mapped pair)" if mapped.get(s_layer) == t else ""))
 head_options = [AVERAGE, *range(Hs)]
-_keep(K + "head", head_options, AVERAGE if rule == "mean" else 0)
+common.keep_choice(K + "head", head_options, AVERAGE if rule == "mean" else 0)
 s_head = c3.selectbox("Student head", head_options, key=K + "head",
                       format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
 st.session_state.setdefault(K + "sqrt_scale", True)
@@ -153,7 +140,7 @@ else:
     side = c4.radio("Teacher side", ["compared", "single"], key=K + "teacher_side",
                     format_func={"compared": f"as compared ({rule} rule)", "single": "one teacher head"}.get)
 if side == "single":
-    _keep(K + "teacher_head", range(Ht), 0)
+    common.keep_choice(K + "teacher_head", range(Ht), 0)
     t_head = c4.selectbox("Teacher head", range(Ht), key=K + "teacher_head", format_func=lambda h: f"head {h}")
 
 t_layer_maps, s_layer_maps = t_maps[t_layer], s_maps[s_layer]          # (Ht, T, T), (Hs, T, T)
@@ -266,7 +253,7 @@ pruned_versions = [v for v in ((compress.read_compression(run) or {}).get("varia
 greyed = []
 if pruned_versions:                              # the run was compressed: which heads would a pruned version drop?
     names = ["none", *(v["name"] for v in pruned_versions)]
-    _keep(K + "pruned", names, "none")
+    common.keep_choice(K + "pruned", names, "none")
     chosen = st.selectbox("Grey out the heads pruned in", names, key=K + "pruned", format_func=lambda n: n if n == "none"
                           else next(f"{n}: {v['heads_removed']} heads removed, test accuracy {v['test_accuracy']:.1%}"
                                     for v in pruned_versions if v["name"] == n),
