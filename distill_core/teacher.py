@@ -38,6 +38,7 @@ from .evaluate import accuracy_and_loss, autocast_for, predict_logits
 from .errors import ModelError
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
+from .optim import clip_grad_norm_, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
     """Fine-tune a classifier in place; with `val` = (ids, labels), keep the epoch of best validation accuracy and
     stop after tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record)."""
     set_attention_backend(model, eager=False)   # attention is not read here: fast path
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.finetune_lr, weight_decay=0.01)
+    opt = make_optimizer(model, [{"params": list(model.parameters())}], tcfg.finetune_lr, 0.01, device)
     steps_per_epoch = (len(ids) + tcfg.finetune_batch_size - 1) // tcfg.finetune_batch_size
     epochs = floor_epochs(tcfg.finetune_epochs, steps_per_epoch, tcfg.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
     total = steps_per_epoch * epochs
@@ -253,7 +254,7 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
             loss = F.cross_entropy(logits.float(), y[index].to(device))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)

@@ -34,6 +34,7 @@ from torch import nn
 from .config import IMAGE_TEACHERS, SessionConfig
 from .errors import ConfigError, ModelError, NonFiniteLossError
 from .images import ImageSplits, to_tensor
+from .optim import make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -522,8 +523,8 @@ def train_image_model(model, train: tuple[np.ndarray, list[int]], val: tuple[np.
     model.to(memory_format=layout)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05 if is_vit else 5e-4},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    opt = make_optimizer(None, [{"params": decay, "weight_decay": 0.05 if is_vit else 5e-4},
+                                {"params": no_decay, "weight_decay": 0.0}], lr, 0.0, device)
     gen = torch.Generator().manual_seed(int(seed))
     steps_per_epoch = len(_batches(n, batch_size, torch.Generator().manual_seed(0)))
     total = steps_per_epoch * epochs

@@ -21,6 +21,7 @@ from ..config import AdversarialConfig
 from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
 from ..models import set_attention_backend
+from ..optim import clip_grad_norm_, make_optimizer
 from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
@@ -116,7 +117,7 @@ class Variant:
         groups = [{"params": self.parameters()}]
         if self.strategy_parameters():
             groups.append({"params": self.strategy_parameters(), "lr": AUTO_LR, "weight_decay": 0.0})
-        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        self.optimizer = make_optimizer(self.model, groups, lr, weight_decay, next(self.model.parameters()).device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
 
     def start_epoch(self) -> None:
@@ -254,7 +255,7 @@ class Variant:
                 loss, parts, used = self._freelb(batch, teacher, ctx, t, where)
             else:
                 loss, parts, used = self._clean_and_adversarial(batch, teacher, ctx, t, where)
-        torch.nn.utils.clip_grad_norm_(self.parameters(), ctx.max_grad_norm)
+        clip_grad_norm_(self.parameters(), ctx.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
