@@ -9,10 +9,15 @@ def encode(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]
     """Token ids per text (no padding) and how many texts were truncated to max_length."""
     if not texts:
         return [], 0
-    full = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-    truncated = sum(len(x) > max_length for x in full)
-    ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
-    return [list(x) for x in ids], truncated
+    texts = list(texts)
+    ids = [list(x) for x in tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+    long = [i for i, x in enumerate(ids) if len(x) > max_length]
+    if long:        # only the long ones again, truncated the tokenizer's way (its special tokens kept)
+        cut = tokenizer([texts[i] for i in long], add_special_tokens=True, truncation=True,
+                        max_length=max_length)["input_ids"]
+        for i, x in zip(long, cut):
+            ids[i] = list(x)
+    return ids, len(long)
 
 
 def make_batches(lengths: list[int], batch_size: int, seed: int | None, buckets: bool = True) -> list[np.ndarray]:
