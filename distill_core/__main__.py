@@ -148,11 +148,17 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
 
 
 def cmd_run(args) -> int:
+    from . import distributed
     from .session import run_session
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
-    callbacks = [] if args.quiet else [TqdmProgress()]
+    main = distributed.is_main()       # several processes (accelerate launch, torchrun): only the main one shows
+    callbacks = [] if args.quiet or not main else [TqdmProgress()]
+    distributed.raise_on_termination()
     run_id = run_session(cfg, store, callbacks)
+    distributed.finish()
+    if not main:
+        return 0
     run = store.open(run_id)
     print(run_id)
     print_summary(run_id, run.summary() or {}, run.status())
@@ -496,6 +502,17 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_processes(command: str) -> None:
+    """Only `run` trains across several processes; started so, any other command is refused."""
+    from . import distributed
+    if distributed.active() and command != "run":
+        raise DistillError(f"only `run` runs across several processes (accelerate launch, torchrun); start "
+                           f"`python -m distill_core {command}` as one process")
+    warning = distributed.launch_warning()
+    if warning:
+        logging.getLogger(__name__).warning(warning)
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -504,6 +521,7 @@ def main(argv=None) -> int:
     hf_logging.disable_progress_bar()
     args = make_parser().parse_args(argv)
     try:
+        check_processes(args.command)
         return args.func(args)
     except DistillError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import distributed
 from ..config import SessionConfig
 from ..errors import DistillError, NonFiniteLossError
 from ..store import Run, RunStore, now_iso
@@ -24,8 +25,14 @@ log = logging.getLogger(__name__)
 
 
 def run_session(config: SessionConfig, store: RunStore | None = None, callbacks=(), run: Run | None = None) -> str:
-    """Run one session to its end and return the run id. Errors are recorded in the run, then raised."""
+    """Run one session to its end and return the run id. Errors are recorded in the run, then raised.
+
+    Across several processes (distributed.py) only the main one writes to `store`: the others run the same session
+    into a throwaway run, deleted at the end, and return its id."""
     store = store or RunStore()
+    if run is None and distributed.active() and not distributed.is_main():
+        with distributed.worker_run(store, config.to_dict()) as worker:
+            return run_session(config, store, callbacks, run=worker)
     if run is None:
         run = store.create(config.to_dict())
     session = Session(config, run, callbacks)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import distributed
 from .. import mapping, stats
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
 from ..data import load_splits
@@ -142,6 +143,7 @@ class Session:
             self.record_epoch(p, epoch)
             self.emit("on_epoch_end", [r for r in self.records if r["epoch"] == epoch])
             self._check_time_budget()
+            distributed.agree_stop(self.control)     # several processes: the main one's decision, everywhere
             if self.control.should_stop:
                 break
         return self.finish(p)
@@ -156,9 +158,12 @@ class Session:
         """Load the data and the teacher, build the variants from one set of initial weights, compute the
         teacher's outputs once, and record the probe set."""
         cfg = self.config
-        device = pick_device(cfg.train.device)
-        p = self._prepare_images(device) if cfg.modality == "image" else self._prepare_text(device)
+        device = distributed.init(pick_device(cfg.train.device))    # several processes: this one's GPU or the CPU
+        # several processes: the teacher's fine-tune and outputs are cached once per machine, by its first process
+        with distributed.main_first(), distributed.every_process_writes():
+            p = self._prepare_images(device) if cfg.modality == "image" else self._prepare_text(device)
         p.notices = self._notices(p) + p.notices          # the generated data's notices come last
+        p.notices += distributed.notices(cfg.train.batch_size, device)
         self.state.epochs = p.epochs
         p.teacher_probe = self.probe_maps(p, p.teacher_model)
         self.run.write_attention("teacher", p.teacher_probe)
@@ -668,6 +673,7 @@ class Session:
             if (k + 1) % every == 0 or k + 1 == len(batches):
                 self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
             self.progress("train", done + k + 1, total)
+            distributed.agree_stop(self.control)
             if self.control.should_stop:       # the steps since the last record are recorded too
                 self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
                 return False
@@ -675,6 +681,7 @@ class Session:
 
     def train_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
         """Each variant takes one step on the batch of training examples `index`; their loss components."""
+        index = distributed.shard(index)                    # several processes: this one's rows of the batch
         batch = p.modality.batch("train", index, p.device)
         teachers = {}                                       # each source the variants learn from, once per batch
         out = {}
@@ -699,6 +706,7 @@ class Session:
 
     def generated_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
         """The variants that use generated data take one step on its batch `index`; labels are never given."""
+        index = distributed.shard(index)
         batch = p.modality.batch("generated", index, p.device)
         batch.labels = None
         if callable(p.generated_outputs):                   # images: the teacher runs on each batch
@@ -882,7 +890,8 @@ class Session:
         returns their size in bytes."""
         out = self.run.weights_path(v.name, weights)
         set_attention_backend(v.model, eager=True)
-        v.model.save_pretrained(out, safe_serialization=True)
+        with distributed.every_process_writes():        # several processes: each writes its own run
+            v.model.save_pretrained(out, safe_serialization=True)
         return int(sum(f.stat().st_size for f in out.glob("*.safetensors")))
 
     def save_weights(self, v: Variant) -> int:

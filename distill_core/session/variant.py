@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .. import distributed
 from .. import mapping
 from ..capture import AttentionCapture
 from ..config import AdversarialConfig
@@ -255,6 +256,10 @@ class Variant:
                 loss, parts, used = self._freelb(batch, teacher, ctx, t, where)
             else:
                 loss, parts, used = self._clean_and_adversarial(batch, teacher, ctx, t, where)
+        shared = distributed.active()
+        if shared:      # several processes, each on its rows: the whole batch's gradient (after every backward pass)
+            n_total = distributed.average_gradients(self.parameters() + self.strategy_parameters(), len(batch.index))
+            distributed.average_state(self, len(batch.index), n_total)
         clip_grad_norm_(self.parameters(), ctx.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -264,6 +269,8 @@ class Variant:
         self.steps_done += 1
         self.used = {"weights": used, "temperature": float(t.detach()) if torch.is_tensor(t) else float(t)}
         values = {"total": float(loss), **{k: v.item() for k, v in parts.items()}}
+        if shared:
+            values = distributed.mean_values(values, len(batch.index), n_total)
         for k, v in values.items():
             self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
             self.loss_counts[k] = self.loss_counts.get(k, 0) + 1
