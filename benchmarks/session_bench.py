@@ -22,6 +22,9 @@ one run, so a busy machine moves them much less than absolute times):
              teacher fine-tuned and its outputs computed (a new machine), the teacher cached with its outputs
              computed (as after new data or a new mapping), and both from the disk cache (the same teacher and
              data again); each with the time of its "teacher outputs" phase. --skip-uncached: once, usual cache.
+             Targets: a new machine <= 180 s; the teacher and its outputs cached <= 60 s.
+4+. alone    that last session / the same students trained alone on the same batches (hard labels, the engine's
+             optimizer, no teacher, recording or evaluation). Target <= 1.5. Full mode.
 5. charts    building the attention explorer's figures (app/charts.py) plus fig.to_json(). Target < 0.5 s.
 6. live view training speed with the New session page open / with it closed, the session started from the app in
              headless Chromium (benchmarks/live_view_bench.py; full mode, when Chromium and Playwright are
@@ -32,8 +35,13 @@ one run, so a busy machine moves them much less than absolute times):
              their sizes: target <= 1.1 (generated data costs its size and nothing more; the teacher's outputs
              on it are computed once, in prepare). --skip-strategies leaves it out.
 
+8. bound     each variant's median step (measure 1) / a lower bound measured in the same run: the step's matmul
+             FLOPs at the machine's float32 matmul rate plus AdamW's bytes at its memory bandwidth
+             (benchmarks/step_bound.py). Target <= 1.5.
+
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
-in samples/s. Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
+in samples/s (1b), and the default session runs there against the same students trained alone: samples per second
+of the session / of the students alone, target >= 50 %, with the peak GPU memory (1c). Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
 training split are cached as usual (`distill_core.teacher.cache_root()`), except in measure 4's empty cache.
 """
 from __future__ import annotations
@@ -56,8 +64,9 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):          # the engine, and this folder's step_bound (also when imported)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
@@ -72,16 +81,20 @@ from distill_core.config import SessionConfig  # noqa: E402
 from distill_core.evaluate import autocast_for  # noqa: E402
 from distill_core.models import pick_device, set_attention_backend  # noqa: E402
 from distill_core.objectives import TEACHER_INPUTS, LossInputs, combined_loss  # noqa: E402
+from distill_core.optim import clip_grad_norm_, make_optimizer  # noqa: E402
 from distill_core.session import Session, SessionCallback, run_session  # noqa: E402
 from distill_core.store import RunStore  # noqa: E402
 from distill_core.teacher import cache_root, outputs_dir  # noqa: E402
+
+import step_bound  # noqa: E402
 
 MODES = {
     #            train examples, warm-up steps, timed steps, epochs (sessions 3 and 4), chart builds
     "quick": dict(train_size=800, warmup=3, steps=20, epochs=2, chart_repeats=3),
     "full": dict(train_size=None, warmup=5, steps=40, epochs=None, chart_repeats=7),
 }
-TARGETS = {"step": 1.3, "record": 0.05, "vs_hand": 0.5, "charts": 0.5, "generated": 1.1}
+TARGETS = {"step": 1.3, "record": 0.05, "vs_hand": 0.5, "charts": 0.5, "generated": 1.1,
+           "cached_session": 60.0, "first_session": 180.0, "vs_alone": 1.5, "bound": 1.5, "gpu_vs_alone": 0.5}
 PGD_STEPS = 2
 
 
@@ -261,7 +274,7 @@ def step_breakdown(setup: Setup, model, weights: dict, batches) -> dict:
     session, p = setup.session, setup.p
     device, ctx = p.device, p.step
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt = make_optimizer(model, [{"params": list(model.parameters())}], 1e-5, 0.0, device)     # the engine's
 
     def step(kind, index):
         sync(device)
@@ -285,7 +298,7 @@ def step_breakdown(setup: Setup, model, weights: dict, batches) -> dict:
                 if s_att is not None:          # keep the captured maps in the graph, as the attention loss does
                     loss = loss + 0.0 * s_att.sum()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.max_grad_norm)
+        clip_grad_norm_(model.parameters(), ctx.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss.item()
@@ -299,6 +312,69 @@ def step_breakdown(setup: Setup, model, weights: dict, batches) -> dict:
             times[k].append(step(k, index))
     base = median(times["sdpa"])
     return {k: {"step_s": median(times[k]), "vs_sdpa": median(times[k]) / base} for k in kinds}
+
+
+# ---- 8. the training step against its bound ------------------------------------------------------------------
+def bench_bound(setup: Setup, steps: dict) -> dict:
+    """Each timed step (measure 1's medians) against its lower bound on this machine (benchmarks/step_bound.py):
+    FLOPs and the optimizer's bytes of one step on the timed batch of median padded length, the machine's matmul
+    rate and memory bandwidth measured now, with the threads the session uses."""
+    session, p, tcfg = setup.session, setup.p, setup.cfg.train
+    batches = p.modality.batches("train", tcfg.batch_size, seed=tcfg.seed * 1000 + 2, buckets=tcfg.length_buckets)
+    target_len = steps["padded_length_median"]
+    index = min(batches, key=lambda ix: abs(p.modality.batch("train", ix, p.device).length - target_len))
+    batch = p.modality.batch("train", index, p.device)
+    rate, bandwidth = step_bound.matmul_rate(), step_bound.memory_bandwidth()
+    rows = int(torch.unique(batch.inputs["input_ids"]).numel()) if "input_ids" in batch.inputs else None
+    out = {"matmul_gflops": rate / 1e9, "bandwidth_gb_s": bandwidth / 1e9, "batch_length": batch.length,
+           "rows_used": rows, "threads": torch.get_num_threads()}
+    for v in (variant(p, "distilled"), variant(p, setup.cfg.reference or "baseline")):
+        teacher = session.teacher_batch(p, batch) if v.needs & TEACHER_INPUTS else None
+        flops = step_bound.step_flops(lambda: v.step(batch, teacher, p.step))
+        b = step_bound.bound_s(flops, step_bound.update_elements(v.model, rows), rate, bandwidth)
+        measured = steps["step_s_by_variant"][v.name]
+        out[v.name] = {**b, "step_s": measured, "ratio": measured / b["bound_s"]}
+    return out
+
+
+# ---- 4+. the same students trained alone ---------------------------------------------------------------------
+def students_alone(setup: Setup, epochs: int) -> dict:
+    """Wall time of training the session's students alone: each prepared variant's initial weights, hard labels
+    only (SDPA attention), the engine's optimizer and schedule, the session's batches and order, and nothing
+    else: no teacher, no recording, no evaluation, no saving. What a session's wall time is compared with."""
+    from distill_core.session.variant import lr_lambda
+    p, cfg = setup.p, setup.cfg
+    tr = cfg.train
+    students = []
+    for v in p.variants:
+        model = copy.deepcopy(v.model)
+        model.load_state_dict(v.last_state)              # the weights every variant starts from (epoch 0)
+        set_attention_backend(model, eager=False)
+        params = [q for q in model.parameters() if q.requires_grad]
+        opt = make_optimizer(model, [{"params": params}], tr.lr, tr.weight_decay, p.device)
+        total = p.steps_per_epoch * epochs
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tr.schedule, total, tr.warmup_ratio))
+        students.append((model, params, opt, sched))
+    sync(p.device)
+    t0 = time.perf_counter()
+    steps = 0
+    for epoch in range(1, epochs + 1):
+        for index in p.modality.batches("train", tr.batch_size, seed=tr.seed * 1000 + epoch, buckets=tr.length_buckets):
+            batch = p.modality.batch("train", index, p.device)
+            for model, params, opt, sched in students:
+                model.train()
+                with autocast_for(p.device, tr.mixed_precision):
+                    logits = model(**batch.inputs).logits
+                F.cross_entropy(logits.float(), batch.labels).backward()
+                clip_grad_norm_(params, p.step.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                steps += 1
+    sync(p.device)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "students": len(students), "epochs": epochs, "steps": steps,
+            "samples_per_s": steps * tr.batch_size / wall}
 
 
 # ---- sessions (2, 3, 4) -------------------------------------------------------------------------------------
@@ -710,6 +786,16 @@ def main(argv=None) -> int:
         say("  breakdown (same batches, one student; vs the plain SDPA step):")
         for k, v in s["breakdown"].items():
             say(f"    {k:<24} {fmt_s(v['step_s']):>8}  x{v['vs_sdpa']:.2f}")
+        section("8. the training step / its bound (matmul FLOPs at the measured matmul rate + the optimizer's bytes "
+                "at the measured memory bandwidth)")
+        res["bound"] = b = bench_bound(setup, s)
+        say(f"  machine: float32 matmul {b['matmul_gflops']:.0f} GFLOP/s, memory {b['bandwidth_gb_s']:.1f} GB/s "
+            f"({b['threads']} threads); batch of padded length {b['batch_length']}, {b['rows_used']} embedding rows used")
+        for name in (k for k, x in b.items() if isinstance(x, dict)):
+            x = b[name]
+            say(f"  {name:<10} {x['flops'] / 1e9:.2f} GFLOP -> {fmt_s(x['compute_s'])}, "
+                f"{x['update_bytes'] / 1e6:.0f} MB updated -> {fmt_s(x['memory_s'])}; bound {fmt_s(x['bound_s'])}, "
+                f"step {fmt_s(x['step_s'])}: {x['ratio']:.2f} x the bound")
         if torch.cuda.is_available() and device.type != "cuda":
             section("1b. the same on the GPU (bf16 autocast, pinned teacher outputs)")
             gcfg = cfg.with_overrides({"train.device": "cuda"})
@@ -717,6 +803,19 @@ def main(argv=None) -> int:
             res["steps_cuda"] = g = bench_steps(gsetup, max(10, m["warmup"]), max(50, m["steps"]))
             say(f"  distilled {g['distilled_samples_per_s']:.0f} samples/s  plain {g['plain_samples_per_s']:.0f} "
                 f"samples/s  ratio {g['ratio_of_medians']:.2f}")
+            section("1c. the session on the GPU / the same students trained alone on it (samples per second)")
+            torch.cuda.reset_peak_memory_stats()
+            gs = timed_session(gcfg, tmp / "runs-cuda")
+            alone = students_alone(gsetup, gcfg.train.epochs)
+            res["session_cuda"] = gc = {
+                "card": torch.cuda.get_device_name(0), "session_wall_s": gs["wall_s"], "alone_wall_s": alone["wall_s"],
+                "session_samples_per_s": alone["steps"] * gcfg.train.batch_size / gs["wall_s"],
+                "alone_samples_per_s": alone["samples_per_s"], "ratio": alone["wall_s"] / gs["wall_s"],
+                "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9, "teacher_cached": gs["teacher_cached"],
+                "phases": gs["phases"]}
+            say(f"  {gc['card']}: session {gc['session_samples_per_s']:.0f} samples/s ({fmt_s(gc['session_wall_s'])}, "
+                f"phases {gc['phases']}), students alone {gc['alone_samples_per_s']:.0f} samples/s: "
+                f"{gc['ratio']:.0%}; peak GPU memory {gc['peak_memory_gb']:.2f} GB")
             del gsetup
             torch.cuda.empty_cache()
 
@@ -778,6 +877,15 @@ def main(argv=None) -> int:
                     print_session(d)
                     say(f"  test accuracy: {d['accuracy']}")
                 res["sessions"] = [{"case": cache_case(d), **session_for_json(d)} for d in sessions]
+                section("4+. the same students trained alone (hard labels, no teacher, recording or evaluation)")
+                res["alone"] = a = students_alone(setup, dcfg.train.epochs)
+                cached = [d for d in res["sessions"] if d["teacher_cached"] and d["teacher_outputs_cached"]]
+                if cached:
+                    a["session_wall_s"] = cached[-1]["wall_s"]
+                    a["ratio"] = a["session_wall_s"] / a["wall_s"]
+                say(f"  {a['students']} students x {a['epochs']} epochs ({a['steps']} steps): {fmt_s(a['wall_s'])}"
+                    + (f"; the default session with the teacher and its outputs cached took {fmt_s(a['session_wall_s'])}"
+                       f" = {a['ratio']:.2f} x" if cached else "; no session with both cached to compare"))
                 rec_source, rec_label = sessions[0], "the default session"
             else:
                 section("4. default session: skipped in quick mode (run without --quick)")
@@ -852,6 +960,12 @@ def summary_table(res: dict) -> list[dict]:
         add("1b. GPU samples/s: distilled vs plain", f"{g['distilled_samples_per_s']:.0f} vs "
             f"{g['plain_samples_per_s']:.0f} (ratio {g['ratio_of_medians']:.2f})", f"<= {TARGETS['step']}",
             met(g["ratio_of_medians"], TARGETS["step"]))
+    gc = res.get("session_cuda")
+    if gc:
+        add(f"1c. GPU ({gc['card']}): session samples/s / the students alone, peak memory",
+            f"{gc['ratio']:.0%} ({gc['session_samples_per_s']:.0f} / {gc['alone_samples_per_s']:.0f}); "
+            f"{gc['peak_memory_gb']:.2f} GB", f">= {TARGETS['gpu_vs_alone']:.0%}",
+            met(gc["ratio"], TARGETS["gpu_vs_alone"], below=False))
     rec = res.get("recording")
     if rec:
         for name, r in rec.items():
@@ -878,8 +992,24 @@ def summary_table(res: dict) -> list[dict]:
     mc = res["machine"]
     for k, d in enumerate(res.get("sessions") or []):
         where = f"; {mc['date'][:10]}, {mc['cpu']}, {mc['cores']} cores, torch {mc['torch']}" if k == 0 else ""
+        fresh = not d["teacher_cached"]
+        both = d["teacher_cached"] and d["teacher_outputs_cached"]
+        limit = TARGETS["first_session"] if fresh else TARGETS["cached_session"] if both else None
         add(f"4{chr(39) * k}. default session wall time ({d['case']})",
-            f"{fmt_s(d['wall_s'])} (teacher outputs phase {fmt_s(d['teacher_outputs_s'])}{where})", "absolute", "-")
+            f"{fmt_s(d['wall_s'])} (teacher outputs phase {fmt_s(d['teacher_outputs_s'])}{where})",
+            f"<= {limit:.0f} s" if limit else "-", met(d["wall_s"], limit) if limit else "-")
+    a = res.get("alone")
+    if a and a.get("ratio"):
+        add("4+. default session, teacher and its outputs cached / the same students trained alone",
+            f"{a['ratio']:.2f} ({fmt_s(a['session_wall_s'])} / {fmt_s(a['wall_s'])})",
+            f"<= {TARGETS['vs_alone']}", met(a["ratio"], TARGETS["vs_alone"]))
+    b = res.get("bound")
+    if b:
+        for name in (k for k, x in b.items() if isinstance(x, dict)):
+            x = b[name]
+            add(f"8. {name} training step / its bound (FLOPs at {b['matmul_gflops']:.0f} GFLOP/s + optimizer bytes "
+                f"at {b['bandwidth_gb_s']:.1f} GB/s)", f"{x['ratio']:.2f} ({fmt_s(x['step_s'])} / {fmt_s(x['bound_s'])})",
+                f"<= {TARGETS['bound']}", met(x["ratio"], TARGETS["bound"]))
     lv = res.get("live_view")
     if lv:
         add("6. training speed with the New session page open / closed (median epoch)",

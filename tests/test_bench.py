@@ -78,6 +78,13 @@ def test_pieces_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
     assert set(steps["breakdown"]) == {"sdpa", "eager", "eager+capture", "eager+capture+losses"}
     rf = bench.recording_by_functions(setup, steps, repeats=1)
     assert set(rf) == {"baseline", "distilled"} and all(r["record_s"] > 0 for r in rf.values())
+    bound = bench.bench_bound(setup, steps)           # measure 8
+    for name in ("baseline", "distilled"):
+        b = bound[name]
+        assert b["flops"] > 0 and b["update_bytes"] > 0 and b["bound_s"] == b["compute_s"] + b["memory_s"]
+        assert b["ratio"] == pytest.approx(b["step_s"] / b["bound_s"])
+    alone = bench.students_alone(setup, epochs=1)     # measure 4+
+    assert alone["students"] == 2 and alone["steps"] == 2 * setup.p.steps_per_epoch and alone["wall_s"] > 0
 
     d = bench.timed_session(cfg, tmp_path / "runs")
     assert d["status"] == "done" and d["teacher_outputs_cached"] is True
@@ -86,9 +93,14 @@ def test_pieces_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
 
     res = {"machine": {"date": "2026-01-01T00:00:00", "cpu": "cpu", "cores": 2, "torch": "x"}, "steps": steps,
            "recording_functions": rf, "recording": bench.recording_ratios(d["metrics"]),
-           "sessions": [{"case": bench.cache_case(d), **bench.session_for_json(d)}]}
-    measures = [r["measure"] for r in bench.summary_table(res)]
-    assert measures[0].startswith("1.") and "(teacher loaded, outputs from the disk cache)" in measures[-1]
+           "sessions": [{"case": bench.cache_case(d), **bench.session_for_json(d)}], "bound": bound,
+           "alone": {**alone, "session_wall_s": d["wall_s"], "ratio": d["wall_s"] / alone["wall_s"]}}
+    rows = bench.summary_table(res)
+    measures = [r["measure"] for r in rows]
+    assert measures[0].startswith("1.")
+    assert any("(teacher loaded, outputs from the disk cache)" in m for m in measures)
+    assert sum(m.startswith("8. ") for m in measures) == 2 and any(m.startswith("4+.") for m in measures)
+    assert all(r["met"] in ("yes", "NO") for r in rows if r["measure"][:2] in ("8.", "4+"))
     assert any(m.startswith("2. record / train per epoch (distilled, worst") for m in measures)
 
 
