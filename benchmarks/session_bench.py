@@ -337,6 +337,59 @@ def bench_bound(setup: Setup, steps: dict) -> dict:
     return out
 
 
+# ---- 8'. what the optimizer's changes bought ------------------------------------------------------------------
+OPTIMIZERS = {   # name -> (torch AdamW keyword arguments or None for the engine's make_optimizer, row-sparse embedding)
+    "AdamW per tensor, dense": ({"foreach": False}, False),
+    "AdamW fused, dense": ({"fused": True}, False),
+    "engine: fused + row-sparse embedding": (None, True),
+}
+
+
+def bench_optimizers(setup: Setup, batches, warmup: int) -> dict:
+    """The plain step (hard labels, SDPA) of copies of the baseline's initial weights, one per optimizer in
+    OPTIMIZERS, interleaved batch by batch (the order rotating) on the same batches: medians in seconds."""
+    p, tr = setup.p, setup.cfg.train
+    plain = variant(p, setup.cfg.reference or "baseline")
+    sides = {}
+    for name, (kwargs, sparse) in OPTIMIZERS.items():
+        model = copy.deepcopy(plain.model)
+        model.load_state_dict(plain.last_state)
+        set_attention_backend(model, eager=False)
+        params = list(model.parameters())
+        if kwargs is None:
+            opt = make_optimizer(model, [{"params": params}], tr.lr, tr.weight_decay, p.device)
+        else:
+            model.get_input_embeddings().sparse = False
+            opt = torch.optim.AdamW(params, lr=tr.lr, weight_decay=tr.weight_decay, **kwargs)
+        sides[name] = (model, params, opt)
+
+    def step(name, index):
+        model, params, opt = sides[name]
+        sync(p.device)
+        t = time.perf_counter()
+        batch = p.modality.batch("train", index, p.device)
+        model.train()
+        with autocast_for(p.device, tr.mixed_precision):
+            logits = model(**batch.inputs).logits
+        F.cross_entropy(logits.float(), batch.labels).backward()
+        clip_grad_norm_(params, p.step.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sync(p.device)
+        return time.perf_counter() - t
+
+    names = list(sides)
+    times = {n: [] for n in names}
+    for k, index in enumerate(batches):
+        order = names[k % len(names):] + names[:k % len(names)]
+        for n in order:
+            dt_ = step(n, index)
+            if k >= warmup:
+                times[n].append(dt_)
+    first = median(times[names[0]])
+    return {n: {"step_s": median(times[n]), "vs_first": median(times[n]) / first} for n in names}
+
+
 # ---- 4+. the same students trained alone ---------------------------------------------------------------------
 def students_alone(setup: Setup, epochs: int) -> dict:
     """Wall time of training the session's students alone: each prepared variant's initial weights, hard labels
@@ -786,6 +839,12 @@ def main(argv=None) -> int:
         say("  breakdown (same batches, one student; vs the plain SDPA step):")
         for k, v in s["breakdown"].items():
             say(f"    {k:<24} {fmt_s(v['step_s']):>8}  x{v['vs_sdpa']:.2f}")
+        section("8'. the plain step with each optimizer (same batches, interleaved)")
+        opt_batches = setup.p.modality.batches("train", cfg.train.batch_size, seed=cfg.train.seed * 1000 + 2,
+                                                           buckets=cfg.train.length_buckets)[:m["warmup"] + m["steps"]]
+        res["optimizers"] = ob = bench_optimizers(setup, opt_batches, m["warmup"])
+        for name, x in ob.items():
+            say(f"  {name:<38} {fmt_s(x['step_s']):>8}  x{x['vs_first']:.2f}")
         section("8. the training step / its bound (matmul FLOPs at the measured matmul rate + the optimizer's bytes "
                 "at the measured memory bandwidth)")
         res["bound"] = b = bench_bound(setup, s)
@@ -1003,6 +1062,12 @@ def summary_table(res: dict) -> list[dict]:
         add("4+. default session, teacher and its outputs cached / the same students trained alone",
             f"{a['ratio']:.2f} ({fmt_s(a['session_wall_s'])} / {fmt_s(a['wall_s'])})",
             f"<= {TARGETS['vs_alone']}", met(a["ratio"], TARGETS["vs_alone"]))
+    ob = res.get("optimizers")
+    if ob:
+        names = list(ob)
+        add(f"8'. plain step with the engine's optimizer / with {names[0]} (fused dense: "
+            f"{ob[names[1]]['vs_first']:.2f})", f"{ob[names[-1]]['vs_first']:.2f} ({fmt_s(ob[names[-1]]['step_s'])} / "
+            f"{fmt_s(ob[names[0]]['step_s'])})", "-", "-")
     b = res.get("bound")
     if b:
         for name in (k for k, x in b.items() if isinstance(x, dict)):

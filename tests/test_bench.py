@@ -83,6 +83,9 @@ def test_pieces_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_csv):
         b = bound[name]
         assert b["flops"] > 0 and b["update_bytes"] > 0 and b["bound_s"] == b["compute_s"] + b["memory_s"]
         assert b["ratio"] == pytest.approx(b["step_s"] / b["bound_s"])
+    batches = setup.p.modality.batches("train", cfg.train.batch_size, seed=2)[:3]
+    opts = bench.bench_optimizers(setup, batches, warmup=1)    # measure 8'
+    assert list(opts) == list(bench.OPTIMIZERS) and all(x["step_s"] > 0 for x in opts.values())
     alone = bench.students_alone(setup, epochs=1)     # measure 4+
     assert alone["students"] == 2 and alone["steps"] == 2 * setup.p.steps_per_epoch and alone["wall_s"] > 0
 
