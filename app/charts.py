@@ -6,6 +6,11 @@ token at the top left, as a matrix is printed.
 
 Large grids are built by laying out axes by hand (one heatmap trace per panel, no per-cell annotations):
 `make_subplots` is several times slower for the 6 x 12 head grid of a MiniLM teacher.
+
+Traces are given to plotly as dicts ({"type": "scatter", ...}) and added to a figure in one call: plotly validates a
+dict once, but a `go.Scatter` object twice (when it is made, and again when a figure takes it), and each
+`add_trace` call on its own costs more than one `add_traces` call for all. The figures are the same
+(benchmarks/figures_bench.py times every page's figures).
 """
 from __future__ import annotations
 
@@ -174,8 +179,8 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
         sfx = "" if i == 0 else str(i + 1)
         is_diff = i == 2
         xd, yd = domains[i]
-        traces.append(go.Heatmap(
-            z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+        traces.append(dict(
+            type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
             coloraxis="coloraxis2" if is_diff else "coloraxis", xgap=0, ygap=0,
             hovertemplate=hover.replace("NAME", "student − teacher" if is_diff else "weight")))
         layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", **tick)
@@ -320,8 +325,8 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
         xd = [left + c * (pw + hgap), left + c * (pw + hgap) + pw]
         yd = [1.0 - (r + 1) * ph - r * vgap, 1.0 - r * ph - r * vgap]
         trace_name = f"{row_names[r]}, head {c}" if maps.ndim == 4 else f"head {r * cols + c}"
-        traces.append(go.Heatmap(z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=trace_name,
-                                 coloraxis="coloraxis", hovertemplate=hover))
+        traces.append(dict(type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
+                           name=trace_name, coloraxis="coloraxis", hovertemplate=hover))
         layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", constrain="domain", **axis)
         layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed", scaleanchor=f"x{sfx}",
                                      constrain="domain", constraintoward="top", **axis)
@@ -385,13 +390,14 @@ def variant_lines(records: Sequence[dict], value, title: str, y_title: str, vari
     """One line per variant of `value(record)` against epoch (the live curves); x spans 0..epochs."""
     variants = _variants(records, variants)
     colors = variant_colors(variants)
-    fig = go.Figure()
+    traces = []
     for v in variants:
         pts = [(r["epoch"], value(r)) for r in records if r.get("student") == v]
         pts = [(e, y) for e, y in pts if y is not None and not (isinstance(y, float) and math.isnan(y))]
         if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=v,
-                                     line={"color": colors[v], "dash": _dash(v, reference)}))
+            traces.append(dict(type="scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                               name=v, line={"color": colors[v], "dash": _dash(v, reference)}))
+    fig = go.Figure(data=traces)
     if not fig.data:
         fig.add_annotation(text="appears after the first epoch", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font={"color": "gray"})
@@ -544,6 +550,7 @@ def divergence_curves(records: Sequence[dict], metric: str, variants: Sequence[s
     labels = list(labels) if labels is not None and len(labels) >= n_pairs else [f"pair {k}" for k in range(n_pairs)]
     fig = make_subplots(rows=1, cols=n_pairs, subplot_titles=labels[:n_pairs], shared_yaxes=True,
                         horizontal_spacing=0.04 if n_pairs > 1 else 0.0)
+    traces, cols = [], []
     for v, (epochs, values) in series.items():
         dash, name = _dash(v, reference), model_label(v, reference)
         for k in range(values.shape[1]):
@@ -551,20 +558,23 @@ def divergence_curves(records: Sequence[dict], metric: str, variants: Sequence[s
             if per_head:
                 for h in range(values.shape[2]):
                     head = f"{labels[k]} · head {h} · {name}"         # a thin line says which head it is
-                    fig.add_trace(go.Scatter(
-                        x=epochs, y=values[:, k, h], mode="lines+markers", name=head,
+                    traces.append(dict(
+                        type="scatter", x=epochs, y=values[:, k, h], mode="lines+markers", name=head,
                         legendgroup=v, showlegend=False, line=dict(color=colors[v], width=1, dash=dash),
                         marker=dict(size=4), opacity=0.55, customdata=[[k, h]] * len(epochs),
                         hovertemplate=f"{html.escape(head, quote=False)}: %{{y:.4g}}<br>epoch %{{x}} · {metric}"
-                                      f"<extra></extra>"),
-                        row=1, col=k + 1)
-            fig.add_trace(go.Scatter(
-                x=epochs, y=values[:, k, :].mean(-1), mode="lines+markers",
+                                      f"<extra></extra>"))
+                    cols.append(k + 1)
+            traces.append(dict(
+                type="scatter", x=epochs, y=values[:, k, :].mean(-1), mode="lines+markers",
                 name=name + (" (mean of heads)" if per_head else ""), legendgroup=v,
                 showlegend=k == 0, line=dict(color=colors[v], width=3, dash=dash), marker=dict(size=7),
                 hovertemplate=f"{pair} · {html.escape(name, quote=False)}"
                               f"{' · mean of heads' if values.shape[2] > 1 else ''}: %{{y:.4g}}<br>epoch %{{x}} · "
-                              f"{metric}<extra></extra>"), row=1, col=k + 1)
+                              f"{metric}<extra></extra>"))
+            cols.append(k + 1)
+    if traces:
+        fig.add_traces(traces, rows=[1] * len(traces), cols=cols)
     fig.update_xaxes(title_text="epoch", dtick=1, showgrid=True, gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(showgrid=True, gridcolor="#f3f4f6", zeroline=False, exponentformat="e")
     fig.update_yaxes(title_text=f"{METRIC_LABELS.get(metric, metric)}<br><sup>{_closer_word(metric)}</sup>",
@@ -617,8 +627,9 @@ def variant_grids(grids: dict[str, np.ndarray], labels: Sequence[str], metric: s
         top = r * (row_px + gap_px) + head_px                    # pixels from the top of the plot area
         yd = [max(0.0, 1.0 - (top + panel_px) / plot_px), min(1.0, 1.0 - top / plot_px)]
         p_n, h_n = arrays[v].shape
-        traces.append(go.Heatmap(
-            z=arrays[v], x=heads, y=list(labels), xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=v, coloraxis="coloraxis",
+        traces.append(dict(
+            type="heatmap", z=arrays[v], x=heads, y=list(labels), xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=v,
+            coloraxis="coloraxis",
             texttemplate="%{z:.2e}" if tiny else "%{z:.3g}", textfont=dict(size=10), xgap=2, ygap=2,
             customdata=[[[k, h] for h in range(h_n)] for k in range(p_n)],     # [pair index, head] of each cell
             hovertemplate=f"%{{y}} · %{{x}} · {html.escape(model_label(v, reference), quote=False)}: "
@@ -1027,10 +1038,11 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
     err = [binomial_halfwidth(a, n) for a in acc] if n else None
     teacher = accuracy.get(TEACHER)
     t_err = binomial_halfwidth(float(teacher), n) if teacher is not None and n else 0.0
-    fig = go.Figure()
+    traces = []
     if names:
-        fig.add_trace(go.Bar(
-            x=[model_label(m, reference) for m in names], y=acc, marker_color=[colors[m] for m in names],
+        traces.append(dict(
+            type="bar", x=[model_label(m, reference) for m in names], y=acc,
+            marker=dict(color=[colors[m] for m in names]),
             name="students", showlegend=False, customdata=err or [None] * len(acc),
             error_y=dict(type="data", array=err, visible=True, color="#111827", thickness=1.5) if err else None,
             hovertemplate="%{x}: %{y:.2%}" + (" ± %{customdata:.2%}" if err else "") + "<extra></extra>"))
@@ -1046,13 +1058,16 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
     if teacher is not None:
         t = float(teacher)
         if t_err:                                              # the teacher's own 95% interval, as a pale band
-            fig.add_trace(go.Scatter(x=[0, 1, 1, 0, 0], y=[t - t_err, t - t_err, t + t_err, t + t_err, t - t_err],
-                                     xaxis="x2", mode="lines", fill="toself", fillcolor="rgba(55,65,81,0.10)",
-                                     line=dict(width=0), hoverinfo="skip", showlegend=False, name="teacher 95%"))
-        fig.add_trace(go.Scatter(
-            x=[0, 1], y=[t, t], xaxis="x2", mode="lines", name=f"teacher {t:.1%}", showlegend=False,
+            traces.append(dict(type="scatter", x=[0, 1, 1, 0, 0],
+                               y=[t - t_err, t - t_err, t + t_err, t + t_err, t - t_err],
+                               xaxis="x2", mode="lines", fill="toself", fillcolor="rgba(55,65,81,0.10)",
+                               line=dict(width=0), hoverinfo="skip", showlegend=False, name="teacher 95%"))
+        traces.append(dict(
+            type="scatter", x=[0, 1], y=[t, t], xaxis="x2", mode="lines", name=f"teacher {t:.1%}", showlegend=False,
             line=dict(color=colors[TEACHER], width=2.5),
             hovertemplate=f"teacher: {t:.2%}" + (f" ± {t_err:.2%}" if t_err else "") + "<extra></extra>"))
+    fig = go.Figure(data=traces)
+    if teacher is not None:
         fig.add_annotation(text=f"<b>teacher {t:.1%}</b>", x=0.0, xref="paper", y=t, yref="y", xanchor="left",
                            yanchor="bottom", showarrow=False, font=dict(size=11, color=colors[TEACHER]))
     fig.update_layout(**_base_layout(360, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
@@ -1079,16 +1094,17 @@ def difference_chart(rows: Sequence[dict], reference: str, variants: Sequence[st
     shown = [r for r in rows if r["diff"] is not None]
     paired = bool(shown) and all("p" in r for r in shown)
     colors = variant_colors(list(variants) if variants is not None else [r["variant"] for r in rows])
-    fig = go.Figure()
+    traces = []
     for r in shown:
         d, lo, hi = 100 * r["diff"], 100 * r["lo"], 100 * r["hi"]
-        fig.add_trace(go.Scatter(
-            x=[d], y=[model_label(r["variant"], reference)], mode="markers", showlegend=False,
+        traces.append(dict(
+            type="scatter", x=[d], y=[model_label(r["variant"], reference)], mode="markers", showlegend=False,
             marker=dict(color=colors[r["variant"]], size=12),
             error_x=dict(type="data", symmetric=False, array=[hi - d], arrayminus=[d - lo], thickness=2,
                          color=colors[r["variant"]]),
             hovertemplate=f"{r['variant']}: %{{x:+.1f}} points (95% interval {lo:+.1f} to {hi:+.1f}"
                           + (f"; McNemar {p_text(r['p'])}" if paired else "") + ")<extra></extra>"))
+    fig = go.Figure(data=traces)
     fig.add_vline(x=0, line=dict(color="#6b7280", width=1.5, dash="dot"))
     fig.update_layout(**_base_layout(height or 110 + 46 * max(1, len(shown)),
                                      f"Difference from the {model_label(reference, reference)} "
@@ -1107,13 +1123,15 @@ def efficiency_bars(params: dict, size_bytes: dict, latency_ms: dict, device: st
     panels = [("parameters (millions)", params, 1e-6, "{:.2f} M"), ("size on disk (MB)", size_bytes, 1e-6, "{:.1f} MB"),
               (f"latency per example (ms{', ' + device if device else ''})", latency_ms, 1.0, "{:.1f} ms")]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.08)
-    for c, (_, data, scale, fmt) in enumerate(panels, start=1):
+    traces = []
+    for _, data, scale, fmt in panels:
         shown = [m for m in models if data.get(m) is not None]
         vals = [float(data[m]) * scale for m in shown]
-        fig.add_trace(go.Bar(x=[model_label(m, reference) for m in shown], y=vals,
-                             marker_color=[colors[m] for m in shown],
-                             text=[fmt.format(v) for v in vals], textposition="outside", cliponaxis=False,
-                             showlegend=False, hovertemplate="%{x}: %{text}<extra></extra>"), row=1, col=c)
+        traces.append(dict(type="bar", x=[model_label(m, reference) for m in shown], y=vals,
+                           marker=dict(color=[colors[m] for m in shown]),
+                           text=[fmt.format(v) for v in vals], textposition="outside", cliponaxis=False,
+                           showlegend=False, hovertemplate="%{x}: %{text}<extra></extra>"))
+    fig.add_traces(traces, rows=[1] * len(traces), cols=list(range(1, len(traces) + 1)))
     fig.update_layout(**_base_layout(360))
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_annotations(font=dict(size=13))
@@ -1133,15 +1151,16 @@ def robustness_figure(record: dict, variants: Sequence[str] | None = None, refer
     acc = record.get("accuracy") or {}
     models = _models(acc, variants)
     colors = variant_colors(models[1:])
-    fig = go.Figure()
+    traces = []
     for m in models:
         if len(acc.get(m) or []) != len(eps):
             continue
         label = model_label(m, reference)
-        fig.add_trace(go.Scatter(
-            x=eps, y=[100 * float(a) for a in acc[m]], mode="lines+markers", name=label,
+        traces.append(dict(
+            type="scatter", x=eps, y=[100 * float(a) for a in acc[m]], mode="lines+markers", name=label,
             line=dict(color=colors[m], dash=_dash(m, reference), width=3 if m == TEACHER else 2),
             hovertemplate=f"{html.escape(label, quote=False)} · ε = %{{x:g}}: %{{y:.1f}}%<extra></extra>"))
+    fig = go.Figure(data=traces)
     sub = f" <sup>(n = {record['n']}, {record.get('steps', '?')} PGD steps)</sup>" if record.get("n") else ""
     fig.update_layout(**_base_layout(height, "Accuracy under attack" + sub), hovermode="closest",
                       legend=dict(orientation="h", y=-0.28, x=0))
@@ -1207,16 +1226,18 @@ def compare_runs_divergence(runs: Sequence[tuple[str, dict]], height: int = 400)
 
     runs: (tag, summary.json) per run."""
     colors = compare_colors([s for _, s in runs])
-    fig = go.Figure()
+    traces = []
     metric = "js"
     for (tag, s), dash in zip(runs, RUN_DASHES):
         d = s.get("divergence") or {}
         metric = d.get("metric", metric)
         for v in run_variants(s):
             if d.get(v):
-                fig.add_trace(go.Scatter(x=d["epochs"][:len(d[v])], y=d[v], mode="lines+markers", name=f"{tag} {v}",
-                                         legendgroup=tag, line={"color": colors[v], "dash": dash, "width": 2.5},
-                                         hovertemplate=f"{tag} {v}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
+                traces.append(dict(type="scatter", x=d["epochs"][:len(d[v])], y=d[v], mode="lines+markers",
+                                   name=f"{tag} {v}", legendgroup=tag,
+                                   line={"color": colors[v], "dash": dash, "width": 2.5},
+                                   hovertemplate=f"{tag} {v}<br>epoch %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig = go.Figure(data=traces)
     fig.update_layout(**_base_layout(height, f"Attention divergence from the teacher (mean "
                                              f"{METRIC_LABELS.get(metric, metric)})"),
                       legend={"orientation": "h", "y": -0.2})
@@ -1230,15 +1251,16 @@ def compare_runs_accuracy(runs: Sequence[tuple[str, dict]], height: int = 400) -
     """Test accuracy (%) of the teacher and every variant of each run: bars in variant colours, run B hatched."""
     models = [TEACHER, *compared_variants([s for _, s in runs])]
     colors = compare_colors([s for _, s in runs])
-    fig = go.Figure()
+    traces = []
     for (tag, s), pattern in zip(runs, RUN_PATTERNS):
         acc = s.get("accuracy") or {}
         y = [None if acc.get(m) is None else round(100 * acc[m], 1) for m in models]
-        fig.add_trace(go.Bar(
-            x=models, y=y, name=tag, marker=dict(color=[colors[m] for m in models],
+        traces.append(dict(
+            type="bar", x=models, y=y, name=tag, marker=dict(color=[colors[m] for m in models],
                                                  pattern=dict(shape=pattern, fgcolor="white", size=6)),
             text=["–" if v is None else f"{v}" for v in y], textposition="outside", cliponaxis=False,
             hovertemplate=f"{tag} %{{x}}: %{{y:.1f}}%<extra></extra>"))
+    fig = go.Figure(data=traces)
     fig.update_layout(**_base_layout(height, "Test accuracy (%) <sup>plain bars: A · hatched: B</sup>"),
                       barmode="group", legend={"orientation": "h", "y": -0.2})
     fig.update_yaxes(range=[0, 112], gridcolor="#f3f4f6", title_text="%")
@@ -1264,11 +1286,9 @@ def attribution_bars(tokens: Sequence[str], teacher_scores: np.ndarray, student_
         b = b / (np.abs(b).max() or 1.0)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=("teacher", student_name))
-    for c, s in enumerate((a, b), start=1):
-        fig.add_trace(go.Bar(
-            x=s, y=labels, orientation="h", showlegend=False,
-            marker_color=np.where(s >= 0, "#16a34a", "#dc2626").tolist(),
-            hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=c)
+    fig.add_traces([dict(type="bar", x=s, y=labels, orientation="h", showlegend=False,
+                         marker=dict(color=np.where(s >= 0, "#16a34a", "#dc2626").tolist()),
+                         hovertemplate="%{y}: %{x:.3f}<extra></extra>") for s in (a, b)], rows=[1, 1], cols=[1, 2])
     fig.update_yaxes(autorange="reversed", type="category", tickfont=dict(size=_tick_font_size(t) + 1))
     lim = 1.05 if normalize else float(max(np.abs(a).max(initial=0), np.abs(b).max(initial=0)) * 1.05 or 1.0)
     fig.update_xaxes(range=[-lim, lim], zeroline=True, zerolinecolor="#9ca3af", gridcolor="#f3f4f6",
@@ -1335,24 +1355,26 @@ def _seed_panel(fig: go.Figure, col: int, models: Sequence[str], per_seed: dict,
                 colors: dict, reference: str | None, fmt: str) -> None:
     """One panel of sweep_figure: per model (at x = its position), a dot per seed just left of the mean, and the
     mean with its 95% interval as whiskers just right of it."""
+    traces = []
     for i, m in enumerate(models):
         label = model_label(m, reference)
         pts = [(s, v) for s, v in zip(seeds, per_seed.get(m) or []) if v is not None]
-        fig.add_trace(go.Scatter(
-            x=[i - 0.12] * len(pts), y=[v for _, v in pts], mode="markers", showlegend=False,
+        traces.append(dict(
+            type="scatter", x=[i - 0.12] * len(pts), y=[v for _, v in pts], mode="markers", showlegend=False,
             marker=dict(color=colors[m], size=8, opacity=0.5, line=dict(width=0)),
-            text=[f"seed {s}" for s, _ in pts], hovertemplate=f"{label}, %{{text}}: %{{y:{fmt}}}<extra></extra>"),
-            row=1, col=col)
+            text=[f"seed {s}" for s, _ in pts], hovertemplate=f"{label}, %{{text}}: %{{y:{fmt}}}<extra></extra>"))
         mean, lo, hi = means.get(m, (None, None, None))
         if mean is None:
             continue
         err = None if lo is None else dict(type="data", symmetric=False, array=[hi - mean], arrayminus=[mean - lo],
                                            thickness=2, width=8, color=colors[m])
         interval = "" if lo is None else f" (95% interval {lo:{fmt}} to {hi:{fmt}})"
-        fig.add_trace(go.Scatter(
-            x=[i + 0.08], y=[mean], mode="markers", showlegend=False, error_y=err,
+        traces.append(dict(
+            type="scatter", x=[i + 0.08], y=[mean], mode="markers", showlegend=False, error_y=err,
             marker=dict(color=colors[m], size=13, symbol="diamond", line=dict(color="white", width=1)),
-            hovertemplate=f"{label}: mean %{{y:{fmt}}}{interval}<extra></extra>"), row=1, col=col)
+            hovertemplate=f"{label}: mean %{{y:{fmt}}}{interval}<extra></extra>"))
+    if traces:
+        fig.add_traces(traces, rows=[1] * len(traces), cols=[col] * len(traces))
     fig.update_xaxes(tickmode="array", tickvals=list(range(len(models))), range=[-0.6, len(models) - 0.4],
                      ticktext=[model_label(m, reference) for m in models], showgrid=False, zeroline=False,
                      row=1, col=col)
@@ -1448,10 +1470,10 @@ def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequen
     for k, ((z, name, is_diff), dom) in enumerate(zip(panels, domains)):
         sfx = "" if k == 0 else str(k + 1)
         what = html.escape(str(name)) if is_diff else "weight"
-        traces.append(go.Heatmap(z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
-                                 coloraxis="coloraxis2" if is_diff else "coloraxis",
-                                 hovertemplate=f"query: %{{y}}<br>key: %{{x}}<br>{what}: %{{z:.4f}}"
-                                               f"<extra>{html.escape(str(name))}</extra>"))
+        traces.append(dict(type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+                           coloraxis="coloraxis2" if is_diff else "coloraxis",
+                           hovertemplate=f"query: %{{y}}<br>key: %{{x}}<br>{what}: %{{z:.4f}}"
+                                         f"<extra>{html.escape(str(name))}</extra>"))
         layout[f"xaxis{sfx}"] = dict(domain=dom, anchor=f"y{sfx}", side="bottom", tickangle=-60 if t <= 16 else -90,
                                      **tick)
         layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
@@ -1506,14 +1528,14 @@ def divergence_difference_grid(diff: np.ndarray, row_labels: Sequence[str], metr
     legend = (f"<sup><span style='color:{SIDE_COLORS['A']}'>blue: {html.escape(a)} closer to the teacher</span> · "
               f"<span style='color:{SIDE_COLORS['B']}'>red: {html.escape(b)} closer</span> · "
               f"{html.escape(a)}'s {html.escape(name)} minus {html.escape(b)}'s</sup>")
-    fig = go.Figure(go.Heatmap(
-        z=d, x=cols, y=list(row_labels), customdata=who, xgap=2, ygap=2, zmin=-dmax, zmax=dmax,
+    fig = go.Figure(data=[dict(
+        type="heatmap", z=d, x=cols, y=list(row_labels), customdata=who, xgap=2, ygap=2, zmin=-dmax, zmax=dmax,
         colorscale="RdBu_r" if lower else "RdBu", texttemplate="%{z:+.2e}" if tiny else "%{z:+.3g}",
         textfont=dict(size=11),
         hovertemplate=f"%{{y}}, %{{x}}<br>{html.escape(a)} − {html.escape(b)}: %{{z:.4g}}<br>"
                       f"%{{customdata}}<extra></extra>",
         colorbar=dict(thickness=12, len=0.7, y=0.5, tickformat=".1e" if tiny else None,
-                      title=dict(text=f"{html.escape(a)} − {html.escape(b)}", side="top"))))
+                      title=dict(text=f"{html.escape(a)} − {html.escape(b)}", side="top")))])
     for y, anchor, side in ((0.86, "bottom", top), (0.14, "top", bottom)):
         fig.add_annotation(text=f"<b>{html.escape(side)} closer</b>", x=1.0, xref="paper", xanchor="left", y=y,
                            yref="paper", yanchor=anchor, showarrow=False,
@@ -1595,6 +1617,7 @@ def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str
     fig.update_annotations(font_size=12)
     colors = variant_colors(variants)
     legend: set[str] = set()
+    traces, at = [], []
     for i, k in enumerate(panels):
         row, col = divmod(i, cols)
         for v in shown_variants:
@@ -1603,13 +1626,16 @@ def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str
                 continue
             label = html.escape(model_label(v, reference), quote=False)
             what = "temperature" if k == "temperature" else f"weight of {html.escape(k, quote=False)}"
-            fig.add_trace(go.Scatter(
-                x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=model_label(v, reference),
-                legendgroup=v, showlegend=v not in legend, meta=dict(panel=k, student=v),
+            traces.append(dict(
+                type="scatter", x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                name=model_label(v, reference), legendgroup=v, showlegend=v not in legend,
+                meta=dict(panel=k, student=v),
                 line=dict(color=colors[v], dash=_dash(v, reference), width=1.6),
-                hovertemplate=f"{label} · {what}<br>epoch %{{x:.2f}}: %{{y:.4g}}<extra></extra>"),
-                row=row + 1, col=col + 1)
+                hovertemplate=f"{label} · {what}<br>epoch %{{x:.2f}}: %{{y:.4g}}<extra></extra>"))
+            at.append((row + 1, col + 1))
             legend.add(v)
+    if traces:
+        fig.add_traces(traces, rows=[r for r, _ in at], cols=[c for _, c in at])
     _epoch_panels(fig, n, rows, cols, _last_epoch(steps, epochs))
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(**_base_layout(height or 110 + 220 * rows, "Loss weights and temperature actually used"),
@@ -1627,17 +1653,19 @@ def layer_cost_map(costs: Sequence[Sequence[float]], suggested: Sequence[int], u
     ls, lt = z.shape
     xs, ys = [f"teacher {t}" for t in range(lt)], [f"student {s}" for s in range(ls)]
     tiny = float(np.nanmax(np.abs(z), initial=0.0)) < 0.01
-    fig = go.Figure(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale="Reds", xgap=2, ygap=2, texttemplate="%{z:.2e}" if tiny else "%{z:.3g}",
+    traces = [dict(
+        type="heatmap", z=z, x=xs, y=ys, colorscale="Reds", xgap=2, ygap=2,
+        texttemplate="%{z:.2e}" if tiny else "%{z:.3g}",
         textfont=dict(size=12), colorbar=dict(thickness=12, title=dict(text="JS", side="top")),
-        hovertemplate="%{y} vs %{x}: JS %{z:.4g}<extra></extra>"))
+        hovertemplate="%{y} vs %{x}: JS %{z:.4g}<extra></extra>")]
     marks = [("suggested", suggested, "square-open", "#111827", 34)]
     if used is not None and len(used) == ls:
         marks.append(("used by the run", used, "circle-open", "#2563eb", 22))
     for name, layers, symbol, color, size in marks:
-        fig.add_trace(go.Scatter(x=[xs[t] for t in layers], y=ys[:len(layers)], mode="markers", name=name,
-                                 marker=dict(symbol=symbol, size=size, color=color, line=dict(width=3)),
-                                 hovertemplate=f"%{{y}} → %{{x}} ({name})<extra></extra>"))
+        traces.append(dict(type="scatter", x=[xs[t] for t in layers], y=ys[:len(layers)], mode="markers", name=name,
+                           marker=dict(symbol=symbol, size=size, color=color, line=dict(width=3)),
+                           hovertemplate=f"%{{y}} → %{{x}} ({name})<extra></extra>"))
+    fig = go.Figure(data=traces)
     axis = dict(type="category", showgrid=False, ticks="")
     fig.update_layout(**_base_layout(height or 150 + 60 * ls, "Mean JS: student layer × teacher layer"),
                       xaxis=dict(categoryorder="array", categoryarray=xs, **axis),

@@ -4,6 +4,8 @@
 A record holds, per variant, its versions (fp32, int8_linear, int8_linear_embeddings, pruned_<percent>) with
 "size_bytes", "latency_ms", "test_accuracy" and "js", and a "pruning_curve" of {"fraction", "heads_removed",
 "test_accuracy", "head_mask"} points (None for a CNN, which has no heads).
+
+As in app/charts.py, traces are dicts added to a figure in one call (plotly validates them once).
 """
 from __future__ import annotations
 
@@ -63,17 +65,18 @@ def pruning_figure(record: dict, variants: Sequence[str] | None = None, referenc
     reference dashed), from the record's pruning curves; variants without heads (CNNs) are left out."""
     names = [n for n in _entries(record, variants) if record["variants"][n].get("pruning_curve")]
     colors = variant_colors(_entries(record, variants))
-    fig = go.Figure()
+    traces = []
     for name in names:
         curve = record["variants"][name]["pruning_curve"]
         label = model_label(name, reference)
         heads = int(np.size(curve[0]["head_mask"]))
-        fig.add_trace(go.Scatter(
-            x=[100 * p["fraction"] for p in curve], y=[100 * p["test_accuracy"] for p in curve],
+        traces.append(dict(
+            type="scatter", x=[100 * p["fraction"] for p in curve], y=[100 * p["test_accuracy"] for p in curve],
             customdata=[[p["heads_removed"], heads] for p in curve], mode="lines+markers", name=label,
             line=dict(color=colors[name], dash=_dash(name, reference), width=2),
             hovertemplate=(f"{html.escape(label, quote=False)} · %{{x:.0f}}% asked, %{{customdata[0]}} of "
                            f"%{{customdata[1]}} heads removed: %{{y:.1f}}%<extra></extra>")))
+    fig = go.Figure(data=traces)
     n = record.get("test_size")
     sub = f" <sup>(n = {n} test examples; least important heads first)</sup>" if n else ""
     fig.update_layout(**_base_layout(height, "Test accuracy as attention heads are removed" + sub),
@@ -97,6 +100,7 @@ def versions_figure(record: dict, variants: Sequence[str] | None = None, referen
     if any(v.get("js") is not None for n in names for v in record["variants"][n].get("versions") or []):
         panels.append(("attention JS to the teacher", lambda v: v.get("js"), ".4f", False))
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.06)
+    traces, cols = [], []
     for name in names:
         label = model_label(name, reference)
         versions = record["variants"][name].get("versions") or []
@@ -107,14 +111,18 @@ def versions_figure(record: dict, variants: Sequence[str] | None = None, referen
                           hovertemplate=(f"{html.escape(label, quote=False)} · %{{customdata}}: %{{y:{fmt}}}"
                                          f"<extra></extra>"))
             if bars:
-                trace = go.Bar(**common, marker_color=colors[name],
-                               marker_pattern_shape="/" if name == reference else "")
+                trace = dict(type="bar", **common, marker=dict(
+                    color=colors[name], pattern=dict(shape="/" if name == reference else "")))
             else:
-                trace = go.Scatter(**common, mode="markers", marker=dict(
+                trace = dict(type="scatter", **common, mode="markers", marker=dict(
                     color=colors[name], size=10, symbol="diamond-open" if name == reference else "circle"))
-            fig.add_trace(trace, row=1, col=c)
+            traces.append(trace)
+            cols.append(c)
+    if names:                              # once per panel (each variant used to set the same again)
         for c, (*_, bars) in enumerate(panels, start=1):
             fig.update_yaxes(rangemode="tozero" if bars else "normal", row=1, col=c)
+    if traces:
+        fig.add_traces(traces, rows=[1] * len(traces), cols=cols)
     fig.update_layout(**_base_layout(height), barmode="group", legend=dict(orientation="h", y=-0.75, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_annotations(font=dict(size=13))
@@ -132,15 +140,18 @@ def importance_figure(record: dict, variants: Sequence[str] | None = None, refer
         return None
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[model_label(n, reference) for n in names],
                         horizontal_spacing=0.08)
+    traces = []
     for c, name in enumerate(names, start=1):
         imp = np.asarray(record["variants"][name]["head_importance"], dtype=float)      # (L, H)
-        fig.add_trace(go.Heatmap(
-            z=imp, x=[f"head {h}" for h in range(imp.shape[1])], y=[f"layer {layer}" for layer in range(imp.shape[0])],
+        traces.append(dict(
+            type="heatmap", z=imp, x=[f"head {h}" for h in range(imp.shape[1])],
+            y=[f"layer {layer}" for layer in range(imp.shape[0])],
             colorscale="Purples", zmin=0, zmax=1, showscale=c == len(names),
             colorbar=dict(title=dict(text="importance", side="right"), thickness=12),
             text=np.round(imp, 2), texttemplate="%{text}",
-            hovertemplate="%{y}, %{x}: importance %{z:.3f}<extra></extra>"), row=1, col=c)
-        fig.update_yaxes(autorange="reversed", row=1, col=c)
+            hovertemplate="%{y}, %{x}: importance %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")         # every panel's, in one call
+    fig.add_traces(traces, rows=[1] * len(traces), cols=list(range(1, len(traces) + 1)))
     title = ("Head importance (Michel et al. 2019): |∂loss/∂mask| on the validation set, each layer divided by its "
              "L2 norm")
     fig.update_layout(**_base_layout(height, title))
