@@ -31,6 +31,7 @@ session: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/session_bench.py
+	$(PY) benchmarks/figures_bench.py
 
 clean:
 	rm -rf $(VENV)
