@@ -237,8 +237,7 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
     """Fine-tune a classifier in place; with `val` = (ids, labels), keep the epoch of best validation accuracy and
     stop after tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record)."""
     set_attention_backend(model, eager=False)   # attention is not read here: fast path
-    # fused AdamW, dense: a teacher's recipe stays the one its cache key names (the word embedding is not row-sparse)
-    opt = make_optimizer(None, [{"params": list(model.parameters())}], tcfg.finetune_lr, 0.01, device)
+    opt = make_optimizer(model, [{"params": list(model.parameters())}], tcfg.finetune_lr, 0.01, device)
     steps_per_epoch = (len(ids) + tcfg.finetune_batch_size - 1) // tcfg.finetune_batch_size
     epochs = floor_epochs(tcfg.finetune_epochs, steps_per_epoch, tcfg.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
     total = steps_per_epoch * epochs

@@ -30,13 +30,16 @@ def _train(model, opt, batches, clip=None):
 
 def test_large_input_embedding_gets_sparse_gradients_small_tables_do_not():
     big = Toy()
-    opt = make_optimizer(big, [{"params": list(big.parameters())}], lr=1e-2, weight_decay=0.0)
+    dense = Toy()
+    make_optimizer(dense, [{"params": list(dense.parameters())}], lr=1e-2, weight_decay=0.0)
+    assert not dense.emb.sparse                              # row-sparse only when asked for
+    opt = make_optimizer(big, [{"params": list(big.parameters())}], lr=1e-2, weight_decay=0.0, sparse_embedding=True)
     assert big.emb.sparse and isinstance(opt, RowSparseAdamW)
     big(torch.tensor([[1, 2, 3]])).sum().backward()
     assert big.emb.weight.grad.is_sparse and not big.lin.weight.grad.is_sparse
     small = Toy(rows=100)
     assert sparse_embeddings(small) == []
-    make_optimizer(small, [{"params": list(small.parameters())}], lr=1e-2, weight_decay=0.0)
+    make_optimizer(small, [{"params": list(small.parameters())}], lr=1e-2, weight_decay=0.0, sparse_embedding=True)
     assert not small.emb.sparse
 
 
@@ -48,7 +51,7 @@ def test_rows_in_every_batch_follow_dense_adamw_exactly():
     b.load_state_dict(a.state_dict())
     every = torch.arange(4096).view(1, -1)
     batches = [every[:, torch.randperm(4096)] for _ in range(5)]
-    opt_a = make_optimizer(a, [{"params": list(a.parameters())}], lr=1e-2, weight_decay=0.1)
+    opt_a = make_optimizer(a, [{"params": list(a.parameters())}], lr=1e-2, weight_decay=0.1, sparse_embedding=True)
     opt_b = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=0.1)
     _train(a, opt_a, batches, clip=0.5)
     for ids in batches:
@@ -67,7 +70,7 @@ def test_rows_outside_the_batch_are_left_alone_and_match_sparse_adam():
     b.load_state_dict(a.state_dict())
     before = a.emb.weight.detach().clone()
     batches = [torch.randint(0, 50, (4, 6)) for _ in range(6)]
-    opt_a = make_optimizer(a, [{"params": list(a.parameters())}], lr=1e-2, weight_decay=0.0)
+    opt_a = make_optimizer(a, [{"params": list(a.parameters())}], lr=1e-2, weight_decay=0.0, sparse_embedding=True)
     _train(a, opt_a, batches)
     b.emb.sparse = True
     opt_b1 = torch.optim.SparseAdam([b.emb.weight], lr=1e-2)
@@ -85,7 +88,7 @@ def test_rows_outside_the_batch_are_left_alone_and_match_sparse_adam():
 
 def test_clip_counts_sparse_rows_once_even_when_a_token_repeats():
     m = Toy()
-    make_optimizer(m, [{"params": list(m.parameters())}], lr=1e-2, weight_decay=0.0)
+    make_optimizer(m, [{"params": list(m.parameters())}], lr=1e-2, weight_decay=0.0, sparse_embedding=True)
     ids = torch.tensor([[7, 7, 7, 9]])
     m(ids).pow(2).sum().backward()
     dense = m.emb.weight.grad.to_dense()
@@ -94,3 +97,13 @@ def test_clip_counts_sparse_rows_once_even_when_a_token_repeats():
     assert torch.allclose(total, expected)
     after = torch.sqrt(m.emb.weight.grad.to_dense().pow(2).sum() + sum(p.grad.pow(2).sum() for p in m.lin.parameters()))
     assert abs(float(after) - 1e-3) < 1e-5
+
+
+def test_sparse_embedding_is_a_yes_or_no_setting_off_by_default():
+    import pytest
+    from distill_core.config import SessionConfig
+    from distill_core.errors import ConfigError
+    assert SessionConfig().train.sparse_embedding is False
+    assert SessionConfig.from_dict({"train": {"sparse_embedding": True}}).train.sparse_embedding is True
+    with pytest.raises(ConfigError, match="sparse_embedding must be true or false"):
+        SessionConfig.from_dict({"train": {"sparse_embedding": "yes"}})

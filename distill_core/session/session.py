@@ -174,7 +174,7 @@ class Session:
             total = self.variant_steps(p, v) * p.epochs
             self._strategies(p, v, total)
             v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
-                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio))
+                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio), cfg.train.sparse_embedding)
             v.snapshot()
         self.prepared = p
         return p

@@ -114,11 +114,12 @@ class Variant:
         """Learned loss weights and temperature: their own learning rate, no weight decay."""
         return [p for m in (self.loss_weights, self.temperature) if m is not None for p in m.parameters()]
 
-    def setup_optimizer(self, lr: float, weight_decay: float, lr_lambda) -> None:
+    def setup_optimizer(self, lr: float, weight_decay: float, lr_lambda, sparse_embedding: bool = False) -> None:
         groups = [{"params": self.parameters()}]
         if self.strategy_parameters():
             groups.append({"params": self.strategy_parameters(), "lr": AUTO_LR, "weight_decay": 0.0})
-        self.optimizer = make_optimizer(self.model, groups, lr, weight_decay, next(self.model.parameters()).device)
+        self.optimizer = make_optimizer(self.model, groups, lr, weight_decay, next(self.model.parameters()).device,
+                                        sparse_embedding)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda)
 
     def start_epoch(self) -> None:
