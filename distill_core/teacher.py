@@ -61,7 +61,7 @@ class PreparedTeacher:
 
 
 TEACHER_RECIPE_VERSION = 3     # bump when the fine-tune recipe changes what it produces
-OUTPUTS_VERSION = 1            # bump when compute_teacher_outputs changes what it produces
+OUTPUTS_VERSION = 2            # bump when compute_teacher_outputs changes what it produces
 
 # Files whose bytes define a model folder; shards named by model.safetensors.index.json are added to them.
 MODEL_FILES = ("config.json",) + SAFE_WEIGHTS + TOKENIZER_FILES + (
@@ -315,7 +315,9 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
                             progress: Progress | None = None) -> TeacherOutputs:
     """One inference pass of the teacher over `ids` (length-sorted batches)."""
     teacher.eval()
-    set_attention_backend(teacher, eager=need_attention)
+    # eager attention whatever is read: SDPA's logits differ from eager's in the last bits, and a logit-KD variant's
+    # numbers must not change because another variant reads the teacher's attention
+    set_attention_backend(teacher, eager=True)
     n = len(ids)
     logits = torch.zeros((n, teacher.config.num_labels))
     att = [None] * n if need_attention else None
