@@ -337,6 +337,17 @@ def bench_bound(setup: Setup, steps: dict) -> dict:
     return out
 
 
+def plain_step(p, model, params, opt, batch) -> None:
+    """One optimisation step on hard labels alone (cross-entropy), clipped like the engine's."""
+    model.train()
+    with autocast_for(p.device, p.step.mixed_precision):
+        logits = model(**batch.inputs).logits
+    F.cross_entropy(logits.float(), batch.labels).backward()
+    clip_grad_norm_(params, p.step.max_grad_norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 # ---- 8'. what the optimizer's changes bought ------------------------------------------------------------------
 OPTIMIZERS = {   # name -> (torch AdamW keyword arguments, or None for the engine's make_optimizer; its sparse_embedding)
     "AdamW per tensor (before)": ({"foreach": False}, False),
@@ -364,17 +375,9 @@ def bench_optimizers(setup: Setup, batches, warmup: int) -> dict:
         sides[name] = (model, params, opt)
 
     def step(name, index):
-        model, params, opt = sides[name]
         sync(p.device)
         t = time.perf_counter()
-        batch = p.modality.batch("train", index, p.device)
-        model.train()
-        with autocast_for(p.device, tr.mixed_precision):
-            logits = model(**batch.inputs).logits
-        F.cross_entropy(logits.float(), batch.labels).backward()
-        clip_grad_norm_(params, p.step.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        plain_step(p, *sides[name], p.modality.batch("train", index, p.device))
         sync(p.device)
         return time.perf_counter() - t
 
@@ -415,14 +418,8 @@ def students_alone(setup: Setup, epochs: int) -> dict:
         for index in p.modality.batches("train", tr.batch_size, seed=tr.seed * 1000 + epoch, buckets=tr.length_buckets):
             batch = p.modality.batch("train", index, p.device)
             for model, params, opt, sched in students:
-                model.train()
-                with autocast_for(p.device, tr.mixed_precision):
-                    logits = model(**batch.inputs).logits
-                F.cross_entropy(logits.float(), batch.labels).backward()
-                clip_grad_norm_(params, p.step.max_grad_norm)
-                opt.step()
+                plain_step(p, model, params, opt, batch)
                 sched.step()
-                opt.zero_grad(set_to_none=True)
                 steps += 1
     sync(p.device)
     wall = time.perf_counter() - t0
