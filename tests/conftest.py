@@ -20,6 +20,18 @@ NEGATIVE = "dull boring awful clumsy tedious bland messy weak lifeless stale".sp
 FILLER = "the film movie story plot actors a an is was very quite really and but this".split()
 
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ (e.g. "session_bench") loaded as a module, as the tests of each benchmark use it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     rows = []

@@ -1,24 +1,19 @@
 """benchmarks/session_bench.py: it runs, calls only the engine's public names, and its pieces work on tiny models."""
 import ast
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from distill_core import RunStore, SessionConfig
 
-from conftest import tiny_config_dict
+from conftest import BENCHMARKS, load_benchmark, tiny_config_dict
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "session_bench.py"
+BENCH = BENCHMARKS / "session_bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("session_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("session_bench")
 
 
 def test_help_lists_the_options(bench, capsys):

@@ -1,19 +1,13 @@
 """benchmarks/figures_bench.py on a tiny finished run: an entry for every page, numbers or "n/a" with a reason, and
 the summary rows. Nothing here checks a time."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "figures_bench.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("figures_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("figures_bench")
 
 
 def test_help_lists_the_options(bench, capsys):
