@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,16 @@ def make_texts(n: int, seed: int = 0) -> list[tuple[str, str]]:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Teacher fine-tunes go to a temporary cache, never the user's."""
     monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest leaves the page it ran as sys.modules["__main__"], and a process spawned later (the
+    two-process tests) runs the parent's __main__ first: put the real one back after every test."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
