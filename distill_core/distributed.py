@@ -64,6 +64,11 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def _accelerate_cpu() -> bool:
+    """Whether `accelerate launch --cpu` started this process."""
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
 def _dist():
     import torch.distributed as dist
     return dist
@@ -81,7 +86,7 @@ def init(device: torch.device | None = None) -> torch.device:
         return device
     from .errors import ConfigError
     rank, size, local = world()
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+    if _accelerate_cpu():
         device = torch.device("cpu")
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
@@ -389,7 +394,7 @@ def raise_on_termination() -> None:
 
 def launch_warning() -> str | None:
     """`accelerate launch --cpu --num_processes N` without mpirun starts one process, not N: say so."""
-    if active() or os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+    if active() or not _accelerate_cpu():
         return None
     if "MASTER_ADDR" not in os.environ:
         return None
