@@ -261,9 +261,10 @@ def bench_steps(setup: Setup, warmup: int, steps: int) -> dict:
            "step_s_by_variant": {distilled.name: median(td), plain.name: median(tp)},
            "ratio_of_medians": median(td) / median(tp), "median_of_ratios": median(ratios),
            "distilled_samples_per_s": bs / median(td), "plain_samples_per_s": bs / median(tp),
-           "losses": {distilled.name: distilled.weights, plain.name: plain.weights},
+           "losses": {v.name: dict(setup.session.config.variant(v.name).losses) for v in (distilled, plain)},
            "head_rule": p.head_rule, "pairs": p.pairs}
-    res["breakdown"] = step_breakdown(setup, initial, distilled.weights, batches[warmup:])
+    res["breakdown"] = step_breakdown(setup, initial, dict(setup.session.config.variant(distilled.name).losses),
+                                      batches[warmup:])
     return res
 
 
@@ -291,7 +292,7 @@ def step_breakdown(setup: Setup, model, weights: dict, batches) -> dict:
             if capture:
                 s_att = mapping.adapt_student(cap.pop_stacked().float(), ctx.head_rule)
             if teacher is not None:
-                loss, _ = combined_loss(weights, LossInputs(out.logits, batch.labels, batch.mask, ctx.temperature,
+                loss, _ = combined_loss(weights, LossInputs(out.logits, batch.labels, batch.mask, session.config.objectives.temperature,
                                                             teacher.logits, s_att, teacher.attention))
             else:
                 loss = F.cross_entropy(out.logits.float(), batch.labels)

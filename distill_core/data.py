@@ -468,6 +468,83 @@ class DataCheck:
             raise DataError("\n\n".join(p.message for p in self.errors))
 
 
+def _column_problems(df: pd.DataFrame, text_column: str, label_column: str, name: str) -> list[DataProblem]:
+    """Missing columns, one column for both roles, or no rows: nothing else can be checked."""
+    cols = list(df.columns)
+    missing = [(role, col) for role, col in (("text", text_column), ("label", label_column)) if col not in cols]
+    if missing:
+        return [DataProblem(ERROR, f"{name} has no {role} column {col!r}; its columns are: "
+                                   f"{', '.join(cols) or '(none)'}. Choose the {role} column among them")
+                for role, col in missing]
+    if text_column == label_column:
+        return [DataProblem(ERROR, f"{name}: the text and the label column are both {text_column!r}; "
+                                   f"choose the column that holds the texts and the one that holds the "
+                                   f"classes")]
+    if len(df) == 0:
+        return [DataProblem(ERROR, f"{name} has no rows; add labelled examples")]
+    return []
+
+
+def _tiny_classes_problem(tiny: list[tuple[str, int]], name: str) -> DataProblem:
+    """Classes with fewer than MIN_CLASS_TEXTS distinct texts: (label, count) each."""
+    need = (f"the stratified splits need at least {MIN_CLASS_TEXTS} distinct texts of every class, one each "
+            f"for training, validation and test")
+    if len(tiny) == 1:
+        (lab, k), = tiny
+        msg = (f"{name}: class {lab!r} has only {k} distinct text{'s' if k != 1 else ''}; {need}. Add examples "
+               f"of {lab!r}, or remove its rows")
+    else:
+        shown = ", ".join(f"{lab!r} ({k})" for lab, k in tiny[:8]) + (" …" if len(tiny) > 8 else "")
+        msg = (f"{name}: {len(tiny)} classes have fewer than {MIN_CLASS_TEXTS} distinct texts: {shown}; "
+               f"{need}. Add examples of them, or remove their rows")
+    return DataProblem(ERROR, msg)
+
+
+def _small_file_problem(n: int, sizes: tuple[int, int, int], name: str) -> DataProblem:
+    """Fewer distinct texts than the split sizes ask for: the 70/10/20 fallback."""
+    got = split_sizes(n, sizes)
+    pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
+    return DataProblem(WARNING, f"{name} holds {n:,} distinct texts, fewer than the {sum(sizes):,} "
+                                f"the split sizes ask for (train {sizes[0]:,}, validation "
+                                f"{sizes[1]:,}, test {sizes[2]:,}): the session will split it {pct} "
+                                f"instead, {got[0]:,} for training, {got[1]:,} for validation and "
+                                f"{got[2]:,} for testing. Lower the split sizes to choose them "
+                                f"yourself")
+
+
+def _absent_class_problems(group_labels, in_group: list[set], per_class: list[int], label_names: list[str],
+                           sizes: tuple[int, int, int], split_seed: int, name: str) -> list[DataProblem]:
+    """Split as load_splits does: a class the stratified split leaves out of a split, or a split it cannot make."""
+    try:
+        parts = stratified_split(group_labels, sizes, split_seed)
+    except DataError as e:
+        return [DataProblem(ERROR, f"{name}: {e}")]
+    out = []
+    n = len(in_group)
+    seen = [set().union(*(in_group[g] for g in part)) for part in parts]
+    for c, lab in enumerate(label_names):
+        absent = [SPLIT_NAMES[k] for k, got in enumerate(seen) if c not in got]
+        if absent:
+            where = ", ".join(absent[:-1]) + (" and " if len(absent) > 1 else "") + absent[-1]
+            out.append(DataProblem(WARNING, f"{name}: class {lab!r} is rare ({per_class[c]:,} distinct "
+                                            f"texts in {n:,}): the stratified split leaves it out of "
+                                            f"{where}; add examples of it to have it in every split"))
+    return out
+
+
+def _imbalance_problem(counts: np.ndarray, label_names: list[str], name: str) -> DataProblem | None:
+    """One class holding IMBALANCE_SHARE of the rows or more."""
+    top = int(np.argmax(counts))
+    share = counts[top] / counts.sum()
+    if share < IMBALANCE_SHARE:
+        return None
+    pct = f"{100 * share:.0f}%" if share < 0.995 else f"{100 * share:.1f}%"
+    return DataProblem(WARNING, f"{name}: the classes are unbalanced: {label_names[top]!r} holds "
+                                f"{pct} of the examples, so always answering {label_names[top]!r} "
+                                f"already scores about {pct} accuracy; judge the students against "
+                                f"that, or balance the classes")
+
+
 def check_labelled_table(df: pd.DataFrame, text_column: str, label_column: str, sizes: tuple[int, int, int],
                          name: str, split_seed: int = 0) -> DataCheck:
     """The problems a session would have with a user's file, before it starts: the one place for these rules
@@ -482,18 +559,9 @@ def check_labelled_table(df: pd.DataFrame, text_column: str, label_column: str, 
     texts than the sizes ask for (the 70/10/20 fallback), a class the split leaves out of a split, and one class
     holding IMBALANCE_SHARE of the rows or more."""
     df = df.rename(columns=str)
-    cols = list(df.columns)
-    missing = [(role, col) for role, col in (("text", text_column), ("label", label_column)) if col not in cols]
-    if missing:
-        return DataCheck([DataProblem(ERROR, f"{name} has no {role} column {col!r}; its columns are: "
-                                             f"{', '.join(cols) or '(none)'}. Choose the {role} column among them")
-                          for role, col in missing])
-    if text_column == label_column:
-        return DataCheck([DataProblem(ERROR, f"{name}: the text and the label column are both {text_column!r}; "
-                                             f"choose the column that holds the texts and the one that holds the "
-                                             f"classes")])
-    if len(df) == 0:
-        return DataCheck([DataProblem(ERROR, f"{name} has no rows; add labelled examples")])
+    columns = _column_problems(df, text_column, label_column, name)
+    if columns:
+        return DataCheck(columns)
     frame = pd.DataFrame({"text": df[text_column].values, "label": df[label_column].values})
     try:
         cleaned, label_names, _ = clean(frame, name)
@@ -524,50 +592,13 @@ def check_labelled_table(df: pd.DataFrame, text_column: str, label_column: str, 
     per_class = [sum(1 for s in in_group if c in s) for c in range(len(label_names))]   # distinct texts
     tiny = [(label_names[c], k) for c, k in enumerate(per_class) if k < MIN_CLASS_TEXTS]
     if tiny:
-        need = (f"the stratified splits need at least {MIN_CLASS_TEXTS} distinct texts of every class, one each "
-                f"for training, validation and test")
-        if len(tiny) == 1:
-            (lab, k), = tiny
-            msg = (f"{name}: class {lab!r} has only {k} distinct text{'s' if k != 1 else ''}; {need}. Add examples "
-                   f"of {lab!r}, or remove its rows")
-        else:
-            shown = ", ".join(f"{lab!r} ({k})" for lab, k in tiny[:8]) + (" …" if len(tiny) > 8 else "")
-            msg = (f"{name}: {len(tiny)} classes have fewer than {MIN_CLASS_TEXTS} distinct texts: {shown}; "
-                   f"{need}. Add examples of them, or remove their rows")
-        problems.append(DataProblem(ERROR, msg))
-    n = len(groups)
-    if not tiny and sum(sizes) > n:
-        got = split_sizes(n, sizes)
-        pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
-        problems.append(DataProblem(WARNING, f"{name} holds {n:,} distinct texts, fewer than the {sum(sizes):,} "
-                                             f"the split sizes ask for (train {sizes[0]:,}, validation "
-                                             f"{sizes[1]:,}, test {sizes[2]:,}): the session will split it {pct} "
-                                             f"instead, {got[0]:,} for training, {got[1]:,} for validation and "
-                                             f"{got[2]:,} for testing. Lower the split sizes to choose them "
-                                             f"yourself"))
+        problems.append(_tiny_classes_problem(tiny, name))
+    if not tiny and sum(sizes) > len(groups):
+        problems.append(_small_file_problem(len(groups), sizes, name))
     if not any(p.blocking for p in problems):
-        try:
-            parts = stratified_split(group_labels, sizes, split_seed)
-        except DataError as e:
-            parts = []
-            problems.append(DataProblem(ERROR, f"{name}: {e}"))
-        seen = [set().union(*(in_group[g] for g in part)) for part in parts]
-        for c, lab in enumerate(label_names):
-            absent = [SPLIT_NAMES[k] for k, got in enumerate(seen) if c not in got]
-            if absent:
-                where = ", ".join(absent[:-1]) + (" and " if len(absent) > 1 else "") + absent[-1]
-                problems.append(DataProblem(WARNING, f"{name}: class {lab!r} is rare ({per_class[c]:,} distinct "
-                                                     f"texts in {n:,}): the stratified split leaves it out of "
-                                                     f"{where}; add examples of it to have it in every split"))
-    top = int(np.argmax(counts))
-    share = counts[top] / counts.sum()
-    if share >= IMBALANCE_SHARE:
-        pct = f"{100 * share:.0f}%" if share < 0.995 else f"{100 * share:.1f}%"
-        problems.append(DataProblem(WARNING, f"{name}: the classes are unbalanced: {label_names[top]!r} holds "
-                                             f"{pct} of the examples, so always answering {label_names[top]!r} "
-                                             f"already scores about {pct} accuracy; judge the students against "
-                                             f"that, or balance the classes"))
-    return DataCheck(problems, class_counts, len(cleaned))
+        problems += _absent_class_problems(group_labels, in_group, per_class, label_names, sizes, split_seed, name)
+    imbalance = _imbalance_problem(counts, label_names, name)
+    return DataCheck(problems + ([imbalance] if imbalance else []), class_counts, len(cleaned))
 
 
 def _raw_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -226,3 +226,13 @@ def suggest_map(teacher_maps: list[np.ndarray], student_maps: list[np.ndarray], 
              for s, t in enumerate(layers)]
     return {"layers": layers, "cost": map_cost(costs, layers), "uniform": uniform,
             "uniform_cost": map_cost(costs, uniform), "costs": costs.tolist(), "heads": heads, "head_rule": rule}
+
+
+def check_same_head_rule(configured: str, name: str, heads: int, first_heads: int, student_heads: int,
+                         head_rule: str) -> None:
+    """A further teacher's maps must reduce to the student's heads the way the first teacher's do (`head_rule`)."""
+    rule = resolve_head_rule(configured, heads, student_heads)
+    if rule != head_rule:
+        raise ConfigError(f"{name} has {heads} heads per layer and the first teacher {first_heads}: their "
+                          f"maps reduce to the student's heads differently ({rule} and {head_rule}); set "
+                          f"objectives.head_rule to mean to compare head-averaged maps of both")

@@ -289,6 +289,28 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, agains
     if len({s.get("test_size") for _, s, _ in done}) > 1:
         problems.append("the runs were tested on different numbers of examples")
     acc = {m: [s.get("accuracy", {}).get(m) for _, s, _ in done] for m in (TEACHER, *variants)}
+    _accuracy_stats(out, done, acc, variants)
+    against = against or record.get("against")
+    if against is not None and against not in variants:
+        problems.append(f"--against {against}: the runs have no variant of that name ({', '.join(variants)})")
+        against = None
+    correct = _correct_answers(done, problems) if pool and (reference or against) else None
+    js = {v: out["variants_stats"][v]["js"] for v in variants}
+    for v in variants:
+        if reference and v != reference:
+            out["paired"][v] = _paired(v, reference, acc, js, correct)
+    if against:
+        out["against"] = against
+        out["paired_against"] = {v: {**_paired(v, against, acc, js, correct), "gap_closed": None}
+                                 for v in variants if v != against}
+    out["warnings"] = [{**w, "seed": seed, "message": f"seed {seed}: {w.get('message', '')}"}
+                       for seed, s, _ in done for w in s.get("warnings") or []]
+    return out
+
+
+def _accuracy_stats(out: dict, done: list, acc: dict[str, list], variants: list[str]) -> None:
+    """The teacher's, each further teacher's and each variant's accuracy per seed with their t intervals, the
+    variants' final attention JS, training seconds and accuracy under attack (summarize_sweep's keys)."""
     js = {v: [_final_js(s, v) for _, s, _ in done] for v in variants}
     out["teacher"] = {"accuracy": acc[TEACHER], **_interval(acc[TEACHER], ("mean", "lo", "hi"))}
     further = {}                         # several teachers: each further one and their ensemble, per seed
@@ -303,24 +325,8 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, agains
                                  "js": js[v], **_interval(js[v], ("js_mean", "js_lo", "js_hi")),
                                  "train_s": _mean([_train_seconds(run, v) for _, _, run in done])}
                              for v in variants}
-    robust = _robustness(done)
-    for m, curve in robust.items():
+    for m, curve in _robustness(done).items():
         (out["teacher"] if m == TEACHER else out["variants_stats"].setdefault(m, {}))["robust"] = curve
-    against = against or record.get("against")
-    if against is not None and against not in variants:
-        problems.append(f"--against {against}: the runs have no variant of that name ({', '.join(variants)})")
-        against = None
-    correct = _correct_answers(done, problems) if pool and (reference or against) else None
-    for v in variants:
-        if reference and v != reference:
-            out["paired"][v] = _paired(v, reference, acc, js, correct)
-    if against:
-        out["against"] = against
-        out["paired_against"] = {v: {**_paired(v, against, acc, js, correct), "gap_closed": None}
-                                 for v in variants if v != against}
-    out["warnings"] = [{**w, "seed": seed, "message": f"seed {seed}: {w.get('message', '')}"}
-                       for seed, s, _ in done for w in s.get("warnings") or []]
-    return out
 
 
 def _done_runs(run_store: RunStore, record: dict, statuses: dict[int, str]) -> list[tuple[int, dict, Run]]:

@@ -138,11 +138,11 @@ def test_a_bad_transfer_file_is_refused_before_the_teacher_is_prepared(tiny_teac
                                                                        content, match):
     from distill_core.errors import DistillError
     from distill_core.session import Session
-    from distill_core.session import session as session_mod
+    from distill_core.modality import text_task
     bad = tmp_path / "transfer.csv"
     bad.write_text(content)
     called = []
-    monkeypatch.setattr(session_mod, "prepare_teacher", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(text_task, "prepare_teacher", lambda *a, **k: called.append(1))
     d = tiny_config_dict(tiny_teacher, tiny_csv, variants=[{"name": "gen", "losses": KD, "generated": True}],
                          transfer={"source": str(bad)})
     d["objectives"] = {}

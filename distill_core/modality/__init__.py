@@ -1,8 +1,12 @@
-"""What differs between kinds of input. A session talks to its data only through a modality: how examples
-are encoded once, batched, fed to a model, evaluated, and shown on the axes of an attention map.
+"""What differs between kinds of task. A session talks to its data and models only through a `Task` (base.py): how
+the data is read and split, how teachers are prepared, students built and their maps paired with the teacher's, and
+what the teacher says about each batch. The `Modality` a task builds encodes the splits once, batches them, feeds
+them to a model, evaluates it, and shows its inputs on the axes of an attention map.
 
-Text (`TextModality`) is the one built today; an image modality plugs in with the same methods.
+Text classification (`text.py`, `text_task.py`) and images (`vision.py`, `vision_task.py`) are the kinds built
+today; `registry.py` names them.
 """
-from .text import Batch, TextModality
+from .base import Batch, Modality, Task, TeacherBatch
+from .text import TextModality
 
-__all__ = ["Batch", "TextModality"]
+__all__ = ["Batch", "Modality", "Task", "TeacherBatch", "TextModality"]

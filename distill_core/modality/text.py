@@ -1,8 +1,6 @@
 """Text: a tokenizer, the three splits encoded once, length-bucketed batches padded to their longest text."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -11,18 +9,7 @@ from ..data import Splits
 from ..capture import AttentionCapture
 from ..evaluate import accuracy_and_loss, evaluate, measure_latency, predict_logits
 from ..models import set_attention_backend
-
-
-@dataclass
-class Batch:
-    inputs: dict            # keyword arguments of the model's forward: input_ids (B, T), attention_mask (B, T)
-    mask: torch.Tensor      # (B, T) 1 = real token: which query rows and key columns of attention are real
-    labels: torch.Tensor    # (B,)
-    index: list[int]        # positions of the examples in their split
-
-    @property
-    def length(self) -> int:
-        return int(self.mask.shape[1])
+from .base import Batch
 
 
 class TextModality:

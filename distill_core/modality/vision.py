@@ -20,7 +20,7 @@ from ..images import ImageSplits, to_tensor
 from ..models import set_attention_backend
 from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS
 from ..store import atomic_write_json
-from .text import Batch
+from .base import Batch, TeacherBatch
 
 SPLITS = ("train", "val", "test", "extra")
 
@@ -193,7 +193,6 @@ class ImageTeacherOutputs:
 
     @torch.no_grad()
     def __call__(self, batch: Batch):
-        from ..session.variant import TeacherBatch
         self.model.eval()
         x = batch.inputs["pixel_values"]
         out = TeacherBatch()

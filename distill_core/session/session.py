@@ -20,7 +20,6 @@ import copy
 import dataclasses
 import logging
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -30,33 +29,30 @@ from torch import nn
 
 from .. import distributed
 from .. import mapping, stats
-from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs, resolve_init
-from ..data import load_splits
+from ..analysis import resolve_suggested
+from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs
+from ..ensemble import twin_comparisons, combine_logits
 from ..errors import ConfigError
-from ..modality import TextModality
-from ..models import (build_student, check_attention, count_parameters, load_tokenizer, num_layers_heads,
-                      pick_device, same_tokenizer, set_attention_backend)
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_INPUTS, TEACHER_LOGITS, needs_of
-
-MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
-from ..store import Run, RunStore
-from ..strategies.adaptive import AttentionFocus, LossWeights, Temperature
 from ..evaluate import accuracy_and_loss
-from ..teacher import (PreparedTeacher, TeacherOutputs, cached_teacher_outputs, prepare_teacher, teacher_evaluation,
-                       teacher_logits, teacher_size_bytes)
-from ..vocab import ENSEMBLE, FAMILY_NAMES, TEACHER, model_label, teacher_name
+from ..modality.base import Modality, Task, TeacherBatch, TeacherSource
+from ..modality.registry import task_for
+from ..models import count_parameters, pick_device, set_attention_backend
+from ..objectives import ACTIVATION, ATTENTION, TEACHER_INPUTS, TEACHER_LOGITS
+from ..store import Run, RunStore
+from ..teacher import PreparedTeacher, teacher_evaluation, teacher_logits, teacher_size_bytes
+from ..vocab import ENSEMBLE, TEACHER, model_label
 from .callbacks import SessionControl, SessionState, Stop, StoreProgress
-from .variant import LossWindow, RandomStream, StepContext, TeacherBatch, Variant, lr_lambda, stream_seed
+from .variant import LossWindow, StepContext, Variant, build_variants, variant_needs
 
 log = logging.getLogger(__name__)
-INIT_LOCK = threading.Lock()   # global RNG seeding + model construction, for sessions sharing a process
+MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
 
 
 @dataclass
 class Prepared:
     """Everything `prepare` builds; the later steps read it and change only the variants' weights."""
     device: torch.device
-    modality: TextModality
+    modality: Modality                          # the task's data as the training loop reads it
     teacher: PreparedTeacher
     teacher_shape: tuple[int, int]              # (layers, heads)
     student_shape: tuple[int, int]
@@ -64,8 +60,8 @@ class Prepared:
     head_rule: str                              # direct, group or mean (resolved)
     variants: list[Variant]
     needs: frozenset                            # union of what the variants' objectives read
-    teacher_outputs: TeacherOutputs | None      # per training example, computed once
-    teacher_outputs_cached: bool | None         # True when they came from the disk cache; None: not needed
+    teacher_outputs: TeacherSource | None       # the first teacher's outputs per batch; None: no variant reads them
+    teacher_outputs_cached: bool | None         # True when they came from the disk cache; None: computed per batch
     teacher_probe: list[np.ndarray]             # (Lt, Ht, t_i, t_i) per probe example
     step: StepContext
     steps_per_epoch: int
@@ -73,21 +69,18 @@ class Prepared:
     student_init: str                           # student.init resolved (auto -> random, from_teacher, ...)
     notices: list[str] = field(default_factory=list)   # what the user should know about this session's setup
     generated: object = None                    # strategies.generated.GeneratedData, when a variant uses it
-    generated_outputs: TeacherOutputs | None = None    # the teacher's outputs on it, computed once
+    generated_outputs: TeacherSource | None = None     # the teacher's outputs on it
     layer_map_from: str | None = None           # the run a suggested layer map came from
-    families: tuple[str, str] | None = None     # images: the (teacher, student) model families, cnn or vit
+    families: tuple[str, str] | None = None     # the (teacher, student) model families, where a task has several
     teachers: list = field(default_factory=list)   # every PreparedTeacher, the first one first (ensemble.teachers)
     sources: dict = field(default_factory=dict)    # what a variant learns from (teacher, teacher_2, ..., ensemble) ->
                                                    # its outputs; the first teacher's are teacher_outputs
+    student: nn.Module | None = None            # the initial student (the last variant trains this very model)
+    data: object = None                         # what the task's load_data returned
 
     @property
     def teacher_model(self) -> nn.Module:
         return self.teacher.model
-
-
-def first_teacher_needs(variants: list[Variant]) -> frozenset:
-    """What the first teacher's outputs must hold: the needs of the variants that learn from it or the ensemble."""
-    return frozenset().union(*(v.needs for v in variants if v.teacher in (TEACHER, ENSEMBLE)))
 
 
 def further_teacher_label(first, other) -> str:
@@ -111,6 +104,7 @@ def fit_sentence(fit: dict | None, cached: bool) -> str:
 class Session:
     def __init__(self, config: SessionConfig, run: Run, callbacks=()):
         self.config, self.run = config, run
+        self.task: Task = task_for(config)
         self.callbacks = [StoreProgress(run), *callbacks]
         self.state = SessionState(run_id=run.id, epochs=config.train.epochs,
                                   time_budget_s=config.train.time_budget_s or None)
@@ -155,13 +149,13 @@ class Session:
 
     # ---- prepare ------------------------------------------------------------------------------------------
     def prepare(self) -> Prepared:
-        """Load the data and the teacher, build the variants from one set of initial weights, compute the
-        teacher's outputs once, and record the probe set."""
+        """Load the data and the teacher, compute the teacher's outputs once, build the variants from one set of
+        initial weights, and record the probe set."""
         cfg = self.config
         device = distributed.init(pick_device(cfg.train.device))    # several processes: this one's GPU or the CPU
         # several processes: the teacher's fine-tune and outputs are cached once per machine, by its first process
         with distributed.main_first(), distributed.every_process_writes():
-            p = self._prepare_images(device) if cfg.modality == "image" else self._prepare_text(device)
+            p = self._prepare(device)
         p.notices = self._notices(p) + p.notices          # the generated data's notices come last
         p.notices += distributed.notices(cfg.train.batch_size, device)
         self.state.epochs = p.epochs
@@ -170,110 +164,46 @@ class Session:
         for name, t in zip(cfg.teacher_names[1:], p.teachers[1:]):     # the explorer shows each teacher's attention
             self.run.write_attention(name, self.probe_maps(p, t.model))
         self._write_probe(p)
-        for v in p.variants:
-            total = self.variant_steps(p, v) * p.epochs
-            self._strategies(p, v, total)
-            v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
-                              lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio), cfg.train.sparse_embedding)
-            v.snapshot()
         self.prepared = p
         return p
 
-    def _prepare_text(self, device) -> Prepared:
-        """Text: tokenise the splits once, fine-tune (or load) the teacher, build the students, cache the teacher's
-        outputs on the training split, and generate transfer data when a variant uses it."""
-        cfg = self.config
+    def _prepare(self, device) -> Prepared:
+        """The task reads and splits the data, prepares every teacher (each cached like a session's only teacher),
+        builds the initial student and maps its layers onto the teacher's; the teacher's outputs and the generated
+        data follow, then the variants."""
+        cfg, task = self.config, self.task
         self.progress("load data", 0, 1)
-        splits = load_splits(cfg.data)
-        transfer_texts = None
-        if any(v.generated for v in cfg.variants):      # a bad transfer source is refused before the teacher's work
-            from ..strategies.generated import load_transfer_texts
-            transfer_texts = load_transfer_texts(cfg.transfer, splits)
-        modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
+        data = task.load_data()
         self.progress("load data", 1, 1)
         subs = self._teacher_sessions()
-        for k, c in enumerate(subs):                    # a teacher that reads other tokens is refused before any work
-            self._check_tokenizer(c, modality.tokenizer, k)
-        teachers = [prepare_teacher(c, splits, modality.ids["train"], device, self.progress,
-                                    tokenizer=modality.tokenizer, val_ids=modality.ids["val"],
-                                    extra_ids=modality.ids["extra"]) for c in subs]
+        task.check_teacher_configs(data, subs)        # a teacher that cannot read this data is refused before any work
+        teachers = [task.prepare_teacher(c, data, device, self.progress) for c in subs]
         teacher = teachers[0]
-        t_shape = num_layers_heads(teacher.model)
-        layer_rule, map_from = self._layer_rule(t_shape[0])
-        init = self._student_init(teacher.model, modality.size("train"))
-        first = self._initial_student(teacher.model, t_shape[0], splits.num_labels, init, layer_rule)
-        check_attention(first, modality.tokenizer, "the student")   # its tokenizer was checked in preflight
-        s_shape = num_layers_heads(first)
-        teacher_layers = mapping.layer_map(layer_rule, t_shape[0], s_shape[0])
-        pairs = [(t, s) for s, t in enumerate(teacher_layers)]
-        head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
-        variants = self._build_variants(first, [t.model for t in teachers], len(pairs), device)
-        needs = frozenset().union(*(v.needs for v in variants))
-        step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
-                           [s for _, s in pairs], head_rule)
-        self._check_teachers(teachers, splits.label_names)
-        outputs, hit = self._teacher_outputs(teacher, modality, device, teacher_layers, head_rule, s_shape[1],
-                                             first_teacher_needs(variants))
+        layer_rule, map_from = self._layer_rule(task.shape(teacher.model)[0])
+        first, init = task.initial_student(data, teacher.model, layer_rule)
+        plan = task.map_layers(data, teacher.model, first, layer_rule)
+        pairs = [(t, s) for s, t in enumerate(plan.teacher_layers)]
+        head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, plan.teacher_shape[1], plan.student_shape[1])
+        modality = task.modality(data, first)
+        needs = {vc.name: variant_needs(vc) for vc in cfg.variants}
+        task.check_teachers(teachers, data)
+        first_needs = frozenset().union(*(needs[vc.name] for vc in cfg.variants if vc.teacher in (TEACHER, ENSEMBLE)))
+        outputs, hit = None, None
+        if first_needs & TEACHER_INPUTS:
+            outputs, hit = task.teacher_source(teacher, modality, device, plan.teacher_layers, head_rule,
+                                               plan.student_shape[1], first_needs, self.progress)
         steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
         epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
-        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, hit,
-                     [], step, steps_per_epoch, epochs, init, layer_map_from=map_from, teachers=teachers)
-        self._teacher_sources(p, layer_rule)
-        self._generated(p, teacher_layers, transfer_texts)
-        return p
-
-    def _prepare_images(self, device) -> Prepared:
-        """Images: read and split them, train (or load) the image teacher, build the students from one set of
-        initial weights; the teacher's outputs are computed with each batch."""
-        from ..images import load_image_splits
-        from ..modality.vision import ImageModality, ImageTeacherOutputs, check_image_session
-        from ..vision_models import model_family, num_maps, prepare_image_teacher
-        cfg = self.config
-        self.progress("load data", 0, 1)
-        splits = load_image_splits(cfg.data, cfg.image.size)
-        self.progress("load data", 1, 1)
-        check_image_session(cfg, splits.size)                  # before the teacher's training
-        teachers = [prepare_image_teacher(c, splits, device, self.progress) for c in self._teacher_sessions()]
-        teacher = teachers[0]
-        t_family = model_family(teacher.model)
-        first = self._initial_image_student(splits, t_family)
-        s_family = model_family(first)
-        check_image_session(cfg, splits.size, t_family, s_family)
-        t_shape, s_shape = num_maps(teacher.model), num_maps(first)
-        rule = cfg.objectives.layer_map
-        if rule == "suggested":
-            raise ConfigError("objectives.layer_map: suggested is computed for text runs only; for images use uniform, "
-                              "last or a list of teacher layers or stages")
-        comparable = t_family == s_family and (t_family == "cnn" or
-                                               teacher.model.config.patch_size == first.config.patch_size)
-        if t_family == s_family and not comparable and any(needs_of(vc.losses) & {ATTENTION, HIDDEN}
-                                                           for vc in cfg.variants):
-            raise ConfigError(f"the teacher's patches are {teacher.model.config.patch_size} pixels and the student's "
-                              f"{first.config.patch_size}: their attention maps cover different positions, so attention "
-                              f"and hidden-state losses cannot compare them; set image.patch to "
-                              f"{teacher.model.config.patch_size} or use logit_kd / hard_kd")
-        teacher_layers = mapping.layer_map(rule, t_shape[0], s_shape[0]) if comparable else []
-        pairs = [(t, s) for s, t in enumerate(teacher_layers)]
-        head_rule = mapping.resolve_head_rule(cfg.objectives.head_rule, t_shape[1], s_shape[1])
-        tokens = 1
-        if s_family == "vit":
-            tokens = 1 + (splits.size[0] // first.config.patch_size) * (splits.size[1] // first.config.patch_size)
-        modality = ImageModality(splits, tokens)
-        variants = self._build_variants(first, [t.model for t in teachers], len(pairs), device)
-        needs = frozenset().union(*(v.needs for v in variants))
-        step = StepContext(device, cfg.train.mixed_precision, cfg.objectives.temperature,
-                           [s for _, s in pairs], head_rule)
-        first_needs = first_teacher_needs(variants)
-        outputs = (ImageTeacherOutputs(teacher.model, first_needs, teacher_layers, head_rule, s_shape[1], device,
-                                       cfg.train.mixed_precision) if first_needs & TEACHER_INPUTS else None)
-        steps_per_epoch = math.ceil(modality.size("train") / cfg.train.batch_size)
-        epochs = floor_epochs(cfg.train.epochs, steps_per_epoch, cfg.train.min_steps, MAX_FLOOR_EPOCHS["students"])
-        p = Prepared(device, modality, teacher, t_shape, s_shape, pairs, head_rule, variants, needs, outputs, None,
-                     [], step, steps_per_epoch, epochs, "random", teachers=teachers)
-        p.families = (t_family, s_family)
-        self._teacher_sources(p, rule)
-        if any(v.generated for v in variants):
-            self._generated_images(p)
+        p = Prepared(device, modality, teacher, plan.teacher_shape, plan.student_shape, pairs, head_rule, [],
+                     frozenset().union(*needs.values()), outputs, hit, [],
+                     StepContext(device, cfg.train.mixed_precision, [s for _, s in pairs], head_rule),
+                     steps_per_epoch, epochs, init, layer_map_from=map_from, families=plan.families,
+                     teachers=teachers, student=first, data=data)
+        self._teacher_sources(p, layer_rule, needs)
+        if any(vc.generated for vc in cfg.variants):
+            task.generate(self, p)
+        p.variants = build_variants(cfg, first, [t.model for t in teachers], p.pairs, p.head_rule,
+                                    p.student_shape[1], self.variant_steps(p), p.epochs, device)
         return p
 
     # ---- several teachers ---------------------------------------------------------------------------------
@@ -287,37 +217,7 @@ class Session:
             out.append(sub)
         return out
 
-    def _check_tokenizer(self, sub: SessionConfig, tokenizer, k: int) -> None:
-        """Every further teacher must read the first teacher's tokens (`tokenizer`)."""
-        if k == 0:
-            return
-        other = load_tokenizer(sub.teacher.source)
-        if not same_tokenizer(tokenizer, other):
-            raise ConfigError(f"{teacher_name(k)} ({sub.teacher.source}) splits text into other tokens than the first "
-                              f"teacher ({self.config.teacher.source}): the teachers of one session are compared token "
-                              f"by token, so they must share a tokenizer. Use a model of the same family, e.g. the "
-                              f"first teacher with another seed ({{seed: 1}}) or on part of the data "
-                              f"({{finetune_part: 2/2}})")
-
-    def _check_teachers(self, teachers: list, label_names: list[str]) -> None:
-        """Teachers of one session answer with the same labels in the same order: a teacher whose trained head names
-        other labels than the data's is refused (one fine-tuned here learnt the data's labels)."""
-        if len(teachers) < 2:
-            return
-        for k, t in enumerate(teachers):
-            conf = getattr(t.model, "config", None)
-            if t.finetuned or t.head_new or conf is None:
-                continue
-            names = [str((conf.id2label or {}).get(i, f"LABEL_{i}")) for i in range(len(label_names))]
-            generic = all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names))
-            if not generic and [n.lower() for n in names] != [n.lower() for n in map(str, label_names)]:
-                raise ConfigError(f"{teacher_name(k)} ({t.path}) was trained for the labels {', '.join(names)}, but "
-                                  f"the data's labels are {', '.join(map(str, label_names))}: every teacher must "
-                                  f"answer with the data's labels in their order. Fine-tune it on this data "
-                                  f"(finetune: always in its ensemble.teachers entry) or pick a teacher trained for "
-                                  f"these labels")
-
-    def _teacher_sources(self, p: Prepared, layer_rule) -> None:
+    def _teacher_sources(self, p: Prepared, layer_rule, needs: dict[str, frozenset]) -> None:
         """What each variant learns from beyond the first teacher's outputs: a further teacher's own outputs
         (teacher_2, ...), or the ensemble's (ensemble.combine over every teacher's logits; the first teacher's
         attention and hidden states, or the mean of every teacher's attention with ensemble.attention mean)."""
@@ -326,227 +226,50 @@ class Session:
         if len(p.teachers) < 2:
             return
         wanted: dict[str, set] = {}
-        for v in p.variants:
-            wanted.setdefault(v.teacher, set()).update(v.needs & TEACHER_INPUTS)
+        for vc in cfg.variants:
+            wanted.setdefault(vc.teacher, set()).update(needs[vc.name] & TEACHER_INPUTS)
         ens = wanted.get(ENSEMBLE, set())
         mean_maps = cfg.ensemble.attention == "mean" and bool(ens & MAP_INPUTS)
         outputs = {TEACHER: p.teacher_outputs}
         for k in range(1, len(p.teachers)):
-            needs = set(wanted.get(names[k], set()))
+            want = set(wanted.get(names[k], set()))
             if ens:
-                needs |= {TEACHER_LOGITS} | (ens & MAP_INPUTS if mean_maps else set())
-            if needs:
-                outputs[names[k]] = self._further_outputs(p, k, frozenset(needs), layer_rule)
+                want |= {TEACHER_LOGITS} | (ens & MAP_INPUTS if mean_maps else set())
+            if want:
+                outputs[names[k]] = self.task.further_source(p.teachers[k], names[k], p, frozenset(want), layer_rule,
+                                                             self.progress)
         p.sources.update({n: o for n, o in outputs.items() if n != TEACHER})
-        if not ens:
-            return
-        from ..ensemble import EnsembleBatches, combine_logits, mean_maps as average
-        rule = cfg.ensemble.combine
-        if p.modality.kind == "image":
-            p.sources[ENSEMBLE] = EnsembleBatches([outputs[n] for n in names], rule,
-                                                  cfg.ensemble.attention if mean_maps else "teacher")
-            return
-        first = p.teacher_outputs
-        logits = combine_logits(torch.stack([outputs[n].logits for n in names]), rule)
-        attention = first.attention
-        if mean_maps and first.attention is not None:
-            attention = average([outputs[n].attention for n in names])
-        p.sources[ENSEMBLE] = TeacherOutputs(logits, attention, first.hidden)
-
-    def _further_outputs(self, p: Prepared, k: int, needs: frozenset, layer_rule):
-        """Teacher k's outputs on the training split (text: computed once and cached; images: with each batch),
-        its layers mapped onto the student's like the first teacher's."""
-        cfg, name, teacher = self.config, self.config.teacher_names[k], p.teachers[k]
-        maps = needs & MAP_INPUTS
-        if p.modality.kind == "image":
-            from ..modality.vision import ImageTeacherOutputs
-            from ..vision_models import model_family, num_maps
-            family, s_family = model_family(teacher.model), p.families[1]
-            comparable = family == s_family and (family == "cnn" or
-                                                 teacher.model.config.patch_size == p.variants[0].model.config.patch_size)
-            if maps and not comparable:
-                raise ConfigError(f"{name} is a {FAMILY_NAMES[family]} whose maps the {FAMILY_NAMES[s_family]} student "
-                                  f"cannot be compared with: learn its attention from the first teacher "
-                                  f"(ensemble.attention: teacher) or give the variants that learn from {name} logit "
-                                  f"losses only")
-            layers = mapping.layer_map(layer_rule, num_maps(teacher.model)[0], p.student_shape[0]) if maps else []
-            if maps:
-                self._same_head_rule(name, num_maps(teacher.model)[1], p)
-            return ImageTeacherOutputs(teacher.model, needs, layers, p.head_rule, p.student_shape[1], p.device,
-                                       cfg.train.mixed_precision)
-        t_layers, t_heads = num_layers_heads(teacher.model)
-        layers = mapping.layer_map(layer_rule, t_layers, p.student_shape[0])
-        if maps:
-            self._same_head_rule(name, t_heads, p)
-        out, _ = cached_teacher_outputs(
-            teacher, p.modality.ids["train"], p.modality.pad_id, p.device, layers, p.head_rule, p.student_shape[1],
-            ATTENTION in needs, HIDDEN in needs,
-            key_parts={"data": p.modality.splits.fingerprint + ":train", "max_length": cfg.data.max_length},
-            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
-            progress=self.progress)
-        return out
-
-    def _same_head_rule(self, name: str, heads: int, p: Prepared) -> None:
-        rule = mapping.resolve_head_rule(self.config.objectives.head_rule, heads, p.student_shape[1])
-        if rule != p.head_rule:
-            raise ConfigError(f"{name} has {heads} heads per layer and the first teacher {p.teacher_shape[1]}: their "
-                              f"maps reduce to the student's heads differently ({rule} and {p.head_rule}); set "
-                              f"objectives.head_rule to mean to compare head-averaged maps of both")
-
-    def _generated_images(self, p: Prepared) -> None:
-        """Generated data of an image session: the images no split took and augmented copies of the training images
-        (labels never shown); the teacher labels them with each batch. Examples beside their originals go to
-        generated.json."""
-        from ..strategies import generated as gen_lib
-        self.progress("generate data", 0, 1)
-        modality = p.modality
-        gen = gen_lib.build_generated_images(self.config.transfer, modality.splits)
-        modality.images["generated"] = gen.images
-        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
-        p.generated, p.generated_outputs = gen, p.teacher_outputs
-        shown = [i for k in (gen_lib.TRANSFER, gen_lib.AUGMENTED) for i in
-                 [j for j, kind in enumerate(gen.kinds) if kind == k][:24]]
-        probs = torch.zeros((len(gen), modality.splits.num_labels))
-        if shown:
-            with torch.no_grad():
-                x = modality.batch("generated", shown, p.device).inputs["pixel_values"]
-                probs[shown] = torch.softmax(p.teacher_model.eval()(pixel_values=x).logits.float().cpu(), -1)
-        self.run.write_json("generated.json", {
-            **gen_lib.image_examples_record(gen, modality.splits.train_images, probs, modality.splits.label_names),
-            "used_by": [v.name for v in p.variants if v.generated]})
-        p.notices.extend(gen.notices)
-        if gen.counts()[gen_lib.TRANSFER] and p.teacher.fit:
-            p.notices.append("the unused images were among those the teacher was trained on, with their labels; the "
-                             "students see only the teacher's outputs on them")
-        self.progress("generate data", 1, 1)
-
-    def _initial_image_student(self, splits, teacher_family: str) -> nn.Module:
-        """The image student every variant starts from (seeded by train.seed): student.source, or built from the
-        image section's shape for its family."""
-        from ..vision_models import build_cnn, build_vit, load_image_model
-        cfg, im = self.config, self.config.image
-        if cfg.student.source:
-            return load_image_model(cfg.student.source, splits.num_labels)
-        with INIT_LOCK:
-            torch.manual_seed(cfg.train.seed)
-            if (im.student_family or teacher_family) == "cnn":
-                return build_cnn(splits.channels, splits.num_labels, im.student_widths, im.student_blocks)
-            return build_vit(channels=splits.channels, image_size=splits.size, patch=im.patch,
-                             layers=im.student_layers, heads=im.student_heads, hidden=im.student_hidden,
-                             num_labels=splits.num_labels, dropout=cfg.student.dropout)
+        if ens:
+            p.sources[ENSEMBLE] = self.task.ensemble_source([outputs[n] for n in names], cfg.ensemble.combine,
+                                                            cfg.ensemble.attention if mean_maps else "teacher")
 
     def _layer_rule(self, teacher_layers: int):
         """objectives.layer_map, with "suggested" resolved from the newest finished run like this one."""
         rule = self.config.objectives.layer_map
         if rule != "suggested":
             return rule, None
-        from ..analysis import resolve_suggested
+        if not self.task.suggests_layers:
+            raise ConfigError(f"objectives.layer_map: suggested is computed for text runs only; for images use "
+                              f"uniform, last or a list of teacher layers or stages")
         cfg = self.config
         layers, run_id = resolve_suggested(RunStore(self.run.path.parent), cfg.teacher.source, teacher_layers,
                                            cfg.student.layers, cfg.student.heads, cfg.data.source)
         return layers, run_id
 
-    def variant_steps(self, p: Prepared, v: Variant) -> int:
-        """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them."""
-        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if v.generated and p.generated else 0
-        return p.steps_per_epoch + extra
-
-    def _strategies(self, p: Prepared, v: Variant, total_steps: int) -> None:
-        """The variant's loss weights over training, its temperature, and its attention focus."""
-        vc = self.config.variant(v.name)
-        v.loss_weights = LossWeights(vc.losses, vc.schedules, vc.preset, vc.auto_weights, total_steps,
-                                     self.variant_steps(p, v), p.epochs).to(p.device)
-        v.temperature = Temperature(vc.temperature_schedule, self.config.objectives.temperature,
-                                    *vc.temperature_range, total_steps).to(p.device)
-        if vc.attention_focus and v.needs & {ATTENTION, ACTIVATION}:
-            v.focus = AttentionFocus(len(p.pairs), mapping.compared_heads(p.head_rule, p.student_shape[1]))
-
-    def _generated(self, p: Prepared, teacher_layers: list[int], transfer_texts: list[str] | None) -> None:
-        """Generated transfer data (from the transfer texts prepare read) and the teacher's outputs on it (once,
-        cached), when a variant trains on it; its examples beside their originals go to generated.json."""
-        cfg = self.config
-        if not any(v.generated for v in p.variants):
-            return
-        from ..strategies import generated as gen_lib
-        self.progress("generate data", 0, 1)
-        modality = p.modality
-        embedding = p.teacher_model.get_input_embeddings().weight.detach().float().cpu()
-        gen = gen_lib.build_generated(cfg.transfer, modality.splits, modality.ids["train"], modality.tokenizer,
-                                      embedding, cfg.data.max_length, texts=transfer_texts)
-        mean_tokens = sum(len(x) for x in gen.ids) / max(1, len(gen))
-        gen_lib.check_memory(cfg.transfer, len(gen), mean_tokens, len(p.pairs),
-                             mapping.compared_heads(p.head_rule, p.student_shape[1]), ATTENTION in p.needs,
-                             p.teacher_model.config.hidden_size if HIDDEN in p.needs else 0)
-        modality.ids["generated"] = gen.ids
-        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
-        out, _ = cached_teacher_outputs(
-            p.teacher, gen.ids, modality.pad_id, p.device, teacher_layers, p.head_rule, p.student_shape[1],
-            ATTENTION in p.needs, HIDDEN in p.needs,
-            key_parts={"data": modality.splits.fingerprint + ":generated", "max_length": cfg.data.max_length},
-            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
-            progress=self.progress)
-        p.generated, p.generated_outputs = gen, out
-        probs = torch.softmax(out.logits.float(), -1)
-        self.run.write_json("generated.json", {
-            **gen_lib.examples_record(gen, modality.tokenizer, modality.ids["train"], probs,
-                                      modality.splits.label_names),
-            "used_by": [v.name for v in p.variants if v.generated]})
-        p.notices.extend(gen.notices)
-        if cfg.transfer.source == "unused" and cfg.teacher.finetune_on == "all" and p.teacher.fit:
-            p.notices.append("the transfer texts are rows of the dataset the teacher was fine-tuned on with their "
-                             "labels (teacher.finetune_on: all); the students see only the teacher's outputs on them")
-        self.progress("generate data", 1, 1)
-
-    def _student_init(self, teacher: nn.Module, train_examples: int) -> str:
-        """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
-        s = self.config.student
-        if s.source:
-            return "pretrained"
-        t = teacher.config
-        widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
-                  getattr(t, "intermediate_size", None))
-        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
-                            can_project=widths[0] is not None and s.hidden <= widths[0])
-
-    def _initial_student(self, teacher: nn.Module, teacher_layers: int, num_labels: int, init: str,
-                         layer_rule) -> nn.Module:
-        """The initial weights every variant starts from (seeded by train.seed)."""
-        cfg = self.config
-        with INIT_LOCK:
-            torch.manual_seed(cfg.train.seed)
-            init_layers = cfg.student.init_layers
-            if init_layers is None and not cfg.student.source:
-                init_layers = mapping.layer_map(layer_rule, teacher_layers, cfg.student.layers)
-            return build_student(cfg.student, teacher, num_labels, init_layers, None if init == "pretrained" else init)
+    def variant_steps(self, p: Prepared):
+        """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them
+        (a function of the variant's config)."""
+        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if p.generated else 0
+        return lambda vc: p.steps_per_epoch + (extra if vc.generated else 0)
 
     def _notices(self, p: Prepared) -> list[str]:
-        """What the user should know about how this session was set up: the data's notices, how the teacher was
-        fine-tuned, and what the small-data rules changed."""
+        """What the user should know about how this session was set up: the data's notices, how the teachers were
+        prepared, how the maps pair, and what the small-data rules changed."""
         cfg, n_train = self.config, p.modality.size("train")
-        out = list(p.modality.notices)
-        fit = p.teacher.fit
-        if fit and fit.get("curve"):
-            curve = ", ".join(f"{c['val_accuracy']:.1%}" for c in fit["curve"])
-            out.append(f"the teacher was fine-tuned on {fit['examples']:,} examples for {fit['epochs_run']} of up to "
-                       f"{fit['epochs_planned']} epochs (validation accuracy by epoch: {curve}); epoch "
-                       f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
-                                                          if not p.teacher.cached else ""))
-        if fit and isinstance(fit.get("epochs"), list) and fit["epochs"]:      # an image teacher trained here
-            curve = ", ".join(f"{e['val_accuracy']:.1%}" for e in fit["epochs"])
-            out.append(f"the {FAMILY_NAMES[p.families[0]]} teacher was trained from scratch on {fit['examples']:,} images for "
-                       f"{len(fit['epochs'])} epochs (validation accuracy by epoch: {curve}); epoch {fit['kept_epoch']} "
-                       f"was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
-                                      if not p.teacher.cached else ""))
+        out = list(p.modality.notices) + self.task.teacher_notices(p)
         for name, tc, t in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:], p.teachers[1:]):
             out.append(f"{name} ({further_teacher_label(cfg.teacher, tc)}) " + fit_sentence(t.fit, t.cached))
-        if p.families and p.families[0] == p.families[1] and not p.pairs:
-            out.append("the teacher's and the student's patches differ in size, so their attention maps cover "
-                       "different positions: the student learns from the teacher's outputs only and no divergence is "
-                       "recorded")
-        if p.families and p.families[0] != p.families[1]:
-            out.append(f"the teacher is a {FAMILY_NAMES[p.families[0]]} and the student a {FAMILY_NAMES[p.families[1]]}: their "
-                       f"attention maps are of different kinds, so the student learns from the teacher's outputs only "
-                       f"and no divergence is recorded; the explorer still shows both over the picture")
+        out += self.task.pairing_notices(p)
         if p.epochs > cfg.train.epochs:
             out.append(f"the training split is small ({n_train:,} examples, {p.steps_per_epoch} steps per epoch), "
                        f"so the students trained {p.epochs} epochs instead of {cfg.train.epochs}, to take at least "
@@ -557,40 +280,6 @@ class Session:
             out.append(f"with {n_train:,} training examples (under {SMALL_TRAIN:,}) the student {how} "
                        f"(student.init auto chose {p.student_init}; set student.init to random to start from scratch)")
         return out
-
-    def _build_variants(self, first: nn.Module, teachers: list[nn.Module], n_pairs: int, device) -> list[Variant]:
-        """One Variant per configured variant, each from a copy of the initial weights; a hidden-state loss gets
-        projections to the width of the teacher it learns from (the first one for the ensemble)."""
-        variants = []
-        names = self.config.teacher_names
-        for k, vc in enumerate(self.config.variants):
-            teacher = teachers[names.index(vc.teacher) if vc.teacher in names else 0]
-            model = first if k == len(self.config.variants) - 1 else copy.deepcopy(first)
-            rng = RandomStream(stream_seed(self.config.train.seed, vc.name), device)
-            needs = needs_of(vc.losses)
-            if vc.adversarial is not None and vc.adversarial.method != "freelb":
-                needs |= {TEACHER_LOGITS}              # the ARD loss learns the teacher's clean answers
-            projections = None
-            if HIDDEN in needs:
-                ds, dt = first.config.hidden_size, teacher.config.hidden_size
-                with rng:                              # the projection's initial weights come from its own stream
-                    projections = nn.ModuleList([nn.Linear(ds, dt) if ds != dt else nn.Identity()
-                                                 for _ in range(n_pairs)]).to(device)
-            variants.append(Variant(vc.name, model.to(device), dict(vc.losses), needs, rng, projections,
-                                    adversarial=vc.adversarial, generated=vc.generated, teacher=vc.teacher))
-        return variants
-
-    def _teacher_outputs(self, teacher, modality, device, teacher_layers, head_rule, student_heads, needs):
-        """The teacher's outputs on the training split that the variants need, and whether the disk cache had them."""
-        if not needs & TEACHER_INPUTS:
-            return None, None
-        cfg = self.config
-        return cached_teacher_outputs(
-            teacher, modality.ids["train"], modality.pad_id, device, teacher_layers, head_rule, student_heads,
-            ATTENTION in needs, HIDDEN in needs, key_parts={"data": modality.splits.fingerprint + ":train",
-                                                            "max_length": cfg.data.max_length},
-            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision,
-            progress=self.progress)
 
     def _write_probe(self, p: Prepared) -> None:
         t0 = time.perf_counter()
@@ -607,7 +296,7 @@ class Session:
             "student_layers": p.student_shape[0], "student_heads": p.student_shape[1],
             "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
             "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init, "teacher_fit": p.teacher.fit,
-            **(self._image_record(p) if p.families else {}),
+            **self.task.probe_extra(p),
             **(self._teachers_record(p, "val") if len(p.teachers) > 1 else {}),
         })
 
@@ -616,7 +305,6 @@ class Session:
         (ensemble.combine over their logits) with the variants that learn from it. With the variants' `answers` on
         the split, each variant that learns from another teacher than the first is paired with its twin, the variant
         of the same recipe that learns from the first teacher (McNemar, bootstrap interval): did it help?"""
-        from ..ensemble import combine_logits, twin_comparisons
         cfg, mp = self.config, self.config.train.mixed_precision
         logits = [teacher_logits(t, f"{split}:{p.device.type}",
                                  lambda t=t: p.modality.logits(t.model, split, p.device, mp)) for t in p.teachers]
@@ -633,16 +321,6 @@ class Session:
             "accuracy": accuracy_and_loss(combined, y)[0], "predictions": combined.argmax(-1).tolist(),
             "used_by": [v.name for v in p.variants if v.teacher == ENSEMBLE]}, "twins": twins,
             "learns_from": {v.name: v.teacher for v in p.variants}}
-
-    def _image_record(self, p: Prepared) -> dict:
-        """probe.json of an image run: the families, and what a map's positions are (a ViT's patch grid and tokens,
-        a CNN's stage sizes)."""
-        from ..modality.vision import describe_maps
-        student = describe_maps(p.variants[0].model, p.modality.splits.size)
-        return {"families": {"teacher": p.families[0], "student": p.families[1]},
-                "tokens": [student.get("tokens", []) for _ in p.teacher_probe],
-                "maps": {TEACHER: describe_maps(p.teacher_model, p.modality.splits.size),
-                         "student": student}}
 
     # ---- train one epoch ----------------------------------------------------------------------------------
     def train_epoch(self, p: Prepared, epoch: int) -> bool:
@@ -709,22 +387,13 @@ class Session:
         index = distributed.shard(index)
         batch = p.modality.batch("generated", index, p.device)
         batch.labels = None
-        if callable(p.generated_outputs):                   # images: the teacher runs on each batch
-            teacher = p.generated_outputs(batch)
-        else:
-            logits, att, hid = p.generated_outputs.batch(batch.index, batch.length, p.device)
-            teacher = TeacherBatch(logits, att, hid)
+        teacher = p.generated_outputs(batch)
         return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
 
     def teacher_batch(self, p: Prepared, batch, source: str = TEACHER) -> TeacherBatch | None:
         """The outputs of the teacher `source` (teacher, teacher_2, ..., ensemble) for a batch, padded to its length."""
         outputs = p.teacher_outputs if source == TEACHER else p.sources.get(source)
-        if outputs is None:
-            return None
-        if callable(outputs):                               # images: computed with each batch
-            return outputs(batch)
-        logits, att, hid = outputs.batch(batch.index, batch.length, p.device)
-        return TeacherBatch(logits, att, hid)
+        return None if outputs is None else outputs(batch)
 
     # ---- record one epoch ---------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -737,7 +406,7 @@ class Session:
         """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists; empty
         when no layers are mapped (an image teacher and student of different families)."""
         return mapping.probe_metrics(p.teacher_probe, student_maps, p.pairs, p.head_rule, p.student_shape[1],
-                                     padded=p.modality.kind != "image")
+                                     padded=self.task.padded_maps)
 
     def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
         """Validation accuracy and attention on the probe set of every variant; one metrics line each. Each
@@ -826,17 +495,10 @@ class Session:
     def robustness(self, p: Prepared) -> dict:
         """Accuracy of the teacher and every variant under an embedding-space PGD attack at several epsilons, on
         the first examples of the test split (robustness.json)."""
-        from ..robustness import image_robustness_curves, robustness_curves
         models = {TEACHER: p.teacher_model, **{v.name: v.model for v in p.variants}}
         for m in models.values():
             set_attention_backend(m, eager=False)
-        if p.modality.kind == "image":
-            record = image_robustness_curves(models, p.modality.images["test"], p.modality.labels["test"], p.device,
-                                             progress=self.progress)
-            self.run.write_json("robustness.json", record)
-            return record
-        record = robustness_curves(models, p.modality.ids["test"], p.modality.labels["test"], p.modality.pad_id,
-                                   p.device, progress=self.progress)
+        record = self.task.robustness(models, p.modality, p.device, self.progress)
         self.run.write_json("robustness.json", record)
         return record
 

@@ -6,11 +6,13 @@ never changes another variant's numbers.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -18,12 +20,13 @@ from torch import nn
 from .. import distributed
 from .. import mapping
 from ..capture import AttentionCapture
-from ..config import AdversarialConfig
+from ..config import AdversarialConfig, SessionConfig, VariantConfig
 from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
 from ..models import set_attention_backend
 from ..optim import clip_grad_norm_, make_optimizer
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values
+from ..modality.base import TeacherBatch
+from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values, needs_of
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
 
@@ -66,30 +69,20 @@ class StepContext:
     """What every variant's step shares: where, how teacher and student layers pair, and the loss settings."""
     device: torch.device
     mixed_precision: bool
-    temperature: float
     student_layers: list[int]          # student layer of each mapped pair, in pair order
     head_rule: str
     max_grad_norm: float = 1.0
 
 
 @dataclass
-class TeacherBatch:
-    logits: torch.Tensor | None = None     # (B, C)
-    attention: torch.Tensor | None = None  # (B, P, H', T, T) already reduced to the compared heads
-    hidden: torch.Tensor | None = None     # (B, P, T, Dt)
-    activation: list | None = None         # CNN: (B, h_j*w_j) L2-normalised activation attention per mapped stage
-
-
-@dataclass
 class Variant:
     name: str
     model: nn.Module
-    weights: dict                      # loss name -> configured weight
     needs: frozenset                   # inputs its objectives read (objectives.INPUTS)
     rng: RandomStream
     projections: nn.ModuleList | None = None   # student -> teacher width, for hidden_mse
     loss_weights: LossWeights | None = None    # the weight of each loss at each step (schedules, automatic)
-    temperature: Temperature | None = None     # the KD temperature at each step
+    temperature: Temperature | None = None     # the KD temperature at each step (build_variants sets both)
     focus: AttentionFocus | None = None        # per pair and head attention weights (attention_focus)
     adversarial: AdversarialConfig | None = None
     generated: bool = False            # also steps on the generated transfer data
@@ -251,7 +244,7 @@ class Variant:
         t0 = time.perf_counter()
         self.model.train()
         teacher = teacher or TeacherBatch()
-        t = self.temperature.at(self.steps_done) if self.temperature is not None else ctx.temperature
+        t = self.temperature.at(self.steps_done)
         with self.rng:
             if self.adversarial is not None and self.adversarial.method == "freelb":
                 loss, parts, used = self._freelb(batch, teacher, ctx, t, where)
@@ -265,8 +258,7 @@ class Variant:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.temperature is not None:
-            self.temperature.clamp_()
+        self.temperature.clamp_()
         self.steps_done += 1
         self.used = {"weights": used, "temperature": float(t.detach()) if torch.is_tensor(t) else float(t)}
         values = {"total": float(loss), **{k: v.item() for k, v in parts.items()}}
@@ -374,3 +366,50 @@ def lr_lambda(schedule: str, total: int, warmup_ratio: float):
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return max(0.0, 1.0 - progress)
     return f
+
+
+def variant_needs(vc: VariantConfig) -> frozenset:
+    """What a variant's objectives read (objectives.INPUTS); the ARD loss learns the teacher's clean answers."""
+    needs = needs_of(vc.losses)
+    if vc.adversarial is not None and vc.adversarial.method != "freelb":
+        needs |= {TEACHER_LOGITS}
+    return needs
+
+
+def build_variants(cfg: SessionConfig, first: nn.Module, teachers: list[nn.Module], pairs: list, head_rule: str,
+                   student_heads: int, steps_per_epoch: Callable[[VariantConfig], int], epochs: int,
+                   device) -> list[Variant]:
+    """Every configured variant, ready to train: a copy of the initial weights `first` (the last variant trains
+    `first` itself), its own random stream, projections to the width of the teacher it learns from for a
+    hidden-state loss (the first teacher's for the ensemble), its loss weights and temperature over training, its
+    attention focus, its optimizer and schedule, and a copy of its initial weights."""
+    names, last = cfg.teacher_names, len(cfg.variants) - 1
+    out = []
+    for k, vc in enumerate(cfg.variants):
+        teacher = teachers[names.index(vc.teacher) if vc.teacher in names else 0]
+        model = first if k == last else copy.deepcopy(first)
+        rng = RandomStream(stream_seed(cfg.train.seed, vc.name), device)
+        needs = variant_needs(vc)
+        projections = None
+        if HIDDEN in needs:
+            ds, dt = first.config.hidden_size, teacher.config.hidden_size
+            with rng:                              # the projection's initial weights come from its own stream
+                projections = nn.ModuleList([nn.Linear(ds, dt) if ds != dt else nn.Identity()
+                                             for _ in range(len(pairs))]).to(device)
+        steps = steps_per_epoch(vc)
+        total = steps * epochs
+        v = Variant(vc.name, model.to(device), needs, rng, projections, adversarial=vc.adversarial,
+                    generated=vc.generated, teacher=vc.teacher,
+                    loss_weights=LossWeights(vc.losses, vc.schedules, vc.preset, vc.auto_weights, total, steps,
+                                             epochs).to(device),
+                    temperature=Temperature(vc.temperature_schedule, cfg.objectives.temperature,
+                                            *vc.temperature_range, total).to(device))
+        if vc.attention_focus and needs & {ATTENTION, ACTIVATION}:
+            v.focus = AttentionFocus(len(pairs), mapping.compared_heads(head_rule, student_heads))
+        out.append(v)
+    for v in out:               # optimizers once every model is in place, as the variants' snapshots
+        total = steps_per_epoch(cfg.variant(v.name)) * epochs
+        v.setup_optimizer(cfg.train.lr, cfg.train.weight_decay,
+                          lr_lambda(cfg.train.schedule, total, cfg.train.warmup_ratio), cfg.train.sparse_embedding)
+        v.snapshot()
+    return out

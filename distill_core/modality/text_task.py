@@ -1,0 +1,211 @@
+"""Text classification as a session sees it: a tokenizer and the splits encoded once, a Hugging Face encoder as the
+teacher (fine-tuned here once and cached), a student built from a shape (or the teacher's knowledge on small data),
+and the teacher's outputs on the training split computed once and kept on disk."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import mapping
+from ..config import resolve_init
+from ..data import load_splits
+from ..errors import ConfigError
+from ..models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
+from ..ensemble import combine_logits, mean_maps
+from ..objectives import ACTIVATION, ATTENTION, HIDDEN
+from ..robustness import robustness_curves
+from ..strategies import generated as gen_lib
+from ..teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
+from ..vocab import teacher_name
+from .base import INIT_LOCK, Batch, LayerPlan, Task, TeacherBatch
+from .text import TextModality
+
+
+@dataclass
+class TextData:
+    modality: TextModality
+    transfer_texts: list[str] | None        # the generated data's source texts, read before the teacher's work
+
+
+class PrecomputedOutputs:
+    """A teacher's outputs on a split, computed once (TeacherOutputs), served per batch padded to its length."""
+
+    def __init__(self, outputs: TeacherOutputs, device: torch.device):
+        self.outputs, self.device = outputs, device
+
+    logits = property(lambda self: self.outputs.logits)           # (N, C)
+    attention = property(lambda self: self.outputs.attention)     # per example (P, H', t, t) or None
+    hidden = property(lambda self: self.outputs.hidden)           # per example (P, t, Dt) or None
+
+    def __call__(self, batch: Batch) -> TeacherBatch:
+        logits, att, hid = self.outputs.batch(batch.index, batch.length, self.device)
+        return TeacherBatch(logits, att, hid)
+
+
+class TextTask(Task):
+    kind = "text"
+    padded_maps = True
+    suggests_layers = True
+
+    # ---- data and teachers --------------------------------------------------------------------------------
+    def load_data(self) -> TextData:
+        """Tokenise the splits once; a bad transfer source is refused here, before the teacher's work."""
+        cfg = self.config
+        splits = load_splits(cfg.data)
+        transfer_texts = None
+        if any(v.generated for v in cfg.variants):
+            transfer_texts = gen_lib.load_transfer_texts(cfg.transfer, splits)
+        modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
+        return TextData(modality, transfer_texts)
+
+    def check_teacher_configs(self, data: TextData, configs: list) -> None:
+        """Every further teacher must read the first teacher's tokens."""
+        for k, sub in enumerate(configs[1:], start=1):
+            other = load_tokenizer(sub.teacher.source)
+            if not same_tokenizer(data.modality.tokenizer, other):
+                raise ConfigError(f"{teacher_name(k)} ({sub.teacher.source}) splits text into other tokens than the "
+                                  f"first teacher ({self.config.teacher.source}): the teachers of one session are "
+                                  f"compared token by token, so they must share a tokenizer. Use a model of the same "
+                                  f"family, e.g. the first teacher with another seed ({{seed: 1}}) or on part of the "
+                                  f"data ({{finetune_part: 2/2}})")
+
+    def prepare_teacher(self, config, data: TextData, device, progress):
+        m = data.modality
+        return prepare_teacher(config, m.splits, m.ids["train"], device, progress, tokenizer=m.tokenizer,
+                               val_ids=m.ids["val"], extra_ids=m.ids["extra"])
+
+    def check_teachers(self, teachers: list, data: TextData) -> None:
+        """Teachers of one session answer with the same labels in the same order: a teacher whose trained head names
+        other labels than the data's is refused (one fine-tuned here learnt the data's labels)."""
+        if len(teachers) < 2:
+            return
+        label_names = data.modality.splits.label_names
+        for k, t in enumerate(teachers):
+            conf = getattr(t.model, "config", None)
+            if t.finetuned or t.head_new or conf is None:
+                continue
+            names = [str((conf.id2label or {}).get(i, f"LABEL_{i}")) for i in range(len(label_names))]
+            generic = all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names))
+            if not generic and [n.lower() for n in names] != [n.lower() for n in map(str, label_names)]:
+                raise ConfigError(f"{teacher_name(k)} ({t.path}) was trained for the labels {', '.join(names)}, but "
+                                  f"the data's labels are {', '.join(map(str, label_names))}: every teacher must "
+                                  f"answer with the data's labels in their order. Fine-tune it on this data "
+                                  f"(finetune: always in its ensemble.teachers entry) or pick a teacher trained for "
+                                  f"these labels")
+
+    def shape(self, model: nn.Module) -> tuple[int, int]:
+        return num_layers_heads(model)
+
+    # ---- the student --------------------------------------------------------------------------------------
+    def student_init(self, teacher: nn.Module, train_examples: int) -> str:
+        """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
+        s = self.config.student
+        if s.source:
+            return "pretrained"
+        t = teacher.config
+        widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
+                  getattr(t, "intermediate_size", None))
+        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
+                            can_project=widths[0] is not None and s.hidden <= widths[0])
+
+    def initial_student(self, data: TextData, teacher: nn.Module, layer_rule) -> tuple[nn.Module, str]:
+        cfg, m = self.config, data.modality
+        init = self.student_init(teacher, m.size("train"))
+        with INIT_LOCK:
+            torch.manual_seed(cfg.train.seed)
+            init_layers = cfg.student.init_layers
+            if init_layers is None and not cfg.student.source:
+                init_layers = mapping.layer_map(layer_rule, num_layers_heads(teacher)[0], cfg.student.layers)
+            student = build_student(cfg.student, teacher, m.splits.num_labels, init_layers,
+                                    None if init == "pretrained" else init)
+        check_attention(student, m.tokenizer, "the student")   # its tokenizer was checked in preflight
+        return student, init
+
+    def map_layers(self, data: TextData, teacher: nn.Module, student: nn.Module, layer_rule) -> LayerPlan:
+        t_shape, s_shape = num_layers_heads(teacher), num_layers_heads(student)
+        return LayerPlan(t_shape, s_shape, mapping.layer_map(layer_rule, t_shape[0], s_shape[0]))
+
+    def modality(self, data: TextData, student: nn.Module) -> TextModality:
+        return data.modality
+
+    # ---- the teacher's outputs ----------------------------------------------------------------------------
+    def outputs(self, teacher, ids: list, split_key: str, modality: TextModality, device, layers: list[int],
+                head_rule: str, student_heads: int, needs: frozenset, progress) -> tuple[TeacherOutputs, bool]:
+        """The teacher's outputs on `ids` (one split, named `split_key` in the cache key), cached on disk."""
+        cfg = self.config
+        return cached_teacher_outputs(
+            teacher, ids, modality.pad_id, device, layers, head_rule, student_heads, ATTENTION in needs,
+            HIDDEN in needs, key_parts={"data": modality.splits.fingerprint + ":" + split_key,
+                                        "max_length": cfg.data.max_length},
+            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision, progress=progress)
+
+    def teacher_source(self, teacher, modality: TextModality, device, layers, head_rule, student_heads, needs,
+                       progress) -> tuple[PrecomputedOutputs, bool]:
+        out, hit = self.outputs(teacher, modality.ids["train"], "train", modality, device, layers, head_rule,
+                                student_heads, needs, progress)
+        return PrecomputedOutputs(out, device), hit
+
+    def further_source(self, teacher, name: str, prepared, needs: frozenset, layer_rule,
+                       progress) -> PrecomputedOutputs:
+        t_layers, t_heads = num_layers_heads(teacher.model)
+        layers = mapping.layer_map(layer_rule, t_layers, prepared.student_shape[0])
+        if needs & {ATTENTION, ACTIVATION}:       # maps are compared: their heads must reduce alike
+            mapping.check_same_head_rule(self.config.objectives.head_rule, name, t_heads, prepared.teacher_shape[1],
+                                         prepared.student_shape[1], prepared.head_rule)
+        return self.teacher_source(teacher, prepared.modality, prepared.device, layers, prepared.head_rule,
+                                   prepared.student_shape[1], needs, progress)[0]
+
+    def ensemble_source(self, sources: list[PrecomputedOutputs], rule: str, attention: str) -> PrecomputedOutputs:
+        """The teachers' logits combined per example once; attention from the first teacher or every teacher's mean;
+        hidden states from the first."""
+        first = sources[0]
+        logits = combine_logits(torch.stack([s.logits for s in sources]), rule)
+        maps = first.attention
+        if attention == "mean" and first.attention is not None:
+            maps = mean_maps([s.attention for s in sources])
+        return PrecomputedOutputs(TeacherOutputs(logits, maps, first.hidden), first.device)
+
+    # ---- generated data, notices, robustness --------------------------------------------------------------
+    def generate(self, session, p) -> None:
+        """Generated transfer data (from the transfer texts load_data read) and the teacher's outputs on it (once,
+        cached), when a variant trains on it; its examples beside their originals go to generated.json."""
+        cfg, modality = self.config, p.modality
+        session.progress("generate data", 0, 1)
+        embedding = p.teacher_model.get_input_embeddings().weight.detach().float().cpu()
+        gen = gen_lib.build_generated(cfg.transfer, modality.splits, modality.ids["train"], modality.tokenizer,
+                                      embedding, cfg.data.max_length, texts=p.data.transfer_texts)
+        mean_tokens = sum(len(x) for x in gen.ids) / max(1, len(gen))
+        gen_lib.check_memory(cfg.transfer, len(gen), mean_tokens, len(p.pairs),
+                             mapping.compared_heads(p.head_rule, p.student_shape[1]), ATTENTION in p.needs,
+                             p.teacher_model.config.hidden_size if HIDDEN in p.needs else 0)
+        modality.ids["generated"] = gen.ids
+        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
+        out, _ = self.outputs(p.teacher, gen.ids, "generated", modality, p.device, [t for t, _ in p.pairs],
+                              p.head_rule, p.student_shape[1], p.needs, session.progress)
+        p.generated, p.generated_outputs = gen, PrecomputedOutputs(out, p.device)
+        probs = torch.softmax(out.logits.float(), -1)
+        session.run.write_json("generated.json", {
+            **gen_lib.examples_record(gen, modality.tokenizer, modality.ids["train"], probs,
+                                      modality.splits.label_names),
+            "used_by": [vc.name for vc in self.config.variants if vc.generated]})
+        p.notices.extend(gen.notices)
+        if cfg.transfer.source == "unused" and cfg.teacher.finetune_on == "all" and p.teacher.fit:
+            p.notices.append("the transfer texts are rows of the dataset the teacher was fine-tuned on with their "
+                             "labels (teacher.finetune_on: all); the students see only the teacher's outputs on them")
+        session.progress("generate data", 1, 1)
+
+    def teacher_notices(self, p) -> list[str]:
+        fit = p.teacher.fit
+        if not (fit and fit.get("curve")):
+            return []
+        curve = ", ".join(f"{c['val_accuracy']:.1%}" for c in fit["curve"])
+        return [f"the teacher was fine-tuned on {fit['examples']:,} examples for {fit['epochs_run']} of up to "
+                f"{fit['epochs_planned']} epochs (validation accuracy by epoch: {curve}); epoch "
+                f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
+                                                   if not p.teacher.cached else "")]
+
+    def robustness(self, models: dict, modality: TextModality, device, progress) -> dict:
+        return robustness_curves(models, modality.ids["test"], modality.labels["test"], modality.pad_id, device,
+                                 progress=progress)
