@@ -21,6 +21,7 @@ from plotly.subplots import make_subplots
 
 from app.charts import FONT
 from app.image_charts import grey
+from distill_core.vocab import FAMILY_NAMES
 
 SIGNED_SCALE = [[0.0, "rgba(220,38,38,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(22,163,74,0.85)"]]
 POSITIVE_SCALE = [[0.0, "rgba(249,115,22,0)"], [1.0, "rgba(234,88,12,0.7)"]]   # the picture shows through
@@ -120,9 +121,6 @@ def agreement_reading(student: str, rho: float, agreement: float, method_name: s
             f"/ ln 2: 1 = the same places, 0 = none in common).")
 
 
-FAMILY_NAMES = {"cnn": "a CNN", "vit": "a ViT"}
-
-
 def no_divergence_reason(probe: dict | None) -> str | None:
     """Why a run records no attention divergence, or None when it does: an image run whose teacher and students
     are of different families (a CNN's maps over pixels against a ViT's over patches) has no layer pairs."""
@@ -131,7 +129,7 @@ def no_divergence_reason(probe: dict | None) -> str | None:
     teacher, student = families.get("teacher"), families.get("student")
     if probe.get("modality") != "image" or probe.get("pairs") or teacher == student:
         return None
-    t_name, s_name = FAMILY_NAMES.get(teacher, teacher), FAMILY_NAMES.get(student, student)
+    t_name, s_name = (f"a {FAMILY_NAMES[f]}" if f and f in FAMILY_NAMES else f for f in (teacher, student))
     return (f"The teacher ({t_name}) and the student ({s_name}) are of different families; no attention divergence "
             f"is recorded. The students learned from the teacher's outputs only.")
 

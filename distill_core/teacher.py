@@ -12,11 +12,9 @@ under cache_root()/teacher_outputs, keyed by the teacher's content, the token id
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -30,7 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from . import mapping
-from .batching import collate, make_batches
+from .batching import collate, make_batches, pad_square, pad_tokens
+from .cache import cache_root  # noqa: F401 - here too for the callers that import it from the teacher
+from .cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
 from .data import Splits
@@ -39,14 +39,11 @@ from .errors import ModelError
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
 from .optim import clip_grad_norm_, make_optimizer
+from .store import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]   # (phase, done, total) -> None; may raise to stop
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ADS_CACHE_DIR", Path.home() / ".cache" / "attention-distillation-studio"))
 
 
 @dataclass
@@ -138,31 +135,6 @@ def part_indices(n: int, part: tuple[int, int]) -> list[int]:
     return sorted(int(i) for i in np.array_split(order, parts)[k - 1])
 
 
-def _touch(path: Path) -> None:
-    """Mark a cache entry as used now (the cache listing shows it); a read-only cache is fine."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """An exclusive lock between threads and processes (flock is per open file, so threads block too)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(path, "w")
-    except OSError as e:
-        raise ModelError(f"cannot write the teacher cache {path.parent}: {e}; set ADS_CACHE_DIR to a writable "
-                         f"folder") from None
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[int]], device: torch.device,
                     progress: Progress | None = None, tokenizer=None, val_ids: list[list[int]] | None = None,
                     extra_ids: list[list[int]] | None = None) -> PreparedTeacher:
@@ -181,55 +153,60 @@ def prepare_teacher(config: SessionConfig, splits: Splits, train_ids: list[list[
     if not needs_ft or tcfg.finetune_epochs == 0:
         return PreparedTeacher(model.to(device), tokenizer, resolve_source(tcfg.source)[0], False, False, head_new)
 
-    key = teacher_cache_key(tcfg, splits, config.data.max_length)
-    folder = teachers_dir()
-    target = folder / key
-    with _file_lock(folder / f"{key}.lock"):
-        cached = None
-        if (target / "config.json").is_file():
-            try:
-                cached, _ = load_classifier(str(target), splits.num_labels)
-            except ModelError as e:
-                log.warning("the cached teacher in %s is damaged and is fine-tuned again: %s", target, e)
-                shutil.rmtree(target, ignore_errors=True)
-        if cached is None:
-            log.info("fine-tuning the teacher (one time, cached in %s)", target)
-            torch.manual_seed(tcfg.seed)
-            model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
-            model.to(device)
-            ids, labels = list(train_ids), list(splits.train_labels)
-            if tcfg.finetune_on == "all" and extra_ids:
-                ids, labels = ids + list(extra_ids), labels + list(splits.extra_labels)
-            keep = part_indices(len(ids), tcfg.part)
-            ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
-            val = (val_ids, splits.val_labels) if val_ids else None
-            fit = finetune(model, ids, labels, val, tokenizer.pad_token_id, tcfg, device,
-                           config.train.mixed_precision, progress)
-            tmp = target.with_name(target.name + ".tmp")
-            try:
-                shutil.rmtree(tmp, ignore_errors=True)
-                model.save_pretrained(tmp, safe_serialization=True)
-                tokenizer.save_pretrained(tmp)
-                (tmp / "distill_meta.json").write_text(json.dumps({"source": tcfg.source, "key": key,
-                                                                   "data": splits.fingerprint, "fit": fit}))
-                os.replace(tmp, target)
-            except OSError as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise ModelError(f"could not save the fine-tuned teacher in {folder}: {e}; free disk space or set "
-                                 f"ADS_CACHE_DIR to a writable folder") from None
-            model, _ = load_classifier(str(target), splits.num_labels)
-        else:
-            model = cached
-            _touch(target)
+    slot = CacheSlot(teachers_dir(), teacher_cache_key(tcfg, splits, config.data.max_length))
+    target = slot.path
+
+    def load(repair: bool):
+        return _load_cached_teacher(target, splits.num_labels)
+
+    def build():
+        log.info("fine-tuning the teacher (one time, cached in %s)", target)
+        return _finetune_fresh(config, splits, train_ids, tokenizer.pad_token_id, device, progress, val_ids,
+                               extra_ids)
+
+    def write(built, tmp: Path) -> None:
+        model, fit = built
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "distill_meta.json").write_text(json.dumps({"source": tcfg.source, "key": slot.key,
+                                                           "data": splits.fingerprint, "fit": fit}))
+
+    def write_failed(e: BaseException):
+        raise ModelError(f"could not save the fine-tuned teacher in {slot.folder}: {e}; free disk space or set "
+                         f"ADS_CACHE_DIR to a writable folder") from None
+    model, cached = get_or_build(slot, load, build, write, write_errors=(OSError,), write_failed=write_failed,
+                                 reread=lambda: load_classifier(str(target), splits.num_labels)[0])
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
-    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached is not None, fit=_read_fit(target))
+    return PreparedTeacher(model.to(device), tokenizer, str(target), True, cached, fit=read_fit(target / "distill_meta.json"))
 
 
-def _read_fit(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "distill_meta.json").read_text()).get("fit")
-    except (OSError, ValueError, AttributeError):
+def _load_cached_teacher(target: Path, num_labels: int):
+    """The fine-tuned teacher cached in `target`, or None when there is none (a damaged one is deleted)."""
+    if not (target / "config.json").is_file():
         return None
+    try:
+        return load_classifier(str(target), num_labels)[0]
+    except ModelError as e:
+        log.warning("the cached teacher in %s is damaged and is fine-tuned again: %s", target, e)
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+
+
+def _finetune_fresh(config: SessionConfig, splits: Splits, train_ids, pad_id: int, device, progress, val_ids,
+                    extra_ids):
+    """(the teacher fine-tuned from its fresh, seeded head, the fit record)."""
+    tcfg = config.teacher
+    torch.manual_seed(tcfg.seed)
+    model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
+    model.to(device)
+    ids, labels = list(train_ids), list(splits.train_labels)
+    if tcfg.finetune_on == "all" and extra_ids:
+        ids, labels = ids + list(extra_ids), labels + list(splits.extra_labels)
+    keep = part_indices(len(ids), tcfg.part)
+    ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
+    val = (val_ids, splits.val_labels) if val_ids else None
+    return model, finetune(model, ids, labels, val, pad_id, tcfg, device,
+                           config.train.mixed_precision, progress)
 
 
 def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed_precision: bool,
@@ -290,7 +267,6 @@ class TeacherOutputs:
     hidden: list[torch.Tensor] | None
 
     def batch(self, index, t: int, device):
-        from .batching import pad_square, pad_tokens
         pin = device.type == "cuda"     # pinned host memory lets the copy overlap with compute
 
         def move(x):
@@ -346,14 +322,6 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
                 progress("teacher outputs", k + 1, len(batches))
     set_attention_backend(teacher, eager=True)
     return TeacherOutputs(logits, att, hid)
-
-
-def teachers_dir() -> Path:
-    return cache_root() / "teachers"
-
-
-def outputs_dir() -> Path:
-    return cache_root() / "teacher_outputs"
 
 
 def ids_digest(ids: list[list[int]]) -> str:
@@ -444,18 +412,16 @@ def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, nee
         return None
 
 
-def _save_outputs(path: Path, out: TeacherOutputs, lengths: list[int], meta: dict[str, str]) -> None:
-    """Write atomically (a temporary file, then os.replace); a failure only costs the next session the compute."""
+def _save_outputs(tmp: Path, out: TeacherOutputs, lengths: list[int], meta: dict[str, str]) -> None:
+    """Write the outputs file `tmp` (cache.get_or_build renames it into place)."""
     from safetensors.torch import save_file
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(_pack_outputs(out, lengths), str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    except Exception as e:  # noqa: BLE001 - OSError, or safetensors' own error when the disk is full
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        log.warning("could not save the teacher's outputs in %s: %s; they are computed again next session "
-                    "(free disk space or set ADS_CACHE_DIR to a writable folder)", path.parent, e)
+    save_file(_pack_outputs(out, lengths), str(tmp), metadata=meta)
+
+
+def _outputs_not_saved(e: BaseException) -> None:
+    """A failed write only costs the next session the compute."""
+    log.warning("could not save the teacher's outputs in %s: %s; they are computed again next session "
+                "(free disk space or set ADS_CACHE_DIR to a writable folder)", outputs_dir(), e)
 
 
 def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_id: int, device,
@@ -474,30 +440,24 @@ def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_
         return compute(), False
     key = teacher_outputs_key(prepared, ids, pad_id, device, pairs_teacher, head_rule, student_heads,
                               need_attention, need_hidden, key_parts, mixed_precision)
-    path = outputs_dir() / f"{key}.safetensors"
+    slot = CacheSlot(outputs_dir(), key, ".safetensors")
     lengths, num_labels = [len(x) for x in ids], prepared.model.config.num_labels
+    meta = {"key": key, "teacher": prepared.path, "data": str(key_parts.get("data", "")),
+            "parts": json.dumps(key_parts, sort_keys=True, default=str)}
 
     def load(repair: bool) -> TeacherOutputs | None:
-        return _load_outputs(path, key, lengths, num_labels, need_attention, need_hidden, repair)
-    found = load(False)            # files are replaced atomically, so reading needs no lock
-    if found is None:
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(_file_lock(outputs_dir() / f"{key}.lock"))
-            except (ModelError, OSError) as e:
-                log.warning("the teacher's outputs are computed without caching: %s", e)
-                return compute(), False
-            found = load(True)     # another session may have written it while this one waited
-            if found is None:
-                out = compute()
-                _save_outputs(path, out, lengths, {"key": key, "teacher": prepared.path,
-                                                   "data": str(key_parts.get("data", "")),
-                                                   "parts": json.dumps(key_parts, sort_keys=True, default=str)})
-                return out, False
-    _touch(path)
-    if progress:
+        return _load_outputs(slot.path, key, lengths, num_labels, need_attention, need_hidden, repair)
+
+    def unlocked(e: Exception) -> TeacherOutputs:
+        log.warning("the teacher's outputs are computed without caching: %s", e)
+        return compute()
+    # files are replaced in one rename, so a first read needs no lock
+    out, hit = get_or_build(slot, load, compute, lambda value, tmp: _save_outputs(tmp, value, lengths, meta),
+                            write_errors=(Exception,), write_failed=_outputs_not_saved, read_unlocked=True,
+                            unlocked=unlocked)
+    if hit and progress:
         progress("teacher outputs", 1, 1)
-    return found, True
+    return out, hit
 
 
 def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[], dict]) -> dict:
@@ -516,7 +476,6 @@ def teacher_evaluation(prepared: PreparedTeacher, key: str, compute: Callable[[]
     if isinstance(known.get(key), dict) and {"accuracy", "loss", "predictions"} <= set(known[key]):
         return known[key]
     value = compute()
-    from .store import atomic_write_json
     try:
         atomic_write_json(path, {**known, key: value})
     except OSError as e:  # a read-only cache only costs the next session this evaluation

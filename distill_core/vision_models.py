@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,10 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
+from .capture import find_attention_modules
 from .config import IMAGE_TEACHERS, SessionConfig
 from .errors import ConfigError, ModelError, NonFiniteLossError
 from .images import ImageSplits, to_tensor
+from .models import _offline_kwargs, check_weight_files, resolve_source, set_attention_backend
 from .optim import make_optimizer
+from .store import atomic_write_json
+from .teacher import PreparedTeacher, part_indices
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ class ResidualCNN(nn.Module):
         """pixel_values (B, C, H, W) -> ImageClassifierOutput: logits (B, num_labels); hidden_states, when asked,
         one (B, C_k, H_k, W_k) per stage; loss (cross-entropy) when labels are given. Other keyword arguments
         (output_attentions, return_dict, ...) are accepted and ignored."""
-        from transformers.modeling_outputs import ImageClassifierOutput
+        from transformers.modeling_outputs import ImageClassifierOutput   # deferred: transformers is slow to import
         x = self.stem(pixel_values)                                  # (B, C_0, H, W)
         states = []
         for stage in self.stages:
@@ -185,7 +189,6 @@ class ResidualCNN(nn.Module):
         if not isinstance(conf, dict):
             raise ModelError(f"the config.json in {folder} is not a JSON object")
         model = cls(CNNConfig.from_dict(conf))
-        from .models import check_weight_files
         check_weight_files(folder, str(folder))
         if not (folder / CNN_WEIGHTS).is_file():
             raise ModelError(f"{folder} has no {CNN_WEIGHTS}; save the CNN with save_pretrained(folder)")
@@ -302,7 +305,7 @@ def build_vit(*, channels: int, image_size, patch: int, layers: int, heads: int,
     """A ViTForImageClassification of `patch`-sized patches (the MLP twice as wide as `hidden`), eager attention.
 
     image_size: (H, W), or an int for square images; transformers' ViT takes both."""
-    from transformers import AutoModelForImageClassification, ViTConfig
+    from transformers import AutoModelForImageClassification, ViTConfig   # deferred: transformers is slow to import
     h, w = _hw(image_size)
     check_patch((h, w), patch)
     if hidden % heads:
@@ -319,7 +322,6 @@ def model_family(model) -> str:
     """"cnn" for a ResidualCNN, "vit" for a transformers image model whose attention modules can be captured."""
     if isinstance(model, ResidualCNN):
         return "cnn"
-    from .capture import find_attention_modules
     conf = getattr(model, "config", None)
     if conf is None or getattr(model, "main_input_name", None) != "pixel_values":
         raise ModelError(f"{type(model).__name__} is not an image classifier (a CNN built here, or a transformers "
@@ -375,7 +377,6 @@ def _hub_cnn_folder(repo: str) -> Path | None:
 
 def load_image_model_info(source: str, num_labels: int | None = None) -> tuple[nn.Module, bool]:
     """load_image_model, also saying whether the classifier head is new (num_labels differed from the saved one)."""
-    from .models import _offline_kwargs, check_weight_files, resolve_source
     if source.strip() in IMAGE_TEACHERS:
         raise ModelError(f"{source!r} names a built-in teacher that is trained for a session, not a saved model; "
                          f"give a model folder or hub id")
@@ -397,7 +398,7 @@ def load_image_model_info(source: str, num_labels: int | None = None) -> tuple[n
             _replace_cnn_head(model, num_labels)
         return model, head_new
 
-    from transformers import AutoConfig, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoModelForImageClassification   # deferred: slow to import
     try:
         conf = AutoConfig.from_pretrained(path, trust_remote_code=False, **_offline_kwargs(local))
     except Exception as e:  # noqa: BLE001
@@ -505,7 +506,6 @@ def train_image_model(model, train: tuple[np.ndarray, list[int]], val: tuple[np.
 
     Returns {"examples", "epochs": [{"epoch", "val_accuracy", "train_loss"}], "kept_epoch", "val_accuracy",
     "train_s"}. Deterministic for a seed on the CPU (the caller's global RNG is left as it was)."""
-    from .models import set_attention_backend
     device = torch.device(device)
     images, labels = train
     val_images, val_labels = val
@@ -514,61 +514,14 @@ def train_image_model(model, train: tuple[np.ndarray, list[int]], val: tuple[np.
         raise ValueError(f"{n} training images but {len(labels)} labels")
     if n < 2:
         raise ConfigError(f"an image model needs at least 2 training images, not {n}")
-    family = model_family(model)
-    is_vit = family == "vit"
-    model.to(device)
-    if is_vit:
-        set_attention_backend(model, eager=False)      # attention is not read here: the fast path
-    layout = torch.contiguous_format if is_vit else torch.channels_last    # convolutions run ~25% faster on the CPU
-    model.to(memory_format=layout)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    opt = make_optimizer(None, [{"params": decay, "weight_decay": 0.05 if is_vit else 5e-4},
-                                {"params": no_decay, "weight_decay": 0.0}], lr, 0.0, device)
-    gen = torch.Generator().manual_seed(int(seed))
-    steps_per_epoch = len(_batches(n, batch_size, torch.Generator().manual_seed(0)))
-    total = steps_per_epoch * epochs
-    # a ViT from scratch learns faster with a longer warm-up (MNIST 5k, 5 epochs: 65% against 59% with 5%)
-    warm = max(1, int((0.15 if is_vit else 0.05) * total))
-
-    def lr_factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    x_all = torch.from_numpy(np.ascontiguousarray(images))                     # (N, H, W, C) uint8
-    y_all = torch.as_tensor(list(labels), dtype=torch.long)                    # (N,)
+    is_vit = model_family(model) == "vit"
+    run = _start_training(model, images, labels, epochs=epochs, lr=lr, batch_size=batch_size, device=device,
+                          seed=seed, is_vit=is_vit, augment=augment, progress=progress)
     has_val = len(val_labels) > 0
-    curve, best, best_state, step, t0 = [], None, None, 0, time.time()
+    t0 = time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))                   # dropout
-        for epoch in range(1, epochs + 1):
-            model.train()
-            losses = []
-            for index in _batches(n, batch_size, gen):
-                xb = x_all[index]                                              # (B, H, W, C) uint8
-                if augment:
-                    xb = _augment(xb, gen)
-                x = xb.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)              # (B, C, H, W), as to_tensor
-                x = x.to(device, memory_format=layout)
-                logits = model(pixel_values=x).logits                          # (B, num_labels)
-                loss = F.cross_entropy(logits.float(), y_all[index].to(device))
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"the image model's training loss became {loss.item()} in epoch "
-                                             f"{epoch}; lower the learning rate (now {lr})")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                step += 1
-                if progress:
-                    progress("train teacher", step, total)
-            acc = _accuracy(model, val_images, val_labels, device) if has_val else None
-            curve.append({"epoch": epoch, "val_accuracy": acc, "train_loss": round(float(np.mean(losses)), 5)})
-            if has_val and (best is None or acc >= curve[best - 1]["val_accuracy"]):   # ties: the later, annealed one
-                best, best_state = epoch, copy.deepcopy(model.state_dict())
+        curve, best, best_state = _train_epochs(run, epochs, val if has_val else None)
     if best_state is not None and best != curve[-1]["epoch"]:
         model.load_state_dict(best_state)
     model.to(memory_format=torch.contiguous_format)
@@ -584,14 +537,96 @@ def train_image_model(model, train: tuple[np.ndarray, list[int]], val: tuple[np.
             "train_s": round(time.time() - t0, 2)}
 
 
+@dataclass
+class _ImageTraining:
+    """What one image model trains with: its data, optimiser, schedule, shuffling generator and step count."""
+    model: nn.Module
+    x_all: torch.Tensor                # (N, H, W, C) uint8
+    y_all: torch.Tensor                # (N,)
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    gen: torch.Generator               # shuffles and shifts
+    batch_size: int
+    total: int                         # steps of the whole training
+    layout: torch.memory_format
+    device: torch.device
+    lr: float
+    augment: bool
+    progress: Progress | None
+    step: int = 0
+
+    def train_epoch(self, epoch: int) -> list[float]:
+        """One pass over the shuffled training images; each batch's loss."""
+        self.model.train()
+        losses = []
+        for index in _batches(len(self.y_all), self.batch_size, self.gen):
+            xb = self.x_all[index]                                             # (B, H, W, C) uint8
+            if self.augment:
+                xb = _augment(xb, self.gen)
+            x = xb.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)                  # (B, C, H, W), as to_tensor
+            x = x.to(self.device, memory_format=self.layout)
+            logits = self.model(pixel_values=x).logits                         # (B, num_labels)
+            loss = F.cross_entropy(logits.float(), self.y_all[index].to(self.device))
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"the image model's training loss became {loss.item()} in epoch "
+                                         f"{epoch}; lower the learning rate (now {self.lr})")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.opt.step()
+            self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            self.step += 1
+            if self.progress:
+                self.progress("train teacher", self.step, self.total)
+        return losses
+
+
+def _start_training(model, images: np.ndarray, labels, *, epochs: int, lr: float, batch_size: int, device,
+                    seed: int, is_vit: bool, augment: bool, progress: Progress | None) -> _ImageTraining:
+    """Move the model to `device` in its training layout and make its optimiser and schedule."""
+    model.to(device)
+    if is_vit:
+        set_attention_backend(model, eager=False)      # attention is not read here: the fast path
+    layout = torch.contiguous_format if is_vit else torch.channels_last    # convolutions run ~25% faster on the CPU
+    model.to(memory_format=layout)
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    opt = make_optimizer(None, [{"params": decay, "weight_decay": 0.05 if is_vit else 5e-4},
+                                {"params": no_decay, "weight_decay": 0.0}], lr, 0.0, device)
+    gen = torch.Generator().manual_seed(int(seed))
+    steps_per_epoch = len(_batches(len(images), batch_size, torch.Generator().manual_seed(0)))
+    total = steps_per_epoch * epochs
+    # a ViT from scratch learns faster with a longer warm-up (MNIST 5k, 5 epochs: 65% against 59% with 5%)
+    warm = max(1, int((0.15 if is_vit else 0.05) * total))
+
+    def lr_factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    x_all = torch.from_numpy(np.ascontiguousarray(images))                     # (N, H, W, C) uint8
+    y_all = torch.as_tensor(list(labels), dtype=torch.long)                    # (N,)
+    return _ImageTraining(model, x_all, y_all, opt, sched, gen, batch_size, total, layout, device, lr, augment,
+                          progress)
+
+
+def _train_epochs(run: _ImageTraining, epochs: int, val: tuple[np.ndarray, list[int]] | None):
+    """Train `epochs` epochs; (the curve, the epoch of the best validation accuracy, its weights), the last two
+    None without validation images."""
+    curve, best, best_state = [], None, None
+    for epoch in range(1, epochs + 1):
+        losses = run.train_epoch(epoch)
+        acc = _accuracy(run.model, val[0], val[1], run.device) if val is not None else None
+        curve.append({"epoch": epoch, "val_accuracy": acc, "train_loss": round(float(np.mean(losses)), 5)})
+        if val is not None and (best is None or acc >= curve[best - 1]["val_accuracy"]):   # ties: the later, annealed one
+            best, best_state = epoch, copy.deepcopy(run.model.state_dict())
+    return curve, best, best_state
+
+
 # ---- the built-in image teachers ----------------------------------------------------------------------------------
 
 IMAGE_TEACHER_VERSION = 3      # bump when the teacher recipe changes what it produces
-
-
-def image_teachers_dir() -> Path:
-    from .teacher import cache_root
-    return cache_root() / "image_teachers"
 
 
 def _teacher_extra(cfg: SessionConfig, splits: ImageSplits) -> tuple[np.ndarray | None, list[int]]:
@@ -633,68 +668,66 @@ def build_image_teacher(cfg: SessionConfig, splits: ImageSplits) -> nn.Module:
     raise ConfigError(f"teacher.source {source!r} is not a built-in image teacher ({', '.join(IMAGE_TEACHERS)})")
 
 
-def _read_fit(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "distill_fit.json").read_text()).get("fit")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def prepare_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progress: Progress | None = None):
     """The session's image teacher: a built-in one ("cnn", "vit") trained once on the training images (plus the
     labelled images no split took) and cached, or a saved image classifier loaded as it is."""
-    from .store import atomic_write_json
-    from .teacher import PreparedTeacher, _file_lock, _touch, part_indices
     device = torch.device(device)
     source = cfg.teacher.source
     if source not in IMAGE_TEACHERS:
         model, head_new = load_image_model_info(source, splits.num_labels)
-        from .models import resolve_source
         return PreparedTeacher(model.to(device).eval(), None, resolve_source(source)[0], False, False,
                                head_new=head_new)
     if source == "vit":
         check_patch(splits.size, cfg.image.patch)     # refused before any training
-    key = image_teacher_key(cfg, splits)
-    folder = image_teachers_dir()
-    target = folder / key
-    with _file_lock(folder / f"{key}.lock"):
-        model = None
-        if (target / "config.json").is_file():
-            try:
-                model = load_image_model(str(target))
-            except ModelError as e:
-                log.warning("the cached image teacher in %s is damaged and is trained again: %s", target, e)
-                shutil.rmtree(target, ignore_errors=True)
-        cached = model is not None
-        if cached:
-            _touch(target)
-        else:
-            log.info("training the %s teacher (one time, cached in %s)", source, target)
-            model = build_image_teacher(cfg, splits)
-            images, labels = splits.train_images, list(splits.train_labels)
-            extra_images, extra_labels = _teacher_extra(cfg, splits)
-            if len(extra_labels):
-                images = np.concatenate([images, extra_images])
-                labels = labels + extra_labels
-            keep = part_indices(len(labels), cfg.teacher.part)
-            images, labels = images[keep], [labels[i] for i in keep]
-            im = cfg.image
-            fit = train_image_model(model, (images, labels), (splits.val_images, list(splits.val_labels)),
-                                    epochs=im.epochs_for(source), lr=im.teacher_lr, batch_size=im.teacher_batch_size,
-                                    device=device, seed=cfg.teacher.seed, progress=progress,
-                                    augment=source == "cnn")
-            tmp = target.with_name(target.name + ".tmp")
-            try:
-                shutil.rmtree(tmp, ignore_errors=True)
-                save_image_model(model.cpu(), tmp)
-                atomic_write_json(tmp / "distill_fit.json", {"source": source, "key": key,
-                                                             "data": splits.fingerprint, "fit": fit})
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-            except OSError as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise ModelError(f"could not save the trained image teacher in {folder}: {e}; free disk space or "
-                                 f"set ADS_CACHE_DIR to a writable folder") from None
-            model = load_image_model(str(target))      # what a later session loads, exactly
+    slot = CacheSlot(image_teachers_dir(), image_teacher_key(cfg, splits))
+    target = slot.path
+
+    def build():
+        log.info("training the %s teacher (one time, cached in %s)", source, target)
+        return _train_image_teacher(cfg, splits, device, progress)
+
+    def write(built, tmp: Path) -> None:
+        model, fit = built
+        save_image_model(model.cpu(), tmp)
+        atomic_write_json(tmp / "distill_fit.json", {"source": source, "key": slot.key, "data": splits.fingerprint,
+                                                     "fit": fit})
+
+    def write_failed(e: BaseException):
+        raise ModelError(f"could not save the trained image teacher in {slot.folder}: {e}; free disk space or "
+                         f"set ADS_CACHE_DIR to a writable folder") from None
+    model, cached = get_or_build(slot, lambda repair: _load_cached_image_teacher(target), build, write,
+                                 write_errors=(OSError,), write_failed=write_failed,
+                                 reread=lambda: load_image_model(str(target)))   # what a later session loads, exactly
     return PreparedTeacher(model.to(device).eval(), None, str(target), True, cached, head_new=False,
-                           fit=_read_fit(target))
+                           fit=read_fit(target / "distill_fit.json"))
+
+
+def _load_cached_image_teacher(target: Path) -> nn.Module | None:
+    """The built-in teacher cached in `target`, or None when there is none (a damaged one is deleted)."""
+    if not (target / "config.json").is_file():
+        return None
+    try:
+        return load_image_model(str(target))
+    except ModelError as e:
+        log.warning("the cached image teacher in %s is damaged and is trained again: %s", target, e)
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+
+
+def _train_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progress: Progress | None):
+    """(the built-in teacher trained on the training images, plus the labelled images no split took when
+    teacher.finetune_on is "all", the fit record)."""
+    source = cfg.teacher.source
+    model = build_image_teacher(cfg, splits)
+    images, labels = splits.train_images, list(splits.train_labels)
+    extra_images, extra_labels = _teacher_extra(cfg, splits)
+    if len(extra_labels):
+        images = np.concatenate([images, extra_images])
+        labels = labels + extra_labels
+    keep = part_indices(len(labels), cfg.teacher.part)
+    images, labels = images[keep], [labels[i] for i in keep]
+    im = cfg.image
+    fit = train_image_model(model, (images, labels), (splits.val_images, list(splits.val_labels)),
+                            epochs=im.epochs_for(source), lr=im.teacher_lr, batch_size=im.teacher_batch_size,
+                            device=device, seed=cfg.teacher.seed, progress=progress, augment=source == "cnn")
+    return model, fit

@@ -1,19 +1,21 @@
-"""Names shared by the engine and the app: model roles, variants and their colours, metrics and their directions.
+"""Names shared by the engine and the app: model roles and families, variants and their colours, metrics and their
+directions, and how each loss is named and explained.
 
-Pure Python (no torch), so the app's figure code can import it cheaply. Objectives (loss names, what each reads
-and its explanation) live in their registry, `distill_core.objectives`.
+Pure Python (no torch), so the app's figure code can import it cheaply, and it imports nothing of the project's,
+so every module can import it. The objectives themselves (what each computes and reads) live in their registry,
+`distill_core.objectives`, which takes each one's explanation from `LOSSES` here.
 """
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 TEACHER = "teacher"
 BASELINE = "baseline"            # the conventional name of the labels-only variant
 MAX_VARIANTS = 12                # a session; the New session page offers up to 6
 VARIANT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 # Names a variant cannot take: they are keys beside variant names in summary.json or folders beside models/<name>.
-FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT"}      # image model families as the pages write them
 RESERVED_NAMES = frozenset({TEACHER, "tokenizer", "preprocess", "metric", "epochs", "variants", "reference", "status",
                             "ensemble"})
 ENSEMBLE = "ensemble"            # the teachers' combined outputs, as a source a variant learns from
@@ -25,6 +27,11 @@ def teacher_name(k: int) -> str:
 
 
 TEACHER_NAME_RE = re.compile(r"^teacher(_[0-9]+)?$")
+
+# ---- image model families -----------------------------------------------------------------------------
+# How the pages and messages write each family of image model; None is a family not known yet (a teacher folder
+# whose config.json has not been read).
+FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}
 
 # ---- metrics ------------------------------------------------------------------------------------------
 METRICS = ("kl", "js", "mse", "cosine")
@@ -40,20 +47,53 @@ METRIC_HELP = {
     "cosine": "Cosine similarity of the attention rows. 1 = same direction; higher is closer.",
 }
 
-# ---- losses, as named in charts (the objectives themselves live in distill_core.objectives) -----------
+# ---- losses: how each is named and explained (the objectives themselves live in distill_core.objectives) ----
 LABEL_LOSS = "ce"                                       # the only loss that does not read the teacher
 ATTENTION_LOSSES = ("attention_kl", "attention_mse")    # the losses that pull the student's attention directly
-LOSS_TITLES = {
-    "ce": "cross-entropy (on the true labels)",
-    "logit_kd": "logit KD (KL to the teacher's softened outputs)",
-    "hard_kd": "hard KD (cross-entropy on the teacher's predicted labels)",
-    "attention_kl": "attention KL (to the teacher's attention rows)",
-    "attention_mse": "attention MSE (squared error to the teacher's attention)",
-    "hidden_mse": "hidden-state MSE (to the teacher's hidden states)",
+
+
+@dataclass(frozen=True)
+class LossWording:
+    title: str          # in charts: "short name (what it compares)"
+    help: str           # the explanation the New session page and the command line show
+    source: str = ""    # what a teacher loss other than an attention loss teaches from, in a sentence
+
+
+LOSSES = {
+    "ce": LossWording(
+        "cross-entropy (on the true labels)",
+        "Cross-entropy with the true labels: what the student would learn on its own."),
+    "logit_kd": LossWording(
+        "logit KD (KL to the teacher's softened outputs)",
+        "Match the teacher's softened output distribution (Hinton et al., 2015), times T². The temperature T "
+        "spreads probability over the wrong classes too, the 'dark knowledge'.",
+        "the teacher's softened outputs"),
+    "hard_kd": LossWording(
+        "hard KD (cross-entropy on the teacher's predicted labels)",
+        "Cross-entropy with the teacher's predicted label instead of the true one.",
+        "the teacher's predicted labels"),
+    "attention_kl": LossWording(
+        "attention KL (to the teacher's attention rows)",
+        "KL divergence from each teacher attention row to the student's (MiniLM, Wang et al., 2020): the student "
+        "learns where the teacher looks."),
+    "attention_mse": LossWording(
+        "attention MSE (squared error to the teacher's attention)",
+        "Squared error between teacher and student attention probabilities on mapped layers, averaged over "
+        "query-key pairs of real tokens (TinyBERT, Jiao et al., 2020)."),
+    "hidden_mse": LossWording(
+        "hidden-state MSE (to the teacher's hidden states)",
+        "Squared error between hidden states of mapped layers, through a learned projection when widths differ "
+        "(FitNets, Romero et al., 2015).",
+        "the teacher's hidden states"),
+    "attention_transfer": LossWording(
+        "attention transfer (distance between CNN stages' activation attention maps)",
+        "For CNNs: the squared distance between teacher and student activation attention maps (the channel mean "
+        "of |A|², flattened and L2-normalised) of mapped stages, halved and summed over the stage pairs "
+        "(Zagoruyko & Komodakis, 2017). The paper weights it with β = 1000."),
 }
+LOSS_TITLES = {name: w.title for name, w in LOSSES.items()}
 # What a teacher loss other than an attention loss teaches from, in a sentence.
-LOSS_SOURCES = {"logit_kd": "the teacher's softened outputs", "hard_kd": "the teacher's predicted labels",
-                "hidden_mse": "the teacher's hidden states"}
+LOSS_SOURCES = {name: w.source for name, w in LOSSES.items() if w.source}
 
 # ---- colours ------------------------------------------------------------------------------------------
 TEACHER_COLOR = "#374151"

@@ -16,12 +16,12 @@ from safetensors.torch import load_file, save_file
 from distill_core import SessionConfig
 from distill_core.__main__ import main
 from distill_core.batching import encode
-from distill_core.cache import cache_entries, cache_size_bytes, clear_cache, teachers_dir
+from distill_core.cache import cache_entries, cache_size_bytes, clear_cache, entry_lock, teachers_dir
 from distill_core.data import load_splits
 from distill_core.errors import ConfigError
 from distill_core.models import load_classifier, load_tokenizer
-from distill_core.teacher import (PreparedTeacher, _file_lock, cached_teacher_outputs, outputs_dir,
-                                  prepare_teacher, teacher_cache_key)
+from distill_core.teacher import (PreparedTeacher, cached_teacher_outputs, outputs_dir, prepare_teacher,
+                                  teacher_cache_key)
 
 from conftest import tiny_config_dict
 
@@ -204,7 +204,7 @@ def test_clear_keeps_an_entry_being_written(tiny_teacher, cache, caplog):
     unfinished = fake_cached_teacher(tiny_teacher, "otherkey")
     os.replace(unfinished, unfinished.with_name("otherkey.tmp"))     # a fine-tune's save cut off
     assert {(e.kind, e.key) for e in cache_entries()} == {("teacher", "busykey"), ("unfinished", "otherkey")}
-    with _file_lock(teachers_dir() / "busykey.lock"), caplog.at_level(logging.WARNING, logger="distill_core.cache"):
+    with entry_lock(teachers_dir() / "busykey.lock"), caplog.at_level(logging.WARNING, logger="distill_core.cache"):
         assert clear_cache() > 0
     assert [e.key for e in cache_entries()] == ["busykey"] and "running session" in caplog.text
     with pytest.raises(ConfigError, match="lists the keys"):
