@@ -15,6 +15,7 @@ from distill_core import image_attribution as ia
 from distill_core import image_maps
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
+from distill_core.reopen import reopen
 from distill_core.vocab import TEACHER
 
 K = "attributions."
@@ -30,10 +31,8 @@ IMAGE_INTRO = ("Pixel attributions by Integrated Gradients (Captum, from the pic
 
 @st.cache_resource(show_spinner="Loading the run's image models…", max_entries=16)
 def _image_model(root: str, run_id: str, variant: str, version: float):
-    from distill_core.vision_models import load_image_model
-    run = RunStore(root).open(run_id)
-    folder = run.probe()["teacher_path"] if variant == TEACHER else run.model_dir(variant)
-    return load_image_model(str(folder)).eval()
+    run = reopen(RunStore(root).open(run_id))
+    return run.teacher() if variant == TEACHER else run.student(variant)
 
 
 @st.cache_resource
