@@ -29,7 +29,8 @@ more than the int8 product saves at this width); the weight-only kernel `torch.o
 examples took 5.4 s in int8_linear against 4.4 s in float32. Int8 here buys size, not speed, on a CPU like this one:
 the record's latencies say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
 
-Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"). A mask m (layers, heads)
+Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"; the masks, importances and
+pruning order are in distill_core/head_pruning.py, re-exported here). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
 transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
 importance is |dL/dm| summed over the batches of the validation split (L: the mean cross-entropy of a batch on the
@@ -42,6 +43,9 @@ the config and the head mask and reads the weights of its variant's fp32 folder 
 `load_compressed` sets the pruned heads' input columns of the output projection to zero, which gives exactly the
 masked model without hooks. It is as large as fp32 and no faster (the masked heads are still computed). A CNN
 student has no heads: pruning is not applicable and only its Linear layers (the classifier) are quantized.
+
+The run's students and its test, validation and probe examples are reopened by distill_core/reopen.py; what differs
+between text, ViT and CNN students here (which versions, the int8 note, rebuilding a saved version) is in FAMILIES.
 
 Files (only new ones; nothing the run wrote is changed):
 
