@@ -120,46 +120,14 @@ def draw(run, probe: dict, link_slot, intro) -> None:
         state.link_button(view)
 
     size = tuple(int(x) for x in probe["image_size"])
-    before = None
-    try:
-        if source == PROBE:
-            pixels = _pixels(probe["images"][example])
-            t_maps = common.attention(run.id, "teacher")[example]
-            s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
-            if epoch != 0 and 0 in run.attention_epochs(student):
-                before = common.attention(run.id, f"{student}_e0")[example]
-            when, probs = f"epoch {epoch}", None
-        else:
-            if upload is None:
-                st.info("Choose a picture above: both models run on it here, on the CPU.")
-                return
-            try:
-                pixels = image_maps.read_image(upload.getvalue(), size, int(probe.get("channels", 1)))
-            except DistillError as e:
-                st.error(f"**{upload.name}**: {e}")
-                return
-            if st.session_state.get(K + "invert"):
-                pixels = 255 - pixels
-            found = live_maps(run.id, student, weights, pixels, size)
-            (t_maps, t_probs), (s_maps, s_probs) = found[TEACHER], found[student]
-            kept = run.kept_weights(student)
-            when = f"{weights} weights (epoch {kept.get(weights, '?')})"
-            probs = {"teacher": t_probs, variants.label(student): s_probs}
-    except (DistillError, ValueError) as e:
-        common.show_error(e)
+    found = _picture_maps(run, probe, source, example, upload, student, epoch, weights, variants)
+    if found is None:
         return
+    pixels, t_maps, s_maps, before, when, probs = found
 
     t_side, s_side = sides
-    t_map = image_maps.spatial_map(t_maps, t_side["layer"], t_side["head"], t_side["describe"], size,
-                                   rollout=t_side["rollout"])
-    s_map = image_maps.spatial_map(s_maps, s_side["layer"], s_side["head"], s_side["describe"], size,
-                                   rollout=s_side["rollout"])
-    names = probe["label_names"]
-    if probs is not None:
-        st.markdown(f"Predicted: {image_charts.predictions_text(probs, names)}")
-    else:
-        st.caption(f"Label: **{names[probe['labels'][example]]}** · {probe['texts'][example]} · "
-                   f"{size[0]}×{size[1]} pixels")
+    t_map, s_map = _spatial(t_maps, t_side, size), _spatial(s_maps, s_side, size)
+    _picture_line(probe, probs, example, size)
     s_name = variants.label(student)
     titles = (f"teacher\n{t_side['title']}", f"{s_name}\n{s_side['title']} · {when}", "student − teacher\n ")
     if present:
@@ -167,10 +135,7 @@ def draw(run, probe: dict, link_slot, intro) -> None:
     fig = image_charts.overlay_triptych(pixels, t_map, s_map, titles=titles, font_size=font, difference=not present,
                                         patches=(t_side["describe"].get("patch"), s_side["describe"].get("patch")))
     st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "overlay")
-    s_before = None
-    if before is not None:
-        s_before = image_maps.spatial_map(before, s_side["layer"], s_side["head"], s_side["describe"], size,
-                                          rollout=s_side["rollout"])
+    s_before = None if before is None else _spatial(before, s_side, size)
     if not present:
         st.caption(f"Clear: pixels holding at most an even share of a map (1/{size[0] * size[1]}); the more of the "
                    "map a pixel holds, the more opaque its colour. Difference: red where the student looks more than "
@@ -180,6 +145,55 @@ def draw(run, probe: dict, link_slot, intro) -> None:
         return
     _every_head(pixels, (t_maps, s_maps), sides, s_name, font)
     _patch_maps((t_maps, s_maps), sides, s_name, font)
+
+
+def _spatial(maps, side: dict, size) -> np.ndarray:
+    """image_maps.spatial_map of one side's chosen layer, head and rollout."""
+    return image_maps.spatial_map(maps, side["layer"], side["head"], side["describe"], size, rollout=side["rollout"])
+
+
+def _picture_line(probe: dict, probs, example, size) -> None:
+    """What the models predict on an uploaded picture, or a probe image's label."""
+    names = probe["label_names"]
+    if probs is not None:
+        st.markdown(f"Predicted: {image_charts.predictions_text(probs, names)}")
+    else:
+        st.caption(f"Label: **{names[probe['labels'][example]]}** · {probe['texts'][example]} · "
+                   f"{size[0]}×{size[1]} pixels")
+
+
+def _picture_maps(run, probe: dict, source: str, example, upload, student: str, epoch: int, weights: str, variants):
+    """(pixels, teacher maps, student maps, the student's maps before training or None, when they are from, class
+    probabilities or None) of the chosen picture: the recorded maps of a probe image, or both models run live on an
+    uploaded one. None (the page says why) when there is nothing to draw."""
+    size = tuple(int(x) for x in probe["image_size"])
+    before = None
+    try:
+        if source == PROBE:
+            pixels = _pixels(probe["images"][example])
+            t_maps = common.attention(run.id, "teacher")[example]
+            s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
+            if epoch != 0 and 0 in run.attention_epochs(student):
+                before = common.attention(run.id, f"{student}_e0")[example]
+            return pixels, t_maps, s_maps, before, f"epoch {epoch}", None
+        if upload is None:
+            st.info("Choose a picture above: both models run on it here, on the CPU.")
+            return None
+        try:
+            pixels = image_maps.read_image(upload.getvalue(), size, int(probe.get("channels", 1)))
+        except DistillError as e:
+            st.error(f"**{upload.name}**: {e}")
+            return None
+        if st.session_state.get(K + "invert"):
+            pixels = 255 - pixels
+        found = live_maps(run.id, student, weights, pixels, size)
+        (t_maps, t_probs), (s_maps, s_probs) = found[TEACHER], found[student]
+        kept = run.kept_weights(student)
+        when = f"{weights} weights (epoch {kept.get(weights, '?')})"
+        return pixels, t_maps, s_maps, before, when, {"teacher": t_probs, variants.label(student): s_probs}
+    except (DistillError, ValueError) as e:
+        common.show_error(e)
+        return None
 
 
 def _pick_picture(probe: dict):

@@ -13,16 +13,20 @@ import streamlit as st
 from app import common
 from distill_core import RunStore
 from distill_core import analysis
+from distill_core.attribution import token_attributions as _attributions
+from distill_core.reopen import RunModels, reopen
+from distill_core.robustness import attention_under_attack as _attacked
+from distill_core.robustness import run_robustness
 
 _LOCK = threading.Lock()
 
 
 @st.cache_resource(show_spinner="Loading the run's models…", max_entries=3)
-def _run_models(root: str, run_id: str, version: float, weights: str = "final") -> analysis.RunModels:
-    return analysis.load_run_models(RunStore(root).open(run_id), weights)
+def _run_models(root: str, run_id: str, version: float, weights: str = "final") -> RunModels:
+    return reopen(RunStore(root).open(run_id), weights).run_models()
 
 
-def run_models(run_id: str, weights: str = "final") -> analysis.RunModels:
+def run_models(run_id: str, weights: str = "final") -> RunModels:
     """Tokenizer, teacher and trained students of a run: the students' final weights, or with weights="best"
     their best epoch's (RunModels.loaded says which epoch each student's weights are from)."""
     return _run_models(str(common.runs_dir()), run_id, common.run_version(run_id), weights)
@@ -44,10 +48,9 @@ def attention_for_text(run_id: str, text: str, weights: str = "final"):
 @st.cache_data(show_spinner=False, max_entries=256)
 def _token_attributions(root: str, run_id: str, version: float, text: str, model: str, target: int | None,
                         n_steps: int, weights: str = "final"):
-    from distill_core.attribution import token_attributions
     rm = _run_models(root, run_id, version, weights)
     with _LOCK:
-        return token_attributions(rm.models[model], rm.tokenizer, text, target=target, n_steps=n_steps,
+        return _attributions(rm.models[model], rm.tokenizer, text, target=target, n_steps=n_steps,
                                   max_length=rm.max_length)
 
 
@@ -62,18 +65,16 @@ def token_attributions(run_id: str, text: str, model: str, target: int | None, n
 def measure_robustness(run_id: str) -> dict:
     """Accuracy of a finished run's models under attack on the word embeddings, written to its robustness.json
     (about a minute on a CPU): the Accuracy page's "Measure robustness" button."""
-    from distill_core.robustness import run_robustness
     return run_robustness(common.get_store().open(run_id))
 
 
 def attention_under_attack(run_id: str, text: str, model: str, epsilon: float, weights: str = "final") -> dict:
     """One model's attention on `text`, clean and under attack at `epsilon` (robustness.attention_under_attack),
     with the tokens under "tokens"."""
-    from distill_core.robustness import attention_under_attack as attacked
     rm = run_models(run_id, weights)
     if model not in rm.models:
         raise ValueError(f"run {run_id} has no trained {model} weights")
     enc = rm.tokenizer([text], truncation=True, max_length=rm.max_length, return_tensors="pt")
     with _LOCK:
-        out = attacked(rm.models[model], enc["input_ids"], epsilon)
+        out = _attacked(rm.models[model], enc["input_ids"], epsilon)
     return {**out, "tokens": rm.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())}

@@ -1,11 +1,10 @@
-"""Reading a finished run back: its models for live inspection, attention views assembled from the store, and a
-layer map suggested from its recorded attention.
+"""Reading a finished run back: its models for live inspection (distill_core.reopen loads them), attention views
+assembled from the store, and a layer map suggested from its recorded attention.
 
 Layouts follow BertViz: one example's attention is an array `(layers, heads, T, T)`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,67 +12,19 @@ import torch
 
 from . import mapping
 from .capture import AttentionCapture
-from .errors import ConfigError, ModelError, RunStoreError
+from .errors import ConfigError, RunStoreError
 from .metrics import METRICS, map_metric
 from .models import set_attention_backend
-from .store import WEIGHTS, Run, RunStore
+from .reopen import RunModels, reopen
+from .store import Run, RunStore
 from .vocab import TEACHER, run_reference, run_variants
 
 
-@dataclass
-class RunModels:
-    """Tokenizer and models of a run, loaded on the CPU with eager attention."""
-    tokenizer: object
-    models: dict            # "teacher" and each variant with trained weights -> model
-    label_names: list[str]
-    max_length: int
-    weights: str = "final"  # the students' weights asked for: "final" or "best"
-    # variant -> {"weights": "final" | "best", "epoch": int | None}: what was loaded. A run written before best
-    # weights were kept has only its final ones, so asking it for "best" loads (and records) "final".
-    loaded: dict = field(default_factory=dict)
-
-
 def load_run_models(run: Run, weights: str = "final") -> RunModels:
-    """The teacher (from the folder the run used) and the trained students (from the run folder): their final
-    weights (the last finished epoch) or, with weights="best", their best epoch's by validation accuracy."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
-    probe = run.probe()
-    if probe is None:
-        raise RunStoreError(f"run {run.id} has no probe.json: it failed before its models were ready")
-    tok_dir = run.path / "models" / "tokenizer"
-    teacher_dir = Path(probe["teacher_path"])
-    tok_src = tok_dir if tok_dir.is_dir() else teacher_dir
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tok_src, local_files_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"cannot load the tokenizer of run {run.id} from {tok_src}: {e}") from None
-    models, loaded = {}, {}
-    sources = {TEACHER: teacher_dir}
-    for t in (probe.get("teachers") or [])[1:]:          # several teachers: each one's folder (not loaded if gone)
-        sources[t["name"]] = Path(t["path"])
-    students = run_variants(probe, run.metrics())
-    for v in students:
-        kept = run.kept_weights(v)
-        which = weights if weights in kept else "final"
-        sources[v] = run.model_dir(v, which)
-        loaded[v] = {"weights": which, "epoch": kept.get(which)}
-    for name, src in sources.items():
-        if not (Path(src) / "config.json").is_file():
-            if name == TEACHER:
-                raise ModelError(f"the teacher of run {run.id} is no longer at {src} (was the cache cleared?); "
-                                 f"rerun the session to prepare it again")
-            continue
-        model = AutoModelForSequenceClassification.from_pretrained(
-            src, attn_implementation="eager", local_files_only=True, trust_remote_code=False, use_safetensors=True)
-        model.eval()
-        models[name] = model
-    loaded = {v: w for v, w in loaded.items() if v in models}
-    if not any(v in models for v in students):
-        raise RunStoreError(f"run {run.id} has no trained student weights yet (it is running, failed or was cancelled "
-                            f"before its first epoch)")
-    return RunModels(tokenizer, models, probe["label_names"], run.config()["data"]["max_length"], weights, loaded)
+    """The tokenizer, the teacher(s) (from the folders the run used) and the trained students (from the run folder):
+    their final weights (the last finished epoch) or, with weights="best", their best epoch's by validation
+    accuracy. reopen(run, weights).run_models()."""
+    return reopen(run, weights).run_models()
 
 
 @torch.inference_mode()

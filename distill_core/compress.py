@@ -29,7 +29,8 @@ more than the int8 product saves at this width); the weight-only kernel `torch.o
 examples took 5.4 s in int8_linear against 4.4 s in float32. Int8 here buys size, not speed, on a CPU like this one:
 the record's latencies say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
 
-Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"). A mask m (layers, heads)
+Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"; the masks, importances and
+pruning order are in distill_core/head_pruning.py, re-exported here). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
 transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
 importance is |dL/dm| summed over the batches of the validation split (L: the mean cross-entropy of a batch on the
@@ -42,6 +43,9 @@ the config and the head mask and reads the weights of its variant's fp32 folder 
 `load_compressed` sets the pruned heads' input columns of the output projection to zero, which gives exactly the
 masked model without hooks. It is as large as fp32 and no faster (the masked heads are still computed). A CNN
 student has no heads: pruning is not applicable and only its Linear layers (the classifier) are quantized.
+
+The run's students and its test, validation and probe examples are reopened by distill_core/reopen.py; what differs
+between text, ViT and CNN students here (which versions, the int8 note, rebuilding a saved version) is in FAMILIES.
 
 Files (only new ones; nothing the run wrote is changed):
 
@@ -64,27 +68,31 @@ for the same fractions.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 from . import mapping
-from .errors import ConfigError, DataError, ModelError, RunStoreError
+from .errors import ConfigError, ModelError, RunStoreError
+from .head_pruning import (HeadMask, apply_head_mask, head_importance, heads_shape, heads_to_remove,  # noqa: F401
+                           out_projections, prune_mask, zero_pruned_heads)
 from .models import set_attention_backend
+from .reopen import reopen
 from .store import Run, atomic_write_json, now_iso
+from .vision_models import CNNConfig, ResidualCNN, model_family
 from .vocab import TEACHER, run_reference, run_variants
 
 log = logging.getLogger(__name__)
@@ -230,178 +238,67 @@ def _swap_in_int8(model: nn.Module, names: dict) -> None:
         _set_module(model, name, Int8Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx))
 
 
-# ---- attention heads ------------------------------------------------------------------------------------------------
-# A layer's attention output projection: BERT, RoBERTa, ELECTRA, MiniLM ("...layer.<i>.attention.output.dense"),
-# transformers 5's ViT ("...layers.<i>.attention.o_proj"), DistilBERT ("...layer.<i>.attention.out_lin") and others
-# with o_proj / out_proj.
-_OUT_PROJ = re.compile(r"(?:^|\.)layers?\.(\d+)\.(?:attention\.output\.dense|"
-                       r"(?:attention|self_attn|attn)\.(?:o_proj|out_proj|out_lin))$")
-
-
-def heads_shape(model: nn.Module) -> tuple[int, int, int]:
-    """(layers, heads, head size) of a transformer from its config; ModelError when the config does not say."""
-    conf = getattr(model, "config", None)
-    layers, heads = getattr(conf, "num_hidden_layers", None), getattr(conf, "num_attention_heads", None)
-    if not isinstance(layers, int) or not isinstance(heads, int) or heads < 1:
-        raise ModelError(f"{type(model).__name__} has no attention heads (its config names no num_hidden_layers and "
-                         f"num_attention_heads): head pruning applies to transformer students only")
-    size = getattr(conf, "head_dim", None) or conf.hidden_size // heads
-    return layers, heads, int(size)
-
-
-def out_projections(model: nn.Module) -> list[nn.Module]:
-    """Each layer's attention output projection, in layer order: the module whose input is the heads' contexts
-    side by side, (B, T, heads x head size). ModelError for an architecture where they cannot all be found."""
-    layers, heads, size = heads_shape(model)
-    found: dict[int, list[nn.Module]] = {}
-    for name, m in model.named_modules():
-        match = _OUT_PROJ.search(name)
-        if match:
-            found.setdefault(int(match.group(1)), []).append(m)
-    ok = (sorted(found) == list(range(layers)) and all(len(v) == 1 for v in found.values())
-          and all(getattr(v[0], "in_features", None) == heads * size for v in found.values()))
-    if not ok:
-        raise ModelError(f"cannot find the attention output projection of each of the {layers} layers of "
-                         f"{type(model).__name__} (a Linear layer of {heads} x {size} inputs named "
-                         f"'...layer.<i>.attention.output.dense' or '...layers.<i>.attention.o_proj'); head pruning "
-                         f"supports BERT-like text students and ViT image students")
-    return [found[i][0] for i in range(layers)]
-
-
-class HeadMask:
-    """Forward pre-hooks that multiply each head's context by mask[layer, head] before each layer's attention output
-    projection. A context manager; or call remove(). A mask tensor that requires grad gets gradients through it."""
-
-    def __init__(self, model: nn.Module, mask):
-        layers, heads, size = heads_shape(model)
-        modules = out_projections(model)
-        self.mask = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
-        if tuple(self.mask.shape) != (layers, heads):
-            raise ValueError(f"a head mask of this model is (layers, heads) = ({layers}, {heads}), not "
-                             f"{tuple(self.mask.shape)}")
-        self.heads, self.size = heads, size
-        self.handles = [m.register_forward_pre_hook(self._hook(layer)) for layer, m in enumerate(modules)]
-
-    def _hook(self, layer: int):
-        def hook(module, args):
-            x = args[0]                                                      # (B, T, heads * size)
-            m = self.mask[layer].to(device=x.device, dtype=x.dtype)          # (heads,)
-            x = (x.unflatten(-1, (self.heads, self.size)) * m[:, None]).flatten(-2)
-            return (x, *args[1:])
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles = []
-
-    def __enter__(self) -> "HeadMask":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-
-def apply_head_mask(model: nn.Module, mask) -> HeadMask:
-    """Mask attention heads: mask (layers, heads), 1 keeps a head and 0 removes it (its context is multiplied by
-    0, so its contribution to the layer's output is exactly zero). Use as `with apply_head_mask(model, m): ...`, or
-    keep the returned HeadMask and call remove()."""
-    return HeadMask(model, mask)
-
-
-def _batch_parts(batch) -> tuple[dict, torch.Tensor]:
-    if hasattr(batch, "inputs") and hasattr(batch, "labels"):
-        return batch.inputs, batch.labels
-    inputs, labels = batch
-    return inputs, labels
-
-
-def head_importance(model: nn.Module, batches: Iterable, normalize: bool = True) -> np.ndarray:
-    """Michel et al. (2019)'s head importance: |dL/dm| of a mask m of ones (layers, heads), summed over `batches`
-    (modality Batches, or (inputs, labels) pairs), L the batch's mean cross-entropy on its labels, the model in eval
-    mode. With normalize, each layer's importances are divided by their L2 norm (as in the paper). The model's
-    parameters and mode are left as they were. Returns (layers, heads) float64."""
-    layers, heads, _ = heads_shape(model)
-    mask = torch.ones((layers, heads), requires_grad=True)
-    total = torch.zeros((layers, heads), dtype=torch.float64)
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    n = 0
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        with torch.inference_mode(False), torch.enable_grad(), apply_head_mask(model, mask):
-            for batch in batches:
-                inputs, labels = _batch_parts(batch)
-                logits = model(**inputs).logits
-                loss = F.cross_entropy(logits.float(), labels.to(logits.device))
-                (grad,) = torch.autograd.grad(loss, mask)
-                total += grad.detach().abs().double()
-                n += 1
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
-    if n == 0:
-        raise DataError("no validation batches to measure head importance on")
-    out = total.numpy()
-    if normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        out = out / np.where(norms > 0, norms, 1.0)
-    return out
-
-
-def heads_to_remove(fraction: float, layers: int, heads: int) -> int:
-    """round(fraction x layers x heads), halves up."""
-    return int(math.floor(fraction * layers * heads + 0.5 + 1e-9))
-
-
-def prune_mask(importance: np.ndarray, fraction: float) -> tuple[np.ndarray, int, int]:
-    """The head mask (layers, heads) of 1 = kept / 0 = removed that removes `fraction` of the heads, least important
-    first across all layers (ties: the earlier layer and head first), never a layer's last head.
-    Returns (mask float32, heads removed, heads asked for)."""
-    importance = np.asarray(importance, dtype=np.float64)
-    layers, heads = importance.shape
-    want = heads_to_remove(fraction, layers, heads)
-    k = min(want, layers * (heads - 1))
-    mask = np.ones((layers, heads), dtype=np.float32)
-    left = [heads] * layers
-    removed = 0
-    for idx in np.lexsort((np.arange(importance.size), importance.ravel())):
-        if removed >= k:
-            break
-        layer, head = divmod(int(idx), heads)
-        if left[layer] > 1:
-            mask[layer, head] = 0.0
-            left[layer] -= 1
-            removed += 1
-    return mask, removed, want
-
-
-@torch.no_grad()
-def zero_pruned_heads(model: nn.Module, mask, copy_model: bool = True) -> nn.Module:
-    """A copy of `model` (or, with copy_model=False, the model itself) whose output projections ignore the masked
-    heads (their input columns set to zero): the same outputs as the model under apply_head_mask(mask), from plain
-    weights."""
-    mask = np.asarray(mask, dtype=np.float32)
-    out = copy.deepcopy(model) if copy_model else model
-    _, heads, size = heads_shape(out)
-    for layer, proj in enumerate(out_projections(out)):
-        if not isinstance(proj, nn.Linear):
-            raise ModelError(f"zeroing pruned heads needs a float Linear output projection, not {type(proj).__name__}")
-        for head in np.flatnonzero(mask[layer] == 0):
-            proj.weight[:, head * size:(head + 1) * size] = 0.0
-    return out
-
-
 # ---- saving and loading one version --------------------------------------------------------------------------------
 def model_kind(model: nn.Module) -> str:
     """"text" (a sequence classifier), "vit" or "cnn"."""
-    if getattr(model, "main_input_name", None) == "pixel_values" or type(model).__name__ == "ResidualCNN":
-        from .vision_models import model_family
+    if getattr(model, "main_input_name", None) == "pixel_values" or isinstance(model, ResidualCNN):
         return model_family(model)
     return "text"
+
+
+def _text_int8_note(n_linear: int) -> str:
+    return (f"int8_linear: {n_linear} linear layers in int8 (weights per output channel, each token's activations at "
+            f"run time); the word embeddings stay float32. int8_linear_embeddings: also the word embeddings, "
+            f"weight-only int8 with one scale per row.")
+
+
+def _vit_int8_note(n_linear: int) -> str:
+    return (f"int8_linear: {n_linear} linear layers in int8; the patch embedding (a convolution) stays float32. An "
+            f"image student has no word embeddings, so there is no int8_linear_embeddings.")
+
+
+def _cnn_int8_note(n_linear: int) -> str:
+    return (f"int8_linear: the {n_linear} linear layer{'s' if n_linear != 1 else ''} (the classifier) in int8; the "
+            f"convolutions stay float32, so most of the weights do. An image student has no word embeddings, so "
+            f"there is no int8_linear_embeddings.")
+
+
+def _rebuild_transformer(auto) -> Callable[[Path], nn.Module]:
+    def rebuild(folder: Path) -> nn.Module:
+        conf = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        return auto.from_config(conf, attn_implementation="eager")
+    return rebuild
+
+
+def _rebuild_cnn(folder: Path) -> nn.Module:
+    return ResidualCNN(CNNConfig.from_dict(json.loads((folder / "config.json").read_text())))
+
+
+def _write_transformer_config(model: nn.Module, folder: Path) -> None:
+    model.config.to_json_file(str(folder / "config.json"))
+
+
+def _write_cnn_config(model: nn.Module, folder: Path) -> None:
+    (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
+
+
+@dataclass(frozen=True)
+class Family:
+    """What compressing differs in between kinds of student (model_kind)."""
+    versions: tuple[str, ...]                       # the quantized versions it gets (fp32 first)
+    int8_note: Callable[[int], str]                 # the record's note on int8_linear, given its Linear layers
+    prunable: bool                                  # it has attention heads
+    write_config: Callable[[nn.Module, Path], None]
+    rebuild: Callable[[Path], nn.Module]            # an empty model from a version folder's config.json
+
+
+FAMILIES = {
+    "text": Family(QUANT_VERSIONS, _text_int8_note, True, _write_transformer_config,
+                   _rebuild_transformer(AutoModelForSequenceClassification)),
+    "vit": Family(QUANT_VERSIONS[:2], _vit_int8_note, True, _write_transformer_config,
+                  _rebuild_transformer(AutoModelForImageClassification)),
+    "cnn": Family(QUANT_VERSIONS[:2], _cnn_int8_note, False, _write_cnn_config, _rebuild_cnn),
+}
 
 
 def weights_bytes(folder) -> int:
@@ -425,14 +322,10 @@ def save_compressed(model: nn.Module, folder, info: dict, weights_from: str | No
 
     weights_from="../fp32/model.safetensors" writes no weights: the folder reads its sibling's, which must hold this
     model's state (a pruned version: the float32 weights, its head mask in `info` applied when it is loaded)."""
-    from safetensors.torch import save_file
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     family = model_kind(model)
-    if family == "cnn":
-        (folder / "config.json").write_text(json.dumps(model.config.to_dict(), indent=1))
-    else:
-        model.config.to_json_file(str(folder / "config.json"))
+    FAMILIES[family].write_config(model, folder)
     if weights_from is None:
         # clones: tensors that share storage (tied weights) cannot be written by safetensors
         state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -453,7 +346,7 @@ def _read_info(folder: Path) -> dict:
         info = json.loads((folder / FILE).read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"{folder} is not a compressed student (its {FILE} cannot be read: {e})") from None
-    if not isinstance(info, dict) or info.get("family") not in ("text", "vit", "cnn"):
+    if not isinstance(info, dict) or info.get("family") not in FAMILIES:
         raise ModelError(f"{folder / FILE} does not say which kind of model it holds")
     return info
 
@@ -462,23 +355,14 @@ def load_compressed(folder) -> tuple[nn.Module, dict]:
     """A version folder written by save_compressed, back as a model in eval mode on the CPU, and its info. A pruned
     version's masked heads are removed as it loads (their columns of the attention output projection set to zero),
     so the model needs no hooks. Reads safetensors only (no pickle) and never runs code from the folder."""
-    from safetensors.torch import load_file
     folder = Path(folder)
     info = _read_info(folder)
     ref = info.get("weights") or WEIGHTS_FILE
     weights = folder / WEIGHTS_FILE if ref == WEIGHTS_FILE else _shared_weights(folder, ref)
     if not weights.is_file():
         raise ModelError(f"{weights} is not there: compress the run again")
-    family = info["family"]
     try:
-        if family == "cnn":
-            from .vision_models import CNNConfig, ResidualCNN
-            model = ResidualCNN(CNNConfig.from_dict(json.loads((folder / "config.json").read_text())))
-        else:
-            from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
-            conf = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            auto = AutoModelForSequenceClassification if family == "text" else AutoModelForImageClassification
-            model = auto.from_config(conf, attn_implementation="eager")
+        model = FAMILIES[info["family"]].rebuild(folder)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot rebuild the model in {folder} from its config.json: {e}") from None
     _swap_in_int8(model, info.get("quantized_modules") or {})
@@ -544,68 +428,20 @@ def version_name(fraction: float) -> str:
 
 
 class RunData:
-    """What measuring a run's students needs: the test, validation and probe examples rebuilt from its config (a
-    TextModality or ImageModality), the teacher's recorded probe attention, the layer pairs and the head rule."""
+    """What measuring a run's students needs: the run reopened (its test, validation and probe examples rebuilt from
+    its config as a TextModality or ImageModality, checked against what it recorded), the teacher's recorded probe
+    attention, the layer pairs and the head rule."""
 
-    def __init__(self, run: Run, probe: dict):
-        from .config import SessionConfig
-        self.image = probe.get("modality") == "image"
-        cfg = SessionConfig.from_dict(run.config())
-        if self.image:
-            from .images import load_image_splits
-            from .modality.vision import ImageModality
-            splits = load_image_splits(cfg.data, cfg.image.size)
-            tokens = len(((probe.get("maps") or {}).get("student") or {}).get("tokens") or [0]) or 1
-            self.modality = ImageModality(splits, tokens)
-        else:
-            from .data import load_splits
-            from .modality import TextModality
-            splits = dataclasses.replace(load_splits(cfg.data), train_texts=[], train_labels=[], extra_texts=[],
-                                         extra_labels=[])        # only validation and test are read here
-            self.modality = TextModality(_tokenizer(run, probe), splits, cfg.data.max_length)
-        what = f"its {'images' if self.image else 'data'} ({cfg.data.source})"
-        recorded = (run.predictions() or {}).get("labels")
-        if recorded is not None and list(recorded) != list(self.modality.labels["test"]):
-            raise DataError(f"the test split of run {run.id} cannot be rebuilt: {what} changed since the run; "
-                            f"restore {'them' if self.image else 'it'} or run a new session")
-        if list(probe.get("labels") or []) != list(self.modality.probe_record()["labels"]):
-            raise DataError(f"the probe examples of run {run.id} cannot be rebuilt: {what} changed since the run; "
-                            f"restore {'them' if self.image else 'it'} or run a new session")
-        self.pairs = [tuple(p) for p in probe.get("pairs") or []]
-        self.head_rule = probe.get("head_rule") or "direct"
+    def __init__(self, run: Run):
+        self.run = reopen(run)
+        self.modality = self.run.task()
+        self.pairs = [tuple(p) for p in self.run.probe.get("pairs") or []]
+        self.head_rule = self.run.probe.get("head_rule") or "direct"
         self.teacher_maps = run.read_attention(TEACHER) if self.pairs else []
 
     def val_batches(self) -> list:
         cpu = torch.device("cpu")
         return [self.modality.batch("val", index, cpu) for index in self.modality.batches("val", BATCH, seed=None)]
-
-
-def _tokenizer(run: Run, probe: dict):
-    from transformers import AutoTokenizer
-    folder = run.path / "models" / "tokenizer"
-    source = folder if folder.is_dir() else Path(str(probe.get("teacher_path") or ""))
-    try:
-        return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"cannot load the tokenizer of run {run.id} from {source}: {e}") from None
-
-
-def load_student(run: Run, variant: str, image: bool) -> nn.Module:
-    """A variant's final weights, in eval mode on the CPU."""
-    folder = run.model_dir(variant)
-    if not (folder / "config.json").is_file():
-        raise RunStoreError(f"run {run.id} kept no weights for variant {variant} (it stopped before saving them)")
-    if image:
-        from .vision_models import load_image_model
-        return load_image_model(str(folder)).to("cpu").eval()
-    from transformers import AutoModelForSequenceClassification
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(folder), attn_implementation="eager", local_files_only=True, trust_remote_code=False,
-            use_safetensors=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"cannot load the {variant} student of run {run.id} from {folder}: {e}") from None
-    return model.to("cpu").eval()
 
 
 @torch.inference_mode()
@@ -628,7 +464,7 @@ def measure(model: nn.Module, data: RunData, mask=None) -> dict:
             maps = probe_maps(model, data.modality)
             heads = int(maps[0].shape[1])
             js = float(np.mean(mapping.probe_metrics(data.teacher_maps, maps, data.pairs, data.head_rule, heads,
-                                                     padded=not data.image)["js"]))
+                                                     padded=data.run.kind.padded_probe)["js"]))
     return {"test_accuracy": float(accuracy), "latency_ms": float(latency), "js": js}
 
 
@@ -653,85 +489,96 @@ def pruned_heads(run: Run, variant: str, version: str) -> np.ndarray | None:
     return None
 
 
+class _Versions:
+    """The versions of one variant as they are saved under compressed/<variant>/ and measured: the record's
+    "versions" and "notes"."""
+
+    def __init__(self, run: Run, name: str, step: Callable[[str], None]):
+        self.run_id, self.name, self.step = run.id, name, step
+        self.root = run.path / FOLDER / name
+        self.versions: list[dict] = []
+        self.notes: list[str] = []
+
+    def add(self, version: str, kind: str, m: nn.Module, result: dict, **extra) -> None:
+        info = {"run_id": self.run_id, "base_variant": self.name, "student_weights": "final", "version": version,
+                "kind": kind, "fraction": extra.get("fraction"), "heads_removed": extra.get("heads_removed"),
+                "head_mask": extra.get("head_mask")}
+        # a pruned version is the float32 weights and a head mask: it reads its fp32 sibling's weights
+        size = _write_version(self.root / version, m, info, f"../fp32/{WEIGHTS_FILE}" if kind == "pruned" else None)
+        self.versions.append({"name": version, "kind": kind, "fraction": extra.get("fraction"),
+                              "heads_removed": extra.get("heads_removed"), "size_bytes": size,
+                              "latency_ms": round(result["latency_ms"], 4), "test_accuracy": result["test_accuracy"],
+                              "js": result["js"], "folder": f"{FOLDER}/{self.name}/{version}"})
+        self.step(f"{self.name}: {version}")
+
+    def drop_others(self) -> None:
+        """Remove the versions of an earlier compression that this one did not make."""
+        keep = {v["name"] for v in self.versions}
+        if self.root.is_dir():
+            for old in self.root.iterdir():
+                if old.is_dir() and old.name not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
+
+
+def _quantized_versions(out: _Versions, model: nn.Module, family: Family, data: RunData) -> None:
+    for version in family.versions:
+        m = model if version == "fp32" else quantize(model, embeddings=version == "int8_linear_embeddings")
+        out.add(version, "fp32" if version == "fp32" else "quantized", m, measure(m, data))
+    out.notes.append(family.int8_note(sum(isinstance(m, nn.Linear) for m in model.modules())))
+
+
+def _pruned_versions(out: _Versions, model: nn.Module, data: RunData,
+                     fractions: list[float]) -> tuple[np.ndarray, list[dict]]:
+    """The pruned versions of a transformer student, from its head importance: (importance, pruning curve)."""
+    notes = out.notes
+    layers, heads, _ = heads_shape(model)
+    set_attention_backend(model, eager=False)
+    importance = head_importance(model, data.val_batches())
+    notes.append(f"head importance (Michel et al. 2019): |dL/dmask| summed over the {data.modality.size('val')} "
+                 f"validation examples in batches of {BATCH}, each layer normalised by its L2 norm; heads ranked "
+                 f"once, least important removed first, at least one head kept in every layer.")
+    if heads == 1:
+        notes.append("each layer has a single head: no head can be removed without emptying a layer.")
+    curve = []
+    fp32 = out.versions[0]
+    for f in fractions:
+        mask, removed, want = prune_mask(importance, f)
+        acc = fp32["test_accuracy"]
+        if f > 0 and removed == 0:
+            why = "rounds to none" if want == 0 else "would empty a layer"
+            notes.append(f"removing {f:.0%} of {layers * heads} heads {why}: no {version_name(f)} version saved.")
+        elif f > 0:
+            result = measure(model, data, mask)
+            acc = result["test_accuracy"]
+            out.add(version_name(f), "pruned", model, result, fraction=f, heads_removed=removed,
+                    head_mask=mask.astype(int).tolist())
+            if want > removed:
+                notes.append(f"{f:.0%} of {layers * heads} heads is {want}; {removed} were removed, since every "
+                             f"layer keeps one head.")
+        curve.append({"fraction": f, "heads_removed": removed, "test_accuracy": acc,
+                      "head_mask": mask.astype(int).tolist()})
+    if any(v["kind"] == "pruned" for v in out.versions):
+        notes.append("pruned versions mask heads: every weight stays (a pruned version's folder holds its head "
+                     "mask and reads the fp32 version's weights; load_compressed zeroes the pruned heads' columns "
+                     "of the attention output projection), so they are as large as fp32 and no faster.")
+    return importance, curve
+
+
 def _variant_entry(run: Run, name: str, data: RunData, fractions: list[float], step: Callable[[str], None]) -> dict:
     """Every version of one variant, saved under compressed/<name>/ and measured; the record's entry for it."""
-    model = load_student(run, name, data.image)
-    family = model_kind(model)
-    root = run.path / FOLDER / name
-    base_info = {"run_id": run.id, "base_variant": name, "student_weights": "final"}
-    versions, notes = [], []
-
-    def add(version: str, kind: str, m: nn.Module, result: dict, **extra) -> None:
-        info = {**base_info, "version": version, "kind": kind, "fraction": extra.get("fraction"),
-                "heads_removed": extra.get("heads_removed"), "head_mask": extra.get("head_mask")}
-        # a pruned version is the float32 weights and a head mask: it reads its fp32 sibling's weights
-        size = _write_version(root / version, m, info, f"../fp32/{WEIGHTS_FILE}" if kind == "pruned" else None)
-        versions.append({"name": version, "kind": kind, "fraction": extra.get("fraction"),
-                         "heads_removed": extra.get("heads_removed"), "size_bytes": size,
-                         "latency_ms": round(result["latency_ms"], 4), "test_accuracy": result["test_accuracy"],
-                         "js": result["js"], "folder": f"{FOLDER}/{name}/{version}"})
-        step(f"{name}: {version}")
-
-    for version in QUANT_VERSIONS:
-        if version == "int8_linear_embeddings" and family != "text":
-            continue
-        m = model if version == "fp32" else quantize(model, embeddings=version == "int8_linear_embeddings")
-        add(version, "fp32" if version == "fp32" else "quantized", m, measure(m, data))
-    n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
-    if family == "text":
-        notes.append(f"int8_linear: {n_linear} linear layers in int8 (weights per output channel, each token's "
-                     f"activations at run time); the word embeddings stay float32. int8_linear_embeddings: also the "
-                     f"word embeddings, weight-only int8 with one scale per row.")
-    elif family == "vit":
-        notes.append(f"int8_linear: {n_linear} linear layers in int8; the patch embedding (a convolution) stays "
-                     f"float32. An image student has no word embeddings, so there is no int8_linear_embeddings.")
-    else:
-        notes.append(f"int8_linear: the {n_linear} linear layer{'s' if n_linear != 1 else ''} (the classifier) in "
-                     f"int8; the convolutions stay float32, so most of the weights do. An image student has no word "
-                     f"embeddings, so there is no int8_linear_embeddings.")
-
+    model = data.run.student(name)
+    kind = model_kind(model)
+    family = FAMILIES[kind]
+    out = _Versions(run, name, step)
+    _quantized_versions(out, model, family, data)
     importance = curve = None
-    if family == "cnn":
-        notes.append("pruning: not applicable, a CNN student has no attention heads.")
+    if family.prunable:
+        importance, curve = _pruned_versions(out, model, data, fractions)
     else:
-        layers, heads, _ = heads_shape(model)
-        set_attention_backend(model, eager=False)
-        val = data.val_batches()
-        importance = head_importance(model, val)
-        notes.append(f"head importance (Michel et al. 2019): |dL/dmask| summed over the {data.modality.size('val')} "
-                     f"validation examples in batches of {BATCH}, each layer normalised by its L2 norm; heads ranked "
-                     f"once, least important removed first, at least one head kept in every layer.")
-        if heads == 1:
-            notes.append("each layer has a single head: no head can be removed without emptying a layer.")
-        curve = []
-        fp32 = versions[0]
-        for f in fractions:
-            mask, removed, want = prune_mask(importance, f)
-            acc = fp32["test_accuracy"]
-            if f > 0 and removed == 0:
-                why = "rounds to none" if want == 0 else "would empty a layer"
-                notes.append(f"removing {f:.0%} of {layers * heads} heads {why}: no {version_name(f)} version saved.")
-            elif f > 0:
-                result = measure(model, data, mask)
-                acc = result["test_accuracy"]
-                add(version_name(f), "pruned", model, result, fraction=f, heads_removed=removed,
-                    head_mask=mask.astype(int).tolist())
-                if want > removed:
-                    notes.append(f"{f:.0%} of {layers * heads} heads is {want}; {removed} were removed, since every "
-                                 f"layer keeps one head.")
-            curve.append({"fraction": f, "heads_removed": removed, "test_accuracy": acc,
-                          "head_mask": mask.astype(int).tolist()})
-        if any(v["kind"] == "pruned" for v in versions):
-            notes.append("pruned versions mask heads: every weight stays (a pruned version's folder holds its head "
-                         "mask and reads the fp32 version's weights; load_compressed zeroes the pruned heads' columns "
-                         "of the attention output projection), so they are as large as fp32 and no faster.")
-    keep = {v["name"] for v in versions}
-    if root.is_dir():                       # versions of an earlier compression that this one did not make
-        for old in root.iterdir():
-            if old.is_dir() and old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
-    return {"versions": versions, "head_importance": None if importance is None else importance.tolist(),
-            "pruning_curve": curve, "family": family, "weights": "final", "fractions": fractions, "notes": notes}
+        out.notes.append("pruning: not applicable, a CNN student has no attention heads.")
+    out.drop_others()
+    return {"versions": out.versions, "head_importance": None if importance is None else importance.tolist(),
+            "pruning_curve": curve, "family": kind, "weights": "final", "fractions": fractions, "notes": out.notes}
 
 
 def _chosen_variants(run: Run, probe: dict, variants: Sequence[str] | None, fractions: list[float],
@@ -781,7 +628,7 @@ def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Seq
         log.warning("%s; it is written again", e)
         existing = {}
     chosen = _chosen_variants(run, probe, variants, fractions, existing)
-    data = RunData(run, probe)
+    data = RunData(run)
     per_variant = len(QUANT_VERSIONS) + len(fractions) - 1
     total, done = per_variant * len(chosen), 0
 

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import io
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
+from torch import nn
 
-from .errors import DataError, ModelError
+from .capture import AttentionCapture
+from .errors import DataError
+from .images import to_tensor
+from .models import set_attention_backend
+from .reopen import IMAGE, reopen
+from .store import Run
+from .vision_models import activation_map, model_family
 
 MAX_UPLOAD_MB = 20                     # an uploaded picture larger than this is refused
 MAX_UPLOAD_PIXELS = 40_000_000         # and one that would decode to more pixels than this
@@ -139,7 +146,6 @@ def read_image(data: bytes, image_size, channels: int) -> np.ndarray:
     Turned upright (EXIF), transparency laid over white, converted to grayscale (channels 1) or RGB (3), resized
     bilinearly to image_size (H, W). Raises DataError naming the problem and the fix for an empty file, a file over
     MAX_UPLOAD_MB, or bytes that are not an image. Pillow decodes pixels only: nothing is unpickled."""
-    from PIL import Image, ImageOps
     if not data:
         raise DataError("the uploaded file is empty: choose a PNG or JPEG picture")
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
@@ -177,40 +183,22 @@ def read_image(data: bytes, image_size, channels: int) -> np.ndarray:
 
 
 # ---- a run's models, live ----------------------------------------------------------------------------------
-def _loaded(folder: Path | str, who: str):
-    from .models import set_attention_backend
-    from .vision_models import load_image_model
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise ModelError(f"the {who}'s weights are not in {folder}: the run may have stopped before saving them, "
-                         f"or its folder was moved")
-    model = load_image_model(str(folder)).to("cpu").eval()
-    set_attention_backend(model, eager=True)
-    return model
-
-
-def load_run_models(run, variant: str, weights: str = "final"):
-    """(teacher, student) of an image run, in eval mode on the CPU: the teacher at probe["teacher_path"] (relative
-    paths are read from the run's folder) and the variant's final or best weights."""
-    probe = run.probe() or {}
-    if probe.get("modality") != "image":
-        raise ModelError(f"run {run.id} is not an image run")
-    teacher_path = Path(str(probe.get("teacher_path") or ""))
-    if not probe.get("teacher_path"):
-        raise ModelError(f"run {run.id} does not say where its teacher is (probe.json has no teacher_path)")
-    if not teacher_path.is_absolute():
-        teacher_path = run.path / teacher_path
-    return _loaded(teacher_path, "teacher"), _loaded(run.model_dir(variant, weights), f"{variant} student")
+def load_run_models(run: Run, variant: str, weights: str = "final") -> tuple[nn.Module, nn.Module]:
+    """(teacher, student) of an image run, in eval mode on the CPU with attention that can be captured: the teacher
+    at probe["teacher_path"] (relative paths are read from the run's folder) and the variant's final or best
+    weights, as reopen(run, weights) loads them. ModelError for a run that is not an image run."""
+    fr = reopen(run, weights)
+    fr.require(IMAGE)
+    teacher, student = fr.teacher(), fr.student(variant)
+    for model in (teacher, student):
+        set_attention_backend(model, eager=True)
+    return teacher, student
 
 
 @torch.inference_mode()
 def maps_on_image(model, image: np.ndarray, image_size) -> tuple[np.ndarray, np.ndarray]:
     """One model on one picture, uint8 (H, W, C): (maps, class probabilities), maps laid out like the recorded
     probe maps: (S, 1, 1, H*W) for a CNN, (L, H, T, T) for a ViT; float32."""
-    from .capture import AttentionCapture
-    from .images import to_tensor
-    from .models import set_attention_backend
-    from .vision_models import activation_map, model_family
     image = np.array(image, dtype=np.uint8)                               # a writable copy for torch
     if image.ndim == 2:
         image = image[..., None]

@@ -20,13 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import collate, make_batches
+from .batching import collate, encode, make_batches
 from .capture import AttentionCapture
 from .errors import ConfigError, DataError, RunStoreError
+from .images import to_tensor
 from .models import set_attention_backend
+from .reopen import IMAGE, TEXT, FinishedRun, reopen
 from .store import Run
-from .strategies.adversarial import attack, climb, forward_embeds, random_start, token_norms, word_embeddings
-from .vocab import TEACHER, TEACHER_NAME_RE
+from .strategies.adversarial import (attack, climb, forward_embeds, pixel_attack, random_start, token_norms,
+                                     word_embeddings)
+from .vocab import TEACHER
 
 EPSILONS = (0.0, 0.02, 0.05, 0.1)    # relative to each token's embedding norm; 0 = clean accuracy
 STEPS = 3                            # PGD steps per example and epsilon
@@ -119,8 +122,6 @@ def robust_image_accuracy(model: nn.Module, images: np.ndarray, labels: list[int
                           steps: int = STEPS, batch_size: int = 128, limit: int = LIMIT) -> list[float]:
     """Accuracy at each epsilon on the first `limit` images (N, H, W, C) uint8, under pixel-space PGD against the
     model's cross-entropy with the true labels, in eval mode (restored afterwards)."""
-    from .images import to_tensor
-    from .strategies.adversarial import pixel_attack
     images, labels = images[:limit], labels[:limit]
     if not len(images):
         raise DataError("no images to measure robustness on")
@@ -153,62 +154,55 @@ def image_robustness_curves(models: dict[str, nn.Module], images: np.ndarray, la
 
 def rebuild_test_split(run: Run, tokenizer) -> tuple[list[list[int]], list[int]]:
     """The run's test split rebuilt from its config: token ids and labels, checked against the labels it recorded."""
-    from .batching import encode
-    from .config import SessionConfig
-    from .data import load_splits
-    cfg = SessionConfig.from_dict(run.config())
-    splits = load_splits(cfg.data)
-    recorded = (run.predictions() or {}).get("labels")
-    if recorded is not None and list(recorded) != list(splits.test_labels):
-        raise DataError(f"the test split of run {run.id} cannot be rebuilt: its data ({cfg.data.source}) changed "
-                        f"since the run; restore the file or run a new session")
-    ids, _ = encode(tokenizer, splits.test_texts, cfg.data.max_length)
+    return _text_test_split(reopen(run), tokenizer)
+
+
+def _text_test_split(fr: FinishedRun, tokenizer) -> tuple[list[list[int]], list[int]]:
+    splits = fr.splits()
+    ids, _ = encode(tokenizer, splits.test_texts, fr.config.data.max_length)
     return ids, list(splits.test_labels)
+
+
+def _text_curves(fr: FinishedRun, models: dict, epsilons, steps: int, limit: int, progress) -> dict:
+    """robustness_curves on the run's test texts."""
+    tokenizer = fr.reader()
+    ids, labels = _text_test_split(fr, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return robustness_curves(models, ids, labels, pad_id, torch.device("cpu"), epsilons, steps, limit, progress)
+
+
+def _image_curves(fr: FinishedRun, models: dict, epsilons, steps: int, limit: int, progress) -> dict:
+    """image_robustness_curves on the run's test images; the text default EPSILONS stands for IMAGE_EPSILONS."""
+    splits = fr.splits()
+    return image_robustness_curves(models, splits.test_images, list(splits.test_labels), torch.device("cpu"),
+                                   IMAGE_EPSILONS if epsilons is EPSILONS else epsilons, steps, limit, progress)
+
+
+_CURVES = {TEXT.name: _text_curves, IMAGE.name: _image_curves}     # the attack each kind of run is measured under
 
 
 def run_robustness(run: Run, epsilons=EPSILONS, steps: int = STEPS, limit: int = LIMIT,
                    progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Measure a finished run's teacher and variants (final weights) on the first `limit` test examples, on the
-    CPU, and write the record to the run's robustness.json. Returns the record."""
-    from .analysis import load_run_models
+    CPU, and write the record to the run's robustness.json. Returns the record. A text run is attacked on its word
+    embeddings (by default at EPSILONS), an image run on its pixels (by default at IMAGE_EPSILONS); the test split is
+    rebuilt from the run's config and checked against the labels it recorded."""
     check_settings(epsilons, steps, limit)
     if run.summary() is None:
         raise RunStoreError(f"run {run.id} has not finished: measure its robustness once it is done")
-    if (run.probe() or {}).get("modality") == "image":
-        return run_image_robustness(run, IMAGE_EPSILONS if epsilons is EPSILONS else epsilons, steps, limit, progress)
-    rm = load_run_models(run)
-    ids, labels = rebuild_test_split(run, rm.tokenizer)
-    pad_id = rm.tokenizer.pad_token_id if rm.tokenizer.pad_token_id is not None else 0
-    models = {k: m for k, m in rm.models.items() if k == TEACHER or not TEACHER_NAME_RE.match(k)}  # first teacher
-    record = robustness_curves(models, ids, labels, pad_id, torch.device("cpu"), epsilons, steps, limit, progress)
-    record["weights"] = rm.weights
+    fr = reopen(run)
+    models = {TEACHER: fr.teacher(), **fr.students()}       # the first teacher only
+    record = _CURVES[fr.kind.name](fr, models, epsilons, steps, limit, progress)
+    record["weights"] = fr.weights
     run.write_json(FILE, record)
     return record
 
 
 def run_image_robustness(run: Run, epsilons=IMAGE_EPSILONS, steps: int = STEPS, limit: int = LIMIT,
                          progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """run_robustness for an image run: the teacher and every variant's final weights under pixel PGD, on the first
-    `limit` images of the run's test split (rebuilt from its config and checked against its recorded labels)."""
-    from .config import SessionConfig
-    from .images import load_image_splits
-    from .vision_models import load_image_model
-    cfg = SessionConfig.from_dict(run.config())
-    splits = load_image_splits(cfg.data, cfg.image.size)
-    recorded = (run.predictions() or {}).get("labels")
-    if recorded is not None and list(recorded) != list(splits.test_labels):
-        raise DataError(f"the test split of run {run.id} cannot be rebuilt: its images ({cfg.data.source}) changed "
-                        f"since the run; restore them or run a new session")
-    probe = run.probe() or {}
-    models = {"teacher": load_image_model(probe["teacher_path"])}
-    for name in probe.get("variants", []):
-        if run.weights_path(name).is_dir():
-            models[name] = load_image_model(str(run.weights_path(name)))
-    record = image_robustness_curves(models, splits.test_images, list(splits.test_labels), torch.device("cpu"),
-                                     epsilons, steps, limit, progress)
-    record["weights"] = "final"
-    run.write_json(FILE, record)
-    return record
+    """run_robustness for an image run: the teacher and every variant's final weights under pixel PGD."""
+    reopen(run).require(IMAGE)
+    return run_robustness(run, epsilons, steps, limit, progress)
 
 
 def attention_under_attack(model: nn.Module, input_ids: torch.Tensor, epsilon: float, steps: int = STEPS) -> dict:

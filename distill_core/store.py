@@ -19,7 +19,8 @@ Layout of `<root>/<run_id>/`:
     models/<variant>/  config.json + model.safetensors (the trained student variant: its last finished epoch)
     models/<variant>.best/  the same for its best epoch by validation accuracy, only where that is not the last
                        (a variant's name cannot hold a "."); Run.model_dir(variant, "best") finds either
-    models/tokenizer/  the tokenizer the students read
+    models/tokenizer/  the tokenizer the students read (a text run); an image run keeps models/preprocess/
+                       (preprocess.json: size, channels, scaling, label names) instead: Run.reader_dir finds either
     predictions.json   {"split": "test", "labels", "predictions": {"teacher", <variant>...}}: each model's test answers
     summary.json       "variants" in session order, "reference" (the labels-only variant or null),
                        "accuracy": {"teacher", <variant>...}, "divergence": {"metric", "epochs", <variant>: [...]},
@@ -293,6 +294,24 @@ class Run:
             return out
         last = summary.get("epochs_done")
         return {"final": last if isinstance(last, int) and last > 0 else self.epochs_done()}
+
+    def reader_dir(self, saved_as: str) -> Path:
+        """models/<saved_as>/: what the run keeps to read its inputs again, whether or not it is there. saved_as is
+        its modality's (TextModality.saved_as "tokenizer", ImageModality.saved_as "preprocess")."""
+        if not saved_as or Path(saved_as).name != saved_as or saved_as in (".", ".."):
+            raise ValueError(f"{saved_as!r} is not the name of a folder under a run's models/")
+        return self.path / "models" / saved_as
+
+    def teacher_dir(self, path: str | None = None) -> Path:
+        """The folder of the run's teacher: probe.json's teacher_path, or `path` (a further teacher's, as
+        probe.json's "teachers" name it). A relative path is read from the run's folder, so a run moved together
+        with its teacher still finds it. RunStoreError when the probe names no teacher."""
+        if path is None:
+            path = (self.probe() or {}).get("teacher_path")
+        if not path:
+            raise RunStoreError(f"run {self.id} does not say where its teacher is (probe.json has no teacher_path)")
+        folder = Path(str(path))
+        return folder if folder.is_absolute() else self.path / folder
 
     # ---- cancel ------------------------------------------------------------------------------
     def request_cancel(self) -> None:

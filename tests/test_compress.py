@@ -15,6 +15,7 @@ from distill_core import RunStore
 from distill_core import compress as C
 from distill_core.__main__ import main
 from distill_core.errors import ConfigError, ModelError, RunStoreError
+from distill_core.reopen import reopen
 
 
 def tiny_bert(layers: int = 2, heads: int = 4, hidden: int = 32, seed: int = 0):
@@ -298,7 +299,7 @@ def test_compress_run_writes_only_new_files_and_measures_every_version(run_copy)
 def test_compressed_folders_load_back_and_reproduce_the_masked_student(run_copy):
     record = C.compress_run(run_copy, fractions=(0.5,))
     entry = record["variants"]["distilled"]
-    student = C.load_student(run_copy, "distilled", image=False)
+    student = reopen(run_copy).student("distilled")
     ids = torch.tensor([[101, 2023, 3185, 2001, 2307, 102]])
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with torch.no_grad():

@@ -150,3 +150,17 @@ def test_attention_epochs_of_variants_whose_names_share_a_start(tmp_path):
     assert run.attention_epochs("kd") == [0, 1]
     assert run.attention_epochs("kd_extra") == [0, 1, 2]
     assert run.attention_epochs("k") == []
+
+
+def test_reader_dir_and_teacher_dir(tmp_path):
+    run = RunStore(tmp_path).create({"name": "paths"})
+    assert run.reader_dir("tokenizer") == run.path / "models" / "tokenizer"
+    assert run.reader_dir("preprocess") == run.path / "models" / "preprocess"
+    for bad in ("", "..", "a/b"):
+        with pytest.raises(ValueError):
+            run.reader_dir(bad)
+    with pytest.raises(RunStoreError, match="does not say where its teacher is"):
+        run.teacher_dir()
+    run.write_json("probe.json", {"teacher_path": "teacher"})
+    assert run.teacher_dir() == run.path / "teacher"                    # relative: read from the run's folder
+    assert run.teacher_dir(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"

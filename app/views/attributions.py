@@ -15,6 +15,7 @@ from distill_core import image_attribution as ia
 from distill_core import image_maps
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
+from distill_core.reopen import reopen
 from distill_core.vocab import TEACHER
 
 K = "attributions."
@@ -30,10 +31,8 @@ IMAGE_INTRO = ("Pixel attributions by Integrated Gradients (Captum, from the pic
 
 @st.cache_resource(show_spinner="Loading the run's image models…", max_entries=16)
 def _image_model(root: str, run_id: str, variant: str, version: float):
-    from distill_core.vision_models import load_image_model
-    run = RunStore(root).open(run_id)
-    folder = run.probe()["teacher_path"] if variant == TEACHER else run.model_dir(variant)
-    return load_image_model(str(folder)).eval()
+    run = reopen(RunStore(root).open(run_id))
+    return run.teacher() if variant == TEACHER else run.student(variant)
 
 
 @st.cache_resource
@@ -81,15 +80,10 @@ def _picked_image(probe: dict):
     return iac.probe_picture(probe, example), texts[example], example
 
 
-def image_page(run, probe: dict) -> None:
-    """Teacher and student attributions over one image, their rank correlation and their attention agreement."""
-    root, version = str(common.runs_dir()), common.run_version(run.id)
-    names, families = probe["label_names"], probe.get("families", {})
-    variants = common.variants_of(run, probe)
-    students = [v for v in variants.names if run.kept_weights(v)]
-    if not students:
-        st.warning(f"Run {run.id} has no trained student weights to compare with the teacher.")
-        st.stop()
+def _image_choices(probe: dict, students: list[str], variants):
+    """The picture (left) and the method, integration steps and student (right): (image, caption, example, method,
+    n_steps, student), as _picked_image and the widgets give them."""
+    families = probe.get("families", {})
     left, right = st.columns([3, 2], gap="large")
     with left:
         image, caption, example = _picked_image(probe)
@@ -110,6 +104,39 @@ def image_page(run, probe: dict) -> None:
             st.session_state[K + "student"] = next((s for s in students if s != variants.reference), students[0])
         student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
                            format_func=variants.label)
+    return image, caption, example, method, n_steps, student
+
+
+def _image_results(run, probe: dict, students: list[str], image, example, method: str, n_steps: int):
+    """(target class, attributions per model, attention per model) of the teacher and the students on one image."""
+    root, version = str(common.runs_dir()), common.run_version(run.id)
+    pixels, shape = image.tobytes(), image.shape
+    teacher_model = _image_model(root, run.id, TEACHER, version)
+    with _image_lock():
+        target = int(np.argmax(ia.class_probs(teacher_model, image)))
+    models = [TEACHER, *students]
+    attrs = {m: _image_attribution(root, run.id, version, m, pixels, shape, method, target, n_steps) for m in models}
+    if example is not None:          # the maps the run recorded at its final epoch
+        attention = {TEACHER: ia.recorded_spatial_attention(
+            common.attention(run.id, "teacher")[example], probe["maps"]["teacher"], probe["image_size"])}
+        for s in students:
+            epoch = run.kept_weights(s)["final"]
+            attention[s] = ia.recorded_spatial_attention(common.attention(run.id, f"{s}_e{epoch}")[example],
+                                                         probe["maps"]["student"], probe["image_size"])
+    else:                            # an uploaded image: the same maps, computed now
+        attention = {m: _live_attention(root, run.id, version, m, pixels, shape) for m in models}
+    return target, attrs, attention
+
+
+def image_page(run, probe: dict) -> None:
+    """Teacher and student attributions over one image, their rank correlation and their attention agreement."""
+    names = probe["label_names"]
+    variants = common.variants_of(run, probe)
+    students = [v for v in variants.names if run.kept_weights(v)]
+    if not students:
+        st.warning(f"Run {run.id} has no trained student weights to compare with the teacher.")
+        st.stop()
+    image, caption, example, method, n_steps, student = _image_choices(probe, students, variants)
     view.sync()
     with head_r:
         state.link_button(view)
@@ -120,27 +147,13 @@ def image_page(run, probe: dict) -> None:
             st.error(caption)
         st.stop()
 
-    pixels, shape = image.tobytes(), image.shape
     try:
         with st.spinner("Running the models and the attributions on the CPU…"):
-            teacher_model = _image_model(root, run.id, TEACHER, version)
-            with _image_lock():
-                target = int(np.argmax(ia.class_probs(teacher_model, image)))
-            models = [TEACHER, *students]
-            attrs = {m: _image_attribution(root, run.id, version, m, pixels, shape, method, target, n_steps)
-                     for m in models}
-            if example is not None:          # the maps the run recorded at its final epoch
-                attention = {TEACHER: ia.recorded_spatial_attention(
-                    common.attention(run.id, "teacher")[example], probe["maps"]["teacher"], probe["image_size"])}
-                for s in students:
-                    epoch = run.kept_weights(s)["final"]
-                    attention[s] = ia.recorded_spatial_attention(common.attention(run.id, f"{s}_e{epoch}")[example],
-                                                                 probe["maps"]["student"], probe["image_size"])
-            else:                            # an uploaded image: the same maps, computed now
-                attention = {m: _live_attention(root, run.id, version, m, pixels, shape) for m in models}
+            target, attrs, attention = _image_results(run, probe, students, image, example, method, n_steps)
     except (DistillError, ValueError, KeyError, ImportError) as e:
         common.show_error(e)
         st.stop()
+    models = [TEACHER, *students]
 
     label = (f" · true label: **{names[probe['labels'][example]]}**" if example is not None else "")
     st.markdown(f"**{caption}** · explaining class “{names[target]}”, the teacher's prediction{label}")
