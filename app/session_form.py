@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.common import get_store
+
 from distill_core import SessionConfig
 from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, COMBINE_RULES, DEFAULT_DATASET, DEFAULT_TEACHER,
                                   DEVICES, ENSEMBLE_ATTENTION, HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES,
@@ -26,6 +28,8 @@ from distill_core.config import (ATTACKS, AUGMENT_OPS, AUTO_WEIGHTS, COMBINE_RUL
                                   image_session_problem)
 from distill_core.data import UPLOADS_DIR, DataCheck, check_file, file_label, read_raw_table
 from distill_core.errors import ConfigError, DataError, DistillError
+from distill_core.preflight import file_check, image_source_info as engine_image_info, model_family, model_shape
+from distill_core.preflight import preflight as engine_preflight
 from distill_core.objectives import LOSS_HELP, OBJECTIVES, LOSS_NAMES as ALL_LOSS_NAMES
 from distill_core.objectives import TEXT_LOSS_NAMES as LOSS_NAMES
 from distill_core.sources import source_kind
@@ -607,7 +611,7 @@ def preview_table(path: str | Path) -> pd.DataFrame:
 @st.cache_data(show_spinner="Checking the whole file…", max_entries=16)
 def _checked(path: str, mtime: float, size: int, text_column: str, label_column: str, sizes: tuple[int, int, int],
              max_file_mb: float, split_seed: int) -> DataCheck:
-    return check_file(path, text_column, label_column, sizes, max_file_mb, split_seed)
+    return file_check(path, text_column, label_column, sizes, max_file_mb, split_seed)
 
 
 def data_check(path: str | Path, text_column: str, label_column: str, sizes: tuple[int, int, int],
@@ -635,20 +639,13 @@ def guess_column(columns: list[str], preferred: str, role: str) -> int:
 @st.cache_data(show_spinner=False, max_entries=16)
 def teacher_shape(source: str) -> tuple[int, int] | None:
     """(layers, heads) from a local teacher's config.json, or None when it is on the hub or unreadable."""
-    from distill_core.models import default_teacher_dir
-    try:
-        folder = default_teacher_dir() if source == DEFAULT_TEACHER else Path(source).expanduser()
-        c = json.loads((Path(folder) / "config.json").read_text())
-        return int(c["num_hidden_layers"]), int(c["num_attention_heads"])
-    except Exception:  # noqa: BLE001 - only a preview; the engine reports real problems
-        return None
+    return model_shape(source)
 
 
 # ---- images: what the data are, which families compare, how large the models are ------------------------------
 @st.cache_data(show_spinner="Reading the images…", max_entries=16)
 def _image_info(source: str, mtime: float, size: int, max_file_mb: float) -> dict:
-    from distill_core.images import check_image_source
-    return check_image_source(source, max_file_mb)
+    return engine_image_info(source, max_file_mb)
 
 
 def image_source_info(source: str, max_file_mb: float) -> dict:
@@ -664,12 +661,7 @@ def image_source_info(source: str, max_file_mb: float) -> dict:
 def folder_family(source: str) -> str | None:
     """"cnn" or "vit" for a local image model folder (a CNN saved here says so in its config.json), None when the
     folder has no readable config.json."""
-    from distill_core.vision_models import CNN_MODEL_TYPE
-    try:
-        conf = json.loads((Path(str(source).strip()).expanduser() / "config.json").read_text())
-    except Exception:  # noqa: BLE001 - only a hint for the form; the engine reports real problems
-        return None
-    return "cnn" if conf.get("model_type") == CNN_MODEL_TYPE else "vit"
+    return model_family(source)
 
 
 def image_families(state) -> tuple[str | None, str]:
@@ -941,131 +933,9 @@ def transfer_settings(v: dict) -> dict:
     return out
 
 
-def image_preflight(cfg: SessionConfig) -> None:
-    """Image sessions: the device, the teacher's folder, the images (check_image_source), then the engine's own
-    check of patch size and losses against the families (check_image_session) and the layer map."""
-    from distill_core import mapping
-    from distill_core.hub import require_online
-    from distill_core.modality.vision import check_image_session
-    from distill_core.models import pick_device
-    pick_device(cfg.train.device)
-    teacher_family = None
-    if cfg.teacher.source not in IMAGE_TEACHERS:
-        if form_kind(cfg.teacher.source, "model") == "hub":
-            require_online(f"teacher {cfg.teacher.source!r}")
-        elif not (Path(cfg.teacher.source).expanduser() / "config.json").is_file():
-            raise ConfigError(f"{cfg.teacher.source} is not a model folder (no config.json in it)")
-        teacher_family = folder_family(cfg.teacher.source)
-    src, im = cfg.data.source.strip(), cfg.image
-    size = (im.size, im.size) if im.size else None
-    if src in IMAGE_DATASETS or Path(src).expanduser().exists():
-        info = image_source_info(src, cfg.data.max_file_mb)
-        size = size or tuple(info["size"])
-    elif form_kind(src, "data") == "hub":
-        require_online(f"dataset {src!r}")
-    else:
-        raise ConfigError(f"{src} does not exist: enter an image folder (one subfolder per class) or a .zip of them")
-    if size:
-        check_image_session(cfg, size, teacher_family)
-    teacher = cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None
-    student = im.student_family or teacher
-    further_image_teachers(cfg, size, student)
-    if teacher and teacher == student and cfg.objectives.layer_map != "suggested":
-        count = {"cnn": lambda who: len(getattr(im, f"{who}_widths")), "vit": lambda who: getattr(im, f"{who}_layers")}
-        mapping.layer_map(cfg.objectives.layer_map, count[teacher]("teacher"), count[student]("student"))
-        if teacher == "vit":
-            mapping.resolve_head_rule(cfg.objectives.head_rule, im.teacher_heads, im.student_heads)
-
-
-def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, student: str | None) -> None:
-    """Image sessions with further teachers: each folder is a model folder, a ViT built here fits the images, and a
-    teacher whose maps a variant compares (learning from it, or from the ensemble with attention mean) is of the
-    student's family (the session refuses it only once its teachers are trained)."""
-    from distill_core.objectives import ACTIVATION, ATTENTION
-    from distill_core.vision_models import check_patch
-    names = cfg.teacher_names
-    compared = {v.teacher for v in cfg.variants
-                if any(w > 0 and OBJECTIVES[n].needs & {ATTENTION, ACTIVATION} for n, w in v.losses.items())}
-    mean_maps = ENSEMBLE in compared and cfg.ensemble.attention == "mean"
-    for name, tc in zip(names[1:], cfg.teacher_configs[1:]):
-        if tc.source in IMAGE_TEACHERS:
-            family = tc.source
-            if family == "vit" and size:
-                check_patch(size, cfg.image.patch)
-        elif not (Path(tc.source).expanduser() / "config.json").is_file():
-            raise ConfigError(f"{name}: {tc.source} is not a model folder (no config.json in it)")
-        else:
-            family = folder_family(tc.source)
-        if (name in compared or mean_maps) and student and family and family != student:
-            how = (f"give the variants that learn from {name} output losses only (ce, logit_kd, hard_kd)"
-                   if name in compared else
-                   "take the ensemble's attention from the first teacher (Several teachers › Attention target "
-                   "from) or give the variants that learn from the ensemble output losses only (ce, logit_kd, "
-                   "hard_kd)")
-            raise ConfigError(f"{name} is a {FAMILY_NAMES[family]} whose maps the {FAMILY_NAMES[student]} student "
-                              f"cannot be compared with: {how}")
-
-
-def further_text_teachers(cfg: SessionConfig, layer_map, student_layers: int | None) -> None:
-    """Text sessions with further teachers: each other model is a folder here (or on the hub, online), and the
-    layer map fits its layers (layer_map: the first teacher's, resolved; None: not checked)."""
-    from distill_core import mapping
-    from distill_core.errors import DistillError
-    from distill_core.hub import require_online
-    for name, tc in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:]):
-        if tc.source == cfg.teacher.source:
-            continue
-        if form_kind(tc.source, "model") == "hub":
-            require_online(f"{name} {tc.source!r}")
-        elif tc.source != DEFAULT_TEACHER and not (Path(tc.source).expanduser() / "config.json").is_file():
-            raise ConfigError(f"{name}: {tc.source} is not a model folder (no config.json in it)")
-        shape = teacher_shape(tc.source)
-        if shape and layer_map is not None and student_layers:
-            try:
-                mapping.layer_map(layer_map, shape[0], student_layers)
-            except DistillError as e:
-                raise ConfigError(f"{name} ({tc.source}): {e}") from None
-
-
 def preflight(cfg: SessionConfig) -> None:
-    """Checks that would otherwise only fail in the background session: files, layer map, heads, device, hub."""
-    from distill_core import mapping
-    from distill_core.hub import require_online
-    from distill_core.models import pick_device
-    if cfg.modality == "image":
-        return image_preflight(cfg)
-    pick_device(cfg.train.device)
-    if form_kind(cfg.teacher.source, "model") == "hub":
-        require_online(f"teacher {cfg.teacher.source!r}")
-    elif cfg.teacher.source != DEFAULT_TEACHER and not (Path(cfg.teacher.source).expanduser() / "config.json").is_file():
-        raise ConfigError(f"{cfg.teacher.source} is not a model folder (no config.json in it)")
-    src = cfg.data.source
-    if form_kind(src, "data") == "hub":
-        require_online(f"dataset {src!r}")
-    elif form_kind(src, "data") == "local":      # a file on this machine or an upload: refused before any run
-        d = cfg.data
-        data_check(src, d.text_column, d.label_column, (d.train_size, d.val_size, d.test_size), d.max_file_mb,
-                   d.split_seed).raise_errors()
-    tf = cfg.transfer
-    if tf.source not in ("none", "unused") and not Path(tf.source).expanduser().is_file():
-        raise ConfigError(f"the file of texts for generated data, {tf.source}, does not exist: enter the path of "
-                          f"an existing .csv, .jsonl or .txt file, or pick another source under Dataset › Generated "
-                          f"data")
-    if tf.source not in ("none", "unused") and any(v.generated for v in cfg.variants):
-        from distill_core.strategies.generated import load_transfer_texts
-        load_transfer_texts(tf, None)         # a file without the text column or without texts is refused here
-    shape = teacher_shape(cfg.teacher.source)
-    layer_map = None
-    if shape and not cfg.student.source:
-        layer_map = cfg.objectives.layer_map
-        if layer_map == "suggested":
-            from distill_core.analysis import resolve_suggested
-            from app.common import get_store
-            layer_map, _ = resolve_suggested(get_store(), cfg.teacher.source, shape[0], cfg.student.layers,
-                                             cfg.student.heads, cfg.data.source)
-        mapping.layer_map(layer_map, shape[0], cfg.student.layers)
-        mapping.resolve_head_rule(cfg.objectives.head_rule, shape[1], cfg.student.heads)
-    further_text_teachers(cfg, layer_map, cfg.student.layers if not cfg.student.source else None)
+    """The engine's preflight (distill_core.preflight), with this app's runs folder for `layer_map: suggested`."""
+    engine_preflight(cfg, get_store())
 
 
 # ---- progress helpers --------------------------------------------------------------------------------
