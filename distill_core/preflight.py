@@ -98,8 +98,12 @@ def _is_model_folder(source: str) -> bool:
 def preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     """Checks that would otherwise only fail in the background session: files, layer map, heads, device, hub.
     store: where `layer_map: suggested` looks for the run to suggest from (None: the default runs folder)."""
-    if cfg.modality == "image":
-        return image_preflight(cfg)
+    CHECKS.get(cfg.modality, text_preflight)(cfg, store)
+
+
+def text_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
+    """Text sessions: the device, the teacher, the data and generated data, the layer map and heads against the
+    teacher's shape (a suggested map resolved from `store`), and the further teachers."""
     pick_device(cfg.train.device)
     _text_teacher(cfg)
     _text_data(cfg)
@@ -158,7 +162,7 @@ def further_text_teachers(cfg: SessionConfig, layer_map, student_layers: int | N
                 raise ConfigError(f"{name} ({tc.source}): {e}") from None
 
 
-def image_preflight(cfg: SessionConfig) -> None:
+def image_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     """Image sessions: the device, the teacher's folder, the images (check_image_source), then the engine's own
     check of patch size and losses against the families (check_image_session) and the layer map."""
     pick_device(cfg.train.device)
@@ -221,3 +225,6 @@ def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, stu
                    "hard_kd)")
             raise ConfigError(f"{name} is a {FAMILY_NAMES[family]} whose maps the {FAMILY_NAMES[student]} student "
                               f"cannot be compared with: {how}")
+
+
+CHECKS = {"text": text_preflight, "image": image_preflight}     # by SessionConfig.modality
