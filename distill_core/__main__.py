@@ -10,6 +10,7 @@ import warnings
 
 from .config import SessionConfig, parse_value
 from .errors import DistillError
+from .preflight import preflight
 from .store import RunStore
 
 
@@ -152,6 +153,7 @@ def cmd_run(args) -> int:
     from .session import run_session
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
+    preflight(cfg, store)
     main = distributed.is_main()       # several processes (accelerate launch, torchrun): only the main one shows
     callbacks = [] if args.quiet or not main else [TqdmProgress()]
     distributed.raise_on_termination()
@@ -172,6 +174,7 @@ def cmd_sweep(args) -> int:
     seeds = parse_seeds(args.seeds)
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
+    preflight(cfg, store)
     sweeps = SweepStore(store.root)
     print(f"sweep of {len(seeds)} seeds ({', '.join(map(str, seeds))}) into {store.root}")
     sweep_id = run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app import session_form as sf
+from app.new_session import keys, tasks, variants
 from app_helpers import open_page, run_app, texts
 from conftest import tiny_image_config_dict
 from distill_core import SessionConfig
@@ -169,13 +169,13 @@ def test_a_config_with_several_teachers_fills_the_form_and_starts_unchanged(stor
 
 # ---- images -----------------------------------------------------------------------------------------------------
 def images(at):
-    at.segmented_control(key=sf.MODALITY).set_value("image")
+    at.segmented_control(key=keys.MODALITY).set_value("image")
     return run_app(at)
 
 
 def test_an_image_session_with_a_vit_beside_the_cnn_teacher(store, started):
     at = images(run_page())
-    further_teachers(at, 1, sf.IMG)
+    further_teachers(at, 1, keys.IMG)
     assert at.selectbox(key="new.img.ens2.kind").value == "cnn"          # the first teacher, with the next seed
     assert at.number_input(key="new.img.ens2.seed").value == 1
     at.selectbox(key="new.img.ens2.kind").set_value("vit")
@@ -194,7 +194,7 @@ def test_an_image_session_with_a_vit_beside_the_cnn_teacher(store, started):
 
 def test_an_image_teacher_whose_maps_cannot_be_compared_is_refused_on_start(store, started):
     at = images(run_page())
-    further_teachers(at, 1, sf.IMG)
+    further_teachers(at, 1, keys.IMG)
     at.selectbox(key="new.img.ens2.kind").set_value("vit")
     at.selectbox(key="new.img.ens_attention").set_value("mean")
     run_app(at)
@@ -212,7 +212,7 @@ def test_an_image_teacher_whose_maps_cannot_be_compared_is_refused_on_start(stor
 
 def test_an_image_teacher_folder_is_asked_for(store, started):
     at = images(run_page())
-    further_teachers(at, 1, sf.IMG)
+    further_teachers(at, 1, keys.IMG)
     at.selectbox(key="new.img.ens2.kind").set_value("local")
     start(at)
     assert "enter the folder of teacher_2 under Several teachers" in texts(at.error) and started == []
@@ -220,7 +220,7 @@ def test_an_image_teacher_folder_is_asked_for(store, started):
 
 # ---- without Streamlit ------------------------------------------------------------------------------------------
 def form_values(cfg: SessionConfig) -> dict:
-    return {k[4:]: v for k, v in sf.initial_values(cfg).items()}
+    return {k[4:]: v for k, v in tasks.initial_values(cfg).items()}
 
 
 def test_build_config_round_trips_several_text_teachers():
@@ -235,7 +235,7 @@ def test_build_config_round_trips_several_text_teachers():
     assert values["ens3.source"] == "/models/other" and values["ens3.seed"] == 2
     assert values["ens3.extra"] == {"finetune": "always"}                 # kept though the form does not show it
     # the first teacher's seed is not in the form: it comes from the defaults, like every setting the form lacks
-    assert sf.build_config(values, cfg).to_dict() == cfg.to_dict()
+    assert tasks.build_config(values, cfg).to_dict() == cfg.to_dict()
 
 
 def test_build_config_round_trips_several_image_teachers():
@@ -245,20 +245,20 @@ def test_build_config_round_trips_several_image_teachers():
         {"name": "kd", "losses": {"ce": 0.5, "logit_kd": 0.5}, "teacher": "teacher_2"}]))
     values = form_values(cfg)
     assert (values["img.ens2.kind"], values["img.ens3.kind"], values["img.ens3.seed"]) == ("vit", "cnn", 3)
-    assert sf.build_config(values, cfg).to_dict() == cfg.to_dict()
+    assert tasks.build_config(values, cfg).to_dict() == cfg.to_dict()
 
 
 def test_without_further_teachers_the_variants_teacher_and_ensemble_stay_out():
     values = form_values(SessionConfig())
     values["v1.teacher"] = "ensemble"                    # left over from a count since lowered to 0
     values["ens_combine"] = "most_confident"
-    assert sf.build_config(values, SessionConfig()) == SessionConfig()
+    assert tasks.build_config(values, SessionConfig()) == SessionConfig()
     values["ens_count"] = 1
-    cfg = sf.build_config(values, SessionConfig())
+    cfg = tasks.build_config(values, SessionConfig())
     assert cfg.ensemble == EnsembleConfig(teachers=({"seed": 1},), combine="most_confident")
     assert cfg.variant("distilled").teacher == "ensemble"
 
 
 @pytest.mark.parametrize("count, sources", [(0, ["teacher"]), (2, ["teacher", "teacher_2", "teacher_3", "ensemble"])])
 def test_teacher_sources(count, sources):
-    assert sf.teacher_sources(count) == sources
+    assert variants.teacher_sources(count) == sources

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import session_form as sf
+from app.new_session import keys, tasks, uploads, variants
 from app_helpers import open_page, texts
 from conftest import tiny_image_config_dict
 from distill_core import SessionConfig
@@ -31,7 +31,7 @@ def run_page(query: dict | None = None):
 
 
 def images(at):
-    at.segmented_control(key=sf.MODALITY).set_value("image").run()
+    at.segmented_control(key=keys.MODALITY).set_value("image").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -43,7 +43,7 @@ def start(at):
 
 
 def variant_names(at) -> list[str]:
-    return [at.text_input(key=f"new.iv{i}.name").value for i in at.session_state[sf.IMAGE_VARIANTS.ids]]
+    return [at.text_input(key=f"new.iv{i}.name").value for i in at.session_state[keys.IMAGE_VARIANTS.ids]]
 
 
 def offered_losses(at, i: int = 0) -> list[str]:
@@ -96,18 +96,18 @@ def test_images_starts_a_cnn_session_on_mnist_with_the_four_cnn_variants(store, 
     assert cfg.variant("kd_at").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_transfer": 100.0}
     assert cfg.objectives.temperature == 4.0
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr) == (6, 64, 2e-3)
-    assert run_dirs(store) == [at.session_state[sf.ACTIVE_RUN]]
+    assert run_dirs(store) == [at.session_state[keys.ACTIVE_RUN]]
 
 
 def test_text_mode_is_unchanged_after_a_visit_to_images(store, started):
     at = images(run_page())
     at.number_input(key="new.img.epochs").set_value(2).run()
-    at.segmented_control(key=sf.MODALITY).set_value("text").run()
+    at.segmented_control(key=keys.MODALITY).set_value("text").run()
     assert at.number_input(key="new.epochs").value == SessionConfig().train.epochs
     start(at)
     (cfg,) = started
     assert cfg.to_dict() == SessionConfig().to_dict()
-    at.segmented_control(key=sf.MODALITY).set_value("image").run()
+    at.segmented_control(key=keys.MODALITY).set_value("image").run()
     assert at.number_input(key="new.img.epochs").value == 2                  # each mode keeps its own values
 
 
@@ -188,7 +188,7 @@ def test_an_uploaded_zip_of_two_class_folders_is_checked_and_used(store, started
     assert not at.error, texts(at.error)
     (cfg,) = started
     assert cfg.data.source == str(saved) and cfg.modality == "image"
-    assert run_dirs(store) == [at.session_state[sf.ACTIVE_RUN]]            # the upload folder is not a run
+    assert run_dirs(store) == [at.session_state[keys.ACTIVE_RUN]]            # the upload folder is not a run
 
 
 def test_a_zip_with_a_member_outside_its_folder_is_refused(store, started):
@@ -233,7 +233,7 @@ def test_an_image_config_file_opens_the_images_form_and_round_trips(store, start
     monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
     expected = SessionConfig.load(path)
     at = run_page()
-    assert at.segmented_control(key=sf.MODALITY).value == "image"
+    assert at.segmented_control(key=keys.MODALITY).value == "image"
     assert at.radio(key="new.img.layer_map_kind").value == "explicit"
     start(at)
     assert not at.error, texts(at.error)
@@ -247,21 +247,21 @@ def test_build_config_round_trips_an_image_config(family):
         {"name": "baseline", "losses": {"ce": 1.0}},
         {"name": "kd", "losses": {"ce": 0.5, "logit_kd": 0.5}, "auto_weights": "magnitude",
          "schedules": {"logit_kd": "step@2"}}]))
-    values = {k[4:]: v for k, v in sf.initial_values(cfg).items()}
-    assert sf.build_config(values, cfg).to_dict() == cfg.to_dict()
+    values = {k[4:]: v for k, v in tasks.initial_values(cfg).items()}
+    assert tasks.build_config(values, cfg).to_dict() == cfg.to_dict()
 
 
 def test_image_losses_follow_the_engine_rule():
-    assert sf.image_losses("cnn", "cnn") == ("ce", "logit_kd", "hard_kd", "attention_transfer")
-    assert sf.image_losses("vit", "vit") == ("ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
+    assert variants.image_losses("cnn", "cnn") == ("ce", "logit_kd", "hard_kd", "attention_transfer")
+    assert variants.image_losses("vit", "vit") == ("ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
                                             "hidden_mse")
-    assert sf.image_losses("cnn", "vit") == sf.image_losses("vit", "cnn") == ("ce", "logit_kd", "hard_kd")
+    assert variants.image_losses("cnn", "vit") == variants.image_losses("vit", "cnn") == ("ce", "logit_kd", "hard_kd")
 
 
 def test_save_upload_takes_a_zip_only_where_asked(tmp_path):
     with pytest.raises(Exception, match="only .csv"):
-        sf.save_upload(tmp_path, "pets.zip", b"PK", 1)
-    assert sf.save_upload(tmp_path, "pets.zip", b"PK", 1, ["zip"]).name == "pets.zip"
+        uploads.save_upload(tmp_path, "pets.zip", b"PK", 1)
+    assert uploads.save_upload(tmp_path, "pets.zip", b"PK", 1, ["zip"]).name == "pets.zip"
 
 
 # ---- a finished image run ------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 import distill_core
 from app import common
-from app import session_form as sf
+from app.new_session import keys, labels, tasks, uploads
+from app.new_session.values import form_kind
 from app_helpers import open_page, texts
 from conftest import tiny_config_dict
 from distill_core import RunStore, SessionConfig
@@ -123,7 +124,7 @@ def test_start_with_defaults_passes_the_default_config(store, started):
     assert not at.exception and not at.error
     assert len(started) == 1
     assert started[0].to_dict() == SessionConfig().to_dict()
-    run_id = at.session_state[sf.ACTIVE_RUN]
+    run_id = at.session_state[keys.ACTIVE_RUN]
     assert run_dirs(store) == [run_id]
     assert at.session_state[common.SELECTED_RUN] == run_id
     assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
@@ -169,7 +170,7 @@ def test_upload_is_saved_under_the_store_previewed_and_used(store, started):
     (cfg,) = started
     assert cfg.data.source == str(saved)
     assert (cfg.data.text_column, cfg.data.label_column) == ("sentence", "polarity")
-    assert run_dirs(store) == [at.session_state[sf.ACTIVE_RUN]]     # the upload folder is not a run
+    assert run_dirs(store) == [at.session_state[keys.ACTIVE_RUN]]     # the upload folder is not a run
 
 
 def test_unusable_upload_is_reported(store, started):
@@ -242,27 +243,27 @@ def test_failed_run_shows_its_error(store, tiny_config):
 def test_build_config_round_trips_initial_values(tiny_teacher, tiny_csv):
     base = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, objectives__layer_map=[1, 3],
                                                     train__time_budget_s=90.0))
-    values = {k[4:]: v for k, v in sf.initial_values(base).items()}
+    values = {k[4:]: v for k, v in tasks.initial_values(base).items()}
     values.update(file_text_column="review", file_label_column="sentiment")
-    assert sf.build_config(values, base).to_dict() == base.to_dict()
+    assert tasks.build_config(values, base).to_dict() == base.to_dict()
 
 
 def test_build_config_reports_what_is_missing():
-    values = {k[4:]: v for k, v in sf.initial_values(SessionConfig()).items()}
+    values = {k[4:]: v for k, v in tasks.initial_values(SessionConfig()).items()}
     with pytest.raises(ConfigError, match="upload a CSV or JSONL file first"):
-        sf.build_config(dict(values, data_kind="upload"), SessionConfig())
+        tasks.build_config(dict(values, data_kind="upload"), SessionConfig())
     with pytest.raises(ConfigError, match="teacher's hub id"):
-        sf.build_config(dict(values, teacher_kind="hub", teacher_hub=" "), SessionConfig())
+        tasks.build_config(dict(values, teacher_kind="hub", teacher_hub=" "), SessionConfig())
     with pytest.raises(ConfigError, match="learning rate must be positive"):
-        sf.build_config(dict(values, lr=0.0), SessionConfig())
+        tasks.build_config(dict(values, lr=0.0), SessionConfig())
 
 
 def test_save_upload_refuses_other_types_and_oversized_files(tmp_path):
     with pytest.raises(DataError, match="only"):
-        sf.save_upload(tmp_path, "model.pkl", b"\x80\x04", 50)
+        uploads.save_upload(tmp_path, "model.pkl", b"\x80\x04", 50)
     with pytest.raises(DataError, match="above the 0.001 MB limit"):
-        sf.save_upload(tmp_path, "big.csv", b"x" * 2000, 0.001)
-    p = sf.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1)
+        uploads.save_upload(tmp_path, "big.csv", b"x" * 2000, 0.001)
+    p = uploads.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1)
     assert p.parent.parent == tmp_path / ".uploads" and p.name == "passwd.csv"
 
 
@@ -314,7 +315,7 @@ def test_at_most_six_variants_and_never_none(store):
     at = run_page()
     for _ in range(4):
         at.button(key="new.add_variant").click().run()
-    assert len(names_shown(at)) == sf.MAX_FORM_VARIANTS == 6
+    assert len(names_shown(at)) == labels.MAX_FORM_VARIANTS == 6
     assert at.button(key="new.add_variant").disabled
     assert "6 of at most 6 variants" in texts(at.caption)
     for i in range(5):
@@ -360,13 +361,13 @@ def test_no_labels_only_variant_means_no_reference(store):
 
 # ---- sources ------------------------------------------------------------------------------------------------
 def test_sources_are_classified_by_the_engine_rule():
-    assert sf.form_kind("stanfordnlp/sst2", "data") == "hub"
-    assert sf.form_kind("data.csv", "data") == "local"
-    assert sf.form_kind("rotten_tomatoes", "data") == "default"
-    assert sf.form_kind("default", "model") == "default"
-    assert sf.form_kind("textattack/bert-base-uncased-SST-2", "model") == "hub"
-    assert sf.form_kind("./my-model", "model") == "local"
-    values = sf.initial_values(SessionConfig.from_dict({"data": {"source": "stanfordnlp/sst2",
+    assert form_kind("stanfordnlp/sst2", "data") == "hub"
+    assert form_kind("data.csv", "data") == "local"
+    assert form_kind("rotten_tomatoes", "data") == "default"
+    assert form_kind("default", "model") == "default"
+    assert form_kind("textattack/bert-base-uncased-SST-2", "model") == "hub"
+    assert form_kind("./my-model", "model") == "local"
+    values = tasks.initial_values(SessionConfig.from_dict({"data": {"source": "stanfordnlp/sst2",
                                                                  "text_column": "sentence"}}))
     assert (values["new.data_kind"], values["new.data_hub"], values["new.data_path"]) == \
         ("hub", "stanfordnlp/sst2", "")
@@ -433,4 +434,4 @@ def test_start_queues_the_session(store, monkeypatch):
     at = run_page()
     at.button(key="new.start").click().run()
     assert len(calls) == 1
-    assert f"**{at.session_state[sf.ACTIVE_RUN]}** is queued" in texts(at.markdown)
+    assert f"**{at.session_state[keys.ACTIVE_RUN]}** is queued" in texts(at.markdown)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app import session_form as sf
+from app.new_session import labels, tasks, variants
 from app_helpers import open_page, texts
 from distill_core import SessionConfig
 
@@ -72,7 +72,7 @@ def test_adversarial_on_a_labels_only_variant_is_refused_with_the_fix(store, sta
 
 def test_a_schedule_chosen_for_a_loss_appears_in_the_config(store, started):
     at = run_page()
-    assert at.selectbox(key="new.v1.sched.attention_kl").options == [sf.SCHEDULE_LABELS[k] for k in sf.SCHEDULE_KINDS]
+    assert at.selectbox(key="new.v1.sched.attention_kl").options == [labels.SCHEDULE_LABELS[k] for k in labels.SCHEDULE_KINDS]
     at.selectbox(key="new.v1.sched.attention_kl").set_value("linear_down")
     at.selectbox(key="new.v1.sched.logit_kd").set_value("step").run()
     assert not at.number_input(key="new.v1.sched_epoch.logit_kd").disabled
@@ -150,7 +150,7 @@ def test_strategies_in_the_form_defaults_are_shown_and_started_unchanged(store, 
 
 # ---- without Streamlit ------------------------------------------------------------------------------------------
 def form_values(cfg: SessionConfig) -> dict:
-    return {k[4:]: v for k, v in sf.initial_values(cfg).items()}
+    return {k[4:]: v for k, v in tasks.initial_values(cfg).items()}
 
 
 def test_build_config_round_trips_every_strategy():
@@ -159,11 +159,11 @@ def test_build_config_round_trips_every_strategy():
                                                  "preset": "tinybert",
                                                  "adversarial": {"method": "freelb", "steps": 3}}],
                                    "transfer": {**TRANSFER, "source": "/data/paraphrases.txt"}})
-    assert sf.build_config(form_values(cfg), SessionConfig()).to_dict() == cfg.to_dict()
+    assert tasks.build_config(form_values(cfg), SessionConfig()).to_dict() == cfg.to_dict()
 
 
 @pytest.mark.parametrize("variant", SessionConfig().variants, ids=lambda v: v.name)
 def test_a_variant_without_strategies_is_written_as_before(variant):
     values = form_values(SessionConfig())
     i = SessionConfig().variant_names.index(variant.name)
-    assert sf.variant_strategies(values, i, dict(variant.losses)) == {}
+    assert variants.variant_strategies(values, i, dict(variant.losses)) == {}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from app import session_form as sf
+from app.new_session import keys, tasks, uploads
 from app_helpers import open_page, texts
 from conftest import make_texts, tiny_config_dict
 from distill_core import RunStore, SessionConfig
@@ -128,12 +128,12 @@ def test_the_preview_and_the_session_agree_on_the_fallback_split(tmp_path):
 # ---- file names in messages -------------------------------------------------------------------------------
 def test_an_upload_keeps_its_name_and_messages_use_it(tmp_path):
     body = "review,sentiment\n" + "".join(f"text {i},pos\n" for i in range(30))
-    path = sf.save_upload(tmp_path, "my reviews (v2).csv", body.encode(), 50)
+    path = uploads.save_upload(tmp_path, "my reviews (v2).csv", body.encode(), 50)
     assert path.name == "my reviews (v2).csv" and path.parent.parent == tmp_path / UPLOADS_DIR
-    assert sf.save_upload(tmp_path, "my reviews (v2).csv", body.encode(), 50) == path     # same file, same place
+    assert uploads.save_upload(tmp_path, "my reviews (v2).csv", body.encode(), 50) == path     # same file, same place
     (msg,) = [p.message for p in check_file(path, "review", "sentiment", SIZES, 50).errors]
     assert msg.startswith("my reviews (v2).csv:") and path.parent.name not in msg
-    assert sf.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1).name == "passwd.csv"
+    assert uploads.save_upload(tmp_path, "../../etc/passwd.csv", b"a,b\n", 1).name == "passwd.csv"
 
 
 def test_an_older_upload_is_still_read_and_called_by_its_own_name(tmp_path):
@@ -151,7 +151,7 @@ def test_an_older_upload_is_still_read_and_called_by_its_own_name(tmp_path):
 
 
 def test_a_deleted_upload_says_to_upload_it_again(tmp_path):
-    path = sf.save_upload(tmp_path, "gone.csv", b"review,sentiment\na,1\n", 1)
+    path = uploads.save_upload(tmp_path, "gone.csv", b"review,sentiment\na,1\n", 1)
     path.unlink()
     (msg,) = [p.message for p in check_file(path, "review", "sentiment", SIZES, 50).errors]
     assert msg == "the uploaded file gone.csv is no longer stored beside the runs; upload it again"
@@ -166,10 +166,10 @@ def one_class_csv(folder, name="one class.csv", n=40):
 
 
 def test_preflight_refuses_a_file_with_blocking_problems(tmp_path, tiny_teacher, tiny_csv):
-    sf.preflight(SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv)))     # a usable file passes
+    tasks.preflight(SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv)))     # a usable file passes
     bad = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, one_class_csv(tmp_path)))
     with pytest.raises(DataError, match="one class.csv: every example has the label 'pos'"):
-        sf.preflight(bad)
+        tasks.preflight(bad)
 
 
 # ---- the New session page ---------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_a_usable_local_file_shows_class_counts_and_starts(store, started, tiny_
     assert "the session will split it 70/10/20 instead" in texts(at.warning)           # 160 < 3000 + 500 + 2500
     at.button(key="new.start").click().run()
     assert not at.error, texts(at.error)
-    assert len(started) == 1 and runs_in(store) == [at.session_state[sf.ACTIVE_RUN]]
+    assert len(started) == 1 and runs_in(store) == [at.session_state[keys.ACTIVE_RUN]]
 
 
 def test_an_uploaded_one_class_file_is_named_as_uploaded_and_refused_before_any_run(store, started, tiny_teacher):

@@ -20,87 +20,47 @@ import streamlit as st
 import distill_core
 from app import common
 from app import live_view as lv
-from app import session_form as sf
+from app.new_session import tasks
+from app.new_session.keys import ACTIVE_RUN, SEEDS
+from app.new_session.sections import modality_section
+from app.new_session.values import load_defaults
 from app.run_list import SWEEP_SELECTED
 from distill_core.sweep import start_seeds
 
-INTRO = {"text": "Distil a teacher transformer into smaller students. A session trains several student variants "
-                 "side by side, each with its own objectives, evaluates them every epoch and records their attention "
-                 "on a few fixed validation sentences, so you can see which objectives make a student look where the "
-                 "teacher looks.",
-         "image": "Distil an image classifier (a CNN or a ViT) into smaller students. A session trains several "
-                  "student variants side by side, each with its own objectives, evaluates them every epoch and "
-                  "records their attention maps on a few fixed validation images, so you can see which objectives "
-                  "make a student look where the teacher looks."}
 CANCEL_MSG = "new.cancel_msg"
 SWEEP_STARTED = "new.sweep_started"     # the sweep this tab started last
 
 store = common.get_store()
-defaults, defaults_warning = sf.load_defaults()
-sf.init_state(defaults)
+defaults, defaults_warning = load_defaults()
+tasks.init_state(defaults)
 
 st.title("New session")
-modality = sf.modality_section()
-st.caption(INTRO[modality])
+modality = modality_section(tasks.LABELS, tasks.DEFAULT_TASK)
+st.caption(tasks.task_of(modality).intro)
 if defaults_warning:
     st.warning(defaults_warning)
 
-if modality == "image":
-    left, right = st.columns(2, gap="large")
-    several = st.container()                # Several teachers: under the teacher, drawn before the variants
-    with st.container(border=True):         # drawn below the teacher and student, read by the student's line
-        info = sf.image_data_section(store.root, sf.image_base(defaults))
-    with left, st.container(border=True):
-        sf.image_teacher_section()
-    with right, st.container(border=True):
-        sf.image_student_section(info)
-    with several:
-        sf.ensemble_section(defaults, image=True)
-    with st.container(border=True):
-        sf.image_variants_section()
-    with st.container(border=True):
-        sf.image_objectives_section()
-    with st.container(border=True):
-        sf.training_section(sf.IMG)
-        sf.image_epochs_caption(sf.image_base(defaults))
-else:
-    left, right = st.columns(2, gap="large")
-    with left, st.container(border=True):
-        sf.teacher_section()
-    with right, st.container(border=True):
-        sf.student_section()
-    sf.ensemble_section(defaults)
-    with st.container(border=True):
-        sf.data_section(store.root, defaults)
-    with st.container(border=True):
-        sf.variants_section()
-    with st.container(border=True):
-        teacher_source = {"default": distill_core.config.DEFAULT_TEACHER,
-                          "local": st.session_state.get("new.teacher_path", "").strip()}.get(
-            st.session_state["new.teacher_kind"], "")
-        sf.objectives_section(teacher_source)
-    with st.container(border=True):
-        sf.training_section()
+tasks.draw(modality, store.root, defaults)
 c1, c2 = st.columns([1, 4], vertical_alignment="center")
 c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
-sf.save_state(defaults)
-mine = st.session_state.get(sf.ACTIVE_RUN)
+tasks.save_state(defaults)
+mine = st.session_state.get(ACTIVE_RUN)
 busy = mine is not None and store.exists(mine) and store.open(mine).status().get("status") in lv.ACTIVE_STATUSES
 if busy:
     c2.caption(f"Start is off while this tab's session **{mine}** runs: cancel it below, or open another tab to "
                "queue a session after it.")
 if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stretch", disabled=busy):
     try:
-        config = sf.build_config(sf.collect(st.session_state), defaults)
-        sf.preflight(config)
-        run_id, sweep_id = start_seeds(config, st.session_state.get("new.seeds", ""), store,
+        config = tasks.build_config(tasks.collect(st.session_state), defaults)
+        tasks.preflight(config)
+        run_id, sweep_id = start_seeds(config, st.session_state.get(SEEDS, ""), store,
                                        start=distill_core.start_session)
         if sweep_id:
             st.session_state[SWEEP_STARTED] = st.session_state[SWEEP_SELECTED] = sweep_id
     except distill_core.DistillError as e:
         st.error(str(e))
     else:
-        st.session_state[sf.ACTIVE_RUN] = run_id
+        st.session_state[ACTIVE_RUN] = run_id
         st.session_state[common.SELECTED_RUN] = run_id
         st.query_params["run"] = run_id
         st.rerun()                      # draw the page again: Start off, this run's progress below
@@ -113,7 +73,7 @@ if sweep_id := st.session_state.get(SWEEP_STARTED):
 
 with st.expander("These settings as a config file (for `python -m distill_core run --config`)"):
     try:
-        st.code(json.dumps(sf.build_config(sf.collect(st.session_state), defaults).to_dict(), indent=2),
+        st.code(json.dumps(tasks.build_config(tasks.collect(st.session_state), defaults).to_dict(), indent=2),
                 language="json")
     except distill_core.DistillError as e:
         st.caption(f"Not a valid session yet: {e}")
@@ -122,7 +82,7 @@ with st.expander("These settings as a config file (for `python -m distill_core r
 def cancel_button(run_id: str) -> None:
     if st.button("Cancel", key="new.cancel", icon="⏹️"):
         st.session_state[CANCEL_MSG] = f"Run {run_id}: {distill_core.cancel_session(store, run_id)}."
-        st.session_state[sf.ACTIVE_RUN] = run_id          # keep showing it once it has stopped
+        st.session_state[ACTIVE_RUN] = run_id          # keep showing it once it has stopped
         st.rerun()
 
 
@@ -176,7 +136,7 @@ def finished(run) -> None:
     if state in ("done", "cancelled") and run.epochs_done() > 0:
         common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id},
                          select_run=run.id)
-        probes = "images" if (run.probe() or {}).get("modality") == "image" else "sentences"
+        probes = tasks.task_of((run.probe() or {}).get("modality")).probes
         st.caption(f"It compares the teacher's and the students' attention on the probe {probes}, epoch by epoch.")
 
 
@@ -190,7 +150,7 @@ st.divider()
 st.subheader("Progress")
 if msg := st.session_state.pop(CANCEL_MSG, None):
     st.info(msg)
-active = lv.find_active_run(store, st.session_state.get(sf.ACTIVE_RUN) or st.query_params.get("run"))
+active = lv.find_active_run(store, st.session_state.get(ACTIVE_RUN) or st.query_params.get("run"))
 state = active.status().get("status") if active is not None else None
 if active is None:
     st.caption("No session is running. Press **Start** above; its progress and live curves appear here.")

@@ -17,6 +17,7 @@ import torch
 from .. import distributed
 from ..config import SessionConfig
 from ..errors import DistillError, NonFiniteLossError
+from ..preflight import preflight
 from ..store import Run, RunStore, now_iso
 from .session import Session
 from .callbacks import Stop
@@ -190,8 +191,11 @@ def session_queue() -> SessionQueue:
 def start_session(config: SessionConfig, store: RunStore | None = None, callbacks=()) -> str:
     """Create the run and queue it; returns the run id at once. The run reads 'queued' until it starts.
 
-    Progress, cancellation and results go through the run folder, so any page or process can follow it."""
-    return session_queue().submit(config, store or RunStore(), callbacks)
+    Progress, cancellation and results go through the run folder, so any page or process can follow it. A config
+    that preflight refuses raises here, before any run is created."""
+    store = store or RunStore()
+    preflight(config, store)
+    return session_queue().submit(config, store, callbacks)
 
 
 def cancel_session(store: RunStore, run_id: str) -> str:

@@ -1,0 +1,76 @@
+"""The New session form's widget keys, all namespaced "new.": the text task's under new.*, the image task's under
+new.img.*, the variant blocks under new.v<i>.* (text) and new.iv<i>.* (images). AppTest and the browser test find
+the widgets by these keys, so they never change."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
+from distill_core.objectives import TEXT_LOSS_NAMES
+
+NEW = "new."                                # every key of the page
+IMG = "new.img."                            # the image form's widget keys
+TEXT_TASK, IMAGE_TASK = "text", "image"     # SessionConfig.modality: the kinds of task the form builds
+MODALITY = "new.modality"                   # which task the form shows
+SAVED = "new._saved"                        # widget values kept while the user visits other pages
+ACTIVE_RUN = "new.active_run"               # the run this browser tab started
+NAME, SEEDS = "new.name", "new.seeds"
+# shared by both tasks: from the defaults whichever their modality
+SCHEDULE, TIME_BUDGET, SEED, DEVICE = "new.schedule", "new.time_budget", "new.seed", "new.device"
+UPLOAD_PATH, UPLOAD_SIG = "new.upload_path", "new.upload_sig"
+IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG = "new.img.upload_path", "new.img.upload_sig"
+FILE_TEXT_COLUMN, FILE_LABEL_COLUMN = "new.file_text_column", "new.file_label_column"
+FAMILIES = "new.img.families"               # (teacher, student) families the image variants were last drawn for
+FAMILY_NOTE = "new.img.family_note"         # what a change of family did to edited variants
+VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids of the variant blocks, in order
+VARIANT_KEY_RE = re.compile(r"^new\.i?v\d+\.")
+
+STRATEGY_KEYS = ("preset", "auto_weights", "temp_schedule", "temp_low", "temp_high", "attention_focus", "adv_method",
+                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "generated", "teacher")
+# adversarial training and generated data are built for text only; "teacher": whom the variant learns from
+IMAGE_STRATEGY_KEYS = (*STRATEGY_KEYS[:6], "teacher")
+
+
+def value_key(key: str) -> str:
+    """A widget key as the form's values name it: without the leading 'new.'."""
+    return key[len(NEW):]
+
+
+@dataclass(frozen=True)
+class VariantSet:
+    """One editor of variant blocks, the text form's or the image form's: each keeps its own blocks."""
+    block: str                      # the blocks' widget keys are new.<block><i>.*
+    ids: str                        # session-state key: the ids of the blocks shown, in order
+    next_id: str
+    losses: tuple[str, ...]         # the losses a block holds (the editor shows those the session allows)
+    scheduled: tuple[str, ...]      # what a schedule can multiply
+    strategies: tuple[str, ...]
+    prefix: str                     # the task's keys: its Add variant button, its number of further teachers
+    per_row: int                    # blocks side by side
+    wide: float                     # room for the names of the losses next to their weights
+
+    def keys(self, i: int) -> list[str]:
+        """The widget keys of variant block `i`, its strategies included."""
+        k = f"{NEW}{self.block}{i}."
+        return [k + "name", *(f"{k}loss.{n}" for n in self.losses), *(f"{k}weight.{n}" for n in self.losses),
+                *(f"{k}sched.{n}" for n in self.scheduled), *(f"{k}sched_epoch.{n}" for n in self.scheduled),
+                *(k + x for x in self.strategies)]
+
+    @property
+    def ens_count(self) -> str:
+        """The key of the task's number of further teachers."""
+        return self.prefix + "ens_count"
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether its blocks offer adversarial training and generated data (built for text only)."""
+        return "adv_method" in self.strategies
+
+
+SCHEDULED = (*TEXT_LOSS_NAMES, "adversarial")   # what a schedule can multiply: every loss, and the adversarial loss
+TEXT_VARIANTS = VariantSet("v", VARIANT_IDS, NEXT_ID, TEXT_LOSS_NAMES, SCHEDULED, STRATEGY_KEYS, NEW, 3, 1.5)
+# the image losses have longer names (attention_transfer): fewer blocks a row, more room for the names
+IMAGE_VARIANTS = VariantSet("iv", "new.img.variant_ids", "new.img.next_variant_id", ALL_LOSS_NAMES, ALL_LOSS_NAMES,
+                            IMAGE_STRATEGY_KEYS, IMG, 2, 2.4)
+VARIANT_SETS = (TEXT_VARIANTS, IMAGE_VARIANTS)

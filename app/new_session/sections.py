@@ -1,0 +1,275 @@
+"""The widgets both tasks draw, once each, taking the task's differences as arguments: the task picker, the
+temperature, the split sizes, the training settings, several teachers, and the variant blocks with their
+strategies. Every key is namespaced "new." (keys.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import streamlit as st
+
+from distill_core.config import (ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
+                                  IMAGE_LOSS_FAMILY, SCHEDULES)
+from distill_core.models import pick_device
+from distill_core.objectives import LOSS_HELP, OBJECTIVES
+from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
+from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
+
+from .keys import DEVICE, MODALITY, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, VariantSet
+from .labels import (ADV_LABELS, ADV_OFF, AUTO_WEIGHT_LABELS, COMBINE_LABELS, ENSEMBLE_ATTENTION_LABELS, FURTHER,
+                     MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
+from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count,
+                       remove_variant, source_label, teacher_sources, variant_losses, variant_name_problems)
+
+
+def modality_section(labels: dict[str, str], default: str) -> str:
+    """Which task the form shows below (labels: each task's name)."""
+    return st.segmented_control("What the session distils", list(labels), format_func=labels.get,
+                                key=MODALITY, required=True) or default
+
+
+def temperature_input(col, prefix: str, help: str) -> None:
+    """The temperature of logit_kd (key <prefix>temperature)."""
+    col.number_input("Temperature T", min_value=0.05, step=0.5, key=prefix + "temperature", help=help)
+
+
+def split_inputs(cols, prefix: str) -> None:
+    """The train / validation / test sizes in the first three of `cols` (keys <prefix>train_size, ...)."""
+    cols[0].number_input("Train examples", min_value=1, step=100, key=f"{prefix}train_size")
+    cols[1].number_input("Validation examples", min_value=1, step=50, key=f"{prefix}val_size")
+    cols[2].number_input("Test examples", min_value=1, step=100, key=f"{prefix}test_size")
+
+
+def training_section(prefix: str = NEW) -> None:
+    """Epochs, batch size and learning rate under `prefix` (each task has its own defaults); the rest shared."""
+    st.subheader("Training")
+    c = st.columns(4)
+    c[0].number_input("Epochs", min_value=1, step=1, key=f"{prefix}epochs")
+    c[1].number_input("Batch size", min_value=1, step=8, key=f"{prefix}batch_size")
+    c[2].number_input("Learning rate", min_value=1e-7, step=1e-4, format="%.1e", key=f"{prefix}lr")
+    c[3].selectbox("Schedule", SCHEDULES, key=SCHEDULE, help="after a short warm-up")
+    c = st.columns(4)
+    c[0].number_input("Time budget (s, 0 = none)", min_value=0.0, step=60.0, key=TIME_BUDGET,
+                      help="Counted from the start of training (preparing the teacher is not counted): training "
+                           "stops after the epoch in progress once this much time has passed, so at least one epoch "
+                           "finishes.")
+    c[1].number_input("Seed", min_value=0, step=1, key=SEED)
+    c[2].selectbox("Device", DEVICES, key=DEVICE)
+    c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")
+    c[3].text_input("Seeds (a sweep)", key=SEEDS, placeholder="e.g. 0-4 or 0,1,2",
+                    help="Several students' seeds start a sweep: one session per seed, the same teacher and test "
+                         "set, compared across seeds on the Sweep page. Empty: one session with the seed at left.")
+
+
+# ---- several teachers --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnsembleForm:
+    """What a task's "Several teachers" section draws besides what both tasks draw."""
+    variants: VariantSet
+    caption: str                                # what a further teacher can be
+    teacher_fields: Callable[[str], None]       # one further teacher's fields, under keys <q> = <prefix>ens<k>.
+    lead: Callable[[], None] | None = None      # drawn before the further teachers
+    note: Callable[[], str | None] | None = None    # a caption when the teachers are fine
+
+
+def ensemble_section(form: EnsembleForm, problem: Callable[[], str | None]) -> None:
+    """Several teachers (the config's ensemble section): how many further teachers, what makes each one differ
+    from the first, and how the ensemble combines them. Keys <prefix>ens_count, <prefix>ens<k>.*,
+    <prefix>ens_combine, <prefix>ens_attention, k = 2 .. 5 as in teacher_2 .. teacher_5. problem(): what the engine
+    says against the teachers, or None."""
+    p = form.variants.prefix
+    count = further_count(st.session_state, p + "ens_count")
+    with st.expander("Several teachers", expanded=count > 0):
+        st.caption("Further teachers beside the one above, each prepared and cached like it: " + form.caption
+                   + "Each variant learns from one of them or from all of them combined (its Strategies › Learns "
+                     "from); the results compare each with the same recipe learning from the first teacher.")
+        count = int(st.number_input("Further teachers", min_value=0, max_value=MAX_FURTHER_TEACHERS, step=1,
+                                    key=p + "ens_count",
+                                    help="0: one teacher, as usual. Each further teacher is prepared like the first "
+                                         "(fine-tuned or trained here, then cached), which takes about as long."))
+        fit_variant_sources(form.variants, count)
+        if not count:
+            return
+        if form.lead:
+            form.lead()
+        for k in FURTHER[:count]:
+            st.markdown(f"**{teacher_name(k - 1)}**")
+            form.teacher_fields(f"{p}ens{k}.")
+        _combine_inputs(p)
+        if found := problem():
+            st.error(found, icon="🚫")
+        elif form.note and (note := form.note()):
+            st.caption(note)
+
+
+def _combine_inputs(p: str) -> None:
+    c1, c2 = st.columns(2)
+    c1.selectbox("Combine the teachers' logits by", COMBINE_RULES, key=p + "ens_combine",
+                 format_func=lambda r: COMBINE_LABELS.get(r, r),
+                 help="How the teachers' logits become one target, example by example: their mean; a mean "
+                      "weighting each teacher by its confidence (top class probability) on the example; or the "
+                      "logits of the teacher most confident on it.")
+    c2.selectbox("Attention target from", ENSEMBLE_ATTENTION, key=p + "ens_attention",
+                 format_func=lambda a: ENSEMBLE_ATTENTION_LABELS.get(a, a),
+                 help="Where the attention losses of a variant learning from the ensemble find their target: the "
+                      "first teacher's maps, or the mean of every teacher's maps (each reduced to the student's "
+                      "heads first). Hidden states always come from the first teacher.")
+
+
+# ---- the variant blocks --------------------------------------------------------------------------------------
+def variants_section(vs: VariantSet = TEXT_VARIANTS, allowed: tuple[str, ...] | None = None) -> None:
+    """The variant blocks of a variant set; `allowed`: the losses the blocks offer (None: all the set holds)."""
+    allowed = allowed or vs.losses
+    st.subheader("Student variants")
+    st.caption("Every variant is the same student, trained side by side from the same initial weights on the same "
+               "batches; each minimises the weighted sum of its own ticked losses. A variant trained on the labels "
+               "alone (ce) is the reference the others are compared with: the difference is what the teacher adds.")
+    with st.expander("What each loss does"):
+        for name in allowed:
+            st.caption(f"**`{name}`** · {LOSS_HELP[name]}")
+    ids = list(st.session_state[vs.ids])
+    names = [str(st.session_state.get(f"{NEW}{vs.block}{i}.name", "")) for i in ids]
+    problems = dict(zip(ids, variant_name_problems(names)))
+    values = block_values(st.session_state, vs, ids)
+    reference = form_reference([(n.strip(), variant_losses(values, i, vs, allowed)) for i, n in zip(ids, names)])
+    for start in range(0, len(ids), vs.per_row):
+        for col, i in zip(st.columns(vs.per_row), ids[start:start + vs.per_row]):
+            with col, st.container(border=True):
+                _variant_block(i, problems[i], reference, len(ids) > 1, vs, allowed)
+    full = len(ids) >= MAX_FORM_VARIANTS
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    c1.button("Add variant", key=vs.prefix + "add_variant", icon=":material/add:",
+              on_click=add_variant, args=(vs, allowed), disabled=full,
+              help="A new block with the last variant's losses: change one thing to see what it does.")
+    c2.caption(f"{len(ids)} of at most {MAX_FORM_VARIANTS} variants"
+               + (". Remove one to add another." if full else ". Each variant adds about the time of one student.")
+               + ("" if reference else " None trains on the labels alone, so there will be no reference to "
+                                         "compare with."))
+
+
+def _variant_block(i: int, problem: str | None, reference: str | None, can_remove: bool, vs: VariantSet,
+                   allowed: tuple[str, ...]) -> None:
+    k = f"{NEW}{vs.block}{i}."
+    c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+    name = c1.text_input("Variant name", key=k + "name", max_chars=32,
+                         help="Letters, digits, '-' and '_', starting with a letter; shown on every page.")
+    c2.button("", key=k + "remove", icon=":material/delete:", on_click=remove_variant, args=(i, vs),
+              disabled=not can_remove,
+              help="Remove this variant" if can_remove else "A session needs at least one variant")
+    if problem:
+        st.error(problem, icon="✏️")
+    for loss in allowed:
+        a, b = st.columns([vs.wide, 1], vertical_alignment="center")
+        on = a.checkbox(f"`{loss}`", key=f"{k}loss.{loss}", help=LOSS_HELP[loss])
+        b.number_input(f"weight of {loss}", min_value=0.0, step=0.25, key=f"{k}weight.{loss}",
+                       label_visibility="collapsed", disabled=not on)
+    ticked = [n for n in allowed if st.session_state.get(f"{k}loss.{n}")]
+    teacher = [n for n in ticked if OBJECTIVES[n].uses_teacher]
+    if not ticked:
+        st.caption("⚠️ Tick at least one loss.")
+    elif name.strip() == reference:
+        st.caption("**Reference**: labels only; the other variants are compared with it.")
+    else:
+        count = further_count(st.session_state, vs.ens_count)
+        source = st.session_state.get(k + "teacher") or TEACHER
+        who = ("the teacher" if source == TEACHER or source not in teacher_sources(count) else
+               "the ensemble" if source == ENSEMBLE else source)
+        st.caption(f"Learns from {who} through {', '.join(teacher)}." if teacher else "Labels only.")
+    strategies_section(i, ticked, vs, allowed)
+
+
+def strategies_section(i: int, ticked: list[str], vs: VariantSet, allowed: tuple[str, ...]) -> None:
+    """The variant's strategies (all off by default), each with what it does and when it helps. Image variants get
+    those that apply to images: no adversarial training or generated data; the TinyBERT preset and attention focus
+    only where the teacher and student compare attention (the preset: ViTs, whose attention losses it schedules)."""
+    k = f"{NEW}{vs.block}{i}."
+    count = further_count(st.session_state, vs.ens_count)
+    with st.expander("Strategies"):
+        if count:
+            _learns_from(k, ticked, count)
+        st.markdown("**Adaptive**")
+        preset = _schedule_inputs(k, ticked, allowed)
+        _weights_and_temperature(k)
+        if any(n in IMAGE_LOSS_FAMILY for n in allowed):     # the losses that compare attention
+            st.checkbox("Attention focus", key=k + "attention_focus")
+            st.caption("Weights each attention layer pair and head by how far the student still is from the "
+                       "teacher, so effort goes where the attention differs most.")
+        if not vs.adversarial:
+            return
+        _adversarial_inputs(k, preset)
+        st.markdown("**Generated data**")
+        st.checkbox("Also learn from generated data", key=k + "generated")
+        st.caption("Extra texts labelled by the teacher's soft outputs (Dataset › Generated data): more to imitate "
+                   "when labelled data is scarce.")
+
+
+def _learns_from(k: str, ticked: list[str], count: int) -> None:
+    sources = teacher_sources(count)
+    if st.session_state.get(k + "teacher") not in sources:
+        st.session_state[k + "teacher"] = TEACHER
+    st.markdown("**Teachers**")
+    st.selectbox("Learns from", sources, format_func=lambda s: source_label(s, count), key=k + "teacher",
+                 disabled=not any(OBJECTIVES[n].uses_teacher for n in ticked),
+                 help="Whom its teacher losses compare it with: one of the session's teachers (Several "
+                      "teachers, under the teacher), or all of them combined.")
+
+
+def _schedule_inputs(k: str, ticked: list[str], allowed: tuple[str, ...]) -> bool:
+    """The TinyBERT preset (where the blocks offer attention_kl) and each ticked loss's schedule; whether the
+    preset is on."""
+    preset = False
+    if "attention_kl" in allowed:
+        preset = st.checkbox("TinyBERT preset: attention first, then the outputs", key=k + "preset")
+        st.caption("The attention and hidden-state losses count in the first half of training, the output "
+                   "losses (ce, logit_kd, hard_kd) in the second: the student first learns where to look, then "
+                   "what to answer. Helps a small student that copies attention.")
+    for loss in ticked:
+        a, b = st.columns([3, 1.2], vertical_alignment="bottom")
+        kind = a.selectbox(f"Schedule of `{loss}`", SCHEDULE_KINDS, format_func=SCHEDULE_LABELS.get,
+                           key=f"{k}sched.{loss}", disabled=preset)
+        b.number_input("epoch E", min_value=1, step=1, key=f"{k}sched_epoch.{loss}",
+                       disabled=preset or kind not in ("step", "until"))
+    st.caption("A schedule multiplies a loss's weight over training, e.g. an attention loss that fades out once "
+               "the student looks where the teacher looks." + (" The preset sets them now." if preset else ""))
+    return preset
+
+
+def _weights_and_temperature(k: str) -> None:
+    st.selectbox("Automatic weights", AUTO_WEIGHTS, format_func=AUTO_WEIGHT_LABELS.get, key=k + "auto_weights")
+    st.caption("Balances losses of very different sizes for you: magnitude divides each by its running size, "
+               "uncertainty learns the weights (Kendall et al.). Helps when one loss drowns the others.")
+    temp = st.selectbox("Temperature schedule", TEMPERATURE_SCHEDULES, format_func=TEMPERATURE_LABELS.get,
+                        key=k + "temp_schedule")
+    c1, c2 = st.columns(2)
+    c1.number_input("lowest T", min_value=0.05, step=0.5, key=k + "temp_low", disabled=temp == "constant")
+    c2.number_input("highest T", min_value=0.05, step=0.5, key=k + "temp_high", disabled=temp == "constant")
+    st.caption("Changes how soft the teacher's outputs are over training; curriculum learns the temperature "
+               "that makes the student's task harder step by step (CTKD). Helps logit_kd when a fixed T is too "
+               "easy or too hard.")
+
+
+def _adversarial_inputs(k: str, preset: bool) -> None:
+    st.markdown("**Adversarial**")
+    method = st.selectbox("Adversarial training", [ADV_OFF, *ATTACKS], format_func=ADV_LABELS.get,
+                          key=k + "adv_method")
+    off = method == ADV_OFF
+    c1, c2 = st.columns(2)
+    c1.number_input("epsilon", min_value=0.0, step=0.01, format="%.3f", key=k + "adv_epsilon", disabled=off,
+                    help="The size of the nudge per token, relative to the norm of the token's embedding.")
+    c2.number_input("steps", min_value=1, step=1, key=k + "adv_steps", disabled=off or method == "fgsm",
+                    help="Attack steps (FGSM: one).")
+    c1.number_input("weight λ", min_value=0.0, step=0.25, key=k + "adv_weight",
+                    disabled=off or method == "freelb",
+                    help="The weight of the adversarial loss next to the other losses (FreeLB has none).")
+    c2.number_input("step size (0 = auto)", min_value=0.0, step=0.01, format="%.3f", key=k + "adv_step_size",
+                    disabled=off, help="Relative like epsilon; auto: 2.5 × epsilon / steps.")
+    a, b = st.columns([3, 1.2], vertical_alignment="bottom")
+    kind = a.selectbox("Schedule of the adversarial loss", SCHEDULE_KINDS, format_func=SCHEDULE_LABELS.get,
+                       key=f"{k}sched.adversarial", disabled=off or method == "freelb" or preset,
+                       help="E.g. off, then on from epoch E: a random student first learns the task, then to "
+                            "resist the nudges.")
+    b.number_input("epoch E", min_value=1, step=1, key=f"{k}sched_epoch.adversarial",
+                   disabled=off or method == "freelb" or preset or kind not in ("step", "until"))
+    st.caption("The student learns the teacher's clean answers on inputs nudged to fool it (ARD): it becomes "
+               "harder to fool and often generalises better. Each step costs 1 + steps plain steps; FreeLB "
+               "trains every loss on the nudged copies instead.")

@@ -1,0 +1,396 @@
+"""Config ⇄ widget values, both ways, per task: `text_values(cfg)` / `image_values(cfg)` give each widget key its
+starting value; `text_config(v, base)` / `image_config(v, base)` build the SessionConfig back from the values (v:
+the keys without 'new.'; settings the form does not show come from `base`). Pure functions: no widget is drawn.
+
+The parts both tasks have (the objectives, the training settings, the split sizes, the further teachers) are
+converted once, under the task's key prefix (new. or new.img.)."""
+from __future__ import annotations
+
+import os
+
+from distill_core import SessionConfig
+from distill_core.config import DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS
+from distill_core.errors import ConfigError
+from distill_core.preflight import model_family
+from distill_core.sources import source_kind
+from distill_core.vocab import teacher_name
+
+from .keys import (DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET,
+                   value_key)
+from .labels import FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TEXT_LAYER_MAPS
+from .variants import further_count, image_losses, teacher_sources, variants_config, variants_values
+
+FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
+IMAGE_SHAPE_FIELDS = ("student_blocks", "student_layers", "student_heads", "student_hidden", "teacher_blocks",
+                    "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_epochs", "teacher_batch_size")
+
+
+# ---- defaults ----------------------------------------------------------------------------------------
+def load_defaults() -> tuple[SessionConfig, str | None]:
+    """The form's defaults and, when ADS_FORM_DEFAULTS names a bad file, a warning saying why it was ignored."""
+    path = os.environ.get(FORM_DEFAULTS_ENV, "").strip()
+    if not path:
+        return SessionConfig(), None
+    try:
+        return SessionConfig.load(path), None
+    except ConfigError as e:
+        return SessionConfig(), f"{FORM_DEFAULTS_ENV} ignored: {e}"
+
+
+def form_kind(source: str, role: str) -> str:
+    """The form's choice for a source: 'default' (built in), 'local' or 'hub'; role is 'model' or 'data'."""
+    kind = source_kind(source, role)
+    return "default" if kind == "builtin" else kind
+
+
+def text_fallback(other: SessionConfig) -> SessionConfig:
+    """What the text task starts from when the form's defaults are another task's session: SessionConfig()."""
+    return SessionConfig()
+
+
+def image_fallback(other: SessionConfig) -> SessionConfig:
+    """What the image task starts from when the form's defaults are another task's session: the image defaults
+    (IMAGE_FORM_DEFAULTS) with the defaults' hidden training and split settings."""
+    d = other.to_dict()
+    hidden_train = {k: d["train"][k] for k in ("warmup_ratio", "weight_decay", "mixed_precision", "min_steps")}
+    hidden_data = {k: d["data"][k] for k in ("probe_size", "split_seed", "max_file_mb")}
+    return SessionConfig.from_dict({**IMAGE_FORM_DEFAULTS,
+                                    "data": {**IMAGE_FORM_DEFAULTS["data"], **hidden_data},
+                                    "train": {**IMAGE_FORM_DEFAULTS["train"], **hidden_train}})
+
+
+# ---- what both tasks have, under the task's prefix ---------------------------------------------------------
+def shared_values(cfg: SessionConfig) -> dict:
+    """The settings both tasks share (the run's name, schedule, time budget, seed, device), from the defaults
+    whichever their modality."""
+    tr = cfg.train
+    return {NAME: cfg.name, SCHEDULE: tr.schedule, TIME_BUDGET: float(tr.time_budget_s or 0.0), SEED: tr.seed,
+            SEEDS: "", DEVICE: tr.device}
+
+
+def objectives_values(cfg: SessionConfig, prefix: str, maps: list[str]) -> dict:
+    """The temperature, head rule and layer map of a task (maps: the layer maps its form offers)."""
+    o = cfg.objectives
+    lm = o.layer_map
+    return {prefix + "temperature": float(o.temperature), prefix + "head_rule": o.head_rule,
+            prefix + "layer_map_kind": (lm if lm in maps else "uniform") if isinstance(lm, str) else "explicit",
+            prefix + "layer_list": "" if isinstance(lm, str) else ",".join(map(str, lm))}
+
+
+def objectives_settings(v: dict, prefix: str, missing_layers: str) -> dict:
+    """The objectives section's shown settings from a task's values; ConfigError (missing_layers) for an explicit
+    map without layers."""
+    p = value_key(prefix)
+    lmk = v[p + "layer_map_kind"]
+    out = {"temperature": float(v[p + "temperature"]), "head_rule": v[p + "head_rule"],
+           "layer_map": lmk if lmk in LAYER_MAPS else str(v.get(p + "layer_list", "")).strip()}
+    if lmk not in LAYER_MAPS and not out["layer_map"]:
+        raise ConfigError(missing_layers)
+    return out
+
+
+def training_values(cfg: SessionConfig, prefix: str) -> dict:
+    """A task's own training settings (epochs, batch size, learning rate) and split sizes."""
+    tr, d = cfg.train, cfg.data
+    return {prefix + "epochs": tr.epochs, prefix + "batch_size": tr.batch_size, prefix + "lr": float(tr.lr),
+            prefix + "train_size": d.train_size, prefix + "val_size": d.val_size, prefix + "test_size": d.test_size}
+
+
+def training_settings(v: dict, prefix: str) -> dict:
+    """The train section's shown settings: the task's epochs, batch size and learning rate, and the shared ones."""
+    p = value_key(prefix)
+    budget = float(v["time_budget"])
+    return {"epochs": int(v[p + "epochs"]), "batch_size": int(v[p + "batch_size"]), "lr": float(v[p + "lr"]),
+            "schedule": v["schedule"], "time_budget_s": budget if budget > 0 else None, "seed": int(v["seed"]),
+            "device": v["device"]}
+
+
+def split_settings(v: dict, prefix: str) -> dict:
+    p = value_key(prefix)
+    return {k: int(v[f"{p}{k}"]) for k in ("train_size", "val_size", "test_size")}
+
+
+# ---- several teachers --------------------------------------------------------------------------------------
+def _as_int(x, default: int) -> int:
+    try:
+        return int(float(x))
+    except (TypeError, ValueError):
+        return default
+
+
+def ensemble_values(cfg: SessionConfig, prefix: str, entry_values) -> dict:
+    """The "Several teachers" widget key -> starting value, from cfg.ensemble. Each further teacher's fields show
+    its own settings (entry_values(entry, teacher, q): the task's fields of one, and the entry's settings they show);
+    the empty slots start as the first teacher with the next seeds. Settings of an entry the form does not show are
+    kept under <prefix>ens<k>.extra and written back."""
+    t, ens = cfg.teacher, cfg.ensemble
+    v = {prefix + "ens_count": len(ens.teachers), prefix + "ens_combine": ens.combine,
+         prefix + "ens_attention": ens.attention}
+    for k in FURTHER:
+        given = k - 2 < len(ens.teachers)
+        entry = dict(ens.teachers[k - 2]) if given else {}
+        q = f"{prefix}ens{k}."
+        v[q + "seed"] = _as_int(entry.get("seed"), t.seed if given else t.seed + k - 1)
+        fields, shown = entry_values(entry, t, q)
+        v.update(fields)
+        v[q + "extra"] = {x: y for x, y in entry.items() if x not in shown}
+    return v
+
+
+def ensemble_settings(v: dict, first: dict, base: dict, prefix: str, entry_source) -> dict:
+    """The ensemble section from the form's values: each further teacher's entry holds only the settings that
+    differ from the first teacher (`first`, the config's teacher section); entry_source(v, q, k, first, entry): its
+    source, its other task settings written into entry. No further teachers: `base` (the defaults' section)
+    without teachers. Raises ConfigError."""
+    p = value_key(prefix)
+    count = further_count(v, p + "ens_count")
+    if not count:
+        return {**base, "teachers": []}
+    teachers = []
+    for k in FURTHER[:count]:
+        q = f"{p}ens{k}."
+        entry = dict(v.get(q + "extra") or {})
+        source = entry_source(v, q, k, first, entry)
+        if source != first["source"]:
+            entry["source"] = source
+        seed = _as_int(v.get(q + "seed"), 0)
+        if seed != _as_int(first.get("seed"), 0):
+            entry["seed"] = seed
+        teachers.append(entry)
+    return {"teachers": teachers, "combine": v.get(p + "ens_combine") or "mean",
+            "attention": v.get(p + "ens_attention") or "teacher"}
+
+
+def _text_entry_values(entry: dict, t, q: str) -> tuple[dict, tuple[str, ...]]:
+    src = str(entry.get("source") or "").strip()
+    return ({q + "part": str(entry.get("finetune_part", t.finetune_part) or ""),
+             q + "source": "" if src == t.source else src}, ("source", "seed", "finetune_part"))
+
+
+def _text_entry_source(v: dict, q: str, k: int, first: dict, entry: dict) -> str:
+    part = str(v.get(q + "part") or "").strip()
+    if part != str(first.get("finetune_part") or "").strip():
+        entry["finetune_part"] = part
+    return str(v.get(q + "source") or "").strip() or first["source"]
+
+
+def _image_entry_values(entry: dict, t, q: str) -> tuple[dict, tuple[str, ...]]:
+    src = str(entry.get("source") or t.source).strip()
+    kind = src if src in IMAGE_TEACHERS else "local"
+    return {q + "kind": kind, q + "path": src if kind == "local" else ""}, ("source", "seed")
+
+
+def _image_entry_source(v: dict, q: str, k: int, first: dict, entry: dict) -> str:
+    kind = v.get(q + "kind") or "cnn"
+    source = kind if kind in IMAGE_TEACHERS else str(v.get(q + "path") or "").strip()
+    if not source:
+        raise ConfigError(f"enter the folder of {teacher_name(k - 1)} under Several teachers: an "
+                          f"image-classification model (config.json and model.safetensors)")
+    return source
+
+
+def text_ensemble_settings(v: dict, first: dict, base: dict) -> dict:
+    return ensemble_settings(v, first, base, NEW, _text_entry_source)
+
+
+def image_ensemble_settings(v: dict, first: dict, base: dict) -> dict:
+    return ensemble_settings(v, first, base, IMG, _image_entry_source)
+
+
+# ---- the text task ---------------------------------------------------------------------------------------
+def text_values(cfg: SessionConfig) -> dict:
+    """The text form's widget key -> starting value, from a text SessionConfig."""
+    t, s, d, tf = cfg.teacher, cfg.student, cfg.data, cfg.transfer
+    transfer_kind = tf.source if tf.source in ("none", "unused") else "file"
+    tk, dk = form_kind(t.source, "model"), form_kind(d.source, "data")
+    return {
+        "new.teacher_kind": tk,
+        "new.teacher_path": t.source if tk == "local" else "",
+        "new.teacher_hub": t.source if tk == "hub" else "",
+        "new.teacher_finetune": t.finetune, "new.teacher_finetune_epochs": t.finetune_epochs,
+        "new.student_layers": s.layers, "new.student_heads": s.heads, "new.student_hidden": s.hidden,
+        "new.student_intermediate": s.intermediate, "new.student_init": s.init,
+        "new.data_kind": dk,
+        "new.data_path": d.source if dk == "local" else "",
+        "new.data_hub": d.source if dk == "hub" else "", "new.hub_split": d.hub_split,
+        "new.hub_text_column": d.text_column, "new.hub_label_column": d.label_column,
+        "new.max_length": d.max_length,
+        **training_values(cfg, NEW), **objectives_values(cfg, NEW, TEXT_LAYER_MAPS),
+        "new.transfer_kind": transfer_kind, "new.transfer_path": tf.source if transfer_kind == "file" else "",
+        "new.transfer_text_column": tf.text_column, "new.transfer_max_texts": tf.max_texts,
+        "new.transfer_copies": tf.copies, "new.transfer_fraction": float(tf.fraction),
+        "new.transfer_ops": list(tf.ops),
+        **ensemble_values(cfg, NEW, _text_entry_values), "new.teacher_part": str(t.finetune_part or ""),
+        **variants_values(cfg.variants, TEXT_VARIANTS),
+    }
+
+
+def text_teacher(v: dict, base: dict) -> dict:
+    """The text form's teacher section (base: the defaults' one); ConfigError when its folder or id is missing.
+    Its part of the data is the form's only with further teachers (where the form shows it)."""
+    kind = v["teacher_kind"]
+    source = {"default": DEFAULT_TEACHER, "local": v.get("teacher_path", ""), "hub": v.get("teacher_hub", "")}[kind]
+    if not source.strip():
+        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
+    out = {**base, "source": source.strip(), "finetune": v["teacher_finetune"],
+           "finetune_epochs": int(v["teacher_finetune_epochs"])}
+    if further_count(v, "ens_count"):
+        out["finetune_part"] = str(v.get("teacher_part") or "").strip()
+    return out
+
+
+def text_data(v: dict, base: dict) -> dict:
+    """The text form's data section (base: the defaults' one); ConfigError when its source is missing."""
+    d = dict(base)
+    dk = v["data_kind"]
+    if dk == "default":
+        d.update(source=DEFAULT_DATASET, text_column="text", label_column="label")
+    elif dk == "hub":
+        d.update(source=v.get("data_hub", "").strip(), hub_split=v.get("hub_split", "train").strip(),
+                 text_column=v["hub_text_column"].strip(), label_column=v["hub_label_column"].strip())
+        if not d["source"]:
+            raise ConfigError("enter the name of a hub dataset")
+    else:
+        source = v.get("upload_path") if dk == "upload" else v.get("data_path", "").strip()
+        if not source:
+            raise ConfigError("upload a CSV or JSONL file first" if dk == "upload" else "enter the data file's path")
+        d.update(source=str(source), text_column=v.get("file_text_column") or d["text_column"],
+                 label_column=v.get("file_label_column") or d["label_column"])
+    d.update(**split_settings(v, NEW), max_length=int(v["max_length"]))
+    return d
+
+
+def transfer_settings(v: dict) -> dict:
+    """The transfer section from the form's "Generated data" values (v: without 'new.'); missing ones stay."""
+    out = {}
+    if "transfer_kind" in v:
+        kind = v["transfer_kind"]
+        path = str(v.get("transfer_path") or "").strip()
+        if kind == "file" and not path:
+            raise ConfigError("enter the path of the file of texts for generated data (a .csv, .jsonl or .txt "
+                              "file), or pick another source under Dataset › Generated data")
+        out["source"] = path if kind == "file" else kind
+    for key, cast in (("text_column", str), ("max_texts", int), ("copies", int), ("fraction", float),
+                      ("ops", list)):
+        if f"transfer_{key}" in v:
+            out[key] = cast(v[f"transfer_{key}"])
+    if "text_column" in out:
+        out["text_column"] = out["text_column"].strip()
+    return out
+
+
+def text_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """A text SessionConfig from the text form's values; settings the form lacks come from `base` (the text task's
+    base, tasks.Task.base). Raises ConfigError."""
+    d = base.to_dict()
+    d["name"] = str(v.get("name", "")).strip()
+    d["teacher"] = text_teacher(v, d["teacher"])
+    d["ensemble"] = text_ensemble_settings(v, d["teacher"], d["ensemble"])
+    d["student"].update(layers=int(v["student_layers"]), heads=int(v["student_heads"]),
+                        hidden=int(v["student_hidden"]), intermediate=int(v["student_intermediate"]),
+                        init=v["student_init"])
+    d["data"] = text_data(v, d["data"])
+    d["variants"] = variants_config(v, TEXT_VARIANTS, sources=teacher_sources(further_count(v, "ens_count")))
+    d["objectives"].update(objectives_settings(
+        v, NEW, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
+    d["transfer"].update(transfer_settings(v))
+    d["train"].update(training_settings(v, NEW))
+    return SessionConfig.from_dict(d)
+
+
+# ---- the image task --------------------------------------------------------------------------------------
+def _widths_text(widths) -> str:
+    return ", ".join(str(int(w)) for w in widths)
+
+
+def image_families(state) -> tuple[str | None, str]:
+    """(teacher family, student family) the image form names: "cnn" or "vit", the teacher's None when unknown."""
+    kind = state.get(IMG + "teacher_kind", "cnn")
+    teacher = kind if kind in IMAGE_TEACHERS else model_family(state.get(IMG + "teacher_path", ""))
+    return teacher, state.get(IMG + "student_family") or teacher or "cnn"
+
+
+def image_values(cfg: SessionConfig) -> dict:
+    """The image form's widget key -> starting value, from an image SessionConfig."""
+    d, im = cfg.data, cfg.image
+    src, teacher = d.source.strip(), cfg.teacher.source.strip()
+    teacher_kind = teacher if teacher in IMAGE_TEACHERS else "local"
+    t_family = teacher if teacher in IMAGE_TEACHERS else model_family(teacher)
+    v = {IMG + "data_kind": "builtin" if src in IMAGE_DATASETS else "local",
+         IMG + "dataset": src if src in IMAGE_DATASETS else "mnist",
+         IMG + "data_path": "" if src in IMAGE_DATASETS else src,
+         IMG + "size": im.size,
+         IMG + "teacher_kind": teacher_kind, IMG + "teacher_path": "" if teacher_kind != "local" else teacher,
+         IMG + "student_family": im.student_family or t_family or "cnn",
+         IMG + "student_widths": _widths_text(im.student_widths),
+         IMG + "teacher_widths": _widths_text(im.teacher_widths),
+         **objectives_values(cfg, IMG, IMAGE_LAYER_MAPS), **training_values(cfg, IMG),
+         **variants_values(cfg.variants, IMAGE_VARIANTS)}
+    for name in ("patch", *IMAGE_SHAPE_FIELDS):
+        v[IMG + name] = getattr(im, name)
+    v[IMG + "teacher_lr"] = float(im.teacher_lr)
+    v.update(ensemble_values(cfg, IMG, _image_entry_values))
+    return v
+
+
+def parse_widths(text: str, what: str) -> list[int]:
+    """"16, 32, 64" -> [16, 32, 64]; ConfigError saying how to write them."""
+    try:
+        widths = [int(x) for x in str(text).replace("[", "").replace("]", "").split(",") if x.strip()]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"{what}: enter each stage's channels as whole numbers separated by commas, e.g. 16, 32, 64")
+    return widths
+
+
+def image_source(v: dict) -> str:
+    """data.source of the image form (v: form values without 'new.'); ConfigError when it is missing."""
+    kind = v.get("img.data_kind", "builtin")
+    if kind == "builtin":
+        return str(v.get("img.dataset") or "mnist")
+    source = str((v.get("img.upload_path") if kind == "upload" else v.get("img.data_path")) or "").strip()
+    if not source:
+        raise ConfigError("upload a .zip of class folders first" if kind == "upload" else
+                          "enter the path of an image folder (one subfolder per class) or of a .zip of them")
+    return source
+
+
+def image_teacher(v: dict, base: dict) -> dict:
+    """The image form's teacher section (base: the defaults' one); ConfigError when its folder is missing."""
+    kind = v["img.teacher_kind"]
+    source = kind if kind in IMAGE_TEACHERS else str(v.get("img.teacher_path", "")).strip()
+    if not source:
+        raise ConfigError("enter the folder of the teacher: an image-classification model (config.json and "
+                          "model.safetensors)")
+    return {**base, "source": source}
+
+
+def image_settings(v: dict, base: dict, teacher: str | None, student: str) -> dict:
+    """The image section from the image form's values (base: the defaults' one)."""
+    im = dict(base)
+    im.update({k: int(v[f"img.{k}"]) for k in ("size", "patch", *IMAGE_SHAPE_FIELDS)})
+    im.update(teacher_lr=float(v["img.teacher_lr"]),
+              student_family="" if student == teacher and v["img.teacher_kind"] in IMAGE_TEACHERS else student,
+              student_widths=parse_widths(v["img.student_widths"], "the student's stage widths"),
+              teacher_widths=parse_widths(v["img.teacher_widths"], "the teacher's stage widths"))
+    return im
+
+
+def image_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """An image SessionConfig from the image form's values; settings the form lacks come from `base` (the image
+    task's base, tasks.Task.base). Raises ConfigError."""
+    d = base.to_dict()
+    d["name"] = str(v.get("name", "")).strip()
+    d["teacher"] = image_teacher(v, d["teacher"])
+    d["student"]["source"] = ""
+    d["data"].update(source=image_source(v), **split_settings(v, IMG))
+    teacher, student = image_families({NEW + k: x for k, x in v.items()})
+    d["image"] = image_settings(v, d["image"], teacher, student)
+    d["ensemble"] = image_ensemble_settings(v, d["teacher"], d["ensemble"])
+    d["variants"] = variants_config(v, IMAGE_VARIANTS, image_losses(teacher, student),
+                                    teacher_sources(further_count(v, "img.ens_count")))
+    d["objectives"].update(objectives_settings(
+        v, IMG, "enter the teacher stages or layers for the explicit map, e.g. 0,2 (0-based)"))
+    d["train"].update(training_settings(v, IMG))
+    return SessionConfig.from_dict(d)
