@@ -44,11 +44,12 @@ from app.figures import curves as fig_curves
 from app.figures import divergence as fig_divergence
 from app.figures import image_attribution as iac
 from app.figures import maps as fig_maps
+from app.tables import MCNEMAR_P, accuracy_rows, vs_column
 from distill_core.config import flat_settings
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
-from distill_core.stats import binomial_halfwidth, p_text
+from distill_core.stats import p_text
 from distill_core.store import Run, atomic_write_bytes, dataset_label
 from distill_core.verdicts import (accuracy_verdicts, divergence_reading, divergence_series, health_lines,
                                    paired_verdicts, verdict_lines)
@@ -452,6 +453,20 @@ def _warnings(f: _Facts) -> str:
     return _section("warnings", "Warnings and notices", notice, body)
 
 
+def _as_text(row: dict, reference: str | None) -> dict:
+    """A row of tables.accuracy_rows as the report writes it: one decimal, differences signed, p as p_text does."""
+    formats = {"accuracy (%)": "{:.1f}", "± 95% (points)": "{:.1f}", vs_column(reference): "{:+.1f}",
+               "% of teacher's accuracy": "{:.0f}"}
+    out = {}
+    for k, x in row.items():
+        if x is not None and k == MCNEMAR_P:
+            x = p_text(x).removeprefix("p ").removeprefix("= ")
+        elif x is not None and k in formats:
+            x = formats[k].format(x)
+        out[k] = x
+    return out
+
+
 def _accuracy(f: _Facts) -> str:
     s, names, ref = f.summary, f.variants, f.reference
     acc = (s or {}).get("accuracy") or {}
@@ -473,30 +488,9 @@ def _accuracy(f: _Facts) -> str:
     verdict_rows = (paired_verdicts(paired, acc, names, ref) if paired
                     else accuracy_verdicts(acc, n, names, ref))
     verdicts = {r["variant"]: r for r in verdict_rows}
-    t_acc = acc.get(TEACHER)
-    params = s.get("params") or {}
-    vs = f"vs {ref or 'reference'} (points)"
-    rows = []
-    for m in (TEACHER, *names):
-        if m not in params and acc.get(m) is None:
-            continue
-        a, v = acc.get(m), verdicts.get(m, {})
-        row = {"model": model_label(m, ref), "objectives": None if m == TEACHER else f.objectives.get(m),
-               "accuracy (%)": _pct(a),
-               "± 95% (points)": f"{100 * binomial_halfwidth(a, n):.1f}" if a is not None and n else None,
-               vs: f"{100 * v['diff']:+.1f}" if v.get("diff") is not None else None}
-        if paired:
-            has = "p" in v
-            row.update({"paired 95% interval (points)": f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}"
-                        if has else None,
-                        "McNemar p": p_text(v["p"]).removeprefix("p ").removeprefix("= ") if has else None,
-                        "only it right / only reference right": f"{v['variant_only']} / {v['ref_only']}"
-                        if has else None})
-        elif v.get("lo") is not None:
-            row["95% interval (points, independent)"] = f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}"
-        row["% of teacher's accuracy"] = f"{100 * a / t_acc:.0f}" if a is not None and t_acc else None
-        rows.append(row)
-    body = _table(rows, "accuracy-table")
+    rows = accuracy_rows((TEACHER, *names), acc, n, verdicts, lambda m: model_label(m, ref), f.objectives,
+                         s.get("params") or {}, ref, paired=bool(paired), independent=True)
+    body = _table([_as_text(r, ref) for r in rows], "accuracy-table")
     majority = s.get("majority_rate")
     body += (f"<p>Test set: {n} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
              + (f" Always answering the most common class scores <strong>{majority:.1%}</strong>: a model has "

@@ -7,8 +7,8 @@ import streamlit as st
 from app import common, live, state
 from app.figures import accuracy as fig_accuracy
 from app.figures import teachers as fig_teachers
+from app.tables import accuracy_rows, vs_column
 from distill_core.errors import DistillError
-from distill_core.stats import binomial_halfwidth
 from distill_core.verdicts import (accuracy_verdicts, best_epoch_text, ensemble_reading, health_lines, paired_verdicts,
                                    robustness_reading, verdict_lines)
 from distill_core.vocab import TEACHER
@@ -69,49 +69,14 @@ if majority is not None:
                 "has learned something only if it clearly beats that.")
 
 params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, summary.get("latency_ms") or {}
-t_acc, t_lat = acc.get(TEACHER), latency.get(TEACHER)
 paired = summary.get("paired") or {}      # older runs: none, and the independent intervals below
 rows_v = (paired_verdicts(paired, acc, variants.names, ref) if paired
           else accuracy_verdicts(acc, n, variants.names, ref))
 verdicts = {r["variant"]: r for r in rows_v}
-vs = f"vs {ref or 'reference'} (points)"
-
-
-def paired_cells(v: dict) -> dict:
-    """The table's paired columns for one model's row (empty for the teacher and the reference)."""
-    has = "p" in v
-    return {"paired 95% interval (points)": f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}" if has else None,
-            "McNemar p": v.get("p"),
-            "only it right / only reference right": f"{v['variant_only']} / {v['ref_only']}" if has else None}
-
-
-losses = common.objectives_text(run)
-rows = []
-for m in (TEACHER, *variants.names):
-    if m not in params and acc.get(m) is None:
-        continue
-    a, v = acc.get(m), verdicts.get(m, {})
-    rows.append({
-        "model": variants.label(m),
-        "objectives": None if m == TEACHER else losses.get(m),
-        "accuracy (%)": 100 * a if a is not None else None,
-        "± 95% (points)": 100 * binomial_halfwidth(a, n) if a is not None and n else None,
-        vs: 100 * v["diff"] if v.get("diff") is not None else None,
-        **(paired_cells(v) if paired else {}),
-        "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
-        "params (M)": params[m] / 1e6 if m in params else None,
-        "size (MB)": size[m] / 1e6 if m in size else None,
-        "latency (ms)": latency.get(m),
-        "speed-up": t_lat / latency[m] if t_lat and latency.get(m) else None,
-    })
-    if m == TEACHER:                     # several teachers: the others and their ensemble, right after the first
-        for t in fig_teachers.further_rows(summary):
-            a = t["accuracy"]
-            rows.append({"model": t["label"], "accuracy (%)": 100 * a if a is not None else None,
-                         "± 95% (points)": 100 * binomial_halfwidth(a, n) if a is not None and n else None,
-                         "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
-                         "params (M)": t["params"] / 1e6 if t["params"] else None,
-                         "size (MB)": t["size_bytes"] / 1e6 if t["size_bytes"] else None})
+vs = vs_column(ref)
+rows = accuracy_rows((TEACHER, *variants.names), acc, n, verdicts, variants.label, common.objectives_text(run), params,
+                     ref, paired=bool(paired), costs=(size, latency),
+                     further=fig_teachers.further_rows(summary))   # several teachers: the others, after the first
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
     "accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
     "± 95% (points)": st.column_config.NumberColumn(
