@@ -45,7 +45,7 @@ from app.figures import divergence as fig_divergence
 from app.figures import image_attribution as iac
 from app.figures import maps as fig_maps
 from app.tables import MCNEMAR_P, accuracy_rows, vs_column
-from distill_core.config import flat_settings
+from distill_core.config import SessionConfig, flat_settings
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
@@ -139,7 +139,6 @@ def _read(what: str, read, missing: list, default=None):
 
 def _objectives(config: dict | None) -> tuple[dict, list, str | None]:
     """(variant -> its weighted losses in words, variant names, reference) from a run's config."""
-    from distill_core.config import SessionConfig
     try:
         cfg = SessionConfig.from_dict(config)
     except (DistillError, TypeError, ValueError):

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 
 from app.figures.base import (DIFF_SCALE, FONT, TOKEN_PX, TOOLBAR_PX, axis_labels, base_layout, map_colorscale,
                               plain_label)
+from distill_core.metrics import map_metric
 
 
 ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
@@ -150,7 +151,6 @@ def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
 
     `before` is the student's map of the same text before training (epoch 0), when there is one.
     """
-    from distill_core.metrics import map_metric   # deferred on purpose: it loads torch, and only this reading needs it
     t = len(tokens)
     teacher, student = _check_square("teacher", teacher, t), _check_square("student", student, t)
     words = [plain_label(x) for x in axis_labels(tokens)]

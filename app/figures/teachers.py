@@ -3,6 +3,9 @@ completed with its twin comparisons. Pure functions of a run's summary.json (no 
 them (ensemble_reading, teacher_label) is in distill_core.verdicts."""
 from __future__ import annotations
 
+from distill_core.config import SessionConfig
+from distill_core.ensemble import twin_comparisons
+from distill_core.errors import DistillError
 from distill_core.verdicts import teacher_label
 from distill_core.vocab import ENSEMBLE
 
@@ -27,9 +30,6 @@ def with_twins(summary: dict, config: dict, predictions: dict | None) -> dict:
     run was written before the engine recorded them."""
     if not summary.get("teachers") or "twins" in summary or not predictions:
         return summary
-    from distill_core import SessionConfig
-    from distill_core.ensemble import twin_comparisons
-    from distill_core.errors import DistillError
     try:
         cfg = SessionConfig.from_dict(config)
     except DistillError:
