@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.figures import base as fig_base
+from app.figures import curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, TYPED_TEXT
 from distill_core import RunStore
 from distill_core.errors import DistillError
@@ -32,8 +34,7 @@ def chart_font() -> int:
 
 def sized(fig):
     """A figure with its text enlarged in presentation mode (the explorer's maps size their own labels)."""
-    from app.charts import scale_fonts
-    return scale_fonts(fig, 1.5) if presenting() else fig
+    return fig_base.scale_fonts(fig, 1.5) if presenting() else fig
 
 
 def notice(lines: list[str] | str) -> None:
@@ -268,14 +269,13 @@ def show_error(e: Exception) -> None:
 def weights_chart(run, key: str, epochs: int | None = None, variants: Variants | None = None) -> None:
     """The loss weights and KD temperature each variant actually trained with (train_steps.jsonl), with a sentence
     on what changes them; nothing for runs whose weights and temperature stayed as configured."""
-    from app.charts import weights_and_temperature
     if epochs is None:
         try:
             epochs = (run.summary() or {}).get("epochs") or run.config().get("train", {}).get("epochs")
         except DistillError:
             epochs = None
     variants = variants or variants_of(run)
-    fig = weights_and_temperature(train_steps(run.id), variants.names, variants.reference, epochs)
+    fig = fig_curves.weights_and_temperature(train_steps(run.id), variants.names, variants.reference, epochs)
     if fig is None:
         return
     st.plotly_chart(sized(fig), width="stretch", config=PLOTLY_CONFIG, key=key)

@@ -2,7 +2,7 @@
 
 Drawn by app/views/explorer.py when the open run's probe.json says "modality": "image". CNN maps are a stage's
 activation attention; ViT maps are the [CLS] token's attention over the patches (one head, the mean over heads, or
-the attention rollout). The figures are in app/image_charts.py, the arrays come from distill_core.image_maps.
+the attention rollout). The figures are in app/figures/images.py, the arrays come from distill_core.image_maps.
 
 The choices are kept in the URL like the text explorer's (their own fields below, on the same page); an uploaded
 picture is not: it lives in the browser tab only.
@@ -14,7 +14,10 @@ import threading
 import numpy as np
 import streamlit as st
 
-from app import charts, common, image_charts, state
+from app import common, state
+from app.figures import base as fig_base
+from app.figures import images as fig_images
+from app.figures import maps as fig_maps
 from distill_core import RunStore, image_maps
 from distill_core.errors import DistillError
 from distill_core.image_maps import MEAN_HEADS
@@ -80,7 +83,7 @@ def _head_text(describe: dict, head: int, rollout: bool) -> str:
 
 def _thumbnail(pixels: np.ndarray, px: int = 84) -> np.ndarray:
     """A small picture enlarged with square pixels (a browser would blur an 8×8 image)."""
-    g = image_charts.grey(pixels).astype(np.uint8)
+    g = fig_images.grey(pixels).astype(np.uint8)
     k = max(1, px // max(g.shape))
     return np.kron(g, np.ones((k, k), dtype=np.uint8))
 
@@ -132,15 +135,15 @@ def draw(run, probe: dict, link_slot, intro) -> None:
     titles = (f"teacher\n{t_side['title']}", f"{s_name}\n{s_side['title']} · {when}", "student − teacher\n ")
     if present:
         titles = ("teacher", s_name, "")
-    fig = image_charts.overlay_triptych(pixels, t_map, s_map, titles=titles, font_size=font, difference=not present,
-                                        patches=(t_side["describe"].get("patch"), s_side["describe"].get("patch")))
+    fig = fig_images.overlay_triptych(pixels, t_map, s_map, titles=titles, font_size=font, difference=not present,
+                                      patches=(t_side["describe"].get("patch"), s_side["describe"].get("patch")))
     st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "overlay")
     s_before = None if before is None else _spatial(before, s_side, size)
     if not present:
         st.caption(f"Clear: pixels holding at most an even share of a map (1/{size[0] * size[1]}); the more of the "
                    "map a pixel holds, the more opaque its colour. Difference: red where the student looks more than "
                    "the teacher, blue where less.")
-    common.notice(image_charts.overlay_reading(t_map, s_map, s_name, before=s_before))
+    common.notice(fig_images.overlay_reading(t_map, s_map, s_name, before=s_before))
     if present:
         return
     _every_head(pixels, (t_maps, s_maps), sides, s_name, font)
@@ -156,7 +159,7 @@ def _picture_line(probe: dict, probs, example, size) -> None:
     """What the models predict on an uploaded picture, or a probe image's label."""
     names = probe["label_names"]
     if probs is not None:
-        st.markdown(f"Predicted: {image_charts.predictions_text(probs, names)}")
+        st.markdown(f"Predicted: {fig_images.predictions_text(probs, names)}")
     else:
         st.caption(f"Label: **{names[probe['labels'][example]]}** · {probe['texts'][example]} · "
                    f"{size[0]}×{size[1]} pixels")
@@ -206,7 +209,7 @@ def _pick_picture(probe: dict):
             type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=K + "upload",
             help="Converted to the run's channels and resized to its image size, as the models read images; both "
                  "models run on it on the CPU.")
-        dark = np.mean([image_charts.grey(_pixels(x)).mean() for x in probe["images"]]) < 128
+        dark = np.mean([fig_images.grey(_pixels(x)).mean() for x in probe["images"]]) < 128
         st.checkbox("Invert the picture (light ↔ dark)", key=K + "invert",
                     help="The probe images are " + ("light strokes on a dark background (like MNIST): invert a dark "
                                                     "drawing on white paper to match them." if dark else
@@ -302,7 +305,7 @@ def _pick_maps(probe: dict) -> tuple[dict, dict]:
 
 def _every_head(pixels: np.ndarray, maps: tuple, sides: tuple[dict, dict], s_name: str, font: int) -> None:
     """ViT sides: every head's [CLS] map of the chosen layer; CNN sides: every stage."""
-    size = image_charts.grey(pixels).shape
+    size = fig_images.grey(pixels).shape
     rows, patches, highlight = [], [], []
     for who, m, side in zip(("teacher", s_name), maps, sides):
         d = side["describe"]
@@ -320,7 +323,7 @@ def _every_head(pixels: np.ndarray, maps: tuple, sides: tuple[dict, dict], s_nam
     kinds = {s["describe"]["family"] for s in sides}
     st.subheader({frozenset({"vit"}): "Every head of the chosen layers", frozenset({"cnn"}): "Every stage"}.get(
         frozenset(kinds), "Every head and every stage"))
-    st.plotly_chart(image_charts.heads_grid(pixels, rows, patches=patches, font_size=font, highlight=highlight),
+    st.plotly_chart(fig_images.heads_grid(pixels, rows, patches=patches, font_size=font, highlight=highlight),
                     width="stretch", config=common.PLOTLY_CONFIG, key=K + "heads")
     st.caption("One colour scale for every panel. Outlined: the map shown above. "
                + ("ViT panels are the [CLS] token's attention of one head, without rollout." if "vit" in kinds else ""))
@@ -343,20 +346,21 @@ def _patch_maps(maps: tuple, sides: tuple[dict, dict], s_name: str, font: int) -
     same = len(shown) == 2 and shown[0][2] == shown[1][2]
     tokens = shown[0][2]
     if same:
-        arrangement, fit = charts.triptych_arrangement(len(tokens), charts.WIDE_PX, font)
+        arrangement, fit = fig_maps.triptych_arrangement(len(tokens), fig_base.WIDE_PX, font)
         window = _token_window(len(tokens), fit)
-        w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], shown[0][1], shown[1][1])
-        fig = charts.heatmap_triptych(t_win, s_win, w_tokens, titles=(shown[0][0], shown[1][0], "student − teacher"),
-                                      font_size=font, arrangement=arrangement)
+        w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, window[0], window[1], shown[0][1], shown[1][1])
+        fig = fig_maps.heatmap_triptych(t_win, s_win, w_tokens,
+                                        titles=(shown[0][0], shown[1][0], "student − teacher"),
+                                        font_size=font, arrangement=arrangement)
         st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "patch_maps")
         return
     holders = st.columns(2) if len(shown) == 2 else st.columns([3, 2])[:1]      # one side: not the whole width
     for k, ((title, full, toks), holder) in enumerate(zip(shown, holders)):
         with holder:
-            fit = charts.tokens_that_fit(charts.WIDE_PX // 2, 1, font)
+            fit = fig_maps.tokens_that_fit(fig_base.WIDE_PX // 2, 1, font)
             window = _token_window(len(toks), fit, suffix=str(k))
-            w_tokens, (win,) = charts.map_window(toks, window[0], window[1], full)
-            st.plotly_chart(charts.map_panels([win], w_tokens, (title,), font_size=font), width="stretch",
+            w_tokens, (win,) = fig_maps.map_window(toks, window[0], window[1], full)
+            st.plotly_chart(fig_maps.map_panels([win], w_tokens, (title,), font_size=font), width="stretch",
                             config=common.PLOTLY_CONFIG, key=K + f"patch_map{k}")
 
 

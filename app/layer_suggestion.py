@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, common
+from app import common
+from app.figures import divergence as fig_divergence
 from distill_core.errors import DistillError
 
 
@@ -76,7 +77,7 @@ def section(run, variants: common.Variants, key: str) -> None:
         "JS, used": st.column_config.NumberColumn(format=fmt)})
     st.caption("Heads: within each suggested pair, the teacher heads each student head resembles most, every "
                "teacher head used once. Training compares heads by the head rule; these are for reading.")
-    fig = charts.layer_cost_map(sug["costs"], sug["layers"], sug.get("used"))
+    fig = fig_divergence.layer_cost_map(sug["costs"], sug["layers"], sug.get("used"))
     st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=key + "costs")
     st.markdown("**To train with it**, set `layer_map: suggested` in a config (the newest finished run with the "
                 "same teacher, data and student shape is used), or give the layers as a list:")

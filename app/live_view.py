@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import charts, common
+from app import common
+from app.figures import curves as fig_curves
 from distill_core import Run, RunStore
 from distill_core.errors import DistillError
+from distill_core.verdicts import health_lines, paired_sentence
 
 ACTIVE_STATUSES = ("queued", "running")
 PROGRESS_EVERY_S = 5.0
@@ -138,11 +140,11 @@ def curves(run: Run, key: str) -> None:
     variants = common.variants_of(run)
     c1, c2 = st.columns(2)
     names, ref = variants.names, variants.reference
-    val = charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", names,
-                               ref, epochs, y_range=(0.0, 1.02))
-    js = charts.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
-                              "JS to the teacher", names, ref, epochs)
-    loss = charts.loss_components(records, common.train_steps(run.id), names, ref, epochs=epochs)
+    val = fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", names,
+                                   ref, epochs, y_range=(0.0, 1.02))
+    js = fig_curves.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
+                                  "JS to the teacher", names, ref, epochs)
+    loss = fig_curves.loss_components(records, common.train_steps(run.id), names, ref, epochs=epochs)
     c1.plotly_chart(common.sized(val), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.val")
     c2.plotly_chart(common.sized(js), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.js")
     st.plotly_chart(common.sized(loss), width="stretch", config=common.PLOTLY_CONFIG, key=f"{key}.loss")
@@ -169,7 +171,7 @@ def accuracy_metrics(run: Run) -> None:
     models = ["teacher", *variants.names]
     if all(acc.get(m) is None for m in models):
         return
-    if health := charts.health_lines(summary.get("warnings") or []):
+    if health := health_lines(summary.get("warnings") or []):
         st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
     for start in range(0, len(models), 4):
         for col, name in zip(st.columns(4), models[start:start + 4]):
@@ -179,7 +181,7 @@ def accuracy_metrics(run: Run) -> None:
             unclear = c is not None and c.get("verdict") not in ("better", "worse")
             col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
                        delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
-                       help=charts.paired_sentence(c, name, variants.reference) if c else None)
+                       help=paired_sentence(c, name, variants.reference) if c else None)
     if paired:
         n = next(iter(paired.values())).get("n")
         st.caption(f"A grey difference is no clear difference on these {n} test examples (McNemar p ≥ 0.05): hover "

@@ -39,14 +39,20 @@ from pathlib import Path
 import numpy as np
 import plotly.offline
 
-from app import charts
-from app import image_attribution_charts as iac
-from distill_core.config import flat_settings
+from app.figures import accuracy as fig_accuracy
+from app.figures import curves as fig_curves
+from app.figures import divergence as fig_divergence
+from app.figures import image_attribution as iac
+from app.figures import maps as fig_maps
+from app.tables import MCNEMAR_P, accuracy_rows, vs_column
+from distill_core.config import SessionConfig, flat_settings
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
 from distill_core.stats import p_text
 from distill_core.store import Run, atomic_write_bytes, dataset_label
+from distill_core.verdicts import (accuracy_verdicts, divergence_reading, divergence_series, health_lines,
+                                   paired_verdicts, verdict_lines)
 from distill_core.vocab import METRIC_LABELS, TEACHER, model_label, run_reference, run_variants
 
 AVERAGE = -1                      # HeatmapChoice.head: all heads of the layer, averaged
@@ -133,7 +139,6 @@ def _read(what: str, read, missing: list, default=None):
 
 def _objectives(config: dict | None) -> tuple[dict, list, str | None]:
     """(variant -> its weighted losses in words, variant names, reference) from a run's config."""
-    from distill_core.config import SessionConfig
     try:
         cfg = SessionConfig.from_dict(config)
     except (DistillError, TypeError, ValueError):
@@ -330,7 +335,7 @@ def _pairs_text(probe: dict) -> str:
     pairs = probe.get("pairs") or []
     if not pairs:
         return "–"
-    return ", ".join(charts.pair_labels(pairs)) + f" (head rule {probe.get('head_rule', '?')})"
+    return ", ".join(fig_divergence.pair_labels(pairs)) + f" (head rule {probe.get('head_rule', '?')})"
 
 
 STATUS_PHRASES = {"done": "finished", "failed": "failed", "cancelled": "was cancelled", "running": "is still running",
@@ -431,7 +436,7 @@ def _settings(f: _Facts) -> str:
 
 def _warnings(f: _Facts) -> str:
     s = f.summary or {}
-    warns = charts.health_lines(s.get("warnings") or [])
+    warns = health_lines(s.get("warnings") or [])
     notices = list(s.get("notices") or (f.probe or {}).get("notices") or [])
     body = ""
     if warns:
@@ -445,6 +450,20 @@ def _warnings(f: _Facts) -> str:
               "The test results drew no warnings." if s.get("warnings") is not None else
               "Notices say how the data and the teacher were prepared.")
     return _section("warnings", "Warnings and notices", notice, body)
+
+
+def _as_text(row: dict, reference: str | None) -> dict:
+    """A row of tables.accuracy_rows as the report writes it: one decimal, differences signed, p as p_text does."""
+    formats = {"accuracy (%)": "{:.1f}", "± 95% (points)": "{:.1f}", vs_column(reference): "{:+.1f}",
+               "% of teacher's accuracy": "{:.0f}"}
+    out = {}
+    for k, x in row.items():
+        if x is not None and k == MCNEMAR_P:
+            x = p_text(x).removeprefix("p ").removeprefix("= ")
+        elif x is not None and k in formats:
+            x = formats[k].format(x)
+        out[k] = x
+    return out
 
 
 def _accuracy(f: _Facts) -> str:
@@ -465,38 +484,17 @@ def _accuracy(f: _Facts) -> str:
                         "accuracy per epoch is all it measured.", body)
     n = int(s.get("test_size") or 0)
     paired = s.get("paired") or {}
-    verdict_rows = (charts.paired_verdicts(paired, acc, names, ref) if paired
-                    else charts.accuracy_verdicts(acc, n, names, ref))
+    verdict_rows = (paired_verdicts(paired, acc, names, ref) if paired
+                    else accuracy_verdicts(acc, n, names, ref))
     verdicts = {r["variant"]: r for r in verdict_rows}
-    t_acc = acc.get(TEACHER)
-    params = s.get("params") or {}
-    vs = f"vs {ref or 'reference'} (points)"
-    rows = []
-    for m in (TEACHER, *names):
-        if m not in params and acc.get(m) is None:
-            continue
-        a, v = acc.get(m), verdicts.get(m, {})
-        row = {"model": model_label(m, ref), "objectives": None if m == TEACHER else f.objectives.get(m),
-               "accuracy (%)": _pct(a),
-               "± 95% (points)": f"{100 * charts.binomial_halfwidth(a, n):.1f}" if a is not None and n else None,
-               vs: f"{100 * v['diff']:+.1f}" if v.get("diff") is not None else None}
-        if paired:
-            has = "p" in v
-            row.update({"paired 95% interval (points)": f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}"
-                        if has else None,
-                        "McNemar p": p_text(v["p"]).removeprefix("p ").removeprefix("= ") if has else None,
-                        "only it right / only reference right": f"{v['variant_only']} / {v['ref_only']}"
-                        if has else None})
-        elif v.get("lo") is not None:
-            row["95% interval (points, independent)"] = f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}"
-        row["% of teacher's accuracy"] = f"{100 * a / t_acc:.0f}" if a is not None and t_acc else None
-        rows.append(row)
-    body = _table(rows, "accuracy-table")
+    rows = accuracy_rows((TEACHER, *names), acc, n, verdicts, lambda m: model_label(m, ref), f.objectives,
+                         s.get("params") or {}, ref, paired=bool(paired), independent=True)
+    body = _table([_as_text(r, ref) for r in rows], "accuracy-table")
     majority = s.get("majority_rate")
     body += (f"<p>Test set: {n} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
              + (f" Always answering the most common class scores <strong>{majority:.1%}</strong>: a model has "
                 f"learned something only if it clearly beats that." if majority is not None else "") + "</p>")
-    lines = charts.verdict_lines(list(verdicts.values()), ref)
+    lines = verdict_lines(list(verdicts.values()), ref)
     if lines:
         how = ("Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
                "examples only one of them got right, and the interval is a paired bootstrap of the difference."
@@ -508,9 +506,10 @@ def _accuracy(f: _Facts) -> str:
     elif ref is None:
         body += _missing("This run has no reference variant (one trained on the labels only), so there is no "
                          "verdict: compare the accuracies and their intervals.")
-    body += _figure(charts.accuracy_bars(acc, n, variants=names, reference=ref, majority=majority), "accuracy_bars")
+    body += _figure(fig_accuracy.accuracy_bars(acc, n, variants=names, reference=ref, majority=majority),
+                    "accuracy_bars")
     if lines:
-        body += _figure(charts.difference_chart(list(verdicts.values()), ref, names), "difference")
+        body += _figure(fig_accuracy.difference_chart(list(verdicts.values()), ref, names), "difference")
     kinds = [r["verdict"] for r in verdict_rows if r["verdict"] != "reference"]
     if kinds and ref:
         better, worse = kinds.count("better"), kinds.count("worse")
@@ -538,7 +537,7 @@ def _efficiency(f: _Facts) -> str:
             for m in (TEACHER, *f.variants) if m in params or m in size or m in latency]
     device = s.get("device") or "unknown device"
     body = _table(rows, "efficiency-table") + _figure(
-        charts.efficiency_bars(params, size, latency, device, f.variants, ref), "efficiency_bars")
+        fig_accuracy.efficiency_bars(params, size, latency, device, f.variants, ref), "efficiency_bars")
     first = next((v for v in f.variants if v in params), None)
     ratio = (f" The student has {params[TEACHER] / params[first]:.1f}× fewer parameters than the teacher."
              if first and params.get(TEACHER) and params[first] else "")
@@ -555,25 +554,25 @@ def _curves(f: _Facts) -> str:
         return _section("curves", TITLE_CURVES, None, _missing("No epoch was recorded, so there are no curves."))
     names, ref = f.variants, f.reference
     epochs = ((f.config or {}).get("train") or {}).get("epochs")
-    body = _figure(charts.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy",
-                                        "accuracy", names, ref, epochs, height=320, y_range=(0.0, 1.02)),
+    body = _figure(fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy",
+                                            "accuracy", names, ref, epochs, height=320, y_range=(0.0, 1.02)),
                    "validation")
     div = [r for r in records if r.get("attention")]
     notice = "Epoch 0 is before training: every variant starts from the same weights."
     if not div and iac.no_divergence_reason(f.probe):
         notice += " " + iac.no_divergence_reason(f.probe)
     if div:
-        labels = charts.pair_labels((f.probe or f.summary or {}).get("pairs") or [])
-        notice += " " + charts.divergence_reading(div, METRIC, labels, names, ref)
+        labels = fig_divergence.pair_labels((f.probe or f.summary or {}).get("pairs") or [])
+        notice += " " + divergence_reading(div, METRIC, labels, names, ref)
         body += (f"<h3>Attention divergence from the teacher ({_e(METRIC_LABELS[METRIC])}, lower = closer)</h3>"
-                 + _figure(charts.divergence_curves(div, METRIC, names, ref, labels=labels), "divergence")
+                 + _figure(fig_divergence.divergence_curves(div, METRIC, names, ref, labels=labels), "divergence")
                  + "<p>One panel per mapped layer pair, the mean over compared heads; dashed: the reference.</p>")
     return _section("curves", TITLE_CURVES, notice, body)
 
 
 def _grid(f: _Facts) -> str:
     div = [r for r in f.records if "attention" in r]
-    series = {v: charts.divergence_series(div, v, METRIC) for v in f.variants}
+    series = {v: divergence_series(div, v, METRIC) for v in f.variants}
     series = {v: s for v, s in series.items() if s[0]}
     if not series:
         return _section("grid", "Layer × head at the last epoch", None,
@@ -582,10 +581,10 @@ def _grid(f: _Facts) -> str:
     epoch = max(e for es, _ in series.values() for e in es)
     grids = {v: vals[np.asarray(e) == epoch][0] for v, (e, vals) in series.items() if epoch in e}
     n_rows = next(iter(grids.values())).shape[0]
-    labels = charts.pair_labels((f.probe or f.summary or {}).get("pairs") or [])
+    labels = fig_divergence.pair_labels((f.probe or f.summary or {}).get("pairs") or [])
     rows = labels if len(labels) == n_rows else [f"pair {k}" for k in range(n_rows)]
-    fig = charts.variant_grids(grids, rows, METRIC, f.variants, f.reference,
-                               title=f"{METRIC_LABELS[METRIC]} at epoch {epoch}")
+    fig = fig_divergence.variant_grids(grids, rows, METRIC, f.variants, f.reference,
+                                       title=f"{METRIC_LABELS[METRIC]} at epoch {epoch}")
     left_out = [v for v in series if v not in grids]
     extra = f" Not at epoch {epoch}: {', '.join(left_out)}." if left_out else ""
     return _section("grid", f"Layer × head at epoch {epoch}", "Every variant on one colour scale, darker red = "
@@ -636,7 +635,7 @@ def _heatmaps(f: _Facts, chosen: list[_Resolved]) -> str:
             fig = iac.overlay_panels(iac.probe_picture(probe, c.example), [t_px, s_px, s_px - t_px], list(titles),
                                      ["positive", "positive", "difference"])
         else:
-            fig = charts.heatmap_triptych(teacher, student, tokens, gamma=GAMMA, titles=titles)
+            fig = fig_maps.heatmap_triptych(teacher, student, tokens, gamma=GAMMA, titles=titles)
         text = texts[c.example] if c.example < len(texts) else ""
         body.append(
             f'<div class="heatmap" data-example="{c.example}" data-variant="{_e(c.variant)}">'

@@ -48,8 +48,10 @@ PAGES = ("accuracy", "divergence", "explorer", "compare", "attributions", "gener
 EXPLORER_TEXT = "explorer, a 64-token text"
 EXPLORER_GRID = "explorer, all layers x heads (64 tokens)"
 REPORT = "runs, HTML report"
-CHART_MODULES = ("app.charts", "app.compression_charts", "app.image_charts", "app.image_attribution_charts",
-                 "app.teacher_charts")
+CHART_MODULES = ("app.figures.base", "app.figures.maps", "app.figures.curves", "app.figures.divergence",
+                 "app.figures.accuracy", "app.figures.compare", "app.figures.attribution", "app.figures.sweep",
+                 "app.figures.compression", "app.figures.images", "app.figures.image_attribution",
+                 "app.figures.teachers")
 VIEWS = ROOT / "app" / "views"
 PAGE_TIMEOUT_S = 600.0                 # a page that runs models (attributions, a typed text) on one CPU thread
 
@@ -256,7 +258,7 @@ def _sweeps_with(root: Path, run_id: str) -> list[str]:
 
 def bench_run(run_dir: Path, repeats: int = 5, log=None, pages: Sequence[str] | None = None) -> dict:
     """Every page's figures for one finished run folder (or only `pages`)."""
-    from app import charts
+    from app.figures import maps as fig_maps
     from app import run_list as rl
     from distill_core import RunStore, compress
     from distill_core.vocab import TEACHER
@@ -314,7 +316,7 @@ def bench_run(run_dir: Path, repeats: int = 5, log=None, pages: Sequence[str] | 
                 t_maps = maps[TEACHER]                       # (layers, heads, T, T)
 
                 def grid(t_maps=t_maps, tokens=tokens):
-                    fig = charts.head_grid(t_maps, tokens, f"teacher, all {t_maps.shape[0]} layers x "
+                    fig = fig_maps.head_grid(t_maps, tokens, f"teacher, all {t_maps.shape[0]} layers x "
                                                            f"{t_maps.shape[1]} heads")
                     return 1, len(fig.to_json())
                 g = time_builds(grid, repeats)

@@ -642,7 +642,7 @@ def hand_loop(cfg: SessionConfig, splits, teacher_path: str, epochs: int) -> dic
 
 # ---- 5. charts ----------------------------------------------------------------------------------------------
 def bench_charts(setup: Setup | None, repeats: int) -> dict:
-    from app import charts
+    from app.figures import maps as fig_maps
     rng = np.random.default_rng(0)
     out = {}
     for t in (32, 64):
@@ -674,16 +674,16 @@ def bench_charts(setup: Setup | None, repeats: int) -> dict:
             """What app/views/explorer.py draws for one choice: two triptychs and the two head grids."""
             tm, sm = t_maps[tl], s_maps[sl]
             zmax = float(max(tm.max(), sm.max()))
-            figs = [charts.heatmap_triptych(tm[:3].mean(0), sm[0], tokens, titles=("teacher", "student", "diff")),
-                    charts.head_grid(tm, tokens, "teacher layer", cols=6, zmax=zmax, highlight=[0, 1, 2]),
-                    charts.head_grid(sm, tokens, "student layer", cols=6, zmax=zmax, highlight=[0]),
-                    charts.heatmap_triptych(tm.mean(0), sm.mean(0), tokens, titles=("teacher", "student", "diff"))]
+            figs = [fig_maps.heatmap_triptych(tm[:3].mean(0), sm[0], tokens, titles=("teacher", "student", "diff")),
+                    fig_maps.head_grid(tm, tokens, "teacher layer", cols=6, zmax=zmax, highlight=[0, 1, 2]),
+                    fig_maps.head_grid(sm, tokens, "student layer", cols=6, zmax=zmax, highlight=[0]),
+                    fig_maps.heatmap_triptych(tm.mean(0), sm.mean(0), tokens, titles=("teacher", "student", "diff"))]
             return sum(len(f.to_json()) for f in figs)
 
         def full_grid():
             """All 6 teacher layers x 12 heads in one grid, plus the triptych."""
-            figs = [charts.head_grid(t_maps, tokens, "teacher, all layers"),
-                    charts.heatmap_triptych(t_maps[tl].mean(0), s_maps[sl].mean(0), tokens)]
+            figs = [fig_maps.head_grid(t_maps, tokens, "teacher, all layers"),
+                    fig_maps.heatmap_triptych(t_maps[tl].mean(0), s_maps[sl].mean(0), tokens)]
             return sum(len(f.to_json()) for f in figs)
 
         for name, fn in (("explorer_view", explorer_view), ("grid_6x12_plus_triptych", full_grid)):

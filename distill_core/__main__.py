@@ -190,7 +190,7 @@ def cmd_sweep(args) -> int:
 def write_sweep_html(path, summary: dict) -> None:
     """The sweep's figure as a page that works offline (plotly.js inside); skipped when the app is not importable."""
     try:
-        from app.charts import sweep_figure
+        from app.figures.sweep import sweep_figure
     except ImportError as e:
         logging.getLogger(__name__).warning("sweep.html not written: the app's figures cannot be imported (%s)", e)
         return

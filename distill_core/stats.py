@@ -7,6 +7,8 @@ accuracies: only the examples where exactly one of them is right carry informati
     paired_comparison(ref_correct, var_correct)   # one run: McNemar's exact test + paired bootstrap interval
     pooled_comparison([(ref, var), ...])          # several seeds on the same test set
     mean_interval([acc_seed0, acc_seed1, ...])    # Student's t interval of a mean across seeds
+    binomial_halfwidth(p, n)                      # one accuracy's own 95% half-width
+    difference_interval(p1, p2, n)                # two accuracies as independent binomials (runs without pairs)
 
 Pure numpy/scipy: no torch, so the app can import it.
 """
@@ -42,6 +44,20 @@ def mcnemar_exact(b: int, c: int) -> float:
 def p_text(p: float) -> str:
     """A p-value as the app and the command line write it: "p = 0.043", "p < 0.001"."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def binomial_halfwidth(p: float, n: int, z: float = 1.96) -> float:
+    """Half-width of the normal-approximation 95% interval of an accuracy p measured on n examples."""
+    if n <= 0:
+        return float("nan")
+    return z * math.sqrt(max(p * (1.0 - p), 0.0) / n)
+
+
+def difference_interval(p1: float, p2: float, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """p1 - p2 and its approximate 95% interval, treating both accuracies as independent binomials on n examples."""
+    d = p1 - p2
+    half = z * math.sqrt(max(p1 * (1 - p1), 0.0) / n + max(p2 * (1 - p2), 0.0) / n) if n > 0 else float("nan")
+    return d, d - half, d + half
 
 
 def _as_correct(x, name: str) -> np.ndarray:
@@ -112,7 +128,7 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float | None, fl
     m = float(x.mean())
     if len(x) < 2:
         return m, None, None
-    from scipy.stats import t
+    from scipy.stats import t     # deferred on purpose: scipy.stats is slow to import and only sweeps need it
     half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return m, m - half, m + half
 

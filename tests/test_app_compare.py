@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import charts
+from app.figures import compare as fig_compare
+from app.figures import divergence as fig_divergence
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from conftest import tiny_config_dict
 from distill_core import RunStore
 from distill_core.analysis import teacher_heads_for
+from distill_core.verdicts import divergence_difference_reading
 
 PAGE = VIEWS / "compare.py"
 TIMEOUT = 90
@@ -125,7 +127,7 @@ def test_the_grid_is_a_minus_b_of_the_recorded_metric(four_variant_run, store):
     grid = figures(at)[K + "grid"]["data"][0]
     expected = recorded(run, "kd_att_mse", 2, "kl") - recorded(run, "kd", 1, "kl")
     close(values(grid["z"]), expected)
-    assert grid["y"] == charts.pair_labels(run.probe()["pairs"])
+    assert grid["y"] == fig_divergence.pair_labels(run.probe()["pairs"])
     who = np.asarray(grid["customdata"])
     assert (who == "A closer").sum() == (expected < 0).sum()      # lower KL is closer
     assert f"A is closer to the teacher on {(expected < 0).sum()} of {expected.size} compared heads" in texts(at.info)
@@ -308,12 +310,12 @@ def test_the_app_lists_the_page_and_the_runs_page_links_to_it(finished_run, stor
 def test_the_reading_names_the_closer_side_and_the_largest_gap():
     rows = ["teacher L1 → student L0", "teacher L3 → student L1"]
     diff = np.array([[-0.01, 0.002], [0.0, -0.03]])
-    text = charts.divergence_difference_reading(diff, rows, "js")
+    text = divergence_difference_reading(diff, rows, "js")
     assert text.startswith("A is closer to the teacher on 2 of 4 compared heads, B on 1, 1 level")
     assert "largest gap is teacher L3 → student L1, head 1, where A is closer by 0.03" in text
-    text = charts.divergence_difference_reading(diff, rows, "cosine")    # higher is closer
+    text = divergence_difference_reading(diff, rows, "cosine")    # higher is closer
     assert text.startswith("A is closer to the teacher on 1 of 4 compared heads, B on 2")
     assert "where B is closer by 0.03" in text
-    fig = charts.divergence_difference_grid(diff, rows, "js")
+    fig = fig_compare.divergence_difference_grid(diff, rows, "js")
     assert fig.data[0].zmin == -0.03 and fig.data[0].zmax == 0.03                # centred at 0
     assert fig.data[0].colorscale[0][1] == "rgb(5,48,97)"                        # blue (A closer) at the low end

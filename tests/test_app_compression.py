@@ -6,10 +6,11 @@ import copy
 
 import pytest
 
-from app import compression_charts as cc
+from app.figures import compression as cc
 from app_helpers import VIEWS, figures, open_page, run_app, texts
 from distill_core import compress as C
 from distill_core.errors import RunStoreError
+from distill_core.verdicts import heads_reading
 from distill_core.vocab import variant_colors
 
 PAGE = VIEWS / "compression.py"
@@ -55,21 +56,21 @@ def test_pruning_figure_draws_one_line_per_variant_on_the_same_axes():
 
 
 def test_the_reading_answers_whether_the_distilled_student_needs_fewer_heads():
-    fewer = cc.heads_reading(record([0.72, 0.70, 0.66], [0.75, 0.75, 0.74]), ["baseline", "distilled"], "baseline")
+    fewer = heads_reading(record([0.72, 0.70, 0.66], [0.75, 0.75, 0.74]), ["baseline", "distilled"], "baseline")
     assert fewer.startswith("With 50% of the heads removed")
     assert "the distilled student 74.0% (1.0 points below its 75.0% with all 8 heads; 4 removed)" in fewer
     assert "the baseline student 66.0% (6.0 points below" in fewer
     assert "loses 5.0 points less than the baseline student: it depends on fewer of its heads" in fewer
-    more = cc.heads_reading(record([0.72, 0.72, 0.71], [0.75, 0.70, 0.62]), ["baseline", "distilled"], "baseline")
+    more = heads_reading(record([0.72, 0.72, 0.71], [0.75, 0.70, 0.62]), ["baseline", "distilled"], "baseline")
     assert "loses 12.0 points more than the baseline student: it depends on more of its heads, not fewer" in more
-    same = cc.heads_reading(record([0.72, 0.72, 0.715], [0.75, 0.75, 0.748]), ["baseline", "distilled"], "baseline")
+    same = heads_reading(record([0.72, 0.72, 0.715], [0.75, 0.75, 0.748]), ["baseline", "distilled"], "baseline")
     assert "about as much as the baseline student" in same and "2500 test examples" in same
     # a larger share than 50% is read too
     deeper = record([0.72, 0.72, 0.71], [0.75, 0.75, 0.745])
     for name, acc in (("baseline", 0.70), ("distilled", 0.66)):
         curve = deeper["variants"][name]["pruning_curve"]
         curve.append({**curve[-1], "fraction": 0.75, "heads_removed": 6, "test_accuracy": acc})
-    both = cc.heads_reading(deeper, ["baseline", "distilled"], "baseline").split("\n\n")
+    both = heads_reading(deeper, ["baseline", "distilled"], "baseline").split("\n\n")
     assert len(both) == 3 and both[0].startswith("With 50% of the heads removed, least important first")
     assert "no sign that it depends on fewer heads" in both[0]
     assert both[1].startswith("With 75% of the heads removed: the baseline student 70.0% (2.0 points below its "
@@ -78,7 +79,7 @@ def test_the_reading_answers_whether_the_distilled_student_needs_fewer_heads():
     assert both[2].startswith("One run and 2500 test examples")
     one = record([0.72, 0.71, 0.7], [0.75, 0.75, 0.74])
     del one["variants"]["baseline"]
-    assert cc.heads_reading(one, ["baseline", "distilled"], "baseline") is None
+    assert heads_reading(one, ["baseline", "distilled"], "baseline") is None
 
 
 def test_versions_figure_and_table():
@@ -116,7 +117,7 @@ def test_the_page_compresses_a_run_on_click(run_copy):
     table = at.dataframe[0].value
     assert list(table["version"][:3]) == ["fp32", "int8_linear", "int8_linear_embeddings"]
     assert table["test accuracy (%)"][0] == pytest.approx(100 * run_copy.summary()["accuracy"]["baseline"])
-    reading = cc.heads_reading(rec, ["baseline", "distilled"], "baseline")
+    reading = heads_reading(rec, ["baseline", "distilled"], "baseline")
     assert reading and reading in texts(at.markdown)
     assert "as large as the float32 one and no faster" in texts(at.caption)
     assert at.button(key="compression.compress").label == "Compress again"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import image_charts
+from app.figures import images as fig_images
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore, image_maps
 
@@ -116,8 +116,8 @@ def test_overlay_triptych_draws_the_picture_under_each_map():
     teacher = np.full((8, 8), 1 / 64)
     student = np.zeros((8, 8))
     student[2:4, 2:4] = 0.25
-    fig = image_charts.overlay_triptych(picture, teacher, student, titles=("teacher\nlayer 1", "kd", "diff"),
-                                        patches=(4, 4))
+    fig = fig_images.overlay_triptych(picture, teacher, student, titles=("teacher\nlayer 1", "kd", "diff"),
+                                      patches=(4, 4))
     data = fig.data
     assert [d.name for d in data] == ["picture", "teacher\nlayer 1", "picture", "kd", "picture", "diff"]
     for d in data[0::2]:
@@ -130,7 +130,7 @@ def test_overlay_triptych_draws_the_picture_under_each_map():
     assert len(layout.shapes) == 3 * 2                      # one patch line each way in every panel
     assert "<b>teacher</b><br>layer 1" in [a.text for a in layout.annotations]
     rgb = np.stack([picture] * 3, -1)
-    np.testing.assert_allclose(image_charts.overlay_triptych(rgb, teacher, student).data[0].z, picture)
+    np.testing.assert_allclose(fig_images.overlay_triptych(rgb, teacher, student).data[0].z, picture)
 
 
 def test_overlay_reading_says_where_each_looks_and_how_far_apart():
@@ -138,13 +138,13 @@ def test_overlay_reading_says_where_each_looks_and_how_far_apart():
     teacher[0:3, 0:3] = 1 / 9
     student = np.zeros((9, 9))
     student[6:9, 6:9] = 1 / 9
-    lines = image_charts.overlay_reading(teacher, student, "kd", before=teacher)
+    lines = fig_images.overlay_reading(teacher, student, "kd", before=teacher)
     assert lines[0] == ("The teacher looks most at the top left (100% of its map), kd at the bottom right (100% of "
                         "its map).")
     assert "0.693" in lines[-1] and "before training" in lines[-1] and "further from" in lines[-1]
     even = np.full((9, 9), 1 / 81)
-    assert "nearly even" in image_charts.overlay_reading(even, even)[0]
-    assert "kd spreads its map nearly evenly" in image_charts.overlay_reading(teacher, even, "kd")[0]
+    assert "nearly even" in fig_images.overlay_reading(even, even)[0]
+    assert "kd spreads its map nearly evenly" in fig_images.overlay_reading(teacher, even, "kd")[0]
 
 
 # ---- probe images --------------------------------------------------------------------------------------

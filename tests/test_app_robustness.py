@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from app import charts, live
+from app import live
+from app.figures import accuracy as fig_accuracy
+from app.figures import base as fig_base
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
+from distill_core.verdicts import robustness_reading
 from distill_core.vocab import TEACHER_COLOR, variant_colors
 
 LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
@@ -14,16 +17,16 @@ RECORD = {"epsilons": [0.0, 0.05, 0.1], "steps": 3, "n": 32, "split": "test", "a
 
 
 def test_robustness_figure_and_reading():
-    fig = charts.robustness_figure(RECORD, ["baseline", "distilled"], "baseline")
+    fig = fig_accuracy.robustness_figure(RECORD, ["baseline", "distilled"], "baseline")
     assert [d.name for d in fig.data] == ["teacher", "baseline student", "distilled student"]
     colors = variant_colors(["baseline", "distilled"])
     assert [d.line.color for d in fig.data] == [TEACHER_COLOR, colors["baseline"], colors["distilled"]]
     assert fig.data[0].y == (90.0, 80.0, 60.0) and fig.data[1].line.dash == "dash"
     assert list(fig.data[2].x) == [0.0, 0.05, 0.1]
-    reading = charts.robustness_reading(RECORD, "baseline")
+    reading = robustness_reading(RECORD, "baseline")
     assert "the distilled student keeps its accuracy best" in reading and "75.0% at ε = 0" in reading
     assert "65.0% at ε = 0.1" in reading
-    assert charts.robustness_reading({"epsilons": [0.0], "accuracy": {"teacher": [0.9]}}).endswith("model.")
+    assert robustness_reading({"epsilons": [0.0], "accuracy": {"teacher": [0.9]}}).endswith("model.")
 
 
 def test_accuracy_page_draws_a_measured_run(run_copy):
@@ -31,7 +34,7 @@ def test_accuracy_page_draws_a_measured_run(run_copy):
     at = open_page(VIEWS / "accuracy.py")
     figs = figures(at)
     assert [d["name"] for d in figs["accuracy.robustness"]["data"]] == ["teacher", "baseline student", "distilled student"]
-    assert charts.robustness_reading(RECORD, "baseline") in texts(at.markdown)
+    assert robustness_reading(RECORD, "baseline") in texts(at.markdown)
     assert not [b for b in at.button if b.key == "accuracy.measure_robustness"]
 
 
@@ -80,8 +83,8 @@ def test_explorer_under_attack_on_a_typed_sentence(run_copy):
     at.text_input(key="explorer.text").input("a dull tedious film")
     run_app(at, LIVE_TIMEOUT)
     figs = figures(at)
-    tokens = [charts.plain_label(x) for x in figs["explorer.attack_student"]["data"][0]["x"]]
-    assert tokens == [charts.plain_label(x) for x in figs["explorer.triptych"]["data"][0]["x"]]
+    tokens = [fig_base.plain_label(x) for x in figs["explorer.attack_student"]["data"][0]["x"]]
+    assert tokens == [fig_base.plain_label(x) for x in figs["explorer.triptych"]["data"][0]["x"]]
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "dull" in tokens
     assert "Attacked with the final weights" in texts(at.caption)
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import charts
+from app.figures import divergence as fig_divergence
 from app_helpers import VIEWS, open_page, run_app, texts
 from conftest import FOUR_VARIANTS
 from distill_core import RunStore
+from distill_core.verdicts import attribution_reading, divergence_reading
 from distill_core.vocab import variant_colors
 from test_app_views import assert_triptych_shows, figures, values
 
@@ -60,7 +61,7 @@ def test_explorer_picks_any_variant_and_shows_its_stored_maps(four):
 
 def test_divergence_draws_every_variant_on_the_same_axes(four):
     probe = four.probe()
-    labels = charts.pair_labels(probe["pairs"])
+    labels = fig_divergence.pair_labels(probe["pairs"])
     at = page("divergence")
     figs = figures(at)
     curves = figs["divergence.curves"]["data"]
@@ -79,7 +80,7 @@ def test_divergence_draws_every_variant_on_the_same_axes(four):
         rec = [r for r in four.metrics() if r["student"] == t["name"] and r["epoch"] == 2][0]
         np.testing.assert_allclose(values(t["z"]), rec["attention"]["js"])
     # the reading compares every variant with the reference
-    reading = charts.divergence_reading(four.metrics(), "js", labels, VARIANTS, "baseline")
+    reading = divergence_reading(four.metrics(), "js", labels, VARIANTS, "baseline")
     assert reading in texts(at.info)
     assert all(v in reading for v in ("kd", "kd_att_kl", "kd_att_mse")) and "baseline student" in reading
 
@@ -133,7 +134,7 @@ def test_attributions_compare_the_teacher_with_any_variant(four):
     assert after[0]["x"] == before[0]["x"] and after[1]["x"] != before[1]["x"]
     rho, agree = comparison.value["attribution ρ vs teacher"], comparison.value["[CLS] attention agreement"]
     stats = {v: (rho[k], agree[k]) for k, v in enumerate(VARIANTS)}
-    assert charts.attribution_reading("kd_att_mse", stats, "baseline") in texts(at.info)
+    assert attribution_reading("kd_att_mse", stats, "baseline") in texts(at.info)
 
 
 def test_runs_page_lists_every_variant(four, finished_run, tmp_path, monkeypatch):

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import charts
+from app.figures import base as fig_base
+from app.figures import divergence as fig_divergence
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore
 from distill_core.analysis import compare_pair, teacher_heads_for
+from distill_core.verdicts import attribution_reading, divergence_reading, paired_sentence
 from distill_core.vocab import METRIC_LABELS
 
 LIVE_TIMEOUT = 60          # pages that run the models (tiny ones) on the CPU
@@ -90,7 +92,7 @@ def test_explorer_shows_a_probe_example(run_store):
     assert set(figs) == {"explorer.triptych", "explorer.teacher_grid", "explorer.student_grid", "explorer.averaged"}
     trip = figs["explorer.triptych"]
     assert [d["type"] for d in trip["data"]] == ["heatmap"] * 3
-    assert [charts.plain_label(x) for x in trip["data"][0]["x"]] == probe["tokens"][0]
+    assert [fig_base.plain_label(x) for x in trip["data"][0]["x"]] == probe["tokens"][0]
     # the first mapped pair is preselected
     t_layer, s_layer = probe["pairs"][0]
     assert at.selectbox(key="explorer.student_layer").value == s_layer
@@ -198,7 +200,7 @@ def test_explorer_typed_sentence_runs_the_models(run_store):
     assert at.radio(key="explorer.weights").value == "final"
     assert "final weights" in texts(at.caption) or any("best" in o for o in at.radio(key="explorer.weights").options)
     trip = figures(at)["explorer.triptych"]
-    tokens = [charts.plain_label(x) for x in trip["data"][0]["x"]]
+    tokens = [fig_base.plain_label(x) for x in trip["data"][0]["x"]]
     assert tokens == ["[CLS]", "a", "wonderful", "clever", "film", "[SEP]"]
     at.text_input(key="explorer.text").input("   ")
     rerun(at, LIVE_TIMEOUT)
@@ -217,15 +219,15 @@ def test_divergence_page(run_store):
     assert len(figs["divergence.curves"]["data"]) == 2 * n_pairs
     assert [d["name"] for d in figs["divergence.grid"]["data"]] == ["baseline", "distilled"]
     # the reading is the one computed from this run's records
-    labels = charts.pair_labels(run.probe()["pairs"])
+    labels = fig_divergence.pair_labels(run.probe()["pairs"])
     both = dict(variants=["baseline", "distilled"], reference="baseline")
-    assert charts.divergence_reading(run.metrics(), "js", labels, **both) in texts(at.info)
+    assert divergence_reading(run.metrics(), "js", labels, **both) in texts(at.info)
 
     at.selectbox(key="divergence.metric").set_value("cosine")
     rerun(at)
     cosine = figures(at)
     assert cosine["divergence.curves"]["data"][0]["y"] != figs["divergence.curves"]["data"][0]["y"]
-    assert charts.divergence_reading(run.metrics(), "cosine", labels, **both) in texts(at.info)
+    assert divergence_reading(run.metrics(), "cosine", labels, **both) in texts(at.info)
     assert "higher is closer" in texts(at.markdown)
 
     at.checkbox(key="divergence.per_head").check()
@@ -254,7 +256,7 @@ def test_accuracy_page(run_store):
     verdicts = texts(at.success) + texts(at.warning) + texts(at.info)
     assert f"{n} test examples" in verdicts and "one seed" in verdicts
     paired = summary["paired"]["distilled"]          # the engine's paired comparison, not independent intervals
-    assert charts.paired_sentence(paired, "distilled", "baseline") in verdicts
+    assert paired_sentence(paired, "distilled", "baseline") in verdicts
     assert f"{paired['lo'] * 100:+.1f} to {paired['hi'] * 100:+.1f}" in verdicts
     assert list(df["McNemar p"])[2] == pytest.approx(paired["p"])
     assert all(w["message"] in texts(at.warning) for w in summary["warnings"])
@@ -300,7 +302,7 @@ def test_attributions_page(run_store):
     # the reading is the one computed from the numbers in the table
     assert at.radio(key="attributions.student").value == "distilled"
     stats = {"baseline": (rho[0], agree[0]), "distilled": (rho[1], agree[1])}
-    assert charts.attribution_reading("distilled", stats, "baseline") in texts(at.info)
+    assert attribution_reading("distilled", stats, "baseline") in texts(at.info)
 
     at.radio(key="attributions.student").set_value("baseline")
     rerun(at, LIVE_TIMEOUT)
@@ -320,7 +322,7 @@ def test_attributions_typed_sentence_and_target(run_store):
     at.text_input(key="attributions.text").input("a dull and boring film")
     rerun(at, LIVE_TIMEOUT)
     bars = figures(at)["attributions.bars"]
-    assert [charts.plain_label(y) for y in bars["data"][0]["y"]] == ["[CLS]", "a", "dull", "and", "boring", "film",
+    assert [fig_base.plain_label(y) for y in bars["data"][0]["y"]] == ["[CLS]", "a", "dull", "and", "boring", "film",
                                                                     "[SEP]"]
     at.selectbox(key="attributions.target").set_value(0)
     rerun(at, LIVE_TIMEOUT)

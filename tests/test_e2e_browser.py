@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from app import charts
+from app.figures import base as fig_base
+from app.figures import maps as fig_maps
 
 from conftest import tiny_config_dict
 
@@ -157,7 +158,7 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
                 assert traces and all(t["type"] == "heatmap" for t in traces), traces
                 assert all(t["rows"] > 0 and t["cols"] > 0 for t in traces), traces
             n_tokens = len(probe["tokens"][0])
-            shown = min(n_tokens, charts.triptych_arrangement(n_tokens, charts.WIDE_PX, 12)[1])
+            shown = min(n_tokens, fig_maps.triptych_arrangement(n_tokens, fig_base.WIDE_PX, 12)[1])
             triptych = figs[0]
             assert len(triptych) == 3
             assert all((t["rows"], t["cols"]) == (shown, shown) for t in triptych), triptych

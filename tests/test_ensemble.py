@@ -298,7 +298,7 @@ def test_show_prints_every_teacher_and_the_ensemble(ensemble_run, capsys):
 
 
 def test_twins_are_found_by_recipe_and_computed_for_runs_that_lack_them(ensemble_run):
-    from app.teacher_charts import with_twins
+    from app.figures.teachers import with_twins
     from distill_core.ensemble import twin_of
     store, run_id = ensemble_run
     run = store.open(run_id)

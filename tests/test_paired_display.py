@@ -1,5 +1,5 @@
-"""Paired comparisons and model-health warnings as readers see them: in words (app/charts.py), on the Accuracy page,
-in the New session page's finished-run block, in the Runs overview and on the command line.
+"""Paired comparisons and model-health warnings as readers see them: in words (distill_core/verdicts.py), on the
+Accuracy page, in the New session page's finished-run block, in the Runs overview and on the command line.
 
 The run folders here are written by hand (no training), so every number on the page is known in advance.
 """
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import charts
+from app.figures import accuracy as fig_accuracy
 from app_helpers import VIEWS, open_page, texts
 from distill_core import RunStore
 from distill_core.__main__ import print_summary
-from distill_core.stats import mcnemar_exact, prediction_warnings
+from distill_core.stats import difference_interval, mcnemar_exact, p_text, prediction_warnings
+from distill_core.verdicts import TEACHER_PROBLEM, health_lines, paired_sentence, paired_verdicts, verdict_lines
 
 N = 200
 LABELS = [0, 1] * (N // 2)
@@ -83,17 +84,17 @@ def page(name: str, query: dict | None = None, timeout: float = 30) -> AppTest:
 
 # ---- words --------------------------------------------------------------------------------------------
 def test_paired_sentence_better_worse_and_no_clear_difference():
-    better = charts.paired_sentence(PAIRED["kd"], "kd", "baseline")
+    better = paired_sentence(PAIRED["kd"], "kd", "baseline")
     assert better.startswith("**kd beat the baseline student**: 78.0% vs 70.0%")
     assert "+8.0 points (paired 95% interval +3.0 to +13.0; McNemar p = 0.004)" in better
     assert "the baseline student alone was right on 6 examples, kd alone on 22" in better
     assert "sweep" not in better
 
-    worse = charts.paired_sentence(comparison(22, 6, 0.78, -0.13, -0.03), "kd", "baseline")
+    worse = paired_sentence(comparison(22, 6, 0.78, -0.13, -0.03), "kd", "baseline")
     assert worse.startswith("**The baseline student beat kd**") and "-8.0 points" in worse
     assert "alone was right on 22 examples, kd alone on 6" in worse
 
-    unclear = charts.paired_sentence(PAIRED["kd_att"], "kd_att", "baseline")
+    unclear = paired_sentence(PAIRED["kd_att"], "kd_att", "baseline")
     assert unclear.startswith("**No clear difference** between kd_att and the baseline student on 200 examples")
     assert f"McNemar p = {PAIRED['kd_att']['p']:.3f}" in unclear and "-3.0 to +7.0" in unclear
     assert "python -m distill_core sweep --seeds 0-4" in unclear
@@ -104,17 +105,17 @@ def test_verdict_follows_p_not_the_sign():
     """A difference of +8 points with p >= 0.05 is no clear difference, even though the variant is ahead."""
     c = comparison(2, 6, 0.70, -0.01, 0.05)
     assert c["p"] >= 0.05
-    assert charts.paired_sentence(c, "kd", "baseline").startswith("**No clear difference**")
-    assert charts.p_text(0.0001) == "p < 0.001" and charts.p_text(0.0432) == "p = 0.043"
+    assert paired_sentence(c, "kd", "baseline").startswith("**No clear difference**")
+    assert p_text(0.0001) == "p < 0.001" and p_text(0.0432) == "p = 0.043"
 
 
 def test_paired_verdicts_rows_and_difference_chart():
-    rows = charts.paired_verdicts(PAIRED, summary()["accuracy"], ["baseline", "kd", "kd_att"], "baseline")
+    rows = paired_verdicts(PAIRED, summary()["accuracy"], ["baseline", "kd", "kd_att"], "baseline")
     assert [(r["variant"], r["verdict"]) for r in rows] == [("baseline", "reference"), ("kd", "better"),
                                                             ("kd_att", "unclear")]
-    lines = charts.verdict_lines(rows, "baseline")
-    assert lines == [charts.paired_sentence(PAIRED[v], v, "baseline") for v in ("kd", "kd_att")]
-    fig = charts.difference_chart(rows, "baseline", ["baseline", "kd", "kd_att"])
+    lines = verdict_lines(rows, "baseline")
+    assert lines == [paired_sentence(PAIRED[v], v, "baseline") for v in ("kd", "kd_att")]
+    fig = fig_accuracy.difference_chart(rows, "baseline", ["baseline", "kd", "kd_att"])
     np.testing.assert_allclose([tr.x[0] for tr in fig.data], [8.0, 2.0])
     np.testing.assert_allclose([tr.error_x.array[0] for tr in fig.data], [5.0, 5.0])       # hi - diff
     np.testing.assert_allclose([tr.error_x.arrayminus[0] for tr in fig.data], [5.0, 5.0])  # diff - lo
@@ -122,12 +123,12 @@ def test_paired_verdicts_rows_and_difference_chart():
 
 
 def test_health_lines_put_the_teacher_first():
-    lines = charts.health_lines(TEACHER_WARNINGS)
-    assert lines[0] == charts.TEACHER_PROBLEM and "teacher.finetune_epochs" in lines[0]
+    lines = health_lines(TEACHER_WARNINGS)
+    assert lines[0] == TEACHER_PROBLEM and "teacher.finetune_epochs" in lines[0]
     assert lines[1:] == [w["message"] for w in TEACHER_WARNINGS]
     student = [{"model": "kd", "kind": "below_majority", "message": "The kd reaches 50.0% ..."}]
-    assert charts.health_lines(student) == ["The kd reaches 50.0% ..."]
-    assert charts.health_lines([]) == []
+    assert health_lines(student) == ["The kd reaches 50.0% ..."]
+    assert health_lines([]) == []
 
 
 # ---- command line -------------------------------------------------------------------------------------
@@ -160,12 +161,12 @@ def test_accuracy_page_shows_warnings_and_the_paired_verdict(hand_store):
     make(summary())
     at = page("accuracy")
     warnings = texts(at.warning)
-    assert charts.TEACHER_PROBLEM in warnings
+    assert TEACHER_PROBLEM in warnings
     assert all(w["message"] in warnings for w in TEACHER_WARNINGS)
     assert "Always answering the most common class scores **50.0%**" in texts(at.markdown)
     verdict = texts(at.success)          # one variant is better: the verdict box is a success box
-    assert charts.paired_sentence(PAIRED["kd"], "kd", "baseline") in verdict
-    assert charts.paired_sentence(PAIRED["kd_att"], "kd_att", "baseline") in verdict
+    assert paired_sentence(PAIRED["kd"], "kd", "baseline") in verdict
+    assert paired_sentence(PAIRED["kd_att"], "kd_att", "baseline") in verdict
     assert "200 test examples" in verdict and "McNemar's exact test" in verdict
     assert "independent" not in verdict
     df = at.dataframe[0].value
@@ -187,7 +188,7 @@ def test_accuracy_page_of_an_old_run_keeps_the_independent_reading(hand_store):
     assert not at.warning
     verdict = texts(at.success) + texts(at.info)
     assert "independent" in verdict and "McNemar" not in verdict
-    d, lo, hi = charts.difference_interval(0.78, 0.70, N)
+    d, lo, hi = difference_interval(0.78, 0.70, N)
     assert f"{lo * 100:+.1f} to {hi * 100:+.1f}" in verdict
     assert "McNemar p" not in at.dataframe[0].value.columns
 
@@ -197,7 +198,7 @@ def test_new_session_finished_block_warns_and_greys_an_unclear_difference(hand_s
     _, make = hand_store
     run_id = make(summary())
     at = page("new_session", {"run": run_id}, timeout=90)
-    assert charts.TEACHER_PROBLEM in texts(at.warning)
+    assert TEACHER_PROBLEM in texts(at.warning)
     shown = {m.label: m for m in at.metric}
     assert shown["kd test accuracy"].delta == "+8.0 points vs baseline"
     assert shown["kd_att test accuracy"].delta == "+2.0 points vs baseline"

@@ -14,7 +14,7 @@ from pathlib import Path
 import plotly.offline
 import pytest
 
-from app import charts
+from app.figures import divergence as fig_divergence
 from app.report import AVERAGE, HeatmapChoice, ReportError, build_report, default_heatmaps, write_report
 from app_helpers import open_page, texts
 from distill_core import RunStore
@@ -22,7 +22,8 @@ from distill_core.__main__ import main
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
-from distill_core.stats import p_text
+from distill_core.stats import binomial_halfwidth, p_text
+from distill_core.verdicts import divergence_reading, paired_verdicts, verdict_lines
 from distill_core.vocab import TEACHER, model_label
 
 PLOTLY_JS = plotly.offline.get_plotlyjs()
@@ -130,7 +131,7 @@ def check_accuracy_table(page: str, summary: dict) -> None:
     for m in (TEACHER, *variants):
         row = rows[model_label(m, ref)]
         assert row["accuracy (%)"] == f"{100 * acc[m]:.1f}"
-        assert row["± 95% (points)"] == f"{100 * charts.binomial_halfwidth(acc[m], n):.1f}"
+        assert row["± 95% (points)"] == f"{100 * binomial_halfwidth(acc[m], n):.1f}"
         c = summary["paired"].get(m)
         if c is None:                                    # the teacher and the reference
             assert row[vs] == row["McNemar p"] == "–"
@@ -139,8 +140,8 @@ def check_accuracy_table(page: str, summary: dict) -> None:
         assert row["paired 95% interval (points)"] == f"{100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}"
         assert row["McNemar p"] == p_text(c["p"]).removeprefix("p ").removeprefix("= ")
         assert row["only it right / only reference right"] == f"{c['variant_only']} / {c['ref_only']}"
-    rows_v = charts.paired_verdicts(summary["paired"], acc, variants, ref)
-    for line in charts.verdict_lines(rows_v, ref):                   # the verdicts, as the Accuracy page words them
+    rows_v = paired_verdicts(summary["paired"], acc, variants, ref)
+    for line in verdict_lines(rows_v, ref):                   # the verdicts, as the Accuracy page words them
         assert " ".join(line.replace("**", "").replace("`", "").split()) in text
     for w in summary["warnings"]:
         assert " ".join(w["message"].split()) in text
@@ -195,8 +196,8 @@ def test_report_of_four_variants(four_variant_run, tmp_path):
     # the layer x head grid is of the last epoch, and the reading of the curves is the Divergence page's
     assert "Layer × head at epoch 2" in text
     records = [r for r in run.metrics() if "attention" in r]
-    labels = charts.pair_labels(run.probe()["pairs"])
-    reading = charts.divergence_reading(records, "js", labels, summary["variants"], "baseline")
+    labels = fig_divergence.pair_labels(run.probe()["pairs"])
+    reading = divergence_reading(records, "js", labels, summary["variants"], "baseline")
     assert " ".join(reading.split()) in text
 
 

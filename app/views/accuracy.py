@@ -4,8 +4,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live, state, teacher_charts
+from app import common, live, state
+from app.figures import accuracy as fig_accuracy
+from app.figures import teachers as fig_teachers
+from app.tables import accuracy_rows, vs_column
 from distill_core.errors import DistillError
+from distill_core.verdicts import (accuracy_verdicts, best_epoch_text, ensemble_reading, health_lines, paired_verdicts,
+                                   robustness_reading, verdict_lines)
 from distill_core.vocab import TEACHER
 
 K = "accuracy."
@@ -56,7 +61,7 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
     st.stop()
 
 # ---- model health: what must be read before any accuracy ---------------------------------------------
-if health := charts.health_lines(summary.get("warnings") or []):
+if health := health_lines(summary.get("warnings") or []):
     st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
 majority = summary.get("majority_rate")
 if majority is not None:
@@ -64,49 +69,14 @@ if majority is not None:
                 "has learned something only if it clearly beats that.")
 
 params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, summary.get("latency_ms") or {}
-t_acc, t_lat = acc.get(TEACHER), latency.get(TEACHER)
 paired = summary.get("paired") or {}      # older runs: none, and the independent intervals below
-rows_v = (charts.paired_verdicts(paired, acc, variants.names, ref) if paired
-          else charts.accuracy_verdicts(acc, n, variants.names, ref))
+rows_v = (paired_verdicts(paired, acc, variants.names, ref) if paired
+          else accuracy_verdicts(acc, n, variants.names, ref))
 verdicts = {r["variant"]: r for r in rows_v}
-vs = f"vs {ref or 'reference'} (points)"
-
-
-def paired_cells(v: dict) -> dict:
-    """The table's paired columns for one model's row (empty for the teacher and the reference)."""
-    has = "p" in v
-    return {"paired 95% interval (points)": f"{100 * v['lo']:+.1f} to {100 * v['hi']:+.1f}" if has else None,
-            "McNemar p": v.get("p"),
-            "only it right / only reference right": f"{v['variant_only']} / {v['ref_only']}" if has else None}
-
-
-losses = common.objectives_text(run)
-rows = []
-for m in (TEACHER, *variants.names):
-    if m not in params and acc.get(m) is None:
-        continue
-    a, v = acc.get(m), verdicts.get(m, {})
-    rows.append({
-        "model": variants.label(m),
-        "objectives": None if m == TEACHER else losses.get(m),
-        "accuracy (%)": 100 * a if a is not None else None,
-        "± 95% (points)": 100 * charts.binomial_halfwidth(a, n) if a is not None and n else None,
-        vs: 100 * v["diff"] if v.get("diff") is not None else None,
-        **(paired_cells(v) if paired else {}),
-        "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
-        "params (M)": params[m] / 1e6 if m in params else None,
-        "size (MB)": size[m] / 1e6 if m in size else None,
-        "latency (ms)": latency.get(m),
-        "speed-up": t_lat / latency[m] if t_lat and latency.get(m) else None,
-    })
-    if m == TEACHER:                     # several teachers: the others and their ensemble, right after the first
-        for t in teacher_charts.further_rows(summary):
-            a = t["accuracy"]
-            rows.append({"model": t["label"], "accuracy (%)": 100 * a if a is not None else None,
-                         "± 95% (points)": 100 * charts.binomial_halfwidth(a, n) if a is not None and n else None,
-                         "% of teacher's accuracy": 100 * a / t_acc if a is not None and t_acc else None,
-                         "params (M)": t["params"] / 1e6 if t["params"] else None,
-                         "size (MB)": t["size_bytes"] / 1e6 if t["size_bytes"] else None})
+vs = vs_column(ref)
+rows = accuracy_rows((TEACHER, *variants.names), acc, n, verdicts, variants.label, common.objectives_text(run), params,
+                     ref, paired=bool(paired), costs=(size, latency),
+                     further=fig_teachers.further_rows(summary))   # several teachers: the others, after the first
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
     "accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
     "± 95% (points)": st.column_config.NumberColumn(
@@ -128,14 +98,14 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="
 device = summary.get("device") or "unknown device"
 st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
            f"probe {'images' if image_run else 'texts'}) on **{device}**; size on disk: the saved weights.")
-if best := charts.best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
+if best := best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
     st.caption(best)
-if reading := teacher_charts.ensemble_reading(teacher_charts.with_twins(summary, run.config(), run.predictions()),
-                                              variants.label):
+if reading := ensemble_reading(fig_teachers.with_twins(summary, run.config(), run.predictions()),
+                               variants.label):
     st.markdown(reading)
 
 # ---- the verdict, each variant against the reference -------------------------------------------------
-lines = charts.verdict_lines(list(verdicts.values()), ref)
+lines = verdict_lines(list(verdicts.values()), ref)
 if lines:
     kinds = {r["verdict"] for r in verdicts.values()}
     show = st.success if "better" in kinds else st.warning if "worse" in kinds else st.info
@@ -155,14 +125,14 @@ elif ref is None:
             "against.")
 
 c1, c2 = st.columns([1, 1], gap="medium")
-bars = charts.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority)
+bars = fig_accuracy.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority)
 with c1:
     st.plotly_chart(common.sized(bars), width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
 with c2:
     if lines:
-        diff = charts.difference_chart(list(verdicts.values()), ref, variants.names)
+        diff = fig_accuracy.difference_chart(list(verdicts.values()), ref, variants.names)
         st.plotly_chart(common.sized(diff), width="stretch", config=common.PLOTLY_CONFIG, key=K + "difference")
-cost = charts.efficiency_bars(params, size, latency, device, variants.names, ref)
+cost = fig_accuracy.efficiency_bars(params, size, latency, device, variants.names, ref)
 st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
 # ---- robustness under attack --------------------------------------------------------------------------
 st.subheader("Robustness under attack")
@@ -185,9 +155,9 @@ except DistillError as e:
     common.show_error(e)
     robust = None
 if robust:
-    st.plotly_chart(common.sized(charts.robustness_figure(robust, variants.names, ref)), width="stretch",
+    st.plotly_chart(common.sized(fig_accuracy.robustness_figure(robust, variants.names, ref)), width="stretch",
                     config=common.PLOTLY_CONFIG, key=K + "robustness")
-    st.markdown(charts.robustness_reading(robust, ref))
+    st.markdown(robustness_reading(robust, ref))
 else:
     nudged = ("pixels are nudged, each by at most a small fraction of the pixel range" if image_run else
               "word embeddings are nudged, each by a small fraction of its own size")

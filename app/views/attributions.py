@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live, state
-from app import image_attribution_charts as iac
+from app import common, live, state
+from app.figures import attribution as fig_attribution
+from app.figures import image_attribution as iac
 from distill_core import RunStore
 from distill_core import image_attribution as ia
 from distill_core import image_maps
 from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
 from distill_core.reopen import reopen
+from distill_core.verdicts import attribution_reading
 from distill_core.vocab import TEACHER
 
 K = "attributions."
@@ -280,7 +282,7 @@ if st.session_state.get(K + "student") not in students:
 student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
                    format_func=variants.label)
 view.sync()
-st.info(charts.attribution_reading(student, stats, variants.reference), icon="🧾")
-st.plotly_chart(common.sized(charts.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
+st.info(attribution_reading(student, stats, variants.reference), icon="🧾")
+st.plotly_chart(common.sized(fig_attribution.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
                                         variants.label(student))), width="stretch", config=common.PLOTLY_CONFIG,
                 key=K + "bars")

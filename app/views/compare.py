@@ -7,11 +7,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, state
-from app import image_attribution_charts as iac
+from app import common, state
+from app.figures import compare as fig_compare
+from app.figures import divergence as fig_divergence
+from app.figures import image_attribution as iac
+from app.figures import maps as fig_maps
 from distill_core import analysis
 from distill_core.config import flat_settings
 from distill_core.errors import DistillError
+from distill_core.verdicts import divergence_difference_reading, divergence_series
 from distill_core.vocab import METRIC_HELP, METRIC_LABELS, METRICS
 
 K = "compare."
@@ -248,8 +252,8 @@ def head_text(head: int) -> str:
 def maps_figure(c: Candidate, ex: int, maps: list, titles: list, diff: bool):
     """Token × token maps on one scale (then A − B), or a CNN run's maps over its probe picture."""
     if not iac.is_pixel_run(c.probe):
-        return charts.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma,
-                                 diff=(len(maps) - 2, len(maps) - 1) if diff else None, diff_title="A − B")
+        return fig_maps.map_panels(maps, c.probe["tokens"][ex], titles, gamma=gamma,
+                                   diff=(len(maps) - 2, len(maps) - 1) if diff else None, diff_title="A − B")
     pixels = [iac.pixel_maps(m, c.probe["image_size"]) for m in maps]
     kinds = ["positive"] * len(pixels)
     if diff:
@@ -312,7 +316,7 @@ st.caption(METRIC_HELP[metric])
 
 def grid_of(c: Candidate, variant: str, epoch: int) -> np.ndarray | None:
     """(mapped pairs, compared heads) values of the metric at one epoch, from the run's metric records."""
-    epochs, values = charts.divergence_series(common.metrics(c.run.id), variant, metric)
+    epochs, values = divergence_series(common.metrics(c.run.id), variant, metric)
     return values[epochs.index(epoch)] if epoch in epochs else None
 
 
@@ -349,11 +353,11 @@ elif both is None:
 else:
     pairs, values_a, values_b = both
     diff = values_a - values_b
-    rows = charts.pair_labels(pairs)
+    rows = fig_divergence.pair_labels(pairs)
     rule = a.probe["head_rule"]
     cols = ["all heads (mean rule)"] if rule == "mean" and diff.shape[1] == 1 else None
-    st.info(charts.divergence_difference_reading(diff, rows, metric, cols), icon="🧾")
-    st.plotly_chart(common.sized(charts.divergence_difference_grid(
+    st.info(divergence_difference_reading(diff, rows, metric, cols), icon="🧾")
+    st.plotly_chart(common.sized(fig_compare.divergence_difference_grid(
         diff, rows, metric, title=f"{METRIC_LABELS[metric]}: A at epoch {a_epoch} minus B at epoch {b_epoch}",
         col_labels=cols)), width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
     notes = []
@@ -383,9 +387,9 @@ if unfinished:
 else:
     pair = [("A", summaries[a_run]), ("B", summaries[b_run])]
     c1, c2 = st.columns(2)
-    c1.plotly_chart(common.sized(charts.compare_runs_divergence(pair)), width="stretch", config=common.PLOTLY_CONFIG,
-                    key=K + "run_divergence")
-    c2.plotly_chart(common.sized(charts.compare_runs_accuracy(pair)), width="stretch", config=common.PLOTLY_CONFIG,
+    c1.plotly_chart(common.sized(fig_compare.compare_runs_divergence(pair)), width="stretch",
+                    config=common.PLOTLY_CONFIG, key=K + "run_divergence")
+    c2.plotly_chart(common.sized(fig_compare.compare_runs_accuracy(pair)), width="stretch", config=common.PLOTLY_CONFIG,
                     key=K + "run_accuracy")
     st.caption(f"A = run {a_run}, B = run {b_run}, every variant of each. One colour per variant; run A solid lines "
                "and plain bars, run B dotted lines and hatched bars. Lower divergence means the variant's attention "

@@ -5,9 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from app import common, state
-from app import compression_charts as cc
+from app.figures import compression as cc
 from distill_core import compress
 from distill_core.errors import DistillError
+from distill_core.verdicts import heads_reading
 
 K = "compression."
 ALL = "__all__"
@@ -71,7 +72,7 @@ if common.presenting():
                    "each line: test accuracy as more heads are masked, least important first",
                    "a flatter line depends on fewer of its heads"])
 
-reading = cc.heads_reading(record, names, ref)
+reading = heads_reading(record, names, ref)
 if reading:
     st.markdown(reading)
 pruning = cc.pruning_figure(record, names, ref)

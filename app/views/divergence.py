@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import charts, common, layer_suggestion, state
-from app import image_attribution_charts as iac
+from app import common, layer_suggestion, state
+from app.figures import divergence as fig_divergence
+from app.figures import image_attribution as iac
 from distill_core import SessionConfig
 from distill_core.errors import DistillError
+from distill_core.verdicts import divergence_reading, divergence_series
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
 
 K = "divergence."
@@ -40,7 +42,7 @@ try:        # each variant's weighted losses: the reading says what its closer a
 except DistillError:
     losses = None
 
-labels = charts.pair_labels(probe.get("pairs", []))
+labels = fig_divergence.pair_labels(probe.get("pairs", []))
 c1, c2 = st.columns([1, 2], gap="large")
 with c1:
     if st.session_state.get(K + "metric") not in METRICS:
@@ -59,9 +61,9 @@ with c2:
                     "mean": "Head rule mean: both sides are averaged over their heads, one comparison per layer pair."
                     }.get(rule, ""))
 
-st.info(charts.divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
-curves = charts.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
-                                  labels=labels)
+st.info(divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
+curves = fig_divergence.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
+                                          labels=labels)
 st.plotly_chart(common.sized(curves), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
 ref_text = (f"Dashed: the {variants.label(variants.reference)}, trained on the labels only, the reference the others "
             f"are compared with." if variants.reference else "This run has no labels-only reference variant.")
@@ -70,7 +72,7 @@ common.weights_chart(run, K + "weights", variants=variants)
 
 # ---- layer x head at one epoch -----------------------------------------------------------------------
 st.subheader("Layer × head at one epoch")
-series = {v: charts.divergence_series(records, v, metric) for v in variants.names}
+series = {v: divergence_series(records, v, metric) for v in variants.names}
 series = {v: s for v, s in series.items() if s[0]}
 epochs = sorted(set().union(*(set(e) for e, _ in series.values())))
 if st.session_state.get(K + "epoch") not in epochs:
@@ -86,8 +88,9 @@ rows = labels if len(labels) == n_rows else [f"pair {k}" for k in range(n_rows)]
 view.sync()
 with head_r:
     state.link_button(view)
-picked = st.plotly_chart(common.sized(charts.variant_grids(grids, rows, metric, variants.names, variants.reference,
-                                              title=f"{METRIC_LABELS[metric]} at epoch {epoch}")),
+picked = st.plotly_chart(common.sized(fig_divergence.variant_grids(grids, rows, metric, variants.names,
+                                                                  variants.reference,
+                                                                  title=f"{METRIC_LABELS[metric]} at epoch {epoch}")),
                          width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid", on_select="rerun",
                          selection_mode="points")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \
@@ -109,7 +112,7 @@ def open_in_explorer(variant: str, pair: int, head: int) -> None:
     st.switch_page("views/explorer.py")
 
 
-cell = charts.selected_cell(picked, [v for v in variants.names if v in grids], rows)
+cell = fig_divergence.selected_cell(picked, [v for v in variants.names if v in grids], rows)
 if cell is not None:
     open_in_explorer(*cell)
 c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, common, live, state
+from app import common, live, state
+from app.figures import base as fig_base
+from app.figures import maps as fig_maps
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
@@ -183,9 +185,9 @@ elif not typed:
 # ---- the maps, every token labelled: a window of a long input ----------------------------------------------
 n_tokens = len(tokens)
 if present:                                     # teacher and student only, two large maps in a row
-    arrangement, fit = charts.ROW, charts.tokens_that_fit(charts.PRESENT_PX, 2, font)
+    arrangement, fit = fig_maps.ROW, fig_maps.tokens_that_fit(fig_base.PRESENT_PX, 2, font)
 else:
-    arrangement, fit = charts.triptych_arrangement(n_tokens, charts.WIDE_PX, font)
+    arrangement, fit = fig_maps.triptych_arrangement(n_tokens, fig_base.WIDE_PX, font)
 window = (0, n_tokens)
 if n_tokens > fit:
     stored = st.session_state.get(K + "window")
@@ -196,14 +198,14 @@ if n_tokens > fit:
                             "labelled at a readable size. Drag the range to move along the text or widen it.")
     st.caption(f"Tokens {window[0]}–{window[1] - 1} of {n_tokens}, on both axes: weights on tokens outside the "
                "window are not drawn, so a row can sum to less than 1.")
-w_tokens, (t_win, s_win) = charts.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
+w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
 titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
     st.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, {s_desc}, "
                 f"{when}")
     titles = (teacher_name, variants.label(student), "")
-fig = charts.heatmap_triptych(t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
-                              arrangement=arrangement, titles=titles)
+fig = fig_maps.heatmap_triptych(t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
+                                arrangement=arrangement, titles=titles)
 st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
 st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
@@ -212,7 +214,7 @@ before_shown = None
 if before is not None:
     b = before[s_layer]
     before_shown = b.mean(0) if s_head == AVERAGE else b[s_head]
-common.notice(charts.map_reading(teacher_shown, student_shown, tokens, variants.label(student), before=before_shown))
+common.notice(fig_maps.map_reading(teacher_shown, student_shown, tokens, variants.label(student), before=before_shown))
 view.sync()
 with head_r:
     state.link_button(view)
@@ -244,9 +246,9 @@ st.caption("“Shown maps” compares the two maps above; “as trained” compa
 st.subheader("All heads of both layers")
 zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
 cols = min(6, max(Ht, Hs))                       # same panel size for both models
-st.plotly_chart(charts.head_grid(t_layer_maps, tokens, f"{teacher_name} layer {t_layer}", cols=cols, zmax=zmax,
-                                 gamma=gamma,
-                                 highlight=t_heads if len(t_heads) < Ht else ()),
+st.plotly_chart(fig_maps.head_grid(t_layer_maps, tokens, f"{teacher_name} layer {t_layer}", cols=cols, zmax=zmax,
+                                   gamma=gamma,
+                                   highlight=t_heads if len(t_heads) < Ht else ()),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "teacher_grid")
 pruned_versions = [v for v in ((compress.read_compression(run) or {}).get("variants", {}).get(student, {})
                                .get("versions") or []) if v.get("kind") == "pruned"]
@@ -261,16 +263,16 @@ if pruned_versions:                              # the run was compressed: which
                                "Compression page has every version and the accuracy as heads are removed.")
     mask = compress.pruned_heads(run, student, chosen) if chosen != "none" else None
     greyed = [h for h in range(Hs) if mask is not None and mask[s_layer][h]]
-st.plotly_chart(charts.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
-                                 gamma=gamma,
-                                 highlight=[] if s_head == AVERAGE else [s_head], greyed=greyed),
+st.plotly_chart(fig_maps.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
+                                   gamma=gamma,
+                                   highlight=[] if s_head == AVERAGE else [s_head], greyed=greyed),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "student_grid")
 st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above."
            + (" Grey: the heads the chosen pruned version masks in this layer (their maps as trained)." if pruned_versions
               else ""))
 
 st.subheader("Head-averaged view")
-st.plotly_chart(charts.heatmap_triptych(
+st.plotly_chart(fig_maps.heatmap_triptych(
     t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
     titles=(f"{teacher_name} L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
             "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")
@@ -309,8 +311,8 @@ if eps > 0:
                        f"{student} L{s_layer} · {s_desc}")}
     for m, (layer, heads, title) in sides.items():
         clean, attacked = (found[m][k][layer][heads].mean(0) for k in ("clean", "attacked"))     # (T, T) each
-        fig = charts.map_panels([clean, attacked], a_tokens, (f"{title} · clean", "under attack"), gamma=gamma,
-                                diff=(1, 0), diff_title="attacked − clean", font_size=font)
+        fig = fig_maps.map_panels([clean, attacked], a_tokens, (f"{title} · clean", "under attack"), gamma=gamma,
+                                  diff=(1, 0), diff_title="attacked − clean", font_size=font)
         st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG,
                         key=K + ("attack_teacher" if m == TEACHER else "attack_student"))
     names = probe["label_names"]

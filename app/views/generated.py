@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from app import common, state
-from app import image_attribution_charts as iac
+from app.figures import image_attribution as iac
 from distill_core.errors import DistillError
 
 K = "generated."

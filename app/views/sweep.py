@@ -2,10 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from app import charts, common
+from app import common
 from app import run_list as rl
+from app.figures import sweep as fig_sweep
 from distill_core.errors import DistillError
 from distill_core.sweep import SweepStore, summarize_sweep
+from distill_core.verdicts import sweep_verdict_lines
 
 SELECTED = rl.SWEEP_SELECTED     # set by other pages (Runs, New session) to open a sweep here
 PICK = "sweep.pick"
@@ -53,12 +55,12 @@ def show(sweep_id: str) -> str | None:
                                 "final JS": st.column_config.NumberColumn(format="%.4f",
                                                                           help="lower = closer to the teacher")})
     st.subheader(f"Against the {summary.get('reference') or 'reference'}")
-    lines = charts.sweep_verdict_lines(summary)
+    lines = sweep_verdict_lines(summary)
     if not lines:
         st.caption("This sweep has no labels-only reference variant (or no other variant) to compare with.")
     for line in lines:
         st.markdown(line)
-    st.plotly_chart(common.sized(charts.sweep_figure(summary)), width="stretch", config=common.PLOTLY_CONFIG,
+    st.plotly_chart(common.sized(fig_sweep.sweep_figure(summary)), width="stretch", config=common.PLOTLY_CONFIG,
                     key="sweep.figure")
     if summary.get("warnings"):
         st.warning("\n\n".join(w["message"] for w in summary["warnings"]), icon="⚠️")

@@ -3,7 +3,7 @@
 Every map here is an (H, W) distribution over the picture's pixels (distill_core.image_maps.spatial_map), drawn as a
 semi-transparent heatmap over the picture in grey: clear up to an even share of the map, then more opaque the more of
 the map a pixel holds. Teacher and student share one colour scale; their difference has its own diverging scale,
-clear at 0. No Streamlit here.
+clear at 0 (both in app/figures/base.py). No Streamlit here.
 """
 from __future__ import annotations
 
@@ -13,18 +13,16 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from app.charts import FONT, TOOLBAR_PX
+from app.figures.base import FONT, GREY_SCALE, OVERLAY_DIFF_SCALE, OVERLAY_SCALE, TOOLBAR_PX
 from distill_core.image_maps import spatial_js, top_region
 
-# Attention over the grey picture: clear where a map is near 0 (the picture shows through), then red, then an
-# opaque yellow where it is largest. The difference is clear at 0, blue where the student looks less, red more.
-OVERLAY_SCALE = [[0.0, "rgba(220,38,38,0)"], [0.25, "rgba(220,38,38,0.35)"], [0.6, "rgba(249,115,22,0.7)"],
-                 [1.0, "rgba(253,224,71,0.92)"]]
-OVERLAY_DIFF_SCALE = [[0.0, "rgba(33,102,172,0.92)"], [0.3, "rgba(103,169,207,0.6)"], [0.5, "rgba(247,247,247,0)"],
-                      [0.7, "rgba(239,138,98,0.6)"], [1.0, "rgba(178,24,43,0.92)"]]
+
 NEARLY_EVEN = 1.25                   # a map whose brightest pixel holds less than this × an even share reads as even
+
+
 FOCUS_FLOOR = 2.0                    # the colour scale reaches at least twice an even share: an even map stays pale
-GREY_SCALE = [[0.0, "rgb(0,0,0)"], [1.0, "rgb(255,255,255)"]]
+
+
 PICTURE = "picture"                  # the name of the grey traces
 
 

@@ -1,8 +1,9 @@
-"""The figure of the loss weights and KD temperature each variant trained with (charts.weights_and_temperature),
-from synthetic train_steps.jsonl records."""
+"""The figure of the loss weights and KD temperature each variant trained with (weights_and_temperature in
+app/figures/curves.py), from synthetic train_steps.jsonl records."""
 from __future__ import annotations
 
-from app import charts
+from app.figures import base as fig_base
+from app.figures import curves as fig_curves
 from distill_core.vocab import variant_colors
 
 VARIANTS = ["baseline", "kd", "kd_sched"]
@@ -27,7 +28,7 @@ def records(changing: bool = True, temperature: bool = False, new_keys: bool = T
 
 
 def test_a_changing_weight_gets_its_panel_and_a_line_per_changing_variant():
-    fig = charts.weights_and_temperature(records(), VARIANTS, reference="baseline", epochs=2)
+    fig = fig_curves.weights_and_temperature(records(), VARIANTS, reference="baseline", epochs=2)
     assert fig is not None
     assert fig.layout.title.text == "Loss weights and temperature actually used"
     titles = [a.text for a in fig.layout.annotations]
@@ -41,7 +42,7 @@ def test_a_changing_weight_gets_its_panel_and_a_line_per_changing_variant():
 
 
 def test_a_changing_temperature_adds_its_panel_last():
-    fig = charts.weights_and_temperature(records(temperature=True), VARIANTS, reference="baseline")
+    fig = fig_curves.weights_and_temperature(records(temperature=True), VARIANTS, reference="baseline")
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["<b>weight of attention KL</b>", "<b>KD temperature</b>"]
     panels = {(t.meta["panel"], t.meta["student"]) for t in fig.data}
@@ -56,18 +57,18 @@ def test_a_changing_temperature_adds_its_panel_last():
 def test_the_reference_is_dashed():
     recs = [dict(r, weights={"ce": 1.0 - 0.1 * i}) if r["student"] == "baseline" else r
             for i, r in enumerate(records(changing=False))]
-    fig = charts.weights_and_temperature(recs, VARIANTS, reference="baseline")
+    fig = fig_curves.weights_and_temperature(recs, VARIANTS, reference="baseline")
     (line,) = fig.data
-    assert line.meta["student"] == "baseline" and line.line.dash == charts.REFERENCE_DASH
+    assert line.meta["student"] == "baseline" and line.line.dash == fig_base.REFERENCE_DASH
 
 
 def test_constant_weights_and_temperature_give_no_figure():
-    assert charts.weights_and_temperature(records(changing=False), VARIANTS, reference="baseline") is None
+    assert fig_curves.weights_and_temperature(records(changing=False), VARIANTS, reference="baseline") is None
 
 
 def test_records_without_weights_or_temperature_give_no_figure():
-    assert charts.weights_and_temperature(records(new_keys=False), VARIANTS) is None
-    assert charts.weights_and_temperature([], VARIANTS) is None
+    assert fig_curves.weights_and_temperature(records(new_keys=False), VARIANTS) is None
+    assert fig_curves.weights_and_temperature([], VARIANTS) is None
 
 
 # ---- the Divergence page draws it under the divergence curves, for a run written by hand (nothing trains) --------

@@ -19,14 +19,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.charts import FONT
-from app.image_charts import grey
+from app.figures.base import ATTRIBUTION_DIFF_SCALE, FONT, PICTURE_SCALE, POSITIVE_SCALE, SIGNED_SCALE
+from app.figures.images import grey
 from distill_core.vocab import FAMILY_NAMES
 
-SIGNED_SCALE = [[0.0, "rgba(220,38,38,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(22,163,74,0.85)"]]
-POSITIVE_SCALE = [[0.0, "rgba(249,115,22,0)"], [1.0, "rgba(234,88,12,0.7)"]]   # the picture shows through
-DIFF_SCALE = [[0.0, "rgba(33,102,172,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(178,24,43,0.85)"]]
-SCALES = {"signed": SIGNED_SCALE, "positive": POSITIVE_SCALE, "difference": DIFF_SCALE}
+
+SCALES = {"signed": SIGNED_SCALE, "positive": POSITIVE_SCALE, "difference": ATTRIBUTION_DIFF_SCALE}
+
+
 PANEL_PX = 300                       # the height of a row of panels
 
 
@@ -58,7 +58,7 @@ def overlay_panels(image, maps: Sequence[np.ndarray], titles: Sequence[str], kin
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(titles), horizontal_spacing=0.03)
     rows, cols = np.mgrid[0:h, 0:w]
     for k, (m, kind, peak) in enumerate(zip(maps, kinds, peaks), start=1):
-        fig.add_trace(go.Heatmap(z=base, colorscale="gray", zmin=0, zmax=255, showscale=False, hoverinfo="skip"),
+        fig.add_trace(go.Heatmap(z=base, colorscale=PICTURE_SCALE, zmin=0, zmax=255, showscale=False, hoverinfo="skip"),
                       row=1, col=k)
         fig.add_trace(go.Heatmap(
             z=_scaled(m, peak), customdata=np.dstack([m, rows, cols]), colorscale=SCALES[kind], showscale=False,
@@ -145,7 +145,7 @@ def picture_grid(pictures: Sequence, titles: Sequence[str], cols: int = 8, panel
     for k, picture in enumerate(pictures):
         base = grey(picture)
         r, c = divmod(k, cols)
-        fig.add_trace(go.Heatmap(z=base, colorscale="gray", zmin=0, zmax=255, showscale=False,
+        fig.add_trace(go.Heatmap(z=base, colorscale=PICTURE_SCALE, zmin=0, zmax=255, showscale=False,
                                  hovertemplate="row %{y}, column %{x}: %{z:.0f}<extra></extra>"), row=r + 1, col=c + 1)
         h, w = base.shape
         axis = "" if k == 0 else str(k + 1)

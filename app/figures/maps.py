@@ -1,0 +1,322 @@
+"""Attention maps as heatmaps: one teacher map against one student map (the triptych), maps side by side, and the
+heads of a layer (or a whole layers x heads grid) as small multiples; plus how many tokens a map can label.
+
+Attention maps follow BertViz's layout: one map is `(T, T)` with query tokens on rows and key tokens on
+columns, one layer is `(H, T, T)`. In every heatmap the keys run along x and the queries down y, the first
+token at the top left, as a matrix is printed.
+
+Large grids are built by laying out axes by hand (one heatmap trace per panel, no per-cell annotations):
+`make_subplots` is several times slower for the 6 x 12 head grid of a MiniLM teacher. No Streamlit here.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from app.figures.base import (DIFF_SCALE, FONT, TOKEN_PX, TOOLBAR_PX, axis_labels, base_layout, map_colorscale,
+                              plain_label)
+from distill_core.metrics import map_metric
+
+
+ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
+
+
+def _check_square(name: str, m: np.ndarray, t: int | None = None) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be a (T, T) attention map, got shape {m.shape}")
+    if t is not None and m.shape[0] != t:
+        raise ValueError(f"{name} covers {m.shape[0]} tokens but {t} tokens were given")
+    return m
+
+
+def _panel_annotation(text: str, xdomain, ydomain, size: int = 12) -> dict:
+    return dict(text=text, x=(xdomain[0] + xdomain[1]) / 2, y=ydomain[1], xref="paper", yref="paper",
+                xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=size))
+
+
+def map_window(tokens: Sequence[str], start: int, stop: int, *maps: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Tokens start..stop-1 and the same rows and columns of each (T, T) map (a window on a long input)."""
+    t = len(tokens)
+    start, stop = max(0, int(start)), min(t, int(stop))
+    if stop <= start:
+        raise ValueError(f"an empty token window ({start}..{stop}) of {t} tokens")
+    return list(tokens[start:stop]), [np.asarray(m)[start:stop, start:stop] for m in maps]
+
+
+def tokens_that_fit(width_px: int, panels: int, font_size: int) -> int:
+    """How many tokens one of `panels` maps side by side can label, each at `font_size`, in a chart `width_px`
+    wide (colour bars and gaps take about a fifth of it)."""
+    return max(4, int(width_px * 0.8 / panels / (font_size * TOKEN_PX)))
+
+
+def triptych_arrangement(t: int, width_px: int, font_size: int) -> tuple[str, int]:
+    """(ROW or GRID, the most tokens it labels): three maps in a row while the tokens fit, else two in a row with
+    the difference below."""
+    row = tokens_that_fit(width_px, 3, font_size)
+    return (ROW, row) if t <= row else (GRID, tokens_that_fit(width_px, 2, font_size))
+
+
+def _triptych_panels(labels: Sequence[str], font_size: int, title_px: int, difference: bool,
+                     grid: bool) -> tuple[list, list, float, int]:
+    """Where heatmap_triptych's panels go: (x and y domain of each panel, (x, y) of each colour bar, the bars'
+    length, the height of the panels and their labels in pixels). Three maps in a row, or with `grid` teacher |
+    student above the difference."""
+    t = len(labels)
+    longest = max((len(plain_label(x)) for x in labels), default=1)
+    label_px = int(min(14, longest) * font_size * 0.62) + 12        # the rotated key labels under each map
+    plot_px = max(240, int(t * font_size * TOKEN_PX))
+    g1, g2 = 0.015, 0.095                       # the second gap holds the shared colour bar
+    if grid:
+        w = (1.0 - g1 - 0.1) / 2
+        area = 2 * plot_px + 2 * label_px + title_px                 # both rows, in pixels
+        row0 = [1.0 - plot_px / area, 1.0]
+        r1_top = 1.0 - (plot_px + label_px + title_px) / area
+        row1 = [r1_top - plot_px / area, r1_top]
+        domains = [([0.0, w], row0), ([w + g1, 2 * w + g1], row0), ([0.0, w], row1)]
+        bars = [(domains[1][0][1] + 0.008, sum(row0) / 2), (domains[2][0][1] + 0.008, sum(row1) / 2)]
+        return domains, bars, 0.4, area
+    n = 3 if difference else 2
+    w = (1.0 - g1 - (g2 if difference else 0.0) - 0.08) / n
+    xs = [[0.0, w], [w + g1, 2 * w + g1], [2 * w + g1 + g2, 3 * w + g1 + g2]]
+    domains = [(x, [0.0, 1.0]) for x in xs[:n]]
+    bars = [(xs[1][1] + 0.008, 0.45), (xs[2][1] + 0.008, 0.45)]
+    return domains, bars, 0.85, plot_px + label_px
+
+
+def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
+                     titles: Sequence[str] = ("teacher", "student", "difference (student − teacher)"),
+                     title: str | None = None, height: int | None = None, gamma: float = 1.0,
+                     font_size: int = 12, difference: bool = True, arrangement: str = ROW) -> go.Figure:
+    """teacher | student | student - teacher, tokens on both axes (x = keys, y = queries).
+
+    Every token is labelled on both axes at `font_size` (pass a window of a long input, see map_window, rather
+    than shrinking the labels). `arrangement` GRID puts the difference under the teacher, so each map gets half
+    the width instead of a third; `difference=False` draws the first two maps only. Teacher and student share
+    one colour scale from 0 to the larger of their maxima (see map_colorscale for gamma); the difference has its
+    own diverging scale, symmetric around 0.
+    """
+    labels = axis_labels(tokens)
+    t = len(labels)
+    teacher = _check_square("teacher", teacher, t)
+    student = _check_square("student", student, t)
+    diff = student - teacher
+    zmax = float(max(teacher.max(initial=0.0), student.max(initial=0.0))) or 1.0
+    dmax = float(np.abs(diff).max(initial=0.0)) or 1e-6
+    n = 3 if difference else 2
+    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
+                tickvals=labels, ticktext=labels)                    # every token labelled, on both axes
+    title_px = int(font_size * 1.8)
+    top = TOOLBAR_PX + title_px + (int(font_size * 2.2) if title else 0)
+    domains, bars, bar_len, area = _triptych_panels(labels, font_size, title_px, difference,
+                                                    difference and arrangement == GRID)
+    layout = base_layout(height or int(min(1900, area + top + 10)), title)
+    layout["font"] = dict(FONT, size=font_size)
+    if title:
+        layout["title"]["font"] = dict(size=int(font_size * 1.3))
+    hover = "query: %{y}<br>key: %{x}<br>NAME: %{z:.4f}<extra></extra>"
+    traces = []
+    for i, (z, name) in enumerate(list(zip((teacher, student, diff), titles))[:n]):
+        sfx = "" if i == 0 else str(i + 1)
+        is_diff = i == 2
+        xd, yd = domains[i]
+        traces.append(dict(
+            type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+            coloraxis="coloraxis2" if is_diff else "coloraxis", xgap=0, ygap=0,
+            hovertemplate=hover.replace("NAME", "student − teacher" if is_diff else "weight")))
+        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", **tick)
+        layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed",
+                                     showticklabels=xd[0] == 0.0, **tick)
+    bar = dict(xanchor="left", len=bar_len, thickness=12, tickfont=dict(size=max(10, font_size - 1)))
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
+                               colorbar=dict(title=dict(text="weight", side="top"), x=bars[0][0], y=bars[0][1],
+                                             **bar))
+    if difference:
+        layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
+                                    colorbar=dict(title=dict(text="diff.", side="top"), x=bars[1][0],
+                                                  y=bars[1][1], **bar))
+    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", xd, yd, size=int(font_size * 1.1))
+                             for name, (xd, yd) in zip(titles, domains)]
+    layout["margin"] = dict(l=10, r=10, t=top, b=10)
+    return go.Figure(data=traces, layout=layout)
+
+
+def map_reading(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str], student_name: str = "the student",
+                before: np.ndarray | None = None) -> list[str]:
+    """What to notice in one teacher map and one student map (T, T), in sentences for a caption or a lecture.
+
+    `before` is the student's map of the same text before training (epoch 0), when there is one.
+    """
+    t = len(tokens)
+    teacher, student = _check_square("teacher", teacher, t), _check_square("student", student, t)
+    words = [plain_label(x) for x in axis_labels(tokens)]
+    out = []
+    special = [i for i, w in enumerate(words) if w.startswith("[") and w.endswith("]")]
+    if special:
+        ts, ss = teacher[:, special].sum(1).mean(), student[:, special].sum(1).mean()
+        names = "/".join(dict.fromkeys(words[i] for i in special))
+        parked = (": a head that parks most of its attention there is often doing little else"
+                  if max(ts, ss) > 0.4 else "")
+        out.append(f"The teacher puts {ts:.0%} of each token's attention on {names} on average, "
+                   f"{student_name} {ss:.0%}{parked}.")
+    diag_t, diag_s = float(np.trace(teacher)) / t, float(np.trace(student)) / t
+    if max(diag_t, diag_s) > 0.3:
+        out.append(f"Each token attends to itself with weight {diag_t:.2f} on average in the teacher, "
+                   f"{diag_s:.2f} in {student_name}.")
+    row_js = np.array([float(map_metric("js", teacher[i:i + 1], student[i:i + 1])) for i in range(t)])
+    worst = int(np.argmax(row_js))
+    k_t, k_s = int(np.argmax(teacher[worst])), int(np.argmax(student[worst]))
+    out.append(f"They disagree most on the row of “{words[worst]}”: the teacher looks mostly at “{words[k_t]}” "
+               f"({teacher[worst, k_t]:.2f}), {student_name} at “{words[k_s]}” ({student[worst, k_s]:.2f}).")
+    js = float(map_metric("js", teacher, student))
+    if before is not None and np.shape(before) == teacher.shape:
+        js0 = float(map_metric("js", teacher, np.asarray(before, dtype=np.float32)))
+        moved = ("left this map about as far from" if abs(js - js0) < 0.005 else
+                 "moved this map closer to" if js < js0 else "moved this map further from")
+        out.append(f"Jensen-Shannon divergence between the two maps: {js:.3f}, against {js0:.3f} before training: "
+                   f"training {moved} the teacher's.")
+    else:
+        out.append(f"Jensen-Shannon divergence between the two maps: {js:.3f} (0 = the same map).")
+    return out
+
+
+def _head_cells(maps: np.ndarray, cols: int | None, row_names: Sequence[str] | None,
+                greyed: Sequence[int]) -> tuple[int, int, Sequence[str] | None, list[tuple]]:
+    """head_grid's panels: (rows, cols, row names, one (row, column, map, title or None) per panel). One layer's
+    heads wrap into rows of `cols` (at most 6 by default); a layers x heads grid has a row per layer."""
+    if maps.ndim == 3:
+        n_heads = maps.shape[0]
+        cols = cols or min(n_heads, 6)
+        cells = [(h // cols, h % cols, maps[h], f"head {h}" + (" · pruned" if h in set(greyed) else ""))
+                 for h in range(n_heads)]
+        return math.ceil(n_heads / cols), cols, row_names, cells
+    if maps.ndim == 4:
+        rows, cols = maps.shape[0], maps.shape[1]
+        row_names = row_names or [f"layer {r}" for r in range(rows)]
+        cells = [(r, c, maps[r, c], f"head {c}" if r == 0 else None) for r in range(rows) for c in range(cols)]
+        return rows, cols, row_names, cells
+    raise ValueError(f"head_grid needs (H, T, T) or (L, H, T, T) maps, got shape {maps.shape}")
+
+
+def _head_marks(head: int, sfx: str, greyed: Sequence[int], highlight: Sequence[int]) -> list[dict]:
+    """The grey veil of a pruned head, then the red outline of a highlighted one, on the panel of axes x{sfx}."""
+    out = []
+    if head in set(greyed):
+        out.append(dict(type="rect", xref=f"x{sfx} domain", yref=f"y{sfx} domain", x0=0, x1=1, y0=0, y1=1,
+                        fillcolor="rgba(229, 231, 235, 0.82)", line=dict(color="#9ca3af", width=1)))
+    if head in set(highlight):
+        out.append(dict(type="rect", xref=f"x{sfx} domain", yref=f"y{sfx} domain", x0=0, x1=1, y0=0, y1=1,
+                        line=dict(color="#dc2626", width=2.5)))
+    return out
+
+
+def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: int | None = None,
+              zmax: float | None = None, highlight: Sequence[int] = (), row_names: Sequence[str] | None = None,
+              height: int | None = None, width_px: int = 1000, gamma: float = 1.0,
+              greyed: Sequence[int] = ()) -> go.Figure:
+    """Small multiples of attention heads with one colour scale.
+
+    maps (H, T, T): the heads of one layer, wrapped into rows of `cols` panels;
+    maps (L, H, T, T): a layers x heads grid (rows = layers).
+    `highlight` outlines heads (of a single layer) in red, e.g. the teacher heads a student head is compared with;
+    `greyed` veils heads (of a single layer) in grey and names them pruned, e.g. the heads a pruned version masks.
+    Panels are square; `width_px` (the expected width of the chart on screen) sets the default height.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    labels = axis_labels(tokens)
+    t = len(labels)
+    rows, cols, row_names, cells = _head_cells(maps, cols, row_names, greyed)
+    if maps.shape[-1] != t or maps.shape[-2] != t:
+        raise ValueError(f"the maps cover {maps.shape[-1]} tokens but {t} tokens were given")
+    zmax = float(zmax if zmax is not None else maps.max(initial=0.0)) or 1.0
+    left = 0.05 if maps.ndim == 4 else 0.0
+    right = 0.94
+    hgap = 0.012 if cols > 6 else 0.02
+    vgap = 0.05 if maps.ndim == 3 else 0.02
+    pw = (right - left - hgap * (cols - 1)) / cols
+    ph = (1.0 - vgap * (rows - 1)) / rows
+    hover = "query: %{y}<br>key: %{x}<br>weight: %{z:.4f}<extra>%{fullData.name}</extra>"
+    traces, annotations, shapes = [], [], []
+    plot_h = rows * width_px * pw / (1.0 - vgap * (rows - 1))       # square panels as wide as planned
+    layout = base_layout(height or int(max(180, min(1600, plot_h + (70 if title else 40)))), title)
+    axis = dict(showticklabels=False, showgrid=False, ticks="", type="category", zeroline=False,
+                showline=True, linecolor="#e5e7eb", mirror=True)
+    for k, (r, c, z, name) in enumerate(cells):
+        sfx = "" if k == 0 else str(k + 1)
+        xd = [left + c * (pw + hgap), left + c * (pw + hgap) + pw]
+        yd = [1.0 - (r + 1) * ph - r * vgap, 1.0 - r * ph - r * vgap]
+        trace_name = f"{row_names[r]}, head {c}" if maps.ndim == 4 else f"head {r * cols + c}"
+        traces.append(dict(type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
+                           name=trace_name, coloraxis="coloraxis", hovertemplate=hover))
+        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", constrain="domain", **axis)
+        layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed", scaleanchor=f"x{sfx}",
+                                     constrain="domain", constraintoward="top", **axis)
+        if name:
+            annotations.append(_panel_annotation(name, xd, yd, size=10 if cols > 6 else 11))
+        if maps.ndim == 3:
+            shapes += _head_marks(r * cols + c, sfx, greyed, highlight)
+        if maps.ndim == 4 and c == 0:
+            annotations.append(dict(text=row_names[r], x=left - 0.006, y=(yd[0] + yd[1]) / 2, xref="paper",
+                                    yref="paper", xanchor="right", yanchor="middle", showarrow=False,
+                                    textangle=-90, font=dict(size=10)))
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
+                               colorbar=dict(title=dict(text="weight", side="right"), x=right + 0.01,
+                                             xanchor="left", len=0.9, thickness=12))
+    layout["annotations"] = annotations
+    layout["shapes"] = shapes
+    return go.Figure(data=traces, layout=layout)
+
+
+def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequence[str], gamma: float = 1.0,
+               diff: tuple[int, int] | None = None, diff_title: str = "A − B", height: int | None = None,
+               font_size: int = 11) -> go.Figure:
+    """Attention maps of one text side by side on one weight scale (x = keys, y = queries), then, with
+    `diff` = (i, j), maps[i] − maps[j] on a diverging scale symmetric around 0 (red: map i attends more there,
+    blue: map j does)."""
+    labels = axis_labels(tokens)
+    t = len(labels)
+    if len(titles) != len(maps) or not maps:
+        raise ValueError(f"{len(titles)} titles for {len(maps)} maps")
+    maps = [_check_square(str(name), m, t) for name, m in zip(titles, maps)]
+    panels = list(zip(maps, titles, [False] * len(maps)))
+    if diff is not None:
+        panels.append((maps[diff[0]] - maps[diff[1]], diff_title, True))
+    n, n_maps = len(panels), len(maps)
+    g1, g2, right = 0.012, (0.085 if diff is not None else 0.0), 0.08   # g2 holds the weight colour bar
+    w = (1.0 - g1 * (n_maps - 1) - g2 - right) / n
+    domains = [[k * (w + g1), k * (w + g1) + w] for k in range(n_maps)]
+    if diff is not None:
+        x0 = domains[-1][1] + g2
+        domains.append([x0, x0 + w])
+    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
+                tickvals=labels, ticktext=labels, automargin=True)
+    layout = base_layout(height or int(min(760, max(380, 200 + 14 * t))))
+    traces = []
+    for k, ((z, name, is_diff), dom) in enumerate(zip(panels, domains)):
+        sfx = "" if k == 0 else str(k + 1)
+        what = html.escape(str(name)) if is_diff else "weight"
+        traces.append(dict(type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+                           coloraxis="coloraxis2" if is_diff else "coloraxis",
+                           hovertemplate=f"query: %{{y}}<br>key: %{{x}}<br>{what}: %{{z:.4f}}"
+                                         f"<extra>{html.escape(str(name))}</extra>"))
+        layout[f"xaxis{sfx}"] = dict(domain=dom, anchor=f"y{sfx}", side="bottom", tickangle=-60 if t <= 16 else -90,
+                                     **tick)
+        layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
+                                     showticklabels=k == 0, **tick)
+    zmax = float(max(m.max(initial=0.0) for m in maps)) or 1.0
+    layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
+                               colorbar=dict(title=dict(text="weight", side="top"), x=domains[n_maps - 1][1] + 0.006,
+                                             xanchor="left", len=0.85, thickness=12, y=0.45))
+    if diff is not None:
+        dmax = float(np.abs(panels[-1][0]).max(initial=0.0)) or 1e-6
+        layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
+                                    colorbar=dict(title=dict(text="diff.", side="top"), x=domains[-1][1] + 0.006,
+                                                  xanchor="left", len=0.85, thickness=12, y=0.45))
+    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", d, [0, 1.0])
+                             for (_, name, _), d in zip(panels, domains)]
+    layout["margin"]["t"] = 36
+    return go.Figure(data=traces, layout=layout)
