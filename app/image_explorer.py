@@ -18,9 +18,10 @@ from app import common, state
 from app.figures import base as fig_base
 from app.figures import images as fig_images
 from app.figures import maps as fig_maps
-from distill_core import RunStore, image_maps
+from distill_core import RunStore
+from distill_core.modality.vision import maps as image_maps
 from distill_core.errors import DistillError
-from distill_core.image_maps import MEAN_HEADS
+from distill_core.modality.vision.maps import MEAN_HEADS
 from distill_core.vocab import TEACHER
 
 K = "explorer.image."

@@ -92,7 +92,7 @@ from .head_pruning import (HeadMask, apply_head_mask, head_importance, heads_sha
 from .models import set_attention_backend
 from .reopen import reopen
 from .store import Run, atomic_write_json, now_iso
-from .vision_models import CNNConfig, ResidualCNN, model_family
+from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .vocab import TEACHER, run_reference, run_variants
 
 log = logging.getLogger(__name__)

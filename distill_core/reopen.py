@@ -24,13 +24,13 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import SessionConfig
-from .data import load_splits
+from .modality.text.data import load_splits
 from .errors import DataError, DistillError, ModelError, RunStoreError
-from .images import load_image_splits
+from .modality.vision.data import load_image_splits
 from .modality import TextModality
-from .modality.vision import ImageModality
+from .modality.vision.modality import ImageModality
 from .store import WEIGHTS, Run
-from .vision_models import load_image_model
+from .modality.vision.models import load_image_model
 from .vocab import TEACHER, run_variants
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from .batching import collate, encode, make_batches
 from .capture import AttentionCapture
 from .errors import ConfigError, DataError, RunStoreError
-from .images import to_tensor
+from .modality.vision.data import to_tensor
 from .models import set_attention_backend
 from .reopen import IMAGE, TEXT, FinishedRun, reopen
 from .store import Run

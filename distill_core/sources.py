@@ -11,6 +11,7 @@ The engine, the command line and the app all ask this module, so a name means th
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 BUILTIN = {"model": "default", "data": "rotten_tomatoes"}
@@ -35,3 +36,20 @@ def looks_local(source: str, role: str) -> bool:
     if src.startswith((".", "/", "~")) or "\\" in src or "//" in src or src.count("/") > 1 or os.sep + os.sep in src:
         return True
     return role == "data" and Path(src).suffix.lower() in DATA_SUFFIXES
+
+
+UPLOADS_DIR = ".uploads"       # under the runs folder: files uploaded in the app, as <content hash>/<name>
+_OLD_UPLOAD = re.compile(r"^[0-9a-f]{12}_(.+)$")   # older uploads: .uploads/<random hex>_<name>
+
+
+def file_label(path: str | Path) -> str:
+    """The name a data file goes by in messages: its own name. Uploads keep their original name
+    (.uploads/<hash>/<name>); one saved by older versions as .uploads/<hex>_<name> is called <name>."""
+    p = Path(path)
+    m = _OLD_UPLOAD.match(p.name)
+    return m.group(1) if m and p.parent.name == UPLOADS_DIR else p.name
+
+
+def is_upload(path: str | Path) -> bool:
+    """Whether `path` is a file the app stored from an upload."""
+    return UPLOADS_DIR in Path(path).parts[-3:-1]

@@ -33,7 +33,7 @@ from .cache import cache_root  # noqa: F401 - here too for the callers that impo
 from .cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
-from .data import Splits
+from .modality.text.data import Splits
 from .evaluate import accuracy_and_loss, autocast_for, predict_logits
 from .errors import ModelError
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,

@@ -15,7 +15,8 @@ from PIL import Image
 
 from app.figures import images as fig_images
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
-from distill_core import RunStore, image_maps
+from distill_core import RunStore
+from distill_core.modality.vision import maps as image_maps
 
 K = "explorer.image."
 OPEN_TIMEOUT = 30          # the first run of a page imports torch; later runs read cached arrays

@@ -17,7 +17,7 @@ from app_helpers import open_page, texts
 from conftest import tiny_image_config_dict
 from distill_core import SessionConfig
 from distill_core.models import count_parameters
-from distill_core.vision_models import build_cnn
+from distill_core.modality.vision.models import build_cnn
 from distill_core.objectives import LOSS_HELP
 
 from test_app_session import PAGE, TIMEOUT, run_dirs

@@ -13,9 +13,9 @@ from app import report
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from conftest import tiny_image_config_dict
 from distill_core import RunStore
-from distill_core import image_attribution as ia
+from distill_core.modality.vision import attribution as ia
 from distill_core.sweep import SweepStore
-from distill_core.vision_models import load_image_model
+from distill_core.modality.vision.models import load_image_model
 
 TIMEOUT = 90                 # the attributions page runs the (tiny) models on the CPU
 PAGES = ["runs", "divergence", "accuracy", "compare", "sweep", "generated", "attributions"]

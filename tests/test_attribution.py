@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core.attribution import (Attribution, attention_agreement, attention_attribution_correlation,
+from distill_core.modality.text.attribution import (Attribution, attention_agreement, attention_attribution_correlation,
                                       attention_to_tokens, compare_attributions, rank_correlation,
                                       token_attributions, top_tokens)
 from distill_core.errors import ModelError

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from distill_core import RunStore, SessionConfig, run_session
 from distill_core.analysis import load_run_models
 from distill_core.errors import NonFiniteLossError
-from distill_core.modality.text import TextModality
+from distill_core.modality.text.modality import TextModality
 from distill_core.session import Session
 
 from conftest import poison_logit_kd, tiny_config_dict

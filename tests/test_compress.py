@@ -89,7 +89,7 @@ def test_head_mask_refuses_a_wrong_shape_and_a_model_without_heads():
     model = tiny_bert()
     with pytest.raises(ValueError, match=r"\(2, 4\)"):
         C.apply_head_mask(model, np.ones((4, 2)))
-    from distill_core.vision_models import build_cnn
+    from distill_core.modality.vision.models import build_cnn
     with pytest.raises(ModelError, match="no attention heads"):
         C.apply_head_mask(build_cnn(1, 3, [4, 8], 1), np.ones((1, 1)))
     model.bert.encoder.layer[0].attention.output.dense = torch.nn.Identity()    # an architecture it cannot read
@@ -193,7 +193,7 @@ def test_quantized_model_logits_are_close_and_the_original_is_untouched():
             assert (out.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.85
     assert all(torch.equal(v, before[n]) for n, v in model.state_dict().items())
     assert not any(isinstance(m, (C.Int8Linear, C.Int8Embedding)) for m in model.modules())
-    from distill_core.vision_models import build_cnn
+    from distill_core.modality.vision.models import build_cnn
     with pytest.raises(ModelError, match="no word embeddings"):
         C.quantize(build_cnn(1, 3, [4, 8], 1), embeddings=True)
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from distill_core.config import DataConfig
-from distill_core.data import clean, load_builtin, load_splits, read_table, stratified_split
+from distill_core.modality.splits import stratified_split
+from distill_core.modality.text.data import clean, load_builtin, load_splits, read_table
 from distill_core.errors import DataError, OfflineError
 
 

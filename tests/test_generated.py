@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distill_core.config import TransferConfig
-from distill_core.data import Splits
+from distill_core.modality.text.data import Splits
 from distill_core.errors import ConfigError, DataError
 from distill_core.strategies import generated as gen_mod
 from distill_core.strategies.generated import (GeneratedData, augment, build_generated, check_memory, estimate_mb,

@@ -11,13 +11,14 @@ import torch
 from scipy.stats import spearmanr
 
 from distill_core.errors import DataError, ModelError
-from distill_core.image_attribution import (TEACHER, ImageAttribution, attention_agreement, baseline_image,
+from distill_core.modality.vision.attribution import (TEACHER, ImageAttribution, attention_agreement, baseline_image,
                                             class_probs, compare_attributions, explain_teacher_and_students,
                                             image_attributions, live_spatial_attention, methods_for,
                                             recorded_spatial_attention, top_pixels)
-from distill_core.image_maps import read_image
-from distill_core.images import to_tensor
-from distill_core.vision_models import activation_map, build_cnn, build_vit
+from distill_core.modality.vision.maps import read_image
+from distill_core.modality.vision.data import to_tensor
+from distill_core.modality.vision.models import build_cnn, build_vit
+from distill_core.activation import activation_map
 
 SIZE = 8
 

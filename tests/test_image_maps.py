@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from distill_core import image_maps as im
+from distill_core.modality.vision import maps as im
 from distill_core.errors import DataError
 
 

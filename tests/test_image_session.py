@@ -39,8 +39,9 @@ def test_cnn_session_records_stage_maps_and_attention_transfer(cnn_image_run):
 
 
 def test_a_saved_cnn_student_gives_the_recorded_maps(cnn_image_run):
-    from distill_core.images import to_tensor
-    from distill_core.vision_models import activation_map, load_image_model
+    from distill_core.modality.vision.data import to_tensor
+    from distill_core.modality.vision.models import load_image_model
+    from distill_core.activation import activation_map
     store, run_id = cnn_image_run
     run = store.open(run_id)
     model = load_image_model(str(run.weights_path("kd_at"))).eval()
@@ -110,7 +111,7 @@ def test_losses_an_image_teacher_and_student_cannot_compare_are_refused(over, wo
 
 
 def test_a_patch_that_does_not_divide_the_images_is_refused_before_training(tmp_path, monkeypatch):
-    from distill_core import vision_models
+    from distill_core.modality.vision import models as vision_models
     trained = []
     monkeypatch.setattr(vision_models, "train_image_model", lambda *a, **k: trained.append(1))
     cfg = tiny_image_config_dict("vit")
@@ -158,7 +159,7 @@ def test_a_file_of_texts_is_refused_as_transfer_data_for_images():
 
 def test_pixel_attack_stays_in_the_ball_and_the_pixel_range():
     from distill_core.strategies.adversarial import PIXEL_RANGE, pixel_attack
-    from distill_core.vision_models import build_cnn
+    from distill_core.modality.vision.models import build_cnn
     torch.manual_seed(0)
     model = build_cnn(1, 3, (4, 8), 1).eval()
     x = torch.rand(5, 1, 8, 8) * 2 - 1
@@ -209,7 +210,7 @@ def test_the_cache_lists_and_clears_image_teachers(cnn_image_run):
 
 
 def test_a_vit_teacher_with_other_patches_teaches_by_logits_only(tmp_path):
-    from distill_core.vision_models import build_vit
+    from distill_core.modality.vision.models import build_vit
     folder = tmp_path / "vit_teacher"
     torch.manual_seed(0)
     build_vit(channels=1, image_size=(8, 8), patch=2, layers=2, heads=2, hidden=8, num_labels=10).save_pretrained(

@@ -15,8 +15,9 @@ from PIL import Image
 
 from distill_core.config import DataConfig
 from distill_core.errors import DataError, OfflineError
-from distill_core.images import (ImageSplits, available_image_datasets, check_image_source, load_image_splits,
-                                 read_builtin, read_image_folder, read_image_zip, to_tensor)
+from distill_core.modality.vision.data import (ImageSplits, available_image_datasets, check_image_source,
+                                               load_image_splits, read_builtin, to_tensor)
+from distill_core.modality.vision.pictures import read_image_folder, read_image_zip
 
 
 def png_bytes(seed: int, size=(10, 10), mode="L", fmt="PNG") -> bytes:
@@ -220,7 +221,7 @@ def test_a_hub_image_dataset_is_decoded_like_a_folder(monkeypatch):
             "label": [0, 1, 2] * 3}
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["x", "y", "z"])})
     ds = datasets.Dataset.from_dict(rows, features=features)
-    monkeypatch.setattr("distill_core.images.require_online", lambda what: None)
+    monkeypatch.setattr("distill_core.modality.vision.data.require_online", lambda what: None)
     monkeypatch.setattr(datasets, "load_dataset", lambda name, split: ds)
     s = load_image_splits(DataConfig(source="someone/shapes"))
     assert s.label_names == ["x", "y", "z"] and s.channels == 3 and s.size == (10, 10)

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from distill_core import RunStore, SessionConfig, run_session, start_session
 from distill_core.__main__ import main
 from distill_core.config import DataConfig
-from distill_core.data import load_splits
+from distill_core.modality.text.data import load_splits
 from distill_core.errors import ConfigError, DataError, ModelError, OfflineError, RunStoreError
 from distill_core.objectives import get as get_loss
 from distill_core.metrics import JS_MAX, attention_metrics, row_metric

@@ -11,9 +11,9 @@ import torch
 from distill_core import RunStore, SessionConfig
 from distill_core.analysis import load_run_models
 from distill_core.errors import DataError, ModelError, RunStoreError
-from distill_core.image_maps import load_run_models as load_image_run_models
+from distill_core.modality.vision.maps import load_run_models as load_image_run_models
 from distill_core.modality import TextModality
-from distill_core.modality.vision import ImageModality
+from distill_core.modality.vision.modality import ImageModality
 from distill_core.reopen import IMAGE, KINDS, TEXT, FinishedRun, RunModels, reopen
 
 

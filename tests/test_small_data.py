@@ -6,7 +6,7 @@ import torch
 
 from distill_core import RunStore, SessionConfig, run_session
 from distill_core.config import DataConfig, TeacherConfig, floor_epochs, resolve_init
-from distill_core.data import load_splits
+from distill_core.modality.text.data import load_splits
 from tests.conftest import make_texts, tiny_config_dict
 
 

@@ -33,7 +33,7 @@ def test_an_existing_folder_wins_over_the_hub_spelling(tmp_path, monkeypatch):
 
 def test_engine_reads_a_missing_csv_as_a_missing_file_and_a_hub_name_as_the_hub(tmp_path, monkeypatch):
     from distill_core.config import DataConfig
-    from distill_core.data import load_splits
+    from distill_core.modality.text.data import load_splits
     from distill_core.errors import DataError, OfflineError
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match="data file data.csv does not exist"):

@@ -138,7 +138,7 @@ def test_a_bad_transfer_file_is_refused_before_the_teacher_is_prepared(tiny_teac
                                                                        content, match):
     from distill_core.errors import DistillError
     from distill_core.session import Session
-    from distill_core.modality import text_task
+    from distill_core.modality.text import task as text_task
     bad = tmp_path / "transfer.csv"
     bad.write_text(content)
     called = []

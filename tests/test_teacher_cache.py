@@ -17,7 +17,7 @@ from distill_core import SessionConfig
 from distill_core.__main__ import main
 from distill_core.batching import encode
 from distill_core.cache import cache_entries, cache_size_bytes, clear_cache, entry_lock, teachers_dir
-from distill_core.data import load_splits
+from distill_core.modality.text.data import load_splits
 from distill_core.errors import ConfigError
 from distill_core.models import load_classifier, load_tokenizer
 from distill_core.teacher import (PreparedTeacher, cached_teacher_outputs, outputs_dir, prepare_teacher,

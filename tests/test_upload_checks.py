@@ -16,7 +16,8 @@ from app.new_session import keys, tasks, uploads
 from app_helpers import open_page, texts
 from conftest import make_texts, tiny_config_dict
 from distill_core import RunStore, SessionConfig
-from distill_core.data import (ERROR, MIN_CLASS_TEXTS, UPLOADS_DIR, WARNING, check_file, check_labelled_table,
+from distill_core.sources import UPLOADS_DIR
+from distill_core.modality.text.data import (ERROR, MIN_CLASS_TEXTS, WARNING, check_file, check_labelled_table,
                                file_label, load_splits, read_table)
 from distill_core.errors import DataError
 

@@ -13,12 +13,11 @@ import torch
 from distill_core.capture import AttentionCapture
 from distill_core.config import ImageConfig, SessionConfig, TeacherConfig
 from distill_core.errors import ConfigError, ModelError
-from distill_core.images import ImageSplits, to_tensor
+from distill_core.modality.vision.data import ImageSplits, to_tensor
 from distill_core.models import set_attention_backend
-from distill_core.vision_models import (CNN_MODEL_TYPE, CNNConfig, ResidualCNN, activation_attention,
-                                        activation_map, attention_transfer_loss, build_cnn, build_vit, check_patch,
-                                        image_teacher_key, load_image_model, model_family, num_maps,
-                                        predict_images, prepare_image_teacher, save_image_model, train_image_model)
+from distill_core.modality.vision.models import CNN_MODEL_TYPE, CNNConfig, ResidualCNN, build_cnn, build_vit, check_patch, load_image_model, model_family, num_maps, save_image_model
+from distill_core.activation import activation_attention, activation_map, attention_transfer_loss
+from distill_core.modality.vision.teacher import image_teacher_key, predict_images, prepare_image_teacher, train_image_model
 
 CPU = torch.device("cpu")
 
@@ -285,7 +284,7 @@ def test_train_vit_leaves_its_attention_readable():
 
 
 def test_augmentation_shifts_with_zero_fill():
-    from distill_core.vision_models import _augment
+    from distill_core.modality.vision.teacher import _augment
     x = torch.full((50, 6, 6, 1), 200, dtype=torch.uint8)
     out = _augment(x, torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
@@ -358,8 +357,8 @@ def test_prepare_image_teacher_loads_a_saved_model(tmp_path, monkeypatch):
 
 def test_a_built_in_teacher_learns_from_the_training_split_only_when_told():
     from distill_core.config import SessionConfig, TeacherConfig
-    from distill_core.images import ImageSplits
-    from distill_core.vision_models import _teacher_extra, image_teacher_key
+    from distill_core.modality.vision.data import ImageSplits
+    from distill_core.modality.vision.teacher import _teacher_extra, image_teacher_key
     img = np.zeros((4, 8, 8, 1), dtype=np.uint8)
     splits = ImageSplits(img, [0, 1, 0, 1], img, [0, 1, 0, 1], img, [0, 1, 0, 1], ["a", "b"], [0], "f",
                          extra_images=img, extra_labels=[0, 1, 0, 1])

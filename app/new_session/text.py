@@ -11,7 +11,7 @@ import streamlit as st
 from distill_core import SessionConfig, mapping
 from distill_core.config import (AUGMENT_OPS, DEFAULT_TEACHER, HEAD_RULES, LAYER_MAPS, SMALL_TRAIN, STUDENT_INITS,
                                   default_variants)
-from distill_core.data import file_label
+from distill_core.sources import file_label
 from distill_core.errors import DataError, DistillError
 from distill_core.preflight import model_shape
 

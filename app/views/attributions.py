@@ -12,9 +12,9 @@ from app import common, live, state
 from app.figures import attribution as fig_attribution
 from app.figures import image_attribution as iac
 from distill_core import RunStore
-from distill_core import image_attribution as ia
-from distill_core import image_maps
-from distill_core.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
+from distill_core.modality.vision import attribution as ia
+from distill_core.modality.vision import maps as image_maps
+from distill_core.modality.text.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
 from distill_core.reopen import reopen
 from distill_core.verdicts import attribution_reading

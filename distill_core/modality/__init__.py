@@ -7,6 +7,6 @@ Text classification (`text.py`, `text_task.py`) and images (`vision.py`, `vision
 today; `registry.py` names them.
 """
 from .base import Batch, Modality, Task, TeacherBatch
-from .text import TextModality
+from .text.modality import TextModality
 
 __all__ = ["Batch", "Modality", "Task", "TeacherBatch", "TextModality"]

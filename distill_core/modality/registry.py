@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Task
-from .text_task import TextTask
-from .vision_task import ImageTask
+from .text.task import TextTask
+from .vision.task import ImageTask
 
 TASKS: dict[str, type[Task]] = {
     TextTask.kind: TextTask,

@@ -22,7 +22,8 @@ import torch
 
 from ..batching import encode
 from ..config import TransferConfig
-from ..data import file_label, read_raw_table, read_text_file, text_key
+from ..modality.text.data import read_raw_table, read_text_file, text_key
+from ..sources import file_label
 from ..errors import ConfigError, DataError
 
 TRANSFER, AUGMENTED = "transfer", "augmented"

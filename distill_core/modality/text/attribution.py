@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ModelError
-from .metrics import JS_MAX, row_metric
+from ...errors import ModelError
+from ...metrics import JS_MAX, row_metric
 
 TOP_K = 3
 

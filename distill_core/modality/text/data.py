@@ -6,15 +6,17 @@ import importlib.util
 import io
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import DEFAULT_DATASET, DataConfig
-from .errors import DataError
+from ...config import DEFAULT_DATASET, DataConfig
+from ...errors import DataError
+from ...hub import require_online
+from ...sources import file_label, is_upload, source_kind
+from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_sizes, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ class Splits:
 
 # When a file holds fewer examples than the configured split sizes, it is split by these fractions instead:
 # most of a small file goes to training (students learn little from a few hundred examples).
-SMALL_DATA_FRACTIONS = (0.7, 0.1, 0.2)
 
 
 def builtin_rotten_tomatoes_path() -> Path:
@@ -65,23 +66,6 @@ def load_builtin() -> pd.DataFrame:
     df = pd.read_csv(builtin_rotten_tomatoes_path())
     df = df[df["category"].isin(["fresh", "rotten"])]
     return pd.DataFrame({"text": df["text"].astype(str).values, "label": df["category"].values})
-
-
-UPLOADS_DIR = ".uploads"       # under the runs folder: files uploaded in the app, as <content hash>/<name>
-_OLD_UPLOAD = re.compile(r"^[0-9a-f]{12}_(.+)$")   # older uploads: .uploads/<random hex>_<name>
-
-
-def file_label(path: str | Path) -> str:
-    """The name a data file goes by in messages: its own name. Uploads keep their original name
-    (.uploads/<hash>/<name>); one saved by older versions as .uploads/<hex>_<name> is called <name>."""
-    p = Path(path)
-    m = _OLD_UPLOAD.match(p.name)
-    return m.group(1) if m and p.parent.name == UPLOADS_DIR else p.name
-
-
-def is_upload(path: str | Path) -> bool:
-    """Whether `path` is a file the app stored from an upload."""
-    return UPLOADS_DIR in Path(path).parts[-3:-1]
 
 
 def read_text_file(path: Path, max_file_mb: float, what: str = "data file",
@@ -269,14 +253,12 @@ def load_frame(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     src = cfg.source.strip()
     if src == DEFAULT_DATASET:
         return load_builtin(), "rotten_tomatoes"
-    from .sources import source_kind
     if source_kind(src, "data") == "local":
         return read_table(src, cfg.text_column, cfg.label_column, cfg.max_file_mb), file_label(src)
     return load_hub_dataset(cfg), src
 
 
 def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
-    from .hub import require_online
     require_online(f"dataset {cfg.source!r}")
     try:
         import datasets  # noqa: F401  (only needed for hub datasets)
@@ -290,18 +272,6 @@ def load_hub_dataset(cfg: DataConfig) -> pd.DataFrame:
     return select_columns(ds.to_pandas(), cfg.text_column, cfg.label_column, cfg.source)
 
 
-def split_sizes(n: int, sizes: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The (train, validation, test) sizes for n distinct texts: the configured ones when they fit, else
-    fractions, none of them above its configured size (what is left over goes to the teacher's extra rows)."""
-    if sum(sizes) <= n:
-        return tuple(sizes)
-    if n < 3:
-        raise DataError(f"the dataset has only {n} usable examples; at least 3 are needed (train, validation, test)")
-    val = min(max(1, sizes[1]), max(1, round(SMALL_DATA_FRACTIONS[1] * n)))
-    test = min(max(1, sizes[2]), max(1, round(SMALL_DATA_FRACTIONS[2] * n)))
-    return min(max(1, sizes[0]), n - val - test), val, test
-
-
 def fractions_notice(n: int, sizes: tuple[int, int, int], got: tuple[int, int, int]) -> str:
     pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
     return (f"the data holds {n:,} distinct texts, fewer than the {sum(sizes):,} the split sizes ask for (train "
@@ -309,51 +279,9 @@ def fractions_notice(n: int, sizes: tuple[int, int, int], got: tuple[int, int, i
             f"examples for training, {got[1]:,} for validation and {got[2]:,} for testing")
 
 
-def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int) -> list[np.ndarray]:
-    """Indices of train / validation / test, each keeping the class proportions, seeded.
-
-    When the data holds fewer examples than asked, the sizes become split_sizes' fractions."""
-    n = len(labels)
-    want = split_sizes(n, sizes)
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class = {c: rng.permutation(np.where(labels == c)[0]) for c in classes}
-    frac = {c: len(per_class[c]) / n for c in classes}
-    out, start = [], {c: 0 for c in classes}
-    for k, size in enumerate(want):
-        idx = []
-        for c in classes:
-            take = int(round(size * frac[c]))
-            take = min(take, len(per_class[c]) - start[c], size - len(idx))
-            idx.extend(per_class[c][start[c]:start[c] + take])
-            start[c] += take
-        # rounding may leave the split short: top up from what is left, class by class
-        for c in classes:
-            while len(idx) < size and start[c] < len(per_class[c]):
-                idx.append(per_class[c][start[c]])
-                start[c] += 1
-        out.append(rng.permutation(np.array(idx, dtype=int)))
-    if min(len(x) for x in out) == 0:
-        raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
-    return out
-
-
 def text_key(text: str) -> str:
     """When two texts count as the same: case and runs of white space are ignored."""
     return " ".join(text.split()).casefold()
-
-
-def group_by_key(keys, labels: np.ndarray) -> tuple[list[list[int]], int, int, int]:
-    """Row indices grouped by equal key, in order of first appearance; with the number of keys that repeat, the
-    extra rows they hold, and how many of them carry different labels on different rows."""
-    groups: dict = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    rows = list(groups.values())
-    repeated = [g for g in rows if len(g) > 1]
-    extra = sum(len(g) - 1 for g in repeated)
-    mixed = sum(1 for g in repeated if len(set(labels[g].tolist())) > 1)
-    return rows, len(repeated), extra, mixed
 
 
 def group_duplicates(texts: list[str], labels: np.ndarray, keep_one: bool) -> tuple[list[list[int]], list[str]]:

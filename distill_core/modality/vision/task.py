@@ -6,17 +6,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import mapping
-from ..ensemble import EnsembleBatches
-from ..errors import ConfigError
-from ..images import ImageSplits, load_image_splits
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN, needs_of
-from ..robustness import image_robustness_curves
-from ..strategies import generated as gen_lib
-from ..vision_models import build_cnn, build_vit, load_image_model, model_family, num_maps, prepare_image_teacher
-from ..vocab import FAMILY_NAMES
-from .base import INIT_LOCK, LayerPlan, Task
-from .vision import ImageModality, ImageTeacherOutputs, check_image_session, describe_maps
+from ... import mapping
+from ...ensemble import EnsembleBatches
+from ...errors import ConfigError
+from .data import ImageSplits, load_image_splits
+from ...objectives import ACTIVATION, ATTENTION, HIDDEN, needs_of
+from ...robustness import image_robustness_curves
+from ...strategies import generated as gen_lib
+from .models import build_cnn, build_vit, load_image_model, model_family, num_maps
+from .teacher import prepare_image_teacher
+from ...vocab import FAMILY_NAMES
+from ..base import INIT_LOCK, LayerPlan, Task
+from .modality import ImageModality, ImageTeacherOutputs, check_image_session, describe_maps
 
 MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})
 

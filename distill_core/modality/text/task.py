@@ -8,19 +8,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import mapping
-from ..config import resolve_init
-from ..data import load_splits
-from ..errors import ConfigError
-from ..models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
-from ..ensemble import combine_logits, mean_maps
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN
-from ..robustness import robustness_curves
-from ..strategies import generated as gen_lib
-from ..teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
-from ..vocab import teacher_name
-from .base import INIT_LOCK, Batch, LayerPlan, Task, TeacherBatch
-from .text import TextModality
+from ... import mapping
+from ...config import resolve_init
+from .data import load_splits
+from ...errors import ConfigError
+from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
+from ...ensemble import combine_logits, mean_maps
+from ...objectives import ACTIVATION, ATTENTION, HIDDEN
+from ...robustness import robustness_curves
+from ...strategies import generated as gen_lib
+from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
+from ...vocab import teacher_name
+from ..base import INIT_LOCK, Batch, LayerPlan, Task, TeacherBatch
+from .modality import TextModality
 
 
 @dataclass
