@@ -13,6 +13,8 @@ from app.state import PRESENT, SELECTED_RUN, TYPED_TEXT
 from distill_core import RunStore
 from distill_core.errors import DistillError
 from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
+from distill_core import SessionConfig
+from distill_core.analysis import suggest_for_run
 
 REPO = Path(__file__).resolve().parent.parent
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
@@ -84,7 +86,6 @@ def read_train_steps(root: str, run_id: str, version: float) -> list[dict]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def read_suggestion(root: str, run_id: str, version: float) -> dict | None:
-    from distill_core.analysis import suggest_for_run
     return suggest_for_run(RunStore(root).open(run_id))
 
 
@@ -128,7 +129,6 @@ def variants_of(run, probe: dict | None = None) -> Variants:
             source = probe
     names = run_variants(source) or run_variants(source, metrics(run.id))
     if not names:                                    # queued, or stopped before its first record
-        from distill_core import SessionConfig
         try:
             cfg = SessionConfig.from_dict(run.config())
         except DistillError:
@@ -139,7 +139,6 @@ def variants_of(run, probe: dict | None = None) -> Variants:
 
 def objectives_text(run) -> dict[str, str]:
     """Variant name -> its weighted losses in words ("ce 0.5 + logit_kd 0.5"), from the run's config."""
-    from distill_core import SessionConfig
     try:
         cfg = SessionConfig.from_dict(run.config())
     except DistillError:

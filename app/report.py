@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import plotly.offline
 
+from app import tasks
 from app.figures import accuracy as fig_accuracy
 from app.figures import curves as fig_curves
 from app.figures import divergence as fig_divergence
@@ -180,7 +181,7 @@ def default_heatmaps(run: Run, examples: Sequence[int] | None = None) -> list[He
     recorded = [v for v in names if run.attention_epochs(v)]
     shown = [v for v in recorded if v != ref] or recorded
     pairs = probe.get("pairs") or []
-    if probe.get("modality") == "image" and not pairs:
+    if tasks.of(probe).pictures and not pairs:
         return []                       # a teacher and students of different families: no maps to set side by side
     layer = int(pairs[-1][1]) if pairs else max(0, int(probe.get("student_layers") or 1) - 1)
     return [HeatmapChoice(i, v, layer) for i in examples for v in shown]
@@ -390,7 +391,7 @@ def _header(f: _Facts, written: str) -> str:
                                                                                         student.get("heads"))
     s_shape = f"{s_layers} layers × {s_heads} heads, {student.get('hidden', '?')} wide"
     maps = probe.get("maps") or {}
-    if probe.get("modality") == "image" and maps.get("teacher") and maps.get("student"):
+    if tasks.of(probe).pictures and maps.get("teacher") and maps.get("student"):
         t_shape, s_shape = _image_shape(maps["teacher"]), _image_shape(maps["student"])
     first = next((v for v in f.variants if v in params), None)
     rows = [("run", f.run.id), ("name", name or "–"), ("status", status),

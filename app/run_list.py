@@ -10,6 +10,12 @@ from app import common
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
 from distill_core.vocab import TEACHER
+from app import report
+from distill_core.cache import cache_entries
+from distill_core.cache import clear_cache as clear
+from distill_core.sweep import SweepStore
+from distill_core.sweep import summarize_sweep
+from distill_core.teacher import cache_root
 
 CACHE_MSG = "runs.cache_msg"
 
@@ -70,8 +76,6 @@ def cache_overview() -> tuple[str, list[dict]]:
     """A sentence on the teacher cache (size, entries, folder) and one row per entry."""
     from datetime import datetime
 
-    from distill_core.cache import cache_entries
-    from distill_core.teacher import cache_root
     entries = cache_entries()
     size = sum(e.size_bytes for e in entries)
     text = (f"Teacher cache: {size / 1e6:.1f} MB in {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} at "
@@ -82,7 +86,6 @@ def cache_overview() -> tuple[str, list[dict]]:
 
 
 def clear_cache() -> None:
-    from distill_core.cache import clear_cache as clear
     if st.session_state.get("runs.cache_confirm"):
         freed = clear()
         st.session_state[CACHE_MSG] = f"Freed {freed / 1e6:.1f} MB. Entries a running session is writing are kept."
@@ -113,7 +116,6 @@ SWEEP_SELECTED = "sweep.selected"        # read by the Sweep page
 def sweep_rows(sweeps) -> list[dict]:
     """One row per sweep (newest first): its seeds, status, and the reference's and best variant's mean test
     accuracy over the finished seeds."""
-    from distill_core.sweep import summarize_sweep
     rows = []
     for s in sweeps.list():
         ref, best, means = None, None, {}
@@ -166,7 +168,6 @@ def open_sweep(sweep_id: str) -> None:
 
 def sweeps_section(root) -> None:
     """The sweeps of the run store: a table, and a button that opens one on the Sweep page."""
-    from distill_core.sweep import SweepStore
     st.subheader("Sweeps")
     sweeps = SweepStore(root)
     rows = sweep_rows(sweeps)
@@ -190,7 +191,6 @@ REPORT_EXAMPLES = "runs.report_examples"
 def report_section(store: RunStore, run) -> None:
     """A download of the run as one HTML page that opens offline (figures, settings, accuracies, curves and the
     heatmaps of the chosen probe examples); the page is built when the button is pressed."""
-    from app import report
     try:
         probe = run.probe() or {}
     except DistillError:

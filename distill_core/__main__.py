@@ -1,5 +1,5 @@
-"""Command line: python -m distill_core run | runs | show | report | robustness | compress | cancel | delete | cache |
-sweep | sweeps."""
+"""Command line: python -m distill_core run | runs | show | robustness | compress | cancel | delete | cache | sweep |
+sweeps. The commands that draw with the app's figures (report, and sweep.html) are the app's: `python -m app`."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,18 @@ import logging
 import sys
 import warnings
 
+from . import distributed
+from .cache import cache_entries, cache_root, clear_cache
+from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import SessionConfig, parse_value
-from .errors import DistillError
+from .errors import ConfigError, DistillError
 from .preflight import preflight
+from .robustness import EPSILONS, LIMIT, STEPS, check_settings, run_robustness
+from .session import run_session
+from .stats import p_text
 from .store import RunStore
+from .sweep import SweepStore, format_summary, parse_seeds, run_sweep, summarize_sweep
+from .vocab import run_reference, run_variants
 
 
 class TqdmProgress:
@@ -75,7 +83,6 @@ def fmt_acc(x) -> str:
 
 def print_paired(paired: dict, variants: list[str], ref: str | None, width: int) -> None:
     """Each variant against the reference on the same test examples (summary.json "paired")."""
-    from .stats import p_text
     shown = [v for v in variants if v in paired]
     if not shown or ref is None:
         return
@@ -91,7 +98,6 @@ def print_paired(paired: dict, variants: list[str], ref: str | None, width: int)
 
 
 def print_summary(run_id: str, summary: dict, status: dict) -> None:
-    from .vocab import run_reference, run_variants
     acc = summary.get("accuracy", {})
     variants = run_variants(summary)
     ref = run_reference(summary, variants)
@@ -149,8 +155,6 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
 
 
 def cmd_run(args) -> int:
-    from . import distributed
-    from .session import run_session
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
     preflight(cfg, store)
@@ -167,8 +171,9 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
-    from .sweep import SweepStore, format_summary, parse_seeds, run_sweep
+def cmd_sweep(args, after=None) -> int:
+    """Run the sweep; `after(folder, summary)` is called with the sweep's folder when it is written (the app's
+    command line draws sweep.html there)."""
     if args.seed is not None:
         raise DistillError("a sweep sets train.seed itself, once per seed: use --seeds (e.g. --seeds 0-4), not --seed")
     seeds = parse_seeds(args.seeds)
@@ -182,26 +187,13 @@ def cmd_sweep(args) -> int:
     summary = sweeps.open(sweep_id)["summary"]
     print(f"sweep {sweep_id}")
     print(format_summary(summary))
-    write_sweep_html(sweeps.folder(sweep_id) / "sweep.html", summary)
+    if after is not None:
+        after(sweeps.folder(sweep_id), summary)
     print(f"written: {sweeps.folder(sweep_id)}/sweep.json")
     return 0 if summary["status"] == "done" else 1
 
 
-def write_sweep_html(path, summary: dict) -> None:
-    """The sweep's figure as a page that works offline (plotly.js inside); skipped when the app is not importable."""
-    try:
-        from app.figures.sweep import sweep_figure
-    except ImportError as e:
-        logging.getLogger(__name__).warning("sweep.html not written: the app's figures cannot be imported (%s)", e)
-        return
-    from .store import atomic_write_bytes
-    html = sweep_figure(summary).to_html(include_plotlyjs=True, full_html=True)
-    atomic_write_bytes(path, html.encode())
-    print(f"written: {path}")
-
-
 def cmd_sweeps(args) -> int:
-    from .sweep import SweepStore, format_summary, summarize_sweep
     if args.show:
         sweeps = SweepStore(args.runs_dir)
         summary = summarize_sweep(sweeps.runs, sweeps.open(args.show), against=args.against)
@@ -250,32 +242,8 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    """One run as a single HTML page that opens offline (app/report.py draws it with the app's figures)."""
-    from pathlib import Path
-    try:
-        from app.report import default_heatmaps, write_report
-    except ImportError as e:
-        raise DistillError(f"the report needs the app's figures, which cannot be imported ({e}); run it from the "
-                           f"repository's root folder with the project's environment") from None
-    run = RunStore(args.runs_dir).open(args.run_id)
-    examples = None
-    if args.examples is not None:
-        try:
-            examples = [int(x) for x in args.examples.split(",") if x.strip()]
-        except ValueError:
-            raise DistillError(f"--examples takes probe example numbers separated by commas (e.g. 0,2), "
-                               f"not {args.examples!r}") from None
-    out = Path(args.out) if args.out else run.path / "report.html"
-    if out.is_dir():
-        out = out / f"{run.id}-report.html"
-    print(write_report(run, out, default_heatmaps(run, examples)))
-    return 0
-
-
 def parse_epsilons(text: str) -> list[float]:
     """--epsilons "0,0.02,0.05" -> [0.0, 0.02, 0.05]; anything else is a ConfigError naming the fix."""
-    from .errors import ConfigError
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -296,7 +264,6 @@ def print_robustness(record: dict) -> None:
 
 def cmd_robustness(args) -> int:
     """Accuracy of a finished run's models under PGD on the word embeddings, written to its robustness.json."""
-    from .robustness import check_settings, run_robustness
     epsilons = parse_epsilons(args.epsilons)
     check_settings(epsilons, args.steps, args.limit)
     run = RunStore(args.runs_dir).open(args.run_id)
@@ -333,7 +300,6 @@ def print_compression(record: dict, variants: list[str] | None = None) -> None:
 
 def cmd_compress(args) -> int:
     """int8 versions and head-pruned versions of a finished run's students, measured and written beside the run."""
-    from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
     fractions = parse_fractions(args.fractions) if args.fractions is not None else DEFAULT_FRACTIONS
     run = RunStore(args.runs_dir).open(args.run_id)
     bar = None
@@ -373,8 +339,6 @@ ALL = object()   # `cache --clear` without a key
 def cmd_cache(args) -> int:
     import time
 
-    from .cache import cache_entries, clear_cache
-    from .teacher import cache_root
     root = cache_root()
     if args.clear is not None:
         freed = clear_cache(None if args.clear is ALL else args.clear)
@@ -397,8 +361,10 @@ def cmd_cache(args) -> int:
     return 0
 
 
-def make_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m distill_core",
+def make_parser(extend=None, prog: str = "python -m distill_core") -> argparse.ArgumentParser:
+    """The engine's commands; `extend(subparsers, runs_dir)` adds or changes commands (the app's command line adds
+    the ones that draw with the app's figures)."""
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Distil a teacher transformer into a small student and record "
                                             "how their attention compares.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -455,14 +421,7 @@ def make_parser() -> argparse.ArgumentParser:
     sh.add_argument("--runs-dir", **runs_dir)
     sh.set_defaults(func=cmd_show)
 
-    rp = sub.add_parser("report", help="write one run as a single HTML page that opens offline")
-    rp.add_argument("run_id")
-    rp.add_argument("--out", metavar="FILE", help="where to write it (default: report.html in the run's folder)")
-    rp.add_argument("--examples", metavar="I,J", help="probe examples whose heatmaps it shows (default: 0,1)")
-    rp.add_argument("--runs-dir", **runs_dir)
-    rp.set_defaults(func=cmd_report)
 
-    from .robustness import EPSILONS, LIMIT, STEPS
     rb = sub.add_parser("robustness", help="accuracy of a finished run's models under an attack on the word "
                                            "embeddings (about a minute on a CPU)")
     rb.add_argument("run_id")
@@ -502,12 +461,13 @@ def make_parser() -> argparse.ArgumentParser:
     k.add_argument("--clear", nargs="?", const=ALL, default=None, metavar="KEY",
                    help="delete every entry, or only KEY (a key or the start of one, as listed)")
     k.set_defaults(func=cmd_cache)
+    if extend is not None:
+        extend(sub, runs_dir)
     return p
 
 
 def check_processes(command: str) -> None:
     """Only `run` trains across several processes; started so, any other command is refused."""
-    from . import distributed
     if distributed.active() and command != "run":
         raise DistillError(f"only `run` runs across several processes (accelerate launch, torchrun); start "
                            f"`python -m distill_core {command}` as one process")
@@ -516,13 +476,13 @@ def check_processes(command: str) -> None:
         logging.getLogger(__name__).warning(warning)
 
 
-def main(argv=None) -> int:
+def main(argv=None, extend=None, prog: str = "python -m distill_core") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    args = make_parser().parse_args(argv)
+    args = make_parser(extend, prog).parse_args(argv)
     try:
         check_processes(args.command)
         return args.func(args)

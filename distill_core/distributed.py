@@ -25,6 +25,9 @@ import uuid
 
 import torch
 
+from .errors import ConfigError, DistillError
+from .store import Run, now_iso
+
 log = logging.getLogger(__name__)
 
 # The other processes wait for the main process's teacher fine-tune (hours for a large teacher); a process that dies
@@ -84,7 +87,6 @@ def init(device: torch.device | None = None) -> torch.device:
     device = torch.device(device if device is not None else "cpu")
     if not active():
         return device
-    from .errors import ConfigError
     rank, size, local = world()
     if _accelerate_cpu():
         device = torch.device("cpu")
@@ -143,7 +145,7 @@ def main_first():
         return
     if world()[2] != 0:
         if _any(False):
-            from .session.callbacks import Stop
+            from .session.callbacks import Stop   # here: the session imports this module
             raise Stop()
         yield
         return
@@ -362,7 +364,6 @@ def worker_run(store, config: dict):
     """The throwaway run a process other than the main one writes: a hidden folder .rank<k>-<id> in the run store
     (which no listing shows; beside the real runs, so `layer_map: suggested` reads the same finished runs), deleted
     at the end unless ADS_KEEP_WORKER_RUNS=1."""
-    from .store import Run, now_iso
     rank = world()[0]
     path = store.root / f".rank{rank}-{uuid.uuid4().hex[:8]}"
     path.mkdir(parents=True)
@@ -384,7 +385,6 @@ def raise_on_termination() -> None:
     import threading
     if not active() or threading.current_thread() is not threading.main_thread():
         return
-    from .errors import DistillError
 
     def stop(signum, frame):
         raise DistillError("stopped by the launcher: another process of this session failed or was stopped (the "

@@ -16,6 +16,11 @@ from torch import nn
 
 from .config import SessionConfig, StudentConfig
 from .errors import ConfigError, ModelError
+from . import mapping
+from .capture import AttentionCapture
+from .capture import PROBS_IMPL
+from .hub import require_online
+from .sources import source_kind
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +35,6 @@ def default_teacher_dir() -> Path:
 
 def resolve_source(source: str) -> tuple[str, bool]:
     """(path or hub id, is_local). A hub id is only tried when the hub can be reached."""
-    from .sources import source_kind
     kind = source_kind(source, "model")
     if kind == "builtin":
         return str(default_teacher_dir()), True
@@ -44,7 +48,6 @@ def resolve_source(source: str) -> tuple[str, bool]:
             raise ModelError(f"{source} is not a model folder: it has no config.json (a model folder holds "
                              f"config.json, model.safetensors and the tokenizer files, as save_pretrained writes them)")
         return str(p.resolve()), True
-    from .hub import require_online
     require_online(f"model {source!r}")
     return source, False
 
@@ -145,7 +148,6 @@ def check_attention(model, tokenizer, name: str) -> None:
     if att[0].shape[1] != heads:
         raise ModelError(f"{name} returned {att[0].shape[1]} heads per map, its config says {heads}")
     # the session reads attention through hooks on each layer's attention module: check those too
-    from .capture import AttentionCapture
     try:
         capture = AttentionCapture(model)
     except ModelError as e:
@@ -185,7 +187,6 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
     """What can be checked once the teacher is loaded, before anything is trained: sequence length and
     vocabulary against the models, a student named by source (its tokenizer must be the teacher's), and the
     student's shape against the teacher's (layer map, head rule, initialisation from the teacher)."""
-    from . import mapping
     ml, n_tok = config.data.max_length, len(tokenizer)
 
     def fits(conf, who: str) -> None:
@@ -352,7 +353,6 @@ def pick_device(name: str = "auto") -> torch.device:
 def set_attention_backend(model, eager: bool) -> None:
     """Switch between eager attention that returns the probabilities before dropout (capture.PROBS_IMPL) and
     the fast SDPA path, at run time."""
-    from .capture import PROBS_IMPL
     if not hasattr(getattr(model, "config", None), "_attn_implementation"):
         return                                   # no attention to switch (the CNNs of vision_models)
     impl = PROBS_IMPL if eager else "sdpa"

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import metrics
+from .activation import attention_transfer_loss
 from .errors import ConfigError
 from .vocab import LOSSES
 
@@ -148,7 +149,6 @@ def hidden_mse(inp: LossInputs) -> torch.Tensor:
 
 @register("attention_transfer", needs=(ACTIVATION,), text=False, help=LOSSES["attention_transfer"].help)
 def attention_transfer(inp: LossInputs) -> torch.Tensor:
-    from .activation import attention_transfer_loss # here: vision_models imports config, which imports this
     s = _need(inp.student_features, "student stage activations", "attention_transfer")
     t = _need(inp.teacher_activation, "teacher activation attention", "attention_transfer")
     per_pair = torch.stack([attention_transfer_loss([a], [b]) for a, b in zip(s, t)])[:, None]   # (P, 1)

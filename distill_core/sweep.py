@@ -33,6 +33,8 @@ from .config import SessionConfig
 from .errors import ConfigError, DistillError, RunStoreError
 from .store import RUN_ID_RE, Run, RunStore, atomic_write_json, now_iso
 from .vocab import ENSEMBLE, TEACHER, run_reference, run_variants
+from .session import run_session
+from .session import start_session
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +171,6 @@ def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, 
 
     Each run id enters sweep.json as soon as the run exists; a seed that fails is recorded in its run and the
     sweep goes on. At the end sweep.json gains the summary. `report` receives one line per seed (default: log)."""
-    from .session import run_session
     report = report or log.info
     seeds = check_seeds(seeds)
     if against is not None and against not in config.variant_names:
@@ -198,7 +199,6 @@ def start_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore
     """Queue one session per seed (they run one at a time in the background); returns the sweep id at once.
 
     `start(config, run_store) -> run id` queues one session (default: session.start_session)."""
-    from .session import start_session
     start = start or start_session
     seeds = check_seeds(seeds)
     record = sweep_store.create(config.to_dict(), seeds, name)
@@ -212,7 +212,6 @@ def start_seeds(config: SessionConfig, seeds_text: str, run_store: RunStore,
                 start: Callable[..., str] | None = None) -> tuple[str, str | None]:
     """What the app's Start button does with its Seeds field: empty, one session as configured; one seed, one
     session with that seed; several, a sweep. Returns (the first run id, the sweep id or None)."""
-    from .session import start_session
     start = start or start_session
     seeds = parse_seeds(seeds_text) if str(seeds_text).strip() else []
     if len(seeds) <= 1:

@@ -111,9 +111,9 @@ def test_losses_an_image_teacher_and_student_cannot_compare_are_refused(over, wo
 
 
 def test_a_patch_that_does_not_divide_the_images_is_refused_before_training(tmp_path, monkeypatch):
-    from distill_core.modality.vision import models as vision_models
+    from distill_core.modality.vision import teacher as vision_teacher
     trained = []
-    monkeypatch.setattr(vision_models, "train_image_model", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(vision_teacher, "train_image_model", lambda *a, **k: trained.append(1))
     cfg = tiny_image_config_dict("vit")
     cfg["image"]["patch"] = 3
     with pytest.raises(ConfigError) as e:

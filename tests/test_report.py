@@ -1,4 +1,4 @@
-"""One run as a self-contained HTML report (app/report.py), from the Runs page and `python -m distill_core report`.
+"""One run as a self-contained HTML report (app/report.py), from the Runs page and `python -m app report`.
 
 Built from runs the real engine wrote with tiny models (copied before anything is changed or written into them);
 the browser test opens the file offline in the system's headless Chromium and checks that it asks for nothing."""
@@ -15,10 +15,10 @@ import plotly.offline
 import pytest
 
 from app.figures import divergence as fig_divergence
+from app.__main__ import main    # the report command is the app's: it draws with the app's figures
 from app.report import AVERAGE, HeatmapChoice, ReportError, build_report, default_heatmaps, write_report
 from app_helpers import open_page, texts
 from distill_core import RunStore
-from distill_core.__main__ import main
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric

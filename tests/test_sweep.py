@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from distill_core import RunStore, SessionConfig
-from distill_core.__main__ import main
+from app.__main__ import main   # the engine's commands, and sweep.html drawn with the app's figure
 from distill_core.errors import ConfigError, RunStoreError
 from distill_core.store import now_iso
 from distill_core.sweep import (SweepStore, format_summary, parse_seeds, run_sweep, start_seeds, start_sweep,

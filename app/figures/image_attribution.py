@@ -19,6 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app import tasks
 from app.figures.base import ATTRIBUTION_DIFF_SCALE, FONT, PICTURE_SCALE, POSITIVE_SCALE, SIGNED_SCALE
 from app.figures.images import grey
 from distill_core.vocab import FAMILY_NAMES
@@ -105,7 +106,7 @@ def is_pixel_run(probe: dict | None) -> bool:
     """An image run whose students are CNNs: its recorded maps are distributions over the picture's pixels
     (S, 1, 1, H*W), drawn over the picture rather than as token × token heatmaps."""
     maps = (probe or {}).get("maps") or {}
-    return (probe or {}).get("modality") == "image" and (maps.get("student") or {}).get("family") == "cnn"
+    return tasks.of(probe).pictures and (maps.get("student") or {}).get("family") == "cnn"
 
 
 def agreement_reading(student: str, rho: float, agreement: float, method_name: str) -> str:
@@ -127,7 +128,7 @@ def no_divergence_reason(probe: dict | None) -> str | None:
     probe = probe or {}
     families = probe.get("families") or {}
     teacher, student = families.get("teacher"), families.get("student")
-    if probe.get("modality") != "image" or probe.get("pairs") or teacher == student:
+    if not tasks.of(probe).pictures or probe.get("pairs") or teacher == student:
         return None
     t_name, s_name = (f"a {FAMILY_NAMES[f]}" if f and f in FAMILY_NAMES else f for f in (teacher, student))
     return (f"The teacher ({t_name}) and the student ({s_name}) are of different families; no attention divergence "

@@ -131,7 +131,7 @@ def guess_column(columns: list[str], preferred: str, role: str) -> int:
     for name in (preferred, *usual[role]):
         if name in columns:
             return columns.index(name)
-    return 0 if role == "text" else len(columns) - 1
+    return {"text": 0, "label": len(columns) - 1}[role]     # texts first, labels last, as files usually have them
 
 
 @st.cache_data(show_spinner="Reading the images…", max_entries=16)

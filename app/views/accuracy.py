@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state
+from app import common, live, state, tasks
 from app.figures import accuracy as fig_accuracy
 from app.figures import teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
@@ -32,7 +32,7 @@ with head_r:
 try:
     summary = run.summary()
     status = run.status().get("status", "unknown")
-    image_run = (run.probe() or {}).get("modality") == "image"
+    image_run = tasks.of(run.probe()).pictures
 except DistillError as e:
     common.show_error(e)
     st.stop()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state
+from app import common, live, state, tasks
 from app.figures import attribution as fig_attribution
 from app.figures import image_attribution as iac
 from distill_core import RunStore
@@ -191,7 +191,7 @@ head_l.title("🧭 Attributions")
 intro = st.empty()                  # the caption, once the run says whether it reads texts or images
 
 run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
-if probe.get("modality") == "image":
+if tasks.of(probe).pictures:
     intro.caption(IMAGE_INTRO)
     image_page(run, probe)
     st.stop()

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state
+from app import common, image_explorer, live, state, tasks
 from app.figures import base as fig_base
 from app.figures import maps as fig_maps
 from distill_core import analysis, compress
@@ -29,8 +29,7 @@ if not present:
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
-if probe.get("modality") == "image":             # pictures: where the models look (app/image_explorer.py)
-    from app import image_explorer
+if tasks.of(probe).pictures:                     # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=head_r, intro=intro)
     st.stop()
 variants = common.variants_of(run, probe)

@@ -7,7 +7,7 @@ import html
 import numpy as np
 import streamlit as st
 
-from app import common, state
+from app import common, state, tasks
 from app.figures import image_attribution as iac
 from distill_core.errors import DistillError
 
@@ -114,7 +114,7 @@ if run is None:
 try:
     record = run.read_json(GENERATED_FILE)
     config = run.config()
-    image_run = (run.probe() or {}).get("modality") == "image"
+    image_run = tasks.of(run.probe()).pictures
 except DistillError as e:
     common.show_error(e)
     st.stop()
@@ -124,7 +124,7 @@ if not record and image_run:
             f"(`transfer.source: unused`) or augmented copies of the training images (`transfer.copies`).")
     view.sync()
     st.stop()
-if record and (record.get("modality") == "image" or image_run):
+if record and (tasks.of(record).pictures or image_run):
     image_page(record, config)
     view.sync()
     st.stop()

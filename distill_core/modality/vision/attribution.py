@@ -35,6 +35,10 @@ from ..text.attribution import TOP_K, _eval_frozen, rank_correlation
 from ...errors import ModelError
 from .data import to_tensor
 from ...metrics import JS_MAX, row_metric
+from ...activation import activation_map
+from ...capture import AttentionCapture
+from ...models import set_attention_backend
+from .models import model_family
 
 METHODS = {"ig": "Integrated Gradients", "gradcam": "Grad-CAM"}
 BASELINES = ("background", "black")
@@ -64,7 +68,6 @@ class ImageAttribution:
 
 
 def _family(model) -> str:
-    from .models import model_family
     return model_family(model)
 
 
@@ -216,9 +219,6 @@ def recorded_spatial_attention(maps, desc: dict, image_size) -> np.ndarray:
 def live_spatial_attention(model, image) -> np.ndarray:
     """The model's attention on one uint8 image (H, W, C) as an (H, W) distribution over pixels, computed now the
     way a run records it (for images outside the probe set)."""
-    from ...capture import AttentionCapture
-    from ...models import set_attention_backend
-    from ...activation import activation_map
     arr = _as_image(image)
     size = arr.shape[:2]
     x = _pixels(model, arr)

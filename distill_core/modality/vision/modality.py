@@ -14,29 +14,25 @@ import numpy as np
 import torch
 
 from ... import mapping
+from ...activation import activation_attention, activation_map
 from ...capture import AttentionCapture
+from ...config import IMAGE_TEACHERS, image_session_problem
+from ...errors import ConfigError
 from ...evaluate import accuracy_and_loss, autocast_for
-from .data import ImageSplits, to_tensor
 from ...models import set_attention_backend
 from ...objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS
 from ...store import atomic_write_json
 from ..base import Batch, TeacherBatch
+from .data import ImageSplits, to_tensor
+from .models import check_patch, model_family, num_maps
 
 SPLITS = ("train", "val", "test", "extra")
-
-
-def family_of(model) -> str:
-    from .models import model_family
-    return model_family(model)
 
 
 def check_image_session(cfg, image_size: tuple[int, int], teacher_family: str | None = None,
                         student_family: str | None = None) -> None:
     """Refuse what cannot train, before any work: a ViT patch that does not divide the images (for the ViTs built
     here), and losses that compare maps the teacher and student do not both have (config.image_session_problem)."""
-    from ...config import IMAGE_TEACHERS, image_session_problem
-    from ...errors import ConfigError
-    from .models import check_patch
     t = teacher_family or (cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None)
     s = student_family or cfg.image.student_family or t
     builds_vit = cfg.teacher.source == "vit" or (s == "vit" and not cfg.student.source)
@@ -50,7 +46,6 @@ def check_image_session(cfg, image_size: tuple[int, int], teacher_family: str | 
 def describe_maps(model, image_size: tuple[int, int]) -> dict:
     """What the positions of a model's recorded maps are: a CNN's stages and their sizes, or a ViT's layers, heads,
     patch grid and token names ([CLS] first, then the patches row by row)."""
-    from .models import model_family, num_maps
     family = model_family(model)
     count, heads = num_maps(model)
     if family == "cnn":
@@ -120,8 +115,7 @@ class ImageModality:
         """Per probe image: (S, 1, 1, H*W) activation attention of a CNN's stages, or (L, H, T, T) of a ViT."""
         model.eval()
         x = self.probe_batch(device).inputs["pixel_values"]
-        if family_of(model) == "cnn":
-            from ...activation import activation_map
+        if model_family(model) == "cnn":
             feats = model(pixel_values=x, output_hidden_states=True).hidden_states
             maps = torch.stack([activation_map(f, self.splits.size) for f in feats], 1)    # (B, S, H*W)
             maps = maps[:, :, None, None, :].float().cpu()                                  # (B, S, 1, 1, H*W)
@@ -189,7 +183,7 @@ class ImageTeacherOutputs:
         self.model, self.needs, self.layers = model, needs, teacher_layers
         self.head_rule, self.student_heads = head_rule, student_heads
         self.device, self.mixed_precision = device, mixed_precision
-        self.family = family_of(model)
+        self.family = model_family(model)
 
     @torch.no_grad()
     def __call__(self, batch: Batch):
@@ -199,7 +193,6 @@ class ImageTeacherOutputs:
         hidden = HIDDEN in self.needs
         with autocast_for(self.device, self.mixed_precision):
             if self.family == "cnn":
-                from ...activation import activation_attention
                 res = self.model(pixel_values=x, output_hidden_states=ACTIVATION in self.needs)
                 if ACTIVATION in self.needs:
                     out.activation = [activation_attention(res.hidden_states[t]) for t in self.layers]  # (B, h*w)
