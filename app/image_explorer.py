@@ -2,7 +2,7 @@
 
 Drawn by app/views/explorer.py when the open run's probe.json says "modality": "image". CNN maps are a stage's
 activation attention; ViT maps are the [CLS] token's attention over the patches (one head, the mean over heads, or
-the attention rollout). The figures are in app/figures/images.py, the arrays come from distill_core.image_maps.
+the attention rollout). The figures are in app/figures/images.py, the arrays come from distill_core/modality/vision/maps.py.
 
 The choices are kept in the URL like the text explorer's (their own fields below, on the same page); an uploaded
 picture is not: it lives in the browser tab only.

@@ -25,7 +25,7 @@ one run, so a busy machine moves them much less than absolute times):
              Targets: a new machine <= 180 s; the teacher and its outputs cached <= 60 s.
 4+. alone    that last session / the same students trained alone on the same batches (hard labels, the engine's
              optimizer, no teacher, recording or evaluation). Target <= 1.5. Full mode.
-5. charts    building the attention explorer's figures (app/charts.py) plus fig.to_json(). Target < 0.5 s.
+5. charts    building the attention explorer's figures (app/figures/maps.py) plus fig.to_json(). Target < 0.5 s.
 6. live view training speed with the New session page open / with it closed, the session started from the app in
              headless Chromium (benchmarks/live_view_bench.py; full mode, when Chromium and Playwright are
              installed; --skip-live-view leaves it out). Target >= 0.9.
@@ -820,7 +820,7 @@ def main(argv=None) -> int:
             f"{'from the disk cache' if s0['teacher_outputs_cached'] else 'computed (and cached on disk)'}; "
             f"cache {cache_root()}")
 
-        section("5. explorer figures (app/charts.py + fig.to_json())")
+        section("5. explorer figures (app/figures/maps.py + fig.to_json())")
         res["charts"] = bench_charts(setup, m["chart_repeats"])
         for k, v in res["charts"].items():
             say(f"  {k:<32} median {fmt_s(v['median_s'])} (min {fmt_s(v['min_s'])}, max {fmt_s(v['max_s'])}, "

@@ -14,7 +14,8 @@ from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import SessionConfig, parse_value
 from .errors import ConfigError, DistillError
 from .preflight import preflight
-from .robustness import EPSILONS, LIMIT, STEPS, check_settings, run_robustness
+from .robustness import run_robustness
+from .attacks import EPSILONS, LIMIT, STEPS, check_settings
 from .session import run_session
 from .stats import p_text
 from .store import RunStore

@@ -464,7 +464,7 @@ def measure(model: nn.Module, data: RunData, mask=None) -> dict:
             maps = probe_maps(model, data.modality)
             heads = int(maps[0].shape[1])
             js = float(np.mean(mapping.probe_metrics(data.teacher_maps, maps, data.pairs, data.head_rule, heads,
-                                                     padded=data.run.kind.padded_probe)["js"]))
+                                                     padded=data.run.kind.padded_maps)["js"]))
     return {"test_accuracy": float(accuracy), "latency_ms": float(latency), "js": js}
 
 

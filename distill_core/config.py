@@ -420,7 +420,7 @@ class TransferConfig:
         return self.source != "none" or self.copies > 0
 
 
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "sklearn_digits")   # built in: see distill_core/images.py
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "sklearn_digits")   # built in: see distill_core/modality/vision/data.py
 IMAGE_TEACHERS = ("cnn", "vit")      # teachers the engine builds and trains once (cached like the text teacher)
 IMAGE_FAMILIES = ("cnn", "vit")
 

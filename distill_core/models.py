@@ -354,7 +354,7 @@ def set_attention_backend(model, eager: bool) -> None:
     """Switch between eager attention that returns the probabilities before dropout (capture.PROBS_IMPL) and
     the fast SDPA path, at run time."""
     if not hasattr(getattr(model, "config", None), "_attn_implementation"):
-        return                                   # no attention to switch (the CNNs of vision_models)
+        return                                   # no attention to switch (the CNNs of modality/vision/models.py)
     impl = PROBS_IMPL if eager else "sdpa"
     if hasattr(model, "set_attn_implementation"):
         try:

@@ -8,94 +8,38 @@ and its students. Nothing is loaded until it is asked for, and what is loaded on
     fr.teacher(), fr.student("distilled")     # models in eval mode on the CPU
     fr.run_models()                           # RunModels: the input reader, every teacher and trained student
 
-What differs between the kinds of run (probe.json "modality": "text" or "image") is in KINDS: the folder under
-models/ that holds the run's input reader, how the reader, the splits, the task data and a model folder are
-loaded, and how the data are named in messages. Everything else here is the same for both.
+What differs between the kinds of run (probe.json "modality") is asked of the run's Task (modality/base.py): the
+folder under models/ that holds its input reader, how the reader, the splits, the modality and a model folder are
+loaded, and how the data are named in messages. Everything else here is the same for every kind.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .config import SessionConfig
-from .modality.text.data import load_splits
 from .errors import DataError, DistillError, ModelError, RunStoreError
-from .modality.vision.data import load_image_splits
-from .modality import TextModality
-from .modality.vision.modality import ImageModality
+from .modality.base import Task
+from .modality.registry import TASKS
+from .modality.text.task import TextTask
+from .modality.vision.task import ImageTask
 from .store import WEIGHTS, Run
-from .modality.vision.models import load_image_model
 from .vocab import TEACHER, run_variants
 
-
-# ---- what differs between kinds of run -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Kind:
-    """The per-kind pieces of reopening a run."""
-    name: str                   # probe.json "modality"
-    saved_as: str               # the folder under the run's models/ that holds its input reader (Run.reader_dir)
-    data: str                   # what its data are called in messages: "data", "images"
-    pronoun: str                # and the word for them: "it", "them"
-    padded_probe: bool          # its probe maps are padded to each batch's longest example (mapping.probe_metrics)
-    load_reader: Callable[["FinishedRun"], object]          # the input reader (a tokenizer), or None
-    load_splits: Callable[[SessionConfig], object]          # the run's splits from its config
-    task: Callable[["FinishedRun", object], object]         # the modality over the splits that measuring reads
-    load_model: Callable[[Path], nn.Module]                 # a saved model folder -> a model (CPU, eval mode)
+TEXT, IMAGE = TextTask, ImageTask      # the kinds of run other modules ask for by task (require(IMAGE))
 
 
-def _text_reader(fr: "FinishedRun"):
-    """The tokenizer the run kept (models/tokenizer), else the teacher's."""
-    folder = fr.run.reader_dir(TEXT.saved_as)
-    source = folder if folder.is_dir() else fr.teacher_path()
-    try:
-        return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"cannot load the tokenizer of run {fr.run.id} from {source}: {e}") from None
-
-
-def _text_task(fr: "FinishedRun", splits) -> TextModality:
-    # only validation and test are read when a run is measured again: the training texts are not encoded
-    kept = dataclasses.replace(splits, train_texts=[], train_labels=[], extra_texts=[], extra_labels=[])
-    return TextModality(fr.reader(), kept, fr.config.data.max_length)
-
-
-def _text_model(folder: Path) -> nn.Module:
-    """A sequence classifier with eager attention: safetensors weights only, local files only, never remote code."""
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(folder), attn_implementation="eager", local_files_only=True, trust_remote_code=False,
-        use_safetensors=True)
-    return model.to("cpu").eval()
-
-
-def _image_task(fr: "FinishedRun", splits) -> ImageModality:
-    tokens = len(((fr.probe.get("maps") or {}).get("student") or {}).get("tokens") or [0]) or 1
-    return ImageModality(splits, tokens)
-
-
-def _image_model(folder: Path) -> nn.Module:
-    return load_image_model(str(folder)).to("cpu").eval()
-
-
-TEXT = Kind("text", TextModality.saved_as, "data", "it", True, _text_reader, lambda cfg: load_splits(cfg.data),
-            _text_task, _text_model)
-IMAGE = Kind("image", ImageModality.saved_as, "images", "them", False, lambda fr: None,
-             lambda cfg: load_image_splits(cfg.data, cfg.image.size), _image_task, _image_model)
-KINDS = {k.name: k for k in (TEXT, IMAGE)}
-
-
-def kind_of(probe: dict) -> Kind:
-    """The kind of a run from its probe.json (runs written before images were supported say none: text)."""
-    name = probe.get("modality") or TEXT.name
-    if name not in KINDS:
+# ---- what differs between kinds of run: the task's reopening methods (modality/base.py) -----------------------------
+def kind_of(probe: dict) -> type[Task]:
+    """The task of a run from its probe.json (runs written before images were supported say none: text)."""
+    name = probe.get("modality") or TextTask.kind
+    if name not in TASKS:
         raise ModelError(f"the run reads {name} inputs, which this version cannot reopen (it reads "
-                         f"{' and '.join(KINDS)})")
-    return KINDS[name]
+                         f"{' and '.join(TASKS)})")
+    return TASKS[name]
 
 
 # ---- a finished run ------------------------------------------------------------------------------------------------
@@ -127,11 +71,11 @@ class FinishedRun:
         self._models: dict = {}
         self._cache: dict = {}
 
-    def require(self, kind: Kind) -> None:
-        """ModelError unless the run is of this kind."""
-        if self.kind is not kind:
-            raise ModelError(f"run {self.run.id} is not an {kind.name} run" if kind.name[0] in "aeiou" else
-                             f"run {self.run.id} is not a {kind.name} run")
+    def require(self, task: type[Task]) -> None:
+        """ModelError unless the run is of this kind of task."""
+        if self.kind is not task:
+            raise ModelError(f"run {self.run.id} is not an {task.kind} run" if task.kind[0] in "aeiou" else
+                             f"run {self.run.id} is not a {task.kind} run")
 
     # ---- config and data -------------------------------------------------------------------------------
     @cached_property
@@ -151,13 +95,13 @@ class FinishedRun:
 
     def _rebuilt(self, what: str) -> DataError:
         k = self.kind
-        return DataError(f"the {what} of run {self.run.id} cannot be rebuilt: its {k.data} ({self.config.data.source})"
-                         f" changed since the run; restore {k.pronoun} or run a new session")
+        return DataError(f"the {what} of run {self.run.id} cannot be rebuilt: its {k.data_word} ({self.config.data.source})"
+                         f" changed since the run; restore {k.data_pronoun} or run a new session")
 
     def splits(self):
         """The run's splits rebuilt from its config, the test labels checked against predictions.json's."""
         if "splits" not in self._cache:
-            splits = self.kind.load_splits(self.config)
+            splits = self.kind.reopen_splits(self.config)
             recorded = (self.run.predictions() or {}).get("labels")
             if recorded is not None and list(recorded) != list(splits.test_labels):
                 raise self._rebuilt("test split")
@@ -168,7 +112,7 @@ class FinishedRun:
         """The run's validation, test and probe examples as its modality (TextModality or ImageModality), the
         probe examples checked against probe.json's labels."""
         if "task" not in self._cache:
-            modality = self.kind.task(self, self.splits())
+            modality = self.kind.reopen_modality(self, self.splits())
             if list(self.probe.get("labels") or []) != list(modality.probe_record()["labels"]):
                 raise self._rebuilt("probe examples")
             self._cache["task"] = modality
@@ -177,7 +121,7 @@ class FinishedRun:
     def reader(self):
         """The run's input reader: a text run's tokenizer (models/tokenizer, else the teacher's); None for images."""
         if "reader" not in self._cache:
-            self._cache["reader"] = self.kind.load_reader(self)
+            self._cache["reader"] = self.kind.reopen_reader(self)
         return self._cache["reader"]
 
     # ---- models ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core import RunStore, robustness
+from distill_core import RunStore, attacks, robustness
 from distill_core.__main__ import main
 from distill_core.analysis import load_run_models
 from distill_core.errors import ConfigError
@@ -30,7 +30,7 @@ def test_run_robustness_writes_the_record(run_copy):
     rm = load_run_models(run)
     assert list(record["accuracy"]) == list(rm.models)
     assert record["epsilons"] == [0.0, 1.0] and record["steps"] == 2 and record["split"] == "test"
-    assert record["attack"] == robustness.ATTACK and record["seconds"] >= 0
+    assert record["attack"] == attacks.ATTACK and record["seconds"] >= 0
     ids, labels = robustness.rebuild_test_split(run, rm.tokenizer)
     assert record["n"] == len(ids) == len(run.predictions()["labels"])
     for name, model in rm.models.items():
@@ -46,7 +46,7 @@ def test_limit_takes_the_first_examples(run_copy):
     rm = load_run_models(run)
     ids, labels = robustness.rebuild_test_split(run, rm.tokenizer)
     teacher = rm.models["teacher"]
-    acc = robustness.robust_accuracy(teacher, ids, labels, rm.tokenizer.pad_token_id, "cpu", epsilons=(0.0,),
+    acc = attacks.robust_accuracy(teacher, ids, labels, rm.tokenizer.pad_token_id, "cpu", epsilons=(0.0,),
                                      limit=5)
     plain, _ = evaluate(teacher, ids[:5], labels[:5], rm.tokenizer.pad_token_id, torch.device("cpu"))
     assert acc == [pytest.approx(plain)] and not teacher.training
@@ -56,7 +56,7 @@ def test_limit_takes_the_first_examples(run_copy):
                                                     ((0.1,), 3, 0), ((), 3, 10)])
 def test_bad_settings_name_the_fix(epsilons, steps, limit):
     with pytest.raises(ConfigError, match=r"e\.g\."):
-        robustness.check_settings(epsilons, steps, limit)
+        attacks.check_settings(epsilons, steps, limit)
 
 
 def test_cli_prints_a_table(run_copy, capsys):
@@ -87,7 +87,7 @@ def test_attention_under_attack(tiny_teacher):
                                                                local_files_only=True).eval()
     input_ids = tok(["a dull and tedious film"], return_tensors="pt")["input_ids"]     # (1, T)
     t = input_ids.shape[1]
-    out = robustness.attention_under_attack(model, input_ids, epsilon=0.5, steps=2)
+    out = attacks.attention_under_attack(model, input_ids, epsilon=0.5, steps=2)
     for key in ("clean", "attacked"):
         assert out[key].shape == (4, 4, t, t) and out[key].dtype == np.float32
         np.testing.assert_allclose(out[key].sum(-1), 1.0, atol=1e-5)
@@ -95,6 +95,6 @@ def test_attention_under_attack(tiny_teacher):
     assert out["probs_clean"].shape == out["probs_attacked"].shape == (2,)
     assert out["delta_norm"].shape == (t,) and (out["delta_norm"] <= 0.5 + 1e-5).all() and out["delta_norm"].max() > 0
     assert not model.training and all(p.grad is None for p in model.parameters())
-    same = robustness.attention_under_attack(model, input_ids, epsilon=0.0)
+    same = attacks.attention_under_attack(model, input_ids, epsilon=0.0)
     np.testing.assert_array_equal(same["clean"], same["attacked"])
     assert same["delta_norm"].max() == 0

@@ -166,3 +166,28 @@ class Task(ABC):
     def robustness(self, models: dict, modality: Modality, device, progress) -> dict:
         """Accuracy of each model under an attack at several strengths (robustness.json)."""
 
+    # ---- a finished run, reopened (distill_core/reopen.py asks these; no config needed) -------------------
+    saved_as: str = ""              # the folder under a run's models/ that holds its input reader
+    data_word: str = "data"         # what its data are called in messages
+    data_pronoun: str = "it"        # and the word for them
+
+    @classmethod
+    def reopen_reader(cls, finished):
+        """The input reader a finished run kept (a tokenizer), or None."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def reopen_splits(cls, config):
+        """A finished run's splits, rebuilt from its SessionConfig."""
+
+    @classmethod
+    @abstractmethod
+    def reopen_modality(cls, finished, splits) -> Modality:
+        """The validation, test and probe examples of a finished run as its modality."""
+
+    @staticmethod
+    @abstractmethod
+    def load_model(folder) -> nn.Module:
+        """A model folder written by a session (a teacher or a student), on the CPU in eval mode."""
+

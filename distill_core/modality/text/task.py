@@ -3,19 +3,21 @@ teacher (fine-tuned here once and cached), a student built from a shape (or the 
 and the teacher's outputs on the training split computed once and kept on disk."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ... import mapping
 from ...config import resolve_init
 from .data import load_splits
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelError
 from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
 from ...ensemble import combine_logits, mean_maps
 from ...objectives import ACTIVATION, ATTENTION, HIDDEN
-from ...robustness import robustness_curves
+from ...attacks import robustness_curves
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
 from ...vocab import teacher_name
@@ -48,6 +50,7 @@ class TextTask(Task):
     kind = "text"
     padded_maps = True
     suggests_layers = True
+    saved_as = TextModality.saved_as
 
     # ---- data and teachers --------------------------------------------------------------------------------
     def load_data(self) -> TextData:
@@ -209,3 +212,33 @@ class TextTask(Task):
     def robustness(self, models: dict, modality: TextModality, device, progress) -> dict:
         return robustness_curves(models, modality.ids["test"], modality.labels["test"], modality.pad_id, device,
                                  progress=progress)
+
+    # ---- a finished run, reopened -------------------------------------------------------------------------
+    @classmethod
+    def reopen_reader(cls, finished):
+        """The tokenizer the run kept (models/tokenizer), else the teacher's."""
+        folder = finished.run.reader_dir(cls.saved_as)
+        source = folder if folder.is_dir() else finished.teacher_path()
+        try:
+            return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"cannot load the tokenizer of run {finished.run.id} from {source}: {e}") from None
+
+    @classmethod
+    def reopen_splits(cls, config):
+        return load_splits(config.data)
+
+    @classmethod
+    def reopen_modality(cls, finished, splits) -> TextModality:
+        # only validation and test are read when a run is measured again: the training texts are not encoded
+        kept = dataclasses.replace(splits, train_texts=[], train_labels=[], extra_texts=[], extra_labels=[])
+        return TextModality(finished.reader(), kept, finished.config.data.max_length)
+
+    @staticmethod
+    def load_model(folder) -> nn.Module:
+        """A sequence classifier with eager attention: safetensors weights only, local files only, never remote
+        code."""
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(folder), attn_implementation="eager", local_files_only=True, trust_remote_code=False,
+            use_safetensors=True)
+        return model.to("cpu").eval()

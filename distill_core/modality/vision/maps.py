@@ -1,7 +1,7 @@
 """Where an image model looks: spatial maps from the recorded probe arrays, attention rollout, an uploaded picture
 read the way the run's models read images, and both models of a run run live on it.
 
-The recorded layouts (see modality/vision.py) are
+The recorded layouts (see modality/vision/modality.py) are
 
     CNN  (S, 1, 1, H*W)  each stage's activation attention upsampled to the image, a distribution over pixels
     ViT  (L, H, T, T)    self-attention, T = 1 + gh*gw: token 0 is [CLS], then the patches row by row

@@ -11,7 +11,7 @@ from ...ensemble import EnsembleBatches
 from ...errors import ConfigError
 from .data import ImageSplits, load_image_splits
 from ...objectives import ACTIVATION, ATTENTION, HIDDEN, needs_of
-from ...robustness import image_robustness_curves
+from ...attacks import image_robustness_curves
 from ...strategies import generated as gen_lib
 from .models import build_cnn, build_vit, load_image_model, model_family, num_maps
 from .teacher import prepare_image_teacher
@@ -33,6 +33,8 @@ class ImageTask(Task):
     kind = "image"
     padded_maps = False          # every probe image has the same positions
     suggests_layers = False
+    saved_as = ImageModality.saved_as
+    data_word, data_pronoun = "images", "them"
 
     # ---- data and teachers --------------------------------------------------------------------------------
     def load_data(self) -> ImageSplits:
@@ -169,3 +171,17 @@ class ImageTask(Task):
     def robustness(self, models: dict, modality: ImageModality, device, progress) -> dict:
         return image_robustness_curves(models, modality.images["test"], modality.labels["test"], device,
                                        progress=progress)
+
+    # ---- a finished run, reopened -------------------------------------------------------------------------
+    @classmethod
+    def reopen_splits(cls, config) -> ImageSplits:
+        return load_image_splits(config.data, config.image.size)
+
+    @classmethod
+    def reopen_modality(cls, finished, splits) -> ImageModality:
+        tokens = len(((finished.probe.get("maps") or {}).get("student") or {}).get("tokens") or [0]) or 1
+        return ImageModality(splits, tokens)
+
+    @staticmethod
+    def load_model(folder) -> nn.Module:
+        return load_image_model(str(folder)).to("cpu").eval()
