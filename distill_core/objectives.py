@@ -33,6 +33,7 @@ HIDDEN = "hidden"                           # teacher and student hidden states 
 ACTIVATION = "activation"                   # CNN stages' activations (student) and activation attention (teacher)
 INPUTS = (TEACHER_LOGITS, ATTENTION, HIDDEN, ACTIVATION)
 TEACHER_INPUTS = frozenset(INPUTS)          # every one of these comes (partly) from the teacher
+MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
 
 
 @dataclass

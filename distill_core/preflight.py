@@ -23,7 +23,7 @@ from .hub import require_online
 from .modality.vision.data import check_image_source
 from .modality.vision.modality import check_image_session
 from .models import default_teacher_dir, pick_device
-from .objectives import ACTIVATION, ATTENTION, OBJECTIVES
+from .objectives import MAP_INPUTS, OBJECTIVES
 from .sources import source_kind
 from .store import RunStore
 from .strategies.generated import load_transfer_texts
@@ -206,7 +206,7 @@ def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, stu
     teacher whose maps a variant compares (learning from it, or from the ensemble with attention mean) is of the
     student's family (the session refuses it only once its teachers are trained)."""
     compared = {v.teacher for v in cfg.variants
-                if any(w > 0 and OBJECTIVES[n].needs & {ATTENTION, ACTIVATION} for n, w in v.losses.items())}
+                if any(w > 0 and OBJECTIVES[n].needs & MAP_INPUTS for n, w in v.losses.items())}
     mean_maps = ENSEMBLE in compared and cfg.ensemble.attention == "mean"
     for name, tc in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:]):
         if tc.source in IMAGE_TEACHERS:

@@ -37,7 +37,7 @@ from ..evaluate import accuracy_and_loss
 from ..modality.base import Modality, Task, TeacherBatch, TeacherSource
 from ..modality.registry import task_for
 from ..models import count_parameters, pick_device, set_attention_backend
-from ..objectives import ACTIVATION, ATTENTION, TEACHER_INPUTS, TEACHER_LOGITS
+from ..objectives import MAP_INPUTS, TEACHER_INPUTS, TEACHER_LOGITS
 from ..store import Run, RunStore
 from ..teacher import PreparedTeacher, teacher_evaluation, teacher_logits, teacher_size_bytes
 from ..vocab import ENSEMBLE, TEACHER, model_label
@@ -45,7 +45,6 @@ from .callbacks import SessionControl, SessionState, Stop, StoreProgress
 from .variant import LossWindow, StepContext, Variant, build_variants, variant_needs
 
 log = logging.getLogger(__name__)
-MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
 
 
 @dataclass

@@ -26,7 +26,7 @@ from ..evaluate import autocast_for
 from ..models import set_attention_backend
 from ..optim import clip_grad_norm_, make_optimizer
 from ..modality.base import TeacherBatch
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS, LossInputs, loss_values, needs_of
+from ..objectives import ACTIVATION, ATTENTION, HIDDEN, MAP_INPUTS, TEACHER_LOGITS, LossInputs, loss_values, needs_of
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
 
@@ -404,7 +404,7 @@ def build_variants(cfg: SessionConfig, first: nn.Module, teachers: list[nn.Modul
                                              epochs).to(device),
                     temperature=Temperature(vc.temperature_schedule, cfg.objectives.temperature,
                                             *vc.temperature_range, total).to(device))
-        if vc.attention_focus and needs & {ATTENTION, ACTIVATION}:
+        if vc.attention_focus and needs & MAP_INPUTS:
             v.focus = AttentionFocus(len(pairs), mapping.compared_heads(head_rule, student_heads))
         out.append(v)
     for v in out:               # optimizers once every model is in place, as the variants' snapshots

@@ -16,7 +16,7 @@ from .data import load_splits
 from ...errors import ConfigError, ModelError
 from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
 from ...ensemble import combine_logits, mean_maps
-from ...objectives import ACTIVATION, ATTENTION, HIDDEN
+from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS
 from ...attacks import robustness_curves
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
@@ -154,7 +154,7 @@ class TextTask(Task):
                        progress) -> PrecomputedOutputs:
         t_layers, t_heads = num_layers_heads(teacher.model)
         layers = mapping.layer_map(layer_rule, t_layers, prepared.student_shape[0])
-        if needs & {ATTENTION, ACTIVATION}:       # maps are compared: their heads must reduce alike
+        if needs & MAP_INPUTS:       # maps are compared: their heads must reduce alike
             mapping.check_same_head_rule(self.config.objectives.head_rule, name, t_heads, prepared.teacher_shape[1],
                                          prepared.student_shape[1], prepared.head_rule)
         return self.teacher_source(teacher, prepared.modality, prepared.device, layers, prepared.head_rule,
