@@ -19,7 +19,8 @@ from .attacks import EPSILONS, LIMIT, STEPS, check_settings
 from .session import run_session
 from .stats import p_text
 from .store import RunStore
-from .sweep import SweepStore, format_summary, parse_seeds, run_sweep, summarize_sweep
+from . import sweep as sweep_lib       # sweep_lib.run_sweep: tests replace it to stand in for a whole sweep
+from .sweep import SweepStore, format_summary, parse_seeds, summarize_sweep
 from .vocab import run_reference, run_variants
 
 
@@ -183,8 +184,9 @@ def cmd_sweep(args, after=None) -> int:
     preflight(cfg, store)
     sweeps = SweepStore(store.root)
     print(f"sweep of {len(seeds)} seeds ({', '.join(map(str, seeds))}) into {store.root}")
-    sweep_id = run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,
-                         callbacks=[] if args.quiet else [TqdmProgress()], report=print, against=args.against)
+    sweep_id = sweep_lib.run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,
+                                   callbacks=[] if args.quiet else [TqdmProgress()], report=print,
+                                   against=args.against)
     summary = sweeps.open(sweep_id)["summary"]
     print(f"sweep {sweep_id}")
     print(format_summary(summary))
