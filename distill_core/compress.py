@@ -495,7 +495,7 @@ class _Versions:
 
     def __init__(self, run: Run, name: str, step: Callable[[str], None]):
         self.run_id, self.name, self.step = run.id, name, step
-        self.root = run.path / FOLDER / name
+        self.root = run.compressed_dir(name)
         self.versions: list[dict] = []
         self.notes: list[str] = []
 

@@ -302,6 +302,10 @@ class Run:
             raise ValueError(f"{saved_as!r} is not the name of a folder under a run's models/")
         return self.path / "models" / saved_as
 
+    def compressed_dir(self, variant: str) -> Path:
+        """compressed/<variant>/: the compressed versions of a variant (distill_core/compress.py writes them)."""
+        return self.path / "compressed" / variant
+
     def teacher_dir(self, path: str | None = None) -> Path:
         """The folder of the run's teacher: probe.json's teacher_path, or `path` (a further teacher's, as
         probe.json's "teachers" name it). A relative path is read from the run's folder, so a run moved together

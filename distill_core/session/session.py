@@ -248,8 +248,8 @@ class Session:
         if rule != "suggested":
             return rule, None
         if not self.task.suggests_layers:
-            raise ConfigError(f"objectives.layer_map: suggested is computed for text runs only; for images use "
-                              f"uniform, last or a list of teacher layers or stages")
+            raise ConfigError("objectives.layer_map: suggested is computed for text runs only; for images use "
+                              "uniform, last or a list of teacher layers or stages")
         cfg = self.config
         layers, run_id = resolve_suggested(RunStore(self.run.path.parent), cfg.teacher.source, teacher_layers,
                                            cfg.student.layers, cfg.student.heads, cfg.data.source)
@@ -470,7 +470,7 @@ class Session:
                 size[v.name] = self.save_weights(v)
             params[v.name] = count_parameters(v.model)
         if trained:
-            p.modality.save(self.run.path / "models" / p.modality.saved_as)
+            p.modality.save(self.run.reader_dir(p.modality.saved_as))
         summary = {**self.partial_summary(status), "stopped_early": stopped or None,
                    "accuracy": {k: accuracy.get(k) for k in ("teacher", *[v.name for v in p.variants])},
                    "test_size": p.modality.size("test"),
