@@ -6,15 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
-from app.figures import base as fig_base
-from app.figures import curves as fig_curves
+from app.figures import base as fig_base, curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, TYPED_TEXT
-from distill_core import RunStore
+from distill_core import RunStore, SessionConfig
+from distill_core.analysis import suggest_for_run
 from distill_core.errors import DistillError
 from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
-from distill_core import SessionConfig
-from distill_core.analysis import suggest_for_run
 
 REPO = Path(__file__).resolve().parent.parent
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
@@ -248,7 +247,6 @@ def page_link(page: str, label: str, icon: str | None = None, query: dict | None
 
     `select_run` also makes that run the open one. A page drawn outside the app's navigation (a test of one page
     file) has no pages to link to: the label is shown as text."""
-    from streamlit.errors import StreamlitAPIException
     if select_run:
         st.session_state[SELECTED_RUN] = select_run
     try:

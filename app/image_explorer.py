@@ -15,12 +15,10 @@ import numpy as np
 import streamlit as st
 
 from app import common, state
-from app.figures import base as fig_base
-from app.figures import images as fig_images
-from app.figures import maps as fig_maps
+from app.figures import base as fig_base, images as fig_images, maps as fig_maps
 from distill_core import RunStore
-from distill_core.modality.vision import maps as image_maps
 from distill_core.errors import DistillError
+from distill_core.modality.vision import maps as image_maps
 from distill_core.modality.vision.maps import MEAN_HEADS
 from distill_core.vocab import TEACHER
 

@@ -11,11 +11,10 @@ import threading
 import streamlit as st
 
 from app import common
-from distill_core import RunStore
-from distill_core import analysis
+from distill_core import RunStore, analysis
+from distill_core.attacks import attention_under_attack as _attacked
 from distill_core.modality.text.attribution import token_attributions as _attributions
 from distill_core.reopen import RunModels, reopen
-from distill_core.attacks import attention_under_attack as _attacked
 from distill_core.robustness import run_robustness
 
 _LOCK = threading.Lock()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import distill_core
 from app import common
 from app.figures import curves as fig_curves
 from distill_core import Run, RunStore
@@ -80,7 +81,6 @@ def last_run(store: RunStore) -> Run | None:
 
 def queue_text(run_id: str) -> str:
     """Where a queued run stands, in words."""
-    import distill_core
     q = distill_core.session_queue()
     pos, running = q.position(run_id), q.running()
     where = f"queued, position {pos}" if pos else "queued"

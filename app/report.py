@@ -40,14 +40,11 @@ import numpy as np
 import plotly.offline
 
 from app import tasks
-from app.figures import accuracy as fig_accuracy
-from app.figures import curves as fig_curves
-from app.figures import divergence as fig_divergence
-from app.figures import image_attribution as iac
-from app.figures import maps as fig_maps
+from app.figures import (accuracy as fig_accuracy, curves as fig_curves, divergence as fig_divergence,
+                         image_attribution as iac, maps as fig_maps)
 from app.tables import MCNEMAR_P, accuracy_rows, vs_column
-from distill_core.config import SessionConfig, flat_settings
 from distill_core.analysis import teacher_heads_for
+from distill_core.config import SessionConfig, flat_settings
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
 from distill_core.stats import p_text

@@ -1,21 +1,19 @@
 """The Runs page's tables (one line per run, one line per variant of a run) and its teacher cache panel."""
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from app import common
+from app import common, report
+from distill_core.cache import cache_entries, clear_cache as clear
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
-from distill_core.vocab import TEACHER
-from app import report
-from distill_core.cache import cache_entries
-from distill_core.cache import clear_cache as clear
-from distill_core.sweep import SweepStore
-from distill_core.sweep import summarize_sweep
+from distill_core.sweep import SweepStore, summarize_sweep
 from distill_core.teacher import cache_root
+from distill_core.vocab import TEACHER
 
 CACHE_MSG = "runs.cache_msg"
 
@@ -74,7 +72,6 @@ def variant_rows(run, variants: common.Variants) -> list[dict]:
 
 def cache_overview() -> tuple[str, list[dict]]:
     """A sentence on the teacher cache (size, entries, folder) and one row per entry."""
-    from datetime import datetime
 
     entries = cache_entries()
     size = sum(e.size_bytes for e in entries)

@@ -6,20 +6,23 @@ import argparse
 import json
 import logging
 import sys
+import time
 import warnings
 
-from . import distributed
+from tqdm.auto import tqdm
+from transformers.utils import logging as hf_logging
+
+from . import distributed, sweep as sweep_lib  # sweep_lib.run_sweep: tests replace it to stand in for a whole sweep
+from .attacks import EPSILONS, LIMIT, STEPS, check_settings
 from .cache import cache_entries, cache_root, clear_cache
 from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import SessionConfig, parse_value
 from .errors import ConfigError, DistillError
 from .preflight import preflight
 from .robustness import run_robustness
-from .attacks import EPSILONS, LIMIT, STEPS, check_settings
 from .session import run_session
 from .stats import p_text
 from .store import RunStore
-from . import sweep as sweep_lib       # sweep_lib.run_sweep: tests replace it to stand in for a whole sweep
 from .sweep import SweepStore, format_summary, parse_seeds, summarize_sweep
 from .vocab import run_reference, run_variants
 
@@ -28,7 +31,6 @@ class TqdmProgress:
     """Progress bars on the terminal, one per phase."""
 
     def __init__(self):
-        from tqdm.auto import tqdm
         self._tqdm, self._bar, self._phase = tqdm, None, None
 
     def on_session_begin(self, state, control): ...
@@ -307,7 +309,6 @@ def cmd_compress(args) -> int:
     run = RunStore(args.runs_dir).open(args.run_id)
     bar = None
     if not args.quiet:
-        from tqdm.auto import tqdm
         bar = tqdm(desc="compress", unit="version", leave=False, dynamic_ncols=True)
 
     def report(phase: str, done: int, total: int) -> None:
@@ -340,7 +341,6 @@ ALL = object()   # `cache --clear` without a key
 
 
 def cmd_cache(args) -> int:
-    import time
 
     root = cache_root()
     if args.clear is not None:
@@ -482,7 +482,6 @@ def check_processes(command: str) -> None:
 def main(argv=None, extend=None, prog: str = "python -m distill_core") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     args = make_parser(extend, prog).parse_args(argv)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from safetensors import safe_open
+
 from .errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -204,7 +206,6 @@ def _teacher_meta(folder: Path) -> tuple[str, str]:
 
 
 def _outputs_meta(path: Path) -> tuple[str, str]:
-    from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}

@@ -19,6 +19,8 @@ import re
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.masking_utils import eager_mask
 
 from .errors import ModelError
 
@@ -44,8 +46,6 @@ def eager_attention_probs(module: nn.Module, query: torch.Tensor, key: torch.Ten
 
 
 def _register() -> None:
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import eager_mask
     AttentionInterface.register(PROBS_IMPL, eager_attention_probs)
     AttentionMaskInterface.register(PROBS_IMPL, eager_mask)
 

@@ -89,10 +89,10 @@ from . import mapping
 from .errors import ConfigError, ModelError, RunStoreError
 from .head_pruning import (HeadMask, apply_head_mask, head_importance, heads_shape, heads_to_remove,  # noqa: F401
                            out_projections, prune_mask, zero_pruned_heads)
+from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .models import set_attention_backend
 from .reopen import reopen
 from .store import Run, atomic_write_json, now_iso
-from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .vocab import TEACHER, run_reference, run_variants
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .errors import ConfigError
 from .objectives import LOSS_NAMES, OBJECTIVES
 from .strategies.schedules import PRESETS, TEMPERATURE_SCHEDULES, check_schedule
@@ -737,7 +739,6 @@ class SessionConfig:
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
-            import yaml
             try:
                 d = yaml.safe_load(text)
             except yaml.YAMLError as e:
@@ -853,7 +854,6 @@ def _coerce(sub_cls, section: str, values: dict) -> dict:
 
 def parse_value(text: str) -> Any:
     """Parse the value of a --set key=value pair: numbers, then YAML rules (lists, booleans, null)."""
-    import yaml
     for kind in (int, float):
         try:
             return kind(text)

@@ -20,10 +20,14 @@ import datetime
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import uuid
 
 import torch
+import torch.distributed as dist
+from transformers import PreTrainedModel
 
 from .errors import ConfigError, DistillError
 from .store import Run, now_iso
@@ -73,7 +77,6 @@ def _accelerate_cpu() -> bool:
 
 
 def _dist():
-    import torch.distributed as dist
     return dist
 
 
@@ -145,7 +148,7 @@ def main_first():
         return
     if world()[2] != 0:
         if _any(False):
-            from .session.callbacks import Stop   # here: the session imports this module
+            from .session.callbacks import Stop  # here: the session imports this module
             raise Stop()
         yield
         return
@@ -163,10 +166,7 @@ def every_process_writes():
     """Inside the block transformers' save_pretrained writes in every process. Once torch.distributed is initialised
     it writes on rank 0 only, but each process here writes its own folders: the others' throwaway runs, and the teacher
     cache of each machine's first process."""
-    model_class = None
-    if initialized():
-        with contextlib.suppress(ImportError):
-            from transformers import PreTrainedModel as model_class
+    model_class = PreTrainedModel if initialized() else None
     if model_class is None or not hasattr(model_class, "should_save_on_this_rank"):
         yield
         return
@@ -381,8 +381,6 @@ def worker_run(store, config: dict):
 def raise_on_termination() -> None:
     """Under a launcher, SIGTERM (sent to every process when one of them fails) becomes an error, so the main
     process records its run as failed rather than vanishing with it 'running'."""
-    import signal
-    import threading
     if not active() or threading.current_thread() is not threading.main_thread():
         return
 

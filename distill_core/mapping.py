@@ -180,7 +180,7 @@ def head_groups(costs: np.ndarray) -> list[list[int]]:
     Ht == Hs: one teacher head each; Hs divides Ht: Ht / Hs teacher heads each (every teacher head used once, the
     total divergence least); otherwise every student head faces all teacher heads (one group, as head rule mean).
     """
-    from scipy.optimize import linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment  # deferred: only a suggested layer map needs scipy
     costs = np.asarray(costs, dtype=np.float64)
     hs, ht = costs.shape
     if ht % hs:

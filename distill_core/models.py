@@ -12,13 +12,14 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from . import mapping
+from .capture import PROBS_IMPL, AttentionCapture
 from .config import SessionConfig, StudentConfig
 from .errors import ConfigError, ModelError
-from . import mapping
-from .capture import AttentionCapture
-from .capture import PROBS_IMPL
 from .hub import require_online
 from .sources import source_kind
 
@@ -64,7 +65,6 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt
 
 
 def load_tokenizer(source: str):
-    from transformers import AutoTokenizer
     path, local = resolve_source(source)
     if local and not any((Path(path) / f).is_file() for f in TOKENIZER_FILES):
         # AutoTokenizer would otherwise build an empty tokenizer from config.json alone and read every word as [UNK]
@@ -78,7 +78,6 @@ def load_tokenizer(source: str):
 
 def load_classifier(source: str, num_labels: int, eager: bool = True):
     """A sequence classifier with `num_labels` outputs; returns (model, head_is_new)."""
-    from transformers import AutoModelForSequenceClassification
     path, local = resolve_source(source)
     if local:
         check_weight_files(Path(path), source)
@@ -105,7 +104,6 @@ def load_classifier(source: str, num_labels: int, eager: bool = True):
 def check_weight_files(folder: Path, source: str) -> None:
     """A local model folder must hold safetensors weights; say what is there instead."""
     if (folder / SAFE_WEIGHTS[0]).is_file():
-        from safetensors import safe_open
         try:                                    # reads the header and checks it against the file's size
             with safe_open(str(folder / SAFE_WEIGHTS[0]), framework="pt") as f:
                 f.keys()
@@ -203,7 +201,6 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
     fits(teacher.config, f"the teacher ({config.teacher.source})")
     s = config.student
     if s.source:
-        from transformers import AutoConfig
         path, local = resolve_source(s.source)
         try:
             s_conf = AutoConfig.from_pretrained(path, trust_remote_code=False, **_offline_kwargs(local))
@@ -249,7 +246,6 @@ def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: lis
 
     init: the resolved initialisation (config.resolve_init); default cfg.init, with "auto" meaning random."""
     init = init or (cfg.init if cfg.init != "auto" else "random")
-    from transformers import AutoModelForSequenceClassification
     if cfg.source:
         model, _ = load_classifier(cfg.source, num_labels)
         return model

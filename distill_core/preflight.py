@@ -17,17 +17,17 @@ from pathlib import Path
 from . import mapping
 from .analysis import resolve_suggested
 from .config import DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, SessionConfig
-from .modality.text.data import DataCheck, check_file
 from .errors import ConfigError, DistillError
 from .hub import require_online
+from .modality.text.data import DataCheck, check_file
 from .modality.vision.data import check_image_source
 from .modality.vision.modality import check_image_session
+from .modality.vision.models import CNN_MODEL_TYPE, check_patch
 from .models import default_teacher_dir, pick_device
 from .objectives import MAP_INPUTS, OBJECTIVES
 from .sources import source_kind
 from .store import RunStore
 from .strategies.generated import load_transfer_texts
-from .modality.vision.models import CNN_MODEL_TYPE, check_patch
 from .vocab import ENSEMBLE
 
 FAMILY_NAMES = {"cnn": "CNN", "vit": "ViT", None: "model of unknown family"}

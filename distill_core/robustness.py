@@ -16,8 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from .attacks import (EPSILONS, IMAGE_EPSILONS, LIMIT, STEPS, check_settings, image_robustness_curves,
-                      robustness_curves)
+from .attacks import EPSILONS, IMAGE_EPSILONS, LIMIT, STEPS, check_settings, image_robustness_curves, robustness_curves
 from .batching import encode
 from .errors import RunStoreError
 from .modality.text.task import TextTask

@@ -128,7 +128,7 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float | None, fl
     m = float(x.mean())
     if len(x) < 2:
         return m, None, None
-    from scipy.stats import t     # deferred on purpose: scipy.stats is slow to import and only sweeps need it
+    from scipy.stats import t  # deferred on purpose: scipy.stats is slow to import and only sweeps need it
     half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return m, m - half, m + half
 

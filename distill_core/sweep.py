@@ -31,10 +31,9 @@ import numpy as np
 from . import stats
 from .config import SessionConfig
 from .errors import ConfigError, DistillError, RunStoreError
+from .session import run_session, start_session
 from .store import RUN_ID_RE, Run, RunStore, atomic_write_json, now_iso
 from .vocab import ENSEMBLE, TEACHER, run_reference, run_variants
-from .session import run_session
-from .session import start_session
 
 log = logging.getLogger(__name__)
 

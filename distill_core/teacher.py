@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from . import mapping
 from .batching import collate, make_batches, pad_square, pad_tokens
@@ -33,9 +35,9 @@ from .cache import cache_root  # noqa: F401 - here too for the callers that impo
 from .cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
-from .modality.text.data import Splits
-from .evaluate import accuracy_and_loss, autocast_for, predict_logits
 from .errors import ModelError
+from .evaluate import accuracy_and_loss, autocast_for, predict_logits
+from .modality.text.data import Splits
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
 from .optim import clip_grad_norm_, make_optimizer
@@ -397,7 +399,6 @@ def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, nee
     """The cached outputs, or None when there are none; a damaged file is deleted when `repair` is set."""
     if not path.is_file():
         return None
-    from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             if (f.metadata() or {}).get("key") != key:
@@ -414,7 +415,6 @@ def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, nee
 
 def _save_outputs(tmp: Path, out: TeacherOutputs, lengths: list[int], meta: dict[str, str]) -> None:
     """Write the outputs file `tmp` (cache.get_or_build renames it into place)."""
-    from safetensors.torch import save_file
     save_file(_pack_outputs(out, lengths), str(tmp), metadata=meta)
 
 

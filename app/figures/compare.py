@@ -12,7 +12,6 @@ from app.figures.base import DIFF_SCALE, DIFF_SCALE_REVERSED, SIDE_COLORS, base_
 from distill_core.verdicts import closer_sides
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, PALETTE, TEACHER, run_variants, variant_colors
 
-
 RUN_DASHES = ("solid", "dot")            # run A, run B
 
 

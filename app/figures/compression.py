@@ -20,7 +20,6 @@ from app.figures.base import IMPORTANCE_SCALE, base_layout, line_dash
 from distill_core.verdicts import compressed_variants
 from distill_core.vocab import model_label, variant_colors
 
-
 VERSION_TITLES = {"fp32": "float32 (as trained)", "int8_linear": "int8 linear layers",
                   "int8_linear_embeddings": "int8 linear layers + word embeddings"}
 

@@ -24,7 +24,6 @@ from app.figures.base import ATTRIBUTION_DIFF_SCALE, FONT, PICTURE_SCALE, POSITI
 from app.figures.images import grey
 from distill_core.vocab import FAMILY_NAMES
 
-
 SCALES = {"signed": SIGNED_SCALE, "positive": POSITIVE_SCALE, "difference": ATTRIBUTION_DIFF_SCALE}
 
 

@@ -16,7 +16,6 @@ import plotly.graph_objects as go
 from app.figures.base import FONT, GREY_SCALE, OVERLAY_DIFF_SCALE, OVERLAY_SCALE, TOOLBAR_PX
 from distill_core.modality.vision.maps import spatial_js, top_region
 
-
 NEARLY_EVEN = 1.25                   # a map whose brightest pixel holds less than this × an even share reads as even
 
 

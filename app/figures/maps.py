@@ -21,7 +21,6 @@ from app.figures.base import (DIFF_SCALE, FONT, TOKEN_PX, TOOLBAR_PX, axis_label
                               plain_label)
 from distill_core.metrics import map_metric
 
-
 ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
 
 

@@ -11,14 +11,14 @@ import streamlit as st
 
 from distill_core import SessionConfig, mapping
 from distill_core.config import (HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES, IMAGE_TEACHERS, LAYER_MAPS,
-                                  MAX_FLOOR_EPOCHS, floor_epochs)
-from distill_core.sources import file_label
+                                 MAX_FLOOR_EPOCHS, floor_epochs)
 from distill_core.errors import ConfigError, DistillError
 from distill_core.modality.vision.data import available_image_datasets
+from distill_core.modality.vision.models import build_cnn, build_vit, check_patch
 from distill_core.models import count_parameters
 from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
 from distill_core.preflight import model_family
-from distill_core.modality.vision.models import build_cnn, build_vit, check_patch
+from distill_core.sources import file_label
 
 from .keys import FAMILIES, FAMILY_NOTE, IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG, IMAGE_VARIANTS, IMG, value_key
 from .labels import (FAMILY_NAMES, FURTHER_IMAGE_KINDS, IMAGE_DATA_KINDS, IMAGE_DATASET_LABELS, IMAGE_LAYER_MAPS,

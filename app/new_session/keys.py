@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
-from distill_core.objectives import TEXT_LOSS_NAMES
+from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES, TEXT_LOSS_NAMES
 
 NEW = "new."                                # every key of the page
 IMG = "new.img."                            # the image form's widget keys

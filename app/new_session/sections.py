@@ -8,8 +8,8 @@ from typing import Callable
 
 import streamlit as st
 
-from distill_core.config import (ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
-                                  IMAGE_LOSS_FAMILY, SCHEDULES)
+from distill_core.config import (ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION, IMAGE_LOSS_FAMILY,
+                                 SCHEDULES)
 from distill_core.models import pick_device
 from distill_core.objectives import LOSS_HELP, OBJECTIVES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
@@ -18,8 +18,8 @@ from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
 from .keys import DEVICE, MODALITY, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, VariantSet
 from .labels import (ADV_LABELS, ADV_OFF, AUTO_WEIGHT_LABELS, COMBINE_LABELS, ENSEMBLE_ATTENTION_LABELS, FURTHER,
                      MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
-from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count,
-                       remove_variant, source_label, teacher_sources, variant_losses, variant_name_problems)
+from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count, remove_variant,
+                       source_label, teacher_sources, variant_losses, variant_name_problems)
 
 
 def modality_section(labels: dict[str, str], default: str) -> str:

@@ -10,10 +10,10 @@ import streamlit as st
 
 from distill_core import SessionConfig, mapping
 from distill_core.config import (AUGMENT_OPS, DEFAULT_TEACHER, HEAD_RULES, LAYER_MAPS, SMALL_TRAIN, STUDENT_INITS,
-                                  default_variants)
-from distill_core.sources import file_label
+                                 default_variants)
 from distill_core.errors import DataError, DistillError
 from distill_core.preflight import model_shape
+from distill_core.sources import file_label
 
 from .keys import FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, NEW, TEXT_VARIANTS, UPLOAD_PATH, UPLOAD_SIG
 from .labels import DATA_KINDS, FILE_TYPES, OP_LABELS, PART_HELP, TEACHER_KINDS, TEXT_LAYER_MAPS, TRANSFER_KINDS

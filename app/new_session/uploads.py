@@ -12,11 +12,10 @@ import pandas as pd
 import streamlit as st
 
 from distill_core.config import IMAGE_DATASETS
-from distill_core.modality.text.data import DataCheck, read_raw_table
-from distill_core.sources import UPLOADS_DIR, file_label
 from distill_core.errors import DataError
-from distill_core.preflight import file_check
-from distill_core.preflight import image_source_info as engine_image_info
+from distill_core.modality.text.data import DataCheck, read_raw_table
+from distill_core.preflight import file_check, image_source_info as engine_image_info
+from distill_core.sources import UPLOADS_DIR, file_label
 
 from .labels import FILE_TYPES, PREVIEW_ROWS
 

@@ -15,8 +15,7 @@ from distill_core.preflight import model_family
 from distill_core.sources import source_kind
 from distill_core.vocab import teacher_name
 
-from .keys import (DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET,
-                   value_key)
+from .keys import DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, value_key
 from .labels import FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TEXT_LAYER_MAPS
 from .variants import further_count, image_losses, teacher_sources, variants_config, variants_values
 

@@ -6,8 +6,7 @@ import streamlit as st
 
 from distill_core.config import AdversarialConfig, VariantConfig, image_default_variants, image_session_problem
 from distill_core.errors import ConfigError
-from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
-from distill_core.objectives import OBJECTIVES
+from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES, OBJECTIVES
 from distill_core.vocab import BASELINE, ENSEMBLE, TEACHER, check_variant_name, teacher_name, variant_name_key
 
 from .keys import NEW, TEXT_VARIANTS, VariantSet, value_key

@@ -5,8 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common, live, state, tasks
-from app.figures import accuracy as fig_accuracy
-from app.figures import teachers as fig_teachers
+from app.figures import accuracy as fig_accuracy, teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
 from distill_core.errors import DistillError
 from distill_core.verdicts import (accuracy_verdicts, best_epoch_text, ensemble_reading, health_lines, paired_verdicts,

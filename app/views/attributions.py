@@ -9,13 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from app import common, live, state, tasks
-from app.figures import attribution as fig_attribution
-from app.figures import image_attribution as iac
+from app.figures import attribution as fig_attribution, image_attribution as iac
 from distill_core import RunStore
-from distill_core.modality.vision import attribution as ia
-from distill_core.modality.vision import maps as image_maps
-from distill_core.modality.text.attribution import attention_agreement, attention_attribution_correlation, compare_attributions
 from distill_core.errors import DistillError
+from distill_core.modality.text.attribution import (attention_agreement, attention_attribution_correlation,
+                                                    compare_attributions)
+from distill_core.modality.vision import attribution as ia, maps as image_maps
 from distill_core.reopen import reopen
 from distill_core.verdicts import attribution_reading
 from distill_core.vocab import TEACHER

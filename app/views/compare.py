@@ -8,10 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common, state
-from app.figures import compare as fig_compare
-from app.figures import divergence as fig_divergence
-from app.figures import image_attribution as iac
-from app.figures import maps as fig_maps
+from app.figures import compare as fig_compare, divergence as fig_divergence, image_attribution as iac, maps as fig_maps
 from distill_core import analysis
 from distill_core.config import flat_settings
 from distill_core.errors import DistillError

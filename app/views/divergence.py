@@ -5,8 +5,7 @@ import numpy as np
 import streamlit as st
 
 from app import common, layer_suggestion, state
-from app.figures import divergence as fig_divergence
-from app.figures import image_attribution as iac
+from app.figures import divergence as fig_divergence, image_attribution as iac
 from distill_core import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.verdicts import divergence_reading, divergence_series

@@ -6,8 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common, image_explorer, live, state, tasks
-from app.figures import base as fig_base
-from app.figures import maps as fig_maps
+from app.figures import base as fig_base, maps as fig_maps
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric

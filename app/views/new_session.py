@@ -18,8 +18,7 @@ import json
 import streamlit as st
 
 import distill_core
-from app import common
-from app import live_view as lv
+from app import common, live_view as lv
 from app.new_session import tasks
 from app.new_session.keys import ACTIVE_RUN, SEEDS
 from app.new_session.sections import modality_section

@@ -2,8 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from app import common
-from app import run_list as rl
+from app import common, run_list as rl
 from app.figures import sweep as fig_sweep
 from distill_core.errors import DistillError
 from distill_core.sweep import SweepStore, summarize_sweep

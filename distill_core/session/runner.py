@@ -19,8 +19,8 @@ from ..config import SessionConfig
 from ..errors import DistillError, NonFiniteLossError
 from ..preflight import preflight
 from ..store import Run, RunStore, now_iso
-from .session import Session
 from .callbacks import Stop
+from .session import Session
 
 log = logging.getLogger(__name__)
 

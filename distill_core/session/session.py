@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed
-from .. import mapping, stats
+from .. import distributed, mapping, stats
 from ..analysis import resolve_suggested
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs
-from ..ensemble import twin_comparisons, combine_logits
+from ..ensemble import combine_logits, twin_comparisons
 from ..errors import ConfigError
 from ..evaluate import accuracy_and_loss
 from ..modality.base import Modality, Task, TeacherBatch, TeacherSource

@@ -17,16 +17,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import distributed
-from .. import mapping
+from .. import distributed, mapping
 from ..capture import AttentionCapture
 from ..config import AdversarialConfig, SessionConfig, VariantConfig
 from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
-from ..models import set_attention_backend
-from ..optim import clip_grad_norm_, make_optimizer
 from ..modality.base import TeacherBatch
+from ..models import set_attention_backend
 from ..objectives import ACTIVATION, ATTENTION, HIDDEN, MAP_INPUTS, TEACHER_LOGITS, LossInputs, loss_values, needs_of
+from ..optim import clip_grad_norm_, make_optimizer
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
 

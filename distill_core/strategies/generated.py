@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..batching import encode
 from ..config import TransferConfig
+from ..errors import ConfigError, DataError
 from ..modality.text.data import read_raw_table, read_text_file, text_key
 from ..sources import file_label
-from ..errors import ConfigError, DataError
 
 TRANSFER, AUGMENTED = "transfer", "augmented"
 UNUSED_LABEL = "unused rows of the dataset"
@@ -306,7 +307,6 @@ def augment_images(images: np.ndarray, copies: int, seed: int) -> tuple[np.ndarr
     """`copies` augmented copies of each image (N, H, W, C) uint8: a rotation of up to ±10°, a shift of up to ±2
     pixels (the border filled with each image's own border colour) and Gaussian noise (σ = 8 grey levels). Returns
     the copies (N * copies, H, W, C) uint8, copy by copy, and the index of each copy's original."""
-    import torch.nn.functional as F
     n, h, w, _ = images.shape
     gen = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()          # (N, C, H, W)

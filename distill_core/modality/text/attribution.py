@@ -100,7 +100,7 @@ def token_attributions(model, tokenizer, text: str, target: int | None = None, n
 
     `target` defaults to the predicted class. More `n_steps` give a smaller convergence delta.
     """
-    from captum.attr import LayerIntegratedGradients
+    from captum.attr import LayerIntegratedGradients  # deferred: captum is heavy, only attributions need it
 
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}")

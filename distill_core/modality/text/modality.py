@@ -5,11 +5,11 @@ import numpy as np
 import torch
 
 from ...batching import collate, encode, make_batches
-from .data import Splits
 from ...capture import AttentionCapture
 from ...evaluate import accuracy_and_loss, evaluate, measure_latency, predict_logits
 from ...models import set_attention_backend
 from ..base import Batch
+from .data import Splits
 
 
 class TextModality:

@@ -11,17 +11,17 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ... import mapping
+from ...attacks import robustness_curves
 from ...config import resolve_init
-from .data import load_splits
+from ...ensemble import combine_logits, mean_maps
 from ...errors import ConfigError, ModelError
 from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
-from ...ensemble import combine_logits, mean_maps
 from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS
-from ...attacks import robustness_curves
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
 from ...vocab import teacher_name
 from ..base import INIT_LOCK, Batch, LayerPlan, Task, TeacherBatch
+from .data import load_splits
 from .modality import TextModality
 
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..text.attribution import TOP_K, _eval_frozen, rank_correlation
-from ...errors import ModelError
-from .data import to_tensor
-from ...metrics import JS_MAX, row_metric
 from ...activation import activation_map
 from ...capture import AttentionCapture
+from ...errors import ModelError
+from ...metrics import JS_MAX, row_metric
 from ...models import set_attention_backend
+from ..text.attribution import TOP_K, _eval_frozen, rank_correlation
+from .data import to_tensor
 from .models import model_family
 
 METHODS = {"ig": "Integrated Gradients", "gradcam": "Grad-CAM"}
@@ -130,7 +130,7 @@ def _check_target(target: int | None, probs: np.ndarray) -> int:
 
 def _integrated_gradients(model, x: torch.Tensor, base: torch.Tensor, target: int, n_steps: int):
     """(1, C, H, W) image and baseline -> ((H, W) attributions summed over channels, convergence delta)."""
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # deferred: captum is heavy, only attributions need it
 
     def forward(pixels: torch.Tensor) -> torch.Tensor:
         return torch.softmax(_logits(model, pixels), -1)[:, target]           # (B,)
@@ -142,7 +142,7 @@ def _integrated_gradients(model, x: torch.Tensor, base: torch.Tensor, target: in
 
 def _grad_cam(model, x: torch.Tensor, target: int) -> np.ndarray:
     """(1, C, H, W) image -> (H, W) Grad-CAM of the last stage, ReLU applied, upsampled."""
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerAttribution, LayerGradCam  # deferred: as above
 
     cam = LayerGradCam(lambda pixels: _logits(model, pixels), model.stages[-1])
     maps = cam.attribute(x, target=target, relu_attributions=True)             # (1, 1, h, w)

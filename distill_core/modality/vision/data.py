@@ -21,11 +21,10 @@ import pandas as pd
 import torch
 
 from ...config import IMAGE_DATASETS, DataConfig
-from ...sources import file_label
-from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
 from ...errors import DataError, OfflineError
 from ...hub import require_online
-from ...sources import looks_local
+from ...sources import file_label, looks_local
+from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
 from .pictures import (check_class_counts, counted, decode_images, missing_source, read_image_folder, read_image_zip,
                        resize_images)
 
@@ -164,7 +163,7 @@ def _read_fashion_mnist() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 def _read_sklearn_digits() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """uint8 (1797, 8, 8, 1): scikit-learn's 8×8 digits, values 0..16 scaled to 0..255."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # deferred: scikit-learn is slow to import, one dataset needs it
     except ImportError:
         raise DataError("the built-in dataset sklearn_digits needs scikit-learn: run `pip install scikit-learn`, "
                         "or choose another image dataset") from None
@@ -241,7 +240,7 @@ def load_hub_image_dataset(cfg: DataConfig,
     except OfflineError as e:
         raise OfflineError(f"{e}; {_builtin_hint(src)}") from None
     try:
-        import datasets
+        import datasets  # deferred: an optional dependency, only hub datasets need it
     except ImportError:
         raise DataError(f"{src!r} is not a folder or zip; to read it as a hub dataset install the `datasets` "
                         f"package (pip install datasets), or use {_builtin_hint(src)}") from None

@@ -21,14 +21,14 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from ...activation import activation_map
 from ...capture import AttentionCapture
 from ...errors import DataError
-from .data import to_tensor
 from ...models import set_attention_backend
 from ...reopen import IMAGE, reopen
 from ...store import Run
+from .data import to_tensor
 from .models import model_family
-from ...activation import activation_map
 
 MAX_UPLOAD_MB = 20                     # an uploaded picture larger than this is refused
 MAX_UPLOAD_PIXELS = 40_000_000         # and one that would decode to more pixels than this

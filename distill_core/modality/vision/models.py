@@ -18,7 +18,10 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModelForImageClassification, ViTConfig
+from transformers.modeling_outputs import ImageClassifierOutput
 
 from ...capture import find_attention_modules
 from ...config import IMAGE_TEACHERS
@@ -132,7 +135,6 @@ class ResidualCNN(nn.Module):
         """pixel_values (B, C, H, W) -> ImageClassifierOutput: logits (B, num_labels); hidden_states, when asked,
         one (B, C_k, H_k, W_k) per stage; loss (cross-entropy) when labels are given. Other keyword arguments
         (output_attentions, return_dict, ...) are accepted and ignored."""
-        from transformers.modeling_outputs import ImageClassifierOutput   # deferred: transformers is slow to import
         x = self.stem(pixel_values)                                  # (B, C_0, H, W)
         states = []
         for stage in self.stages:
@@ -156,7 +158,6 @@ class ResidualCNN(nn.Module):
 
     def save_pretrained(self, folder, safe_serialization: bool = True, **kwargs) -> None:
         """config.json and model.safetensors (always safetensors, whatever safe_serialization says)."""
-        from safetensors.torch import save_file
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
@@ -177,7 +178,6 @@ class ResidualCNN(nn.Module):
         check_weight_files(folder, str(folder))
         if not (folder / CNN_WEIGHTS).is_file():
             raise ModelError(f"{folder} has no {CNN_WEIGHTS}; save the CNN with save_pretrained(folder)")
-        from safetensors.torch import load_file
         try:
             state = load_file(str(folder / CNN_WEIGHTS))
             model.load_state_dict(state, strict=True)
@@ -217,7 +217,6 @@ def build_vit(*, channels: int, image_size, patch: int, layers: int, heads: int,
     """A ViTForImageClassification of `patch`-sized patches (the MLP twice as wide as `hidden`), eager attention.
 
     image_size: (H, W), or an int for square images; transformers' ViT takes both."""
-    from transformers import AutoModelForImageClassification, ViTConfig   # deferred: transformers is slow to import
     h, w = _hw(image_size)
     check_patch((h, w), patch)
     if hidden % heads:
@@ -273,7 +272,7 @@ def _read_json(path: Path) -> dict:
 
 def _hub_cnn_folder(repo: str) -> Path | None:
     """The local copy of a hub model when it is one of our CNNs (config.json says distill_cnn), else None."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # deferred: only a hub model named by a user needs it
     try:
         conf = Path(hf_hub_download(repo, "config.json"))
     except Exception as e:  # noqa: BLE001 - hub errors (unknown repo, network)
@@ -310,7 +309,6 @@ def load_image_model_info(source: str, num_labels: int | None = None) -> tuple[n
             _replace_cnn_head(model, num_labels)
         return model, head_new
 
-    from transformers import AutoConfig, AutoModelForImageClassification   # deferred: slow to import
     try:
         conf = AutoConfig.from_pretrained(path, trust_remote_code=False, **_offline_kwargs(local))
     except Exception as e:  # noqa: BLE001

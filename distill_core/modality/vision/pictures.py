@@ -18,7 +18,6 @@ from ...config import IMAGE_DATASETS
 from ...errors import DataError
 from ...sources import file_label, is_upload
 
-
 MAX_IMAGE_PIXELS = 40_000_000      # larger images are skipped (a small compressed file can decode to gigabytes)
 MIN_CLASS_IMAGES = 3               # one each for training, validation and test
 IGNORED_NAMES = ("__macosx", "thumbs.db", "desktop.ini")     # besides names starting with "."

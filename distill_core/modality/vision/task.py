@@ -7,17 +7,18 @@ import torch
 from torch import nn
 
 from ... import mapping
+from ...attacks import image_robustness_curves
 from ...ensemble import EnsembleBatches
 from ...errors import ConfigError
-from .data import ImageSplits, load_image_splits
 from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS, needs_of
-from ...attacks import image_robustness_curves
 from ...strategies import generated as gen_lib
-from .models import build_cnn, build_vit, load_image_model, model_family, num_maps
-from .teacher import prepare_image_teacher
 from ...vocab import FAMILY_NAMES
 from ..base import INIT_LOCK, LayerPlan, Task
+from .data import ImageSplits, load_image_splits
 from .modality import ImageModality, ImageTeacherOutputs, check_image_session, describe_maps
+from .models import build_cnn, build_vit, load_image_model, model_family, num_maps
+from .teacher import prepare_image_teacher
+
 
 def comparable(teacher: nn.Module, student: nn.Module) -> bool:
     """Whether two image models' maps cover the same positions: the same family, and for ViTs the same patch size."""

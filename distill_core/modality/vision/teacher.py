@@ -23,13 +23,13 @@ from torch import nn
 from ...cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
 from ...config import IMAGE_TEACHERS, SessionConfig
 from ...errors import ConfigError, ModelError, NonFiniteLossError
-from .data import ImageSplits, to_tensor
-from .models import (build_cnn, build_vit, check_patch, load_image_model, load_image_model_info, model_family,
-                     save_image_model)
 from ...models import resolve_source, set_attention_backend
 from ...optim import make_optimizer
 from ...store import atomic_write_json
 from ...teacher import PreparedTeacher, part_indices
+from .data import ImageSplits, to_tensor
+from .models import (build_cnn, build_vit, check_patch, load_image_model, load_image_model_info, model_family,
+                     save_image_model)
 
 log = logging.getLogger(__name__)
 
