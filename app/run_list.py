@@ -8,11 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from app import common, report
-from distill_core.cache import cache_entries, clear_cache as clear
+from distill_core.cache import cache_entries, cache_root, clear_cache as clear
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
 from distill_core.sweep import SweepStore, summarize_sweep
-from distill_core.teacher import cache_root
 from distill_core.vocab import TEACHER
 
 CACHE_MSG = "runs.cache_msg"

@@ -11,12 +11,11 @@ class TaskPages:
     kind: str                   # SessionConfig.modality, as probe.json and generated.json record it
     pictures: bool              # the inputs are pictures: maps are drawn over them (explorer, attributions,
                                 # generated data, report) instead of over tokens
-    inputs: str                 # what a run's inputs are called in sentences: "texts", "images"
 
 
 TASKS = {t.kind: t for t in (
-    TaskPages("text", pictures=False, inputs="texts"),
-    TaskPages("image", pictures=True, inputs="images"),
+    TaskPages("text", pictures=False),
+    TaskPages("image", pictures=True),
 )}
 DEFAULT = TASKS["text"]         # runs written before probe.json named their task were text runs
 

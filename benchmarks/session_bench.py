@@ -42,7 +42,7 @@ one run, so a busy machine moves them much less than absolute times):
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
 in samples/s (1b), and the default session runs there against the same students trained alone: samples per second
 of the session / of the students alone, target >= 50 %, with the peak GPU memory (1c). Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
-training split are cached as usual (`distill_core.teacher.cache_root()`), except in measure 4's empty cache.
+training split are cached as usual (`distill_core.cache.cache_root()`), except in measure 4's empty cache.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ from distill_core.objectives import TEACHER_INPUTS, LossInputs, combined_loss  #
 from distill_core.optim import clip_grad_norm_, make_optimizer  # noqa: E402
 from distill_core.session import Session, SessionCallback, run_session  # noqa: E402
 from distill_core.store import RunStore  # noqa: E402
-from distill_core.teacher import cache_root, outputs_dir  # noqa: E402
+from distill_core.cache import cache_root, outputs_dir  # noqa: E402
 
 import step_bound  # noqa: E402
 

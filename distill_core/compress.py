@@ -87,8 +87,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, AutoModelF
 
 from . import mapping
 from .errors import ConfigError, ModelError, RunStoreError
-from .head_pruning import (HeadMask, apply_head_mask, head_importance, heads_shape, heads_to_remove,  # noqa: F401
-                           out_projections, prune_mask, zero_pruned_heads)
+from .head_pruning import apply_head_mask, head_importance, heads_shape, prune_mask, zero_pruned_heads
 from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .models import set_attention_backend
 from .reopen import reopen

@@ -31,7 +31,6 @@ from safetensors.torch import save_file
 
 from . import mapping
 from .batching import collate, make_batches, pad_square, pad_tokens
-from .cache import cache_root  # noqa: F401 - here too for the callers that import it from the teacher
 from .cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs

@@ -13,6 +13,7 @@ import torch
 
 from distill_core import RunStore
 from distill_core import compress as C
+from distill_core import head_pruning as HP
 from distill_core.__main__ import main
 from distill_core.errors import ConfigError, ModelError, RunStoreError
 from distill_core.reopen import reopen
@@ -48,7 +49,7 @@ def test_a_masked_head_contributes_exactly_nothing():
     mask[1, 2] = 0
     with torch.no_grad():
         clean = model(**inputs).logits
-        with C.apply_head_mask(model, mask):
+        with HP.apply_head_mask(model, mask):
             handle = out_proj(model, 1).register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
             masked = model(**inputs).logits
             # the head's own weights no longer matter: change its value projection and nothing moves
@@ -76,11 +77,11 @@ def test_zeroed_heads_match_the_mask_and_a_mask_of_ones_changes_nothing():
     mask[1, 1] = 0
     with torch.no_grad():
         clean = model(**inputs).logits
-        with C.apply_head_mask(model, np.ones((2, 4))):
+        with HP.apply_head_mask(model, np.ones((2, 4))):
             assert torch.equal(model(**inputs).logits, clean)
-        with C.apply_head_mask(model, mask):
+        with HP.apply_head_mask(model, mask):
             masked = model(**inputs).logits
-        zeroed = C.zero_pruned_heads(model, mask)(**inputs).logits
+        zeroed = HP.zero_pruned_heads(model, mask)(**inputs).logits
     torch.testing.assert_close(zeroed, masked, rtol=0, atol=1e-6)
     assert torch.equal(model(**inputs).logits.detach(), clean)      # the original keeps its weights
 
@@ -88,13 +89,13 @@ def test_zeroed_heads_match_the_mask_and_a_mask_of_ones_changes_nothing():
 def test_head_mask_refuses_a_wrong_shape_and_a_model_without_heads():
     model = tiny_bert()
     with pytest.raises(ValueError, match=r"\(2, 4\)"):
-        C.apply_head_mask(model, np.ones((4, 2)))
+        HP.apply_head_mask(model, np.ones((4, 2)))
     from distill_core.modality.vision.models import build_cnn
     with pytest.raises(ModelError, match="no attention heads"):
-        C.apply_head_mask(build_cnn(1, 3, [4, 8], 1), np.ones((1, 1)))
+        HP.apply_head_mask(build_cnn(1, 3, [4, 8], 1), np.ones((1, 1)))
     model.bert.encoder.layer[0].attention.output.dense = torch.nn.Identity()    # an architecture it cannot read
     with pytest.raises(ModelError, match="output projection"):
-        C.apply_head_mask(model, np.ones((2, 4)))
+        HP.apply_head_mask(model, np.ones((2, 4)))
 
 
 def test_head_importance_finds_the_decisive_head():
@@ -110,33 +111,33 @@ def test_head_importance_finds_the_decisive_head():
         labels = model(**inputs).logits.argmin(-1)        # a loss with a gradient: the model's least likely class
     batches = [({k: v[i:i + 8] for k, v in inputs.items()}, labels[i:i + 8]) for i in range(0, 24, 8)]
     params = {n: p.clone() for n, p in model.named_parameters()}
-    raw = C.head_importance(model, batches, normalize=False)
+    raw = HP.head_importance(model, batches, normalize=False)
     assert raw.shape == (2, 4)
     assert raw[1, 2] > 0 and (raw[1, [0, 1, 3]] == 0).all()
     assert (raw[0] > 0).all()
-    imp = C.head_importance(model, batches)
+    imp = HP.head_importance(model, batches)
     np.testing.assert_allclose(np.linalg.norm(imp, axis=1), 1.0, rtol=1e-6)   # each layer divided by its L2 norm
     assert imp[1, 2] == pytest.approx(1.0)
     assert all(torch.equal(p, params[n]) and p.requires_grad for n, p in model.named_parameters())
     for fraction in (0.25, 0.5, 0.75):
-        mask, removed, _ = C.prune_mask(imp, fraction)
-        assert mask[1, 2] == 1 and removed == C.heads_to_remove(fraction, 2, 4) == int(mask.size - mask.sum())
+        mask, removed, _ = HP.prune_mask(imp, fraction)
+        assert mask[1, 2] == 1 and removed == HP.heads_to_remove(fraction, 2, 4) == int(mask.size - mask.sum())
     # masking the decisive head changes the answers; masking the three silent ones changes nothing
     with torch.no_grad():
         clean = model(**inputs).logits
         silent = np.ones((2, 4))
         silent[1, [0, 1, 3]] = 0
-        with C.apply_head_mask(model, silent):
+        with HP.apply_head_mask(model, silent):
             torch.testing.assert_close(model(**inputs).logits, clean, rtol=0, atol=1e-6)
         decisive = np.ones((2, 4))
         decisive[1, 2] = 0
-        with C.apply_head_mask(model, decisive):
+        with HP.apply_head_mask(model, decisive):
             assert (model(**inputs).logits - clean).abs().max() > 0.1 * clean.abs().max()
 
 
 def test_prune_mask_keeps_a_head_in_every_layer_and_masks_are_nested():
     imp = np.array([[0.1, 0.2, 0.3], [0.9, 0.8, 0.05]])
-    masks = {f: C.prune_mask(imp, f) for f in (0.0, 0.2, 0.5, 0.7, 0.9)}
+    masks = {f: HP.prune_mask(imp, f) for f in (0.0, 0.2, 0.5, 0.7, 0.9)}
     assert masks[0.0][1] == 0 and masks[0.0][0].all()
     mask, removed, want = masks[0.5]
     assert (removed, want) == (3, 3)
@@ -145,7 +146,7 @@ def test_prune_mask_keeps_a_head_in_every_layer_and_masks_are_nested():
     assert (removed, want) == (4, 5) and (mask.sum(1) == 1).all()
     for a, b in [(0.2, 0.5), (0.5, 0.7), (0.7, 0.9)]:
         assert (masks[b][0] <= masks[a][0]).all()               # a larger fraction removes a superset
-    assert C.heads_to_remove(0.125, 2, 2) == 1                   # halves round up
+    assert HP.heads_to_remove(0.125, 2, 2) == 1                   # halves round up
 
 
 def test_fractions_are_checked():
@@ -221,7 +222,7 @@ def test_a_saved_version_loads_back_identical(tmp_path):
                              weights_from="../f/model.safetensors") == fp32
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["compression.json", "config.json"]
     pruned, info = C.load_compressed(tmp_path / "p")
-    with torch.no_grad(), C.apply_head_mask(model, np.asarray(mask)):
+    with torch.no_grad(), HP.apply_head_mask(model, np.asarray(mask)):
         torch.testing.assert_close(pruned(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-6)
     with pytest.raises(ModelError, match="sibling"):
         C.save_compressed(model, tmp_path / "q", {}, weights_from="../../elsewhere/model.safetensors")
@@ -310,7 +311,7 @@ def test_compressed_folders_load_back_and_reproduce_the_masked_student(run_copy)
             out = model(**inputs).logits
             if v["kind"] == "pruned":
                 assert info["head_mask"] == entry["pruning_curve"][1]["head_mask"]
-                with C.apply_head_mask(student, np.asarray(info["head_mask"])):
+                with HP.apply_head_mask(student, np.asarray(info["head_mask"])):
                     torch.testing.assert_close(out, student(**inputs).logits, rtol=0, atol=1e-5)
             elif v["kind"] == "fp32":
                 assert torch.equal(out, ref)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from torch import nn
 
 from .. import distributed, mapping, stats
 from ..analysis import resolve_suggested
-from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, floor_epochs
+from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, VariantConfig, floor_epochs
 from ..ensemble import combine_logits, twin_comparisons
 from ..errors import ConfigError
 from ..evaluate import accuracy_and_loss
@@ -201,7 +202,7 @@ class Session:
         if any(vc.generated for vc in cfg.variants):
             task.generate(self, p)
         p.variants = build_variants(cfg, first, [t.model for t in teachers], p.pairs, p.head_rule,
-                                    p.student_shape[1], self.variant_steps(p), p.epochs, device)
+                                    p.student_shape[1], functools.partial(self.variant_steps, p), p.epochs, device)
         return p
 
     # ---- several teachers ---------------------------------------------------------------------------------
@@ -254,11 +255,10 @@ class Session:
                                            cfg.student.layers, cfg.student.heads, cfg.data.source)
         return layers, run_id
 
-    def variant_steps(self, p: Prepared):
-        """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them
-        (a function of the variant's config)."""
-        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if p.generated else 0
-        return lambda vc: p.steps_per_epoch + (extra if vc.generated else 0)
+    def variant_steps(self, p: Prepared, vc: VariantConfig) -> int:
+        """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them."""
+        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if vc.generated and p.generated else 0
+        return p.steps_per_epoch + extra
 
     def _notices(self, p: Prepared) -> list[str]:
         """What the user should know about how this session was set up: the data's notices, how the teachers were
