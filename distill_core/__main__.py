@@ -20,43 +20,12 @@ from .config import SessionConfig, parse_value
 from .errors import ConfigError, DistillError
 from .preflight import preflight
 from .robustness import run_robustness
-from .session import run_session
+from .session import run_in_child, run_session
+from .session.callbacks import TqdmProgress
 from .stats import p_text
 from .store import RunStore
 from .sweep import SweepStore, format_summary, parse_seeds, summarize_sweep
 from .vocab import run_reference, run_variants
-
-
-class TqdmProgress:
-    """Progress bars on the terminal, one per phase."""
-
-    def __init__(self):
-        self._tqdm, self._bar, self._phase = tqdm, None, None
-
-    def on_session_begin(self, state, control): ...
-
-    def on_step(self, state, control):
-        if state.phase != self._phase or self._bar is None:
-            if self._bar is not None:
-                self._bar.close()
-            self._phase = state.phase
-            self._bar = self._tqdm(total=state.total or None, desc=state.phase, unit="step", leave=False,
-                                   dynamic_ncols=True)
-        if self._bar.total != state.total and state.total:
-            self._bar.total = state.total
-        self._bar.n = state.done
-        self._bar.set_postfix_str(f"epoch {min(state.epoch + 1, state.epochs)}/{state.epochs}" if state.phase == "train" else "",
-                                  refresh=False)
-        self._bar.refresh()
-
-    def on_epoch_end(self, state, control, records):
-        line = "  ".join(f"{r['student']}: val acc {r['val_accuracy']:.3f}, JS {r['js_mean']:.4f}" for r in records)
-        self._tqdm.write(f"epoch {state.epoch}: {line}")
-
-    def on_session_end(self, state, control, summary):
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def build_config(args) -> SessionConfig:
@@ -162,8 +131,22 @@ def cmd_run(args) -> int:
     cfg = build_config(args)
     store = RunStore(args.runs_dir)
     preflight(cfg, store)
-    main = distributed.is_main()       # several processes (accelerate launch, torchrun): only the main one shows
-    callbacks = [] if args.quiet or not main else [TqdmProgress()]
+    if distributed.active():
+        return _run_distributed(cfg, store, args.quiet)
+    run = store.create(cfg.to_dict())
+    ended = run_in_child(run, progress=not args.quiet)      # a native crash ends the child; this process records it
+    if ended.get("status") == "failed":
+        print(f"error: {ended.get('error')} (run {run.id})", file=sys.stderr)
+        return 2 if ended.get("exit_code") == 2 else 1
+    print(run.id)
+    print_summary(run.id, run.summary() or {}, run.status())
+    return 0
+
+
+def _run_distributed(cfg: SessionConfig, store: RunStore, quiet: bool) -> int:
+    """Started by accelerate launch or torchrun: the launcher made one process per device, and each trains here."""
+    main = distributed.is_main()       # only the main one shows
+    callbacks = [] if quiet or not main else [TqdmProgress()]
     distributed.raise_on_termination()
     run_id = run_session(cfg, store, callbacks)
     distributed.finish()
@@ -187,7 +170,7 @@ def cmd_sweep(args, after=None) -> int:
     sweeps = SweepStore(store.root)
     print(f"sweep of {len(seeds)} seeds ({', '.join(map(str, seeds))}) into {store.root}")
     sweep_id = sweep_lib.run_sweep(cfg, seeds, store, sweeps, name=args.name or cfg.name,
-                                   callbacks=[] if args.quiet else [TqdmProgress()], report=print,
+                                   progress=not args.quiet, report=print,
                                    against=args.against)
     summary = sweeps.open(sweep_id)["summary"]
     print(f"sweep {sweep_id}")
@@ -229,6 +212,8 @@ def cmd_runs(args) -> int:
         a = r.accuracy
         accs = "  ".join(f"{k} {fmt_acc(v)}" for k, v in a.items() if v is not None) or "-"
         print(f"{r.run_id:<38} {r.status:<11} {r.started:<20} {r.dataset[:18]:<18} {r.epochs_done:>2}  {accs}")
+        if r.status in ("failed", "interrupted") and r.error:
+            print(f"    {r.status}: {r.error}")
     return 0
 
 

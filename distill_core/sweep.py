@@ -31,7 +31,7 @@ import numpy as np
 from . import stats
 from .config import SessionConfig
 from .errors import ConfigError, DistillError, RunStoreError
-from .session import run_session, start_session
+from .session import run_in_child, start_session
 from .store import RUN_ID_RE, Run, RunStore, atomic_write_json, now_iso
 from .vocab import ENSEMBLE, TEACHER, run_reference, run_variants
 
@@ -164,13 +164,16 @@ def seed_config(config: SessionConfig, seed: int, name: str = "") -> SessionConf
 
 
 def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, sweep_store: SweepStore,
-              name: str = "", callbacks=(), report: Callable[[str], None] | None = None,
-              against: str | None = None) -> str:
-    """Run one session per seed, one after another, in this process; returns the sweep id.
+              name: str = "", progress: bool = False, report: Callable[[str], None] | None = None,
+              against: str | None = None, run_one: Callable[[SessionConfig, Run], dict] | None = None) -> str:
+    """Run one session per seed, one after another, each in a child process; returns the sweep id.
 
-    Each run id enters sweep.json as soon as the run exists; a seed that fails is recorded in its run and the
-    sweep goes on. At the end sweep.json gains the summary. `report` receives one line per seed (default: log)."""
+    Each run id enters sweep.json as soon as the run exists; a seed that fails (a crash included) is recorded in
+    its run and the sweep goes on. At the end sweep.json gains the summary. `report` receives one line per seed
+    (default: log); `progress` draws progress bars. `run_one(config, run) -> its final status` runs one seed's
+    session (default: session.run_in_child)."""
     report = report or log.info
+    run_one = run_one or (lambda cfg, run: run_in_child(run, progress=progress))
     seeds = check_seeds(seeds)
     if against is not None and against not in config.variant_names:
         raise ConfigError(f"--against {against}: no variant of that name; this config's variants are "
@@ -181,11 +184,9 @@ def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, 
         run = run_store.create(cfg.to_dict())
         sweep_store.record_run(record["id"], seed, run.id)
         report(f"seed {seed} ({k}/{len(seeds)}): run {run.id}")
-        try:
-            run_session(cfg, run_store, callbacks, run=run)
-        except Exception as e:  # noqa: BLE001 - recorded in the run's status; the other seeds still run
-            log.debug("seed %s failed", seed, exc_info=True)
-            report(f"seed {seed}: failed ({e})")
+        ended = run_one(cfg, run)
+        if ended.get("status") == "failed":       # recorded in the run's status; the other seeds still run
+            report(f"seed {seed}: failed ({ended.get('error')})")
             continue
         report(f"seed {seed}: {seed_line(run_store.open(run.id).summary() or {})}")
     summary = summarize_sweep(run_store, sweep_store.open(record["id"]))

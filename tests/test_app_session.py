@@ -18,7 +18,7 @@ from conftest import tiny_config_dict
 from distill_core import RunStore, SessionConfig
 from distill_core.errors import ConfigError, DataError
 from distill_core.objectives import LOSS_HELP, TEXT_LOSS_NAMES as LOSS_NAMES
-from distill_core.session import runner
+from distill_core.session import queue as session_queue_module
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = str(REPO / "app" / "views" / "new_session.py")
@@ -408,7 +408,7 @@ def test_a_queued_run_shows_its_position_and_can_be_cancelled(store, tiny_config
     run = store.create(tiny_config.to_dict(), status="queued")
     queue = FakeQueue(store, run.id)
     monkeypatch.setattr(distill_core, "session_queue", lambda: queue)
-    monkeypatch.setattr(runner, "session_queue", lambda: queue)
+    monkeypatch.setattr(session_queue_module, "session_queue", lambda: queue)
     at = run_page()                                     # found without being named: a queued run is followed
     assert f"**{run.id}** is queued, position 2" in texts(at.markdown)
     assert "20260101-000000-other-abcdef" in texts(at.markdown)

@@ -25,7 +25,7 @@ class Gate(SessionCallback):
 
 def test_queued_sessions_run_one_at_a_time_in_order_and_can_be_cancelled(tmp_path, tiny_teacher, tiny_csv):
     cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1))
-    store, queue, log, gate = RunStore(tmp_path), SessionQueue(workers=1), [], threading.Event()
+    store, queue, log, gate = RunStore(tmp_path), SessionQueue(workers=1, in_child=False), [], threading.Event()
     first = queue.submit(cfg, store, [Gate(log, "first", gate)])
     second = queue.submit(cfg, store, [Gate(log, "second")])
     third = queue.submit(cfg, store, [Gate(log, "third")])
@@ -46,7 +46,7 @@ def test_queued_sessions_run_one_at_a_time_in_order_and_can_be_cancelled(tmp_pat
 
 def test_a_cancel_file_written_while_queued_is_honoured(tmp_path, tiny_teacher, tiny_csv):
     cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1))
-    store, queue, log, gate = RunStore(tmp_path), SessionQueue(workers=1), [], threading.Event()
+    store, queue, log, gate = RunStore(tmp_path), SessionQueue(workers=1, in_child=False), [], threading.Event()
     first = queue.submit(cfg, store, [Gate(log, "first", gate)])
     second = queue.submit(cfg, store, [Gate(log, "second")])
     store.open(second).request_cancel()          # as another process (the CLI) would
@@ -58,7 +58,7 @@ def test_a_cancel_file_written_while_queued_is_honoured(tmp_path, tiny_teacher, 
 
 def test_cancel_session_helper_and_queued_status_after_a_crash(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
     import distill_core
-    from distill_core.session import runner
+    from distill_core.session import queue as runner
     cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1))
     store = RunStore(tmp_path)
     queue = SessionQueue(workers=1)

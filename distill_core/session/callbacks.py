@@ -1,12 +1,15 @@
 """Progress, cancellation and events of a session (the shape of transformers' TrainerCallback).
 
 A callback overrides the events it needs; any callback can ask the session to stop through `SessionControl`.
-`StoreProgress` writes progress.json for pages and other processes, and honours a cancel file in the run folder.
+`StoreProgress` writes progress.json for pages and other processes, and honours a cancel file in the run folder;
+`TqdmProgress` draws progress bars on a terminal.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
 
 from ..store import Run
 
@@ -139,6 +142,38 @@ class StoreProgress(SessionCallback):
 
     def on_session_end(self, state, control, summary):
         self.run.write_json("progress.json", state.as_dict())
+
+
+class TqdmProgress(SessionCallback):
+    """Progress bars on the terminal, one per phase."""
+
+    def __init__(self):
+        self._tqdm, self._bar, self._phase = tqdm, None, None
+
+    def on_session_begin(self, state, control): ...
+
+    def on_step(self, state, control):
+        if state.phase != self._phase or self._bar is None:
+            if self._bar is not None:
+                self._bar.close()
+            self._phase = state.phase
+            self._bar = self._tqdm(total=state.total or None, desc=state.phase, unit="step", leave=False,
+                                   dynamic_ncols=True)
+        if self._bar.total != state.total and state.total:
+            self._bar.total = state.total
+        self._bar.n = state.done
+        self._bar.set_postfix_str(f"epoch {min(state.epoch + 1, state.epochs)}/{state.epochs}" if state.phase == "train" else "",
+                                  refresh=False)
+        self._bar.refresh()
+
+    def on_epoch_end(self, state, control, records):
+        line = "  ".join(f"{r['student']}: val acc {r['val_accuracy']:.3f}, JS {r['js_mean']:.4f}" for r in records)
+        self._tqdm.write(f"epoch {state.epoch}: {line}")
+
+    def on_session_end(self, state, control, summary):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class Stop(Exception):

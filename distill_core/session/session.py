@@ -574,17 +574,24 @@ class Session:
 
     def partial_summary(self, status: str, error: str | None = None) -> dict:
         """What the recorded epochs say, without test results (also written when a session fails)."""
-        recs = self.records
-        epochs = sorted({r["epoch"] for r in recs})
-        names = [v.name for v in self.config.variants]
-        by = {(r["epoch"], r["student"]): r for r in recs}
-        return {
-            "status": status, "error": error, "stopped_early": status if status != "done" else None,
-            "variants": names, "reference": self.config.reference,
-            "accuracy": {k: None for k in ("teacher", *names)},
-            "val_accuracy": {n: [by[(e, n)]["val_accuracy"] for e in epochs if (e, n) in by] for n in names},
-            "divergence": {"metric": "js", "epochs": epochs,
-                           **{n: [by[(e, n)]["js_mean"] for e in epochs if (e, n) in by] for n in names}},
-            "epochs_done": max(epochs) if epochs else 0,
-            "best_epoch": self.best_epochs(self.prepared.variants) if self.prepared is not None else {},
-        }
+        best = self.best_epochs(self.prepared.variants) if self.prepared is not None else {}
+        return partial_summary(self.config, self.records, status, error, best)
+
+
+def partial_summary(config: SessionConfig, records: list[dict], status: str, error: str | None = None,
+                    best_epoch: dict | None = None) -> dict:
+    """What a session's per-epoch records (its metrics.jsonl lines) say, without test results: the summary of a
+    session that failed, was cancelled, or whose process died."""
+    epochs = sorted({r["epoch"] for r in records})
+    names = [v.name for v in config.variants]
+    by = {(r["epoch"], r["student"]): r for r in records}
+    return {
+        "status": status, "error": error, "stopped_early": status if status != "done" else None,
+        "variants": names, "reference": config.reference,
+        "accuracy": {k: None for k in ("teacher", *names)},
+        "val_accuracy": {n: [by[(e, n)]["val_accuracy"] for e in epochs if (e, n) in by] for n in names},
+        "divergence": {"metric": "js", "epochs": epochs,
+                       **{n: [by[(e, n)]["js_mean"] for e in epochs if (e, n) in by] for n in names}},
+        "epochs_done": max(epochs) if epochs else 0,
+        "best_epoch": best_epoch or {},
+    }
