@@ -61,8 +61,9 @@ class ImageSplits:
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) scaled to [-1, 1]: what every image model here reads."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) scaled to [-1, 1], contiguous: what every image model here reads.
+    Contiguous, not the channels-last strides the permute leaves: see models.training_layout."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
 
 
 # ---- the built-in datasets ---------------------------------------------------------------------------------

@@ -36,6 +36,26 @@ CNN_MODEL_TYPE = "distill_cnn"
 CNN_WEIGHTS = "model.safetensors"
 
 
+# ---- memory layout ------------------------------------------------------------------------------------------------
+
+def training_layout(device: torch.device | str, is_vit: bool) -> torch.memory_format:
+    """The memory format image models train in: channels-last for a CNN on a GPU (faster there), contiguous
+    everywhere else.
+
+    On the CPU, torch 2.13's oneDNN backward of a strided 1x1 convolution (a residual block's shortcut) corrupts the
+    heap when its input is channels-last, the batch size odd and torch uses more than one thread: the process dies
+    with "free(): invalid next size" or a segmentation fault. Colour pictures are channels-last after the (N, H, W,
+    C) -> (N, C, H, W) permute; grey ones are not (one channel is both layouts). Reproduction, 2 threads:
+
+        conv = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+        for _ in range(30):
+            x = torch.randn(7, 8, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+            conv(x).sum().backward()                       # dies; fine with torch.backends.mkldnn.enabled = False,
+                                                           # one thread, an even batch, or a contiguous x
+    """
+    return torch.channels_last if (torch.device(device).type == "cuda" and not is_vit) else torch.contiguous_format
+
+
 # ---- the residual CNN ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -135,6 +155,8 @@ class ResidualCNN(nn.Module):
         """pixel_values (B, C, H, W) -> ImageClassifierOutput: logits (B, num_labels); hidden_states, when asked,
         one (B, C_k, H_k, W_k) per stage; loss (cross-entropy) when labels are given. Other keyword arguments
         (output_attentions, return_dict, ...) are accepted and ignored."""
+        if pixel_values.device.type == "cpu":
+            pixel_values = pixel_values.contiguous()                 # never channels-last on the CPU: training_layout
         x = self.stem(pixel_values)                                  # (B, C_0, H, W)
         states = []
         for stage in self.stages:

@@ -29,7 +29,7 @@ from ...store import atomic_write_json
 from ...teacher import PreparedTeacher, part_indices
 from .data import ImageSplits, to_tensor
 from .models import (build_cnn, build_vit, check_patch, load_image_model, load_image_model_info, model_family,
-                     save_image_model)
+                     save_image_model, training_layout)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _start_training(model, images: np.ndarray, labels, *, epochs: int, lr: float
     model.to(device)
     if is_vit:
         set_attention_backend(model, eager=False)      # attention is not read here: the fast path
-    layout = torch.contiguous_format if is_vit else torch.channels_last    # convolutions run ~25% faster on the CPU
+    layout = training_layout(device, is_vit)
     model.to(memory_format=layout)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
