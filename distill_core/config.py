@@ -423,8 +423,16 @@ class TransferConfig:
 
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "sklearn_digits")   # built in: see distill_core/modality/vision/data.py
-IMAGE_TEACHERS = ("cnn", "vit")      # teachers the engine builds and trains once (cached like the text teacher)
+# teachers the engine builds and trains once (cached like the text teacher): a CNN or a ViT from scratch, or the
+# ImageNet MobileNetV2 fine-tuned (distill_core/modality/vision/mobilenet.py); the family each belongs to
+IMAGE_TEACHER_FAMILY = {"cnn": "cnn", "vit": "vit", "mobilenet": "cnn"}
+IMAGE_TEACHERS = tuple(IMAGE_TEACHER_FAMILY)
 IMAGE_FAMILIES = ("cnn", "vit")
+
+
+def image_teacher_family(source: str) -> str | None:
+    """"cnn" or "vit" for a built-in image teacher's name, None for anything else (a model folder, a hub id)."""
+    return IMAGE_TEACHER_FAMILY.get(str(source).strip())
 
 
 def is_image_source(source: str) -> bool:
@@ -438,15 +446,17 @@ def is_image_source(source: str) -> bool:
 
 # Epochs a built-in image teacher trains unless image.teacher_epochs says otherwise. On the 5,000 digits the CNN
 # reached 98.0% validation accuracy by epoch 7; the ViT learns slower (58% after 8 epochs, 4-pixel patches; 92.8%
-# after 30, and 96.6% with 7-pixel patches).
-IMAGE_TEACHER_EPOCHS = {"cnn": 8, "vit": 30}
+# after 30, and 96.6% with 7-pixel patches). The pretrained MobileNetV2 is fine-tuned, with a smaller step.
+IMAGE_TEACHER_EPOCHS = {"cnn": 8, "vit": 30, "mobilenet": 8}
+IMAGE_TEACHER_LR = {"cnn": 2e-3, "vit": 2e-3, "mobilenet": 5e-4}
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Image sessions (data.source an image dataset, or teacher.source cnn or vit).
+    """Image sessions (data.source an image dataset, or teacher.source cnn, vit or mobilenet).
 
-    The built-in teachers are trained by the engine on the training data once and cached. The students are built
+    The built-in teachers are trained by the engine on the training data once and cached (mobilenet: fine-tuned
+    from its ImageNet weights, on pictures resized to teacher_input_size). The students are built
     from the shapes below: a residual CNN (student_widths, student_blocks) or a vision transformer
     (student_layers, student_heads, student_hidden) of `patch`-sized patches."""
     size: int = 0                   # 0: the images' own size (the most common one when sizes are mixed); else size×size
@@ -463,8 +473,9 @@ class ImageConfig:
     teacher_heads: int = 4
     teacher_hidden: int = 64
     teacher_epochs: int = 0         # 0: the family's own (IMAGE_TEACHER_EPOCHS); the best validation epoch is kept
-    teacher_lr: float = 2e-3
+    teacher_lr: float = 0.0         # 0: the family's own (IMAGE_TEACHER_LR)
     teacher_batch_size: int = 64
+    teacher_input_size: int = 0     # mobilenet: pictures resized to this square; 0: 4× theirs, from 96 to 224
 
     def __post_init__(self):
         for name in ("student_widths", "teacher_widths"):
@@ -487,11 +498,24 @@ class ImageConfig:
                                           f"({heads}); try {heads * max(1, round(hidden / heads))}")
         _require(isinstance(self.teacher_epochs, int) and self.teacher_epochs >= 0,
                  "image.teacher_epochs must be 0 (the teacher family's own) or more")
-        _require(self.teacher_lr > 0, "image.teacher_lr must be positive")
+        _require(self.teacher_lr >= 0, "image.teacher_lr must be 0 (the teacher's own) or positive")
+        _require(isinstance(self.teacher_input_size, int) and (self.teacher_input_size == 0 or
+                                                               32 <= self.teacher_input_size <= 512),
+                 f"image.teacher_input_size must be 0 (4× the pictures' size) or from 32 to 512 pixels, not "
+                 f"{self.teacher_input_size!r}")
 
     def epochs_for(self, teacher: str) -> int:
-        """The epochs a built-in teacher ("cnn" or "vit") trains: teacher_epochs, or its family's own when 0."""
+        """The epochs a built-in teacher ("cnn", "vit", "mobilenet") trains: teacher_epochs, or its own when 0."""
         return self.teacher_epochs or IMAGE_TEACHER_EPOCHS[teacher]
+
+    def lr_for(self, teacher: str) -> float:
+        """The learning rate a built-in teacher trains with: teacher_lr, or its own when 0."""
+        return self.teacher_lr or IMAGE_TEACHER_LR[teacher]
+
+    def input_size_for(self, image_size: tuple[int, int]) -> int:
+        """The square the mobilenet teacher reads: teacher_input_size, or 4× the pictures' longer side (its first
+        stage then has the pictures' own resolution, like a CNN student's), from 96 to 224."""
+        return self.teacher_input_size or max(96, min(224, 4 * max(int(v) for v in image_size)))
 
 
 # What each loss compares, for image sessions: attention losses need a teacher and student of the same family.
@@ -605,7 +629,7 @@ class SessionConfig:
                      f"teachers in ensemble.teachers, e.g. [{{seed: 1}}, {{seed: 2}}]")
         self.teacher_configs                     # each further teacher's settings are checked here
         if self.modality == "image":
-            t_family = self.teacher.source if self.teacher.source in IMAGE_TEACHERS else None
+            t_family = image_teacher_family(self.teacher.source)
             s_family = self.image.student_family or t_family
             if defaults:                              # the text defaults: the image ones instead
                 variants = image_default_variants(s_family, t_family is not None and t_family == s_family)

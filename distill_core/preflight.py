@@ -16,13 +16,14 @@ from pathlib import Path
 
 from . import mapping
 from .analysis import resolve_suggested
-from .config import DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, SessionConfig
+from .config import DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, SessionConfig, image_teacher_family
 from .errors import ConfigError, DistillError
 from .hub import require_online
 from .modality.text.data import DataCheck, check_file
 from .modality.vision.data import check_image_source
 from .modality.vision.modality import check_image_session
-from .modality.vision.models import CNN_MODEL_TYPE, check_patch
+from .modality.vision.mobilenet import STAGE_FEATURES, imagenet_weights_path
+from .modality.vision.models import CNN_CLASSES, check_patch
 from .models import default_teacher_dir, pick_device
 from .objectives import MAP_INPUTS, OBJECTIVES
 from .sources import source_kind
@@ -87,7 +88,7 @@ def model_family(source: str) -> str | None:
         conf = json.loads((Path(str(source).strip()).expanduser() / "config.json").read_text())
     except Exception:  # noqa: BLE001 - only a family to check against; the session reports real problems
         return None
-    return "cnn" if conf.get("model_type") == CNN_MODEL_TYPE else "vit"
+    return "cnn" if conf.get("model_type") in CNN_CLASSES else "vit"
 
 
 def _is_model_folder(source: str) -> bool:
@@ -167,6 +168,8 @@ def image_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     check of patch size and losses against the families (check_image_session) and the layer map."""
     pick_device(cfg.train.device)
     teacher_family = None
+    if cfg.teacher.source == "mobilenet":
+        imagenet_weights_path()                  # installed, before the pictures are read
     if cfg.teacher.source not in IMAGE_TEACHERS:
         if source_kind(cfg.teacher.source, "model") == "hub":
             require_online(f"teacher {cfg.teacher.source!r}")
@@ -177,14 +180,18 @@ def image_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     if size:
         check_image_session(cfg, size, teacher_family)
     im = cfg.image
-    teacher = cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None
+    teacher = image_teacher_family(cfg.teacher.source)
     student = im.student_family or teacher
     further_image_teachers(cfg, size, student)
     if teacher and teacher == student and cfg.objectives.layer_map != "suggested":
         count = {"cnn": lambda who: len(getattr(im, f"{who}_widths")), "vit": lambda who: getattr(im, f"{who}_layers")}
-        mapping.layer_map(cfg.objectives.layer_map, count[teacher]("teacher"), count[student]("student"))
+        stages = MOBILENET_STAGES if cfg.teacher.source == "mobilenet" else count[teacher]("teacher")
+        mapping.layer_map(cfg.objectives.layer_map, stages, count[student]("student"))
         if teacher == "vit":
             mapping.resolve_head_rule(cfg.objectives.head_rule, im.teacher_heads, im.student_heads)
+
+
+MOBILENET_STAGES = len(STAGE_FEATURES)
 
 
 def _image_size(cfg: SessionConfig) -> tuple[int, int] | None:
@@ -210,7 +217,7 @@ def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, stu
     mean_maps = ENSEMBLE in compared and cfg.ensemble.attention == "mean"
     for name, tc in zip(cfg.teacher_names[1:], cfg.teacher_configs[1:]):
         if tc.source in IMAGE_TEACHERS:
-            family = tc.source
+            family = image_teacher_family(tc.source)
             if family == "vit" and size:
                 check_patch(size, cfg.image.patch)
         elif not _is_model_folder(tc.source):

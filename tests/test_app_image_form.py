@@ -17,6 +17,7 @@ from app_helpers import open_page, texts
 from conftest import tiny_image_config_dict
 from distill_core import SessionConfig
 from distill_core.models import count_parameters
+from distill_core.modality.vision.mobilenet import MobileNetConfig, MobileNetV2
 from distill_core.modality.vision.models import build_cnn
 from distill_core.objectives import LOSS_HELP
 
@@ -126,6 +127,26 @@ def test_a_vit_teacher_brings_the_vit_variants_and_attention_kl(store, started):
     assert (cfg.teacher.source, cfg.image.student_family) == ("vit", "")
     assert cfg.variant_names == VIT_VARIANTS
     assert cfg.variant("kd_att_kl").losses == {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 1.0}
+
+
+def test_the_pretrained_mobilenet_teacher_keeps_a_cnn_student_and_attention_transfer(store, started):
+    at = images(run_page())
+    at.radio(key="new.img.teacher_kind").set_value("mobilenet").run()
+    assert at.radio(key="new.img.student_family").value == "cnn"              # its family is the CNN's
+    assert variant_names(at) == CNN_VARIANTS and "attention_transfer" in offered_losses(at)
+    captions = texts(at.caption)
+    assert "trained on ImageNet's 1.2 million photos" in captions
+    n_teacher = count_parameters(MobileNetV2(MobileNetConfig(num_labels=10)))
+    im = SessionConfig.from_dict({"teacher": {"source": "cnn"}}).image
+    ratio = n_teacher / count_parameters(build_cnn(1, 10, im.student_widths, im.student_blocks))
+    assert f"**{ratio:.1f}×** as many (on 28×28 images, 10 classes)" in captions
+    assert at.number_input(key="new.img.teacher_input_size").value == 0
+    at.number_input(key="new.img.teacher_input_size").set_value(160).run()
+    start(at)
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    assert (cfg.teacher.source, cfg.image.student_family, cfg.image.teacher_input_size) == ("mobilenet", "", 160)
+    assert cfg.image.teacher_lr == 0.0 and cfg.image.lr_for("mobilenet") == 5e-4
 
 
 def test_across_families_only_the_outputs_are_offered(store, started):
@@ -241,7 +262,7 @@ def test_an_image_config_file_opens_the_images_form_and_round_trips(store, start
     assert cfg.to_dict() == expected.to_dict()
 
 
-@pytest.mark.parametrize("family", ["cnn", "vit"])
+@pytest.mark.parametrize("family", ["cnn", "vit", "mobilenet"])
 def test_build_config_round_trips_an_image_config(family):
     cfg = SessionConfig.from_dict(tiny_image_config_dict(family, variants=[
         {"name": "baseline", "losses": {"ce": 1.0}},

@@ -37,7 +37,7 @@ def colour_folder(root, per_class=(16, 15, 14), size=32, seed=0):
         (root / f"class{k}").mkdir(parents=True)
         for i in range(n):
             img = rng.integers(0, 120, (size, size, 3)).astype(np.uint8)
-            a, b = rng.integers(4, size - 12, 2)
+            a, b = rng.integers(0, size - 8, 2)
             img[a:a + 8, b:b + 8 if k != 2 else b + 3, k % 3] = 255
             Image.fromarray(img).save(root / f"class{k}" / f"{i}.png")
     return root

@@ -309,7 +309,7 @@ def tiny_splits() -> ImageSplits:
 def test_prepare_image_teacher_trains_once_then_loads(source, tmp_path, monkeypatch):
     monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path))
     splits = tiny_splits()
-    cfg = SessionConfig(teacher=TeacherConfig(source=source),
+    cfg = SessionConfig(teacher=TeacherConfig(source=source, finetune_min_steps=0),      # the epochs as set
                         image=ImageConfig(patch=4, teacher_widths=(4, 8), teacher_blocks=1, teacher_layers=1,
                                           teacher_heads=2, teacher_hidden=8, teacher_epochs=1,
                                           teacher_batch_size=16))
@@ -330,7 +330,7 @@ def test_prepare_image_teacher_trains_once_then_loads(source, tmp_path, monkeypa
     assert torch.equal(first.model(pixel_values=x).logits, second.model(pixel_values=x).logits)
 
     # the key follows what changes the teacher
-    other_seed = SessionConfig(teacher=TeacherConfig(source=source, seed=1), image=cfg.image)
+    other_seed = SessionConfig(teacher=TeacherConfig(source=source, seed=1, finetune_min_steps=0), image=cfg.image)
     assert image_teacher_key(other_seed, splits) != key
     assert image_teacher_key(SessionConfig(teacher=cfg.teacher, image=ImageConfig(teacher_widths=(4, 8),
                              teacher_blocks=1, teacher_layers=1, teacher_heads=2, teacher_hidden=8,

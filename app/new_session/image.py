@@ -3,6 +3,7 @@ here, or a model folder), the student's family and shape, the images, the object
 variants fitting the families, and how they are laid out on the page."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Callable
@@ -11,9 +12,10 @@ import streamlit as st
 
 from distill_core import SessionConfig, mapping
 from distill_core.config import (HEAD_RULES, IMAGE_DATASETS, IMAGE_FAMILIES, IMAGE_TEACHERS, LAYER_MAPS,
-                                 MAX_FLOOR_EPOCHS, floor_epochs)
+                                 MAX_FLOOR_EPOCHS, floor_epochs, image_teacher_family)
 from distill_core.errors import ConfigError, DistillError
 from distill_core.modality.vision.data import available_image_datasets
+from distill_core.modality.vision.mobilenet import MobileNetConfig, MobileNetV2
 from distill_core.modality.vision.models import build_cnn, build_vit, check_patch
 from distill_core.models import count_parameters
 from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
@@ -52,6 +54,12 @@ def image_model_parameters(family: str, shape: tuple, channels: int, labels: int
         return None
 
 
+@functools.lru_cache(maxsize=16)
+def mobilenet_parameters(labels: int) -> int:
+    """Parameters of the MobileNetV2 teacher with a classifier for `labels` classes."""
+    return count_parameters(MobileNetV2(MobileNetConfig(num_labels=labels)))
+
+
 # ---- callbacks ---------------------------------------------------------------------------------------------
 def families_changed() -> None:
     """Callback of the teacher's and student's family: variants still as the old pair's defaults become the new
@@ -83,7 +91,7 @@ def teacher_changed() -> None:
     old_teacher = (st.session_state.get(FAMILIES) or (None, None))[0]
     kind = st.session_state.get(IMG + "teacher_kind")
     if kind in IMAGE_TEACHERS and st.session_state.get(IMG + "student_family") == old_teacher:
-        st.session_state[IMG + "student_family"] = kind
+        st.session_state[IMG + "student_family"] = image_teacher_family(kind)
     families_changed()
 
 
@@ -191,9 +199,16 @@ def image_teacher_section() -> None:
         st.caption("Used as it is (safetensors weights only, no remote code). When its classes are not the data's, "
                    "its classifier head is new and untrained: prefer a teacher trained on these classes.")
         return
-    st.caption("Built for this dataset and trained here on its training images (and the labelled images no split "
-               "takes), keeping the epoch with the best validation accuracy. It is cached: later sessions with the "
-               "same data and teacher settings reuse it at once.")
+    if kind == "mobilenet":
+        st.caption("torchvision's MobileNetV2, trained on ImageNet's 1.2 million photos of 1,000 classes (it ships "
+                   "offline), with a new classifier for your classes, fine-tuned here on the training images: a "
+                   "teacher that knows pictures before it sees yours, for photos and small folders. Pictures are "
+                   "resized to 4× their size (96 to 224 pixels) for it; its four stages' activation maps are the "
+                   "attention-transfer targets of a CNN student. Cached like the others.")
+    else:
+        st.caption("Built for this dataset and trained here on its training images (and the labelled images no split "
+                   "takes), keeping the epoch with the best validation accuracy. It is cached: later sessions with "
+                   "the same data and teacher settings reuse it at once.")
     with st.expander("Advanced: the teacher's shape and training"):
         _built_teacher_inputs(kind)
 
@@ -201,7 +216,12 @@ def image_teacher_section() -> None:
 def _built_teacher_inputs(kind: str) -> None:
     """The shape and training of a teacher built here."""
     student_vit = st.session_state.get(IMG + "student_family") == "vit"
-    if kind == "cnn":
+    if kind == "mobilenet":
+        st.number_input("Input size (pixels, 0 = 4× the pictures', from 96 to 224)", min_value=0, max_value=512,
+                        step=16, key=IMG + "teacher_input_size",
+                        help="The square the pictures are resized to before the network; ImageNet's is 224. "
+                             "Larger is slower on the CPU.")
+    elif kind == "cnn":
         c1, c2 = st.columns(2)
         c1.text_input("Stage widths", key=IMG + "teacher_widths",
                       help="Channels of each residual stage, e.g. 32, 64, 128; each stage after the first "
@@ -219,8 +239,10 @@ def _built_teacher_inputs(kind: str) -> None:
                                    "size.")
     c = st.columns(3)
     c[0].number_input("Training epochs (at most)", min_value=0, step=1, key=IMG + "teacher_epochs",
-                      help="0: the family's own, 8 for the CNN and 30 for the ViT (which learns slower).")
-    c[1].number_input("Learning rate", min_value=1e-6, step=1e-4, format="%.1e", key=IMG + "teacher_lr")
+                      help="0: the teacher's own, 8 for the CNN and the MobileNetV2 and 30 for the ViT (which "
+                           "learns slower); small data gets more (teacher.finetune_min_steps).")
+    c[1].number_input("Learning rate", min_value=0.0, step=1e-4, format="%.1e", key=IMG + "teacher_lr",
+                      help="0: the teacher's own, 2e-3 from scratch and 5e-4 for the pretrained MobileNetV2.")
     c[2].number_input("Batch size", min_value=1, step=16, key=IMG + "teacher_batch_size")
 
 
@@ -280,14 +302,16 @@ def _image_size_lines(info: dict | None, teacher: str | None, student: str) -> N
         return
     try:
         shape = _image_shape("student", student)
-        built_teacher = st.session_state.get(IMG + "teacher_kind") in IMAGE_TEACHERS
-        t_shape = _image_shape("teacher", teacher) if built_teacher else None
+        kind = st.session_state.get(IMG + "teacher_kind")
+        t_shape = _image_shape("teacher", teacher) if kind in IMAGE_TEACHERS and kind != "mobilenet" else None
     except ConfigError as e:
         st.warning(str(e))
         return
     channels, labels = int(info["channels"]), len(info["classes"])
     n_student = image_model_parameters(student, shape, channels, labels, size)
     n_teacher = image_model_parameters(teacher, t_shape, channels, labels, size) if t_shape else None
+    if kind == "mobilenet":
+        n_teacher = mobilenet_parameters(labels)
     if n_student and n_teacher:
         st.caption(f"**{n_student:,}** parameters; the teacher has {n_teacher:,}, **{n_teacher / n_student:.1f}×** "
                    f"as many (on {size[0]}×{size[1]} images, {labels} classes).")

@@ -39,12 +39,15 @@ ENSEMBLE_ATTENTION_LABELS = {"teacher": "the first teacher", "mean": "mean of ev
 PART_HELP = ("1/2 and 2/2 split the teacher's examples in two halves that never overlap. Empty: all of them; k/n: "
              "the k-th of n equal parts.")
 FURTHER_IMAGE_KINDS = {"cnn": "CNN, built and trained here", "vit": "ViT, built and trained here",
+                       "mobilenet": "MobileNetV2 pretrained on ImageNet, fine-tuned here",
                        "local": "Model folder on this machine"}
 # ---- the tasks --------------------------------------------------------------------------------------------
 TEXT_LAYER_MAPS = ["uniform", "last", "suggested", "explicit"]
 # ---- the image task ---------------------------------------------------------------------------------------
 IMAGE_TEACHER_KINDS = {"cnn": "CNN (residual, trained here once and cached)",
                        "vit": "ViT (trained here once and cached)",
+                       "mobilenet": "MobileNetV2 pretrained on ImageNet (fine-tuned here once and cached): for "
+                                    "photos, and few of them",
                        "local": "Hugging Face image-classification model folder on this machine"}
 IMAGE_DATA_KINDS = {"builtin": "Built-in dataset", "upload": "Upload a .zip of class folders",
                     "local": "Folder or .zip on this machine"}

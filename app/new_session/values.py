@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from distill_core import SessionConfig
-from distill_core.config import DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS
+from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
+                                 image_teacher_family)
 from distill_core.errors import ConfigError
 from distill_core.preflight import model_family
 from distill_core.sources import source_kind
@@ -21,7 +22,8 @@ from .variants import further_count, image_losses, teacher_sources, variants_con
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
 IMAGE_SHAPE_FIELDS = ("student_blocks", "student_layers", "student_heads", "student_hidden", "teacher_blocks",
-                    "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_epochs", "teacher_batch_size")
+                      "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_epochs", "teacher_batch_size",
+                      "teacher_input_size")
 
 
 # ---- defaults ----------------------------------------------------------------------------------------
@@ -305,7 +307,7 @@ def _widths_text(widths) -> str:
 def image_families(state) -> tuple[str | None, str]:
     """(teacher family, student family) the image form names: "cnn" or "vit", the teacher's None when unknown."""
     kind = state.get(IMG + "teacher_kind", "cnn")
-    teacher = kind if kind in IMAGE_TEACHERS else model_family(state.get(IMG + "teacher_path", ""))
+    teacher = image_teacher_family(kind) if kind in IMAGE_TEACHERS else model_family(state.get(IMG + "teacher_path", ""))
     return teacher, state.get(IMG + "student_family") or teacher or "cnn"
 
 
@@ -314,7 +316,7 @@ def image_values(cfg: SessionConfig) -> dict:
     d, im = cfg.data, cfg.image
     src, teacher = d.source.strip(), cfg.teacher.source.strip()
     teacher_kind = teacher if teacher in IMAGE_TEACHERS else "local"
-    t_family = teacher if teacher in IMAGE_TEACHERS else model_family(teacher)
+    t_family = image_teacher_family(teacher) or model_family(teacher)
     v = {IMG + "data_kind": "builtin" if src in IMAGE_DATASETS else "local",
          IMG + "dataset": src if src in IMAGE_DATASETS else "mnist",
          IMG + "data_path": "" if src in IMAGE_DATASETS else src,

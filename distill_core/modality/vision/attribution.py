@@ -8,7 +8,7 @@ Two methods, both from Captum:
              of the image's one-pixel border (black for MNIST-like digits, i.e. to_tensor(0) = -1 everywhere; white
              for dark drawings on white paper). Pixels that already have the background colour have a path of
              length zero and get exactly 0, like the special tokens of a text (attribution.py).
-    gradcam  Grad-CAM (LayerGradCam, ReLU applied) on the last stage of a CNN (model.stages[-1]) for the target
+    gradcam  Grad-CAM (LayerGradCam, ReLU applied) on the last stage of a CNN (model.last_stage) for the target
              class's logit (as in Selvaraju et al.), bilinearly upsampled to (H, W) with
              LayerAttribution.interpolate. CNNs only: a ViT has no spatial feature map to weigh, so a ViT is
              explained with Integrated Gradients only.
@@ -144,7 +144,7 @@ def _grad_cam(model, x: torch.Tensor, target: int) -> np.ndarray:
     """(1, C, H, W) image -> (H, W) Grad-CAM of the last stage, ReLU applied, upsampled."""
     from captum.attr import LayerAttribution, LayerGradCam  # deferred: as above
 
-    cam = LayerGradCam(lambda pixels: _logits(model, pixels), model.stages[-1])
+    cam = LayerGradCam(lambda pixels: _logits(model, pixels), model.last_stage)
     maps = cam.attribute(x, target=target, relu_attributions=True)             # (1, 1, h, w)
     up = LayerAttribution.interpolate(maps, tuple(x.shape[-2:]), interpolate_mode="bilinear")   # (1, 1, H, W)
     return up[0, 0].detach().float().clamp_min(0.0).cpu().numpy()

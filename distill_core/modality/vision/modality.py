@@ -16,7 +16,7 @@ import torch
 from ... import mapping
 from ...activation import activation_attention, activation_map
 from ...capture import AttentionCapture
-from ...config import IMAGE_TEACHERS, image_session_problem
+from ...config import image_session_problem, image_teacher_family
 from ...errors import ConfigError
 from ...evaluate import accuracy_and_loss, autocast_for
 from ...models import set_attention_backend
@@ -33,7 +33,7 @@ def check_image_session(cfg, image_size: tuple[int, int], teacher_family: str | 
                         student_family: str | None = None) -> None:
     """Refuse what cannot train, before any work: a ViT patch that does not divide the images (for the ViTs built
     here), and losses that compare maps the teacher and student do not both have (config.image_session_problem)."""
-    t = teacher_family or (cfg.teacher.source if cfg.teacher.source in IMAGE_TEACHERS else None)
+    t = teacher_family or image_teacher_family(cfg.teacher.source)
     s = student_family or cfg.image.student_family or t
     builds_vit = cfg.teacher.source == "vit" or (s == "vit" and not cfg.student.source)
     if builds_vit:

@@ -27,6 +27,7 @@ from ...capture import find_attention_modules
 from ...config import IMAGE_TEACHERS
 from ...errors import ConfigError, ModelError
 from ...models import _offline_kwargs, check_weight_files, resolve_source
+from .mobilenet import MOBILENET_MODEL_TYPE, MobileNetV2
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,15 @@ class ResidualCNN(nn.Module):
     def num_stages(self) -> int:
         return len(self.stages)
 
+    @property
+    def last_stage(self) -> nn.Module:
+        """The module whose output is the last stage (Grad-CAM's layer)."""
+        return self.stages[-1]
+
+    def replace_head(self, num_labels: int) -> None:
+        self.config.num_labels = int(num_labels)
+        self.classifier = nn.Linear(self.classifier.in_features, int(num_labels))
+
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **kwargs):
         """pixel_values (B, C, H, W) -> ImageClassifierOutput: logits (B, num_labels); hidden_states, when asked,
@@ -251,9 +261,14 @@ def build_vit(*, channels: int, image_size, patch: int, layers: int, heads: int,
     return AutoModelForImageClassification.from_config(conf, attn_implementation="eager")
 
 
+# the CNNs whose stages give activation attention, by the model_type their config.json names
+CNN_CLASSES = {CNN_MODEL_TYPE: ResidualCNN, MOBILENET_MODEL_TYPE: MobileNetV2}
+
+
 def model_family(model) -> str:
-    """"cnn" for a ResidualCNN, "vit" for a transformers image model whose attention modules can be captured."""
-    if isinstance(model, ResidualCNN):
+    """"cnn" for the CNNs here (ResidualCNN, MobileNetV2), "vit" for a transformers image model whose attention
+    modules can be captured."""
+    if isinstance(model, tuple(CNN_CLASSES.values())):
         return "cnn"
     conf = getattr(model, "config", None)
     if conf is None or getattr(model, "main_input_name", None) != "pixel_values":
@@ -277,11 +292,6 @@ def num_maps(model) -> tuple[int, int]:
     return int(model.config.num_hidden_layers), int(model.config.num_attention_heads)
 
 
-def _replace_cnn_head(model: ResidualCNN, num_labels: int) -> None:
-    model.config.num_labels = num_labels
-    model.classifier = nn.Linear(model.classifier.in_features, num_labels)
-
-
 def _read_json(path: Path) -> dict:
     try:
         d = json.loads(path.read_text())
@@ -293,13 +303,13 @@ def _read_json(path: Path) -> dict:
 
 
 def _hub_cnn_folder(repo: str) -> Path | None:
-    """The local copy of a hub model when it is one of our CNNs (config.json says distill_cnn), else None."""
+    """The local copy of a hub model when it is one of our CNNs (config.json names one of CNN_CLASSES), else None."""
     from huggingface_hub import hf_hub_download  # deferred: only a hub model named by a user needs it
     try:
         conf = Path(hf_hub_download(repo, "config.json"))
     except Exception as e:  # noqa: BLE001 - hub errors (unknown repo, network)
         raise ModelError(f"could not read the config of hub model {repo}: {e}") from None
-    if _read_json(conf).get("model_type") != CNN_MODEL_TYPE:
+    if _read_json(conf).get("model_type") not in CNN_CLASSES:
         return None
     try:
         hf_hub_download(repo, CNN_WEIGHTS)
@@ -320,15 +330,15 @@ def load_image_model_info(source: str, num_labels: int | None = None) -> tuple[n
     cnn_folder = None
     if local:
         check_weight_files(Path(path), source)
-        if _read_json(Path(path) / "config.json").get("model_type") == CNN_MODEL_TYPE:
+        if _read_json(Path(path) / "config.json").get("model_type") in CNN_CLASSES:
             cnn_folder = Path(path)
     else:
         cnn_folder = _hub_cnn_folder(path)
     if cnn_folder is not None:
-        model = ResidualCNN.from_pretrained(cnn_folder)
+        model = CNN_CLASSES[_read_json(cnn_folder / "config.json")["model_type"]].from_pretrained(cnn_folder)
         head_new = num_labels is not None and num_labels != model.config.num_labels
         if head_new:
-            _replace_cnn_head(model, num_labels)
+            model.replace_head(num_labels)
         return model, head_new
 
     try:

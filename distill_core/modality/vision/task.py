@@ -9,6 +9,7 @@ from torch import nn
 from ... import mapping
 from ...attacks import image_robustness_curves
 from ...ensemble import EnsembleBatches
+from ...config import MAX_FLOOR_EPOCHS
 from ...errors import ConfigError
 from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS, needs_of
 from ...strategies import generated as gen_lib
@@ -141,10 +142,20 @@ class ImageTask(Task):
         if not (fit and isinstance(fit.get("epochs"), list) and fit["epochs"]):   # an image teacher trained here
             return []
         curve = ", ".join(f"{e['val_accuracy']:.1%}" for e in fit["epochs"])
-        return [f"the {FAMILY_NAMES[p.families[0]]} teacher was trained from scratch on {fit['examples']:,} images "
-                f"for {len(fit['epochs'])} epochs (validation accuracy by epoch: {curve}); epoch {fit['kept_epoch']} "
-                f"was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
-                               if not p.teacher.cached else "")]
+        pre = fit.get("pretrained")
+        if pre:
+            side = pre["input_size"]
+            how = (f"the teacher, a {pre['model']} pretrained on {pre['on']} (pictures resized to {side}×{side}), "
+                   f"was fine-tuned")
+        else:
+            how = f"the {FAMILY_NAMES[p.families[0]]} teacher was trained from scratch"
+        epochs = f"{len(fit['epochs'])} epochs"
+        if fit.get("epochs_asked"):
+            epochs += (f" instead of {fit['epochs_asked']} (the training split is small: at least "
+                       f"teacher.finetune_min_steps steps, at most {MAX_FLOOR_EPOCHS['teacher']} epochs)")
+        return [f"{how} on {fit['examples']:,} images for {epochs} (validation accuracy by epoch: {curve}); epoch "
+                f"{fit['kept_epoch']} was kept" + (f", {fit['train_s']:.0f} s once, cached for later sessions"
+                                                   if not p.teacher.cached else "")]
 
     def pairing_notices(self, p) -> list[str]:
         t_family, s_family = p.families

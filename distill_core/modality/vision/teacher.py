@@ -1,5 +1,6 @@
-"""Training an image model here, and the built-in image teachers ("cnn", "vit"): trained on the session's training
-images (plus the labelled images no split took), the epoch with the best validation accuracy kept, and saved
+"""Training an image model here, and the built-in image teachers ("cnn" and "vit" from scratch, "mobilenet" from its
+ImageNet weights): trained on the session's training images (plus the labelled images no split took), the epoch
+with the best validation accuracy kept, and saved
 (safetensors) under cache_root()/image_teachers/<key>, the key naming everything that changes the result."""
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
-from ...config import IMAGE_TEACHERS, SessionConfig
+from ...config import IMAGE_TEACHERS, MAX_FLOOR_EPOCHS, SessionConfig, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...models import resolve_source, set_attention_backend
 from ...optim import make_optimizer
@@ -30,6 +31,7 @@ from ...teacher import PreparedTeacher, part_indices
 from .data import ImageSplits, to_tensor
 from .models import (build_cnn, build_vit, check_patch, load_image_model, load_image_model_info, model_family,
                      save_image_model, training_layout)
+from .mobilenet import imagenet_mobilenet
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +231,13 @@ def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     im = cfg.image
     teacher_fields = {f.name: (list(v) if isinstance(v := getattr(im, f.name), tuple) else v)
                       for f in dataclasses.fields(im) if f.name.startswith("teacher_")}
-    if cfg.teacher.source in ("cnn", "vit"):
-        teacher_fields["teacher_epochs"] = im.epochs_for(cfg.teacher.source)     # 0 and the family's own alike
+    if cfg.teacher.source in IMAGE_TEACHERS:         # 0 and the teacher's own value alike
+        teacher_fields["teacher_epochs"] = image_teacher_epochs(cfg, splits)
+        teacher_fields["teacher_lr"] = im.lr_for(cfg.teacher.source)
+    if cfg.teacher.source == "mobilenet":
+        teacher_fields["teacher_input_size"] = im.input_size_for(splits.size)
+    else:
+        teacher_fields.pop("teacher_input_size", None)   # only the mobilenet reads it
     ident = {"version": IMAGE_TEACHER_VERSION, "source": cfg.teacher.source, "image": teacher_fields,
              "patch": im.patch if cfg.teacher.source == "vit" else None, "data": splits.fingerprint,
              "size": list(splits.size), "channels": splits.channels, "num_labels": splits.num_labels,
@@ -240,11 +247,14 @@ def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
 
 
 def build_image_teacher(cfg: SessionConfig, splits: ImageSplits) -> nn.Module:
-    """The untrained built-in teacher named by teacher.source ("cnn" or "vit"), seeded by teacher.seed."""
+    """The built-in teacher named by teacher.source before its training on the session's data: a CNN or ViT from
+    scratch, or the ImageNet MobileNetV2 with a new classifier; seeded by teacher.seed."""
     im, source = cfg.image, cfg.teacher.source
     if source == "vit":
         check_patch(splits.size, im.patch)
     torch.manual_seed(cfg.teacher.seed)
+    if source == "mobilenet":
+        return imagenet_mobilenet(splits.channels, splits.num_labels, im.input_size_for(splits.size))
     if source == "cnn":
         return build_cnn(splits.channels, splits.num_labels, im.teacher_widths, im.teacher_blocks)
     if source == "vit":
@@ -299,20 +309,39 @@ def _load_cached_image_teacher(target: Path) -> nn.Module | None:
         return None
 
 
-def _train_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progress: Progress | None):
-    """(the built-in teacher trained on the training images, plus the labelled images no split took when
-    teacher.finetune_on is "all", the fit record)."""
-    source = cfg.teacher.source
-    model = build_image_teacher(cfg, splits)
+def _teacher_training_data(cfg: SessionConfig, splits: ImageSplits) -> tuple[np.ndarray, list[int]]:
+    """The images a built-in teacher trains on: the training split, plus the labelled images no split took when
+    teacher.finetune_on is "all", then teacher.part's share of them."""
     images, labels = splits.train_images, list(splits.train_labels)
     extra_images, extra_labels = _teacher_extra(cfg, splits)
     if len(extra_labels):
         images = np.concatenate([images, extra_images])
         labels = labels + extra_labels
     keep = part_indices(len(labels), cfg.teacher.part)
-    images, labels = images[keep], [labels[i] for i in keep]
-    im = cfg.image
+    return images[keep], [labels[i] for i in keep]
+
+
+def image_teacher_epochs(cfg: SessionConfig, splits: ImageSplits) -> int:
+    """The epochs a built-in teacher trains: image.teacher_epochs (or the teacher's own), or more on small data so
+    that it takes at least teacher.finetune_min_steps optimisation steps, as a text teacher's fine-tune does (at
+    most MAX_FLOOR_EPOCHS["teacher"] epochs in all)."""
+    asked = cfg.image.epochs_for(cfg.teacher.source)
+    n = len(_teacher_training_data(cfg, splits)[1])
+    steps = len(_batches(n, cfg.image.teacher_batch_size, torch.Generator().manual_seed(0))) if n else 0
+    return floor_epochs(asked, steps, cfg.teacher.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
+
+
+def _train_image_teacher(cfg: SessionConfig, splits: ImageSplits, device, progress: Progress | None):
+    """(the built-in teacher trained on _teacher_training_data for image_teacher_epochs, the fit record)."""
+    source, im = cfg.teacher.source, cfg.image
+    model = build_image_teacher(cfg, splits)
+    images, labels = _teacher_training_data(cfg, splits)
+    epochs = image_teacher_epochs(cfg, splits)
     fit = train_image_model(model, (images, labels), (splits.val_images, list(splits.val_labels)),
-                            epochs=im.epochs_for(source), lr=im.teacher_lr, batch_size=im.teacher_batch_size,
-                            device=device, seed=cfg.teacher.seed, progress=progress, augment=source == "cnn")
+                            epochs=epochs, lr=im.lr_for(source), batch_size=im.teacher_batch_size,
+                            device=device, seed=cfg.teacher.seed, progress=progress, augment=source != "vit")
+    if epochs != im.epochs_for(source):
+        fit["epochs_asked"] = im.epochs_for(source)
+    if source == "mobilenet":
+        fit["pretrained"] = {"model": "MobileNetV2", "on": "ImageNet", "input_size": model.config.input_size}
     return model, fit
