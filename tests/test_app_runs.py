@@ -109,6 +109,21 @@ def test_deleting_a_running_run_shows_the_store_error(store, tiny_config):
     assert run.path.is_dir()
 
 
+def test_a_run_whose_process_crashed_says_why(store, tiny_config):
+    """What child.record_end leaves when a session's process dies of a signal: the reason and the stack, shown."""
+    from distill_core.session.child import record_end
+    run = store.create(tiny_config.to_dict())
+    run.write_json("progress.json", {"phase": "train", "epoch": 0, "epochs": 6, "done": 4, "total": 30})
+    (run.path / "crash.txt").write_text('Fatal Python error: Segmentation fault\n  File "variant.py", line 189')
+    record_end(run, -11)
+    at = run_page()
+    assert table(at).set_index("run").loc[run.id, "status"].endswith("failed")
+    shown = texts(at.error)
+    assert "This run failed: killed by signal 11 (SIGSEGV, segmentation fault) during training, epoch 1 of 6, " \
+           "after step 4 of 30" in shown and "It finished no epoch." in shown
+    assert "Fatal Python error: Segmentation fault" in texts(at.code)
+
+
 def test_damaged_run_is_marked(finished_run, store):
     copy_run(finished_run, store)
     bad = store.root / "broken-run"

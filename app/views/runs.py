@@ -86,6 +86,15 @@ with c_del:
     st.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,), icon="🗑️")
 if usable:
     run = store.open(choice)
+    ended = by_id[choice]
+    if ended.status in ("failed", "interrupted") and ended.error:
+        shown = st.error if ended.status == "failed" else st.warning
+        shown(f"{common.STATUS_ICONS.get(ended.status, '')} This run {ended.status}: {ended.error}. "
+              f"{'The epochs it finished are below.' if ended.epochs_done else 'It finished no epoch.'}")
+        stack = run.status().get("traceback")
+        if stack:
+            with st.expander("Where it stopped (Python's stack)"):
+                st.code(stack, language=None)
     try:
         variants = common.variants_of(run)
         if variants.names:
