@@ -115,3 +115,12 @@ def test_strategy_costs_on_a_tiny_session(bench, tmp_path, tiny_teacher, tiny_cs
     measures = [r["measure"] for r in bench.summary_table(res)]
     assert measures == ["7. adversarial step (PGD 2 steps) / plain distillation step",
                         "7'. generated-data epoch / plain epoch, over their size ratio"]
+
+
+def test_picture_folders_makes_a_folder_the_image_sessions_read(tmp_path):
+    from distill_core.modality.vision.data import check_image_source
+    folders = load_benchmark("picture_folders")
+    folders.make_shapes(tmp_path / "shapes", per_class=4, size=16)
+    info = check_image_source(str(tmp_path / "shapes"), max_file_mb=50)
+    assert info["classes"] == {"circle": 4, "square": 4, "triangle": 4}
+    assert info["size"] == (16, 16) and info["channels"] == 3
