@@ -147,3 +147,14 @@ def test_example_configs_load():
         SessionConfig.load(path)
     ablation = SessionConfig.load(Path(__file__).parent.parent / "examples" / "ablation.yaml")
     assert len(ablation.variants) == 4 and ablation.reference == "baseline"
+
+
+def test_every_example_config_loads():
+    from pathlib import Path
+    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+    assert len(examples) >= 7
+    for path in examples:
+        cfg = SessionConfig.load(path)
+        assert cfg.variant_names, path.name
+    pictures = SessionConfig.load(examples[[p.name for p in examples].index("my_pictures.yaml")])
+    assert (pictures.teacher.source, pictures.modality, pictures.train.min_steps) == ("mobilenet", "image", 300)
