@@ -89,7 +89,7 @@ def record_end(run: Run, code: int) -> dict:
     """After the child exited with `code`: its run's status, marked failed with the reason when the child ended
     without recording an end (killed by a signal, or an exit before run_session could write one)."""
     status = run.read_json("status.json") or {}
-    if status.get("status") in FINAL_STATUSES and status.get("status") != "interrupted":
+    if status.get("status") in FINAL_STATUSES:
         return status
     stack = _read_crash(run)
     error = f"{describe_exit(code)} {where_it_stopped(run.progress())}"
