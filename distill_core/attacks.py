@@ -20,7 +20,7 @@ from .batching import collate, make_batches
 from .capture import AttentionCapture
 from .errors import ConfigError, DataError
 from .modality.vision.data import to_tensor
-from .models import set_attention_backend
+from .models import eval_mode, set_attention_backend
 from .strategies.adversarial import (attack, climb, forward_embeds, pixel_attack, random_start, token_norms,
                                      word_embeddings)
 
@@ -66,18 +66,14 @@ def robust_accuracy(model: nn.Module, ids: list[list[int]], labels: list[int], p
     if not ids:
         raise DataError("no examples to measure robustness on")
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     correct = [0] * len(epsilons)
-    try:
+    with eval_mode(model):
         for index in make_batches([len(x) for x in ids], batch_size, seed=None):
             input_ids, mask = collate(ids, index, pad_id)                                # (B, T), (B, T)
             inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
             y = torch.tensor([labels[i] for i in index], dtype=torch.long, device=device)
             for k, eps in enumerate(epsilons):
                 correct[k] += correct_under_attack(model, inputs, y, float(eps), steps)
-    finally:
-        model.train(was_training)
     return [c / len(ids) for c in correct]
 
 
@@ -118,10 +114,8 @@ def robust_image_accuracy(model: nn.Module, images: np.ndarray, labels: list[int
     if not len(images):
         raise DataError("no images to measure robustness on")
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     correct = [0] * len(epsilons)
-    try:
+    with eval_mode(model):
         for i in range(0, len(images), batch_size):
             x = to_tensor(images[i:i + batch_size]).to(device)                          # (B, C, H, W)
             y = torch.tensor(labels[i:i + batch_size], dtype=torch.long, device=device)
@@ -130,8 +124,6 @@ def robust_image_accuracy(model: nn.Module, images: np.ndarray, labels: list[int
                                      step_size(float(eps), steps))
                 with torch.no_grad():
                     correct[k] += int((model(pixel_values=x + delta).logits.argmax(-1) == y).sum())
-    finally:
-        model.train(was_training)
     return [c / len(images) for c in correct]
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DataError, ModelError
+from .models import eval_mode
 
 # A layer's attention output projection: BERT, RoBERTa, ELECTRA, MiniLM ("...layer.<i>.attention.output.dense"),
 # transformers 5's ViT ("...layers.<i>.attention.o_proj"), DistilBERT ("...layer.<i>.attention.out_lin") and others
@@ -115,13 +116,8 @@ def head_importance(model: nn.Module, batches: Iterable, normalize: bool = True)
     layers, heads, _ = heads_shape(model)
     mask = torch.ones((layers, heads), requires_grad=True)
     total = torch.zeros((layers, heads), dtype=torch.float64)
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
     n = 0
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
+    with eval_mode(model, frozen=True):
         with torch.inference_mode(False), torch.enable_grad(), apply_head_mask(model, mask):
             for batch in batches:
                 inputs, labels = _batch_parts(batch)
@@ -130,10 +126,6 @@ def head_importance(model: nn.Module, batches: Iterable, normalize: bool = True)
                 (grad,) = torch.autograd.grad(loss, mask)
                 total += grad.detach().abs().double()
                 n += 1
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
     if n == 0:
         raise DataError("no validation batches to measure head importance on")
     out = total.numpy()

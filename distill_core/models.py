@@ -5,6 +5,7 @@ whose attention we read is loaded with attn_implementation="eager" and checked o
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
@@ -122,6 +123,23 @@ def check_weight_files(folder: Path, source: str) -> None:
                      f"folder with model.save_pretrained(folder)")
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, frozen: bool = False):
+    """The model in eval mode inside the block (frozen: its parameters without gradients too, as while attributing
+    or attacking it); its mode and gradient flags as they were afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()] if frozen else []
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
 def num_layers_heads(model) -> tuple[int, int]:
     cfg = model.config
     return int(cfg.num_hidden_layers), int(cfg.num_attention_heads)
@@ -132,12 +150,8 @@ def check_attention(model, tokenizer, name: str) -> None:
     """Fail clearly unless the model returns one attention map per layer."""
     layers, heads = num_layers_heads(model)
     enc = tokenizer(["attention check"], return_tensors="pt").to(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(**enc, output_attentions=True)
-    finally:
-        model.train(was_training)
     att = getattr(out, "attentions", None)
     if att is None or len(att) != layers or any(a is None for a in att):
         raise ModelError(f"{name} did not return one attention map per layer (got "
@@ -153,15 +167,12 @@ def check_attention(model, tokenizer, name: str) -> None:
     if len(capture.modules) != layers:
         raise ModelError(f"{name} has {layers} layers but {len(capture.modules)} attention modules were found; "
                          f"its architecture is not supported")
-    model.eval()
     try:
-        with capture:
+        with eval_mode(model), capture:
             model(**enc)
             maps = capture.pop()
     except ModelError as e:
         raise ModelError(f"{name}: {e}") from None
-    finally:
-        model.train(was_training)
     if any(m.dim() != 4 or m.shape[1] != heads for m in maps):
         raise ModelError(f"{name}'s attention modules do not return (batch, heads, tokens, tokens) weights; "
                          f"its architecture is not supported")

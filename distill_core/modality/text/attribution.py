@@ -13,7 +13,6 @@ out as in analysis.py: `(layers, heads, T, T)`.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 
 from ...errors import ModelError
 from ...metrics import JS_MAX, row_metric
+from ...models import eval_mode
 
 TOP_K = 3
 
@@ -45,22 +45,6 @@ class Attribution:
 
 # ---------------------------------------------------------------------------------------------------------
 # integrated gradients
-
-
-@contextmanager
-def _eval_frozen(model: torch.nn.Module):
-    """Eval mode and no parameter gradients while attributing; the model's previous state afterwards."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
 
 
 def _pad_id(model, tokenizer) -> int:
@@ -109,7 +93,7 @@ def token_attributions(model, tokenizer, text: str, target: int | None = None, n
     baseline = torch.where(special, ids, torch.full_like(ids, _pad_id(model, tokenizer)))   # (1, T)
 
     # callers may sit inside torch.inference_mode() (e.g. an app view); integrated gradients need autograd
-    with torch.inference_mode(False), torch.enable_grad(), _eval_frozen(model):
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model, frozen=True):
         with torch.no_grad():
             probs = _class_probs(model, ids, mask)[0]                                # (C,)
         n_classes = probs.shape[0]

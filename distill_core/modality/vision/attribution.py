@@ -35,8 +35,8 @@ from ...activation import activation_map
 from ...capture import AttentionCapture
 from ...errors import ModelError
 from ...metrics import JS_MAX, row_metric
-from ...models import set_attention_backend
-from ..text.attribution import TOP_K, _eval_frozen, rank_correlation
+from ...models import eval_mode, set_attention_backend
+from ..text.attribution import TOP_K, rank_correlation
 from .data import to_tensor
 from .models import model_family
 
@@ -112,7 +112,7 @@ def _logits(model, x: torch.Tensor) -> torch.Tensor:
 def class_probs(model, image) -> np.ndarray:
     """(C,) class probabilities of one uint8 image (H, W, C), in eval mode."""
     arr = _as_image(image)
-    with torch.inference_mode(), _eval_frozen(model):
+    with torch.inference_mode(), eval_mode(model, frozen=True):
         return torch.softmax(_logits(model, _pixels(model, arr)), -1)[0].cpu().numpy()
 
 
@@ -166,7 +166,7 @@ def image_attributions(model, image, method: str = "ig", target: int | None = No
                          "does not have: explain a ViT with Integrated Gradients (ig)")
     x = _pixels(model, arr)
     # callers may sit inside torch.inference_mode() (e.g. an app view); attributions need autograd
-    with torch.inference_mode(False), torch.enable_grad(), _eval_frozen(model):
+    with torch.inference_mode(False), torch.enable_grad(), eval_mode(model, frozen=True):
         with torch.no_grad():
             probs = torch.softmax(_logits(model, x), -1)[0].cpu().numpy()          # (C,)
         target = _check_target(target, probs)
@@ -222,7 +222,7 @@ def live_spatial_attention(model, image) -> np.ndarray:
     arr = _as_image(image)
     size = arr.shape[:2]
     x = _pixels(model, arr)
-    with torch.inference_mode(), _eval_frozen(model):
+    with torch.inference_mode(), eval_mode(model, frozen=True):
         if _family(model) == "cnn":
             feats = model(pixel_values=x, output_hidden_states=True).hidden_states[-1]    # (1, C_S, h, w)
             return recorded_spatial_attention(activation_map(feats, size).cpu().numpy()[None, None],

@@ -24,7 +24,7 @@ from torch import nn
 from ...cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
 from ...config import IMAGE_TEACHERS, MAX_FLOOR_EPOCHS, SessionConfig, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
-from ...models import resolve_source, set_attention_backend
+from ...models import eval_mode, resolve_source, set_attention_backend
 from ...optim import make_optimizer
 from ...store import atomic_write_json
 from ...teacher import PreparedTeacher, part_indices
@@ -62,15 +62,11 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
 def predict_images(model, images: np.ndarray, device, batch_size: int = 256) -> torch.Tensor:
     """(N, C) float32 logits on the CPU of uint8 images (N, H, W, C), in eval mode."""
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         for i in range(0, len(images), batch_size):
             x = to_tensor(images[i:i + batch_size]).to(device)               # (b, C, H, W)
             out.append(model(pixel_values=x).logits.float().cpu())           # (b, num_labels)
-    finally:
-        model.train(was_training)
     if not out:
         n = model.config.num_labels
         return torch.zeros((0, n))
