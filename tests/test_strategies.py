@@ -57,6 +57,27 @@ def test_magnitude_weighting_gives_the_larger_loss_the_smaller_weight():
     assert used["ce"] * 0.5 == pytest.approx(used["attention_kl"] * 2.0, rel=1e-6)
 
 
+def test_magnitude_weights_follow_the_running_size_of_losses_that_change():
+    """Each loss's running size is an EMA (0.9) of its values, starting at its first value; the factor is the mean
+    running size over the losses present divided by the loss's own. A jump of one loss moves its weight gradually."""
+    from distill_core.strategies.adaptive import EMA
+    w = LossWeights({"ce": 1.0, "attention_kl": 0.5}, {}, "", "magnitude", 100, 10, 10)
+    kl_values = [0.5] * 4 + [5.0] * 6                       # the attention loss grows 10x at step 4
+    running = {}
+    for step, kl in enumerate(kl_values):
+        values = {"ce": torch.tensor(2.0), "attention_kl": torch.tensor(kl)}
+        total, used = w.combine(values, step)
+        for k, v in values.items():                          # the documented running size, by hand
+            running[k] = float(v) if k not in running else EMA * running[k] + (1 - EMA) * float(v)
+        mean = (running["ce"] + running["attention_kl"]) / 2
+        expected = {"ce": 1.0 * mean / running["ce"], "attention_kl": 0.5 * mean / running["attention_kl"]}
+        assert used == pytest.approx(expected, rel=1e-6), step
+        assert float(total) == pytest.approx(expected["ce"] * 2.0 + expected["attention_kl"] * kl, rel=1e-6)
+    assert w.running == pytest.approx(running, rel=1e-6)
+    # after the jump the running size lags the raw value, so the weight has not yet fallen to raw balance
+    assert running["attention_kl"] < 5.0 and used["attention_kl"] > 0.5 * (2.0 + 5.0) / 2 / 5.0
+
+
 def test_uncertainty_weights_move_toward_the_inverse_of_each_loss():
     """Kendall et al.: minimising exp(-s) L + s over s gives exp(-s) = 1 / L, so a large loss is trusted less."""
     w = LossWeights({"a": 1.0, "b": 1.0}, {}, "", "uncertainty", 100, 10, 10)
