@@ -78,3 +78,36 @@ def test_captured_rows_are_probabilities_in_training_mode_and_training_is_unchan
         assert torch.allclose(rows, torch.ones_like(rows), atol=1e-5)
         real = mask[:, None, None, :].expand_as(m).bool()
         assert (m[real] > 0).all() and (m[~real] == 0).all()   # every real key keeps its probability
+
+
+def test_captured_scores_are_the_logits_of_the_captured_probabilities():
+    """scores=True records Q K^T / sqrt(d) before the mask: softmax over the real keys gives the probabilities."""
+    from distill_core.capture import SCORES_SINK
+    from distill_core.models import set_attention_backend
+    model = tiny_bert()
+    set_attention_backend(model, eager=True)
+    ids = torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]])
+    mask = (ids != 0).long()
+    plain = model(input_ids=ids, attention_mask=mask).logits
+    with AttentionCapture(model, layers=[2, 0], scores=True) as cap:
+        hooked = model(input_ids=ids, attention_mask=mask).logits
+        probs, scores = cap.pop_stacked(), cap.pop_scores_stacked()
+    assert torch.equal(plain, hooked)
+    assert scores.shape == probs.shape == (2, 2, 2, 5, 5) and torch.isfinite(scores).all()
+    masked = scores.masked_fill(mask[:, None, None, None, :] == 0, float("-inf"))
+    assert torch.allclose(torch.softmax(masked, -1), probs, atol=1e-6)
+    # each layer's own scores, not one layer's twice
+    assert not torch.allclose(scores[:, 0], scores[:, 1])
+    # the sinks leave with the hooks
+    assert not any(SCORES_SINK in m.__dict__ for m in model.modules())
+
+
+def test_scores_need_the_probabilities_implementation():
+    model = tiny_bert()                                  # transformers' own eager attention hands no scores over
+    with pytest.raises(ModelError, match="distill_eager"):
+        with AttentionCapture(model, scores=True) as cap:
+            model(input_ids=torch.tensor([[2, 5, 3]]))
+            cap.pop_scores_stacked()
+    with pytest.raises(ModelError, match="scores=True"):
+        with AttentionCapture(model) as cap:
+            cap.pop_scores_stacked()
