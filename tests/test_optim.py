@@ -107,3 +107,33 @@ def test_sparse_embedding_is_a_yes_or_no_setting_off_by_default():
     assert SessionConfig.from_dict({"train": {"sparse_embedding": True}}).train.sparse_embedding is True
     with pytest.raises(ConfigError, match="sparse_embedding must be true or false"):
         SessionConfig.from_dict({"train": {"sparse_embedding": "yes"}})
+
+
+def test_lr_schedule_warms_up_then_decays_linearly_or_along_a_cosine():
+    """100 steps (0..99), warm-up over the first 10: step s < 10 gives (s + 1) / 10, so the first step already
+    learns and step 9 reaches the full rate; then progress p = (s - 10) / 90 gives 1 - p (linear) or
+    (1 + cos(pi p)) / 2 (cosine), 1 at step 10 and one step short of 0 at the last step."""
+    import math
+
+    import pytest
+    from distill_core.session.variant import lr_lambda
+    total, warm = 100, 10
+
+    def decay(schedule, s):
+        p = (s - warm) / (total - warm)
+        return 1 - p if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * p))
+
+    for schedule in ("linear", "cosine"):
+        f = lr_lambda(schedule, total, 0.1)
+        assert f(0) == pytest.approx(0.1)
+        assert f(4) == pytest.approx(0.5)
+        assert f(warm - 1) == pytest.approx(1.0)                      # the end of warm-up
+        assert f(warm) == pytest.approx(1.0)                          # the first step of the decay
+        for s in (warm + 1, 55, 70, total - 1):
+            assert f(s) == pytest.approx(decay(schedule, s), abs=1e-12), (schedule, s)
+    assert lr_lambda("linear", total, 0.1)(total - 1) == pytest.approx(1 / 90)
+    assert lr_lambda("cosine", total, 0.1)(55) == pytest.approx(0.5)
+    # without warm-up the decay starts at once; a constant schedule stays at 1 after its warm-up
+    assert lr_lambda("linear", total, 0.0)(0) == 1.0 and lr_lambda("linear", total, 0.0)(50) == pytest.approx(0.5)
+    assert lr_lambda("cosine", total, 0.0)(0) == 1.0
+    assert [lr_lambda("constant", total, 0.1)(s) for s in (0, 9, 10, 99)] == pytest.approx([0.1, 1.0, 1.0, 1.0])
