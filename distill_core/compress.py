@@ -33,8 +33,9 @@ Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better tha
 pruning order are in distill_core/head_pruning.py, re-exported here). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
 transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
-importance is |dL/dm| summed over the batches of the validation split (L: the mean cross-entropy of a batch on the
-true labels, the model in eval mode), and each layer's importances are divided by their L2 norm, as the paper does.
+importance is the mean over the validation examples of |dL(x)/dm| (L(x): one example's cross-entropy on its true
+label, the model in eval mode; the absolute value taken per example, so opposite pulls do not cancel), and each
+layer's importances are divided by their L2 norm, as the paper does.
 Heads are ranked once, on the whole student (the paper also re-estimates after each pruning step), so the masks of
 growing fractions are nested. Removing a fraction f masks round(f x layers x heads) heads (halves round up) of least
 importance across all layers, but never a layer's last head: at most layers x (heads - 1) go, and the notes say when
@@ -533,9 +534,9 @@ def _pruned_versions(out: _Versions, model: nn.Module, data: RunData,
     layers, heads, _ = heads_shape(model)
     set_attention_backend(model, eager=False)
     importance = head_importance(model, data.val_batches())
-    notes.append(f"head importance (Michel et al. 2019): |dL/dmask| summed over the {data.modality.size('val')} "
-                 f"validation examples in batches of {BATCH}, each layer normalised by its L2 norm; heads ranked "
-                 f"once, least important removed first, at least one head kept in every layer.")
+    notes.append(f"head importance (Michel et al. 2019): |dL/dmask| of each of the {data.modality.size('val')} "
+                 f"validation examples' loss, averaged over them, each layer normalised by its L2 norm; heads "
+                 f"ranked once, least important removed first, at least one head kept in every layer.")
     if heads == 1:
         notes.append("each layer has a single head: no head can be removed without emptying a layer.")
     curve = []

@@ -3,10 +3,12 @@
 Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
 transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
-importance is |dL/dm| summed over batches (L: the mean cross-entropy of a batch on the true labels, the model in
-eval mode), and each layer's importances are divided by their L2 norm, as the paper does. `prune_mask` removes the
-least important heads across all layers but never a layer's last one; `zero_pruned_heads` gives the masked model
-from plain weights. distill_core/compress.py uses them to prune a finished run's students.
+importance is the paper's E_x |dL(x)/dm|: the absolute gradient of one example's loss (its cross-entropy on its
+true label, the model in eval mode), taken per example and then averaged over the examples, so that examples
+pulling a head in opposite directions do not cancel; each layer's importances are then divided by their L2 norm, as
+the paper does. `prune_mask` removes the least important heads across all layers but never a layer's last one;
+`zero_pruned_heads` gives the masked model from plain weights. distill_core/compress.py uses them to prune a
+finished run's students.
 """
 from __future__ import annotations
 
@@ -62,23 +64,31 @@ def out_projections(model: nn.Module) -> list[nn.Module]:
 
 class HeadMask:
     """Forward pre-hooks that multiply each head's context by mask[layer, head] before each layer's attention output
-    projection. A context manager; or call remove(). A mask tensor that requires grad gets gradients through it."""
+    projection. The mask is (layers, heads), the same for every example, or (layers, B, heads), one gate per example
+    of a batch of B. A context manager; or call remove(). A mask tensor that requires grad gets gradients through
+    it."""
 
     def __init__(self, model: nn.Module, mask):
         layers, heads, size = heads_shape(model)
         modules = out_projections(model)
         self.mask = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask, dtype=np.float32))
-        if tuple(self.mask.shape) != (layers, heads):
-            raise ValueError(f"a head mask of this model is (layers, heads) = ({layers}, {heads}), not "
-                             f"{tuple(self.mask.shape)}")
+        shape = tuple(self.mask.shape)
+        if shape != (layers, heads) and not (len(shape) == 3 and shape[0] == layers and shape[2] == heads):
+            raise ValueError(f"a head mask of this model is (layers, heads) = ({layers}, {heads}), or (layers, B, "
+                             f"heads) with one row per example, not {shape}")
         self.heads, self.size = heads, size
         self.handles = [m.register_forward_pre_hook(self._hook(layer)) for layer, m in enumerate(modules)]
 
     def _hook(self, layer: int):
         def hook(module, args):
             x = args[0]                                                      # (B, T, heads * size)
-            m = self.mask[layer].to(device=x.device, dtype=x.dtype)          # (heads,)
-            x = (x.unflatten(-1, (self.heads, self.size)) * m[:, None]).flatten(-2)
+            m = self.mask[layer].to(device=x.device, dtype=x.dtype)          # (heads,) or (B, heads)
+            if m.dim() == 2:                                                 # one gate per example
+                if m.shape[0] != x.shape[0]:
+                    raise ValueError(f"a per-example head mask has {m.shape[0]} rows, but the batch holds "
+                                     f"{x.shape[0]} examples")
+                m = m.view(m.shape[0], *[1] * (x.dim() - 2), self.heads)    # (B, 1, heads)
+            x = (x.unflatten(-1, (self.heads, self.size)) * m[..., None]).flatten(-2)
             return (x, *args[1:])
         return hook
 
@@ -96,8 +106,8 @@ class HeadMask:
 
 def apply_head_mask(model: nn.Module, mask) -> HeadMask:
     """Mask attention heads: mask (layers, heads), 1 keeps a head and 0 removes it (its context is multiplied by
-    0, so its contribution to the layer's output is exactly zero). Use as `with apply_head_mask(model, m): ...`, or
-    keep the returned HeadMask and call remove()."""
+    0, so its contribution to the layer's output is exactly zero); or (layers, B, heads), a mask per example of a
+    batch of B. Use as `with apply_head_mask(model, m): ...`, or keep the returned HeadMask and call remove()."""
     return HeadMask(model, mask)
 
 
@@ -109,26 +119,30 @@ def _batch_parts(batch) -> tuple[dict, torch.Tensor]:
 
 
 def head_importance(model: nn.Module, batches: Iterable, normalize: bool = True) -> np.ndarray:
-    """Michel et al. (2019)'s head importance: |dL/dm| of a mask m of ones (layers, heads), summed over `batches`
-    (modality Batches, or (inputs, labels) pairs), L the batch's mean cross-entropy on its labels, the model in eval
-    mode. With normalize, each layer's importances are divided by their L2 norm (as in the paper). The model's
-    parameters and mode are left as they were. Returns (layers, heads) float64."""
+    """Michel et al. (2019)'s head importance, I_h = E_x |dL(x)/dm_h|: m a gate of ones on each head's context,
+    L(x) one example's cross-entropy on its label, the model in eval mode; the absolute value is taken per example,
+    then averaged over every example of `batches` (modality Batches, or (inputs, labels) pairs). Each batch of B
+    gets its own gate per example, (layers, B, heads): example b's loss reads only row b, so one backward pass of
+    the summed losses gives every example's gradient at once. With normalize, each layer's importances are divided
+    by their L2 norm (as in the paper). The model's parameters and mode are left as they were.
+    Returns (layers, heads) float64."""
     layers, heads, _ = heads_shape(model)
-    mask = torch.ones((layers, heads), requires_grad=True)
     total = torch.zeros((layers, heads), dtype=torch.float64)
     n = 0
     with eval_mode(model, frozen=True):
-        with torch.inference_mode(False), torch.enable_grad(), apply_head_mask(model, mask):
+        with torch.inference_mode(False), torch.enable_grad():
             for batch in batches:
                 inputs, labels = _batch_parts(batch)
-                logits = model(**inputs).logits
-                loss = F.cross_entropy(logits.float(), labels.to(logits.device))
-                (grad,) = torch.autograd.grad(loss, mask)
-                total += grad.detach().abs().double()
-                n += 1
+                gate = torch.ones((layers, len(labels), heads), requires_grad=True)       # (L, B, H)
+                with apply_head_mask(model, gate):
+                    logits = model(**inputs).logits                                       # (B, classes)
+                loss = F.cross_entropy(logits.float(), labels.to(logits.device), reduction="sum")
+                (grad,) = torch.autograd.grad(loss, gate)          # (L, B, H): [:, b] = dL(x_b)/dm
+                total += grad.detach().abs().sum(1).double()
+                n += len(labels)
     if n == 0:
         raise DataError("no validation batches to measure head importance on")
-    out = total.numpy()
+    out = (total / n).numpy()
     if normalize:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = out / np.where(norms > 0, norms, 1.0)
@@ -176,3 +190,4 @@ def zero_pruned_heads(model: nn.Module, mask, copy_model: bool = True) -> nn.Mod
         for head in np.flatnonzero(mask[layer] == 0):
             proj.weight[:, head * size:(head + 1) * size] = 0.0
     return out
+

@@ -135,6 +135,82 @@ def test_head_importance_finds_the_decisive_head():
             assert (model(**inputs).logits - clean).abs().max() > 0.1 * clean.abs().max()
 
 
+def per_example_importance(model, inputs: dict, labels: torch.Tensor) -> np.ndarray:
+    """Brute force: each example alone in a batch of one, |dL/dmask| taken for it, averaged over the examples."""
+    grads = []
+    for i in range(len(labels)):
+        mask = torch.ones((2, 4), requires_grad=True)
+        with HP.apply_head_mask(model, mask):
+            logits = model(**{k: v[i:i + 1] for k, v in inputs.items()}).logits
+        loss = torch.nn.functional.cross_entropy(logits, labels[i:i + 1])
+        grads.append(torch.autograd.grad(loss, mask)[0].abs().double().numpy())
+    return np.mean(grads, axis=0)
+
+
+def batch_mean_importance(model, batches) -> np.ndarray:
+    """The formula this replaces: |dL/dmask| of each batch's mean loss, summed over batches (signs cancel)."""
+    total = np.zeros((2, 4))
+    for inputs, labels in batches:
+        mask = torch.ones((2, 4), requires_grad=True)
+        with HP.apply_head_mask(model, mask):
+            loss = torch.nn.functional.cross_entropy(model(**inputs).logits, labels)
+        total += torch.autograd.grad(loss, mask)[0].abs().double().numpy()
+    return total
+
+
+def test_head_importance_takes_the_absolute_gradient_per_example():
+    """Michel et al.'s E_x |dL(x)/dmask|: one backward pass per batch gives what a loop over single examples gives,
+    over batches of uneven sizes; |dL/dmask| of the batch's mean loss does not."""
+    model, inputs = tiny_bert(), tiny_inputs(11)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0])
+    batches = [({k: v[i:j] for k, v in inputs.items()}, labels[i:j]) for i, j in ((0, 5), (5, 10), (10, 11))]
+    brute = per_example_importance(model, inputs, labels)
+    raw = HP.head_importance(model, batches, normalize=False)
+    np.testing.assert_allclose(raw, brute, rtol=1e-4, atol=1e-9)
+    norm = brute / np.linalg.norm(brute, axis=1, keepdims=True)
+    np.testing.assert_allclose(HP.head_importance(model, batches), norm, rtol=1e-4)
+    old = batch_mean_importance(model, batches)
+    old = old / np.linalg.norm(old, axis=1, keepdims=True)
+    assert np.abs(old - norm).max() > 0.05                      # and it ranks the heads differently
+    assert np.argsort(old.ravel()).tolist() != np.argsort(norm.ravel()).tolist()
+
+
+def test_opposite_pulls_on_a_head_do_not_cancel():
+    """The same text twice with opposite labels: every head's two gradients have opposite signs (-p1 g and p0 g,
+    g the gradient of the logit difference), so the batch mean's gradient is (p0 - p1) / 2 g, near zero for an
+    untrained model, while the mean of the absolute values is |g| / 2."""
+    model, inputs = tiny_bert(), tiny_inputs(1)
+    pair = {k: v.repeat(2, 1) for k, v in inputs.items()}
+    labels = torch.tensor([0, 1])
+    with torch.no_grad():
+        p0, p1 = torch.softmax(model(**inputs).logits[0], -1).tolist()
+    raw = HP.head_importance(model, [(pair, labels)], normalize=False)
+    old = batch_mean_importance(model, [(pair, labels)])
+    np.testing.assert_allclose(raw, per_example_importance(model, pair, labels), rtol=1e-4, atol=1e-9)
+    assert (raw > 0).all() and abs(p0 - p1) < 0.05
+    np.testing.assert_allclose(old, abs(p0 - p1) * raw, rtol=1e-3, atol=1e-12)     # nearly all cancelled
+
+
+def test_a_per_example_mask_gates_each_example_alone():
+    model, inputs = tiny_bert(), tiny_inputs(3)
+    mask = np.ones((2, 3, 4), dtype=np.float32)
+    mask[1, 2, 1] = 0                                           # head 1 of layer 1, for the third example only
+    one = np.ones((2, 4), dtype=np.float32)
+    one[1, 1] = 0
+    with torch.no_grad():
+        clean = model(**inputs).logits
+        with HP.apply_head_mask(model, mask):
+            each = model(**inputs).logits
+        with HP.apply_head_mask(model, one):
+            masked = model(**inputs).logits
+        with HP.apply_head_mask(model, mask), pytest.raises(ValueError, match="3 rows"):
+            model(**{k: v[:2] for k, v in inputs.items()})
+    torch.testing.assert_close(each[:2], clean[:2], rtol=0, atol=1e-6)
+    torch.testing.assert_close(each[2], masked[2], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        HP.apply_head_mask(model, np.ones((2, 3, 5)))
+
+
 def test_prune_mask_keeps_a_head_in_every_layer_and_masks_are_nested():
     imp = np.array([[0.1, 0.2, 0.3], [0.9, 0.8, 0.05]])
     masks = {f: HP.prune_mask(imp, f) for f in (0.0, 0.2, 0.5, 0.7, 0.9)}

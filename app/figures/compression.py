@@ -145,8 +145,8 @@ def importance_figure(record: dict, variants: Sequence[str] | None = None, refer
             hovertemplate="%{y}, %{x}: importance %{z:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")         # every panel's, in one call
     fig.add_traces(traces, rows=[1] * len(traces), cols=list(range(1, len(traces) + 1)))
-    title = ("Head importance (Michel et al. 2019): |∂loss/∂mask| on the validation set, each layer divided by its "
-             "L2 norm")
+    title = ("Head importance (Michel et al. 2019): each validation example's |∂loss/∂mask|, averaged, each layer "
+             "divided by its L2 norm")
     fig.update_layout(**base_layout(height, title))
     fig.update_annotations(font=dict(size=13))
     return fig
