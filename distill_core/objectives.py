@@ -3,7 +3,10 @@
     ce             cross-entropy on the hard labels
     logit_kd       Hinton et al.: KL between temperature-softened teacher and student outputs, times T^2
     hard_kd        cross-entropy on the teacher's argmax (its predicted label)
-    attention_mse  TinyBERT: squared error between teacher and student attention, averaged over query-key pairs
+    attention_mse  squared error between teacher and student attention probabilities, averaged over query-key pairs
+                   (TinyBERT's error on the probabilities, not on the scores TinyBERT itself fits)
+    attention_score_mse  TinyBERT (eq. 7): squared error between teacher and student attention scores before the
+                   softmax (Q K^T / sqrt(d)), averaged over query-key pairs of real tokens
     attention_kl   MiniLM: KL(teacher || student) between attention distributions, row by row
     hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
     attention_transfer  Zagoruyko & Komodakis: distance between CNN stages' activation attention maps
@@ -29,11 +32,14 @@ from .vocab import LOSSES
 # What an objective can ask the session for.
 TEACHER_LOGITS = "teacher_logits"           # (B, C), computed once per training example and cached
 ATTENTION = "attention"                     # teacher and student attention of the mapped layers
+ATTENTION_SCORES = "attention_scores"       # the same layers' attention scores before the softmax (as large again)
 HIDDEN = "hidden"                           # teacher and student hidden states of the mapped layers
 ACTIVATION = "activation"                   # CNN stages' activations (student) and activation attention (teacher)
-INPUTS = (TEACHER_LOGITS, ATTENTION, HIDDEN, ACTIVATION)
+INPUTS = (TEACHER_LOGITS, ATTENTION, ATTENTION_SCORES, HIDDEN, ACTIVATION)
 TEACHER_INPUTS = frozenset(INPUTS)          # every one of these comes (partly) from the teacher
-MAP_INPUTS = frozenset({ATTENTION, ACTIVATION})   # what a teacher's maps give: ViT/text attention, CNN activations
+# what a teacher's maps give: ViT/text attention (probabilities or scores), CNN activations
+MAP_INPUTS = frozenset({ATTENTION, ATTENTION_SCORES, ACTIVATION})
+ATTENTION_INPUTS = frozenset({ATTENTION, ATTENTION_SCORES})   # read through an AttentionCapture
 
 
 @dataclass
@@ -49,6 +55,8 @@ class LossInputs:
     teacher_hidden: torch.Tensor | None = None      # (B, P, T, Dt)
     student_features: list | None = None            # (B, C_j, h_j, w_j) per mapped CNN stage pair j
     teacher_activation: list | None = None          # (B, h_j*w_j) per pair: the teacher's L2-normalised attention map
+    student_scores: torch.Tensor | None = None      # (B, P, H', T, T) scores before the softmax, padded keys unmasked
+    teacher_scores: torch.Tensor | None = None      # (B, P, H', T, T)
     head_weights: torch.Tensor | None = None        # (P, H') weight of each mapped pair and head (mean 1); None: equal
     head_losses: dict = field(default_factory=dict)  # out: attention loss name -> (P, H') per-head values, detached
 
@@ -127,6 +135,23 @@ def attention_kl(inp: LossInputs) -> torch.Tensor:
     p, q = _attention_pair(inp, "attention_kl")
     values, query = metrics.row_metric("kl", p, q, inp.mask)    # (B, P, H', T)
     return _over_heads(inp, "attention_kl", values, query)
+
+
+@register("attention_score_mse", needs=(ATTENTION_SCORES,), help=LOSSES["attention_score_mse"].help)
+def attention_score_mse(inp: LossInputs) -> torch.Tensor:
+    """TinyBERT's attention loss: the mean over real (query, key) pairs of (A_T - A_S)^2, A = Q K^T / sqrt(d) before
+    the softmax, per mapped pair and compared head, then averaged over them (weighted with inp.head_weights)."""
+    t = _need(inp.teacher_scores, "teacher attention scores", "attention_score_mse").float()    # (B, P, H', T, T)
+    s = _need(inp.student_scores, "student attention scores", "attention_score_mse").float()
+    real = inp.mask.bool()                                                                     # (B, T)
+    pairs = (real[:, :, None] & real[:, None, :])[:, None, None]                               # (B, 1, 1, T, T)
+    # padded pairs are zeroed on both sides before the difference, so whatever they hold (the additive mask's
+    # -inf or finfo.min, or stale scores) gives neither a value nor a gradient
+    sq = (t.masked_fill(~pairs, 0.0) - s.masked_fill(~pairs, 0.0)) ** 2                        # (B, P, H', T, T)
+    query = real.float()[:, None, None, :]                                                     # (B, 1, 1, T)
+    keys = query.sum(-1, keepdim=True)                                                         # (B, 1, 1, 1)
+    values = sq.sum(-1) / keys.clamp_min(1.0)                                    # (B, P, H', T) mean over real keys
+    return _over_heads(inp, "attention_score_mse", values, (query * keys).expand_as(values))
 
 
 def _over_heads(inp: LossInputs, loss: str, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,8 @@ METRIC_HELP = {
 
 # ---- losses: how each is named and explained (the objectives themselves live in distill_core.objectives) ----
 LABEL_LOSS = "ce"                                       # the only loss that does not read the teacher
-ATTENTION_LOSSES = ("attention_kl", "attention_mse")    # the losses that pull the student's attention directly
+# the losses that pull the student's attention directly
+ATTENTION_LOSSES = ("attention_kl", "attention_mse", "attention_score_mse")
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,19 @@ LOSSES = {
         "KL divergence from each teacher attention row to the student's (MiniLM, Wang et al., 2020): the student "
         "learns where the teacher looks."),
     "attention_mse": LossWording(
-        "attention MSE (squared error to the teacher's attention)",
-        "Squared error between teacher and student attention probabilities on mapped layers, averaged over "
-        "query-key pairs of real tokens (TinyBERT, Jiao et al., 2020)."),
+        "attention MSE (squared error to the teacher's attention probabilities)",
+        "Squared error between teacher and student attention probabilities (after the softmax) on mapped layers, "
+        "averaged over query-key pairs of real tokens, as TextBrewer's att_mse_loss given probabilities. It is "
+        "TinyBERT's error (Jiao et al., 2020) on the probabilities, a setting its authors found to converge more "
+        "slowly than theirs on the scores (attention_score_mse). Probabilities lie in [0, 1], so its values are "
+        "small: it takes a large weight (about 100)."),
+    "attention_score_mse": LossWording(
+        "attention score MSE (squared error to the teacher's scores before softmax)",
+        "TinyBERT (Jiao et al., 2020, eq. 7): squared error between the teacher's and the student's attention "
+        "scores before the softmax (Q·Kᵀ/√d) on mapped layers, averaged over query-key pairs of real tokens. "
+        "Two rows of scores that differ by a constant give the same probabilities but differ here: the student "
+        "is asked for the teacher's scores themselves. With fewer student heads, each group of teacher heads is "
+        "compared through its mean score."),
     "hidden_mse": LossWording(
         "hidden-state MSE (to the teacher's hidden states)",
         "Squared error between hidden states of mapped layers, through a learned projection when widths differ "

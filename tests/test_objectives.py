@@ -104,6 +104,76 @@ def test_attention_mse_averages_over_query_key_pairs_as_textbrewer(seed):
     assert math.isclose(longer.item(), got.item(), rel_tol=1e-5)
 
 
+def score_inputs(teacher, student, mask):
+    return inputs(mask=mask, teacher_scores=teacher, student_scores=student)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_attention_score_mse_is_textbrewers_masked_mse_on_the_scores(seed):
+    """TinyBERT's loss as TextBrewer computes it with a mask, on scores whose padded keys hold no mask."""
+    g = torch.Generator().manual_seed(seed)
+    _, _, mask = masked_attention(seed)
+    a_t, a_s = torch.randn(3, 2, 6, 6, generator=g) * 3, torch.randn(3, 2, 6, 6, generator=g) * 3
+    expected = textbrewer_att_mse(a_s, a_t, mask)
+    got = objectives.attention_score_mse(score_inputs(a_t[:, None], a_s[:, None], mask))
+    assert math.isclose(got.item(), expected.item(), rel_tol=1e-5)
+
+
+def test_attention_score_mse_is_zero_for_equal_scores_and_positive_otherwise():
+    g = torch.Generator().manual_seed(4)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    a = torch.randn(2, 2, 3, 5, 5, generator=g)                          # (B, P, H', T, T)
+    assert objectives.attention_score_mse(score_inputs(a, a.clone(), mask)).item() == 0.0
+    b = a.clone()
+    b[1, 0, 2, 1, 2] += 0.5                                              # one real pair of one head
+    # (0.5^2) over the 25 + 9 real pairs of one head, averaged over the P * H' = 6 heads
+    expected = 0.25 / 34 / 6
+    assert objectives.attention_score_mse(score_inputs(a, b, mask)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_attention_score_mse_ignores_padded_pairs_and_stays_finite():
+    """Scores with the additive mask added (-inf or finfo.min at padded keys), or anything else there, give the
+    same finite loss and finite gradients as clean scores."""
+    g = torch.Generator().manual_seed(5)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    a_t = torch.randn(2, 1, 2, 4, 4, generator=g)
+    a_s = torch.randn(2, 1, 2, 4, 4, generator=g)
+    clean = objectives.attention_score_mse(score_inputs(a_t, a_s, mask))
+    pad_key = (mask == 0)[:, None, None, None, :].expand_as(a_t)       # (B, P, H', T, T) padded keys
+    pad_query = (mask == 0)[:, None, None, :, None].expand_as(a_t)     # padded queries
+    for fill in (float("-inf"), torch.finfo(torch.float32).min, 1e4, float("nan")):
+        t = a_t.masked_fill(pad_key, fill).masked_fill(pad_query, -fill)
+        s = a_s.masked_fill(pad_key, fill).detach().requires_grad_(True)
+        loss = objectives.attention_score_mse(score_inputs(t, s, mask))
+        loss.backward()
+        assert torch.isfinite(loss) and loss.item() == pytest.approx(clean.item(), rel=1e-6), fill
+        assert torch.isfinite(s.grad).all() and (s.grad[pad_key] == 0).all()
+    # padding more keys onto every example changes nothing either
+    wide = lambda x: F.pad(x, (0, 3, 0, 3), value=7.0)                  # noqa: E731
+    longer = objectives.attention_score_mse(score_inputs(wide(a_t), wide(a_s), F.pad(mask, (0, 3))))
+    assert longer.item() == pytest.approx(clean.item(), rel=1e-6)
+
+
+def test_attention_score_mse_tells_apart_scores_that_attention_mse_cannot():
+    """Rows of scores that differ by a constant have the same softmax: the probabilities' loss is 0, the scores'
+    is the constant squared. A score loss computed on the probabilities would fail here."""
+    g = torch.Generator().manual_seed(6)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    a_t = torch.randn(2, 1, 2, 5, 5, generator=g)
+    shift = torch.randn(2, 1, 2, 5, 1, generator=g)                     # a constant per row
+    a_s = a_t + shift
+    key_bias = (1 - mask)[:, None, None, None, :] * -1e9
+    p, q = torch.softmax(a_t + key_bias, -1), torch.softmax(a_s + key_bias, -1)
+    assert objectives.attention_mse(inputs(mask=mask, teacher_attention=p, student_attention=q)).item() < 1e-12
+    got = objectives.attention_score_mse(score_inputs(a_t, a_s, mask))
+    real_rows = mask.bool()[:, None, None, :].expand(2, 1, 2, 5)
+    keys = mask.sum(-1).float()[:, None, None, None].expand(2, 1, 2, 5)
+    # each real row counts once per real key: the mean of shift^2 over real (query, key) pairs, per head
+    weights = keys[real_rows]
+    expected = (shift[..., 0][real_rows] ** 2 * weights).sum() / weights.sum()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5) and got.item() > 0.01
+
+
 def test_hidden_mse_is_textbrewers_masked_mse():
     g = torch.Generator().manual_seed(3)
     s, t = torch.randn(3, 1, 5, 8, generator=g), torch.randn(3, 1, 5, 8, generator=g)
@@ -123,13 +193,16 @@ def test_attention_kl_has_gradient_to_student():
 
 
 def test_registry_needs_and_unknown_name():
-    assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl", "hidden_mse",
-                                          "attention_transfer"}
+    assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
+                                          "attention_score_mse", "hidden_mse", "attention_transfer"}
     assert "attention_transfer" not in objectives.TEXT_LOSS_NAMES
     assert objectives.needs_of({"attention_transfer": 1000}) == {objectives.ACTIVATION}
     assert objectives.needs_of({"ce": 1}) == frozenset()
     assert objectives.needs_of({"ce": 1, "logit_kd": 0.0, "attention_kl": 1}) == {objectives.ATTENTION}
     assert objectives.needs_of({"hard_kd": 1, "hidden_mse": 1}) == {objectives.TEACHER_LOGITS, objectives.HIDDEN}
+    # only the score loss asks for the scores: the probabilities' losses leave them uncomputed
+    assert objectives.needs_of({"attention_score_mse": 1}) == {objectives.ATTENTION_SCORES}
+    assert objectives.needs_of({"attention_mse": 1, "attention_kl": 1}) == {objectives.ATTENTION}
     with pytest.raises(ConfigError, match="known losses: ce, logit_kd"):
         objectives.get("focal")
 

@@ -134,8 +134,8 @@ def test_attention_losses_with_equal_head_weights_match_the_unweighted_loss():
     q = torch.softmax(torch.randn(2, 2, 3, 5, 5, generator=g), -1)
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
     base = dict(student_logits=torch.zeros(2, 2), labels=torch.tensor([0, 1]), mask=mask, teacher_attention=p,
-                student_attention=q)
-    for name in ("attention_kl", "attention_mse"):
+                student_attention=q, teacher_scores=torch.log(p), student_scores=torch.log(q))
+    for name in ("attention_kl", "attention_mse", "attention_score_mse"):
         plain = objectives.OBJECTIVES[name].fn(objectives.LossInputs(**base))
         inp = objectives.LossInputs(**base, head_weights=torch.ones(2, 3))
         assert float(objectives.OBJECTIVES[name].fn(inp)) == pytest.approx(float(plain), rel=1e-5)

@@ -20,7 +20,7 @@ SCHEDULES = ("constant", "linear_up", "linear_down", "cosine_up", "cosine_down",
 TEMPERATURE_SCHEDULES = ("constant", "linear_up", "linear_down", "cosine_up", "cosine_down", "curriculum")
 PRESETS = ("", "tinybert")
 # TinyBERT stages: which losses are "intermediate" (first stage) and which "prediction" (second stage)
-INTERMEDIATE_LOSSES = ("attention_mse", "attention_kl", "hidden_mse", "attention_transfer")
+INTERMEDIATE_LOSSES = ("attention_mse", "attention_score_mse", "attention_kl", "hidden_mse", "attention_transfer")
 PREDICTION_LOSSES = ("ce", "logit_kd", "hard_kd")
 
 
