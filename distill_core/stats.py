@@ -5,10 +5,16 @@ Two students that answer the same questions are compared example by example, not
 accuracies: only the examples where exactly one of them is right carry information about which is better.
 
     paired_comparison(ref_correct, var_correct)   # one run: McNemar's exact test + paired bootstrap interval
-    pooled_comparison([(ref, var), ...])          # several seeds on the same test set
+    pooled_comparison([(ref, var), ...])          # several seeds on the same test set, pooled per test example
     mean_interval([acc_seed0, acc_seed1, ...])    # Student's t interval of a mean across seeds
     binomial_halfwidth(p, n)                      # one accuracy's own 95% half-width
     difference_interval(p1, p2, n)                # two accuracies as independent binomials (runs without pairs)
+
+Seeds of one sweep answer the *same* test examples, so k seeds are not k times as many independent examples:
+pooled_comparison works on each example's mean difference over the seeds. Its interval resamples test examples
+(each keeping its answers from every seed: a cluster bootstrap) and its test flips the sign of each example's
+difference (an exact sign-flip permutation test). k identical copies of one seed say exactly what that seed says,
+and with one seed the test is McNemar's exact test.
 
 Pure numpy/scipy: no torch, so the app can import it.
 """
@@ -67,57 +73,114 @@ def _as_correct(x, name: str) -> np.ndarray:
     return a.astype(bool)
 
 
-def paired_bootstrap(ref_correct, var_correct, n_boot: int = BOOTSTRAP, seed: int = 0,
-                     level: float = LEVEL, strata=None) -> tuple[float, float, float]:
-    """(difference, low, high): var accuracy minus ref accuracy and its percentile bootstrap interval.
+def bootstrap_mean(values, n_boot: int = BOOTSTRAP, seed: int = 0, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of per-example `values` and its percentile bootstrap interval, resampling the
+    examples with replacement.
 
-    Examples are resampled as pairs (both models' answers on one example move together). With `strata`
-    (e.g. the seed of each pair), resampling happens within each stratum, so each keeps its size.
-    """
+    The values take few distinct levels (-1, 0, 1 for one pair of answers; multiples of 1/k for a mean over k
+    seeds), so a resample is drawn as how many times each level is picked (a multinomial): the same
+    distribution as picking examples one by one, in memory that does not grow with the number of examples."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError("one value per test example is needed")
+    levels, counts = np.unique(v, return_counts=True)
+    rng = np.random.default_rng(seed)
+    picks = rng.multinomial(len(v), counts / len(v), size=n_boot)       # (n_boot, levels)
+    boots = picks @ levels / len(v)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def paired_bootstrap(ref_correct, var_correct, n_boot: int = BOOTSTRAP, seed: int = 0,
+                     level: float = LEVEL) -> tuple[float, float, float]:
+    """(difference, low, high): var accuracy minus ref accuracy and its percentile bootstrap interval, the
+    examples resampled as pairs (both models' answers on one example move together)."""
     ref, var = _as_correct(ref_correct, "ref_correct"), _as_correct(var_correct, "var_correct")
     if len(ref) != len(var):
         raise ValueError(f"the two models answered different numbers of examples ({len(ref)} and {len(var)})")
     if len(ref) == 0:
         raise ValueError("no test examples to compare")
-    d = var.astype(np.int8) - ref.astype(np.int8)                  # (N,) in {-1, 0, 1}
-    diff = float(d.mean())
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(len(d))] if strata is None else [np.flatnonzero(np.asarray(strata) == s)
-                                                          for s in np.unique(strata)]
-    totals = np.zeros(n_boot)
-    for idx in groups:
-        pick = rng.integers(0, len(idx), size=(n_boot, len(idx)))  # (n_boot, n_g)
-        totals += d[idx][pick].sum(axis=1)
-    boots = totals / len(d)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return diff, float(lo), float(hi)
+    return bootstrap_mean(var.astype(np.int8) - ref.astype(np.int8), n_boot, seed, level)
 
 
-def paired_comparison(ref_correct, var_correct, seed: int = 0, strata=None) -> dict:
+def _verdict(p: float, diff: float) -> str:
+    return "no clear difference" if p >= 1 - LEVEL else ("better" if diff > 0 else "worse")
+
+
+def paired_comparison(ref_correct, var_correct, seed: int = 0) -> dict:
     """Everything the pages show for one variant against the reference on the same examples.
 
     Keys: n, ref_accuracy, accuracy, diff, lo, hi (bootstrap interval of diff), ref_only (b), variant_only (c),
     p (McNemar exact, two-sided), verdict ("better", "worse" or "no clear difference" at the 5% level)."""
     ref, var = _as_correct(ref_correct, "ref_correct"), _as_correct(var_correct, "var_correct")
-    diff, lo, hi = paired_bootstrap(ref, var, seed=seed, strata=strata)
+    diff, lo, hi = paired_bootstrap(ref, var, seed=seed)
     b, c = int(np.sum(ref & ~var)), int(np.sum(~ref & var))
     p = mcnemar_exact(b, c)
-    verdict = "no clear difference" if p >= 1 - LEVEL else ("better" if c > b else "worse")
     return {"n": int(len(ref)), "ref_accuracy": float(ref.mean()), "accuracy": float(var.mean()),
-            "diff": diff, "lo": lo, "hi": hi, "ref_only": b, "variant_only": c, "p": p, "verdict": verdict}
+            "diff": diff, "lo": lo, "hi": hi, "ref_only": b, "variant_only": c, "p": p, "verdict": _verdict(p, c - b)}
+
+
+def sign_flip_p(totals) -> float:
+    """Two-sided exact p-value of the sign-flip permutation test on integer per-example differences `totals`.
+
+    Under "no difference" the two models' labels can be swapped on any example, which flips the sign of its
+    difference; the p-value is the share of the 2^N sign patterns whose sum is at least as far from 0 as the
+    observed sum. Exact: the examples with difference of size m contribute m * (2 Binomial(n_m, 1/2) - n_m),
+    and these few distributions are convolved. With differences in {-1, 0, 1} (one seed) this is McNemar's exact
+    test."""
+    a = np.asarray(totals)
+    if a.ndim != 1 or not np.all(a == np.round(a)):
+        raise ValueError("totals must be whole numbers, one per test example")
+    a = a.astype(np.int64)
+    observed = abs(int(a.sum()))
+    if observed == 0:
+        return 1.0
+    from scipy.signal import fftconvolve   # deferred on purpose, as scipy.stats below
+    from scipy.stats import binom
+    sizes, counts = np.unique(np.abs(a[a != 0]), return_counts=True)
+    reach = int(np.sum(sizes * counts))                       # the sum lies in [-reach, reach]
+    pmf = np.ones(1)
+    for m, n in zip(sizes.tolist(), counts.tolist()):
+        part = np.zeros(2 * m * n + 1)                        # support -m n .. m n, in steps of 2 m
+        part[::2 * m] = binom.pmf(np.arange(n + 1), n, 0.5)
+        pmf = fftconvolve(pmf, part) if len(pmf) > 1 else part
+    pmf = np.clip(pmf, 0.0, None)                             # the FFT leaves tiny negative noise
+    values = np.arange(-reach, reach + 1)
+    return float(min(1.0, pmf[np.abs(values) >= observed].sum()))
 
 
 def pooled_comparison(pairs, seed: int = 0) -> dict:
-    """paired_comparison over several seeds' (ref_correct, var_correct) on the same test set: the discordant
-    counts are summed (McNemar on all pairs) and the bootstrap resamples within each seed."""
+    """A variant against the reference over several seeds' (ref_correct, var_correct) on the same test set.
+
+    Every seed answers the same test examples, so they are pooled per example: d_i, example i's difference
+    (variant right minus reference right) averaged over the seeds, is one observation. `diff` is the mean of d,
+    lo/hi a cluster bootstrap interval (examples resampled, each with its answers from every seed), `p` the exact
+    sign-flip test of d (sign_flip_p). Copies of one seed's answers therefore say no more than that seed alone.
+    ref_only/variant_only count the discordant answers over all seeds (a description, not the test); n is the
+    number of test examples, answers = n times the runs."""
     pairs = list(pairs)
     if not pairs:
         raise ValueError("no runs to pool")
-    ref = np.concatenate([_as_correct(r, "ref_correct") for r, _ in pairs])
-    var = np.concatenate([_as_correct(v, "var_correct") for _, v in pairs])
-    strata = np.concatenate([np.full(len(r), k) for k, (r, _) in enumerate(pairs)])
-    return {**paired_comparison(ref, var, seed=seed, strata=strata), "runs": len(pairs)}
+    refs = [_as_correct(r, "ref_correct") for r, _ in pairs]
+    vars_ = [_as_correct(v, "var_correct") for _, v in pairs]
+    n = len(refs[0])
+    if n == 0:
+        raise ValueError("no test examples to compare")
+    if any(len(x) != n for x in refs + vars_):
+        raise ValueError("the runs answered different numbers of test examples: they cannot be pooled per example")
+    ref, var = np.stack(refs), np.stack(vars_)                           # (k, N)
+    totals = var.astype(np.int64).sum(0) - ref.astype(np.int64).sum(0)  # (N,) in -k..k
+    diff, lo, hi = bootstrap_mean(totals / len(pairs), seed=seed)
+    p = sign_flip_p(totals)
+    return {"n": n, "answers": int(ref.size), "runs": len(pairs), "ref_accuracy": float(ref.mean()),
+            "accuracy": float(var.mean()), "diff": diff, "lo": lo, "hi": hi,
+            "ref_only": int(np.sum(ref & ~var)), "variant_only": int(np.sum(~ref & var)), "p": p,
+            "verdict": _verdict(p, diff), "method": POOLED_METHOD}
+
+
+POOLED_METHOD = ("per test example over the seeds: the mean difference of each example, a bootstrap interval "
+                 "resampling examples (each with its answers from every seed), an exact sign-flip test")
 
 
 def mean_interval(values, level: float = LEVEL) -> tuple[float, float | None, float | None]:

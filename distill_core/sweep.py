@@ -261,8 +261,9 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, agains
     """What the finished ("done") runs of a sweep say together, with the statistics of distill_core.stats.
 
     Keys: status, seeds, seeds_done, seed_status, runs, variants, reference, test_size, teacher {accuracy,
-    mean, lo, hi}, variants_stats {name: accuracy, acc_mean/lo/hi, js, js_mean/lo/hi}, paired {variant: pooled
-    McNemar and bootstrap over seeds (when `pool` and every run has the same test labels), diff_mean/lo/hi
+    mean, lo, hi}, variants_stats {name: accuracy, acc_mean/lo/hi, js, js_mean/lo/hi}, paired {variant:
+    stats.pooled_comparison over the seeds, per test example (when `pool` and every run has the same test
+    labels), diff_mean/lo/hi
     (t interval of the per-seed differences), per_seed_diff, js_below_reference_every_seed, gap_closed},
     warnings (each prefixed with its seed) and problems (why something could not be computed).
 
@@ -483,8 +484,9 @@ def comparison_text(p: dict, seeds: int) -> str:
     parts = [f"{_with_interval(p.get('diff_mean'), p.get('diff_lo'), p.get('diff_hi'), _points)} points "
              f"(mean over {seeds} seed{'s' if seeds != 1 else ''}, t interval)"]
     if "p" in p:
-        parts.append(f"pooled n = {p['n']}: {_points(p['diff'])} [{_points(p['lo'])}, {_points(p['hi'])}], "
-                     f"McNemar {stats.p_text(p['p'])} ({p['variant_only']} vs {p['ref_only']} discordant) "
+        parts.append(f"pooled per test example (n = {p['n']}, each answered by {seeds} seed"
+                     f"{'s' if seeds != 1 else ''}): {_points(p['diff'])} [{_points(p['lo'])}, {_points(p['hi'])}], "
+                     f"sign-flip {stats.p_text(p['p'])} ({p['variant_only']} vs {p['ref_only']} discordant answers) "
                      f"-> {p['verdict']}")
     if p.get("gap_closed") is not None:
         parts.append(f"gap to the teacher closed {p['gap_closed']:.0%}")

@@ -479,9 +479,18 @@ def attribution_reading(student: str, stats: dict, reference: str | None = None)
     return text + " One text is an anecdote; compare a few probe examples before drawing a conclusion."
 
 
+POOLED_NOTE = ("What the seeds pool: every seed answers the same test examples, so they are pooled per example, not "
+               "counted as more examples. Each example's difference (variant right minus reference right) is averaged "
+               "over the seeds; the paired 95% interval resamples test examples, each with its answers from every "
+               "seed, and the p-value is an exact sign-flip test of those per-example differences. Copies of one "
+               "seed would say exactly what that seed says. The interval across seeds (Student's t on the per-seed "
+               "differences) says how much the result moves with the students' seed.")
+
+
 def sweep_verdict_lines(summary: dict) -> list[str]:
-    """Each variant against the reference over a sweep's seeds, in words (markdown): the pooled McNemar test
-    decides (p < 0.05: better or worse, else no clear difference), always naming n and the number of seeds."""
+    """Each variant against the reference over a sweep's seeds, in words (markdown): the test pooled per test
+    example decides (stats.pooled_comparison's sign-flip test; p < 0.05: better or worse, else no clear
+    difference), always naming n and the number of seeds."""
     ref, seeds = summary.get("reference"), len(summary.get("seeds_done") or [])
     out = []
     for v, c in (summary.get("paired") or {}).items():
@@ -497,8 +506,9 @@ def sweep_verdict_lines(summary: dict) -> list[str]:
             continue
         head = {"better": f"**{cap(name)} beat {rl}**", "worse": f"**{cap(rl)} beat {name}**"}.get(
             c["verdict"], f"**No clear difference** between {name} and {rl}")
-        test = (f"on n = {c['n']} test answers pooled over {seeds} seed{'s' if seeds != 1 else ''} (McNemar "
-                f"{p_text(c['p'])}; {c['variant_only']} right only for {name}, {c['ref_only']} only for {rl})")
+        test = (f"on n = {c['n']} test examples, each answered by {seeds} seed{'s' if seeds != 1 else ''} "
+                f"(sign-flip test on each example's mean difference, {p_text(c['p'])}; over all seeds "
+                f"{c['variant_only']} answers right only for {name}, {c['ref_only']} only for {rl})")
         gap = ("" if c.get("gap_closed") is None else
                f" It closed {c['gap_closed']:.0%} of the gap between {rl} and the teacher.")
         js = (" Its attention was closer to the teacher's than the reference's on every seed."

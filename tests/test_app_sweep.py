@@ -42,7 +42,8 @@ def test_sweep_page_shows_the_table_the_verdict_and_the_figure(runs_dir):
     assert list(table["model"]) == ["teacher", "baseline (reference)", "distilled"]
     assert list(table["accuracy %"]) == [93.8, 56.2, 87.5]
     assert table["final JS"].iloc[2] == pytest.approx(0.125)
-    assert "No clear difference" in md and "n = 16" in md and "2 seeds" in md
+    assert "No clear difference" in md and "n = 8 test examples, each answered by 2 seeds" in md
+    assert "pooled per example, not counted as more examples" in texts(at.caption)   # what the pooled test means
     assert [c.proto.id for c in at.get("plotly_chart")][0].endswith("sweep.figure")
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert len(fig["data"]) == 2 * 3 + 2 * 2                 # dots and mean per model, per panel

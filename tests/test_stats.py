@@ -46,12 +46,67 @@ def test_paired_bootstrap_interval_is_tight_when_the_models_agree_and_clear_when
     assert (hi - lo) / 2 < independent
 
 
-def test_pooled_comparison_sums_the_disagreements_of_each_seed():
+def test_pooled_comparison_pools_per_test_example():
     a = (np.array([1, 0, 1, 0], bool), np.array([1, 1, 1, 1], bool))     # 0 vs 2
     b = (np.array([1, 1, 0, 1], bool), np.array([0, 1, 1, 1], bool))     # 1 vs 1
     r = stats.pooled_comparison([a, b])
-    assert (r["ref_only"], r["variant_only"], r["n"], r["runs"]) == (1, 3, 8, 2)
+    # the discordant answers are still counted over both seeds, but n is the 4 test examples, answered twice
+    assert (r["ref_only"], r["variant_only"], r["n"], r["answers"], r["runs"]) == (1, 3, 4, 8, 2)
     assert r["diff"] == pytest.approx(2 / 8)
+    # per example, the variant's extra right answers over both seeds: 1 - 0 ... = [-1, +1, +1, +1], sum 2;
+    # of the 2^4 sign patterns of sizes (1, 1, 1, 1), 10 reach |sum| >= 2
+    assert r["p"] == pytest.approx(10 / 16)
+    assert "sign-flip" in r["method"]
+
+
+def _one_seed(n=2500, flips=0.06, seed=1):
+    rng = np.random.default_rng(seed)
+    ref = rng.random(n) < 0.72
+    var = ref.copy()
+    flip = rng.random(n) < flips
+    var[flip] = ~var[flip]
+    return ref, var
+
+
+def test_copies_of_one_seed_say_what_that_seed_says():
+    """k identical seeds are one seed's answers k times: the same interval and p-value as that seed alone (the
+    old pooling summed McNemar's counts and turned p = 0.18 into 0.00044 with five copies)."""
+    ref, var = _one_seed(n=400, flips=0.05, seed=8)          # 11 against 3: p = 0.057
+    alone = stats.paired_comparison(ref, var)
+    assert 0.05 < alone["p"] < 0.9                                         # a seed that decides nothing
+    for k in (1, 2, 5):
+        pooled = stats.pooled_comparison([(ref, var)] * k)
+        assert pooled["p"] == pytest.approx(alone["p"], rel=1e-9)          # one seed: McNemar's exact test
+        assert (pooled["diff"], pooled["lo"], pooled["hi"]) == pytest.approx((alone["diff"], alone["lo"],
+                                                                                alone["hi"]))
+        assert pooled["verdict"] == alone["verdict"] == "no clear difference"
+
+
+def test_sign_flip_test_is_mcnemars_with_one_seed():
+    for b, c in ((3, 9), (0, 6), (12, 12), (40, 61)):
+        totals = np.array([-1] * b + [1] * c + [0] * 30)
+        assert stats.sign_flip_p(totals) == pytest.approx(stats.mcnemar_exact(b, c), rel=1e-9)
+    # sizes 2 and 1: sum 2 + 2 + 1 = 5; of the 8 patterns only (+,+,+) and (-,-,-) reach |sum| >= 5
+    assert stats.sign_flip_p([2, 2, 1]) == pytest.approx(2 / 8)
+    with pytest.raises(ValueError):
+        stats.sign_flip_p([0.5, 1])
+
+
+def test_pooling_different_seeds_lies_between_what_the_seeds_say():
+    seeds = [_one_seed(seed=s, flips=f) for s, f in ((1, 0.04), (2, 0.06), (4, 0.08))]
+    alone = [stats.paired_comparison(r, v) for r, v in seeds]
+    pooled = stats.pooled_comparison(seeds)
+    assert min(a["diff"] for a in alone) <= pooled["diff"] <= max(a["diff"] for a in alone)
+    assert pooled["lo"] <= pooled["diff"] <= pooled["hi"]
+    # its interval is no wider than the widest seed's, and no narrower than a sixth of the narrowest: pooling three
+    # seeds of the same examples does not shrink it as if there were three times as many
+    widths = [a["hi"] - a["lo"] for a in alone]
+    assert min(widths) / 6 < pooled["hi"] - pooled["lo"] <= max(widths) + 1e-12
+
+
+def test_pooled_comparison_refuses_runs_of_different_sizes():
+    with pytest.raises(ValueError, match="different numbers"):
+        stats.pooled_comparison([(np.ones(4, bool), np.ones(4, bool)), (np.ones(5, bool), np.ones(5, bool))])
 
 
 def test_mean_interval_is_students_t():

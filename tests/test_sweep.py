@@ -130,7 +130,7 @@ def test_summary_of_hand_made_runs(tmp_path):
     # by hand: seed 0, distilled alone right on examples 2, 3, 6 and baseline alone on 4;
     # seed 1, distilled alone right on 0, 3, 6, 7 and baseline alone on 5
     assert (p["variant_only"], p["ref_only"]) == (7, 2)
-    assert p["n"] == 16 and p["runs"] == 2
+    assert p["n"] == 8 and p["answers"] == 16 and p["runs"] == 2        # 8 test examples, each answered twice
     assert p["per_seed_diff"] == pytest.approx([2 / 8, 3 / 8])
     assert p["diff_mean"] == pytest.approx(5 / 16) and p["diff_lo"] < p["diff_mean"] < p["diff_hi"]
     assert p["js_below_reference_every_seed"] is True
@@ -138,7 +138,7 @@ def test_summary_of_hand_made_runs(tmp_path):
     assert [w["message"] for w in s["warnings"]] == ["seed 1: baseline is weak"]
     json.dumps(s, allow_nan=False)                         # sweep.json can hold it
     text = format_summary(s)
-    assert "2 of 2 seeds done" in text and "distilled vs baseline" in text and "pooled n = 16" in text
+    assert "2 of 2 seeds done" in text and "distilled vs baseline" in text and "pooled per test example (n = 8, each answered by 2 seeds)" in text
 
 
 def test_different_test_labels_are_not_pooled(tmp_path):
@@ -155,7 +155,7 @@ def test_a_failed_seed_makes_the_sweep_partial(tmp_path):
     store, sweeps, sweep_id = hand_made_sweep(tmp_path, failed_seed=2)
     s = summarize_sweep(store, sweeps.open(sweep_id))
     assert s["status"] == "partial" and s["seeds_done"] == [0, 1] and s["seed_status"]["2"] == "failed"
-    assert s["paired"]["distilled"]["n"] == 16                 # only finished runs count
+    assert s["paired"]["distilled"]["answers"] == 16           # only finished runs count
     assert sweeps.list()[0]["status"] == "partial"
 
 
@@ -194,7 +194,8 @@ def test_two_seed_sweep_through_the_command_line(tmp_path, tiny_teacher, tiny_cs
         assert summary["teacher"]["accuracy"][k] == acc["teacher"]
         for v in summary["variants"]:
             assert summary["variants_stats"][v]["accuracy"][k] == acc[v]
-    assert summary["paired"]["distilled"]["n"] == 2 * summary["test_size"] == 2 * cfg["data"]["test_size"]
+    assert summary["paired"]["distilled"]["n"] == summary["test_size"] == cfg["data"]["test_size"]
+    assert summary["paired"]["distilled"]["answers"] == 2 * summary["test_size"]
     html = sweeps.folder(listed["id"]) / "sweep.html"
     assert html.is_file() and html.stat().st_size > 100_000        # plotly.js is inside: it works offline
     assert "seed 0 (1/2)" in out and "distilled vs baseline" in out and listed["id"] in out

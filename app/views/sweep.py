@@ -6,7 +6,7 @@ from app import common, run_list as rl
 from app.figures import sweep as fig_sweep
 from distill_core.errors import DistillError
 from distill_core.sweep import SweepStore, summarize_sweep
-from distill_core.verdicts import sweep_verdict_lines
+from distill_core.verdicts import POOLED_NOTE, sweep_verdict_lines
 
 SELECTED = rl.SWEEP_SELECTED     # set by other pages (Runs, New session) to open a sweep here
 PICK = "sweep.pick"
@@ -59,6 +59,8 @@ def show(sweep_id: str) -> str | None:
         st.caption("This sweep has no labels-only reference variant (or no other variant) to compare with.")
     for line in lines:
         st.markdown(line)
+    if lines:
+        st.caption(POOLED_NOTE)
     st.plotly_chart(common.sized(fig_sweep.sweep_figure(summary)), width="stretch", config=common.PLOTLY_CONFIG,
                     key="sweep.figure")
     if summary.get("warnings"):
