@@ -267,7 +267,8 @@ def print_compression(record: dict, variants: list[str] | None = None) -> None:
     entries = record.get("variants") or {}
     shown = [v for v in (variants or list(entries)) if v in entries]
     print(f"compressed versions (on {record.get('device', 'cpu')}; test accuracy on {record.get('test_size')} "
-          f"examples; latency: median ms for one probe example; JS: attention to the teacher on the probe set)")
+          f"examples; latency: median ms for one probe example; JS: attention to the teacher on the probe set, "
+          f"mean over the heads each version keeps)")
     for name in shown:
         e = entries[name]
         width = max([22, *(len(v["name"]) for v in e["versions"])])

@@ -1,6 +1,6 @@
 """Compressing a finished student: int8 quantization and attention-head pruning, each version measured the way a
 session measures its students (test accuracy, size on disk, median latency of one probe example, attention JS to
-the teacher on the probe set), on the CPU, in seconds for the default student.
+the teacher on the probe set, over the heads a version keeps), on the CPU, in seconds for the default student.
 
     record = compress_run(run)                       # every variant of a finished run
     record = compress_run(run, ["distilled"])        # one variant (and the run's reference, for the pruning curve)
@@ -30,7 +30,7 @@ examples took 5.4 s in int8_linear against 4.4 s in float32. Int8 here buys size
 the record's latencies say what it costs. Convolutions (a CNN student's layers, a ViT's patch embedding) stay float32.
 
 Head pruning (Michel, Levy and Neubig 2019, "Are Sixteen Heads Really Better than One?"; the masks, importances and
-pruning order are in distill_core/head_pruning.py, re-exported here). A mask m (layers, heads)
+pruning order are in distill_core/head_pruning.py). A mask m (layers, heads)
 multiplies each head's context vector before the layer's attention output projection (a forward pre-hook:
 transformers 5 has no `prune_heads` or `head_mask`); m = 0 makes the head's contribution exactly zero. A head's
 importance is the mean over the validation examples of |dL(x)/dm| (L(x): one example's cross-entropy on its true
@@ -42,8 +42,9 @@ importance across all layers, but never a layer's last head: at most layers x (h
 a fraction asked for more. Fraction 0 is always on the curve. A pruned version keeps every weight: its folder holds
 the config and the head mask and reads the weights of its variant's fp32 folder (no second copy on disk), and
 `load_compressed` sets the pruned heads' input columns of the output projection to zero, which gives exactly the
-masked model without hooks. It is as large as fp32 and no faster (the masked heads are still computed). A CNN
-student has no heads: pruning is not applicable and only its Linear layers (the classifier) are quantized.
+masked model without hooks. It is as large as fp32 and no faster (the masked heads are still computed). Its
+attention JS to the teacher is averaged over the heads it keeps: a masked head's map, still computed, is left out.
+A CNN student has no heads: pruning is not applicable and only its Linear layers (the classifier) are quantized.
 
 The run's students and its test, validation and probe examples are reopened by distill_core/reopen.py; what differs
 between text, ViT and CNN students here (which versions, the int8 note, rebuilding a saved version) is in FAMILIES.
@@ -86,9 +87,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
 
-from . import mapping
 from .errors import ConfigError, ModelError, RunStoreError
-from .head_pruning import apply_head_mask, head_importance, heads_shape, prune_mask, zero_pruned_heads
+from .head_pruning import (apply_head_mask, head_importance, heads_shape, kept_heads_js, prune_mask,
+                           zero_pruned_heads)
 from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .models import set_attention_backend
 from .reopen import reopen
@@ -453,7 +454,8 @@ def probe_maps(model: nn.Module, modality) -> list[np.ndarray]:
 
 def measure(model: nn.Module, data: RunData, mask=None) -> dict:
     """Test accuracy, median latency of one probe example and mean attention JS to the teacher on the probe set
-    (None when no layers are mapped) of a model, under a head mask when one is given; on the CPU."""
+    (None when no layers are mapped) of a model, under a head mask when one is given; on the CPU. Under a mask the
+    JS is averaged over the heads it keeps (head_pruning.kept_heads_js): a removed head's map is left out."""
     cpu = torch.device("cpu")
     with apply_head_mask(model, mask) if mask is not None else nullcontext():
         set_attention_backend(model, eager=False)
@@ -462,9 +464,8 @@ def measure(model: nn.Module, data: RunData, mask=None) -> dict:
         js = None
         if data.pairs:
             maps = probe_maps(model, data.modality)
-            heads = int(maps[0].shape[1])
-            js = float(np.mean(mapping.probe_metrics(data.teacher_maps, maps, data.pairs, data.head_rule, heads,
-                                                     padded=data.run.kind.padded_maps)["js"]))
+            js, _ = kept_heads_js(data.teacher_maps, maps, data.pairs, data.head_rule, mask,
+                                  padded=data.run.kind.padded_maps)
     return {"test_accuracy": float(accuracy), "latency_ms": float(latency), "js": js}
 
 
@@ -560,7 +561,8 @@ def _pruned_versions(out: _Versions, model: nn.Module, data: RunData,
     if any(v["kind"] == "pruned" for v in out.versions):
         notes.append("pruned versions mask heads: every weight stays (a pruned version's folder holds its head "
                      "mask and reads the fp32 version's weights; load_compressed zeroes the pruned heads' columns "
-                     "of the attention output projection), so they are as large as fp32 and no faster.")
+                     "of the attention output projection), so they are as large as fp32 and no faster. Their "
+                     "attention JS is the mean over the heads they keep.")
     return importance, curve
 
 

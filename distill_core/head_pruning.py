@@ -7,15 +7,15 @@ importance is the paper's E_x |dL(x)/dm|: the absolute gradient of one example's
 true label, the model in eval mode), taken per example and then averaged over the examples, so that examples
 pulling a head in opposite directions do not cancel; each layer's importances are then divided by their L2 norm, as
 the paper does. `prune_mask` removes the least important heads across all layers but never a layer's last one;
-`zero_pruned_heads` gives the masked model from plain weights. distill_core/compress.py uses them to prune a
-finished run's students.
+`zero_pruned_heads` gives the masked model from plain weights; `kept_heads_js` compares a pruned model's attention
+with the teacher's over the heads it keeps. distill_core/compress.py uses them to prune a finished run's students.
 """
 from __future__ import annotations
 
 import copy
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DataError, ModelError
+from .mapping import probe_metrics
 from .models import eval_mode
 
 # A layer's attention output projection: BERT, RoBERTa, ELECTRA, MiniLM ("...layer.<i>.attention.output.dense"),
@@ -191,3 +192,25 @@ def zero_pruned_heads(model: nn.Module, mask, copy_model: bool = True) -> nn.Mod
             proj.weight[:, head * size:(head + 1) * size] = 0.0
     return out
 
+
+def kept_heads_js(teacher_maps: Sequence[np.ndarray], student_maps: Sequence[np.ndarray],
+                  pairs: Sequence[Sequence[int]], head_rule: str, mask=None,
+                  padded: bool = True) -> tuple[float, np.ndarray]:
+    """A pruned student's attention JS to the teacher on the probe set, over the heads it keeps: (the mean over the
+    examples, mapped pairs and kept compared heads; per compared head (P, H'), NaN where the head is removed).
+
+    teacher_maps[i] (Lt, Ht, t_i, t_i) and student_maps[i] (Ls, Hs, t_i, t_i) as for mapping.probe_metrics; pairs
+    (teacher layer, student layer); mask (Ls, Hs), 1 = kept, 0 = removed; None keeps every head. A removed head's
+    attention is still computed, but its output is multiplied by zero, so its map says nothing of the pruned model:
+    under the head rules "direct" and "group" its JS is NaN and left out of the mean; under "mean" the student side
+    is each layer's map averaged over its kept heads only."""
+    heads = int(student_maps[0].shape[1])
+    kept = None if mask is None else np.asarray(mask) > 0                                     # (Ls, Hs)
+    if kept is not None and head_rule == "mean":
+        student_maps = [np.stack([m[layer][kept[layer]].mean(0) for layer in range(len(m))])[:, None]
+                        for m in student_maps]                                                # (Ls, 1, t, t) each
+    js = np.asarray(probe_metrics(teacher_maps, student_maps, pairs, head_rule, heads, padded=padded)["js"],
+                    dtype=np.float64)                                                         # (P, H')
+    if kept is not None and head_rule != "mean":
+        js = np.where(kept[[s for _, s in pairs]], js, np.nan)
+    return float(np.nanmean(js)), js

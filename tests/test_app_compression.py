@@ -134,6 +134,7 @@ def test_a_compressed_run_is_shown_without_recomputing(run_copy, monkeypatch):
     figs = figures(at)
     assert list(figs["compression.pruning"]["data"][1]["y"]) == pytest.approx([75.0, 75.0, 74.0])
     assert "it depends on fewer of its heads" in texts(at.markdown)
+    assert "over the heads a version keeps (a pruned version's removed heads are left out)" in texts(at.caption)
     assert not at.error
 
 

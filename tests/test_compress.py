@@ -16,6 +16,7 @@ from distill_core import compress as C
 from distill_core import head_pruning as HP
 from distill_core.__main__ import main
 from distill_core.errors import ConfigError, ModelError, RunStoreError
+from distill_core.mapping import probe_metrics
 from distill_core.reopen import reopen
 
 
@@ -225,6 +226,43 @@ def test_prune_mask_keeps_a_head_in_every_layer_and_masks_are_nested():
     assert HP.heads_to_remove(0.125, 2, 2) == 1                   # halves round up
 
 
+def random_maps(layers: int, heads: int, lengths, seed: int) -> list[np.ndarray]:
+    g = np.random.default_rng(seed)
+    return [(lambda x: x / x.sum(-1, keepdims=True))(g.random((layers, heads, t, t)) + 0.05).astype(np.float32)
+            for t in lengths]
+
+
+@pytest.mark.parametrize("rule,teacher_heads,padded", [("direct", 4, True), ("group", 8, True), ("mean", 4, True),
+                                                       ("direct", 4, False), ("mean", 4, False)])
+def test_a_pruned_models_js_leaves_the_removed_heads_out(rule, teacher_heads, padded):
+    """Head 2 of student layer 1 attends wildly unlike the teacher (every row on the last token); once it is
+    removed, its map no longer moves the JS, which is the mean over the heads kept."""
+    lengths = [5, 7, 4] if padded else [6, 6, 6]
+    teacher = random_maps(3, teacher_heads, lengths, 0)
+    student = random_maps(2, 4, lengths, 1)
+    wild = [m.copy() for m in student]
+    for m in wild:
+        m[1, 2] = 0
+        m[1, 2, :, -1] = 1
+    pairs = [(0, 0), (2, 1)]
+    mask = np.ones((2, 4))
+    mask[1, 2] = 0
+    kept, per_head = HP.kept_heads_js(teacher, student, pairs, rule, mask, padded=padded)
+    kept_wild, per_head_wild = HP.kept_heads_js(teacher, wild, pairs, rule, mask, padded=padded)
+    assert kept_wild == pytest.approx(kept, rel=1e-6)
+    np.testing.assert_allclose(per_head_wild, per_head, rtol=1e-6)
+    every, _ = HP.kept_heads_js(teacher, student, pairs, rule, padded=padded)
+    every_wild, _ = HP.kept_heads_js(teacher, wild, pairs, rule, padded=padded)
+    assert every_wild > 1.5 * every                                  # with every head, the wild map counts
+    full = np.asarray(probe_metrics(teacher, student, pairs, rule, 4, padded=padded)["js"])
+    assert every == pytest.approx(float(full.mean()), rel=1e-6)      # no mask: the session's mean
+    if rule == "mean":
+        assert per_head.shape == (2, 1) and not np.isnan(per_head).any()
+    else:
+        assert per_head.shape == (2, 4) and np.isnan(per_head).tolist() == (mask[[0, 1]] == 0).tolist()
+        assert kept == pytest.approx(float(np.delete(full.ravel(), 6).mean()), rel=1e-6)
+
+
 def test_fractions_are_checked():
     assert C.check_fractions([0.5, 0.25, 0.25]) == [0.0, 0.25, 0.5]
     assert C.parse_fractions("0.1, 0.5") == [0.0, 0.1, 0.5]
@@ -415,6 +453,27 @@ def test_compressed_folders_load_back_and_reproduce_the_masked_student(run_copy)
                 assert info["quantized_modules"]["linear"] and (out - ref).abs().max() < 0.1
 
 
+def test_a_pruned_versions_js_ignores_the_maps_of_its_removed_heads(run_copy):
+    """compress.measure under a head mask: scrambling a removed head's queries changes its attention map but nothing
+    the pruned model computes, and its JS to the teacher does not move; with the head kept, the JS does move."""
+    data = C.RunData(run_copy)
+    student = data.run.student("distilled")
+    layer = data.pairs[-1][1]                                          # a mapped student layer
+    layers, heads, size = HP.heads_shape(student)
+    mask = np.ones((layers, heads), dtype=np.float32)
+    mask[layer, 0] = 0
+    query = next(m for n, m in student.named_modules() if n.endswith(f"layer.{layer}.attention.self.query"))
+    before, before_all = C.measure(student, data, mask), C.measure(student, data)
+    with torch.no_grad():
+        query.weight[:size] = torch.randn_like(query.weight[:size]) * 30
+        query.bias[:size] = torch.randn_like(query.bias[:size]) * 30
+    after, after_all = C.measure(student, data, mask), C.measure(student, data)
+    assert data.head_rule != "mean"
+    assert after["test_accuracy"] == before["test_accuracy"]
+    assert after["js"] == pytest.approx(before["js"], rel=1e-5)
+    assert abs(after_all["js"] - before_all["js"]) > 0.01 * before_all["js"]
+
+
 def test_compressing_one_variant_keeps_the_others(run_copy):
     first = C.compress_run(run_copy, fractions=(0.0, 0.5))
     again = C.compress_run(run_copy, ["distilled"], fractions=(0.0, 0.5))
@@ -450,7 +509,7 @@ def test_cli_prints_the_table_and_the_curve(run_copy, capsys):
     assert code == 0
     assert "distilled" in out and "baseline" in out                  # the reference came along
     for word in ("int8_linear_embeddings", "pruned_50", "size MB", "latency ms", "test acc", "JS", "fraction",
-                 "removed", "written:"):
+                 "removed", "written:", "mean over the heads each version keeps"):
         assert word in out
     record = C.read_compression(run_copy)
     acc = record["variants"]["distilled"]["versions"][0]["test_accuracy"]

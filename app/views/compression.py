@@ -92,7 +92,7 @@ st.dataframe(pd.DataFrame(cc.version_rows(record, names, ref)), hide_index=True,
                  "vs fp32 (points)": st.column_config.NumberColumn(format="%+.1f"),
                  "attention JS to the teacher": st.column_config.NumberColumn(
                      format="%.4f", help="mean Jensen-Shannon divergence on the probe set, as on the Divergence "
-                                         "page; lower is closer"),
+                                         "page, over the heads the version keeps; lower is closer"),
              })
 st.plotly_chart(common.sized(cc.versions_figure(record, names, ref)), width="stretch",
                 config=common.PLOTLY_CONFIG, key=K + "versions")
@@ -100,8 +100,9 @@ importance = cc.importance_figure(record, names, ref)
 if importance is not None:
     st.plotly_chart(common.sized(importance), width="stretch", config=common.PLOTLY_CONFIG, key=K + "importance")
 st.caption(f"Measured {record.get('created', '')} on the {record.get('device', 'cpu').upper()}, final weights, "
-           f"{record.get('test_size')} test examples. Each version is a folder under `compressed/<variant>/` in the "
-           f"run that loads back with `distill_core.compress.load_compressed`.")
+           f"{record.get('test_size')} test examples. Attention JS: the mean over the probe set and over the heads "
+           f"a version keeps (a pruned version's removed heads are left out). Each version is a folder under "
+           f"`compressed/<variant>/` in the run that loads back with `distill_core.compress.load_compressed`.")
 with st.expander("How each version was made"):
     for name in names:
         st.markdown(f"**{variants.label(name)}**\n" + "\n".join(
