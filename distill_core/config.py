@@ -169,6 +169,7 @@ DISTILLED_LOSSES = {"ce": 0.5, "logit_kd": 0.5, "attention_kl": 0.1}
 
 AUTO_WEIGHTS = ("none", "magnitude", "uncertainty")
 ATTACKS = ("pgd", "fgsm", "freelb")
+ATTACK_STARTS = ("random", "clean_gradient")
 
 
 @dataclass(frozen=True)
@@ -177,14 +178,18 @@ class AdversarialConfig:
     teacher's clean answers on the perturbed input (ARD, Goldblum et al. 2020), with weight `weight` next to the other
     losses.
 
-    pgd / fgsm: the attack's first step follows the gradient of the clean step (no extra pass), then steps-1 more
-    steps of PGD; the step costs 1 + steps plain steps. freelb: every loss of the variant on `steps` perturbed copies,
-    the perturbation climbing between them (Zhu et al. 2020); no separate adversarial loss."""
+    pgd / fgsm: the attack climbs the ARD loss itself, KL(teacher(x) || student(x + delta)). start "random" (the
+    default): from a random point of the epsilon ball, `steps` steps of PGD (Madry et al. 2018; fgsm: one step of
+    1.25 epsilon, Wong et al. 2020); the step costs 2 + steps plain passes. start "clean_gradient": cheaper, the
+    first step from 0 follows the gradient of the clean step's combined loss (ce + KD + attention, which is not the
+    ARD loss), then steps-1 steps of PGD; 1 + steps passes. freelb: every loss of the variant on `steps` perturbed
+    copies, the perturbation climbing between them (Zhu et al. 2020); no separate adversarial loss."""
     method: str = "pgd"
     epsilon: float = 0.05        # text: per token, relative to its embedding's norm; images: of the pixel range
     steps: int = 2               # PGD / FreeLB steps (fgsm: 1)
-    step_size: float | None = None   # relative like epsilon; default 2.5 * epsilon / steps (fgsm: epsilon)
+    step_size: float | None = None   # relative like epsilon; default 2.5 * epsilon / steps (fgsm: 1.25 or 1 epsilon)
     weight: float = 1.0          # lambda of the adversarial loss (pgd, fgsm)
+    start: str = "random"        # pgd / fgsm: "random" or "clean_gradient" (see above)
 
     def __post_init__(self):
         _require(self.method in ATTACKS, f"adversarial.method must be one of {', '.join(ATTACKS)}, not {self.method!r}")
@@ -198,15 +203,26 @@ class AdversarialConfig:
             v = self.step_size
             _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
                      f"adversarial.step_size must be a positive number (or left out), not {v!r}")
+        _require(self.start in ATTACK_STARTS,
+                 f"adversarial.start must be {' or '.join(ATTACK_STARTS)} (random: the attack climbs the ARD loss "
+                 f"from a random point; clean_gradient: its first step reuses the clean step's gradient), not "
+                 f"{self.start!r}")
         if self.method == "fgsm":
             object.__setattr__(self, "steps", 1)
+
+    @property
+    def random_start(self) -> bool:
+        """Whether the attack starts from a random point and climbs the ARD loss from its first step."""
+        return self.start == "random" and self.method != "freelb"
 
     @property
     def alpha(self) -> float:
         """The step size used, relative to the embedding norm."""
         if self.step_size is not None:
             return float(self.step_size)
-        return float(self.epsilon) if self.steps == 1 else 2.5 * float(self.epsilon) / self.steps
+        if self.steps == 1:     # FGSM: from a random start it needs the longer step (Wong et al. 2020)
+            return (1.25 if self.random_start else 1.0) * float(self.epsilon)
+        return 2.5 * float(self.epsilon) / self.steps
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ def test_adversarial_and_generated_data_reach_the_started_config(store, started)
     (cfg,) = started
     d = cfg.to_dict()
     baseline, distilled = d["variants"]
-    assert distilled["adversarial"] == {"method": "pgd", "epsilon": 0.1, "steps": 2, "step_size": None, "weight": 1.0}
+    assert distilled["adversarial"] == {"method": "pgd", "epsilon": 0.1, "steps": 2, "step_size": None, "weight": 1.0,
+                                        "start": "random"}
     assert distilled["generated"] is True
     assert d["transfer"]["source"] == "unused"
     assert baseline == SessionConfig().to_dict()["variants"][0]          # the other variant is untouched

@@ -26,6 +26,7 @@ TEMPERATURE_LABELS = {"constant": "constant (T below, under Objectives)", "linea
                       "curriculum": "curriculum (learned, within the range)"}
 ADV_OFF = "off"
 ADV_LABELS = {ADV_OFF: "off", "pgd": "PGD (several steps)", "fgsm": "FGSM (one step)", "freelb": "FreeLB"}
+ATTACK_START_LABELS = {"random": "random point, climbs the ARD loss", "clean_gradient": "clean step's gradient (cheaper)"}
 TRANSFER_KINDS = {"none": "None", "unused": "Unused rows of the dataset (labels hidden)",
                   "file": "A file of texts (.csv, .jsonl or .txt)"}
 OP_LABELS = {"neighbours": "swap for a similar word", "mask": "mask a word", "delete": "delete a word",

@@ -8,16 +8,16 @@ from typing import Callable
 
 import streamlit as st
 
-from distill_core.config import (ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION, IMAGE_LOSS_FAMILY,
-                                 SCHEDULES)
+from distill_core.config import (ATTACK_STARTS, ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
+                                 IMAGE_LOSS_FAMILY, SCHEDULES)
 from distill_core.models import pick_device
 from distill_core.objectives import LOSS_HELP, OBJECTIVES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
 from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
 
 from .keys import DEVICE, MODALITY, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, VariantSet
-from .labels import (ADV_LABELS, ADV_OFF, AUTO_WEIGHT_LABELS, COMBINE_LABELS, ENSEMBLE_ATTENTION_LABELS, FURTHER,
-                     MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
+from .labels import (ADV_LABELS, ADV_OFF, ATTACK_START_LABELS, AUTO_WEIGHT_LABELS, COMBINE_LABELS,
+                     ENSEMBLE_ATTENTION_LABELS, FURTHER, MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
 from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count, remove_variant,
                        source_label, teacher_sources, variant_losses, variant_name_problems)
 
@@ -270,6 +270,11 @@ def _adversarial_inputs(k: str, preset: bool) -> None:
                             "resist the nudges.")
     b.number_input("epoch E", min_value=1, step=1, key=f"{k}sched_epoch.adversarial",
                    disabled=off or method == "freelb" or preset or kind not in ("step", "until"))
+    st.selectbox("Attack start", ATTACK_STARTS, format_func=ATTACK_START_LABELS.get, key=k + "adv_start",
+                 disabled=off or method == "freelb",
+                 help="Random: the attack starts anywhere in the epsilon ball and every step climbs the ARD loss "
+                      "(as the paper). Clean gradient: one pass cheaper, its first step reuses the gradient of the "
+                      "clean step's losses, which is not the ARD loss.")
     st.caption("The student learns the teacher's clean answers on inputs nudged to fool it (ARD): it becomes "
-               "harder to fool and often generalises better. Each step costs 1 + steps plain steps; FreeLB "
-               "trains every loss on the nudged copies instead.")
+               "harder to fool and often generalises better. Each step costs 2 + steps plain steps (1 + steps "
+               "with the clean-gradient start); FreeLB trains every loss on the nudged copies instead.")

@@ -43,6 +43,7 @@ def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | Non
         ("attention_focus", var.attention_focus), ("adv_method", adv.method if adv else ADV_OFF),
         ("adv_epsilon", float(a.epsilon)), ("adv_steps", int(a.steps)),
         ("adv_step_size", float(a.step_size or 0.0)), ("adv_weight", float(a.weight)),
+        ("adv_start", a.start),
         ("generated", var.generated), ("teacher", var.teacher)) if k in vs.strategies})
     return v
 
@@ -75,6 +76,8 @@ def _adversarial(v: dict, p: str) -> dict:
            "weight": float(v.get(p + "adv_weight", _ADV_DEFAULTS.weight))}
     if float(v.get(p + "adv_step_size") or 0) > 0:
         adv["step_size"] = float(v[p + "adv_step_size"])
+    if (start := v.get(p + "adv_start") or _ADV_DEFAULTS.start) != _ADV_DEFAULTS.start:
+        adv["start"] = start
     return adv
 
 

@@ -172,13 +172,16 @@ class Variant:
                                      f"lower the learning rate or the loss weights")
 
     def _clean_and_adversarial(self, batch, teacher: TeacherBatch, ctx: StepContext, t, where: str):
-        """The clean step, then (pgd, fgsm) the ARD loss on an attack whose first step reuses the clean step's
-        gradient with respect to the word embeddings: 1 + adversarial.steps passes in all."""
+        """The clean step, then (pgd, fgsm) the ARD loss on an attack against it: by default the attack starts from a
+        random point of the ball and climbs the ARD loss for adversarial.steps passes (2 + steps passes in all);
+        with start "clean_gradient" its first step reuses the clean step's gradient with respect to the word
+        embeddings (1 + steps passes, that first step climbing the clean combined loss)."""
         adv = self.adversarial
         weight = adv.weight * self.loss_weights.multiplier("adversarial", self.steps_done) if adv is not None else 0.0
+        attacking = weight > 0 and adv.epsilon > 0       # a step with no adversarial weight makes no attack
         embeds = None
         image = "pixel_values" in batch.inputs
-        if weight > 0 and adv.epsilon > 0:        # a step with no adversarial weight makes no attack
+        if attacking and not adv.random_start:          # the clean pass keeps its gradient for the first step
             if image:
                 embeds = batch.inputs["pixel_values"].detach().clone().requires_grad_(True)
             else:
@@ -187,12 +190,13 @@ class Variant:
         loss, parts, used = self._losses(batch, teacher, ctx, t, embeds)
         self._check(loss, parts, where)
         loss.backward()
-        if embeds is None:
+        if not attacking:
             if adv is not None and adv.method != "freelb":
                 used["adversarial"] = weight
             return loss.detach(), parts, used
         t_plain = float(t.detach()) if torch.is_tensor(t) else float(t)
         target = teacher.logits
+        first_grad = embeds.grad if embeds is not None else None
 
         def attack_loss(logits):
             return adv_lib.ard_loss(logits, target, t_plain)
@@ -200,11 +204,11 @@ class Variant:
             if image:
                 pixels = batch.inputs["pixel_values"]
                 delta = adv_lib.pixel_attack(self.model, pixels, attack_loss, adv.epsilon, adv.steps, adv.alpha,
-                                             first_grad=embeds.grad)
+                                             first_grad=first_grad, random=adv.random_start)
                 logits = self.model(pixel_values=pixels + delta).logits
             else:
                 delta = adv_lib.attack(self.model, batch.inputs, batch.mask, attack_loss, adv.epsilon, adv.steps,
-                                       adv.alpha, first_grad=embeds.grad)
+                                       adv.alpha, first_grad=first_grad, random=adv.random_start)
                 perturbed = adv_lib.word_embeddings(self.model, batch.inputs["input_ids"]) + delta
                 logits = adv_lib.forward_embeds(self.model, batch.inputs, perturbed).logits
             adv_loss = adv_lib.ard_loss(logits, target, t)

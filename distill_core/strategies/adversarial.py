@@ -7,10 +7,12 @@ added afterwards by the model, untouched). Its size is relative, token by token:
 
 so one epsilon means the same thing for any model, whatever the scale of its embeddings.
 
-    attack      PGD (FGSM with one step) maximising a loss of the logits; gradients w.r.t. delta only, so the
-                model's parameters get no .grad and its train/eval mode is left as it is
-    ard_loss    KL of the student on the perturbed input to the teacher's clean outputs (Goldblum et al. 2020)
-    random_start a random delta inside the ball (FreeLB's initialisation, Zhu et al. 2020)
+    attack      PGD (FGSM with one step) maximising a loss of the logits, from delta = 0 or from a random point
+                of the ball (Madry et al. 2018); gradients w.r.t. delta only, so the model's parameters get no
+                .grad and its train/eval mode is left as it is
+    ard_loss    KL of the student on the perturbed input to the teacher's clean outputs (Goldblum et al. 2020):
+                the loss adversarial distillation both attacks and learns
+    random_start a random delta inside the ball (Madry's PGD and FreeLB's initialisation, Zhu et al. 2020)
 
 Images are perturbed in pixel space instead (`pixel_attack`): an L-infinity ball of epsilon times the pixel range
 around the picture, every step along the sign of the gradient (FGSM, Goodfellow et al. 2015; PGD, Madry et al.
@@ -92,18 +94,23 @@ def climb(model: nn.Module, inputs: dict, emb: torch.Tensor, delta: torch.Tensor
 
 
 def attack(model: nn.Module, inputs: dict, mask: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-           epsilon: float, steps: int, alpha: float, first_grad: torch.Tensor | None = None) -> torch.Tensor:
+           epsilon: float, steps: int, alpha: float, first_grad: torch.Tensor | None = None,
+           random: bool = False) -> torch.Tensor:
     """PGD on the word embeddings of inputs["input_ids"], maximising loss_fn(logits) (logits (B, C) -> scalar).
 
-    Starts from delta = 0. With `first_grad` (the gradient of a pass the caller already made, w.r.t. the word
-    embeddings) the first step uses it: steps - 1 forward+backward passes instead of steps. Returns delta (B, T, D),
-    detached; zeros when epsilon is 0. The model's mode and its parameters' .grad are left untouched."""
+    Starts from delta = 0, or with `random` from a random point of the ball (random_start, torch's global RNG):
+    then every one of the `steps` passes climbs loss_fn. With `first_grad` (the gradient of a pass the caller
+    already made, w.r.t. the word embeddings) the first step from 0 uses it instead: steps - 1 passes, but that
+    step climbs whatever loss the caller's pass computed. Returns delta (B, T, D), detached; zeros when epsilon is 0.
+    The model's mode and its parameters' .grad are left untouched."""
     with torch.no_grad():
         emb = word_embeddings(model, inputs["input_ids"]).detach()       # (B, T, D)
     delta = torch.zeros_like(emb)
     if epsilon == 0 or steps < 1:
         return delta
-    if first_grad is not None:
+    if random:
+        delta = random_start(emb, token_norms(emb), epsilon, mask)
+    elif first_grad is not None:
         delta = ascend(delta, first_grad.detach(), token_norms(emb), alpha, epsilon, mask)
         steps -= 1
     return climb(model, inputs, emb, delta, mask, loss_fn, epsilon, steps, alpha)
@@ -131,17 +138,28 @@ def pixel_step(pixels: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, al
     return ((pixels + delta).clamp(-1.0, 1.0) - pixels).detach()
 
 
+def pixel_random_start(pixels: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """A random delta uniform in the L-infinity ball of epsilon * PIXEL_RANGE, pixels + delta kept inside [-1, 1]
+    (Madry et al. 2018); torch's global RNG."""
+    eps = epsilon * PIXEL_RANGE
+    delta = (torch.rand_like(pixels) * 2 - 1) * eps
+    return ((pixels + delta).clamp(-1.0, 1.0) - pixels).detach()
+
+
 def pixel_attack(model: nn.Module, pixels: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-                 epsilon: float, steps: int, alpha: float, first_grad: torch.Tensor | None = None) -> torch.Tensor:
+                 epsilon: float, steps: int, alpha: float, first_grad: torch.Tensor | None = None,
+                 random: bool = False) -> torch.Tensor:
     """PGD (FGSM with one step) in pixel space maximising loss_fn(logits): delta (B, C, H, W), detached, with
-    |delta| <= epsilon * PIXEL_RANGE everywhere and pixels + delta inside [-1, 1]. `first_grad` (the gradient of a
-    pass the caller already made w.r.t. the pixels) makes the first step without a pass. The model's parameters
-    get no .grad."""
+    |delta| <= epsilon * PIXEL_RANGE everywhere and pixels + delta inside [-1, 1]. `random` starts from a random
+    point of the ball (pixel_random_start); otherwise `first_grad` (the gradient of a pass the caller already made
+    w.r.t. the pixels) makes the first step from 0 without a pass. The model's parameters get no .grad."""
     pixels = pixels.detach()
     delta = torch.zeros_like(pixels)
     if epsilon == 0 or steps < 1:
         return delta
-    if first_grad is not None:
+    if random:
+        delta = pixel_random_start(pixels, epsilon)
+    elif first_grad is not None:
         delta = pixel_step(pixels, delta, first_grad, alpha, epsilon)
         steps -= 1
     for _ in range(steps):
