@@ -535,7 +535,8 @@ class ImageConfig:
 
 
 # What each loss compares, for image sessions: attention losses need a teacher and student of the same family.
-IMAGE_LOSS_FAMILY = {"attention_transfer": "cnn", "attention_kl": "vit", "attention_mse": "vit", "hidden_mse": "vit"}
+IMAGE_LOSS_FAMILY = {"attention_transfer": "cnn", "attention_kl": "vit", "attention_mse": "vit",
+                     "attention_score_mse": "vit", "hidden_mse": "vit"}
 
 
 def image_default_variants(student_family: str | None, same_family: bool) -> tuple[VariantConfig, ...]:
@@ -568,8 +569,8 @@ def image_session_problem(variants, teacher_family: str | None, student_family: 
                     "hidden states" if loss == "hidden_mse" else "ViT self-attention")
                 return (f"variant {v.name} uses {loss}, which compares {what}, but the teacher is a "
                         f"{FAMILY_NAMES[teacher_family]} and the student a {FAMILY_NAMES[student_family]}: use "
-                        f"attention_transfer between two CNNs, attention_kl or attention_mse between two ViTs, and "
-                        f"logit_kd or hard_kd across families")
+                        f"attention_transfer between two CNNs, attention_kl, attention_mse or attention_score_mse "
+                        f"between two ViTs, and logit_kd or hard_kd across families")
         if v.adversarial is not None and v.adversarial.method == "freelb":
             return (f"variant {v.name} uses FreeLB, which perturbs word embeddings: for images use "
                     f"variants.{v.name}.adversarial.method pgd or fgsm (pixel-space attacks)")

@@ -63,6 +63,8 @@ class EnsembleBatches:
             first.logits = combine_logits(torch.stack([o.logits for o in outs]), self.rule)
         if self.attention == "mean" and first.attention is not None:
             first.attention = torch.stack([o.attention for o in outs]).mean(0)
+        if self.attention == "mean" and first.scores is not None:
+            first.scores = torch.stack([o.scores for o in outs]).mean(0)
         if self.attention == "mean" and first.activation is not None:     # CNN maps are unit vectors: so is the mean
             first.activation = [torch.nn.functional.normalize(torch.stack([o.activation[j] for o in outs]).mean(0), dim=-1)
                                 for j in range(len(first.activation))]

@@ -6,8 +6,9 @@ everything that affects it, so every later session with the same teacher and dat
 is identified by the sha256 of its files, not by where it lives, so a second copy of the project (or a new
 virtualenv holding the same default teacher) finds the same cached fine-tune.
 
-The teacher's outputs on the training set (logits, mapped attention, hidden states) are cached the same way
-under cache_root()/teacher_outputs, keyed by the teacher's content, the token ids and the mapping settings.
+The teacher's outputs on the training set (logits, mapped attention, its scores before the softmax, hidden states)
+are cached the same way under cache_root()/teacher_outputs, keyed by the teacher's content, the token ids, the
+mapping settings and which of them were asked for.
 """
 from __future__ import annotations
 
@@ -261,11 +262,13 @@ class TeacherOutputs:
     """What the teacher says about each training example, computed once and reused every epoch.
 
     logits: (N, C) float32. attention[i]: (P, H', t_i, t_i) float16 for the mapped layers, already reduced to
-    the heads the student is compared on. hidden[i]: (P, t_i, Dt) float16.
+    the heads the student is compared on. hidden[i]: (P, t_i, Dt) float16. scores[i]: (P, H', t_i, t_i) float16,
+    the same layers' attention scores before the softmax (teacher heads averaged as the probabilities are).
     """
     logits: torch.Tensor
     attention: list[torch.Tensor] | None
     hidden: list[torch.Tensor] | None
+    scores: list[torch.Tensor] | None = None
 
     def batch(self, index, t: int, device):
         pin = device.type == "cuda"     # pinned host memory lets the copy overlap with compute
@@ -275,11 +278,12 @@ class TeacherOutputs:
         logits = move(self.logits[index])
         att = move(pad_square([self.attention[i] for i in index], t)).float() if self.attention is not None else None
         hid = move(pad_tokens([self.hidden[i] for i in index], t)).float() if self.hidden is not None else None
-        return logits, att, hid
+        scores = move(pad_square([self.scores[i] for i in index], t)).float() if self.scores is not None else None
+        return logits, att, hid, scores         # (B, C), (B, P, H', T, T), (B, P, T, Dt), (B, P, H', T, T)
 
     def nbytes(self) -> int:
         n = self.logits.numel() * 4
-        for group in (self.attention, self.hidden):
+        for group in (self.attention, self.hidden, self.scores):
             if group is not None:
                 n += sum(x.numel() * 2 for x in group)
         return n
@@ -289,8 +293,9 @@ class TeacherOutputs:
 def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, pairs_teacher: list[int],
                             head_rule: str, student_heads: int, need_attention: bool, need_hidden: bool,
                             batch_size: int = 64, mixed_precision: bool = True,
-                            progress: Progress | None = None) -> TeacherOutputs:
-    """One inference pass of the teacher over `ids` (length-sorted batches)."""
+                            progress: Progress | None = None, need_scores: bool = False) -> TeacherOutputs:
+    """One inference pass of the teacher over `ids` (length-sorted batches); the attention scores before the
+    softmax only with `need_scores` (they take as much memory as the probabilities)."""
     teacher.eval()
     # eager attention whatever is read: SDPA's logits differ from eager's in the last bits, and a logit-KD variant's
     # numbers must not change because another variant reads the teacher's attention
@@ -299,8 +304,10 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
     logits = torch.zeros((n, teacher.config.num_labels))
     att = [None] * n if need_attention else None
     hid = [None] * n if need_hidden else None
+    scores = [None] * n if need_scores else None
     batches = make_batches([len(x) for x in ids], batch_size, seed=None, buckets=True)
-    capture = AttentionCapture(teacher, pairs_teacher) if need_attention else contextlib.nullcontext()
+    capture = (AttentionCapture(teacher, pairs_teacher, scores=need_scores) if need_attention or need_scores
+               else contextlib.nullcontext())
     with capture:
         for k, index in enumerate(batches):
             input_ids, mask = collate(ids, index, pad_id)
@@ -311,6 +318,9 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
             if need_attention:
                 maps = mapping.adapt_teacher(capture.pop_stacked().float(), head_rule, student_heads)  # (B,P,H',T,T)
                 maps = maps.to(torch.float16).cpu()
+            if need_scores:   # group means of the scores, as of the probabilities; padded keys unmasked, cut below
+                raw = mapping.adapt_teacher(capture.pop_scores_stacked().float(), head_rule, student_heads)
+                raw = raw.to(torch.float16).cpu()                                               # (B,P,H',T,T)
             if need_hidden:
                 hs = torch.stack([out.hidden_states[l + 1] for l in pairs_teacher], 1).to(torch.float16).cpu()
             for j, i in enumerate(index):
@@ -319,10 +329,12 @@ def compute_teacher_outputs(teacher, ids: list[list[int]], pad_id: int, device, 
                     att[i] = maps[j, :, :, :t, :t].clone()
                 if need_hidden:
                     hid[i] = hs[j, :, :t].clone()
+                if need_scores:
+                    scores[i] = raw[j, :, :, :t, :t].clone()
             if progress:
                 progress("teacher outputs", k + 1, len(batches))
     set_attention_backend(teacher, eager=True)
-    return TeacherOutputs(logits, att, hid)
+    return TeacherOutputs(logits, att, hid, scores)
 
 
 def ids_digest(ids: list[list[int]]) -> str:
@@ -342,15 +354,16 @@ def outputs_cacheable(prepared: PreparedTeacher) -> bool:
 
 def teacher_outputs_key(prepared: PreparedTeacher, ids: list[list[int]], pad_id: int, device, pairs_teacher,
                         head_rule: str, student_heads: int, need_attention: bool, need_hidden: bool,
-                        key_parts: dict, mixed_precision: bool) -> str:
+                        key_parts: dict, mixed_precision: bool, need_scores: bool = False) -> str:
     """Everything that changes compute_teacher_outputs' result. The batch size only changes padding, which the
-    attention mask hides, so it is left out."""
+    attention mask hides, so it is left out. The scores enter the key only when asked for: outputs cached without
+    them keep their key, and are never read where scores are wanted."""
     ident = {"teacher": model_content_digest(prepared.path), "num_labels": prepared.model.config.num_labels,
              "parts": key_parts, "ids": ids_digest(ids), "pad_id": pad_id, "pairs": list(pairs_teacher),
              "head_rule": head_rule, "student_heads": student_heads, "attention": need_attention,
              "hidden": need_hidden, "storage": "float16",
              "bf16_autocast": bool(mixed_precision and torch.device(device).type == "cuda"),
-             "version": OUTPUTS_VERSION}
+             "version": OUTPUTS_VERSION, **({"scores": True} if need_scores else {})}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -366,6 +379,10 @@ def _pack_outputs(out: TeacherOutputs, lengths: list[int]) -> dict[str, torch.Te
         p, _, d = out.hidden[0].shape                                        # hidden[i]: (P, t_i, D)
         tensors["hidden"] = torch.cat([x.reshape(-1) for x in out.hidden])   # (sum P*t_i*D,)
         tensors["hidden_dims"] = torch.tensor([p, d], dtype=torch.int64)
+    if out.scores is not None:
+        p, h = out.scores[0].shape[:2]                                       # scores[i]: (P, H', t_i, t_i)
+        tensors["scores"] = torch.cat([x.reshape(-1) for x in out.scores])   # (sum P*H'*t_i^2,)
+        tensors["scores_dims"] = torch.tensor([p, h], dtype=torch.int64)
     return tensors
 
 
@@ -377,24 +394,29 @@ def _split_flat(flat: torch.Tensor, lengths: list[int], shape: Callable[[int], t
 
 
 def _unpack_outputs(tensors: dict, lengths: list[int], num_labels: int, need_attention: bool,
-                    need_hidden: bool) -> TeacherOutputs:
+                    need_hidden: bool, need_scores: bool = False) -> TeacherOutputs:
     if tensors["lengths"].tolist() != lengths:
         raise ValueError("its example lengths differ from the token ids'")
     logits = tensors["logits"]
     if logits.dtype != torch.float32 or tuple(logits.shape) != (len(lengths), num_labels):
         raise ValueError(f"logits are {logits.dtype} {tuple(logits.shape)}, not float32 ({len(lengths)}, {num_labels})")
-    att = hid = None
+    att = hid = scores = None
+    if need_scores:
+        if "scores" not in tensors:
+            raise ValueError("it holds no attention scores")
+        p, h = tensors["scores_dims"].tolist()
+        scores = _split_flat(tensors["scores"], lengths, lambda t: (p, h, t, t))
     if need_attention:
         p, h = tensors["attention_dims"].tolist()
         att = _split_flat(tensors["attention"], lengths, lambda t: (p, h, t, t))
     if need_hidden:
         p, d = tensors["hidden_dims"].tolist()
         hid = _split_flat(tensors["hidden"], lengths, lambda t: (p, t, d))
-    return TeacherOutputs(logits, att, hid)
+    return TeacherOutputs(logits, att, hid, scores)
 
 
 def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, need_attention: bool,
-                  need_hidden: bool, repair: bool) -> TeacherOutputs | None:
+                  need_hidden: bool, repair: bool, need_scores: bool = False) -> TeacherOutputs | None:
     """The cached outputs, or None when there are none; a damaged file is deleted when `repair` is set."""
     if not path.is_file():
         return None
@@ -403,7 +425,7 @@ def _load_outputs(path: Path, key: str, lengths: list[int], num_labels: int, nee
             if (f.metadata() or {}).get("key") != key:
                 raise ValueError("it was written for another key")
             tensors = {name: f.get_tensor(name) for name in f.keys()}
-        return _unpack_outputs(tensors, lengths, num_labels, need_attention, need_hidden)
+        return _unpack_outputs(tensors, lengths, num_labels, need_attention, need_hidden, need_scores)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for a truncated file
         if repair:
             log.warning("the cached teacher outputs %s are damaged (%s); they are computed again", path, e)
@@ -426,7 +448,7 @@ def _outputs_not_saved(e: BaseException) -> None:
 def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_id: int, device,
                            pairs_teacher: list[int], head_rule: str, student_heads: int, need_attention: bool,
                            need_hidden: bool, key_parts: dict, batch_size: int = 64, mixed_precision: bool = True,
-                           progress: Progress | None = None) -> tuple[TeacherOutputs, bool]:
+                           progress: Progress | None = None, need_scores: bool = False) -> tuple[TeacherOutputs, bool]:
     """compute_teacher_outputs, kept on disk for the next session with the same teacher, data and mapping.
 
     key_parts names what the ids were made from, e.g. {"data": splits.fingerprint + ":train", "max_length": 64}.
@@ -434,18 +456,19 @@ def cached_teacher_outputs(prepared: PreparedTeacher, ids: list[list[int]], pad_
     written only means the outputs are computed as before."""
     def compute() -> TeacherOutputs:
         return compute_teacher_outputs(prepared.model, ids, pad_id, device, pairs_teacher, head_rule, student_heads,
-                                       need_attention, need_hidden, batch_size, mixed_precision, progress)
+                                       need_attention, need_hidden, batch_size, mixed_precision, progress,
+                                       need_scores)
     if not ids or not outputs_cacheable(prepared):
         return compute(), False
     key = teacher_outputs_key(prepared, ids, pad_id, device, pairs_teacher, head_rule, student_heads,
-                              need_attention, need_hidden, key_parts, mixed_precision)
+                              need_attention, need_hidden, key_parts, mixed_precision, need_scores)
     slot = CacheSlot(outputs_dir(), key, ".safetensors")
     lengths, num_labels = [len(x) for x in ids], prepared.model.config.num_labels
     meta = {"key": key, "teacher": prepared.path, "data": str(key_parts.get("data", "")),
             "parts": json.dumps(key_parts, sort_keys=True, default=str)}
 
     def load(repair: bool) -> TeacherOutputs | None:
-        return _load_outputs(slot.path, key, lengths, num_labels, need_attention, need_hidden, repair)
+        return _load_outputs(slot.path, key, lengths, num_labels, need_attention, need_hidden, repair, need_scores)
 
     def unlocked(e: Exception) -> TeacherOutputs:
         log.warning("the teacher's outputs are computed without caching: %s", e)

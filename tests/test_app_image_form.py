@@ -275,7 +275,7 @@ def test_build_config_round_trips_an_image_config(family):
 def test_image_losses_follow_the_engine_rule():
     assert variants.image_losses("cnn", "cnn") == ("ce", "logit_kd", "hard_kd", "attention_transfer")
     assert variants.image_losses("vit", "vit") == ("ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
-                                            "hidden_mse")
+                                            "attention_score_mse", "hidden_mse")
     assert variants.image_losses("cnn", "vit") == variants.image_losses("vit", "cnn") == ("ce", "logit_kd", "hard_kd")
 
 

@@ -59,6 +59,22 @@ def test_batched_ensemble_combines_logits_and_renormalises_cnn_maps():
     assert torch.allclose(out.activation[0], torch.tensor([[1.0, 1.0]]) / math.sqrt(2))
 
 
+def test_the_ensembles_attention_scores_are_the_teachers_mean_with_attention_mean():
+    """Scores before the softmax are averaged like the probabilities: per batch (images) and per example (text)."""
+    from distill_core.modality.text.task import PrecomputedOutputs, TextTask
+    from distill_core.teacher import TeacherOutputs
+
+    def teacher(k):
+        return lambda batch: TeacherBatch(logits=LOGITS[k].clone(), scores=torch.full((2, 1, 1, 3, 3), 2.0 * k))
+    for attention, expected in (("mean", 1.0), ("teacher", 0.0)):
+        out = EnsembleBatches([teacher(0), teacher(1)], "mean", attention)(None)
+        assert torch.equal(out.scores, torch.full((2, 1, 1, 3, 3), expected))
+        sources = [PrecomputedOutputs(TeacherOutputs(LOGITS[k], None, None, [torch.full((1, 1, 3, 3), 2.0 * k)]),
+                                      torch.device("cpu")) for k in range(2)]
+        ens = TextTask(SessionConfig()).ensemble_source(sources, "mean", attention)
+        assert ens.attention is None and torch.equal(ens.scores[0], torch.full((1, 1, 3, 3), expected))
+
+
 def test_parts_split_the_examples_without_overlap():
     halves = [part_indices(11, (k, 2)) for k in (1, 2)]
     assert sorted(halves[0] + halves[1]) == list(range(11)) and not set(halves[0]) & set(halves[1])

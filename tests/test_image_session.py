@@ -72,6 +72,19 @@ def test_vit_session_records_patch_attention(vit_image_run):
     assert steps and all("attention_kl" in s["losses"] for s in steps)
 
 
+def test_a_vit_student_learns_the_teachers_attention_scores(tmp_path):
+    """attention_score_mse between two ViTs: the teacher's scores come with each batch, as its probabilities do."""
+    variants = [{"name": "baseline", "losses": {"ce": 1}},
+                {"name": "scores", "losses": {"ce": 1, "attention_score_mse": 1}}]
+    cfg = SessionConfig.from_dict(tiny_image_config_dict("vit", variants=variants, train={
+        "epochs": 1, "batch_size": 32, "lr": 2e-3, "seed": 0, "device": "cpu", "min_steps": 0}))
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(cfg, store))
+    assert run.summary()["status"] == "done", run.summary()["error"]
+    steps = [s["losses"]["attention_score_mse"] for s in run.train_steps() if s["student"] == "scores"]
+    assert steps and all(0 < v < float("inf") for v in steps)
+
+
 def test_cnn_teacher_teaches_a_vit_student_by_logits(tmp_path):
     cfg = tiny_image_config_dict("cnn", image={**tiny_image_config_dict("cnn")["image"], "student_family": "vit"},
                                  train={"epochs": 1, "device": "cpu", "min_steps": 0, "batch_size": 64})
@@ -101,6 +114,7 @@ def test_the_teacher_is_trained_once_and_cached(tmp_path, cnn_image_run):
     ({"image": {"student_family": "vit"}, "variants": [{"name": "at", "losses": {"ce": 1, "attention_transfer": 1000}}]},
      ["attention_transfer", "CNN", "ViT"]),
     ({"variants": [{"name": "kl", "losses": {"ce": 1, "attention_kl": 1}}]}, ["attention_kl", "CNN"]),
+    ({"variants": [{"name": "sc", "losses": {"ce": 1, "attention_score_mse": 1}}]}, ["attention_score_mse", "CNN"]),
     ({"variants": [{"name": "adv", "losses": {"ce": 1, "logit_kd": 1}, "adversarial": {"method": "freelb"}}]},
      ["FreeLB", "pgd or fgsm"]),
 ])

@@ -52,15 +52,16 @@ def prepared(tiny_teacher, setup) -> PreparedTeacher:
     return PreparedTeacher(model.eval(), setup[2], str(tiny_teacher), False, False)
 
 
-def outputs(prepared, ids, pairs=PAIRS, head_rule="group", need_hidden=True, max_length=16, progress=None):
-    return cached_teacher_outputs(prepared, ids, 0, torch.device("cpu"), pairs, head_rule, 2, True, need_hidden,
-                                  {"data": "fp:train", "max_length": max_length}, batch_size=32,
-                                  mixed_precision=True, progress=progress)
+def outputs(prepared, ids, pairs=PAIRS, head_rule="group", need_hidden=True, max_length=16, progress=None,
+            need_attention=True, need_scores=False):
+    return cached_teacher_outputs(prepared, ids, 0, torch.device("cpu"), pairs, head_rule, 2, need_attention,
+                                  need_hidden, {"data": "fp:train", "max_length": max_length}, batch_size=32,
+                                  mixed_precision=True, progress=progress, need_scores=need_scores)
 
 
 def assert_same(a, b) -> None:
     assert torch.equal(a.logits, b.logits)
-    for x, y in ((a.attention, b.attention), (a.hidden, b.hidden)):
+    for x, y in ((a.attention, b.attention), (a.hidden, b.hidden), (a.scores, b.scores)):
         assert (x is None) == (y is None)
         if x is not None:
             assert len(x) == len(y) and all(torch.equal(p, q) for p, q in zip(x, y))
@@ -122,6 +123,34 @@ def test_outputs_miss_when_a_key_part_changes(change, prepared, setup, cache):
     assert not hit and len(output_files()) == 2
     assert outputs(prepared, ids, **change)[1]
     assert (changed.hidden is None) == (change.get("need_hidden") is False)
+
+
+def test_scores_are_computed_and_cached_only_when_asked_for(prepared, setup, cache, caplog):
+    """The scores have their own key: outputs cached without them are never read as having them, and a session
+    that does not ask for them keeps finding the outputs it cached before (their key is unchanged)."""
+    ids = setup[3]
+    plain, _ = outputs(prepared, ids, head_rule="direct")
+    assert plain.scores is None
+    [old] = output_files()
+    both, hit = outputs(prepared, ids, head_rule="direct", need_scores=True)
+    assert not hit and len(output_files()) == 2
+    [new] = set(output_files()) - {old}
+    t = len(ids[0])
+    assert both.scores[0].shape == both.attention[0].shape == (2, 4, t, t)     # (P, H', t_0, t_0), direct: 4 heads
+    assert both.scores[0].dtype == torch.float16 and all(torch.isfinite(x).all() for x in both.scores)
+    probs = torch.softmax(both.scores[0].float(), -1)       # no padding inside an example: every key is real
+    assert torch.allclose(probs, both.attention[0].float(), atol=2e-3)
+    assert outputs(prepared, ids, head_rule="direct")[1] and outputs(prepared, ids, head_rule="direct",
+                                                                     need_scores=True)[1]
+    only, hit = outputs(prepared, ids, head_rule="direct", need_attention=False, need_scores=True)
+    assert not hit and only.attention is None and all(torch.equal(a, b) for a, b in zip(only.scores, both.scores))
+    # a file under the scores' key that holds no scores is not misread: it is computed again
+    tensors = load_file(str(outputs_dir() / old))
+    save_file(tensors, str(outputs_dir() / new), metadata={"key": new.removesuffix(".safetensors")})
+    with caplog.at_level(logging.WARNING, logger="distill_core.teacher"):
+        again, hit = outputs(prepared, ids, head_rule="direct", need_scores=True)
+    assert not hit and "no attention scores" in caplog.text
+    assert_same(again, both)
 
 
 def test_outputs_miss_for_other_ids_and_another_teacher(tmp_path, prepared, setup, cache):

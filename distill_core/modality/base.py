@@ -52,6 +52,7 @@ class TeacherBatch:
     attention: torch.Tensor | None = None  # (B, P, H', T, T) already reduced to the compared heads
     hidden: torch.Tensor | None = None     # (B, P, T, Dt)
     activation: list | None = None         # CNN: (B, h_j*w_j) L2-normalised activation attention per mapped stage
+    scores: torch.Tensor | None = None     # (B, P, H', T, T) attention scores before the softmax, heads reduced alike
 
 
 # A teacher's outputs, served per batch: the first teacher, a further one, or their ensemble.

@@ -24,7 +24,8 @@ from ..errors import NonFiniteLossError
 from ..evaluate import autocast_for
 from ..modality.base import TeacherBatch
 from ..models import set_attention_backend
-from ..objectives import ACTIVATION, ATTENTION, HIDDEN, MAP_INPUTS, TEACHER_LOGITS, LossInputs, loss_values, needs_of
+from ..objectives import (ACTIVATION, ATTENTION, ATTENTION_INPUTS, ATTENTION_SCORES, HIDDEN, MAP_INPUTS, TEACHER_LOGITS,
+                          LossInputs, loss_values, needs_of)
 from ..optim import clip_grad_norm_, make_optimizer
 from ..strategies import adversarial as adv_lib
 from ..strategies.adaptive import AUTO_LR, AttentionFocus, LossWeights, Temperature
@@ -122,13 +123,14 @@ class Variant:
         return {k: v / max(1, self.loss_counts.get(k, 0)) for k, v in self.loss_sums.items()}
 
     def forward(self, batch, ctx: StepContext, embeds: torch.Tensor | None = None):
-        """Logits (B, C), student attention (B, P, H', T, T), projected hidden states (B, P, T, Dt) and a CNN's mapped
-        stage activations [(B, C_j, h_j, w_j)], as needed. With `embeds` (B, T, D) the model reads these word
-        embeddings instead of the token ids."""
-        read_att, read_hid, read_act = ATTENTION in self.needs, HIDDEN in self.needs, ACTIVATION in self.needs
+        """Logits (B, C), student attention (B, P, H', T, T), projected hidden states (B, P, T, Dt), a CNN's mapped
+        stage activations [(B, C_j, h_j, w_j)] and attention scores before the softmax (B, P, H', T, T), as needed.
+        With `embeds` (B, T, D) the model reads these word embeddings instead of the token ids."""
+        read_hid, read_act = HIDDEN in self.needs, ACTIVATION in self.needs
+        read_att, read_scores = bool(self.needs & ATTENTION_INPUTS), ATTENTION_SCORES in self.needs
         if not read_act:
             set_attention_backend(self.model, eager=read_att)
-        s_att = s_hid = s_act = None
+        s_att = s_hid = s_act = s_scores = None
 
         def run():
             if embeds is None:
@@ -138,9 +140,12 @@ class Variant:
             return adv_lib.forward_embeds(self.model, batch.inputs, embeds, output_hidden_states=read_hid)
         with autocast_for(ctx.device, ctx.mixed_precision):
             if read_att:
-                with AttentionCapture(self.model, ctx.student_layers) as capture:
+                with AttentionCapture(self.model, ctx.student_layers, scores=read_scores) as capture:
                     out = run()
-                    s_att = mapping.adapt_student(capture.pop_stacked().float(), ctx.head_rule)
+                    if ATTENTION in self.needs:
+                        s_att = mapping.adapt_student(capture.pop_stacked().float(), ctx.head_rule)
+                    if read_scores:
+                        s_scores = mapping.adapt_student(capture.pop_scores_stacked().float(), ctx.head_rule)
             else:
                 out = run()
             if read_hid:
@@ -148,16 +153,18 @@ class Variant:
                                      for j, s in enumerate(ctx.student_layers)], 1)
             if read_act:
                 s_act = [out.hidden_states[s] for s in ctx.student_layers]     # a CNN's stage outputs
-        return out.logits, s_att, s_hid, s_act
+        return out.logits, s_att, s_hid, s_act, s_scores
 
     def _losses(self, batch, teacher: TeacherBatch, ctx: StepContext, temperature, embeds=None):
         """The weighted total, each loss's value (detached) and the weights used, on one forward pass."""
-        logits, s_att, s_hid, s_act = self.forward(batch, ctx, embeds)
+        logits, s_att, s_hid, s_act, s_scores = self.forward(batch, ctx, embeds)
         inp = LossInputs(logits, batch.labels, batch.mask, temperature,
                          teacher.logits if TEACHER_LOGITS in self.needs else None, s_att,
                          teacher.attention if ATTENTION in self.needs else None, s_hid,
                          teacher.hidden if HIDDEN in self.needs else None,
                          student_features=s_act, teacher_activation=teacher.activation,
+                         student_scores=s_scores,
+                         teacher_scores=teacher.scores if ATTENTION_SCORES in self.needs else None,
                          head_weights=self.focus.weights(ctx.device) if self.focus is not None else None)
         values = loss_values(list(self.loss_weights.base), inp)
         total, used = self.loss_weights.combine(values, self.steps_done)

@@ -16,7 +16,7 @@ from ...config import resolve_init
 from ...ensemble import combine_logits, mean_maps
 from ...errors import ConfigError, ModelError
 from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
-from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS
+from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN, MAP_INPUTS
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
 from ...vocab import teacher_name
@@ -40,10 +40,11 @@ class PrecomputedOutputs:
     logits = property(lambda self: self.outputs.logits)           # (N, C)
     attention = property(lambda self: self.outputs.attention)     # per example (P, H', t, t) or None
     hidden = property(lambda self: self.outputs.hidden)           # per example (P, t, Dt) or None
+    scores = property(lambda self: self.outputs.scores)           # per example (P, H', t, t) or None
 
     def __call__(self, batch: Batch) -> TeacherBatch:
-        logits, att, hid = self.outputs.batch(batch.index, batch.length, self.device)
-        return TeacherBatch(logits, att, hid)
+        logits, att, hid, scores = self.outputs.batch(batch.index, batch.length, self.device)
+        return TeacherBatch(logits, att, hid, scores=scores)
 
 
 class TextTask(Task):
@@ -142,7 +143,8 @@ class TextTask(Task):
             teacher, ids, modality.pad_id, device, layers, head_rule, student_heads, ATTENTION in needs,
             HIDDEN in needs, key_parts={"data": modality.splits.fingerprint + ":" + split_key,
                                         "max_length": cfg.data.max_length},
-            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision, progress=progress)
+            batch_size=max(cfg.train.batch_size, 64), mixed_precision=cfg.train.mixed_precision, progress=progress,
+            need_scores=ATTENTION_SCORES in needs)
 
     def teacher_source(self, teacher, modality: TextModality, device, layers, head_rule, student_heads, needs,
                        progress) -> tuple[PrecomputedOutputs, bool]:
@@ -161,14 +163,16 @@ class TextTask(Task):
                                    prepared.student_shape[1], needs, progress)[0]
 
     def ensemble_source(self, sources: list[PrecomputedOutputs], rule: str, attention: str) -> PrecomputedOutputs:
-        """The teachers' logits combined per example once; attention from the first teacher or every teacher's mean;
-        hidden states from the first."""
+        """The teachers' logits combined per example once; attention (and its scores) from the first teacher or
+        every teacher's mean; hidden states from the first."""
         first = sources[0]
         logits = combine_logits(torch.stack([s.logits for s in sources]), rule)
-        maps = first.attention
+        maps, scores = first.attention, first.scores
         if attention == "mean" and first.attention is not None:
             maps = mean_maps([s.attention for s in sources])
-        return PrecomputedOutputs(TeacherOutputs(logits, maps, first.hidden), first.device)
+        if attention == "mean" and first.scores is not None:
+            scores = mean_maps([s.scores for s in sources])
+        return PrecomputedOutputs(TeacherOutputs(logits, maps, first.hidden, scores), first.device)
 
     # ---- generated data, notices, robustness --------------------------------------------------------------
     def generate(self, session, p) -> None:
@@ -180,8 +184,9 @@ class TextTask(Task):
         gen = gen_lib.build_generated(cfg.transfer, modality.splits, modality.ids["train"], modality.tokenizer,
                                       embedding, cfg.data.max_length, texts=p.data.transfer_texts)
         mean_tokens = sum(len(x) for x in gen.ids) / max(1, len(gen))
+        kinds = (ATTENTION in p.needs) + (ATTENTION_SCORES in p.needs)     # probabilities, scores: as large each
         gen_lib.check_memory(cfg.transfer, len(gen), mean_tokens, len(p.pairs),
-                             mapping.compared_heads(p.head_rule, p.student_shape[1]), ATTENTION in p.needs,
+                             kinds * mapping.compared_heads(p.head_rule, p.student_shape[1]), kinds > 0,
                              p.teacher_model.config.hidden_size if HIDDEN in p.needs else 0)
         modality.ids["generated"] = gen.ids
         modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels

@@ -20,7 +20,7 @@ from ...config import image_session_problem, image_teacher_family
 from ...errors import ConfigError
 from ...evaluate import accuracy_and_loss, autocast_for
 from ...models import set_attention_backend
-from ...objectives import ACTIVATION, ATTENTION, HIDDEN, TEACHER_LOGITS
+from ...objectives import ACTIVATION, ATTENTION, ATTENTION_INPUTS, ATTENTION_SCORES, HIDDEN, TEACHER_LOGITS
 from ...store import atomic_write_json
 from ..base import Batch, TeacherBatch
 from .data import ImageSplits, to_tensor
@@ -175,8 +175,8 @@ class ImageModality:
 
 class ImageTeacherOutputs:
     """The teacher's outputs on each batch, computed when the batch is made (images are cheap to run; augmented
-    copies differ every time): logits, mapped ViT attention reduced to the compared heads, or the mapped CNN stages'
-    activation attention."""
+    copies differ every time): logits, mapped ViT attention (probabilities, scores before the softmax) reduced to the
+    compared heads, or the mapped CNN stages' activation attention."""
 
     def __init__(self, model, needs: frozenset, teacher_layers: list[int], head_rule: str, student_heads: int,
                  device, mixed_precision: bool):
@@ -196,12 +196,17 @@ class ImageTeacherOutputs:
                 res = self.model(pixel_values=x, output_hidden_states=ACTIVATION in self.needs)
                 if ACTIVATION in self.needs:
                     out.activation = [activation_attention(res.hidden_states[t]) for t in self.layers]  # (B, h*w)
-            elif ATTENTION in self.needs:
+            elif self.needs & ATTENTION_INPUTS:
                 set_attention_backend(self.model, eager=True)
-                with AttentionCapture(self.model, self.layers) as cap:
+                scores = ATTENTION_SCORES in self.needs
+                with AttentionCapture(self.model, self.layers, scores=scores) as cap:
                     res = self.model(pixel_values=x, output_hidden_states=hidden)
                     att = cap.pop_stacked().float()                                    # (B, P, H, T, T)
-                out.attention = mapping.adapt_teacher(att, self.head_rule, self.student_heads)
+                    raw = cap.pop_scores_stacked().float() if scores else None         # (B, P, H, T, T)
+                if ATTENTION in self.needs:
+                    out.attention = mapping.adapt_teacher(att, self.head_rule, self.student_heads)
+                if scores:
+                    out.scores = mapping.adapt_teacher(raw, self.head_rule, self.student_heads)
             else:
                 set_attention_backend(self.model, eager=False)
                 res = self.model(pixel_values=x, output_hidden_states=hidden)

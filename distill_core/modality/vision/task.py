@@ -11,7 +11,7 @@ from ...attacks import image_robustness_curves
 from ...ensemble import EnsembleBatches
 from ...config import MAX_FLOOR_EPOCHS
 from ...errors import ConfigError
-from ...objectives import ATTENTION, HIDDEN, MAP_INPUTS, needs_of
+from ...objectives import ATTENTION_INPUTS, HIDDEN, MAP_INPUTS, needs_of
 from ...strategies import generated as gen_lib
 from ...vocab import FAMILY_NAMES
 from ..base import INIT_LOCK, LayerPlan, Task
@@ -69,7 +69,7 @@ class ImageTask(Task):
         check_image_session(cfg, data.size, t_family, s_family)
         t_shape, s_shape = num_maps(teacher), num_maps(student)
         same = comparable(teacher, student)
-        if t_family == s_family and not same and any(needs_of(vc.losses) & {ATTENTION, HIDDEN}
+        if t_family == s_family and not same and any(needs_of(vc.losses) & (ATTENTION_INPUTS | {HIDDEN})
                                                      for vc in cfg.variants):
             raise ConfigError(f"the teacher's patches are {teacher.config.patch_size} pixels and the student's "
                               f"{student.config.patch_size}: their attention maps cover different positions, so "
