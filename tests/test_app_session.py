@@ -338,14 +338,15 @@ def test_bad_variant_names_are_shown_and_refused_without_losing_input(store, sta
     assert at.text_input(key="new.v1.name").value == name and at.number_input(key="new.epochs").value == 9
 
 
-def test_the_ablation_example_shows_its_four_variants(store, started, monkeypatch):
+def test_the_ablation_example_shows_its_five_variants(store, started, monkeypatch):
     example = REPO / "examples" / "ablation.yaml"
     monkeypatch.setenv("ADS_FORM_DEFAULTS", str(example))
     at = run_page()
     assert not at.warning, texts(at.warning)
     expected = SessionConfig.load(example)
-    assert names_shown(at) == expected.variant_names == ["baseline", "kd", "kd_att_kl", "kd_att_mse"]
+    assert names_shown(at) == expected.variant_names == ["baseline", "kd", "distilled", "kd_att_mse", "kd_att_scores"]
     assert at.number_input(key="new.v3.weight.attention_mse").value == 100.0
+    assert at.number_input(key="new.v4.weight.attention_score_mse").value == 0.1
     assert json.loads(at.code[0].value)["variants"] == expected.to_dict()["variants"]
     at.button(key="new.start").click().run()
     (cfg,) = started

@@ -146,7 +146,7 @@ def test_example_configs_load():
     for path in sorted((Path(__file__).parent.parent / "examples").glob("*.yaml")):
         SessionConfig.load(path)
     ablation = SessionConfig.load(Path(__file__).parent.parent / "examples" / "ablation.yaml")
-    assert len(ablation.variants) == 4 and ablation.reference == "baseline"
+    assert len(ablation.variants) == 5 and ablation.reference == "baseline"
 
 
 def test_every_example_config_loads():

@@ -67,6 +67,30 @@ def test_the_session_computes_only_what_some_variant_needs(tmp_path, tiny_teache
     assert p.teacher_outputs.attention is None and p.teacher_outputs.hidden is None
 
 
+def test_a_variant_with_attention_score_mse_trains_end_to_end(tmp_path, tiny_teacher, tiny_csv):
+    """TinyBERT's score loss through the whole session: the teacher's scores are computed (its 4 heads averaged in
+    the student's 2 groups) only because a variant asks for them, the loss is finite and falls."""
+    store = RunStore(tmp_path)
+    probs_only = config(tiny_teacher, tiny_csv, [{"name": "kd_att", "losses": {"ce": .5, "attention_mse": 100}}],
+                        train__epochs=1)
+    p = Session(probs_only, store.create(probs_only.to_dict())).prepare()
+    assert p.teacher_outputs.attention is not None and p.teacher_outputs.scores is None
+    cfg = config(tiny_teacher, tiny_csv, [{"name": "baseline", "losses": {"ce": 1}},
+                                          {"name": "scores", "losses": {"ce": .5, "logit_kd": .5,
+                                                                        "attention_score_mse": 1}}],
+                 train__epochs=3)
+    session = Session(cfg, store.create(cfg.to_dict()))
+    p = session.prepare()
+    assert p.head_rule == "group" and p.teacher_outputs.attention is None
+    assert p.teacher_outputs.scores[0].shape[:2] == (2, 2)            # (P, H', t, t): 2 pairs, 2 compared heads
+    run = store.open(run_session(cfg, store))
+    losses = [m["train_loss"]["attention_score_mse"] for m in run.metrics()
+              if m["student"] == "scores" and m["epoch"] >= 1]
+    assert len(losses) == 3 and all(0 < v < float("inf") for v in losses)
+    assert losses[-1] < losses[0]
+    assert run.summary()["accuracy"]["scores"] is not None
+
+
 def test_teacher_outputs_are_cached_on_disk_for_the_next_session(tmp_path, tiny_teacher, tiny_csv, monkeypatch):
     monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path / "cache"))
     store = RunStore(tmp_path / "runs")
@@ -79,7 +103,7 @@ def test_teacher_outputs_are_cached_on_disk_for_the_next_session(tmp_path, tiny_
     assert other_map["teacher_outputs_cached"] is False
 
 
-def test_the_ablation_example_runs_with_its_four_variants(tmp_path, tiny_teacher, tiny_csv):
+def test_the_ablation_example_runs_with_its_five_variants(tmp_path, tiny_teacher, tiny_csv):
     tiny = tiny_config_dict(tiny_teacher, tiny_csv)
     cfg = SessionConfig.load(ROOT / "examples" / "ablation.yaml").with_overrides({
         **{f"teacher.{k}": v for k, v in tiny["teacher"].items()},
@@ -89,10 +113,12 @@ def test_the_ablation_example_runs_with_its_four_variants(tmp_path, tiny_teacher
     store = RunStore(tmp_path)
     run = store.open(run_session(cfg, store))
     summary = run.summary()
-    assert summary["variants"] == ["baseline", "kd", "kd_att_kl", "kd_att_mse"]
+    assert summary["variants"] == ["baseline", "kd", "distilled", "kd_att_mse", "kd_att_scores"]
     assert all(summary["accuracy"][n] is not None for n in ["teacher", *summary["variants"]])
     assert all(len(summary["divergence"][n]) == 2 for n in summary["variants"])
-    assert set(run.metrics()[-1]["train_loss"]) == {"total", "ce", "logit_kd", "attention_mse"}
+    lines = {m["student"]: m for m in run.metrics() if m["epoch"] == 1}
+    assert set(lines["kd_att_mse"]["train_loss"]) == {"total", "ce", "logit_kd", "attention_mse"}
+    assert set(lines["kd_att_scores"]["train_loss"]) == {"total", "ce", "logit_kd", "attention_score_mse"}
 
 
 @pytest.mark.parametrize("name", ["baseline", "kd"])

@@ -268,8 +268,8 @@ def image_student_section(info: dict | None) -> None:
     elif family == "cnn":
         st.caption("attention_transfer compares each student stage's activation attention with its teacher stage's.")
     else:
-        st.caption("attention_kl and attention_mse compare the self-attention of mapped layers, hidden_mse their "
-                   "hidden states.")
+        st.caption("attention_kl and attention_mse compare the self-attention of mapped layers, attention_score_mse "
+                   "its scores before the softmax, hidden_mse their hidden states.")
     c1, c2 = st.columns(2)
     if family == "cnn":
         c1.text_input("Stage widths", key=IMG + "student_widths",
