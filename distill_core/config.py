@@ -242,6 +242,9 @@ class VariantConfig:
       attention_focus      attention losses weighted per layer pair and head by how far the student still is
       adversarial          adversarial distillation (AdversarialConfig)
       generated            also train on the session's generated transfer data (section transfer), teacher-labelled
+      transfer_labels      also train on the same generated data with its true labels (cross-entropy): the
+                           labels-only reference for `generated` when the teacher learned those labels
+                           (transfer.source unused; an augmented copy takes its original's label)
     """
     name: str
     losses: dict = field(default_factory=lambda: dict(DISTILLED_LOSSES))
@@ -253,6 +256,7 @@ class VariantConfig:
     attention_focus: bool = False
     adversarial: AdversarialConfig | None = None
     generated: bool = False
+    transfer_labels: bool = False
     teacher: str = TEACHER         # whom its teacher losses learn from: teacher, teacher_2, ... or ensemble
 
     def __post_init__(self):
@@ -283,6 +287,13 @@ class VariantConfig:
         object.__setattr__(self, "temperature_range", lo_hi)
         _require(isinstance(self.attention_focus, bool), f"attention_focus of {where} must be true or false")
         _require(isinstance(self.generated, bool), f"generated of {where} must be true or false")
+        _require(isinstance(self.transfer_labels, bool), f"transfer_labels of {where} must be true or false")
+        _require(not (self.generated and self.transfer_labels),
+                 f"{where} has both generated (the teacher's outputs on the transfer data) and transfer_labels (its "
+                 f"true labels): keep one; a labels-only reference is its own variant")
+        _require(not self.transfer_labels or self.weight("ce") > 0,
+                 f"{where} learns the transfer data's true labels (transfer_labels), which only the ce loss reads: "
+                 f"give it ce")
         _require(isinstance(self.teacher, str) and (self.teacher == ENSEMBLE or TEACHER_NAME_RE.match(self.teacher)),
                  f"teacher of {where} must be teacher, teacher_2, ... (one of the session's teachers) or ensemble "
                  f"(all of them combined), not {self.teacher!r}")
@@ -315,6 +326,11 @@ class VariantConfig:
         return any(OBJECTIVES[n].uses_teacher for n, w in self.losses.items() if w > 0)
 
     @property
+    def trains_on_generated(self) -> bool:
+        """Whether it also steps on the generated data (with the teacher's outputs or with the true labels)."""
+        return self.generated or self.transfer_labels
+
+    @property
     def strategies(self) -> list[str]:
         """Short names of the strategies switched on, for tables and labels."""
         out = []
@@ -330,6 +346,8 @@ class VariantConfig:
             out.append(f"adversarial {self.adversarial.method}")
         if self.generated:
             out.append("generated data")
+        if self.transfer_labels:
+            out.append("transfer data's labels")
         if self.teacher != TEACHER:
             out.append(f"from {self.teacher}")
         return out
@@ -408,6 +426,10 @@ class TransferConfig:
 
     source: "none"; "unused": labelled rows of the dataset that no split took, labels hidden; or a .csv, .jsonl or
     .txt file of texts (paraphrases, back-translations: no translation model is available offline).
+    held_out_from_teacher (source unused, text): the unused rows are divided in two halves (seeded by `seed`): the
+    teacher fine-tunes on the training split and the first half (teacher.finetune_on: all), and the transfer texts
+    come from the second, whose labels no model sees. Off (the default), the teacher learns every unused row's
+    label and the transfer texts are among them: the students then learn the teacher's memory of those labels.
     copies: augmented copies of each training text (word swaps with neighbours in the teacher's embedding table,
     masking, deletion, swaps), changing about `fraction` of the words of each copy."""
     source: str = "none"
@@ -418,8 +440,14 @@ class TransferConfig:
     ops: tuple[str, ...] = AUGMENT_OPS
     seed: int = 0
     max_memory_mb: float = 1024.0  # the teacher's cached outputs on generated data may take at most this much
+    held_out_from_teacher: bool = False
 
     def __post_init__(self):
+        _require(isinstance(self.held_out_from_teacher, bool),
+                 f"transfer.held_out_from_teacher must be true or false, not {self.held_out_from_teacher!r}")
+        _require(not self.held_out_from_teacher or self.source == "unused",
+                 f"transfer.held_out_from_teacher divides the dataset's unused rows between the teacher and the "
+                 f"transfer texts: it needs transfer.source: unused, not {self.source!r}")
         _require(isinstance(self.source, str) and bool(self.source.strip()),
                  "transfer.source is empty: use none, unused, or a .csv/.jsonl/.txt file of texts")
         _require(isinstance(self.max_texts, int) and self.max_texts >= 1, "transfer.max_texts must be at least 1")
@@ -624,10 +652,17 @@ class SessionConfig:
 
     def __post_init__(self):
         variants = tuple(self.variants)
-        users = [v.name for v in variants if v.generated]
+        users = [v.name for v in variants if v.trains_on_generated]
         _require(not users or self.transfer.active,
                  f"variant {users[0] if users else ''} trains on generated data, but the session generates none: set "
                  f"transfer.source (unused, or a file of texts) or transfer.copies (augmented copies per example)")
+        labelled = [v.name for v in variants if v.transfer_labels]
+        _require(not labelled or self.transfer.source in ("unused", "none"),
+                 f"variant {labelled[0] if labelled else ''} learns the transfer data's true labels, but a file of "
+                 f"texts ({self.transfer.source}) has none: use transfer.source: unused, or drop transfer_labels")
+        _require(not (labelled or self.transfer.held_out_from_teacher) or self.modality != "image",
+                 "transfer_labels and transfer.held_out_from_teacher are built for text sessions; an image session "
+                 "cannot use them yet")
         _require(1 <= len(variants) <= MAX_VARIANTS,
                  f"a session trains 1 to {MAX_VARIANTS} variants, not {len(variants)}")
         keys = [variant_name_key(v.name) for v in variants]

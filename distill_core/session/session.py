@@ -199,7 +199,7 @@ class Session:
                      steps_per_epoch, epochs, init, layer_map_from=map_from, families=plan.families,
                      teachers=teachers, student=first, data=data)
         self._teacher_sources(p, layer_rule, needs)
-        if any(vc.generated for vc in cfg.variants):
+        if any(vc.trains_on_generated for vc in cfg.variants):
             task.generate(self, p)
         p.variants = build_variants(cfg, first, [t.model for t in teachers], p.pairs, p.head_rule,
                                     p.student_shape[1], functools.partial(self.variant_steps, p), p.epochs, device)
@@ -257,7 +257,8 @@ class Session:
 
     def variant_steps(self, p: Prepared, vc: VariantConfig) -> int:
         """Optimisation steps a variant takes per epoch: the shared batches, and the generated ones if it uses them."""
-        extra = math.ceil(len(p.generated) / self.config.train.batch_size) if vc.generated and p.generated else 0
+        extra = (math.ceil(len(p.generated) / self.config.train.batch_size)
+                 if vc.trains_on_generated and p.generated else 0)
         return p.steps_per_epoch + extra
 
     def _notices(self, p: Prepared) -> list[str]:
@@ -342,7 +343,7 @@ class Session:
             window.add(self.train_step(p, index, where=where), {v.name: v.used for v in p.variants})
             for gen_index in extra[k]:
                 window.add(self.generated_step(p, gen_index, where=f"{where} (generated data)"),
-                           {v.name: v.used for v in p.variants if v.generated})
+                           {v.name: v.used for v in p.variants if v.generated or v.transfer_labels})
             self.state.step_s += time.perf_counter() - t0
             self.state.steps_timed += 1
             self.state.epoch_step = k + 1
@@ -371,7 +372,7 @@ class Session:
         """For each shared step of an epoch, the generated batches to take after it: the epoch's generated batches
         (shuffled with the epoch's seed) spread evenly over the shared steps."""
         out: list[list] = [[] for _ in range(shared_steps)]
-        if not p.generated or not any(v.generated for v in p.variants):
+        if not p.generated or not any(v.generated or v.transfer_labels for v in p.variants):
             return out
         cfg = self.config
         batches = p.modality.batches("generated", cfg.train.batch_size, seed=cfg.train.seed * 1000 + epoch + 500,
@@ -381,12 +382,16 @@ class Session:
         return out
 
     def generated_step(self, p: Prepared, index, where: str = "") -> dict[str, dict[str, float]]:
-        """The variants that use generated data take one step on its batch `index`; labels are never given."""
+        """The variants that use generated data take one step on its batch `index`: those with `generated` learn the
+        teacher's outputs and are never given labels; the labels-only reference (transfer_labels) learns the true
+        labels and nothing of the teacher."""
         index = distributed.shard(index)
-        batch = p.modality.batch("generated", index, p.device)
-        batch.labels = None
+        labelled = p.modality.batch("generated", index, p.device)
+        batch = dataclasses.replace(labelled, labels=None)
         teacher = p.generated_outputs(batch)
-        return {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
+        out = {v.name: v.step(batch, teacher, p.step, where) for v in p.variants if v.generated}
+        out.update({v.name: v.step(labelled, None, p.step, where) for v in p.variants if v.transfer_labels})
+        return out
 
     def teacher_batch(self, p: Prepared, batch, source: str = TEACHER) -> TeacherBatch | None:
         """The outputs of the teacher `source` (teacher, teacher_2, ..., ensemble) for a batch, padded to its length."""

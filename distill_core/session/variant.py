@@ -86,6 +86,7 @@ class Variant:
     focus: AttentionFocus | None = None        # per pair and head attention weights (attention_focus)
     adversarial: AdversarialConfig | None = None
     generated: bool = False            # also steps on the generated transfer data
+    transfer_labels: bool = False      # also steps on it with its true labels (the labels-only reference)
     teacher: str = "teacher"           # the outputs it learns from: teacher, teacher_2, ... or ensemble
     steps_done: int = 0                # optimisation steps taken (the schedules' clock)
     used: dict = field(default_factory=dict)   # weights and temperature of the last step, for train_steps.jsonl
@@ -409,7 +410,7 @@ def build_variants(cfg: SessionConfig, first: nn.Module, teachers: list[nn.Modul
         steps = steps_per_epoch(vc)
         total = steps * epochs
         v = Variant(vc.name, model.to(device), needs, rng, projections, adversarial=vc.adversarial,
-                    generated=vc.generated, teacher=vc.teacher,
+                    generated=vc.generated, transfer_labels=vc.transfer_labels, teacher=vc.teacher,
                     loss_weights=LossWeights(vc.losses, vc.schedules, vc.preset, vc.auto_weights, total, steps,
                                              epochs).to(device),
                     temperature=Temperature(vc.temperature_schedule, cfg.objectives.temperature,

@@ -13,6 +13,7 @@ Everything here is pure and seeded: the same config, splits and teacher give the
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,15 +107,51 @@ def _read_file_texts(cfg: TransferConfig, max_file_mb: float) -> list[str]:
     return _clean_texts(df[cfg.text_column].tolist())
 
 
-def load_transfer_texts(cfg: TransferConfig, splits, max_file_mb: float = MAX_FILE_MB) -> list[str]:
-    """The transfer texts cfg.source names, at most cfg.max_texts of them (a seeded choice, in file order).
+def hold_out_from_teacher(cfg: TransferConfig, splits):
+    """(the splits the teacher learns from, the transfer pool): with cfg.held_out_from_teacher the dataset's unused
+    rows are divided in two seeded halves, the teacher keeping the first as its extra rows and the second becoming
+    the transfer pool, whose labels no model sees; otherwise (splits, None), the pool being every unused row.
 
-    "none": []; "unused": splits.extra_texts (their labels are never read); a file: its texts. Raises DataError
-    with the fix when the source gives no text."""
+    The pool is {"texts", "labels", "teacher_rows", "transfer_rows"}, the rows given as positions among the unused
+    rows (the run records them). The teacher's splits get another fingerprint, so it is fine-tuned (and cached)
+    apart from a teacher that learned every unused row."""
+    if not cfg.held_out_from_teacher:
+        return splits, None
+    n = len(splits.extra_texts)
+    if n < 2:
+        raise DataError(f"transfer.held_out_from_teacher divides the dataset's unused rows between the teacher and "
+                        f"the transfer texts, but it has {n}: lower data.train_size (or the other split sizes) to "
+                        f"leave rows out, or set held_out_from_teacher to false")
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    teacher_rows, transfer_rows = np.sort(order[:n // 2]).tolist(), np.sort(order[n // 2:]).tolist()
+    kept = dataclasses.replace(splits, extra_texts=[splits.extra_texts[i] for i in teacher_rows],
+                               extra_labels=[splits.extra_labels[i] for i in teacher_rows],
+                               fingerprint=f"{splits.fingerprint}|held-out-{cfg.seed}")
+    pool = {"texts": [splits.extra_texts[i] for i in transfer_rows],
+            "labels": [splits.extra_labels[i] for i in transfer_rows],
+            "teacher_rows": teacher_rows, "transfer_rows": transfer_rows}
+    return kept, pool
+
+
+def load_transfer_texts(cfg: TransferConfig, splits, max_file_mb: float = MAX_FILE_MB) -> list[str]:
+    """The transfer texts cfg.source names, at most cfg.max_texts of them (a seeded choice, in file order)."""
+    return load_transfer_rows(cfg, splits, max_file_mb=max_file_mb)[0]
+
+
+def load_transfer_rows(cfg: TransferConfig, splits, pool: dict | None = None,
+                       max_file_mb: float = MAX_FILE_MB) -> tuple[list[str], list[int] | None]:
+    """(texts, labels): the transfer texts cfg.source names, at most cfg.max_texts of them (a seeded choice, in
+    file order), and their true labels where the source has them (labels: None for a file of texts).
+
+    "none": []; "unused": splits.extra_texts, or the held-out half `pool` (hold_out_from_teacher); a file: its texts.
+    The labels reach no student but a transfer_labels variant (the labels-only reference). Raises DataError with
+    the fix when the source gives no text."""
+    labels = None
     if cfg.source == "none":
-        return []
+        return [], None
     if cfg.source == "unused":
-        texts = list(splits.extra_texts)
+        texts = list(pool["texts"] if pool is not None else splits.extra_texts)
+        labels = list(pool["labels"] if pool is not None else splits.extra_labels)
         if not texts:
             raise DataError("transfer.source is unused, but the dataset has no unused rows: all of its rows are in the "
                             "training, validation and test splits. Lower data.train_size (or the other split sizes) "
@@ -129,15 +166,34 @@ def load_transfer_texts(cfg: TransferConfig, splits, max_file_mb: float = MAX_FI
     if len(texts) > cfg.max_texts:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(texts), cfg.max_texts, replace=False))
         texts = [texts[i] for i in keep]
-    return texts
+        labels = [labels[i] for i in keep] if labels is not None else None
+    return texts, labels
+
+
+def kept_positions(texts: list[str], held_out: list[str]) -> list[int]:
+    """Positions of the texts not equal (text_key) to a validation or test text."""
+    keys = {text_key(t) for t in held_out}
+    return [i for i, t in enumerate(texts) if text_key(t) not in keys]
 
 
 def drop_held_out(texts: list[str], held_out: list[str]) -> tuple[list[str], int]:
     """texts without those equal (text_key) to a validation or test text, and how many were dropped: a student must
     not see the texts it is tested on, even with the teacher's labels."""
-    keys = {text_key(t) for t in held_out}
-    kept = [t for t in texts if text_key(t) not in keys]
+    kept = [texts[i] for i in kept_positions(texts, held_out)]
     return kept, len(texts) - len(kept)
+
+
+def true_labels(gen: GeneratedData, transfer_labels: list[int], train_labels: list[int]) -> list[int]:
+    """The true label of each generated example, for a transfer_labels variant: a transfer text's own (the labels of
+    the transfer texts build_generated kept, in order) and an augmented copy's original's."""
+    out, k = [], 0
+    for kind, origin in zip(gen.kinds, gen.origin):
+        if kind == TRANSFER:
+            out.append(int(transfer_labels[k]))
+            k += 1
+        else:
+            out.append(int(train_labels[origin]))
+    return out
 
 
 # ---- neighbours in the embedding table ----------------------------------------------------------------------

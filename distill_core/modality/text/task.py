@@ -29,6 +29,8 @@ from .modality import TextModality
 class TextData:
     modality: TextModality
     transfer_texts: list[str] | None        # the generated data's source texts, read before the teacher's work
+    transfer_labels: list[int] | None = None  # their true labels, where the source has them (transfer_labels)
+    pool: dict | None = None                # the unused rows divided between teacher and transfer (held out)
 
 
 class PrecomputedOutputs:
@@ -58,11 +60,12 @@ class TextTask(Task):
         """Tokenise the splits once; a bad transfer source is refused here, before the teacher's work."""
         cfg = self.config
         splits = load_splits(cfg.data)
-        transfer_texts = None
-        if any(v.generated for v in cfg.variants):
-            transfer_texts = gen_lib.load_transfer_texts(cfg.transfer, splits)
+        transfer_texts = transfer_labels = pool = None
+        if any(v.trains_on_generated for v in cfg.variants):
+            splits, pool = gen_lib.hold_out_from_teacher(cfg.transfer, splits)
+            transfer_texts, transfer_labels = gen_lib.load_transfer_rows(cfg.transfer, splits, pool)
         modality = TextModality(load_tokenizer(cfg.teacher.source), splits, cfg.data.max_length)
-        return TextData(modality, transfer_texts)
+        return TextData(modality, transfer_texts, transfer_labels, pool)
 
     def check_teacher_configs(self, data: TextData, configs: list) -> None:
         """Every further teacher must read the first teacher's tokens."""
@@ -189,7 +192,12 @@ class TextTask(Task):
                              kinds * mapping.compared_heads(p.head_rule, p.student_shape[1]), kinds > 0,
                              p.teacher_model.config.hidden_size if HIDDEN in p.needs else 0)
         modality.ids["generated"] = gen.ids
-        modality.labels["generated"] = [-1] * len(gen)      # never read: generated batches carry no labels
+        modality.labels["generated"] = [-1] * len(gen)      # generated batches carry no labels ...
+        if any(vc.transfer_labels for vc in cfg.variants):  # ... but to the labels-only reference
+            kept = gen_lib.kept_positions(p.data.transfer_texts or [], modality.splits.val_texts +
+                                          modality.splits.test_texts)
+            modality.labels["generated"] = gen_lib.true_labels(
+                gen, [p.data.transfer_labels[i] for i in kept], modality.splits.train_labels)
         out, _ = self.outputs(p.teacher, gen.ids, "generated", modality, p.device, [t for t, _ in p.pairs],
                               p.head_rule, p.student_shape[1], p.needs, session.progress)
         p.generated, p.generated_outputs = gen, PrecomputedOutputs(out, p.device)
@@ -197,12 +205,39 @@ class TextTask(Task):
         session.run.write_json("generated.json", {
             **gen_lib.examples_record(gen, modality.tokenizer, modality.ids["train"], probs,
                                       modality.splits.label_names),
-            "used_by": [vc.name for vc in self.config.variants if vc.generated]})
+            "used_by": [vc.name for vc in self.config.variants if vc.generated],
+            "labels_used_by": [vc.name for vc in self.config.variants if vc.transfer_labels],
+            "pool": self.pool_record(p)})
         p.notices.extend(gen.notices)
-        if cfg.transfer.source == "unused" and cfg.teacher.finetune_on == "all" and p.teacher.fit:
-            p.notices.append("the transfer texts are rows of the dataset the teacher was fine-tuned on with their "
-                             "labels (teacher.finetune_on: all); the students see only the teacher's outputs on them")
+        if notice := self.pool_notice(p):
+            p.notices.append(notice)
         session.progress("generate data", 1, 1)
+
+    def pool_record(self, p) -> dict:
+        """Whose labels the transfer texts carry: whether the teacher learned them, and (held out) which unused rows
+        the teacher learned from and which became transfer texts (positions among the dataset's unused rows)."""
+        cfg, pool = self.config, p.data.pool
+        seen = (cfg.transfer.source == "unused" and cfg.teacher.finetune_on == "all" and pool is None
+                and bool(p.teacher.fit))
+        out = {"source": cfg.transfer.source, "teacher_saw_labels": seen,
+               "held_out_from_teacher": pool is not None}
+        if pool is not None:
+            out.update(teacher_rows=pool["teacher_rows"], transfer_rows=pool["transfer_rows"])
+        return out
+
+    def pool_notice(self, p) -> str | None:
+        """What a reader of the results must know about the transfer texts' labels, in a sentence."""
+        record = self.pool_record(p)
+        if record["held_out_from_teacher"]:
+            return (f"the dataset's unused rows were divided in two (transfer.held_out_from_teacher): the teacher "
+                    f"learned from {len(record['teacher_rows']):,} of them, and the transfer texts come from the "
+                    f"other {len(record['transfer_rows']):,}, whose labels no model saw")
+        if record["teacher_saw_labels"]:
+            return ("the transfer texts are rows of the dataset the teacher was fine-tuned on with their labels "
+                    "(teacher.finetune_on: all): a generated-data student learns the teacher's memory of those "
+                    "labels, so compare it with a labels-only student on the same rows (transfer_labels), or hold "
+                    "them out from the teacher (transfer.held_out_from_teacher)")
+        return None
 
     def teacher_notices(self, p) -> list[str]:
         fit = p.teacher.fit
