@@ -87,7 +87,8 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
         print(f"    {t['name']:<{width}}  {fmt_acc(t.get('accuracy')):>6}   ({t.get('source')}, seed {t.get('seed')}"
               + (f", part {t['finetune_part']}" if t.get("finetune_part") else "") + ")")
     if ens.get("accuracy") is not None:
-        print(f"    {'ensemble':<{width}}  {fmt_acc(ens['accuracy']):>6}   ({len(teachers)} teachers, {ens.get('combine')}; "
+        print(f"    {'ensemble':<{width}}  {fmt_acc(ens['accuracy']):>6}   ({len(teachers)} teachers, {ens.get('combine')} of "
+              f"{ens.get('average', 'logits')}; "
               f"learnt from by {', '.join(ens.get('used_by') or []) or 'no variant'})")
     for v, t in (summary.get("twins") or {}).items():
         print(f"  {v} vs {t['twin']} (the same recipe from the first teacher): {100 * t['diff']:+.1f} points, "

@@ -358,6 +358,7 @@ def default_variants() -> tuple[VariantConfig, ...]:
 
 
 COMBINE_RULES = ("mean", "confidence", "most_confident")
+ENSEMBLE_AVERAGES = ("logits", "probabilities")
 ENSEMBLE_ATTENTION = ("teacher", "mean")
 
 
@@ -369,10 +370,17 @@ class EnsembleConfig:
     of them: logits combined by `combine` (mean; confidence: weighted per example by each teacher's top probability;
     most_confident: per example the teacher with the highest top probability), attention from the first teacher or
     the mean of every teacher's maps reduced to the student's heads (`attention: mean`), hidden states from the first
-    teacher."""
+    teacher.
+
+    average "logits" (TextBrewer's): the weighted mean of the teachers' logits, a geometric mean of their
+    distributions, which the most confident teacher dominates. "probabilities": the weighted mean of their
+    distributions softened at the KD temperature (objectives.temperature), the arithmetic mixture (Hinton et al.
+    2015), given to the students as logits whose softmax at that temperature is that mixture. The confidence weights
+    are read at the KD temperature either way."""
     teachers: tuple = ()
     combine: str = "mean"
     attention: str = "teacher"
+    average: str = "logits"
 
     def __post_init__(self):
         teachers = self.teachers
@@ -389,6 +397,9 @@ class EnsembleConfig:
                                           f"(each one is fine-tuned and run over the training data)")
         _require(self.combine in COMBINE_RULES,
                  f"ensemble.combine must be one of {', '.join(COMBINE_RULES)}, not {self.combine!r}")
+        _require(self.average in ENSEMBLE_AVERAGES,
+                 f"ensemble.average must be logits (the mean of the teachers' logits) or probabilities (the mean of "
+                 f"their distributions at the KD temperature), not {self.average!r}")
         _require(self.attention in ENSEMBLE_ATTENTION,
                  f"ensemble.attention must be teacher (the first teacher's maps) or mean (every teacher's maps, "
                  f"reduced to the student's heads, averaged), not {self.attention!r}")

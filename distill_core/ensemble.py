@@ -1,10 +1,14 @@
 """Several teachers: how their outputs become one target for a student that learns from all of them.
 
-Logits are combined per example (TextBrewer's multi-teacher distiller averages them):
+Outputs are combined per example (Combine), by a rule:
 
-    mean             the mean of the teachers' logits
-    confidence       a weighted mean, each teacher weighted by its top class probability on that example
-    most_confident   the logits of the teacher whose top class probability on that example is highest
+    mean             every teacher counts the same
+    confidence       each teacher weighted by its top class probability on that example (at the KD temperature)
+    most_confident   the teacher whose top class probability on that example is highest
+
+and an average: of the logits (TextBrewer's multi-teacher distiller; a geometric mean of the distributions, which the
+most confident teacher dominates) or of the probabilities at the KD temperature (the arithmetic mixture, returned as
+T * log of it, so that the students' softmax at T reads the mixture back).
 
 Attention comes from the first teacher, or (`mean`) from every teacher's maps, each already reduced to the student's
 compared heads by the session's head rule (group means for 12 -> 4 heads), averaged over the teachers. Teachers
@@ -19,28 +23,54 @@ import numpy as np
 import torch
 
 from . import stats
-from .config import COMBINE_RULES
+from .config import COMBINE_RULES, ENSEMBLE_AVERAGES
 from .vocab import TEACHER
 
+TINY = 1e-30            # a mixture's probability is never exactly 0 in float32 before the log
 
-def teacher_weights(logits: torch.Tensor, rule: str) -> torch.Tensor:
-    """How much each teacher counts on each example: (K, N, C) logits -> (K, N) weights summing to 1 over K."""
+
+def teacher_weights(logits: torch.Tensor, rule: str, temperature: float = 1.0) -> torch.Tensor:
+    """How much each teacher counts on each example: (K, N, C) logits -> (K, N) weights summing to 1 over K, the
+    confidences read from the distributions at `temperature`."""
     if rule not in COMBINE_RULES:
         raise ValueError(f"combine rule must be one of {', '.join(COMBINE_RULES)}, not {rule!r}")
     k = logits.shape[0]
     if rule == "mean":
         return torch.full(logits.shape[:2], 1.0 / k, dtype=torch.float32, device=logits.device)
-    confidence = torch.softmax(logits.float(), -1).amax(-1)                  # (K, N)
+    confidence = torch.softmax(logits.float() / temperature, -1).amax(-1)    # (K, N)
     if rule == "confidence":
         return confidence / confidence.sum(0, keepdim=True)
     best = confidence.argmax(0)                                              # (N,): the first wins ties
     return torch.nn.functional.one_hot(best, k).T.float()
 
 
-def combine_logits(logits: torch.Tensor, rule: str) -> torch.Tensor:
-    """The ensemble's logits: (K, N, C) -> (N, C) float32."""
-    w = teacher_weights(logits, rule)
-    return (w[..., None] * logits.float()).sum(0)
+def combine_logits(logits: torch.Tensor, rule: str, average: str = "logits", temperature: float = 1.0) -> torch.Tensor:
+    """The ensemble's logits: (K, N, C) -> (N, C) float32. average "probabilities": T * log of the weighted mean of
+    softmax(logits / T), whose softmax at T is that mixture."""
+    if average not in ENSEMBLE_AVERAGES:
+        raise ValueError(f"ensemble average must be one of {', '.join(ENSEMBLE_AVERAGES)}, not {average!r}")
+    t = float(temperature)
+    w = teacher_weights(logits, rule, t)[..., None]                          # (K, N, 1)
+    if average == "logits":
+        return (w * logits.float()).sum(0)
+    mixture = (w * torch.softmax(logits.float() / t, -1)).sum(0)             # (N, C)
+    return t * torch.log(mixture.clamp_min(TINY))
+
+
+@dataclasses.dataclass(frozen=True)
+class Combine:
+    """How a session combines its teachers' logits: the rule, the average and the KD temperature."""
+    rule: str = "mean"
+    average: str = "logits"
+    temperature: float = 1.0
+
+    @classmethod
+    def of(cls, config) -> "Combine":
+        """The combination a SessionConfig asks for."""
+        return cls(config.ensemble.combine, config.ensemble.average, float(config.objectives.temperature))
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return combine_logits(logits, self.rule, self.average, self.temperature)
 
 
 def mean_maps(per_teacher: list[list[torch.Tensor]]) -> list[torch.Tensor]:
@@ -53,14 +83,14 @@ class EnsembleBatches:
     """An ensemble computed with each batch (images: the teachers run on every batch): calls each teacher's outputs
     and combines their logits; attention and hidden states from the first teacher, or the attention's mean."""
 
-    def __init__(self, teachers: list, rule: str, attention: str):
-        self.teachers, self.rule, self.attention = teachers, rule, attention
+    def __init__(self, teachers: list, combine: Combine, attention: str):
+        self.teachers, self.combine, self.attention = teachers, combine, attention
 
     def __call__(self, batch):
         outs = [t(batch) for t in self.teachers]
         first = outs[0]
         if first.logits is not None:
-            first.logits = combine_logits(torch.stack([o.logits for o in outs]), self.rule)
+            first.logits = self.combine(torch.stack([o.logits for o in outs]))
         if self.attention == "mean" and first.attention is not None:
             first.attention = torch.stack([o.attention for o in outs]).mean(0)
         if self.attention == "mean" and first.scores is not None:

@@ -551,9 +551,16 @@ def divergence_difference_reading(diff: np.ndarray, row_labels: Sequence[str], m
     return text
 
 
-COMBINE_WORDS = {"mean": "the mean of their logits",
-                 "confidence": "their logits weighted per example by each one's confidence",
-                 "most_confident": "per example, the logits of the most confident teacher"}
+COMBINE_WORDS = {"mean": "the mean of their {what}",
+                 "confidence": "their {what} weighted per example by each one's confidence",
+                 "most_confident": "per example, the {what} of the most confident teacher"}
+
+
+def combine_words(ens: dict) -> str:
+    """How an ensemble record's teachers were combined, in words: the rule and what it averages."""
+    what = ("logits" if ens.get("average", "logits") == "logits" else
+            f"probabilities at T = {ens.get('temperature', 1.0):g}")
+    return COMBINE_WORDS.get(ens.get("combine"), "").format(what=what)
 
 
 def teacher_label(row: dict, first: dict) -> str:
@@ -579,7 +586,7 @@ def ensemble_reading(summary: dict, label=lambda name: name) -> str:
         return ""
     best = max(teachers, key=lambda t: t.get("accuracy") or 0)
     gap = 100 * (ens["accuracy"] - (best.get("accuracy") or 0))
-    lines = [f"The **ensemble** of the {len(teachers)} teachers ({COMBINE_WORDS.get(ens.get('combine'), '')}) scores "
+    lines = [f"The **ensemble** of the {len(teachers)} teachers ({combine_words(ens)}) scores "
              f"**{ens['accuracy']:.1%}**, {gap:+.1f} points against the best single teacher "
              f"({teacher_label(best, teachers[0])}, {best.get('accuracy', 0):.1%})."]
     attention = ("the first teacher's attention" if ens.get("attention") == "teacher" else

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from distill_core import RunStore, SessionConfig, run_session
-from distill_core.ensemble import EnsembleBatches, combine_logits, mean_maps, teacher_weights
+from distill_core.ensemble import Combine, EnsembleBatches, combine_logits, mean_maps, teacher_weights
 from distill_core.errors import ConfigError
 from distill_core.session import Session
 from distill_core.session.variant import TeacherBatch
@@ -37,6 +37,31 @@ def test_most_confident_takes_one_teacher_per_example():
     assert torch.equal(teacher_weights(LOGITS, "most_confident"), torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
 
 
+@pytest.mark.parametrize("rule", ["mean", "confidence", "most_confident"])
+@pytest.mark.parametrize("t", [1.0, 2.0, 4.0])
+def test_probabilities_average_the_distributions_at_the_kd_temperature(rule, t):
+    """The students' softmax at T of the combined logits is the teachers' weighted mixture at T (not the geometric
+    mean that averaging logits gives), the weights read at T too."""
+    z = torch.tensor([[[8.0, 0.0, 0.0], [0.0, 1.0, 0.5]],
+                      [[0.0, 1.0, 0.0], [0.0, 3.0, 2.0]],
+                      [[0.5, 0.0, 0.2], [1.0, 0.0, 0.0]]])
+    w = teacher_weights(z, rule, t)
+    mixture = (w[..., None] * torch.softmax(z / t, -1)).sum(0)
+    combined = combine_logits(z, rule, "probabilities", t)
+    torch.testing.assert_close(torch.softmax(combined / t, -1), mixture)
+    assert Combine(rule, "probabilities", t)(z).equal(combined)
+    if rule == "mean" and t == 1.0:   # the confident first teacher dominates the mean of logits, not the mixture
+        geometric = torch.softmax(combine_logits(z, rule, "logits", t) / t, -1)
+        assert geometric[0, 0] > mixture[0, 0] + 0.05
+
+
+def test_confidence_weights_are_read_at_the_kd_temperature():
+    at_1, at_4 = teacher_weights(LOGITS, "confidence", 1.0), teacher_weights(LOGITS, "confidence", 4.0)
+    assert not torch.allclose(at_1, at_4)
+    soft = [torch.softmax(LOGITS[k] / 4.0, -1).amax(-1) for k in range(2)]
+    torch.testing.assert_close(at_4[0], soft[0] / (soft[0] + soft[1]))
+
+
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="mean, confidence, most_confident"):
         combine_logits(LOGITS, "max")
@@ -53,7 +78,7 @@ def test_batched_ensemble_combines_logits_and_renormalises_cnn_maps():
     def teacher(logits, act):
         return lambda batch: TeacherBatch(logits=logits.clone(), activation=[act.clone()])
     e = EnsembleBatches([teacher(LOGITS[0], torch.tensor([[1.0, 0.0]])), teacher(LOGITS[1], torch.tensor([[0.0, 1.0]]))],
-                        "mean", "mean")
+                        Combine("mean"), "mean")
     out = e(None)
     assert torch.allclose(out.logits, combine_logits(LOGITS, "mean"))
     assert torch.allclose(out.activation[0], torch.tensor([[1.0, 1.0]]) / math.sqrt(2))
@@ -67,11 +92,11 @@ def test_the_ensembles_attention_scores_are_the_teachers_mean_with_attention_mea
     def teacher(k):
         return lambda batch: TeacherBatch(logits=LOGITS[k].clone(), scores=torch.full((2, 1, 1, 3, 3), 2.0 * k))
     for attention, expected in (("mean", 1.0), ("teacher", 0.0)):
-        out = EnsembleBatches([teacher(0), teacher(1)], "mean", attention)(None)
+        out = EnsembleBatches([teacher(0), teacher(1)], Combine("mean"), attention)(None)
         assert torch.equal(out.scores, torch.full((2, 1, 1, 3, 3), expected))
         sources = [PrecomputedOutputs(TeacherOutputs(LOGITS[k], None, None, [torch.full((1, 1, 3, 3), 2.0 * k)]),
                                       torch.device("cpu")) for k in range(2)]
-        ens = TextTask(SessionConfig()).ensemble_source(sources, "mean", attention)
+        ens = TextTask(SessionConfig()).ensemble_source(sources, Combine("mean"), attention)
         assert ens.attention is None and torch.equal(ens.scores[0], torch.full((1, 1, 3, 3), expected))
 
 
@@ -125,6 +150,17 @@ def ensemble_config(tiny_teacher, tiny_csv, **ensemble):
     return SessionConfig.from_dict(d)
 
 
+def test_the_ensemble_can_average_probabilities_at_the_kd_temperature(tmp_path, tiny_teacher, tiny_csv):
+    cfg = ensemble_config(tiny_teacher, tiny_csv, average="probabilities")
+    p = Session(cfg, RunStore(tmp_path).create(cfg.to_dict())).prepare()
+    stacked = torch.stack([p.teacher_outputs.logits, p.sources["teacher_2"].logits, p.sources["teacher_3"].logits])
+    ens = p.sources["ensemble"].logits
+    torch.testing.assert_close(torch.softmax(ens / 2.0, -1), torch.softmax(stacked / 2.0, -1).mean(0))
+    assert cfg.to_dict()["ensemble"]["average"] == "probabilities"                 # the run's config says so
+    with pytest.raises(ConfigError, match="ensemble.average must be logits"):
+        ensemble_config(tiny_teacher, tiny_csv, average="geometric")
+
+
 def test_each_variant_learns_from_its_own_teacher(tmp_path, tiny_teacher, tiny_csv):
     cfg = ensemble_config(tiny_teacher, tiny_csv, combine="confidence", attention="mean")
     p = Session(cfg, RunStore(tmp_path).create(cfg.to_dict())).prepare()
@@ -133,7 +169,7 @@ def test_each_variant_learns_from_its_own_teacher(tmp_path, tiny_teacher, tiny_c
     ens = p.sources["ensemble"]
     assert not torch.equal(first.logits, second.logits)                      # another seed, another teacher
     assert torch.allclose(ens.logits, combine_logits(torch.stack([first.logits, second.logits, third.logits]),
-                                                     "confidence"))
+                                                     "confidence", "logits", 2.0))      # weights at the KD T
     assert torch.allclose(ens.attention[0].float(), (first.attention[0].float() + second.attention[0].float()
                                                      + third.attention[0].float()) / 3, atol=1e-3)
     assert second.hidden is not None and third.hidden is None               # teacher_3 only feeds the ensemble's logits
@@ -309,7 +345,7 @@ def test_show_prints_every_teacher_and_the_ensemble(ensemble_run, capsys):
     assert "seed 1" in next(x for x in out.splitlines() if x.strip().startswith("teacher_2 "))
     assert "part 2/2" in next(x for x in out.splitlines() if x.strip().startswith("teacher_3 "))
     line = next(x for x in out.splitlines() if x.strip().startswith("ensemble "))
-    assert f"{100 * s['ensemble']['accuracy']:.1f}%" in line and "3 teachers, mean; learnt from by ens" in line
+    assert f"{100 * s['ensemble']['accuracy']:.1f}%" in line and "3 teachers, mean of logits; learnt from by ens" in line
     assert "ens vs kd (the same recipe from the first teacher)" in out
 
 

@@ -18,7 +18,8 @@ def further_rows(summary: dict) -> list[dict]:
     rows = [{"name": t["name"], "label": teacher_label(t, teachers[0]), "accuracy": t.get("accuracy"),
              "params": t.get("params"), "size_bytes": t.get("size_bytes")} for t in teachers[1:]]
     ens = summary.get("ensemble") or {}
-    rows.append({"name": ENSEMBLE, "label": f"ensemble of {len(teachers)} teachers ({ens.get('combine')})",
+    rows.append({"name": ENSEMBLE, "label": f"ensemble of {len(teachers)} teachers ({ens.get('combine')} of "
+                                              f"{ens.get('average', 'logits')})",
                  "accuracy": ens.get("accuracy"),
                  "params": sum(t.get("params") or 0 for t in teachers) or None,
                  "size_bytes": sum(t.get("size_bytes") or 0 for t in teachers) or None})

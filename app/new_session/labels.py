@@ -37,6 +37,7 @@ FURTHER = tuple(range(2, 2 + MAX_FURTHER_TEACHERS))   # the further teachers' nu
 COMBINE_LABELS = {"mean": "mean of the logits", "confidence": "confidence-weighted mean",
                   "most_confident": "most confident teacher per example"}
 ENSEMBLE_ATTENTION_LABELS = {"teacher": "the first teacher", "mean": "mean of every teacher's maps"}
+ENSEMBLE_AVERAGE_LABELS = {"logits": "logits (their mean)", "probabilities": "probabilities at the KD temperature"}
 PART_HELP = ("1/2 and 2/2 split the teacher's examples in two halves that never overlap. Empty: all of them; k/n: "
              "the k-th of n equal parts.")
 FURTHER_IMAGE_KINDS = {"cnn": "CNN, built and trained here", "vit": "ViT, built and trained here",

@@ -9,7 +9,7 @@ from typing import Callable
 import streamlit as st
 
 from distill_core.config import (ATTACK_STARTS, ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
-                                 IMAGE_LOSS_FAMILY, SCHEDULES)
+                                 ENSEMBLE_AVERAGES, IMAGE_LOSS_FAMILY, SCHEDULES)
 from distill_core.models import pick_device
 from distill_core.objectives import LOSS_HELP, OBJECTIVES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
@@ -17,7 +17,7 @@ from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
 
 from .keys import DEVICE, MODALITY, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, VariantSet
 from .labels import (ADV_LABELS, ADV_OFF, ATTACK_START_LABELS, AUTO_WEIGHT_LABELS, COMBINE_LABELS,
-                     ENSEMBLE_ATTENTION_LABELS, FURTHER, MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
+                     ENSEMBLE_ATTENTION_LABELS, ENSEMBLE_AVERAGE_LABELS, FURTHER, MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
 from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count, remove_variant,
                        source_label, teacher_sources, variant_losses, variant_name_problems)
 
@@ -114,6 +114,11 @@ def _combine_inputs(p: str) -> None:
                  help="Where the attention losses of a variant learning from the ensemble find their target: the "
                       "first teacher's maps, or the mean of every teacher's maps (each reduced to the student's "
                       "heads first). Hidden states always come from the first teacher.")
+    c1.selectbox("Average the teachers'", ENSEMBLE_AVERAGES, key=p + "ens_average",
+                 format_func=lambda a: ENSEMBLE_AVERAGE_LABELS.get(a, a),
+                 help="Logits (TextBrewer's): a geometric mean of the teachers' distributions, which the most "
+                      "confident teacher dominates. Probabilities: the mixture of their distributions at the KD "
+                      "temperature, where a teacher that hesitates keeps its say.")
 
 
 # ---- the variant blocks --------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def ensemble_values(cfg: SessionConfig, prefix: str, entry_values) -> dict:
     kept under <prefix>ens<k>.extra and written back."""
     t, ens = cfg.teacher, cfg.ensemble
     v = {prefix + "ens_count": len(ens.teachers), prefix + "ens_combine": ens.combine,
-         prefix + "ens_attention": ens.attention}
+         prefix + "ens_average": ens.average, prefix + "ens_attention": ens.attention}
     for k in FURTHER:
         given = k - 2 < len(ens.teachers)
         entry = dict(ens.teachers[k - 2]) if given else {}
@@ -159,6 +159,7 @@ def ensemble_settings(v: dict, first: dict, base: dict, prefix: str, entry_sourc
             entry["seed"] = seed
         teachers.append(entry)
     return {"teachers": teachers, "combine": v.get(p + "ens_combine") or "mean",
+            "average": v.get(p + "ens_average") or "logits",
             "attention": v.get(p + "ens_attention") or "teacher"}
 
 

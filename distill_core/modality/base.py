@@ -143,8 +143,9 @@ class Task(ABC):
         teacher's."""
 
     @abstractmethod
-    def ensemble_source(self, sources: list, rule: str, attention: str) -> TeacherSource:
-        """Every teacher's outputs combined into one target (ensemble.combine, ensemble.attention)."""
+    def ensemble_source(self, sources: list, combine, attention: str) -> TeacherSource:
+        """Every teacher's outputs combined into one target: logits by `combine` (ensemble.Combine: ensemble.combine,
+        ensemble.average, the KD temperature), attention by ensemble.attention."""
 
     # ---- what else a session does with the task -----------------------------------------------------------
     @abstractmethod

@@ -31,7 +31,7 @@ from torch import nn
 from .. import distributed, mapping, stats
 from ..analysis import resolve_suggested
 from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, VariantConfig, floor_epochs
-from ..ensemble import combine_logits, twin_comparisons
+from ..ensemble import Combine, twin_comparisons
 from ..errors import ConfigError
 from ..evaluate import accuracy_and_loss
 from ..modality.base import Modality, Task, TeacherBatch, TeacherSource
@@ -239,7 +239,7 @@ class Session:
                                                              self.progress)
         p.sources.update({n: o for n, o in outputs.items() if n != TEACHER})
         if ens:
-            p.sources[ENSEMBLE] = self.task.ensemble_source([outputs[n] for n in names], cfg.ensemble.combine,
+            p.sources[ENSEMBLE] = self.task.ensemble_source([outputs[n] for n in names], Combine.of(cfg),
                                                             cfg.ensemble.attention if mean_maps else "teacher")
 
     def _layer_rule(self, teacher_layers: int):
@@ -313,10 +313,11 @@ class Session:
             rows.append({"name": name, "source": tc.source, "seed": tc.seed, "finetune_part": tc.finetune_part,
                          "path": t.path, "fit": t.fit, "accuracy": accuracy_and_loss(z, y)[0],
                          "params": count_parameters(t.model), "size_bytes": teacher_size_bytes(t.path)})
-        combined = combine_logits(torch.stack(logits), cfg.ensemble.combine)
+        combined = Combine.of(cfg)(torch.stack(logits))
         twins = twin_comparisons(cfg, y, answers) if answers else {}
         return {"teachers": rows, "ensemble": {
-            "combine": cfg.ensemble.combine, "attention": cfg.ensemble.attention, "split": split,
+            "combine": cfg.ensemble.combine, "average": cfg.ensemble.average,
+            "temperature": float(cfg.objectives.temperature), "attention": cfg.ensemble.attention, "split": split,
             "accuracy": accuracy_and_loss(combined, y)[0], "predictions": combined.argmax(-1).tolist(),
             "used_by": [v.name for v in p.variants if v.teacher == ENSEMBLE]}, "twins": twins,
             "learns_from": {v.name: v.teacher for v in p.variants}}

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ... import mapping
 from ...attacks import robustness_curves
 from ...config import resolve_init
-from ...ensemble import combine_logits, mean_maps
+from ...ensemble import Combine, mean_maps
 from ...errors import ConfigError, ModelError
 from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
 from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN, MAP_INPUTS
@@ -165,11 +165,11 @@ class TextTask(Task):
         return self.teacher_source(teacher, prepared.modality, prepared.device, layers, prepared.head_rule,
                                    prepared.student_shape[1], needs, progress)[0]
 
-    def ensemble_source(self, sources: list[PrecomputedOutputs], rule: str, attention: str) -> PrecomputedOutputs:
+    def ensemble_source(self, sources: list[PrecomputedOutputs], combine: Combine, attention: str) -> PrecomputedOutputs:
         """The teachers' logits combined per example once; attention (and its scores) from the first teacher or
         every teacher's mean; hidden states from the first."""
         first = sources[0]
-        logits = combine_logits(torch.stack([s.logits for s in sources]), rule)
+        logits = combine(torch.stack([s.logits for s in sources]))
         maps, scores = first.attention, first.scores
         if attention == "mean" and first.attention is not None:
             maps = mean_maps([s.attention for s in sources])

@@ -108,8 +108,8 @@ class ImageTask(Task):
         return self.teacher_source(teacher, prepared.modality, prepared.device, layers, prepared.head_rule,
                                    prepared.student_shape[1], needs, progress)[0]
 
-    def ensemble_source(self, sources: list, rule: str, attention: str) -> EnsembleBatches:
-        return EnsembleBatches(sources, rule, attention)
+    def ensemble_source(self, sources: list, combine, attention: str) -> EnsembleBatches:
+        return EnsembleBatches(sources, combine, attention)
 
     # ---- generated data, notices, robustness --------------------------------------------------------------
     def generate(self, session, p) -> None:
