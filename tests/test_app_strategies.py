@@ -53,6 +53,25 @@ def test_adversarial_and_generated_data_reach_the_started_config(store, started)
     assert baseline == SessionConfig().to_dict()["variants"][0]          # the other variant is untouched
 
 
+def test_the_labels_only_reference_and_rows_held_out_from_the_teacher_reach_the_config(store, started):
+    at = run_page()
+    assert at.selectbox(key="new.v1.adv_start").disabled                  # while adversarial training is off
+    at.selectbox(key="new.v1.adv_method").set_value("fgsm").run()
+    at.selectbox(key="new.v1.adv_start").set_value("clean_gradient")
+    at.checkbox(key="new.v0.transfer_labels").check()                     # the baseline learns the rows' labels
+    at.checkbox(key="new.v1.generated").check()
+    at.radio(key="new.transfer_kind").set_value("unused").run()
+    at.checkbox(key="new.transfer_held_out_from_teacher").check()
+    start(at)
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    baseline, distilled = cfg.variants
+    assert baseline.transfer_labels and not baseline.generated
+    assert distilled.generated and not distilled.transfer_labels
+    assert distilled.adversarial.method == "fgsm" and distilled.adversarial.start == "clean_gradient"
+    assert cfg.transfer.source == "unused" and cfg.transfer.held_out_from_teacher
+
+
 def test_generated_data_without_a_source_shows_the_engine_message_and_does_not_start(store, started):
     at = run_page()
     at.checkbox(key="new.v1.generated").check().run()

@@ -26,7 +26,8 @@ VARIANT_IDS, NEXT_ID = "new.variant_ids", "new.next_variant_id"     # stable ids
 VARIANT_KEY_RE = re.compile(r"^new\.i?v\d+\.")
 
 STRATEGY_KEYS = ("preset", "auto_weights", "temp_schedule", "temp_low", "temp_high", "attention_focus", "adv_method",
-                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "adv_start", "generated", "teacher")
+                 "adv_epsilon", "adv_steps", "adv_step_size", "adv_weight", "adv_start", "generated", "transfer_labels",
+                 "teacher")
 # adversarial training and generated data are built for text only; "teacher": whom the variant learns from
 IMAGE_STRATEGY_KEYS = (*STRATEGY_KEYS[:6], "teacher")
 

@@ -204,6 +204,9 @@ def strategies_section(i: int, ticked: list[str], vs: VariantSet, allowed: tuple
         _adversarial_inputs(k, preset)
         st.markdown("**Generated data**")
         st.checkbox("Also learn from generated data", key=k + "generated")
+        st.checkbox("Also learn the generated data's true labels (labels-only reference)", key=k + "transfer_labels",
+                    help="With the unused rows as generated data and cross-entropy: the fair reference for a variant "
+                         "that learns the teacher's outputs on rows whose labels the teacher learned.")
         st.caption("Extra texts labelled by the teacher's soft outputs (Dataset › Generated data): more to imitate "
                    "when labelled data is scarce.")
 

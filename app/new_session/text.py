@@ -155,6 +155,12 @@ def transfer_section() -> None:
                           help="Copies of each training text with a few words changed; 0: none.")
         c[2].number_input("Fraction of words changed", min_value=0.01, max_value=1.0, step=0.05,
                           key="new.transfer_fraction")
+        st.checkbox("Hold the unused rows out from the teacher too", key="new.transfer_held_out_from_teacher",
+                    disabled=kind != "unused",
+                    help="The unused rows are divided in two: the teacher learns from one half with its labels, and "
+                         "the texts come from the other, whose labels no model sees. Off: the teacher learned these "
+                         "texts' labels, so a student learning its outputs on them learns its memory of the labels; "
+                         "compare it with a variant that learns the same texts with their labels.")
         st.multiselect("Operations on the copies", AUGMENT_OPS, format_func=OP_LABELS.get, key="new.transfer_ops")
         st.caption("Augmented copies change about that fraction of each training text's words (TinyBERT's data "
                    "augmentation); the teacher's answers on them show the students how it reacts to small changes.")

@@ -221,7 +221,7 @@ def text_values(cfg: SessionConfig) -> dict:
         "new.transfer_kind": transfer_kind, "new.transfer_path": tf.source if transfer_kind == "file" else "",
         "new.transfer_text_column": tf.text_column, "new.transfer_max_texts": tf.max_texts,
         "new.transfer_copies": tf.copies, "new.transfer_fraction": float(tf.fraction),
-        "new.transfer_ops": list(tf.ops),
+        "new.transfer_ops": list(tf.ops), "new.transfer_held_out_from_teacher": tf.held_out_from_teacher,
         **ensemble_values(cfg, NEW, _text_entry_values), "new.teacher_part": str(t.finetune_part or ""),
         **variants_values(cfg.variants, TEXT_VARIANTS),
     }
@@ -273,7 +273,7 @@ def transfer_settings(v: dict) -> dict:
                               "file), or pick another source under Dataset › Generated data")
         out["source"] = path if kind == "file" else kind
     for key, cast in (("text_column", str), ("max_texts", int), ("copies", int), ("fraction", float),
-                      ("ops", list)):
+                      ("ops", list), ("held_out_from_teacher", bool)):
         if f"transfer_{key}" in v:
             out[key] = cast(v[f"transfer_{key}"])
     if "text_column" in out:

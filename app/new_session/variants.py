@@ -44,7 +44,8 @@ def variant_values(i: int, name: str, losses: dict, variant: VariantConfig | Non
         ("adv_epsilon", float(a.epsilon)), ("adv_steps", int(a.steps)),
         ("adv_step_size", float(a.step_size or 0.0)), ("adv_weight", float(a.weight)),
         ("adv_start", a.start),
-        ("generated", var.generated), ("teacher", var.teacher)) if k in vs.strategies})
+        ("generated", var.generated), ("transfer_labels", var.transfer_labels),
+        ("teacher", var.teacher)) if k in vs.strategies})
     return v
 
 
@@ -108,6 +109,8 @@ def variant_strategies(v: dict, i: int, losses: dict, vs: VariantSet = TEXT_VARI
         out["adversarial"] = _adversarial(v, p)
     if v.get(p + "generated"):
         out["generated"] = True
+    if v.get(p + "transfer_labels"):
+        out["transfer_labels"] = True
     return out
 
 
