@@ -99,7 +99,8 @@ def test_record_from_the_engine_renders(run_copy, tiny_teacher):
     probe = run_copy.probe()
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     train_ids = [tok(t)["input_ids"] for t in probe["texts"]]
-    splits = type("S", (), {"extra_texts": ["an unlabelled text"], "val_texts": [], "test_texts": []})()
+    splits = type("S", (), {"extra_texts": ["an unlabelled text"], "extra_labels": [0], "val_texts": [],
+                            "test_texts": []})()
     gen = build_generated(TransferConfig(source="unused", copies=2, ops=("mask", "swap")), splits, train_ids, tok,
                           torch.zeros(tok.vocab_size, 4), max_length=16)
     probs = torch.softmax(torch.randn(len(gen), 2, generator=torch.Generator().manual_seed(0)), dim=1)

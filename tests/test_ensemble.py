@@ -249,7 +249,7 @@ def test_accuracy_page_shows_every_teacher_and_their_ensemble(ensemble_pages):
     at = open_page(VIEWS / "accuracy.py")
     df = at.dataframe[0].value
     assert list(df["model"])[:4] == ["teacher", "teacher_2 (seed 1)", "teacher_3 (part 2/2 of the data)",
-                                     "ensemble of 3 teachers (mean)"]
+                                     "ensemble of 3 teachers (mean of logits)"]
     expected = [s["teachers"][0]["accuracy"], s["teachers"][1]["accuracy"], s["teachers"][2]["accuracy"],
                 s["ensemble"]["accuracy"]]
     assert list(df["accuracy (%)"])[:4] == pytest.approx([100 * a for a in expected])
