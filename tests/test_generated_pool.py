@@ -67,6 +67,7 @@ def test_the_run_records_whose_labels_the_transfer_texts_carry(pool_run):
     pool = record["pool"]
     assert pool["held_out_from_teacher"] is held_out and pool["teacher_saw_labels"] is not held_out
     assert record["used_by"] == ["generated"] and record["labels_used_by"] == ["labels_seen"]
+    assert any("labels" in n for n in record["notices"])          # the Generated data page shows these
     notices = " ".join(s.get("notices") or [])
     # the teacher learned from the 80 training rows and all 16 unused rows, or only from its half of them
     assert f"fine-tuned on {88 if held_out else 96} examples" in notices
@@ -88,3 +89,13 @@ def test_the_labels_only_reference_steps_on_the_transfer_rows_with_their_labels(
     assert steps["labels_seen"] == steps["generated"] > steps["baseline"]
     epochs = [r for r in run.metrics() if r["student"] == "labels_seen" and r["epoch"] >= 1]
     assert epochs and all("ce" in r["train_loss"] and "logit_kd" not in r["train_loss"] for r in epochs)
+
+
+def test_the_generated_data_page_names_the_labels_only_reference(pool_run, monkeypatch):
+    from app_helpers import VIEWS, open_page, texts
+    _, run = pool_run
+    monkeypatch.setenv("ADS_RUNS_DIR", str(run.path.parent))
+    at = open_page(VIEWS / "generated.py")
+    md = texts(at.markdown)
+    line = next(x for x in md.splitlines() if x.startswith("Source of the transfer texts"))
+    assert "With their true labels (the labels-only reference):" in line and "seen" in line.split(":")[-1]

@@ -150,8 +150,11 @@ c2.metric("Augmented copies", f"{counts.get('augmented', 0):,}",
                f"{float(transfer.get('fraction', 0)):.0%} of its words")
 c3.metric("Generated examples", f"{counts.get('total', 0):,}")
 users = [v.get("name", "?") for v in config.get("variants") or [] if isinstance(v, dict) and v.get("generated")]
+labelled = record.get("labels_used_by") or []
 st.markdown(f"Source of the transfer texts: **{escape(str(record.get('source', '?')))}**. Trained on them: "
-            + (", ".join(f"**{escape(u)}**" for u in users) if users else "no variant of this run") + ".")
+            + (", ".join(f"**{escape(u)}**" for u in users) if users else "no variant of this run") + "."
+            + (" With their true labels (the labels-only reference): " + ", ".join(f"**{escape(u)}**" for u in labelled)
+               + "." if labelled else ""))
 for line in record.get("notices") or []:
     st.caption(f"ℹ️ {escape(line)}")
 

@@ -202,6 +202,8 @@ class TextTask(Task):
                               p.head_rule, p.student_shape[1], p.needs, session.progress)
         p.generated, p.generated_outputs = gen, PrecomputedOutputs(out, p.device)
         probs = torch.softmax(out.logits.float(), -1)
+        if notice := self.pool_notice(p):
+            gen.notices.append(notice)
         session.run.write_json("generated.json", {
             **gen_lib.examples_record(gen, modality.tokenizer, modality.ids["train"], probs,
                                       modality.splits.label_names),
@@ -209,8 +211,6 @@ class TextTask(Task):
             "labels_used_by": [vc.name for vc in self.config.variants if vc.transfer_labels],
             "pool": self.pool_record(p)})
         p.notices.extend(gen.notices)
-        if notice := self.pool_notice(p):
-            p.notices.append(notice)
         session.progress("generate data", 1, 1)
 
     def pool_record(self, p) -> dict:
