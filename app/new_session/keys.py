@@ -69,8 +69,9 @@ class VariantSet:
 
 
 SCHEDULED = (*TEXT_LOSS_NAMES, "adversarial")   # what a schedule can multiply: every loss, and the adversarial loss
-TEXT_VARIANTS = VariantSet("v", VARIANT_IDS, NEXT_ID, TEXT_LOSS_NAMES, SCHEDULED, STRATEGY_KEYS, NEW, 3, 1.5)
-# the image losses have longer names (attention_transfer): fewer blocks a row, more room for the names
+# the attention losses' names (attention_kl, attention_mse, attention_score_mse; the image form's
+# attention_transfer) need room to be told apart: two blocks a row, the names wider than their weights
+TEXT_VARIANTS = VariantSet("v", VARIANT_IDS, NEXT_ID, TEXT_LOSS_NAMES, SCHEDULED, STRATEGY_KEYS, NEW, 2, 2.4)
 IMAGE_VARIANTS = VariantSet("iv", "new.img.variant_ids", "new.img.next_variant_id", ALL_LOSS_NAMES, ALL_LOSS_NAMES,
                             IMAGE_STRATEGY_KEYS, IMG, 2, 2.4)
 VARIANT_SETS = (TEXT_VARIANTS, IMAGE_VARIANTS)

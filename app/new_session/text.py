@@ -140,7 +140,8 @@ def transfer_section() -> None:
     """Where generated data comes from: used by the variants that tick "Also learn from generated data"."""
     with st.expander("Generated data"):
         st.caption("Extra texts for the variants that tick *Also learn from generated data* in their Strategies. "
-                   "The teacher labels these texts with its soft outputs; the students never see their labels. "
+                   "The teacher labels these texts with its soft outputs; the students never see their labels, but for "
+                   "a variant that ticks the labels-only reference. "
                    "Back-translations or paraphrases can be given as a file (no translation model exists offline).")
         kind = st.radio("Texts", list(TRANSFER_KINDS), format_func=TRANSFER_KINDS.get, key="new.transfer_kind",
                         horizontal=True)
