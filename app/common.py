@@ -224,7 +224,7 @@ def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[st
         text = st.text_input("Sentence", key=k + "text", max_chars=500, help=help)
         st.session_state[TYPED_TEXT] = text
         return source, text, None
-    if shared:
+    if shared and shared != st.session_state.get(k + "text"):     # typed on another page, not this one's own
         st.button(f"Use the sentence typed on another page: “{shared[:60]}{'…' if len(shared) > 60 else ''}”",
                   key=k + "use_typed", type="tertiary", icon="✍️", on_click=_use_typed, args=(k, shared))
     texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]

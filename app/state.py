@@ -129,7 +129,12 @@ class View:
             st.session_state[SELECTED_RUN] = query[RUN_PARAM]
         restored_from_url = restored_from_saved = False
         for f in self.fields:
-            if f.key in st.session_state:                   # the widget is live: the user's latest choice
+            if f.key in st.session_state:                   # the user's latest choice (or a value restored earlier)
+                # Assigned again, so that a widget drawn this run shows it. A value that stayed in the session
+                # while its widget was not drawn (the probe example while a sentence is typed) would otherwise
+                # reach the page while the widget, drawn anew, showed its default: controls saying one thing
+                # and the maps another.
+                st.session_state[f.key] = st.session_state[f.key]
                 continue
             value, found = None, False
             if url_new and f.param in query:

@@ -15,7 +15,9 @@ from app.figures import base as fig_base
 from app.figures import divergence as fig_divergence
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore
+from distill_core import analysis
 from distill_core.analysis import compare_pair, teacher_heads_for
+from distill_core.reopen import reopen
 from distill_core.verdicts import attribution_reading, divergence_reading, paired_sentence
 from distill_core.vocab import METRIC_LABELS
 
@@ -202,6 +204,23 @@ def test_explorer_typed_sentence_runs_the_models(run_store):
     trip = figures(at)["explorer.triptych"]
     tokens = [fig_base.plain_label(x) for x in trip["data"][0]["x"]]
     assert tokens == ["[CLS]", "a", "wonderful", "clever", "film", "[SEP]"]
+    # the maps are the chosen student's on this sentence, computed here by the engine from the run's own weights
+    store, run_id = run_store
+    run = store.open(run_id)
+    probe = run.probe()
+    _, maps, _ = analysis.attention_for_text(reopen(run, "final").run_models(), "a wonderful clever film")
+    t_layer, s_layer = at.selectbox(key="explorer.teacher_layer").value, at.selectbox(key="explorer.student_layer").value
+    s_head = at.selectbox(key="explorer.head").value
+    t_heads = (list(range(probe["teacher_heads"])) if s_head == -1 or probe["head_rule"] == "mean" else
+               teacher_heads_for(s_head, probe["head_rule"], probe["teacher_heads"], probe["student_heads"]))
+    for variant in ("distilled", "baseline"):
+        at.radio(key="explorer.student").set_value(variant)
+        rerun(at, LIVE_TIMEOUT)
+        teacher, student, _ = triptych(at)
+        s_maps = maps[variant][s_layer]
+        np.testing.assert_allclose(teacher, maps["teacher"][t_layer][t_heads].mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(student, s_maps.mean(0) if s_head == -1 else s_maps[s_head], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(maps["distilled"][s_layer], maps["baseline"][s_layer])   # the test can tell them apart
     at.text_input(key="explorer.text").input("   ")
     rerun(at, LIVE_TIMEOUT)
     assert "Type a sentence" in texts(at.info)

@@ -186,17 +186,18 @@ if present:                                     # teacher and student only, two 
     arrangement, fit = fig_maps.ROW, fig_maps.tokens_that_fit(fig_base.PRESENT_PX, 2, font)
 else:
     arrangement, fit = fig_maps.triptych_arrangement(n_tokens, fig_base.WIDE_PX, font)
-window = (0, n_tokens)
+first, last = 0, n_tokens - 1                   # the tokens shown, both ends included (as the slider reads)
 if n_tokens > fit:
     stored = st.session_state.get(K + "window")
-    if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and 0 <= stored[0] < stored[1] <= n_tokens):
-        st.session_state[K + "window"] = (0, fit)
-    window = st.slider("Tokens shown", 0, n_tokens, key=K + "window",
-                       help=f"This text has {n_tokens} tokens; about {fit} fit side by side with every token "
-                            "labelled at a readable size. Drag the range to move along the text or widen it.")
-    st.caption(f"Tokens {window[0]}–{window[1] - 1} of {n_tokens}, on both axes: weights on tokens outside the "
+    if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and 0 <= stored[0] < stored[1] < n_tokens):
+        st.session_state[K + "window"] = (0, fit - 1)
+    first, last = st.slider("Tokens shown", 0, n_tokens - 1, key=K + "window",
+                            help=f"This text has {n_tokens} tokens (numbered from 0); about {fit} fit side by side "
+                                 "with every token labelled at a readable size. Drag the range to move along the "
+                                 "text or widen it.")
+    st.caption(f"Tokens {first}–{last} of {n_tokens} (numbered from 0), on both axes: weights on tokens outside the "
                "window are not drawn, so a row can sum to less than 1.")
-w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, window[0], window[1], teacher_shown, student_shown)
+w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, first, last + 1, teacher_shown, student_shown)
 titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
     st.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, {s_desc}, "
