@@ -247,3 +247,59 @@ def test_a_rare_class_in_a_jsonl_file_is_refused_at_preview_and_start(store, sta
     at.button(key="new.start").click().run()
     assert "class 'meh' has only 2 distinct texts" in texts(at.error)
     assert started == [] and runs_in(store) == []
+
+
+# ---- which columns the preview preselects --------------------------------------------------------------------
+def guessed(folder, name: str, rows: list[dict]) -> tuple[str, str]:
+    """The (text, label) columns the form preselects for a CSV of `rows`."""
+    path = folder / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    df = uploads.preview_table(path, 50)
+    text, label = uploads.guess_columns(df, "text", "label")
+    return df.columns[text], df.columns[label]
+
+
+def test_the_text_column_is_guessed_by_its_name_or_its_words_never_an_id(tmp_path):
+    tweets = [f"just watched the film number {i} and it was {'great' if i % 2 else 'awful'}" for i in range(40)]
+    labels = ["pos", "neg"] * 20
+    assert guessed(tmp_path, "tweets.csv", [{"id": i, "tweet": t, "label": lab}
+                                            for i, (t, lab) in enumerate(zip(tweets, labels))]) == ("tweet", "label")
+    assert guessed(tmp_path, "swapped.csv", [{"label": lab, "text": t}
+                                             for t, lab in zip(tweets, labels)]) == ("text", "label")
+    # no usual names: the wordy column, last here, is the text; the column of repeated values is the label
+    assert guessed(tmp_path, "last.csv", [{"id": i, "verdict": lab, "opinion": t}
+                                          for i, (t, lab) in enumerate(zip(tweets, labels))]) == ("opinion", "verdict")
+    # two columns of words: the one with more characters a cell
+    assert guessed(tmp_path, "two.csv", [{"user": f"user_{i % 7}", "message_text": t, "stars": i % 2}
+                                         for i, t in enumerate(tweets)]) == ("message_text", "stars")
+    # a column named like text that holds numbers is not preselected
+    assert guessed(tmp_path, "numbers.csv", [{"review": i, "words": t, "label": lab}
+                                             for i, (t, lab) in enumerate(zip(tweets, labels))]) == ("words", "label")
+
+
+def test_a_binary_file_named_csv_gets_the_engines_message_at_preview_and_start(store, started, tiny_teacher):
+    """A binary file renamed .csv: the preview says what Start says (not UTF-8 text), not a CSV parser's error."""
+    body = b"id,text\n1,\x89PNG\r\n\x1a\n2,\x00\xff,\xfe\n3,a,b,c\n" + bytes(range(256)) * 8
+    at = page_with(tiny_teacher)
+    at.radio(key="new.data_kind").set_value("upload").run()
+    at.file_uploader(key="new.upload").set_value(("picture.csv", body, "text/csv")).run()
+    assert not at.exception
+    said = texts(at.error)
+    assert "picture.csv is not UTF-8 text" in said and "save it as UTF-8" in said
+    assert "tokenizing" not in all_texts(at) and "C error" not in all_texts(at)
+    at.button(key="new.start").click().run()
+    refusal = [e.value for e in at.error]
+    assert any("picture.csv is not UTF-8 text" in m for m in refusal) and started == [] and runs_in(store) == []
+    assert len(set(m for m in refusal if "UTF-8" in m)) == 1                    # one message, the same both times
+
+
+def test_an_uploaded_tweets_file_preselects_the_tweet_column_and_shows_no_error(store, started, tiny_teacher):
+    rows = make_texts(60)
+    body = "id,tweet,label\n" + "".join(f"{i},{t},{lab}\n" for i, (t, lab) in enumerate(rows))
+    at = page_with(tiny_teacher)
+    at.radio(key="new.data_kind").set_value("upload").run()
+    at.file_uploader(key="new.upload").set_value(("tweets.csv", body.encode(), "text/csv")).run()
+    assert not at.exception
+    assert at.selectbox(key=keys.FILE_TEXT_COLUMN).value == "tweet"
+    assert at.selectbox(key=keys.FILE_LABEL_COLUMN).value == "label"
+    assert "holds numbers" not in all_texts(at) and not at.error, texts(at.error)

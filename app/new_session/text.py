@@ -19,7 +19,7 @@ from .keys import FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, NEW, TEXT_VARIANTS, UPLOA
 from .labels import DATA_KINDS, FILE_TYPES, OP_LABELS, PART_HELP, TEACHER_KINDS, TEXT_LAYER_MAPS, TRANSFER_KINDS
 from .sections import (EnsembleForm, ensemble_section, split_inputs, temperature_input, training_section,
                        variants_section)
-from .uploads import counts_text, data_check, guess_column, preview_table, take_upload
+from .uploads import counts_text, data_check, guess_columns, preview_table, take_upload
 from .variants import variant_rows
 
 
@@ -171,16 +171,15 @@ def file_columns(path: str, base: SessionConfig) -> None:
     """Preview of a data file, pickers for its text and label columns, its examples per class, and the problems
     a session would have with the whole file (errors: Start refuses; warnings: worth knowing)."""
     try:
-        df = preview_table(path)
+        df = preview_table(path, base.data.max_file_mb)
     except DataError as e:
-        st.warning(str(e))
+        st.error(str(e), icon="🚫")           # what Start would say: the file is read as a session reads it
         return
     cols = list(df.columns)
+    text_at, label_at = guess_columns(df, base.data.text_column, base.data.label_column)
     c1, c2 = st.columns(2)
-    text = c1.selectbox("Text column", cols, index=guess_column(cols, base.data.text_column, "text"),
-                        key=FILE_TEXT_COLUMN)
-    label = c2.selectbox("Label column", cols, index=guess_column(cols, base.data.label_column, "label"),
-                         key=FILE_LABEL_COLUMN)
+    text = c1.selectbox("Text column", cols, index=text_at, key=FILE_TEXT_COLUMN)
+    label = c2.selectbox("Label column", cols, index=label_at, key=FILE_LABEL_COLUMN)
     st.dataframe(df.head(5), hide_index=True, key="new.preview")
     sizes = tuple(int(st.session_state[f"new.{k}_size"]) for k in ("train", "val", "test"))
     check = data_check(path, text, label, sizes, base.data.max_file_mb, base.data.split_seed)

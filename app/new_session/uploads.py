@@ -3,7 +3,6 @@ preview and Start see the same problems)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from pathlib import Path
@@ -72,36 +71,28 @@ def counts_text(counts: dict, what: str, sep: str = " ") -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _preview(path: str, mtime: float, size: int) -> pd.DataFrame:
-    suffix = Path(path).suffix.lower()
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = []
-            for line in f:
-                if line.strip():
-                    obj = json.loads(line)
-                    if not isinstance(obj, dict):
-                        raise ValueError("each line must be one JSON object like {\"text\": ..., \"label\": ...}")
-                    rows.append(obj)
-                if len(rows) >= PREVIEW_ROWS:
-                    break
-            return pd.DataFrame(rows)
-        return pd.read_csv(f, sep="\t" if suffix == ".tsv" else ",", nrows=PREVIEW_ROWS, dtype=object,
-                           keep_default_na=False)
+def _preview(path: str, mtime: float, size: int, max_file_mb: float) -> pd.DataFrame | str:
+    """The first rows of the file as the engine reads it, or why the engine cannot read it (kept, so a file that
+    cannot be read is not read again at every redraw)."""
+    try:
+        return read_raw_table(path, max_file_mb).head(PREVIEW_ROWS)
+    except DataError as e:
+        return str(e)
 
 
-def preview_table(path: str | Path) -> pd.DataFrame:
-    """The first rows of a CSV/JSONL file, as text; DataError with the reason when it cannot be read."""
+def preview_table(path: str | Path, max_file_mb: float) -> pd.DataFrame:
+    """The first rows of a CSV/JSONL file; DataError with the reason when it cannot be read. The file is read as a
+    session reads it (distill_core's read_raw_table: the size limit, UTF-8, the CSV or JSON parser), so the
+    preview and Start give the same message for a file that cannot be used."""
     p = Path(path).expanduser()
     if not p.is_file():
-        read_raw_table(p, math.inf)                  # says why, naming the file
-    try:
-        df = _preview(str(p), p.stat().st_mtime, p.stat().st_size)
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{file_label(p)} cannot be read: {str(e).strip()}") from None
+        read_raw_table(p, max_file_mb)                  # says why, naming the file
+    stat = p.stat()
+    df = _preview(str(p), stat.st_mtime, stat.st_size, float(max_file_mb))
+    if isinstance(df, str):
+        raise DataError(df)
     if df.empty or not len(df.columns):
         raise DataError(f"{file_label(p)} has no rows")
-    df.columns = [str(c) for c in df.columns]
     return df
 
 
@@ -124,13 +115,59 @@ def data_check(path: str | Path, text_column: str, label_column: str, sizes: tup
                     tuple(int(x) for x in sizes), float(max_file_mb), int(split_seed))
 
 
-def guess_column(columns: list[str], preferred: str, role: str) -> int:
-    """Index of the column to preselect: the configured name, else a usual name, else first/last column."""
-    usual = {"text": ("text", "sentence", "review", "content"), "label": ("label", "labels", "sentiment", "class")}
-    for name in (preferred, *usual[role]):
-        if name in columns:
-            return columns.index(name)
-    return {"text": 0, "label": len(columns) - 1}[role]     # texts first, labels last, as files usually have them
+TEXT_NAMES = ("text", "sentence", "tweet", "review", "content", "comment", "body", "message", "post", "document",
+              "utterance")
+LABEL_NAMES = ("label", "labels", "sentiment", "class", "category", "target", "rating", "stance")
+
+
+def _named(columns: list[str], preferred: str, usual: tuple[str, ...], skip: int | None = None) -> int | None:
+    """Index of the configured column, else of the first usual name (any case), never `skip`; None when none is there."""
+    if preferred in columns and columns.index(preferred) != skip:
+        return columns.index(preferred)
+    lower = [c.strip().lower() for c in columns]
+    for name in usual:
+        if name in lower and lower.index(name) != skip:
+            return lower.index(name)
+    return None
+
+
+def _words(values: pd.Series) -> tuple[float, float]:
+    """(share of the non-empty cells that are not numbers, mean characters of those cells) of a column."""
+    cells = [str(x).strip() for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    cells = [c for c in cells if c]
+    if not cells:
+        return 0.0, 0.0
+    strings = [c for c in cells if not _is_number(c)]
+    return len(strings) / len(cells), sum(map(len, strings)) / max(1, len(strings))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def guess_columns(df: pd.DataFrame, text_preferred: str, label_preferred: str) -> tuple[int, int]:
+    """(text, label) column indices to preselect in a file's preview.
+
+    Each is the configured name, else a usual name (text, sentence, tweet, review, ...; label, sentiment, class,
+    ...), a text column's only if its cells are mostly words (at least half of them not numbers). Failing that, the
+    text column is the column of mostly words with the most characters a cell on average; the label column is the
+    last other column whose values repeat (fewer distinct values than half its cells), else the last other one."""
+    cols = [str(c) for c in df.columns]
+    label = _named(cols, label_preferred, LABEL_NAMES)
+    scores = {i: _words(df.iloc[:, i]) for i in range(len(cols)) if i != label}
+    wordy = [i for i, (share, _) in scores.items() if share >= 0.5]
+    text = _named(cols, text_preferred, TEXT_NAMES, skip=label)
+    if text not in wordy:
+        text = max(wordy, key=lambda i: scores[i][1]) if wordy else next(iter(scores), 0)
+    if label is None:
+        others = [i for i in range(len(cols)) if i != text] or [text]
+        repeats = [i for i in others if df.iloc[:, i].astype(str).nunique() < 0.5 * max(1, len(df))]
+        label = (repeats or others)[-1]
+    return text, label
 
 
 @st.cache_data(show_spinner="Reading the images…", max_entries=16)
