@@ -136,3 +136,34 @@ def test_the_form_keeps_both_tasks_and_builds_the_one_it_shows():
     assert built["name"] == image_cfg.name and built["train"]["seed"] == image_cfg.train.seed
     assert {k: v for k, v in built.items() if k not in ("name", "train")} == \
         {k: v for k, v in SessionConfig().to_dict().items() if k not in ("name", "train")}
+
+
+# ---- how the form shows numbers -------------------------------------------------------------------------------
+def test_the_time_budget_is_whole_seconds_and_0_reads_as_off():
+    from app.new_session.sections import budget_text
+    assert form_values(SessionConfig())["time_budget"] == 0
+    assert isinstance(form_values(SessionConfig())["time_budget"], int)           # shown as 0, not 0.00
+    budget = form_values(SessionConfig.from_dict(TEXT_CUSTOM))["time_budget"]
+    assert budget == 600 and isinstance(budget, int)
+    assert tasks.build_config(form_values(SessionConfig()), TEXT_DEFAULTS).train.time_budget_s is None
+    assert budget_text(0) == "Time budget off: every epoch is trained."
+    assert "once 10 min 00 s of training" in budget_text(600) and "once 45 s" in budget_text(45)
+    assert "once 1,000 min 00 s" in budget_text(60_000)
+
+
+def test_the_form_writes_counts_with_thousands_separators(monkeypatch, tmp_path):
+    import re
+    from pathlib import Path
+    from app_helpers import open_page, texts
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("ADS_FORM_DEFAULTS", raising=False)
+    page = Path(__file__).resolve().parent.parent / "app" / "views" / "new_session.py"
+    at = open_page(page, default_timeout=60)
+    assert at.number_input(key="new.time_budget").value == 0
+    shown = texts(at.caption)
+    assert "Time budget off: every epoch is trained." in shown
+    assert "3,000 for training, 500 for validation and 2,500 for testing: 6,000 examples in all." in shown
+    bare = re.findall(r"(?<![\d,.\w])\d{4,}(?![\d,.\w])", shown + "\n" + texts(at.markdown))
+    assert [n for n in bare if not re.fullmatch(r"(19|20)\d\d", n)] == []    # years aside, 2,500 not 2500
+    at.segmented_control(key="new.modality").set_value("image").run()
+    assert "3,500 for training, 500 for validation and 1,000 for testing: 5,000 images in all." in texts(at.caption)

@@ -25,8 +25,8 @@ from distill_core.sources import file_label
 from .keys import FAMILIES, FAMILY_NOTE, IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG, IMAGE_VARIANTS, IMG, value_key
 from .labels import (FAMILY_NAMES, FURTHER_IMAGE_KINDS, IMAGE_DATA_KINDS, IMAGE_DATASET_LABELS, IMAGE_LAYER_MAPS,
                      IMAGE_SPLITS, IMAGE_TEACHER_KINDS)
-from .sections import (EnsembleForm, ensemble_section, split_inputs, temperature_input, training_section,
-                       variants_section)
+from .sections import (EnsembleForm, ensemble_section, split_inputs, split_sizes_text, temperature_input,
+                       training_section, variants_section)
 from .uploads import counts_text, image_source_info, take_upload
 from .values import image_families, image_source, parse_widths
 from .variants import default_image_variants, image_losses, set_variants, variant_rows
@@ -146,7 +146,7 @@ def image_data_section(runs_root: Path, base: SessionConfig) -> dict | None:
         if missing := [n for n in IMAGE_DATASETS if n not in found]:
             st.caption(f"Not installed on this machine: {', '.join(missing)}.")
     elif kind == "upload":
-        up = st.file_uploader(f"A .zip with one folder of images per class, at most {max_mb:g} MB. It is stored "
+        up = st.file_uploader(f"A .zip with one folder of images per class, at most {max_mb:,g} MB. It is stored "
                               f"beside the runs and read in memory, never extracted.", type=["zip"],
                               key=IMG + "upload", max_upload_size=max(1, math.ceil(max_mb)))
         path = take_upload(up, runs_root, max_mb, IMAGE_UPLOAD_PATH, IMAGE_UPLOAD_SIG, ["zip"])
@@ -162,7 +162,8 @@ def image_data_section(runs_root: Path, base: SessionConfig) -> dict | None:
         c[3].number_input("Image size (0 = their own)", min_value=0, max_value=256, step=4, key=IMG + "size",
                           help="0 keeps the images' own size (the most common one when sizes differ); otherwise "
                                "every image is resized to this many pixels square (8 to 256).")
-        st.caption("Splits are stratified by class and seeded; copies of one image always land in the same split. "
+        st.caption(split_sizes_text(st.session_state, IMG, "images") + " Splits are stratified by class and seeded; "
+                   "copies of one image always land in the same split. "
                    "When the data hold fewer images than the three sizes ask for, they are split by fractions "
                    "instead and the run says so.")
     return info
@@ -393,9 +394,9 @@ def image_epochs_caption(base: SessionConfig) -> None:
     steps = math.ceil(train / batch)
     floored = floor_epochs(epochs, steps, base.train.min_steps, MAX_FLOOR_EPOCHS["students"])
     if floored > epochs:
-        st.caption(f"With {train:,} training images in batches of {batch} ({steps} steps an epoch) the students train "
-                   f"about {floored} epochs, not {epochs}: small data gets more epochs, so that each student takes at "
-                   f"least {base.train.min_steps} steps (train.min_steps).")
+        st.caption(f"With {train:,} training images in batches of {batch:,} ({steps:,} steps an epoch) the students "
+                   f"train about {floored:,} epochs, not {epochs:,}: small data gets more epochs, so that each student "
+                   f"takes at least {base.train.min_steps:,} steps (train.min_steps).")
 
 
 # ---- the page ------------------------------------------------------------------------------------------------

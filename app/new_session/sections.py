@@ -3,6 +3,7 @@ temperature, the split sizes, the training settings, several teachers, and the v
 strategies. Every key is namespaced "new." (keys.py)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +41,24 @@ def split_inputs(cols, prefix: str) -> None:
     cols[2].number_input("Test examples", min_value=1, step=100, key=f"{prefix}test_size")
 
 
+def split_sizes_text(state, prefix: str, what: str = "examples") -> str:
+    """The split sizes in words, with thousands separators (a number input shows its digits only): "3,000 for
+    training, 500 for validation and 2,500 for testing: 6,000 examples in all"."""
+    train, val, test = (int(state.get(f"{prefix}{k}_size") or 0) for k in ("train", "val", "test"))
+    return (f"{train:,} for training, {val:,} for validation and {test:,} for testing: {train + val + test:,} "
+            f"{what} in all.")
+
+
+def budget_text(seconds) -> str:
+    """The time budget in words: off at 0, else minutes and seconds of training."""
+    s = int(math.ceil(float(seconds or 0)))
+    if s <= 0:
+        return "Time budget off: every epoch is trained."
+    m, r = divmod(s, 60)
+    span = f"{m:,} min {r:02d} s" if m else f"{s} s"
+    return f"Training stops after the epoch in progress once {span} of training have passed."
+
+
 def training_section(prefix: str = NEW) -> None:
     """Epochs, batch size and learning rate under `prefix` (each task has its own defaults); the rest shared."""
     st.subheader("Training")
@@ -49,10 +68,13 @@ def training_section(prefix: str = NEW) -> None:
     c[2].number_input("Learning rate", min_value=1e-7, step=1e-4, format="%.1e", key=f"{prefix}lr")
     c[3].selectbox("Schedule", SCHEDULES, key=SCHEDULE, help="after a short warm-up")
     c = st.columns(4)
-    c[0].number_input("Time budget (s, 0 = none)", min_value=0.0, step=60.0, key=TIME_BUDGET,
+    if isinstance(st.session_state.get(TIME_BUDGET), float):      # whole seconds (a value kept from before)
+        st.session_state[TIME_BUDGET] = int(math.ceil(st.session_state[TIME_BUDGET]))
+    c[0].number_input("Time budget (seconds, 0 = off)", min_value=0, step=60, key=TIME_BUDGET,
                       help="Counted from the start of training (preparing the teacher is not counted): training "
                            "stops after the epoch in progress once this much time has passed, so at least one epoch "
-                           "finishes.")
+                           "finishes. 0: no budget.")
+    c[0].caption(budget_text(st.session_state.get(TIME_BUDGET)))
     c[1].number_input("Seed", min_value=0, step=1, key=SEED)
     c[2].selectbox("Device", DEVICES, key=DEVICE)
     c[2].caption(f"auto picks **{pick_device('auto').type}** on this machine")

@@ -17,8 +17,8 @@ from distill_core.sources import file_label
 
 from .keys import FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, NEW, TEXT_VARIANTS, UPLOAD_PATH, UPLOAD_SIG
 from .labels import DATA_KINDS, FILE_TYPES, OP_LABELS, PART_HELP, TEACHER_KINDS, TEXT_LAYER_MAPS, TRANSFER_KINDS
-from .sections import (EnsembleForm, ensemble_section, split_inputs, temperature_input, training_section,
-                       variants_section)
+from .sections import (EnsembleForm, ensemble_section, split_inputs, split_sizes_text, temperature_input,
+                       training_section, variants_section)
 from .uploads import counts_text, data_check, guess_columns, preview_table, take_upload
 from .variants import variant_rows
 
@@ -111,7 +111,7 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         st.caption("Short movie-review snippets labelled fresh or rotten, shipped with the app: works offline.")
     elif kind == "upload":
         max_mb = base.data.max_file_mb
-        up = st.file_uploader(f"CSV or JSONL file, at most {max_mb:g} MB. It is stored beside the runs and only "
+        up = st.file_uploader(f"CSV or JSONL file, at most {max_mb:,g} MB. It is stored beside the runs and only "
                               f"read as text.", type=FILE_TYPES, key="new.upload",
                               max_upload_size=max(1, math.ceil(max_mb)))
         path = take_upload(up, runs_root, max_mb, UPLOAD_PATH, UPLOAD_SIG)
@@ -132,7 +132,8 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         c = st.columns(4)
         split_inputs(c, NEW)
         c[3].number_input("Max tokens per text", min_value=8, step=8, key="new.max_length")
-        st.caption("Splits are stratified by label and seeded, so two runs with the same seed see the same examples.")
+        st.caption(split_sizes_text(st.session_state, NEW) + " Splits are stratified by label and seeded, so two runs "
+                   "with the same seed see the same examples.")
     transfer_section()
 
 

@@ -37,7 +37,7 @@ def save_upload(runs_root: Path, name: str, data: bytes, max_mb: float, types: l
     if Path(name).suffix.lower().lstrip(".") not in types:
         raise DataError(f"{name}: only {', '.join('.' + t for t in types)} files can be used")
     if len(data) / 1e6 > max_mb:
-        raise DataError(f"{name} is {len(data) / 1e6:.1f} MB, above the {max_mb:g} MB limit")
+        raise DataError(f"{name} is {len(data) / 1e6:.1f} MB, above the {max_mb:,g} MB limit")
     folder = Path(runs_root) / UPLOADS_DIR / hashlib.sha256(data).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / upload_name(name)

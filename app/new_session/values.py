@@ -6,6 +6,7 @@ The parts both tasks have (the objectives, the training settings, the split size
 converted once, under the task's key prefix (new. or new.img.)."""
 from __future__ import annotations
 
+import math
 import os
 
 from distill_core import SessionConfig
@@ -65,7 +66,7 @@ def shared_values(cfg: SessionConfig) -> dict:
     """The settings both tasks share (the run's name, schedule, time budget, seed, device), from the defaults
     whichever their modality."""
     tr = cfg.train
-    return {NAME: cfg.name, SCHEDULE: tr.schedule, TIME_BUDGET: float(tr.time_budget_s or 0.0), SEED: tr.seed,
+    return {NAME: cfg.name, SCHEDULE: tr.schedule, TIME_BUDGET: int(math.ceil(tr.time_budget_s or 0)), SEED: tr.seed,
             SEEDS: "", DEVICE: tr.device}
 
 
