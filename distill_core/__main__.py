@@ -18,6 +18,7 @@ from .cache import cache_entries, cache_root, clear_cache
 from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import SessionConfig, parse_value
 from .errors import ConfigError, DistillError
+from .latency import busy_text
 from .preflight import preflight
 from .robustness import run_robustness
 from .session import run_in_child, run_session
@@ -110,6 +111,8 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
             if name in p:
                 ms = f"{lat[name]:.1f} ms" if name in lat else "-"
                 print(f"  {name:<{width}} {p[name] / 1e6:6.2f} M params  {s.get(name, 0) / 1e6:6.1f} MB  {ms}")
+        if busy := busy_text(summary.get("latency_conditions")):
+            print(f"  note: {busy}")
     for v, names in (summary.get("strategies") or {}).items():
         print(f"  {v}: " + ", ".join(names))
     gen = summary.get("generated")

@@ -1,8 +1,6 @@
-"""Accuracy, loss and latency of a classifier on tokenised examples."""
+"""Accuracy and loss of a classifier on tokenised examples (latency: distill_core/latency.py)."""
 from __future__ import annotations
 
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
@@ -44,23 +42,3 @@ def accuracy_and_loss(logits: torch.Tensor, labels: list[int]) -> tuple[float, f
 
 def evaluate(model, ids, labels, pad_id, device, batch_size=64, mixed_precision=True) -> tuple[float, float]:
     return accuracy_and_loss(predict_logits(model, ids, pad_id, device, batch_size, mixed_precision), labels)
-
-
-@torch.inference_mode()
-def measure_latency(model, ids: list[list[int]], pad_id: int, device: torch.device,
-                    repeats: int = 20, warmup: int = 3) -> float:
-    """Median milliseconds to classify one example (batch of 1), cycling through `ids`."""
-    model.eval()
-    times = []
-    for k in range(warmup + repeats):
-        input_ids, mask = collate(ids, [k % len(ids)], pad_id)
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model(input_ids=input_ids, attention_mask=mask)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if k >= warmup:
-            times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)

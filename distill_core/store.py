@@ -24,13 +24,18 @@ Layout of `<root>/<run_id>/`:
     predictions.json   {"split": "test", "labels", "predictions": {"teacher", <variant>...}}: each model's test answers
     summary.json       "variants" in session order, "reference" (the labels-only variant or null),
                        "accuracy": {"teacher", <variant>...}, "divergence": {"metric", "epochs", <variant>: [...]},
-                       sizes, latencies, "majority_rate", "warnings": [{"model", "kind", "message"}],
+                       sizes, "latency_ms" and "latency_conditions" (what they were measured under:
+                       distill_core/latency.py; absent in runs written before), "device", "majority_rate",
+                       "warnings": [{"model", "kind", "message"}],
                        "paired": {<variant>: stats.paired_comparison against the reference},
                        "best_epoch": {<variant>: {"epoch", "val_accuracy", "test_accuracy" (null: not tested),
                        "final_epoch"}} (absent in runs written before it; Run.kept_weights reads it);
                        several teachers: "teachers" (each one's name, source, seed, part, folder, test accuracy),
                        "ensemble" (combine rule, test accuracy and answers, the variants that learn from it) and
                        "twins" (each variant learning from another teacher against the same recipe from the first)
+    latency.json       written by "Measure again" (latency.measure_run), after the session: {"latency_ms",
+                       "conditions", "weights"} of the teacher and students timed again; latency.run_latency reads
+                       it before summary.json's
     compression.json   written by `compress` (distill_core/compress.py), after the session: each compressed
                        variant's versions (size, latency, test accuracy, attention JS), head importance, pruning curve
     compressed/<variant>/<version>/   each compressed version as a folder that load_compressed reads back (left out

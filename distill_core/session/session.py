@@ -34,6 +34,7 @@ from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, VariantConfig
 from ..ensemble import Combine, twin_comparisons
 from ..errors import ConfigError
 from ..evaluate import accuracy_and_loss
+from ..latency import measure_latency
 from ..modality.base import Modality, Task, TeacherBatch, TeacherSource
 from ..modality.registry import task_for
 from ..models import count_parameters, pick_device, set_attention_backend
@@ -463,8 +464,10 @@ class Session:
         trained = self.state.epoch >= 1
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
         accuracy, latency, judged, best_accuracy, answers = {}, {}, {}, {}, {}
+        conditions = None
         if status == "done":
-            accuracy, latency, answers, best_accuracy = self._test(p)
+            accuracy, answers, best_accuracy = self._test(p)
+            latency, conditions = self.latency(p)
             judged = self.judge(p, answers)
             if any(v.adversarial is not None for v in p.variants):
                 self.robustness(p)
@@ -479,7 +482,8 @@ class Session:
         summary = {**self.partial_summary(status), "stopped_early": stopped or None,
                    "accuracy": {k: accuracy.get(k) for k in ("teacher", *[v.name for v in p.variants])},
                    "test_size": p.modality.size("test"),
-                   "params": params, "size_bytes": size, "latency_ms": latency, "device": str(p.device),
+                   "params": params, "size_bytes": size, "latency_ms": latency, "latency_conditions": conditions,
+                   "device": str(p.device),
                    "pairs": p.pairs, "head_rule": p.head_rule, "wall_s": round(self.state.elapsed_s, 1),
                    "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
                    "teacher_cached": p.teacher.cached,
@@ -506,9 +510,16 @@ class Session:
         self.run.write_json("robustness.json", record)
         return record
 
-    def _test(self, p: Prepared) -> tuple[dict, dict, dict, dict]:
-        """Test accuracy, latency and answers of the teacher and every variant (the answers also go to
-        predictions.json), and the test accuracy of each variant's best epoch where it is not the last."""
+    def latency(self, p: Prepared) -> tuple[dict, dict]:
+        """Median milliseconds for one probe example of the teacher and every variant, measured together
+        (interleaved, on one thread: distill_core/latency.py), and the conditions they were measured under."""
+        models = {TEACHER: p.teacher_model, **{v.name: v.model for v in p.variants}}
+        measured = measure_latency(models, p.modality.latency_examples(p.device), p.device)
+        return measured.latency_ms, measured.conditions
+
+    def _test(self, p: Prepared) -> tuple[dict, dict, dict]:
+        """Test accuracy and answers of the teacher and every variant (the answers also go to predictions.json),
+        and the test accuracy of each variant's best epoch where it is not the last."""
         mp = self.config.train.mixed_precision
         again = [v for v in p.variants if v.best_differs]
         n = 1 + len(p.variants) + len(again)
@@ -516,12 +527,10 @@ class Session:
         set_attention_backend(p.teacher_model, eager=False)
         results = {TEACHER: teacher_evaluation(p.teacher, f"test:{p.device.type}",
                                                lambda: p.modality.predict(p.teacher_model, "test", p.device, mp))}
-        latency = {TEACHER: p.modality.latency_ms(p.teacher_model, p.device)}
         self.progress("evaluate", 1, n)
         for k, v in enumerate(p.variants):
             set_attention_backend(v.model, eager=False)
             results[v.name] = p.modality.predict(v.model, "test", p.device, mp)
-            latency[v.name] = p.modality.latency_ms(v.model, p.device)
             self.progress("evaluate", 2 + k, n)
         best = {}
         for k, v in enumerate(again):
@@ -531,7 +540,7 @@ class Session:
         answers = {m: r["predictions"] for m, r in results.items()}
         self.run.write_json("predictions.json", {"split": "test", "labels": p.modality.labels["test"],
                                                  "predictions": answers})
-        return {m: r["accuracy"] for m, r in results.items()}, latency, answers, best
+        return {m: r["accuracy"] for m, r in results.items()}, answers, best
 
     def judge(self, p: Prepared, answers: dict[str, list[int]]) -> dict:
         """What a reader must be told about the test results: the majority-class rate, each model that predicts

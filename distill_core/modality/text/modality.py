@@ -6,7 +6,7 @@ import torch
 
 from ...batching import collate, encode, make_batches
 from ...capture import AttentionCapture
-from ...evaluate import accuracy_and_loss, evaluate, measure_latency, predict_logits
+from ...evaluate import accuracy_and_loss, evaluate, predict_logits
 from ...models import set_attention_backend
 from ..base import Batch
 from .data import Splits
@@ -89,9 +89,14 @@ class TextModality:
         """(N, C) float32 logits of a split, in split order."""
         return predict_logits(model, self.ids[split], self.pad_id, device, mixed_precision=mixed_precision)
 
-    def latency_ms(self, model, device) -> float:
-        """Median milliseconds to classify one probe example (batch of 1)."""
-        return measure_latency(model, self.probe_ids, self.pad_id, device)
+    def latency_examples(self, device) -> list[dict]:
+        """Each probe text alone (a batch of 1, no padding) as a model's keyword arguments, input_ids and
+        attention_mask (1, t_i), on `device`: what latency.measure_latency times."""
+        out = []
+        for k in range(len(self.probe_ids)):
+            input_ids, mask = collate(self.probe_ids, [k], self.pad_id)
+            out.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
+        return out
 
     def save(self, folder) -> None:
         """What a run keeps to read its inputs again (the tokenizer)."""

@@ -8,8 +8,6 @@ model family.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
@@ -147,23 +145,11 @@ class ImageModality:
         acc, loss = accuracy_and_loss(logits, self.labels[split])
         return {"accuracy": acc, "loss": loss, "predictions": logits.argmax(-1).tolist()}
 
-    @torch.inference_mode()
-    def latency_ms(self, model, device, repeats: int = 20, warmup: int = 3) -> float:
-        """Median milliseconds to classify one probe image (batch of 1)."""
-        model.eval()
-        x = self.probe_batch(device).inputs["pixel_values"]
-        times = []
-        for k in range(warmup + repeats):
-            one = x[k % len(x)][None]
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            model(pixel_values=one)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if k >= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
-        return float(np.median(times))
+    def latency_examples(self, device) -> list[dict]:
+        """Each probe image alone (a batch of 1) as a model's keyword arguments, pixel_values (1, C, H, W), on
+        `device`: what latency.measure_latency times."""
+        x = self.probe_batch(device).inputs["pixel_values"]                # (P, C, H, W)
+        return [{"pixel_values": x[i][None]} for i in range(len(x))]
 
     def save(self, folder) -> None:
         """What a run keeps to read images again: preprocess.json (size, channels, scaling, label names)."""
