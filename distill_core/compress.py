@@ -4,6 +4,7 @@ the teacher on the probe set, over the heads a version keeps), on the CPU, in se
 
     record = compress_run(run)                       # every variant of a finished run
     record = compress_run(run, ["distilled"])        # one variant (and the run's reference, for the pruning curve)
+    record = measure_again(run)                      # every saved version timed again now (compression.json)
     model, info = load_compressed(run.path / "compressed" / "distilled" / "int8_linear")
 
 Versions of each variant (its final weights, as on the Accuracy page):
@@ -56,7 +57,9 @@ Files (only new ones; nothing the run wrote is changed):
                                    "fraction", "heads_removed", "size_bytes", "latency_ms", "test_accuracy", "js",
                                    "folder"}], "head_importance": (L, H) | None, "pruning_curve": [{"fraction",
                                    "heads_removed", "test_accuracy", "head_mask": (L, H) of 0/1}] | None,
-                                   "family", "weights", "fractions", "notes": [...]}}}
+                                   "family", "weights", "fractions", "notes": [...], "latency_conditions": what
+                                   its versions' latencies were taken under (distill_core/latency.py; absent in
+                                   records written before)}}}
     <run>/compressed/<variant>/<version>/   config.json, model.safetensors and compression.json (this version's
                                  info: kind, base variant, head mask, quantized modules, "weights": the file it
                                  reads, "../fp32/model.safetensors" for a pruned version, which has no copy of its
@@ -90,6 +93,7 @@ from transformers import AutoConfig, AutoModelForImageClassification, AutoModelF
 from .errors import ConfigError, ModelError, RunStoreError
 from .head_pruning import (apply_head_mask, head_importance, heads_shape, kept_heads_js, prune_mask,
                            zero_pruned_heads)
+from .latency import measure_latency
 from .modality.vision.models import CNNConfig, ResidualCNN, model_family
 from .models import set_attention_backend
 from .reopen import reopen
@@ -453,20 +457,33 @@ def probe_maps(model: nn.Module, modality) -> list[np.ndarray]:
 
 
 def measure(model: nn.Module, data: RunData, mask=None) -> dict:
-    """Test accuracy, median latency of one probe example and mean attention JS to the teacher on the probe set
-    (None when no layers are mapped) of a model, under a head mask when one is given; on the CPU. Under a mask the
-    JS is averaged over the heads it keeps (head_pruning.kept_heads_js): a removed head's map is left out."""
+    """Test accuracy and mean attention JS to the teacher on the probe set (None when no layers are mapped) of a
+    model, under a head mask when one is given; on the CPU. Under a mask the JS is averaged over the heads it keeps
+    (head_pruning.kept_heads_js): a removed head's map is left out. Latency: measure_versions, every version of a
+    variant together."""
     cpu = torch.device("cpu")
     with apply_head_mask(model, mask) if mask is not None else nullcontext():
         set_attention_backend(model, eager=False)
         accuracy, _ = data.modality.evaluate(model, "test", cpu, False)
-        latency = data.modality.latency_ms(model, cpu)
         js = None
         if data.pairs:
             maps = probe_maps(model, data.modality)
             js, _ = kept_heads_js(data.teacher_maps, maps, data.pairs, data.head_rule, mask,
                                   padded=data.run.kind.padded_maps)
-    return {"test_accuracy": float(accuracy), "latency_ms": float(latency), "js": js}
+    return {"test_accuracy": float(accuracy), "js": js}
+
+
+def measure_versions(run: Run, variant: str, entry: dict, modality) -> dict:
+    """Every saved version of a variant (its record `entry`) loaded back as load_compressed gives it and timed
+    together, interleaved on one thread (distill_core/latency.py), on the CPU: sets each version's "latency_ms" and
+    the entry's "latency_conditions"; returns the entry."""
+    cpu = torch.device("cpu")
+    models = {v["name"]: load_compressed(run.compressed_dir(variant) / v["name"])[0] for v in entry["versions"]}
+    measured = measure_latency(models, modality.latency_examples(cpu), cpu)
+    for v in entry["versions"]:
+        v["latency_ms"] = measured.latency_ms[v["name"]]
+    entry["latency_conditions"] = measured.conditions
+    return entry
 
 
 # ---- a run ---------------------------------------------------------------------------------------------------------
@@ -508,7 +525,7 @@ class _Versions:
         size = _write_version(self.root / version, m, info, f"../fp32/{WEIGHTS_FILE}" if kind == "pruned" else None)
         self.versions.append({"name": version, "kind": kind, "fraction": extra.get("fraction"),
                               "heads_removed": extra.get("heads_removed"), "size_bytes": size,
-                              "latency_ms": round(result["latency_ms"], 4), "test_accuracy": result["test_accuracy"],
+                              "latency_ms": None, "test_accuracy": result["test_accuracy"],
                               "js": result["js"], "folder": f"{FOLDER}/{self.name}/{version}"})
         self.step(f"{self.name}: {version}")
 
@@ -567,7 +584,8 @@ def _pruned_versions(out: _Versions, model: nn.Module, data: RunData,
 
 
 def _variant_entry(run: Run, name: str, data: RunData, fractions: list[float], step: Callable[[str], None]) -> dict:
-    """Every version of one variant, saved under compressed/<name>/ and measured; the record's entry for it."""
+    """Every version of one variant, saved under compressed/<name>/ and measured (their latencies together, once
+    all are saved); the record's entry for it."""
     model = data.run.student(name)
     kind = model_kind(model)
     family = FAMILIES[kind]
@@ -579,8 +597,9 @@ def _variant_entry(run: Run, name: str, data: RunData, fractions: list[float], s
     else:
         out.notes.append("pruning: not applicable, a CNN student has no attention heads.")
     out.drop_others()
-    return {"versions": out.versions, "head_importance": None if importance is None else importance.tolist(),
-            "pruning_curve": curve, "family": kind, "weights": "final", "fractions": fractions, "notes": out.notes}
+    entry = {"versions": out.versions, "head_importance": None if importance is None else importance.tolist(),
+             "pruning_curve": curve, "family": kind, "weights": "final", "fractions": fractions, "notes": out.notes}
+    return measure_versions(run, name, entry, data.modality)
 
 
 def _chosen_variants(run: Run, probe: dict, variants: Sequence[str] | None, fractions: list[float],
@@ -651,5 +670,23 @@ def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Seq
     record = {"created": now_iso(), "device": "cpu", "test_size": data.modality.size("test"),
               "fractions": fractions,
               "variants": {v: merged[v] for v in [*order, *[v for v in merged if v not in order]] if v in merged}}
+    run.write_json(FILE, record)
+    return record
+
+
+def measure_again(run: Run) -> dict:
+    """Time every compressed version of the run again now, each variant's versions together (measure_versions), and
+    write the new latencies and conditions into compression.json; nothing else in it changes. Returns the record.
+    RunStoreError when the run has no compression record or a version's folder is gone."""
+    record = read_compression(run)
+    if not record or not record.get("variants"):
+        raise RunStoreError(f"run {run.id} has not been compressed: compress it first")
+    modality = RunData(run).modality
+    for name, entry in record["variants"].items():
+        missing = [v["name"] for v in entry.get("versions") or [] if not (run.compressed_dir(name) / v["name"]).is_dir()]
+        if missing:
+            raise RunStoreError(f"run {run.id} no longer has the {name} versions {', '.join(missing)} under "
+                                f"compressed/: compress it again")
+        measure_versions(run, name, entry, modality)
     run.write_json(FILE, record)
     return record

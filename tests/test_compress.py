@@ -14,6 +14,7 @@ import torch
 from distill_core import RunStore
 from distill_core import compress as C
 from distill_core import head_pruning as HP
+from distill_core import latency as L
 from distill_core.__main__ import main
 from distill_core.errors import ConfigError, ModelError, RunStoreError
 from distill_core.mapping import probe_metrics
@@ -428,7 +429,29 @@ def test_compress_run_writes_only_new_files_and_measures_every_version(run_copy)
         assert mask.tolist() == (np.asarray(curve[2]["head_mask"]) == 0).tolist()
         assert C.pruned_heads(run_copy, name, "fp32") is None and C.pruned_heads(run_copy, name, "nope") is None
         assert any("Michel" in n for n in entry["notes"]) and any("as large as fp32" in n for n in entry["notes"])
+        timed = entry["latency_conditions"]          # every version of the variant timed together, interleaved
+        assert set(timed["spread"]) == set(versions) and timed["order"] == "interleaved" and timed["threads"] == 1
     assert C.pruned_heads(run_copy, "nope", "pruned_50") is None
+
+
+def test_measure_again_times_every_version_again_and_changes_nothing_else(run_copy, monkeypatch):
+    with pytest.raises(RunStoreError, match="has not been compressed"):
+        C.measure_again(run_copy)
+    first = C.compress_run(run_copy, fractions=(0.0, 0.5))
+    monkeypatch.setattr(L, "now_iso", lambda: "2030-01-01T00:00:00Z")
+    again = C.measure_again(run_copy)
+    assert run_copy.read_json(C.FILE) == json.loads(json.dumps(again))
+    for name, entry in again["variants"].items():
+        assert entry["latency_conditions"]["measured"] == "2030-01-01T00:00:00Z"
+        assert set(entry["latency_conditions"]["spread"]) == {v["name"] for v in entry["versions"]}
+        old = first["variants"][name]
+        strip = [{k: v for k, v in x.items() if k != "latency_ms"} for x in entry["versions"]]
+        assert strip == [{k: v for k, v in x.items() if k != "latency_ms"} for x in old["versions"]]
+        assert {k: v for k, v in entry.items() if k not in ("versions", "latency_conditions")} == {
+            k: v for k, v in old.items() if k not in ("versions", "latency_conditions")}
+    shutil.rmtree(run_copy.compressed_dir("distilled") / "int8_linear")
+    with pytest.raises(RunStoreError, match="int8_linear under compressed/"):
+        C.measure_again(run_copy)
 
 
 def test_compressed_folders_load_back_and_reproduce_the_masked_student(run_copy):
