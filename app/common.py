@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from app.figures import base as fig_base, curves as fig_curves
-from app.state import PRESENT, SELECTED_RUN, TYPED_TEXT
+from app.state import PRESENT, SELECTED_RUN, STARTED_HERE, TYPED_TEXT
 from distill_core import RunStore, SessionConfig
 from distill_core.analysis import suggest_for_run
 from distill_core.errors import DistillError
@@ -165,14 +165,34 @@ def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
     labels = {r.run_id: f"{STATUS_ICONS.get(r.status, '')} {r.run_id}" + (f" · {r.name}" if r.name else "")
               for r in usable}
     current = st.session_state.get(SELECTED_RUN)
-    if current and current not in ids and key not in st.session_state:
-        why = "has not recorded an epoch yet" if store.exists(current) else "is not in this run store"
-        st.warning(f"Run **{current}** (from the link or the last visit) {why}: showing **{ids[0]}** instead. "
-                   f"Runs are read from `{store.root}`.")
-    index = ids.index(current) if current in ids else 0
-    choice = st.selectbox(label, ids, index=index, format_func=labels.get, key=key)
+    if current not in ids:
+        if current:
+            why = "has not recorded an epoch yet" if store.exists(current) else "is not in this run store"
+            st.warning(f"Run **{current}** (from the link or the last visit) {why}: showing **{ids[0]}** instead. "
+                       f"Runs are read from `{store.root}`.")
+        current = ids[0]
+    # The open run is the one source of truth: the selector shows it on every page, and only the user's own pick
+    # (this selector, the Runs page, a link) changes it. Opening another page never does.
+    st.session_state[key] = current
+    choice = st.selectbox(label, ids, format_func=labels.get, key=key, on_change=_open_picked, args=(key,))
     st.session_state[SELECTED_RUN] = choice
+    _offer_finished(store, ids, choice)
     return store.open(choice)
+
+
+def _open_picked(key: str) -> None:
+    st.session_state[SELECTED_RUN] = st.session_state[key]
+
+
+def _offer_finished(store: RunStore, ids: list[str], shown: str) -> None:
+    """A session this tab started that has finished since is offered, never imposed, on the analysis pages."""
+    mine = st.session_state.get(STARTED_HERE)
+    if not mine or mine == shown or mine not in ids or store.open(mine).status().get("status") != "done":
+        return
+    c1, c2 = st.columns([4, 1], vertical_alignment="center")
+    c1.caption(f"The session you started, **{mine}**, has finished; this page still shows **{shown}**.")
+    c2.button("Show it", key=f"common.offer.{mine}", icon=":material/open_in_new:", type="tertiary",
+              on_click=lambda: st.session_state.update({SELECTED_RUN: mine}))
 
 
 def pick_run_with_probe(key: str, missing: str):
@@ -241,14 +261,12 @@ def _use_typed(key_prefix: str, text: str) -> None:
     st.session_state[key_prefix + "text"] = text
 
 
-def page_link(page: str, label: str, icon: str | None = None, query: dict | None = None,
-              select_run: str | None = None) -> None:
-    """A link to another page of the app (with query parameters: the view to open there).
+def page_link(page: str, label: str, icon: str | None = None, query: dict | None = None) -> None:
+    """A link to another page of the app (with query parameters: the view to open there; {"run": id} opens that run
+    there when the link is followed, not when it is drawn).
 
-    `select_run` also makes that run the open one. A page drawn outside the app's navigation (a test of one page
-    file) has no pages to link to: the label is shown as text."""
-    if select_run:
-        st.session_state[SELECTED_RUN] = select_run
+    A page drawn outside the app's navigation (a test of one page file) has no pages to link to: the label is shown
+    as text."""
     try:
         st.page_link(page, label=label, icon=icon, query_params=query)
     except (StreamlitAPIException, KeyError):

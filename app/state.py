@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 SELECTED_RUN = "common.selected_run"    # the run the analysis pages show (also re-exported by app.common)
+STARTED_HERE = "new.active_run"         # the run this browser tab started (New session), offered when it finishes
 TYPED_TEXT = "common.typed_text"        # the sentence last typed on any page, offered on the others
 LAST_URL = "state.last_url"             # the query parameters this tab wrote last
 RUN_PARAM = "run"
@@ -122,10 +123,12 @@ class View:
     def saved(self) -> dict:
         return st.session_state.setdefault(self.saved_key, {})
 
-    def restore(self) -> None:
+    def restore(self) -> bool:
+        """Give each field's widget its value (see the module docstring); True when a new address named the run."""
         query = _query()
         url_new = query != st.session_state.get(LAST_URL)
-        if RUN_PARAM in query and (url_new or SELECTED_RUN not in st.session_state):
+        linked_run = RUN_PARAM in query and (url_new or SELECTED_RUN not in st.session_state)
+        if linked_run:
             st.session_state[SELECTED_RUN] = query[RUN_PARAM]
         restored_from_url = restored_from_saved = False
         for f in self.fields:
@@ -153,6 +156,7 @@ class View:
                 st.session_state[self.run_marker] = query[RUN_PARAM]
             elif restored_from_saved and "run" in self.saved:
                 st.session_state[self.run_marker] = self.saved["run"]
+        return linked_run
 
     def forget(self, *keys: str) -> None:
         """Drop fields' values, live and saved, so that they start from their defaults."""

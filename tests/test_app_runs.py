@@ -8,7 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import common
-from app_helpers import open_page, texts
+from app.state import STARTED_HERE
+from app_helpers import VIEWS, open_page, texts
 from distill_core import RunStore
 
 PAGE = str(Path(__file__).resolve().parent.parent / "app" / "views" / "runs.py")
@@ -164,3 +165,45 @@ def test_teacher_cache_size_is_shown_and_cleared_after_confirmation(store, tmp_p
     assert "Teacher cache: 0.0 MB in 0 entries" in texts(at.markdown)
     assert not (cache / "teachers" / "abc123").exists()
     assert at.checkbox(key="runs.cache_confirm").value is False
+
+
+# ---- the open run: chosen by the user, never switched by visiting a page ----------------------------------
+def test_a_link_to_runs_chooses_and_opens_that_run(finished_run, store):
+    first = copy_run(finished_run, store, "20990101-000000-aaaa")
+    copy_run(finished_run, store, "20990102-000000-bbbb")          # newer: listed first
+    at = open_page(VIEWS / "runs.py", {"run": first})
+    assert at.selectbox(key="runs.choice").value == first
+    assert at.session_state[common.SELECTED_RUN] == first
+
+
+def test_new_session_page_leaves_the_open_run_alone(finished_run, store):
+    older = copy_run(finished_run, store, "20990101-000000-aaaa")
+    copy_run(finished_run, store, "20990102-000000-bbbb")          # the last session, shown on New session
+    at = AppTest.from_file(str(VIEWS / "new_session.py"), default_timeout=10)
+    at.session_state[common.SELECTED_RUN] = older
+    at.run()
+    assert not at.exception
+    assert "20990102-000000-bbbb" in texts(at.markdown)                # the last session is shown there...
+    assert at.session_state[common.SELECTED_RUN] == older           # ...but not opened on the other pages
+    div = AppTest.from_file(str(VIEWS / "divergence.py"), default_timeout=10)
+    div.session_state[common.SELECTED_RUN] = older
+    div.run()
+    assert div.selectbox(key="divergence.run").value == older
+
+
+def test_a_finished_session_started_here_is_offered_not_imposed(finished_run, store):
+    older = copy_run(finished_run, store, "20990101-000000-aaaa")
+    mine = copy_run(finished_run, store, "20990102-000000-bbbb")
+    at = AppTest.from_file(str(VIEWS / "divergence.py"), default_timeout=10)
+    at.session_state[common.SELECTED_RUN] = older
+    at.session_state[STARTED_HERE] = mine
+    at.run()
+    assert at.selectbox(key="divergence.run").value == older
+    assert f"The session you started, **{mine}**, has finished" in texts(at.caption)
+    at.button(key=f"common.offer.{mine}").click().run()
+    assert at.session_state[common.SELECTED_RUN] == mine
+    assert at.selectbox(key="divergence.run").value == mine
+    assert "The session you started" not in texts(at.caption)
+    # and a pick in the selector is the open run everywhere
+    at.selectbox(key="divergence.run").set_value(older).run()
+    assert at.session_state[common.SELECTED_RUN] == older

@@ -126,7 +126,7 @@ def test_start_with_defaults_passes_the_default_config(store, started):
     assert started[0].to_dict() == SessionConfig().to_dict()
     run_id = at.session_state[keys.ACTIVE_RUN]
     assert run_dirs(store) == [run_id]
-    assert at.session_state[common.SELECTED_RUN] == run_id
+    assert common.SELECTED_RUN not in at.session_state      # the analysis pages keep the run the user chose
     assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
     # the live section follows the new run
     assert at.button(key="new.cancel") is not None

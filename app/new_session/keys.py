@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.state import STARTED_HERE
 from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES, TEXT_LOSS_NAMES
 
 NEW = "new."                                # every key of the page
@@ -13,7 +14,7 @@ IMG = "new.img."                            # the image form's widget keys
 TEXT_TASK, IMAGE_TASK = "text", "image"     # SessionConfig.modality: the kinds of task the form builds
 MODALITY = "new.modality"                   # which task the form shows
 SAVED = "new._saved"                        # widget values kept while the user visits other pages
-ACTIVE_RUN = "new.active_run"               # the run this browser tab started
+ACTIVE_RUN = STARTED_HERE                   # the run this browser tab started (app/state.py: the pages offer it)
 NAME, SEEDS = "new.name", "new.seeds"
 # shared by both tasks: from the defaults whichever their modality
 SCHEDULE, TIME_BUDGET, SEED, DEVICE = "new.schedule", "new.time_budget", "new.seed", "new.device"

@@ -60,7 +60,6 @@ if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stret
         st.error(str(e))
     else:
         st.session_state[ACTIVE_RUN] = run_id
-        st.session_state[common.SELECTED_RUN] = run_id
         st.query_params["run"] = run_id
         st.rerun()                      # draw the page again: Start off, this run's progress below
 if sweep_id := st.session_state.get(SWEEP_STARTED):
@@ -133,8 +132,7 @@ def finished(run) -> None:
     lv.accuracy_metrics(run)
     lv.curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
-        common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id},
-                         select_run=run.id)
+        common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id})
         probes = tasks.task_of((run.probe() or {}).get("modality")).probes
         st.caption(f"It compares the teacher's and the students' attention on the probe {probes}, epoch by epoch.")
 

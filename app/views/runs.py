@@ -4,13 +4,15 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import common
+from app import common, state
 from app import run_list as rl
 from distill_core.errors import DistillError
 
 DELETE_MSG = "runs.delete_msg"
 
 store = common.get_store()
+view = state.View("runs", [])
+linked = view.restore()                  # /runs?run=X opens run X and chooses it below
 st.title("Runs")
 st.caption(f"Run store: `{store.root}` (set `ADS_RUNS_DIR` to use another folder).")
 
@@ -65,8 +67,12 @@ by_id = {r.run_id: r for r in infos}
 ids = list(by_id)
 st.subheader("One run")
 current = st.session_state.get(common.SELECTED_RUN)
-choice = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, format_func=lambda i: label(by_id[i]),
-                      key="runs.choice", on_change=lambda: st.session_state.update({"runs.delete_confirm": False}))
+if linked and current not in ids:
+    st.warning(f"Run **{current}** (from the link) is not in this run store. Runs are read from `{store.root}`.")
+if st.session_state.get("runs.choice") not in ids or linked:
+    st.session_state["runs.choice"] = current if current in ids else ids[0]
+choice = st.selectbox("Run", ids, format_func=lambda i: label(by_id[i]), key="runs.choice",
+                      on_change=lambda: st.session_state.update({"runs.delete_confirm": False}))
 c_open, c_zip, c_del = st.columns(3, border=True)
 with c_open:
     usable = by_id[choice].status != "damaged"
@@ -118,6 +124,7 @@ def compare_section() -> None:
                        "head, curves, accuracies and the settings that differ", icon="🆚")
 
 
+view.sync()
 compare_section()
 rl.sweeps_section(store.root)
 rl.cache_section()
