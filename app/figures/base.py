@@ -32,6 +32,9 @@ ZWSP = "\u200b"                     # makes repeated tokens distinct axis catego
 TOKEN_PX = 1.1                       # pixels along an axis per token label, per pixel of font size
 TOOLBAR_PX = 34                      # the chart toolbar's height: panel titles start below it
 WIDE_PX = 960                        # a full-width chart on a 1280 px wide screen (sidebar open) is about 880 px wide
+SCREEN_SHARE = 0.85                  # what of a planned width a chart may really get (820 of 960): texts fit that
+CHAR_PX = 0.62                       # the width of an average character of bold text, per pixel of font size
+PLAIN_CHAR_PX = 0.56                 # the same for regular text
 PRESENT_PX = 640                     # the same in presentation mode, whose larger text leaves the charts less room
 
 # ---- colour scales -----------------------------------------------------------------------------------
@@ -118,6 +121,56 @@ def plain_label(label: str) -> str:
 
 def tick_font_size(t: int) -> int:
     return 11 if t <= 24 else 9 if t <= 40 else 7
+
+
+def wrap_lines(text: str, max_chars: int) -> list[str]:
+    """`text` on lines of at most `max_chars` characters: broken at " · " first, then at spaces. A single word
+    longer than a line stays whole (fit_title cuts it short, category_ticks angles the labels instead)."""
+    lines: list[str] = []
+    for k, part in enumerate(str(text).split(" · ")):
+        if k and len(lines[-1]) + 3 + len(part) <= max_chars:
+            lines[-1] += " · " + part                       # short parts share a line
+            continue
+        line = None
+        for word in part.split(" "):
+            if line is not None and len(line) + 1 + len(word) <= max_chars:
+                line += " " + word
+            else:
+                if line is not None:
+                    lines.append(line)
+                line = word
+        lines.append(line)
+    return lines
+
+
+def fit_title(text: str, width_px: float, font_size: float) -> tuple[str, int]:
+    """A bold panel title wrapped onto lines as wide as its panel (`width_px`, at `font_size`), HTML-escaped and
+    joined with <br>; a word wider than the panel is cut short with an ellipsis. (the text, how many lines)."""
+    chars = max(4, int(width_px / (font_size * CHAR_PX)))
+    lines = [x if len(x) <= chars else x[:chars - 1] + "…" for x in wrap_lines(text, chars)]
+    return "<br>".join(f"<b>{html.escape(x, quote=False)}</b>" for x in lines if x) or "", max(1, len(lines))
+
+
+def title_px(lines: int, font_size: float) -> int:
+    """The height of a panel title of `lines` lines above its panel, a little space below it included."""
+    return int(lines * font_size * 1.3 + font_size * 0.6)
+
+
+def category_ticks(labels: Sequence[str], width_px: float, font_size: float = FONT["size"],
+                   below: Sequence[str] | None = None) -> dict:
+    """Axis settings (tickvals, ticktext, tickangle) that name each category of a bar chart `width_px` wide (the
+    plot area) so that no two names touch: each wrapped at its spaces onto lines that fit its share of the width,
+    or all angled at -45° when a single word is still too long. `below`: a further line under each name (already
+    HTML), e.g. its value. The categories (`labels`, as given to the traces) stay the tick values."""
+    slot = width_px / max(1, len(labels))
+    chars = max(3, int((slot - 6) / (font_size * PLAIN_CHAR_PX)))        # 6 px at least between two names
+    wrapped = [wrap_lines(x, chars) for x in labels]
+    angled = any(len(line) > chars for lines in wrapped for line in lines)
+    names = [html.escape(str(x), quote=False) if angled else "<br>".join(html.escape(y, quote=False) for y in lines)
+             for x, lines in zip(labels, wrapped)]
+    if below is not None:
+        names = [f"{x}<br>{b}" for x, b in zip(names, below)]
+    return dict(tickmode="array", tickvals=list(labels), ticktext=names, tickangle=-45 if angled else 0)
 
 
 def map_colorscale(gamma: float = 1.0) -> list:

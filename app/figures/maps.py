@@ -17,11 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.base import (DIFF_SCALE, FONT, TOKEN_PX, TOOLBAR_PX, axis_labels, base_layout, map_colorscale,
-                              plain_label)
+from app.figures.base import (DIFF_SCALE, FONT, PLAIN_CHAR_PX, SCREEN_SHARE, TOKEN_PX, TOOLBAR_PX, WIDE_PX,
+                              axis_labels, base_layout, fit_title, map_colorscale, plain_label, title_px)
 from distill_core.metrics import map_metric
 
-ROW, GRID = "row", "grid"            # three maps in a row, or teacher | student above the difference
+ROW, GRID, STACK = "row", "grid", "stack"  # three maps in a row; teacher | student above the difference; one a row
+BAR_THICKNESS, BAR_PAD = 12, 4               # a vertical colour bar: its width and the space around it, in pixels
 
 
 def _check_square(name: str, m: np.ndarray, t: int | None = None) -> np.ndarray:
@@ -60,44 +61,90 @@ def triptych_arrangement(t: int, width_px: int, font_size: int) -> tuple[str, in
     return (ROW, row) if t <= row else (GRID, tokens_that_fit(width_px, 2, font_size))
 
 
-def _triptych_panels(labels: Sequence[str], font_size: int, title_px: int, difference: bool,
-                     grid: bool) -> tuple[list, list, float, int]:
-    """Where heatmap_triptych's panels go: (x and y domain of each panel, (x, y) of each colour bar, the bars'
-    length, the height of the panels and their labels in pixels). Three maps in a row, or with `grid` teacher |
-    student above the difference."""
-    t = len(labels)
+def readable_arrangement(t: int, width_px: int, font_size: int, difference: bool = True) -> tuple[str, int]:
+    """(the arrangement, the most tokens it labels) in which `t` tokens are labelled at `font_size`: the maps in a
+    row while they fit, then (with the difference) teacher | student above the difference, then one map a row."""
+    row = tokens_that_fit(width_px, 3 if difference else 2, font_size)
+    if t <= row:
+        return ROW, row
+    two = tokens_that_fit(width_px, 2, font_size)
+    if difference and t <= two:
+        return GRID, two
+    return STACK, tokens_that_fit(width_px, 1, font_size)
+
+
+def bar_px(font_size: int) -> int:
+    """The width a vertical colour bar takes beside its panel: the bar, its tick labels ("−0.25") and its title
+    above it ("weight"), with the space around them."""
+    tick = max(10, font_size - 1)
+    return int(2 * BAR_PAD + BAR_THICKNESS + 4 + max(5.5 * tick * PLAIN_CHAR_PX, 6 * tick * PLAIN_CHAR_PX
+                                                     - BAR_THICKNESS))
+
+
+def _bar_gap_px(font_size: int) -> int:
+    """The gap right of a panel that holds its colour bar: a little space, the bar, then space to the next panel."""
+    return 8 + bar_px(font_size) + 16
+
+
+def _rows_of(arrangement: str, n: int) -> list[list[int]]:
+    """The panels (0 teacher, 1 student, 2 difference) of each row of the triptych."""
+    if arrangement == STACK:
+        return [[i] for i in range(n)]
+    if arrangement == GRID and n == 3:
+        return [[0, 1], [2]]
+    return [list(range(n))]
+
+
+def _triptych_panels(labels: Sequence[str], font_size: int, titles: Sequence[str], n: int, arrangement: str,
+                     width_px: int, shown: int) -> tuple[list, list, list[str], int]:
+    """Where heatmap_triptych's n panels go: (x and y domain of each panel, (x, y, length) of the weight and the
+    difference colour bars, each panel's title wrapped to its width, the height of the panels with their titles
+    and labels in pixels). `shown`: how many tokens a panel labels.
+
+    The weight bar sits right of the student's map and the difference bar right of the difference, each in a gap
+    of its own, so neither touches a neighbouring panel."""
     longest = max((len(plain_label(x)) for x in labels), default=1)
     label_px = int(min(14, longest) * font_size * 0.62) + 12        # the rotated key labels under each map
-    plot_px = max(240, int(t * font_size * TOKEN_PX))
-    g1, g2 = 0.015, 0.095                       # the second gap holds the shared colour bar
-    if grid:
-        w = (1.0 - g1 - 0.1) / 2
-        area = 2 * plot_px + 2 * label_px + title_px                 # both rows, in pixels
-        row0 = [1.0 - plot_px / area, 1.0]
-        r1_top = 1.0 - (plot_px + label_px + title_px) / area
-        row1 = [r1_top - plot_px / area, r1_top]
-        domains = [([0.0, w], row0), ([w + g1, 2 * w + g1], row0), ([0.0, w], row1)]
-        bars = [(domains[1][0][1] + 0.008, sum(row0) / 2), (domains[2][0][1] + 0.008, sum(row1) / 2)]
-        return domains, bars, 0.4, area
-    n = 3 if difference else 2
-    w = (1.0 - g1 - (g2 if difference else 0.0) - 0.08) / n
-    xs = [[0.0, w], [w + g1, 2 * w + g1], [2 * w + g1 + g2, 3 * w + g1 + g2]]
-    domains = [(x, [0.0, 1.0]) for x in xs[:n]]
-    bars = [(xs[1][1] + 0.008, 0.45), (xs[2][1] + 0.008, 0.45)]
-    return domains, bars, 0.85, plot_px + label_px
+    plot_px = max(240, int(shown * font_size * TOKEN_PX))
+    avail = SCREEN_SHARE * width_px - label_px                       # the plot area beside the query labels, px
+    g1, gb = 12 / avail, _bar_gap_px(font_size) / avail              # between two maps; a gap holding a bar
+    rows = _rows_of(arrangement, n)
+    cols = max(len(r) for r in rows)
+    gaps = [g1, gb, gb][:cols] if cols > 1 else [gb]             # after each column: only bars get wide gaps
+    w = (1.0 - sum(gaps)) / cols
+    x0 = [c * w + sum(gaps[:c]) for c in range(cols)]
+    size = int(font_size * 1.1)
+    fitted = [fit_title(x, w * avail, size) for x in titles]
+    row_title_px = [title_px(max(fitted[i][1] for i in r), size) for r in rows]
+    row_gap = 10
+    area = sum(row_title_px) + len(rows) * (plot_px + label_px) + row_gap * (len(rows) - 1)
+    domains: list = [None] * n
+    cursor = 0
+    for r, panels in enumerate(rows):
+        top = cursor + row_title_px[r]
+        yd = [1.0 - (top + plot_px) / area, 1.0 - top / area]
+        for c, i in enumerate(panels):
+            domains[i] = ([x0[c], x0[c] + w], yd)
+        cursor = top + plot_px + label_px + row_gap
+    bars = [(domains[i][0][1] + 8 / avail, sum(domains[i][1]) / 2, 0.9 * plot_px / area) for i in (1, 2)
+            if i < n]
+    return domains, bars, [text for text, _ in fitted], area
 
 
 def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[str],
                      titles: Sequence[str] = ("teacher", "student", "difference (student − teacher)"),
                      title: str | None = None, height: int | None = None, gamma: float = 1.0,
-                     font_size: int = 12, difference: bool = True, arrangement: str = ROW) -> go.Figure:
+                     font_size: int = 12, difference: bool = True, arrangement: str | None = None,
+                     width_px: int = WIDE_PX) -> go.Figure:
     """teacher | student | student - teacher, tokens on both axes (x = keys, y = queries).
 
-    Every token is labelled on both axes at `font_size` (pass a window of a long input, see map_window, rather
-    than shrinking the labels). `arrangement` GRID puts the difference under the teacher, so each map gets half
-    the width instead of a third; `difference=False` draws the first two maps only. Teacher and student share
-    one colour scale from 0 to the larger of their maxima (see map_colorscale for gamma); the difference has its
-    own diverging scale, symmetric around 0.
+    Every token is labelled on both axes at `font_size` while they fit (pass a window of a long input, see
+    map_window, rather than shrinking the labels; beyond what fits, every k-th token is labelled). `arrangement`
+    ROW puts the maps in a row, GRID the difference under the teacher (each map gets half the width instead of a
+    third), STACK one map a row; left out, the first in which the tokens fit a chart `width_px` wide
+    (readable_arrangement). `difference=False` draws the first two maps only. Titles wrap onto more lines where a
+    panel is narrow. Teacher and student share one colour scale from 0 to the larger of their maxima (see
+    map_colorscale for gamma); the difference has its own diverging scale, symmetric around 0.
     """
     labels = axis_labels(tokens)
     t = len(labels)
@@ -107,19 +154,24 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
     zmax = float(max(teacher.max(initial=0.0), student.max(initial=0.0))) or 1.0
     dmax = float(np.abs(diff).max(initial=0.0)) or 1e-6
     n = 3 if difference else 2
+    titles = [*map(str, titles[:n]), *[""] * (n - len(titles))]
+    if arrangement is None:
+        arrangement = readable_arrangement(t, width_px, font_size, difference)[0]
+    cols = max(len(r) for r in _rows_of(arrangement, n))
+    fit = tokens_that_fit(width_px, cols, font_size)
+    ticks = labels[::math.ceil(t / fit)] if t > fit else labels         # no two labels on top of each other
     tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
-                tickvals=labels, ticktext=labels)                    # every token labelled, on both axes
-    title_px = int(font_size * 1.8)
-    top = TOOLBAR_PX + title_px + (int(font_size * 2.2) if title else 0)
-    domains, bars, bar_len, area = _triptych_panels(labels, font_size, title_px, difference,
-                                                    difference and arrangement == GRID)
-    layout = base_layout(height or int(min(1900, area + top + 10)), title)
+                tickvals=ticks, ticktext=ticks)
+    top = TOOLBAR_PX + (int(font_size * 2.2) if title else 0)
+    domains, bars, names, area = _triptych_panels(labels, font_size, titles, n, arrangement, width_px,
+                                                  min(t, fit))
+    layout = base_layout(height or int(area + top + 10), title)
     layout["font"] = dict(FONT, size=font_size)
     if title:
         layout["title"]["font"] = dict(size=int(font_size * 1.3))
     hover = "query: %{y}<br>key: %{x}<br>NAME: %{z:.4f}<extra></extra>"
     traces = []
-    for i, (z, name) in enumerate(list(zip((teacher, student, diff), titles))[:n]):
+    for i, (z, name) in enumerate(zip((teacher, student, diff)[:n], titles)):
         sfx = "" if i == 0 else str(i + 1)
         is_diff = i == 2
         xd, yd = domains[i]
@@ -130,16 +182,16 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
         layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", **tick)
         layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed",
                                      showticklabels=xd[0] == 0.0, **tick)
-    bar = dict(xanchor="left", len=bar_len, thickness=12, tickfont=dict(size=max(10, font_size - 1)))
+    bar = dict(xanchor="left", thickness=BAR_THICKNESS, xpad=BAR_PAD, tickfont=dict(size=max(10, font_size - 1)))
     layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
                                colorbar=dict(title=dict(text="weight", side="top"), x=bars[0][0], y=bars[0][1],
-                                             **bar))
+                                             len=bars[0][2], **bar))
     if difference:
         layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
                                     colorbar=dict(title=dict(text="diff.", side="top"), x=bars[1][0],
-                                                  y=bars[1][1], **bar))
-    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", xd, yd, size=int(font_size * 1.1))
-                             for name, (xd, yd) in zip(titles, domains)]
+                                                  y=bars[1][1], len=bars[1][2], **bar))
+    layout["annotations"] = [_panel_annotation(text, xd, yd, size=int(font_size * 1.1))
+                             for text, (xd, yd) in zip(names, domains)]
     layout["margin"] = dict(l=10, r=10, t=top, b=10)
     return go.Figure(data=traces, layout=layout)
 
@@ -272,10 +324,11 @@ def head_grid(maps: np.ndarray, tokens: Sequence[str], title: str = "", cols: in
 
 def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequence[str], gamma: float = 1.0,
                diff: tuple[int, int] | None = None, diff_title: str = "A − B", height: int | None = None,
-               font_size: int = 11) -> go.Figure:
+               font_size: int = 11, width_px: int = WIDE_PX) -> go.Figure:
     """Attention maps of one text side by side on one weight scale (x = keys, y = queries), then, with
     `diff` = (i, j), maps[i] − maps[j] on a diverging scale symmetric around 0 (red: map i attends more there,
-    blue: map j does)."""
+    blue: map j does). Each colour bar has a gap of its own right of its panel; titles wrap to their panel's width
+    in a chart `width_px` wide."""
     labels = axis_labels(tokens)
     t = len(labels)
     if len(titles) != len(maps) or not maps:
@@ -285,15 +338,20 @@ def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequen
     if diff is not None:
         panels.append((maps[diff[0]] - maps[diff[1]], diff_title, True))
     n, n_maps = len(panels), len(maps)
-    g1, g2, right = 0.012, (0.085 if diff is not None else 0.0), 0.08   # g2 holds the weight colour bar
-    w = (1.0 - g1 * (n_maps - 1) - g2 - right) / n
+    longest = max((len(plain_label(x)) for x in labels), default=1)
+    avail = SCREEN_SHARE * width_px - int(min(14, longest) * font_size * 0.62) - 12   # beside the query labels
+    g1, gb = 12 / avail, _bar_gap_px(font_size) / avail            # between two maps; a gap holding a bar
+    w = (1.0 - g1 * (n_maps - 1) - gb * (2 if diff is not None else 1)) / n
     domains = [[k * (w + g1), k * (w + g1) + w] for k in range(n_maps)]
     if diff is not None:
-        x0 = domains[-1][1] + g2
+        x0 = domains[-1][1] + gb
         domains.append([x0, x0 + w])
     tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
                 tickvals=labels, ticktext=labels, automargin=True)
-    layout = base_layout(height or int(min(760, max(380, 200 + 14 * t))))
+    size = 12
+    fitted = [fit_title(str(name), w * avail, size) for _, name, _ in panels]
+    top = title_px(max(lines for _, lines in fitted), size) + 8
+    layout = base_layout(height or int(min(760, max(380, 200 + 14 * t)) + top - 36))
     traces = []
     for k, ((z, name, is_diff), dom) in enumerate(zip(panels, domains)):
         sfx = "" if k == 0 else str(k + 1)
@@ -307,15 +365,16 @@ def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequen
         layout[f"yaxis{sfx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sfx}", autorange="reversed",
                                      showticklabels=k == 0, **tick)
     zmax = float(max(m.max(initial=0.0) for m in maps)) or 1.0
+    bar = dict(xanchor="left", len=0.85, thickness=BAR_THICKNESS, xpad=BAR_PAD, y=0.45,
+               tickfont=dict(size=max(10, font_size - 1)))
     layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
-                               colorbar=dict(title=dict(text="weight", side="top"), x=domains[n_maps - 1][1] + 0.006,
-                                             xanchor="left", len=0.85, thickness=12, y=0.45))
+                               colorbar=dict(title=dict(text="weight", side="top"),
+                                             x=domains[n_maps - 1][1] + 8 / avail, **bar))
     if diff is not None:
         dmax = float(np.abs(panels[-1][0]).max(initial=0.0)) or 1e-6
         layout["coloraxis2"] = dict(colorscale=DIFF_SCALE, cmin=-dmax, cmax=dmax, cmid=0.0,
-                                    colorbar=dict(title=dict(text="diff.", side="top"), x=domains[-1][1] + 0.006,
-                                                  xanchor="left", len=0.85, thickness=12, y=0.45))
-    layout["annotations"] = [_panel_annotation(f"<b>{html.escape(str(name))}</b>", d, [0, 1.0])
-                             for (_, name, _), d in zip(panels, domains)]
-    layout["margin"]["t"] = 36
+                                    colorbar=dict(title=dict(text="diff.", side="top"),
+                                                  x=domains[-1][1] + 8 / avail, **bar))
+    layout["annotations"] = [_panel_annotation(text, d, [0, 1.0], size=size) for (text, _), d in zip(fitted, domains)]
+    layout["margin"]["t"] = top
     return go.Figure(data=traces, layout=layout)

@@ -1,0 +1,128 @@
+"""Figures read at 1280 x 720: panel titles that do not run into each other, token labels at a readable size, colour
+bars clear of their neighbours, bar names that do not touch, table headers that fit their columns, numbers not hidden
+by marks. The figures are pure functions: their specs are checked against the pixels a chart gets on that screen."""
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pytest
+
+from app.figures import accuracy as fig_accuracy
+from app.figures import base as fig_base
+from app.figures import maps as fig_maps
+
+CHART_PX = 820                  # a full-width chart on a 1280 px wide screen with the sidebar open
+LONG_TITLES = ("bert-base-uncased L11 · heads 9–11 averaged", "distilled L2 · head 0 · epoch 2", "student − teacher")
+
+
+def square(t: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).random((t, t)).astype(np.float32)
+    return x / x.sum(-1, keepdims=True)
+
+
+def lines_of(annotation_text: str) -> list[str]:
+    return [html.unescape(re.sub("<[^>]+>", "", x)) for x in annotation_text.split("<br>")]
+
+
+def plot_area_px(fig, tokens) -> tuple[float, float]:
+    """(width, height) in pixels of the plot area: the chart less its margins and the query labels on the left."""
+    lay = fig.layout
+    labels_px = max(len(t) for t in tokens) * (lay.font.size or 12) * 0.6 + 10
+    return CHART_PX - lay.margin.l - lay.margin.r - labels_px, lay.height - lay.margin.t - lay.margin.b
+
+
+def panels(fig) -> list[tuple[list, list]]:
+    """(x domain, y domain) of each panel, in the order of the traces."""
+    lay = fig.layout.to_plotly_json()
+    out = []
+    for k in range(1, 1 + sum(1 for key in lay if re.fullmatch(r"xaxis\d*", key))):
+        sfx = "" if k == 1 else str(k)
+        out.append((list(lay[f"xaxis{sfx}"]["domain"]), list(lay[f"yaxis{sfx}"]["domain"])))
+    return out
+
+
+# ---- 1. panel titles ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("t,arrangement", [(12, fig_maps.ROW), (12, fig_maps.GRID), (12, fig_maps.STACK),
+                                           (29, None), (19, None)])
+def test_triptych_titles_fit_their_panels_whatever_the_arrangement(t, arrangement):
+    tokens = [f"tok{i}" for i in range(t)]
+    fig = fig_maps.heatmap_triptych(square(t), square(t, 1), tokens, titles=LONG_TITLES, arrangement=arrangement)
+    width, height = plot_area_px(fig, tokens)
+    doms = panels(fig)
+    for a, (xd, yd) in zip(fig.layout.annotations, doms):
+        size = a.font.size
+        for line in lines_of(a.text):                   # each line within its panel's width, so none meets the next
+            assert len(line) * size * 0.6 <= (xd[1] - xd[0]) * width, (line, xd)
+        # the lines above the panel fit below the panel (or the toolbar) above it
+        above = [d[1][0] for d in doms if d[1][0] > yd[1]]
+        room = ((min(above) - yd[1]) * height if above else
+                (1 - yd[1]) * height + fig.layout.margin.t - fig_base.TOOLBAR_PX)
+        assert len(lines_of(a.text)) * size * 1.2 <= room
+
+
+def test_map_panels_titles_wrap_to_their_panels():
+    tokens = [f"tok{i}" for i in range(10)]
+    fig = fig_maps.map_panels([square(10), square(10, 1), square(10, 2)], tokens,
+                              ("distilled L3 · head 2 · clean input", "kd_att_kl L3 · head 2 · under attack",
+                               "baseline L3 · head 2"), diff=(0, 1), diff_title="distilled − kd_att_kl")
+    width, _ = plot_area_px(fig, tokens)
+    for a, (xd, _) in zip(fig.layout.annotations, panels(fig)):
+        assert all(len(x) * a.font.size * 0.6 <= (xd[1] - xd[0]) * width for x in lines_of(a.text))
+    assert any(len(lines_of(a.text)) > 1 for a in fig.layout.annotations)
+
+
+# ---- 2. every token labelled at a readable size when the caller gives no arrangement -------------------
+@pytest.mark.parametrize("t", [8, 29, 45, 120])
+def test_triptych_without_an_arrangement_labels_the_tokens_at_a_readable_size(t):
+    tokens = [f"w{i}" for i in range(t)]
+    fig = fig_maps.heatmap_triptych(square(t), square(t, 1), tokens)          # as the head-averaged view calls it
+    width, height = plot_area_px(fig, tokens)
+    for k, (xd, yd) in enumerate(panels(fig)):
+        axis = fig.layout[f"xaxis{'' if k == 0 else k + 1}"]
+        shown = len(axis.tickvals)
+        assert (xd[1] - xd[0]) * width / shown >= 10.5, (t, k)       # about a font size (12) per label
+        assert (yd[1] - yd[0]) * height / shown >= 10.5, (t, k)
+        assert shown == t or t > 60                                  # every token while a full-width map holds them
+
+
+def test_29_tokens_go_two_maps_a_row_with_the_difference_below():
+    t = 29
+    fig = fig_maps.heatmap_triptych(square(t), square(t, 1), [f"w{i}" for i in range(t)])
+    (x1, y1), (x2, y2), (x3, y3) = panels(fig)
+    assert y1 == y2 and x3 == x1 and y3[1] < y1[0]
+    assert fig_maps.readable_arrangement(t, fig_base.WIDE_PX, 12) == (fig_maps.GRID, 29)
+    assert fig_maps.readable_arrangement(45, fig_base.WIDE_PX, 12)[0] == fig_maps.STACK
+
+
+# ---- 3. colour bars clear of the next panel -------------------------------------------------------------
+def _bar_room_px(bar, font_size: int = 12) -> float:
+    """What a vertical colour bar needs right of where it starts: its pad (plotly's default 10 px), the bar (30 px by
+    default), tick labels like "−0.25", and some space before the next panel."""
+    pad = 10 if bar.xpad is None else bar.xpad
+    return pad + (bar.thickness or 30) + 5 * (font_size - 1) * 0.6 + 16
+
+
+@pytest.mark.parametrize("arrangement", [fig_maps.ROW, fig_maps.GRID, fig_maps.STACK])
+def test_triptych_colour_bars_leave_room_before_any_panel_to_their_right(arrangement):
+    t = 12
+    tokens = [f"tok{i}" for i in range(t)]
+    fig = fig_maps.heatmap_triptych(square(t), square(t, 1), tokens, arrangement=arrangement)
+    width, _ = plot_area_px(fig, tokens)
+    doms = panels(fig)
+    for bar, beside in ((fig.layout.coloraxis.colorbar, 1), (fig.layout.coloraxis2.colorbar, 2)):
+        xd, yd = doms[beside]
+        assert bar.x > xd[1]                                          # right of its own panel
+        for ox, oy in doms:                                           # and clear of any panel it shares rows with
+            if ox[0] > xd[1] and oy[0] < yd[1] and oy[1] > yd[0]:
+                assert (ox[0] - bar.x) * width >= _bar_room_px(bar), (arrangement, beside)
+
+
+def test_map_panels_weight_bar_leaves_room_before_the_difference():
+    tokens = [f"tok{i}" for i in range(10)]
+    fig = fig_maps.map_panels([square(10), square(10, 1)], tokens, ("a", "b"), diff=(0, 1))
+    width, _ = plot_area_px(fig, tokens)
+    doms = panels(fig)
+    bar = fig.layout.coloraxis.colorbar
+    assert doms[1][0][1] < bar.x and (doms[2][0][0] - bar.x) * width >= _bar_room_px(bar)
