@@ -11,6 +11,7 @@ import pytest
 
 from app.figures import accuracy as fig_accuracy
 from app.figures import base as fig_base
+from app.figures import compare as fig_compare
 from app.figures import maps as fig_maps
 
 CHART_PX = 820                  # a full-width chart on a 1280 px wide screen with the sidebar open
@@ -126,3 +127,36 @@ def test_map_panels_weight_bar_leaves_room_before_the_difference():
     doms = panels(fig)
     bar = fig.layout.coloraxis.colorbar
     assert doms[1][0][1] < bar.x and (doms[2][0][0] - bar.x) * width >= _bar_room_px(bar)
+
+
+# ---- 4. bar names that do not touch ------------------------------------------------------------------------
+def assert_names_apart(axis, slot_px: float, font_size: int = 12) -> None:
+    """Upright names: every line within its bar's share of the width (4 px to spare); angled ones: consecutive
+    names further apart, across their slope, than a line is high."""
+    if not axis.tickangle:
+        for text in axis.ticktext:
+            for line in lines_of(text):
+                assert len(line) * font_size * 0.56 <= slot_px - 4, (line, slot_px)
+    else:
+        assert slot_px * abs(np.sin(np.radians(axis.tickangle))) >= 1.2 * font_size
+
+
+def test_accuracy_bar_names_wrap_or_angle_so_they_never_touch():
+    variants = ["baseline", "distilled", "kd", "kd_att"]
+    acc = {"teacher": 0.9, "baseline": 0.8, "distilled": 0.85, "kd": 0.83, "kd_att": 0.84}
+    fig = fig_accuracy.accuracy_bars(acc, 200, variants=variants, reference="baseline")
+    slot = (CHART_PX / 2 - 90) / len(variants)                      # half the page, less the y axis
+    assert_names_apart(fig.layout.xaxis, slot)
+    assert "baseline<br>student" in fig.layout.xaxis.ticktext[0]    # wrapped at its space
+    assert lines_of(fig.layout.xaxis.ticktext[1])[-1] == "85.0%"     # the accuracy still under each name
+    long = fig_accuracy.accuracy_bars({**acc, "attention_score_mse_student": 0.7}, 200,
+                                      variants=[*variants, "attention_score_mse_student"], reference="baseline")
+    assert long.layout.xaxis.tickangle                               # a word too long for its share: angled
+    assert_names_apart(long.layout.xaxis, (CHART_PX / 2 - 90) / 5)
+
+
+def test_compare_runs_accuracy_names_never_touch():
+    a = {"variants": ["baseline", "distilled"], "accuracy": {"teacher": 0.9, "baseline": 0.7, "distilled": 0.8}}
+    b = {"variants": ["baseline", "kd_att_kl", "kd_att_mse"], "accuracy": {"teacher": 0.9, "kd_att_mse": 0.5}}
+    fig = fig_compare.compare_runs_accuracy([("A", a), ("B", b)])
+    assert_names_apart(fig.layout.xaxis, (CHART_PX / 2 - 70) / 5)

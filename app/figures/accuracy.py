@@ -9,9 +9,11 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures.base import base_layout, line_dash
+from app.figures.base import SCREEN_SHARE, WIDE_PX, base_layout, category_ticks, line_dash
 from distill_core.stats import binomial_halfwidth, p_text
 from distill_core.vocab import TEACHER, model_label, variant_colors
+
+AXIS_PX = 90                # what the y axis's title and tick labels take of a chart's width
 
 
 def _models(d: dict, names: Sequence[str] | None) -> list[str]:
@@ -37,10 +39,11 @@ def _accuracy_range(acc: list[float], err: list[float] | None, teacher: float | 
 
 def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy",
                   variants: Sequence[str] | None = None, reference: str | None = None,
-                  majority: float | None = None) -> go.Figure:
+                  majority: float | None = None, width_px: int = WIDE_PX // 2) -> go.Figure:
     """Test accuracy of every variant that has one: a bar each with its 95% error bar when n is known; the
     teacher as a labelled horizontal line (its 95% interval a pale band) and `majority`, what always answering the
-    most common class scores, as a dashed one.
+    most common class scores, as a dashed one. The bars' names wrap (or angle) so that none touches the next in a
+    chart `width_px` wide (the page gives it half its width).
 
     The y axis is zoomed to the data (every error bar and line inside it, with a margin), so a difference of a
     point or two shows; its title says when it does not start at 0."""
@@ -86,8 +89,8 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
     fig.update_yaxes(range=[y0, y1], tickformat=".1%" if fine else ".0%", gridcolor="#f3f4f6",
                      title_text="accuracy" + ("<br><sup>axis does not start at 0</sup>" if y0 > 0 else ""))
     labels = [model_label(m, reference) for m in names]           # each bar's accuracy under its name
-    fig.update_xaxes(tickangle=0 if len(names) <= 5 else -30, tickmode="array", tickvals=labels,
-                     ticktext=[f"{html.escape(x, quote=False)}<br><b>{a:.1%}</b>" for x, a in zip(labels, acc)])
+    fig.update_xaxes(**category_ticks(labels, SCREEN_SHARE * width_px - AXIS_PX,
+                                      below=[f"<b>{a:.1%}</b>" for a in acc]))
     return fig
 
 

@@ -157,11 +157,11 @@ def title_px(lines: int, font_size: float) -> int:
 
 
 def category_ticks(labels: Sequence[str], width_px: float, font_size: float = FONT["size"],
-                   below: Sequence[str] | None = None) -> dict:
+                   below: Sequence[str] | None = None, values: Sequence | None = None) -> dict:
     """Axis settings (tickvals, ticktext, tickangle) that name each category of a bar chart `width_px` wide (the
     plot area) so that no two names touch: each wrapped at its spaces onto lines that fit its share of the width,
     or all angled at -45° when a single word is still too long. `below`: a further line under each name (already
-    HTML), e.g. its value. The categories (`labels`, as given to the traces) stay the tick values."""
+    HTML), e.g. its value. The tick values are the categories (`labels`, as given to the traces) or `values`."""
     slot = width_px / max(1, len(labels))
     chars = max(3, int((slot - 6) / (font_size * PLAIN_CHAR_PX)))        # 6 px at least between two names
     wrapped = [wrap_lines(x, chars) for x in labels]
@@ -170,7 +170,8 @@ def category_ticks(labels: Sequence[str], width_px: float, font_size: float = FO
              for x, lines in zip(labels, wrapped)]
     if below is not None:
         names = [f"{x}<br>{b}" for x, b in zip(names, below)]
-    return dict(tickmode="array", tickvals=list(labels), ticktext=names, tickangle=-45 if angled else 0)
+    return dict(tickmode="array", tickvals=list(labels if values is None else values), ticktext=names,
+                tickangle=-45 if angled else 0)
 
 
 def map_colorscale(gamma: float = 1.0) -> list:

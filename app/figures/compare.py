@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.base import DIFF_SCALE, DIFF_SCALE_REVERSED, SIDE_COLORS, base_layout, closer_word
+from app.figures.base import (DIFF_SCALE, DIFF_SCALE_REVERSED, SCREEN_SHARE, SIDE_COLORS, WIDE_PX, base_layout,
+                              category_ticks, closer_word)
 from distill_core.verdicts import closer_sides
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, PALETTE, TEACHER, run_variants, variant_colors
 
@@ -85,7 +86,7 @@ def compare_runs_accuracy(runs: Sequence[tuple[str, dict]], height: int = 400) -
     fig.update_layout(**base_layout(height, "Test accuracy (%) <sup>plain bars: A · hatched: B</sup>"),
                       barmode="group", legend={"orientation": "h", "y": -0.2})
     fig.update_yaxes(range=[0, 112], gridcolor="#f3f4f6", title_text="%")
-    fig.update_xaxes(tickangle=0 if len(models) <= 5 else -30)
+    fig.update_xaxes(**category_ticks(models, SCREEN_SHARE * WIDE_PX / 2 - 70))     # half the page wide
     return fig
 
 

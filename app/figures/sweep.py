@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures.base import base_layout
+from app.figures.base import SCREEN_SHARE, WIDE_PX, base_layout, category_ticks
 from distill_core.vocab import METRIC_LABELS, TEACHER, model_label, variant_colors
+
+PANEL_PX = SCREEN_SHARE * WIDE_PX * 0.45 - 70     # one of the two panels of a full-width chart, less its y axis
 
 
 def _seed_panel(fig: go.Figure, col: int, models: Sequence[str], per_seed: dict, means: dict, seeds: Sequence[int],
@@ -36,8 +38,8 @@ def _seed_panel(fig: go.Figure, col: int, models: Sequence[str], per_seed: dict,
             hovertemplate=f"{label}: mean %{{y:{fmt}}}{interval}<extra></extra>"))
     if traces:
         fig.add_traces(traces, rows=[1] * len(traces), cols=[col] * len(traces))
-    fig.update_xaxes(tickmode="array", tickvals=list(range(len(models))), range=[-0.6, len(models) - 0.4],
-                     ticktext=[model_label(m, reference) for m in models], showgrid=False, zeroline=False,
+    ticks = category_ticks([model_label(m, reference) for m in models], PANEL_PX, values=range(len(models)))
+    fig.update_xaxes(range=[-0.6, len(models) - 0.4], **ticks, showgrid=False, zeroline=False,
                      row=1, col=col)
 
 
@@ -64,7 +66,6 @@ def sweep_figure(summary: dict, height: int = 420) -> go.Figure:
     fig.update_annotations(font=dict(size=13))
     fig.update_yaxes(tickformat=".0%", gridcolor="#f3f4f6", row=1, col=1)
     fig.update_yaxes(gridcolor="#f3f4f6", rangemode="tozero", row=1, col=2)
-    fig.update_xaxes(tickangle=0 if len(variants) <= 3 else -30)
     if not seeds:
         fig.add_annotation(text="appears when the first seed finishes", showarrow=False, x=0.5, y=0.5,
                            xref="paper", yref="paper", font={"color": "gray"})
