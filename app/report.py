@@ -46,6 +46,7 @@ from app.tables import MCNEMAR_P, accuracy_rows, vs_column
 from distill_core.analysis import teacher_heads_for
 from distill_core.config import SessionConfig, flat_settings
 from distill_core.errors import DistillError
+from distill_core.latency import busy_text, conditions_text, run_latency
 from distill_core.metrics import map_metric
 from distill_core.stats import p_text
 from distill_core.store import Run, atomic_write_bytes, dataset_label
@@ -522,20 +523,26 @@ def _accuracy(f: _Facts) -> str:
 
 def _efficiency(f: _Facts) -> str:
     s = f.summary or {}
-    params, size, latency = s.get("params") or {}, s.get("size_bytes") or {}, s.get("latency_ms") or {}
+    measured = run_latency(f.run, s)
+    params, size, latency = s.get("params") or {}, s.get("size_bytes") or {}, measured.latency_ms
     if not (params or size or latency):
         return _section("efficiency", "Size and speed", None,
                         _missing("No sizes or latencies: the run has no summary of its models."))
     ref, t_lat = f.reference, latency.get(TEACHER)
+    flag = " (under load)" if measured.busy else ""
     rows = [{"model": model_label(m, ref),
              "params (M)": f"{params[m] / 1e6:.2f}" if m in params else None,
              "size (MB)": f"{size[m] / 1e6:.1f}" if m in size else None,
              "latency (ms)": f"{latency[m]:.1f}" if latency.get(m) is not None else None,
-             "speed-up": f"{t_lat / latency[m]:.1f}×" if t_lat and latency.get(m) else None}
+             "speed-up": f"{t_lat / latency[m]:.1f}×{flag}" if t_lat and latency.get(m) else None}
             for m in (TEACHER, *f.variants) if m in params or m in size or m in latency]
-    device = s.get("device") or "unknown device"
-    body = _table(rows, "efficiency-table") + _figure(
-        fig_accuracy.efficiency_bars(params, size, latency, device, f.variants, ref), "efficiency_bars")
+    device = measured.device or s.get("device") or "unknown device"
+    busy = busy_text(measured.conditions)
+    body = ((f'<p class="warn">{_md(busy)}</p>' if busy else "") + _table(rows, "efficiency-table")
+            + f'<p class="conditions">{_md(conditions_text(measured.conditions))}'
+            + (" These figures were measured again after the session." if measured.remeasured else "") + "</p>"
+            + _figure(fig_accuracy.efficiency_bars(params, size, latency, device + (", under load" if busy else ""),
+                                                   f.variants, ref), "efficiency_bars"))
     first = next((v for v in f.variants if v in params), None)
     ratio = (f" The student has {params[TEACHER] / params[first]:.1f}× fewer parameters than the teacher."
              if first and params.get(TEACHER) and params[first] else "")

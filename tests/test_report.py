@@ -19,6 +19,7 @@ from app.__main__ import main    # the report command is the app's: it draws wit
 from app.report import AVERAGE, HeatmapChoice, ReportError, build_report, default_heatmaps, write_report
 from app_helpers import open_page, texts
 from distill_core import RunStore
+from distill_core import latency as L
 from distill_core.analysis import teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
@@ -118,6 +119,7 @@ def copy_run(src_run, dst: Path, new_id: str | None = None) -> tuple[RunStore, s
     store = RunStore(dst)
     shutil.copytree(src.root / run_id, store.root / (new_id or run_id))
     return store, new_id or run_id
+
 
 
 # ---- finished runs ------------------------------------------------------------------------------------
@@ -342,6 +344,37 @@ def test_runs_page_offers_the_report(finished_run, tmp_path, monkeypatch):
     assert "opens offline" in texts(at.caption)
     examples.set_value([3]).run()
     assert not at.exception and at.multiselect(key="runs.report_examples").value == [3]
+
+
+# ---- latency -------------------------------------------------------------------------------------------
+def test_the_report_says_what_its_latencies_were_taken_under(finished_run, tmp_path):
+    store, run_id = copy_run(finished_run, tmp_path / "runs")
+    run = store.open(run_id)
+    summary = run.summary()
+    text, tables = read_page(build_report(run))
+    assert " ".join(L.conditions_text(summary["latency_conditions"]).split()) in text
+
+    busy = {**summary["latency_conditions"], "busy": True, "reasons": ["the machine's 1-minute load average was "
+                                                                        "7.0 on 2 cores"]}
+    run.write_json("summary.json", {**summary, "latency_conditions": busy})
+    text, tables = read_page(build_report(run))
+    assert "taken under load (the machine's 1-minute load average was 7.0 on 2 cores)" in text
+    speedups = [r["speed-up"] for r in rows_by_model(tables["efficiency-table"]).values() if r["speed-up"] != "–"]
+    assert speedups and all(x.endswith("× (under load)") for x in speedups)    # never a bare speed-up
+
+    old = {k: v for k, v in summary.items() if k != "latency_conditions"}
+    run.write_json("summary.json", old)
+    text, tables = read_page(build_report(run))
+    assert " ".join(L.NOT_RECORDED.split()) in text and "under load" not in text
+    eff = rows_by_model(tables["efficiency-table"])
+    assert eff["teacher"]["latency (ms)"] == f"{summary['latency_ms']['teacher']:.1f}"
+
+    record = L.measure_run(run, repeats=3, warmup=1)            # the report reads the latest measurement
+    text, tables = read_page(build_report(run))
+    eff = rows_by_model(tables["efficiency-table"])
+    assert all(eff[model_label(m, "baseline")]["latency (ms)"] == f"{record['latency_ms'][m]:.1f}"
+               for m in record["latency_ms"])
+    assert "measured again after the session" in text
 
 
 # ---- in a browser, offline ----------------------------------------------------------------------------

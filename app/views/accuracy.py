@@ -7,6 +7,7 @@ import streamlit as st
 from app import common, live, state, tasks
 from app.figures import accuracy as fig_accuracy, teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
+from distill_core import latency as lat
 from distill_core.errors import DistillError
 from distill_core.verdicts import (accuracy_verdicts, best_epoch_text, ensemble_reading, health_lines, paired_verdicts,
                                    robustness_reading, verdict_lines)
@@ -67,7 +68,8 @@ if majority is not None:
     st.markdown(f"Always answering the most common class scores **{majority:.1%}** on this test set: a model "
                 "has learned something only if it clearly beats that.")
 
-params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, summary.get("latency_ms") or {}
+timed = lat.run_latency(run, summary)          # the session's latencies, or the latest "Measure again"
+params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, timed.latency_ms
 paired = summary.get("paired") or {}      # older runs: none, and the independent intervals below
 rows_v = (paired_verdicts(paired, acc, variants.names, ref) if paired
           else accuracy_verdicts(acc, n, variants.names, ref))
@@ -92,11 +94,33 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="
     "params (M)": st.column_config.NumberColumn(format="%.2f"),
     "size (MB)": st.column_config.NumberColumn(format="%.1f"),
     "latency (ms)": st.column_config.NumberColumn(format="%.1f"),
-    "speed-up": st.column_config.NumberColumn(format="%.1f×"),
+    "speed-up": st.column_config.NumberColumn(format="%.1f×", help="the teacher's latency / this model's"),
 })
-device = summary.get("device") or "unknown device"
+device = timed.device or summary.get("device") or "unknown device"
 st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
-           f"probe {'images' if image_run else 'texts'}) on **{device}**; size on disk: the saved weights.")
+           f"probe {'images' if image_run else 'texts'}) on **{device}**"
+           f"{', measured again after the session' if timed.remeasured else ''}; size on disk: the saved weights.")
+
+
+def measure_latency(run_id: str) -> None:
+    """Time the run's teacher and students again (it writes latency.json), then draw the page again."""
+    with st.spinner("Timing the teacher and every student again, interleaved on one thread…"):
+        try:
+            lat.measure_run(common.get_store().open(run_id))
+        except DistillError as e:
+            common.show_error(e)
+            return
+    st.rerun()
+
+
+if busy := lat.busy_text(timed.conditions):
+    st.warning(busy, icon="⏱️")
+lat_l, lat_r = st.columns([4, 1], vertical_alignment="center")
+lat_l.caption(lat.conditions_text(timed.conditions))
+if lat_r.button("Measure again", key=K + "measure_latency", icon="⏱️", width="stretch",
+                help="Reloads the teacher and the students' final weights and times them again now, interleaved on "
+                     "one thread: a few seconds for small students."):
+    measure_latency(run.id)
 if best := best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
     st.caption(best)
 if reading := ensemble_reading(fig_teachers.with_twins(summary, run.config(), run.predictions()),
@@ -131,7 +155,8 @@ with c2:
     if lines:
         diff = fig_accuracy.difference_chart(list(verdicts.values()), ref, variants.names)
         st.plotly_chart(common.sized(diff), width="stretch", config=common.PLOTLY_CONFIG, key=K + "difference")
-cost = fig_accuracy.efficiency_bars(params, size, latency, device, variants.names, ref)
+cost = fig_accuracy.efficiency_bars(params, size, latency, device + (", under load" if timed.busy else ""),
+                                    variants.names, ref)
 st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
 # ---- robustness under attack --------------------------------------------------------------------------
 st.subheader("Robustness under attack")

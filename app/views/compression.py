@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import common, state
 from app.figures import compression as cc
-from distill_core import compress
+from distill_core import compress, latency
 from distill_core.errors import DistillError
 from distill_core.verdicts import heads_reading
 
@@ -87,13 +87,32 @@ st.dataframe(pd.DataFrame(cc.version_rows(record, names, ref)), hide_index=True,
                  "size (MB)": st.column_config.NumberColumn(format="%.1f"),
                  "size vs fp32 (%)": st.column_config.NumberColumn(format="%.0f%%"),
                  "latency (ms)": st.column_config.NumberColumn(
-                     format="%.2f", help="median time to classify one probe example (batch of 1) on the CPU"),
+                     format="%.2f", help="median time to classify one probe example (batch of 1) on the CPU, one "
+                                         "thread, every version of a variant timed in turn (conditions below)"),
                  "test accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
                  "vs fp32 (points)": st.column_config.NumberColumn(format="%+.1f"),
                  "attention JS to the teacher": st.column_config.NumberColumn(
                      format="%.4f", help="mean Jensen-Shannon divergence on the probe set, as on the Divergence "
                                          "page, over the heads the version keeps; lower is closer"),
              })
+timed = {name: record["variants"][name].get("latency_conditions") for name in names}
+for name, conditions in timed.items():
+    if busy := latency.busy_text(conditions):
+        st.warning(f"**{variants.label(name)}**: {busy}", icon="⏱️")
+lat_l, lat_r = st.columns([4, 1], vertical_alignment="center")
+lat_l.caption(" ".join(f"Latency of the {variants.label(name)}'s versions, timed together: "
+                       f"{latency.conditions_text(c)}" for name, c in timed.items()) if any(timed.values())
+              else latency.NOT_RECORDED)
+if lat_r.button("Measure again", key=K + "measure_latency", icon="⏱️", width="stretch",
+                help="Loads every saved version back and times each variant's versions again now, interleaved on "
+                     "one thread, on the CPU."):
+    with st.spinner("Timing every version again…"):
+        try:
+            compress.measure_again(run)
+        except DistillError as e:
+            common.show_error(e)
+        else:
+            st.rerun()
 st.plotly_chart(common.sized(cc.versions_figure(record, names, ref)), width="stretch",
                 config=common.PLOTLY_CONFIG, key=K + "versions")
 importance = cc.importance_figure(record, names, ref)
