@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import plotly.offline
 
 from app import tasks
@@ -302,6 +303,14 @@ def _table(rows: Sequence[dict], table_id: str = "", numbers: bool = True) -> st
 
 
 def _figure(fig, name: str) -> str:
+    """A figure as a <div> with its inline script, every axis set to make room for its labels (automargin).
+
+    The figures keep small margins (10 px left and below) because on the app's pages Streamlit's Plotly theme turns
+    automargin on for every axis; a page of its own has no such theme, so without this the tick labels were cut at
+    the figure's edge ("[CLS]" read "S]", "distilled student" lost its start) whatever the window's width."""
+    fig = go.Figure(fig)                         # a copy: the caller's figure is left as it was
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     div = fig.to_html(full_html=False, include_plotlyjs=False, config=FIGURE_CONFIG, default_width="100%")
     return f'<div class="figure" data-figure="{_e(name)}">{div}</div>'
 

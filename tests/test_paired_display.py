@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.figures import accuracy as fig_accuracy
+from app.tables import DISCORDANT, PAIRED_INTERVAL
 from app_helpers import VIEWS, open_page, texts
 from distill_core import RunStore
 from distill_core.__main__ import print_summary
@@ -171,9 +172,9 @@ def test_accuracy_page_shows_warnings_and_the_paired_verdict(hand_store):
     assert "independent" not in verdict
     df = at.dataframe[0].value
     assert list(df["model"]) == ["teacher", "baseline student", "kd", "kd_att"]
-    assert list(df["paired 95% interval (points)"])[2:] == ["+3.0 to +13.0", "-3.0 to +7.0"]
+    assert list(df[PAIRED_INTERVAL])[2:] == ["+3.0 to +13.0", "-3.0 to +7.0"]
     np.testing.assert_allclose(list(df["McNemar p"])[2:], [PAIRED["kd"]["p"], PAIRED["kd_att"]["p"]])
-    assert list(df["only it right / only reference right"])[2:] == ["22 / 6", "14 / 10"]
+    assert list(df[DISCORDANT])[2:] == ["22 / 6", "14 / 10"]
     figs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     diff = figs["accuracy.difference"]["data"]
     np.testing.assert_allclose([t["x"][0] for t in diff], [8.0, 2.0])

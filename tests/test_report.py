@@ -17,6 +17,7 @@ import pytest
 from app.figures import divergence as fig_divergence
 from app.__main__ import main    # the report command is the app's: it draws with the app's figures
 from app.report import AVERAGE, HeatmapChoice, ReportError, build_report, default_heatmaps, write_report
+from app.tables import DISCORDANT, PAIRED_INTERVAL, vs_column
 from app_helpers import open_page, texts
 from distill_core import RunStore
 from distill_core import latency as L
@@ -121,6 +122,16 @@ def copy_run(src_run, dst: Path, new_id: str | None = None) -> tuple[RunStore, s
     return store, new_id or run_id
 
 
+def figure_specs(page: str) -> list[tuple[list, dict]]:
+    """(data, layout) of every figure, read back from its Plotly.newPlot call."""
+    out, decoder = [], json.JSONDecoder()
+    rest = without_plotly_js(page)
+    for m in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', rest):
+        data, end = decoder.raw_decode(rest, m.end())
+        layout, _ = decoder.raw_decode(rest, re.compile(r",\s*").match(rest, end).end())
+        out.append((data, layout))
+    return out
+
 
 # ---- finished runs ------------------------------------------------------------------------------------
 def check_accuracy_table(page: str, summary: dict) -> None:
@@ -129,7 +140,7 @@ def check_accuracy_table(page: str, summary: dict) -> None:
     variants, ref = summary["variants"], summary["reference"]
     acc, n = summary["accuracy"], summary["test_size"]
     assert list(rows) == [model_label(m, ref) for m in (TEACHER, *variants)]
-    vs = f"vs {ref} (points)"
+    vs = vs_column(ref)
     for m in (TEACHER, *variants):
         row = rows[model_label(m, ref)]
         assert row["accuracy (%)"] == f"{100 * acc[m]:.1f}"
@@ -139,9 +150,9 @@ def check_accuracy_table(page: str, summary: dict) -> None:
             assert row[vs] == row["McNemar p"] == "–"
             continue
         assert row[vs] == f"{100 * c['diff']:+.1f}"
-        assert row["paired 95% interval (points)"] == f"{100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}"
+        assert row[PAIRED_INTERVAL] == f"{100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}"
         assert row["McNemar p"] == p_text(c["p"]).removeprefix("p ").removeprefix("= ")
-        assert row["only it right / only reference right"] == f"{c['variant_only']} / {c['ref_only']}"
+        assert row[DISCORDANT] == f"{c['variant_only']} / {c['ref_only']}"
     rows_v = paired_verdicts(summary["paired"], acc, variants, ref)
     for line in verdict_lines(rows_v, ref):                   # the verdicts, as the Accuracy page words them
         assert " ".join(line.replace("**", "").replace("`", "").split()) in text
@@ -346,6 +357,22 @@ def test_runs_page_offers_the_report(finished_run, tmp_path, monkeypatch):
     assert not at.exception and at.multiselect(key="runs.report_examples").value == [3]
 
 
+def test_every_axis_makes_room_for_its_labels(four_variant_run, tmp_path):
+    """The figures' small margins rely on automargin (the app's Streamlit theme sets it; the report must): every
+    axis a trace is drawn on, and every axis of the layout, has it, so no tick label is cut at the edge."""
+    store, run_id = copy_run(four_variant_run, tmp_path / "runs")
+    page = build_report(store.open(run_id))
+    specs = figure_specs(page)
+    assert len(specs) == page.count('class="figure"') == 6 + 2 * 3
+    for data, layout in specs:
+        used = {f"{k[0]}axis{t.get(k, k[0])[1:]}" for t in data for k in ("xaxis", "yaxis")}
+        axes = used | {k for k in layout if re.fullmatch(r"[xy]axis\d*", k)}
+        assert axes and all(layout.get(a, {}).get("automargin") is True for a in axes), (axes, layout.get("title"))
+    names = re.findall(r'data-figure="([^"]+)"', page)
+    heatmap = specs[names.index("heatmap 0 kd")][1]
+    assert "[CLS]" in heatmap["yaxis"]["ticktext"] and heatmap["yaxis"]["automargin"] is True
+
+
 # ---- latency -------------------------------------------------------------------------------------------
 def test_the_report_says_what_its_latencies_were_taken_under(finished_run, tmp_path):
     store, run_id = copy_run(finished_run, tmp_path / "runs")
@@ -421,6 +448,15 @@ def test_the_report_renders_offline_in_a_browser(chromium_path, four_variant_run
             svgs = page.locator(".plotly .main-svg").count()
             heatmaps = page.evaluate("""() => [...document.querySelectorAll('.heatmap .js-plotly-plot')].map(el =>
                 el._fullData.map(t => [t.type, (t.z || []).length]))""")
+            # every tick label and axis title whole inside its figure: none cut at the edge (automargin)
+            cut = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(el => {
+                const box = el.querySelector('.main-svg').getBoundingClientRect();
+                return [...el.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')]
+                    .filter(t => t.textContent.trim()).filter(t => {
+                        const r = t.getBoundingClientRect();      // a label plotly hides has no size
+                        return (r.width > 0 || r.height > 0) && (r.left < box.left - 1 || r.right > box.right + 1 ||
+                               r.top < box.top - 1 || r.bottom > box.bottom + 1); })
+                    .map(t => t.textContent); })""")
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
@@ -428,6 +464,7 @@ def test_the_report_renders_offline_in_a_browser(chromium_path, four_variant_run
     assert not errors, errors
     assert not console, console                          # a refused request (CSP) would be logged here
     assert svgs >= n_figures
+    assert cut == []
     tokens = len(store.open(run_id).probe()["tokens"][0])
     assert heatmaps[0] == [["heatmap", tokens]] * 3          # teacher, student, difference of example 0
     assert (tmp_path / "report.png").stat().st_size > 0
