@@ -1,5 +1,8 @@
 """The accuracy table, built once for the Accuracy page and the HTML report: a pure function of a run's summary (no
-Streamlit). The page shows the numbers as they are (its columns format them); the report writes them as text."""
+Streamlit). The page shows the numbers as they are (its columns format them); the report writes them as text.
+
+Column names are short, so that the table fits a 1280 px wide screen beside the sidebar without its headers cut;
+what each column means at length is in COLUMN_HELP (the page's column help) and vs_help."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -7,15 +10,35 @@ from collections.abc import Callable, Sequence
 from distill_core.stats import binomial_halfwidth
 from distill_core.vocab import TEACHER
 
-PAIRED_INTERVAL = "paired 95% interval (points)"
+HEADER_CHARS = 20                   # the longest column name: a wider header would push the table past the screen
+ACCURACY, HALFWIDTH, OF_TEACHER = "accuracy (%)", "± 95% (points)", "% of teacher"
+PAIRED_INTERVAL = "paired 95%"
 MCNEMAR_P = "McNemar p"
-DISCORDANT = "only it right / only reference right"
-INDEPENDENT_INTERVAL = "95% interval (points, independent)"
+DISCORDANT = "only it / only ref."
+INDEPENDENT_INTERVAL = "independent 95%"
+COLUMN_HELP = {
+    HALFWIDTH: "this model's own uncertainty, normal approximation: 1.96·√(p(1−p)/n)",
+    PAIRED_INTERVAL: "95% interval of the difference from the reference, in points: a paired bootstrap, resampling test "
+                     "examples with both models' answers together",
+    MCNEMAR_P: "exact McNemar test on the examples only one of the two got right; below 0.05: a clear difference",
+    DISCORDANT: "the examples only this variant got right / only the reference got right: the examples the two "
+                "disagree on, the only ones that tell which is better",
+    INDEPENDENT_INTERVAL: "95% interval of the difference from the reference, in points, treating the two accuracies "
+                          "as independent",
+    OF_TEACHER: "this model's test accuracy as a percentage of the teacher's",
+}
 
 
 def vs_column(reference: str | None) -> str:
-    """The column of each variant's accuracy minus the reference's."""
-    return f"vs {reference or 'reference'} (points)"
+    """The column of each variant's accuracy minus the reference's (in points, see vs_help): named after the
+    reference while the name is short."""
+    name = f"vs {reference}" if reference else ""
+    return name if name and len(name) <= HEADER_CHARS else "vs reference"
+
+
+def vs_help(reference: str | None) -> str:
+    """What the vs_column holds, at length."""
+    return f"this variant's test accuracy minus the {reference or 'reference'}'s, in points"
 
 
 def _percent(a: float | None) -> float | None:
@@ -54,8 +77,8 @@ def _cost_cells(m: str, params: dict, size_bytes: dict, latency_ms: dict) -> dic
 def _further_teacher_row(t: dict, n: int, t_acc: float | None) -> dict:
     """A further teacher's row, or their ensemble's (fig_teachers.further_rows): accuracy and size only."""
     a = t["accuracy"]
-    return {"model": t["label"], "accuracy (%)": _percent(a), "± 95% (points)": _halfwidth(a, n),
-            "% of teacher's accuracy": _of_teacher(a, t_acc),
+    return {"model": t["label"], ACCURACY: _percent(a), HALFWIDTH: _halfwidth(a, n),
+            OF_TEACHER: _of_teacher(a, t_acc),
             "params (M)": t["params"] / 1e6 if t["params"] else None,
             "size (MB)": t["size_bytes"] / 1e6 if t["size_bytes"] else None}
 
@@ -78,10 +101,10 @@ def accuracy_rows(models: Sequence[str], accuracy: dict, n: int, verdicts: dict,
             continue
         a, v = accuracy.get(m), verdicts.get(m, {})
         row = {"model": label(m), "objectives": None if m == TEACHER else objectives.get(m),
-               "accuracy (%)": _percent(a), "± 95% (points)": _halfwidth(a, n),
+               ACCURACY: _percent(a), HALFWIDTH: _halfwidth(a, n),
                vs: 100 * v["diff"] if v.get("diff") is not None else None,
                **_interval_cells(v, paired, independent),
-               "% of teacher's accuracy": _of_teacher(a, t_acc)}
+               OF_TEACHER: _of_teacher(a, t_acc)}
         if costs is not None:
             row.update(_cost_cells(m, params, *costs))
         rows.append(row)

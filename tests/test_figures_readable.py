@@ -160,3 +160,26 @@ def test_compare_runs_accuracy_names_never_touch():
     b = {"variants": ["baseline", "kd_att_kl", "kd_att_mse"], "accuracy": {"teacher": 0.9, "kd_att_mse": 0.5}}
     fig = fig_compare.compare_runs_accuracy([("A", a), ("B", b)])
     assert_names_apart(fig.layout.xaxis, (CHART_PX / 2 - 70) / 5)
+
+
+# ---- 5. table headers that fit their columns ---------------------------------------------------------------
+def test_accuracy_table_headers_are_short_and_explained():
+    from app import tables
+    acc = {"teacher": 0.9, "baseline": 0.8, "kd": 0.85}
+    paired = {"kd": {"variant": "kd", "diff": 0.05, "lo": 0.01, "hi": 0.09, "p": 0.01, "variant_only": 12,
+                     "ref_only": 2}, "baseline": {"variant": "baseline", "diff": None}}
+    cost = ({"teacher": 4e6, "baseline": 1e6, "kd": 1e6}, {"teacher": 3.0, "baseline": 1.0, "kd": 1.0})
+    further = [{"label": "teacher 2", "accuracy": 0.88, "params": 2e6, "size_bytes": 8e6}]
+    names = set()
+    for reference in ("baseline", "a_labels_only_reference_with_a_long_name"):
+        for kw in (dict(paired=True), dict(independent=True)):
+            verdicts = paired if kw.get("paired") else {"kd": {"diff": 0.05, "lo": -0.01, "hi": 0.11}}
+            rows = tables.accuracy_rows(("teacher", "baseline", "kd"), acc, 400, verdicts, str, {"kd": "ce + kd"},
+                                        cost[0], reference, costs=cost, further=further, **kw)
+            names |= {k for r in rows for k in r}
+    assert {"paired 95% interval (points)", "only it right / only reference right"}.isdisjoint(names)
+    for name in names:
+        assert len(name) <= 20, name                  # about 150 px of header: the whole table fits beside the sidebar
+    for long in (tables.PAIRED_INTERVAL, tables.DISCORDANT, tables.INDEPENDENT_INTERVAL, tables.OF_TEACHER):
+        assert len(tables.COLUMN_HELP[long]) > len(long)          # the long explanation goes in the column's help
+    assert "points" in tables.vs_help("baseline") and tables.vs_column("baseline") == "vs baseline"
