@@ -149,9 +149,9 @@ class PhaseClock(SessionCallback):
     (done > 0), and to the phase before when it only marks a phase's start (done == 0). So "teacher outputs"
     runs from the previous phase's last event to its own last one: computing the teacher's outputs or loading
     them from the disk cache, plus loading a cached teacher (which sends no "prepare teacher" events) or saving
-    a freshly fine-tuned one, and building the students. The first "train" interval also holds the teacher's
-    probe maps and validation accuracy and epoch 0's recording; the last epoch's recording falls in "train",
-    saving the models in "evaluate"."""
+    a freshly fine-tuned one, and building the students. "epoch 0" holds the teacher's probe maps and validation
+    accuracy and epoch 0's recording; the last epoch's recording falls in "train", saving the models in
+    "evaluate"."""
 
     def __init__(self):
         self.phases: dict[str, float] = {}
@@ -198,6 +198,7 @@ class Setup:
         t0 = time.perf_counter()
         self.p = self.session.prepare()
         self.clock.close("probe set")       # the teacher's probe maps and validation accuracy, the optimizers
+        self.clock.phases["probe set"] += self.clock.phases.pop("epoch 0", 0.0)   # prepare's part of epoch 0
         self.prepare_s = time.perf_counter() - t0
         self.teacher_outputs_cached = self.p.teacher_outputs_cached
 

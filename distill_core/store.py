@@ -4,8 +4,9 @@ Layout of `<root>/<run_id>/`:
     config.json        the resolved SessionConfig
     status.json        {"status": queued|running|done|failed|cancelled, "error", "pid", "host", "started", "ended"}
     progress.json      {"phase", "done", "total", "epoch", "epochs", "epoch_step", "epoch_steps", "elapsed_s",
-                       "eta_s" (this phase), "session_eta_s" (the whole session; see SessionState), "updated"}
-                       (throttled, while running)
+                       "eta_s" (this phase), "session_eta_s" (the whole session; see SessionState), "started",
+                       "phase_started", "updated" (wall-clock seconds: a reader ages the estimates to its own time)}
+                       (throttled, while running; always at a phase's first and last step and an epoch's last)
     metrics.jsonl      one line per (epoch, variant): losses, validation accuracy, attention divergences;
                        the variant's name is under "student"
     train_steps.jsonl  the training loss within epochs: every k = max(1, steps per epoch // 25) steps (and at the

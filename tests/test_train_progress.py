@@ -168,3 +168,93 @@ def test_session_eta_with_a_time_budget_stops_where_the_budget_runs_out():
     # an epoch recorded after the budget ran out: only the final evaluation is left
     s = training_state(time_budget_s=40.0, train_started=time.time() - 50, done=10, epoch=1)
     assert s.session_eta_s == pytest.approx(5)
+
+
+# ---- estimates that learn from what is measured -----------------------------------------------------------------
+def test_the_training_speed_forgets_the_warm_up_and_follows_the_latest_steps():
+    from distill_core.session.callbacks import STEP_WINDOW, WARMUP_STEPS
+    s = training_state(step_s=0.0, steps_timed=0, done=0, epoch_steps=40)
+    for _ in range(WARMUP_STEPS):
+        s.add_step(5.0)                                   # the first steps: allocations, first calls
+    assert s.per_step_s == pytest.approx(5.0)             # all there is so far
+    etas = []
+    for k in range(1, 11):
+        s.add_step(1.0)
+        s.done = WARMUP_STEPS + k
+        etas.append(s.session_eta_s)
+    assert s.per_step_s == pytest.approx(1.0)             # the mean of every step would say (15 + 10) / 13 = 1.92
+    # one second per step from now on: the estimate is the true time left, not the warm-up's
+    left = (40 - s.done) * 1.0 + 2 + 9 * (40 * 1.0 + 2) + 5
+    assert etas[-1] == pytest.approx(left)
+    # the machine slows down to 2 s a step: within a window of steps the estimate is the new speed's
+    for _ in range(STEP_WINDOW):
+        s.add_step(2.0)
+    assert s.per_step_s == pytest.approx(2.0)
+
+
+def test_the_session_estimate_converges_on_the_measured_speed():
+    """Steps of 1 s after a slow start: each estimate is closer to the true time left than the one before."""
+    s = training_state(step_s=0.0, steps_timed=0, done=0, epochs=2, epoch_steps=40, record_s=0.0, finish_s=0.0)
+    errors = []
+    for k in range(1, 30):
+        s.add_step(4.0 if k <= 3 else 1.0)
+        s.done = k
+        errors.append(abs(s.session_eta_s - (80 - k) * 1.0))
+    assert errors[-1] == pytest.approx(0.0)
+    assert all(b <= a for a, b in zip(errors, errors[1:]))
+
+
+def test_the_final_evaluation_estimate_learns_from_the_models_tested():
+    s = training_state(phase="evaluate", total=4, done=0, finish_parts=[0.0, 10.0, 10.0, 10.0], finish_s=30.0)
+    s.phase_started = time.time() - 3
+    assert s.session_eta_s == pytest.approx(27.0, abs=0.2)               # the plan, less the time spent
+    s.done, s.phase_started = 1, time.time() - 0.5                      # the teacher's answers were kept: no time
+    assert s.session_eta_s == pytest.approx(29.5, abs=0.2)
+    s.done, s.phase_started = 2, time.time() - 20                       # the first student took 20 s, not 10
+    assert s.session_eta_s == pytest.approx(40.0, abs=0.2) and s.eta_s == pytest.approx(s.session_eta_s, abs=0.1)
+    s.done = 4
+    assert s.session_eta_s == 0.0
+
+
+def test_the_estimates_read_from_a_plan_of_items():
+    from distill_core.session.callbacks import plan_left_s
+    assert plan_left_s([5.0, 5.0], 0, 2.0) == 8.0
+    assert plan_left_s([5.0, 5.0], 0, 7.0) == 3.0 and plan_left_s([5.0, 5.0], 0, 12.0) == 0.0
+    assert plan_left_s([5.0, 5.0], 1, 2.5) == 2.5                        # twice as fast as planned
+    assert plan_left_s([0.2, 5.0], 1, 0.1) == pytest.approx(5.0)         # too little done to scale by
+
+
+def test_progress_holds_start_times_and_epoch_0_counts_the_models_it_measures(three_epochs):
+    run, seen = three_epochs
+    measured = [(s["done"], s["total"]) for s in seen if s["phase"] == "epoch 0"]
+    assert measured == [(0, 3), (1, 3), (2, 3), (3, 3)]      # the teacher, then each of the two variants
+    phases = [s["phase"] for s in seen]
+    assert phases.index("teacher outputs") < phases.index("epoch 0") < phases.index("train")
+    for s in seen:
+        assert s["started"] <= s["phase_started"] <= s["updated"]
+    final = run.progress()
+    assert final["started"] == seen[0]["started"] and final["phase_started"] >= final["started"]
+
+
+def test_progress_json_is_written_at_every_phase_start_and_epoch_end_however_close():
+    from distill_core.session.callbacks import StoreProgress
+
+    class Recorder:
+        def __init__(self):
+            self.written = []
+
+        def cancel_requested(self):
+            return False
+
+        def write_json(self, name, record):
+            self.written.append((record["phase"], record["done"]))
+
+    rec = Recorder()
+    cb = StoreProgress(rec, every_s=3600)
+    s = SessionState(run_id="x", epoch_steps=3)
+    for phase, done, total, step in [("load data", 0, 1, None), ("load data", 1, 1, None),
+                                     ("teacher outputs", 1, 4, None), ("teacher outputs", 2, 4, None),
+                                     ("train", 1, 6, 1), ("train", 2, 6, 2), ("train", 3, 6, 3), ("train", 4, 6, 1)]:
+        s.phase, s.done, s.total, s.epoch_step = phase, done, total, step
+        cb.on_step(s, None)
+    assert rec.written == [("load data", 0), ("load data", 1), ("teacher outputs", 1), ("train", 1), ("train", 3)]

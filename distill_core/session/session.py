@@ -159,11 +159,14 @@ class Session:
         p.notices = self._notices(p) + p.notices          # the generated data's notices come last
         p.notices += distributed.notices(cfg.train.batch_size, device)
         self.state.epochs = p.epochs
+        measured = 1 + len(p.variants)       # epoch 0: the teacher's validation and maps, then each variant's
+        self.progress("epoch 0", 0, measured)
         p.teacher_probe = self.probe_maps(p, p.teacher_model)
         self.run.write_attention("teacher", p.teacher_probe)
         for name, t in zip(cfg.teacher_names[1:], p.teachers[1:]):     # the explorer shows each teacher's attention
             self.run.write_attention(name, self.probe_maps(p, t.model))
         self._write_probe(p)
+        self.progress("epoch 0", 1, measured)
         self.prepared = p
         return p
 
@@ -346,8 +349,7 @@ class Session:
             for gen_index in extra[k]:
                 window.add(self.generated_step(p, gen_index, where=f"{where} (generated data)"),
                            {v.name: v.used for v in p.variants if v.generated or v.transfer_labels})
-            self.state.step_s += time.perf_counter() - t0
-            self.state.steps_timed += 1
+            self.state.add_step(time.perf_counter() - t0)
             self.state.epoch_step = k + 1
             if (k + 1) % every == 0 or k + 1 == len(batches):
                 self.run.append_train_steps(window.flush(done + k + 1, p.steps_per_epoch))
@@ -418,7 +420,7 @@ class Session:
         variant keeps a copy of these weights, and of its best epoch's (by validation accuracy)."""
         out, eval_s = [], {}
         started = time.perf_counter()
-        for v in p.variants:
+        for k, v in enumerate(p.variants):
             set_attention_backend(v.model, eager=False)
             t0 = time.perf_counter()
             val_acc, val_loss = p.modality.evaluate(v.model, "val", p.device, self.config.train.mixed_precision)
@@ -439,18 +441,22 @@ class Session:
             eval_s[v.name] = t1 - t0
             if epoch:
                 v.snapshot(epoch, val_acc)
+            else:
+                self.progress("epoch 0", 2 + k, 1 + len(p.variants))
         self.records.extend(out)
         self.state.record_s = time.perf_counter() - started
-        self.state.finish_s = self._finish_estimate(p, eval_s)
+        self.state.finish_parts = self._finish_estimate(p, eval_s)
+        self.state.finish_s = sum(self.state.finish_parts)
         self.state.epoch = epoch
         return out
 
-    def _finish_estimate(self, p: Prepared, eval_s: dict[str, float]) -> float:
-        """Seconds the final evaluation should take: each model's measured validation time scaled by the test
-        split's size (the teacher, every variant, and the variants whose best epoch is not their last, again)."""
+    def _finish_estimate(self, p: Prepared, eval_s: dict[str, float]) -> list[float]:
+        """Seconds each model's test in the final evaluation should take, in its order: each model's measured
+        validation time scaled by the test split's size (the teacher, every variant, and the variants whose best
+        epoch is not their last, again)."""
         scale = p.modality.size("test") / max(1, p.modality.size("val"))
-        again = sum(eval_s.get(v.name, 0.0) for v in p.variants if v.best_differs)
-        return scale * (self.teacher_val_s + sum(eval_s.values()) + again)
+        again = [v for v in p.variants if v.best_differs]
+        return [scale * s for s in (self.teacher_val_s, *(eval_s.get(v.name, 0.0) for v in (*p.variants, *again)))]
 
     # ---- finish -------------------------------------------------------------------------------------------
     def finish(self, p: Prepared) -> dict:
