@@ -10,6 +10,8 @@ session writes (train_steps.jsonl). Streamlit's garbage collection after every s
 """
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 import distill_core
@@ -25,6 +27,7 @@ CURVES_EVERY_S = 20.0
 PHASES = {"starting": "Starting", "load data": "Loading the data",
           "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
           "teacher outputs": "Computing the teacher's outputs",
+          "epoch 0": "Measuring the students before training (epoch 0)",
           "train": "Training", "evaluate": "Testing", "done": "Finishing"}
 
 
@@ -90,37 +93,80 @@ def queue_text(run_id: str) -> str:
 
 
 # ---- progress ------------------------------------------------------------------------------------------------
-def progress_lines(p: dict) -> tuple[str, float, str]:
-    """(headline, fraction for the bar, detail) of a progress.json record, in words.
+UNITS = {"prepare teacher": "fine-tuning steps", "train teacher": "training steps", "teacher outputs": "batches",
+         "epoch 0": "models measured", "evaluate": "models tested"}      # what a phase counts; others: steps
+BEFORE_TRAINING = ("starting", "load data", "prepare teacher", "train teacher", "teacher outputs", "generate data",
+                   "epoch 0")
 
-    During training the headline says where in the current epoch the session is, and the detail gives the time
-    left in the whole session once the training speed is known; before that, the time left in the phase."""
+
+def _countdown(left_s: float, where: str) -> str:
+    """An estimate aged to now: "about 1 min 35 s left in the session", or, once it has run out, that it is late."""
+    if left_s >= 1:
+        return f"about {fmt_seconds(left_s)} left {where}"
+    return "taking longer than estimated"
+
+
+def _time_left(p: dict, phase: str, done: int, total: int, since: float) -> str:
+    """What is left, from the estimates progress.json held when written, less the `since` seconds passed since."""
+    session_eta, phase_eta = p.get("session_eta_s"), p.get("eta_s")
+    finishing = phase != "train" and total > 0 and done >= total     # its counted work is done; it is wrapping up
+    if finishing:
+        return "finishing this phase"
+    if session_eta is not None:
+        return _countdown(session_eta - since, "in the session")
+    if phase_eta is None:
+        return "estimating the time left"
+    left = _countdown(phase_eta - since, "in this phase")
+    if phase == "prepare teacher" and phase_eta - since >= 1:    # its steps are counted for every epoch it may take
+        left += " if every epoch runs (the fine-tune stops early once its validation accuracy stops improving)"
+    return left + ("; the session's time is known once training starts" if phase in BEFORE_TRAINING else "")
+
+
+def _train_headline(p: dict, name: str, done: int, epoch: int, epochs) -> str:
+    """Where in the epochs training is: the step in the epoch, or the epoch being measured once its steps are done."""
+    step, steps = p.get("epoch_step"), p.get("epoch_steps")
+    of = f" of {epochs or '?'}"
+    if step is not None and steps and step >= steps and done and done % steps == 0:
+        trained = done // steps
+        if epoch < trained:
+            return f"{name}: epoch {trained}{of} · its steps done; measuring its validation accuracy and attention"
+        return f"{name}: epoch {trained}{of} done"
+    current = min(epoch + 1, epochs) if epochs else epoch + 1
+    where = f" · step {step:,} of {steps:,} ({step / steps:.0%} of the epoch)" if step is not None and steps else ""
+    return f"{name}: epoch {current}{of}{where}"
+
+
+def progress_lines(p: dict, now: float | None = None) -> tuple[str, float, str]:
+    """(headline, fraction for the bar, detail) of a progress.json record, in words, as of `now` (default: the clock).
+
+    The record is written every half second while steps go by, but not within a long step (the teacher's outputs
+    being saved, a model being tested): the times are computed at `now` from the record's `started` and
+    `phase_started`, and its estimates are aged by the time since it was written (`updated`), so each redraw moves,
+    and an estimate that runs out says so instead of staying at 0 s. During training the headline says where in the
+    current epoch the session is, and the detail gives the time left in the whole session once the training speed
+    is known; before that, the time left in the phase."""
+    now = time.time() if now is None else now
     phase = p.get("phase", "starting")
     done, total = int(p.get("done") or 0), int(p.get("total") or 0)
     epoch, epochs = int(p.get("epoch") or 0), p.get("epochs") or 0
     fraction = min(1.0, done / total) if total else 0.0
-    elapsed = f"{fmt_seconds(p.get('elapsed_s'))} elapsed"
-    session_eta, phase_eta = p.get("session_eta_s"), p.get("eta_s")
-    if session_eta is not None:
-        left = f"about {fmt_seconds(session_eta)} left in the session"
-    elif phase_eta is not None and phase in ("train", "evaluate"):
-        left = f"about {fmt_seconds(phase_eta)} left in this phase"
-    elif phase_eta is not None:
-        left = f"about {fmt_seconds(phase_eta)} left in this phase; the session's time is known once training starts"
+    since = max(0.0, now - p["updated"]) if p.get("updated") else 0.0
+    if p.get("started"):
+        elapsed_s = max(0.0, now - p["started"])
     else:
-        left = "estimating the time left"
+        elapsed_s = None if p.get("elapsed_s") is None else p["elapsed_s"] + since
+    left = _time_left(p, phase, done, total, since)
     name = PHASES.get(phase, phase.capitalize())
     if phase == "train":
-        step, steps = p.get("epoch_step"), p.get("epoch_steps")
-        current = min(epoch + 1, epochs) if epochs else epoch + 1
-        where = (f" · step {step} of {steps} ({step / steps:.0%} of the epoch)"
-                 if step is not None and steps else "")
-        headline = f"{name}: epoch {current} of {epochs or '?'}{where}"
-        detail = f"{done}/{total} training steps · {elapsed} · {left}"
+        headline = _train_headline(p, name, done, epoch, epochs)
+        return headline, fraction, f"{done:,}/{total:,} training steps · {fmt_seconds(elapsed_s)} elapsed · {left}"
+    headline = name + (f" · {epoch} of {epochs} epochs done" if epoch and epochs else "")
+    counts = f"{done:,}/{total:,} {UNITS.get(phase, 'steps')} · " if total > 1 else ""
+    if p.get("phase_started"):
+        times = f"{fmt_seconds(max(0.0, now - p['phase_started']))} in this phase, {fmt_seconds(elapsed_s)} in all"
     else:
-        headline = name + (f" · {epoch} of {epochs} epochs done" if epoch and epochs else "")
-        detail = (f"{done}/{total} steps · " if total else "") + f"{elapsed} · {left}"
-    return headline, fraction, detail
+        times = f"{fmt_seconds(elapsed_s)} elapsed"
+    return headline, fraction, f"{counts}{times} · {left}"
 
 
 # ---- curves --------------------------------------------------------------------------------------------------
