@@ -72,10 +72,26 @@ def read_metrics(root: str, run_id: str, version: float) -> list[dict]:
     return RunStore(root).open(run_id).metrics()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_resource(show_spinner=False, max_entries=256)
 def read_attention(root: str, run_id: str, name: str, version: float):
-    """list of (L, H, T, T) float32 arrays, one per probe example."""
-    return RunStore(root).open(run_id).read_attention(name)
+    """list of (L, H, T, T) float32 arrays, one per probe example: read once and shared by every visitor (read-only,
+    so no page can change what another sees; st.cache_data would copy them for each visitor at every redraw)."""
+    arrays = RunStore(root).open(run_id).read_attention(name)
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _shared_figure(name: str, _build, args: tuple, kwargs: dict):
+    return _build(*args, **kwargs)                   # keyed by the builder's name and its arguments
+
+
+def shared_figure(build, *args, **kwargs):
+    """build(*args, **kwargs) made once for all the visitors who ask for the same figure (the same function and
+    arguments: the same run, view and arrays) and shared: a class opening one link builds it once, not once each.
+    Safe because st.plotly_chart reads a figure without changing it; a caller must not change it either."""
+    return _shared_figure(f"{build.__module__}.{build.__qualname__}", build, args, kwargs)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

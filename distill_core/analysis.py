@@ -50,14 +50,14 @@ def compare_pair(teacher_map: np.ndarray, student_map: np.ndarray, head_rule: st
 
     teacher_map (Ht, T, T), student_map (Hs, T, T) -> metric -> (H',) per compared head.
     """
-    p = mapping.adapt_teacher(torch.from_numpy(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
-    q = mapping.adapt_student(torch.from_numpy(np.asarray(student_map, np.float32)), head_rule)
+    p = mapping.adapt_teacher(torch.tensor(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
+    q = mapping.adapt_student(torch.tensor(np.asarray(student_map, np.float32)), head_rule)
     return {m: map_metric(m, p.numpy(), q.numpy()) for m in METRICS}
 
 
 def teacher_view(teacher_map: np.ndarray, head_rule: str, student_heads: int, head: int) -> np.ndarray:
     """The teacher map that student head `head` is compared with: (Ht, T, T) -> (T, T)."""
-    p = mapping.adapt_teacher(torch.from_numpy(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
+    p = mapping.adapt_teacher(torch.tensor(np.asarray(teacher_map, np.float32)), head_rule, student_heads)
     return p[min(head, p.shape[0] - 1)].numpy()
 
 

@@ -91,6 +91,6 @@ def attention_metrics(p: torch.Tensor, q: torch.Tensor, mask: torch.Tensor | Non
 
 def map_metric(name: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Metric between single-example maps without padding: p, q (..., T, T) -> (...,) (numpy, for the app)."""
-    values, _ = row_metric(name, torch.as_tensor(np.asarray(p, dtype=np.float32))[None],
-                           torch.as_tensor(np.asarray(q, dtype=np.float32))[None])
+    values, _ = row_metric(name, torch.tensor(np.asarray(p, dtype=np.float32))[None],     # copies: the app's arrays
+                           torch.tensor(np.asarray(q, dtype=np.float32))[None])     # are shared and read-only
     return values[0].mean(-1).numpy()

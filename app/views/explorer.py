@@ -20,14 +20,19 @@ present = common.presenting()
 font = common.chart_font()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("🔍 Attention explorer")
+if not present:                                  # presenting: the first screen is the maps, the controls below them
+    head_l.title("Attention explorer")
 intro = st.empty()                               # an image run replaces this caption with its own
 if not present:
     intro.caption("Each map is one attention head: row = the query token, column = the key token it attends to, "
                   "each row sums to 1. Hover a cell for its exact weight.")
+maps_area, controls = (st.container(), st.container()) if present else (None, None)
+if present:
+    controls.divider()
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
-run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
+with controls or st.container():
+    run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
 if tasks.of(probe).pictures:                     # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=head_r, intro=intro)
     st.stop()
@@ -56,7 +61,7 @@ if st.session_state.get(K + "_run") != run.id:   # the user picked another run: 
     st.session_state[K + "_run"] = run.id
 
 # ---- what to look at ---------------------------------------------------------------------------------
-left, right = st.columns([3, 2], gap="large")
+left, right = (controls or st).columns([3, 2], gap="large")
 with left:
     source, text, example = common.pick_text(
         K, probe, help="Runs the teacher and every trained student variant on this text, on the CPU.")
@@ -120,14 +125,16 @@ except (DistillError, ValueError) as e:
     common.show_error(e)
     st.stop()
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4 = (controls or st).columns(4)
 common.keep_choice(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
 s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer", on_change=_follow_pair,
-                       format_func=lambda s: f"layer {s}" + (f" (mapped to teacher {mapped[s]})"
-                                                             if s in mapped else ""))
+                       format_func=lambda s: f"layer {s}" + ((f" → teacher {mapped[s]}" if present else
+                                                              f" (mapped to teacher {mapped[s]})") if s in mapped
+                                                             else ""))
 common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
 t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
-                       format_func=lambda t: f"layer {t}" + (" (mapped pair)" if mapped.get(s_layer) == t else ""))
+                       format_func=lambda t: f"layer {t}" + ((" (mapped)" if present else " (mapped pair)")
+                                                             if mapped.get(s_layer) == t else ""))
 head_options = [AVERAGE, *range(Hs)]
 common.keep_choice(K + "head", head_options, AVERAGE if rule == "mean" else 0)
 s_head = c3.selectbox("Student head", head_options, key=K + "head",
@@ -177,7 +184,7 @@ if typed and probs is not None:
     names = probe["label_names"]
     st.caption(" · ".join(f"{variants.label(m)}: **{names[int(np.argmax(p))]}** ({np.max(p):.0%})"
                           for m, p in probs.items() if m in (TEACHER, student)))
-elif not typed:
+elif not typed and not present:
     st.caption(f"Label: **{probe['label_names'][probe['labels'][example]]}** · {len(tokens)} tokens")
 
 # ---- the maps, every token labelled: a window of a long input ----------------------------------------------
@@ -191,31 +198,34 @@ if n_tokens > fit:
     stored = st.session_state.get(K + "window")
     if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and 0 <= stored[0] < stored[1] < n_tokens):
         st.session_state[K + "window"] = (0, fit - 1)
-    first, last = st.slider("Tokens shown", 0, n_tokens - 1, key=K + "window",
+    first, last = (controls or st).slider("Tokens shown", 0, n_tokens - 1, key=K + "window",
                             help=f"This text has {n_tokens} tokens (numbered from 0); about {fit} fit side by side "
                                  "with every token labelled at a readable size. Drag the range to move along the "
                                  "text or widen it.")
-    st.caption(f"Tokens {first}–{last} of {n_tokens} (numbered from 0), on both axes: weights on tokens outside the "
+    (controls or st).caption(f"Tokens {first}–{last} of {n_tokens} (numbered from 0), on both axes: weights on tokens outside the "
                "window are not drawn, so a row can sum to less than 1.")
 w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, first, last + 1, teacher_shown, student_shown)
 titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
-    st.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, {s_desc}, "
-                f"{when}")
+    label = "" if typed else f" · example #{example}, **{probe['label_names'][probe['labels'][example]]}**"
+    maps_area.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, "
+                       f"{s_desc}, {when}{label}")
     titles = (teacher_name, variants.label(student), "")
-fig = fig_maps.heatmap_triptych(t_win, s_win, w_tokens, gamma=gamma, font_size=font, difference=not present,
-                                arrangement=arrangement, titles=titles)
-st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
-st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
+fig = common.shared_figure(fig_maps.heatmap_triptych, t_win, s_win, w_tokens, gamma=gamma, font_size=font,
+                          difference=not present, arrangement=arrangement, titles=titles)
+(maps_area or st).plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
+(controls or st).checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
             help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
                  "[SEP]) otherwise wash out. Values and hover text stay exact.")
 before_shown = None
 if before is not None:
     b = before[s_layer]
     before_shown = b.mean(0) if s_head == AVERAGE else b[s_head]
-common.notice(fig_maps.map_reading(teacher_shown, student_shown, tokens, variants.label(student), before=before_shown))
+with maps_area or st.container():
+    common.notice(fig_maps.map_reading(teacher_shown, student_shown, tokens, variants.label(student),
+                                       before=before_shown))
 view.sync()
-with head_r:
+with controls or head_r:
     state.link_button(view)
 if present:
     st.stop()                                   # presentation mode: the maps and what to notice, nothing more
@@ -245,9 +255,9 @@ st.caption("“Shown maps” compares the two maps above; “as trained” compa
 st.subheader("All heads of both layers")
 zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
 cols = min(6, max(Ht, Hs))                       # same panel size for both models
-st.plotly_chart(fig_maps.head_grid(t_layer_maps, tokens, f"{teacher_name} layer {t_layer}", cols=cols, zmax=zmax,
-                                   gamma=gamma,
-                                   highlight=t_heads if len(t_heads) < Ht else ()),
+st.plotly_chart(common.shared_figure(fig_maps.head_grid, t_layer_maps, tokens, f"{teacher_name} layer {t_layer}",
+                                     cols=cols, zmax=zmax, gamma=gamma,
+                                     highlight=tuple(t_heads) if len(t_heads) < Ht else ()),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "teacher_grid")
 pruned_versions = [v for v in ((compress.read_compression(run) or {}).get("variants", {}).get(student, {})
                                .get("versions") or []) if v.get("kind") == "pruned"]
@@ -262,17 +272,17 @@ if pruned_versions:                              # the run was compressed: which
                                "Compression page has every version and the accuracy as heads are removed.")
     mask = compress.pruned_heads(run, student, chosen) if chosen != "none" else None
     greyed = [h for h in range(Hs) if mask is not None and mask[s_layer][h]]
-st.plotly_chart(fig_maps.head_grid(s_layer_maps, tokens, f"{student} layer {s_layer} · {when}", cols=cols, zmax=zmax,
-                                   gamma=gamma,
-                                   highlight=[] if s_head == AVERAGE else [s_head], greyed=greyed),
+st.plotly_chart(common.shared_figure(fig_maps.head_grid, s_layer_maps, tokens, f"{student} layer {s_layer} · {when}",
+                                     cols=cols, zmax=zmax, gamma=gamma,
+                                     highlight=() if s_head == AVERAGE else (s_head,), greyed=tuple(greyed)),
                 width="stretch", config=common.PLOTLY_CONFIG, key=K + "student_grid")
 st.caption("One colour scale for both grids. Red outlines: the heads in the comparison above."
            + (" Grey: the heads the chosen pruned version masks in this layer (their maps as trained)." if pruned_versions
               else ""))
 
 st.subheader("Head-averaged view")
-st.plotly_chart(fig_maps.heatmap_triptych(
-    t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma,
+st.plotly_chart(common.shared_figure(
+    fig_maps.heatmap_triptych, t_layer_maps.mean(0), s_layer_maps.mean(0), tokens, gamma=gamma, font_size=font,
     titles=(f"{teacher_name} L{t_layer} · mean of {Ht} heads", f"{student} L{s_layer} · mean of {Hs} heads",
             "student − teacher")), width="stretch", config=common.PLOTLY_CONFIG, key=K + "averaged")
 
