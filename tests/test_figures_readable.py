@@ -183,3 +183,21 @@ def test_accuracy_table_headers_are_short_and_explained():
     for long in (tables.PAIRED_INTERVAL, tables.DISCORDANT, tables.INDEPENDENT_INTERVAL, tables.OF_TEACHER):
         assert len(tables.COLUMN_HELP[long]) > len(long)          # the long explanation goes in the column's help
     assert "points" in tables.vs_help("baseline") and tables.vs_column("baseline") == "vs baseline"
+
+
+# ---- 6. numbers in the layer grid not hidden by its marks --------------------------------------------------
+def test_layer_cost_map_marks_leave_the_numbers_clear():
+    from app.figures import divergence as fig_divergence
+    costs = [[0.2, 0.1, 0.3, 0.25], [0.3, 0.4, 0.05, 0.2], [0.1, 0.3, 0.2, 0.15]]
+    fig = fig_divergence.layer_cost_map(costs, [1, 2, 0], [1, 3, 0])
+    heat = fig.data[0]
+    assert heat.texttemplate                                          # every cell's number, in its middle
+    assert not [tr for tr in fig.data if tr.type == "scatter" and "markers" in (tr.mode or "")]   # no marker on it
+    marks = fig.layout.shapes
+    assert [m.name for m in marks if m.showlegend] == ["suggested", "used by the run"]
+    for m in marks:                                                   # outlines run near the cell's edges
+        t, s = (m.x0 + m.x1) / 2, (m.y0 + m.y1) / 2
+        assert min(m.x1 - t, t - m.x0, m.y1 - s, s - m.y0) >= 0.35
+    assert [(m.x0 + m.x1) / 2 for m in marks if m.name == "suggested"] == [1, 2, 0]
+    assert [(m.y0 + m.y1) / 2 for m in marks if m.name == "used by the run"] == [0, 1, 2]
+    assert "suggested" in heat.customdata[0][1] and "used by the run" in heat.customdata[1][3]    # and on hover

@@ -157,30 +157,41 @@ def selected_cell(selection, variants: Sequence[str], labels: Sequence[str]) -> 
     return None
 
 
+def _cell_outlines(layers: Sequence[int], name: str, color: str, dash: str, inset: float) -> list[dict]:
+    """An outline along the edges of the cell (student layer s, teacher layer layers[s]) for each s, `inset` of a
+    cell inside them: the number in the middle of the cell stays clear. The first carries the legend entry."""
+    return [dict(type="rect", xref="x", yref="y", x0=t - 0.5 + inset, x1=t + 0.5 - inset, y0=s - 0.5 + inset,
+                 y1=s + 0.5 - inset, line=dict(color=color, width=3, dash=dash), fillcolor="rgba(0,0,0,0)",
+                 layer="above", name=name, legendgroup=name, showlegend=s == 0)
+            for s, t in enumerate(layers)]
+
+
 def layer_cost_map(costs: Sequence[Sequence[float]], suggested: Sequence[int], used: Sequence[int] | None = None,
                    height: int | None = None) -> go.Figure:
-    """Mean JS between each student layer (rows) and each teacher layer (columns), from mapping.layer_costs; a
-    square marks the suggested teacher layer of each student layer, a circle the one the run used."""
+    """Mean JS between each student layer (rows) and each teacher layer (columns), from mapping.layer_costs, its
+    value written in each cell; a black outline along a cell's edges marks the suggested teacher layer of each
+    student layer, a blue dotted one just inside it the layer the run used (hover a cell to read both)."""
     z = np.asarray(costs, dtype=np.float64)                      # (Ls, Lt)
     ls, lt = z.shape
     xs, ys = [f"teacher {t}" for t in range(lt)], [f"student {s}" for s in range(ls)]
     tiny = float(np.nanmax(np.abs(z), initial=0.0)) < 0.01
+    marks = [("suggested", list(suggested), "#111827", "solid", 0.03)]
+    if used is not None and len(used) == ls:
+        marks.append(("used by the run", list(used), "#2563eb", "dot", 0.11))
+    notes = [["" for _ in range(lt)] for _ in range(ls)]
+    for name, layers, *_ in marks:
+        for s, t in enumerate(layers):
+            notes[s][t] += f" · {name}"
     traces = [dict(
-        type="heatmap", z=z, x=xs, y=ys, colorscale=DISTANCE_SCALE, xgap=2, ygap=2,
+        type="heatmap", z=z, x=xs, y=ys, colorscale=DISTANCE_SCALE, xgap=2, ygap=2, customdata=notes,
         texttemplate="%{z:.2e}" if tiny else "%{z:.3g}",
         textfont=dict(size=12), colorbar=dict(thickness=12, title=dict(text="JS", side="top")),
-        hovertemplate="%{y} vs %{x}: JS %{z:.4g}<extra></extra>")]
-    marks = [("suggested", suggested, "square-open", "#111827", 34)]
-    if used is not None and len(used) == ls:
-        marks.append(("used by the run", used, "circle-open", "#2563eb", 22))
-    for name, layers, symbol, color, size in marks:
-        traces.append(dict(type="scatter", x=[xs[t] for t in layers], y=ys[:len(layers)], mode="markers", name=name,
-                           marker=dict(symbol=symbol, size=size, color=color, line=dict(width=3)),
-                           hovertemplate=f"%{{y}} → %{{x}} ({name})<extra></extra>"))
+        hovertemplate="%{y} vs %{x}: JS %{z:.4g}%{customdata}<extra></extra>")]
+    shapes = [o for name, layers, color, dash, inset in marks for o in _cell_outlines(layers, name, color, dash, inset)]
     fig = go.Figure(data=traces)
     axis = dict(type="category", showgrid=False, ticks="")
     fig.update_layout(**base_layout(height or 150 + 60 * ls, "Mean JS: student layer × teacher layer"),
                       xaxis=dict(categoryorder="array", categoryarray=xs, **axis),
                       yaxis=dict(categoryorder="array", categoryarray=ys, autorange="reversed", **axis),
-                      legend=dict(orientation="h", y=-0.18, x=0))
+                      legend=dict(orientation="h", y=-0.18, x=0), showlegend=True, shapes=shapes)
     return fig
