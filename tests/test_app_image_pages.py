@@ -81,6 +81,15 @@ def test_divergence_says_why_a_cross_family_run_has_none(runs):
         assert "divergence.curves" in figures(at) and "different families" not in texts(at.info)
 
 
+def test_divergence_of_a_cnn_run_speaks_of_stage_maps_not_heads(cnn_image_run, tmp_path, monkeypatch):
+    store, run_id = cnn_image_run
+    shutil.copytree(store.root / run_id, tmp_path / "runs" / run_id)
+    monkeypatch.setenv("ADS_RUNS_DIR", str(tmp_path / "runs"))
+    captions = texts(page("divergence", {"run": run_id}).caption)
+    assert "CNN maps: each mapped pair of stages" in captions and "one column: the stage's map" in captions
+    assert "each student head is compared" not in captions and "compared heads" not in captions
+
+
 # ---- accuracy and generated data -------------------------------------------------------------------------
 def test_accuracy_and_generated_pages_speak_of_images(runs):
     at = page("accuracy", {"run": runs["cnn"]})

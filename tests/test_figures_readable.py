@@ -201,3 +201,18 @@ def test_layer_cost_map_marks_leave_the_numbers_clear():
     assert [(m.x0 + m.x1) / 2 for m in marks if m.name == "suggested"] == [1, 2, 0]
     assert [(m.y0 + m.y1) / 2 for m in marks if m.name == "used by the run"] == [0, 1, 2]
     assert "suggested" in heat.customdata[0][1] and "used by the run" in heat.customdata[1][3]    # and on hover
+
+
+# ---- 7. the comparison rule in the words of the run's maps ----------------------------------------------------
+def test_comparison_rule_speaks_of_stages_for_cnn_runs_and_of_heads_otherwise():
+    from app.figures import divergence as fig_divergence
+    cnn = {"head_rule": "direct", "student_heads": 1, "teacher_heads": 1, "families": {"teacher": "cnn",
+           "student": "cnn"}, "maps": {"teacher": {"family": "cnn", "stages": 3}, "student": {"family": "cnn"}}}
+    rule = fig_divergence.comparison_rule(cnn)
+    assert "head" not in rule.replace("no heads", "") and "stage" in rule and "channels" in rule
+    vit = {**cnn, "maps": {"teacher": {"family": "vit", "heads": 4}, "student": {"family": "vit", "heads": 2}},
+           "head_rule": "group", "student_heads": 2, "teacher_heads": 4}
+    assert fig_divergence.comparison_rule(vit) == ("Head rule group: each of the student's 2 heads is compared with "
+                                                   "the average of a group of 2 teacher heads.")
+    assert fig_divergence.comparison_rule({"head_rule": "direct"}).startswith("Head rule direct: each student head")
+    assert fig_divergence.comparison_rule({}) == ""

@@ -21,6 +21,30 @@ def pair_labels(pairs: Sequence[Sequence[int]]) -> list[str]:
     return [f"teacher L{t} → student L{s}" for t, s in pairs]
 
 
+def cnn_maps(probe: dict) -> bool:
+    """Whether a run compares CNN maps (one spatial map a stage, no heads), from its probe.json."""
+    maps = probe.get("maps") or {}
+    return any((maps.get(side) or {}).get("family") == "cnn" for side in ("teacher", "student"))
+
+
+def comparison_rule(probe: dict) -> str:
+    """How each variant's maps are compared with the teacher's in a mapped pair of layers, in a sentence for the
+    page: the head rule of a model with heads; for CNNs, what their one map a stage is. '' when the probe says
+    neither."""
+    if cnn_maps(probe):
+        return ("CNN maps: each mapped pair of stages compares the student's spatial map with the teacher's, one map "
+                "a stage: its activation attention (the mean over channels of the squared activations, Zagoruyko & "
+                "Komodakis), upsampled to the picture, a distribution over its pixels. A CNN has no heads: the grid "
+                "below has one column.")
+    rule = probe.get("head_rule")
+    student_heads, teacher_heads = probe.get("student_heads"), probe.get("teacher_heads", 0)
+    return {"direct": "Head rule direct: each student head is compared with the same teacher head.",
+            "group": f"Head rule group: each of the student's {student_heads} heads is compared with the average of a "
+                     f"group of {teacher_heads // max(1, student_heads or 1)} teacher heads.",
+            "mean": "Head rule mean: both sides are averaged over their heads, one comparison per layer pair."
+            }.get(rule, "")
+
+
 def divergence_curves(records: Sequence[dict], metric: str, variants: Sequence[str] | None = None,
                       reference: str | None = None, per_head: bool = False, labels: Sequence[str] | None = None,
                       height: int = 380) -> go.Figure:

@@ -51,14 +51,8 @@ with c1:
                            help="Thin lines: each compared head; thick lines: their mean.")
 with c2:
     st.markdown(f"**{METRIC_LABELS[metric]}.** {METRIC_HELP[metric]}")
-    rule = probe.get("head_rule")
-    if rule:
-        st.caption({"direct": "Head rule direct: each student head is compared with the same teacher head.",
-                    "group": f"Head rule group: each of the student's {probe.get('student_heads')} heads is "
-                             f"compared with the average of a group of "
-                             f"{probe.get('teacher_heads', 0) // max(1, probe.get('student_heads', 1))} teacher heads.",
-                    "mean": "Head rule mean: both sides are averaged over their heads, one comparison per layer pair."
-                    }.get(rule, ""))
+    if rule := fig_divergence.comparison_rule(probe):
+        st.caption(rule)
 
 st.info(divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
 curves = fig_divergence.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
@@ -94,7 +88,8 @@ picked = st.plotly_chart(common.sized(fig_divergence.variant_grids(grids, rows, 
                          selection_mode="points")
 closer = "darker red = further from the teacher" if LOWER_IS_CLOSER[metric] else \
     "darker red = less similar to the teacher"
-st.caption(f"Every variant on one colour scale ({closer}). Rows: mapped layer pairs; columns: compared heads.")
+columns = ("one column: the stage's map" if fig_divergence.cnn_maps(probe) else "columns: compared heads")
+st.caption(f"Every variant on one colour scale ({closer}). Rows: mapped layer pairs; {columns}.")
 
 
 def open_in_explorer(variant: str, pair: int, head: int) -> None:
