@@ -219,13 +219,14 @@ def accuracy_metrics(run: Run) -> None:
         return
     if health := health_lines(summary.get("warnings") or []):
         st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
+    st.markdown("**Test accuracy**")           # the models' names alone under it, so that four fit a row uncut
     for start in range(0, len(models), 4):
         for col, name in zip(st.columns(4), models[start:start + 4]):
             delta = delta_text(acc, name, variants.reference)
             same = bool(delta) and delta.startswith("same")
             c = paired.get(name) if delta else None
             unclear = c is not None and c.get("verdict") not in ("better", "worse")
-            col.metric(f"{variants.label(name)} test accuracy", fmt_acc(acc.get(name)), delta=delta,
+            col.metric(variants.label(name), fmt_acc(acc.get(name)), delta=delta,
                        delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
                        help=paired_sentence(c, name, variants.reference) if c else None)
     if paired:

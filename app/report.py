@@ -40,7 +40,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 
-from app import tasks
+from app import tables, tasks
 from app.figures import (accuracy as fig_accuracy, curves as fig_curves, divergence as fig_divergence,
                          image_attribution as iac, maps as fig_maps)
 from app.tables import MCNEMAR_P, accuracy_rows, vs_column
@@ -462,8 +462,8 @@ def _warnings(f: _Facts) -> str:
 
 def _as_text(row: dict, reference: str | None) -> dict:
     """A row of tables.accuracy_rows as the report writes it: one decimal, differences signed, p as p_text does."""
-    formats = {"accuracy (%)": "{:.1f}", "± 95% (points)": "{:.1f}", vs_column(reference): "{:+.1f}",
-               "% of teacher's accuracy": "{:.0f}"}
+    formats = {tables.ACCURACY: "{:.1f}", tables.HALFWIDTH: "{:.1f}", vs_column(reference): "{:+.1f}",
+               tables.OF_TEACHER: "{:.0f}"}
     out = {}
     for k, x in row.items():
         if x is not None and k == MCNEMAR_P:

@@ -392,9 +392,11 @@ def health_lines(warnings: Sequence[dict]) -> list[str]:
     return out + [str(w["message"]) for w in warnings if w.get("message")]
 
 
-def best_epoch_text(best_epoch: dict, variants: Sequence[str], reference: str | None = None) -> str | None:
+def best_epoch_text(best_epoch: dict, variants: Sequence[str], reference: str | None = None,
+                    live_input: str = "a typed sentence") -> str | None:
     """The variants whose best validation epoch was not their last, with the test accuracy of those weights (kept
-    beside the final ones); None when every variant peaked at its last epoch."""
+    beside the final ones); None when every variant peaked at its last epoch. `live_input` is what the explorer
+    reads with either weights: "a typed sentence", or for pictures "an uploaded picture"."""
     earlier = [(v, b) for v in variants if (b := best_epoch.get(v)) and b.get("epoch") != b.get("final_epoch")]
     if not earlier:
         return None
@@ -402,8 +404,8 @@ def best_epoch_text(best_epoch: dict, variants: Sequence[str], reference: str | 
              + (f" (test {b['test_accuracy']:.1%} with those weights)" if b.get("test_accuracy") is not None else "")
              for v, b in earlier]
     return ("Best validation accuracy before the last epoch: " + "; ".join(parts) + ". The table reports the final "
-            "weights, the ones every variant is compared with; the run keeps both, and the explorer reads a typed "
-            "sentence with either.")
+            "weights, the ones every variant is compared with; the run keeps both, and the explorer reads "
+            f"{live_input} with either.")
 
 
 def robustness_reading(record: dict, reference: str | None = None) -> str:

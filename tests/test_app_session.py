@@ -228,7 +228,7 @@ def test_finished_run_shows_status_and_accuracies(finished_run, tmp_path, monkey
     acc = src.open(run_id).summary()["accuracy"]
     shown = {m.label: m.value for m in at.metric}
     for name, label in (("teacher", "teacher"), ("baseline", "baseline student"), ("distilled", "distilled student")):
-        assert shown[f"{label} test accuracy"] == f"{100 * acc[name]:.1f}%"
+        assert shown[label] == f"{100 * acc[name]:.1f}%"
     assert "Open the Attention explorer on this run" in texts(at.markdown)
     assert len(at.get("plotly_chart")) == 3
 

@@ -133,8 +133,9 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
             ended = page.get_by_text(re.compile(r"Run .*browser.* (finished|failed|was)"))
             expect(ended).to_be_visible(timeout=SESSION_TIMEOUT_MS)
             assert "finished" in ended.inner_text(), ended.inner_text()
-            expect(page.get_by_text("distilled student test accuracy")).to_be_visible()
-            expect(page.get_by_text("variant_3 test accuracy")).to_be_visible()
+            labels = page.get_by_test_id("stMetricLabel")
+            expect(labels.filter(has_text="distilled student")).to_be_visible()
+            expect(labels.filter(has_text="variant_3")).to_be_visible()
             _no_exception(page)
             page.screenshot(path=str(tmp_path / "new_session_done.png"), full_page=True)
 

@@ -636,6 +636,8 @@ def test_best_epoch_text_names_the_variants_that_peaked_early():
             "distilled": {"epoch": 4, "final_epoch": 4, "test_accuracy": 0.75, "val_accuracy": 0.76}}
     text = best_epoch_text(best, ["baseline", "distilled"], "baseline")
     assert "epoch 2 of 4 (test 72.4% with those weights)" in text and "distilled" not in text
+    assert "reads a typed sentence with either" in text
+    assert "reads an uploaded picture with either" in best_epoch_text(best, ["baseline"], None, "an uploaded picture")
     assert best_epoch_text({"distilled": best["distilled"]}, ["distilled"]) is None
     assert best_epoch_text({}, ["baseline"]) is None
 

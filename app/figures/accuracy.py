@@ -144,7 +144,9 @@ def efficiency_bars(params: dict, size_bytes: dict, latency_ms: dict, device: st
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_annotations(font=dict(size=13))
     fig.update_yaxes(gridcolor="#f3f4f6", rangemode="tozero")
-    fig.update_xaxes(tickangle=0 if len(models) <= 3 else -45)
+    panel_px = WIDE_PX * (1 - 2 * 0.08) / 3                  # the plot width of one of the three panels
+    for col, trace in enumerate(traces, start=1):            # names wrapped (or angled) so that no two touch
+        fig.update_xaxes(category_ticks(trace["x"], panel_px), row=1, col=col)
     return fig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state, tasks
+from app import common, live, state, tables, tasks
 from app.figures import accuracy as fig_accuracy, teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
 from distill_core import latency as lat
@@ -78,23 +78,20 @@ vs = vs_column(ref)
 rows = accuracy_rows((TEACHER, *variants.names), acc, n, verdicts, variants.label, common.objectives_text(run), params,
                      ref, paired=bool(paired), costs=(size, latency),
                      further=fig_teachers.further_rows(summary))   # several teachers: the others, after the first
+number = st.column_config.NumberColumn
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
-    "accuracy (%)": st.column_config.NumberColumn(format="%.1f"),
-    "± 95% (points)": st.column_config.NumberColumn(
-        format="%.1f", help="this model's own uncertainty, normal approximation: 1.96·√(p(1−p)/n)"),
-    vs: st.column_config.NumberColumn(format="%+.1f", help="this variant's accuracy minus the reference's"),
-    "paired 95% interval (points)": st.column_config.TextColumn(
-        help="bootstrap interval of the difference, resampling test examples with both models' answers together"),
-    "McNemar p": st.column_config.NumberColumn(
-        format="%.3f", help="exact McNemar test on the examples only one of the two got right; below 0.05: a clear "
-                            "difference"),
-    "only it right / only reference right": st.column_config.TextColumn(
-        help="the examples the two disagree on: only they tell which is better"),
-    "% of teacher's accuracy": st.column_config.NumberColumn(format="%.0f"),
-    "params (M)": st.column_config.NumberColumn(format="%.2f"),
-    "size (MB)": st.column_config.NumberColumn(format="%.1f"),
-    "latency (ms)": st.column_config.NumberColumn(format="%.1f"),
-    "speed-up": st.column_config.NumberColumn(format="%.1f×", help="the teacher's latency / this model's"),
+    tables.ACCURACY: number(format="%.1f"),
+    tables.HALFWIDTH: number(format="%.1f", help=tables.COLUMN_HELP[tables.HALFWIDTH]),
+    vs: number(format="%+.1f", help=tables.vs_help(ref)),
+    tables.PAIRED_INTERVAL: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.PAIRED_INTERVAL]),
+    tables.INDEPENDENT_INTERVAL: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.INDEPENDENT_INTERVAL]),
+    tables.MCNEMAR_P: number(format="%.3f", help=tables.COLUMN_HELP[tables.MCNEMAR_P]),
+    tables.DISCORDANT: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.DISCORDANT]),
+    tables.OF_TEACHER: number(format="%.0f", help=tables.COLUMN_HELP[tables.OF_TEACHER]),
+    "params (M)": number(format="%.2f"),
+    "size (MB)": number(format="%.1f"),
+    "latency (ms)": number(format="%.1f"),
+    "speed-up": number(format="%.1f×", help="the teacher's latency / this model's"),
 })
 device = timed.device or summary.get("device") or "unknown device"
 st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
@@ -121,7 +118,8 @@ if lat_r.button("Measure again", key=K + "measure_latency", icon="⏱️", width
                 help="Reloads the teacher and the students' final weights and times them again now, interleaved on "
                      "one thread: a few seconds for small students."):
     measure_latency(run.id)
-if best := best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref):
+if best := best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref,
+                           "an uploaded picture" if image_run else "a typed sentence"):
     st.caption(best)
 if reading := ensemble_reading(fig_teachers.with_twins(summary, run.config(), run.predictions()),
                                variants.label):
