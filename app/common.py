@@ -18,9 +18,10 @@ from distill_core.vocab import model_label, run_reference, run_variants, variant
 REPO = Path(__file__).resolve().parent.parent
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
-STATUS_ICONS = {"queued": "🕒", "running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️",
-                "interrupted": "⚠️",
-                "damaged": "🧩", "unknown": "?"}
+# Status marks in plain text (they also label the run pickers' options, which draw no icons): characters every
+# font has, where emoji draw as empty boxes on machines without an emoji font.
+STATUS_ICONS = {"queued": "…", "running": "▶", "done": "✓", "failed": "✗", "cancelled": "■", "interrupted": "!",
+                "damaged": "⚠", "unknown": "?"}
 
 
 def presenting() -> bool:
@@ -42,7 +43,7 @@ def notice(lines: list[str] | str) -> None:
     """The view's "what to notice" note."""
     if lines:
         text = lines if isinstance(lines, str) else "\n".join(f"- {x}" for x in lines)
-        st.info(f"**What to notice**\n{text}" if not isinstance(lines, str) else text, icon="🧾")
+        st.info(f"**What to notice**\n{text}" if not isinstance(lines, str) else text, icon=":material/lightbulb:")
 
 
 def runs_dir() -> Path:
@@ -262,7 +263,7 @@ def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[st
         return source, text, None
     if shared and shared != st.session_state.get(k + "text"):     # typed on another page, not this one's own
         st.button(f"Use the sentence typed on another page: “{shared[:60]}{'…' if len(shared) > 60 else ''}”",
-                  key=k + "use_typed", type="tertiary", icon="✍️", on_click=_use_typed, args=(k, shared))
+                  key=k + "use_typed", type="tertiary", icon=":material/edit:", on_click=_use_typed, args=(k, shared))
     texts, labels, names = probe["texts"], probe["labels"], probe["label_names"]
     if st.session_state.get(k + "example") not in range(len(texts)):
         st.session_state[k + "example"] = 0          # a remembered choice from a run with more examples

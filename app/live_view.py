@@ -88,8 +88,8 @@ def queue_text(run_id: str) -> str:
     pos, running = q.position(run_id), q.running()
     where = f"queued, position {pos}" if pos else "queued"
     ahead = f" Running now: {', '.join(running)}." if running else ""
-    return (f"🕒 **{run_id}** is {where}. Sessions started here run one at a time; it starts when the sessions "
-            f"before it have finished.{ahead}")
+    return (f":material/schedule: **{run_id}** is {where}. Sessions started here run one at a time; it starts "
+            f"when the sessions before it have finished.{ahead}")
 
 
 # ---- progress ------------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def accuracy_metrics(run: Run) -> None:
     if all(acc.get(m) is None for m in models):
         return
     if health := health_lines(summary.get("warnings") or []):
-        st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
+        st.warning("\n".join(f"- {line}" for line in health), icon=":material/warning:")
     st.markdown("**Test accuracy**")           # the models' names alone under it, so that four fit a row uncut
     for start in range(0, len(models), 4):
         for col, name in zip(st.columns(4), models[start:start + 4]):

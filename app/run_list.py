@@ -41,7 +41,7 @@ def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
                      "teacher %": pct(r.accuracy.get(TEACHER)),
                      "reference %": pct(r.accuracy.get(ref)) if ref else None,
                      "best variant": best[1], "best %": pct(best[0]),
-                     "warnings": f"⚠️ {r.warnings}" if r.warnings else None, "variants": ", ".join(names),
+                     "warnings": f"⚠ {r.warnings}" if r.warnings else None, "variants": ", ".join(names),
                      "problem": r.error})
     return rows
 
@@ -102,7 +102,7 @@ def cache_section() -> None:
     confirm = c1.checkbox("Yes, delete the cached teachers (a session prepares its teacher again; until then the "
                           "typed-text and attribution views of earlier runs that used one cannot run)",
                           key="runs.cache_confirm", disabled=not rows)
-    c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon="🧹")
+    c2.button("Clear the cache", key="runs.cache_clear", disabled=not confirm, on_click=clear_cache, icon=":material/cleaning_services:")
 
 
 # ---- sweeps ------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def sweeps_section(root) -> None:
         "best %": st.column_config.NumberColumn(format="%.1f", help="the best variant's mean test accuracy")})
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     choice = c1.selectbox("Sweep", [r["sweep"] for r in rows], key="runs.sweep_choice")
-    if c2.button("Open the sweep", key="runs.sweep_open", icon="📊", width="stretch"):
+    if c2.button("Open the sweep", key="runs.sweep_open", icon=":material/bar_chart:", width="stretch"):
         open_sweep(choice)
 
 
@@ -208,7 +208,7 @@ def report_section(store: RunStore, run) -> None:
     c2.download_button(
         "Download report (.html)", data=lambda: report.build_report(
             store.open(run_id), report.default_heatmaps(store.open(run_id), examples)).encode("utf-8"),
-        file_name=f"{run_id}-report.html", mime="text/html", key="runs.report_download", icon="📄",
+        file_name=f"{run_id}-report.html", mime="text/html", key="runs.report_download", icon=":material/description:",
         width="stretch")
     st.caption("One HTML file for a handout or a bug report: the settings, warnings, test accuracies with their "
                "uncertainty, sizes, curves, the layer × head grid and the chosen heatmaps. It opens offline.")

@@ -213,7 +213,8 @@ def open_view(page: str, fields: Sequence[Field], values: dict[str, Any], run_id
 
 def link_button(view: View) -> None:
     """A "link to this view" popover: the address, with a copy button, that opens exactly what is shown."""
-    with st.popover("🔗 Link to this view", width="stretch", help="An address that opens this page exactly as it is now: the run, "
-                                                 "the example or sentence and every choice below."):
+    with st.popover("Link to this view", icon=":material/link:", width="stretch",
+                    help="An address that opens this page exactly as it is now: the run, the example or sentence "
+                         "and every choice below."):
         st.code(view.link(), language=None, wrap_lines=True)
         st.caption("Copy it with the button at the right of the box. The address bar holds the same link.")

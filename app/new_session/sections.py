@@ -119,7 +119,7 @@ def ensemble_section(form: EnsembleForm, problem: Callable[[], str | None]) -> N
             form.teacher_fields(f"{p}ens{k}.")
         _combine_inputs(p)
         if found := problem():
-            st.error(found, icon="🚫")
+            st.error(found, icon=":material/block:")
         elif form.note and (note := form.note()):
             st.caption(note)
 
@@ -184,7 +184,7 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
               disabled=not can_remove,
               help="Remove this variant" if can_remove else "A session needs at least one variant")
     if problem:
-        st.error(problem, icon="✏️")
+        st.error(problem, icon=":material/edit:")
     for loss in allowed:
         a, b = st.columns([vs.wide, 1], vertical_alignment="center")
         on = a.checkbox(f"`{loss}`", key=f"{k}loss.{loss}", help=LOSS_HELP[loss])
@@ -193,7 +193,7 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
     ticked = [n for n in allowed if st.session_state.get(f"{k}loss.{n}")]
     teacher = [n for n in ticked if OBJECTIVES[n].uses_teacher]
     if not ticked:
-        st.caption("⚠️ Tick at least one loss.")
+        st.caption(":material/warning: Tick at least one loss.")
     elif name.strip() == reference:
         st.caption("**Reference**: labels only; the other variants are compared with it.")
     else:

@@ -174,7 +174,7 @@ def file_columns(path: str, base: SessionConfig) -> None:
     try:
         df = preview_table(path, base.data.max_file_mb)
     except DataError as e:
-        st.error(str(e), icon="🚫")           # what Start would say: the file is read as a session reads it
+        st.error(str(e), icon=":material/block:")           # what Start would say: the file is read as a session reads it
         return
     cols = list(df.columns)
     text_at, label_at = guess_columns(df, base.data.text_column, base.data.label_column)
@@ -187,7 +187,7 @@ def file_columns(path: str, base: SessionConfig) -> None:
     if check.class_counts:
         st.caption(counts_text(check.class_counts, f"{check.rows:,} rows with a text in {file_label(path)}"))
     for p in check.errors:
-        st.error(p.message, icon="🚫")
+        st.error(p.message, icon=":material/block:")
     for p in check.warnings:
         st.warning(p.message)
 

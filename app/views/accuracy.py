@@ -18,7 +18,7 @@ view = state.View("accuracy", [])
 view.restore()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("⚖️ Accuracy and efficiency")
+head_l.title("Accuracy and efficiency")
 st.caption("Test-set accuracy of the teacher and of every student variant. The variants are the same student, "
            "started from the same weights and trained on the same batches: only their objectives differ. Each is "
            "compared with the **reference**, the variant trained on the labels only.")
@@ -62,7 +62,7 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
 
 # ---- model health: what must be read before any accuracy ---------------------------------------------
 if health := health_lines(summary.get("warnings") or []):
-    st.warning("\n".join(f"- {line}" for line in health), icon="⚠️")
+    st.warning("\n".join(f"- {line}" for line in health), icon=":material/warning:")
 majority = summary.get("majority_rate")
 if majority is not None:
     st.markdown(f"Always answering the most common class scores **{majority:.1%}** on this test set: a model "
@@ -111,10 +111,10 @@ def measure_latency(run_id: str) -> None:
 
 
 if busy := lat.busy_text(timed.conditions):
-    st.warning(busy, icon="⏱️")
+    st.warning(busy, icon=":material/timer:")
 lat_l, lat_r = st.columns([4, 1], vertical_alignment="center")
 lat_l.caption(lat.conditions_text(timed.conditions))
-if lat_r.button("Measure again", key=K + "measure_latency", icon="⏱️", width="stretch",
+if lat_r.button("Measure again", key=K + "measure_latency", icon=":material/timer:", width="stretch",
                 help="Reloads the teacher and the students' final weights and times them again now, interleaved on "
                      "one thread: a few seconds for small students."):
     measure_latency(run.id)
@@ -185,7 +185,7 @@ else:
               "word embeddings are nudged, each by a small fraction of its own size")
     st.markdown(f"How much accuracy each model keeps when its input's {nudged}, in the direction that hurts that "
                 f"model most (found by PGD).")
-    if st.button("Measure robustness", key=K + "measure_robustness", icon="🛡️",
+    if st.button("Measure robustness", key=K + "measure_robustness", icon=":material/shield:",
                  help="Attacks the teacher and every variant on up to 500 test examples: about a minute on a CPU."):
         measure(run.id)
 if notices := summary.get("notices"):

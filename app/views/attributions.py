@@ -176,7 +176,7 @@ def image_page(run, probe: dict) -> None:
     c2.metric("Attention agreement", f"{cmp[student]['attention_agreement']:.2f}",
               help="1 − Jensen-Shannon divergence / ln 2 of the two models' attention over the picture")
     c3.info(iac.agreement_reading(variants.label(student), cmp[student]["spearman"],
-                                  cmp[student]["attention_agreement"], ia.METHODS[method]), icon="🧾")
+                                  cmp[student]["attention_agreement"], ia.METHODS[method]), icon=":material/lightbulb:")
     fig = iac.attribution_overlays(image, attrs[TEACHER].raw_scores, attrs[student].raw_scores,
                                    variants.label(student), method, attention[TEACHER], attention[student])
     st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=K + "image_maps")
@@ -186,7 +186,7 @@ def image_page(run, probe: dict) -> None:
                f"the patches, heads averaged), {where}.")
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("🧭 Attributions")
+head_l.title("Attributions")
 intro = st.empty()                  # the caption, once the run says whether it reads texts or images
 
 run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
@@ -281,7 +281,7 @@ if st.session_state.get(K + "student") not in students:
 student = st.radio("Compare the teacher with", students, horizontal=True, key=K + "student",
                    format_func=variants.label)
 view.sync()
-st.info(attribution_reading(student, stats, variants.reference), icon="🧾")
+st.info(attribution_reading(student, stats, variants.reference), icon=":material/lightbulb:")
 st.plotly_chart(common.sized(fig_attribution.attribution_bars(tokens, attrs[TEACHER].scores, attrs[student].scores,
                                         variants.label(student))), width="stretch", config=common.PLOTLY_CONFIG,
                 key=K + "bars")

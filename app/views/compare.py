@@ -21,7 +21,7 @@ view = state.View("compare", state.COMPARE)
 view.restore()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("🆚 Compare runs")
+head_l.title("Compare runs")
 st.caption("Two sides, A and B: each is one student variant of a run at one epoch. Pick two variants of one run "
            "(e.g. the labels-only reference against a distilled one) or two runs, then see their attention on the "
            "same probe example side by side, and head by head which of them is closer to the teacher.")
@@ -353,7 +353,7 @@ else:
     rows = fig_divergence.pair_labels(pairs)
     rule = a.probe["head_rule"]
     cols = ["all heads (mean rule)"] if rule == "mean" and diff.shape[1] == 1 else None
-    st.info(divergence_difference_reading(diff, rows, metric, cols), icon="🧾")
+    st.info(divergence_difference_reading(diff, rows, metric, cols), icon=":material/lightbulb:")
     st.plotly_chart(common.sized(fig_compare.divergence_difference_grid(
         diff, rows, metric, title=f"{METRIC_LABELS[metric]}: A at epoch {a_epoch} minus B at epoch {b_epoch}",
         col_labels=cols)), width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")

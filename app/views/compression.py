@@ -16,7 +16,7 @@ view = state.View("compression", [state.Field(K + "variant", "variant")])
 view.restore()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("🗜️ Compression")
+head_l.title("Compression")
 st.caption("Smaller versions of a finished run's students, each measured like the students themselves: **int8** "
            "weights for the linear layers (and, for text, the word embeddings, most of a small student's size), and "
            "attention heads **pruned** by importance (Michel et al. 2019). Does a distilled student depend on fewer "
@@ -49,7 +49,7 @@ choice = c1.selectbox("Variant to compress", options, key=K + "variant",
                       help="One variant is compressed together with the labels-only reference, so that their "
                            "pruning curves share the axes.")
 fractions = ", ".join(f"{f:.0%}" for f in compress.DEFAULT_FRACTIONS)
-if c2.button("Compress again" if record else "Compress", key=K + "compress", icon="🗜️", width="stretch",
+if c2.button("Compress again" if record else "Compress", key=K + "compress", icon=":material/compress:", width="stretch",
              help=f"On the CPU: about half a minute per variant for the default student (2,500 test examples, "
                   f"7 versions each). Heads removed: {fractions}."):
     with st.spinner("Quantizing, ranking the heads and measuring every version on the test set…"):
@@ -98,12 +98,12 @@ st.dataframe(pd.DataFrame(cc.version_rows(record, names, ref)), hide_index=True,
 timed = {name: record["variants"][name].get("latency_conditions") for name in names}
 for name, conditions in timed.items():
     if busy := latency.busy_text(conditions):
-        st.warning(f"**{variants.label(name)}**: {busy}", icon="⏱️")
+        st.warning(f"**{variants.label(name)}**: {busy}", icon=":material/timer:")
 lat_l, lat_r = st.columns([4, 1], vertical_alignment="center")
 lat_l.caption(" ".join(f"Latency of the {variants.label(name)}'s versions, timed together: "
                        f"{latency.conditions_text(c)}" for name, c in timed.items()) if any(timed.values())
               else latency.NOT_RECORDED)
-if lat_r.button("Measure again", key=K + "measure_latency", icon="⏱️", width="stretch",
+if lat_r.button("Measure again", key=K + "measure_latency", icon=":material/timer:", width="stretch",
                 help="Loads every saved version back and times each variant's versions again now, interleaved on "
                      "one thread, on the CPU."):
     with st.spinner("Timing every version again…"):

@@ -16,7 +16,7 @@ view = state.View("divergence", state.DIVERGENCE)
 view.restore()
 
 head_l, head_r = st.columns([3, 1], vertical_alignment="bottom")
-head_l.title("📉 Divergence over epochs")
+head_l.title("Divergence over epochs")
 st.caption("Every epoch each student variant's attention on the probe set is compared with the teacher's, for each "
            "mapped pair of layers, head by head, averaged over the probe examples and their tokens. Epoch 0 is "
            "before training: every variant starts from the same weights.")
@@ -54,7 +54,8 @@ with c2:
     if rule := fig_divergence.comparison_rule(probe):
         st.caption(rule)
 
-st.info(divergence_reading(records, metric, labels, variants.names, variants.reference, losses), icon="🧾")
+st.info(divergence_reading(records, metric, labels, variants.names, variants.reference, losses),
+        icon=":material/lightbulb:")
 curves = fig_divergence.divergence_curves(records, metric, variants.names, variants.reference, per_head=per_head,
                                           labels=labels)
 st.plotly_chart(common.sized(curves), width="stretch", config=common.PLOTLY_CONFIG, key=K + "curves")
@@ -113,7 +114,7 @@ c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
 v_open = c1.selectbox("Variant", list(grids), key=K + "open_variant", format_func=variants.label)
 p_open = c2.selectbox("Pair of layers", range(len(rows)), key=K + "open_pair", format_func=rows.__getitem__)
 h_open = c3.selectbox("Head", range(grids[v_open].shape[1]), key=K + "open_head", format_func=lambda h: f"head {h}")
-if c4.button("Open", key=K + "open", icon="🔍", width="stretch", help="Open this head in the Attention explorer"):
+if c4.button("Open", key=K + "open", icon=":material/grid_on:", width="stretch", help="Open this head in the Attention explorer"):
     open_in_explorer(v_open, p_open, h_open)
 st.caption("Click a cell of a grid, or pick it here, to see that head's maps in the Attention explorer.")
 

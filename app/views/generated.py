@@ -80,7 +80,7 @@ def image_page(record: dict, config: dict) -> None:
     users = record.get("used_by") or []
     st.markdown("Trained on them: " + (", ".join(f"**{escape(u)}**" for u in users) or "no variant of this run") + ".")
     for line in record.get("notices") or []:
-        st.caption(f"ℹ️ {escape(line)}")
+        st.caption(f":material/info: {escape(line)}")
     examples = record.get("examples") or []
     names = {"all": "all", "transfer": "unused images", "augmented": "augmented copies"}
     present = [k for k in KINDS if k == "all" or any(e["kind"] == k for e in examples)]
@@ -107,7 +107,7 @@ def image_page(record: dict, config: dict) -> None:
                f"confidence, the student's target. Showing the {len(chosen)} examples the run kept.")
 
 
-st.title("🧪 Generated data")
+st.title("Generated data")
 run = common.pick_run(K + "run", need_epochs=False)
 if run is None:
     st.stop()
@@ -156,7 +156,7 @@ st.markdown(f"Source of the transfer texts: **{escape(str(record.get('source', '
             + (" With their true labels (the labels-only reference): " + ", ".join(f"**{escape(u)}**" for u in labelled)
                + "." if labelled else ""))
 for line in record.get("notices") or []:
-    st.caption(f"ℹ️ {escape(line)}")
+    st.caption(f":material/info: {escape(line)}")
 
 examples = record.get("examples") or []
 present = [k for k in KINDS if k == "all" or any(e["kind"] == k for e in examples)]

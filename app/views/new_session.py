@@ -48,7 +48,7 @@ busy = mine is not None and store.exists(mine) and store.open(mine).status().get
 if busy:
     c2.caption(f"Start is off while this tab's session **{mine}** runs: cancel it below, or open another tab to "
                "queue a session after it.")
-if c1.button("Start", type="primary", key="new.start", icon="🚀", width="stretch", disabled=busy):
+if c1.button("Start", type="primary", key="new.start", icon=":material/rocket_launch:", width="stretch", disabled=busy):
     try:
         config = tasks.build_config(tasks.collect(st.session_state), defaults)
         tasks.preflight(config)
@@ -66,7 +66,7 @@ if sweep_id := st.session_state.get(SWEEP_STARTED):
     c1, c2 = st.columns([4, 1], vertical_alignment="center")
     c1.info(f"Sweep **{sweep_id}** started: one session per seed, run one after another. The Sweep page compares "
             f"them as they finish.")
-    if c2.button("Open the sweep", key="new.open_sweep", icon="📊", width="stretch"):
+    if c2.button("Open the sweep", key="new.open_sweep", icon=":material/bar_chart:", width="stretch"):
         st.switch_page("views/sweep.py")
 
 with st.expander("These settings as a config file (for `python -m distill_core run --config`)"):
@@ -78,7 +78,7 @@ with st.expander("These settings as a config file (for `python -m distill_core r
 
 
 def cancel_button(run_id: str) -> None:
-    if st.button("Cancel", key="new.cancel", icon="⏹️"):
+    if st.button("Cancel", key="new.cancel", icon=":material/stop:"):
         st.session_state[CANCEL_MSG] = f"Run {run_id}: {distill_core.cancel_session(store, run_id)}."
         st.session_state[ACTIVE_RUN] = run_id          # keep showing it once it has stopped
         st.rerun()
@@ -99,7 +99,7 @@ def live(run_id: str) -> None:
     if run.status().get("status") != "running":
         st.rerun()                      # finished: redraw the page once with the final results
     headline, fraction, detail = lv.progress_lines(run.progress())
-    st.markdown(f"⏳ **{run_id}** · {headline}")
+    st.markdown(f":material/hourglass_top: **{run_id}** · {headline}")
     st.progress(fraction, text=detail)
     if run.cancel_requested():
         st.info("Cancel requested: the session stops after the current step and keeps its finished epochs.")
@@ -132,7 +132,8 @@ def finished(run) -> None:
     lv.accuracy_metrics(run)
     lv.curves(run, "new.final")
     if state in ("done", "cancelled") and run.epochs_done() > 0:
-        common.page_link("views/explorer.py", "Open the Attention explorer on this run", "🔍", {"run": run.id})
+        common.page_link("views/explorer.py", "Open the Attention explorer on this run", ":material/grid_on:",
+                         {"run": run.id})
         probes = tasks.task_of((run.probe() or {}).get("modality")).probes
         st.caption(f"It compares the teacher's and the students' attention on the probe {probes}, epoch by epoch.")
 

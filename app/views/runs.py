@@ -60,7 +60,7 @@ st.dataframe(table, hide_index=True, key="runs.table", placeholder="–", column
     "variants": st.column_config.TextColumn(help="the student variants the session trained, in order")})
 for r in infos:
     if r.status == "damaged":
-        st.warning(f"🧩 Run folder **{r.run_id}** is damaged and cannot be opened: {r.error}. "
+        st.warning(f"Run folder **{r.run_id}** is damaged and cannot be opened: {r.error}. "
                    f"Download it to inspect, or delete it.")
 
 by_id = {r.run_id: r for r in infos}
@@ -76,7 +76,7 @@ choice = st.selectbox("Run", ids, format_func=lambda i: label(by_id[i]), key="ru
 c_open, c_zip, c_del = st.columns(3, border=True)
 with c_open:
     usable = by_id[choice].status != "damaged"
-    if st.button("Open", key="runs.open", type="primary", disabled=not usable, icon="📂"):
+    if st.button("Open", key="runs.open", type="primary", disabled=not usable, icon=":material/folder_open:"):
         st.session_state[common.SELECTED_RUN] = choice
     if usable and st.session_state.get(common.SELECTED_RUN) == choice:
         st.success(f"**{choice}** is open: the Attention explorer, Divergence, Accuracy and Attributions "
@@ -85,11 +85,12 @@ with c_open:
         st.caption("Makes this the run the analysis pages show.")
 with c_zip:
     st.download_button("Download as .zip", data=lambda: store.zip_bytes(choice), file_name=f"{choice}.zip",
-                       mime="application/zip", key="runs.download", icon="⬇️")
+                       mime="application/zip", key="runs.download", icon=":material/download:")
     st.caption("Config, metrics, attention maps, trained students and summary.")
 with c_del:
     confirm = st.checkbox("Yes, delete this run's folder for good", key="runs.delete_confirm")
-    st.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,), icon="🗑️")
+    st.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,),
+              icon=":material/delete:")
 if usable:
     run = store.open(choice)
     ended = by_id[choice]
@@ -119,9 +120,9 @@ if usable:
 
 def compare_section() -> None:
     st.subheader("Compare two runs")
-    st.page_link(st.Page(Path(__file__).parent / "compare.py", title="Compare runs", icon="🆚", url_path="compare"),
+    st.page_link(st.Page(Path(__file__).parent / "compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="compare"),
                  label="Compare two runs, or two variants of one run: attention map by map, divergence head by "
-                       "head, curves, accuracies and the settings that differ", icon="🆚")
+                       "head, curves, accuracies and the settings that differ", icon=":material/compare_arrows:")
 
 
 view.sync()

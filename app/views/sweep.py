@@ -45,7 +45,7 @@ def show(sweep_id: str) -> str | None:
                                     "status": summary["seed_status"][str(s)]} for s in seeds]),
                      hide_index=True, key="sweep.runs")
     for p in summary.get("problems") or []:
-        st.warning(p, icon="🧩")
+        st.warning(p, icon=":material/broken_image:")
     if not done:
         st.info("No seed has finished yet: the table and the figure appear when the first one does.")
         return summary["status"]
@@ -64,7 +64,7 @@ def show(sweep_id: str) -> str | None:
     st.plotly_chart(common.sized(fig_sweep.sweep_figure(summary)), width="stretch", config=common.PLOTLY_CONFIG,
                     key="sweep.figure")
     if summary.get("warnings"):
-        st.warning("\n\n".join(w["message"] for w in summary["warnings"]), icon="⚠️")
+        st.warning("\n\n".join(w["message"] for w in summary["warnings"]), icon=":material/warning:")
     return summary["status"]
 
 
