@@ -170,8 +170,12 @@ def test_session_from_the_browser_then_explorer(chromium_path, tmp_path, tiny_te
             # a deep link opens the explorer at the layer, head and example it names, and keeps them in the URL
             layer, head = probe["student_layers"] - 1, probe["student_heads"] - 1
             page.goto(f"{url}/explorer?run={run_dir.name}&variant=distilled&layer={layer}&head={head}&example=1")
-            expect(page.get_by_text(f"distilled L{layer} · head {head} · epoch 2").first).to_be_visible(
-                timeout=60_000)
+            # the triptych's titles (wrapped onto lines that fit their panels) name that layer, head and epoch
+            page.wait_for_function(
+                "want => [...document.querySelectorAll('.js-plotly-plot')].some(el => {"
+                "  const t = (el.layout?.annotations || []).map(a => a.text).join(' ').replace(/<[^>]+>/g, ' ');"
+                "  return want.every(w => t.includes(w)); })",
+                arg=[f"distilled L{layer} · head {head}", "epoch 2"], timeout=60_000)
             _no_exception(page)
             assert f"layer={layer}" in page.url and f"head={head}" in page.url and "example=1" in page.url
             assert "tlayer=" in page.url
