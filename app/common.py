@@ -88,6 +88,11 @@ def _shared_figure(name: str, _build, args: tuple, kwargs: dict):
     return _build(*args, **kwargs)                   # keyed by the builder's name and its arguments
 
 
+def forget_shared_figures() -> None:
+    """Build every shared figure anew at its next use (the figures benchmark times the first visitor's builds)."""
+    _shared_figure.clear()
+
+
 def shared_figure(build, *args, **kwargs):
     """build(*args, **kwargs) made once for all the visitors who ask for the same figure (the same function and
     arguments: the same run, view and arrays) and shared: a class opening one link builds it once, not once each.

@@ -109,6 +109,9 @@ class Recorder:
 
         import streamlit as st
         from streamlit.elements.plotly_chart import PlotlyMixin
+
+        from app import common
+        common.forget_shared_figures()         # the page builds its figures (as for its first visitor), recorded
         for mod_name in CHART_MODULES:
             mod = importlib.import_module(mod_name)
             for name, obj in list(vars(mod).items()):

@@ -214,5 +214,5 @@ def test_runs_overview_counts_warnings(hand_store):
     make(summary(), "b-warned")
     make(old_summary(), "a-old")
     rows = {r["run"]: r for r in run_list.overview_rows(store, store.list())}
-    assert rows["b-warned"]["warnings"] == f"⚠️ {len(TEACHER_WARNINGS)}"
+    assert rows["b-warned"]["warnings"] == f"⚠ {len(TEACHER_WARNINGS)}"
     assert rows["a-old"]["warnings"] is None

@@ -46,7 +46,7 @@ def test_one_epoch_session_end_to_end(tmp_path, tiny_teacher, tiny_csv, monkeypa
     rec = Recorder()
     store = RunStore(tmp_path)
     run_id = run_session(config(tiny_teacher, tiny_csv, train__epochs=1), store, [rec])
-    assert rec.events == ["begin", "step:load data", "step:prepare teacher", "step:teacher outputs",
+    assert rec.events == ["begin", "step:load data", "step:prepare teacher", "step:teacher outputs", "step:epoch 0",
                           "step:train", "epoch:1:baseline,distilled", "step:evaluate", "end:done"]
     run = store.open(run_id)
     assert run.status()["status"] == "done"
