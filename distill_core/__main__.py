@@ -1,5 +1,5 @@
-"""Command line: python -m distill_core run | runs | show | robustness | compress | cancel | delete | cache | sweep |
-sweeps. The commands that draw with the app's figures (report, and sweep.html) are the app's: `python -m app`."""
+"""Command line: python -m distill_core run | runs | show | robustness | latency | compress | cancel | delete | cache |
+sweep | sweeps. The commands that draw with the app's figures (report, and sweep.html) are the app's: `python -m app`."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ from .cache import cache_entries, cache_root, clear_cache
 from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import SessionConfig, parse_value
 from .errors import ConfigError, DistillError
-from .latency import busy_text
+from .latency import busy_text, conditions_text, measure_run
 from .preflight import preflight
 from .robustness import run_robustness
 from .session import run_in_child, run_session
@@ -256,6 +256,22 @@ def print_robustness(record: dict) -> None:
         print(f"  {name:<{width}}  " + "  ".join(f"{fmt_acc(v):>6}" for v in values))
 
 
+def cmd_latency(args) -> int:
+    """A finished run's teacher and students timed again, interleaved on one thread, written to its latency.json."""
+    run = RunStore(args.runs_dir).open(args.run_id)
+    record = measure_run(run)
+    ms, cond = record["latency_ms"], record.get("conditions")
+    teacher = ms.get("teacher")
+    for name, value in ms.items():
+        speed = f"  {teacher / value:.1f}× the teacher's speed" if teacher and name != "teacher" else ""
+        print(f"  {name:<12} {value:8.2f} ms{speed}")
+    print(f"  {conditions_text(cond)}")
+    if busy := busy_text(cond):
+        print(f"  note: {busy}")
+    print(f"written: {run.path / 'latency.json'}")
+    return 0
+
+
 def cmd_robustness(args) -> int:
     """Accuracy of a finished run's models under PGD on the word embeddings, written to its robustness.json."""
     epsilons = parse_epsilons(args.epsilons)
@@ -425,6 +441,12 @@ def make_parser(extend=None, prog: str = "python -m distill_core") -> argparse.A
                     help="test examples used, the first ones in split order (default: %(default)s)")
     rb.add_argument("--runs-dir", **runs_dir)
     rb.set_defaults(func=cmd_robustness)
+
+    lt = sub.add_parser("latency", help="time a finished run's teacher and students again (interleaved, one thread, "
+                                        "median of 50 rounds; the pages show the latest)")
+    lt.add_argument("run_id")
+    lt.add_argument("--runs-dir", **runs_dir)
+    lt.set_defaults(func=cmd_latency)
 
     cp = sub.add_parser("compress", help="int8 and head-pruned versions of a finished run's students: size, "
                                          "latency, test accuracy and attention JS of each (tens of seconds a "

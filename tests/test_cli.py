@@ -65,3 +65,17 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
 def test_runs_on_empty_store(tmp_path, capsys):
     assert main(["runs", "--runs-dir", str(tmp_path / "none")]) == 0
     assert "no runs" in capsys.readouterr().out
+
+
+def test_latency_times_a_finished_run_again(finished_run, tmp_path, capsys):
+    import shutil
+    store, run_id = finished_run
+    runs = tmp_path / "runs"
+    shutil.copytree(store.root / run_id, runs / run_id)
+    assert main(["latency", run_id, "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((runs / run_id / "latency.json").read_text())
+    assert set(record["latency_ms"]) == {"teacher", "baseline", "distilled"}
+    assert record["conditions"]["threads"] == 1
+    assert f"{record['latency_ms']['baseline']:.2f} ms" in out and "the teacher's speed" in out
+    assert "rounds with the models interleaved" in out and "written:" in out
