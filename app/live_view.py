@@ -230,6 +230,6 @@ def accuracy_metrics(run: Run) -> None:
                        delta_color="off" if same or unclear else "normal", delta_arrow="off" if same else "auto",
                        help=paired_sentence(c, name, variants.reference) if c else None)
     if paired:
-        n = next(iter(paired.values())).get("n")
-        st.caption(f"A grey difference is no clear difference on these {n} test examples (McNemar p ≥ 0.05): hover "
+        n = next(iter(paired.values())).get("n") or 0
+        st.caption(f"A grey difference is no clear difference on these {n:,} test examples (McNemar p ≥ 0.05): hover "
                    "a variant's ⓘ for the paired test; the **Accuracy** page has the intervals.")

@@ -499,7 +499,7 @@ def _accuracy(f: _Facts) -> str:
                          s.get("params") or {}, ref, paired=bool(paired), independent=True)
     body = _table([_as_text(r, ref) for r in rows], "accuracy-table")
     majority = s.get("majority_rate")
-    body += (f"<p>Test set: {n} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
+    body += (f"<p>Test set: {n:,} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
              + (f" Always answering the most common class scores <strong>{majority:.1%}</strong>: a model has "
                 f"learned something only if it clearly beats that." if majority is not None else "") + "</p>")
     lines = verdict_lines(list(verdicts.values()), ref)
@@ -509,7 +509,7 @@ def _accuracy(f: _Facts) -> str:
                if paired else "Each interval treats the two accuracies as independent; the variants answered the "
                "same examples, so a paired test would be somewhat tighter.")
         body += ("<h3>Each variant against the reference</h3>" + _items(lines)
-                 + f"<p>Measured on {n} test examples with one seed: another seed or a larger test set may change "
+                 + f"<p>Measured on {n:,} test examples with one seed: another seed or a larger test set may change "
                    f"the result. {_e(how)}</p>")
     elif ref is None:
         body += _missing("This run has no reference variant (one trained on the labels only), so there is no "
@@ -523,7 +523,7 @@ def _accuracy(f: _Facts) -> str:
         better, worse = kinds.count("better"), kinds.count("worse")
         unclear = len(kinds) - better - worse
         notice = (f"Against the {model_label(ref, ref)}: {better} variant{'s' if better != 1 else ''} clearly "
-                  f"better, {worse} clearly worse, {unclear} not clearly different on these {n} examples; an "
+                  f"better, {worse} clearly worse, {unclear} not clearly different on these {n:,} examples; an "
                   f"interval that includes zero cannot tell two models apart.")
     else:
         notice = "The whiskers are 95% intervals: two bars whose whiskers overlap may not differ."

@@ -686,5 +686,5 @@ def heads_reading(record: dict, variants: Sequence[str] | None = None, reference
         return None
     n = record.get("test_size")
     if n and reference in names:
-        paragraphs.append(f"One run and {n} test examples: a gap of a point or two may not hold on another seed.")
+        paragraphs.append(f"One run and {n:,} test examples: a gap of a point or two may not hold on another seed.")
     return "\n\n".join(paragraphs)

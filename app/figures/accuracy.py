@@ -78,7 +78,7 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
     if teacher is not None:
         fig.add_annotation(text=f"<b>teacher {t:.1%}</b>", x=0.0, xref="paper", y=t, yref="y", xanchor="left",
                            yanchor="bottom", showarrow=False, font=dict(size=11, color=colors[TEACHER]))
-    fig.update_layout(**base_layout(360, title + (f" <sup>(n = {n}, whiskers = 95% interval)</sup>" if n else "")))
+    fig.update_layout(**base_layout(360, title + (f" <sup>(n = {n:,}, whiskers = 95% interval)</sup>" if n else "")))
     fig.update_layout(xaxis2=dict(overlaying="x", range=[0, 1], visible=False, fixedrange=True), hovermode="closest")
     if majority is not None:
         fig.add_hline(y=float(majority), line=dict(color="#6b7280", width=1.5, dash="dash"),
@@ -115,9 +115,10 @@ def difference_chart(rows: Sequence[dict], reference: str, variants: Sequence[st
     fig = go.Figure(data=traces)
     fig.add_vline(x=0, line=dict(color="#6b7280", width=1.5, dash="dot"))
     fig.update_layout(**base_layout(height or 110 + 46 * max(1, len(shown)),
-                                     f"Difference from the {model_label(reference, reference)} "
+                                     f"Difference from the {model_label(reference, reference)}<br>"
                                      f"<sup>(points, whiskers = {'paired bootstrap ' if paired else ''}95% "
                                      f"interval)</sup>"))
+    fig.update_layout(margin_t=78)                   # the title on two lines: it fits half a screen's width
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)
     fig.update_xaxes(zeroline=False, gridcolor="#f3f4f6", ticksuffix=" pt")
     return fig

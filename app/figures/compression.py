@@ -71,7 +71,7 @@ def pruning_figure(record: dict, variants: Sequence[str] | None = None, referenc
                            f"%{{customdata[1]}} heads removed: %{{y:.1f}}%<extra></extra>")))
     fig = go.Figure(data=traces)
     n = record.get("test_size")
-    sub = f" <sup>(n = {n} test examples; least important heads first)</sup>" if n else ""
+    sub = f" <sup>(n = {n:,} test examples; least important heads first)</sup>" if n else ""
     fig.update_layout(**base_layout(height, "Test accuracy as attention heads are removed" + sub),
                       hovermode="closest", legend=dict(orientation="h", y=-0.25, x=0))
     fig.update_xaxes(title_text="heads removed (% of all heads)", ticksuffix="%", gridcolor="#f3f4f6",

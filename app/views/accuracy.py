@@ -94,7 +94,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="
     "speed-up": number(format="%.1f×", help="the teacher's latency / this model's"),
 })
 device = timed.device or summary.get("device") or "unknown device"
-st.caption(f"Test set: {n} examples. Latency: median time to classify one example (batch of 1, "
+st.caption(f"Test set: {n:,} examples. Latency: median time to classify one example (batch of 1, "
            f"probe {'images' if image_run else 'texts'}) on **{device}**"
            f"{', measured again after the session' if timed.remeasured else ''}; size on disk: the saved weights.")
 
@@ -135,7 +135,7 @@ if lines:
            if paired else "Each interval treats the two accuracies as independent; the variants answered the same "
            "examples, so a paired test would be somewhat tighter.")
     show("\n".join(f"- {line}" for line in lines)
-         + f"\n\nMeasured on {n} test examples with one seed: another seed or a larger test set may change the "
+         + f"\n\nMeasured on {n:,} test examples with one seed: another seed or a larger test set may change the "
            f"result. {how}")
 elif ref is None and len(variants.names) > 1:
     st.info("This run has no reference variant (one trained on the labels only, e.g. named baseline with the ce "

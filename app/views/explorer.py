@@ -128,13 +128,12 @@ except (DistillError, ValueError) as e:
 c1, c2, c3, c4 = (controls or st).columns(4)
 common.keep_choice(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
 s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer", on_change=_follow_pair,
-                       format_func=lambda s: f"layer {s}" + ((f" → teacher {mapped[s]}" if present else
-                                                              f" (mapped to teacher {mapped[s]})") if s in mapped
-                                                             else ""))
+                       format_func=lambda s: f"layer {s}" + (f" → teacher {mapped[s]}" if s in mapped else ""))
 common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
 t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
-                       format_func=lambda t: f"layer {t}" + ((" (mapped)" if present else " (mapped pair)")
-                                                             if mapped.get(s_layer) == t else ""))
+                       format_func=lambda t: f"layer {t}" + (" (mapped)" if mapped.get(s_layer) == t else ""),
+                       help="The teacher layer shown beside the student layer; “mapped” is the one the run's "
+                            "attention loss compared it with.")
 head_options = [AVERAGE, *range(Hs)]
 common.keep_choice(K + "head", head_options, AVERAGE if rule == "mean" else 0)
 s_head = c3.selectbox("Student head", head_options, key=K + "head",
