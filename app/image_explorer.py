@@ -93,9 +93,10 @@ INTRO = ("Where each model looks on the picture, drawn over it in grey: a CNN's 
          "the patches at each layer. Every map sums to 1 over the pixels; hover a pixel for its share.")
 
 
-def draw(run, probe: dict, link_slot, intro) -> None:
+def draw(run, probe: dict, link_slot, intro, maps_slot=None) -> None:
     """The whole image explorer for one run (the caller has picked the run and read its probe.json); `intro` is a
-    placeholder for the page's caption, `link_slot` a container for the "link to this view" button."""
+    placeholder for the page's caption, `link_slot` a container for the "link to this view" button, `maps_slot` (when
+    presenting) the container above the controls that the maps and what to notice go into."""
     view = state.View("explorer", FIELDS, run_marker=K + "_run")
     view.restore()
     present = common.presenting()
@@ -136,13 +137,14 @@ def draw(run, probe: dict, link_slot, intro) -> None:
         titles = ("teacher", s_name, "")
     fig = fig_images.overlay_triptych(pixels, t_map, s_map, titles=titles, font_size=font, difference=not present,
                                       patches=(t_side["describe"].get("patch"), s_side["describe"].get("patch")))
-    st.plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "overlay")
+    (maps_slot or st).plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "overlay")
     s_before = None if before is None else _spatial(before, s_side, size)
     if not present:
         st.caption(f"Clear: pixels holding at most an even share of a map (1/{size[0] * size[1]}); the more of the "
                    "map a pixel holds, the more opaque its colour. Difference: red where the student looks more than "
                    "the teacher, blue where less.")
-    common.notice(fig_images.overlay_reading(t_map, s_map, s_name, before=s_before))
+    with maps_slot or st.container():
+        common.notice(fig_images.overlay_reading(t_map, s_map, s_name, before=s_before))
     if present:
         return
     _every_head(pixels, (t_maps, s_maps), sides, s_name, font)

@@ -41,5 +41,6 @@ with st.sidebar:
                    "the top; open this sidebar again (the arrow at the top left) to leave the mode.")
 if presenting:
     st.html("<style>html { font-size: 21px; } .stMainBlockContainer { padding-top: 3.2rem; } "
+            ".stMainBlockContainer h1 { font-size: 2rem; padding-top: 0; } "
             "[data-testid='stCaptionContainer'] { font-size: 0.95rem; }</style>")
 page.run()

@@ -34,7 +34,7 @@ NOT_YET = "Run {run} has not recorded any attention yet; it appears here after i
 with controls or st.container():
     run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
 if tasks.of(probe).pictures:                     # pictures: where the models look (app/image_explorer.py)
-    image_explorer.draw(run, probe, link_slot=head_r, intro=intro)
+    image_explorer.draw(run, probe, link_slot=controls or head_r, intro=intro, maps_slot=maps_area)
     st.stop()
 variants = common.variants_of(run, probe)
 students = [v for v in variants.names if run.attention_epochs(v)]
