@@ -197,12 +197,13 @@ if n_tokens > fit:
     stored = st.session_state.get(K + "window")
     if not (isinstance(stored, (tuple, list)) and len(stored) == 2 and 0 <= stored[0] < stored[1] < n_tokens):
         st.session_state[K + "window"] = (0, fit - 1)
-    first, last = (controls or st).slider("Tokens shown", 0, n_tokens - 1, key=K + "window",
-                            help=f"This text has {n_tokens} tokens (numbered from 0); about {fit} fit side by side "
-                                 "with every token labelled at a readable size. Drag the range to move along the "
-                                 "text or widen it.")
-    (controls or st).caption(f"Tokens {first}–{last} of {n_tokens} (numbered from 0), on both axes: weights on tokens outside the "
-               "window are not drawn, so a row can sum to less than 1.")
+    where = controls or st
+    first, last = where.slider("Tokens shown", 0, n_tokens - 1, key=K + "window",
+                               help=f"This text has {n_tokens} tokens (numbered from 0); about {fit} fit side by "
+                                    "side with every token labelled at a readable size. Drag the range to move "
+                                    "along the text or widen it.")
+    where.caption(f"Tokens {first}–{last} of {n_tokens} (numbered from 0), on both axes: weights on tokens outside "
+                  "the window are not drawn, so a row can sum to less than 1.")
 w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, first, last + 1, teacher_shown, student_shown)
 titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
@@ -214,8 +215,8 @@ fig = common.shared_figure(fig_maps.heatmap_triptych, t_win, s_win, w_tokens, ga
                           difference=not present, arrangement=arrangement, titles=titles)
 (maps_area or st).plotly_chart(fig, width="stretch", config=common.PLOTLY_CONFIG, key=K + "triptych")
 (controls or st).checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale",
-            help="Spreads the colours over small attention weights, which a few large weights (often on [CLS] or "
-                 "[SEP]) otherwise wash out. Values and hover text stay exact.")
+                          help="Spreads the colours over small attention weights, which a few large weights (often "
+                               "on [CLS] or [SEP]) otherwise wash out. Values and hover text stay exact.")
 before_shown = None
 if before is not None:
     b = before[s_layer]
