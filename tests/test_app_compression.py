@@ -64,7 +64,7 @@ def test_the_reading_answers_whether_the_distilled_student_needs_fewer_heads():
     more = heads_reading(record([0.72, 0.72, 0.71], [0.75, 0.70, 0.62]), ["baseline", "distilled"], "baseline")
     assert "loses 12.0 points more than the baseline student: it depends on more of its heads, not fewer" in more
     same = heads_reading(record([0.72, 0.72, 0.715], [0.75, 0.75, 0.748]), ["baseline", "distilled"], "baseline")
-    assert "about as much as the baseline student" in same and "2500 test examples" in same
+    assert "about as much as the baseline student" in same and "2,500 test examples" in same
     # a larger share than 50% is read too
     deeper = record([0.72, 0.72, 0.71], [0.75, 0.75, 0.745])
     for name, acc in (("baseline", 0.70), ("distilled", 0.66)):
@@ -76,7 +76,7 @@ def test_the_reading_answers_whether_the_distilled_student_needs_fewer_heads():
     assert both[1].startswith("With 75% of the heads removed: the baseline student 70.0% (2.0 points below its "
                               "72.0%; 6 removed)")
     assert "loses 7.0 points more than the baseline student: it depends on more of its heads, not fewer" in both[1]
-    assert both[2].startswith("One run and 2500 test examples")
+    assert both[2].startswith("One run and 2,500 test examples")
     one = record([0.72, 0.71, 0.7], [0.75, 0.75, 0.74])
     del one["variants"]["baseline"]
     assert heads_reading(one, ["baseline", "distilled"], "baseline") is None
