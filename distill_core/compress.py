@@ -681,7 +681,7 @@ def measure_again(run: Run) -> dict:
     record = read_compression(run)
     if not record or not record.get("variants"):
         raise RunStoreError(f"run {run.id} has not been compressed: compress it first")
-    modality = RunData(run).modality
+    modality = reopen(run).task()                   # the probe examples only: no teacher maps, no models
     for name, entry in record["variants"].items():
         missing = [v["name"] for v in entry.get("versions") or [] if not (run.compressed_dir(name) / v["name"]).is_dir()]
         if missing:
