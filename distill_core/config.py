@@ -648,6 +648,30 @@ class TrainConfig:
                  f"train.sparse_embedding must be true or false, not {self.sparse_embedding!r}")
 
 
+TASKS = ("auto", "text", "image", "tagging", "translation")   # what SessionConfig.task can name
+SEQUENCE_TASKS = ("tagging", "translation")   # an answer per token: no generated data, adversarial steps or ensembles
+
+
+@dataclass(frozen=True)
+class TaggingConfig:
+    """Token tagging (named entities, BIO tags): distill_core/modality/tagging/."""
+
+
+def tagging_default_variants() -> tuple[VariantConfig, ...]:
+    """The students a tagging session trains when the variants are left as they are."""
+    return (VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("distilled", dict(DISTILLED_LOSSES)))
+
+
+@dataclass(frozen=True)
+class TranslationConfig:
+    """Translation with an encoder-decoder: distill_core/modality/translation/."""
+
+
+def translation_default_variants() -> tuple[VariantConfig, ...]:
+    """The students a translation session trains when the variants are left as they are."""
+    return (VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("distilled", {"ce": 0.5, "logit_kd": 0.5}))
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -659,7 +683,10 @@ class SessionConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    tagging: TaggingConfig = field(default_factory=TaggingConfig)
+    translation: TranslationConfig = field(default_factory=TranslationConfig)
     name: str = ""
+    task: str = "auto"          # auto: images or text classification by the data and teacher; tagging, translation
 
     def __post_init__(self):
         variants = tuple(self.variants)
@@ -680,8 +707,14 @@ class SessionConfig:
         dup = sorted({v.name for v in variants if keys.count(variant_name_key(v.name)) > 1})
         _require(not dup, f"variant name {dup[0] if dup else ''} is used twice (names are compared ignoring "
                           f"case): give every variant its own name")
+        _require(self.task in TASKS, f"task {self.task!r} is not a kind of task the studio runs: choose one of "
+                                     f"{', '.join(TASKS)}")
         defaults = variants == default_variants()
+        if defaults and self.modality in SEQUENCE_TASKS:    # the text defaults: the task's own instead
+            variants = (tagging_default_variants if self.modality == "tagging" else translation_default_variants)()
         object.__setattr__(self, "variants", variants)
+        if self.modality in SEQUENCE_TASKS:
+            self._check_sequence_task(variants)
         names = [teacher_name(k) for k in range(1 + len(self.ensemble.teachers))]
         for v in variants:
             _require(v.teacher == ENSEMBLE or v.teacher in names,
@@ -703,17 +736,44 @@ class SessionConfig:
                      f"transfer.source {self.transfer.source!r} is a file of texts, which image sessions cannot use: "
                      f"set it to unused (the images no split took) or none, and transfer.copies for augmented copies "
                      f"of the training images (shifts, small rotations, noise)")
-        else:
+        elif self.modality == "text":
             for v in variants:
-                bad = [n for n, w in v.losses.items() if w > 0 and not OBJECTIVES[n].text]
-                _require(not bad, f"variant {v.name} uses {', '.join(bad)}, which compares the activation attention "
-                                  f"of CNN stages: it applies to image sessions (data.source mnist, a folder of images, "
-                                  f"...) with a CNN teacher and student; for text use attention_kl or attention_mse")
+                bad = [n for n, w in v.losses.items() if w > 0 and "text" not in OBJECTIVES[n].tasks]
+                if any("image" in OBJECTIVES[n].tasks for n in bad):
+                    _require(False, f"variant {v.name} uses {', '.join(bad)}, which compares the activation "
+                                    f"attention of CNN stages: it applies to image sessions (data.source mnist, a "
+                                    f"folder of images, ...) with a CNN teacher and student; for text use "
+                                    f"attention_kl or attention_mse")
+                _require(not bad, self._loss_refusal(v, bad))
         if defaults and self.ensemble.teachers:      # the defaults gain a variant that learns from every teacher
             image = self.modality == "image"
             extra = VariantConfig("kd_ensemble" if image else "distilled_ensemble",
                                   {"ce": 0.5, "logit_kd": 0.5} if image else dict(DISTILLED_LOSSES), teacher=ENSEMBLE)
             object.__setattr__(self, "variants", (*self.variants, extra))
+
+    def _loss_refusal(self, v: VariantConfig, bad: list[str]) -> str:
+        """Why a variant's losses cannot train this kind of task, with the losses that can."""
+        kind = self.modality
+        fits = [n for n, o in OBJECTIVES.items() if kind in o.tasks]
+        return (f"variant {v.name} uses {', '.join(bad)}, which {'does' if len(bad) == 1 else 'do'} not apply to "
+                f"{kind} sessions: {kind} students can learn from {', '.join(fits)}")
+
+    def _check_sequence_task(self, variants: tuple[VariantConfig, ...]) -> None:
+        """Tagging and translation: each variant's losses apply to the task, and what is built for one label per
+        input (generated data, adversarial steps, several teachers) is refused with the fix."""
+        kind = self.modality
+        for v in variants:
+            bad = [n for n, w in v.losses.items() if w > 0 and kind not in OBJECTIVES[n].tasks]
+            _require(not bad, self._loss_refusal(v, bad))
+            _require(v.adversarial is None,
+                     f"variant {v.name} takes adversarial steps, which are built for text classification and "
+                     f"images: remove its adversarial setting for a {kind} session")
+            _require(not v.trains_on_generated,
+                     f"variant {v.name} trains on generated data, which is built for text classification and images: "
+                     f"remove generated/transfer_labels from it for a {kind} session")
+        _require(not self.ensemble.teachers,
+                 f"a {kind} session learns from one teacher: several teachers (ensemble.teachers) are built for text "
+                 f"classification and images; remove ensemble.teachers")
 
     @property
     def variant_names(self) -> list[str]:
@@ -734,7 +794,10 @@ class SessionConfig:
 
     @property
     def modality(self) -> str:
-        """"image" when the data are images or the teacher is a built-in image teacher, else "text"."""
+        """The kind of task: `task` when it names one, else "image" when the data are images or the teacher is a
+        built-in image teacher, else "text" (classification)."""
+        if self.task != "auto":
+            return self.task
         return "image" if is_image_source(self.data.source) or self.teacher.source in IMAGE_TEACHERS else "text"
 
     @property
@@ -771,8 +834,8 @@ class SessionConfig:
         for f in dataclasses.fields(cls):
             if f.name not in d:
                 continue
-            if f.name == "name":
-                kwargs["name"] = str(d["name"])
+            if f.name in ("name", "task"):
+                kwargs[f.name] = str(d[f.name])
                 continue
             if f.name == "variants":
                 kwargs["variants"] = _parse_variants(d["variants"])
@@ -803,7 +866,7 @@ class SessionConfig:
             if parts == ["train", "baseline"]:
                 _set_baseline(d, value)
                 continue
-            _require(len(parts) >= 2 or parts[0] in ("name", "variants"),
+            _require(len(parts) >= 2 or parts[0] in ("name", "task", "variants"),
                      f"setting {key!r} needs a section, e.g. train.epochs")
             if parts[0] == "variants" and len(parts) > 1:
                 _set_variant_value(d, parts[1:], value, key)
@@ -841,7 +904,7 @@ class SessionConfig:
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
              "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig, "image": ImageConfig,
-             "ensemble": EnsembleConfig}
+             "ensemble": EnsembleConfig, "tagging": TaggingConfig, "translation": TranslationConfig}
 
 
 def _parse_variants(value) -> tuple[VariantConfig, ...]:

@@ -44,11 +44,12 @@ ATTENTION_INPUTS = frozenset({ATTENTION, ATTENTION_SCORES})   # read through an 
 
 @dataclass
 class LossInputs:
-    student_logits: torch.Tensor                    # (B, C)
-    labels: torch.Tensor | None                     # (B,); None on generated data (teacher-labelled only)
+    student_logits: torch.Tensor                    # (B, C); per-token tasks (B, T, C)
+    labels: torch.Tensor | None                     # (B,); per-token (B, T), IGNORED where not scored; None on
+                                                    # generated data (teacher-labelled only)
     mask: torch.Tensor                              # (B, T) 1 = real token
     temperature: float | torch.Tensor = 2.0         # a tensor when it is learned (temperature_schedule curriculum)
-    teacher_logits: torch.Tensor | None = None      # (B, C)
+    teacher_logits: torch.Tensor | None = None      # (B, C); per-token tasks (B, T, C)
     student_attention: torch.Tensor | None = None   # (B, P, H', T, T) mapped layers, compared heads
     teacher_attention: torch.Tensor | None = None   # (B, P, H', T, T)
     student_hidden: torch.Tensor | None = None      # (B, P, T, Dt) already projected to the teacher's width
@@ -59,6 +60,7 @@ class LossInputs:
     teacher_scores: torch.Tensor | None = None      # (B, P, H', T, T)
     head_weights: torch.Tensor | None = None        # (P, H') weight of each mapped pair and head (mean 1); None: equal
     head_losses: dict = field(default_factory=dict)  # out: attention loss name -> (P, H') per-head values, detached
+    extra: dict = field(default_factory=dict)       # a task's own inputs: {"student": {...}, "teacher": {...}}
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,12 @@ class Objective:
     needs: frozenset                                # subset of INPUTS
     help: str
     labels: bool = False                            # reads the true labels (left out on generated data)
-    text: bool = True                               # applies to text models (attention_transfer: CNNs only)
+    tasks: frozenset = frozenset({"text", "image", "tagging"})   # the kinds of task it applies to
+
+    @property
+    def text(self) -> bool:
+        """Applies to text classification (attention_transfer compares CNN stages: images only)."""
+        return "text" in self.tasks
 
     @property
     def uses_teacher(self) -> bool:
@@ -78,14 +85,20 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {}
 
 
-def register(name: str, needs: tuple[str, ...] = (), help: str = "", labels: bool = False, text: bool = True):
-    """Decorator: add an objective to the registry under `name`."""
+ALL_TASKS = frozenset({"text", "image", "tagging", "translation"})
+OUTPUT_TASKS = ALL_TASKS                                        # losses on the outputs: every kind of task
+ENCODER_TASKS = frozenset({"text", "image", "tagging"})         # one stack of self-attention (or CNN stages)
+
+
+def register(name: str, needs: tuple[str, ...] = (), help: str = "", labels: bool = False,
+             tasks: frozenset = ENCODER_TASKS):
+    """Decorator: add an objective to the registry under `name`; `tasks`: the kinds of task it applies to."""
     unknown = set(needs) - set(INPUTS)
     if unknown:
         raise ValueError(f"objective {name} needs unknown inputs {sorted(unknown)}; known: {', '.join(INPUTS)}")
 
     def deco(fn):
-        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help, labels, text)
+        OBJECTIVES[name] = Objective(name, fn, frozenset(needs), help, labels, frozenset(tasks))
         return fn
     return deco
 
@@ -96,24 +109,40 @@ def _need(x, what: str, loss: str):
     return x
 
 
-@register("ce", labels=True, help=LOSSES["ce"].help)
+IGNORED = -100      # a per-token label that is not scored (padding, a word's later sub-tokens, special tokens)
+
+
+def scored(inp: LossInputs, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Per-token tasks (logits (B, T, C), labels (B, T)): each tensor's rows at the scored positions only (labels
+    not IGNORED), flattened to (N, ...); one label per input (logits (B, C)): the tensors as they are."""
+    if inp.student_logits.dim() == 2:
+        return list(tensors)
+    if inp.labels is None:
+        raise ConfigError("a per-token loss needs the labels to know which tokens are scored")
+    keep = inp.labels != IGNORED                                             # (B, T)
+    return [x[keep] for x in tensors]
+
+
+@register("ce", labels=True, help=LOSSES["ce"].help, tasks=OUTPUT_TASKS)
 def ce(inp: LossInputs) -> torch.Tensor:
-    return F.cross_entropy(inp.student_logits.float(), inp.labels)
+    logits, labels = scored(inp, inp.student_logits, inp.labels)
+    return F.cross_entropy(logits.float(), labels)
 
 
-@register("logit_kd", needs=(TEACHER_LOGITS,), help=LOSSES["logit_kd"].help)
+@register("logit_kd", needs=(TEACHER_LOGITS,), help=LOSSES["logit_kd"].help, tasks=OUTPUT_TASKS)
 def logit_kd(inp: LossInputs) -> torch.Tensor:
+    """Per example, or per scored token (the KL summed over classes, averaged over tokens), times T^2."""
     t = inp.temperature
-    teacher = _need(inp.teacher_logits, "teacher logits", "logit_kd").float()
-    log_p_s = F.log_softmax(inp.student_logits.float() / t, dim=-1)
-    p_t = F.softmax(teacher / t, dim=-1)
+    student, teacher = scored(inp, inp.student_logits, _need(inp.teacher_logits, "teacher logits", "logit_kd"))
+    log_p_s = F.log_softmax(student.float() / t, dim=-1)
+    p_t = F.softmax(teacher.float() / t, dim=-1)
     return F.kl_div(log_p_s, p_t, reduction="batchmean") * (t * t)
 
 
-@register("hard_kd", needs=(TEACHER_LOGITS,), help=LOSSES["hard_kd"].help)
+@register("hard_kd", needs=(TEACHER_LOGITS,), help=LOSSES["hard_kd"].help, tasks=OUTPUT_TASKS)
 def hard_kd(inp: LossInputs) -> torch.Tensor:
-    teacher = _need(inp.teacher_logits, "teacher logits", "hard_kd")
-    return F.cross_entropy(inp.student_logits.float(), teacher.argmax(-1))
+    student, teacher = scored(inp, inp.student_logits, _need(inp.teacher_logits, "teacher logits", "hard_kd"))
+    return F.cross_entropy(student.float(), teacher.argmax(-1))
 
 
 def _attention_pair(inp: LossInputs, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +202,7 @@ def hidden_mse(inp: LossInputs) -> torch.Tensor:
     return (((s - t) ** 2) * m).sum() / (m.sum() * s.shape[1] * s.shape[-1]).clamp_min(1.0)
 
 
-@register("attention_transfer", needs=(ACTIVATION,), text=False, help=LOSSES["attention_transfer"].help)
+@register("attention_transfer", needs=(ACTIVATION,), tasks=frozenset({"image"}), help=LOSSES["attention_transfer"].help)
 def attention_transfer(inp: LossInputs) -> torch.Tensor:
     s = _need(inp.student_features, "student stage activations", "attention_transfer")
     t = _need(inp.teacher_activation, "teacher activation attention", "attention_transfer")
@@ -186,6 +215,11 @@ def attention_transfer(inp: LossInputs) -> torch.Tensor:
 
 LOSS_NAMES = tuple(OBJECTIVES)
 TEXT_LOSS_NAMES = tuple(n for n, o in OBJECTIVES.items() if o.text)     # what a text session can train with
+
+
+def loss_names_for(task: str) -> tuple[str, ...]:
+    """The losses a kind of task can train with, in registry order."""
+    return tuple(n for n, o in OBJECTIVES.items() if task in o.tasks)
 LOSS_HELP = {name: o.help for name, o in OBJECTIVES.items()}
 
 
@@ -216,3 +250,6 @@ def combined_loss(weights: dict[str, float], inp: LossInputs) -> tuple[torch.Ten
         raise ConfigError("no loss has a positive weight")
     total = sum(values[n] * weights[n] for n in values)
     return total, {n: v.detach() for n, v in values.items()}
+
+
+# ---- translation objectives

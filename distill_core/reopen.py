@@ -23,7 +23,7 @@ from torch import nn
 from .config import SessionConfig
 from .errors import DataError, DistillError, ModelError, RunStoreError
 from .modality.base import Task
-from .modality.registry import TASKS
+from .modality.registry import KINDS, task_class
 from .modality.text.task import TextTask
 from .modality.vision.task import ImageTask
 from .store import WEIGHTS, Run
@@ -36,10 +36,10 @@ TEXT, IMAGE = TextTask, ImageTask      # the kinds of run other modules ask for 
 def kind_of(probe: dict) -> type[Task]:
     """The task of a run from its probe.json (runs written before images were supported say none: text)."""
     name = probe.get("modality") or TextTask.kind
-    if name not in TASKS:
+    if name not in KINDS:
         raise ModelError(f"the run reads {name} inputs, which this version cannot reopen (it reads "
-                         f"{' and '.join(TASKS)})")
-    return TASKS[name]
+                         f"{', '.join(KINDS)})")
+    return task_class(name)
 
 
 # ---- a finished run ------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Two students that answer the same questions are compared example by example, not
 accuracies: only the examples where exactly one of them is right carry information about which is better.
 
     paired_comparison(ref_correct, var_correct)   # one run: McNemar's exact test + paired bootstrap interval
+    paired_units("f1", ref_units, var_units)      # a score from per-example units (entity F1, sentence chrF):
+                                                  # paired bootstrap interval + approximate randomisation test
     pooled_comparison([(ref, var), ...])          # several seeds on the same test set, pooled per test example
     mean_interval([acc_seed0, acc_seed1, ...])    # Student's t interval of a mean across seeds
     binomial_halfwidth(p, n)                      # one accuracy's own 95% half-width
@@ -119,6 +121,78 @@ def paired_comparison(ref_correct, var_correct, seed: int = 0) -> dict:
     p = mcnemar_exact(b, c)
     return {"n": int(len(ref)), "ref_accuracy": float(ref.mean()), "accuracy": float(var.mean()),
             "diff": diff, "lo": lo, "hi": hi, "ref_only": b, "variant_only": c, "p": p, "verdict": _verdict(p, c - b)}
+
+
+STATISTICS = ("mean", "f1")    # how per-example units make a task's score (paired_units)
+
+
+def _units(x, statistic: str, name: str) -> np.ndarray:
+    """Per-example units as a float array: (N,) scores for "mean", (N, 3) [true positives, predicted, gold] for
+    "f1"."""
+    a = np.asarray(x, dtype=np.float64)
+    if statistic == "mean":
+        a = a.reshape(len(a), -1)[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
+        if a.ndim != 1:
+            raise ValueError(f"{name}: a mean is over one score per example, not units of shape {a.shape}")
+    elif statistic == "f1":
+        if a.ndim != 2 or a.shape[1] != 3:
+            raise ValueError(f"{name}: F1 is made of [true positives, predicted, gold] per example, not {a.shape}")
+    else:
+        raise ValueError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
+    return a
+
+
+def unit_score(statistic: str, units: np.ndarray, axis: int = 0) -> np.ndarray | float:
+    """The task's score from per-example units summed (or averaged) along `axis`: the mean of the scores, or
+    micro F1 = 2 tp / (predicted + gold) (1 when there is nothing to find and nothing was found)."""
+    if statistic == "mean":
+        return units.mean(axis=axis)
+    total = units.sum(axis=axis)
+    tp, pred, gold = total[..., 0], total[..., 1], total[..., 2]
+    return np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1e-12), 1.0)
+
+
+def paired_units(statistic: str, ref_units, var_units, n_boot: int = BOOTSTRAP, seed: int = 0,
+                 level: float = LEVEL) -> dict:
+    """A variant against the reference on the same test examples, for a score made of per-example units: the mean
+    of a per-example score (sentence chrF) or F1 from per-example counts (entities).
+
+    The interval is the paired bootstrap (Koehn 2004): examples are resampled, each keeping both models' units, and
+    the score difference is recomputed on each resample. The p-value is the paired approximate randomisation test
+    (Riezler & Maxwell 2005): under "no difference" the two models' units can be swapped on any example; it is the
+    share of random swaps whose difference is at least as far from 0 as the observed one (with the observed
+    assignment counted, so never 0). Keys as paired_comparison's: ref_only / variant_only count the examples on
+    which the reference / the variant scored higher."""
+    ref, var = _units(ref_units, statistic, "ref_units"), _units(var_units, statistic, "var_units")
+    if ref.shape != var.shape:
+        raise ValueError(f"the two models were scored on different examples ({len(ref)} and {len(var)})")
+    n = len(ref)
+    if n == 0:
+        raise ValueError("no test examples to compare")
+    ref_score, var_score = float(unit_score(statistic, ref)), float(unit_score(statistic, var))
+    diff = var_score - ref_score
+    rng = np.random.default_rng(seed)
+    boots, flips = [], []
+    chunk = max(1, 2_000_000 // max(1, n * (3 if statistic == "f1" else 1)))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(k, n))
+        boots.append(unit_score(statistic, var[idx], axis=1) - unit_score(statistic, ref[idx], axis=1))
+        swap = rng.random((k, n)) < 0.5
+        if statistic == "f1":
+            swap = swap[..., None]
+        a, b = np.where(swap, var, ref), np.where(swap, ref, var)
+        flips.append(unit_score(statistic, b, axis=1) - unit_score(statistic, a, axis=1))
+    boots, flips = np.concatenate(boots), np.concatenate(flips)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    p = float((np.sum(np.abs(flips) >= abs(diff) - 1e-12) + 1) / (len(flips) + 1)) if diff != 0 else 1.0
+    each_ref = unit_score(statistic, ref[:, None], axis=1) if statistic == "f1" else ref
+    each_var = unit_score(statistic, var[:, None], axis=1) if statistic == "f1" else var
+    return {"n": int(n), "ref_accuracy": ref_score, "accuracy": var_score, "diff": float(diff), "lo": float(lo),
+            "hi": float(hi), "ref_only": int(np.sum(each_ref > each_var)),
+            "variant_only": int(np.sum(each_var > each_ref)), "p": p, "verdict": _verdict(p, diff),
+            "statistic": statistic}
 
 
 def sign_flip_p(totals) -> float:

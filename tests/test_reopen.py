@@ -14,7 +14,7 @@ from distill_core.errors import DataError, ModelError, RunStoreError
 from distill_core.modality.vision.maps import load_run_models as load_image_run_models
 from distill_core.modality import TextModality
 from distill_core.modality.vision.modality import ImageModality
-from distill_core.modality.registry import TASKS
+from distill_core.modality.registry import KINDS, TASKS, task_class
 from distill_core.reopen import IMAGE, TEXT, FinishedRun, RunModels, reopen
 
 
@@ -37,7 +37,9 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def test_kinds_are_keyed_by_the_modality_the_run_records():
-    assert TASKS == {"text": TEXT, "image": IMAGE}
+    assert (TASKS["text"], TASKS["image"]) == (TEXT, IMAGE)
+    assert KINDS == ("text", "image", "tagging", "translation")
+    assert task_class("text") is TEXT
     assert (TEXT.saved_as, IMAGE.saved_as) == (TextModality.saved_as, ImageModality.saved_as)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -37,7 +37,7 @@ class Batch:
     inputs: dict            # keyword arguments of the model's forward: input_ids (B, T), attention_mask (B, T), or
                             # pixel_values (B, C, H, W)
     mask: torch.Tensor      # (B, T) 1 = real token: which query rows and key columns of attention are real
-    labels: torch.Tensor    # (B,)
+    labels: torch.Tensor    # (B,); per-token tasks (B, T) with objectives.IGNORED where a token is not scored
     index: list[int]        # positions of the examples in their split
 
     @property
@@ -48,11 +48,23 @@ class Batch:
 @dataclass
 class TeacherBatch:
     """What a teacher says about one batch, as the variants' objectives read it."""
-    logits: torch.Tensor | None = None     # (B, C)
+    logits: torch.Tensor | None = None     # (B, C); per-token tasks (B, T, C)
     attention: torch.Tensor | None = None  # (B, P, H', T, T) already reduced to the compared heads
     hidden: torch.Tensor | None = None     # (B, P, T, Dt)
     activation: list | None = None         # CNN: (B, h_j*w_j) L2-normalised activation attention per mapped stage
     scores: torch.Tensor | None = None     # (B, P, H', T, T) attention scores before the softmax, heads reduced alike
+    extra: dict = field(default_factory=dict)   # a task's own outputs (LossInputs.extra["teacher"])
+
+
+@dataclass
+class StudentOutputs:
+    """What a task's own student forward (Task.student_forward) hands the objectives for one batch."""
+    logits: torch.Tensor                   # (B, C); per-token tasks (B, T, C)
+    attention: torch.Tensor | None = None  # (B, P, H', T, T) mapped layers, compared heads
+    hidden: torch.Tensor | None = None     # (B, P, T, Dt) projected to the teacher's width
+    activation: list | None = None
+    scores: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)   # a task's own outputs (LossInputs.extra["student"])
 
 
 # A teacher's outputs, served per batch: the first teacher, a further one, or their ensemble.
@@ -159,6 +171,21 @@ class Task(ABC):
     def pairing_notices(self, prepared) -> list[str]:
         """What the user should know about how the student's maps pair with the teacher's."""
         return []
+
+    def student_forward(self, prepared) -> Callable | None:
+        """A task's own student forward for the training step, or None for the variants' usual one (the model on
+        batch.inputs, attention captured on the mapped layers). Called once per session; what it returns is called
+        as forward(model, batch, needs, ctx, embeds) -> StudentOutputs, under the variant's random stream."""
+        return None
+
+    def probe_divergence(self, prepared, teacher_maps, student_maps) -> tuple[dict, dict]:
+        """How far a student's probe maps are from the teacher's: the metrics of the primary maps (name -> (P, H')
+        nested lists; empty when no layers are mapped) and, for a task whose models have several kinds of attention
+        (probe_maps returns {kind: maps}), every kind's metrics {kind: {name: (P, H')}}."""
+        from .. import mapping
+        p = prepared
+        return mapping.probe_metrics(teacher_maps, student_maps, p.pairs, p.head_rule, p.student_shape[1],
+                                     padded=self.padded_maps), {}
 
     def probe_extra(self, prepared) -> dict:
         """What probe.json holds beyond the probe examples, for this kind of task."""

@@ -1,5 +1,10 @@
-"""The kinds of task a session can run, by the name `SessionConfig.modality` gives: one line each."""
+"""The kinds of task a session can run, by the name `SessionConfig.modality` gives: one line each.
+
+Text classification and images are imported with the registry; token tagging and translation on first use (their
+packages pull seqeval, sacrebleu and tokenizers, which a classification session never needs)."""
 from __future__ import annotations
+
+import importlib
 
 from ..errors import ConfigError
 from .base import Task
@@ -10,11 +15,24 @@ TASKS: dict[str, type[Task]] = {
     TextTask.kind: TextTask,
     ImageTask.kind: ImageTask,
 }
+LATER: dict[str, str] = {           # kind -> "module:Task class", imported by task_class
+    "tagging": "distill_core.modality.tagging.task:TaggingTask",
+    "translation": "distill_core.modality.translation.task:TranslationTask",
+}
+KINDS = (*TASKS, *LATER)
+
+
+def task_class(kind: str) -> type[Task]:
+    """The Task class of a kind of task."""
+    if kind not in TASKS and kind in LATER:
+        module, name = LATER[kind].split(":")
+        TASKS[kind] = getattr(importlib.import_module(module), name)
+    try:
+        return TASKS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown kind of task {kind!r}; known: {', '.join(KINDS)}") from None
 
 
 def task_for(config) -> Task:
     """The task a SessionConfig runs."""
-    try:
-        return TASKS[config.modality](config)
-    except KeyError:
-        raise ConfigError(f"unknown kind of task {config.modality!r}; known: {', '.join(TASKS)}") from None
+    return task_class(config.modality)(config)

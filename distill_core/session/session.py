@@ -110,6 +110,7 @@ class Session:
                                   time_budget_s=config.train.time_budget_s or None)
         self.control = SessionControl()
         self.records: list[dict] = []
+        self._units = None             # (statistic, {model: per-example units}) of a task scored per example's units
         self.prepared: Prepared | None = None
         self.teacher_val_s = 0.0       # seconds the teacher's validation evaluation took (0 when it was kept)
 
@@ -162,9 +163,9 @@ class Session:
         measured = 1 + len(p.variants)       # epoch 0: the teacher's validation and maps, then each variant's
         self.progress("epoch 0", 0, measured)
         p.teacher_probe = self.probe_maps(p, p.teacher_model)
-        self.run.write_attention("teacher", p.teacher_probe)
+        self.write_maps("teacher", p.teacher_probe)
         for name, t in zip(cfg.teacher_names[1:], p.teachers[1:]):     # the explorer shows each teacher's attention
-            self.run.write_attention(name, self.probe_maps(p, t.model))
+            self.write_maps(name, self.probe_maps(p, t.model))
         self._write_probe(p)
         self.progress("epoch 0", 1, measured)
         self.prepared = p
@@ -202,6 +203,7 @@ class Session:
                      StepContext(device, cfg.train.mixed_precision, [s for _, s in pairs], head_rule),
                      steps_per_epoch, epochs, init, layer_map_from=map_from, families=plan.families,
                      teachers=teachers, student=first, data=data)
+        p.step.forward = task.student_forward(p)
         self._teacher_sources(p, layer_rule, needs)
         if any(vc.trains_on_generated for vc in cfg.variants):
             task.generate(self, p)
@@ -298,6 +300,7 @@ class Session:
             "teacher_layers": p.teacher_shape[0], "teacher_heads": p.teacher_shape[1],
             "student_layers": p.student_shape[0], "student_heads": p.student_shape[1],
             "teacher_path": p.teacher.path, "teacher_val_accuracy": val_acc, "teacher_val_loss": val_loss,
+            "metric": self.metric(p),
             "notices": p.notices, "epochs": p.epochs, "student_init": p.student_init, "teacher_fit": p.teacher.fit,
             **self.task.probe_extra(p),
             **(self._teachers_record(p, "val") if len(p.teachers) > 1 else {}),
@@ -404,16 +407,29 @@ class Session:
 
     # ---- record one epoch ---------------------------------------------------------------------------------
     @torch.inference_mode()
-    def probe_maps(self, p: Prepared, model) -> list[np.ndarray]:
+    def probe_maps(self, p: Prepared, model) -> list[np.ndarray] | dict[str, list[np.ndarray]]:
         """Attention of every layer on each probe example: list of (L, H, t_i, t_i) float32 (images: the modality's
-        maps)."""
+        maps); a model with several kinds of attention (translation): {kind: such a list}, the primary kind first."""
         return p.modality.probe_maps(model, p.device)
 
-    def compare(self, p: Prepared, student_maps: list[np.ndarray]) -> dict[str, list]:
-        """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists; empty
-        when no layers are mapped (an image teacher and student of different families)."""
-        return mapping.probe_metrics(p.teacher_probe, student_maps, p.pairs, p.head_rule, p.student_shape[1],
-                                     padded=self.task.padded_maps)
+    def write_maps(self, name: str, maps) -> None:
+        """A model's probe maps into the run: the primary kind under `name`, any other kind under name.kind."""
+        if not isinstance(maps, dict):
+            self.run.write_attention(name, maps)
+            return
+        for k, (kind, kind_maps) in enumerate(maps.items()):
+            self.run.write_attention(name if k == 0 else f"{name}.{kind}", kind_maps)
+
+    def compare(self, p: Prepared, student_maps) -> tuple[dict[str, list], dict[str, dict]]:
+        """Metrics between mapped teacher and student layers on the probe set: name -> (P, H') nested lists (empty
+        when no layers are mapped: an image teacher and student of different families), and every kind's for a task
+        with several kinds of attention."""
+        return self.task.probe_divergence(p, p.teacher_probe, student_maps)
+
+    @staticmethod
+    def metric(p: Prepared) -> dict:
+        """The task's main score (Modality.metric): what "accuracy" holds in the records of this run."""
+        return dict(getattr(p.modality, "metric", None) or {"name": "accuracy", "short": "accuracy", "higher": True})
 
     def record_epoch(self, p: Prepared, epoch: int) -> list[dict]:
         """Validation accuracy and attention on the probe set of every variant; one metrics line each. Each
@@ -426,12 +442,13 @@ class Session:
             val_acc, val_loss = p.modality.evaluate(v.model, "val", p.device, self.config.train.mixed_precision)
             t1 = time.perf_counter()
             maps = self.probe_maps(p, v.model)
-            self.run.write_attention(f"{v.name}_e{epoch}", maps)
-            att = self.compare(p, maps)
+            self.write_maps(f"{v.name}_e{epoch}", maps)
+            att, kinds = self.compare(p, maps)
             t2 = time.perf_counter()
             rec = {"epoch": epoch, "student": v.name, "time_s": round(self.state.elapsed_s, 2),
                    "train_loss": v.epoch_losses() if epoch else {}, "val_accuracy": val_acc, "val_loss": val_loss,
                    "attention": att, "js_mean": float(np.mean(att["js"])) if att else None,
+                   **({"attention_kinds": kinds} if kinds else {}),
                    **({"attention_focus": v.focus.weights("cpu").tolist()}
                       if v.focus is not None and v.focus.running is not None else {}),
                    "timing": {"train_s": round(v.train_s if epoch else 0.0, 4), "eval_s": round(t1 - t0, 4),
@@ -470,9 +487,9 @@ class Session:
         trained = self.state.epoch >= 1
         status = "cancelled" if stopped == "cancelled" or not trained else "done"
         accuracy, latency, judged, best_accuracy, answers = {}, {}, {}, {}, {}
-        conditions = None
+        conditions, details = None, {}
         if status == "done":
-            accuracy, answers, best_accuracy = self._test(p)
+            accuracy, answers, best_accuracy, details = self._test(p)
             latency, conditions = self.latency(p)
             judged = self.judge(p, answers)
             if any(v.adversarial is not None for v in p.variants):
@@ -487,7 +504,8 @@ class Session:
             p.modality.save(self.run.reader_dir(p.modality.saved_as))
         summary = {**self.partial_summary(status), "stopped_early": stopped or None,
                    "accuracy": {k: accuracy.get(k) for k in ("teacher", *[v.name for v in p.variants])},
-                   "test_size": p.modality.size("test"),
+                   "test_size": p.modality.size("test"), "metric": self.metric(p),
+                   **({"details": details} if details else {}),
                    "params": params, "size_bytes": size, "latency_ms": latency, "latency_conditions": conditions,
                    "device": str(p.device),
                    "pairs": p.pairs, "head_rule": p.head_rule, "wall_s": round(self.state.elapsed_s, 1),
@@ -523,9 +541,11 @@ class Session:
         measured = measure_latency(models, p.modality.latency_examples(p.device), p.device)
         return measured.latency_ms, measured.conditions
 
-    def _test(self, p: Prepared) -> tuple[dict, dict, dict]:
-        """Test accuracy and answers of the teacher and every variant (the answers also go to predictions.json),
-        and the test accuracy of each variant's best epoch where it is not the last."""
+    def _test(self, p: Prepared) -> tuple[dict, dict, dict, dict]:
+        """Test accuracy (the task's main score) and answers of the teacher and every variant (the answers also go to
+        predictions.json), the test accuracy of each variant's best epoch where it is not the last, and each model's
+        details where the task gives them (entity F1 per type, BLEU and chrF, ...). A task whose score is not the
+        share of right answers gives per-example units, which judge() pairs."""
         mp = self.config.train.mixed_precision
         again = [v for v in p.variants if v.best_differs]
         n = 1 + len(p.variants) + len(again)
@@ -544,19 +564,31 @@ class Session:
                 best[v.name] = p.modality.predict(v.model, "test", p.device, mp)["accuracy"]
             self.progress("evaluate", 2 + len(p.variants) + k, n)
         answers = {m: r["predictions"] for m, r in results.items()}
+        units = {m: r["units"] for m, r in results.items() if r.get("units") is not None}
+        statistic = next((r["statistic"] for r in results.values() if r.get("statistic")), None)
         self.run.write_json("predictions.json", {"split": "test", "labels": p.modality.labels["test"],
-                                                 "predictions": answers})
-        return {m: r["accuracy"] for m, r in results.items()}, answers, best
+                                                 "predictions": answers,
+                                                 **({"units": units, "statistic": statistic} if units else {})})
+        self._units = (statistic, units) if units else None
+        details = {m: r["details"] for m, r in results.items() if r.get("details")}
+        return {m: r["accuracy"] for m, r in results.items()}, answers, best, details
 
     def judge(self, p: Prepared, answers: dict[str, list[int]]) -> dict:
         """What a reader must be told about the test results: the majority-class rate, each model that predicts
         one class or does not beat that rate, and each variant against the reference, paired on the same
         examples (McNemar's exact test, bootstrap interval of the difference)."""
         labels = p.modality.labels["test"]
+        ref = self.config.reference
+        units = self._units
+        if units is not None:           # a score per example (sentence chrF) or counts (entity F1): paired bootstrap
+            statistic, per_model = units
+            paired = {} if ref is None or ref not in per_model else {
+                v.name: stats.paired_units(statistic, per_model[ref], per_model[v.name], seed=self.config.train.seed)
+                for v in p.variants if v.name != ref and v.name in per_model}
+            return {"majority_rate": None, "warnings": [], "paired": paired}
         names = p.modality.splits.label_names
         warnings = [w for m in answers for w in stats.prediction_warnings(
             m, answers[m], labels, names, shown_as=model_label(m, self.config.reference))]
-        ref = self.config.reference
         paired = {}
         if ref is not None:
             y = np.asarray(labels)

@@ -72,6 +72,7 @@ class StepContext:
     student_layers: list[int]          # student layer of each mapped pair, in pair order
     head_rule: str
     max_grad_norm: float = 1.0
+    forward: Callable | None = None    # a task's own student forward (Task.student_forward); None: the usual one
 
 
 @dataclass
@@ -125,8 +126,16 @@ class Variant:
 
     def forward(self, batch, ctx: StepContext, embeds: torch.Tensor | None = None):
         """Logits (B, C), student attention (B, P, H', T, T), projected hidden states (B, P, T, Dt), a CNN's mapped
-        stage activations [(B, C_j, h_j, w_j)] and attention scores before the softmax (B, P, H', T, T), as needed.
+        stage activations [(B, C_j, h_j, w_j)], attention scores before the softmax (B, P, H', T, T), as needed, and
+        what a task's own forward adds (StepContext.forward: translation's kinds of attention).
         With `embeds` (B, T, D) the model reads these word embeddings instead of the token ids."""
+        if ctx.forward is not None:     # a task's own forward (translation: decoder inputs, kinds of attention)
+            with autocast_for(ctx.device, ctx.mixed_precision):
+                out = ctx.forward(self.model, batch, self.needs, ctx, embeds)
+            if out.hidden is not None and self.projections is not None:
+                out.hidden = torch.stack([self.projections[j](out.hidden[:, j]) for j in range(out.hidden.shape[1])],
+                                         1)
+            return out.logits, out.attention, out.hidden, out.activation, out.scores, out.extra
         read_hid, read_act = HIDDEN in self.needs, ACTIVATION in self.needs
         read_att, read_scores = bool(self.needs & ATTENTION_INPUTS), ATTENTION_SCORES in self.needs
         if not read_act:
@@ -154,11 +163,11 @@ class Variant:
                                      for j, s in enumerate(ctx.student_layers)], 1)
             if read_act:
                 s_act = [out.hidden_states[s] for s in ctx.student_layers]     # a CNN's stage outputs
-        return out.logits, s_att, s_hid, s_act, s_scores
+        return out.logits, s_att, s_hid, s_act, s_scores, {}
 
     def _losses(self, batch, teacher: TeacherBatch, ctx: StepContext, temperature, embeds=None):
         """The weighted total, each loss's value (detached) and the weights used, on one forward pass."""
-        logits, s_att, s_hid, s_act, s_scores = self.forward(batch, ctx, embeds)
+        logits, s_att, s_hid, s_act, s_scores, s_extra = self.forward(batch, ctx, embeds)
         inp = LossInputs(logits, batch.labels, batch.mask, temperature,
                          teacher.logits if TEACHER_LOGITS in self.needs else None, s_att,
                          teacher.attention if ATTENTION in self.needs else None, s_hid,
@@ -166,7 +175,8 @@ class Variant:
                          student_features=s_act, teacher_activation=teacher.activation,
                          student_scores=s_scores,
                          teacher_scores=teacher.scores if ATTENTION_SCORES in self.needs else None,
-                         head_weights=self.focus.weights(ctx.device) if self.focus is not None else None)
+                         head_weights=self.focus.weights(ctx.device) if self.focus is not None else None,
+                         extra={"student": s_extra, "teacher": teacher.extra})
         values = loss_values(list(self.loss_weights.base), inp)
         total, used = self.loss_weights.combine(values, self.steps_done)
         if self.focus is not None:
