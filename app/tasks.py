@@ -11,11 +11,21 @@ class TaskPages:
     kind: str                   # SessionConfig.modality, as probe.json and generated.json record it
     pictures: bool              # the inputs are pictures: maps are drawn over them (explorer, attributions,
                                 # generated data, report) instead of over tokens
+    label: str = ""             # the kind of task in words
+    attacks: bool = True        # robustness under attack and adversarial students apply
+    attributions: bool = True   # the Attributions page applies (one label per input to attribute)
+    compresses: bool = True     # the Compression page applies
+    details_title: str = ""     # the heading of the task's other measures on the Accuracy page
+    kinds: tuple = ()           # kinds of attention beside the primary one (translation: encoder, decoder)
 
 
 TASKS = {t.kind: t for t in (
-    TaskPages("text", pictures=False),
-    TaskPages("image", pictures=True),
+    TaskPages("text", pictures=False, label="text classification"),
+    TaskPages("image", pictures=True, label="image classification"),
+    TaskPages("tagging", pictures=False, label="token tagging", attacks=False, attributions=False,
+              details_title="Entities: precision, recall and F1 per type"),
+    TaskPages("translation", pictures=False, label="translation", attacks=False, attributions=False,
+              compresses=False, details_title="BLEU and chrF", kinds=("cross", "encoder", "decoder")),
 )}
 DEFAULT = TASKS["text"]         # runs written before probe.json named their task were text runs
 

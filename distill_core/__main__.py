@@ -23,7 +23,7 @@ from .preflight import preflight
 from .robustness import run_robustness
 from .session import run_in_child, run_session
 from .session.callbacks import TqdmProgress
-from .stats import p_text
+from .stats import p_text, test_label
 from .store import RunStore
 from .sweep import SweepStore, format_summary, parse_seeds, summarize_sweep
 from .vocab import run_reference, run_variants
@@ -60,13 +60,16 @@ def print_paired(paired: dict, variants: list[str], ref: str | None, width: int)
     shown = [v for v in variants if v in paired]
     if not shown or ref is None:
         return
+    units = bool(paired[shown[0]].get("statistic"))
     print(f"  paired with {ref} on the same {paired[shown[0]]['n']} test examples "
-          f"(bootstrap 95% interval of the difference, McNemar's exact test)")
+          f"(bootstrap 95% interval of the difference, "
+          f"{'approximate randomisation test' if units else 'McNemar' + chr(39) + 's exact test'})")
     for v in shown:
         c = paired[v]
+        counts = (f"{ref} higher on {c['ref_only']}, {v} on {c['variant_only']}" if units else
+                  f"{ref} alone right on {c['ref_only']}, {v} alone on {c['variant_only']}")
         print(f"    {v:<{width}}  {100 * c['diff']:+.1f} points (95% interval {100 * c['lo']:+.1f} to "
-              f"{100 * c['hi']:+.1f}), McNemar {p_text(c['p'])}: {c['verdict']} "
-              f"({ref} alone right on {c['ref_only']}, {v} alone on {c['variant_only']})")
+              f"{100 * c['hi']:+.1f}), {test_label(c)} {p_text(c['p'])}: {c['verdict']} ({counts})")
     if any(paired[v]["verdict"] not in ("better", "worse") for v in shown):
         print("    no clear difference: a sweep across seeds (python -m distill_core sweep --seeds 0-4) tells more")
 
@@ -77,12 +80,18 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
     ref = run_reference(summary, variants)
     print(f"run {run_id}: {status.get('status')}" + (f" ({status.get('error')})" if status.get("error") else ""))
     width = max([10, *map(len, variants)])
-    print(f"  test accuracy (n={summary.get('test_size', '-')})")
+    metric = (summary.get("metric") or {}).get("name", "accuracy")
+    print(f"  test {metric} (n={summary.get('test_size', '-')})")
     for name in ("teacher", *variants):
         gain = ""
         if ref and name not in ("teacher", ref) and acc.get(name) is not None and acc.get(ref) is not None:
             gain = f"   {100 * (acc[name] - acc[ref]):+.1f} points vs {ref}"
         print(f"    {name:<{width}}  {fmt_acc(acc.get(name)):>6}{gain}")
+    for name, d in (summary.get("details") or {}).items():       # the task's other measures (BLEU, chrF, P/R, ...)
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in d.items() if isinstance(v, (int, float))
+                          and not isinstance(v, bool))
+        if shown:
+            print(f"    {name:<{width}}  {shown}")
     teachers, ens = summary.get("teachers") or [], summary.get("ensemble") or {}
     for t in teachers[1:]:
         print(f"    {t['name']:<{width}}  {fmt_acc(t.get('accuracy')):>6}   ({t.get('source')}, seed {t.get('seed')}"

@@ -195,6 +195,12 @@ def paired_units(statistic: str, ref_units, var_units, n_boot: int = BOOTSTRAP, 
             "statistic": statistic}
 
 
+def test_label(comparison: dict) -> str:
+    """The paired test a comparison's p-value comes from, in a word: "McNemar" (right or wrong per example) or
+    "randomisation" (a score made of per-example units: paired_units)."""
+    return "randomisation" if comparison.get("statistic") else "McNemar"
+
+
 def sign_flip_p(totals) -> float:
     """Two-sided exact p-value of the sign-flip permutation test on integer per-example differences `totals`.
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .stats import difference_interval, p_text
+from .stats import difference_interval, p_text, test_label
 from .vocab import (ATTENTION_LOSSES, ENSEMBLE, LABEL_LOSS, LOSS_SOURCES, LOWER_IS_CLOSER, METRIC_LABELS, TEACHER,
                     model_label, run_variants)
 
@@ -348,10 +348,11 @@ def paired_sentence(c: dict, variant: str, reference: str) -> str:
     n, ref_accuracy, accuracy, diff, lo, hi, ref_only, variant_only, p, verdict)."""
     v, rl = model_label(variant, reference), model_label(reference, reference)
     pts = (f"{100 * c['diff']:+.1f} points (paired 95% interval {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}; "
-           f"McNemar {p_text(c['p'])})")
+           f"{test_label(c)} {p_text(c['p'])})")
     pair = f"{c['accuracy']:.1%} vs {c['ref_accuracy']:.1%}"
     b, k = int(c["ref_only"]), int(c["variant_only"])
-    disc = f"the {rl} alone was right on {b} example{'' if b == 1 else 's'}, {v} alone on {k}"
+    disc = (f"the {rl} scored higher on {b} example{'' if b == 1 else 's'}, {v} on {k}" if c.get("statistic") else
+            f"the {rl} alone was right on {b} example{'' if b == 1 else 's'}, {v} alone on {k}")
     if c["verdict"] == "better":
         return f"**{v} beat the {rl}**: {pair}, a difference of {pts}; {disc}."
     if c["verdict"] == "worse":

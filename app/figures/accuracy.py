@@ -39,7 +39,7 @@ def _accuracy_range(acc: list[float], err: list[float] | None, teacher: float | 
 
 def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accuracy",
                   variants: Sequence[str] | None = None, reference: str | None = None,
-                  majority: float | None = None, width_px: int = WIDE_PX // 2) -> go.Figure:
+                  majority: float | None = None, width_px: int = WIDE_PX // 2, measure: str = "accuracy") -> go.Figure:
     """Test accuracy of every variant that has one: a bar each with its 95% error bar when n is known; the
     teacher as a labelled horizontal line (its 95% interval a pale band) and `majority`, what always answering the
     most common class scores, as a dashed one. The bars' names wrap (or angle) so that none touches the next in a
@@ -87,7 +87,7 @@ def accuracy_bars(accuracy: dict, n: int | None = None, title: str = "Test accur
                       annotation_bgcolor="rgba(255,255,255,0.85)")
     fine = y1 - y0 < 0.06
     fig.update_yaxes(range=[y0, y1], tickformat=".1%" if fine else ".0%", gridcolor="#f3f4f6",
-                     title_text="accuracy" + ("<br><sup>axis does not start at 0</sup>" if y0 > 0 else ""))
+                     title_text=measure + ("<br><sup>axis does not start at 0</sup>" if y0 > 0 else ""))
     labels = [model_label(m, reference) for m in names]           # each bar's accuracy under its name
     fig.update_xaxes(**category_ticks(labels, SCREEN_SHARE * width_px - AXIS_PX,
                                       below=[f"<b>{a:.1%}</b>" for a in acc]))
@@ -178,4 +178,55 @@ def robustness_figure(record: dict, variants: Sequence[str] | None = None, refer
                                  "ε: perturbation of each word embedding, relative to its size"), tickvals=eps,
                      gridcolor="#f3f4f6", zeroline=False)
     fig.update_yaxes(title_text="accuracy (%)", range=[0, 102], ticksuffix="%", gridcolor="#f3f4f6")
+    return fig
+
+
+# ---- a task's other measures: entity F1 per type (tagging), BLEU and chrF (translation) -------------------------------
+FRACTIONS = ("precision", "recall", "f1", "token_accuracy")     # stored as fractions, shown in %
+DETAIL_NAMES = {"precision": "precision (%)", "recall": "recall (%)", "f1": "entity F1 (%)",
+                "token_accuracy": "token accuracy (%)", "bleu": "BLEU", "chrf": "chrF", "beam": "beam"}
+
+
+def details_table(details: dict, models: Sequence[str]) -> list[dict]:
+    """One row per model of summary.json "details": its numbers (fractions in %), per-type breakdowns left out."""
+    rows = []
+    for m in models:
+        d = details.get(m) or {}
+        row = {"model": m}
+        for k, v in d.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            row[DETAIL_NAMES.get(k, k)] = 100 * v if k in FRACTIONS else v
+        if len(row) > 1:
+            rows.append(row)
+    return rows
+
+
+def details_notes(details: dict, models: Sequence[str], label) -> list[str]:
+    """What a model's details warn of (the teacher itself is poor, ...), one line each."""
+    return [f"{label(m)}: {details[m]['warning']}" for m in models if (details.get(m) or {}).get("warning")]
+
+
+def per_type_f1(details: dict, models: Sequence[str], label, reference: str | None = None,
+                width_px: int = WIDE_PX) -> go.Figure:
+    """Entity F1 per entity type, a group of bars per type (the teacher first, then each variant), the types in
+    order of their test support (the most frequent first), with each type's support under its name."""
+    per = {m: (details.get(m) or {}).get("per_type") or {} for m in models}
+    support: dict[str, int] = {}
+    for m in models:
+        for t, d in per[m].items():
+            support[t] = max(support.get(t, 0), int(d.get("support") or 0))
+    types = sorted(support, key=lambda t: (-support[t], t))
+    colors = variant_colors([m for m in models if m != TEACHER])
+    fig = go.Figure()
+    for m in models:
+        fig.add_bar(name=label(m), x=types, y=[100 * (per[m].get(t) or {}).get("f1", 0.0) for t in types],
+                    marker_color=colors.get(m), customdata=[support[t] for t in types],
+                    hovertemplate="%{x} (%{customdata} in test)<br>" + html.escape(label(m))
+                                  + ": F1 %{y:.1f}%<extra></extra>")
+    fig.update_layout(**base_layout(380, "Entity F1 per type on the test set"), barmode="group",
+                      legend=dict(orientation="h", y=-0.3))
+    fig.update_xaxes(**category_ticks(types, width_px - AXIS_PX, below=[f"<sup>{support[t]:,} in test</sup>"
+                                                                         for t in types]))
+    fig.update_yaxes(title_text="F1 (%)", range=[0, 100], ticksuffix="%", gridcolor="#f3f4f6")
     return fig

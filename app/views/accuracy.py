@@ -44,6 +44,11 @@ if summary is None:
 
 variants = common.variants_of(run)
 ref = variants.reference
+metric = summary.get("metric") or {"name": "accuracy", "short": "accuracy"}
+measure, short = metric.get("name", "accuracy"), metric.get("short", "accuracy")
+if measure != "accuracy":
+    st.caption(f"This run's score is **{measure}** (higher is better): it stands where a classifier's accuracy stands "
+               f"on this page, in the table, the bars and the verdicts.")
 acc = summary.get("accuracy") or {}
 n = int(summary.get("test_size") or 0)
 if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
@@ -77,16 +82,19 @@ verdicts = {r["variant"]: r for r in rows_v}
 vs = vs_column(ref)
 rows = accuracy_rows((TEACHER, *variants.names), acc, n, verdicts, variants.label, common.objectives_text(run), params,
                      ref, paired=bool(paired), costs=(size, latency),
-                     further=fig_teachers.further_rows(summary))   # several teachers: the others, after the first
+                     further=fig_teachers.further_rows(summary),   # several teachers: the others, after the first
+                     metric=short)
 number = st.column_config.NumberColumn
 st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "table", placeholder="–", column_config={
-    tables.ACCURACY: number(format="%.1f"),
+    tables.metric_column(short): number(format="%.1f"),
     tables.HALFWIDTH: number(format="%.1f", help=tables.COLUMN_HELP[tables.HALFWIDTH]),
     vs: number(format="%+.1f", help=tables.vs_help(ref)),
     tables.PAIRED_INTERVAL: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.PAIRED_INTERVAL]),
     tables.INDEPENDENT_INTERVAL: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.INDEPENDENT_INTERVAL]),
     tables.MCNEMAR_P: number(format="%.3f", help=tables.COLUMN_HELP[tables.MCNEMAR_P]),
     tables.DISCORDANT: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.DISCORDANT]),
+    tables.RANDOMISATION_P: number(format="%.3f", help=tables.COLUMN_HELP[tables.RANDOMISATION_P]),
+    tables.AHEAD: st.column_config.TextColumn(help=tables.COLUMN_HELP[tables.AHEAD]),
     tables.OF_TEACHER: number(format="%.0f", help=tables.COLUMN_HELP[tables.OF_TEACHER]),
     "params (M)": number(format="%.2f"),
     "size (MB)": number(format="%.1f"),
@@ -130,7 +138,12 @@ lines = verdict_lines(list(verdicts.values()), ref)
 if lines:
     kinds = {r["verdict"] for r in verdicts.values()}
     show = st.success if "better" in kinds else st.warning if "worse" in kinds else st.info
-    how = ("Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
+    units = any(c.get("statistic") for c in paired.values())
+    how = ("Each variant is paired with the reference on the same examples: the interval is a paired bootstrap "
+           f"of the difference in {measure} (examples resampled, both models' answers together), and the p-value "
+           "an approximate randomisation test (the two models' answers swapped at random, example by example)."
+           if units else
+           "Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
            "examples only one of them got right, and the interval is a paired bootstrap of the difference."
            if paired else "Each interval treats the two accuracies as independent; the variants answered the same "
            "examples, so a paired test would be somewhat tighter.")
@@ -146,7 +159,8 @@ elif ref is None:
             "against.")
 
 c1, c2 = st.columns([1, 1], gap="medium")
-bars = fig_accuracy.accuracy_bars(acc, n, variants=variants.names, reference=ref, majority=majority)
+bars = fig_accuracy.accuracy_bars(acc, n if measure == "accuracy" else None, variants=variants.names, reference=ref,
+                                  majority=majority, title=f"Test {measure}", measure=measure)
 with c1:
     st.plotly_chart(common.sized(bars), width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")
 with c2:
@@ -156,7 +170,24 @@ with c2:
 cost = fig_accuracy.efficiency_bars(params, size, latency, device + (", under load" if timed.busy else ""),
                                     variants.names, ref)
 st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
+# ---- the task's other measures (entity F1 per type, BLEU and chrF) -------------------------------------
+if details := summary.get("details"):
+    st.subheader(tasks.of(run.probe()).details_title)
+    models = [m for m in (TEACHER, *variants.names) if m in details]
+    table = fig_accuracy.details_table(details, models)
+    if table:
+        st.dataframe(pd.DataFrame([{"model": variants.label(r.pop("model")), **r} for r in table]), hide_index=True,
+                     key=K + "details", placeholder="–")
+    if any(details[m].get("per_type") for m in models):
+        per_type = fig_accuracy.per_type_f1(details, models, variants.label, reference=ref)
+        st.plotly_chart(common.sized(per_type), width="stretch", config=common.PLOTLY_CONFIG, key=K + "per_type")
+    for line in fig_accuracy.details_notes(details, models, variants.label):
+        st.warning(line, icon=":material/warning:")
 # ---- robustness under attack --------------------------------------------------------------------------
+if not tasks.of(run.probe()).attacks:
+    if notices := summary.get("notices"):
+        st.info("**About the data and training**\n" + "\n".join(f"- {x}" for x in notices))
+    st.stop()
 st.subheader("Robustness under attack")
 
 
