@@ -95,9 +95,9 @@ EXPLORER = [*_text_fields("explorer"), Field("explorer.student", "variant"), Fie
             Field("explorer.teacher_layer", "tlayer", int), Field("explorer.head", "head", int),
             Field("explorer.teacher_side", "side"), Field("explorer.teacher_head", "thead", int),
             Field("explorer.sqrt_scale", "sqrt", bool), Field("explorer.window", "tokens", tuple),
-            Field("explorer.attack_eps", "attack", attack_size)]
+            Field("explorer.attack_eps", "attack", attack_size), Field("explorer.kind", "kind")]
 DIVERGENCE = [Field("divergence.metric", "metric"), Field("divergence.per_head", "per_head", bool),
-              Field("divergence.epoch", "epoch", int)]
+              Field("divergence.epoch", "epoch", int), Field("divergence.kind", "kind")]
 COMPARE = [Field(f"compare.{side}_{name}", f"{side}_{name}", kind) for side in "ab"
            for name, kind in (("run", str), ("variant", str), ("epoch", int))] + [
     Field("compare.example", "example", int), Field("compare.layer", "layer", int), Field("compare.head", "head", int),

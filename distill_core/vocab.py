@@ -176,3 +176,26 @@ def run_reference(summary_or_probe: dict | None, variants: list[str]) -> str | N
     if "reference" in d:
         return d["reference"] if d["reference"] in variants else None
     return BASELINE if BASELINE in variants else None
+
+
+# An encoder-decoder's kinds of attention (translation), as the pages name them: rows look at columns.
+ATTENTION_KINDS = {"cross": "cross-attention (target word → source words)",
+                   "encoder": "encoder self-attention (source → source)",
+                   "decoder": "decoder self-attention (target → earlier target)"}
+
+
+def of_kind(records: list[dict], probe: dict, kind: str | None) -> tuple[list[dict], dict]:
+    """A run's metrics.jsonl records and probe.json as if `kind` were its only attention: each record's
+    attention_kinds[kind] as its attention (and js_mean), the kind's pairs and head rule as the probe's. Runs with one
+    kind of attention, or kind None, are returned as they are."""
+    kinds = probe.get("attention_kinds") or {}
+    if not kind or kind not in kinds:
+        return records, probe
+    out = []
+    for r in records:
+        att = (r.get("attention_kinds") or {}).get(kind)
+        js = att.get("js") if att else None
+        out.append({**r, "attention": att, "js_mean": float(sum(map(sum, js)) / max(1, sum(map(len, js))))
+                    if js else None})
+    return out, {**probe, **{k: v for k, v in kinds[kind].items() if k in ("pairs", "head_rule")}}
+

@@ -9,7 +9,7 @@ from app.figures import divergence as fig_divergence, image_attribution as iac
 from distill_core import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.verdicts import divergence_reading, divergence_series
-from distill_core.vocab import LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS
+from distill_core.vocab import ATTENTION_KINDS, LOWER_IS_CLOSER, METRIC_HELP, METRIC_LABELS, METRICS, of_kind
 
 K = "divergence."
 view = state.View("divergence", state.DIVERGENCE)
@@ -30,6 +30,13 @@ try:
 except DistillError as e:
     common.show_error(e)
     st.stop()
+if kinds := probe.get("attention_kinds"):        # translation: cross-attention, encoder and decoder self-attention
+    if st.session_state.get(K + "kind") not in kinds:
+        st.session_state[K + "kind"] = next(iter(kinds))
+    kind = st.radio("Attention", list(kinds), key=K + "kind", horizontal=True,
+                    format_func=lambda k: ATTENTION_KINDS.get(k, k),
+                    help="Each kind has its own pairs of layers and head rule; the divergences are recorded for each.")
+    records, probe = of_kind(records, probe, kind)
 records = [r for r in records if r.get("attention")]
 if not records:
     st.info(iac.no_divergence_reason(probe) or
@@ -101,6 +108,8 @@ def open_in_explorer(variant: str, pair: int, head: int) -> None:
     t_layer, s_layer = pairs[pair]
     values = {"explorer.student": variant, "explorer.student_layer": s_layer, "explorer.teacher_layer": t_layer,
               "explorer.epoch": epoch, "explorer.source": "probe", "explorer.teacher_side": "compared"}
+    if probe.get("attention_kinds"):
+        values["explorer.kind"] = st.session_state.get(K + "kind")
     if probe.get("head_rule") != "mean":
         values["explorer.head"] = head
     state.open_view("explorer", state.EXPLORER, values, run_id=run.id)
