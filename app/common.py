@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from app import tasks
 from app.figures import base as fig_base, curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, STARTED_HERE, TYPED_TEXT
 from distill_core import RunStore, SessionConfig
@@ -274,8 +275,10 @@ def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[st
         st.session_state[k + "example"] = 0          # a remembered choice from a run with more examples
     example = st.selectbox(
         "Probe example", range(len(texts)), key=k + "example",
-        format_func=lambda i: f"#{i} [{names[labels[i]]}] {texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
+        format_func=lambda i: f"#{i} [{tasks.example_label(labels[i], names)}] {texts[i][:110]}"
+                              f"{'…' if len(texts[i]) > 110 else ''}")
     return source, texts[example], example
+
 
 
 def _use_typed(key_prefix: str, text: str) -> None:

@@ -38,6 +38,20 @@ def _attention_for_text(root: str, run_id: str, version: float, text: str, weigh
         return analysis.attention_for_text(rm, text)
 
 
+@st.cache_data(show_spinner="Tagging the sentence with every model…", max_entries=64)
+def _tag_sentence(root: str, run_id: str, version: float, words: tuple[str, ...], weights: str = "final"):
+    from distill_core.modality.tagging.analysis import tag_sentence     # a tagging run's own reading
+    rm = _run_models(root, run_id, version, weights)
+    with _LOCK:
+        return tag_sentence(rm, list(words))
+
+
+def tag_sentence(run_id: str, words, weights: str = "final"):
+    """A tagging run on one sentence given as words: (sub-tokens, model name -> (L, H, T, T) attention, model name ->
+    a tag per word, each word's first sub-token), with the students' final or best weights."""
+    return _tag_sentence(str(common.runs_dir()), run_id, common.run_version(run_id), tuple(words), weights)
+
+
 def attention_for_text(run_id: str, text: str, weights: str = "final"):
     """(tokens, model name -> (L, H, T, T) attention, model name -> class probabilities) for a typed text, with the
     students' final or best weights."""

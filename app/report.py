@@ -639,8 +639,7 @@ def _heatmaps(f: _Facts, chosen: list[_Resolved]) -> str:
         t_desc = (f"head {heads[0]}" if len(heads) == 1 else f"all {Ht} heads averaged" if len(heads) == Ht
                   else f"heads {heads[0]}–{heads[-1]} averaged")
         s_desc = f"all {Hs} heads averaged" if c.head == AVERAGE else f"head {c.head}"
-        label = (names[labels[c.example]] if c.example < len(labels) and labels[c.example] < len(names)
-                 else "?")
+        label = tasks.example_label(labels[c.example], names) if c.example < len(labels) else "?"
         js = float(map_metric(METRIC, teacher, student))
         titles = (f"teacher L{r.teacher_layer} · {t_desc}", f"{c.variant} L{c.layer} · {s_desc} · epoch {r.epoch}",
                   "student − teacher")

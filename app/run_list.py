@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import common, report
+from app import common, report, tasks
 from distill_core.cache import cache_entries, cache_root, clear_cache as clear
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
@@ -200,7 +200,7 @@ def report_section(store: RunStore, run) -> None:
     examples = c1.multiselect(
         "Heatmaps of the probe examples", options, default=options[:report.DEFAULT_EXAMPLES], key=REPORT_EXAMPLES,
         disabled=not options, placeholder="none" if options else "this run recorded no probe set",
-        format_func=lambda i: f"#{i} [{names[labels[i]] if i < len(labels) and labels[i] < len(names) else '?'}] "
+        format_func=lambda i: f"#{i} [{tasks.example_label(labels[i], names) if i < len(labels) else '?'}] "
                               f"{texts[i][:80]}{'…' if len(texts[i]) > 80 else ''}",
         help="Each chosen example gets a teacher | student | difference heatmap per variant (the reference left "
              "out), at the last mapped layer pair, heads averaged, at the last recorded epoch.")

@@ -33,3 +33,14 @@ DEFAULT = TASKS["text"]         # runs written before probe.json named their tas
 def of(record: dict | None) -> TaskPages:
     """The task of a run's probe.json (or another record with a "modality" key, e.g. generated.json)."""
     return TASKS.get((record or {}).get("modality") or DEFAULT.kind, DEFAULT)
+
+
+def example_label(label, names: list) -> str:
+    """A probe example's answer in a few words: its class, a tagged sentence's entity types, a translation's
+    reference (cut short)."""
+    if isinstance(label, (list, tuple)):         # tags, one per word
+        types = sorted({t[2:] for t in label if isinstance(t, str) and t[:2] in ("B-", "I-")})
+        return ", ".join(types) or "no entity"
+    if isinstance(label, str):
+        return label if len(label) <= 40 else label[:39] + "…"
+    return str(names[label]) if isinstance(label, int) and 0 <= label < len(names) else "?"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, state
+from app import common, state, tasks
 from app.figures import compare as fig_compare, divergence as fig_divergence, image_attribution as iac, maps as fig_maps
 from distill_core import analysis
 from distill_core.config import flat_settings
@@ -176,7 +176,7 @@ keep(K + "example", examples, examples[0])
 names_a = a.probe["label_names"]
 example = st.selectbox(
     "Probe example", examples, key=K + "example",
-    format_func=lambda i: f"#{i} [{names_a[a.probe['labels'][i]]}] {texts_a[i][:110]}"
+    format_func=lambda i: f"#{i} [{tasks.example_label(a.probe['labels'][i], names_a)}] {texts_a[i][:110]}"
                           f"{'…' if len(texts_a[i]) > 110 else ''}")
 ex_a = example
 ex_b = first_b[texts_a[example]] if shared else example

@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from app import common, image_explorer, live, state, tasks
-from app.figures import base as fig_base, maps as fig_maps
+from app.figures import base as fig_base, maps as fig_maps, tags as fig_tags
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
 from distill_core.metrics import map_metric
+from distill_core.modality.tagging.analysis import words_of
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, TEACHER
 
 K = "explorer."
@@ -33,7 +34,8 @@ if present:
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 with controls or st.container():
     run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
-if tasks.of(probe).pictures:                     # pictures: where the models look (app/image_explorer.py)
+task = tasks.of(probe)
+if task.pictures:                                # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=controls or head_r, intro=intro, maps_slot=maps_area)
     st.stop()
 variants = common.variants_of(run, probe)
@@ -105,7 +107,12 @@ try:
         if not text.strip():
             st.info("Type a sentence to see how the models attend to it.")
             st.stop()
-        tokens, live_maps, probs = live.attention_for_text(run.id, text, weights=weights)
+        if task.kind == "tagging":                 # the sentence's words, tagged by every model
+            words = words_of(text)
+            tokens, live_maps, tagged, _ = live.tag_sentence(run.id, words, weights=weights)
+            probs = None
+        else:
+            tokens, live_maps, probs = live.attention_for_text(run.id, text, weights=weights)
         if student not in live_maps:
             st.warning(f"Run {run.id} has no trained {student} weights.")
             st.stop()
@@ -121,6 +128,9 @@ try:
         s_maps = common.attention(run.id, f"{student}_e{epoch}")[example]
         probs, shown_epoch = None, epoch
         before = common.attention(run.id, f"{student}_e0")[example] if epochs[0] == 0 and epoch != 0 else None
+        if task.kind == "tagging":                 # the final models' tags on the probe sentence
+            words = probe["words"][example]
+            tagged = live.tag_sentence(run.id, words)[2]
 except (DistillError, ValueError) as e:
     common.show_error(e)
     st.stop()
@@ -179,7 +189,22 @@ if side == "compared" and s_head != AVERAGE and not present:
                          f"the teacher side shows the teacher's average, the student side head {s_head} alone "
                          f"(choose “all heads, averaged” to see the student's side as trained)."}[rule]
     st.markdown(rule_text)
-if typed and probs is not None:
+if task.kind == "tagging":                      # the sentence, tagged: gold (probe), teacher, student
+    colors = fig_tags.type_colors(probe.get("entity_types") or [])
+    lines = []
+    if not typed:
+        lines.append(fig_tags.tagged_html(words, probe["labels"][example], colors, "gold"))
+    reference_tags = None if typed else probe["labels"][example]
+    for m in (teacher_name, student):
+        if m in tagged:
+            lines.append(fig_tags.tagged_html(words, tagged[m], colors, variants.label(m), against=reference_tags))
+    (maps_area or st).markdown("".join(lines), unsafe_allow_html=True)
+    st.caption(("Tags of the final weights" if not typed else f"Tags of the {weights} weights")
+               + " · each word's tag is its first sub-token's; " + ("a red outline: an entity the gold tags do not "
+                                                                    "have exactly" if not typed else
+                                                                    "the maps below are over sub-tokens")
+               + f" · {len(words)} words, {len(tokens)} sub-tokens")
+elif typed and probs is not None:
     names = probe["label_names"]
     st.caption(" · ".join(f"{variants.label(m)}: **{names[int(np.argmax(p))]}** ({np.max(p):.0%})"
                           for m, p in probs.items() if m in (TEACHER, student)))
@@ -207,7 +232,8 @@ if n_tokens > fit:
 w_tokens, (t_win, s_win) = fig_maps.map_window(tokens, first, last + 1, teacher_shown, student_shown)
 titles = (f"{teacher_name} L{t_layer} · {t_desc}", f"{student} L{s_layer} · {s_desc} · {when}", "student − teacher")
 if present:                                     # short titles over the narrow maps; the details above them
-    label = "" if typed else f" · example #{example}, **{probe['label_names'][probe['labels'][example]]}**"
+    label = ("" if typed or task.kind != "text" else
+             f" · example #{example}, **{probe['label_names'][probe['labels'][example]]}**")
     maps_area.markdown(f"**Teacher** layer {t_layer}, {t_desc} · **{variants.label(student)}** layer {s_layer}, "
                        f"{s_desc}, {when}{label}")
     titles = (teacher_name, variants.label(student), "")
@@ -301,6 +327,8 @@ def _under_attack(model: str, eps: float, used: str) -> dict:
     return cache[key]
 
 
+if not task.attacks:
+    st.stop()
 st.subheader("Under attack")
 eps = st.select_slider("Perturbation size ε (0 = off)", options=ATTACK_EPSILONS, key=K + "attack_eps",
                        help="Pushes every word embedding of the text by up to ε times its own size, in the direction "
