@@ -3,7 +3,7 @@ the explorer and the pages show. No Streamlit here.
 
     words = words_of("Saw @paulwalk at the Empire State Building!")   # the words a tagger reads
     tokens, maps, tagged, starts = tag_sentence(run_models, words)    # every model's attention and tags
-    spans(words, tagged["teacher"])                                   # [("Saw", None), ..., ("Empire State Building", "facility"), ...]
+    spans(words, tagged["teacher"])         # [("Saw", None), ..., ("Empire State Building", "facility"), ...]
 """
 from __future__ import annotations
 

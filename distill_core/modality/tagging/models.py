@@ -1,0 +1,150 @@
+"""Token classifiers: a teacher loaded with a tagging head, students built from a shape, and a tokenizer that
+reads sentences already split into words.
+
+A loaded model's head answers with the data's tags, in their order (config.id2label): a teacher trained for the same
+tags in another order has its head's rows put in the data's order, and one trained for other tags gets a new head
+(and is fine-tuned, teacher.finetune auto)."""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from ...config import StudentConfig
+from ...errors import ConfigError, ModelError
+from ...models import check_weight_files, init_from_teacher, load_tokenizer, project_teacher_embeddings, resolve_source
+
+log = logging.getLogger(__name__)
+
+
+def load_word_tokenizer(source: str):
+    """The model's tokenizer, able to read pre-split words (is_split_into_words) and say which word each sub-token
+    belongs to (word_ids, fast tokenizers only). Byte-level BPE tokenizers (RoBERTa, GPT-2) are loaded with
+    add_prefix_space, which reading words needs."""
+    tokenizer = load_tokenizer(source)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError(f"the tokenizer of {source} ({type(tokenizer).__name__}) is not a fast tokenizer: tagging "
+                         f"needs to know which word each sub-token belongs to (word_ids), which only fast tokenizers "
+                         f"tell; pick a model that ships tokenizer.json")
+    try:
+        tokenizer([["a", "b"]], is_split_into_words=True)
+    except Exception:  # noqa: BLE001 - byte-level BPE: "add_prefix_space=True" is needed for pre-split words
+        path, local = resolve_source(source)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, local_files_only=local)
+            tokenizer([["a", "b"]], is_split_into_words=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"the tokenizer of {source} cannot read sentences split into words: {e}") from None
+    return tokenizer
+
+
+def tag_config(conf, tag_names: list[str]) -> None:
+    """Name the head's outputs by the data's tags (saved with the model: a reopened run reads them)."""
+    conf.num_labels = len(tag_names)
+    conf.id2label = dict(enumerate(tag_names))
+    conf.label2id = {t: i for i, t in enumerate(tag_names)}
+
+
+def _head(model: nn.Module) -> nn.Linear | None:
+    head = getattr(model, "classifier", None)
+    return head if isinstance(head, nn.Linear) else None
+
+
+@torch.no_grad()
+def match_head(model: nn.Module, tag_names: list[str]) -> bool:
+    """Make the head answer with `tag_names` in their order; True when it had to be made new (random) for that.
+
+    A head trained for the same tags in another order keeps its rows, reordered; one whose tags differ (or whose
+    names are the generic LABEL_k) is initialised afresh."""
+    conf = model.config
+    names = [str((conf.id2label or {}).get(i, f"LABEL_{i}")) for i in range(conf.num_labels)]
+    head = _head(model)
+    if names == list(tag_names):
+        return False
+    generic = all(n.upper() == f"LABEL_{i}" for i, n in enumerate(names))
+    if head is not None and not generic and sorted(names) == sorted(tag_names):
+        order = torch.tensor([names.index(t) for t in tag_names])
+        head.weight.copy_(head.weight[order])
+        if head.bias is not None:
+            head.bias.copy_(head.bias[order])
+        tag_config(conf, tag_names)
+        return False
+    if head is None:
+        raise ModelError(f"the model's head names the tags {', '.join(names)}, not the data's, and it has no "
+                         f"'classifier' layer that could be replaced; pick a token classifier of the BERT family")
+    model._init_weights(head)
+    tag_config(conf, tag_names)
+    return True
+
+
+def load_tagger(source: str, tag_names: list[str], eager: bool = True) -> tuple[nn.Module, bool]:
+    """A token classifier answering with `tag_names`; returns (model, head_is_new). Safetensors weights only, never
+    remote code; a hub id only when online."""
+    path, local = resolve_source(source)
+    if local:
+        check_weight_files(Path(path), source)
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            path, num_labels=len(tag_names), attn_implementation="eager" if eager else "sdpa",
+            output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False, use_safetensors=True,
+            local_files_only=local)
+    except ValueError as e:
+        raise ModelError(f"{source} cannot be loaded as a token classifier with eager attention: {e}") from None
+    except OSError as e:
+        if "safetensors" in str(e) and not local:
+            raise ModelError(f"hub model {source} has no model.safetensors weights; this tool loads safetensors "
+                             f"only, because pickle weight files can run code when loaded. Pick a model that "
+                             f"ships safetensors") from None
+        raise ModelError(f"could not load model {source}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - damaged weights, shapes that do not match the config, ...
+        raise ModelError(f"could not load model {source}: {type(e).__name__}: {e}") from None
+    head_new = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    if head_new:
+        tag_config(model.config, tag_names)
+    else:
+        head_new = match_head(model, tag_names)
+    return model, head_new
+
+
+def build_tagging_student(cfg: StudentConfig, teacher: nn.Module, tag_names: list[str],
+                          init_layers: list[int] | None, init: str | None = None) -> nn.Module:
+    """A token classifier of the teacher's family with the configured shape (eager attention), as models.build_student
+    builds a sequence classifier: student.source loaded instead when given; init "from_teacher" copies the teacher's
+    embeddings and its layers `init_layers` (widths must match), "teacher_embeddings" projects its token embeddings
+    onto the student's width; the head is always new."""
+    init = init or (cfg.init if cfg.init != "auto" else "random")
+    if cfg.source:
+        return load_tagger(cfg.source, tag_names)[0]
+    conf = copy.deepcopy(teacher.config)
+    conf.num_hidden_layers = cfg.layers
+    conf.num_attention_heads = cfg.heads
+    conf.hidden_size = cfg.hidden
+    for attr in ("intermediate_size", "hidden_dim"):
+        if hasattr(conf, attr):
+            setattr(conf, attr, cfg.intermediate)
+    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+        if hasattr(conf, attr):
+            setattr(conf, attr, cfg.dropout)
+    tag_config(conf, tag_names)
+    try:
+        student = AutoModelForTokenClassification.from_config(conf, attn_implementation="eager")
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"cannot build a student of shape {cfg.layers}x{cfg.heads}x{cfg.hidden}: {e}") from None
+    if init == "from_teacher":
+        copied = init_from_teacher(student, teacher, init_layers or [])
+        log.info("tagging student initialised from the teacher: %d tensors copied", copied)
+    elif init == "teacher_embeddings":
+        project_teacher_embeddings(student, teacher)
+    return student
+
+
+def load_tagging_model(folder) -> nn.Module:
+    """A token classifier a session wrote (teacher or student), on the CPU in eval mode: eager attention, safetensors
+    only, local files only, never remote code."""
+    model = AutoModelForTokenClassification.from_pretrained(
+        str(folder), attn_implementation="eager", local_files_only=True, trust_remote_code=False, use_safetensors=True)
+    return model.to("cpu").eval()
