@@ -34,6 +34,14 @@ def _check_square(name: str, m: np.ndarray, t: int | None = None) -> np.ndarray:
     return m
 
 
+def _check_shape(name: str, m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    if m.shape != shape:
+        raise ValueError(f"{name} must be a {shape[0]} × {shape[1]} attention map (target × source tokens), got "
+                         f"shape {m.shape}")
+    return m
+
+
 def _panel_annotation(text: str, xdomain, ydomain, size: int = 12) -> dict:
     return dict(text=text, x=(xdomain[0] + xdomain[1]) / 2, y=ydomain[1], xref="paper", yref="paper",
                 xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=size))
@@ -135,8 +143,9 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
                      titles: Sequence[str] = ("teacher", "student", "difference (student − teacher)"),
                      title: str | None = None, height: int | None = None, gamma: float = 1.0,
                      font_size: int = 12, difference: bool = True, arrangement: str | None = None,
-                     width_px: int = WIDE_PX) -> go.Figure:
-    """teacher | student | student - teacher, tokens on both axes (x = keys, y = queries).
+                     width_px: int = WIDE_PX, rows: Sequence[str] | None = None) -> go.Figure:
+    """teacher | student | student - teacher, tokens on both axes (x = keys, y = queries). With `rows` the maps are
+    (len(rows), len(tokens)): queries other than the keys (cross-attention: target tokens over source tokens).
 
     Every token is labelled on both axes at `font_size` while they fit (pass a window of a long input, see
     map_window, rather than shrinking the labels; beyond what fits, every k-th token is labelled). `arrangement`
@@ -147,9 +156,14 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
     map_colorscale for gamma); the difference has its own diverging scale, symmetric around 0.
     """
     labels = axis_labels(tokens)
-    t = len(labels)
-    teacher = _check_square("teacher", teacher, t)
-    student = _check_square("student", student, t)
+    ylabels = axis_labels(rows) if rows is not None else labels
+    if rows is None:
+        teacher = _check_square("teacher", teacher, len(labels))
+        student = _check_square("student", student, len(labels))
+    else:
+        teacher, student = (_check_shape(n, m, (len(ylabels), len(labels))) for n, m in (("teacher", teacher),
+                                                                                          ("student", student)))
+    t = max(len(labels), len(ylabels))
     diff = student - teacher
     zmax = float(max(teacher.max(initial=0.0), student.max(initial=0.0))) or 1.0
     dmax = float(np.abs(diff).max(initial=0.0)) or 1e-6
@@ -160,8 +174,8 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
     cols = max(len(r) for r in _rows_of(arrangement, n))
     fit = tokens_that_fit(width_px, cols, font_size)
     ticks = labels[::math.ceil(t / fit)] if t > fit else labels         # no two labels on top of each other
-    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array",
-                tickvals=ticks, ticktext=ticks)
+    yticks = ylabels[::math.ceil(t / fit)] if t > fit else ylabels
+    tick = dict(tickfont=dict(size=font_size), showgrid=False, ticks="", type="category", tickmode="array")
     top = TOOLBAR_PX + (int(font_size * 2.2) if title else 0)
     domains, bars, names, area = _triptych_panels(labels, font_size, titles, n, arrangement, width_px,
                                                   min(t, fit))
@@ -176,12 +190,13 @@ def heatmap_triptych(teacher: np.ndarray, student: np.ndarray, tokens: Sequence[
         is_diff = i == 2
         xd, yd = domains[i]
         traces.append(dict(
-            type="heatmap", z=z, x=labels, y=labels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
+            type="heatmap", z=z, x=labels, y=ylabels, xaxis=f"x{sfx}", yaxis=f"y{sfx}", name=str(name),
             coloraxis="coloraxis2" if is_diff else "coloraxis", xgap=0, ygap=0,
             hovertemplate=hover.replace("NAME", "student − teacher" if is_diff else "weight")))
-        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", **tick)
+        layout[f"xaxis{sfx}"] = dict(domain=xd, anchor=f"y{sfx}", tickangle=-90, side="bottom", tickvals=ticks,
+                                     ticktext=ticks, **tick)
         layout[f"yaxis{sfx}"] = dict(domain=yd, anchor=f"x{sfx}", autorange="reversed",
-                                     showticklabels=xd[0] == 0.0, **tick)
+                                     showticklabels=xd[0] == 0.0, tickvals=yticks, ticktext=yticks, **tick)
     bar = dict(xanchor="left", thickness=BAR_THICKNESS, xpad=BAR_PAD, tickfont=dict(size=max(10, font_size - 1)))
     layout["coloraxis"] = dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
                                colorbar=dict(title=dict(text="weight", side="top"), x=bars[0][0], y=bars[0][1],

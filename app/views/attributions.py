@@ -190,6 +190,11 @@ head_l.title("Attributions")
 intro = st.empty()                  # the caption, once the run says whether it reads texts or images
 
 run, probe = common.pick_run_with_probe(K + "run", "Run {run} has no probe set yet; attributions need its trained models.")
+if not tasks.of(probe).attributions:
+    st.info(f"Run {run.id} is a {tasks.of(probe).label} run. Attributions explain one class per input (a text's label, "
+            f"an image's), so they are built for text and image classification; the Attention explorer shows this "
+            f"run's models on a probe example or a sentence you type, with what each model answered.")
+    st.stop()
 if tasks.of(probe).pictures:
     intro.caption(IMAGE_INTRO)
     image_page(run, probe)

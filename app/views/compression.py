@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, state
+from app import common, state, tasks
 from app.figures import compression as cc
 from distill_core import compress, latency
 from distill_core.errors import DistillError
@@ -30,6 +30,13 @@ try:
     record = compress.read_compression(run)
 except DistillError as e:
     common.show_error(e)
+    st.stop()
+kind = tasks.of(run.probe())
+if not kind.compresses:
+    st.info(f"Run {run.id} is a {kind.label} run. Compression (int8 weights, heads pruned by importance) is built for "
+            f"classifiers and taggers, whose score one forward pass gives; a translation model's score needs its "
+            f"own decoding, which compression does not run yet. Its students' sizes and latencies are on the "
+            f"Accuracy page.")
     st.stop()
 variants = common.variants_of(run)
 options = [ALL, *variants.names]
