@@ -37,7 +37,7 @@ def overview_rows(store: RunStore, infos: list[RunInfo]) -> list[dict]:
         best = max(scored, key=lambda t: t[0], default=(None, None))     # the first of equals
         rows.append({"status": f"{common.STATUS_ICONS.get(r.status, '')} {r.status}", "run": r.run_id,
                      "name": r.name, "started (UTC)": r.started.replace("T", " ")[:16],
-                     "dataset": Path(r.dataset).name or r.dataset, "epochs": r.epochs_done,
+                     "dataset": Path(r.dataset).name or r.dataset, "epochs": r.epochs_done, "score": r.score,
                      "teacher %": pct(r.accuracy.get(TEACHER)),
                      "reference %": pct(r.accuracy.get(ref)) if ref else None,
                      "best variant": best[1], "best %": pct(best[0]),

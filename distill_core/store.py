@@ -134,6 +134,7 @@ class RunInfo:
     epochs_done: int
     error: str = ""
     warnings: int = 0          # how many warnings its test results drew (summary.json "warnings")
+    score: str = "accuracy"    # what its test "accuracy" measures (summary.json "metric": entity F1, chrF, ...)
 
 
 class Run:
@@ -392,7 +393,8 @@ class RunStore:
                     run_id=p.name, status=st.get("status", "unknown"), started=st.get("started") or "",
                     name=cfg.get("name", ""), dataset=dataset_label(str(cfg.get("data", {}).get("source", ""))),
                     accuracy=summary.get("accuracy") or {}, epochs_done=run.epochs_done(),
-                    error=st.get("error") or "", warnings=len(summary.get("warnings") or [])))
+                    error=st.get("error") or "", warnings=len(summary.get("warnings") or []),
+                    score=(summary.get("metric") or {}).get("short", "accuracy")))
             except Exception as e:  # noqa: BLE001 - any damage must not break the list
                 log.warning("run folder %s is damaged and was marked so: %s", p.name, e)
                 infos.append(RunInfo(run_id=p.name, status="damaged", started="", name="", dataset="",

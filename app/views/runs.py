@@ -54,9 +54,11 @@ if not any(r.error for r in infos):
     table = table.drop(columns="problem")
 pct_col = st.column_config.NumberColumn
 st.dataframe(table, hide_index=True, key="runs.table", placeholder="–", column_config={
-    "teacher %": pct_col(format="%.1f", help="the teacher's test accuracy"),
-    "reference %": pct_col(format="%.1f", help="test accuracy of the variant trained on the labels only"),
-    "best %": pct_col(format="%.1f", help="test accuracy of the best variant"),
+    "score": st.column_config.TextColumn(help="what the test percentages measure: accuracy (classification), entity "
+                                              "F1 (tagging) or chrF (translation)"),
+    "teacher %": pct_col(format="%.1f", help="the teacher's test score (the score column says which)"),
+    "reference %": pct_col(format="%.1f", help="test score of the variant trained on the labels only"),
+    "best %": pct_col(format="%.1f", help="test score of the best variant"),
     "variants": st.column_config.TextColumn(help="the student variants the session trained, in order")})
 for r in infos:
     if r.status == "damaged":
