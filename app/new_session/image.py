@@ -18,7 +18,6 @@ from distill_core.modality.vision.data import available_image_datasets
 from distill_core.modality.vision.mobilenet import MobileNetConfig, MobileNetV2
 from distill_core.modality.vision.models import build_cnn, build_vit, check_patch
 from distill_core.models import count_parameters
-from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES
 from distill_core.preflight import model_family
 from distill_core.sources import file_label
 
@@ -77,7 +76,7 @@ def families_changed() -> None:
     allowed = image_losses(*new)
     dropped = []
     for i in st.session_state.get(IMAGE_VARIANTS.ids, []):
-        for n in ALL_LOSS_NAMES:
+        for n in IMAGE_VARIANTS.losses:
             if n not in allowed and st.session_state.get(f"new.iv{i}.loss.{n}"):
                 st.session_state[f"new.iv{i}.loss.{n}"] = False
                 dropped.append(f"{n} in {st.session_state.get(f'new.iv{i}.name', '')}")

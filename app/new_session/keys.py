@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from app.state import STARTED_HERE
-from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES, TEXT_LOSS_NAMES
+from distill_core.objectives import TEXT_LOSS_NAMES, loss_names_for
 
 NEW = "new."                                # every key of the page
 IMG = "new.img."                            # the image form's widget keys
@@ -73,6 +73,7 @@ SCHEDULED = (*TEXT_LOSS_NAMES, "adversarial")   # what a schedule can multiply: 
 # the attention losses' names (attention_kl, attention_mse, attention_score_mse; the image form's
 # attention_transfer) need room to be told apart: two blocks a row, the names wider than their weights
 TEXT_VARIANTS = VariantSet("v", VARIANT_IDS, NEXT_ID, TEXT_LOSS_NAMES, SCHEDULED, STRATEGY_KEYS, NEW, 2, 2.4)
-IMAGE_VARIANTS = VariantSet("iv", "new.img.variant_ids", "new.img.next_variant_id", ALL_LOSS_NAMES, ALL_LOSS_NAMES,
-                            IMAGE_STRATEGY_KEYS, IMG, 2, 2.4)
+IMAGE_LOSS_NAMES = loss_names_for("image")     # what each kind of task can train with
+IMAGE_VARIANTS = VariantSet("iv", "new.img.variant_ids", "new.img.next_variant_id", IMAGE_LOSS_NAMES,
+                            IMAGE_LOSS_NAMES, IMAGE_STRATEGY_KEYS, IMG, 2, 2.4)
 VARIANT_SETS = (TEXT_VARIANTS, IMAGE_VARIANTS)

@@ -12,7 +12,7 @@ import streamlit as st
 from distill_core.config import (ATTACK_STARTS, ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
                                  ENSEMBLE_AVERAGES, IMAGE_LOSS_FAMILY, SCHEDULES)
 from distill_core.models import pick_device
-from distill_core.objectives import LOSS_HELP, OBJECTIVES
+from distill_core.objectives import OBJECTIVES
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
 from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
 
@@ -153,7 +153,7 @@ def variants_section(vs: VariantSet = TEXT_VARIANTS, allowed: tuple[str, ...] | 
                "alone (ce) is the reference the others are compared with: the difference is what the teacher adds.")
     with st.expander("What each loss does"):
         for name in allowed:
-            st.caption(f"**`{name}`** · {LOSS_HELP[name]}")
+            st.caption(f"**`{name}`** · {OBJECTIVES[name].help}")
     ids = list(st.session_state[vs.ids])
     names = [str(st.session_state.get(f"{NEW}{vs.block}{i}.name", "")) for i in ids]
     problems = dict(zip(ids, variant_name_problems(names)))
@@ -187,7 +187,7 @@ def _variant_block(i: int, problem: str | None, reference: str | None, can_remov
         st.error(problem, icon=":material/edit:")
     for loss in allowed:
         a, b = st.columns([vs.wide, 1], vertical_alignment="center")
-        on = a.checkbox(f"`{loss}`", key=f"{k}loss.{loss}", help=LOSS_HELP[loss])
+        on = a.checkbox(f"`{loss}`", key=f"{k}loss.{loss}", help=OBJECTIVES[loss].help)
         b.number_input(f"weight of {loss}", min_value=0.0, step=0.25, key=f"{k}weight.{loss}",
                        label_visibility="collapsed", disabled=not on)
     ticked = [n for n in allowed if st.session_state.get(f"{k}loss.{n}")]

@@ -29,44 +29,55 @@ def teacher_shape(source: str) -> tuple[int, int] | None:
     return model_shape(source)
 
 
-def teacher_section() -> None:
+FINETUNE_HELP = ("auto: only when its classifier head is new for this dataset (true of the bundled sentence encoder). "
+                 "It learns from every labelled example outside validation and test, keeps its best epoch by "
+                 "validation accuracy, and is cached and reused: on the bundled data the first session spends about "
+                 "9 minutes on it on a 2-core CPU, later sessions none.")
+
+
+def teacher_section(prefix: str = NEW, finetune_help: str = FINETUNE_HELP) -> None:
+    """The teacher transformer: bundled, a model folder or a hub id, and its fine-tuning (keys <prefix>teacher_*)."""
     st.subheader("Teacher")
-    kind = st.radio("Teacher model", list(TEACHER_KINDS), format_func=TEACHER_KINDS.get, key="new.teacher_kind")
+    kind = st.radio("Teacher model", list(TEACHER_KINDS), format_func=TEACHER_KINDS.get, key=prefix + "teacher_kind")
     if kind == "local":
-        st.text_input("Model folder", key="new.teacher_path", placeholder="/path/to/model (config.json + weights)")
+        st.text_input("Model folder", key=prefix + "teacher_path",
+                      placeholder="/path/to/model (config.json + weights)")
     elif kind == "hub":
-        st.text_input("Hub id", key="new.teacher_hub", placeholder="e.g. textattack/bert-base-uncased-SST-2")
+        st.text_input("Hub id", key=prefix + "teacher_hub", placeholder="e.g. textattack/bert-base-uncased-SST-2"
+                      if prefix == NEW else "e.g. dslim/bert-base-NER")
     c1, c2 = st.columns(2)
-    c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key="new.teacher_finetune",
-                 help="auto: only when its classifier head is new for this dataset (true of the bundled "
-                      "sentence encoder). It learns from every labelled example outside validation and test, "
-                      "keeps its best epoch by validation accuracy, and is cached and reused: on the bundled data "
-                      "the first session spends about 9 minutes on it on a 2-core CPU, later sessions none.")
-    c2.number_input("Fine-tuning epochs (at most)", min_value=0, step=1, key="new.teacher_finetune_epochs",
-                    help="The epoch with the best validation accuracy is kept; small data gets more epochs so the "
+    c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key=prefix + "teacher_finetune",
+                 help=finetune_help)
+    c2.number_input("Fine-tuning epochs (at most)", min_value=0, step=1, key=prefix + "teacher_finetune_epochs",
+                    help="The epoch with the best validation score is kept; small data gets more epochs so the "
                          "teacher takes at least teacher.finetune_min_steps steps (300).")
-    source = {"default": DEFAULT_TEACHER, "local": st.session_state.get("new.teacher_path", ""),
-              "hub": ""}[kind]
-    shape = teacher_shape(source.strip()) if source.strip() else None
+    shape = teacher_shape(source) if (source := teacher_source(prefix)) else None
     if shape:
         st.caption(f"This teacher has {shape[0]} layers × {shape[1]} attention heads.")
 
 
-def student_section() -> None:
+def teacher_source(prefix: str = NEW) -> str:
+    """The teacher the form names when its shape can be read here: the bundled one or a model folder ('' else)."""
+    return {"default": DEFAULT_TEACHER, "local": str(st.session_state.get(prefix + "teacher_path", "")).strip()}.get(
+        st.session_state.get(prefix + "teacher_kind"), "")
+
+
+def student_section(prefix: str = NEW) -> None:
+    """The student transformer's shape and initialisation (keys <prefix>student_*)."""
     st.subheader("Student")
     c1, c2 = st.columns(2)
-    c1.number_input("Layers", min_value=1, step=1, key="new.student_layers")
-    c2.number_input("Attention heads", min_value=1, step=1, key="new.student_heads")
-    c1.number_input("Hidden size", min_value=1, step=16, key="new.student_hidden",
+    c1.number_input("Layers", min_value=1, step=1, key=prefix + "student_layers")
+    c2.number_input("Attention heads", min_value=1, step=1, key=prefix + "student_heads")
+    c1.number_input("Hidden size", min_value=1, step=16, key=prefix + "student_hidden",
                     help="Must be divisible by the number of heads (each head gets hidden / heads dimensions).")
-    c2.number_input("Intermediate (feed-forward) size", min_value=1, step=64, key="new.student_intermediate")
-    st.radio("Initialisation", list(STUDENT_INITS), key="new.student_init", horizontal=True,
+    c2.number_input("Intermediate (feed-forward) size", min_value=1, step=64, key=prefix + "student_intermediate")
+    st.radio("Initialisation", list(STUDENT_INITS), key=prefix + "student_init", horizontal=True,
              help=f"auto: random when there are {SMALL_TRAIN:,} training examples or more; with fewer, the student "
                   "starts from the teacher's knowledge (from_teacher when the widths allow, else "
                   "teacher_embeddings). from_teacher copies the teacher's embeddings and its mapped layers (needs "
                   "the same widths); teacher_embeddings starts from the teacher's token embeddings projected onto "
                   "the student's width; random starts from scratch. The run's notes say what auto chose.")
-    heads, hidden = st.session_state["new.student_heads"], st.session_state["new.student_hidden"]
+    heads, hidden = st.session_state[prefix + "student_heads"], st.session_state[prefix + "student_hidden"]
     if heads and hidden % heads == 0:
         st.caption(f"Each head works in {hidden // heads} dimensions.")
 
@@ -193,33 +204,37 @@ def file_columns(path: str, base: SessionConfig) -> None:
 
 
 # ---- objectives ----------------------------------------------------------------------------------------------
-def objectives_section(teacher_source: str) -> None:
+LAYER_MAP_HELP = ("Which teacher layer each student layer imitates and is compared with. suggested: the layers where "
+                  "the baseline student of the newest finished run like this one resembled the teacher most "
+                  "(Divergence page › Suggested layer mapping).")
+
+
+def objectives_section(teacher_source: str, prefix: str = NEW, maps: list[str] = TEXT_LAYER_MAPS,
+                       what: str = "classes") -> None:
+    """The temperature, head rule and layer map of a transformer teacher and student (keys <prefix>*)."""
     st.subheader("Objectives")
     st.caption("How teacher and students are compared, shared by every variant: the temperature of logit_kd, and "
                "which teacher layers and heads the attention and hidden-state losses (and the divergence charts) "
                "pair with each student layer and head.")
     c1, c2, c3 = st.columns(3)
-    temperature_input(c1, NEW, "Softens both output distributions in logit_kd; higher T shows more of the teacher's "
-                               "ranking of the wrong classes.")
-    c2.selectbox("Head rule", HEAD_RULES, key="new.head_rule",
+    temperature_input(c1, prefix, "Softens both output distributions in logit_kd; higher T shows more of the "
+                                  f"teacher's ranking of the wrong {what}.")
+    c2.selectbox("Head rule", HEAD_RULES, key=prefix + "head_rule",
                  help="How teacher and student heads are paired: direct (same count), group (average teacher "
                       "heads in groups), mean (average all heads); auto picks the first that fits.")
-    kind = c3.radio("Layer map", TEXT_LAYER_MAPS, key="new.layer_map_kind",
-                    horizontal=True,
-                    help="Which teacher layer each student layer imitates and is compared with. suggested: the "
-                         "layers where the baseline student of the newest finished run like this one resembled "
-                         "the teacher most (Divergence page › Suggested layer mapping).")
+    kind = c3.radio("Layer map", maps, key=prefix + "layer_map_kind", horizontal=True,
+                    help=LAYER_MAP_HELP if "suggested" in maps else LAYER_MAP_HELP.partition(" suggested:")[0])
     if kind == "explicit":
-        st.text_input("Teacher layers, one per student layer (0-based)", key="new.layer_list",
+        st.text_input("Teacher layers, one per student layer (0-based)", key=prefix + "layer_list",
                       placeholder="e.g. 1,3,5")
-    _mapping_caption(teacher_source, kind)
+    _mapping_caption(teacher_source, kind, prefix)
 
 
-def _mapping_caption(teacher_source: str, kind: str) -> None:
+def _mapping_caption(teacher_source: str, kind: str, prefix: str = NEW) -> None:
     shape = teacher_shape(teacher_source) if teacher_source else None
     if not shape:
         return
-    rule = kind if kind in LAYER_MAPS else st.session_state.get("new.layer_list", "")
+    rule = kind if kind in LAYER_MAPS else st.session_state.get(prefix + "layer_list", "")
     try:
         rule = SessionConfig.from_dict({"objectives": {"layer_map": rule}}).objectives.layer_map if rule else None
         if rule is None:
@@ -228,9 +243,9 @@ def _mapping_caption(teacher_source: str, kind: str) -> None:
             st.caption("The layers come from the newest finished run with this teacher, data and student shape; "
                        "Start says so if there is none yet.")
             return
-        pairs = mapping.layer_map(rule, shape[0], int(st.session_state["new.student_layers"]))
-        heads = mapping.resolve_head_rule(st.session_state["new.head_rule"], shape[1],
-                                          int(st.session_state["new.student_heads"]))
+        pairs = mapping.layer_map(rule, shape[0], int(st.session_state[prefix + "student_layers"]))
+        heads = mapping.resolve_head_rule(st.session_state[prefix + "head_rule"], shape[1],
+                                          int(st.session_state[prefix + "student_heads"]))
     except DistillError as e:
         st.warning(str(e))
         return
@@ -254,9 +269,6 @@ def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
     with st.container(border=True):
         variants_section(TEXT_VARIANTS)
     with st.container(border=True):
-        teacher_source = {"default": DEFAULT_TEACHER,
-                          "local": st.session_state.get("new.teacher_path", "").strip()}.get(
-            st.session_state["new.teacher_kind"], "")
-        objectives_section(teacher_source)
+        objectives_section(teacher_source(NEW))
     with st.container(border=True):
         training_section(NEW)

@@ -112,6 +112,43 @@ def split_settings(v: dict, prefix: str) -> dict:
     return {k: int(v[f"{p}{k}"]) for k in ("train_size", "val_size", "test_size")}
 
 
+# ---- a transformer teacher and student (text, tagging), under the task's prefix ------------------------------
+def teacher_values(cfg: SessionConfig, prefix: str) -> dict:
+    """The teacher transformer's widgets: the bundled one, a model folder or a hub id, and its fine-tuning."""
+    t = cfg.teacher
+    tk = form_kind(t.source, "model")
+    return {prefix + "teacher_kind": tk, prefix + "teacher_path": t.source if tk == "local" else "",
+            prefix + "teacher_hub": t.source if tk == "hub" else "",
+            prefix + "teacher_finetune": t.finetune, prefix + "teacher_finetune_epochs": t.finetune_epochs}
+
+
+def teacher_settings(v: dict, base: dict, prefix: str) -> dict:
+    """The teacher section from a task's teacher widgets (base: the defaults' one); ConfigError when its folder or
+    hub id is missing."""
+    p = value_key(prefix)
+    kind = v[p + "teacher_kind"]
+    source = {"default": DEFAULT_TEACHER, "local": v.get(p + "teacher_path", ""),
+              "hub": v.get(p + "teacher_hub", "")}[kind]
+    if not str(source).strip():
+        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
+    return {**base, "source": str(source).strip(), "finetune": v[p + "teacher_finetune"],
+            "finetune_epochs": int(v[p + "teacher_finetune_epochs"])}
+
+
+def student_values(cfg: SessionConfig, prefix: str) -> dict:
+    s = cfg.student
+    return {prefix + "student_layers": s.layers, prefix + "student_heads": s.heads, prefix + "student_hidden": s.hidden,
+            prefix + "student_intermediate": s.intermediate, prefix + "student_init": s.init}
+
+
+def student_settings(v: dict, prefix: str) -> dict:
+    """The student section's shown settings: its shape and initialisation."""
+    p = value_key(prefix)
+    return {"layers": int(v[p + "student_layers"]), "heads": int(v[p + "student_heads"]),
+            "hidden": int(v[p + "student_hidden"]), "intermediate": int(v[p + "student_intermediate"]),
+            "init": v[p + "student_init"]}
+
+
 # ---- several teachers --------------------------------------------------------------------------------------
 def _as_int(x, default: int) -> int:
     try:
@@ -203,16 +240,11 @@ def image_ensemble_settings(v: dict, first: dict, base: dict) -> dict:
 # ---- the text task ---------------------------------------------------------------------------------------
 def text_values(cfg: SessionConfig) -> dict:
     """The text form's widget key -> starting value, from a text SessionConfig."""
-    t, s, d, tf = cfg.teacher, cfg.student, cfg.data, cfg.transfer
+    t, d, tf = cfg.teacher, cfg.data, cfg.transfer
     transfer_kind = tf.source if tf.source in ("none", "unused") else "file"
-    tk, dk = form_kind(t.source, "model"), form_kind(d.source, "data")
+    dk = form_kind(d.source, "data")
     return {
-        "new.teacher_kind": tk,
-        "new.teacher_path": t.source if tk == "local" else "",
-        "new.teacher_hub": t.source if tk == "hub" else "",
-        "new.teacher_finetune": t.finetune, "new.teacher_finetune_epochs": t.finetune_epochs,
-        "new.student_layers": s.layers, "new.student_heads": s.heads, "new.student_hidden": s.hidden,
-        "new.student_intermediate": s.intermediate, "new.student_init": s.init,
+        **teacher_values(cfg, NEW), **student_values(cfg, NEW),
         "new.data_kind": dk,
         "new.data_path": d.source if dk == "local" else "",
         "new.data_hub": d.source if dk == "hub" else "", "new.hub_split": d.hub_split,
@@ -231,12 +263,7 @@ def text_values(cfg: SessionConfig) -> dict:
 def text_teacher(v: dict, base: dict) -> dict:
     """The text form's teacher section (base: the defaults' one); ConfigError when its folder or id is missing.
     Its part of the data is the form's only with further teachers (where the form shows it)."""
-    kind = v["teacher_kind"]
-    source = {"default": DEFAULT_TEACHER, "local": v.get("teacher_path", ""), "hub": v.get("teacher_hub", "")}[kind]
-    if not source.strip():
-        raise ConfigError("enter the teacher's model folder" if kind == "local" else "enter the teacher's hub id")
-    out = {**base, "source": source.strip(), "finetune": v["teacher_finetune"],
-           "finetune_epochs": int(v["teacher_finetune_epochs"])}
+    out = teacher_settings(v, base, NEW)
     if further_count(v, "ens_count"):
         out["finetune_part"] = str(v.get("teacher_part") or "").strip()
     return out
@@ -289,9 +316,7 @@ def text_config(v: dict, base: SessionConfig) -> SessionConfig:
     d["name"] = str(v.get("name", "")).strip()
     d["teacher"] = text_teacher(v, d["teacher"])
     d["ensemble"] = text_ensemble_settings(v, d["teacher"], d["ensemble"])
-    d["student"].update(layers=int(v["student_layers"]), heads=int(v["student_heads"]),
-                        hidden=int(v["student_hidden"]), intermediate=int(v["student_intermediate"]),
-                        init=v["student_init"])
+    d["student"].update(student_settings(v, NEW))
     d["data"] = text_data(v, d["data"])
     d["variants"] = variants_config(v, TEXT_VARIANTS, sources=teacher_sources(further_count(v, "ens_count")))
     d["objectives"].update(objectives_settings(

@@ -6,10 +6,10 @@ import streamlit as st
 
 from distill_core.config import AdversarialConfig, VariantConfig, image_default_variants, image_session_problem
 from distill_core.errors import ConfigError
-from distill_core.objectives import LOSS_NAMES as ALL_LOSS_NAMES, OBJECTIVES
+from distill_core.objectives import OBJECTIVES
 from distill_core.vocab import BASELINE, ENSEMBLE, TEACHER, check_variant_name, teacher_name, variant_name_key
 
-from .keys import NEW, TEXT_VARIANTS, VariantSet, value_key
+from .keys import IMAGE_VARIANTS, NEW, TEXT_VARIANTS, VariantSet, value_key
 from .labels import ADV_OFF, MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS
 
 _VARIANT_DEFAULTS = VariantConfig("v", {"ce": 1.0})
@@ -202,7 +202,7 @@ def source_label(source: str, count: int) -> str:
 # ---- the image losses -------------------------------------------------------------------------------------
 def image_losses(teacher: str | None, student: str | None) -> tuple[str, ...]:
     """The losses a variant may use between these families (the engine's rule, config.image_session_problem)."""
-    return tuple(n for n in ALL_LOSS_NAMES
+    return tuple(n for n in IMAGE_VARIANTS.losses
                  if image_session_problem([VariantConfig("v", {n: 1.0})], teacher, student) is None)
 
 
