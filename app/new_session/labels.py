@@ -63,3 +63,11 @@ IMAGE_LAYER_MAPS = ["uniform", "last", "explicit"]      # "suggested" is compute
 IMAGE_FORM_DEFAULTS = {"data": {"source": "mnist", "train_size": 3500, "val_size": 500, "test_size": 1000},
                        "teacher": {"source": "cnn"}, "objectives": {"temperature": 4.0},
                        "train": {"epochs": 6, "batch_size": 64, "lr": 2e-3}}
+# ---- token tagging ----------------------------------------------------------------------------------------
+TAGGING_DATASET = "ner_tweets"      # the bundled tweets with named entities (distill_core/modality/tagging/data.py)
+TAGGING_FILE_TYPES = ["txt", "conll", "tsv", "bio", "iob", "jsonl", "ndjson", "json"]
+TAGGING_DATA_KINDS = {"default": "Tweets with named entities (bundled)",
+                      "upload": "Upload a CoNLL-style or JSONL file", "local": "A file on this machine",
+                      "hub": "Hugging Face hub dataset (online)"}
+TAGGING_LAYER_MAPS = ["uniform", "last", "explicit"]    # "suggested" reads text classification runs
+TAGGING_FORM_DEFAULTS = {"task": "tagging", "data": {"source": TAGGING_DATASET}}

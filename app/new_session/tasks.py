@@ -1,9 +1,9 @@
 """The kinds of task the form builds, each with its widgets and its value converters: the one place the form and
-its page tell a text session from an image session (TASKS, keyed by SessionConfig.modality).
+its page tell a text session from a tagging, translation or image session (TASKS, keyed by SessionConfig.modality).
 
-Both tasks' widgets keep their values side by side (keys new.* and new.img.*), so switching back and forth loses
-nothing; `initial_values` gives every key of both its starting value and `build_config` builds the config of the
-task the form shows (values["modality"])."""
+Every task's widgets keep their values side by side (keys new.*, new.tag.*, new.mt.*, new.img.*), so switching back
+and forth loses nothing; `initial_values` gives every key of every task its starting value and `build_config` builds
+the config of the task the form shows (values["modality"])."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,13 +14,19 @@ import streamlit as st
 
 from app.common import get_store
 from distill_core import SessionConfig
+from distill_core.config import DEFAULT_DATASET
 from distill_core.errors import ConfigError
-from distill_core.preflight import preflight as engine_preflight
+from distill_core.hub import require_online
+from distill_core.models import pick_device
+from distill_core.preflight import CHECKS as ENGINE_CHECKS, preflight as engine_preflight
+from distill_core.sources import source_kind
 
-from . import image, text, values
+from . import image, tagging, text, values
 from .keys import (FAMILIES, FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, IMAGE_TASK, IMAGE_UPLOAD_PATH, IMAGE_VARIANTS,
-                   MODALITY, SAVED, TEXT_TASK, TEXT_VARIANTS, UPLOAD_PATH, VARIANT_KEY_RE, VARIANT_SETS, VariantSet,
-                   value_key)
+                   MODALITY, SAVED, TAG_UPLOAD_PATH, TAGGING_TASK, TAGGING_VARIANTS, TEXT_TASK, TEXT_VARIANTS,
+                   UPLOAD_PATH, VARIANT_KEY_RE, VARIANT_SETS, VariantSet, value_key)
+from .labels import TAGGING_DATASET
+from .uploads import tagged_file_info
 from .variants import further_count
 
 
@@ -38,6 +44,7 @@ class Task:
     teacher: Callable[[dict, dict], dict]                   # its first teacher's section from the values
     ensemble: Callable[[dict, dict, dict], dict]            # its ensemble section from the values
     draw: Callable[[Path, SessionConfig, SessionConfig, Callable[[], str | None]], None]    # its sections
+    check: Callable[[SessionConfig], None] | None = None    # Start's checks where the engine's preflight has none
 
     def base(self, defaults: SessionConfig) -> SessionConfig:
         """What the task starts from: the form's defaults when they are this task's, else its own."""
@@ -61,14 +68,37 @@ class Task:
         return None
 
 
+def _tagging_check(cfg: SessionConfig) -> None:
+    """Before Start, a tagging session's device, teacher and data: a file is read whole as the session reads it."""
+    pick_device(cfg.train.device)
+    t = cfg.teacher.source
+    if source_kind(t, "model") == "hub":
+        require_online(f"teacher {t!r}")
+    elif source_kind(t, "model") == "local" and not (Path(t).expanduser() / "config.json").is_file():
+        raise ConfigError(f"{t} is not a model folder (no config.json in it)")
+    src = cfg.data.source.strip()
+    if src not in (TAGGING_DATASET, DEFAULT_DATASET):
+        if source_kind(src, "data") == "hub":
+            require_online(f"dataset {src!r}")
+        else:
+            tagged_file_info(src, cfg.data.max_file_mb)
+
+
 TASKS = {
     TEXT_TASK: Task(
-        TEXT_TASK, "Text",
+        TEXT_TASK, "Text classification",
         "Distil a teacher transformer into smaller students. A session trains several student variants side by side, "
         "each with its own objectives, evaluates them every epoch and records their attention on a few fixed "
         "validation sentences, so you can see which objectives make a student look where the teacher looks.",
         "sentences", TEXT_VARIANTS, values.text_fallback, values.text_values, values.text_config, values.text_teacher,
         values.text_ensemble_settings, text.draw),
+    TAGGING_TASK: Task(
+        TAGGING_TASK, "Token tagging",
+        "Distil a token tagger: the teacher and the students give every word a tag (named entities in BIO: B-PER, "
+        "I-PER, O, ...), read at the word's first sub-token, and are scored by entity F1. Variants train side by "
+        "side and their attention is recorded on a few fixed validation sentences.",
+        "sentences", TAGGING_VARIANTS, values.tagging_fallback, values.tagging_values, values.tagging_config,
+        values.tagging_teacher, values.one_teacher, tagging.draw, _tagging_check),
     IMAGE_TASK: Task(
         IMAGE_TASK, "Images",
         "Distil an image classifier (a CNN or a ViT) into smaller students. A session trains several student "
@@ -111,7 +141,8 @@ def form_keys(state, defaults: SessionConfig) -> list[str]:
 
 def collect(state) -> dict:
     """The form's values from session state (keys without the 'new.' prefix)."""
-    keys = form_keys(state, SessionConfig()) + [FILE_TEXT_COLUMN, FILE_LABEL_COLUMN, UPLOAD_PATH, IMAGE_UPLOAD_PATH]
+    keys = form_keys(state, SessionConfig()) + [FILE_TEXT_COLUMN, FILE_LABEL_COLUMN, UPLOAD_PATH, IMAGE_UPLOAD_PATH,
+                                                TAG_UPLOAD_PATH]
     return {value_key(k): state[k] for k in keys if k in state}
 
 
@@ -144,5 +175,10 @@ def draw(kind: str, runs_root: Path, defaults: SessionConfig) -> None:
 
 
 def preflight(cfg: SessionConfig) -> None:
-    """The engine's preflight (distill_core.preflight), with this app's runs folder for `layer_map: suggested`."""
-    engine_preflight(cfg, get_store())
+    """The engine's preflight (distill_core.preflight), with this app's runs folder for `layer_map: suggested`; for
+    a kind of task it has no checks for, the task's own."""
+    task = task_of(cfg.modality)
+    if cfg.modality in ENGINE_CHECKS or task.check is None:
+        engine_preflight(cfg, get_store())
+    else:
+        task.check(cfg)

@@ -182,3 +182,57 @@ def image_source_info(source: str, max_file_mb: float) -> dict:
     p = Path(src).expanduser()
     stat = p.stat() if src not in IMAGE_DATASETS and p.exists() else None
     return _image_info(src, stat.st_mtime if stat else 0.0, stat.st_size if stat else 0, float(max_file_mb))
+
+
+# ---- tagged sentences (token tagging) ----------------------------------------------------------------------
+@st.cache_data(show_spinner="Reading the tagged sentences…", max_entries=16)
+def _tagged(path: str, mtime: float, size: int, max_file_mb: float) -> dict | str:
+    """What the tagging engine reads in a file (sentences, tokens, entities per type, the first sentences), or why
+    it refuses the file (kept, so a file that cannot be used is not read again at every redraw)."""
+    from distill_core.modality.tagging.data import read_tagged_file      # the engine's reader, loaded on first use
+    try:
+        words, tags = read_tagged_file(path, max_file_mb)
+    except DataError as e:
+        return str(e)
+    return tagged_summary(words, tags)
+
+
+def tagged_summary(words: list[list[str]], tags: list[list[str]]) -> dict:
+    """Sentences, tokens, entities per type and a preview table of tagged sentences."""
+    entities: dict[str, int] = {}
+    for sent in tags:
+        for t in sent:
+            if t.startswith("B-"):
+                entities[t[2:]] = entities.get(t[2:], 0) + 1
+    rows = []
+    for w, t in list(zip(words, tags))[:PREVIEW_ROWS]:
+        found, cur = [], None
+        for word, tag in zip(w, t):
+            if tag.startswith("B-") or (tag.startswith("I-") and cur is None):
+                cur = [word, tag[2:]]
+                found.append(cur)
+            elif tag.startswith("I-") and cur is not None:
+                cur[0] += " " + word
+            else:
+                cur = None
+        rows.append({"sentence": " ".join(w), "entities": ", ".join(f"{x} ({k})" for x, k in found)})
+    return {"sentences": len(words), "tokens": sum(map(len, words)), "entities": entities,
+            "preview": pd.DataFrame(rows, columns=["sentence", "entities"])}
+
+
+def tagged_file_info(path: str | Path, max_file_mb: float) -> dict | None:
+    """tagged_summary of a CoNLL-style or JSONL file as a tagging session reads it, cached by the file's path, time
+    and size; DataError with the engine's words when the file cannot be used; None while the tagging engine is not
+    installed (Start checks the file then)."""
+    p = Path(path).expanduser()
+    try:
+        if not p.is_file():
+            from distill_core.modality.tagging.data import read_tagged_file
+            read_tagged_file(p, max_file_mb)                # says why, naming the file
+        stat = p.stat()
+        info = _tagged(str(p), stat.st_mtime, stat.st_size, float(max_file_mb))
+    except ImportError:
+        return None
+    if isinstance(info, str):
+        raise DataError(info)
+    return info

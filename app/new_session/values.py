@@ -11,14 +11,16 @@ import os
 
 from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
-                                 image_teacher_family)
+                                 DataConfig, image_teacher_family)
 from distill_core.errors import ConfigError
 from distill_core.preflight import model_family
 from distill_core.sources import source_kind
 from distill_core.vocab import teacher_name
 
-from .keys import DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, value_key
-from .labels import FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TEXT_LAYER_MAPS
+from .keys import (DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TAG, TAGGING_TASK, TAGGING_VARIANTS,
+                   TEXT_VARIANTS, TIME_BUDGET, value_key)
+from .labels import (FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TAGGING_DATASET, TAGGING_FORM_DEFAULTS,
+                     TAGGING_LAYER_MAPS, TEXT_LAYER_MAPS)
 from .variants import further_count, image_losses, teacher_sources, variants_config, variants_values
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
@@ -50,15 +52,25 @@ def text_fallback(other: SessionConfig) -> SessionConfig:
     return SessionConfig()
 
 
-def image_fallback(other: SessionConfig) -> SessionConfig:
-    """What the image task starts from when the form's defaults are another task's session: the image defaults
-    (IMAGE_FORM_DEFAULTS) with the defaults' hidden training and split settings."""
+def task_fallback(other: SessionConfig, form_defaults: dict) -> SessionConfig:
+    """What a task starts from when the form's defaults are another task's session: its own defaults
+    (form_defaults, a config dict) with the defaults' hidden training and split settings."""
     d = other.to_dict()
     hidden_train = {k: d["train"][k] for k in ("warmup_ratio", "weight_decay", "mixed_precision", "min_steps")}
     hidden_data = {k: d["data"][k] for k in ("probe_size", "split_seed", "max_file_mb")}
-    return SessionConfig.from_dict({**IMAGE_FORM_DEFAULTS,
-                                    "data": {**IMAGE_FORM_DEFAULTS["data"], **hidden_data},
-                                    "train": {**IMAGE_FORM_DEFAULTS["train"], **hidden_train}})
+    return SessionConfig.from_dict({**form_defaults,
+                                    "data": {**form_defaults.get("data", {}), **hidden_data},
+                                    "train": {**form_defaults.get("train", {}), **hidden_train}})
+
+
+def image_fallback(other: SessionConfig) -> SessionConfig:
+    """The image task's base when the form's defaults are another task's: IMAGE_FORM_DEFAULTS."""
+    return task_fallback(other, IMAGE_FORM_DEFAULTS)
+
+
+def tagging_fallback(other: SessionConfig) -> SessionConfig:
+    """The tagging task's base when the form's defaults are another task's: the bundled tweets."""
+    return task_fallback(other, TAGGING_FORM_DEFAULTS)
 
 
 # ---- what both tasks have, under the task's prefix ---------------------------------------------------------
@@ -421,4 +433,101 @@ def image_config(v: dict, base: SessionConfig) -> SessionConfig:
     d["objectives"].update(objectives_settings(
         v, IMG, "enter the teacher stages or layers for the explicit map, e.g. 0,2 (0-based)"))
     d["train"].update(training_settings(v, IMG))
+    return SessionConfig.from_dict(d)
+
+
+# ---- a task with its own split sizes (tagging) -----------------------------------------------------------------
+CLASSIFICATION_SIZES = (DataConfig().train_size, DataConfig().val_size, DataConfig().test_size)
+SIZE_KEYS = ("train_size", "val_size", "test_size")
+
+
+def own_sizes(data) -> bool:
+    """Whether a tagging session reads its split sizes from its task's section: data's are still the
+    classification defaults (the engine's rule)."""
+    return tuple(data[k] if isinstance(data, dict) else getattr(data, k) for k in SIZE_KEYS) == CLASSIFICATION_SIZES
+
+
+def own_max_length(data) -> bool:
+    """Whether a tagging session reads its sub-token limit from its task's section: data.max_length is still the
+    classification default."""
+    return (data["max_length"] if isinstance(data, dict) else data.max_length) == DataConfig().max_length
+
+
+def task_size_values(cfg: SessionConfig, prefix: str, section) -> dict:
+    """The split sizes and the length limit the session will use: the task section's (`section`) while the data
+    section's are the classification defaults, else the data section's."""
+    sizes = section if own_sizes(cfg.data) else cfg.data
+    length = section if own_max_length(cfg.data) else cfg.data
+    return {**{prefix + k: int(getattr(sizes, k)) for k in SIZE_KEYS}, prefix + "max_length": int(length.max_length)}
+
+
+def task_size_settings(v: dict, prefix: str, data: dict, section: dict) -> tuple[dict, dict]:
+    """(data, the task's section) with the form's split sizes and length limit written where the session reads
+    them (task_size_values' rule, from the base's data section)."""
+    p = value_key(prefix)
+    data, section = dict(data), dict(section)
+    (section if own_sizes(data) else data).update({k: int(v[p + k]) for k in SIZE_KEYS})
+    (section if own_max_length(data) else data)["max_length"] = int(v[p + "max_length"])
+    return data, section
+
+
+# ---- the tagging task ------------------------------------------------------------------------------------------
+def tagging_values(cfg: SessionConfig) -> dict:
+    """The tagging form's widget key -> starting value, from a tagging SessionConfig."""
+    d = cfg.data
+    src = d.source.strip()
+    dk = "default" if src in (TAGGING_DATASET, DEFAULT_DATASET) else form_kind(src, "data")
+    return {
+        **teacher_values(cfg, TAG), **student_values(cfg, TAG),
+        TAG + "data_kind": dk, TAG + "data_path": src if dk == "local" else "",
+        TAG + "data_hub": src if dk == "hub" else "", TAG + "hub_split": d.hub_split,
+        **training_values(cfg, TAG), **task_size_values(cfg, TAG, cfg.tagging),
+        **objectives_values(cfg, TAG, TAGGING_LAYER_MAPS),
+        **variants_values(cfg.variants, TAGGING_VARIANTS),
+    }
+
+
+def tagging_source(v: dict) -> str:
+    """data.source of the tagging form (v: form values without 'new.'); ConfigError when it is missing."""
+    kind = v.get("tag.data_kind", "default")
+    if kind == "default":
+        return TAGGING_DATASET
+    if kind == "hub":
+        source = str(v.get("tag.data_hub") or "").strip()
+        if not source:
+            raise ConfigError("enter the name of a hub dataset of tagged sentences (tokens and ner_tags columns)")
+        return source
+    source = str((v.get("tag.upload_path") if kind == "upload" else v.get("tag.data_path")) or "").strip()
+    if not source:
+        raise ConfigError("upload a CoNLL-style or JSONL file of tagged sentences first" if kind == "upload" else
+                          "enter the path of a CoNLL-style (.txt, .conll, .tsv) or JSONL file of tagged sentences")
+    return source
+
+
+def tagging_teacher(v: dict, base: dict) -> dict:
+    return teacher_settings(v, base, TAG)
+
+
+def one_teacher(v: dict, first: dict, base: dict) -> dict:
+    """The ensemble section of a task that learns from one teacher: the defaults' without further teachers."""
+    return {**base, "teachers": []}
+
+
+def tagging_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """A tagging SessionConfig from the tagging form's values; settings the form lacks come from `base` (the
+    tagging task's base, tasks.Task.base). Raises ConfigError."""
+    d = base.to_dict()
+    d["task"] = TAGGING_TASK
+    d["name"] = str(v.get("name", "")).strip()
+    d["teacher"] = tagging_teacher(v, d["teacher"])
+    d["ensemble"] = one_teacher(v, d["teacher"], d["ensemble"])
+    d["student"].update(student_settings(v, TAG))
+    d["data"]["source"] = tagging_source(v)
+    if v.get("tag.data_kind") == "hub":
+        d["data"]["hub_split"] = str(v.get("tag.hub_split") or "train").strip()
+    d["data"], d["tagging"] = task_size_settings(v, TAG, d["data"], d["tagging"])
+    d["variants"] = variants_config(v, TAGGING_VARIANTS)
+    d["objectives"].update(objectives_settings(
+        v, TAG, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
+    d["train"].update(training_settings(v, TAG))
     return SessionConfig.from_dict(d)

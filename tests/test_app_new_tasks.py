@@ -1,0 +1,169 @@
+"""The New session form's token tagging and translation, driven with AppTest: the task picker, each task's defaults,
+the config the form builds, the losses each task offers, each task keeping its values while another is shown, and a
+file the engine refuses shown before Start. Nothing trains: starting is replaced by the `started` recorder
+(conftest)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.new_session import keys, tasks
+from app_helpers import open_page, texts
+from distill_core import SessionConfig
+from distill_core.config import tagging_default_variants
+from distill_core.objectives import OBJECTIVES, loss_names_for
+
+from test_app_session import PAGE, TIMEOUT, run_dirs
+
+TAGGING, TRANSLATION = keys.TAGGING_TASK, keys.TRANSLATION_TASK
+
+
+def run_page():
+    return open_page(PAGE, default_timeout=TIMEOUT)
+
+
+def show(at, kind: str):
+    at.segmented_control(key=keys.MODALITY).set_value(kind).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def start(at):
+    at.button(key="new.start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def block_names(at, vs: keys.VariantSet) -> list[str]:
+    return [at.text_input(key=f"new.{vs.block}{i}.name").value for i in at.session_state[vs.ids]]
+
+
+def offered_losses(at, vs: keys.VariantSet, i: int = 0) -> list[str]:
+    prefix = f"new.{vs.block}{i}.loss."
+    return [c.key[len(prefix):] for c in at.checkbox if c.key and c.key.startswith(prefix)]
+
+
+def form_values(cfg: SessionConfig) -> dict:
+    return {keys.value_key(k): v for k, v in tasks.initial_values(cfg).items()}
+
+
+# ---- tagging ------------------------------------------------------------------------------------------------
+def test_tagging_shows_its_defaults_and_only_its_losses(store):
+    at = show(run_page(), TAGGING)
+    assert "Distil a token tagger" in texts(at.caption)
+    assert "first sub-token" in texts(at.caption)
+    assert at.radio(key="new.tag.teacher_kind").value == "default"
+    assert at.radio(key="new.tag.data_kind").value == "default"
+    assert "2,394 tweets" in texts(at.caption)
+    tg = SessionConfig().tagging
+    assert [at.number_input(key=f"new.tag.{k}").value for k in ("train_size", "val_size", "test_size", "max_length")] \
+        == [tg.train_size, tg.val_size, tg.test_size, tg.max_length]
+    assert block_names(at, keys.TAGGING_VARIANTS) == [v.name for v in tagging_default_variants()]
+    allowed = list(loss_names_for(TAGGING))
+    assert offered_losses(at, keys.TAGGING_VARIANTS) == allowed
+    assert "attention_transfer" not in allowed
+    shown = {c.key for c in at.checkbox} | {s.key for s in at.selectbox}
+    for strategy in ("adv_method", "generated", "transfer_labels", "teacher"):     # built for classification
+        assert not any(k and k.startswith("new.tv0.") and k.endswith(strategy) for k in shown)
+    assert not [n for n in at.number_input if n.key == "new.tag.ens_count"]         # one teacher
+    assert "suggested" not in at.radio(key="new.tag.layer_map_kind").options
+    assert not at.error
+
+
+def test_start_builds_a_tagging_session_with_its_default_variants(store, started):
+    at = start(show(run_page(), TAGGING))
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    assert cfg.task == TAGGING and cfg.modality == TAGGING
+    assert cfg.variants == tagging_default_variants()
+    assert cfg.data.source == "ner_tweets"
+    assert cfg.tagging == SessionConfig().tagging and cfg.ensemble.teachers == ()
+    assert run_dirs(store) == [at.session_state[keys.ACTIVE_RUN]]
+
+
+def test_a_tagging_config_comes_back_from_its_widget_values():
+    cfg = SessionConfig.from_dict({
+        "task": TAGGING, "name": "tags", "teacher": {"source": "/models/ner-bert", "finetune": "always",
+                                                      "finetune_epochs": 3},
+        "student": {"layers": 2, "heads": 2, "hidden": 64, "intermediate": 128, "init": "random"},
+        "data": {"source": "/data/tweets.conll"}, "tagging": {"train_size": 900, "val_size": 100, "test_size": 200,
+                                                              "max_length": 96},
+        "objectives": {"temperature": 3.0, "head_rule": "mean", "layer_map": [1, 3]},
+        "train": {"epochs": 5, "batch_size": 16, "lr": 1e-3, "seed": 3, "device": "cpu"},
+        "variants": [{"name": "baseline", "losses": {"ce": 1.0}},
+                     {"name": "att", "losses": {"ce": 0.5, "attention_kl": 1.0}, "preset": "tinybert",
+                      "auto_weights": "magnitude", "attention_focus": True}]})
+    base = tasks.TASKS[TAGGING].base(SessionConfig())
+    assert tasks.build_config(form_values(cfg), base) == cfg
+    values = dict(form_values(cfg), **{"tag.data_kind": "hub", "tag.data_hub": "wnut_17", "tag.hub_split": "test"})
+    built = tasks.build_config(values, base)
+    assert (built.data.source, built.data.hub_split) == ("wnut_17", "test")
+
+
+def test_a_tag_outside_bio_in_an_uploaded_file_shows_the_engines_words(store, started):
+    at = show(run_page(), TAGGING)
+    at.radio(key="new.tag.data_kind").set_value("upload").run()
+    body = "Paris\tB-LOC\nis\tO\nbig\tO\n\nObama\tPERSON\nspoke\tO\n"
+    at.file_uploader(key="new.tag.upload").set_value(("tweets.conll", body.encode(), "text/plain")).run()
+    said = texts(at.error)
+    assert "tweets.conll: line 5 has the tag 'PERSON', which has no B- or I- prefix" in said
+    assert "BIO scheme" in said
+    start(at)
+    assert said in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+
+
+def test_a_good_uploaded_tagging_file_is_previewed_and_used(store, started):
+    at = show(run_page(), TAGGING)
+    at.radio(key="new.tag.data_kind").set_value("upload").run()
+    body = "".join(f"Barack\tB-PER\nObama\tI-PER\nin\tO\nParis\tB-LOC\n#{i}\tO\n\n" for i in range(30))
+    at.file_uploader(key="new.tag.upload").set_value(("ner.txt", body.encode(), "text/plain")).run()
+    assert not at.error, texts(at.error)
+    assert "30 sentences and 150 tokens in ner.txt, 60 entities; entities per type: PER 30 (50%), LOC 30 (50%)" \
+        in texts(at.caption)
+    start(at)
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    (saved,) = (store.root / ".uploads").glob("*/ner.txt")
+    assert cfg.data.source == str(saved) and cfg.modality == TAGGING
+
+
+def test_a_defaults_file_with_a_loss_that_does_not_apply_shows_the_engines_message(store, tmp_path, monkeypatch):
+    path = tmp_path / "form.json"
+    path.write_text(json.dumps({"task": TAGGING, "variants": [{"name": "at", "losses": {"attention_transfer": 1}}]}))
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
+    at = run_page()
+    warned = texts(at.warning)
+    assert "ADS_FORM_DEFAULTS ignored: variant at uses attention_transfer, which does not apply to tagging" in warned
+    assert ", ".join(loss_names_for(TAGGING)) in warned
+
+
+# ---- both --------------------------------------------------------------------------------------------------
+def test_each_task_keeps_its_values_while_another_is_shown(store):
+    at = run_page()
+    at.number_input(key="new.epochs").set_value(7).run()
+    show(at, TAGGING)
+    at.number_input(key="new.tag.epochs").set_value(2).run()
+    at.text_input(key="new.tv1.name").set_value("kd_tags").run()
+    show(at, keys.IMAGE_TASK)
+    show(at, keys.TEXT_TASK)
+    assert at.number_input(key="new.epochs").value == 7
+    show(at, TAGGING)
+    assert at.number_input(key="new.tag.epochs").value == 2
+    assert block_names(at, keys.TAGGING_VARIANTS)[1] == "kd_tags"
+
+
+def test_every_offered_loss_applies_to_its_task():
+    for vs, kind in ((keys.TEXT_VARIANTS, "text"), (keys.IMAGE_VARIANTS, "image"), (keys.TAGGING_VARIANTS, TAGGING)):
+        assert all(kind in OBJECTIVES[n].tasks for n in vs.losses)
+        assert tuple(vs.losses) == loss_names_for(kind)
+
+
+@pytest.mark.parametrize("kind", [TAGGING])
+def test_the_default_form_of_a_task_builds_the_engines_defaults(kind):
+    values = form_values(SessionConfig())
+    values[keys.value_key(keys.MODALITY)] = kind
+    cfg = tasks.build_config(values, SessionConfig())
+    assert cfg.modality == kind
+    assert cfg.variants == SessionConfig(task=kind).variants
