@@ -462,12 +462,13 @@ def _warnings(f: _Facts) -> str:
 
 def _as_text(row: dict, reference: str | None) -> dict:
     """A row of tables.accuracy_rows as the report writes it: one decimal, differences signed, p as p_text does."""
-    formats = {tables.ACCURACY: "{:.1f}", tables.HALFWIDTH: "{:.1f}", vs_column(reference): "{:+.1f}",
-               tables.OF_TEACHER: "{:.0f}"}
+    formats = {tables.HALFWIDTH: "{:.1f}", vs_column(reference): "{:+.1f}", tables.OF_TEACHER: "{:.0f}"}
     out = {}
     for k, x in row.items():
-        if x is not None and k == MCNEMAR_P:
+        if x is not None and k in (MCNEMAR_P, tables.RANDOMISATION_P):
             x = p_text(x).removeprefix("p ").removeprefix("= ")
+        elif x is not None and k.endswith(" (%)"):          # the run's score: accuracy, F1 or chrF
+            x = f"{x:.1f}"
         elif x is not None and k in formats:
             x = formats[k].format(x)
         out[k] = x
@@ -492,19 +493,36 @@ def _accuracy(f: _Facts) -> str:
                         "accuracy per epoch is all it measured.", body)
     n = int(s.get("test_size") or 0)
     paired = s.get("paired") or {}
+    metric = s.get("metric") or {"name": "accuracy", "short": "accuracy"}
+    measure = metric.get("name", "accuracy")
+    units = any(c.get("statistic") for c in paired.values())
     verdict_rows = (paired_verdicts(paired, acc, names, ref) if paired
                     else accuracy_verdicts(acc, n, names, ref))
     verdicts = {r["variant"]: r for r in verdict_rows}
     rows = accuracy_rows((TEACHER, *names), acc, n, verdicts, lambda m: model_label(m, ref), f.objectives,
-                         s.get("params") or {}, ref, paired=bool(paired), independent=True)
+                         s.get("params") or {}, ref, paired=bool(paired), independent=True,
+                         metric=metric.get("short", "accuracy"))
     body = _table([_as_text(r, ref) for r in rows], "accuracy-table")
     majority = s.get("majority_rate")
-    body += (f"<p>Test set: {n:,} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
+    if measure != "accuracy":
+        body += f"<p>The score is <strong>{_e(measure)}</strong> (higher is better), test set: {n:,} examples.</p>"
+        details = s.get("details") or {}
+        table = fig_accuracy.details_table(details, [m for m in (TEACHER, *names) if m in details])
+        if table:
+            body += _table([{k: f"{v:.1f}" if isinstance(v, float) else v
+                             for k, v in {**r, "model": model_label(r["model"], ref)}.items()} for r in table],
+                           "details-table")
+        body += "".join(_items([x]) for x in fig_accuracy.details_notes(details, list(details),
+                                                                      lambda m: model_label(m, ref)))
+    else:
+        body += (f"<p>Test set: {n:,} examples. ± 95%: this model's own uncertainty, 1.96·√(p(1−p)/n)."
              + (f" Always answering the most common class scores <strong>{majority:.1%}</strong>: a model has "
                 f"learned something only if it clearly beats that." if majority is not None else "") + "</p>")
     lines = verdict_lines(list(verdicts.values()), ref)
     if lines:
-        how = ("Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
+        how = (f"Each variant is paired with the reference on the same examples: the interval is a paired bootstrap "
+               f"of the difference in {measure}, the p-value an approximate randomisation test." if units else
+               "Each variant is paired with the reference on the same examples: McNemar's exact test counts the "
                "examples only one of them got right, and the interval is a paired bootstrap of the difference."
                if paired else "Each interval treats the two accuracies as independent; the variants answered the "
                "same examples, so a paired test would be somewhat tighter.")
@@ -514,8 +532,9 @@ def _accuracy(f: _Facts) -> str:
     elif ref is None:
         body += _missing("This run has no reference variant (one trained on the labels only), so there is no "
                          "verdict: compare the accuracies and their intervals.")
-    body += _figure(fig_accuracy.accuracy_bars(acc, n, variants=names, reference=ref, majority=majority),
-                    "accuracy_bars")
+    body += _figure(fig_accuracy.accuracy_bars(acc, n if measure == "accuracy" else None, variants=names,
+                                               reference=ref, majority=majority, title=f"Test {measure}",
+                                               measure=measure), "accuracy_bars")
     if lines:
         body += _figure(fig_accuracy.difference_chart(list(verdicts.values()), ref, names), "difference")
     kinds = [r["verdict"] for r in verdict_rows if r["verdict"] != "reference"]
@@ -527,7 +546,7 @@ def _accuracy(f: _Facts) -> str:
                   f"interval that includes zero cannot tell two models apart.")
     else:
         notice = "The whiskers are 95% intervals: two bars whose whiskers overlap may not differ."
-    return _section("accuracy", "Test accuracy", notice, body)
+    return _section("accuracy", f"Test {measure}", notice, body)
 
 
 def _efficiency(f: _Facts) -> str:
