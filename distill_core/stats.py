@@ -263,6 +263,30 @@ POOLED_METHOD = ("per test example over the seeds: the mean difference of each e
                  "resampling examples (each with its answers from every seed), an exact sign-flip test")
 
 
+def pooled_units(statistic: str, pairs, seed: int = 0) -> dict:
+    """A variant against the reference over several seeds' (ref_units, var_units) on the same test set, for a score
+    made of per-example units (paired_units). The seeds are pooled per example: F1 counts are summed over the seeds
+    (micro F1 over every seed's answers), per-example scores averaged; then paired_units resamples examples, each
+    with its units from every seed (a cluster bootstrap), and swaps the two models' pooled units per example."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no runs to pool")
+    refs = [_units(r, statistic, "ref_units") for r, _ in pairs]
+    vars_ = [_units(v, statistic, "var_units") for _, v in pairs]
+    if any(x.shape != refs[0].shape for x in refs + vars_):
+        raise ValueError("the runs scored different numbers of test examples: they cannot be pooled per example")
+    refs, vars_ = np.stack(refs), np.stack(vars_)                  # (k, N) or (k, N, 3)
+    pool = np.sum if statistic == "f1" else np.mean
+    out = paired_units(statistic, pool(refs, axis=0), pool(vars_, axis=0), seed=seed)
+    return {**out, "answers": int(refs.shape[0] * refs.shape[1]), "runs": len(pairs),
+            "method": POOLED_UNITS_METHOD}
+
+
+POOLED_UNITS_METHOD = ("per test example over the seeds: each example's units pooled over the seeds, a bootstrap "
+                       "interval resampling examples (each with its units from every seed), an approximate "
+                       "randomisation test swapping the two models' units per example")
+
+
 def mean_interval(values, level: float = LEVEL) -> tuple[float, float | None, float | None]:
     """(mean, low, high): Student's t interval of the mean of per-seed values; no interval from one value."""
     x = np.asarray([v for v in values if v is not None], dtype=float)

@@ -383,9 +383,10 @@ def _interval(values: list, keys: tuple[str, str, str]) -> dict:
     return dict(zip(keys, (m, lo, hi)))
 
 
-def _correct_answers(done, problems: list[str]) -> dict[str, list[np.ndarray]] | None:
-    """Model -> one (N,) bool array of right answers per finished run; None (and a problem) when the runs
-    cannot be pooled: a run without predictions.json, or test labels that differ between runs."""
+def _correct_answers(done, problems: list[str]) -> dict | None:
+    """Model -> one (N,) bool array of right answers per finished run, or for a score made of per-example units
+    ("units", statistic, one units array per run); None (and a problem) when the runs cannot be pooled: a run
+    without predictions.json, or test labels that differ between runs."""
     preds = []
     for seed, _, run in done:
         try:
@@ -398,6 +399,13 @@ def _correct_answers(done, problems: list[str]) -> dict[str, list[np.ndarray]] |
                             f"skipped")
             return None
         preds.append(p)
+    if preds and all(p.get("units") for p in preds):          # a score made of per-example units (F1, chrF)
+        if any(p["labels"] != preds[0]["labels"] for p in preds):
+            problems.append("the runs were tested on different examples (are data.split_seed and data.test_size "
+                            "the same?): pooled comparison skipped")
+            return None
+        return {m: ("units", preds[0].get("statistic"), [np.asarray(p["units"][m]) for p in preds])
+                for m in preds[0]["units"] if all(m in p["units"] for p in preds)}
     labels = [np.asarray(p["labels"]) for p in preds]
     if any(len(y) != len(labels[0]) or not np.array_equal(y, labels[0]) for y in labels):
         problems.append("the runs were tested on different examples (are data.split_seed and data.test_size the "
@@ -413,7 +421,11 @@ def _paired(variant: str, ref: str, acc: dict, js: dict, correct: dict | None) -
     whether its attention was closer to the teacher's on every seed, and the share of the teacher gap closed."""
     out: dict = {}
     if correct is not None and variant in correct and ref in correct:
-        out.update(stats.pooled_comparison(zip(correct[ref], correct[variant])))
+        if isinstance(correct[ref], tuple):         # ("units", statistic, [per seed]): entity F1, sentence chrF
+            _, statistic, ref_units = correct[ref]
+            out.update(stats.pooled_units(statistic, zip(ref_units, correct[variant][2])))
+        else:
+            out.update(stats.pooled_comparison(zip(correct[ref], correct[variant])))
     diffs = [None if a is None or r is None else a - r for a, r in zip(acc[variant], acc[ref])]
     out.update(_interval(diffs, ("diff_mean", "diff_lo", "diff_hi")), per_seed_diff=diffs)
     js_pairs = list(zip(js[variant], js[ref]))

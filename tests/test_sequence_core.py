@@ -135,3 +135,16 @@ def test_units_of_the_wrong_shape_are_refused():
         stats.paired_units("f1", [0.5, 0.2], [0.1, 0.3])
     with pytest.raises(ValueError, match="different examples"):
         stats.paired_units("mean", [0.5, 0.2], [0.1])
+
+
+def test_seeds_pooled_per_example_say_no_more_than_one_seed_when_copied():
+    """k copies of one seed's units: the pooled comparison keeps that seed's difference (F1 of summed counts)."""
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 3, 120)
+    ref = np.stack([np.minimum(gold, rng.integers(0, 3, 120)), gold, gold], 1)
+    var = np.stack([gold, gold, gold], 1)
+    one = stats.paired_units("f1", ref, var, seed=0)
+    three = stats.pooled_units("f1", [(ref, var)] * 3, seed=0)
+    assert math.isclose(three["diff"], one["diff"]) and three["runs"] == 3 and three["answers"] == 360
+    with pytest.raises(ValueError, match="pooled"):
+        stats.pooled_units("mean", [(np.ones(3), np.ones(3)), (np.ones(4), np.ones(3))])
