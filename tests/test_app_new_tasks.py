@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from app.new_session import keys, tasks
+from app.new_session import keys, tasks, values
 from app_helpers import open_page, texts
 from distill_core import SessionConfig
-from distill_core.config import tagging_default_variants
+from distill_core.errors import ConfigError
+from distill_core.config import tagging_default_variants, translation_default_variants
 from distill_core.objectives import OBJECTIVES, loss_names_for
 
 from test_app_session import PAGE, TIMEOUT, run_dirs
@@ -46,6 +47,19 @@ def offered_losses(at, vs: keys.VariantSet, i: int = 0) -> list[str]:
 
 def form_values(cfg: SessionConfig) -> dict:
     return {keys.value_key(k): v for k, v in tasks.initial_values(cfg).items()}
+
+
+# ---- the picker ---------------------------------------------------------------------------------------------
+def test_the_task_picker_offers_the_four_tasks(store):
+    at = run_page()
+    picker = at.segmented_control(key=keys.MODALITY)
+    assert picker.options == ["Text classification", "Token tagging", "Translation", "Images"]
+    assert list(tasks.TASKS) == [keys.TEXT_TASK, TAGGING, TRANSLATION, keys.IMAGE_TASK]
+    assert picker.value == keys.TEXT_TASK
+    for kind in tasks.TASKS:
+        show(at, kind)
+        assert tasks.TASKS[kind].intro in texts(at.caption)
+        assert not at.error, texts(at.error)
 
 
 # ---- tagging ------------------------------------------------------------------------------------------------
@@ -139,6 +153,89 @@ def test_a_defaults_file_with_a_loss_that_does_not_apply_shows_the_engines_messa
     assert ", ".join(loss_names_for(TAGGING)) in warned
 
 
+# ---- translation --------------------------------------------------------------------------------------------
+def test_translation_shows_its_defaults_and_only_its_losses(store):
+    at = show(run_page(), TRANSLATION)
+    said = texts(at.caption)
+    assert "Distil an encoder-decoder" in said and "cross-attention" in said
+    assert at.radio(key="new.mt.teacher_kind").value == "default"
+    assert at.radio(key="new.mt.data_kind").value == "default"
+    assert (at.selectbox(key="new.mt.bible_source").value, at.selectbox(key="new.mt.bible_target").value) == \
+        ("4", "l")
+    assert "World English Bible" in at.selectbox(key="new.mt.bible_source").options[0] or \
+        "World English Bible (English)" in at.selectbox(key="new.mt.bible_source").options
+    assert block_names(at, keys.TRANSLATION_VARIANTS) == [v.name for v in translation_default_variants()]
+    allowed = list(loss_names_for(TRANSLATION))
+    assert offered_losses(at, keys.TRANSLATION_VARIANTS) == allowed
+    assert "attention_kl" not in allowed and "attention_transfer" not in allowed
+    shown = {c.key for c in at.checkbox} | {s.key for s in at.selectbox}
+    for strategy in ("adv_method", "generated", "transfer_labels", "teacher", "preset", "attention_focus"):
+        assert not any(k and k.startswith("new.mv0.") and k.endswith(strategy) for k in shown)
+    assert not [n for n in at.number_input if n.key == "new.mt.ens_count"]
+    assert not at.error
+
+
+def test_start_builds_a_translation_session_with_its_default_variants(store, started):
+    at = start(show(run_page(), TRANSLATION))
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    assert cfg.task == TRANSLATION and cfg.modality == TRANSLATION
+    assert cfg.variants == translation_default_variants()
+    assert cfg.data.source == "bible" and cfg.ensemble.teachers == ()
+    assert cfg.translation == SessionConfig().translation
+    default = SessionConfig().data
+    assert (cfg.data.train_size, cfg.data.val_size, cfg.data.test_size) == \
+        (default.train_size, default.val_size, default.test_size)        # the engine's own split sizes, implied
+
+
+def test_another_bible_pair_and_a_hub_dataset_come_back_from_the_values():
+    base = tasks.TASKS[TRANSLATION].base(SessionConfig())
+    values = form_values(base)
+    assert values["modality"] == TRANSLATION
+    values.update({"mt.bible_target": "v", "mt.train_size": 900, "mt.epochs": 3})
+    cfg = tasks.build_config(values, base)
+    assert cfg.data.source == "bible:4-v" and cfg.data.train_size == 900 and cfg.train.epochs == 3
+    assert tasks.build_config(form_values(cfg), base) == cfg
+    values.update({"mt.data_kind": "hub", "mt.data_hub": "opus_books", "mt.hub_split": "train"})
+    cfg = tasks.build_config(values, base)
+    assert cfg.data.source == "opus_books"
+    assert tasks.build_config(form_values(cfg), base) == cfg
+    values["mt.bible_source"], values["mt.data_kind"] = "v", "default"
+    with pytest.raises(ConfigError, match="translates a version into itself"):
+        tasks.build_config(values, base)
+
+
+def test_a_pair_file_of_one_column_shows_the_engines_words(store, started):
+    at = show(run_page(), TRANSLATION)
+    at.radio(key="new.mt.data_kind").set_value("upload").run()
+    body = "english\n" + "".join(f"sentence {i}\n" for i in range(20))
+    at.file_uploader(key="new.mt.upload").set_value(("pairs.csv", body.encode(), "text/csv")).run()
+    said = texts(at.error)
+    assert "pairs.csv has only one column (english); a file of sentence pairs needs two" in said
+    start(at)
+    assert said in texts(at.error)
+    assert started == [] and run_dirs(store) == []
+
+
+@pytest.mark.skipif("source_column" not in values.translation_fields(),
+                    reason="TranslationConfig does not name the columns of a file of pairs yet")
+def test_a_pair_file_is_previewed_and_its_columns_used(store, started):
+    at = show(run_page(), TRANSLATION)
+    at.radio(key="new.mt.data_kind").set_value("upload").run()
+    body = "id,en,fr\n" + "".join(f"{i},the house {i},la maison {i}\n" for i in range(40))
+    at.file_uploader(key="new.mt.upload").set_value(("house.csv", body.encode(), "text/csv")).run()
+    assert not at.error, texts(at.error)
+    assert (at.selectbox(key=keys.MT_FILE_SOURCE_COLUMN).value,
+            at.selectbox(key=keys.MT_FILE_TARGET_COLUMN).value) == ("en", "fr")
+    assert "40 sentence pairs in house.csv" in texts(at.caption)
+    start(at)
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    (saved,) = (store.root / ".uploads").glob("*/house.csv")
+    assert cfg.data.source == str(saved) and cfg.modality == TRANSLATION
+    assert (cfg.translation.source_column, cfg.translation.target_column) == ("en", "fr")
+
+
 # ---- both --------------------------------------------------------------------------------------------------
 def test_each_task_keeps_its_values_while_another_is_shown(store):
     at = run_page()
@@ -146,21 +243,30 @@ def test_each_task_keeps_its_values_while_another_is_shown(store):
     show(at, TAGGING)
     at.number_input(key="new.tag.epochs").set_value(2).run()
     at.text_input(key="new.tv1.name").set_value("kd_tags").run()
+    show(at, TRANSLATION)
+    at.number_input(key="new.mt.epochs").set_value(9).run()
+    at.selectbox(key="new.mt.bible_target").set_value("v").run()
     show(at, keys.IMAGE_TASK)
     show(at, keys.TEXT_TASK)
     assert at.number_input(key="new.epochs").value == 7
     show(at, TAGGING)
     assert at.number_input(key="new.tag.epochs").value == 2
     assert block_names(at, keys.TAGGING_VARIANTS)[1] == "kd_tags"
+    show(at, TRANSLATION)
+    assert at.number_input(key="new.mt.epochs").value == 9
+    assert at.selectbox(key="new.mt.bible_target").value == "v"
+    show(at, TAGGING)
+    assert at.number_input(key="new.tag.epochs").value == 2
 
 
 def test_every_offered_loss_applies_to_its_task():
-    for vs, kind in ((keys.TEXT_VARIANTS, "text"), (keys.IMAGE_VARIANTS, "image"), (keys.TAGGING_VARIANTS, TAGGING)):
+    for vs, kind in ((keys.TEXT_VARIANTS, "text"), (keys.IMAGE_VARIANTS, "image"), (keys.TAGGING_VARIANTS, TAGGING),
+                     (keys.TRANSLATION_VARIANTS, TRANSLATION)):
         assert all(kind in OBJECTIVES[n].tasks for n in vs.losses)
         assert tuple(vs.losses) == loss_names_for(kind)
 
 
-@pytest.mark.parametrize("kind", [TAGGING])
+@pytest.mark.parametrize("kind", [TAGGING, TRANSLATION])
 def test_the_default_form_of_a_task_builds_the_engines_defaults(kind):
     values = form_values(SessionConfig())
     values[keys.value_key(keys.MODALITY)] = kind

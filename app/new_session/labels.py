@@ -71,3 +71,14 @@ TAGGING_DATA_KINDS = {"default": "Tweets with named entities (bundled)",
                       "hub": "Hugging Face hub dataset (online)"}
 TAGGING_LAYER_MAPS = ["uniform", "last", "explicit"]    # "suggested" reads text classification runs
 TAGGING_FORM_DEFAULTS = {"task": "tagging", "data": {"source": TAGGING_DATASET}}
+# ---- translation ------------------------------------------------------------------------------------------
+BIBLE = "bible"                     # the bundled bible verses (distill_core/modality/translation/data.py)
+BIBLE_PAIR = ("4", "l")             # World English Bible -> Louis Segond 1910, the engine's default pair
+BIBLE_VERSIONS = {"4": "World English Bible (English)", "l": "Louis Segond 1910 (French)"}   # when the engine is absent
+TRANSLATION_FILE_TYPES = ["csv", "tsv", "jsonl", "json", "ndjson"]
+TRANSLATION_DATA_KINDS = {"default": "Bible verses (bundled)", "upload": "Upload a CSV, TSV or JSONL file of pairs",
+                          "local": "A file on this machine", "hub": "Hugging Face hub dataset (online)"}
+TRANSLATION_TEACHER_KINDS = {"default": "Built here and trained on the training pairs (cached)",
+                             "local": "Marian model folder on this machine", "hub": "Hugging Face hub id (online)"}
+TRANSLATION_LAYER_MAPS = ["uniform", "last", "explicit"]
+TRANSLATION_FORM_DEFAULTS = {"task": "translation", "data": {"source": BIBLE}}

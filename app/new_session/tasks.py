@@ -6,6 +6,7 @@ and forth loses nothing; `initial_values` gives every key of every task its star
 the config of the task the form shows (values["modality"])."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,12 +22,13 @@ from distill_core.models import pick_device
 from distill_core.preflight import CHECKS as ENGINE_CHECKS, preflight as engine_preflight
 from distill_core.sources import source_kind
 
-from . import image, tagging, text, values
+from . import image, tagging, text, translation, values
 from .keys import (FAMILIES, FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, IMAGE_TASK, IMAGE_UPLOAD_PATH, IMAGE_VARIANTS,
-                   MODALITY, SAVED, TAG_UPLOAD_PATH, TAGGING_TASK, TAGGING_VARIANTS, TEXT_TASK, TEXT_VARIANTS,
+                   MODALITY, MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, MT_UPLOAD_PATH, SAVED, TAG_UPLOAD_PATH,
+                   TAGGING_TASK, TAGGING_VARIANTS, TEXT_TASK, TEXT_VARIANTS, TRANSLATION_TASK, TRANSLATION_VARIANTS,
                    UPLOAD_PATH, VARIANT_KEY_RE, VARIANT_SETS, VariantSet, value_key)
 from .labels import TAGGING_DATASET
-from .uploads import tagged_file_info
+from .uploads import pair_file_info, tagged_file_info
 from .variants import further_count
 
 
@@ -68,20 +70,40 @@ class Task:
         return None
 
 
-def _tagging_check(cfg: SessionConfig) -> None:
-    """Before Start, a tagging session's device, teacher and data: a file is read whole as the session reads it."""
+def _device_and_teacher(cfg: SessionConfig) -> None:
+    """The device, and a teacher on the hub (online) or in a model folder here."""
     pick_device(cfg.train.device)
     t = cfg.teacher.source
     if source_kind(t, "model") == "hub":
         require_online(f"teacher {t!r}")
     elif source_kind(t, "model") == "local" and not (Path(t).expanduser() / "config.json").is_file():
         raise ConfigError(f"{t} is not a model folder (no config.json in it)")
+
+
+def _tagging_check(cfg: SessionConfig) -> None:
+    """Before Start, a tagging session's device, teacher and data: a file is read whole as the session reads it."""
+    _device_and_teacher(cfg)
     src = cfg.data.source.strip()
     if src not in (TAGGING_DATASET, DEFAULT_DATASET):
         if source_kind(src, "data") == "hub":
             require_online(f"dataset {src!r}")
         else:
             tagged_file_info(src, cfg.data.max_file_mb)
+
+
+def _translation_check(cfg: SessionConfig) -> None:
+    """Before Start, a translation session's device, teacher and pairs: a file is read whole as the session reads
+    it, with the section's two columns."""
+    _device_and_teacher(cfg)
+    src = cfg.data.source.strip()
+    if values.is_bible(src):
+        return
+    if source_kind(src, "data") == "hub":
+        require_online(f"dataset {src!r}")
+    else:
+        tr = values.translation_fields() | dataclasses.asdict(cfg.translation)
+        pair_file_info(src, tr.get("source_column", "source"), tr.get("target_column", "target"),
+                       cfg.data.max_file_mb)
 
 
 TASKS = {
@@ -99,6 +121,15 @@ TASKS = {
         "side and their attention is recorded on a few fixed validation sentences.",
         "sentences", TAGGING_VARIANTS, values.tagging_fallback, values.tagging_values, values.tagging_config,
         values.tagging_teacher, values.one_teacher, tagging.draw, _tagging_check),
+    TRANSLATION_TASK: Task(
+        TRANSLATION_TASK, "Translation",
+        "Distil an encoder-decoder translator: the students learn to translate from the teacher (its next-token "
+        "outputs, its translations, its attention). Each model has three kinds of attention: the encoder's over the "
+        "source, the decoder's over the translation so far, and the cross-attention that shows which source words "
+        "each target word reads, recorded on a few fixed validation pairs.",
+        "sentence pairs", TRANSLATION_VARIANTS, values.translation_fallback, values.translation_values,
+        values.translation_config, values.translation_teacher, values.one_teacher, translation.draw,
+        _translation_check),
     IMAGE_TASK: Task(
         IMAGE_TASK, "Images",
         "Distil an image classifier (a CNN or a ViT) into smaller students. A session trains several student "
@@ -142,7 +173,8 @@ def form_keys(state, defaults: SessionConfig) -> list[str]:
 def collect(state) -> dict:
     """The form's values from session state (keys without the 'new.' prefix)."""
     keys = form_keys(state, SessionConfig()) + [FILE_TEXT_COLUMN, FILE_LABEL_COLUMN, UPLOAD_PATH, IMAGE_UPLOAD_PATH,
-                                                TAG_UPLOAD_PATH]
+                                                TAG_UPLOAD_PATH, MT_UPLOAD_PATH, MT_FILE_SOURCE_COLUMN,
+                                                MT_FILE_TARGET_COLUMN]
     return {value_key(k): state[k] for k in keys if k in state}
 
 

@@ -236,3 +236,56 @@ def tagged_file_info(path: str | Path, max_file_mb: float) -> dict | None:
     if isinstance(info, str):
         raise DataError(info)
     return info
+
+
+# ---- sentence pairs (translation) -----------------------------------------------------------------------------
+@st.cache_data(show_spinner="Reading the sentence pairs…", max_entries=16)
+def _pairs(path: str, mtime: float, size: int, source_column: str, target_column: str,
+           max_file_mb: float) -> dict | str:
+    """What the translation engine reads in a file of pairs (their number, the first pairs), or why it refuses the
+    file."""
+    from distill_core.modality.translation.data import read_pair_file     # the engine's reader, loaded on first use
+    try:
+        pairs = read_pair_file(path, source_column, target_column, max_file_mb)
+    except DataError as e:
+        return str(e)
+    words = [len(x.split()) for x in pairs.sources]
+    return {"pairs": len(pairs.sources), "source_words": sum(words) / max(1, len(words)),
+            "preview": pd.DataFrame({source_column: pairs.sources[:PREVIEW_ROWS],
+                                     target_column: pairs.targets[:PREVIEW_ROWS]})}
+
+
+def pair_file_info(path: str | Path, source_column: str, target_column: str, max_file_mb: float) -> dict | None:
+    """The pairs of a CSV, TSV or JSONL file as a translation session reads them, cached by the file's path, time
+    and size; DataError with the engine's words when they cannot be used; None while the translation engine is not
+    installed (Start checks the file then)."""
+    p = Path(path).expanduser()
+    try:
+        if not p.is_file():
+            read_raw_table(p, max_file_mb)                  # says why, naming the file
+        stat = p.stat()
+        info = _pairs(str(p), stat.st_mtime, stat.st_size, str(source_column), str(target_column),
+                      float(max_file_mb))
+    except ImportError:
+        return None
+    if isinstance(info, str):
+        raise DataError(info)
+    return info
+
+
+SOURCE_NAMES = ("source", "src", "en", "english", "input", "from")
+TARGET_NAMES = ("target", "tgt", "fr", "french", "de", "es", "translation", "output", "to")
+
+
+def guess_pair_columns(df: pd.DataFrame, source_preferred: str, target_preferred: str) -> tuple[int, int]:
+    """(source, target) column indices to preselect: the configured names, else usual ones (source, src, en, ...;
+    target, tgt, fr, ...), else the first two columns (a file of one column: that column twice, which the engine
+    refuses with its reason)."""
+    cols = [str(c) for c in df.columns]
+    source = _named(cols, source_preferred, SOURCE_NAMES)
+    target = _named(cols, target_preferred, TARGET_NAMES, skip=source)
+    if source is None:
+        source = next((i for i in range(len(cols)) if i != target), 0)
+    if target is None:
+        target = next((i for i in range(len(cols)) if i != source), source)
+    return source, target

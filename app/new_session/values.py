@@ -6,21 +6,23 @@ The parts both tasks have (the objectives, the training settings, the split size
 converted once, under the task's key prefix (new. or new.img.)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
 from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
-                                 DataConfig, image_teacher_family)
+                                 DataConfig, TranslationConfig, image_teacher_family)
 from distill_core.errors import ConfigError
 from distill_core.preflight import model_family
 from distill_core.sources import source_kind
 from distill_core.vocab import teacher_name
 
-from .keys import (DEVICE, IMAGE_VARIANTS, IMG, NAME, NEW, SCHEDULE, SEED, SEEDS, TAG, TAGGING_TASK, TAGGING_VARIANTS,
-                   TEXT_VARIANTS, TIME_BUDGET, value_key)
-from .labels import (FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TAGGING_DATASET, TAGGING_FORM_DEFAULTS,
-                     TAGGING_LAYER_MAPS, TEXT_LAYER_MAPS)
+from .keys import (DEVICE, IMAGE_VARIANTS, IMG, MT, NAME, NEW, SCHEDULE, SEED, SEEDS, TAG, TAGGING_TASK,
+                   TAGGING_VARIANTS, TEXT_VARIANTS, TIME_BUDGET, TRANSLATION_TASK, TRANSLATION_VARIANTS, value_key)
+from .labels import (BIBLE, BIBLE_PAIR, FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TAGGING_DATASET,
+                     TAGGING_FORM_DEFAULTS, TAGGING_LAYER_MAPS, TEXT_LAYER_MAPS, TRANSLATION_FORM_DEFAULTS,
+                     TRANSLATION_LAYER_MAPS)
 from .variants import further_count, image_losses, teacher_sources, variants_config, variants_values
 
 FORM_DEFAULTS_ENV = "ADS_FORM_DEFAULTS"
@@ -71,6 +73,11 @@ def image_fallback(other: SessionConfig) -> SessionConfig:
 def tagging_fallback(other: SessionConfig) -> SessionConfig:
     """The tagging task's base when the form's defaults are another task's: the bundled tweets."""
     return task_fallback(other, TAGGING_FORM_DEFAULTS)
+
+
+def translation_fallback(other: SessionConfig) -> SessionConfig:
+    """The translation task's base when the form's defaults are another task's: the bible verses."""
+    return task_fallback(other, TRANSLATION_FORM_DEFAULTS)
 
 
 # ---- what both tasks have, under the task's prefix ---------------------------------------------------------
@@ -530,4 +537,162 @@ def tagging_config(v: dict, base: SessionConfig) -> SessionConfig:
     d["objectives"].update(objectives_settings(
         v, TAG, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
     d["train"].update(training_settings(v, TAG))
+    return SessionConfig.from_dict(d)
+
+
+# ---- the translation task --------------------------------------------------------------------------------------
+MT_SET = MT + "set."        # new.mt.set.<name>: a setting of the translation section, drawn by its kind
+PAIR_COLUMNS = ("source_column", "target_column")       # the translation section's columns of a file of pairs
+
+
+def translation_fields() -> dict:
+    """The translation section's settings and their defaults, as the engine defines them now."""
+    return {f.name: getattr(TranslationConfig(), f.name) for f in dataclasses.fields(TranslationConfig)}
+
+
+def setting_value(value):
+    """A section setting as a widget holds it: a list as comma-separated text, None as ''."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "" if value is None else value
+
+
+def setting_from(value, default, name: str):
+    """A widget's value as the section setting whose default is `default`; ConfigError when it cannot be read."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, (list, tuple)):
+        parts = [x.strip() for x in str(value).replace("[", "").replace("]", "").split(",") if x.strip()]
+        try:
+            return [int(x) for x in parts] if all(isinstance(x, int) for x in default) else parts
+        except ValueError:
+            raise ConfigError(f"translation.{name}: enter whole numbers separated by commas") from None
+    if default is None:
+        text = str(value).strip()
+        if not text:
+            return None
+        try:
+            return float(text) if "." in text or "e" in text.lower() else int(text)
+        except ValueError:
+            return text
+    return str(value).strip()
+
+
+def is_bible(source: str) -> bool:
+    """Whether data.source names the bundled bible pairs (the classification default reads them too)."""
+    src = source.strip().lower()
+    return src in (BIBLE, DEFAULT_DATASET) or src.startswith(BIBLE + ":")
+
+
+def bible_codes(source: str) -> tuple[str, str]:
+    """(source version, target version) of "bible" or "bible:<source>-<target>"; the default pair when unreadable
+    (the engine says why at Start)."""
+    a, sep, b = source.strip().lower().partition(":")[2].partition("-")
+    return (a, b) if sep and a and b else BIBLE_PAIR
+
+
+def translation_sizes() -> tuple[int, int, int] | None:
+    """The split sizes a translation session takes while data's are the classification defaults (the engine's
+    DEFAULT_SIZES: every pair validation and test leave trains); None while the translation engine is absent."""
+    try:
+        from distill_core.modality.translation.data import DEFAULT_SIZES
+    except ImportError:
+        return None
+    return tuple(int(n) for n in DEFAULT_SIZES)
+
+
+def translation_teacher_values(cfg: SessionConfig) -> dict:
+    """The translation teacher: built here ("default"), a Marian model folder, or a hub id."""
+    return teacher_values(cfg, MT)
+
+
+def translation_values(cfg: SessionConfig) -> dict:
+    """The translation form's widget key -> starting value, from a translation SessionConfig."""
+    d, tr = cfg.data, dataclasses.asdict(cfg.translation)
+    src = d.source.strip()
+    dk = "default" if is_bible(src) else form_kind(src, "data")
+    a, b = bible_codes(src) if dk == "default" else BIBLE_PAIR
+    v = {**translation_teacher_values(cfg), **student_values(cfg, MT),
+         MT + "data_kind": dk, MT + "bible_source": a, MT + "bible_target": b,
+         MT + "data_path": src if dk == "local" else "", MT + "data_hub": src if dk == "hub" else "",
+         MT + "hub_split": d.hub_split,
+         MT + "source_column": str(tr.get("source_column", "source")),
+         MT + "target_column": str(tr.get("target_column", "target")),
+         **training_values(cfg, MT), **objectives_values(cfg, MT, TRANSLATION_LAYER_MAPS),
+         **variants_values(cfg.variants, TRANSLATION_VARIANTS)}
+    if {"train_size", "max_length"} & set(tr):
+        v.update(task_size_values(cfg, MT, cfg.translation))
+    elif own_sizes(cfg.data) and (sizes := translation_sizes()):
+        v.update({MT + k: n for k, n in zip(SIZE_KEYS, sizes)})
+    v.update({MT_SET + k: setting_value(x) for k, x in tr.items() if k not in (*PAIR_COLUMNS, *SIZE_KEYS,
+                                                                            "max_length")})
+    return v
+
+
+def translation_source(v: dict) -> str:
+    """data.source of the translation form (v: without 'new.'); ConfigError when it is missing."""
+    kind = v.get("mt.data_kind", "default")
+    if kind == "default":
+        a, b = str(v.get("mt.bible_source") or BIBLE_PAIR[0]), str(v.get("mt.bible_target") or BIBLE_PAIR[1])
+        if a == b:
+            raise ConfigError("the bible pair translates a version into itself: pick two different versions")
+        return BIBLE if (a, b) == BIBLE_PAIR else f"{BIBLE}:{a}-{b}"
+    if kind == "hub":
+        source = str(v.get("mt.data_hub") or "").strip()
+        if not source:
+            raise ConfigError("enter the name of a hub dataset of sentence pairs")
+        return source
+    source = str((v.get("mt.upload_path") if kind == "upload" else v.get("mt.data_path")) or "").strip()
+    if not source:
+        raise ConfigError("upload a CSV, TSV or JSONL file of sentence pairs first" if kind == "upload" else
+                          "enter the path of a CSV, TSV or JSONL file of sentence pairs")
+    return source
+
+
+def translation_teacher(v: dict, base: dict) -> dict:
+    return teacher_settings(v, base, MT)
+
+
+def translation_section(v: dict, base: dict, file: bool) -> dict:
+    """The translation section from the form (base: the defaults' one): its settings as the form shows them, and
+    the columns of a file of pairs (file: the pickers under its preview, else the typed names)."""
+    out = dict(base)
+    fields = translation_fields()
+    for name, default in fields.items():
+        if name not in PAIR_COLUMNS and f"mt.set.{name}" in v:
+            out[name] = setting_from(v[f"mt.set.{name}"], default, name)
+    for col in PAIR_COLUMNS:
+        if col in fields:
+            picked = v.get(f"mt.file_{col}") if file else None
+            out[col] = str(picked or v.get(f"mt.{col}") or fields[col]).strip()
+    return out
+
+
+def translation_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """A translation SessionConfig from the translation form's values; settings the form lacks come from `base`
+    (the translation task's base, tasks.Task.base). Raises ConfigError."""
+    d = base.to_dict()
+    d["task"] = TRANSLATION_TASK
+    d["name"] = str(v.get("name", "")).strip()
+    d["teacher"] = translation_teacher(v, d["teacher"])
+    d["ensemble"] = one_teacher(v, d["teacher"], d["ensemble"])
+    d["student"].update(student_settings(v, MT))
+    d["data"]["source"] = translation_source(v)
+    if v.get("mt.data_kind") == "hub":
+        d["data"]["hub_split"] = str(v.get("mt.hub_split") or "train").strip()
+    d["translation"] = translation_section(v, d["translation"], v.get("mt.data_kind") in ("upload", "local"))
+    if {"train_size", "max_length"} & set(d["translation"]):
+        d["data"], d["translation"] = task_size_settings(v, MT, d["data"], d["translation"])
+    else:
+        sizes = split_settings(v, MT)
+        if tuple(sizes[k] for k in SIZE_KEYS) != translation_sizes():     # the engine's own sizes stay implied
+            d["data"].update(sizes)
+    d["variants"] = variants_config(v, TRANSLATION_VARIANTS)
+    d["objectives"].update(objectives_settings(
+        v, MT, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
+    d["train"].update(training_settings(v, MT))
     return SessionConfig.from_dict(d)

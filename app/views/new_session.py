@@ -1,10 +1,13 @@
 """New session: pick a teacher, a student, a dataset and objectives, start a session and follow it live.
 
-Text or Images at the top picks the form: text sessions distil a transformer on sentences, image sessions a CNN
-or ViT on pictures (a built-in dataset, or a .zip of class folders). Each mode keeps its own settings.
+The task picker at the top picks the form: text classification distils a transformer on labelled sentences, token
+tagging a transformer that tags every word (named entities in BIO), translation an encoder-decoder on sentence pairs,
+images a CNN or ViT on pictures (a built-in dataset, or a .zip of class folders). Each task keeps its own settings,
+and its variants offer only the losses that apply to it.
 
-Several teachers (under the teacher and student) adds up to four further teachers, the config's ensemble section;
-each variant then picks whom it learns from (its Strategies › Learns from): one of the teachers, or the ensemble.
+Several teachers (under the teacher and student, text and images) adds up to four further teachers, the config's
+ensemble section; each variant then picks whom it learns from (its Strategies › Learns from): one of the teachers,
+or the ensemble.
 
 The form starts from `SessionConfig()`. If the environment variable `ADS_FORM_DEFAULTS` names a JSON or YAML
 config file (the format of `python -m distill_core run --config`), its settings become the form's defaults,

@@ -1,0 +1,238 @@
+"""The translation task's widgets (keys new.mt.*, variant blocks new.mv<i>.*): the encoder-decoder teacher (built
+and trained here, a Marian model folder, or a hub id), the student's shape, the sentence pairs (the bundled bible
+verses, a CSV/TSV/JSONL file of pairs with what the engine finds in it, a hub dataset), the translation section's
+settings, the objectives, and how they are laid out on the page. One teacher: several teachers, adversarial steps and
+generated data are built for classification and are not offered."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+
+from distill_core import SessionConfig
+from distill_core.errors import DataError
+from distill_core.sources import file_label
+
+from .keys import (MT, MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, MT_UPLOAD_PATH, MT_UPLOAD_SIG,
+                   TRANSLATION_VARIANTS)
+from .labels import (BIBLE_PAIR, BIBLE_VERSIONS, TRANSLATION_DATA_KINDS, TRANSLATION_FILE_TYPES,
+                     TRANSLATION_LAYER_MAPS, TRANSLATION_TEACHER_KINDS)
+from .sections import split_sizes_text, temperature_input, training_section, variants_section
+from .text import student_section
+from .uploads import guess_pair_columns, pair_file_info, preview_table, take_upload
+from .values import MT_SET, PAIR_COLUMNS, translation_fields, translation_sizes
+
+# how the form names and explains the translation section's settings; one it does not know is drawn by its kind
+SETTING_LABELS = {"max_words": "Longest verse (words)", "vocab_size": "Vocabulary size (subwords)",
+                  "tokenizer": "Tokenizer", "beam": "Beam size", "num_beams": "Beam size",
+                  "max_target_length": "Max target tokens", "max_source_length": "Max source tokens"}
+SETTING_HELP = {"max_words": "The bible pairs keep the verses with at most this many words on both sides: short "
+                             "verses train faster and keep the attention maps readable.",
+                "vocab_size": "The subword vocabulary shared by both languages, learnt on the training pairs.",
+                "tokenizer": "How the shared subword vocabulary is learnt on the training pairs."}
+SETTING_CHOICES = {"tokenizer": ("bpe", "unigram")}
+DATA_SETTINGS = ("max_words",)          # drawn with the bible pairs
+
+
+def bible_versions() -> dict[str, str]:
+    """The bible versions the engine knows (code -> name and language); the default pair's when it is absent."""
+    try:
+        from distill_core.modality.translation.data import BIBLE_VERSIONS as ENGINE_VERSIONS
+    except ImportError:
+        return dict(BIBLE_VERSIONS)
+    return {code: f"{name} ({LANGUAGES.get(lang, lang)})" for code, (name, lang) in ENGINE_VERSIONS.items()}
+
+
+LANGUAGES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German"}
+
+
+# ---- teacher and student -------------------------------------------------------------------------------------
+def teacher_section() -> None:
+    st.subheader("Teacher")
+    kind = st.radio("Teacher model", list(TRANSLATION_TEACHER_KINDS), format_func=TRANSLATION_TEACHER_KINDS.get,
+                    key=MT + "teacher_kind")
+    if kind == "local":
+        st.text_input("Model folder", key=MT + "teacher_path",
+                      placeholder="/path/to/marian (config.json + model.safetensors)")
+    elif kind == "hub":
+        st.text_input("Hub id", key=MT + "teacher_hub", placeholder="e.g. Helsinki-NLP/opus-mt-en-fr")
+    if kind == "default":
+        st.caption("A Marian encoder-decoder with a subword vocabulary shared by both languages, trained here on the "
+                   "training pairs and cached: later sessions with the same data and teacher settings reuse it.")
+    else:
+        st.caption("A Marian encoder-decoder (safetensors weights, no remote code), its tokenizer shared with the "
+                   "students. Its attention of three kinds is recorded: encoder, decoder and cross-attention.")
+    c1, c2 = st.columns(2)
+    c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key=MT + "teacher_finetune",
+                 disabled=kind == "default",
+                 help="A loaded teacher: auto fine-tunes it when it has not learnt these pairs; the best epoch by "
+                      "validation score is kept and cached.")
+    c2.number_input("Training epochs (at most)" if kind == "default" else "Fine-tuning epochs (at most)",
+                    min_value=0, step=1, key=MT + "teacher_finetune_epochs",
+                    help="The epoch with the best validation score is kept.")
+    teacher_settings = [n for n in translation_fields() if n.startswith("teacher_")]
+    if teacher_settings:
+        with st.expander("Advanced: the teacher's shape and training"):
+            settings_inputs(teacher_settings)
+
+
+# ---- the pairs -----------------------------------------------------------------------------------------------
+def data_section(runs_root: Path, base: SessionConfig) -> None:
+    st.subheader("Dataset")
+    kind = st.radio("Sentence pairs", list(TRANSLATION_DATA_KINDS), format_func=TRANSLATION_DATA_KINDS.get,
+                    key=MT + "data_kind", horizontal=True)
+    max_mb = base.data.max_file_mb
+    path = None
+    if kind == "default":
+        versions = bible_versions()
+        for key, code in ((MT + "bible_source", BIBLE_PAIR[0]), (MT + "bible_target", BIBLE_PAIR[1])):
+            if st.session_state.get(key) not in versions:
+                st.session_state[key] = code
+        c1, c2 = st.columns(2)
+        c1.selectbox("From", list(versions), format_func=versions.get, key=MT + "bible_source")
+        c2.selectbox("Into", list(versions), format_func=versions.get, key=MT + "bible_target")
+        st.caption("The bible's verses, aligned verse by verse in the versions shipped with the app: works offline. "
+                   "A verse that repeats (a formula) is kept once, so no test sentence is seen in training.")
+        if st.session_state[MT + "bible_source"] == st.session_state[MT + "bible_target"]:
+            st.error("The pair translates a version into itself: pick two different versions.",
+                     icon=":material/block:")
+        settings_inputs([n for n in DATA_SETTINGS if n in translation_fields()])
+    elif kind == "upload":
+        up = st.file_uploader(f"A CSV, TSV or JSONL file with a column of source sentences and a column of their "
+                              f"translations, at most {max_mb:,g} MB. It is stored beside the runs and only read as "
+                              f"text.", type=TRANSLATION_FILE_TYPES, key=MT + "upload",
+                              max_upload_size=max(1, math.ceil(max_mb)))
+        path = take_upload(up, runs_root, max_mb, MT_UPLOAD_PATH, MT_UPLOAD_SIG, TRANSLATION_FILE_TYPES)
+        if path and up is None:
+            st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
+    elif kind == "local":
+        path = st.text_input("Path to a .csv, .tsv or .jsonl file of sentence pairs", key=MT + "data_path").strip()
+    else:
+        c1, c2 = st.columns([3, 1])
+        c1.text_input("Hub dataset name", key=MT + "data_hub", placeholder="e.g. opus_books",
+                      help="Two columns of text, or one 'translation' column of {language: text} records (WMT, "
+                           "OPUS): name the two languages as the columns.")
+        c2.text_input("Split", key=MT + "hub_split")
+        c1, c2 = st.columns(2)
+        c1.text_input("Source column (or language)", key=MT + "source_column")
+        c2.text_input("Target column (or language)", key=MT + "target_column")
+    if path:
+        file_columns(path, max_mb)
+    with st.expander("Split sizes"):
+        c = st.columns(4)
+        c[0].number_input("Train pairs (at most)", min_value=1, step=100, key=MT + "train_size")
+        c[1].number_input("Validation pairs", min_value=1, step=50, key=MT + "val_size")
+        c[2].number_input("Test pairs", min_value=1, step=100, key=MT + "test_size")
+        if MT + "max_length" in st.session_state:
+            c[3].number_input("Max tokens per sentence", min_value=8, step=8, key=MT + "max_length")
+        st.caption(sizes_text() + " Pairs are split by their source sentence "
+                   "(no source sentence in two splits) and seeded; validation and test take their sizes first and "
+                   "training at most its own of the rest.")
+
+
+def sizes_text() -> str:
+    """The split sizes in words; a training size above what validation and test leave takes all of that."""
+    train, val, test = (int(st.session_state.get(f"{MT}{k}_size") or 0) for k in ("train", "val", "test"))
+    if (train, val, test) == translation_sizes():
+        return (f"{val:,} pairs for validation, {test:,} for testing, and every pair they leave (at most "
+                f"{train:,}) for training.")
+    return split_sizes_text(st.session_state, MT, "pairs")
+
+
+def file_columns(path: str, max_mb: float) -> None:
+    """Preview of a file of pairs, pickers for its source and target columns, and what the engine finds in the
+    pairs (their number) or why Start would refuse them."""
+    try:
+        df = preview_table(path, max_mb)
+    except DataError as e:
+        st.error(str(e), icon=":material/block:")
+        return
+    cols = list(df.columns)
+    fields = translation_fields()
+    src_at, tgt_at = guess_pair_columns(df, str(fields.get("source_column", "source")),
+                                        str(fields.get("target_column", "target")))
+    c1, c2 = st.columns(2)
+    source = c1.selectbox("Source column", cols, index=src_at, key=MT_FILE_SOURCE_COLUMN)
+    target = c2.selectbox("Target column (the translations)", cols, index=tgt_at, key=MT_FILE_TARGET_COLUMN)
+    try:
+        info = pair_file_info(path, source, target, max_mb)
+    except DataError as e:
+        st.error(str(e), icon=":material/block:")       # the engine's words: Start says the same
+        return
+    if info is None:
+        st.dataframe(df.head(5), hide_index=True, key=MT + "preview")
+        st.caption("The pairs are checked when the session starts.")
+        return
+    st.dataframe(info["preview"].head(5), hide_index=True, key=MT + "preview")
+    st.caption(f"{info['pairs']:,} sentence pairs in {file_label(path)}, {info['source_words']:.1f} words a source "
+               f"sentence on average.")
+
+
+# ---- the translation section's other settings ------------------------------------------------------------------
+def settings_inputs(names: list[str]) -> None:
+    """One widget per setting of the translation section (keys new.mt.set.<name>), by the kind of its default."""
+    fields = translation_fields()
+    cols = st.columns(min(3, max(1, len(names))))
+    for k, name in enumerate(names):
+        col, key, default = cols[k % len(cols)], MT_SET + name, fields[name]
+        label, help = SETTING_LABELS.get(name, name.replace("_", " ").capitalize()), SETTING_HELP.get(name)
+        if name in SETTING_CHOICES:
+            col.selectbox(label, SETTING_CHOICES[name], key=key, help=help)
+        elif isinstance(default, bool):
+            col.checkbox(label, key=key, help=help)
+        elif isinstance(default, int):
+            col.number_input(label, min_value=0, step=1, key=key, help=help)
+        elif isinstance(default, float):
+            col.number_input(label, min_value=0.0, format="%g", key=key, help=help)
+        else:
+            col.text_input(label, key=key, help=help)
+
+
+def other_settings() -> list[str]:
+    """The translation section's settings drawn under Translation, not with the teacher, the data or the columns."""
+    return [n for n in translation_fields() if n not in (*PAIR_COLUMNS, *DATA_SETTINGS, "train_size", "val_size",
+                                                         "test_size", "max_length") and not n.startswith("teacher_")]
+
+
+def objectives_section() -> None:
+    st.subheader("Objectives")
+    st.caption("How teacher and students are compared, shared by every variant: the temperature of logit_kd, and "
+               "which teacher layers and heads the attention losses (and the divergence charts) pair with each "
+               "student layer and head, in the encoder and in the decoder.")
+    c1, c2, c3 = st.columns(3)
+    temperature_input(c1, MT, "Softens both next-token distributions in logit_kd; higher T shows more of the "
+                              "teacher's ranking of the other words.")
+    from distill_core.config import HEAD_RULES
+    c2.selectbox("Head rule", HEAD_RULES, key=MT + "head_rule",
+                 help="How teacher and student heads are paired: direct (same count), group (average teacher "
+                      "heads in groups), mean (average all heads); auto picks the first that fits.")
+    kind = c3.radio("Layer map", TRANSLATION_LAYER_MAPS, key=MT + "layer_map_kind", horizontal=True,
+                    help="Which teacher layer each student layer imitates and is compared with, in the encoder and "
+                         "in the decoder alike.")
+    if kind == "explicit":
+        st.text_input("Teacher layers, one per student layer (0-based)", key=MT + "layer_list",
+                      placeholder="e.g. 1,3,5")
+    if names := other_settings():
+        st.markdown("**Translation**")
+        settings_inputs(names)
+
+
+# ---- the page ------------------------------------------------------------------------------------------------
+def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
+         ensemble_problem: Callable[[], str | None]) -> None:
+    """The translation task's sections, in the page's order (base: the translation task's)."""
+    left, right = st.columns(2, gap="large")
+    with left, st.container(border=True):
+        teacher_section()
+    with right, st.container(border=True):
+        student_section(MT)
+    with st.container(border=True):
+        data_section(runs_root, base)
+    with st.container(border=True):
+        variants_section(TRANSLATION_VARIANTS)
+    with st.container(border=True):
+        objectives_section()
+    with st.container(border=True):
+        training_section(MT)
