@@ -239,6 +239,22 @@ def test_per_token_ce_and_logit_kd_on_a_tagging_batch_match_a_hand_computation(t
     assert math.isclose(float(objectives.logit_kd(inp)), np.mean(kl) * 4.0, rel_tol=1e-5)
 
 
+def test_the_teachers_per_token_outputs_survive_the_disk_and_pad_to_a_batch():
+    from distill_core.modality.tagging.outputs import TokenOutputs, pack, unpack
+    torch.manual_seed(0)
+    lengths = [3, 5]
+    out = TokenOutputs([torch.randn(t, 4) for t in lengths], [torch.rand(2, 1, t, t).half() for t in lengths],
+                       [torch.randn(2, t, 8).half() for t in lengths], None)
+    back = unpack(pack(out, lengths), lengths, 4, {"attention": True, "hidden": True, "scores": False})
+    for a, b in zip(out.logits + out.attention + out.hidden, back.logits + back.attention + back.hidden):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="no scores"):
+        unpack(pack(out, lengths), lengths, 4, {"attention": False, "hidden": False, "scores": True})
+    batch = back.batch([1, 0], 5, torch.device("cpu"))
+    assert batch.logits.shape == (2, 5, 4) and torch.equal(batch.logits[1, :3], out.logits[0])
+    assert batch.logits[1, 3:].abs().sum() == 0 and batch.attention.shape == (2, 2, 1, 5, 5)
+
+
 # ---- entity scores -------------------------------------------------------------------------------------------
 def random_tags(rng, n_sent: int) -> list[list[str]]:
     names = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -351,6 +367,11 @@ def test_a_tiny_tagging_session_writes_entity_f1_details_and_paired_comparisons(
     assert all(m.shape[-1] == len(tokens) for m in maps.values())
     shown = spans(words, tagged["teacher"])
     assert ("john smith", "per") in shown and ("paris", "loc") in shown
+
+    second = json.loads((store.open(run_session(tagging_config(tiny_tagger, tiny_conll), store)).path /
+                         "summary.json").read_text())
+    assert second["teacher_cached"] and second["teacher_outputs_cached"]        # fine-tuned and run once, reused
+    assert second["accuracy"] == summary["accuracy"]
 
 
 def test_what_is_built_for_one_label_per_input_is_refused_by_the_tagging_task(tiny_tagger, tiny_conll):
