@@ -134,6 +134,13 @@ def test_a_bad_jsonl_file_is_refused_naming_the_line(line, words):
         assert w in str(e.value)
 
 
+def test_a_file_without_entities_is_refused(tmp_path):
+    path = tmp_path / "plain.conll"
+    write_conll(path, [[("just", "O"), ("words", "O")]] * 10)
+    with pytest.raises(DataError, match="holds no entity: every tag is O"):
+        load_tag_splits(DataConfig(source=str(path)), TaggingConfig())
+
+
 def test_other_file_types_and_missing_files_are_refused(tmp_path):
     (tmp_path / "a.csv").write_text("text,label\nhi,O\n")
     with pytest.raises(DataError, match=r"\.conll.*\.jsonl"):

@@ -316,6 +316,10 @@ def load_tag_splits(data: DataConfig, tagging) -> TagSplits:
     """Read the sentences, keep repeated ones together (the bundled data: once), and split them by sentence, seeded
     (data.split_seed), sentences with and without entities in the same proportion in each split."""
     words, tags, name = load_tagged(data)
+    tag_names = tag_names_of(tags)
+    if len(tag_names) == 1:
+        raise DataError(f"{name} holds no entity: every tag is O, so there is nothing to find. Tag the entities in "
+                        f"BIO (B-PER on an entity's first token, I-PER on the tokens after it)")
     keep_one = is_builtin(data.source)
     has_entity = np.array([any(t != OUTSIDE for t in sent) for sent in tags], dtype=int)
     groups, repeated, extra_rows, _ = group_by_key((text_key(" ".join(w)) for w in words), has_entity)
@@ -348,7 +352,6 @@ def load_tag_splits(data: DataConfig, tagging) -> TagSplits:
         rows = [i for g in part for i in groups[g]]
         return [words[i] for i in rows], [tags[i] for i in rows]
     (trw, trt), (vaw, vat), (tew, tet), (exw, ext) = (pick(p) for p in parts)
-    tag_names = tag_names_of(tags)
     h = hashlib.sha256()
     h.update(json.dumps(["tagging", data.source.strip(), data.split_seed, tag_names]).encode())
     for part in (trw, trt, vaw, vat, tew, tet, exw, ext):

@@ -131,11 +131,6 @@ class TaggingTask(Task):
                 f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
                                                    if not p.teacher.cached else "")]
 
-    def probe_extra(self, p) -> dict:
-        """The tags the models answer with and the entity types they make up."""
-        s = p.modality.splits
-        return {"tag_names": s.tag_names, "entity_types": s.entity_types}
-
     def robustness(self, models: dict, modality: TaggingModality, device, progress) -> dict:
         raise ConfigError(f"robustness curves (an attack on each input's one label) {ONE_LABEL_PER_INPUT}; a "
                           f"tagging session has none")
