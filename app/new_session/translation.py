@@ -65,13 +65,13 @@ def teacher_section() -> None:
         st.caption("A Marian encoder-decoder (safetensors weights, no remote code), its tokenizer shared with the "
                    "students. Its attention of three kinds is recorded: encoder, decoder and cross-attention.")
     c1, c2 = st.columns(2)
-    c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key=MT + "teacher_finetune",
-                 disabled=kind == "default",
-                 help="A loaded teacher: auto fine-tunes it when it has not learnt these pairs; the best epoch by "
-                      "validation score is kept and cached.")
-    c2.number_input("Training epochs (at most)" if kind == "default" else "Fine-tuning epochs (at most)",
-                    min_value=0, step=1, key=MT + "teacher_finetune_epochs",
-                    help="The epoch with the best validation score is kept.")
+    if kind != "default":           # a teacher built here is trained, not fine-tuned
+        c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key=MT + "teacher_finetune",
+                     help="auto: when it has not learnt these pairs yet. The best epoch by validation score is "
+                          "kept and cached.")
+    (c1 if kind == "default" else c2).number_input(
+        "Training epochs (at most)" if kind == "default" else "Fine-tuning epochs (at most)", min_value=0, step=1,
+        key=MT + "teacher_finetune_epochs", help="The epoch with the best validation score is kept.")
     teacher_settings = [n for n in translation_fields() if n.startswith("teacher_")]
     if teacher_settings:
         with st.expander("Advanced: the teacher's shape and training"):
