@@ -172,6 +172,16 @@ def test_translation_shows_its_defaults_and_only_its_losses(store):
     for strategy in ("adv_method", "generated", "transfer_labels", "teacher", "preset", "attention_focus"):
         assert not any(k and k.startswith("new.mv0.") and k.endswith(strategy) for k in shown)
     assert not [n for n in at.number_input if n.key == "new.mt.ens_count"]
+    tr = SessionConfig().translation
+    assert at.number_input(key="new.mt.set.teacher_epochs").value == tr.teacher_epochs
+    assert at.number_input(key="new.mt.set.max_words").value == tr.max_words
+    assert at.number_input(key="new.mt.set.beam").value == tr.beam
+    assert at.selectbox(key="new.mt.set.tokenizer").value == tr.tokenizer
+    assert not [s for s in at.selectbox if s.key == "new.mt.teacher_finetune"]     # a teacher built here is trained
+    if shape := values.translation_student():           # the engine's own student while the section is left alone
+        assert {k: at.number_input(key=f"new.mt.student_{k}").value for k in shape} == shape
+    assert [at.number_input(key=f"new.mt.{k}_size").value for k in ("train", "val", "test")] == \
+        list(values.translation_sizes() or (3000, 500, 2500))
     assert not at.error
 
 
@@ -203,6 +213,35 @@ def test_another_bible_pair_and_a_hub_dataset_come_back_from_the_values():
     values["mt.bible_source"], values["mt.data_kind"] = "v", "default"
     with pytest.raises(ConfigError, match="translates a version into itself"):
         tasks.build_config(values, base)
+
+
+TRANSLATION_CUSTOM = {
+    "task": TRANSLATION, "name": "mt", "teacher": {"source": "/models/opus-mt-en-fr", "finetune": "always",
+                                                   "finetune_epochs": 3},
+    "student": {"layers": 2, "heads": 2, "hidden": 64, "intermediate": 256, "init": "random"},
+    "data": {"source": "/data/pairs.tsv", "train_size": 800, "val_size": 100, "test_size": 100, "max_length": 48},
+    "translation": {"source_column": "en", "target_column": "fr", "max_words": 20, "tokenizer": "unigram",
+                    "vocab_size": 3000, "teacher_layers": 2, "teacher_heads": 2, "teacher_hidden": 128,
+                    "teacher_intermediate": 512, "teacher_dropout": 0.2, "teacher_epochs": 5, "teacher_lr": 1e-3,
+                    "teacher_batch_size": 16, "beam": 4, "layer_map_encoder": "last", "layer_map_decoder": "0,1",
+                    "layer_map_cross": "", "head_rule_encoder": "mean", "head_rule_decoder": "direct",
+                    "head_rule_cross": "group", "poor_bleu": 5.0},
+    "objectives": {"temperature": 3.0, "head_rule": "mean", "layer_map": "last"},
+    "train": {"epochs": 5, "batch_size": 16, "lr": 1e-3, "seed": 3, "device": "cpu"},
+    "variants": [{"name": "baseline", "losses": {"ce": 1.0}},
+                 {"name": "cross", "losses": {"ce": 0.5, "cross_attention_kl": 0.2}, "auto_weights": "magnitude",
+                  "schedules": {"cross_attention_kl": "linear_down"}}]}
+
+
+def test_a_translation_config_comes_back_from_its_widget_values():
+    """Every setting of the translation section the form shows, away from its default, comes back."""
+    cfg = SessionConfig.from_dict(TRANSLATION_CUSTOM)
+    base = tasks.TASKS[TRANSLATION].base(SessionConfig())
+    mine, theirs = cfg.to_dict()["translation"], base.to_dict()["translation"]
+    assert [k for k in mine if mine[k] == theirs[k]] == ["layer_map_cross"]     # one kind left on the shared map
+    shown = form_values(cfg)
+    shown.update({"mt.file_source_column": "en", "mt.file_target_column": "fr"})     # the file's pickers
+    assert tasks.build_config(shown, base) == cfg
 
 
 def test_a_pair_file_of_one_column_shows_the_engines_words(store, started):

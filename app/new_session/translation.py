@@ -25,15 +25,45 @@ from .uploads import guess_pair_columns, pair_file_info, preview_table, take_upl
 from .values import MT_SET, PAIR_COLUMNS, translation_fields, translation_sizes
 
 # how the form names and explains the translation section's settings; one it does not know is drawn by its kind
-SETTING_LABELS = {"max_words": "Longest verse (words)", "vocab_size": "Vocabulary size (subwords)",
-                  "tokenizer": "Tokenizer", "beam": "Beam size", "num_beams": "Beam size",
-                  "max_target_length": "Max target tokens", "max_source_length": "Max source tokens"}
-SETTING_HELP = {"max_words": "The bible pairs keep the verses with at most this many words on both sides: short "
-                             "verses train faster and keep the attention maps readable.",
-                "vocab_size": "The subword vocabulary shared by both languages, learnt on the training pairs.",
-                "tokenizer": "How the shared subword vocabulary is learnt on the training pairs."}
-SETTING_CHOICES = {"tokenizer": ("bpe", "unigram")}
-DATA_SETTINGS = ("max_words",)          # drawn with the bible pairs
+SETTING_LABELS = {
+    "max_words": "Longest verse (words)", "tokenizer": "Subword tokenizer", "vocab_size": "Vocabulary (subwords)",
+    "teacher_layers": "Layers (each side)", "teacher_heads": "Attention heads",
+    "teacher_hidden": "Hidden size", "teacher_intermediate": "Feed-forward size", "teacher_dropout": "Dropout",
+    "teacher_epochs": "Training epochs (at most)", "teacher_lr": "Learning rate", "teacher_batch_size": "Batch size",
+    "beam": "Beam size (test translations)", "poor_bleu": "Warn when the teacher's BLEU is under",
+    **{f"layer_map_{k}": f"{n} layer map" for k, n in (("encoder", "Encoder"), ("decoder", "Decoder"),
+                                                      ("cross", "Cross-attention"))},
+    **{f"head_rule_{k}": f"{n} head rule" for k, n in (("encoder", "Encoder"), ("decoder", "Decoder"),
+                                                      ("cross", "Cross-attention"))}}
+SETTING_HELP = {
+    "max_words": "The bible pairs keep the verses with at most this many words on both sides: short verses train "
+                 "faster and keep the attention maps readable.",
+    "tokenizer": "How the subword vocabulary shared by both languages is learnt on the training pairs; the students "
+                 "share it.",
+    "vocab_size": "Subwords shared by both languages, special tokens included.",
+    "teacher_hidden": "Divisible by the heads.",
+    "teacher_epochs": "The epoch with the best validation chrF is kept.",
+    "beam": "1: greedy translations; more: beam search on the test split (validation stays greedy: it runs every "
+            "epoch).",
+    "poor_bleu": "A teacher under this BLEU on the test pairs earns a warning: the teacher, not the students, is the "
+                 "problem then.",
+    **{f"layer_map_{k}": "Empty: the layer map above. uniform, last, or teacher layers like 1,2 (0-based)."
+       for k in ("encoder", "decoder", "cross")}}
+SETTING_CHOICES = {"tokenizer": ("bpe", "unigram"),
+                   **{f"head_rule_{k}": ("", "auto", "direct", "group", "mean") for k in ("encoder", "decoder",
+                                                                                         "cross")}}
+SETTING_FORMATS = {**{f"head_rule_{k}": (lambda r: r or "the head rule above") for k in ("encoder", "decoder",
+                                                                                         "cross")}}
+SETTING_FLOATS = {"teacher_lr": "%.1e", "teacher_dropout": "%.2f", "poor_bleu": "%.1f"}
+SETTING_MIN = {"vocab_size": 16}
+SETTING_PLACEHOLDERS = {f"layer_map_{k}": "the layer map above (or uniform, last, 1,2)" for k in ("encoder", "decoder",
+                                                                                                  "cross")}        # whole numbers are at least 1 (the engine's rule) unless named here
+DATA_SETTINGS = ("max_words",)                          # drawn with the bible pairs
+BUILT_TEACHER = ("teacher_layers", "teacher_heads", "teacher_hidden", "teacher_intermediate", "teacher_dropout",
+                 "teacher_lr", "teacher_batch_size", "tokenizer", "vocab_size")     # a teacher built here
+KINDS = ("encoder", "decoder", "cross")
+PER_KIND = tuple(f"{x}_{k}" for k in KINDS for x in ("layer_map", "head_rule"))
+EVALUATION = ("beam", "poor_bleu")
 
 
 def bible_versions() -> dict[str, str]:
@@ -59,23 +89,27 @@ def teacher_section() -> None:
     elif kind == "hub":
         st.text_input("Hub id", key=MT + "teacher_hub", placeholder="e.g. Helsinki-NLP/opus-mt-en-fr")
     if kind == "default":
-        st.caption("A Marian encoder-decoder with a subword vocabulary shared by both languages, trained here on the "
-                   "training pairs and cached: later sessions with the same data and teacher settings reuse it.")
-    else:
-        st.caption("A Marian encoder-decoder (safetensors weights, no remote code), its tokenizer shared with the "
-                   "students. Its attention of three kinds is recorded: encoder, decoder and cross-attention.")
+        st.caption("A Marian encoder-decoder trained here on the training pairs, with a subword vocabulary shared by "
+                   "both languages learnt on them too; the epoch with the best validation chrF is kept and cached, "
+                   "so later sessions with the same pairs and teacher settings reuse it.")
+        settings_inputs(["teacher_epochs"], 2)
+        with st.expander("Advanced: the teacher's shape, training and vocabulary"):
+            settings_inputs([n for n in BUILT_TEACHER if n in translation_fields()], 2)
+            st.caption("Layers counts the encoder's layers and as many decoder layers.")
+        return
+    st.caption("A Marian encoder-decoder (safetensors weights, no remote code) with its own tokenizer, which the "
+               "students share.")
     c1, c2 = st.columns(2)
-    if kind != "default":           # a teacher built here is trained, not fine-tuned
-        c1.selectbox("Fine-tune the teacher first", ["auto", "always", "never"], key=MT + "teacher_finetune",
-                     help="auto: when it has not learnt these pairs yet. The best epoch by validation score is "
-                          "kept and cached.")
-    (c1 if kind == "default" else c2).number_input(
-        "Training epochs (at most)" if kind == "default" else "Fine-tuning epochs (at most)", min_value=0, step=1,
-        key=MT + "teacher_finetune_epochs", help="The epoch with the best validation score is kept.")
-    teacher_settings = [n for n in translation_fields() if n.startswith("teacher_")]
-    if teacher_settings:
-        with st.expander("Advanced: the teacher's shape and training"):
-            settings_inputs(teacher_settings)
+    finetune = c1.selectbox("Fine-tune it on the pairs", ["auto", "always", "never"], key=MT + "teacher_finetune",
+                            help="always: fine-tuned on the training pairs first (the best epoch by validation chrF "
+                                 "kept, cached); auto and never: used as it is.")
+    c2.number_input("Fine-tuning epochs (at most)", min_value=0, step=1, key=MT + "teacher_finetune_epochs",
+                    disabled=finetune != "always")
+
+
+def student_layers_note() -> None:
+    st.caption("Layers counts the encoder's layers and as many decoder layers; the hidden size is the model's "
+               "width.")
 
 
 # ---- the pairs -----------------------------------------------------------------------------------------------
@@ -120,13 +154,14 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         c2.text_input("Target column (or language)", key=MT + "target_column")
     if path:
         file_columns(path, max_mb)
-    with st.expander("Split sizes"):
+    with st.expander("Split sizes and sentence length"):
         c = st.columns(4)
         c[0].number_input("Train pairs (at most)", min_value=1, step=100, key=MT + "train_size")
         c[1].number_input("Validation pairs", min_value=1, step=50, key=MT + "val_size")
         c[2].number_input("Test pairs", min_value=1, step=100, key=MT + "test_size")
-        if MT + "max_length" in st.session_state:
-            c[3].number_input("Max tokens per sentence", min_value=8, step=8, key=MT + "max_length")
+        c[3].number_input("Max tokens per sentence", min_value=8, step=8, key=MT + "max_length",
+                          help="Subword tokens; a longer source or target is cut (the run says how many were). A "
+                               "translation is at most twice its source's tokens plus 5.")
         st.caption(sizes_text() + " Pairs are split by their source sentence "
                    "(no source sentence in two splits) and seeded; validation and test take their sizes first and "
                    "training at most its own of the rest.")
@@ -171,29 +206,34 @@ def file_columns(path: str, max_mb: float) -> None:
 
 
 # ---- the translation section's other settings ------------------------------------------------------------------
-def settings_inputs(names: list[str]) -> None:
+def settings_inputs(names: list[str], per_row: int = 3) -> None:
     """One widget per setting of the translation section (keys new.mt.set.<name>), by the kind of its default."""
     fields = translation_fields()
-    cols = st.columns(min(3, max(1, len(names))))
+    names = [n for n in names if n in fields]
+    if not names:
+        return
+    cols = st.columns(per_row)
     for k, name in enumerate(names):
-        col, key, default = cols[k % len(cols)], MT_SET + name, fields[name]
+        col, key, default = cols[k % per_row], MT_SET + name, fields[name]
         label, help = SETTING_LABELS.get(name, name.replace("_", " ").capitalize()), SETTING_HELP.get(name)
         if name in SETTING_CHOICES:
-            col.selectbox(label, SETTING_CHOICES[name], key=key, help=help)
+            col.selectbox(label, SETTING_CHOICES[name], key=key, help=help,
+                          format_func=SETTING_FORMATS.get(name, str))
         elif isinstance(default, bool):
             col.checkbox(label, key=key, help=help)
         elif isinstance(default, int):
-            col.number_input(label, min_value=0, step=1, key=key, help=help)
+            col.number_input(label, min_value=SETTING_MIN.get(name, 1), step=1, key=key, help=help)
         elif isinstance(default, float):
-            col.number_input(label, min_value=0.0, format="%g", key=key, help=help)
+            col.number_input(label, min_value=0.0, format=SETTING_FLOATS.get(name, "%g"), key=key, help=help)
         else:
-            col.text_input(label, key=key, help=help)
+            col.text_input(label, key=key, help=help, placeholder=SETTING_PLACEHOLDERS.get(name))
 
 
 def other_settings() -> list[str]:
-    """The translation section's settings drawn under Translation, not with the teacher, the data or the columns."""
-    return [n for n in translation_fields() if n not in (*PAIR_COLUMNS, *DATA_SETTINGS, "train_size", "val_size",
-                                                         "test_size", "max_length") and not n.startswith("teacher_")]
+    """The translation section's settings no other part of the form draws (ones the engine adds later)."""
+    drawn = (*PAIR_COLUMNS, *DATA_SETTINGS, *BUILT_TEACHER, *PER_KIND, *EVALUATION, "teacher_epochs", "train_size",
+             "val_size", "test_size", "max_length")
+    return [n for n in translation_fields() if n not in drawn]
 
 
 def objectives_section() -> None:
@@ -214,6 +254,10 @@ def objectives_section() -> None:
     if kind == "explicit":
         st.text_input("Teacher layers, one per student layer (0-based)", key=MT + "layer_list",
                       placeholder="e.g. 1,3,5")
+    with st.expander("Each kind of attention on its own"):
+        st.caption("The encoder's self-attention, the decoder's, and the cross-attention can pair their layers and "
+                   "heads differently; left empty, a kind follows the layer map and head rule above.")
+        settings_inputs(list(PER_KIND), 2)
     if names := other_settings():
         st.markdown("**Translation**")
         settings_inputs(names)
@@ -228,6 +272,7 @@ def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
         teacher_section()
     with right, st.container(border=True):
         student_section(MT)
+        student_layers_note()
     with st.container(border=True):
         data_section(runs_root, base)
     with st.container(border=True):
@@ -236,3 +281,5 @@ def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
         objectives_section()
     with st.container(border=True):
         training_section(MT)
+        st.markdown("**Translating**")
+        settings_inputs(list(EVALUATION))

@@ -605,6 +605,28 @@ def translation_sizes() -> tuple[int, int, int] | None:
     return tuple(int(n) for n in DEFAULT_SIZES)
 
 
+STUDENT_SHAPE = ("layers", "heads", "hidden", "intermediate")
+
+
+def translation_student() -> dict | None:
+    """The student shape a translation session builds while the student section is left at the classification
+    defaults (the engine's DEFAULT_STUDENT); None while the translation engine does not say."""
+    try:
+        from distill_core.modality.translation.task import DEFAULT_STUDENT
+    except ImportError:
+        return None
+    get = DEFAULT_STUDENT.get if isinstance(DEFAULT_STUDENT, dict) else lambda k: getattr(DEFAULT_STUDENT, k, None)
+    shape = {k: get(k) for k in STUDENT_SHAPE}
+    return shape if all(isinstance(x, int) for x in shape.values()) else None
+
+
+def classification_student(student) -> bool:
+    """Whether a student section's shape is the classification default's (the translation engine's own then)."""
+    default = dataclasses.asdict(SessionConfig().student)
+    get = student.get if isinstance(student, dict) else lambda k: getattr(student, k)
+    return all(get(k) == default[k] for k in STUDENT_SHAPE)
+
+
 def translation_teacher_values(cfg: SessionConfig) -> dict:
     """The translation teacher: built here ("default"), a Marian model folder, or a hub id."""
     return teacher_values(cfg, MT)
@@ -617,6 +639,8 @@ def translation_values(cfg: SessionConfig) -> dict:
     dk = "default" if is_bible(src) else form_kind(src, "data")
     a, b = bible_codes(src) if dk == "default" else BIBLE_PAIR
     v = {**translation_teacher_values(cfg), **student_values(cfg, MT),
+         **({MT + "student_" + k: n for k, n in (translation_student() or {}).items()}
+            if classification_student(cfg.student) else {}),
          MT + "data_kind": dk, MT + "bible_source": a, MT + "bible_target": b,
          MT + "data_path": src if dk == "local" else "", MT + "data_hub": src if dk == "hub" else "",
          MT + "hub_split": d.hub_split,
@@ -626,8 +650,10 @@ def translation_values(cfg: SessionConfig) -> dict:
          **variants_values(cfg.variants, TRANSLATION_VARIANTS)}
     if {"train_size", "max_length"} & set(tr):
         v.update(task_size_values(cfg, MT, cfg.translation))
-    elif own_sizes(cfg.data) and (sizes := translation_sizes()):
-        v.update({MT + k: n for k, n in zip(SIZE_KEYS, sizes)})
+    else:
+        v[MT + "max_length"] = d.max_length
+        if own_sizes(cfg.data) and (sizes := translation_sizes()):
+            v.update({MT + k: n for k, n in zip(SIZE_KEYS, sizes)})
     v.update({MT_SET + k: setting_value(x) for k, x in tr.items() if k not in (*PAIR_COLUMNS, *SIZE_KEYS,
                                                                             "max_length")})
     return v
@@ -680,7 +706,10 @@ def translation_config(v: dict, base: SessionConfig) -> SessionConfig:
     d["name"] = str(v.get("name", "")).strip()
     d["teacher"] = translation_teacher(v, d["teacher"])
     d["ensemble"] = one_teacher(v, d["teacher"], d["ensemble"])
-    d["student"].update(student_settings(v, MT))
+    student = student_settings(v, MT)
+    if classification_student(d["student"]) and {k: student[k] for k in STUDENT_SHAPE} == translation_student():
+        student = {k: x for k, x in student.items() if k not in STUDENT_SHAPE}     # the engine's own stays implied
+    d["student"].update(student)
     d["data"]["source"] = translation_source(v)
     if v.get("mt.data_kind") == "hub":
         d["data"]["hub_split"] = str(v.get("mt.hub_split") or "train").strip()
@@ -691,6 +720,7 @@ def translation_config(v: dict, base: SessionConfig) -> SessionConfig:
         sizes = split_settings(v, MT)
         if tuple(sizes[k] for k in SIZE_KEYS) != translation_sizes():     # the engine's own sizes stay implied
             d["data"].update(sizes)
+        d["data"]["max_length"] = int(v["mt.max_length"])
     d["variants"] = variants_config(v, TRANSLATION_VARIANTS)
     d["objectives"].update(objectives_settings(
         v, MT, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
