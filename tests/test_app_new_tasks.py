@@ -5,6 +5,7 @@ file the engine refuses shown before Start. Nothing trains: starting is replaced
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -312,3 +313,27 @@ def test_the_default_form_of_a_task_builds_the_engines_defaults(kind):
     cfg = tasks.build_config(values, SessionConfig())
     assert cfg.modality == kind
     assert cfg.variants == SessionConfig(task=kind).variants
+
+
+ENGINES = ("distill_core.modality.tagging", "distill_core.modality.tagging.data", "distill_core.modality.translation",
+           "distill_core.modality.translation.data", "distill_core.modality.translation.task")
+
+
+def test_the_form_works_without_the_tagging_and_translation_engines(store, started, monkeypatch):
+    """The form imports the engines' readers only when it reads a file: without them every task still draws and
+    builds its config, and a file is left for Start to check."""
+    for name in ENGINES:
+        monkeypatch.setitem(sys.modules, name, None)        # importing it raises ImportError
+    at = run_page()
+    for kind in (TAGGING, TRANSLATION):
+        show(at, kind)
+        assert not at.error, texts(at.error)
+    at.radio(key="new.mt.data_kind").set_value("upload").run()
+    body = "en,fr\nthe house,la maison\nthe cat,le chat\n"
+    at.file_uploader(key="new.mt.upload").set_value(("few.csv", body.encode(), "text/csv")).run()
+    assert "The pairs are checked when the session starts." in texts(at.caption)
+    show(at, TAGGING)
+    start(at)
+    assert not at.error, texts(at.error)
+    (cfg,) = started
+    assert cfg.modality == TAGGING and cfg.variants == tagging_default_variants()

@@ -12,6 +12,7 @@ from typing import Callable
 import streamlit as st
 
 from distill_core import SessionConfig
+from distill_core.config import HEAD_RULES
 from distill_core.errors import DataError
 from distill_core.sources import file_label
 
@@ -70,7 +71,7 @@ def bible_versions() -> dict[str, str]:
     """The bible versions the engine knows (code -> name and language); the default pair's when it is absent."""
     try:
         from distill_core.modality.translation.data import BIBLE_VERSIONS as ENGINE_VERSIONS
-    except ImportError:
+    except Exception:  # noqa: BLE001 - the engine absent or half-installed: the form still works
         return dict(BIBLE_VERSIONS)
     return {code: f"{name} ({LANGUAGES.get(lang, lang)})" for code, (name, lang) in ENGINE_VERSIONS.items()}
 
@@ -244,7 +245,6 @@ def objectives_section() -> None:
     c1, c2, c3 = st.columns(3)
     temperature_input(c1, MT, "Softens both next-token distributions in logit_kd; higher T shows more of the "
                               "teacher's ranking of the other words.")
-    from distill_core.config import HEAD_RULES
     c2.selectbox("Head rule", HEAD_RULES, key=MT + "head_rule",
                  help="How teacher and student heads are paired: direct (same count), group (average teacher "
                       "heads in groups), mean (average all heads); auto picks the first that fits.")
