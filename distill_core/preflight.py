@@ -234,4 +234,29 @@ def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, stu
                               f"cannot be compared with: {how}")
 
 
-CHECKS = {"text": text_preflight, "image": image_preflight}     # by SessionConfig.modality
+def tagging_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
+    """Tagging sessions: the device, the teacher (the bundled encoder, a model folder or a hub id), and the
+    sentences read and split as the session reads them (a file that is not BIO-tagged is refused here)."""
+    from .modality.tagging.data import load_tag_splits        # the tagging reader, on first use
+    pick_device(cfg.train.device)
+    _text_teacher(cfg)
+    if source_kind(cfg.data.source, "data") == "hub":
+        require_online(f"dataset {cfg.data.source!r}")
+    else:
+        load_tag_splits(cfg.data, cfg.tagging)
+
+
+def translation_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
+    """Translation sessions: the device, the teacher (built here, a Marian model folder or a hub id), and the
+    pairs read and split as the session reads them (an empty side, a missing column is refused here)."""
+    from .modality.translation.data import load_translation_splits     # the translation reader, on first use
+    pick_device(cfg.train.device)
+    _text_teacher(cfg)
+    if source_kind(cfg.data.source, "data") == "hub":
+        require_online(f"dataset {cfg.data.source!r}")
+    else:
+        load_translation_splits(cfg.data, cfg.translation)
+
+
+CHECKS = {"text": text_preflight, "image": image_preflight,      # by SessionConfig.modality
+          "tagging": tagging_preflight, "translation": translation_preflight}

@@ -148,3 +148,22 @@ def test_seeds_pooled_per_example_say_no_more_than_one_seed_when_copied():
     assert math.isclose(three["diff"], one["diff"]) and three["runs"] == 3 and three["answers"] == 360
     with pytest.raises(ValueError, match="pooled"):
         stats.pooled_units("mean", [(np.ones(3), np.ones(3)), (np.ones(4), np.ones(3))])
+
+
+# ---- preflight: each task's data read as its session reads it, before any work -------------------------------------
+def test_preflight_reads_a_tagging_file_as_the_session_does(tmp_path):
+    from distill_core.errors import DataError
+    from distill_core.preflight import preflight
+    bad = tmp_path / "tweets.conll"
+    bad.write_text("Obama\tPER\nvisited\tO\n\n")
+    with pytest.raises(DataError, match="BIO"):
+        preflight(SessionConfig().with_overrides({"task": "tagging", "data.source": str(bad)}))
+
+
+def test_preflight_reads_a_pair_file_as_the_session_does(tmp_path):
+    from distill_core.errors import DataError
+    from distill_core.preflight import preflight
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("source\nhello\n")
+    with pytest.raises(DataError, match="one column"):
+        preflight(SessionConfig().with_overrides({"task": "translation", "data.source": str(bad)}))
