@@ -186,7 +186,11 @@ def curves(run: Run, key: str) -> None:
     variants = common.variants_of(run)
     c1, c2 = st.columns(2)
     names, ref = variants.names, variants.reference
-    val = fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy", "accuracy", names,
+    try:
+        measure = ((run.probe() or {}).get("metric") or {}).get("name", "accuracy")
+    except DistillError:
+        measure = "accuracy"
+    val = fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), f"Validation {measure}", measure, names,
                                    ref, epochs, y_range=(0.0, 1.02))
     js = fig_curves.variant_lines(records, lambda r: r.get("js_mean"), "Attention divergence (mean JS)",
                                   "JS to the teacher", names, ref, epochs)

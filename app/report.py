@@ -587,8 +587,9 @@ def _curves(f: _Facts) -> str:
         return _section("curves", TITLE_CURVES, None, _missing("No epoch was recorded, so there are no curves."))
     names, ref = f.variants, f.reference
     epochs = ((f.config or {}).get("train") or {}).get("epochs")
-    body = _figure(fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), "Validation accuracy",
-                                            "accuracy", names, ref, epochs, height=320, y_range=(0.0, 1.02)),
+    measure = ((f.probe or {}).get("metric") or {}).get("name", "accuracy")
+    body = _figure(fig_curves.variant_lines(records, lambda r: r.get("val_accuracy"), f"Validation {measure}",
+                                            measure, names, ref, epochs, height=320, y_range=(0.0, 1.02)),
                    "validation")
     div = [r for r in records if r.get("attention")]
     notice = "Epoch 0 is before training: every variant starts from the same weights."
