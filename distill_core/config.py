@@ -684,12 +684,113 @@ def tagging_default_variants() -> tuple[VariantConfig, ...]:
 
 @dataclass(frozen=True)
 class TranslationConfig:
-    """Translation with an encoder-decoder: distill_core/modality/translation/."""
+    """Translation with an encoder-decoder: distill_core/modality/translation/.
+
+    The data: data.source "bible" (the default pair, World English Bible -> Louis Segond 1910, English -> French;
+    also what the classification default reads as), "bible:<source>-<target>" (version codes, e.g. bible:4-v for
+    English -> Spanish), a CSV/TSV/JSONL file of pairs whose two columns are source_column and target_column, or a
+    hub dataset (online). The bible keeps the verses of at most max_words words on both sides. While data.train_size
+    / val_size / test_size are the classification defaults, a translation session takes 200 validation and 500 test
+    pairs and trains on every other pair (modality/translation/data.py DEFAULT_SIZES).
+
+    The teacher: teacher.source "default" is a Marian encoder-decoder of the teacher_* shape trained here on the
+    training pairs (its tokenizer, a `tokenizer` vocabulary of vocab_size subwords shared by both languages, trained
+    on them too), the epoch with the best validation chrF kept and cached by content; or a Marian model folder or
+    hub id with its own tokenizer (fine-tuned on the pairs only with teacher.finetune "always", for
+    teacher.finetune_epochs). The students share the teacher's tokenizer; student.layers is the number of encoder
+    and of decoder layers, student.hidden the model width, student.intermediate the feed-forward width. While the
+    student section is left at its classification defaults, a translation student is 2 + 2 layers, 4 heads, 128
+    wide (modality/translation/task.py DEFAULT_STUDENT).
+
+    The attention losses compare three kinds: encoder self-attention, decoder self-attention and the decoder's
+    cross-attention over the source. Each kind pairs student and teacher layers by its own layer_map_<kind>
+    ("uniform", "last" or teacher layers like "1,2"; empty: objectives.layer_map) and heads by head_rule_<kind>
+    (auto, direct, group, mean; empty: objectives.head_rule). Translations are greedy, or beam search with beam > 1
+    on the test split (validation stays greedy: it runs every epoch). A teacher whose BLEU is under poor_bleu earns
+    a warning that the teacher, not the students, is the problem."""
+    source_column: str = "source"       # a file or hub dataset of pairs: the column of the source sentences
+    target_column: str = "target"       # and the column of their translations
+    max_words: int = 15                 # the bible: verses of at most this many words on both sides
+    tokenizer: str = "bpe"              # the built-in teacher's subwords: bpe or unigram
+    vocab_size: int = 4000              # subwords shared by both languages (special tokens included)
+    teacher_layers: int = 3             # the built-in teacher: encoder layers, and as many decoder layers
+    teacher_heads: int = 4
+    teacher_hidden: int = 256
+    teacher_intermediate: int = 1024
+    teacher_dropout: float = 0.1
+    teacher_epochs: int = 20            # at most; the epoch with the best validation chrF is kept
+    teacher_lr: float = 0.002
+    teacher_batch_size: int = 32
+    beam: int = 1                       # 1: greedy translations of the test split; more: beam search
+    layer_map_encoder: Any = ""         # "" uses objectives.layer_map; "uniform", "last" or "1,2" (teacher layers)
+    layer_map_decoder: Any = ""
+    layer_map_cross: Any = ""
+    head_rule_encoder: str = ""         # "" uses objectives.head_rule; auto, direct, group or mean
+    head_rule_decoder: str = ""
+    head_rule_cross: str = ""
+    poor_bleu: float = 10.0             # a teacher's BLEU under this earns a warning
+
+    def __post_init__(self):
+        for name in ("source_column", "target_column"):
+            _require(isinstance(getattr(self, name), str) and bool(getattr(self, name).strip()),
+                     f"translation.{name} must name a column, not {getattr(self, name)!r}")
+        for name in ("max_words", "vocab_size", "teacher_layers", "teacher_heads", "teacher_hidden",
+                     "teacher_intermediate", "teacher_epochs", "teacher_batch_size", "beam"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                     f"translation.{name} must be a whole number of at least 1, not {v!r}")
+        _require(self.vocab_size >= 16, f"translation.vocab_size must be at least 16 subwords, not {self.vocab_size}")
+        _require(self.tokenizer in ("bpe", "unigram"),
+                 f"translation.tokenizer must be bpe or unigram, not {self.tokenizer!r}")
+        fit = self.teacher_heads * max(1, round(self.teacher_hidden / self.teacher_heads))
+        _require(self.teacher_hidden % self.teacher_heads == 0,
+                 f"translation.teacher_hidden ({self.teacher_hidden}) must be divisible by translation.teacher_heads "
+                 f"({self.teacher_heads}); try {fit}")
+        _require(0.0 <= self.teacher_dropout < 1.0, "translation.teacher_dropout must be in [0, 1)")
+        _require(self.teacher_lr > 0, "translation.teacher_lr must be positive")
+        _require(self.poor_bleu >= 0, "translation.poor_bleu must be 0 or more")
+        for kind in ("encoder", "decoder", "cross"):
+            name = f"layer_map_{kind}"
+            object.__setattr__(self, name, _translation_layer_map(getattr(self, name), f"translation.{name}"))
+            rule = getattr(self, f"head_rule_{kind}")
+            _require(rule in ("", *HEAD_RULES), f"translation.head_rule_{kind} must be empty (objectives.head_rule) "
+                                                f"or one of {', '.join(HEAD_RULES)}, not {rule!r}")
+
+    def layer_map(self, kind: str, default):
+        """The layer map of one kind of attention (encoder, decoder, cross): its own, else `default`."""
+        own = getattr(self, f"layer_map_{kind}")
+        return default if own in ("", None) else (list(own) if isinstance(own, tuple) else own)
+
+    def head_rule(self, kind: str, default: str) -> str:
+        """The head rule of one kind of attention: its own, else `default`."""
+        return getattr(self, f"head_rule_{kind}") or default
+
+
+def _translation_layer_map(value, where: str):
+    """"" (the objectives' map), "uniform", "last", or teacher layers given as a list or as "1,2" (a tuple)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return ""
+    if isinstance(value, str) and value.strip() in ("uniform", "last"):
+        return value.strip()
+    parts = value.replace("[", "").replace("]", "").split(",") if isinstance(value, str) else value
+    try:
+        layers = tuple(int(str(x).strip()) for x in parts if str(x).strip())
+    except (TypeError, ValueError):
+        layers = ()
+    _require(bool(layers) and all(x >= 0 for x in layers),
+             f"{where} must be empty (objectives.layer_map), uniform, last or teacher layers like 1,2 (0-based), "
+             f"not {value!r}")
+    return layers
 
 
 def translation_default_variants() -> tuple[VariantConfig, ...]:
-    """The students a translation session trains when the variants are left as they are."""
-    return (VariantConfig(BASELINE, {"ce": 1.0}), VariantConfig("distilled", {"ce": 0.5, "logit_kd": 0.5}))
+    """The students a translation session trains when the variants are left as they are: labels only, word-level KD
+    (the teacher's next-token distributions), sequence-level KD (Kim & Rush 2016: the teacher's own translations as
+    targets) and word-level KD with the teacher's cross-attention (README › translation)."""
+    return (VariantConfig(BASELINE, {"ce": 1.0}),
+            VariantConfig("word_kd", {"ce": 0.5, "logit_kd": 0.5}),
+            VariantConfig("seq_kd", {"ce": 0.5, "seq_kd": 0.5}),
+            VariantConfig("kd_cross", {"ce": 0.5, "logit_kd": 0.5, "cross_attention_kl": 0.1}))
 
 
 @dataclass(frozen=True)

@@ -253,3 +253,79 @@ def combined_loss(weights: dict[str, float], inp: LossInputs) -> tuple[torch.Ten
 
 
 # ---- translation objectives
+# Translation's own losses (distill_core/modality/translation/). The task's student forward hands them the
+# student's attention of each kind and a second decoder pass on the teacher's translations
+# (LossInputs.extra["student"]); its teacher source hands them the teacher's maps, reduced to the compared heads,
+# and its translations of the training sources (LossInputs.extra["teacher"]). Batch.mask is the source mask and the
+# labels (B, Tt) are IGNORED at target padding, which gives every kind its real rows and keys.
+TRANSLATION_TASKS = frozenset({"translation"})
+TRANSLATION_KINDS = {"encoder_attention_kl": "encoder", "decoder_attention_kl": "decoder",
+                     "cross_attention_kl": "cross"}
+
+
+@register("seq_kd", needs=(TEACHER_LOGITS,), tasks=TRANSLATION_TASKS, help=LOSSES["seq_kd"].help)
+def seq_kd(inp: LossInputs) -> torch.Tensor:
+    """Sequence-level KD (Kim & Rush 2016): cross-entropy per token of the student, teacher-forced on the teacher's
+    own greedy translation of the source (computed once per training source), mean over its real tokens."""
+    target = _need(inp.extra.get("teacher", {}).get("seq_kd"), "the teacher's translations", "seq_kd")
+    forward = _need(inp.extra.get("student", {}).get("seq_forward"), "a student pass on the teacher's translations",
+                    "seq_kd")
+    logits = forward(target["decoder_input_ids"], target["decoder_attention_mask"])        # (B, T', V)
+    return F.cross_entropy(logits.float().flatten(0, 1), target["labels"].flatten(), ignore_index=IGNORED)
+
+
+def translation_masks(inp: LossInputs, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key mask, row mask) of one kind of attention, broadcasting over (B, P, H', Tq, Tk) and (B, P, H', Tq):
+    encoder rows and keys are real source tokens; cross-attention rows are real target positions and its keys real
+    source tokens; decoder rows are real target positions and their keys the real positions up to their own
+    (causal)."""
+    source = inp.mask.float()                                                   # (B, Ts)
+    if inp.labels is None:
+        raise ConfigError("translation's attention losses need the labels to know the target's real positions")
+    target = (inp.labels != IGNORED).float()                                    # (B, Tt)
+    if kind == "encoder":
+        return source[:, None, None, None, :], source[:, None, None, :]
+    if kind == "cross":
+        return source[:, None, None, None, :], target[:, None, None, :]
+    t = target.shape[1]
+    causal = torch.tril(torch.ones((t, t), device=target.device))             # (Tt, Tt) query >= key
+    return (target[:, None, :] * causal)[:, None, None], target[:, None, None, :]
+
+
+def translation_attention_kl(inp: LossInputs, loss: str) -> torch.Tensor:
+    """KL(teacher || student) per attention row of one kind on its mapped layers and compared heads, padded keys
+    given no probability (both rows renormalised over the real keys), rows averaged over real query positions."""
+    kind = TRANSLATION_KINDS[loss]
+    p = _need(inp.extra.get("teacher", {}).get("attention", {}).get(kind), f"the teacher's {kind} attention", loss)
+    q = _need(inp.extra.get("student", {}).get("attention", {}).get(kind), f"the student's {kind} attention", loss)
+    keys, rows = translation_masks(inp, kind)
+    p = p.float() * keys
+    q = q.float() * keys
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+    q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
+    values = metrics.row_kl(p, q)                                               # (B, P, H', Tq)
+    return _over_heads(inp, loss, values, rows.expand_as(values))
+
+
+@register("encoder_attention_kl", needs=(ATTENTION,), tasks=TRANSLATION_TASKS,
+          help=LOSSES["encoder_attention_kl"].help)
+def encoder_attention_kl(inp: LossInputs) -> torch.Tensor:
+    return translation_attention_kl(inp, "encoder_attention_kl")
+
+
+@register("decoder_attention_kl", needs=(ATTENTION,), tasks=TRANSLATION_TASKS,
+          help=LOSSES["decoder_attention_kl"].help)
+def decoder_attention_kl(inp: LossInputs) -> torch.Tensor:
+    return translation_attention_kl(inp, "decoder_attention_kl")
+
+
+@register("cross_attention_kl", needs=(ATTENTION,), tasks=TRANSLATION_TASKS,
+          help=LOSSES["cross_attention_kl"].help)
+def cross_attention_kl(inp: LossInputs) -> torch.Tensor:
+    return translation_attention_kl(inp, "cross_attention_kl")
+
+
+# the names and explanations again, translation's losses included (they are registered after the tables above)
+LOSS_NAMES = tuple(OBJECTIVES)
+TEXT_LOSS_NAMES = tuple(n for n, o in OBJECTIVES.items() if o.text)
+LOSS_HELP = {name: o.help for name, o in OBJECTIVES.items()}

@@ -101,6 +101,26 @@ LOSSES = {
         "For CNNs: the squared distance between teacher and student activation attention maps (the channel mean "
         "of |A|², flattened and L2-normalised) of mapped stages, halved and summed over the stage pairs "
         "(Zagoruyko & Komodakis, 2017). The paper weights it with β = 1000."),
+    "seq_kd": LossWording(
+        "sequence-level KD (cross-entropy on the teacher's translations)",
+        "Translation: cross-entropy of the student on the teacher's own greedy translation of each training "
+        "source instead of the reference (Kim & Rush, 2016), computed once and cached with the teacher. The "
+        "teacher's translations are simpler and more regular than human ones, which a small student learns "
+        "more easily; it costs a second decoder pass per step.",
+        "the teacher's own translations"),
+    "encoder_attention_kl": LossWording(
+        "encoder attention KL (to the teacher's encoder self-attention rows)",
+        "Translation: KL divergence from each row of the teacher's encoder self-attention (a source token over "
+        "the source) to the student's, on mapped layers (translation.layer_map_encoder)."),
+    "decoder_attention_kl": LossWording(
+        "decoder attention KL (to the teacher's decoder self-attention rows)",
+        "Translation: KL divergence from each row of the teacher's decoder self-attention (a target position over "
+        "the earlier target tokens, under teacher forcing on the reference) to the student's, on mapped layers "
+        "(translation.layer_map_decoder)."),
+    "cross_attention_kl": LossWording(
+        "cross-attention KL (to the teacher's cross-attention rows)",
+        "Translation: KL divergence from each row of the teacher's cross-attention (a target position over the "
+        "source: the soft alignment) to the student's, on mapped decoder layers (translation.layer_map_cross)."),
 }
 LOSS_TITLES = {name: w.title for name, w in LOSSES.items()}
 # What a teacher loss other than an attention loss teaches from, in a sentence.
