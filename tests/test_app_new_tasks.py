@@ -92,7 +92,7 @@ def test_start_builds_a_tagging_session_with_its_default_variants(store, started
     (cfg,) = started
     assert cfg.task == TAGGING and cfg.modality == TAGGING
     assert cfg.variants == tagging_default_variants()
-    assert cfg.data.source == "ner_tweets"
+    assert cfg.to_dict() == SessionConfig(task=TAGGING).to_dict()        # the engine's own tagging defaults
     assert cfg.tagging == SessionConfig().tagging and cfg.ensemble.teachers == ()
     assert run_dirs(store) == [at.session_state[keys.ACTIVE_RUN]]
 
@@ -192,7 +192,8 @@ def test_start_builds_a_translation_session_with_its_default_variants(store, sta
     (cfg,) = started
     assert cfg.task == TRANSLATION and cfg.modality == TRANSLATION
     assert cfg.variants == translation_default_variants()
-    assert cfg.data.source == "bible" and cfg.ensemble.teachers == ()
+    assert cfg.to_dict() == SessionConfig(task=TRANSLATION).to_dict()    # the engine's own: the bible's default pair
+    assert cfg.ensemble.teachers == ()
     assert cfg.translation == SessionConfig().translation
     default = SessionConfig().data
     assert (cfg.data.train_size, cfg.data.val_size, cfg.data.test_size) == \
@@ -313,6 +314,7 @@ def test_the_default_form_of_a_task_builds_the_engines_defaults(kind):
     cfg = tasks.build_config(values, SessionConfig())
     assert cfg.modality == kind
     assert cfg.variants == SessionConfig(task=kind).variants
+    assert cfg == SessionConfig(task=kind)
 
 
 ENGINES = ("distill_core.modality.tagging", "distill_core.modality.tagging.data", "distill_core.modality.translation",

@@ -70,7 +70,7 @@ TAGGING_DATA_KINDS = {"default": "Tweets with named entities (bundled)",
                       "upload": "Upload a CoNLL-style or JSONL file", "local": "A file on this machine",
                       "hub": "Hugging Face hub dataset (online)"}
 TAGGING_LAYER_MAPS = ["uniform", "last", "explicit"]    # "suggested" reads text classification runs
-TAGGING_FORM_DEFAULTS = {"task": "tagging", "data": {"source": TAGGING_DATASET}}
+TAGGING_FORM_DEFAULTS = {"task": "tagging"}   # data.source left as it is: the engine reads its own default data
 # ---- translation ------------------------------------------------------------------------------------------
 BIBLE = "bible"                     # the bundled bible verses (distill_core/modality/translation/data.py)
 BIBLE_PAIR = ("4", "l")             # World English Bible -> Louis Segond 1910, the engine's default pair
@@ -81,4 +81,4 @@ TRANSLATION_DATA_KINDS = {"default": "Bible verses (bundled)", "upload": "Upload
 TRANSLATION_TEACHER_KINDS = {"default": "Built here and trained on the training pairs (cached)",
                              "local": "Marian model folder on this machine", "hub": "Hugging Face hub id (online)"}
 TRANSLATION_LAYER_MAPS = ["uniform", "last", "explicit"]
-TRANSLATION_FORM_DEFAULTS = {"task": "translation", "data": {"source": BIBLE}}
+TRANSLATION_FORM_DEFAULTS = {"task": "translation"}

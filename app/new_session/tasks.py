@@ -210,7 +210,12 @@ def preflight(cfg: SessionConfig) -> None:
     """The engine's preflight (distill_core.preflight), with this app's runs folder for `layer_map: suggested`; for
     a kind of task it has no checks for, the task's own."""
     task = task_of(cfg.modality)
-    if cfg.modality in ENGINE_CHECKS or task.check is None:
+    if task.check is None:
         engine_preflight(cfg, get_store())
-    else:
+        return
+    try:
+        if cfg.modality not in ENGINE_CHECKS:
+            raise ImportError(cfg.modality)
+        engine_preflight(cfg, get_store())
+    except ImportError:                     # the task's engine cannot be loaded: the form's own checks
         task.check(cfg)

@@ -71,12 +71,12 @@ def image_fallback(other: SessionConfig) -> SessionConfig:
 
 
 def tagging_fallback(other: SessionConfig) -> SessionConfig:
-    """The tagging task's base when the form's defaults are another task's: the bundled tweets."""
+    """The tagging task's base when the form's defaults are another task's: SessionConfig(task="tagging")."""
     return task_fallback(other, TAGGING_FORM_DEFAULTS)
 
 
 def translation_fallback(other: SessionConfig) -> SessionConfig:
-    """The translation task's base when the form's defaults are another task's: the bible verses."""
+    """The translation task's base when the form's defaults are another task's: SessionConfig(task="translation")."""
     return task_fallback(other, TRANSLATION_FORM_DEFAULTS)
 
 
@@ -497,8 +497,8 @@ def tagging_values(cfg: SessionConfig) -> dict:
 def tagging_source(v: dict) -> str:
     """data.source of the tagging form (v: form values without 'new.'); ConfigError when it is missing."""
     kind = v.get("tag.data_kind", "default")
-    if kind == "default":
-        return TAGGING_DATASET
+    if kind == "default":       # left at the classification default, as the engine's own tagging config has it
+        return DEFAULT_DATASET
     if kind == "hub":
         source = str(v.get("tag.data_hub") or "").strip()
         if not source:
@@ -666,7 +666,8 @@ def translation_source(v: dict) -> str:
         a, b = str(v.get("mt.bible_source") or BIBLE_PAIR[0]), str(v.get("mt.bible_target") or BIBLE_PAIR[1])
         if a == b:
             raise ConfigError("the bible pair translates a version into itself: pick two different versions")
-        return BIBLE if (a, b) == BIBLE_PAIR else f"{BIBLE}:{a}-{b}"
+        # the default pair: data.source left at the classification default, as the engine's own config has it
+        return DEFAULT_DATASET if (a, b) == BIBLE_PAIR else f"{BIBLE}:{a}-{b}"
     if kind == "hub":
         source = str(v.get("mt.data_hub") or "").strip()
         if not source:
