@@ -144,14 +144,31 @@ def test_a_good_uploaded_tagging_file_is_previewed_and_used(store, started):
     assert cfg.data.source == str(saved) and cfg.modality == TAGGING
 
 
-def test_a_defaults_file_with_a_loss_that_does_not_apply_shows_the_engines_message(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind, loss", [(TAGGING, "attention_transfer"), (TRANSLATION, "attention_kl")])
+def test_a_defaults_file_with_a_loss_that_does_not_apply_shows_the_engines_message(store, tmp_path, monkeypatch,
+                                                                                      kind, loss):
     path = tmp_path / "form.json"
-    path.write_text(json.dumps({"task": TAGGING, "variants": [{"name": "at", "losses": {"attention_transfer": 1}}]}))
+    path.write_text(json.dumps({"task": kind, "variants": [{"name": "odd", "losses": {loss: 1}}]}))
     monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
     at = run_page()
     warned = texts(at.warning)
-    assert "ADS_FORM_DEFAULTS ignored: variant at uses attention_transfer, which does not apply to tagging" in warned
-    assert ", ".join(loss_names_for(TAGGING)) in warned
+    assert f"ADS_FORM_DEFAULTS ignored: variant odd uses {loss}, which does not apply to {kind}" in warned
+    assert ", ".join(loss_names_for(kind)) in warned
+    assert at.segmented_control(key=keys.MODALITY).value == keys.TEXT_TASK      # the form's own defaults instead
+
+
+def test_a_tagging_defaults_file_opens_the_form_on_tagging(store, started, tmp_path, monkeypatch):
+    path = tmp_path / "form.json"
+    path.write_text(json.dumps({"task": TAGGING, "train": {"epochs": 2}, "tagging": {"train_size": 500},
+                                "data": {"probe_size": 6}}))
+    monkeypatch.setenv("ADS_FORM_DEFAULTS", str(path))
+    at = run_page()
+    assert at.segmented_control(key=keys.MODALITY).value == TAGGING
+    assert (at.number_input(key="new.tag.epochs").value, at.number_input(key="new.tag.train_size").value) == (2, 500)
+    assert at.session_state["new.epochs"] == SessionConfig().train.epochs          # the text task's own
+    start(at)
+    (cfg,) = started
+    assert cfg == SessionConfig.load(path)              # settings the form does not show (probe_size) kept
 
 
 # ---- translation --------------------------------------------------------------------------------------------
