@@ -25,6 +25,9 @@ from .text import student_section
 from .uploads import guess_pair_columns, pair_file_info, preview_table, take_upload
 from .values import MT_SET, PAIR_COLUMNS, translation_fields, translation_sizes
 
+# the kinds of attention that can pair their own layers and heads (translation.layer_map_<kind>, head_rule_<kind>)
+KIND_NAMES = {"encoder": "Encoder", "decoder": "Decoder", "cross": "Cross-attention"}
+KINDS = tuple(KIND_NAMES)
 # how the form names and explains the translation section's settings; one it does not know is drawn by its kind
 SETTING_LABELS = {
     "max_words": "Longest verse (words)", "tokenizer": "Subword tokenizer", "vocab_size": "Vocabulary (subwords)",
@@ -32,10 +35,8 @@ SETTING_LABELS = {
     "teacher_hidden": "Hidden size", "teacher_intermediate": "Feed-forward size", "teacher_dropout": "Dropout",
     "teacher_epochs": "Training epochs (at most)", "teacher_lr": "Learning rate", "teacher_batch_size": "Batch size",
     "beam": "Beam size (test translations)", "poor_bleu": "Warn when the teacher's BLEU is under",
-    **{f"layer_map_{k}": f"{n} layer map" for k, n in (("encoder", "Encoder"), ("decoder", "Decoder"),
-                                                      ("cross", "Cross-attention"))},
-    **{f"head_rule_{k}": f"{n} head rule" for k, n in (("encoder", "Encoder"), ("decoder", "Decoder"),
-                                                      ("cross", "Cross-attention"))}}
+    **{f"layer_map_{k}": f"{n} layer map" for k, n in KIND_NAMES.items()},
+    **{f"head_rule_{k}": f"{n} head rule" for k, n in KIND_NAMES.items()}}
 SETTING_HELP = {
     "max_words": "The bible pairs keep the verses with at most this many words on both sides: short verses train "
                  "faster and keep the attention maps readable.",
@@ -49,20 +50,15 @@ SETTING_HELP = {
     "poor_bleu": "A teacher under this BLEU on the test pairs earns a warning: the teacher, not the students, is the "
                  "problem then.",
     **{f"layer_map_{k}": "Empty: the layer map above. uniform, last, or teacher layers like 1,2 (0-based)."
-       for k in ("encoder", "decoder", "cross")}}
-SETTING_CHOICES = {"tokenizer": ("bpe", "unigram"),
-                   **{f"head_rule_{k}": ("", "auto", "direct", "group", "mean") for k in ("encoder", "decoder",
-                                                                                         "cross")}}
-SETTING_FORMATS = {**{f"head_rule_{k}": (lambda r: r or "the head rule above") for k in ("encoder", "decoder",
-                                                                                         "cross")}}
+       for k in KIND_NAMES}}
+SETTING_CHOICES = {"tokenizer": ("bpe", "unigram"), **{f"head_rule_{k}": ("", *HEAD_RULES) for k in KINDS}}
+SETTING_FORMATS = {f"head_rule_{k}": (lambda r: r or "the head rule above") for k in KINDS}
 SETTING_FLOATS = {"teacher_lr": "%.1e", "teacher_dropout": "%.2f", "poor_bleu": "%.1f"}
-SETTING_MIN = {"vocab_size": 16}
-SETTING_PLACEHOLDERS = {f"layer_map_{k}": "the layer map above (or uniform, last, 1,2)" for k in ("encoder", "decoder",
-                                                                                                  "cross")}        # whole numbers are at least 1 (the engine's rule) unless named here
+SETTING_MIN = {"vocab_size": 16}        # whole numbers are at least 1 (the engine's rule) unless named here
+SETTING_PLACEHOLDERS = {f"layer_map_{k}": "the layer map above (or uniform, last, 1,2)" for k in KINDS}
 DATA_SETTINGS = ("max_words",)                          # drawn with the bible pairs
 BUILT_TEACHER = ("teacher_layers", "teacher_heads", "teacher_hidden", "teacher_intermediate", "teacher_dropout",
                  "teacher_lr", "teacher_batch_size", "tokenizer", "vocab_size")     # a teacher built here
-KINDS = ("encoder", "decoder", "cross")
 PER_KIND = tuple(f"{x}_{k}" for k in KINDS for x in ("layer_map", "head_rule"))
 EVALUATION = ("beam", "poor_bleu")
 
