@@ -237,10 +237,10 @@ def further_image_teachers(cfg: SessionConfig, size: tuple[int, int] | None, stu
 def tagging_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     """Tagging sessions: the device, the teacher (the bundled encoder, a model folder or a hub id), and the
     sentences read and split as the session reads them (a file that is not BIO-tagged is refused here)."""
-    from .modality.tagging.data import load_tag_splits        # the tagging reader, on first use
+    from .modality.tagging.data import is_builtin, load_tag_splits        # the tagging reader, on first use
     pick_device(cfg.train.device)
     _text_teacher(cfg)
-    if source_kind(cfg.data.source, "data") == "hub":
+    if not is_builtin(cfg.data.source) and source_kind(cfg.data.source, "data") == "hub":
         require_online(f"dataset {cfg.data.source!r}")
     else:
         load_tag_splits(cfg.data, cfg.tagging)
@@ -249,10 +249,10 @@ def tagging_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None
 def translation_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
     """Translation sessions: the device, the teacher (built here, a Marian model folder or a hub id), and the
     pairs read and split as the session reads them (an empty side, a missing column is refused here)."""
-    from .modality.translation.data import load_translation_splits     # the translation reader, on first use
+    from .modality.translation.data import is_bible, load_translation_splits     # the translation reader
     pick_device(cfg.train.device)
     _text_teacher(cfg)
-    if source_kind(cfg.data.source, "data") == "hub":
+    if not is_bible(cfg.data.source) and source_kind(cfg.data.source, "data") == "hub":
         require_online(f"dataset {cfg.data.source!r}")
     else:
         load_translation_splits(cfg.data, cfg.translation)

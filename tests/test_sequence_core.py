@@ -167,3 +167,10 @@ def test_preflight_reads_a_pair_file_as_the_session_does(tmp_path):
     bad.write_text("source\nhello\n")
     with pytest.raises(DataError, match="one column"):
         preflight(SessionConfig().with_overrides({"task": "translation", "data.source": str(bad)}))
+
+
+@pytest.mark.parametrize("kind, source", [("tagging", "ner_tweets"), ("translation", "bible"),
+                                          ("translation", "bible:4-v")])
+def test_preflight_takes_the_built_in_data_by_name_offline(kind, source):
+    from distill_core.preflight import preflight
+    preflight(SessionConfig().with_overrides({"task": kind, "data.source": source}))
