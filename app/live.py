@@ -52,6 +52,21 @@ def tag_sentence(run_id: str, words, weights: str = "final"):
     return _tag_sentence(str(common.runs_dir()), run_id, common.run_version(run_id), tuple(words), weights)
 
 
+@st.cache_data(show_spinner="Translating with every model…", max_entries=64)
+def _translate(root: str, run_id: str, version: float, text: str, weights: str = "final", beam: int = 1):
+    from distill_core.modality.translation.analysis import translate_with_attention    # a translation run's own
+    rm = _run_models(root, run_id, version, weights)
+    with _LOCK:
+        return {name: translate_with_attention(model, rm.tokenizer, text, "cpu", beam=beam, max_length=rm.max_length)
+                for name, model in rm.models.items()}
+
+
+def translate(run_id: str, text: str, weights: str = "final", beam: int = 1) -> dict:
+    """A translation run on one sentence: model name -> its own translation, its tokens and the attention it used
+    (translation/analysis.translate_with_attention), with the students' final or best weights."""
+    return _translate(str(common.runs_dir()), run_id, common.run_version(run_id), text, weights, beam)
+
+
 def attention_for_text(run_id: str, text: str, weights: str = "final"):
     """(tokens, model name -> (L, H, T, T) attention, model name -> class probabilities) for a typed text, with the
     students' final or best weights."""

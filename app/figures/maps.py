@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from app.figures.base import (DIFF_SCALE, FONT, PLAIN_CHAR_PX, SCREEN_SHARE, TOKEN_PX, TOOLBAR_PX, WIDE_PX,
                               axis_labels, base_layout, fit_title, map_colorscale, plain_label, title_px)
@@ -393,3 +394,27 @@ def map_panels(maps: Sequence[np.ndarray], tokens: Sequence[str], titles: Sequen
     layout["annotations"] = [_panel_annotation(text, d, [0, 1.0], size=size) for (text, _), d in zip(fitted, domains)]
     layout["margin"]["t"] = top
     return go.Figure(data=traces, layout=layout)
+
+
+def own_maps(maps: Sequence[np.ndarray], rows: Sequence[Sequence[str]], cols: Sequence[Sequence[str]],
+             titles: Sequence[str], gamma: float = 1.0, font_size: int = 12, width_px: int = WIDE_PX) -> go.Figure:
+    """Maps side by side, each over its own tokens (two models' own translations: their rows differ), on one colour
+    scale from 0 to the largest weight; no difference panel, since the cells do not pair up."""
+    n = len(maps)
+    fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.12,
+                        subplot_titles=[fit_title(t, width_px / n, int(font_size * 1.1))[0] for t in titles])
+    zmax = max(float(np.max(m, initial=0.0)) for m in maps) or 1.0
+    for k, (z, r, c) in enumerate(zip(maps, rows, cols)):
+        fig.add_trace(go.Heatmap(z=np.asarray(z, np.float32), x=axis_labels(c), y=axis_labels(r),
+                                 coloraxis="coloraxis",
+                                 hovertemplate="query: %{y}<br>key: %{x}<br>weight: %{z:.4f}<extra></extra>"),
+                      row=1, col=k + 1)
+        fig.update_xaxes(type="category", tickangle=-90, tickfont=dict(size=font_size), row=1, col=k + 1)
+        fig.update_yaxes(type="category", autorange="reversed", tickfont=dict(size=font_size), row=1, col=k + 1)
+    longest = max((len(x) for r in rows for x in r), default=4)
+    height = max(320, int(max((len(r) for r in rows), default=8) * font_size * TOKEN_PX) + 160 + longest * 4)
+    fig.update_layout(**base_layout(height), coloraxis=dict(colorscale=map_colorscale(gamma), cmin=0.0, cmax=zmax,
+                                                            colorbar=dict(title=dict(text="weight", side="top"),
+                                                                          thickness=BAR_THICKNESS)))
+    fig.update_layout(font=dict(FONT, size=font_size))
+    return fig

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, image_explorer, live, state, tasks
+from app import common, image_explorer, live, state, tasks, translation_explorer
 from app.figures import base as fig_base, maps as fig_maps, tags as fig_tags
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
@@ -37,6 +37,12 @@ with controls or st.container():
 task = tasks.of(probe)
 if task.pictures:                                # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=controls or head_r, intro=intro, maps_slot=maps_area)
+    st.stop()
+if task.kinds:                                   # an encoder-decoder: cross-attention first (app/translation_explorer.py)
+    if not present:
+        intro.caption(translation_explorer.INTRO)
+    with controls or st.container():
+        translation_explorer.draw(run, probe, view, link_slot=controls or head_r, maps_slot=maps_area)
     st.stop()
 variants = common.variants_of(run, probe)
 students = [v for v in variants.names if run.attention_epochs(v)]
