@@ -275,8 +275,8 @@ def pick_text(key_prefix: str, probe: dict, help: str | None = None) -> tuple[st
         st.session_state[k + "example"] = 0          # a remembered choice from a run with more examples
     example = st.selectbox(
         "Probe example", range(len(texts)), key=k + "example",
-        format_func=lambda i: f"#{i} [{tasks.example_label(labels[i], names)}] {texts[i][:110]}"
-                              f"{'…' if len(texts[i]) > 110 else ''}")
+        format_func=lambda i: f"#{i} " + (f"[{x}] " if (x := tasks.example_label(labels[i], names)) else "")
+                              + f"{texts[i][:110]}{'…' if len(texts[i]) > 110 else ''}")
     return source, texts[example], example
 
 

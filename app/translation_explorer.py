@@ -68,7 +68,8 @@ def draw(run, probe: dict, view: state.View, link_slot, maps_slot=None) -> None:
                                                                 "trained student, on the CPU.")
         common.keep_choice(K + "kind", list(kinds), primary)
         kind = st.radio("Attention", list(kinds), key=K + "kind", horizontal=True,
-                        format_func=lambda k: ATTENTION_KINDS.get(k, k))
+                        format_func=lambda k: kinds[k].get("name") or k,
+                        help="; ".join(ATTENTION_KINDS.get(k, k) for k in kinds))
     typed = source == "typed"
     with right:
         common.keep_choice(K + "student", students, next((v for v in students if v != variants.reference),
