@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,10 @@ def test_default_splits_hold_every_distinct_tweet_once_and_probe_sentences_with_
     assert again.fingerprint == s.fingerprint and again.test_words == s.test_words
     other = load_tag_splits(DataConfig(split_seed=1), TaggingConfig())
     assert other.fingerprint != s.fingerprint
+    named = load_tag_splits(DataConfig(source="ner_tweets"), TaggingConfig())     # the same tweets by their name
+    assert named.fingerprint == s.fingerprint and named.test_words == s.test_words
+    example = SessionConfig.load(Path(__file__).resolve().parent.parent / "examples" / "tagging.yaml")
+    assert load_tag_splits(example.data, example.tagging).fingerprint == s.fingerprint
 
 
 def test_split_sizes_are_the_users_capped_to_what_the_file_holds(tiny_conll):

@@ -353,7 +353,8 @@ def load_tag_splits(data: DataConfig, tagging) -> TagSplits:
         return [words[i] for i in rows], [tags[i] for i in rows]
     (trw, trt), (vaw, vat), (tew, tet), (exw, ext) = (pick(p) for p in parts)
     h = hashlib.sha256()
-    h.update(json.dumps(["tagging", data.source.strip(), data.split_seed, tag_names]).encode())
+    source = DEFAULT_TAGGING_DATASET if keep_one else data.source.strip()    # either name of the bundled tweets
+    h.update(json.dumps(["tagging", source, data.split_seed, tag_names]).encode())
     for part in (trw, trt, vaw, vat, tew, tet, exw, ext):
         h.update(json.dumps(part).encode())
     probe = choose_probe(vaw, vat, data.probe_size, data.split_seed)
