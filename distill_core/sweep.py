@@ -280,6 +280,7 @@ def summarize_sweep(run_store: RunStore, record: dict, pool: bool = True, agains
     out = {"status": sweep_status(statuses), "seeds": list(record["seeds"]), "seeds_done": [s for s, *_ in done],
            "seed_status": {str(s): v for s, v in statuses.items()}, "runs": dict(record.get("runs", {})),
            "variants": variants, "reference": reference, "test_size": first.get("test_size"),
+           "metric": first.get("metric") or {"name": "accuracy", "short": "accuracy"},
            "teacher": {}, "variants_stats": {}, "paired": {}, "warnings": [], "problems": []}
     if not done:
         return out
@@ -327,6 +328,20 @@ def _accuracy_stats(out: dict, done: list, acc: dict[str, list], variants: list[
                              for v in variants}
     for m, curve in _robustness(done).items():
         (out["teacher"] if m == TEACHER else out["variants_stats"].setdefault(m, {}))["robust"] = curve
+    for v in variants:                   # several kinds of attention (translation): each kind's final JS, per seed
+        kinds = [_final_kinds_js(run, v) for _, _, run in done]
+        if any(kinds):
+            names = list(dict.fromkeys(k for d in kinds for k in d))
+            out["variants_stats"][v]["js_kinds"] = {k: _interval([d.get(k) for d in kinds],
+                                                                 ("js_mean", "js_lo", "js_hi")) for k in names}
+
+
+def _final_kinds_js(run: Run, variant: str) -> dict[str, float]:
+    """Each kind of attention's mean JS at a variant's last recorded epoch (metrics.jsonl attention_kinds)."""
+    last = [r for r in run.metrics() if r.get("student") == variant and r.get("attention_kinds")]
+    if not last:
+        return {}
+    return {k: float(np.mean(a["js"])) for k, a in last[-1]["attention_kinds"].items() if a and a.get("js")}
 
 
 def _done_runs(run_store: RunStore, record: dict, statuses: dict[int, str]) -> list[tuple[int, dict, Run]]:
@@ -462,7 +477,8 @@ def format_summary(summary: dict) -> str:
     if done:
         width = max([10, *(len(v) + 6 for v in variants)])
         pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
-        lines.append(f"  {'model':<{width}}  {'test accuracy % [95% interval]':<30}  final attention JS [95% interval]")
+        head = f"test {summary.get('metric', {}).get('name', 'accuracy')} % [95% interval]"
+        lines.append(f"  {'model':<{width}}  {head:<30}  final attention JS [95% interval]")
         t = summary.get("teacher") or {}
         lines.append(f"  {TEACHER:<{width}}  {_with_interval(t.get('mean'), t.get('lo'), t.get('hi'), pct)}")
         for m, t in (summary.get("teachers") or {}).items():
@@ -472,6 +488,10 @@ def format_summary(summary: dict) -> str:
             js = _with_interval(s.get("js_mean"), s.get("js_lo"), s.get("js_hi"), lambda x: f"{x:.4f}")
             acc = _with_interval(s.get("acc_mean"), s.get("acc_lo"), s.get("acc_hi"), pct)
             lines.append(f"  {v + (' (ref)' if v == ref else ''):<{width}}  {acc:<30}  {js}")
+            if s.get("js_kinds"):
+                lines.append(f"  {'':<{width}}  final JS per kind: " + ", ".join(
+                    f"{k} {_with_interval(x.get('js_mean'), x.get('js_lo'), x.get('js_hi'), lambda y: f'{y:.4f}')}"
+                    for k, x in s["js_kinds"].items()))
     for v, p in (summary.get("paired") or {}).items():
         lines.append(f"  {v} vs {ref}: " + comparison_text(p, len(done)))
     for v, p in (summary.get("paired_against") or {}).items():
@@ -496,9 +516,12 @@ def comparison_text(p: dict, seeds: int) -> str:
     parts = [f"{_with_interval(p.get('diff_mean'), p.get('diff_lo'), p.get('diff_hi'), _points)} points "
              f"(mean over {seeds} seed{'s' if seeds != 1 else ''}, t interval)"]
     if "p" in p:
+        units = bool(p.get("statistic"))
+        test = "randomisation" if units else "sign-flip"
+        counts = "examples scored higher" if units else "discordant answers"
         parts.append(f"pooled per test example (n = {p['n']}, each answered by {seeds} seed"
                      f"{'s' if seeds != 1 else ''}): {_points(p['diff'])} [{_points(p['lo'])}, {_points(p['hi'])}], "
-                     f"sign-flip {stats.p_text(p['p'])} ({p['variant_only']} vs {p['ref_only']} discordant answers) "
+                     f"{test} {stats.p_text(p['p'])} ({p['variant_only']} vs {p['ref_only']} {counts}) "
                      f"-> {p['verdict']}")
     if p.get("gap_closed") is not None:
         parts.append(f"gap to the teacher closed {p['gap_closed']:.0%}")
