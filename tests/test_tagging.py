@@ -307,6 +307,15 @@ def test_a_typed_sentence_is_split_into_words_and_tags_into_entity_spans():
         ("Ann Lee", "PER"), ("saw", None), ("New York", "LOC"), ("and", None), ("Rome", "LOC")]
 
 
+def test_the_teachers_learning_rate_left_at_the_text_default_is_taggings_own():
+    from distill_core.modality.tagging.teacher import tagging_teacher_config
+    cfg = SessionConfig().with_overrides({"task": "tagging"})
+    assert tagging_teacher_config(cfg).finetune_lr == cfg.tagging.finetune_lr == 1e-4
+    assert tagging_teacher_config(cfg.with_overrides({"teacher.finetune_lr": 3e-5})).finetune_lr == 3e-5
+    with pytest.raises(ConfigError, match="tagging.finetune_lr"):
+        cfg.with_overrides({"tagging.finetune_lr": 0})
+
+
 # ---- the teacher's head answers with the data's tags ----------------------------------------------------------
 def test_a_head_trained_for_the_same_tags_in_another_order_is_reordered_and_other_tags_get_a_new_head(tiny_tagger):
     tags = ["O", "B-loc", "I-loc"]

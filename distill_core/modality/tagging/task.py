@@ -126,8 +126,9 @@ class TaggingTask(Task):
         if not (fit and fit.get("curve")):
             return []
         curve = ", ".join(f"{c['val_accuracy']:.1%}" for c in fit["curve"])
+        lr = f" at learning rate {fit['lr']:g}" if fit.get("lr") else ""
         return [f"the teacher was fine-tuned as a tagger on {fit['examples']:,} sentences for {fit['epochs_run']} of "
-                f"up to {fit['epochs_planned']} epochs (validation entity F1 by epoch: {curve}); epoch "
+                f"up to {fit['epochs_planned']} epochs{lr} (validation entity F1 by epoch: {curve}); epoch "
                 f"{fit['kept_epoch']} was kept" + (f", {fit['seconds']:.0f} s once, cached for later sessions"
                                                    if not p.teacher.cached else "")]
 

@@ -9,6 +9,7 @@ same teacher and data reuses it. A token classifier that already answers with th
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from ...batching import collate, make_batches
 from ...cache import CacheSlot, get_or_build, read_fit, teachers_dir
-from ...config import MAX_FLOOR_EPOCHS, floor_epochs
+from ...config import MAX_FLOOR_EPOCHS, TeacherConfig, floor_epochs
 from ...errors import ConfigError, ModelError
 from ...evaluate import autocast_for
 from ...models import check_attention, preflight, resolve_source, set_attention_backend, usable_positions
@@ -35,10 +36,19 @@ log = logging.getLogger(__name__)
 TAGGING_RECIPE_VERSION = 1     # bump when the fine-tune recipe changes what it produces
 
 
+def tagging_teacher_config(config) -> TeacherConfig:
+    """The teacher section a tagging session fine-tunes with: teacher.finetune_lr left at the text default becomes
+    tagging.finetune_lr (a new tagging head learns slower than a classifier's)."""
+    t = config.teacher
+    if t.finetune_lr == TeacherConfig().finetune_lr:
+        return dataclasses.replace(t, finetune_lr=config.tagging.finetune_lr)
+    return t
+
+
 def tagging_teacher_key(config, modality: TaggingModality) -> str:
     """Everything that changes the fine-tuned tagger: the teacher's identity, the fine-tune's settings, the split,
     the tags and how long a sentence may be."""
-    t = config.teacher
+    t = tagging_teacher_config(config)
     ident = ["tagging", teacher_identity(t.source), t.finetune_epochs, t.finetune_lr, t.finetune_batch_size,
              t.finetune_on, t.finetune_min_steps, t.finetune_patience, t.seed, list(t.part),
              modality.splits.fingerprint, modality.splits.tag_names, modality.max_length, TAGGING_RECIPE_VERSION]
@@ -51,7 +61,7 @@ def prepare_tagging_teacher(config, modality: TaggingModality, device, progress=
     It learns from the training sentences, plus the tagged sentences no split took when teacher.finetune_on is
     "all". Attention that cannot be read, or a student that does not fit the teacher, is refused before the
     fine-tune."""
-    tcfg, tags = config.teacher, modality.splits.tag_names
+    tcfg, tags = tagging_teacher_config(config), modality.splits.tag_names
     tokenizer = modality.tokenizer
     model, head_new = load_tagger(tcfg.source, tags)
     check_attention(model, tokenizer, f"teacher {tcfg.source}")
@@ -154,5 +164,6 @@ def finetune_tagger(model, modality: TaggingModality, tcfg, device, mixed_precis
         model.load_state_dict(best_state)
     model.eval()
     set_attention_backend(model, eager=True)
-    return {"examples": len(ids), "unit": "sentences", "metric": "entity F1", "epochs_planned": epochs,
+    return {"examples": len(ids), "unit": "sentences", "metric": "entity F1", "lr": tcfg.finetune_lr,
+            "epochs_planned": epochs,
             "epochs_run": epoch, "kept_epoch": best or epoch, "curve": curve, "seconds": round(time.time() - t0, 1)}
