@@ -194,8 +194,13 @@ def test_attention_kl_has_gradient_to_student():
 
 def test_registry_needs_and_unknown_name():
     assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
-                                          "attention_score_mse", "hidden_mse", "attention_transfer"}
+                                          "attention_score_mse", "hidden_mse", "attention_transfer", "seq_kd",
+                                          "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl"}
     assert "attention_transfer" not in objectives.TEXT_LOSS_NAMES
+    assert set(objectives.loss_names_for("translation")) == {"ce", "logit_kd", "hard_kd", "seq_kd",
+                                                             "encoder_attention_kl", "decoder_attention_kl",
+                                                             "cross_attention_kl"}
+    assert "seq_kd" not in objectives.TEXT_LOSS_NAMES and "attention_kl" in objectives.loss_names_for("tagging")
     assert objectives.needs_of({"attention_transfer": 1000}) == {objectives.ACTIVATION}
     assert objectives.needs_of({"ce": 1}) == frozenset()
     assert objectives.needs_of({"ce": 1, "logit_kd": 0.0, "attention_kl": 1}) == {objectives.ATTENTION}
