@@ -42,6 +42,8 @@ def tagged_html(words: Sequence[str], tags: Sequence[str], colors: dict[str, str
                        f'padding:1px 4px;white-space:nowrap">{safe}<span style="font-size:0.7em;font-weight:600;'
                        f'margin-left:4px;opacity:0.75">{html.escape(kind, quote=False)}</span></span>')
         pos += n
+    if not any(t[:2] in ("B-", "I-") for t in tags):
+        out.append('<span style="color:#6b7280;font-size:0.85em">(no entity found)</span>')
     head = f'<span style="display:inline-block;min-width:9em;font-weight:600">{html.escape(label)}</span>' if label \
         else ""
     return f'<div style="line-height:2.1;margin:2px 0">{head}{" ".join(out)}</div>'
