@@ -176,8 +176,10 @@ if details := summary.get("details"):
     models = [m for m in (TEACHER, *variants.names) if m in details]
     table = fig_accuracy.details_table(details, models)
     if table:
-        st.dataframe(pd.DataFrame([{"model": variants.label(r.pop("model")), **r} for r in table]), hide_index=True,
-                     key=K + "details", placeholder="–")
+        frame = pd.DataFrame([{"model": variants.label(r.pop("model")), **r} for r in table])
+        st.dataframe(frame, hide_index=True, key=K + "details", placeholder="–",
+                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in frame.columns
+                                    if c not in ("model", "beam")})
     if any(details[m].get("per_type") for m in models):
         per_type = fig_accuracy.per_type_f1(details, models, variants.label, reference=ref)
         st.plotly_chart(common.sized(per_type), width="stretch", config=common.PLOTLY_CONFIG, key=K + "per_type")
