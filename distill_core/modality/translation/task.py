@@ -32,8 +32,9 @@ from .teacher import prepare_translation_teacher, teacher_translations
 from .tokenizer import same_vocabulary
 
 # The student a translation session builds while the student section keeps the classification defaults (3 layers,
-# 4 heads, 192 wide, 768 feed-forward: nearly the built-in teacher's size): 2 encoder and 2 decoder layers, 128 wide.
-DEFAULT_STUDENT = {"layers": 2, "heads": 4, "hidden": 128, "intermediate": 512}
+# 4 heads, 192 wide, 768 feed-forward: wider than the built-in teacher): 2 encoder and 2 decoder layers, 96 wide. On
+# the default pair, labels only for 10 epochs, it reached a validation chrF of 17 (the teacher 29); 128 wide, 15.
+DEFAULT_STUDENT = {"layers": 2, "heads": 4, "hidden": 96, "intermediate": 384}
 SEQ_KD = "seq_kd"
 REFUSED = "is built for text classification and images, not for translation"
 
@@ -333,11 +334,11 @@ class TranslationTask(Task):
             return []
         parts = []
         for k in self.kinds_used():
-            (tl, th), (sl, sh) = self.shapes[k]
-            parts.append(f"{KIND_NAMES[k]}: student layers 1-{sl} face teacher layers "
-                         f"{', '.join(str(t + 1) for t in self.maps[k])} of {tl}, heads {self.rules[k]} "
-                         f"({th} -> {sh})")
-        return ["the attention losses compare " + "; ".join(parts)]
+            (tl, th), (_, sh) = self.shapes[k]
+            layers = ", ".join(f"{s + 1} → {t + 1}" for s, t in enumerate(self.maps[k]))
+            parts.append(f"{KIND_NAMES[k]} by student → teacher layer {layers} (of {tl}), heads {self.rules[k]} "
+                         f"({th} teacher, {sh} student)")
+        return ["the attention losses compare the " + "; the ".join(parts)]
 
     def probe_extra(self, p) -> dict:
         """Every kind's pairing (probe.json "attention_kinds"), the cross-attention's head rule as the run's, and
