@@ -288,8 +288,9 @@ def test_scores_are_sacrebleus_and_the_units_are_sentence_chrf(tiny_model, modal
     assert out["statistic"] == "mean" and len(out["units"]) == len(out["predictions"]) == modality.size("test")
     assert all(isinstance(p, str) for p in out["predictions"])
     again = score(out["predictions"], modality.labels["test"])
-    assert out["accuracy"] == pytest.approx(again["chrf"] / 100)
     assert [u[0] for u in out["units"]] == pytest.approx([c / 100 for c in again["sentence_chrf"]])
+    assert out["accuracy"] == pytest.approx(np.mean([u[0] for u in out["units"]]))
+    assert out["details"]["chrf"] == pytest.approx(again["chrf"])
     assert {"bleu", "chrf", "beam"} <= set(out["details"]) and out["loss"] > 0
     acc, loss = modality.evaluate(tiny_model, "val", "cpu")
     assert 0 <= acc <= 1 and loss == pytest.approx(modality.predict(tiny_model, "val", "cpu")["loss"], rel=1e-5)
@@ -359,13 +360,16 @@ def test_a_tiny_translation_session_writes_its_metric_details_and_paired_compari
     folder = store.root / run_id
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["status"] == "done", summary.get("error")
-    assert summary["metric"]["name"] == "chrF"
+    assert summary["metric"]["short"] == "chrF"
     names = ["teacher", "baseline", "word_kd", "seq_kd", "att"]
     assert set(summary["accuracy"]) == set(names) and all(0 <= summary["accuracy"][n] <= 1 for n in names)
     assert set(summary["details"]) == set(names) and all("bleu" in summary["details"][n] for n in names)
     assert set(summary["paired"]) == {"word_kd", "seq_kd", "att"}
-    for p in summary["paired"].values():
+    for name, p in summary["paired"].items():
         assert p["statistic"] == "mean" and p["n"] == 16 and p["lo"] <= p["diff"] <= p["hi"]
+        # the score is the mean of the units the bootstrap resamples: the two never disagree
+        assert p["ref_accuracy"] == pytest.approx(summary["accuracy"]["baseline"])
+        assert p["accuracy"] == pytest.approx(summary["accuracy"][name])
     assert any("the teacher is the problem" in n for n in summary["notices"])     # two epochs of a tiny teacher
     predictions = json.loads((folder / "predictions.json").read_text())
     assert len(predictions["labels"]) == 16 and all(isinstance(x, str) for x in predictions["predictions"]["att"])
