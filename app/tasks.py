@@ -22,7 +22,7 @@ class TaskPages:
 TASKS = {t.kind: t for t in (
     TaskPages("text", pictures=False, label="text classification"),
     TaskPages("image", pictures=True, label="image classification"),
-    TaskPages("tagging", pictures=False, label="token tagging", attacks=False, attributions=False,
+    TaskPages("tagging", pictures=False, label="token tagging", attacks=False, attributions=False, compresses=False,
               details_title="Entities: precision, recall and F1 per type"),
     TaskPages("translation", pictures=False, label="translation", attacks=False, attributions=False,
               compresses=False, details_title="BLEU and chrF", kinds=("cross", "encoder", "decoder")),

@@ -627,6 +627,9 @@ def _chosen_variants(run: Run, probe: dict, variants: Sequence[str] | None, frac
     return chosen
 
 
+COMPRESSES_NOT = ("tagging", "translation")    # kinds of task whose scores the versions are not measured with yet
+
+
 def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                  progress: Progress | None = None) -> dict:
     """Compress variants of a finished run (default: all; a list: those, and the reference unless the record
@@ -643,6 +646,11 @@ def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Seq
     probe = run.probe()
     if not probe:
         raise RunStoreError(f"run {run.id} has no probe.json: it failed before its models were ready")
+    if probe.get("modality") in COMPRESSES_NOT:
+        raise ConfigError(f"run {run.id} is a {probe['modality']} run: compression (int8 weights, heads pruned by "
+                          f"their importance to a classifier's loss) is built for text and image classification; "
+                          f"the students' sizes and latencies are in the run's summary (python -m distill_core show "
+                          f"{run.id})")
     try:
         existing = read_compression(run) or {}
     except RunStoreError as e:

@@ -109,7 +109,7 @@ def test_the_accuracy_page_of_a_tagging_run_names_entity_f1_and_shows_it_per_typ
     assert "Robustness under attack" not in [s.value for s in at.subheader]
 
 
-@pytest.mark.parametrize("name", ["attributions"])
+@pytest.mark.parametrize("name", ["attributions", "compression"])
 def test_pages_built_for_one_label_per_input_say_so_on_a_tagging_run(pages, name):
     _, run_id, _ = pages
     assert "token tagging" in texts(page(name, run_id).info)
@@ -191,3 +191,12 @@ def test_the_other_pages_open_on_both_runs(pages, name):
     _, tagging, translation = pages
     for run_id in (tagging, translation):
         page(name, run_id)
+
+
+def test_the_engine_refuses_to_compress_a_run_with_an_answer_per_token(pages):
+    from distill_core.compress import compress_run
+    from distill_core.errors import ConfigError
+    store, tagging, translation = pages
+    for run_id in (tagging, translation):
+        with pytest.raises(ConfigError, match="built for text and image classification"):
+            compress_run(store.open(run_id))

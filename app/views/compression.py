@@ -33,10 +33,9 @@ except DistillError as e:
     st.stop()
 kind = tasks.of(run.probe())
 if not kind.compresses:
-    st.info(f"Run {run.id} is a {kind.label} run. Compression (int8 weights, heads pruned by importance) is built for "
-            f"classifiers and taggers, whose score one forward pass gives; a translation model's score needs its "
-            f"own decoding, which compression does not run yet. Its students' sizes and latencies are on the "
-            f"Accuracy page.")
+    st.info(f"Run {run.id} is a {kind.label} run. Compression (int8 weights, heads pruned by their importance to a "
+            f"classifier's loss) is built for text and image classification: it measures each version by one "
+            f"label per input. Its students' sizes and latencies are on the Accuracy page.")
     st.stop()
 variants = common.variants_of(run)
 options = [ALL, *variants.names]
