@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from . import mapping
 from .capture import PROBS_IMPL, AttentionCapture
-from .config import SessionConfig, StudentConfig
+from .config import SessionConfig, StudentConfig, resolve_init
 from .errors import ConfigError, ModelError
 from .hub import require_online
 from .sources import source_kind
@@ -250,6 +250,20 @@ def preflight(config: SessionConfig, teacher, tokenizer) -> None:
     if config.objectives.layer_map != "suggested":      # resolved from a finished run when the session prepares
         mapping.layer_map(config.objectives.layer_map, t_layers, s_layers)
     mapping.resolve_head_rule(config.objectives.head_rule, t_heads, s_heads)
+
+
+def student_init(cfg: StudentConfig, teacher, train_examples: int) -> str:
+    """student.init with "auto" resolved for a transformer student of the teacher's family: "pretrained" for a
+    student.source, else the teacher's knowledge as the starting point when the training split is small
+    (config.resolve_init: its layers copied when the widths match, its embeddings projected when the student is no
+    wider)."""
+    if cfg.source:
+        return "pretrained"
+    t = teacher.config
+    widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
+              getattr(t, "intermediate_size", None))
+    return resolve_init(cfg.init, train_examples, widths == (cfg.hidden, cfg.heads, cfg.intermediate),
+                        can_project=widths[0] is not None and cfg.hidden <= widths[0])
 
 
 def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: list[int] | None, init: str | None = None):

@@ -16,9 +16,8 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from ... import mapping
-from ...config import resolve_init
 from ...errors import ConfigError, ModelError
-from ...models import check_attention, num_layers_heads
+from ...models import check_attention, num_layers_heads, student_init
 from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN
 from ..base import INIT_LOCK, LayerPlan, Task
 from .data import TagSplits, load_tag_splits, tagging_max_length, without_training
@@ -67,14 +66,7 @@ class TaggingTask(Task):
     def student_init(self, teacher: nn.Module, train_examples: int) -> str:
         """student.init with "auto" resolved as for text: the teacher's knowledge is the starting point when the
         training split is small (under config.SMALL_TRAIN sentences)."""
-        s = self.config.student
-        if s.source:
-            return "pretrained"
-        t = teacher.config
-        widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
-                  getattr(t, "intermediate_size", None))
-        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
-                            can_project=widths[0] is not None and s.hidden <= widths[0])
+        return student_init(self.config.student, teacher, train_examples)
 
     def initial_student(self, data: TaggingData, teacher: nn.Module, layer_rule) -> tuple[nn.Module, str]:
         cfg, m = self.config, data.modality

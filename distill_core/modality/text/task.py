@@ -12,10 +12,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ... import mapping
 from ...attacks import robustness_curves
-from ...config import resolve_init
 from ...ensemble import Combine, mean_maps
 from ...errors import ConfigError, ModelError
-from ...models import build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer
+from ...models import (build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer,
+                       student_init)
 from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN, MAP_INPUTS
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
@@ -108,14 +108,7 @@ class TextTask(Task):
     # ---- the student --------------------------------------------------------------------------------------
     def student_init(self, teacher: nn.Module, train_examples: int) -> str:
         """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
-        s = self.config.student
-        if s.source:
-            return "pretrained"
-        t = teacher.config
-        widths = (getattr(t, "hidden_size", None), getattr(t, "num_attention_heads", None),
-                  getattr(t, "intermediate_size", None))
-        return resolve_init(s.init, train_examples, widths == (s.hidden, s.heads, s.intermediate),
-                            can_project=widths[0] is not None and s.hidden <= widths[0])
+        return student_init(self.config.student, teacher, train_examples)
 
     def initial_student(self, data: TextData, teacher: nn.Module, layer_rule) -> tuple[nn.Module, str]:
         cfg, m = self.config, data.modality
