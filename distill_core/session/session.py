@@ -254,8 +254,9 @@ class Session:
         if rule != "suggested":
             return rule, None
         if not self.task.suggests_layers:
-            raise ConfigError("objectives.layer_map: suggested is computed for text runs only; for images use "
-                              "uniform, last or a list of teacher layers or stages")
+            raise ConfigError(f"objectives.layer_map: suggested is computed from text classification runs only; "
+                              f"for a {self.task.kind} session use uniform, last or a list of teacher layers"
+                              + (" or stages" if self.task.kind == "image" else ""))
         cfg = self.config
         layers, run_id = resolve_suggested(RunStore(self.run.path.parent), cfg.teacher.source, teacher_layers,
                                            cfg.student.layers, cfg.student.heads, cfg.data.source)
