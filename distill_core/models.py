@@ -77,19 +77,21 @@ def load_tokenizer(source: str):
         raise ModelError(f"could not load a tokenizer from {source}: {e}") from None
 
 
-def load_classifier(source: str, num_labels: int, eager: bool = True):
-    """A sequence classifier with `num_labels` outputs; returns (model, head_is_new)."""
+def load_with_head(auto_class, what: str, source: str, num_labels: int, eager: bool = True):
+    """A model of `auto_class` (a transformers Auto class with a head) with `num_labels` outputs; returns (model,
+    head_is_new). `what` names it in messages ("a sequence classifier"). Safetensors weights only, never remote
+    code; a hub id only when online."""
     path, local = resolve_source(source)
     if local:
         check_weight_files(Path(path), source)
     try:
         # safetensors only: pickle-based weight files (.bin, .pt) can run code when they are loaded
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto_class.from_pretrained(
             path, num_labels=num_labels, attn_implementation="eager" if eager else "sdpa",
             output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False,
             use_safetensors=True, **_offline_kwargs(local))
     except ValueError as e:
-        raise ModelError(f"{source} cannot be loaded as a sequence classifier with eager attention: {e}") from None
+        raise ModelError(f"{source} cannot be loaded as {what} with eager attention: {e}") from None
     except OSError as e:
         if "safetensors" in str(e) and not local:
             raise ModelError(f"hub model {source} has no model.safetensors weights; this tool loads safetensors "
@@ -98,8 +100,12 @@ def load_classifier(source: str, num_labels: int, eager: bool = True):
         raise ModelError(f"could not load model {source}: {e}") from None
     except Exception as e:  # noqa: BLE001 - damaged weights, shapes that do not match the config, ...
         raise ModelError(f"could not load model {source}: {type(e).__name__}: {e}") from None
-    head_new = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
-    return model, bool(head_new)
+    return model, bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+
+
+def load_classifier(source: str, num_labels: int, eager: bool = True):
+    """A sequence classifier with `num_labels` outputs; returns (model, head_is_new)."""
+    return load_with_head(AutoModelForSequenceClassification, "a sequence classifier", source, num_labels, eager)
 
 
 def check_weight_files(folder: Path, source: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -16,7 +15,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from ...config import StudentConfig
 from ...errors import ConfigError, ModelError
-from ...models import check_weight_files, init_from_teacher, load_tokenizer, project_teacher_embeddings, resolve_source
+from ...models import init_from_teacher, load_tokenizer, load_with_head, project_teacher_embeddings, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +83,8 @@ def match_head(model: nn.Module, tag_names: list[str]) -> bool:
 def load_tagger(source: str, tag_names: list[str], eager: bool = True) -> tuple[nn.Module, bool]:
     """A token classifier answering with `tag_names`; returns (model, head_is_new). Safetensors weights only, never
     remote code; a hub id only when online."""
-    path, local = resolve_source(source)
-    if local:
-        check_weight_files(Path(path), source)
-    try:
-        model, info = AutoModelForTokenClassification.from_pretrained(
-            path, num_labels=len(tag_names), attn_implementation="eager" if eager else "sdpa",
-            output_loading_info=True, ignore_mismatched_sizes=True, trust_remote_code=False, use_safetensors=True,
-            local_files_only=local)
-    except ValueError as e:
-        raise ModelError(f"{source} cannot be loaded as a token classifier with eager attention: {e}") from None
-    except OSError as e:
-        if "safetensors" in str(e) and not local:
-            raise ModelError(f"hub model {source} has no model.safetensors weights; this tool loads safetensors "
-                             f"only, because pickle weight files can run code when loaded. Pick a model that "
-                             f"ships safetensors") from None
-        raise ModelError(f"could not load model {source}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - damaged weights, shapes that do not match the config, ...
-        raise ModelError(f"could not load model {source}: {type(e).__name__}: {e}") from None
-    head_new = bool(info.get("missing_keys")) or bool(info.get("mismatched_keys"))
+    model, head_new = load_with_head(AutoModelForTokenClassification, "a token classifier", source, len(tag_names),
+                                     eager)
     if head_new:
         tag_config(model.config, tag_names)
     else:
