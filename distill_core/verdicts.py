@@ -394,17 +394,18 @@ def health_lines(warnings: Sequence[dict]) -> list[str]:
 
 
 def best_epoch_text(best_epoch: dict, variants: Sequence[str], reference: str | None = None,
-                    live_input: str = "a typed sentence") -> str | None:
-    """The variants whose best validation epoch was not their last, with the test accuracy of those weights (kept
+                    live_input: str = "a typed sentence", metric: str = "accuracy") -> str | None:
+    """The variants whose best validation epoch was not their last, with the test score of those weights (kept
     beside the final ones); None when every variant peaked at its last epoch. `live_input` is what the explorer
-    reads with either weights: "a typed sentence", or for pictures "an uploaded picture"."""
+    reads with either weights: "a typed sentence", or for pictures "an uploaded picture"; `metric` the task's score
+    (accuracy, entity F1, chrF)."""
     earlier = [(v, b) for v in variants if (b := best_epoch.get(v)) and b.get("epoch") != b.get("final_epoch")]
     if not earlier:
         return None
     parts = [f"{model_label(v, reference)} at epoch {b['epoch']} of {b['final_epoch']}"
              + (f" (test {b['test_accuracy']:.1%} with those weights)" if b.get("test_accuracy") is not None else "")
              for v, b in earlier]
-    return ("Best validation accuracy before the last epoch: " + "; ".join(parts) + ". The table reports the final "
+    return (f"Best validation {metric} before the last epoch: " + "; ".join(parts) + ". The table reports the final "
             "weights, the ones every variant is compared with; the run keeps both, and the explorer reads "
             f"{live_input} with either.")
 

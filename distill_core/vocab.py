@@ -50,7 +50,8 @@ METRIC_HELP = {
 # ---- losses: how each is named and explained (the objectives themselves live in distill_core.objectives) ----
 LABEL_LOSS = "ce"                                       # the only loss that does not read the teacher
 # the losses that pull the student's attention directly
-ATTENTION_LOSSES = ("attention_kl", "attention_mse", "attention_score_mse")
+ATTENTION_LOSSES = ("attention_kl", "attention_mse", "attention_score_mse",
+                    "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl")
 
 
 @dataclass(frozen=True)

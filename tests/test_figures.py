@@ -326,6 +326,15 @@ def test_divergence_reading_compares_with_the_variant_without_the_attention_loss
     assert "the attention loss added nothing measurable on top of logit_kd" in text
 
 
+def test_divergence_reading_credits_translations_attention_losses_like_the_others():
+    recs = records(baseline={0: [[0.3]], 2: [[0.3]]}, word_kd={0: [[0.3]], 2: [[0.25]]},
+                   kd_cross={0: [[0.3]], 2: [[0.05]]})
+    losses = {"baseline": {"ce": 1.0}, "word_kd": {"ce": 0.5, "logit_kd": 0.5},
+              "kd_cross": {"ce": 0.5, "logit_kd": 0.5, "cross_attention_kl": 0.5}}
+    text = divergence_reading(recs, "js", variants=list(losses), reference="baseline", losses=losses)
+    assert "only kd_cross adds cross_attention_kl" in text and "than word_kd's (5× closer)" in text
+
+
 def test_divergence_reading_says_the_teacher_outputs_alone_moved_a_variant_without_attention_loss():
     recs = records(baseline={0: [[0.2]], 2: [[0.3]]}, kd={0: [[0.2]], 2: [[0.1]]})
     text = divergence_reading(recs, "js", variants=["baseline", "kd"], reference="baseline", losses=LOSSES)
@@ -636,7 +645,8 @@ def test_best_epoch_text_names_the_variants_that_peaked_early():
             "distilled": {"epoch": 4, "final_epoch": 4, "test_accuracy": 0.75, "val_accuracy": 0.76}}
     text = best_epoch_text(best, ["baseline", "distilled"], "baseline")
     assert "epoch 2 of 4 (test 72.4% with those weights)" in text and "distilled" not in text
-    assert "reads a typed sentence with either" in text
+    assert "reads a typed sentence with either" in text and text.startswith("Best validation accuracy")
+    assert best_epoch_text(best, ["baseline"], None, metric="entity F1").startswith("Best validation entity F1")
     assert "reads an uploaded picture with either" in best_epoch_text(best, ["baseline"], None, "an uploaded picture")
     assert best_epoch_text({"distilled": best["distilled"]}, ["distilled"]) is None
     assert best_epoch_text({}, ["baseline"]) is None

@@ -127,7 +127,7 @@ if lat_r.button("Measure again", key=K + "measure_latency", icon=":material/time
                      "one thread: a few seconds for small students."):
     measure_latency(run.id)
 if best := best_epoch_text(summary.get("best_epoch") or {}, variants.names, ref,
-                           "an uploaded picture" if image_run else "a typed sentence"):
+                           "an uploaded picture" if image_run else "a typed sentence", short):
     st.caption(best)
 if reading := ensemble_reading(fig_teachers.with_twins(summary, run.config(), run.predictions()),
                                variants.label):
