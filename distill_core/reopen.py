@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import nn
 
 from .config import SessionConfig
-from .errors import DataError, DistillError, ModelError, RunStoreError
+from .errors import ConfigError, DataError, DistillError, ModelError, RunStoreError
 from .modality.base import Task
 from .modality.registry import KINDS, task_class
 from .modality.text.task import TextTask
@@ -85,9 +85,14 @@ class FinishedRun:
 
     @property
     def max_length(self) -> int:
-        """The token limit of the run's texts, as config.json says (read as written: live inspection of a run whose
-        config an older version wrote does not need it to pass today's checks)."""
-        return self.run.config()["data"]["max_length"]
+        """The token limit of the run's texts, as its task reads config.json (a tagging run's own limit while data's
+        is the classification default); as written where today's checks refuse the config: live inspection of a run
+        whose config an older version wrote does not need it to pass them."""
+        try:
+            config = self.config
+        except ConfigError:
+            return self.run.config()["data"]["max_length"]
+        return task_class(config.modality).input_length(config)
 
     @property
     def label_names(self) -> list[str]:

@@ -74,6 +74,8 @@ def test_tagging_shows_its_defaults_and_only_its_losses(store):
     tg = SessionConfig().tagging
     assert [at.number_input(key=f"new.tag.{k}").value for k in ("train_size", "val_size", "test_size", "max_length")] \
         == [tg.train_size, tg.val_size, tg.test_size, tg.max_length]
+    assert (at.number_input(key="new.tag.epochs").value, at.number_input(key="new.tag.lr").value) \
+        == (tg.student_epochs, tg.student_lr)                   # the task's own, not the text task's 4 at 5e-4
     assert block_names(at, keys.TAGGING_VARIANTS) == [v.name for v in tagging_default_variants()]
     allowed = list(loss_names_for(TAGGING))
     assert offered_losses(at, keys.TAGGING_VARIANTS) == allowed
@@ -195,6 +197,9 @@ def test_translation_shows_its_defaults_and_only_its_losses(store):
     assert at.number_input(key="new.mt.set.max_words").value == tr.max_words
     assert at.number_input(key="new.mt.set.beam").value == tr.beam
     assert at.selectbox(key="new.mt.set.tokenizer").value == tr.tokenizer
+    assert (at.number_input(key="new.mt.epochs").value, at.number_input(key="new.mt.lr").value,
+            at.number_input(key="new.mt.temperature").value) == (tr.student_epochs, tr.student_lr, tr.temperature)
+    assert not [n for n in at.number_input if n.key in ("new.mt.set.student_epochs", "new.mt.set.temperature")]
     assert not [s for s in at.selectbox if s.key == "new.mt.teacher_finetune"]     # a teacher built here is trained
     if shape := values.translation_student():           # the engine's own student while the section is left alone
         assert {k: at.number_input(key=f"new.mt.student_{k}").value for k in shape} == shape
@@ -257,7 +262,10 @@ def test_a_translation_config_comes_back_from_its_widget_values():
     cfg = SessionConfig.from_dict(TRANSLATION_CUSTOM)
     base = tasks.TASKS[TRANSLATION].base(SessionConfig())
     mine, theirs = cfg.to_dict()["translation"], base.to_dict()["translation"]
-    assert [k for k in mine if mine[k] == theirs[k]] == ["layer_map_cross"]     # one kind left on the shared map
+    # one kind left on the shared map; the students' training defaults are the Training section's epochs and rate
+    # and the Objectives' temperature, which the form sets itself
+    assert [k for k in mine if mine[k] == theirs[k]] == ["student_epochs", "student_lr", "temperature",
+                                                         "layer_map_cross"]
     shown = form_values(cfg)
     shown.update({"mt.file_source_column": "en", "mt.file_target_column": "fr"})     # the file's pickers
     assert tasks.build_config(shown, base) == cfg

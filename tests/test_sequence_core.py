@@ -27,6 +27,28 @@ def test_the_task_is_chosen_by_name_and_brings_its_own_default_students():
         assert SessionConfig.from_dict(cfg.to_dict()) == cfg
 
 
+@pytest.mark.parametrize("kind", ["tagging", "translation"])
+def test_a_task_trains_its_own_epochs_and_rate_where_the_train_section_keeps_the_defaults(kind):
+    text = SessionConfig()
+    cfg = text.with_overrides({"task": kind})
+    own = getattr(cfg, kind)
+    assert (cfg.train.epochs, cfg.train.lr) == (own.student_epochs, own.student_lr)
+    assert (cfg.train.epochs, cfg.train.lr) != (text.train.epochs, text.train.lr)
+    # each setting asked for is kept; the other is still the task's
+    chosen = text.with_overrides({"task": kind, "train.epochs": 3})
+    assert (chosen.train.epochs, chosen.train.lr) == (3, own.student_lr)
+    chosen = text.with_overrides({"task": kind, "train.lr": 2e-4})
+    assert (chosen.train.epochs, chosen.train.lr) == (own.student_epochs, 2e-4)
+    moved = text.with_overrides({"task": kind, f"{kind}.student_epochs": 7, f"{kind}.student_lr": 3e-3})
+    assert (moved.train.epochs, moved.train.lr) == (7, 3e-3)
+    assert SessionConfig.from_dict(cfg.to_dict()) == cfg
+    if kind == "translation":       # word-level KD on the teacher's distributions as they are, unless asked
+        assert cfg.objectives.temperature == cfg.translation.temperature == 1.0
+        assert text.with_overrides({"task": kind, "objectives.temperature": 4}).objectives.temperature == 4
+    with pytest.raises(ConfigError, match=f"{kind}.student_lr"):
+        text.with_overrides({"task": kind, f"{kind}.student_lr": 0})
+
+
 def test_an_unknown_task_is_refused_with_the_known_ones():
     with pytest.raises(ConfigError, match="tagging, translation"):
         SessionConfig().with_overrides({"task": "parsing"})

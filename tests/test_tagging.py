@@ -381,6 +381,7 @@ def test_a_tiny_tagging_session_writes_entity_f1_details_and_paired_comparisons(
     again = modality.predict(student, "test", torch.device("cpu"), False)
     assert math.isclose(again["accuracy"], summary["accuracy"]["distilled"], abs_tol=1e-9)
     assert finished.teacher().config.id2label[0] == "O"
+    assert finished.max_length == 32 == finished.run_models().max_length     # a typed sentence is cut as the run's
     words = words_of("we met john smith in paris today")
     tokens, maps, tagged, starts = tag_sentence(finished.run_models(), words)
     assert tokens[0] == "[CLS]" and [tokens[s] for s in starts] == words
@@ -393,6 +394,14 @@ def test_a_tiny_tagging_session_writes_entity_f1_details_and_paired_comparisons(
                          "summary.json").read_text())
     assert second["teacher_cached"] and second["teacher_outputs_cached"]        # fine-tuned and run once, reused
     assert second["accuracy"] == summary["accuracy"]
+
+
+def test_a_tagging_runs_inputs_are_cut_at_the_tagging_limit_unless_data_sets_its_own():
+    from distill_core.modality.registry import task_class
+    cfg = SessionConfig(task="tagging")
+    assert task_class("tagging").input_length(cfg) == cfg.tagging.max_length == 128
+    assert task_class("tagging").input_length(cfg.with_overrides({"data.max_length": 40})) == 40
+    assert task_class("text").input_length(SessionConfig()) == SessionConfig().data.max_length
 
 
 def test_what_is_built_for_one_label_per_input_is_refused_by_the_tagging_task(tiny_tagger, tiny_conll):

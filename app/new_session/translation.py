@@ -57,6 +57,9 @@ SETTING_FLOATS = {"teacher_lr": "%.1e", "teacher_dropout": "%.2f", "poor_bleu": 
 SETTING_MIN = {"vocab_size": 16}        # whole numbers are at least 1 (the engine's rule) unless named here
 SETTING_PLACEHOLDERS = {f"layer_map_{k}": "the layer map above (or uniform, last, 1,2)" for k in KINDS}
 DATA_SETTINGS = ("max_words",)                          # drawn with the bible pairs
+# the task's own training defaults, which the form shows as they apply: the Training section's epochs and learning
+# rate, the Objectives' temperature
+TRAINING_DEFAULTS = ("student_epochs", "student_lr", "temperature")
 BUILT_TEACHER = ("teacher_layers", "teacher_heads", "teacher_hidden", "teacher_intermediate", "teacher_dropout",
                  "teacher_lr", "teacher_batch_size", "tokenizer", "vocab_size")     # a teacher built here
 PER_KIND = tuple(f"{x}_{k}" for k in KINDS for x in ("layer_map", "head_rule"))
@@ -228,8 +231,8 @@ def settings_inputs(names: list[str], per_row: int = 3) -> None:
 
 def other_settings() -> list[str]:
     """The translation section's settings no other part of the form draws (ones the engine adds later)."""
-    drawn = (*PAIR_COLUMNS, *DATA_SETTINGS, *BUILT_TEACHER, *PER_KIND, *EVALUATION, "teacher_epochs", "train_size",
-             "val_size", "test_size", "max_length")
+    drawn = (*PAIR_COLUMNS, *DATA_SETTINGS, *BUILT_TEACHER, *PER_KIND, *EVALUATION, *TRAINING_DEFAULTS,
+             "teacher_epochs", "train_size", "val_size", "test_size", "max_length")
     return [n for n in translation_fields() if n not in drawn]
 
 

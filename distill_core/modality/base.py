@@ -201,6 +201,11 @@ class Task(ABC):
     data_pronoun: str = "it"        # and the word for them
 
     @classmethod
+    def input_length(cls, config) -> int:
+        """The token limit of a run's inputs (the reader of a sentence typed in the explorer cuts there)."""
+        return config.data.max_length
+
+    @classmethod
     def reopen_reader(cls, finished):
         """The input reader a finished run kept (a tokenizer), or None."""
         return None

@@ -130,6 +130,10 @@ class TaggingTask(Task):
 
     # ---- a finished run, reopened -------------------------------------------------------------------------
     @classmethod
+    def input_length(cls, config) -> int:
+        return tagging_max_length(config.data, config.tagging)
+
+    @classmethod
     def reopen_reader(cls, finished):
         """The tokenizer the run kept (models/tokenizer), else the teacher's."""
         folder = finished.run.reader_dir(cls.saved_as)
