@@ -196,6 +196,17 @@ def test_split_sizes_are_the_users_capped_to_what_the_file_holds(tiny_conll):
     assert total <= 120 and len(big.val_words) >= 1 and any("split 70/10/20 instead" in n for n in big.notices)
 
 
+def test_a_file_smaller_than_the_tagging_sizes_is_tested_on_a_fifth_not_on_what_is_left(tiny_conll):
+    # the tagging defaults (1,600 / 250 / the rest) on a file of 120 sentences: the rest would be one sentence
+    s = load_tag_splits(DataConfig(source=str(tiny_conll)), TaggingConfig())
+    sizes = (len(s.train_words), len(s.val_words), len(s.test_words))
+    assert sizes == (84, 12, 24) and any("split 70/10/20 instead" in n for n in s.notices)
+    # a file the sizes fit with room to spare still tests on every sentence left
+    roomy = TaggingConfig(train_size=60, val_size=20)
+    r = load_tag_splits(DataConfig(source=str(tiny_conll)), roomy)
+    assert (len(r.train_words), len(r.val_words), len(r.test_words)) == (60, 20, 40) and not r.notices
+
+
 # ---- sub-words: the first sub-token of a word carries its tag -------------------------------------------------
 def test_the_first_sub_token_of_each_word_carries_its_tag_and_the_rest_are_ignored(tokenizer):
     words = ["unbelievableness", "in", "Paris"]
