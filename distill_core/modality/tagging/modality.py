@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from ...batching import collate, make_batches
 from ...capture import AttentionCapture
-from ...evaluate import autocast_for
+from ...evaluate import each_logits
 from ...models import set_attention_backend
 from ..base import Batch
+from ..text.modality import TokenizedInputs
 from .data import OUTSIDE, TagSplits
 from .scores import entity_details, entity_units
 
@@ -83,21 +84,10 @@ def pad_targets(targets: list[list[int]], index, length: int) -> torch.Tensor:
     return out
 
 
-@torch.inference_mode()
 def token_logits(model, ids: list[list[int]], pad_id: int, device: torch.device, batch_size: int = 64,
                  mixed_precision: bool = True) -> list[torch.Tensor]:
     """(t_i, C) float32 logits of each sentence's sub-tokens on the CPU, in the order of `ids`."""
-    model.eval()
-    out: list = [None] * len(ids)
-    for index in make_batches([len(x) for x in ids], batch_size, seed=None, buckets=True):
-        input_ids, mask = collate(ids, index, pad_id)
-        with autocast_for(device, mixed_precision):
-            logits = model(input_ids=input_ids.to(device, non_blocking=True),
-                           attention_mask=mask.to(device, non_blocking=True)).logits
-        logits = logits.float().cpu()
-        for j, i in enumerate(index):
-            out[i] = logits[j, :len(ids[i])]
-    return out
+    return each_logits(model, ids, pad_id, device, batch_size, mixed_precision, per_token=True)
 
 
 def score_tags(logits: list[torch.Tensor], targets: list[list[int]], starts: list[list[int]],
@@ -124,7 +114,7 @@ def score_tags(logits: list[torch.Tensor], targets: list[list[int]], starts: lis
             "statistic": "f1", "details": details}
 
 
-class TaggingModality:
+class TaggingModality(TokenizedInputs):
     """The sentences of each split encoded with the teacher's tokenizer once; every variant is fed the same batches.
     labels[split] holds each sentence's gold tags per word (what predictions.json stores beside the answers)."""
     kind = "tagging"
@@ -222,16 +212,3 @@ class TaggingModality:
         """(micro entity F1, cross-entropy over the scored sub-tokens) of a tagger on a split."""
         out = self.predict(model, split, device, mixed_precision)
         return out["accuracy"], out["loss"]
-
-    def latency_examples(self, device) -> list[dict]:
-        """Each probe sentence alone (a batch of 1, no padding) as a model's keyword arguments, input_ids and
-        attention_mask (1, t_i), on `device`: what latency.measure_latency times."""
-        out = []
-        for k in range(len(self.probe_ids)):
-            input_ids, mask = collate(self.probe_ids, [k], self.pad_id)
-            out.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
-        return out
-
-    def save(self, folder) -> None:
-        """What a run keeps to read its inputs again (the tokenizer)."""
-        self.tokenizer.save_pretrained(folder)

@@ -6,18 +6,13 @@ tags in another order has its head's rows put in the data's order, and one train
 (and is fine-tuned, teacher.finetune auto)."""
 from __future__ import annotations
 
-import copy
-import logging
-
 import torch
 from torch import nn
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from ...config import StudentConfig
-from ...errors import ConfigError, ModelError
-from ...models import init_from_teacher, load_tokenizer, load_with_head, project_teacher_embeddings, resolve_source
-
-log = logging.getLogger(__name__)
+from ...errors import ModelError
+from ...models import load_tokenizer, load_with_head, resolve_source, shaped_student
 
 
 def load_word_tokenizer(source: str):
@@ -94,34 +89,12 @@ def load_tagger(source: str, tag_names: list[str], eager: bool = True) -> tuple[
 
 def build_tagging_student(cfg: StudentConfig, teacher: nn.Module, tag_names: list[str],
                           init_layers: list[int] | None, init: str | None = None) -> nn.Module:
-    """A token classifier of the teacher's family with the configured shape (eager attention), as models.build_student
-    builds a sequence classifier: student.source loaded instead when given; init "from_teacher" copies the teacher's
-    embeddings and its layers `init_layers` (widths must match), "teacher_embeddings" projects its token embeddings
-    onto the student's width; the head is always new."""
-    init = init or (cfg.init if cfg.init != "auto" else "random")
+    """A token classifier of the teacher's family with the configured shape (eager attention), built and initialised
+    as models.shaped_student builds a sequence classifier; student.source loaded instead when given."""
     if cfg.source:
         return load_tagger(cfg.source, tag_names)[0]
-    conf = copy.deepcopy(teacher.config)
-    conf.num_hidden_layers = cfg.layers
-    conf.num_attention_heads = cfg.heads
-    conf.hidden_size = cfg.hidden
-    for attr in ("intermediate_size", "hidden_dim"):
-        if hasattr(conf, attr):
-            setattr(conf, attr, cfg.intermediate)
-    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
-        if hasattr(conf, attr):
-            setattr(conf, attr, cfg.dropout)
-    tag_config(conf, tag_names)
-    try:
-        student = AutoModelForTokenClassification.from_config(conf, attn_implementation="eager")
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"cannot build a student of shape {cfg.layers}x{cfg.heads}x{cfg.hidden}: {e}") from None
-    if init == "from_teacher":
-        copied = init_from_teacher(student, teacher, init_layers or [])
-        log.info("tagging student initialised from the teacher: %d tensors copied", copied)
-    elif init == "teacher_embeddings":
-        project_teacher_embeddings(student, teacher)
-    return student
+    return shaped_student(cfg, teacher, AutoModelForTokenClassification, lambda conf: tag_config(conf, tag_names),
+                          init_layers, init)
 
 
 def load_tagging_model(folder) -> nn.Module:

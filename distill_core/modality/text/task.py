@@ -14,15 +14,15 @@ from ... import mapping
 from ...attacks import robustness_curves
 from ...ensemble import Combine, mean_maps
 from ...errors import ConfigError, ModelError
-from ...models import (build_student, check_attention, load_tokenizer, num_layers_heads, same_tokenizer,
-                       student_init)
+from ...models import build_student, load_tokenizer, num_layers_heads, same_tokenizer
 from ...objectives import ATTENTION, ATTENTION_SCORES, HIDDEN, MAP_INPUTS
 from ...strategies import generated as gen_lib
 from ...teacher import TeacherOutputs, cached_teacher_outputs, prepare_teacher
 from ...vocab import teacher_name
-from ..base import INIT_LOCK, Batch, LayerPlan, Task, TeacherBatch
+from ..base import Batch, Task, TeacherBatch
 from .data import load_splits
 from .modality import TextModality
+from .students import EncoderStudents
 
 
 @dataclass
@@ -49,7 +49,7 @@ class PrecomputedOutputs:
         return TeacherBatch(logits, att, hid, scores=scores)
 
 
-class TextTask(Task):
+class TextTask(EncoderStudents, Task):
     kind = "text"
     padded_maps = True
     suggests_layers = True
@@ -102,33 +102,9 @@ class TextTask(Task):
                                   f"(finetune: always in its ensemble.teachers entry) or pick a teacher trained for "
                                   f"these labels")
 
-    def shape(self, model: nn.Module) -> tuple[int, int]:
-        return num_layers_heads(model)
-
-    # ---- the student --------------------------------------------------------------------------------------
-    def student_init(self, teacher: nn.Module, train_examples: int) -> str:
-        """student.init with "auto" resolved: the teacher's knowledge is the starting point when data is small."""
-        return student_init(self.config.student, teacher, train_examples)
-
-    def initial_student(self, data: TextData, teacher: nn.Module, layer_rule) -> tuple[nn.Module, str]:
-        cfg, m = self.config, data.modality
-        init = self.student_init(teacher, m.size("train"))
-        with INIT_LOCK:
-            torch.manual_seed(cfg.train.seed)
-            init_layers = cfg.student.init_layers
-            if init_layers is None and not cfg.student.source:
-                init_layers = mapping.layer_map(layer_rule, num_layers_heads(teacher)[0], cfg.student.layers)
-            student = build_student(cfg.student, teacher, m.splits.num_labels, init_layers,
-                                    None if init == "pretrained" else init)
-        check_attention(student, m.tokenizer, "the student")   # its tokenizer was checked in preflight
-        return student, init
-
-    def map_layers(self, data: TextData, teacher: nn.Module, student: nn.Module, layer_rule) -> LayerPlan:
-        t_shape, s_shape = num_layers_heads(teacher), num_layers_heads(student)
-        return LayerPlan(t_shape, s_shape, mapping.layer_map(layer_rule, t_shape[0], s_shape[0]))
-
-    def modality(self, data: TextData, student: nn.Module) -> TextModality:
-        return data.modality
+    # ---- the student (EncoderStudents) ----------------------------------------------------------------------
+    def new_student(self, modality: TextModality, teacher: nn.Module, init_layers, init) -> nn.Module:
+        return build_student(self.config.student, teacher, modality.splits.num_labels, init_layers, init)
 
     # ---- the teacher's outputs ----------------------------------------------------------------------------
     def outputs(self, teacher, ids: list, split_key: str, modality: TextModality, device, layers: list[int],

