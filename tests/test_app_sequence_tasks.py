@@ -61,6 +61,16 @@ def page(name: str, run_id: str):
     return open_page(VIEWS / f"{name}.py", {"run": run_id}, default_timeout=TIMEOUT)
 
 
+def typed_in_explorer(run_id: str, text: str):
+    """The explorer on a run with `text` typed in place of a probe example."""
+    at = page("explorer", run_id)
+    at.radio(key="explorer.source").set_value("typed")
+    run_app(at, TIMEOUT)
+    at.text_input(key="explorer.text").set_value(text)
+    run_app(at, TIMEOUT)
+    return at
+
+
 # ---- tagging ---------------------------------------------------------------------------------------------------
 def test_the_tagging_explorer_shows_gold_teacher_and_student_tags_as_spans_above_the_stored_maps(pages):
     store, run_id, _ = pages
@@ -80,11 +90,7 @@ def test_the_tagging_explorer_shows_gold_teacher_and_student_tags_as_spans_above
 
 def test_a_typed_sentence_is_tagged_word_by_word_by_every_model(pages):
     _, run_id, _ = pages
-    at = page("explorer", run_id)
-    at.radio(key="explorer.source").set_value("typed")
-    run_app(at, TIMEOUT)
-    at.text_input(key="explorer.text").set_value("yesterday Anna Smith walked to Paris")
-    run_app(at, TIMEOUT)
+    at = typed_in_explorer(run_id, "yesterday Anna Smith walked to Paris")
     html = texts(at.markdown)
     assert ">teacher</span>" in html and "Paris" in html and ">gold</span>" not in html
     assert "explorer.triptych" in figures(at)
@@ -148,11 +154,7 @@ def test_the_translation_explorer_draws_each_kind_over_its_own_axes_from_the_sto
 
 def test_a_typed_sentence_shows_each_models_own_translation_and_attention(pages):
     _, _, run_id = pages
-    at = page("explorer", run_id)
-    at.radio(key="explorer.source").set_value("typed")
-    run_app(at, TIMEOUT)
-    at.text_input(key="explorer.text").set_value("And God said, let there be light")
-    run_app(at, TIMEOUT)
+    at = typed_in_explorer(run_id, "And God said, let there be light")
     fig = figures(at)["explorer.own_maps"]
     assert len(fig["data"]) == 2 and "explorer.triptych" not in figures(at)
     for d in fig["data"]:
