@@ -67,6 +67,27 @@ def translate(run_id: str, text: str, weights: str = "final", beam: int = 1) -> 
     return _translate(str(common.runs_dir()), run_id, common.run_version(run_id), text, weights, beam)
 
 
+@st.cache_data(show_spinner="Continuing the prompt with every model…", max_entries=64)
+def _continue_prompt(root: str, run_id: str, version: float, text: str, new_tokens: int, seed: int,
+                     temperature: float | None, weights: str = "final"):
+    from distill_core.modality.language_model.analysis import continue_with_attention   # a language model's own
+    rm = _run_models(root, run_id, version, weights)
+    t = 1.0 if temperature is None else temperature
+    with _LOCK:
+        return {name: continue_with_attention(model, rm.tokenizer, text, new_tokens, seed, t, "cpu",
+                                              context=rm.max_length)
+                for name, model in rm.models.items()}
+
+
+def continue_prompt(run_id: str, text: str, new_tokens: int = 20, seed: int = 0, temperature: float | None = None,
+                    weights: str = "final") -> dict:
+    """A language-model run on one prompt: model name -> its own continuation (seeded; temperature None: the run's
+    1, 0: greedy), its tokens and the attention it used, with the students' final or
+    best weights."""
+    return _continue_prompt(str(common.runs_dir()), run_id, common.run_version(run_id), text, new_tokens, seed,
+                            temperature, weights)
+
+
 def attention_for_text(run_id: str, text: str, weights: str = "final"):
     """(tokens, model name -> (L, H, T, T) attention, model name -> class probabilities) for a typed text, with the
     students' final or best weights."""

@@ -17,6 +17,7 @@ class TaskPages:
     compresses: bool = True     # the Compression page applies
     details_title: str = ""     # the heading of the task's other measures on the Accuracy page
     kinds: tuple = ()           # kinds of attention beside the primary one (translation: encoder, decoder)
+    continues: bool = False     # the models continue a prompt (a language model): the explorer's own page
 
 
 TASKS = {t.kind: t for t in (
@@ -26,6 +27,8 @@ TASKS = {t.kind: t for t in (
               details_title="Entities: precision, recall and F1 per type"),
     TaskPages("translation", pictures=False, label="translation", attacks=False, attributions=False,
               compresses=False, details_title="BLEU and chrF", kinds=("cross", "encoder", "decoder")),
+    TaskPages("language_model", pictures=False, label="language model", attacks=False, attributions=False,
+              compresses=False, details_title="Perplexity, KL to the teacher and agreement", continues=True),
 )}
 DEFAULT = TASKS["text"]         # runs written before probe.json named their task were text runs
 

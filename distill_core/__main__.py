@@ -16,7 +16,7 @@ from . import distributed, sweep as sweep_lib  # sweep_lib.run_sweep: tests repl
 from .attacks import EPSILONS, LIMIT, STEPS, check_settings
 from .cache import cache_entries, cache_root, clear_cache
 from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
-from .config import SessionConfig, parse_value
+from .config import TASKS, SessionConfig, parse_value
 from .errors import ConfigError, DistillError
 from .latency import busy_text, conditions_text, measure_run
 from .preflight import preflight
@@ -393,9 +393,9 @@ def make_parser(extend=None, prog: str = "python -m distill_core") -> argparse.A
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any setting, e.g. --set train.epochs=2 --set variants.distilled.losses.attention_mse=1 "
                         "(a new variant name adds a variant)")
-    r.add_argument("--task", choices=["auto", "text", "image", "tagging", "translation"],
-                   help="the kind of task: text classification, images, token tagging (named entities) or translation; "
-                        "auto (default): images or text by the data")
+    r.add_argument("--task", choices=list(TASKS),
+                   help="the kind of task: text classification, images, token tagging (named entities), translation "
+                        "or language_model (a causal GPT-style model); auto (default): images or text by the data")
     r.add_argument("--data", help="'rotten_tomatoes' (default), a .csv/.jsonl file, or a hub dataset name; images: "
                                   "'mnist', 'fashion_mnist', 'sklearn_digits', or a folder or .zip of class folders")
     r.add_argument("--text-column")

@@ -67,9 +67,11 @@ _register()
 
 # <prefix>.layer.<i>.attention.self  (BERT, RoBERTa, ELECTRA, XLM-R, MiniLM)
 # <prefix>.layer.<i>.attention       (DistilBERT's MultiHeadSelfAttention)
+# <prefix>.h.<i>.attn                  (GPT-2)
 _PATTERNS = (re.compile(r"(?:^|\.)layer\.(\d+)\.attention\.self$"),
              re.compile(r"(?:^|\.)layer\.(\d+)\.attention$"),
-             re.compile(r"(?:^|\.)layers?\.(\d+)\.(?:self_attn|attn|attention)$"))
+             re.compile(r"(?:^|\.)layers?\.(\d+)\.(?:self_attn|attn|attention)$"),
+             re.compile(r"(?:^|\.)h\.(\d+)\.attn$"))
 
 
 def find_attention_modules(model: nn.Module) -> list[nn.Module]:

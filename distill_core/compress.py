@@ -627,7 +627,7 @@ def _chosen_variants(run: Run, probe: dict, variants: Sequence[str] | None, frac
     return chosen
 
 
-COMPRESSES_NOT = ("tagging", "translation")    # kinds of task whose scores the versions are not measured with yet
+COMPRESSES_NOT = ("tagging", "translation", "language_model")    # kinds of task whose scores the versions are not measured with yet
 
 
 def compress_run(run: Run, variants: Sequence[str] | None = None, fractions: Sequence[float] = DEFAULT_FRACTIONS,

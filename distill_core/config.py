@@ -664,8 +664,9 @@ def task_training(train: TrainConfig, section) -> TrainConfig:
     return dataclasses.replace(train, **changes) if changes else train
 
 
-TASKS = ("auto", "text", "image", "tagging", "translation")   # what SessionConfig.task can name
-SEQUENCE_TASKS = ("tagging", "translation")   # an answer per token: no generated data, adversarial steps or ensembles
+TASKS = ("auto", "text", "image", "tagging", "translation", "language_model")   # what SessionConfig.task can name
+# an answer per token: no generated data, adversarial steps or ensembles
+SEQUENCE_TASKS = ("tagging", "translation", "language_model")
 
 
 @dataclass(frozen=True)
@@ -847,6 +848,92 @@ def translation_default_variants() -> tuple[VariantConfig, ...]:
 
 
 @dataclass(frozen=True)
+class LanguageModelConfig:
+    """A causal (GPT-style) language model: distill_core/modality/language_model/.
+
+    The data: data.source "bible" (the World English Bible, one passage per chapter; also what the classification
+    default reads as), "bible:<code>" (another version of the database), a .txt file (one passage per paragraph), a
+    CSV/TSV/JSONL file whose text_column holds one passage per row, or a hub dataset (online). The passages are
+    split as units; while data.train_size / val_size / test_size are the classification defaults, 20 passages
+    validate, 60 test and the rest train (modality/language_model/data.py DEFAULT_SIZES). data.max_length is the
+    context: the models read blocks of that many tokens.
+
+    The teacher: teacher.source "default" is a GPT-2 model of the teacher_* shape trained here on the training
+    passages (its tokenizer, a `tokenizer` vocabulary of vocab_size subwords, trained on them too), the epoch with
+    the best validation perplexity kept and cached by content; or a causal model folder or hub id (gpt2, ...) with
+    its own tokenizer, fine-tuned on the passages only with teacher.finetune "always". The students share the
+    teacher's tokenizer: GPT-2 shapes from the student section (while it keeps the classification defaults, 2
+    layers, 4 heads, 96 wide: modality/language_model/task.py DEFAULT_STUDENT), started at random or, with
+    student.init from_teacher, from alternate teacher layers as DistilGPT2 was.
+
+    The objectives' settings: `temperature` for the forward and reverse KL while objectives.temperature is left at
+    2; `beta` of the generalized Jensen-Shannon divergence (gkd and on_policy: 0 is the forward KL, 1 the reverse
+    KL); `on_policy_fraction`, GKD's lambda, the share of on_policy's steps that learn on the student's own samples
+    (the others on the training text); `prompt_tokens`, the opening of a training block that the student (on_policy)
+    or the teacher (seq_kd) continues; `sample_temperature` of those samples."""
+    text_column: str = "text"           # a CSV/JSONL file or hub dataset: the column of the texts
+    tokenizer: str = "bpe"              # the built-in teacher's subwords: bpe or unigram
+    vocab_size: int = 4000
+    # The built-in teacher, measured on the World English Bible (README › Results › Language model)
+    teacher_layers: int = 4
+    teacher_heads: int = 4
+    teacher_hidden: int = 128
+    teacher_intermediate: int = 512
+    teacher_dropout: float = 0.1
+    teacher_epochs: int = 4             # at most; the epoch with the best validation perplexity is kept
+    teacher_lr: float = 0.002
+    teacher_batch_size: int = 32
+    # the students' epochs and learning rate while train.epochs and train.lr are left at the classification defaults
+    student_epochs: int = 2
+    student_lr: float = 0.002
+    temperature: float = 1.0            # forward / reverse KL's, while objectives.temperature is left at 2
+    beta: float = 0.5                   # generalized JSD: 0 forward KL, 1 reverse KL
+    on_policy_fraction: float = 0.5     # GKD's lambda: the share of on_policy steps on the student's samples
+    prompt_tokens: int = 16             # the opening a sample continues (on_policy, seq_kd)
+    sample_temperature: float = 1.0     # of the students' and the teacher's samples
+    samples: int = 40                   # new tokens of each fixed prompt's sample on the pages and in the report
+
+    def __post_init__(self):
+        _require(isinstance(self.text_column, str) and bool(self.text_column.strip()),
+                 f"language_model.text_column must name a column, not {self.text_column!r}")
+        for name in ("vocab_size", "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_intermediate",
+                     "teacher_epochs", "teacher_batch_size", "student_epochs", "prompt_tokens", "samples"):
+            v = getattr(self, name)
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                     f"language_model.{name} must be a whole number of at least 1, not {v!r}")
+        _require(self.vocab_size >= 16, f"language_model.vocab_size must be at least 16 subwords, not "
+                                        f"{self.vocab_size}")
+        _require(self.tokenizer in ("bpe", "unigram"),
+                 f"language_model.tokenizer must be bpe or unigram, not {self.tokenizer!r}")
+        _require(self.teacher_hidden % self.teacher_heads == 0,
+                 f"language_model.teacher_hidden ({self.teacher_hidden}) must be divisible by "
+                 f"language_model.teacher_heads ({self.teacher_heads}); try "
+                 f"{self.teacher_heads * max(1, round(self.teacher_hidden / self.teacher_heads))}")
+        _require(0.0 <= self.teacher_dropout < 1.0, "language_model.teacher_dropout must be in [0, 1)")
+        for name in ("teacher_lr", "student_lr", "temperature"):
+            _require(_positive(getattr(self, name)),
+                     f"language_model.{name} must be a positive number, not {getattr(self, name)!r}")
+        for name in ("beta", "on_policy_fraction"):
+            v = getattr(self, name)
+            _require(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0,
+                     f"language_model.{name} must be a number from 0 to 1, not {v!r}")
+        _require(isinstance(self.sample_temperature, (int, float)) and self.sample_temperature >= 0,
+                 f"language_model.sample_temperature must be 0 (greedy) or more, not {self.sample_temperature!r}")
+
+
+def language_model_default_variants() -> tuple[VariantConfig, ...]:
+    """The students a language-model session trains when the variants are left as they are: next-token
+    cross-entropy alone, and half of it replaced by the forward KL (Hinton), the reverse KL (MiniLLM), the
+    generalized JSD (GKD, on the training text) and the generalized JSD on the student's own samples half the time
+    (on-policy GKD)."""
+    return (VariantConfig(BASELINE, {"ce": 1.0}),
+            VariantConfig("forward_kl", {"ce": 0.5, "logit_kd": 0.5}),
+            VariantConfig("reverse_kl", {"ce": 0.5, "reverse_kl": 0.5}),
+            VariantConfig("gkd", {"ce": 0.5, "gkd": 0.5}),
+            VariantConfig("on_policy", {"ce": 0.5, "on_policy": 0.5}))
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
@@ -859,6 +946,7 @@ class SessionConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     tagging: TaggingConfig = field(default_factory=TaggingConfig)
     translation: TranslationConfig = field(default_factory=TranslationConfig)
+    language_model: LanguageModelConfig = field(default_factory=LanguageModelConfig)
     name: str = ""
     task: str = "auto"          # auto: images or text classification by the data and teacher; tagging, translation
 
@@ -885,14 +973,16 @@ class SessionConfig:
                                      f"{', '.join(TASKS)}")
         defaults = variants == default_variants()
         if defaults and self.modality in SEQUENCE_TASKS:    # the text defaults: the task's own instead
-            variants = (tagging_default_variants if self.modality == "tagging" else translation_default_variants)()
+            variants = {"tagging": tagging_default_variants, "translation": translation_default_variants,
+                        "language_model": language_model_default_variants}[self.modality]()
         object.__setattr__(self, "variants", variants)
         if self.modality in SEQUENCE_TASKS:
             self._check_sequence_task(variants)
             object.__setattr__(self, "train", task_training(self.train, getattr(self, self.modality)))
-            if self.modality == "translation" and self.objectives.temperature == ObjectiveConfig().temperature:
+            section = getattr(self, self.modality)
+            if hasattr(section, "temperature") and self.objectives.temperature == ObjectiveConfig().temperature:
                 object.__setattr__(self, "objectives",
-                                   dataclasses.replace(self.objectives, temperature=self.translation.temperature))
+                                   dataclasses.replace(self.objectives, temperature=section.temperature))
         names = [teacher_name(k) for k in range(1 + len(self.ensemble.teachers))]
         for v in variants:
             _require(v.teacher == ENSEMBLE or v.teacher in names,
@@ -1082,7 +1172,8 @@ class SessionConfig:
 
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "data": DataConfig,
              "objectives": ObjectiveConfig, "train": TrainConfig, "transfer": TransferConfig, "image": ImageConfig,
-             "ensemble": EnsembleConfig, "tagging": TaggingConfig, "translation": TranslationConfig}
+             "ensemble": EnsembleConfig, "tagging": TaggingConfig, "translation": TranslationConfig,
+             "language_model": LanguageModelConfig}
 
 
 def _parse_variants(value) -> tuple[VariantConfig, ...]:

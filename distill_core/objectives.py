@@ -85,7 +85,7 @@ class Objective:
 OBJECTIVES: dict[str, Objective] = {}
 
 
-ALL_TASKS = frozenset({"text", "image", "tagging", "translation"})
+ALL_TASKS = frozenset({"text", "image", "tagging", "translation", "language_model"})
 OUTPUT_TASKS = ALL_TASKS                                        # losses on the outputs: every kind of task
 ENCODER_TASKS = frozenset({"text", "image", "tagging"})         # one stack of self-attention (or CNN stages)
 
@@ -194,7 +194,8 @@ def _over_heads(inp: LossInputs, loss: str, values: torch.Tensor, weight: torch.
     return (per_head * inp.head_weights).mean()
 
 
-@register("hidden_mse", needs=(HIDDEN,), help=LOSSES["hidden_mse"].help)
+@register("hidden_mse", needs=(HIDDEN,), help=LOSSES["hidden_mse"].help,
+          tasks=ENCODER_TASKS | {"language_model"})
 def hidden_mse(inp: LossInputs) -> torch.Tensor:
     s = _need(inp.student_hidden, "student hidden states", "hidden_mse").float()
     t = _need(inp.teacher_hidden, "teacher hidden states", "hidden_mse").float()
@@ -259,18 +260,21 @@ def combined_loss(weights: dict[str, float], inp: LossInputs) -> tuple[torch.Ten
 # and its translations of the training sources (LossInputs.extra["teacher"]). Batch.mask is the source mask and the
 # labels (B, Tt) are IGNORED at target padding, which gives every kind its real rows and keys.
 TRANSLATION_TASKS = frozenset({"translation"})
+LM_TASKS = frozenset({"language_model"})
 TRANSLATION_KINDS = {"encoder_attention_kl": "encoder", "decoder_attention_kl": "decoder",
                      "cross_attention_kl": "cross"}
 
 
-@register("seq_kd", needs=(TEACHER_LOGITS,), tasks=TRANSLATION_TASKS, help=LOSSES["seq_kd"].help)
+@register("seq_kd", needs=(TEACHER_LOGITS,), tasks=TRANSLATION_TASKS | LM_TASKS, help=LOSSES["seq_kd"].help)
 def seq_kd(inp: LossInputs) -> torch.Tensor:
     """Sequence-level KD (Kim & Rush 2016): cross-entropy per token of the student, teacher-forced on the teacher's
-    own greedy translation of the source (computed once per training source), mean over its real tokens."""
-    target = _need(inp.extra.get("teacher", {}).get("seq_kd"), "the teacher's translations", "seq_kd")
-    forward = _need(inp.extra.get("student", {}).get("seq_forward"), "a student pass on the teacher's translations",
+    own output (a translation of the source; a continuation of the block's opening), computed once per training
+    example, mean over its real tokens. The task hands the target (a dict of model inputs and "labels") and a student
+    pass that reads it."""
+    target = _need(inp.extra.get("teacher", {}).get("seq_kd"), "the teacher's own outputs", "seq_kd")
+    forward = _need(inp.extra.get("student", {}).get("seq_forward"), "a student pass on the teacher's outputs",
                     "seq_kd")
-    logits = forward(target["decoder_input_ids"], target["decoder_attention_mask"])        # (B, T', V)
+    logits = forward(target)                                                                # (B, T', V)
     return F.cross_entropy(logits.float().flatten(0, 1), target["labels"].flatten(), ignore_index=IGNORED)
 
 
@@ -325,7 +329,90 @@ def cross_attention_kl(inp: LossInputs) -> torch.Tensor:
     return translation_attention_kl(inp, "cross_attention_kl")
 
 
-# the names and explanations again, translation's losses included (they are registered after the tables above)
+# ---- language-model objectives
+# A language model's batches are blocks of text: logits (B, T, V) and labels (B, T), the next token at each position
+# with IGNORED at padding, as scored() reads them; ce, logit_kd (the forward KL) and hard_kd apply as they are.
+def _token_pair(inp: LossInputs, loss: str, temperature) -> tuple[torch.Tensor, torch.Tensor]:
+    """(student, teacher) log-probabilities at the scored positions (N, V), both logits divided by `temperature`."""
+    student, teacher = scored(inp, inp.student_logits, _need(inp.teacher_logits, "teacher logits", loss))
+    return F.log_softmax(student.float() / temperature, -1), F.log_softmax(teacher.float() / temperature, -1)
+
+
+def generalized_jsd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, beta: float) -> torch.Tensor:
+    """The generalized Jensen-Shannon divergence of GKD (Agarwal et al. 2024) per position, summed over the
+    vocabulary: beta * KL(T || M) + (1 - beta) * KL(S || M), M = beta * T + (1 - beta) * S; beta 0 is KL(T || S) (the
+    forward KL) and beta 1 KL(S || T) (the reverse KL), as TRL's GKDTrainer takes them. Inputs (N, V) log-probs."""
+    if beta <= 0:
+        return (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1)
+    if beta >= 1:
+        return (student_logp.exp() * (student_logp - teacher_logp)).sum(-1)
+    b = torch.tensor(float(beta), dtype=student_logp.dtype, device=student_logp.device)
+    mixture = torch.logsumexp(torch.stack([student_logp + torch.log1p(-b), teacher_logp + torch.log(b)]), 0)
+    kl_teacher = (teacher_logp.exp() * (teacher_logp - mixture)).sum(-1)
+    kl_student = (student_logp.exp() * (student_logp - mixture)).sum(-1)
+    return b * kl_teacher + (1 - b) * kl_student
+
+
+@register("reverse_kl", needs=(TEACHER_LOGITS,), tasks=LM_TASKS, help=LOSSES["reverse_kl"].help)
+def reverse_kl(inp: LossInputs) -> torch.Tensor:
+    """KL(student || teacher) per scored position (MiniLLM's token-level reverse KL), averaged, times T^2."""
+    t = inp.temperature
+    s, te = _token_pair(inp, "reverse_kl", t)
+    return generalized_jsd(s, te, 1.0).mean() * (t * t)
+
+
+@register("gkd", needs=(TEACHER_LOGITS,), tasks=LM_TASKS, help=LOSSES["gkd"].help)
+def gkd(inp: LossInputs) -> torch.Tensor:
+    """The generalized JSD with the task's beta (LossInputs.extra["student"]["beta"]) on the training text."""
+    beta = float(inp.extra.get("student", {}).get("beta", 0.5))
+    s, te = _token_pair(inp, "gkd", inp.temperature)
+    return generalized_jsd(s, te, beta).mean()
+
+
+@register("on_policy", needs=(TEACHER_LOGITS,), tasks=LM_TASKS, help=LOSSES["on_policy"].help)
+def on_policy(inp: LossInputs) -> torch.Tensor:
+    """The generalized JSD on the student's own samples when the task's sampler draws some this step
+    (LossInputs.extra["student"]["sample_on_policy"]() -> the student's logits with their graph, the teacher's, and
+    which positions were sampled; None on the steps it leaves to the training text), else on the training text like
+    gkd."""
+    extra = inp.extra.get("student", {})
+    beta = float(extra.get("beta", 0.5))
+    sampler = extra.get("sample_on_policy")
+    drawn = sampler() if sampler is not None else None
+    if drawn is None:
+        s, te = _token_pair(inp, "on_policy", inp.temperature)
+        return generalized_jsd(s, te, beta).mean()
+    keep = drawn["mask"].bool()
+    s = F.log_softmax(drawn["student_logits"].float()[keep] / inp.temperature, -1)
+    te = F.log_softmax(drawn["teacher_logits"].float()[keep] / inp.temperature, -1)
+    return generalized_jsd(s, te, beta).mean()
+
+
+def causal_masks(mask: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key mask (B, 1, 1, T, T), row mask (B, 1, 1, T)) of causal self-attention: a row is a real position and its
+    keys the real positions up to its own (the lower triangle)."""
+    real = mask.float()                                                         # (B, T)
+    t = real.shape[1]
+    causal = torch.tril(torch.ones((t, t), device=real.device))                 # query >= key
+    return (real[:, None, :] * causal)[:, None, None], real[:, None, None, :]
+
+
+@register("causal_attention_kl", needs=(ATTENTION,), tasks=LM_TASKS, help=LOSSES["causal_attention_kl"].help)
+def causal_attention_kl(inp: LossInputs) -> torch.Tensor:
+    """KL(teacher || student) per causal attention row on the mapped layers and compared heads, over the allowed
+    keys only (the row's own and earlier real positions; both rows renormalised there), averaged over real rows."""
+    p, q = _attention_pair(inp, "causal_attention_kl")
+    keys, rows = causal_masks(inp.mask, inp.labels)
+    p = p.float() * keys
+    q = q.float() * keys
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
+    q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
+    values = metrics.row_kl(p, q)                                               # (B, P, H', T)
+    return _over_heads(inp, "causal_attention_kl", values, rows.expand_as(values))
+
+
+# the names and explanations again, translation's and the language model's losses
+# included (they are registered after the tables above)
 LOSS_NAMES = tuple(OBJECTIVES)
 TEXT_LOSS_NAMES = tuple(n for n, o in OBJECTIVES.items() if o.text)
 LOSS_HELP = {name: o.help for name, o in OBJECTIVES.items()}

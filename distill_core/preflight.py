@@ -17,7 +17,7 @@ from pathlib import Path
 from . import mapping
 from .analysis import resolve_suggested
 from .config import DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, SessionConfig, image_teacher_family
-from .errors import ConfigError, DistillError
+from .errors import ConfigError, DistillError, ModelError
 from .hub import require_online
 from .modality.text.data import DataCheck, check_file
 from .modality.vision.data import check_image_source
@@ -258,5 +258,28 @@ def translation_preflight(cfg: SessionConfig, store: RunStore | None = None) -> 
         load_translation_splits(cfg.data, cfg.translation)
 
 
+def language_model_preflight(cfg: SessionConfig, store: RunStore | None = None) -> None:
+    """Language-model sessions: the device, the teacher (built here, a causal model folder or a hub id: an
+    encoder-only or encoder-decoder model is refused), and the passages read and split as the session reads them."""
+    from .modality.language_model.data import is_bible_text, load_lm_splits     # the language-model reader
+    pick_device(cfg.train.device)
+    _text_teacher(cfg)
+    source = cfg.teacher.source
+    if source != "default" and source_kind(source, "model") == "local":
+        from transformers import AutoConfig
+        from .modality.language_model.models import check_causal
+        try:
+            conf = AutoConfig.from_pretrained(str(Path(source).expanduser()), local_files_only=True,
+                                              trust_remote_code=False)
+        except Exception as e:  # noqa: BLE001 - transformers raises many kinds
+            raise ModelError(f"cannot read the config of teacher {source}: {e}") from None
+        check_causal(conf, source)
+    if not is_bible_text(cfg.data.source) and source_kind(cfg.data.source, "data") == "hub":
+        require_online(f"dataset {cfg.data.source!r}")
+    else:
+        load_lm_splits(cfg.data, cfg.language_model)
+
+
 CHECKS = {"text": text_preflight, "image": image_preflight,      # by SessionConfig.modality
-          "tagging": tagging_preflight, "translation": translation_preflight}
+          "tagging": tagging_preflight, "translation": translation_preflight,
+          "language_model": language_model_preflight}

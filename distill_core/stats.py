@@ -123,12 +123,13 @@ def paired_comparison(ref_correct, var_correct, seed: int = 0) -> dict:
             "diff": diff, "lo": lo, "hi": hi, "ref_only": b, "variant_only": c, "p": p, "verdict": _verdict(p, c - b)}
 
 
-STATISTICS = ("mean", "f1")    # how per-example units make a task's score (paired_units)
+STATISTICS = ("mean", "f1", "ratio")    # how per-example units make a task's score (paired_units)
+COUNTS = {"f1": 3, "ratio": 2}          # the statistics made of counts summed over examples: their width
 
 
 def _units(x, statistic: str, name: str) -> np.ndarray:
     """Per-example units as a float array: (N,) scores for "mean", (N, 3) [true positives, predicted, gold] for
-    "f1"."""
+    "f1", (N, 2) [numerator, denominator] for "ratio" (tokens right and tokens, per passage)."""
     a = np.asarray(x, dtype=np.float64)
     if statistic == "mean":
         a = a.reshape(len(a), -1)[:, 0] if a.ndim == 2 and a.shape[1] == 1 else a
@@ -137,6 +138,9 @@ def _units(x, statistic: str, name: str) -> np.ndarray:
     elif statistic == "f1":
         if a.ndim != 2 or a.shape[1] != 3:
             raise ValueError(f"{name}: F1 is made of [true positives, predicted, gold] per example, not {a.shape}")
+    elif statistic == "ratio":
+        if a.ndim != 2 or a.shape[1] != 2:
+            raise ValueError(f"{name}: a ratio is made of [numerator, denominator] per example, not {a.shape}")
     else:
         raise ValueError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
     return a
@@ -144,10 +148,13 @@ def _units(x, statistic: str, name: str) -> np.ndarray:
 
 def unit_score(statistic: str, units: np.ndarray, axis: int = 0) -> np.ndarray | float:
     """The task's score from per-example units summed (or averaged) along `axis`: the mean of the scores, or
-    micro F1 = 2 tp / (predicted + gold) (1 when there is nothing to find and nothing was found)."""
+    micro F1 = 2 tp / (predicted + gold) (1 when there is nothing to find and nothing was found), or the summed
+    numerators over the summed denominators (0 when there is no denominator)."""
     if statistic == "mean":
         return units.mean(axis=axis)
     total = units.sum(axis=axis)
+    if statistic == "ratio":
+        return np.where(total[..., 1] > 0, total[..., 0] / np.maximum(total[..., 1], 1e-12), 0.0)
     tp, pred, gold = total[..., 0], total[..., 1], total[..., 2]
     return np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1e-12), 1.0)
 
@@ -173,13 +180,13 @@ def paired_units(statistic: str, ref_units, var_units, n_boot: int = BOOTSTRAP, 
     diff = var_score - ref_score
     rng = np.random.default_rng(seed)
     boots, flips = [], []
-    chunk = max(1, 2_000_000 // max(1, n * (3 if statistic == "f1" else 1)))
+    chunk = max(1, 2_000_000 // max(1, n * COUNTS.get(statistic, 1)))
     for start in range(0, n_boot, chunk):
         k = min(chunk, n_boot - start)
         idx = rng.integers(0, n, size=(k, n))
         boots.append(unit_score(statistic, var[idx], axis=1) - unit_score(statistic, ref[idx], axis=1))
         swap = rng.random((k, n)) < 0.5
-        if statistic == "f1":
+        if statistic in COUNTS:
             swap = swap[..., None]
         a, b = np.where(swap, var, ref), np.where(swap, ref, var)
         flips.append(unit_score(statistic, b, axis=1) - unit_score(statistic, a, axis=1))
@@ -187,8 +194,8 @@ def paired_units(statistic: str, ref_units, var_units, n_boot: int = BOOTSTRAP, 
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     p = float((np.sum(np.abs(flips) >= abs(diff) - 1e-12) + 1) / (len(flips) + 1)) if diff != 0 else 1.0
-    each_ref = unit_score(statistic, ref[:, None], axis=1) if statistic == "f1" else ref
-    each_var = unit_score(statistic, var[:, None], axis=1) if statistic == "f1" else var
+    each_ref = unit_score(statistic, ref[:, None], axis=1) if statistic in COUNTS else ref
+    each_var = unit_score(statistic, var[:, None], axis=1) if statistic in COUNTS else var
     return {"n": int(n), "ref_accuracy": ref_score, "accuracy": var_score, "diff": float(diff), "lo": float(lo),
             "hi": float(hi), "ref_only": int(np.sum(each_ref > each_var)),
             "variant_only": int(np.sum(each_var > each_ref)), "p": p, "verdict": _verdict(p, diff),
@@ -276,7 +283,7 @@ def pooled_units(statistic: str, pairs, seed: int = 0) -> dict:
     if any(x.shape != refs[0].shape for x in refs + vars_):
         raise ValueError("the runs scored different numbers of test examples: they cannot be pooled per example")
     refs, vars_ = np.stack(refs), np.stack(vars_)                  # (k, N) or (k, N, 3)
-    pool = np.sum if statistic == "f1" else np.mean
+    pool = np.sum if statistic in COUNTS else np.mean
     out = paired_units(statistic, pool(refs, axis=0), pool(vars_, axis=0), seed=seed)
     return {**out, "answers": int(refs.shape[0] * refs.shape[1]), "runs": len(pairs),
             "method": POOLED_UNITS_METHOD}

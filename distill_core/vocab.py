@@ -51,7 +51,7 @@ METRIC_HELP = {
 LABEL_LOSS = "ce"                                       # the only loss that does not read the teacher
 # the losses that pull the student's attention directly
 ATTENTION_LOSSES = ("attention_kl", "attention_mse", "attention_score_mse",
-                    "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl")
+                    "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl", "causal_attention_kl")
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,41 @@ LOSSES = {
         "of |A|², flattened and L2-normalised) of mapped stages, halved and summed over the stage pairs "
         "(Zagoruyko & Komodakis, 2017). The paper weights it with β = 1000."),
     "seq_kd": LossWording(
-        "sequence-level KD (cross-entropy on the teacher's translations)",
+        "sequence-level KD (cross-entropy on the teacher's own outputs)",
         "Translation: cross-entropy of the student on the teacher's own greedy translation of each training "
         "source instead of the reference (Kim & Rush, 2016), computed once and cached with the teacher. The "
         "teacher's translations are simpler and more regular than human ones, which a small student learns "
-        "more easily; it costs a second decoder pass per step.",
-        "the teacher's own translations"),
+        "more easily; it costs a second decoder pass per step. Language model: cross-entropy on the teacher's "
+        "own continuation of each training block's opening (language_model.prompt_tokens), sampled once with "
+        "the teacher's seed and cached.",
+        "the teacher's own outputs"),
+    "reverse_kl": LossWording(
+        "reverse KL (the student's next-token distribution to the teacher's)",
+        "Language model: KL(student ‖ teacher) of the next-token distributions at every position of the training "
+        "text, times T² (MiniLLM, Gu et al., 2024). Where forward KL asks the student to cover every token the "
+        "teacher finds likely, reverse KL lets it pick the teacher's main modes and penalises mass the teacher "
+        "gives no weight: it is mode-seeking.",
+        "the teacher's next-token distributions"),
+    "gkd": LossWording(
+        "generalized JSD (GKD, on the training text)",
+        "Language model: the generalized Jensen-Shannon divergence of Agarwal et al. (2024) between the teacher's "
+        "and the student's next-token distributions, β·KL(T ‖ M) + (1−β)·KL(S ‖ M) with M = β·T + (1−β)·S "
+        "(language_model.beta). β = 0 is taken as the forward KL and β = 1 as the reverse KL, as TRL's GKDTrainer "
+        "does; in between, it moves from the one to the other.",
+        "the teacher's next-token distributions"),
+    "on_policy": LossWording(
+        "on-policy GKD (the student's own samples, scored by the teacher)",
+        "Language model: the generalized JSD (language_model.beta) on text the student wrote itself: on a share "
+        "λ of the steps (language_model.on_policy_fraction) the student continues the opening of each training "
+        "block (seeded), and the teacher scores every sampled token; on the other steps, on the training text. "
+        "It trains the student where it goes at generation time, not only on text it was fed (Agarwal et al., "
+        "2024). Sampling costs a pass per new token.",
+        "the teacher's judgement of the student's samples"),
+    "causal_attention_kl": LossWording(
+        "causal attention KL (to the teacher's causal self-attention rows)",
+        "Language model: KL divergence from each row of the teacher's causal self-attention (a position over "
+        "itself and the earlier positions) to the student's, on mapped layers. Only the allowed lower triangle is "
+        "compared: later positions, which a causal model never reads, are left out of both rows."),
     "encoder_attention_kl": LossWording(
         "encoder attention KL (to the teacher's encoder self-attention rows)",
         "Translation: KL divergence from each row of the teacher's encoder self-attention (a source token over "
@@ -200,6 +229,7 @@ def run_reference(summary_or_probe: dict | None, variants: list[str]) -> str | N
 
 
 # An encoder-decoder's kinds of attention (translation), as the pages name them: rows look at columns.
+# (A language model has one kind, causal self-attention: a position over itself and the earlier positions.)
 ATTENTION_KINDS = {"cross": "cross-attention (target word → source words)",
                    "encoder": "encoder self-attention (source → source)",
                    "decoder": "decoder self-attention (target → earlier target)"}

@@ -319,7 +319,8 @@ def test_the_teachers_translations_are_cached_and_become_seq_kd_targets(tiny_mod
     assert (extra["labels"][1, len(rows[1]):] == IGNORED).all()
     calls = []
 
-    def seq_forward(ids, mask):
+    def seq_forward(target):
+        ids = target["decoder_input_ids"]
         calls.append(ids)
         return torch.zeros(*ids.shape, len(tokenizer))
     inp = LossInputs(torch.zeros(2, 3, 4), batch.labels, batch.mask,

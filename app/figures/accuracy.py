@@ -182,9 +182,18 @@ def robustness_figure(record: dict, variants: Sequence[str] | None = None, refer
 
 
 # ---- a task's other measures: entity F1 per type (tagging), BLEU and chrF (translation) -------------------------------
-FRACTIONS = ("precision", "recall", "f1", "token_accuracy")     # stored as fractions, shown in %
+FRACTIONS = ("precision", "recall", "f1", "token_accuracy", "agreement")     # stored as fractions, shown in %
 DETAIL_NAMES = {"precision": "precision (%)", "recall": "recall (%)", "f1": "entity F1 (%)",
-                "token_accuracy": "token accuracy (%)", "bleu": "BLEU", "chrf": "chrF", "beam": "beam"}
+                "token_accuracy": "token accuracy (%)", "bleu": "BLEU", "chrf": "chrF", "beam": "beam",
+                "perplexity": "perplexity", "nll": "NLL per token", "kl_to_teacher": "KL to the teacher",
+                "agreement": "top-1 agreement with the teacher (%)", "tokens": "test tokens",
+                "passages": "test passages"}
+
+
+def detail_format(column: str) -> str:
+    """How a column of details_table is printed: divergences and log-likelihoods with three decimals."""
+    return "%.3f" if column in (DETAIL_NAMES["kl_to_teacher"], DETAIL_NAMES["nll"]) else \
+        "%d" if column in (DETAIL_NAMES["tokens"], DETAIL_NAMES["passages"]) else "%.1f"
 
 
 def details_table(details: dict, models: Sequence[str]) -> list[dict]:

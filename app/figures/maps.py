@@ -418,3 +418,23 @@ def own_maps(maps: Sequence[np.ndarray], rows: Sequence[Sequence[str]], cols: Se
                                                                           thickness=BAR_THICKNESS)))
     fig.update_layout(font=dict(FONT, size=font_size))
     return fig
+
+
+def attended_bars(rows: Sequence[np.ndarray], tokens: Sequence[Sequence[str]], titles: Sequence[str],
+                  prompt_lengths: Sequence[int], font_size: int = 12, width_px: int = WIDE_PX) -> go.Figure:
+    """One attention row per model as bars over the tokens it could read (a causal model writing its next token:
+    the prompt's tokens in grey, its own earlier tokens in blue), one panel per model, on one scale."""
+    n = len(rows)
+    fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.08,
+                        subplot_titles=[fit_title(t, width_px / n, int(font_size * 1.1))[0] for t in titles])
+    top = max(float(np.max(r, initial=0.0)) for r in rows) or 1.0
+    for k, (r, toks, p) in enumerate(zip(rows, tokens, prompt_lengths)):
+        colors = ["#9ca3af" if i < p else "#2563eb" for i in range(len(toks))]
+        fig.add_trace(go.Bar(x=axis_labels(toks), y=np.asarray(r, np.float32), marker_color=colors, showlegend=False,
+                             hovertemplate="key: %{x}<br>weight: %{y:.4f}<extra></extra>"), row=1, col=k + 1)
+        fig.update_xaxes(type="category", tickangle=-90, tickfont=dict(size=font_size), row=1, col=k + 1)
+        fig.update_yaxes(range=[0, top * 1.05], title_text="weight" if k == 0 else None, row=1, col=k + 1)
+    longest = max((len(x) for t in tokens for x in t), default=4)
+    fig.update_layout(**base_layout(300 + longest * 5))
+    fig.update_layout(font=dict(FONT, size=font_size))
+    return fig

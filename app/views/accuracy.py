@@ -171,6 +171,42 @@ cost = fig_accuracy.efficiency_bars(params, size, latency, device + (", under lo
                                     variants.names, ref)
 st.plotly_chart(common.sized(cost), width="stretch", config=common.PLOTLY_CONFIG, key=K + "efficiency_bars")
 # ---- the task's other measures (entity F1 per type, BLEU and chrF) -------------------------------------
+def lm_quality(details: dict, models: list[str]) -> None:
+    """A language model's perplexity against the reference's, passage by passage, and each model's continuation of
+    the fixed prompts side by side."""
+    from distill_core.modality.language_model.scores import compare_perplexity
+    if ref is not None and ref in details:
+        rows = []
+        for m in models:
+            if m in (TEACHER, ref):
+                continue
+            try:
+                c = compare_perplexity(details[ref], details[m], seed=int(run.config().get("train", {}).get("seed", 0)))
+            except (ValueError, KeyError):
+                continue
+            rows.append({"variant": variants.label(m), "perplexity": c["perplexity"],
+                         f"{variants.label(ref)}": c["ref_perplexity"], "ratio": c["ratio"],
+                         "95% interval": f"{c['lo']:.3f} – {c['hi']:.3f}", "p": c["p"], "verdict": c["verdict"],
+                         "passages lower / higher": f"{c['lower_passages']} / {c['higher_passages']}"})
+        if rows:
+            st.markdown(f"**Perplexity against {variants.label(ref)}, passage by passage** (ratio under 1: lower "
+                        f"perplexity, better; a paired bootstrap over the {c['n']} test passages)")
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key=K + "perplexity_pairs",
+                         column_config={"perplexity": st.column_config.NumberColumn(format="%.2f"),
+                                        variants.label(ref): st.column_config.NumberColumn(format="%.2f"),
+                                        "ratio": st.column_config.NumberColumn(format="%.3f"),
+                                        "p": st.column_config.NumberColumn(format="%.4f")})
+    prompts = (run.probe() or {}).get("sample_prompts") or []
+    samples = {m: details[m].get("samples") for m in models if details[m].get("samples")}
+    if prompts and samples:
+        st.markdown("**Samples from fixed prompts** (the opening of each probe passage, continued by every model "
+                    "from one seed: the same seed gives the same text again)")
+        for i, prompt in enumerate(prompts):
+            st.dataframe(pd.DataFrame([{"model": variants.label(m), "prompt": prompt, "continuation": s[i]}
+                                       for m, s in samples.items() if i < len(s)]),
+                         hide_index=True, key=K + f"samples_{i}")
+
+
 if details := summary.get("details"):
     st.subheader(tasks.of(run.probe()).details_title)
     models = [m for m in (TEACHER, *variants.names) if m in details]
@@ -178,8 +214,10 @@ if details := summary.get("details"):
     if table:
         frame = pd.DataFrame([{"model": variants.label(r.pop("model")), **r} for r in table])
         st.dataframe(frame, hide_index=True, key=K + "details", placeholder="–",
-                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in frame.columns
-                                    if c not in ("model", "beam")})
+                     column_config={c: st.column_config.NumberColumn(format=fig_accuracy.detail_format(c))
+                                    for c in frame.columns if c not in ("model", "beam")})
+    if tasks.of(run.probe()).continues:          # a language model: perplexity paired by passage, and samples
+        lm_quality(details, models)
     if any(details[m].get("per_type") for m in models):
         per_type = fig_accuracy.per_type_f1(details, models, variants.label, reference=ref)
         st.plotly_chart(common.sized(per_type), width="stretch", config=common.PLOTLY_CONFIG, key=K + "per_type")

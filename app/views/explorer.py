@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, image_explorer, live, state, tasks, translation_explorer
+from app import common, image_explorer, live, lm_explorer, state, tasks, translation_explorer
 from app.figures import base as fig_base, maps as fig_maps, tags as fig_tags
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
@@ -43,6 +43,12 @@ if task.kinds:                                   # an encoder-decoder: cross-att
         intro.caption(translation_explorer.INTRO)
     with controls or st.container():
         translation_explorer.draw(run, probe, view, link_slot=controls or head_r, maps_slot=maps_area)
+    st.stop()
+if task.continues:                               # a language model: causal attention and a prompt box (app/lm_explorer.py)
+    if not present:
+        intro.caption(lm_explorer.INTRO)
+    with controls or st.container():
+        lm_explorer.draw(run, probe, view, link_slot=controls or head_r, maps_slot=maps_area)
     st.stop()
 variants = common.variants_of(run, probe)
 students = [v for v in variants.names if run.attention_epochs(v)]

@@ -1,7 +1,7 @@
 """The kinds of task a session can run, by the name `SessionConfig.modality` gives: one line each.
 
-Text classification and images are imported with the registry; token tagging and translation on first use (their
-packages pull seqeval, sacrebleu and tokenizers, which a classification session never needs)."""
+Text classification and images are imported with the registry; token tagging, translation and language models on
+first use (their packages pull seqeval, sacrebleu and tokenizers, which a classification session never needs)."""
 from __future__ import annotations
 
 import importlib
@@ -18,6 +18,7 @@ TASKS: dict[str, type[Task]] = {
 LATER: dict[str, str] = {           # kind -> "module:Task class", imported by task_class
     "tagging": "distill_core.modality.tagging.task:TaggingTask",
     "translation": "distill_core.modality.translation.task:TranslationTask",
+    "language_model": "distill_core.modality.language_model.task:LanguageModelTask",
 }
 KINDS = (*TASKS, *LATER)
 

@@ -277,11 +277,11 @@ class TranslationTask(Task):
                 out = model(**batch.inputs)
             encoded = out.encoder_last_hidden_state
 
-            def seq_forward(decoder_input_ids: torch.Tensor, decoder_attention_mask: torch.Tensor) -> torch.Tensor:
+            def seq_forward(target: dict) -> torch.Tensor:
                 with autocast_for(ctx.device, ctx.mixed_precision):
                     return model(encoder_outputs=(encoded,), attention_mask=batch.inputs["attention_mask"],
-                                 decoder_input_ids=decoder_input_ids,
-                                 decoder_attention_mask=decoder_attention_mask).logits
+                                 decoder_input_ids=target["decoder_input_ids"],
+                                 decoder_attention_mask=target["decoder_attention_mask"]).logits
             return StudentOutputs(out.logits, attention=att.get("cross"),
                                   extra={"attention": att, "seq_forward": seq_forward})
         return forward
