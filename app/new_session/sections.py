@@ -4,21 +4,26 @@ strategies. Every key is namespaced "new." (keys.py)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import streamlit as st
 
 from distill_core.config import (ATTACK_STARTS, ATTACKS, AUTO_WEIGHTS, COMBINE_RULES, DEVICES, ENSEMBLE_ATTENTION,
-                                 ENSEMBLE_AVERAGES, IMAGE_LOSS_FAMILY, SCHEDULES)
+                                 ENSEMBLE_AVERAGES, HEAD_RULES, IMAGE_LOSS_FAMILY, SCHEDULES)
 from distill_core.models import pick_device
+from distill_core.errors import DataError
 from distill_core.objectives import OBJECTIVES
+from distill_core.sources import file_label
 from distill_core.strategies.schedules import TEMPERATURE_SCHEDULES
 from distill_core.vocab import ENSEMBLE, TEACHER, teacher_name
 
 from .keys import DEVICE, MODALITY, NEW, SCHEDULE, SEED, SEEDS, TEXT_VARIANTS, TIME_BUDGET, VariantSet
 from .labels import (ADV_LABELS, ADV_OFF, ATTACK_START_LABELS, AUTO_WEIGHT_LABELS, COMBINE_LABELS,
-                     ENSEMBLE_ATTENTION_LABELS, ENSEMBLE_AVERAGE_LABELS, FURTHER, MAX_FORM_VARIANTS, MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
+                     ENSEMBLE_ATTENTION_LABELS, ENSEMBLE_AVERAGE_LABELS, FURTHER, MAX_FORM_VARIANTS,
+                     MAX_FURTHER_TEACHERS, SCHEDULE_KINDS, SCHEDULE_LABELS, TEMPERATURE_LABELS)
+from .uploads import take_upload
 from .variants import (add_variant, block_values, fit_variant_sources, form_reference, further_count, remove_variant,
                        source_label, teacher_sources, variant_losses, variant_name_problems)
 
@@ -27,6 +32,19 @@ def modality_section(labels: dict[str, str], default: str) -> str:
     """Which task the form shows below (labels: each task's name)."""
     return st.segmented_control("What the session distils", list(labels), format_func=labels.get,
                                 key=MODALITY, required=True) or default
+
+
+def task_sections(teacher: Callable[[], None], student: Callable[[], None], *below: Callable[[], None]) -> None:
+    """A task's sections in the page's order: the teacher and the student side by side, then each of `below` (the
+    data, the variants, the objectives, the training) in a box of its own."""
+    left, right = st.columns(2, gap="large")
+    with left, st.container(border=True):
+        teacher()
+    with right, st.container(border=True):
+        student()
+    for section in below:
+        with st.container(border=True):
+            section()
 
 
 def temperature_input(col, prefix: str, help: str) -> None:
@@ -81,6 +99,166 @@ def training_section(prefix: str = NEW) -> None:
     c[3].text_input("Seeds (a sweep)", key=SEEDS, placeholder="e.g. 0-4 or 0,1,2",
                     help="Several students' seeds start a sweep: one session per seed, the same teacher and test "
                          "set, compared across seeds on the Sweep page. Empty: one session with the seed at left.")
+
+
+def data_kind_input(prefix: str, label: str, kinds: dict[str, str]) -> str:
+    """The Dataset section's heading and where the data come from (key <prefix>data_kind)."""
+    st.subheader("Dataset")
+    return st.radio(label, list(kinds), format_func=kinds.get, key=prefix + "data_kind", horizontal=True)
+
+
+def data_file_input(kind: str, prefix: str, runs_root: Path, max_mb: float, what: str, types: list[str],
+                    local: str) -> str | None:
+    """The data file of kind "upload" (what: what the uploader takes; saved beside the runs, keys
+    <prefix>upload_path, <prefix>upload_sig) or "local" (local: the path input's label); None for another kind or
+    no file yet."""
+    if kind == "upload":
+        up = st.file_uploader(f"{what}, at most {max_mb:,g} MB. It is stored beside the runs and only read as text.",
+                              type=types, key=prefix + "upload", max_upload_size=max(1, math.ceil(max_mb)))
+        path = take_upload(up, runs_root, max_mb, prefix + "upload_path", prefix + "upload_sig", types)
+        if path and up is None:
+            st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
+        return path
+    if kind == "local":
+        return st.text_input(local, key=prefix + "data_path").strip() or None
+    return None
+
+
+def engine_file_lines(prefix: str, read: Callable[[], dict | None], what: str, describe: Callable[[dict], str],
+                      table=None) -> None:
+    """What a task's engine finds in a data file (read(): its info, None while the engine cannot be loaded, or
+    DataError): the first rows it reads and describe(info), or why Start would refuse the file in the engine's
+    words; while the engine cannot be loaded, the file's first rows as a table (`table`) and that Start checks
+    the `what` (pairs, passages)."""
+    try:
+        info = read()
+    except DataError as e:
+        st.error(str(e), icon=":material/block:")       # the engine's words: Start says the same
+        return
+    if info is None:
+        if table is not None:
+            st.dataframe(table.head(5), hide_index=True, key=prefix + "preview")
+        st.caption(f"The {what} are checked when the session starts.")
+        return
+    st.dataframe(info["preview"].head(5), hide_index=True, key=prefix + "preview")
+    st.caption(describe(info))
+
+
+def sizes_inputs(prefix: str, title: str, what: str, length: str, length_help: str, note: str) -> None:
+    """The split sizes in `what` (pairs, passages) and the length limit (data.max_length, labelled `length`) in
+    an expander titled `title`, with `note` under them (keys <prefix>train_size, ..., <prefix>max_length)."""
+    with st.expander(title):
+        c = st.columns(4)
+        c[0].number_input(f"Train {what} (at most)", min_value=1, step=100, key=prefix + "train_size")
+        c[1].number_input(f"Validation {what}", min_value=1, step=50, key=prefix + "val_size")
+        c[2].number_input(f"Test {what}", min_value=1, step=100, key=prefix + "test_size")
+        c[3].number_input(length, min_value=8, step=8, key=prefix + "max_length", help=length_help)
+        st.caption(note)
+
+
+def task_sizes_text(prefix: str, sizes: tuple[int, int, int] | None, what: str) -> str:
+    """The split sizes in words; while they are the engine's own (`sizes`), training takes every one validation
+    and test leave, up to its size."""
+    train, val, test = (int(st.session_state.get(f"{prefix}{k}_size") or 0) for k in ("train", "val", "test"))
+    if (train, val, test) == sizes:
+        return (f"{val:,} {what} for validation, {test:,} for testing, and every one they leave (at most "
+                f"{train:,}) for training.")
+    return split_sizes_text(st.session_state, prefix, what)
+
+
+def comparison_inputs(prefix: str, maps: list[str], temperature_help: str, layer_help: str) -> None:
+    """The temperature of the output losses, the head rule and the layer map (keys <prefix>temperature,
+    <prefix>head_rule, <prefix>layer_map_kind, <prefix>layer_list)."""
+    c1, c2, c3 = st.columns(3)
+    temperature_input(c1, prefix, temperature_help)
+    c2.selectbox("Head rule", HEAD_RULES, key=prefix + "head_rule",
+                 help="How teacher and student heads are paired: direct (same count), group (average teacher "
+                      "heads in groups), mean (average all heads); auto picks the first that fits.")
+    kind = c3.radio("Layer map", maps, key=prefix + "layer_map_kind", horizontal=True, help=layer_help)
+    if kind == "explicit":
+        st.text_input("Teacher layers, one per student layer (0-based)", key=prefix + "layer_list",
+                      placeholder="e.g. 1,3,5")
+
+
+# ---- a task section's own settings (translation, language_model) ------------------------------------------
+@dataclass(frozen=True)
+class SectionForm:
+    """How the form draws a task section's settings, one widget each by the kind of its default (keys
+    <prefix>set.<name>); a setting it does not name here is drawn by its kind under its own name."""
+    prefix: str                                 # the task's keys (new.mt., new.lm.)
+    fields: Callable[[], dict]                  # the section's settings and their defaults, as the engine has them
+    labels: dict = field(default_factory=dict)
+    help: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)         # a select box of these choices
+    formats: dict = field(default_factory=dict)         # how a choice is named
+    floats: dict = field(default_factory=dict)          # a number's format ("%.1e")
+    minimum: dict = field(default_factory=dict)         # whole numbers are at least 1 (the engine's rule), numbers 0
+    maximum: dict = field(default_factory=dict)
+    placeholders: dict = field(default_factory=dict)
+
+
+def settings_inputs(form: SectionForm, names: list[str], per_row: int = 3) -> None:
+    """One widget per setting of a task section, `per_row` a row; names the section lacks are left out."""
+    fields = form.fields()
+    names = [n for n in names if n in fields]
+    if not names:
+        return
+    cols = st.columns(per_row)
+    for k, name in enumerate(names):
+        col, key, default = cols[k % per_row], form.prefix + "set." + name, fields[name]
+        label, help = form.labels.get(name, name.replace("_", " ").capitalize()), form.help.get(name)
+        if name in form.choices:
+            col.selectbox(label, form.choices[name], key=key, help=help, format_func=form.formats.get(name, str))
+        elif isinstance(default, bool):
+            col.checkbox(label, key=key, help=help)
+        elif isinstance(default, int):
+            col.number_input(label, min_value=form.minimum.get(name, 1), max_value=form.maximum.get(name), step=1,
+                             key=key, help=help)
+        elif isinstance(default, float):
+            col.number_input(label, min_value=float(form.minimum.get(name, 0.0)), max_value=form.maximum.get(name),
+                             format=form.floats.get(name, "%g"), key=key, help=help)
+        else:
+            col.text_input(label, key=key, help=help, placeholder=form.placeholders.get(name))
+
+
+@dataclass(frozen=True)
+class TrainedTeacherForm:
+    """A teacher built and trained here (the section's teacher_* settings), a model folder or a hub id."""
+    settings: SectionForm
+    kinds: dict[str, str]                       # default (built here), local, hub: their labels
+    folder: str                                 # the model folder's placeholder
+    hub: str                                    # the hub id's placeholder
+    built: str                                  # what a teacher built here is
+    shape: tuple[str, ...]                      # its shape, training and vocabulary settings (under Advanced)
+    own: str                                    # what a model folder or hub id must be
+    finetune: str                               # "Fine-tune it on the <data>"
+    finetune_help: str
+    shape_note: str = ""                        # under its shape
+
+
+def trained_teacher_section(form: TrainedTeacherForm) -> None:
+    """The teacher of a task whose engine can train one here (keys <prefix>teacher_*, <prefix>set.teacher_*)."""
+    p = form.settings.prefix
+    st.subheader("Teacher")
+    kind = st.radio("Teacher model", list(form.kinds), format_func=form.kinds.get, key=p + "teacher_kind")
+    if kind == "local":
+        st.text_input("Model folder", key=p + "teacher_path", placeholder=form.folder)
+    elif kind == "hub":
+        st.text_input("Hub id", key=p + "teacher_hub", placeholder=form.hub)
+    if kind == "default":
+        st.caption(form.built)
+        settings_inputs(form.settings, ["teacher_epochs"], 2)
+        with st.expander("Advanced: the teacher's shape, training and vocabulary"):
+            settings_inputs(form.settings, list(form.shape), 2)
+            if form.shape_note:
+                st.caption(form.shape_note)
+        return
+    st.caption(form.own)
+    c1, c2 = st.columns(2)
+    finetune = c1.selectbox(form.finetune, ["auto", "always", "never"], key=p + "teacher_finetune",
+                            help=form.finetune_help)
+    c2.number_input("Fine-tuning epochs (at most)", min_value=0, step=1, key=p + "teacher_finetune_epochs",
+                    disabled=finetune != "always")
 
 
 # ---- several teachers --------------------------------------------------------------------------------------

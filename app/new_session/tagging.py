@@ -4,7 +4,6 @@ engine finds in a file, the objectives, and how they are laid out on the page. O
 adversarial steps and generated data are built for classification and are not offered."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -14,11 +13,12 @@ from distill_core import SessionConfig
 from distill_core.errors import DataError
 from distill_core.sources import file_label
 
-from .keys import TAG, TAG_UPLOAD_PATH, TAG_UPLOAD_SIG, TAGGING_VARIANTS
+from .keys import TAG, TAGGING_VARIANTS
 from .labels import TAGGING_DATA_KINDS, TAGGING_FILE_TYPES, TAGGING_LAYER_MAPS
-from .sections import split_sizes_text, training_section, variants_section
+from .sections import (data_file_input, data_kind_input, split_sizes_text, task_sections, training_section,
+                       variants_section)
 from .text import objectives_section, student_section, teacher_section, teacher_source
-from .uploads import counts_text, tagged_file_info, take_upload
+from .uploads import counts_text, tagged_file_info
 from .values import own_max_length, own_sizes
 
 FINETUNE_HELP = ("auto: only when its tagging head is new for these tags (true of the bundled sentence encoder). It "
@@ -28,30 +28,19 @@ FINETUNE_HELP = ("auto: only when its tagging head is new for these tags (true o
 
 def data_section(runs_root: Path, base: SessionConfig) -> None:
     """The tagged sentences, what the engine finds in a file (or why it refuses it), the split sizes."""
-    st.subheader("Dataset")
-    kind = st.radio("Tagged sentences", list(TAGGING_DATA_KINDS), format_func=TAGGING_DATA_KINDS.get,
-                    key=TAG + "data_kind", horizontal=True)
+    kind = data_kind_input(TAG, "Tagged sentences", TAGGING_DATA_KINDS)
     max_mb = base.data.max_file_mb
-    path = None
     if kind == "default":
         st.caption("2,394 tweets with their named entities in BIO tags (10 types: person, geo-loc, company, "
                    "product, ...), shipped with the app: works offline. A tweet posted more than once is kept once.")
-    elif kind == "upload":
-        up = st.file_uploader(f"A CoNLL-style file (a token and its tag per line, a blank line between sentences) or "
-                              f"a JSONL file ({{\"tokens\": [...], \"tags\": [...]}} per line), at most {max_mb:,g} "
-                              f"MB. It is stored beside the runs and only read as text.", type=TAGGING_FILE_TYPES,
-                              key=TAG + "upload", max_upload_size=max(1, math.ceil(max_mb)))
-        path = take_upload(up, runs_root, max_mb, TAG_UPLOAD_PATH, TAG_UPLOAD_SIG, TAGGING_FILE_TYPES)
-        if path and up is None:
-            st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
-    elif kind == "local":
-        path = st.text_input("Path to a .txt, .conll, .tsv or .jsonl file of tagged sentences",
-                             key=TAG + "data_path").strip() or None
-    else:
+    elif kind == "hub":
         c1, c2 = st.columns([3, 1])
         c1.text_input("Hub dataset name", key=TAG + "data_hub", placeholder="e.g. conll2003, wnut_17",
                       help="A token-classification dataset with tokens and ner_tags columns (BIO tags).")
         c2.text_input("Split", key=TAG + "hub_split")
+    path = data_file_input(kind, TAG, runs_root, max_mb, "A CoNLL-style file (a token and its tag per line, a blank "
+                           "line between sentences) or a JSONL file ({\"tokens\": [...], \"tags\": [...]} per line)",
+                           TAGGING_FILE_TYPES, "Path to a .txt, .conll, .tsv or .jsonl file of tagged sentences")
     if path:
         file_lines(path, max_mb)
     with st.expander("Split sizes and sentence length"):
@@ -103,17 +92,7 @@ def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
          ensemble_problem: Callable[[], str | None]) -> None:
     """The tagging task's sections, in the page's order (base: the tagging task's, whose data settings the
     dataset section reads)."""
-    left, right = st.columns(2, gap="large")
-    with left, st.container(border=True):
-        teacher_section(TAG, FINETUNE_HELP)
-    with right, st.container(border=True):
-        student_section(TAG)
-    with st.container(border=True):
-        data_section(runs_root, base)
-    with st.container(border=True):
-        variants_section(TAGGING_VARIANTS)
-    with st.container(border=True):
-        objectives_section(teacher_source(TAG), TAG, TAGGING_LAYER_MAPS, "tags")
-    with st.container(border=True):
-        training_section(TAG)
-
+    task_sections(lambda: teacher_section(TAG, FINETUNE_HELP), lambda: student_section(TAG),
+                  lambda: data_section(runs_root, base), lambda: variants_section(TAGGING_VARIANTS),
+                  lambda: objectives_section(teacher_source(TAG), TAG, TAGGING_LAYER_MAPS, "tags"),
+                  lambda: training_section(TAG))

@@ -80,30 +80,32 @@ def _device_and_teacher(cfg: SessionConfig) -> None:
         raise ConfigError(f"{t} is not a model folder (no config.json in it)")
 
 
-def _tagging_check(cfg: SessionConfig) -> None:
-    """Before Start, a tagging session's device, teacher and data: a file is read whole as the session reads it."""
+def _source_check(cfg: SessionConfig, builtin: bool, read_file: Callable[[str], object]) -> None:
+    """Before Start, the device, the teacher and the data: nothing to read for built-in data (builtin), a hub
+    dataset needs the network, and a file is read whole as the session reads it (read_file(source))."""
     _device_and_teacher(cfg)
     src = cfg.data.source.strip()
-    if src not in (TAGGING_DATASET, DEFAULT_DATASET):
-        if source_kind(src, "data") == "hub":
-            require_online(f"dataset {src!r}")
-        else:
-            tagged_file_info(src, cfg.data.max_file_mb)
+    if builtin:
+        return
+    if source_kind(src, "data") == "hub":
+        require_online(f"dataset {src!r}")
+    else:
+        read_file(src)
+
+
+def _tagging_check(cfg: SessionConfig) -> None:
+    """Before Start, a tagging session's device, teacher and data: a file is read whole as the session reads it."""
+    _source_check(cfg, cfg.data.source.strip() in (TAGGING_DATASET, DEFAULT_DATASET),
+                  lambda src: tagged_file_info(src, cfg.data.max_file_mb))
 
 
 def _translation_check(cfg: SessionConfig) -> None:
     """Before Start, a translation session's device, teacher and pairs: a file is read whole as the session reads
     it, with the section's two columns."""
-    _device_and_teacher(cfg)
-    src = cfg.data.source.strip()
-    if values.is_bible(src):
-        return
-    if source_kind(src, "data") == "hub":
-        require_online(f"dataset {src!r}")
-    else:
-        tr = values.translation_fields() | dataclasses.asdict(cfg.translation)
-        pair_file_info(src, tr.get("source_column", "source"), tr.get("target_column", "target"),
-                       cfg.data.max_file_mb)
+    tr = values.translation_fields() | dataclasses.asdict(cfg.translation)
+    _source_check(cfg, values.is_bible(cfg.data.source),
+                  lambda src: pair_file_info(src, tr.get("source_column", "source"), tr.get("target_column", "target"),
+                                             cfg.data.max_file_mb))
 
 
 TASKS = {

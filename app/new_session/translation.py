@@ -5,7 +5,6 @@ settings, the objectives, and how they are laid out on the page. One teacher: se
 generated data are built for classification and are not offered."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable
 
@@ -16,14 +15,15 @@ from distill_core.config import HEAD_RULES
 from distill_core.errors import DataError
 from distill_core.sources import file_label
 
-from .keys import (MT, MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, MT_UPLOAD_PATH, MT_UPLOAD_SIG,
-                   TRANSLATION_VARIANTS)
+from .keys import MT, MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, TRANSLATION_VARIANTS
 from .labels import (BIBLE_PAIR, BIBLE_VERSIONS, TRANSLATION_DATA_KINDS, TRANSLATION_FILE_TYPES,
                      TRANSLATION_LAYER_MAPS, TRANSLATION_TEACHER_KINDS)
-from .sections import split_sizes_text, temperature_input, training_section, variants_section
+from .sections import (SectionForm, TrainedTeacherForm, comparison_inputs, data_file_input, data_kind_input,
+                       engine_file_lines, settings_inputs as section_inputs, sizes_inputs, task_sections, task_sizes_text,
+                       trained_teacher_section, training_section, variants_section)
 from .text import student_section
-from .uploads import guess_pair_columns, pair_file_info, preview_table, take_upload
-from .values import MT_SET, PAIR_COLUMNS, translation_fields, translation_sizes
+from .uploads import guess_pair_columns, pair_file_info, preview_table
+from .values import PAIR_COLUMNS, translation_fields, translation_sizes
 
 # the kinds of attention that can pair their own layers and heads (translation.layer_map_<kind>, head_rule_<kind>)
 KIND_NAMES = {"encoder": "Encoder", "decoder": "Decoder", "cross": "Cross-attention"}
@@ -64,6 +64,18 @@ BUILT_TEACHER = ("teacher_layers", "teacher_heads", "teacher_hidden", "teacher_i
                  "teacher_lr", "teacher_batch_size", "tokenizer", "vocab_size")     # a teacher built here
 PER_KIND = tuple(f"{x}_{k}" for k in KINDS for x in ("layer_map", "head_rule"))
 EVALUATION = ("beam", "poor_bleu")
+SETTINGS = SectionForm(MT, translation_fields, SETTING_LABELS, SETTING_HELP, SETTING_CHOICES, SETTING_FORMATS,
+                       SETTING_FLOATS, SETTING_MIN, placeholders=SETTING_PLACEHOLDERS)
+TEACHER = TrainedTeacherForm(
+    SETTINGS, TRANSLATION_TEACHER_KINDS, "/path/to/marian (config.json + model.safetensors)",
+    "e.g. Helsinki-NLP/opus-mt-en-fr",
+    "A Marian encoder-decoder trained here on the training pairs, with a subword vocabulary shared by both languages "
+    "learnt on them too; the epoch with the best validation chrF is kept and cached, so later sessions with the same "
+    "pairs and teacher settings reuse it.", BUILT_TEACHER,
+    "A Marian encoder-decoder (safetensors weights, no remote code) with its own tokenizer, which the students share.",
+    "Fine-tune it on the pairs",
+    "always: fine-tuned on the training pairs first (the best epoch by validation chrF kept, cached); auto and never: "
+    "used as it is.", "Layers counts the encoder's layers and as many decoder layers.")
 
 
 def bible_versions() -> dict[str, str]:
@@ -80,45 +92,19 @@ LANGUAGES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German"}
 
 # ---- teacher and student -------------------------------------------------------------------------------------
 def teacher_section() -> None:
-    st.subheader("Teacher")
-    kind = st.radio("Teacher model", list(TRANSLATION_TEACHER_KINDS), format_func=TRANSLATION_TEACHER_KINDS.get,
-                    key=MT + "teacher_kind")
-    if kind == "local":
-        st.text_input("Model folder", key=MT + "teacher_path",
-                      placeholder="/path/to/marian (config.json + model.safetensors)")
-    elif kind == "hub":
-        st.text_input("Hub id", key=MT + "teacher_hub", placeholder="e.g. Helsinki-NLP/opus-mt-en-fr")
-    if kind == "default":
-        st.caption("A Marian encoder-decoder trained here on the training pairs, with a subword vocabulary shared by "
-                   "both languages learnt on them too; the epoch with the best validation chrF is kept and cached, "
-                   "so later sessions with the same pairs and teacher settings reuse it.")
-        settings_inputs(["teacher_epochs"], 2)
-        with st.expander("Advanced: the teacher's shape, training and vocabulary"):
-            settings_inputs([n for n in BUILT_TEACHER if n in translation_fields()], 2)
-            st.caption("Layers counts the encoder's layers and as many decoder layers.")
-        return
-    st.caption("A Marian encoder-decoder (safetensors weights, no remote code) with its own tokenizer, which the "
-               "students share.")
-    c1, c2 = st.columns(2)
-    finetune = c1.selectbox("Fine-tune it on the pairs", ["auto", "always", "never"], key=MT + "teacher_finetune",
-                            help="always: fine-tuned on the training pairs first (the best epoch by validation chrF "
-                                 "kept, cached); auto and never: used as it is.")
-    c2.number_input("Fine-tuning epochs (at most)", min_value=0, step=1, key=MT + "teacher_finetune_epochs",
-                    disabled=finetune != "always")
+    trained_teacher_section(TEACHER)
 
 
-def student_layers_note() -> None:
+def student() -> None:
+    student_section(MT)
     st.caption("Layers counts the encoder's layers and as many decoder layers; the hidden size is the model's "
                "width.")
 
 
 # ---- the pairs -----------------------------------------------------------------------------------------------
 def data_section(runs_root: Path, base: SessionConfig) -> None:
-    st.subheader("Dataset")
-    kind = st.radio("Sentence pairs", list(TRANSLATION_DATA_KINDS), format_func=TRANSLATION_DATA_KINDS.get,
-                    key=MT + "data_kind", horizontal=True)
+    kind = data_kind_input(MT, "Sentence pairs", TRANSLATION_DATA_KINDS)
     max_mb = base.data.max_file_mb
-    path = None
     if kind == "default":
         versions = bible_versions()
         for key, code in ((MT + "bible_source", BIBLE_PAIR[0]), (MT + "bible_target", BIBLE_PAIR[1])):
@@ -133,17 +119,7 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
             st.error("The pair translates a version into itself: pick two different versions.",
                      icon=":material/block:")
         settings_inputs([n for n in DATA_SETTINGS if n in translation_fields()])
-    elif kind == "upload":
-        up = st.file_uploader(f"A CSV, TSV or JSONL file with a column of source sentences and a column of their "
-                              f"translations, at most {max_mb:,g} MB. It is stored beside the runs and only read as "
-                              f"text.", type=TRANSLATION_FILE_TYPES, key=MT + "upload",
-                              max_upload_size=max(1, math.ceil(max_mb)))
-        path = take_upload(up, runs_root, max_mb, MT_UPLOAD_PATH, MT_UPLOAD_SIG, TRANSLATION_FILE_TYPES)
-        if path and up is None:
-            st.caption(f"Using the file uploaded earlier: `{file_label(path)}`")
-    elif kind == "local":
-        path = st.text_input("Path to a .csv, .tsv or .jsonl file of sentence pairs", key=MT + "data_path").strip()
-    else:
+    elif kind == "hub":
         c1, c2 = st.columns([3, 1])
         c1.text_input("Hub dataset name", key=MT + "data_hub", placeholder="e.g. opus_books",
                       help="Two columns of text, or one 'translation' column of {language: text} records (WMT, "
@@ -152,28 +128,21 @@ def data_section(runs_root: Path, base: SessionConfig) -> None:
         c1, c2 = st.columns(2)
         c1.text_input("Source column (or language)", key=MT + "source_column")
         c2.text_input("Target column (or language)", key=MT + "target_column")
+    path = data_file_input(kind, MT, runs_root, max_mb, "A CSV, TSV or JSONL file with a column of source sentences "
+                           "and a column of their translations", TRANSLATION_FILE_TYPES,
+                           "Path to a .csv, .tsv or .jsonl file of sentence pairs")
     if path:
         file_columns(path, max_mb)
-    with st.expander("Split sizes and sentence length"):
-        c = st.columns(4)
-        c[0].number_input("Train pairs (at most)", min_value=1, step=100, key=MT + "train_size")
-        c[1].number_input("Validation pairs", min_value=1, step=50, key=MT + "val_size")
-        c[2].number_input("Test pairs", min_value=1, step=100, key=MT + "test_size")
-        c[3].number_input("Max tokens per sentence", min_value=8, step=8, key=MT + "max_length",
-                          help="Subword tokens; a longer source or target is cut (the run says how many were). A "
-                               "translation is at most twice its source's tokens plus 5.")
-        st.caption(sizes_text() + " Pairs are split by their source sentence "
-                   "(no source sentence in two splits) and seeded; validation and test take their sizes first and "
-                   "training at most its own of the rest.")
+    sizes_inputs(MT, "Split sizes and sentence length", "pairs", "Max tokens per sentence",
+                 "Subword tokens; a longer source or target is cut (the run says how many were). A translation is at "
+                 "most twice its source's tokens plus 5.",
+                 sizes_text() + " Pairs are split by their source sentence (no source sentence in two splits) and "
+                 "seeded; validation and test take their sizes first and training at most its own of the rest.")
 
 
 def sizes_text() -> str:
     """The split sizes in words; a training size above what validation and test leave takes all of that."""
-    train, val, test = (int(st.session_state.get(f"{MT}{k}_size") or 0) for k in ("train", "val", "test"))
-    if (train, val, test) == translation_sizes():
-        return (f"{val:,} pairs for validation, {test:,} for testing, and every pair they leave (at most "
-                f"{train:,}) for training.")
-    return split_sizes_text(st.session_state, MT, "pairs")
+    return task_sizes_text(MT, translation_sizes(), "pairs")
 
 
 def file_columns(path: str, max_mb: float) -> None:
@@ -191,42 +160,15 @@ def file_columns(path: str, max_mb: float) -> None:
     c1, c2 = st.columns(2)
     source = c1.selectbox("Source column", cols, index=src_at, key=MT_FILE_SOURCE_COLUMN)
     target = c2.selectbox("Target column (the translations)", cols, index=tgt_at, key=MT_FILE_TARGET_COLUMN)
-    try:
-        info = pair_file_info(path, source, target, max_mb)
-    except DataError as e:
-        st.error(str(e), icon=":material/block:")       # the engine's words: Start says the same
-        return
-    if info is None:
-        st.dataframe(df.head(5), hide_index=True, key=MT + "preview")
-        st.caption("The pairs are checked when the session starts.")
-        return
-    st.dataframe(info["preview"].head(5), hide_index=True, key=MT + "preview")
-    st.caption(f"{info['pairs']:,} sentence pairs in {file_label(path)}, {info['source_words']:.1f} words a source "
-               f"sentence on average.")
+    engine_file_lines(MT, lambda: pair_file_info(path, source, target, max_mb), "pairs",
+                      lambda info: f"{info['pairs']:,} sentence pairs in {file_label(path)}, "
+                                   f"{info['source_words']:.1f} words a source sentence on average.", df)
 
 
 # ---- the translation section's other settings ------------------------------------------------------------------
 def settings_inputs(names: list[str], per_row: int = 3) -> None:
     """One widget per setting of the translation section (keys new.mt.set.<name>), by the kind of its default."""
-    fields = translation_fields()
-    names = [n for n in names if n in fields]
-    if not names:
-        return
-    cols = st.columns(per_row)
-    for k, name in enumerate(names):
-        col, key, default = cols[k % per_row], MT_SET + name, fields[name]
-        label, help = SETTING_LABELS.get(name, name.replace("_", " ").capitalize()), SETTING_HELP.get(name)
-        if name in SETTING_CHOICES:
-            col.selectbox(label, SETTING_CHOICES[name], key=key, help=help,
-                          format_func=SETTING_FORMATS.get(name, str))
-        elif isinstance(default, bool):
-            col.checkbox(label, key=key, help=help)
-        elif isinstance(default, int):
-            col.number_input(label, min_value=SETTING_MIN.get(name, 1), step=1, key=key, help=help)
-        elif isinstance(default, float):
-            col.number_input(label, min_value=0.0, format=SETTING_FLOATS.get(name, "%g"), key=key, help=help)
-        else:
-            col.text_input(label, key=key, help=help, placeholder=SETTING_PLACEHOLDERS.get(name))
+    section_inputs(SETTINGS, names, per_row)
 
 
 def other_settings() -> list[str]:
@@ -241,18 +183,10 @@ def objectives_section() -> None:
     st.caption("How teacher and students are compared, shared by every variant: the temperature of logit_kd, and "
                "which teacher layers and heads the attention losses (and the divergence charts) pair with each "
                "student layer and head, in the encoder and in the decoder.")
-    c1, c2, c3 = st.columns(3)
-    temperature_input(c1, MT, "Softens both next-token distributions in logit_kd; higher T shows more of the "
-                              "teacher's ranking of the other words.")
-    c2.selectbox("Head rule", HEAD_RULES, key=MT + "head_rule",
-                 help="How teacher and student heads are paired: direct (same count), group (average teacher "
-                      "heads in groups), mean (average all heads); auto picks the first that fits.")
-    kind = c3.radio("Layer map", TRANSLATION_LAYER_MAPS, key=MT + "layer_map_kind", horizontal=True,
-                    help="Which teacher layer each student layer imitates and is compared with, in the encoder and "
-                         "in the decoder alike.")
-    if kind == "explicit":
-        st.text_input("Teacher layers, one per student layer (0-based)", key=MT + "layer_list",
-                      placeholder="e.g. 1,3,5")
+    comparison_inputs(MT, TRANSLATION_LAYER_MAPS, "Softens both next-token distributions in logit_kd; higher T shows "
+                                                   "more of the teacher's ranking of the other words.",
+                      "Which teacher layer each student layer imitates and is compared with, in the encoder and in "
+                      "the decoder alike.")
     with st.expander("Each kind of attention on its own"):
         st.caption("The encoder's self-attention, the decoder's, and the cross-attention can pair their layers and "
                    "heads differently; left empty, a kind follows the layer map and head rule above.")
@@ -266,19 +200,11 @@ def objectives_section() -> None:
 def draw(runs_root: Path, defaults: SessionConfig, base: SessionConfig,
          ensemble_problem: Callable[[], str | None]) -> None:
     """The translation task's sections, in the page's order (base: the translation task's)."""
-    left, right = st.columns(2, gap="large")
-    with left, st.container(border=True):
-        teacher_section()
-    with right, st.container(border=True):
-        student_section(MT)
-        student_layers_note()
-    with st.container(border=True):
-        data_section(runs_root, base)
-    with st.container(border=True):
-        variants_section(TRANSLATION_VARIANTS)
-    with st.container(border=True):
-        objectives_section()
-    with st.container(border=True):
-        training_section(MT)
-        st.markdown("**Translating**")
-        settings_inputs(list(EVALUATION))
+    task_sections(teacher_section, student, lambda: data_section(runs_root, base),
+                  lambda: variants_section(TRANSLATION_VARIANTS), objectives_section, training)
+
+
+def training() -> None:
+    training_section(MT)
+    st.markdown("**Translating**")
+    settings_inputs(list(EVALUATION))

@@ -259,13 +259,19 @@ def pair_file_info(path: str | Path, source_column: str, target_column: str, max
     """The pairs of a CSV, TSV or JSONL file as a translation session reads them, cached by the file's path, time
     and size; DataError with the engine's words when they cannot be used; None while the translation engine is not
     installed (Start checks the file then)."""
+    return engine_file_info(_pairs, path, max_file_mb, str(source_column), str(target_column))
+
+
+def engine_file_info(read, path: str | Path, max_file_mb: float, *choices) -> dict | None:
+    """read(path, mtime, size, *choices, max_file_mb): what a task's engine finds in a file, cached by its path, time
+    and size (a file that is not there is refused naming it); DataError with the engine's words; None while the
+    engine cannot be imported."""
     p = Path(path).expanduser()
     try:
         if not p.is_file():
             read_raw_table(p, max_file_mb)                  # says why, naming the file
         stat = p.stat()
-        info = _pairs(str(p), stat.st_mtime, stat.st_size, str(source_column), str(target_column),
-                      float(max_file_mb))
+        info = read(str(p), stat.st_mtime, stat.st_size, *choices, float(max_file_mb))
     except ImportError:
         return None
     if isinstance(info, str):

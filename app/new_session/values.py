@@ -7,8 +7,10 @@ converted once, under the task's key prefix (new. or new.img.)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
+from typing import Callable
 
 from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
@@ -496,19 +498,11 @@ def tagging_values(cfg: SessionConfig) -> dict:
 
 def tagging_source(v: dict) -> str:
     """data.source of the tagging form (v: form values without 'new.'); ConfigError when it is missing."""
-    kind = v.get("tag.data_kind", "default")
-    if kind == "default":       # left at the classification default, as the engine's own tagging config has it
-        return DEFAULT_DATASET
-    if kind == "hub":
-        source = str(v.get("tag.data_hub") or "").strip()
-        if not source:
-            raise ConfigError("enter the name of a hub dataset of tagged sentences (tokens and ner_tags columns)")
-        return source
-    source = str((v.get("tag.upload_path") if kind == "upload" else v.get("tag.data_path")) or "").strip()
-    if not source:
-        raise ConfigError("upload a CoNLL-style or JSONL file of tagged sentences first" if kind == "upload" else
-                          "enter the path of a CoNLL-style (.txt, .conll, .tsv) or JSONL file of tagged sentences")
-    return source
+    if v.get("tag.data_kind", "default") == "default":
+        return DEFAULT_DATASET      # left at the classification default, as the engine's own tagging config has it
+    return file_or_hub_source(v, TAG, "enter the name of a hub dataset of tagged sentences (tokens and ner_tags "
+                                      "columns)", "upload a CoNLL-style or JSONL file of tagged sentences first",
+                              "enter the path of a CoNLL-style (.txt, .conll, .tsv) or JSONL file of tagged sentences")
 
 
 def tagging_teacher(v: dict, base: dict) -> dict:
@@ -540,14 +534,18 @@ def tagging_config(v: dict, base: SessionConfig) -> SessionConfig:
     return SessionConfig.from_dict(d)
 
 
-# ---- the translation task --------------------------------------------------------------------------------------
-MT_SET = MT + "set."        # new.mt.set.<name>: a setting of the translation section, drawn by its kind
-PAIR_COLUMNS = ("source_column", "target_column")       # the translation section's columns of a file of pairs
+# ---- a task with its own section and engine defaults (translation, language model) ------------------------------
+# Each setting of the task's section (TranslationConfig, LanguageModelConfig) is a widget new.<prefix>set.<name>,
+# drawn by the kind of its default, so a setting the engine adds later is shown and written back without a change
+# here. While the student, split sizes and training settings are the classification defaults, the engine uses the
+# task's own (modality/<task>/task.py DEFAULT_STUDENT, data.py DEFAULT_SIZES, the section's student_epochs /
+# student_lr): the form shows those and leaves them implied.
+SET = "set."                # <prefix>set.<name>: a setting of the task's section, drawn by its kind
 
 
-def translation_fields() -> dict:
-    """The translation section's settings and their defaults, as the engine defines them now."""
-    return {f.name: getattr(TranslationConfig(), f.name) for f in dataclasses.fields(TranslationConfig)}
+def section_fields(section_cls) -> dict:
+    """A task section's settings and their defaults, as the engine defines them now."""
+    return {f.name: getattr(section_cls(), f.name) for f in dataclasses.fields(section_cls)}
 
 
 def setting_value(value):
@@ -557,7 +555,7 @@ def setting_value(value):
     return "" if value is None else value
 
 
-def setting_from(value, default, name: str):
+def setting_from(value, default, name: str, section: str = TRANSLATION_TASK):
     """A widget's value as the section setting whose default is `default`; ConfigError when it cannot be read."""
     if isinstance(default, bool):
         return bool(value)
@@ -570,7 +568,7 @@ def setting_from(value, default, name: str):
         try:
             return [int(x) for x in parts] if all(isinstance(x, int) for x in default) else parts
         except ValueError:
-            raise ConfigError(f"translation.{name}: enter whole numbers separated by commas") from None
+            raise ConfigError(f"{section}.{name}: enter whole numbers separated by commas") from None
     if default is None:
         text = str(value).strip()
         if not text:
@@ -582,10 +580,145 @@ def setting_from(value, default, name: str):
     return str(value).strip()
 
 
+def section_values(section: dict, prefix: str, skip: tuple[str, ...]) -> dict:
+    """The section's settings as widget values under <prefix>set.<name>; those in `skip` are drawn otherwise."""
+    return {prefix + SET + k: setting_value(x) for k, x in section.items() if k not in skip}
+
+
+def section_settings(v: dict, base: dict, fields: dict, prefix: str, kind: str, skip: tuple[str, ...]) -> dict:
+    """The section from the form (base: the defaults' one): every setting the form holds under <prefix>set.<name>
+    but those in `skip`, read as the kind of its default."""
+    out, p = dict(base), value_key(prefix) + SET
+    for name, default in fields.items():
+        if name not in skip and p + name in v:
+            out[name] = setting_from(v[p + name], default, name, kind)
+    return out
+
+
+def _engine_default(kind: str, module: str, name: str):
+    """A default the task's engine defines (modality/<kind>/<module>.py), or None while it cannot be loaded."""
+    try:
+        return getattr(importlib.import_module(f"distill_core.modality.{kind}.{module}"), name)
+    except Exception:  # noqa: BLE001 - the engine absent or half-installed: the form still works
+        return None
+
+
+def task_sizes(kind: str) -> tuple[int, int, int] | None:
+    """The split sizes a session of the task takes while data's are the classification defaults (the engine's
+    DEFAULT_SIZES); None while the task's engine is absent."""
+    sizes = _engine_default(kind, "data", "DEFAULT_SIZES")
+    return None if sizes is None else tuple(int(n) for n in sizes)
+
+
+STUDENT_SHAPE = ("layers", "heads", "hidden", "intermediate")
+
+
+def task_student(kind: str) -> dict | None:
+    """The student shape a session of the task builds while the student section is left at the classification
+    defaults (the engine's DEFAULT_STUDENT); None while the task's engine does not say."""
+    shape = _engine_default(kind, "task", "DEFAULT_STUDENT")
+    get = shape.get if isinstance(shape, dict) else lambda k: getattr(shape, k, None)
+    out = {k: get(k) for k in STUDENT_SHAPE}
+    return out if all(isinstance(x, int) for x in out.values()) else None
+
+
+def classification_student(student) -> bool:
+    """Whether a student section's shape is the classification default's (the task engine's own then)."""
+    default = dataclasses.asdict(SessionConfig().student)
+    get = student.get if isinstance(student, dict) else lambda k: getattr(student, k)
+    return all(get(k) == default[k] for k in STUDENT_SHAPE)
+
+
 def is_bible(source: str) -> bool:
-    """Whether data.source names the bundled bible pairs (the classification default reads them too)."""
+    """Whether data.source names the bundled bible (the classification default reads as it too)."""
     src = source.strip().lower()
     return src in (BIBLE, DEFAULT_DATASET) or src.startswith(BIBLE + ":")
+
+
+def engine_task_values(cfg: SessionConfig, prefix: str, vs, maps: list[str], skip: tuple[str, ...]) -> dict:
+    """What a translation or language-model form shows of a config: the teacher, the student (the engine's own
+    shape while the section is left alone), where the data come from, the split sizes and length limit, the
+    objectives, the training, the variants, and the task section's settings but those in `skip`."""
+    kind, d = cfg.modality, cfg.data
+    section = getattr(cfg, kind)
+    src = d.source.strip()
+    dk = "default" if is_bible(src) else form_kind(src, "data")
+    shape = task_student(kind) if classification_student(cfg.student) else None
+    v = {**teacher_values(cfg, prefix), **student_values(cfg, prefix),
+         **{prefix + "student_" + k: n for k, n in (shape or {}).items()},
+         prefix + "data_kind": dk, prefix + "data_path": src if dk == "local" else "",
+         prefix + "data_hub": src if dk == "hub" else "", prefix + "hub_split": d.hub_split,
+         **training_values(cfg, prefix), **objectives_values(cfg, prefix, maps),
+         **variants_values(cfg.variants, vs)}
+    fields = dataclasses.asdict(section)
+    if {"train_size", "max_length"} & set(fields):     # a section with its own split sizes (as tagging's)
+        v.update(task_size_values(cfg, prefix, section))
+    else:
+        v[prefix + "max_length"] = d.max_length
+        if own_sizes(d) and (sizes := task_sizes(kind)):
+            v.update({prefix + k: n for k, n in zip(SIZE_KEYS, sizes)})
+    v.update(section_values(fields, prefix, (*skip, *SIZE_KEYS, "max_length")))
+    return v
+
+
+def file_or_hub_source(v: dict, prefix: str, hub: str, upload: str, path: str) -> str:
+    """data.source of a hub dataset, an uploaded file or a file on this machine as the form names it (v: without
+    'new.'); ConfigError saying what to enter (hub, upload, path) when it is missing."""
+    p = value_key(prefix)
+    kind = v.get(p + "data_kind")
+    if kind == "hub":
+        source = str(v.get(p + "data_hub") or "").strip()
+        if not source:
+            raise ConfigError(hub)
+        return source
+    source = str((v.get(p + "upload_path") if kind == "upload" else v.get(p + "data_path")) or "").strip()
+    if not source:
+        raise ConfigError(upload if kind == "upload" else path)
+    return source
+
+
+def engine_task_config(v: dict, base: SessionConfig, kind: str, prefix: str, vs, source: str,
+                       section: Callable[[dict], dict]) -> SessionConfig:
+    """A translation or language-model SessionConfig from its form's values; settings the form lacks come from
+    `base` (the task's base, tasks.Task.base). source: data.source; section(base's section): the task's section
+    from the form. The engine's own student shape and split sizes stay implied while the form shows them.
+    Raises ConfigError."""
+    p = value_key(prefix)
+    d = base.to_dict()
+    d["task"] = kind
+    d["name"] = str(v.get("name", "")).strip()
+    d["teacher"] = teacher_settings(v, d["teacher"], prefix)
+    d["ensemble"] = one_teacher(v, d["teacher"], d["ensemble"])
+    student = student_settings(v, prefix)
+    if classification_student(d["student"]) and {k: student[k] for k in STUDENT_SHAPE} == task_student(kind):
+        student = {k: x for k, x in student.items() if k not in STUDENT_SHAPE}     # the engine's own stays implied
+    d["student"].update(student)
+    d["data"]["source"] = source
+    if v.get(p + "data_kind") == "hub":
+        d["data"]["hub_split"] = str(v.get(p + "hub_split") or "train").strip()
+    d[kind] = section(d[kind])
+    if {"train_size", "max_length"} & set(d[kind]):
+        d["data"], d[kind] = task_size_settings(v, prefix, d["data"], d[kind])
+    else:
+        sizes = split_settings(v, prefix)
+        if tuple(sizes[k] for k in SIZE_KEYS) != task_sizes(kind):     # the engine's own sizes stay implied
+            d["data"].update(sizes)
+        d["data"]["max_length"] = int(v[p + "max_length"])
+    d["variants"] = variants_config(v, vs)
+    d["objectives"].update(objectives_settings(
+        v, prefix, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
+    d["train"].update(training_settings(v, prefix))
+    return SessionConfig.from_dict(d)
+
+
+# ---- the translation task --------------------------------------------------------------------------------------
+MT_SET = MT + SET           # new.mt.set.<name>: a setting of the translation section, drawn by its kind
+PAIR_COLUMNS = ("source_column", "target_column")       # the translation section's columns of a file of pairs
+
+
+def translation_fields() -> dict:
+    """The translation section's settings and their defaults, as the engine defines them now."""
+    return section_fields(TranslationConfig)
 
 
 def bible_codes(source: str) -> tuple[str, str]:
@@ -596,88 +729,39 @@ def bible_codes(source: str) -> tuple[str, str]:
 
 
 def translation_sizes() -> tuple[int, int, int] | None:
-    """The split sizes a translation session takes while data's are the classification defaults (the engine's
-    DEFAULT_SIZES: every pair validation and test leave trains); None while the translation engine is absent."""
-    try:
-        from distill_core.modality.translation.data import DEFAULT_SIZES
-    except Exception:  # noqa: BLE001 - the engine absent or half-installed: the form still works
-        return None
-    return tuple(int(n) for n in DEFAULT_SIZES)
-
-
-STUDENT_SHAPE = ("layers", "heads", "hidden", "intermediate")
+    """The split sizes a translation session takes while data's are the classification defaults (every pair
+    validation and test leave trains); None while the translation engine is absent."""
+    return task_sizes(TRANSLATION_TASK)
 
 
 def translation_student() -> dict | None:
     """The student shape a translation session builds while the student section is left at the classification
-    defaults (the engine's DEFAULT_STUDENT); None while the translation engine does not say."""
-    try:
-        from distill_core.modality.translation.task import DEFAULT_STUDENT
-    except Exception:  # noqa: BLE001 - the engine absent or half-installed: the form still works
-        return None
-    get = DEFAULT_STUDENT.get if isinstance(DEFAULT_STUDENT, dict) else lambda k: getattr(DEFAULT_STUDENT, k, None)
-    shape = {k: get(k) for k in STUDENT_SHAPE}
-    return shape if all(isinstance(x, int) for x in shape.values()) else None
-
-
-def classification_student(student) -> bool:
-    """Whether a student section's shape is the classification default's (the translation engine's own then)."""
-    default = dataclasses.asdict(SessionConfig().student)
-    get = student.get if isinstance(student, dict) else lambda k: getattr(student, k)
-    return all(get(k) == default[k] for k in STUDENT_SHAPE)
-
-
-def translation_teacher_values(cfg: SessionConfig) -> dict:
-    """The translation teacher: built here ("default"), a Marian model folder, or a hub id."""
-    return teacher_values(cfg, MT)
+    defaults; None while the translation engine does not say."""
+    return task_student(TRANSLATION_TASK)
 
 
 def translation_values(cfg: SessionConfig) -> dict:
     """The translation form's widget key -> starting value, from a translation SessionConfig."""
-    d, tr = cfg.data, dataclasses.asdict(cfg.translation)
-    src = d.source.strip()
-    dk = "default" if is_bible(src) else form_kind(src, "data")
-    a, b = bible_codes(src) if dk == "default" else BIBLE_PAIR
-    v = {**translation_teacher_values(cfg), **student_values(cfg, MT),
-         **({MT + "student_" + k: n for k, n in (translation_student() or {}).items()}
-            if classification_student(cfg.student) else {}),
-         MT + "data_kind": dk, MT + "bible_source": a, MT + "bible_target": b,
-         MT + "data_path": src if dk == "local" else "", MT + "data_hub": src if dk == "hub" else "",
-         MT + "hub_split": d.hub_split,
-         MT + "source_column": str(tr.get("source_column", "source")),
-         MT + "target_column": str(tr.get("target_column", "target")),
-         **training_values(cfg, MT), **objectives_values(cfg, MT, TRANSLATION_LAYER_MAPS),
-         **variants_values(cfg.variants, TRANSLATION_VARIANTS)}
-    if {"train_size", "max_length"} & set(tr):
-        v.update(task_size_values(cfg, MT, cfg.translation))
-    else:
-        v[MT + "max_length"] = d.max_length
-        if own_sizes(cfg.data) and (sizes := translation_sizes()):
-            v.update({MT + k: n for k, n in zip(SIZE_KEYS, sizes)})
-    v.update({MT_SET + k: setting_value(x) for k, x in tr.items() if k not in (*PAIR_COLUMNS, *SIZE_KEYS,
-                                                                            "max_length")})
+    tr = dataclasses.asdict(cfg.translation)
+    v = engine_task_values(cfg, MT, TRANSLATION_VARIANTS, TRANSLATION_LAYER_MAPS, PAIR_COLUMNS)
+    a, b = bible_codes(cfg.data.source) if v[MT + "data_kind"] == "default" else BIBLE_PAIR
+    v.update({MT + "bible_source": a, MT + "bible_target": b,
+              MT + "source_column": str(tr.get("source_column", "source")),
+              MT + "target_column": str(tr.get("target_column", "target"))})
     return v
 
 
 def translation_source(v: dict) -> str:
     """data.source of the translation form (v: without 'new.'); ConfigError when it is missing."""
-    kind = v.get("mt.data_kind", "default")
-    if kind == "default":
+    if v.get("mt.data_kind", "default") == "default":
         a, b = str(v.get("mt.bible_source") or BIBLE_PAIR[0]), str(v.get("mt.bible_target") or BIBLE_PAIR[1])
         if a == b:
             raise ConfigError("the bible pair translates a version into itself: pick two different versions")
         # the default pair: data.source left at the classification default, as the engine's own config has it
         return DEFAULT_DATASET if (a, b) == BIBLE_PAIR else f"{BIBLE}:{a}-{b}"
-    if kind == "hub":
-        source = str(v.get("mt.data_hub") or "").strip()
-        if not source:
-            raise ConfigError("enter the name of a hub dataset of sentence pairs")
-        return source
-    source = str((v.get("mt.upload_path") if kind == "upload" else v.get("mt.data_path")) or "").strip()
-    if not source:
-        raise ConfigError("upload a CSV, TSV or JSONL file of sentence pairs first" if kind == "upload" else
-                          "enter the path of a CSV, TSV or JSONL file of sentence pairs")
-    return source
+    return file_or_hub_source(v, MT, "enter the name of a hub dataset of sentence pairs",
+                              "upload a CSV, TSV or JSONL file of sentence pairs first",
+                              "enter the path of a CSV, TSV or JSONL file of sentence pairs")
 
 
 def translation_teacher(v: dict, base: dict) -> dict:
@@ -687,11 +771,8 @@ def translation_teacher(v: dict, base: dict) -> dict:
 def translation_section(v: dict, base: dict, file: bool) -> dict:
     """The translation section from the form (base: the defaults' one): its settings as the form shows them, and
     the columns of a file of pairs (file: the pickers under its preview, else the typed names)."""
-    out = dict(base)
     fields = translation_fields()
-    for name, default in fields.items():
-        if name not in PAIR_COLUMNS and f"mt.set.{name}" in v:
-            out[name] = setting_from(v[f"mt.set.{name}"], default, name)
+    out = section_settings(v, base, fields, MT, TRANSLATION_TASK, PAIR_COLUMNS)
     for col in PAIR_COLUMNS:
         if col in fields:
             picked = v.get(f"mt.file_{col}") if file else None
@@ -702,28 +783,6 @@ def translation_section(v: dict, base: dict, file: bool) -> dict:
 def translation_config(v: dict, base: SessionConfig) -> SessionConfig:
     """A translation SessionConfig from the translation form's values; settings the form lacks come from `base`
     (the translation task's base, tasks.Task.base). Raises ConfigError."""
-    d = base.to_dict()
-    d["task"] = TRANSLATION_TASK
-    d["name"] = str(v.get("name", "")).strip()
-    d["teacher"] = translation_teacher(v, d["teacher"])
-    d["ensemble"] = one_teacher(v, d["teacher"], d["ensemble"])
-    student = student_settings(v, MT)
-    if classification_student(d["student"]) and {k: student[k] for k in STUDENT_SHAPE} == translation_student():
-        student = {k: x for k, x in student.items() if k not in STUDENT_SHAPE}     # the engine's own stays implied
-    d["student"].update(student)
-    d["data"]["source"] = translation_source(v)
-    if v.get("mt.data_kind") == "hub":
-        d["data"]["hub_split"] = str(v.get("mt.hub_split") or "train").strip()
-    d["translation"] = translation_section(v, d["translation"], v.get("mt.data_kind") in ("upload", "local"))
-    if {"train_size", "max_length"} & set(d["translation"]):
-        d["data"], d["translation"] = task_size_settings(v, MT, d["data"], d["translation"])
-    else:
-        sizes = split_settings(v, MT)
-        if tuple(sizes[k] for k in SIZE_KEYS) != translation_sizes():     # the engine's own sizes stay implied
-            d["data"].update(sizes)
-        d["data"]["max_length"] = int(v["mt.max_length"])
-    d["variants"] = variants_config(v, TRANSLATION_VARIANTS)
-    d["objectives"].update(objectives_settings(
-        v, MT, "enter the teacher layers for the explicit layer map, e.g. 1,3,5 (0-based)"))
-    d["train"].update(training_settings(v, MT))
-    return SessionConfig.from_dict(d)
+    file = v.get("mt.data_kind") in ("upload", "local")
+    return engine_task_config(v, base, TRANSLATION_TASK, MT, TRANSLATION_VARIANTS, translation_source(v),
+                              lambda section: translation_section(v, section, file))
