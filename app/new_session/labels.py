@@ -82,3 +82,13 @@ TRANSLATION_TEACHER_KINDS = {"default": "Built here and trained on the training 
                              "local": "Marian model folder on this machine", "hub": "Hugging Face hub id (online)"}
 TRANSLATION_LAYER_MAPS = ["uniform", "last", "explicit"]
 TRANSLATION_FORM_DEFAULTS = {"task": "translation"}
+# ---- a language model -------------------------------------------------------------------------------------
+LANGUAGE_MODEL_BIBLE = "4"          # the World English Bible, the version a language model reads by default
+LANGUAGE_MODEL_FILE_TYPES = ["txt", "csv", "tsv", "jsonl", "json", "ndjson"]
+LANGUAGE_MODEL_DATA_KINDS = {"default": "World English Bible (bundled)",
+                             "upload": "Upload a .txt, CSV, TSV or JSONL file", "local": "A file on this machine",
+                             "hub": "Hugging Face hub dataset (online)"}
+LANGUAGE_MODEL_TEACHER_KINDS = {"default": "Built here and trained on the training passages (cached)",
+                                "local": "Causal model folder on this machine", "hub": "Hugging Face hub id (online)"}
+LANGUAGE_MODEL_LAYER_MAPS = ["uniform", "last", "explicit"]
+LANGUAGE_MODEL_FORM_DEFAULTS = {"task": "language_model"}

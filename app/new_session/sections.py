@@ -395,7 +395,7 @@ def strategies_section(i: int, ticked: list[str], vs: VariantSet, allowed: tuple
         st.markdown("**Adaptive**")
         preset = _schedule_inputs(k, ticked, allowed)
         _weights_and_temperature(k)
-        if any(n in IMAGE_LOSS_FAMILY for n in allowed):     # the losses that compare attention
+        if "attention_focus" in vs.strategies and any(n in IMAGE_LOSS_FAMILY for n in allowed):  # attention losses
             st.checkbox("Attention focus", key=k + "attention_focus")
             st.caption("Weights each attention layer pair and head by how far the student still is from the "
                        "teacher, so effort goes where the attention differs most.")

@@ -1,9 +1,10 @@
 """The kinds of task the form builds, each with its widgets and its value converters: the one place the form and
-its page tell a text session from a tagging, translation or image session (TASKS, keyed by SessionConfig.modality).
+its page tell a text session from a tagging, translation, language-model or image session (TASKS, keyed by
+SessionConfig.modality).
 
-Every task's widgets keep their values side by side (keys new.*, new.tag.*, new.mt.*, new.img.*), so switching back
-and forth loses nothing; `initial_values` gives every key of every task its starting value and `build_config` builds
-the config of the task the form shows (values["modality"])."""
+Every task's widgets keep their values side by side (keys new.*, new.tag.*, new.mt.*, new.lm.*, new.img.*), so
+switching back and forth loses nothing; `initial_values` gives every key of every task its starting value and
+`build_config` builds the config of the task the form shows (values["modality"])."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,13 +23,14 @@ from distill_core.models import pick_device
 from distill_core.preflight import CHECKS as ENGINE_CHECKS, preflight as engine_preflight
 from distill_core.sources import source_kind
 
-from . import image, tagging, text, translation, values
+from . import image, language_model, tagging, text, translation, values
 from .keys import (FAMILIES, FILE_LABEL_COLUMN, FILE_TEXT_COLUMN, IMAGE_TASK, IMAGE_UPLOAD_PATH, IMAGE_VARIANTS,
-                   MODALITY, MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, MT_UPLOAD_PATH, SAVED, TAG_UPLOAD_PATH,
-                   TAGGING_TASK, TAGGING_VARIANTS, TEXT_TASK, TEXT_VARIANTS, TRANSLATION_TASK, TRANSLATION_VARIANTS,
-                   UPLOAD_PATH, VARIANT_KEY_RE, VARIANT_SETS, VariantSet, value_key)
+                   LANGUAGE_MODEL_TASK, LANGUAGE_MODEL_VARIANTS, LM_FILE_TEXT_COLUMN, LM_UPLOAD_PATH, MODALITY,
+                   MT_FILE_SOURCE_COLUMN, MT_FILE_TARGET_COLUMN, MT_UPLOAD_PATH, SAVED, TAG_UPLOAD_PATH, TAGGING_TASK,
+                   TAGGING_VARIANTS, TEXT_TASK, TEXT_VARIANTS, TRANSLATION_TASK, TRANSLATION_VARIANTS, UPLOAD_PATH,
+                   VARIANT_KEY_RE, VARIANT_SETS, VariantSet, value_key)
 from .labels import TAGGING_DATASET
-from .uploads import pair_file_info, tagged_file_info
+from .uploads import pair_file_info, passage_file_info, tagged_file_info
 from .variants import further_count
 
 
@@ -108,6 +110,14 @@ def _translation_check(cfg: SessionConfig) -> None:
                                              cfg.data.max_file_mb))
 
 
+def _language_model_check(cfg: SessionConfig) -> None:
+    """Before Start, a language-model session's device, teacher and passages: a file is read whole as the session
+    reads it, with the section's text column."""
+    lm = values.language_model_fields() | dataclasses.asdict(cfg.language_model)
+    _source_check(cfg, values.is_bible(cfg.data.source),
+                  lambda src: passage_file_info(src, lm.get("text_column", "text"), cfg.data.max_file_mb))
+
+
 TASKS = {
     TEXT_TASK: Task(
         TEXT_TASK, "Text classification",
@@ -132,6 +142,15 @@ TASKS = {
         "sentence pairs", TRANSLATION_VARIANTS, values.translation_fallback, values.translation_values,
         values.translation_config, values.translation_teacher, values.one_teacher, translation.draw,
         _translation_check),
+    LANGUAGE_MODEL_TASK: Task(
+        LANGUAGE_MODEL_TASK, "Language model",
+        "Distil a causal (GPT-style) language model: the students learn to predict the next token from the "
+        "teacher, through its next-token distributions (the forward or the reverse KL, GKD's generalized JSD), "
+        "its own continuations, their own samples scored by the teacher (on-policy), and its causal attention, "
+        "recorded on a few fixed validation passages.",
+        "passages", LANGUAGE_MODEL_VARIANTS, values.language_model_fallback, values.language_model_values,
+        values.language_model_config, values.language_model_teacher, values.one_teacher, language_model.draw,
+        _language_model_check),
     IMAGE_TASK: Task(
         IMAGE_TASK, "Images",
         "Distil an image classifier (a CNN or a ViT) into smaller students. A session trains several student "
@@ -176,7 +195,7 @@ def collect(state) -> dict:
     """The form's values from session state (keys without the 'new.' prefix)."""
     keys = form_keys(state, SessionConfig()) + [FILE_TEXT_COLUMN, FILE_LABEL_COLUMN, UPLOAD_PATH, IMAGE_UPLOAD_PATH,
                                                 TAG_UPLOAD_PATH, MT_UPLOAD_PATH, MT_FILE_SOURCE_COLUMN,
-                                                MT_FILE_TARGET_COLUMN]
+                                                MT_FILE_TARGET_COLUMN, LM_UPLOAD_PATH, LM_FILE_TEXT_COLUMN]
     return {value_key(k): state[k] for k in keys if k in state}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from distill_core.config import IMAGE_DATASETS
+from distill_core.config import IMAGE_DATASETS, DataConfig, LanguageModelConfig
 from distill_core.errors import DataError
 from distill_core.modality.text.data import DataCheck, read_raw_table
 from distill_core.preflight import file_check, image_source_info as engine_image_info
@@ -295,3 +295,31 @@ def guess_pair_columns(df: pd.DataFrame, source_preferred: str, target_preferred
     if target is None:
         target = next((i for i in range(len(cols)) if i != source), source)
     return source, target
+
+
+# ---- passages (language model) ----------------------------------------------------------------------------
+PASSAGE_PREVIEW_CHARS = 160         # a passage's opening in the preview
+
+
+@st.cache_data(show_spinner="Reading the passages…", max_entries=16)
+def _passages(path: str, mtime: float, size: int, text_column: str, max_file_mb: float) -> dict | str:
+    """What the language-model engine reads in a file (its passages, their words, the first passages), or why it
+    refuses the file."""
+    from distill_core.modality.language_model.data import read_passages     # the engine's reader, on first use
+    try:
+        passages = read_passages(DataConfig(source=path, max_file_mb=max_file_mb),
+                                 LanguageModelConfig(text_column=text_column))
+    except DataError as e:
+        return str(e)
+    words = sum(len(t.split()) for t in passages.texts)
+    openings = [t if len(t) <= PASSAGE_PREVIEW_CHARS else t[:PASSAGE_PREVIEW_CHARS].rstrip() + " …"
+                for t in passages.texts[:PREVIEW_ROWS]]
+    return {"passages": len(passages.texts), "words": words, "name": passages.name, "notices": passages.notices,
+            "preview": pd.DataFrame({"passage": passages.keys[:PREVIEW_ROWS], "opening": openings})}
+
+
+def passage_file_info(path: str | Path, text_column: str, max_file_mb: float) -> dict | None:
+    """The passages of a .txt file (its paragraphs) or of a CSV, TSV or JSONL file's text column as a
+    language-model session reads them, cached by the file's path, time and size; DataError with the engine's words
+    when they cannot be used; None while the language-model engine is not installed (Start checks the file then)."""
+    return engine_file_info(_passages, path, max_file_mb, str(text_column))

@@ -10,19 +10,22 @@ import dataclasses
 import importlib
 import math
 import os
+from pathlib import Path
 from typing import Callable
 
 from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
-                                 DataConfig, TranslationConfig, image_teacher_family)
+                                 DataConfig, LanguageModelConfig, TranslationConfig, image_teacher_family)
 from distill_core.errors import ConfigError
 from distill_core.preflight import model_family
 from distill_core.sources import source_kind
 from distill_core.vocab import teacher_name
 
-from .keys import (DEVICE, IMAGE_VARIANTS, IMG, MT, NAME, NEW, SCHEDULE, SEED, SEEDS, TAG, TAGGING_TASK,
-                   TAGGING_VARIANTS, TEXT_VARIANTS, TIME_BUDGET, TRANSLATION_TASK, TRANSLATION_VARIANTS, value_key)
-from .labels import (BIBLE, BIBLE_PAIR, FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS, TAGGING_DATASET,
+from .keys import (DEVICE, IMAGE_VARIANTS, IMG, LANGUAGE_MODEL_TASK, LANGUAGE_MODEL_VARIANTS, LM, MT, NAME, NEW,
+                   SCHEDULE, SEED, SEEDS, TAG, TAGGING_TASK, TAGGING_VARIANTS, TEXT_VARIANTS, TIME_BUDGET,
+                   TRANSLATION_TASK, TRANSLATION_VARIANTS, value_key)
+from .labels import (BIBLE, BIBLE_PAIR, FILE_TYPES, FURTHER, IMAGE_FORM_DEFAULTS, IMAGE_LAYER_MAPS,
+                     LANGUAGE_MODEL_BIBLE, LANGUAGE_MODEL_FORM_DEFAULTS, LANGUAGE_MODEL_LAYER_MAPS, TAGGING_DATASET,
                      TAGGING_FORM_DEFAULTS, TAGGING_LAYER_MAPS, TEXT_LAYER_MAPS, TRANSLATION_FORM_DEFAULTS,
                      TRANSLATION_LAYER_MAPS)
 from .variants import further_count, image_losses, teacher_sources, variants_config, variants_values
@@ -80,6 +83,12 @@ def tagging_fallback(other: SessionConfig) -> SessionConfig:
 def translation_fallback(other: SessionConfig) -> SessionConfig:
     """The translation task's base when the form's defaults are another task's: SessionConfig(task="translation")."""
     return task_fallback(other, TRANSLATION_FORM_DEFAULTS)
+
+
+def language_model_fallback(other: SessionConfig) -> SessionConfig:
+    """The language-model task's base when the form's defaults are another task's:
+    SessionConfig(task="language_model")."""
+    return task_fallback(other, LANGUAGE_MODEL_FORM_DEFAULTS)
 
 
 # ---- what both tasks have, under the task's prefix ---------------------------------------------------------
@@ -786,3 +795,81 @@ def translation_config(v: dict, base: SessionConfig) -> SessionConfig:
     file = v.get("mt.data_kind") in ("upload", "local")
     return engine_task_config(v, base, TRANSLATION_TASK, MT, TRANSLATION_VARIANTS, translation_source(v),
                               lambda section: translation_section(v, section, file))
+
+
+# ---- the language-model task -----------------------------------------------------------------------------------
+LM_SET = LM + SET           # new.lm.set.<name>: a setting of the language_model section, drawn by its kind
+TEXT_COLUMN = ("text_column",)      # the language_model section's column of a table of texts or a hub dataset
+
+
+def language_model_fields() -> dict:
+    """The language_model section's settings and their defaults, as the engine defines them now."""
+    return section_fields(LanguageModelConfig)
+
+
+def language_model_sizes() -> tuple[int, int, int] | None:
+    """The split sizes (in passages) a language-model session takes while data's are the classification defaults;
+    None while the language-model engine is absent."""
+    return task_sizes(LANGUAGE_MODEL_TASK)
+
+
+def language_model_student() -> dict | None:
+    """The student shape a language-model session builds while the student section is left at the classification
+    defaults; None while the language-model engine does not say."""
+    return task_student(LANGUAGE_MODEL_TASK)
+
+
+def bible_version(source: str) -> str:
+    """The version code of "bible" or "bible:<code>"; the World English Bible's when there is none (the engine says
+    why at Start when the code cannot be read)."""
+    code = source.strip().lower().partition(":")[2].strip()
+    return code if code and "-" not in code else LANGUAGE_MODEL_BIBLE
+
+
+def is_table(source: str) -> bool:
+    """Whether a file is read as a table with a column of texts (CSV, TSV, JSONL), not as plain text."""
+    return Path(str(source)).suffix.lower().lstrip(".") in FILE_TYPES
+
+
+def language_model_values(cfg: SessionConfig) -> dict:
+    """The language-model form's widget key -> starting value, from a language-model SessionConfig."""
+    lm = dataclasses.asdict(cfg.language_model)
+    v = engine_task_values(cfg, LM, LANGUAGE_MODEL_VARIANTS, LANGUAGE_MODEL_LAYER_MAPS, TEXT_COLUMN)
+    v.update({LM + "bible_version": bible_version(cfg.data.source) if v[LM + "data_kind"] == "default" else
+              LANGUAGE_MODEL_BIBLE, LM + "text_column": str(lm.get("text_column", "text"))})
+    return v
+
+
+def language_model_source(v: dict) -> str:
+    """data.source of the language-model form (v: without 'new.'); ConfigError when it is missing."""
+    if v.get("lm.data_kind", "default") == "default":
+        code = str(v.get("lm.bible_version") or LANGUAGE_MODEL_BIBLE)
+        # the World English Bible: data.source left at the classification default, as the engine's own config has it
+        return DEFAULT_DATASET if code == LANGUAGE_MODEL_BIBLE else f"{BIBLE}:{code}"
+    return file_or_hub_source(v, LM, "enter the name of a hub dataset of texts",
+                              "upload a .txt, CSV, TSV or JSONL file of texts first",
+                              "enter the path of a .txt file, or of a CSV, TSV or JSONL file with a column of texts")
+
+
+def language_model_teacher(v: dict, base: dict) -> dict:
+    return teacher_settings(v, base, LM)
+
+
+def language_model_section(v: dict, base: dict, table: bool) -> dict:
+    """The language_model section from the form (base: the defaults' one): its settings as the form shows them,
+    and the column of texts (table: the picker under a table's preview, else the typed name)."""
+    fields = language_model_fields()
+    out = section_settings(v, base, fields, LM, LANGUAGE_MODEL_TASK, TEXT_COLUMN)
+    if "text_column" in fields:
+        picked = v.get("lm.file_text_column") if table else None
+        out["text_column"] = str(picked or v.get("lm.text_column") or fields["text_column"]).strip()
+    return out
+
+
+def language_model_config(v: dict, base: SessionConfig) -> SessionConfig:
+    """A language-model SessionConfig from the language-model form's values; settings the form lacks come from
+    `base` (the language-model task's base, tasks.Task.base). Raises ConfigError."""
+    source = language_model_source(v)
+    table = v.get("lm.data_kind") in ("upload", "local") and is_table(source)
+    return engine_task_config(v, base, LANGUAGE_MODEL_TASK, LM, LANGUAGE_MODEL_VARIANTS, source,
+                              lambda section: language_model_section(v, section, table))

@@ -2,8 +2,8 @@
 
 The task picker at the top picks the form: text classification distils a transformer on labelled sentences, token
 tagging a transformer that tags every word (named entities in BIO), translation an encoder-decoder on sentence pairs,
-images a CNN or ViT on pictures (a built-in dataset, or a .zip of class folders). Each task keeps its own settings,
-and its variants offer only the losses that apply to it.
+a language model a causal (GPT-style) model on plain text, images a CNN or ViT on pictures (a built-in dataset, or a
+.zip of class folders). Each task keeps its own settings, and its variants offer only the losses that apply to it.
 
 Several teachers (under the teacher and student, text and images) adds up to four further teachers, the config's
 ensemble section; each variant then picks whom it learns from (its Strategies › Learns from): one of the teachers,
