@@ -1,7 +1,7 @@
-"""The New session form's token tagging and translation, driven with AppTest: the task picker, each task's defaults,
-the config the form builds, the losses each task offers, each task keeping its values while another is shown, and a
-file the engine refuses shown before Start. Nothing trains: starting is replaced by the `started` recorder
-(conftest)."""
+"""The New session form's token tagging and translation, driven with AppTest (the language model's form is in
+test_app_lm_form.py): the task picker, each task's defaults, the config the form builds, the losses each task
+offers, each task keeping its values while another is shown, and a file the engine refuses shown before Start.
+Nothing trains: starting is replaced by the `started` recorder (conftest)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from distill_core.objectives import OBJECTIVES, loss_names_for
 
 from test_app_session import PAGE, TIMEOUT, run_dirs
 
-TAGGING, TRANSLATION = keys.TAGGING_TASK, keys.TRANSLATION_TASK
+TAGGING, TRANSLATION, LANGUAGE_MODEL = keys.TAGGING_TASK, keys.TRANSLATION_TASK, keys.LANGUAGE_MODEL_TASK
 
 
 def run_page():
@@ -51,11 +51,11 @@ def form_values(cfg: SessionConfig) -> dict:
 
 
 # ---- the picker ---------------------------------------------------------------------------------------------
-def test_the_task_picker_offers_the_four_tasks(store):
+def test_the_task_picker_offers_the_five_tasks(store):
     at = run_page()
     picker = at.segmented_control(key=keys.MODALITY)
-    assert picker.options == ["Text classification", "Token tagging", "Translation", "Images"]
-    assert list(tasks.TASKS) == [keys.TEXT_TASK, TAGGING, TRANSLATION, keys.IMAGE_TASK]
+    assert picker.options == ["Text classification", "Token tagging", "Translation", "Language model", "Images"]
+    assert list(tasks.TASKS) == [keys.TEXT_TASK, TAGGING, TRANSLATION, LANGUAGE_MODEL, keys.IMAGE_TASK]
     assert picker.value == keys.TEXT_TASK
     for kind in tasks.TASKS:
         show(at, kind)
@@ -146,7 +146,8 @@ def test_a_good_uploaded_tagging_file_is_previewed_and_used(store, started):
     assert cfg.data.source == str(saved) and cfg.modality == TAGGING
 
 
-@pytest.mark.parametrize("kind, loss", [(TAGGING, "attention_transfer"), (TRANSLATION, "attention_kl")])
+@pytest.mark.parametrize("kind, loss", [(TAGGING, "attention_transfer"), (TRANSLATION, "attention_kl"),
+                                        (LANGUAGE_MODEL, "cross_attention_kl")])
 def test_a_defaults_file_with_a_loss_that_does_not_apply_shows_the_engines_message(store, tmp_path, monkeypatch,
                                                                                       kind, loss):
     path = tmp_path / "form.json"
@@ -327,12 +328,12 @@ def test_each_task_keeps_its_values_while_another_is_shown(store):
 
 def test_every_offered_loss_applies_to_its_task():
     for vs, kind in ((keys.TEXT_VARIANTS, "text"), (keys.IMAGE_VARIANTS, "image"), (keys.TAGGING_VARIANTS, TAGGING),
-                     (keys.TRANSLATION_VARIANTS, TRANSLATION)):
+                     (keys.TRANSLATION_VARIANTS, TRANSLATION), (keys.LANGUAGE_MODEL_VARIANTS, LANGUAGE_MODEL)):
         assert all(kind in OBJECTIVES[n].tasks for n in vs.losses)
         assert tuple(vs.losses) == loss_names_for(kind)
 
 
-@pytest.mark.parametrize("kind", [TAGGING, TRANSLATION])
+@pytest.mark.parametrize("kind", [TAGGING, TRANSLATION, LANGUAGE_MODEL])
 def test_the_default_form_of_a_task_builds_the_engines_defaults(kind):
     values = form_values(SessionConfig())
     values[keys.value_key(keys.MODALITY)] = kind
