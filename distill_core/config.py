@@ -870,26 +870,27 @@ class LanguageModelConfig:
     2; `beta` of the generalized Jensen-Shannon divergence (gkd and on_policy: 0 is the forward KL, 1 the reverse
     KL); `on_policy_fraction`, GKD's lambda, the share of on_policy's steps that learn on the student's own samples
     (the others on the training text); `prompt_tokens`, the opening of a training block that the student (on_policy)
-    or the teacher (seq_kd) continues; `sample_temperature` of those samples."""
+    or the teacher (seq_kd) continues with `sample_tokens` new tokens at `sample_temperature`."""
     text_column: str = "text"           # a CSV/JSONL file or hub dataset: the column of the texts
     tokenizer: str = "bpe"              # the built-in teacher's subwords: bpe or unigram
-    vocab_size: int = 4000
+    vocab_size: int = 2000
     # The built-in teacher, measured on the World English Bible (README › Results › Language model)
     teacher_layers: int = 4
     teacher_heads: int = 4
     teacher_hidden: int = 128
     teacher_intermediate: int = 512
     teacher_dropout: float = 0.1
-    teacher_epochs: int = 4             # at most; the epoch with the best validation perplexity is kept
+    teacher_epochs: int = 3             # at most; the epoch with the best validation perplexity is kept
     teacher_lr: float = 0.002
     teacher_batch_size: int = 32
     # the students' epochs and learning rate while train.epochs and train.lr are left at the classification defaults
-    student_epochs: int = 2
+    student_epochs: int = 1
     student_lr: float = 0.002
     temperature: float = 1.0            # forward / reverse KL's, while objectives.temperature is left at 2
     beta: float = 0.5                   # generalized JSD: 0 forward KL, 1 reverse KL
     on_policy_fraction: float = 0.5     # GKD's lambda: the share of on_policy steps on the student's samples
     prompt_tokens: int = 16             # the opening a sample continues (on_policy, seq_kd)
+    sample_tokens: int = 32             # the new tokens of such a sample (at most the context allows)
     sample_temperature: float = 1.0     # of the students' and the teacher's samples
     samples: int = 40                   # new tokens of each fixed prompt's sample on the pages and in the report
 
@@ -897,7 +898,8 @@ class LanguageModelConfig:
         _require(isinstance(self.text_column, str) and bool(self.text_column.strip()),
                  f"language_model.text_column must name a column, not {self.text_column!r}")
         for name in ("vocab_size", "teacher_layers", "teacher_heads", "teacher_hidden", "teacher_intermediate",
-                     "teacher_epochs", "teacher_batch_size", "student_epochs", "prompt_tokens", "samples"):
+                     "teacher_epochs", "teacher_batch_size", "student_epochs", "prompt_tokens", "sample_tokens",
+                     "samples"):
             v = getattr(self, name)
             _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                      f"language_model.{name} must be a whole number of at least 1, not {v!r}")

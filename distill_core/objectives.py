@@ -18,6 +18,7 @@ in `vocab.LOSSES`, beside the others'); the session computes
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -346,11 +347,9 @@ def generalized_jsd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, beta
         return (teacher_logp.exp() * (teacher_logp - student_logp)).sum(-1)
     if beta >= 1:
         return (student_logp.exp() * (student_logp - teacher_logp)).sum(-1)
-    b = torch.tensor(float(beta), dtype=student_logp.dtype, device=student_logp.device)
-    mixture = torch.logsumexp(torch.stack([student_logp + torch.log1p(-b), teacher_logp + torch.log(b)]), 0)
-    kl_teacher = (teacher_logp.exp() * (teacher_logp - mixture)).sum(-1)
-    kl_student = (student_logp.exp() * (student_logp - mixture)).sum(-1)
-    return b * kl_teacher + (1 - b) * kl_student
+    mixture = torch.logaddexp(student_logp + math.log1p(-beta), teacher_logp + math.log(beta))
+    return (beta * teacher_logp.exp() * (teacher_logp - mixture)
+            + (1 - beta) * student_logp.exp() * (student_logp - mixture)).sum(-1)
 
 
 @register("reverse_kl", needs=(TEACHER_LOGITS,), tasks=LM_TASKS, help=LOSSES["reverse_kl"].help)

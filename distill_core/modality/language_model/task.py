@@ -24,7 +24,7 @@ from ...teacher import PreparedTeacher
 from ..base import INIT_LOCK, Batch, LayerPlan, StudentOutputs, Task, TeacherBatch
 from ..translation.tokenizer import same_vocabulary
 from .data import LMSplits, load_lm_splits
-from .modality import MODALITY_FILE, LMModality
+from .modality import MODALITY_FILE, LMModality, encode_passages, stream_blocks
 from .models import copy_teacher_layers, load_causal_lm, project_embeddings, shape_of, student_from
 from .sampling import sample
 from .teacher import load_teacher_tokenizer, prepare_lm_teacher, teacher_samples
@@ -193,7 +193,11 @@ class LanguageModelTask(Task):
         t = shape_of(teacher)
         same = (shape["hidden"], shape["heads"]) == (t["hidden"], t["heads"]) and \
             (shape["intermediate"] or 4 * shape["hidden"]) == t["intermediate"]
-        init = resolve_init(s.init, len(data.splits.train), same, can_project=shape["hidden"] <= t["hidden"])
+        # the training blocks the text fills (the modality's training examples): a large text starts the student at
+        # random, a small one from the teacher's knowledge
+        blocks = len(stream_blocks(encode_passages(data.teacher.tokenizer, data.splits.train),
+                                   self.config.data.max_length))
+        init = resolve_init(s.init, blocks, same, can_project=shape["hidden"] <= t["hidden"])
         if init == "from_teacher" and not same:
             raise ConfigError(f"student.init 'from_teacher' copies the teacher's layers, which needs its widths: "
                               f"hidden {t['hidden']}, heads {t['heads']}, intermediate {t['intermediate']}; use init "
@@ -256,10 +260,11 @@ class LanguageModelTask(Task):
         samples = None
         lm = self.config.language_model
         if SEQ_KD in used:
-            samples, hit = teacher_samples(teacher, modality.blocks["train"], min(lm.prompt_tokens,
-                                                                                  modality.context - 1),
-                                           modality.context, self.config.teacher.seed, lm.sample_temperature,
-                                           device, progress=progress)
+            prompt = min(lm.prompt_tokens, modality.context - 1)
+            samples, hit = teacher_samples(teacher, modality.blocks["train"], prompt,
+                                           min(modality.context, prompt + lm.sample_tokens),
+                                           self.config.teacher.seed, lm.sample_temperature, device,
+                                           progress=progress)
             self._samples_cached = hit
         return LMTeacherOutputs(teacher.model, list(layers), head_rule, student_heads, need_logits,
                                 ATTENTION in needs, HIDDEN in needs, samples, modality.pad_id, device,
@@ -309,7 +314,7 @@ class LanguageModelTask(Task):
                 ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"]
                 prompts = [ids[j, :min(prompt, int(mask[j].sum()))].tolist() for j in range(ids.shape[0])]
                 prompts = [p if p else [eos] for p in prompts]
-                new = sample(model, prompts, prepared.modality.context - prompt, seed=seed,
+                new = sample(model, prompts, min(lm.sample_tokens, prepared.modality.context - prompt), seed=seed,
                              temperature=lm.sample_temperature, eos=eos, pad=pad, device=ctx.device)
                 rows = [p + r for p, r in zip(prompts, new)]
                 inputs = block_inputs([r + [pad] for r in rows], pad, ctx.device)

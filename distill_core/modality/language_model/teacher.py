@@ -312,7 +312,7 @@ def samples_key(prepared: PreparedTeacher, blocks: list[list[int]], prompt: int,
 def teacher_samples(prepared: PreparedTeacher, blocks: list[list[int]], prompt: int, context: int, seed: int,
                     temperature: float, device, batch_size: int = 64,
                     progress: Progress | None = None) -> tuple[list[list[int]], bool]:
-    """The teacher's continuation of each training block's first `prompt` tokens up to context + 1 tokens in all
+    """The teacher's continuation of each training block's first `prompt` tokens up to `context` tokens in all
     (prompt included), sampled with `seed` and cached where the teacher is a folder; (blocks, from the cache)."""
     eos = prepared.tokenizer.eos_token_id
     pad = prepared.tokenizer.pad_token_id or 0
@@ -323,7 +323,7 @@ def teacher_samples(prepared: PreparedTeacher, blocks: list[list[int]], prompt: 
         for k in range(0, len(blocks), step):
             for j in range(k, min(len(blocks), k + step), batch_size):
                 prompts = [b[:prompt] for b in blocks[j:j + batch_size]]
-                rows = sample(prepared.model, prompts, context + 1 - prompt, seed=seed * 1_000_003 + j,
+                rows = sample(prepared.model, prompts, context - prompt, seed=seed * 1_000_003 + j,
                               temperature=temperature, eos=eos, pad=pad, device=device)
                 out += [p + r for p, r in zip(prompts, rows)]
             if progress:
