@@ -10,6 +10,8 @@
     attention_kl   MiniLM: KL(teacher || student) between attention distributions, row by row
     hidden_mse     FitNets/TinyBERT: squared error between hidden states, through a learned projection
     attention_transfer  Zagoruyko & Komodakis: distance between CNN stages' activation attention maps
+    seq_kd, encoder_attention_kl, decoder_attention_kl, cross_attention_kl     translation's (below)
+    reverse_kl, gkd, on_policy, causal_attention_kl (and seq_kd)             a language model's (below)
 
 A new objective is one function plus one `register(...)` line naming what it reads (its title and explanation go
 in `vocab.LOSSES`, beside the others'); the session computes

@@ -128,3 +128,10 @@ def test_pages_built_for_one_label_per_input_say_so(pages, name):
 def test_the_other_pages_open_on_a_language_model_run(pages, name):
     _, run_id = pages
     page(name, run_id)
+
+
+def test_the_report_of_a_language_model_run_names_its_score_and_its_measures(pages, tmp_path):
+    from app.report import build_report
+    store, run_id = pages
+    html = build_report(store.open(run_id))
+    assert "next-token accuracy" in html and "perplexity" in html and "KL to the teacher" in html

@@ -304,3 +304,22 @@ def test_the_example_file_is_the_default_session_written_out():
     b = SessionConfig(task="language_model")
     assert (a.variants, a.train, a.language_model, a.objectives) == (b.variants, b.train, b.language_model,
                                                                      b.objectives)
+
+
+def test_a_student_with_another_tokenizer_and_an_encoder_only_teacher_are_refused(tmp_path, tokenizer, tiny_gpt):
+    from distill_core.models import default_teacher_dir
+    from distill_core.modality.language_model.task import LanguageModelTask, LMData
+    from distill_core.preflight import preflight
+    from distill_core.teacher import PreparedTeacher
+    other = train_tokenizer([TEXT.upper()], 50, "bpe")
+    folder = tmp_path / "student"
+    build_gpt2(other, 1, 2, 8, 32, 16, 0.0, seed=0).save_pretrained(folder)
+    other.save_pretrained(folder)
+    cfg = SessionConfig.from_dict({"task": "language_model", "student": {"source": str(folder)}})
+    data = LMData(splits=None, teacher=PreparedTeacher(tiny_gpt, tokenizer, "x", False, False))
+    with pytest.raises(ConfigError, match="other tokens than the teacher.*share the teacher's tokenizer"):
+        LanguageModelTask(cfg).initial_student(data, tiny_gpt, "uniform")
+    # the bundled MiniLM (an encoder) named as a language model's teacher: refused before any work
+    cfg = SessionConfig.from_dict({"task": "language_model", "teacher": {"source": str(default_teacher_dir())}})
+    with pytest.raises(ConfigError, match="encoder-only model \\(bert\\)"):
+        preflight(cfg)

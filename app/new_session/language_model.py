@@ -30,8 +30,8 @@ SETTING_LABELS = {
     "teacher_heads": "Attention heads", "teacher_hidden": "Hidden size", "teacher_intermediate": "Feed-forward size",
     "teacher_dropout": "Dropout", "teacher_epochs": "Training epochs (at most)", "teacher_lr": "Learning rate",
     "teacher_batch_size": "Batch size", "beta": "GKD β", "on_policy_fraction": "On-policy share λ",
-    "prompt_tokens": "Prompt tokens", "sample_temperature": "Sampling temperature",
-    "samples": "Sample length (new tokens)"}
+    "prompt_tokens": "Prompt tokens", "sample_tokens": "New tokens per sample", "sample_temperature":
+    "Sampling temperature", "samples": "Sample length on the pages (new tokens)"}
 SETTING_HELP = {
     "tokenizer": "How the subword vocabulary is learnt on the training passages; the students share it.",
     "vocab_size": "Subwords, special tokens included.",
@@ -43,6 +43,8 @@ SETTING_HELP = {
                           "by the teacher; the other steps learn on the training text.",
     "prompt_tokens": "The opening of a training block that the student (on_policy) or the teacher (seq_kd) "
                      "continues.",
+    "sample_tokens": "How many tokens the student (on_policy) or the teacher (seq_kd) writes after the prompt: "
+                     "each costs a pass of the model, so longer samples make a step slower.",
     "sample_temperature": "Of those samples: 0 is greedy, 1 samples the model's next-token distribution as it is.",
     "samples": "New tokens each probe passage's opening is continued by, on the pages and in the report."}
 SETTING_FLOATS = {"teacher_lr": "%.1e", "teacher_dropout": "%.2f", "beta": "%.2f", "on_policy_fraction": "%.2f",
@@ -64,7 +66,7 @@ TEACHER = TrainedTeacherForm(
     "always: fine-tuned on the training passages first (the best epoch by validation perplexity kept, cached); auto "
     "and never: used as it is.")
 # the objectives' own settings: the generalized JSD (gkd, on_policy) and the samples (on_policy, seq_kd)
-OBJECTIVE_SETTINGS = ("beta", "on_policy_fraction", "prompt_tokens", "sample_temperature")
+OBJECTIVE_SETTINGS = ("beta", "on_policy_fraction", "prompt_tokens", "sample_tokens", "sample_temperature")
 # the task's own training defaults, which the form shows as they apply: the Training section's epochs and learning
 # rate, the Objectives' temperature
 TRAINING_DEFAULTS = ("student_epochs", "student_lr", "temperature")
@@ -163,7 +165,7 @@ def objectives_section() -> None:
                       "Which teacher layer each student layer imitates and is compared with (causal_attention_kl, "
                       "hidden_mse).")
     st.markdown("**GKD and samples**")
-    settings_inputs(list(OBJECTIVE_SETTINGS), 4)
+    settings_inputs(list(OBJECTIVE_SETTINGS))
     if names := other_settings():
         st.markdown("**Language model**")
         settings_inputs(names)

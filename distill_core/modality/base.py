@@ -164,6 +164,11 @@ class Task(ABC):
     def generate(self, session, prepared) -> None:
         """Generated distillation data for the variants that use it (prepared.generated and generated_outputs)."""
 
+    def auto_init_reason(self, train_examples: int) -> str:
+        """Why student.init auto started the student from the teacher's knowledge, as the opening of a sentence."""
+        from ..config import SMALL_TRAIN
+        return f"with {train_examples:,} training examples (under {SMALL_TRAIN:,})"
+
     def teacher_notices(self, prepared) -> list[str]:
         """How the first teacher was prepared, in a sentence."""
         return []

@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import distributed, mapping, stats
 from ..analysis import resolve_suggested
-from ..config import MAX_FLOOR_EPOCHS, SMALL_TRAIN, SessionConfig, VariantConfig, floor_epochs
+from ..config import MAX_FLOOR_EPOCHS, SessionConfig, VariantConfig, floor_epochs
 from ..ensemble import Combine, twin_comparisons
 from ..errors import ConfigError
 from ..evaluate import accuracy_and_loss
@@ -283,7 +283,7 @@ class Session:
         if cfg.student.init == "auto" and p.student_init != "random":
             how = ("copies the teacher's embeddings and its mapped layers" if p.student_init == "from_teacher" else
                    "starts from the teacher's token embeddings projected onto its width")
-            out.append(f"with {n_train:,} training examples (under {SMALL_TRAIN:,}) the student {how} "
+            out.append(f"{self.task.auto_init_reason(n_train)} the student {how} "
                        f"(student.init auto chose {p.student_init}; set student.init to random to start from scratch)")
         return out
 
