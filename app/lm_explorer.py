@@ -60,8 +60,8 @@ def draw(run, probe: dict, view: state.View, link_slot, maps_slot=None) -> None:
         typed = source == "typed"
         example = None
         if typed:
-            st.session_state.setdefault(K + "prompt", (probe.get("sample_prompts") or [""])[0])
-            text = st.text_input("Prompt", key=K + "prompt", max_chars=300,
+            st.session_state.setdefault(K + "text", (probe.get("sample_prompts") or [""])[0])
+            text = st.text_input("Prompt", key=K + "text", max_chars=300,
                                  help="The teacher and the chosen student each continue it, on the CPU.")
             c1, c2, c3 = st.columns(3)
             new_tokens = c1.number_input("New tokens", 1, 60, 20, key=K + "new_tokens")

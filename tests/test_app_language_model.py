@@ -72,7 +72,7 @@ def test_a_typed_prompt_is_continued_by_each_model_and_a_written_token_shows_wha
     at = page("explorer", run_id)
     at.radio(key="explorer.source").set_value("typed")
     run_app(at, TIMEOUT)
-    at.text_input(key="explorer.prompt").set_value("In the beginning God")
+    at.text_input(key="explorer.text").set_value("In the beginning God")
     at.number_input(key="explorer.new_tokens").set_value(5)
     run_app(at, TIMEOUT)
     html = texts(at.markdown)

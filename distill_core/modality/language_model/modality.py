@@ -91,11 +91,21 @@ class LMModality:
         self.notices = list(splits.notices)
         self.probe_ids = [self.passages["val"][i][:PROBE_TOKENS + 1] for i in splits.probe_indices]
         # the fixed prompts every model continues at the end of a session (seeded alike): each probe passage's opening
-        self.sample_prompts = [b[:min(SAMPLE_PROMPT, len(b) - 1)] for b in self.probe_ids]
+        self.sample_prompts = [self._whole_words(b) for b in self.probe_ids]
+
+    def _whole_words(self, block: list[int]) -> list[int]:
+        """A probe passage's first SAMPLE_PROMPT tokens or fewer, cut where a word ends (the next token starts a new
+        word), so that a continuation starts with a word of its own."""
+        tokens = self.tokenizer.convert_ids_to_tokens(block)
+        n = min(SAMPLE_PROMPT, len(block) - 1)
+        ends = [k for k in range(2, n + 1) if str(tokens[k]).startswith(("▁", "Ġ"))]
+        return block[:ends[-1] if ends else n]
 
     # ---- batches ------------------------------------------------------------------------------------------------
     def size(self, split: str) -> int:
-        return len(self.blocks[split])
+        """Training: the blocks (one step reads batch_size of them); validation and test: the passages, the units
+        every score and comparison is made of."""
+        return len(self.blocks[split]) if split == "train" else len(self.passages[split])
 
     def tokens(self, split: str) -> int:
         """The tokens predicted in a split."""

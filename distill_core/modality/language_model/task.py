@@ -196,7 +196,7 @@ class LanguageModelTask(Task):
         # auto starts a language-model student from the teacher's knowledge whatever the text's size (its layers
         # when the widths match, as DistilGPT2 was, else its projected embeddings): on the default text, after the
         # default epoch, a labels-only student started at random reached a test perplexity of 119 (seed 0), one
-        # started from the teacher's embeddings 58 (README › Results › Language model)
+        # started from the teacher's embeddings 60 (README › Results › Language model)
         init = resolve_init(s.init, 0, same, can_project=shape["hidden"] <= t["hidden"])
         if init == "from_teacher" and not same:
             raise ConfigError(f"student.init 'from_teacher' copies the teacher's layers, which needs its widths: "
@@ -246,7 +246,7 @@ class LanguageModelTask(Task):
         m = LMModality(t.tokenizer, data.splits, context, samples=lm.samples, sample_temperature=lm.sample_temperature)
         if m.size("train") < MIN_BLOCKS:
             raise DataError(self._too_short(f"{m.tokens('train'):,} tokens", context))
-        if not m.size("val") or not m.size("test"):
+        if not m.blocks["val"] or not m.blocks["test"]:
             raise DataError("the validation or test passages hold no token to predict; add text")
         m.teacher = t.model
         data.modality = m
