@@ -85,7 +85,8 @@ def find_attention_modules(model: nn.Module) -> list[nn.Module]:
         if found and sorted(found) == list(range(len(found))):
             return [found[i] for i in range(len(found))]
     raise ModelError(f"cannot find the attention layers of {type(model).__name__}; supported families name them "
-                     f"'...layer.<i>.attention.self' (BERT-like) or '...layer.<i>.attention' (DistilBERT)")
+                     f"'...layer.<i>.attention.self' (BERT-like), '...layer.<i>.attention' (DistilBERT) or "
+                     f"'...h.<i>.attn' (GPT-2)")
 
 
 class AttentionCapture:

@@ -195,7 +195,8 @@ def test_attention_kl_has_gradient_to_student():
 def test_registry_needs_and_unknown_name():
     assert set(objectives.LOSS_NAMES) == {"ce", "logit_kd", "hard_kd", "attention_mse", "attention_kl",
                                           "attention_score_mse", "hidden_mse", "attention_transfer", "seq_kd",
-                                          "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl"}
+                                          "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl",
+                                          "reverse_kl", "gkd", "on_policy", "causal_attention_kl"}
     assert "attention_transfer" not in objectives.TEXT_LOSS_NAMES
     assert set(objectives.loss_names_for("translation")) == {"ce", "logit_kd", "hard_kd", "seq_kd",
                                                              "encoder_attention_kl", "decoder_attention_kl",

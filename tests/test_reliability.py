@@ -218,18 +218,19 @@ def test_missing_model_folder(tmp_path):
 
 def test_architecture_whose_attention_cannot_be_captured(tmp_path, tiny_csv, minilm_tokenizer, store_with_earlier_run,
                                                           monkeypatch):
-    """GPT-2 returns attentions, but not from modules the capture knows: refused before any fine-tune."""
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    """BLOOM returns attentions, but not from modules the capture knows (transformer.h.<i>.self_attention): refused
+    before any fine-tune."""
+    from transformers import BloomConfig, BloomForSequenceClassification
     monkeypatch.setenv("ADS_CACHE_DIR", str(tmp_path / "cache"))
-    folder = tmp_path / "gpt2"
-    conf = GPT2Config(vocab_size=len(minilm_tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=64,
-                      num_labels=2, pad_token_id=0, bos_token_id=None, eos_token_id=None)
-    GPT2ForSequenceClassification._from_config(conf, attn_implementation="eager").save_pretrained(folder)
+    folder = tmp_path / "bloom"
+    conf = BloomConfig(vocab_size=len(minilm_tokenizer), hidden_size=16, n_layer=2, n_head=2, num_labels=2,
+                       pad_token_id=0, bos_token_id=None, eos_token_id=None)
+    BloomForSequenceClassification._from_config(conf, attn_implementation="eager").save_pretrained(folder)
     minilm_tokenizer.save_pretrained(folder)
     store, earlier, snap = store_with_earlier_run
     cfg = SessionConfig.from_dict(quick_config(folder, tiny_csv, teacher__finetune="always"))
-    with pytest.raises(ModelError, match=r"teacher .*gpt2: cannot find the attention layers of "
-                                         r"GPT2ForSequenceClassification; supported families"):
+    with pytest.raises(ModelError, match=r"teacher .*bloom: cannot find the attention layers of "
+                                         r"BloomForSequenceClassification; supported families"):
         run_session(cfg, store)
     assert teacher_cache_entries() == []
     [failed] = failed_runs(store, earlier)

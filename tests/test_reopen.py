@@ -38,7 +38,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_kinds_are_keyed_by_the_modality_the_run_records():
     assert (TASKS["text"], TASKS["image"]) == (TEXT, IMAGE)
-    assert KINDS == ("text", "image", "tagging", "translation")
+    assert KINDS == ("text", "image", "tagging", "translation", "language_model")
     assert task_class("text") is TEXT
     assert (TEXT.saved_as, IMAGE.saved_as) == (TextModality.saved_as, ImageModality.saved_as)
 

@@ -224,8 +224,9 @@ def test_the_attention_kl_of_each_kind_uses_its_own_rows_and_keys():
 
 
 def test_translation_losses_apply_to_translation_only():
-    for name in ("seq_kd", "encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl"):
+    for name in ("encoder_attention_kl", "decoder_attention_kl", "cross_attention_kl"):
         assert objectives.get(name).tasks == frozenset({"translation"})
+    assert objectives.get("seq_kd").tasks == frozenset({"translation", "language_model"})
     with pytest.raises(ConfigError, match="cross_attention_kl"):
         SessionConfig.from_dict({"variants": [{"name": "baseline", "losses": {"ce": 1}},
                                               {"name": "x", "losses": {"cross_attention_kl": 1}}]})
