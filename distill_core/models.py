@@ -344,6 +344,24 @@ def project_teacher_embeddings(student: nn.Module, teacher: nn.Module) -> None:
                 mod.weight.copy_((src @ proj * scale).to(mod.weight.dtype))
 
 
+@torch.no_grad()
+def project_token_embeddings(student: nn.Module, teacher: nn.Module) -> None:
+    """The student's token embeddings (only) from the teacher's, projected onto the student's width by their top
+    principal directions, the teacher's spread kept; everything else stays as it is (the translation and language-model
+    students: their output layer is tied to these embeddings)."""
+    t_emb = teacher.get_input_embeddings().weight.float()
+    s_emb = student.get_input_embeddings().weight
+    ds = s_emb.shape[1]
+    if ds > t_emb.shape[1]:
+        raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_emb.shape[1]} dimensions onto "
+                          f"fewer; the student's hidden size {ds} is larger: use init 'random'")
+    centred = t_emb - t_emb.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    proj = v[:ds].T                                                          # (Dt, Ds)
+    scale = t_emb.std() / (t_emb @ proj).std().clamp_min(1e-12)
+    s_emb.copy_((t_emb @ proj * scale).to(s_emb.dtype))
+
+
 _LAYER_RE = re.compile(r"(.*\.layer\.)(\d+)(\..*)")
 
 

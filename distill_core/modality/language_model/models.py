@@ -132,20 +132,3 @@ def copy_teacher_layers(student, teacher, teacher_layers: list[int]) -> None:
     s.ln_f.load_state_dict(t.ln_f.state_dict())
     for j, i in enumerate(teacher_layers):
         s.h[j].load_state_dict(t.h[i].state_dict())
-
-
-@torch.no_grad()
-def project_embeddings(student, teacher) -> None:
-    """The student's token embeddings from the teacher's, projected onto the student's width by their top
-    principal directions (the teacher's spread kept); the rest stays random."""
-    t_emb = teacher.get_input_embeddings().weight.float()
-    s_emb = student.get_input_embeddings().weight
-    ds = s_emb.shape[1]
-    if ds > t_emb.shape[1]:
-        raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_emb.shape[1]} dimensions onto "
-                          f"fewer; the student's hidden size {ds} is larger: use init 'random'")
-    centred = t_emb - t_emb.mean(0, keepdim=True)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    proj = v[:ds].T
-    scale = t_emb.std() / (t_emb @ proj).std().clamp_min(1e-12)
-    s_emb.copy_((t_emb @ proj * scale).to(s_emb.dtype))

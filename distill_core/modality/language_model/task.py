@@ -17,7 +17,7 @@ from ...config import StudentConfig, resolve_init
 from ...errors import ConfigError, DataError, ModelError
 from ...evaluate import autocast_for
 from ...metrics import METRICS, ROW_FUNCS, EPS
-from ...models import resolve_source, set_attention_backend
+from ...models import project_token_embeddings, resolve_source, set_attention_backend
 from ...objectives import ATTENTION, HIDDEN, IGNORED, OBJECTIVES, TEACHER_LOGITS
 from ...sources import source_kind
 from ...teacher import PreparedTeacher
@@ -25,7 +25,7 @@ from ..base import INIT_LOCK, Batch, LayerPlan, StudentOutputs, Task, TeacherBat
 from ..translation.tokenizer import same_vocabulary
 from .data import LMSplits, load_lm_splits
 from .modality import MODALITY_FILE, LMModality
-from .models import copy_teacher_layers, load_causal_lm, project_embeddings, shape_of, student_from
+from .models import copy_teacher_layers, load_causal_lm, shape_of, student_from
 from .sampling import sample
 from .teacher import load_teacher_tokenizer, prepare_lm_teacher, teacher_samples
 
@@ -211,7 +211,7 @@ class LanguageModelTask(Task):
                     "uniform" if layer_rule == "suggested" else layer_rule, t["layers"], shape["layers"])
                 copy_teacher_layers(student, teacher, layers)
             elif init == "teacher_embeddings":
-                project_embeddings(student, teacher)
+                project_token_embeddings(student, teacher)
         return student, init
 
     def _pretrained_student(self, data: LMData, source: str) -> nn.Module:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,11 +20,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ...batching import make_batches
-from ...cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
+from ...cache import CacheSlot, outputs_dir, read_fit, teachers_dir
 from ...config import DEFAULT_TEACHER, MAX_FLOOR_EPOCHS, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...evaluate import autocast_for
@@ -35,6 +32,7 @@ from ...objectives import IGNORED
 from ...optim import clip_grad_norm_, make_optimizer
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest
+from ..trained_cache import cached_teacher, cached_token_rows
 from ..translation.tokenizer import train_tokenizer
 from .data import LMSplits
 from .modality import encode_passages, passage_blocks, stream_blocks
@@ -194,30 +192,9 @@ def load_teacher_tokenizer(source: str, local: bool):
     return tok
 
 
-def _load_cached(target: Path):
-    if not (target / "config.json").is_file():
-        return None
-    try:
-        return load_causal_lm(str(target)), load_teacher_tokenizer(str(target), local=True)
-    except (ModelError, ConfigError) as e:
-        log.warning("the cached language-model teacher in %s is damaged and is trained again: %s", target, e)
-        shutil.rmtree(target, ignore_errors=True)
-        return None
-
-
-def _write_teacher(built, tmp: Path, source: str, key: str, data: str) -> None:
-    model, tokenizer, fit = built
-    set_attention_backend(model, eager=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "distill_meta.json").write_text(json.dumps({"source": source, "key": key, "data": data, "fit": fit}))
-
-
-def _write_failed(folder: Path):
-    def fail(e: BaseException):
-        raise ModelError(f"could not save the language-model teacher in {folder}: {e}; free disk space or set "
-                         f"ADS_CACHE_DIR to a writable folder") from None
-    return fail
+def _load(path: str):
+    """(model, tokenizer) of a teacher folder this module wrote."""
+    return load_causal_lm(path), load_teacher_tokenizer(path, local=True)
 
 
 def encoded_blocks(tokenizer, splits: LMSplits, passages: list[str], context: int):
@@ -259,10 +236,8 @@ def prepare_lm_teacher(cfg, splits: LMSplits, device, progress: Progress | None 
                                    patience=t.finetune_patience, progress=progress, phase="prepare teacher")
         return model.cpu(), tokenizer, {**fit, "finetuned_from": source}
 
-    (model, tokenizer), cached = get_or_build(
-        slot, lambda repair: _load_cached(slot.path), build,
-        lambda built, tmp: _write_teacher(built, tmp, source, slot.key, splits.fingerprint),
-        write_errors=(OSError,), write_failed=_write_failed(slot.folder), reread=lambda: _load_cached(slot.path))
+    (model, tokenizer), cached = cached_teacher(slot, _load, build, source, splits.fingerprint,
+                                                 "language-model teacher")
     return PreparedTeacher(model.to(device).eval(), tokenizer, str(slot.path), True, cached,
                            fit=read_fit(slot.path / "distill_meta.json"))
 
@@ -291,10 +266,8 @@ def _builtin_teacher(cfg, splits: LMSplits, device, progress: Progress | None) -
             fit["epochs_asked"] = lm.teacher_epochs
         return model.cpu(), tokenizer, fit
 
-    (model, tokenizer), cached = get_or_build(
-        slot, lambda repair: _load_cached(slot.path), build,
-        lambda built, tmp: _write_teacher(built, tmp, "language-model teacher", slot.key, splits.fingerprint),
-        write_errors=(OSError,), write_failed=_write_failed(slot.folder), reread=lambda: _load_cached(slot.path))
+    (model, tokenizer), cached = cached_teacher(slot, _load, build, "language-model teacher", splits.fingerprint,
+                                                 "language-model teacher")
     return PreparedTeacher(model.to(device).eval(), tokenizer, str(slot.path), True, cached,
                            fit=read_fit(slot.path / "distill_meta.json"))
 
@@ -332,34 +305,5 @@ def teacher_samples(prepared: PreparedTeacher, blocks: list[list[int]], prompt: 
     if not (Path(prepared.path) / "config.json").is_file():
         return compute(), False
     key = samples_key(prepared, blocks, prompt, {"context": context, "seed": seed, "temperature": temperature})
-    slot = CacheSlot(outputs_dir(), key, ".safetensors")
-
-    def load(repair: bool):
-        if not slot.path.is_file():
-            return None
-        try:
-            with safe_open(str(slot.path), framework="pt") as f:
-                lengths, flat = f.get_tensor("lengths").tolist(), f.get_tensor("ids").tolist()
-            if len(lengths) != len(blocks) or sum(lengths) != len(flat):
-                raise ValueError("its counts differ from the blocks'")
-            out, at = [], 0
-            for n in lengths:
-                out.append(flat[at:at + n])
-                at += n
-            return out
-        except Exception as e:  # noqa: BLE001
-            if repair:
-                log.warning("the cached teacher samples %s are damaged (%s); sampled again", slot.path, e)
-                slot.path.unlink(missing_ok=True)
-            return None
-
-    def write(rows, tmp: Path) -> None:
-        save_file({"lengths": torch.tensor([len(r) for r in rows], dtype=torch.int64),
-                   "ids": torch.tensor([i for r in rows for i in r], dtype=torch.int64)}, str(tmp),
-                  metadata={"key": key, "teacher": prepared.path, "kind": "samples for sequence-level KD"})
-
-    def not_saved(e: BaseException) -> None:
-        log.warning("could not save the teacher's samples in %s: %s", outputs_dir(), e)
-    return get_or_build(slot, load, compute, write, write_errors=(Exception,), write_failed=not_saved,
-                        read_unlocked=True, unlocked=lambda e: compute())
-
+    return cached_token_rows(CacheSlot(outputs_dir(), key, ".safetensors"), len(blocks), compute,
+                             {"key": key, "teacher": prepared.path, "kind": "samples for sequence-level KD"}, "samples")

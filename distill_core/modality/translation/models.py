@@ -131,19 +131,3 @@ def copy_teacher_layers(student: MarianMTModel, teacher: MarianMTModel, encoder_
     for side, layers in (("encoder", encoder_layers), ("decoder", decoder_layers)):
         for j, i in enumerate(layers):
             getattr(s, side).layers[j].load_state_dict(getattr(t, side).layers[i].state_dict())
-
-
-@torch.no_grad()
-def project_embeddings(student: MarianMTModel, teacher: MarianMTModel) -> None:
-    """Start the student's shared token embeddings from the teacher's, projected onto the student's width by their
-    top principal directions (the teacher's spread kept); the layers stay random."""
-    t_emb, s_emb = teacher.model.shared.weight.float(), student.model.shared.weight
-    ds = s_emb.shape[1]
-    if ds > t_emb.shape[1]:
-        raise ConfigError(f"student.init 'teacher_embeddings' projects the teacher's {t_emb.shape[1]} dimensions onto "
-                          f"fewer; the student's hidden size {ds} is larger: use init 'random'")
-    centred = t_emb - t_emb.mean(0, keepdim=True)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    proj = v[:ds].T                                                          # (Dt, Ds)
-    scale = t_emb.std() / (t_emb @ proj).std().clamp_min(1e-12)
-    s_emb.copy_((t_emb @ proj * scale).to(s_emb.dtype))

@@ -16,7 +16,7 @@ from ... import mapping
 from ...config import StudentConfig, resolve_init
 from ...errors import ConfigError, ModelError
 from ...evaluate import autocast_for
-from ...models import resolve_source, set_attention_backend
+from ...models import project_token_embeddings, resolve_source, set_attention_backend
 from ...objectives import ATTENTION, OBJECTIVES, TEACHER_LOGITS, TRANSLATION_KINDS
 from ...sources import source_kind
 from ...teacher import PreparedTeacher
@@ -26,8 +26,7 @@ from .data import TranslationSplits, load_translation_splits
 from .decoding import decoder_rows, pad_rows
 from .divergence import adapt_teacher, probe_kind_metrics
 from .modality import MODALITY_FILE, TranslationModality, poor_teacher_warning
-from .models import (KIND_AXES, KIND_NAMES, KINDS, copy_teacher_layers, kinds_shape, load_marian, project_embeddings,
-                     student_from)
+from .models import KIND_AXES, KIND_NAMES, KINDS, copy_teacher_layers, kinds_shape, load_marian, student_from
 from .teacher import prepare_translation_teacher, teacher_translations
 from .tokenizer import same_vocabulary
 
@@ -179,7 +178,7 @@ class TranslationTask(Task):
                     cfg.translation.layer_map("decoder", layer_rule), t_shape["decoder"][0], shape["layers"])
                 copy_teacher_layers(student, teacher, enc, dec)
             elif init == "teacher_embeddings":
-                project_embeddings(student, teacher)
+                project_token_embeddings(student, teacher)
         return student, init
 
     def _pretrained_student(self, data: TranslationData, source: str) -> nn.Module:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,11 +23,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from ...batching import make_batches
-from ...cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
+from ...cache import CacheSlot, outputs_dir, read_fit, teachers_dir
 from ...config import DEFAULT_TEACHER, MAX_FLOOR_EPOCHS, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...evaluate import autocast_for
@@ -38,6 +35,7 @@ from ...objectives import IGNORED
 from ...optim import clip_grad_norm_, make_optimizer
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest, part_indices
+from ..trained_cache import cached_teacher, cached_token_rows
 from .data import TranslationSplits
 from .decoding import decoder_rows, pad_rows, score, translate, translate_ids
 from .models import build_marian, is_encoder_decoder, load_marian
@@ -182,31 +180,9 @@ def load_teacher_tokenizer(source: str, local: bool):
                          f"sentencepiece package (pip install sentencepiece)") from None
 
 
-def _load_cached(target: Path):
-    """(model, tokenizer) cached in `target`, or None when there is none (a damaged one is deleted)."""
-    if not (target / "config.json").is_file():
-        return None
-    try:
-        return load_marian(str(target)), load_teacher_tokenizer(str(target), local=True)
-    except ModelError as e:
-        log.warning("the cached translation teacher in %s is damaged and is trained again: %s", target, e)
-        shutil.rmtree(target, ignore_errors=True)
-        return None
-
-
-def _write_teacher(built, tmp: Path, source: str, key: str, data: str) -> None:
-    model, tokenizer, fit = built
-    set_attention_backend(model, eager=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "distill_meta.json").write_text(json.dumps({"source": source, "key": key, "data": data, "fit": fit}))
-
-
-def _write_failed(folder: Path):
-    def fail(e: BaseException):
-        raise ModelError(f"could not save the translation teacher in {folder}: {e}; free disk space or set "
-                         f"ADS_CACHE_DIR to a writable folder") from None
-    return fail
+def _load(path: str):
+    """(model, tokenizer) of a teacher folder this module wrote."""
+    return load_marian(path), load_teacher_tokenizer(path, local=True)
 
 
 def prepare_translation_teacher(cfg, splits: TranslationSplits, device, progress: Progress | None = None):
@@ -244,10 +220,8 @@ def prepare_translation_teacher(cfg, splits: TranslationSplits, device, progress
                                       progress=progress, phase="prepare teacher")
         return model, tokenizer, {**fit, "finetuned_from": source}
 
-    (model, tokenizer), cached = get_or_build(
-        slot, lambda repair: _load_cached(slot.path), build,
-        lambda built, tmp: _write_teacher(built, tmp, source, slot.key, splits.fingerprint),
-        write_errors=(OSError,), write_failed=_write_failed(slot.folder), reread=lambda: _load_cached(slot.path))
+    (model, tokenizer), cached = cached_teacher(slot, _load, build, source, splits.fingerprint,
+                                                 "translation teacher")
     return PreparedTeacher(model.to(device).eval(), tokenizer, str(slot.path), cfg.translation.beam == 1, cached,
                            fit=read_fit(slot.path / "distill_meta.json"))
 
@@ -278,10 +252,8 @@ def _builtin_teacher(cfg, splits: TranslationSplits, device, progress: Progress 
             fit["epochs_asked"] = tr.teacher_epochs
         return model.cpu(), tokenizer, fit
 
-    (model, tokenizer), cached = get_or_build(
-        slot, lambda repair: _load_cached(slot.path), build,
-        lambda built, tmp: _write_teacher(built, tmp, "translation teacher", slot.key, splits.fingerprint),
-        write_errors=(OSError,), write_failed=_write_failed(slot.folder), reread=lambda: _load_cached(slot.path))
+    (model, tokenizer), cached = cached_teacher(slot, _load, build, "translation teacher", splits.fingerprint,
+                                                 "translation teacher")
     return PreparedTeacher(model.to(device).eval(), tokenizer, str(slot.path), tr.beam == 1, cached,
                            fit=read_fit(slot.path / "distill_meta.json"))
 
@@ -295,26 +267,6 @@ def seq_kd_key(prepared: PreparedTeacher, sources: list[list[int]], data: str, m
                                    "max_length": max_length}, sort_keys=True).encode())
     h.update(json.dumps(sources).encode())
     return "seqkd-" + h.hexdigest()[:24]
-
-
-def _pack(rows: list[list[int]]) -> dict[str, torch.Tensor]:
-    lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
-    flat = torch.tensor([i for r in rows for i in r], dtype=torch.int64)
-    return {"lengths": lengths, "ids": flat}
-
-
-def _unpack(tensors: dict, n: int) -> list[list[int]]:
-    lengths = tensors["lengths"].tolist()
-    if len(lengths) != n:
-        raise ValueError(f"it holds {len(lengths)} translations, not {n}")
-    flat = tensors["ids"].tolist()
-    if len(flat) != sum(lengths):
-        raise ValueError("its token count differs from its lengths")
-    out, at = [], 0
-    for k in lengths:
-        out.append(flat[at:at + k])
-        at += k
-    return out
 
 
 def teacher_translations(prepared: PreparedTeacher, sources: list[list[int]], data: str, device, max_length: int,
@@ -336,27 +288,6 @@ def teacher_translations(prepared: PreparedTeacher, sources: list[list[int]], da
     if not (Path(prepared.path) / "config.json").is_file():
         return compute(), False
     key = seq_kd_key(prepared, sources, data, max_length)
-    slot = CacheSlot(outputs_dir(), key, ".safetensors")
-
-    def load(repair: bool):
-        if not slot.path.is_file():
-            return None
-        try:
-            with safe_open(str(slot.path), framework="pt") as f:
-                return _unpack({name: f.get_tensor(name) for name in f.keys()}, len(sources))
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own errors for a damaged file
-            if repair:
-                log.warning("the cached teacher translations %s are damaged (%s); computed again", slot.path, e)
-                slot.path.unlink(missing_ok=True)
-            return None
-
-    def write(rows, tmp: Path) -> None:
-        save_file(_pack(rows), str(tmp), metadata={"key": key, "teacher": prepared.path, "data": data,
-                                                   "kind": "translations for sequence-level KD"})
-
-    def not_saved(e: BaseException) -> None:
-        log.warning("could not save the teacher's translations in %s: %s; they are computed again next session",
-                    outputs_dir(), e)
-    return get_or_build(slot, load, compute, write, write_errors=(Exception,), write_failed=not_saved,
-                        read_unlocked=True, unlocked=lambda e: compute())
-
+    return cached_token_rows(CacheSlot(outputs_dir(), key, ".safetensors"), len(sources), compute,
+                             {"key": key, "teacher": prepared.path, "data": data,
+                              "kind": "translations for sequence-level KD"}, "translations")
