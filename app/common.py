@@ -12,7 +12,7 @@ from app import tasks
 from app.figures import base as fig_base, curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, STARTED_HERE, TYPED_TEXT
 from distill_core import RunStore, SessionConfig
-from distill_core.analysis import suggest_for_run
+from distill_core.analysis import suggest_for_run, teacher_heads_for
 from distill_core.errors import DistillError
 from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
@@ -322,3 +322,43 @@ def weights_chart(run, key: str, epochs: int | None = None, variants: Variants |
     st.caption("The weight each loss had at each step, and the temperature of the teacher's softened outputs: loss "
                "schedules, the TinyBERT preset, automatic weighting and a temperature schedule change them. Only "
                "the variants whose weights or temperature changed are drawn.")
+
+
+# ---- which layers and heads a pair of maps shows --------------------------------------------------------------------
+AVERAGE_HEADS = -1                  # the "all heads, averaged" choice of a head selector
+
+
+@dataclass(frozen=True)
+class MapPick:
+    """The student layer and head and the teacher layer and heads a page shows, with their descriptions."""
+    s_layer: int
+    t_layer: int
+    s_head: int                     # AVERAGE_HEADS: all heads averaged
+    t_heads: list
+    s_desc: str
+    t_desc: str
+
+
+def pick_layers_and_heads(key_prefix: str, teacher_shape, student_shape, pairs, rule: str) -> MapPick:
+    """Student layer, teacher layer and student head selectors in a row (keys <prefix>student_layer, teacher_layer,
+    head), the mapped teacher layer and the head rule's defaults first; the teacher heads that face the chosen
+    student head."""
+    k = key_prefix
+    (Lt, Ht), (Ls, Hs) = teacher_shape, student_shape
+    mapped = {s: t for t, s in pairs}
+    c1, c2, c3 = st.columns(3)
+    keep_choice(k + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
+    s_layer = c1.selectbox("Student layer", range(Ls), key=k + "student_layer",
+                           format_func=lambda s: f"layer {s}" + (f" → teacher {mapped[s]}" if s in mapped else ""))
+    keep_choice(k + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
+    t_layer = c2.selectbox("Teacher layer", range(Lt), key=k + "teacher_layer",
+                           format_func=lambda t: f"layer {t}" + (" (mapped)" if mapped.get(s_layer) == t else ""))
+    heads = [AVERAGE_HEADS, *range(Hs)]
+    keep_choice(k + "head", heads, AVERAGE_HEADS if rule == "mean" else 0)
+    s_head = c3.selectbox("Student head", heads, key=k + "head",
+                          format_func=lambda h: "all heads, averaged" if h == AVERAGE_HEADS else f"head {h}")
+    t_heads = (list(range(Ht)) if s_head == AVERAGE_HEADS or rule == "mean"
+               else teacher_heads_for(s_head, rule, Ht, Hs))
+    return MapPick(s_layer, t_layer, s_head, t_heads,
+                   "all heads averaged" if s_head == AVERAGE_HEADS else f"head {s_head}",
+                   f"head {t_heads[0]}" if len(t_heads) == 1 else f"{len(t_heads)} heads averaged")

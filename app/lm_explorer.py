@@ -20,7 +20,7 @@ from distill_core.errors import DistillError
 from distill_core.vocab import TEACHER
 
 K = "explorer."
-AVERAGE = -1
+AVERAGE = common.AVERAGE_HEADS
 INTRO = ("Causal self-attention: each row is a position of the text, each column a position it may read (itself "
          "and the earlier ones: the lower triangle). A row is where the model looked to predict the next token, and "
          "sums to 1. Type a prompt to see each model continue it. Hover a cell for its exact weight.")
@@ -91,30 +91,17 @@ def draw(run, probe: dict, view: state.View, link_slot, maps_slot=None) -> None:
                                      help="Attention recorded on the probe passages after each epoch.")
         else:
             epoch = epochs[0]
-    Lt, Ht = probe["teacher_layers"], probe["teacher_heads"]
-    Ls, Hs = probe["student_layers"], probe["student_heads"]
     rule, pairs = probe["head_rule"], probe["pairs"]
+    pick = common.pick_layers_and_heads(K, (probe["teacher_layers"], probe["teacher_heads"]),
+                                        (probe["student_layers"], probe["student_heads"]), pairs, rule)
     mapped = {s: t for t, s in pairs}
-    c1, c2, c3 = st.columns(3)
-    common.keep_choice(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
-    s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer",
-                           format_func=lambda s: f"layer {s}" + (f" → teacher {mapped[s]}" if s in mapped else ""))
-    common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
-    t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
-                           format_func=lambda t: f"layer {t}" + (" (mapped)" if mapped.get(s_layer) == t else ""))
-    heads = [AVERAGE, *range(Hs)]
-    common.keep_choice(K + "head", heads, AVERAGE if rule == "mean" else 0)
-    s_head = c3.selectbox("Student head", heads, key=K + "head",
-                          format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
     view.sync()
     with link_slot:
         state.link_button(view)
-    t_heads = (list(range(Ht)) if s_head == AVERAGE or rule == "mean"
-               else analysis.teacher_heads_for(s_head, rule, Ht, Hs))
     gamma = 0.5 if st.session_state.setdefault(K + "sqrt_scale", True) else 1.0
     s_label = variants.label(student)
-    s_desc = "all heads averaged" if s_head == AVERAGE else f"head {s_head}"
-    t_desc = f"head {t_heads[0]}" if len(t_heads) == 1 else f"{len(t_heads)} heads averaged"
+    s_layer, t_layer, s_head, t_heads = pick.s_layer, pick.t_layer, pick.s_head, pick.t_heads
+    s_desc, t_desc = pick.s_desc, pick.t_desc
     area = maps_slot or st
     if typed:
         _prompt_view(run, text, int(new_tokens), int(seed), greedy, weights, student, s_label, variants.label,
@@ -140,7 +127,7 @@ def draw(run, probe: dict, view: state.View, link_slot, maps_slot=None) -> None:
         st.caption("The opening of a held-out passage, the same tokens for both models: row i is where position i "
                    "looked to predict token i + 1. Above the diagonal nothing may be read, so both maps are 0 there.")
         st.checkbox("Emphasise small weights (square-root colour scale)", key=K + "sqrt_scale")
-        js = analysis.compare_pair(t_maps[t_layer], s_maps[s_layer], rule, Hs)["js"]
+        js = analysis.compare_pair(t_maps[t_layer], s_maps[s_layer], rule, probe["student_heads"])["js"]
         st.caption(f"Jensen-Shannon divergence of this pair of layers as trained ({rule} rule), mean over compared "
                    f"heads and rows: **{float(np.mean(js)):.4f}**"
                    + ("" if mapped.get(s_layer) == t_layer else " (not a mapped pair: training did not compare "

@@ -19,7 +19,7 @@ from distill_core.errors import DistillError
 from distill_core.vocab import ATTENTION_KINDS, TEACHER
 
 K = "explorer."
-AVERAGE = -1
+AVERAGE = common.AVERAGE_HEADS
 INTRO = ("Cross-attention: each row is a target token, each column a source token; a row is where the decoder "
          "looked in the source when it wrote that token, and sums to 1. Choose the encoder's or the decoder's "
          "self-attention below. Hover a cell for its exact weight.")
@@ -92,28 +92,16 @@ def draw(run, probe: dict, view: state.View, link_slot, maps_slot=None) -> None:
     pairs = info.get("pairs") or []
     rule = info.get("head_rule") or probe.get("head_rule", "mean")
     (Lt, Ht), (Ls, Hs) = info.get("teacher_shape", [1, 1]), info.get("student_shape", [1, 1])
+    pick = common.pick_layers_and_heads(K, (Lt, Ht), (Ls, Hs), pairs, rule)
     mapped = {s: t for t, s in pairs}
-    c1, c2, c3 = st.columns(3)
-    common.keep_choice(K + "student_layer", range(Ls), pairs[0][1] if pairs else 0)
-    s_layer = c1.selectbox("Student layer", range(Ls), key=K + "student_layer",
-                           format_func=lambda s: f"layer {s}" + (f" → teacher {mapped[s]}" if s in mapped else ""))
-    common.keep_choice(K + "teacher_layer", range(Lt), mapped.get(s_layer, 0))
-    t_layer = c2.selectbox("Teacher layer", range(Lt), key=K + "teacher_layer",
-                           format_func=lambda t: f"layer {t}" + (" (mapped)" if mapped.get(s_layer) == t else ""))
-    heads = [AVERAGE, *range(Hs)]
-    common.keep_choice(K + "head", heads, AVERAGE if rule == "mean" else 0)
-    s_head = c3.selectbox("Student head", heads, key=K + "head",
-                          format_func=lambda h: "all heads, averaged" if h == AVERAGE else f"head {h}")
     view.sync()
     with link_slot:
         state.link_button(view)
 
-    t_heads = (list(range(Ht)) if s_head == AVERAGE or rule == "mean"
-               else analysis.teacher_heads_for(s_head, rule, Ht, Hs))
     gamma = 0.5 if st.session_state.setdefault(K + "sqrt_scale", True) else 1.0
     s_label = variants.label(student)
-    s_desc = "all heads averaged" if s_head == AVERAGE else f"head {s_head}"
-    t_desc = f"head {t_heads[0]}" if len(t_heads) == 1 else f"{len(t_heads)} heads averaged"
+    s_layer, t_layer, s_head, t_heads = pick.s_layer, pick.t_layer, pick.s_head, pick.t_heads
+    s_desc, t_desc = pick.s_desc, pick.t_desc
     area = maps_slot or st
     try:
         if typed:
