@@ -122,3 +122,15 @@ def clip_grad_norm_(params, max_norm: float) -> torch.Tensor:
     for p in sparse:
         p.grad._values().mul_(coef)
     return total
+
+
+def warmup_cosine(total: int, warmup: float):
+    """The learning-rate multiplier of the teachers trained here (images, translation, language models) at each step
+    of `total`: a linear warm-up over max(1, warmup * total) steps, then cosine decay to 0."""
+    warm = max(1, int(warmup * total))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+    return factor

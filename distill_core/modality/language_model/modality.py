@@ -67,6 +67,25 @@ def passage_blocks(passages: list[list[int]], context: int) -> tuple[list[list[i
     return blocks, owner
 
 
+def block_inputs(blocks: list[list[int]], pad: int, device) -> dict:
+    """Blocks of token ids as a causal model's inputs: input_ids and attention_mask (B, T) hold each block's first
+    len - 1 tokens, "labels" (B, T) the next token at each position, IGNORED at padding."""
+    t = max(1, max(len(b) for b in blocks) - 1)
+    ids = torch.full((len(blocks), t), pad, dtype=torch.long)
+    mask = torch.zeros((len(blocks), t), dtype=torch.long)
+    labels = torch.full((len(blocks), t), IGNORED, dtype=torch.long)
+    for j, b in enumerate(blocks):
+        n = len(b) - 1
+        if n > 0:
+            ids[j, :n] = torch.tensor(b[:-1], dtype=torch.long)
+            labels[j, :n] = torch.tensor(b[1:], dtype=torch.long)
+            mask[j, :n] = 1
+    device = torch.device(device)
+    nb = device.type == "cuda"
+    return {"input_ids": ids.to(device, non_blocking=nb), "attention_mask": mask.to(device, non_blocking=nb),
+            "labels": labels.to(device, non_blocking=nb)}
+
+
 class LMModality:
     """Encodes the passages with the teacher's tokenizer once; every variant is fed the same blocks. `teacher` (set
     by the task) is the model the KL and agreement are measured against."""
@@ -116,19 +135,9 @@ class LMModality:
 
     def encode_blocks(self, blocks: list[list[int]], index, device) -> Batch:
         """Blocks of token ids as a batch: the first len - 1 tokens in, the last len - 1 as labels."""
-        device = torch.device(device)
-        t = max(1, max(len(b) for b in blocks) - 1)
-        ids = torch.full((len(blocks), t), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(blocks), t), dtype=torch.long)
-        labels = torch.full((len(blocks), t), IGNORED, dtype=torch.long)
-        for j, b in enumerate(blocks):
-            n = len(b) - 1
-            ids[j, :n] = torch.tensor(b[:-1], dtype=torch.long)
-            labels[j, :n] = torch.tensor(b[1:], dtype=torch.long)
-            mask[j, :n] = 1
-        nb = device.type == "cuda"
-        inputs = {"input_ids": ids.to(device, non_blocking=nb), "attention_mask": mask.to(device, non_blocking=nb)}
-        return Batch(inputs, inputs["attention_mask"], labels.to(device, non_blocking=nb), list(index))
+        x = block_inputs(blocks, self.pad_id, device)
+        labels = x.pop("labels")
+        return Batch(x, x["attention_mask"], labels, list(index))
 
     def batch(self, split: str, index, device) -> Batch:
         index = list(index)

@@ -18,13 +18,13 @@ from ...errors import ConfigError, DataError, ModelError
 from ...evaluate import autocast_for
 from ...metrics import METRICS, ROW_FUNCS, EPS
 from ...models import project_token_embeddings, resolve_source, set_attention_backend
-from ...objectives import ATTENTION, HIDDEN, IGNORED, OBJECTIVES, TEACHER_LOGITS
+from ...objectives import ATTENTION, HIDDEN, OBJECTIVES, TEACHER_LOGITS
 from ...sources import source_kind
 from ...teacher import PreparedTeacher
 from ..base import INIT_LOCK, Batch, LayerPlan, StudentOutputs, Task, TeacherBatch
 from ..translation.tokenizer import same_vocabulary
 from .data import LMSplits, load_lm_splits
-from .modality import MODALITY_FILE, LMModality
+from .modality import MODALITY_FILE, LMModality, block_inputs
 from .models import copy_teacher_layers, load_causal_lm, shape_of, student_from
 from .sampling import sample
 from .teacher import load_teacher_tokenizer, prepare_lm_teacher, teacher_samples
@@ -77,21 +77,6 @@ class LMTeacherOutputs:
         if self.samples is not None:
             out.extra["seq_kd"] = block_inputs([self.samples[i] for i in batch.index], self.pad, self.device)
         return out
-
-
-def block_inputs(blocks: list[list[int]], pad: int, device) -> dict:
-    """Blocks of token ids as a causal model's inputs and next-token labels (IGNORED at padding)."""
-    t = max(1, max(len(b) for b in blocks) - 1)
-    ids = torch.full((len(blocks), t), pad, dtype=torch.long)
-    mask = torch.zeros((len(blocks), t), dtype=torch.long)
-    labels = torch.full((len(blocks), t), IGNORED, dtype=torch.long)
-    for j, b in enumerate(blocks):
-        n = len(b) - 1
-        if n > 0:
-            ids[j, :n] = torch.tensor(b[:-1])
-            labels[j, :n] = torch.tensor(b[1:])
-            mask[j, :n] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
 def causal_probe_metrics(teacher_maps, student_maps, pairs, head_rule: str, student_heads: int) -> dict:

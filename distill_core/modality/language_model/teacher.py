@@ -29,13 +29,13 @@ from ...evaluate import autocast_for
 from ...hub import require_online
 from ...models import resolve_source, set_attention_backend
 from ...objectives import IGNORED
-from ...optim import clip_grad_norm_, make_optimizer
+from ...optim import clip_grad_norm_, make_optimizer, warmup_cosine
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest
 from ..trained_cache import cached_teacher, cached_token_rows
 from ..translation.tokenizer import train_tokenizer
 from .data import LMSplits
-from .modality import encode_passages, passage_blocks, stream_blocks
+from .modality import block_inputs, encode_passages, passage_blocks, stream_blocks
 from .models import build_gpt2, load_causal_lm, shape_of
 from .sampling import sample
 
@@ -67,17 +67,10 @@ def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_bl
     model.to(device)
     set_attention_backend(model, eager=False)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    helper = _Blocks(pad)
     opt = make_optimizer(model, [{"params": [p for p in model.parameters() if p.requires_grad]}], lr, 0.01, device)
     lengths = [len(b) for b in train_blocks]
     total = len(make_batches(lengths, batch_size, seed=0)) * epochs
-    warm = max(1, int(WARMUP * total))
-
-    def factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, WARMUP))
     curve, best, best_state, step, t0 = [], None, None, 0, time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -85,10 +78,10 @@ def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_bl
             model.train()
             losses = []
             for index in make_batches(lengths, batch_size, seed=int(seed) * 1000 + epoch):
-                ids, mask, labels = helper.batch([train_blocks[i] for i in index], device)
+                x = block_inputs([train_blocks[i] for i in index], pad, device)
                 with autocast_for(device, True):
-                    logits = model(input_ids=ids, attention_mask=mask).logits
-                loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORED)
+                    logits = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits
+                loss = F.cross_entropy(logits.float().flatten(0, 1), x["labels"].flatten(), ignore_index=IGNORED)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"the language-model teacher's training loss became {loss.item()} in "
                                              f"epoch {epoch}; lower language_model.teacher_lr (now {lr})")
@@ -103,7 +96,7 @@ def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_bl
                     progress(phase, step, total)
             record = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5)}
             if val_blocks:
-                nll = helper.nll(model, val_blocks, device)
+                nll = mean_nll(model, val_blocks, pad, device)
                 record.update(val_perplexity=round(math.exp(nll), 3), val_loss=round(nll, 5))
                 if best is None or nll <= curve[best - 1]["val_loss"]:
                     best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -120,36 +113,20 @@ def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_bl
             "seconds": round(time.time() - t0, 1)}
 
 
-class _Blocks:
-    """Blocks of token ids as (input_ids, attention_mask, labels) tensors, and the mean NLL of a model on them."""
-
-    def __init__(self, pad: int):
-        self.pad = pad
-
-    def batch(self, blocks: list[list[int]], device):
-        t = max(len(b) for b in blocks) - 1
-        ids = torch.full((len(blocks), t), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(blocks), t), dtype=torch.long)
-        labels = torch.full((len(blocks), t), IGNORED, dtype=torch.long)
-        for j, b in enumerate(blocks):
-            ids[j, :len(b) - 1] = torch.tensor(b[:-1])
-            labels[j, :len(b) - 1] = torch.tensor(b[1:])
-            mask[j, :len(b) - 1] = 1
-        return ids.to(device), mask.to(device), labels.to(device)
-
-    @torch.no_grad()
-    def nll(self, model, blocks: list[list[int]], device, batch_size: int = 64) -> float:
-        was = model.training
-        model.eval()
-        total, count = 0.0, 0
-        for index in make_batches([len(b) for b in blocks], batch_size, seed=None):
-            ids, mask, labels = self.batch([blocks[i] for i in index], device)
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            total += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORED,
-                                           reduction="sum"))
-            count += int((labels != IGNORED).sum())
-        model.train(was)
-        return total / max(1, count)
+@torch.no_grad()
+def mean_nll(model, blocks: list[list[int]], pad: int, device, batch_size: int = 64) -> float:
+    """The mean negative log-likelihood per predicted token of a model on blocks of token ids."""
+    was = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for index in make_batches([len(b) for b in blocks], batch_size, seed=None):
+        x = block_inputs([blocks[i] for i in index], pad, device)
+        logits = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits.float()
+        total += float(F.cross_entropy(logits.flatten(0, 1), x["labels"].flatten(), ignore_index=IGNORED,
+                                       reduction="sum"))
+        count += int((x["labels"] != IGNORED).sum())
+    model.train(was)
+    return total / max(1, count)
 
 
 # ---- the teacher -------------------------------------------------------------------------------------------------

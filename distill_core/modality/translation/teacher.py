@@ -32,7 +32,7 @@ from ...evaluate import autocast_for
 from ...hub import require_online
 from ...models import resolve_source, set_attention_backend
 from ...objectives import IGNORED
-from ...optim import clip_grad_norm_, make_optimizer
+from ...optim import clip_grad_norm_, make_optimizer, warmup_cosine
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest, part_indices
 from ..trained_cache import cached_teacher, cached_token_rows
@@ -86,13 +86,7 @@ def train_translation_model(model, tokenizer, train: tuple[list, list], val: tup
     lengths = [max(len(s), len(t)) for s, t in zip(sources, targets)]
     steps_per_epoch = len(make_batches(lengths, batch_size, seed=0))
     total = steps_per_epoch * epochs
-    warm = max(1, int(WARMUP * total))
-
-    def factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, WARMUP))
     curve, best, best_state, step, t0 = [], None, None, 0, time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))                   # dropout

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from ...cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
 from ...config import IMAGE_TEACHERS, MAX_FLOOR_EPOCHS, SessionConfig, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...models import eval_mode, resolve_source, set_attention_backend
-from ...optim import make_optimizer
+from ...optim import make_optimizer, warmup_cosine
 from ...store import atomic_write_json
 from ...teacher import PreparedTeacher, part_indices
 from .data import ImageSplits, to_tensor
@@ -181,13 +180,7 @@ def _start_training(model, images: np.ndarray, labels, *, epochs: int, lr: float
     steps_per_epoch = len(_batches(len(images), batch_size, torch.Generator().manual_seed(0)))
     total = steps_per_epoch * epochs
     # a ViT from scratch learns faster with a longer warm-up (MNIST 5k, 5 epochs: 65% against 59% with 5%)
-    warm = max(1, int((0.15 if is_vit else 0.05) * total))
-
-    def lr_factor(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, 0.15 if is_vit else 0.05))
     x_all = torch.from_numpy(np.ascontiguousarray(images))                     # (N, H, W, C) uint8
     y_all = torch.as_tensor(list(labels), dtype=torch.long)                    # (N,)
     return _ImageTraining(model, x_all, y_all, opt, sched, gen, batch_size, total, layout, device, lr, augment,
