@@ -17,7 +17,7 @@ from distill_core.objectives import IGNORED, LossInputs, generalized_jsd
 from distill_core.modality.language_model.data import passages_of_text, split_passages
 from distill_core.modality.language_model.models import build_gpt2, check_causal, copy_teacher_layers, student_from
 from distill_core.modality.language_model.sampling import sample
-from distill_core.modality.language_model.task import causal_probe_metrics
+from distill_core.modality.translation.divergence import probe_kind_metrics
 from distill_core.modality.translation.tokenizer import train_tokenizer
 
 TEXT = ("In the beginning God created the heavens and the earth. The earth was formless and empty. "
@@ -128,8 +128,8 @@ def test_causal_attention_kl_compares_the_lower_triangle_only():
     upper_p[..., upper] = 0.3
     upper_q[..., upper] = 0.05
     pairs = [(0, 0)]
-    a = causal_probe_metrics([p[0].numpy()], [q[0].numpy()], pairs, "direct", 1)
-    b = causal_probe_metrics([upper_p[0].numpy()], [upper_q[0].numpy()], pairs, "direct", 1)
+    a = probe_kind_metrics([p[0].numpy()], [q[0].numpy()], pairs, "direct", 1, causal=True)
+    b = probe_kind_metrics([upper_p[0].numpy()], [upper_q[0].numpy()], pairs, "direct", 1, causal=True)
     assert set(a) >= {"kl", "js", "mse", "cosine"} and np.asarray(a["kl"]).shape == (1, 1)
     for name in a:
         assert np.allclose(a[name], b[name], atol=1e-6), name

@@ -16,12 +16,12 @@ from ...capture import AttentionCapture
 from ...config import StudentConfig, resolve_init
 from ...errors import ConfigError, DataError, ModelError
 from ...evaluate import autocast_for
-from ...metrics import METRICS, ROW_FUNCS, EPS
 from ...models import project_token_embeddings, resolve_source, set_attention_backend
 from ...objectives import ATTENTION, HIDDEN, OBJECTIVES, TEACHER_LOGITS
 from ...sources import source_kind
 from ...teacher import PreparedTeacher
 from ..base import INIT_LOCK, Batch, LayerPlan, StudentOutputs, Task, TeacherBatch
+from ..translation.divergence import probe_kind_metrics
 from ..translation.tokenizer import same_vocabulary
 from .data import LMSplits, load_lm_splits
 from .modality import MODALITY_FILE, LMModality, block_inputs
@@ -77,38 +77,6 @@ class LMTeacherOutputs:
         if self.samples is not None:
             out.extra["seq_kd"] = block_inputs([self.samples[i] for i in batch.index], self.pad, self.device)
         return out
-
-
-def causal_probe_metrics(teacher_maps, student_maps, pairs, head_rule: str, student_heads: int) -> dict:
-    """Metrics between mapped teacher and student layers on the probe passages, over the allowed lower triangle
-    only: name -> (P, H') nested lists. teacher_maps[i] (Lt, Ht, T_i, T_i), student_maps[i] (Ls, Hs, T_i, T_i)."""
-    import numpy as np
-    if not pairs or not len(student_maps):
-        return {}
-    t_layers, s_layers = [a for a, _ in pairs], [b for _, b in pairs]
-    lengths = [int(m.shape[-1]) for m in student_maps]
-    t = max(lengths)
-
-    def pad(maps, layers):
-        out = torch.zeros((len(maps), len(layers), maps[0].shape[1], t, t))
-        for i, m in enumerate(maps):
-            out[i, :, :, :m.shape[-1], :m.shape[-1]] = torch.from_numpy(np.asarray(m, dtype=np.float32)[layers])
-        return out
-    real = (torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]).float()          # (B, T)
-    keys = (real[:, None, :] * torch.tril(torch.ones(t, t)))[:, None, None]             # (B, 1, 1, T, T)
-    rows = real[:, None, None, :]                                                        # (B, 1, 1, T)
-    p = mapping.adapt_teacher(pad(teacher_maps, t_layers), head_rule, student_heads) * keys
-    q = mapping.adapt_student(pad(student_maps, s_layers), head_rule) * keys
-    p = p / p.sum(-1, keepdim=True).clamp_min(1e-30)
-    q = q / q.sum(-1, keepdim=True).clamp_min(1e-30)
-    out = {}
-    for name in METRICS:
-        values = ROW_FUNCS[name](p, q)                                                   # (B, P, H, T)
-        if name == "mse":
-            values = values / keys.sum(-1).clamp_min(1.0)
-        weight = rows.expand_as(values)
-        out[name] = ((values * weight).sum(dim=(0, -1)) / weight.sum(dim=(0, -1)).clamp_min(EPS)).tolist()
-    return out
 
 
 class LanguageModelTask(Task):
@@ -321,7 +289,8 @@ class LanguageModelTask(Task):
 
     def probe_divergence(self, prepared, teacher_maps, student_maps) -> tuple[dict, dict]:
         p = prepared
-        return causal_probe_metrics(teacher_maps, student_maps, p.pairs, p.head_rule, p.student_shape[1]), {}
+        return probe_kind_metrics(teacher_maps, student_maps, p.pairs, p.head_rule, p.student_shape[1],
+                                  causal=True), {}
 
     # ---- generated data, notices, robustness --------------------------------------------------------------
     def generate(self, session, prepared) -> None:

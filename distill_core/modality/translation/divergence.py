@@ -28,8 +28,9 @@ def adapt_teacher(maps: torch.Tensor, rule: str, student_heads: int) -> torch.Te
 def kind_metrics(p: torch.Tensor, q: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
                  names=METRICS) -> dict[str, torch.Tensor]:
     """Average of each row metric over examples and real query rows: p, q (B, P, H, Q, K) teacher / student maps,
-    query (B, Q) and key (B, K) masks (1 = real). Returns name -> (P, H)."""
-    k = key.float()[:, None, None, None, :]                                   # (B, 1, 1, 1, K)
+    query (B, Q) and key (B, K) masks (1 = real), or a key mask per row (B, Q, K) (causal attention: a row's own and
+    earlier positions). Returns name -> (P, H)."""
+    k = key.float()[:, None, None, None, :] if key.dim() == 2 else key.float()[:, None, None]   # (B, 1, 1, Q|1, K)
     rows = query.float()[:, None, None, :]                                    # (B, 1, 1, Q)
     p = p.float() * k
     q = q.float() * k
@@ -46,9 +47,12 @@ def kind_metrics(p: torch.Tensor, q: torch.Tensor, query: torch.Tensor, key: tor
 
 
 def probe_kind_metrics(teacher_maps: Sequence[np.ndarray], student_maps: Sequence[np.ndarray],
-                       pairs: Sequence[Sequence[int]], head_rule: str, student_heads: int) -> dict[str, list]:
+                       pairs: Sequence[Sequence[int]], head_rule: str, student_heads: int,
+                       causal: bool = False) -> dict[str, list]:
     """Metrics between mapped teacher and student layers of one kind on the probe pairs: name -> (P, H') nested
-    lists; empty when no layers are mapped. teacher_maps[i] (Lt, Ht, q_i, k_i), student_maps[i] (Ls, Hs, q_i, k_i)."""
+    lists; empty when no layers are mapped. teacher_maps[i] (Lt, Ht, q_i, k_i), student_maps[i] (Ls, Hs, q_i, k_i).
+    causal: square maps of which each row is compared over its own and earlier positions only (the lower
+    triangle), whatever weight the maps hold above it."""
     if not pairs or not len(student_maps):
         return {}
     t_layers, s_layers = [a for a, _ in pairs], [b for _, b in pairs]
@@ -63,6 +67,8 @@ def probe_kind_metrics(teacher_maps: Sequence[np.ndarray], student_maps: Sequenc
         return out
     query = (torch.arange(tq)[None, :] < torch.tensor(qs)[:, None]).float()
     key = (torch.arange(tk)[None, :] < torch.tensor(ks)[:, None]).float()
+    if causal:
+        key = key[:, None, :] * torch.tril(torch.ones(tq, tk))                # (B, Q, K)
     teacher = adapt_teacher(pad(teacher_maps, t_layers), head_rule, student_heads)
     student = adapt_student(pad(student_maps, s_layers), head_rule)
     return {k: v.tolist() for k, v in kind_metrics(teacher, student, query, key).items()}
