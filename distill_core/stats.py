@@ -319,6 +319,19 @@ ONE_CLASS_SHARE = 0.95   # a model giving one class to more than this share of t
 MAJORITY_MARGIN = 0.02   # beating the majority-class rate by less than this many points is no real gain
 
 
+def teacher_below_reference(scores: dict, reference: str | None, shown_as: str, metric: str = "accuracy") -> list[dict]:
+    """A warning when the teacher's test score is below the labels-only reference's: it knows less than the data,
+    so distilling from it pulls the students towards worse answers. Each warning: {"model", "kind", "message"}."""
+    t, r = scores.get(TEACHER), scores.get(reference) if reference else None
+    if t is None or r is None or t >= r:
+        return []
+    return [{"model": TEACHER, "kind": "below_reference", "message": (
+        f"The teacher's test {metric} ({t:.1%}) is below the {shown_as}'s ({r:.1%}), which learnt from the data "
+        f"alone: the teacher knows less than the data, and distilling from it pulls the students towards its "
+        f"answers. Train it longer or on more data (teacher.finetune_epochs; a teacher built here: the task's "
+        f"teacher_epochs, e.g. language_model.teacher_epochs), or name a stronger teacher (teacher.source).")}]
+
+
 def prediction_warnings(model: str, predictions, labels, label_names=None, shown_as: str | None = None) -> list[dict]:
     """What is wrong with a model's test predictions, if anything: it (nearly) always answers one class, or
     it does not beat always answering the most common class. Each warning: {"model", "kind", "message"}."""

@@ -323,3 +323,14 @@ def test_a_student_with_another_tokenizer_and_an_encoder_only_teacher_are_refuse
     cfg = SessionConfig.from_dict({"task": "language_model", "teacher": {"source": str(default_teacher_dir())}})
     with pytest.raises(ConfigError, match="encoder-only model \\(bert\\)"):
         preflight(cfg)
+
+
+def test_a_teacher_below_the_labels_only_student_is_named_as_the_problem():
+    # on a small file of its own (8.8k words of package descriptions) the language-model teacher scored 2.1% against
+    # the labels-only student's 9.4%: the run must say the teacher is the problem
+    w = stats.teacher_below_reference({"teacher": 0.021, "baseline": 0.094}, "baseline", "baseline student",
+                                      "next-token accuracy")
+    assert [x["model"] for x in w] == ["teacher"] and "below the baseline student's (9.4%)" in w[0]["message"]
+    assert "language_model.teacher_epochs" in w[0]["message"]
+    assert stats.teacher_below_reference({"teacher": 0.3, "baseline": 0.2}, "baseline", "baseline student") == []
+    assert stats.teacher_below_reference({"teacher": 0.1}, None, "") == []

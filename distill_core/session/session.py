@@ -492,7 +492,7 @@ class Session:
         if status == "done":
             accuracy, answers, best_accuracy, details = self._test(p)
             latency, conditions = self.latency(p)
-            judged = self.judge(p, answers)
+            judged = self.judge(p, answers, accuracy)
             if any(v.adversarial is not None for v in p.variants):
                 self.robustness(p)
         params = {"teacher": count_parameters(p.teacher_model)}
@@ -574,19 +574,22 @@ class Session:
         details = {m: r["details"] for m, r in results.items() if r.get("details")}
         return {m: r["accuracy"] for m, r in results.items()}, answers, best, details
 
-    def judge(self, p: Prepared, answers: dict[str, list[int]]) -> dict:
+    def judge(self, p: Prepared, answers: dict[str, list[int]], accuracy: dict | None = None) -> dict:
         """What a reader must be told about the test results: the majority-class rate, each model that predicts
-        one class or does not beat that rate, and each variant against the reference, paired on the same
-        examples (McNemar's exact test, bootstrap interval of the difference)."""
+        one class or does not beat that rate, a teacher that scores below the labels-only reference, and each
+        variant against the reference, paired on the same examples (McNemar's exact test, bootstrap interval of the
+        difference)."""
         labels = p.modality.labels["test"]
         ref = self.config.reference
+        below = stats.teacher_below_reference(accuracy or {}, ref, model_label(ref, ref) if ref else "",
+                                              self.metric(p)["name"])
         units = self._units
         if units is not None:           # a score per example (sentence chrF) or counts (entity F1): paired bootstrap
             statistic, per_model = units
             paired = {} if ref is None or ref not in per_model else {
                 v.name: stats.paired_units(statistic, per_model[ref], per_model[v.name], seed=self.config.train.seed)
                 for v in p.variants if v.name != ref and v.name in per_model}
-            return {"majority_rate": None, "warnings": [], "paired": paired}
+            return {"majority_rate": None, "warnings": below, "paired": paired}
         names = p.modality.splits.label_names
         warnings = [w for m in answers for w in stats.prediction_warnings(
             m, answers[m], labels, names, shown_as=model_label(m, self.config.reference))]
@@ -597,7 +600,7 @@ class Session:
             paired = {v.name: stats.paired_comparison(ref_ok, np.asarray(answers[v.name]) == y,
                                                       seed=self.config.train.seed)
                       for v in p.variants if v.name != ref}
-        return {"majority_rate": stats.majority_rate(labels), "warnings": warnings, "paired": paired}
+        return {"majority_rate": stats.majority_rate(labels), "warnings": warnings + below, "paired": paired}
 
     def save_variant(self, v: Variant, weights: str = "final") -> int:
         """Write a variant's current weights (safetensors) into the run as its `weights` ("final" or "best");
