@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -45,6 +46,18 @@ def image_teachers_dir() -> Path:
 
 def outputs_dir() -> Path:
     return cache_root() / "teacher_outputs"
+
+
+def data_digest(*parts) -> str:
+    """sha256[:16] of JSON-able parts (numpy arrays by their bytes): what a cached teacher learned from, in a key."""
+    h = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "tobytes"):
+            h.update(json.dumps([list(part.shape), str(part.dtype)]).encode())
+            h.update(part.tobytes())
+        else:
+            h.update(json.dumps(part, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,12 @@ from safetensors.torch import save_file
 
 from . import mapping
 from .batching import collate, make_batches, pad_square, pad_tokens
-from .cache import CacheSlot, get_or_build, outputs_dir, read_fit, teachers_dir
+from .cache import CacheSlot, data_digest, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
 from .errors import ModelError
 from .evaluate import accuracy_and_loss, autocast_for, predict_logits
+from .modality.splits import in_teacher_order
 from .modality.text.data import Splits
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
@@ -115,10 +116,28 @@ def teacher_identity(source: str) -> dict:
     return {"hub": path}
 
 
+def learned_from(cfg: TeacherConfig, splits: Splits) -> str:
+    """sha256[:16] of what a text teacher learns from, in the order it reads it: its examples (the training split,
+    and every other example outside validation and test with finetune_on "all"), the validation split that picks its
+    epoch, and the label names. Not the test split, nor how the students' training split was cut from those
+    examples: a session with fewer training examples reuses the teacher."""
+    texts, labels = teacher_examples(cfg, splits, splits.train_texts, splits.extra_texts)
+    return data_digest(splits.label_names, texts, labels, splits.val_texts, splits.val_labels)
+
+
+def teacher_examples(cfg: TeacherConfig, splits: Splits, train: list, extra: list) -> tuple[list, list[int]]:
+    """(the teacher's examples, their labels), from `train` and `extra` (texts or their ids) as it reads them."""
+    if cfg.finetune_on == "all" and len(extra):
+        order = splits.teacher_order
+        return (in_teacher_order(train, extra, order),
+                in_teacher_order(splits.train_labels, splits.extra_labels, order))
+    return list(train), list(splits.train_labels)
+
+
 def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:
     ident = [teacher_identity(cfg.source), cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size,
-             cfg.finetune_on, cfg.finetune_min_steps, cfg.finetune_patience, splits.fingerprint, max_length, cfg.seed,
-             TEACHER_RECIPE_VERSION]
+             cfg.finetune_on, cfg.finetune_min_steps, cfg.finetune_patience, learned_from(cfg, splits), max_length,
+             cfg.seed, TEACHER_RECIPE_VERSION]
     if cfg.part != (1, 1):           # keys of teachers that learn from every example stay as they were
         ident.append(list(cfg.part))
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
@@ -201,9 +220,7 @@ def _finetune_fresh(config: SessionConfig, splits: Splits, train_ids, pad_id: in
     torch.manual_seed(tcfg.seed)
     model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
     model.to(device)
-    ids, labels = list(train_ids), list(splits.train_labels)
-    if tcfg.finetune_on == "all" and extra_ids:
-        ids, labels = ids + list(extra_ids), labels + list(splits.extra_labels)
+    ids, labels = teacher_examples(tcfg, splits, train_ids, extra_ids or [])
     keep = part_indices(len(ids), tcfg.part)
     ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
     val = (val_ids, splits.val_labels) if val_ids else None

@@ -3,6 +3,8 @@ the class proportions, and the sizes it falls back to when the data is smaller t
 together (copies of one text, one picture) are grouped first (`group_by_key`) and split as groups."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import DataError
@@ -22,33 +24,101 @@ def split_sizes(n: int, sizes: tuple[int, int, int]) -> tuple[int, int, int]:
     return min(max(1, sizes[0]), n - val - test), val, test
 
 
-def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int) -> list[np.ndarray]:
-    """Indices of train / validation / test, each keeping the class proportions, seeded.
+@dataclass
+class SplitParts:
+    """Positions (of the labels split) of each split, and `teacher`: every position outside validation and test in
+    the order a teacher that learns from all of them reads them (the training region of the reference size, then
+    the rest in order), whatever the training split's size."""
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    extra: np.ndarray
+    teacher: np.ndarray
 
-    When the data holds fewer examples than asked, the sizes become split_sizes' fractions."""
+
+def _take(per_class: dict, classes, frac: dict, size: int, start: dict) -> list:
+    """`size` positions from the per-class queues from `start` on, each class its share (rounded), topped up class
+    by class when rounding leaves the split short; advances `start`."""
+    idx = []
+    for c in classes:
+        take = int(round(size * frac[c]))
+        take = min(take, len(per_class[c]) - start[c], size - len(idx))
+        idx.extend(per_class[c][start[c]:start[c] + take])
+        start[c] += take
+    for c in classes:
+        while len(idx) < size and start[c] < len(per_class[c]):
+            idx.append(per_class[c][start[c]])
+            start[c] += 1
+    return idx
+
+
+def split_parts(labels: np.ndarray, sizes: tuple[int, int, int], seed: int, reference_train: int = 0) -> SplitParts:
+    """Train / validation / test positions, each keeping the class proportions, seeded; what no split takes is
+    `extra` (a teacher may learn from it).
+
+    Validation and test are drawn after a training region of max(sizes[0], reference_train) examples (fewer when
+    the data holds fewer, none of it when the sizes do not fit and the fractions apply), each class its share, so a smaller training split is a stratified subset of that region and validation, test and everything a
+    teacher learns from stay the same: with the task's default training size as the reference, asking for fewer
+    training examples does not change what a teacher learns from (nor its cache key). At the reference size or
+    above the split is what it always was. When the data holds fewer examples than asked, the sizes become
+    split_sizes' fractions."""
     n = len(labels)
     want = split_sizes(n, sizes)
+    ref = want                         # small data (the sizes do not fit): the fractions, as asked
+    if sum(sizes) <= n:                # the training region: up to the reference size, as far as the data allows
+        ref = (max(want[0], min(reference_train, n - want[1] - want[2])), want[1], want[2])
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     per_class = {c: rng.permutation(np.where(labels == c)[0]) for c in classes}
     frac = {c: len(per_class[c]) / n for c in classes}
     out, start = [], {c: 0 for c in classes}
-    for k, size in enumerate(want):
-        idx = []
-        for c in classes:
-            take = int(round(size * frac[c]))
-            take = min(take, len(per_class[c]) - start[c], size - len(idx))
-            idx.extend(per_class[c][start[c]:start[c] + take])
-            start[c] += take
-        # rounding may leave the split short: top up from what is left, class by class
-        for c in classes:
-            while len(idx) < size and start[c] < len(per_class[c]):
-                idx.append(per_class[c][start[c]])
-                start[c] += 1
-        out.append(rng.permutation(np.array(idx, dtype=int)))
+    for size in ref:
+        out.append(rng.permutation(np.array(_take(per_class, classes, frac, size, start), dtype=int)))
     if min(len(x) for x in out) == 0:
         raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
-    return out
+    used = np.zeros(n, dtype=bool)
+    for part in out:
+        used[part] = True
+    rest = np.flatnonzero(~used)
+    teacher = np.concatenate([out[0], rest]).astype(int)
+    train = out[0]
+    if want[0] != ref[0]:
+        held = set(out[1].tolist()) | set(out[2].tolist())
+        region = {c: [int(i) for i in per_class[c] if int(i) not in held] for c in classes}
+        idx = _take(region, classes, frac, want[0], {c: 0 for c in classes})
+        train = np.random.default_rng([seed, want[0]]).permutation(np.array(idx, dtype=int))
+        if len(train) == 0:
+            raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
+    used = np.zeros(n, dtype=bool)
+    for part in (train, out[1], out[2]):
+        used[part] = True
+    return SplitParts(train, out[1], out[2], np.flatnonzero(~used), teacher)
+
+
+def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int,
+                     reference_train: int = 0) -> list[np.ndarray]:
+    """[train, validation, test] positions of split_parts."""
+    p = split_parts(labels, sizes, seed, reference_train)
+    return [p.train, p.val, p.test]
+
+
+def teacher_order(parts: SplitParts, groups: list[list[int]] | None = None) -> list[int] | None:
+    """Where each row a teacher learning from every example outside validation and test reads sits in (training
+    rows + extra rows), in parts.teacher's order; None when that is already their order. `groups`: the rows of
+    each split position (None: one row each)."""
+    sizes = (lambda g: len(groups[g])) if groups is not None else (lambda g: 1)
+    pos, k = {}, 0
+    for g in list(parts.train) + list(parts.extra):
+        pos[int(g)] = range(k, k + sizes(g))
+        k += sizes(g)
+    order = [p for g in parts.teacher for p in pos[int(g)]]
+    return None if order == list(range(k)) else order
+
+
+def in_teacher_order(train: list, extra: list, order: list[int] | None) -> list:
+    """train + extra, read in teacher_order."""
+    both = list(train) + list(extra)
+    return both if order is None else [both[i] for i in order]
 
 
 def group_by_key(keys, labels: np.ndarray) -> tuple[list[list[int]], int, int, int]:

@@ -126,7 +126,7 @@ def hold_out_from_teacher(cfg: TransferConfig, splits):
     teacher_rows, transfer_rows = np.sort(order[:n // 2]).tolist(), np.sort(order[n // 2:]).tolist()
     kept = dataclasses.replace(splits, extra_texts=[splits.extra_texts[i] for i in teacher_rows],
                                extra_labels=[splits.extra_labels[i] for i in teacher_rows],
-                               fingerprint=f"{splits.fingerprint}|held-out-{cfg.seed}")
+                               fingerprint=f"{splits.fingerprint}|held-out-{cfg.seed}", teacher_order=None)
     pool = {"texts": [splits.extra_texts[i] for i in transfer_rows],
             "labels": [splits.extra_labels[i] for i in transfer_rows],
             "teacher_rows": teacher_rows, "transfer_rows": transfer_rows}

@@ -57,6 +57,7 @@ class LMSplits:
     notices: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     keys: dict = field(default_factory=dict)   # split -> each passage's key ("book:chapter", "paragraph 3", "row 4")
+    teacher_order: list[int] | None = None  # how a teacher learning from train + extra reads them (splits.teacher_order)
 
     # the names the session and a reopened run read for every kind of task: a language model has no classes, and
     # its "labels" are the passages themselves
@@ -213,7 +214,8 @@ def read_passages(data_cfg, lm_cfg) -> Passages:
 # ---- the split --------------------------------------------------------------------------------------------------
 def asked_sizes(data_cfg) -> tuple[int, int, int]:
     asked = (data_cfg.train_size, data_cfg.val_size, data_cfg.test_size)
-    return DEFAULT_SIZES if asked == CLASSIFICATION_SIZES else asked
+    return tuple(mine if a == classification else a                  # each size left at its default: the task's
+                 for a, classification, mine in zip(asked, CLASSIFICATION_SIZES, DEFAULT_SIZES))
 
 
 def split_passages(p: Passages, sizes: tuple[int, int, int], seed: int, probe_size: int, ident: list) -> LMSplits:
@@ -249,8 +251,11 @@ def split_passages(p: Passages, sizes: tuple[int, int, int], seed: int, probe_si
     for k in ("train", "val", "test", "extra"):
         h.update(json.dumps(texts[k]).encode())
     probe = choose_probe(texts["val"], probe_size, seed)
+    both = parts["train"] + parts["extra"]          # a teacher reads them in the text's order, however many train
+    order = sorted(range(len(both)), key=both.__getitem__)
     return LMSplits(texts["train"], texts["val"], texts["test"], probe, h.hexdigest()[:16], p.name, notices,
-                    texts["extra"], {k: [p.keys[i] for i in v] for k, v in parts.items() if k != "extra"})
+                    texts["extra"], {k: [p.keys[i] for i in v] for k, v in parts.items() if k != "extra"},
+                    None if order == list(range(len(both))) else order)
 
 
 def choose_probe(passages: list[str], k: int, seed: int) -> list[int]:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ...batching import make_batches
-from ...cache import CacheSlot, outputs_dir, read_fit, teachers_dir
+from ...cache import CacheSlot, data_digest, outputs_dir, read_fit, teachers_dir
 from ...config import DEFAULT_TEACHER, MAX_FLOOR_EPOCHS, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...evaluate import autocast_for
@@ -32,6 +32,7 @@ from ...objectives import IGNORED
 from ...optim import clip_grad_norm_, make_optimizer, warmup_cosine
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest
+from ..splits import in_teacher_order
 from ..trained_cache import cached_teacher, cached_token_rows
 from ..translation.tokenizer import train_tokenizer
 from .data import LMSplits
@@ -50,8 +51,10 @@ WARMUP = 0.05
 
 def teacher_passages(cfg, splits: LMSplits) -> list[str]:
     """The passages a teacher learns from: the training split, plus the passages no split took with
-    teacher.finetune_on "all"."""
-    return list(splits.train) + (list(splits.extra) if cfg.teacher.finetune_on == "all" else [])
+    teacher.finetune_on "all", in the text's order."""
+    if cfg.teacher.finetune_on != "all":
+        return list(splits.train)
+    return in_teacher_order(splits.train, splits.extra, splits.teacher_order)
 
 
 def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_blocks: list[list[int]], *,
@@ -136,10 +139,16 @@ def builtin_teacher_epochs(cfg, n_blocks: int) -> int:
     return floor_epochs(lm.teacher_epochs, steps, cfg.teacher.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
 
 
+def learned_from(cfg, splits: LMSplits) -> str:
+    """What a language-model teacher learns from (teacher_passages, in order) and the validation passages that pick
+    its epoch: not the test split, nor where the students' training split was cut."""
+    return data_digest(teacher_passages(cfg, splits), splits.val)
+
+
 def teacher_key(cfg, splits: LMSplits) -> str:
     """sha256[:20] of everything that changes the built-in teacher (its tokenizer included)."""
     lm = cfg.language_model
-    ident = {"version": LM_TEACHER_VERSION, "data": splits.fingerprint, "context": cfg.data.max_length,
+    ident = {"version": LM_TEACHER_VERSION, "data": learned_from(cfg, splits), "context": cfg.data.max_length,
              "tokenizer": lm.tokenizer, "vocab_size": lm.vocab_size,
              "shape": [lm.teacher_layers, lm.teacher_heads, lm.teacher_hidden, lm.teacher_intermediate],
              "dropout": lm.teacher_dropout, "epochs": lm.teacher_epochs, "lr": lm.teacher_lr,
@@ -151,7 +160,7 @@ def teacher_key(cfg, splits: LMSplits) -> str:
 
 def finetune_key(cfg, splits: LMSplits, identity: dict) -> str:
     t = cfg.teacher
-    ident = {"version": LM_TEACHER_VERSION, "teacher": identity, "data": splits.fingerprint,
+    ident = {"version": LM_TEACHER_VERSION, "teacher": identity, "data": learned_from(cfg, splits),
              "context": cfg.data.max_length, "epochs": t.finetune_epochs, "lr": t.finetune_lr,
              "batch_size": t.finetune_batch_size, "patience": t.finetune_patience, "finetune_on": t.finetune_on,
              "seed": t.seed}

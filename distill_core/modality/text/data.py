@@ -16,7 +16,8 @@ from ...errors import DataError
 from ...hub import require_online
 from ...packaged import packaged_file
 from ...sources import file_label, is_upload, source_kind
-from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_sizes, stratified_split
+from ..splits import (SMALL_DATA_FRACTIONS, group_by_key, split_parts, split_sizes, stratified_split,
+                      teacher_order)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Splits:
     notices: list[str] = field(default_factory=list)  # things the user should know (rows dropped, ...)
     extra_texts: list[str] = field(default_factory=list)
     extra_labels: list[int] = field(default_factory=list)
+    teacher_order: list[int] | None = None  # how a teacher learning from train + extra reads them (splits.teacher_order)
 
     @property
     def num_labels(self) -> int:
@@ -328,11 +330,8 @@ def load_splits(cfg: DataConfig) -> Splits:
     groups, dup_notices = group_duplicates(texts, labels, keep_one=cfg.source.strip() == DEFAULT_DATASET)
     group_labels = labels[[g[0] for g in groups]]        # a group's label: its first row's (for stratifying)
     asked = (cfg.train_size, cfg.val_size, cfg.test_size)
-    parts = stratified_split(group_labels, asked, cfg.split_seed)
-    used = np.zeros(len(groups), dtype=bool)
-    for part in parts:
-        used[part] = True
-    parts.append(np.flatnonzero(~used))                  # the rest: the teacher may learn from it
+    split = split_parts(group_labels, asked, cfg.split_seed, DataConfig().train_size)
+    parts = [split.train, split.val, split.test, split.extra]     # extra: the rest, the teacher may learn from it
 
     def pick(part):
         rows = [i for g in part for i in groups[g]]
@@ -346,7 +345,8 @@ def load_splits(cfg: DataConfig) -> Splits:
     for part in (trx, try_, vax, vay, tex, tey, exx, exy):
         h.update(json.dumps(part).encode())
     probe = choose_probe(vay, vax, cfg.probe_size, cfg.split_seed)
-    return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices, exx, exy)
+    return Splits(trx, try_, vax, vay, tex, tey, label_names, probe, h.hexdigest()[:16], notices, exx, exy,
+                  teacher_order(split, groups))
 
 
 # ---- checking a file before a session ------------------------------------------------------------------
@@ -439,7 +439,7 @@ def _absent_class_problems(group_labels, in_group: list[set], per_class: list[in
                            sizes: tuple[int, int, int], split_seed: int, name: str) -> list[DataProblem]:
     """Split as load_splits does: a class the stratified split leaves out of a split, or a split it cannot make."""
     try:
-        parts = stratified_split(group_labels, sizes, split_seed)
+        parts = stratified_split(group_labels, sizes, split_seed, DataConfig().train_size)
     except DataError as e:
         return [DataProblem(ERROR, f"{name}: {e}")]
     out = []

@@ -274,9 +274,11 @@ def read_pairs(data_cfg, tr_cfg) -> Pairs:
 
 # ---- the split --------------------------------------------------------------------------------------------------
 def asked_sizes(data_cfg) -> tuple[int, int, int]:
-    """(train, validation, test) as asked: DEFAULT_SIZES when data's sizes are the classification defaults."""
+    """(train, validation, test) as asked, each size left at the classification default taking DEFAULT_SIZES' (a
+    smaller data.train_size alone keeps the translation validation and test sizes)."""
     asked = (data_cfg.train_size, data_cfg.val_size, data_cfg.test_size)
-    return DEFAULT_SIZES if asked == CLASSIFICATION_SIZES else asked
+    return tuple(mine if a == classification else a                  # each size left at its default: the task's
+                 for a, classification, mine in zip(asked, CLASSIFICATION_SIZES, DEFAULT_SIZES))
 
 
 def group_pairs(pairs: Pairs) -> tuple[list[list[int]], list[str]]:

@@ -7,8 +7,8 @@ sequence-level KD, computed once and cached beside it.
                                                    tokenizer, distill_meta.json (source, key, data, fit)
     cache_root()/teacher_outputs/<key>.safetensors its translations of one training split (sequence-level KD)
 
-The key names everything that changes the result: the recipe version, the data and split (fingerprint), the token
-limit, the tokenizer and teacher settings and teacher.seed.
+The key names everything that changes the result: the recipe version, the pairs it learns from and the validation
+pairs (learned_from), the token limit, the tokenizer and teacher settings and teacher.seed.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ...batching import make_batches
-from ...cache import CacheSlot, outputs_dir, read_fit, teachers_dir
+from ...cache import CacheSlot, data_digest, outputs_dir, read_fit, teachers_dir
 from ...config import DEFAULT_TEACHER, MAX_FLOOR_EPOCHS, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...evaluate import autocast_for
@@ -142,10 +142,17 @@ def builtin_teacher_epochs(cfg, n_pairs: int) -> int:
     return floor_epochs(tr.teacher_epochs, steps, cfg.teacher.finetune_min_steps, MAX_FLOOR_EPOCHS["teacher"])
 
 
+def learned_from(cfg, splits: TranslationSplits) -> str:
+    """What a translation teacher learns from (teacher_pairs, in order), the validation pairs that pick its epoch and
+    the languages: not the test split, nor where the students' training split was cut."""
+    return data_digest(list(splits.languages), teacher_pairs(cfg, splits), splits.val_sources, splits.val_targets)
+
+
 def teacher_key(cfg, splits: TranslationSplits) -> str:
     """sha256[:20] of everything that changes the built-in teacher (its tokenizer included)."""
     tr = cfg.translation
-    ident = {"version": TRANSLATION_TEACHER_VERSION, "data": splits.fingerprint, "max_length": cfg.data.max_length,
+    ident = {"version": TRANSLATION_TEACHER_VERSION, "data": learned_from(cfg, splits),
+             "max_length": cfg.data.max_length,
              "tokenizer": tr.tokenizer, "vocab_size": tr.vocab_size,
              "shape": [tr.teacher_layers, tr.teacher_heads, tr.teacher_hidden, tr.teacher_intermediate],
              "dropout": tr.teacher_dropout, "epochs": builtin_teacher_epochs(cfg, len(teacher_pairs(cfg, splits)[0])),
@@ -157,7 +164,7 @@ def teacher_key(cfg, splits: TranslationSplits) -> str:
 def finetune_key(cfg, splits: TranslationSplits, identity: dict) -> str:
     """sha256[:20] of everything that changes a loaded teacher's fine-tune on the pairs."""
     t = cfg.teacher
-    ident = {"version": TRANSLATION_TEACHER_VERSION, "teacher": identity, "data": splits.fingerprint,
+    ident = {"version": TRANSLATION_TEACHER_VERSION, "teacher": identity, "data": learned_from(cfg, splits),
              "max_length": cfg.data.max_length, "epochs": t.finetune_epochs, "lr": t.finetune_lr,
              "batch_size": t.finetune_batch_size, "patience": t.finetune_patience, "finetune_on": t.finetune_on,
              "part": list(t.part), "seed": t.seed}

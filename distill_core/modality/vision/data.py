@@ -25,7 +25,7 @@ from ...errors import DataError, OfflineError
 from ...hub import require_online
 from ...packaged import packaged_file
 from ...sources import file_label, looks_local
-from ..splits import SMALL_DATA_FRACTIONS, group_by_key, stratified_split
+from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_parts, stratified_split, teacher_order
 from .pictures import (check_class_counts, counted, decode_images, missing_source, read_image_folder, read_image_zip,
                        resize_images)
 
@@ -47,6 +47,7 @@ class ImageSplits:
     notices: list[str] = field(default_factory=list)
     extra_images: np.ndarray | None = None
     extra_labels: list[int] = field(default_factory=list)
+    teacher_order: list[int] | None = None  # how a teacher learning from train + extra reads them (splits.teacher_order)
 
     @property
     def num_labels(self) -> int:
@@ -334,11 +335,8 @@ def load_image_splits(cfg: DataConfig, size: int = 0) -> ImageSplits:
     images, labels, names, notices, display = read_image_source(cfg, size)
     groups, dup_notices = group_duplicate_images(images, labels)
     asked = (cfg.train_size, cfg.val_size, cfg.test_size)
-    parts = stratified_split(labels[[g[0] for g in groups]], asked, cfg.split_seed)
-    used = np.zeros(len(groups), dtype=bool)
-    for part in parts:
-        used[part] = True
-    parts.append(np.flatnonzero(~used))
+    parts_ = split_parts(labels[[g[0] for g in groups]], asked, cfg.split_seed, DataConfig().train_size)
+    parts = [parts_.train, parts_.val, parts_.test, parts_.extra]
     rows = [np.array([i for g in part for i in groups[g]], dtype=np.int64) for part in parts]
     split = [(images[r], labels[r]) for r in rows]
     notices += dup_notices
@@ -348,7 +346,7 @@ def load_image_splits(cfg: DataConfig, size: int = 0) -> ImageSplits:
     return ImageSplits(trx, try_.tolist(), vax, vay.tolist(), tex, tey.tolist(), names,
                        choose_image_probe(vay.tolist(), cfg.probe_size, cfg.split_seed),
                        _fingerprint(cfg.source.strip(), cfg.split_seed, names, split), display, notices,
-                       exx, exy.tolist())
+                       exx, exy.tolist(), teacher_order(parts_, groups))
 
 
 def check_image_source(path_or_name: str | Path, max_file_mb: float) -> dict:

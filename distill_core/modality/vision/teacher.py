@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...cache import CacheSlot, get_or_build, image_teachers_dir, read_fit
+from ...cache import CacheSlot, data_digest, get_or_build, image_teachers_dir, read_fit
 from ...config import IMAGE_TEACHERS, MAX_FLOOR_EPOCHS, SessionConfig, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
 from ...models import eval_mode, resolve_source, set_attention_backend
@@ -213,6 +213,14 @@ def _teacher_extra(cfg: SessionConfig, splits: ImageSplits) -> tuple[np.ndarray 
     return splits.extra_images, list(splits.extra_labels)
 
 
+def learned_from(cfg: SessionConfig, splits: ImageSplits) -> str:
+    """What a built-in image teacher learns from, as teacher.learned_from: its images and labels in the order it
+    reads them, the validation split that picks its epoch, and the class names."""
+    images, labels = _teacher_training_data(cfg, splits)
+    return data_digest(splits.label_names, np.ascontiguousarray(images), labels,
+                       np.ascontiguousarray(splits.val_images), list(splits.val_labels))
+
+
 def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     """sha256[:16] of everything that changes a built-in teacher: the recipe version, teacher.source, the image
     section's teacher_* settings (and image.patch for a ViT), the data and split, the image size and channels, the
@@ -228,9 +236,9 @@ def image_teacher_key(cfg: SessionConfig, splits: ImageSplits) -> str:
     else:
         teacher_fields.pop("teacher_input_size", None)   # only the mobilenet reads it
     ident = {"version": IMAGE_TEACHER_VERSION, "source": cfg.teacher.source, "image": teacher_fields,
-             "patch": im.patch if cfg.teacher.source == "vit" else None, "data": splits.fingerprint,
+             "patch": im.patch if cfg.teacher.source == "vit" else None, "data": learned_from(cfg, splits),
              "size": list(splits.size), "channels": splits.channels, "num_labels": splits.num_labels,
-             "extra": len(_teacher_extra(cfg, splits)[1]), "seed": cfg.teacher.seed,
+             "seed": cfg.teacher.seed,
              **({"part": list(cfg.teacher.part)} if cfg.teacher.part != (1, 1) else {})}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -304,8 +312,11 @@ def _teacher_training_data(cfg: SessionConfig, splits: ImageSplits) -> tuple[np.
     images, labels = splits.train_images, list(splits.train_labels)
     extra_images, extra_labels = _teacher_extra(cfg, splits)
     if len(extra_labels):
+        order = splits.teacher_order
         images = np.concatenate([images, extra_images])
         labels = labels + extra_labels
+        if order is not None:
+            images, labels = images[order], [labels[i] for i in order]
     keep = part_indices(len(labels), cfg.teacher.part)
     return images[keep], [labels[i] for i in keep]
 
