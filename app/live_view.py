@@ -19,12 +19,14 @@ from app import common
 from app.figures import curves as fig_curves
 from distill_core import Run, RunStore
 from distill_core.errors import DistillError
+from distill_core.machine import WAITING_PHASE
 from distill_core.verdicts import health_lines, paired_sentence
 
 ACTIVE_STATUSES = ("queued", "running")
 PROGRESS_EVERY_S = 5.0
 CURVES_EVERY_S = 20.0
-PHASES = {"starting": "Starting", "load data": "Loading the data",
+PHASES = {"starting": "Starting", "waiting for the machine": "Waiting for the machine",
+          "load data": "Loading the data",
           "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
           "teacher outputs": "Computing the teacher's outputs",
           "epoch 0": "Measuring the students before training (epoch 0)",
@@ -157,6 +159,11 @@ def progress_lines(p: dict, now: float | None = None) -> tuple[str, float, str]:
         elapsed_s = None if p.get("elapsed_s") is None else p["elapsed_s"] + since
     left = _time_left(p, phase, done, total, since)
     name = PHASES.get(phase, phase.capitalize())
+    if phase == WAITING_PHASE:          # another session holds the machine: whose, in words (machine.py)
+        waited = fmt_seconds(max(0.0, now - p["phase_started"])) if p.get("phase_started") else "a moment"
+        who = p.get("waiting") or "another session is running on this machine"
+        return name, 0.0, (f"{who[0].upper()}{who[1:]}. This session starts on its own when that one ends (two at "
+                           f"once would each run many times slower) · waited {waited} so far · cancel to stop waiting")
     if phase == "train":
         headline = _train_headline(p, name, done, epoch, epochs)
         return headline, fraction, f"{done:,}/{total:,} training steps · {fmt_seconds(elapsed_s)} elapsed · {left}"

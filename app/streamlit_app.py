@@ -6,9 +6,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import os  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
 from app.state import PRESENT  # noqa: E402
+from distill_core.machine import ORIGIN_ENV  # noqa: E402
+
+os.environ.setdefault(ORIGIN_ENV, "the app")     # named to a session that waits for one of the app's
 
 if PRESENT not in st.session_state and "present" in st.query_params:      # a link made in presentation mode
     st.session_state[PRESENT] = st.query_params["present"] in ("1", "true")

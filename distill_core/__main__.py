@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,6 +20,7 @@ from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import TASKS, SessionConfig, parse_value
 from .errors import ConfigError, DistillError
 from .latency import busy_text, conditions_text, measure_run
+from .machine import ORIGIN_ENV
 from .preflight import preflight
 from .robustness import run_robustness
 from .session import run_in_child, run_session
@@ -505,6 +507,7 @@ def check_processes(command: str) -> None:
 
 def main(argv=None, extend=None, prog: str = "python -m distill_core") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    os.environ.setdefault(ORIGIN_ENV, f"the command line ({prog.split()[-1]})")
     warnings.filterwarnings("ignore", category=FutureWarning)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

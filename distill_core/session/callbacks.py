@@ -73,6 +73,7 @@ class SessionState:
     epoch_step: int | None = None        # training steps done in the current epoch
     epoch_steps: int | None = None       # training steps per epoch
     time_budget_s: float | None = None   # train.time_budget_s (None: none)
+    waiting: str | None = None           # while waiting for the machine (machine.py): whose session it waits for
     step_s: float = 0.0                  # seconds measured in training steps so far
     steps_timed: int = 0                 # how many training steps step_s covers
     recent_step_s: deque = field(default_factory=lambda: deque(maxlen=STEP_WINDOW))  # the latest steps' seconds
@@ -149,6 +150,7 @@ class SessionState:
                 "eta_s": None if eta is None else round(eta, 1),
                 "session_eta_s": None if session_eta is None else round(session_eta, 1),
                 "started": self.started, "phase_started": self.phase_started,
+                **({"waiting": self.waiting} if self.phase == "waiting for the machine" else {}),
                 "updated": time.time()}
 
 

@@ -16,11 +16,13 @@ variants is their recipe; a labels-only `baseline` answers "did distillation hel
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed, mapping, stats
+from .. import distributed, machine, mapping, stats
 from ..analysis import resolve_suggested
 from ..config import MAX_FLOOR_EPOCHS, SessionConfig, VariantConfig, floor_epochs
 from ..ensemble import Combine, twin_comparisons
@@ -130,6 +132,25 @@ class Session:
     # ---- the whole session --------------------------------------------------------------------------------
     def execute(self) -> dict:
         self.emit("on_session_begin")
+        with self._machine_turn():
+            return self._execute()
+
+    def _machine_turn(self):
+        """This session's turn on its device (machine.py): sessions of other processes on the same cores or GPU run
+        before or after it, not beside it. While it waits, progress.json reads "waiting for the machine", with
+        whose session it waits for; a cancel ends the wait."""
+        if distributed.active():
+            return contextlib.nullcontext(0.0)
+        device = machine.device_label(pick_device(self.config.train.device))
+
+        def waiting(who: str, waited_s: float) -> None:
+            self.state.waiting = who
+            self.progress(machine.WAITING_PHASE, 0, 0)
+        who = {"run_id": self.run.id, "name": self.config.name or "",
+               "what": os.environ.get(machine.ORIGIN_ENV, "")}
+        return machine.machine_slot(device, who, waiting)
+
+    def _execute(self) -> dict:
         p = self.prepare()
         self.record_epoch(p, 0)
         for epoch in range(1, p.epochs + 1):
