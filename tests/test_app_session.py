@@ -437,3 +437,18 @@ def test_start_queues_the_session(store, monkeypatch):
     at.button(key="new.start").click().run()
     assert len(calls) == 1
     assert f"**{at.session_state[keys.ACTIVE_RUN]}** is queued" in texts(at.markdown)
+
+
+def test_the_classroom_preset_is_offered_by_name_and_starts_its_config(store, started):
+    at = run_page()
+    picker = at.selectbox(key="new.preset")
+    assert "Classroom" in picker.format_func("classroom") and picker.value == "default"
+    picker.set_value("classroom").run()
+    assert not at.exception and not at.error
+    assert at.number_input(key="new.epochs").value == 3
+    at.button(key="new.start").click().run()
+    assert not at.exception and not at.error
+    assert started[-1].to_dict() == SessionConfig.load(REPO / "examples" / "classroom.yaml").to_dict()
+    # back to the default session: every field as it was, the hidden step floor too
+    at.selectbox(key="new.preset").set_value("default").run()
+    assert at.number_input(key="new.epochs").value == SessionConfig().train.epochs
