@@ -168,8 +168,9 @@ def objectives_text(run) -> dict[str, str]:
     return {v.name: " + ".join(f"{n} {w:g}" for n, w in v.losses.items() if w > 0) for v in cfg.variants}
 
 
-def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
-    """A run selector shared across pages (the choice follows the user from page to page).
+def pick_run(key: str, need_epochs: bool = True, label: str = "Run", also=None):
+    """A run selector shared across pages (the choice follows the user from page to page). With need_epochs, a run
+    that has not recorded an epoch is offered only when `also(store, info)` says the page can show something of it.
 
     Returns the chosen Run, or None after telling the user what to do when there is nothing to show.
     """
@@ -179,7 +180,8 @@ def pick_run(key: str, need_epochs: bool = True, label: str = "Run"):
     except DistillError as e:
         st.error(str(e))
         return None
-    usable = [r for r in infos if r.status != "damaged" and (r.epochs_done > 0 or not need_epochs)]
+    usable = [r for r in infos if r.status != "damaged"
+              and (r.epochs_done > 0 or not need_epochs or (also is not None and also(store, r)))]
     if not usable:
         st.info("No runs to show yet. Start one on the **New session** page (the default runs offline in a few "
                 f"minutes), or point `ADS_RUNS_DIR` at a run store. Looking in `{store.root}`.")
@@ -218,11 +220,13 @@ def _offer_finished(store: RunStore, ids: list[str], shown: str) -> None:
               on_click=lambda: st.session_state.update({SELECTED_RUN: mine}))
 
 
-def pick_run_with_probe(key: str, missing: str):
+def pick_run_with_probe(key: str, missing: str, no_probe=None):
     """pick_run, then the run's probe.json; stops the page with a message when either is missing or damaged.
 
-    `missing` is shown when the run has no probe set yet ({run} is replaced by the run id)."""
-    run = pick_run(key)
+    `missing` is shown when the run has no probe set yet ({run} is replaced by the run id), unless
+    `no_probe(run)` draws something in its place (and returns True); `no_probe.offers(store, info)` says which runs
+    without an epoch it can show (they join the list)."""
+    run = pick_run(key, also=getattr(no_probe, "offers", None))
     if run is None:
         st.stop()
     try:
@@ -231,7 +235,8 @@ def pick_run_with_probe(key: str, missing: str):
         show_error(e)
         st.stop()
     if not probe:
-        st.info(missing.format(run=run.id))
+        if no_probe is None or not no_probe(run):
+            st.info(missing.format(run=run.id))
         st.stop()
     return run, probe
 

@@ -20,6 +20,7 @@ from app.figures import curves as fig_curves
 from distill_core import Run, RunStore
 from distill_core.errors import DistillError
 from distill_core.machine import WAITING_PHASE
+from distill_core.session.callbacks import TEACHER_PHASES
 from distill_core.verdicts import health_lines, paired_sentence
 
 ACTIVE_STATUSES = ("queued", "running")
@@ -177,12 +178,33 @@ def progress_lines(p: dict, now: float | None = None) -> tuple[str, float, str]:
 
 
 # ---- curves --------------------------------------------------------------------------------------------------
+def teacher_curve(run: Run, key: str) -> bool:
+    """While the teacher trains (the first session on a machine): its validation curve so far, and where the
+    explorer already shows its attention. False when there is nothing to draw."""
+    p = run.progress() or {}
+    points = p.get("teacher_curve") or []
+    if p.get("phase") not in TEACHER_PHASES or not points:
+        return False
+    st.plotly_chart(common.sized(fig_curves.teacher_fit(points)), width="stretch", config=common.PLOTLY_CONFIG,
+                    key=f"{key}.teacher_fit")
+    last = points[-1]
+    score = (f"validation {100 * last['val_accuracy']:.1f}%" if last.get("val_accuracy") is not None else
+             f"validation perplexity {last['val_perplexity']:.1f}" if last.get("val_perplexity") is not None else "")
+    preview = (" The **Explorer** already shows the teacher's attention on the probe examples, as it was before "
+               "the fine-tune." if (run.path / "probe_preview.json").exists() else "")
+    st.caption(f"The teacher is trained once for this data and cached: later sessions skip this. Epoch "
+               f"{last.get('epoch', 0):.2g} so far{', ' + score if score else ''}.{preview} The students' curves "
+               f"follow once it is ready.")
+    return True
+
+
 def curves(run: Run, key: str) -> None:
     """Validation accuracy and attention divergence per epoch, the training loss by component within epochs, and
     the loss weights and temperature when they change: one line per variant."""
     records = common.metrics(run.id)
     if not records:
-        st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
+        if not teacher_curve(run, key):
+            st.caption("Curves appear after the first evaluation (epoch 0 = before training).")
         return
     try:
         epochs = run.config().get("train", {}).get("epochs")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from . import mapping
+from . import fit_curve, mapping
 from .batching import collate, make_batches, pad_square, pad_tokens
 from .cache import CacheSlot, data_digest, get_or_build, outputs_dir, read_fit, teachers_dir
 from .capture import AttentionCapture
@@ -220,6 +220,7 @@ def _finetune_fresh(config: SessionConfig, splits: Splits, train_ids, pad_id: in
     torch.manual_seed(tcfg.seed)
     model, _ = load_classifier(tcfg.source, splits.num_labels)  # the same fresh head every time
     model.to(device)
+    fit_curve.before_training(model)                           # its attention as loaded, shown while it fine-tunes
     ids, labels = teacher_examples(tcfg, splits, train_ids, extra_ids or [])
     keep = part_indices(len(ids), tcfg.part)
     ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
@@ -258,6 +259,7 @@ def finetune_loop(model, ids, pad_id, tcfg: TeacherConfig, device, mixed_precisi
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
     curve, best, best_state, step, t0, epoch = [], None, None, 0, time.time(), 0
+    every, losses, shown = (fit_curve.live_every(steps_per_epoch) if validate is not None else 0), [], fit_curve.wanted()
     for epoch in range(1, epochs + 1):
         model.train()
         for index in make_batches([len(x) for x in ids], tcfg.finetune_batch_size, seed=tcfg.seed * 1000 + epoch - 1):
@@ -271,11 +273,20 @@ def finetune_loop(model, ids, pad_id, tcfg: TeacherConfig, device, mixed_precisi
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            if shown:
+                losses.append(float(loss.detach()))
+            if every and step % steps_per_epoch and step % every == 0:     # shown live only: no epoch is kept here
+                fit_curve.point(step=step, epoch=step / steps_per_epoch, train_loss=sum(losses) / len(losses),
+                                **validate(model))
+                losses = []
+                model.train()
             if progress:
                 progress("prepare teacher", step, total)
         if validate is None:
             continue
         curve.append({"epoch": epoch, **validate(model)})
+        fit_curve.point(step=step, train_loss=sum(losses) / max(1, len(losses)), **curve[-1])
+        losses = []
         if best is None or curve[-1]["val_accuracy"] > curve[best - 1]["val_accuracy"]:
             best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best >= tcfg.finetune_patience:

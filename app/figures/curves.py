@@ -249,3 +249,27 @@ def weights_and_temperature(step_records: Sequence[dict], variants: Sequence[str
                       legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3, x=0))
     fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
     return fig
+
+
+def teacher_fit(points: Sequence[dict], epochs_planned: float | None = None) -> go.Figure:
+    """The teacher's curve while it trains (progress.json's teacher_curve, fit_curve.py): its validation score
+    (accuracy, entity F1, chrF, or perplexity for a language model) and its training loss, by epoch."""
+    score = next((k for k in ("val_accuracy", "val_perplexity") if any(p.get(k) is not None for p in points)), None)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    xs = [p.get("epoch") for p in points]
+    if score is not None:
+        ys = [p.get(score) for p in points]
+        name = "validation perplexity" if score == "val_perplexity" else "validation score"
+        fig.add_trace(go.Scatter(x=xs, y=[100 * y if y is not None and score == "val_accuracy" else y for y in ys],
+                                 mode="lines+markers", name=name, line=dict(color="#1f77b4", width=2)),
+                      secondary_y=False)
+        fig.update_yaxes(title_text="perplexity" if score == "val_perplexity" else "validation %", secondary_y=False)
+    if any(p.get("train_loss") is not None for p in points):
+        fig.add_trace(go.Scatter(x=xs, y=[p.get("train_loss") for p in points], mode="lines+markers",
+                                 name="training loss", line=dict(color="#888888", dash="dot")), secondary_y=True)
+        fig.update_yaxes(title_text="training loss", secondary_y=True, showgrid=False)
+    fig.update_xaxes(title_text="epoch", range=[0, max([epochs_planned or 0, *[x or 0 for x in xs]]) + 0.05],
+                     gridcolor="#eeeeee")
+    fig.update_layout(**base_layout(300, "The teacher while it trains (once; cached for later sessions)"),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, image_explorer, live, lm_explorer, state, tasks, translation_explorer
+from app import common, image_explorer, live, lm_explorer, state, tasks, teacher_preview, translation_explorer
 from app.figures import base as fig_base, maps as fig_maps, tags as fig_tags
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
@@ -33,7 +33,7 @@ if present:
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 with controls or st.container():
-    run, probe = common.pick_run_with_probe(K + "run", NOT_YET)
+    run, probe = common.pick_run_with_probe(K + "run", NOT_YET, no_probe=teacher_preview.draw)
 task = tasks.of(probe)
 if task.pictures:                                # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=controls or head_r, intro=intro, maps_slot=maps_area)

@@ -38,6 +38,9 @@ def plan_left_s(plan: list[float], done: int, spent_s: float) -> float:
 
 
 # ---- callbacks ---------------------------------------------------------------------------------------
+TEACHER_PHASES = ("prepare teacher", "train teacher")     # the phases in which a teacher trains
+
+
 @dataclass
 class SessionState:
     """Where a session stands: what progress.json holds and what callbacks read.
@@ -74,6 +77,7 @@ class SessionState:
     epoch_steps: int | None = None       # training steps per epoch
     time_budget_s: float | None = None   # train.time_budget_s (None: none)
     waiting: str | None = None           # while waiting for the machine (machine.py): whose session it waits for
+    teacher_curve: list = field(default_factory=list)   # the teacher's training curve as it trains (fit_curve)
     step_s: float = 0.0                  # seconds measured in training steps so far
     steps_timed: int = 0                 # how many training steps step_s covers
     recent_step_s: deque = field(default_factory=lambda: deque(maxlen=STEP_WINDOW))  # the latest steps' seconds
@@ -151,6 +155,7 @@ class SessionState:
                 "session_eta_s": None if session_eta is None else round(session_eta, 1),
                 "started": self.started, "phase_started": self.phase_started,
                 **({"waiting": self.waiting} if self.phase == "waiting for the machine" else {}),
+                **({"teacher_curve": self.teacher_curve} if self.phase in TEACHER_PHASES and self.teacher_curve else {}),
                 "updated": time.time()}
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import distributed, machine, mapping, stats
+from .. import distributed, fit_curve, machine, mapping, stats
 from ..analysis import resolve_suggested
 from ..config import MAX_FLOOR_EPOCHS, SessionConfig, VariantConfig, floor_epochs
 from ..ensemble import Combine, twin_comparisons
@@ -103,6 +103,9 @@ def fit_sentence(fit: dict | None, cached: bool) -> str:
             + ("" if cached else ", once, cached for later sessions"))
 
 
+PREVIEW_MAPS = "teacher_before_finetune"     # the teacher's probe maps before its fine-tune (explorer, while it runs)
+
+
 class Session:
     def __init__(self, config: SessionConfig, run: Run, callbacks=()):
         self.config, self.run = config, run
@@ -149,6 +152,33 @@ class Session:
         who = {"run_id": self.run.id, "name": self.config.name or "",
                "what": os.environ.get(machine.ORIGIN_ENV, "")}
         return machine.machine_slot(device, who, waiting)
+
+    def _teacher_point(self, point: dict) -> None:
+        """A point of the teacher's training curve (fit_curve): into progress.json for the page that follows the
+        run."""
+        self.state.teacher_curve.append(point)
+        self.emit("on_step")
+
+    def _teacher_preview(self, data, model) -> None:
+        """The teacher's attention on the probe examples before its fine-tune (attention/teacher_before_finetune,
+        probe_preview.json): the explorer shows it while the fine-tune runs, before the run has a probe set. Only
+        tasks whose data carries its modality (text, tagging), and only the first teacher."""
+        modality = getattr(data, "modality", None)
+        if modality is None or (self.run.path / "probe_preview.json").exists():
+            return
+        try:
+            with torch.no_grad():
+                maps = modality.probe_maps(model, next(model.parameters()).device)
+        except Exception:  # noqa: BLE001 - a preview is a courtesy: the fine-tune goes on without it
+            log.exception("could not record the teacher's attention before its fine-tune")
+            return
+        if isinstance(maps, dict) or not maps:
+            return
+        self.run.write_attention(PREVIEW_MAPS, maps)
+        self.run.write_json("probe_preview.json", {**modality.probe_record(), "modality": modality.kind,
+                                                   "teacher": self.config.teacher.source,
+                                                   "teacher_layers": int(maps[0].shape[0]),
+                                                   "teacher_heads": int(maps[0].shape[1])})
 
     def _execute(self) -> dict:
         p = self.prepare()
@@ -202,7 +232,8 @@ class Session:
         self.progress("load data", 1, 1)
         subs = self._teacher_sessions()
         task.check_teacher_configs(data, subs)        # a teacher that cannot read this data is refused before any work
-        teachers = [task.prepare_teacher(c, data, device, self.progress) for c in subs]
+        with fit_curve.collecting(self._teacher_point, functools.partial(self._teacher_preview, data)):
+            teachers = [task.prepare_teacher(c, data, device, self.progress) for c in subs]
         teacher = teachers[0]
         layer_rule, map_from = self._layer_rule(task.shape(teacher.model)[0])
         first, init = task.initial_student(data, teacher.model, layer_rule)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ...batching import make_batches
+from ... import fit_curve
 from ...cache import CacheSlot, data_digest, outputs_dir, read_fit, teachers_dir
 from ...config import DEFAULT_TEACHER, MAX_FLOOR_EPOCHS, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
@@ -123,6 +124,7 @@ def train_translation_model(model, tokenizer, train: tuple[list, list], val: tup
                     best, best_state = epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}
             curve.append(record)
             log.info("translation model epoch %d: %s", epoch, record)
+            fit_curve.point(**curve[-1])              # drawn live while the class waits
             if patience and best is not None and epoch - best >= patience:
                 break
     if best_state is not None and best != curve[-1]["epoch"]:

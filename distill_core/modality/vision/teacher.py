@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ... import fit_curve
 from ...cache import CacheSlot, data_digest, get_or_build, image_teachers_dir, read_fit
 from ...config import IMAGE_TEACHERS, MAX_FLOOR_EPOCHS, SessionConfig, floor_epochs
 from ...errors import ConfigError, ModelError, NonFiniteLossError
@@ -195,6 +196,7 @@ def _train_epochs(run: _ImageTraining, epochs: int, val: tuple[np.ndarray, list[
         losses = run.train_epoch(epoch)
         acc = _accuracy(run.model, val[0], val[1], run.device) if val is not None else None
         curve.append({"epoch": epoch, "val_accuracy": acc, "train_loss": round(float(np.mean(losses)), 5)})
+        fit_curve.point(**curve[-1])              # drawn live while the class waits
         if val is not None and (best is None or acc >= curve[best - 1]["val_accuracy"]):   # ties: the later, annealed one
             best, best_state = epoch, copy.deepcopy(run.model.state_dict())
     return curve, best, best_state
