@@ -39,6 +39,15 @@ one run, so a busy machine moves them much less than absolute times):
              FLOPs at the machine's float32 matmul rate plus AdamW's bytes at its memory bandwidth
              (benchmarks/step_bound.py). Target <= 1.5.
 
+9. tasks     tagging, translation and language models: each variant's step / the reference's on the same batches
+             (their defaults; the translation and language-model teachers trained briefly, which the step does not
+             depend on), target <= 1.3 for each task's logit-KD recipe; and whether a second prepare reads the
+             teacher's outputs from the disk cache (tagging), or the teacher runs inside each step (translation,
+             language models). --skip-tasks leaves it out.
+10. pair     the classroom preset (examples/classroom.yaml) from the command line alone (target <= 60 s, teacher
+             cached), then two of it at once from two command lines: each session's own speed / alone, target
+             >= 0.45 or queued with a message (machine.py: the second waits for the first). Full mode; --skip-pair.
+
 On CUDA, measure 1 is repeated on the GPU (bf16 autocast, pinned teacher outputs, as the engine does) and reported
 in samples/s (1b), and the default session runs there against the same students trained alone: samples per second
 of the session / of the students alone, target >= 50 %, with the peak GPU memory (1c). Runs are written to a temporary folder and deleted; the teacher fine-tune and its outputs on the
@@ -57,6 +66,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,7 +104,9 @@ MODES = {
     "full": dict(train_size=None, warmup=5, steps=40, epochs=None, chart_repeats=7),
 }
 TARGETS = {"step": 1.3, "record": 0.05, "vs_hand": 0.5, "charts": 0.5, "generated": 1.1,
-           "cached_session": 60.0, "first_session": 180.0, "vs_alone": 1.5, "bound": 1.5, "gpu_vs_alone": 0.5}
+           "cached_session": 60.0, "first_session": 180.0, "vs_alone": 1.5, "bound": 1.5, "gpu_vs_alone": 0.5,
+           "pair": 0.45}
+TASK_STEP_TARGETED = ("distilled", "word_kd", "forward_kl")    # each task's logit-KD recipe (the others do more work)
 PGD_STEPS = 2
 
 
@@ -763,6 +775,95 @@ def bench_strategies(base: SessionConfig, root: Path, warmup: int, steps: int) -
             "generated_over_size": epoch_gen / epoch_plain / size_ratio}
 
 
+# ---- 9. the other kinds of task: their step ratios and their teachers' cached outputs --------------------------
+TASK_BENCH = {   # task -> overrides: the task's defaults, its teacher trained briefly (the step does not depend on it)
+    "tagging": {},
+    "translation": {"translation.teacher_epochs": 2},
+    "language_model": {"language_model.teacher_epochs": 1},
+}
+
+
+def bench_task(task: str, overrides: dict, root: Path, warmup: int, steps: int) -> dict:
+    """Each variant's step / the reference's on the same batches (interleaved, Variant.step as a session takes it),
+    and the teacher's outputs phase of a second prepare (from the disk cache) against the first's."""
+    cfg = SessionConfig.from_dict({"task": task}).with_overrides(overrides)
+    first = Setup(cfg, RunStore(root).create(cfg.to_dict()))
+    second = Setup(cfg, RunStore(root).create(cfg.to_dict()))
+    p, session, tcfg = second.p, second.session, cfg.train
+    ref = variant(p, cfg.reference or "baseline")
+    batches = p.modality.batches("train", tcfg.batch_size, seed=tcfg.seed * 1000 + 2,
+                                 buckets=tcfg.length_buckets)[:warmup + steps]
+
+    def timed(v, index):
+        sync(p.device)
+        t = time.perf_counter()
+        batch = p.modality.batch("train", index, p.device)
+        teacher = session.teacher_batch(p, batch) if v.needs & TEACHER_INPUTS else None
+        v.step(batch, teacher, p.step)
+        sync(p.device)
+        return time.perf_counter() - t
+
+    names = [v.name for v in p.variants]
+    times = {n: [] for n in names}
+    for k, index in enumerate(batches):
+        order = p.variants[k % len(names):] + p.variants[:k % len(names)]
+        for v in order:
+            dt_ = timed(v, index)
+            if k >= warmup:
+                times[v.name].append(dt_)
+    plain = median(times[ref.name])
+    return {"task": task, "reference": ref.name, "steps": len(times[ref.name]), "batch_size": tcfg.batch_size,
+            "step_s": {n: median(t) for n, t in times.items()},
+            "ratio": {n: median(t) / plain for n, t in times.items() if n != ref.name},
+            "losses": {v.name: dict(cfg.variant(v.name).losses) for v in p.variants},
+            "teacher_outputs_first_s": first.clock.phases.get("teacher outputs"),
+            "teacher_outputs_first_cached": first.teacher_outputs_cached,
+            "teacher_outputs_again_s": second.clock.phases.get("teacher outputs"),
+            "teacher_outputs_again_cached": second.teacher_outputs_cached,
+            "prepare_first_s": first.prepare_s, "prepare_again_s": second.prepare_s,
+            "teacher_cached_first": first.p.teacher.cached}
+
+
+# ---- 10. two sessions at once on this machine, and the classroom preset ----------------------------------------
+def cli_session(config: Path, runs: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "distill_core", "run", "--config", str(config), "--runs-dir",
+                             str(runs)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def finished_summary(out: str, runs: Path) -> dict:
+    run_id = next((line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("run ")), None)
+    if not run_id:
+        raise SystemExit(f"a command-line session did not finish:\n{out[-2000:]}")
+    return RunStore(runs).open(run_id).summary() or {}
+
+
+def bench_two_at_once(root: Path) -> dict:
+    """The classroom preset (examples/classroom.yaml) from the command line: once alone, then two at once, each in a
+    process of its own as two users would start them. Each session's own wall time (summary wall_s: from when it
+    had the machine) / alone, how long the second waited (machine.py) and the processes' wall times."""
+    config = ROOT / "examples" / "classroom.yaml"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    p = cli_session(config, root / "alone", env)
+    out, _ = p.communicate()
+    alone_process = time.perf_counter() - t0
+    alone = finished_summary(out, root / "alone")
+    t0 = time.perf_counter()
+    procs = [cli_session(config, root / f"pair{k}", env) for k in range(2)]
+    outs, ends = [], []
+    for pr in procs:
+        outs.append(pr.communicate()[0])
+        ends.append(time.perf_counter() - t0)
+    pair = [finished_summary(o, root / f"pair{k}") for k, o in enumerate(outs)]
+    waited = [s.get("machine_wait_s") or 0.0 for s in pair]
+    speeds = [alone["wall_s"] / s["wall_s"] for s in pair]
+    return {"alone_wall_s": alone["wall_s"], "alone_process_s": alone_process, "alone_accuracy": alone.get("accuracy"),
+            "pair_wall_s": [s["wall_s"] for s in pair], "pair_process_s": ends, "pair_waited_s": waited,
+            "speed_vs_alone": speeds, "accuracy_same": all(s.get("accuracy") == alone.get("accuracy") for s in pair),
+            "told": [next((line for line in o.splitlines() if "waiting for the machine" in line), "") for o in outs]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -776,6 +877,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="also write all results to this JSON file")
     ap.add_argument("--skip-live-view", action="store_true", help="leave out measure 6 (the app in a browser)")
     ap.add_argument("--skip-strategies", action="store_true", help="leave out measure 7 (adversarial and generated)")
+    ap.add_argument("--skip-tasks", action="store_true", help="leave out measure 9 (tagging, translation, language model)")
+    ap.add_argument("--skip-pair", action="store_true", help="leave out measure 10 (two sessions at once, the classroom)")
     ap.add_argument("--device", default="cpu", help="device of measures 1-4 (default cpu; CUDA is added for 1 "
                                                     "when available)")
     ap.add_argument("--threads", type=int, default=None,
@@ -974,6 +1077,28 @@ def main(argv=None) -> int:
                 f"{fmt_s(g['epoch_generated_s'])} (+{g['generated_steps']} steps on {g['generated_examples']} "
                 f"generated examples); time ratio {g['epoch_ratio']:.2f} / size ratio {g['size_ratio']:.2f} = "
                 f"{g['generated_over_size']:.2f}")
+        if not args.skip_tasks:
+            section("9. the other kinds of task: each variant's step / the reference's (same batches, interleaved), "
+                    "and their teacher's outputs from the disk cache")
+            res["tasks"] = {}
+            for task, over in TASK_BENCH.items():
+                res["tasks"][task] = t = bench_task(task, over, tmp / f"task-{task}", m["warmup"], m["steps"])
+                say(f"  {task}: steps " + ", ".join(f"{n} {fmt_s(x)}" for n, x in t["step_s"].items())
+                    + "; / " + t["reference"] + ": " + ", ".join(f"{n} {x:.2f}" for n, x in t["ratio"].items()))
+                say(f"    teacher outputs phase: first prepare {fmt_s(t['teacher_outputs_first_s'])} "
+                    f"({'from the cache' if t['teacher_outputs_first_cached'] else 'computed'}), again "
+                    f"{fmt_s(t['teacher_outputs_again_s'])} "
+                    f"({'from the cache' if t['teacher_outputs_again_cached'] else 'computed again'})")
+        if mode == "full" and not args.skip_pair:
+            section("10. the classroom preset alone, then two of it at once from two command lines")
+            res["pair"] = pr = bench_two_at_once(tmp / "pair")
+            say(f"  alone: {fmt_s(pr['alone_wall_s'])} (process {fmt_s(pr['alone_process_s'])}); two at once: "
+                f"session walls {[round(x, 1) for x in pr['pair_wall_s']]} s, waited {pr['pair_waited_s']} s, "
+                f"processes {[round(x, 1) for x in pr['pair_process_s']]} s; speed / alone "
+                f"{[round(x, 2) for x in pr['speed_vs_alone']]}; same accuracies: {pr['accuracy_same']}")
+            for line in pr["told"]:
+                if line:
+                    say(f"  said: {line[:200]}")
         if mode == "full" and not args.skip_live_view:
             section("6. training speed with the New session page open / closed (the app, headless Chromium)")
             import live_view_bench
@@ -1088,6 +1213,30 @@ def summary_table(res: dict) -> list[dict]:
         add("7'. generated-data epoch / plain epoch, over their size ratio",
             f"{g['generated_over_size']:.2f} ({g['epoch_ratio']:.2f} / {g['size_ratio']:.2f})",
             f"<= {TARGETS['generated']}", met(g["generated_over_size"], TARGETS["generated"]))
+    for task, t in (res.get("tasks") or {}).items():
+        for n, r in t["ratio"].items():
+            add(f"9. {task}: {n} step / {t['reference']} step (median of {t['steps']} batches)",
+                f"{r:.2f} ({fmt_s(t['step_s'][n])} / {fmt_s(t['step_s'][t['reference']])})",
+                f"<= {TARGETS['step']}" if n in TASK_STEP_TARGETED else "-",
+                met(r, TARGETS["step"]) if n in TASK_STEP_TARGETED else "-")
+        if t["teacher_outputs_again_cached"] is None:          # the task keeps no teacher outputs: it runs each step
+            add(f"9'. {task}: the teacher's outputs", "not cached: the teacher runs inside every distillation step "
+                f"(prepare {fmt_s(t['prepare_first_s'])} first, {fmt_s(t['prepare_again_s'])} again)", "-", "-")
+            continue
+        add(f"9'. {task}: teacher outputs phase, first prepare / again", f"{fmt_s(t['teacher_outputs_first_s'])} "
+            f"({'cached' if t['teacher_outputs_first_cached'] else 'computed'}) / {fmt_s(t['teacher_outputs_again_s'])}"
+            f" ({'from the disk cache' if t['teacher_outputs_again_cached'] else 'computed again'})", "from the cache",
+            "yes" if t["teacher_outputs_again_cached"] else "**no**")
+    pr = res.get("pair")
+    if pr:
+        add("10. classroom preset (examples/classroom.yaml), teacher cached, session wall", fmt_s(pr["alone_wall_s"]),
+            f"<= {TARGETS['cached_session']:.0f} s", met(pr["alone_wall_s"], TARGETS["cached_session"]))
+        worst = min(pr["speed_vs_alone"])
+        add("10'. two sessions at once from two command lines: each one's speed / alone (the second queued)",
+            f"{worst:.2f} worst ({', '.join(f'{x:.2f}' for x in pr['speed_vs_alone'])}); waited "
+            f"{', '.join(f'{x:.0f} s' for x in pr['pair_waited_s'])}; processes "
+            f"{', '.join(f'{x:.0f} s' for x in pr['pair_process_s'])}", ">= 0.45, or queued with a message",
+            met(worst, TARGETS["pair"], below=False))
     c = res.get("charts")
     if c:
         for k, x in c.items():

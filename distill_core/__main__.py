@@ -139,7 +139,9 @@ def print_summary(run_id: str, summary: dict, status: dict) -> None:
             print(f"  {v}: best validation epoch {b['epoch']} of {b['final_epoch']}{test} (weights kept in "
                   f"models/{v}.best)")
     if summary.get("wall_s"):
-        print(f"  wall time {summary['wall_s']:.0f} s on {summary.get('device')}")
+        waited = (f", after waiting {summary['machine_wait_s']:.0f} s for another session to give the machine back"
+                  if summary.get("machine_wait_s") else "")
+        print(f"  wall time {summary['wall_s']:.0f} s on {summary.get('device')}{waited}")
 
 
 def cmd_run(args) -> int:

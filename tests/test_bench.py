@@ -124,3 +124,28 @@ def test_picture_folders_makes_a_folder_the_image_sessions_read(tmp_path):
     info = check_image_source(str(tmp_path / "shapes"), max_file_mb=50)
     assert info["classes"] == {"circle": 4, "square": 4, "triangle": 4}
     assert info["size"] == (16, 16) and info["channels"] == 3
+
+
+def test_the_task_and_pair_rows_say_what_was_met(bench):
+    """Measures 9 and 10 in the summary table, from results of the shapes they return (nothing trained)."""
+    tasks = {"tagging": {"reference": "baseline", "steps": 5, "step_s": {"baseline": 0.04, "distilled": 0.048},
+                         "ratio": {"distilled": 1.2}, "teacher_outputs_first_s": 2.0, "teacher_outputs_first_cached": False,
+                         "teacher_outputs_again_s": 0.3, "teacher_outputs_again_cached": True,
+                         "prepare_first_s": 9.0, "prepare_again_s": 1.0},
+             "language_model": {"reference": "baseline", "steps": 5, "step_s": {"baseline": 0.06, "forward_kl": 0.13,
+                                                                                "on_policy": 0.22},
+                                "ratio": {"forward_kl": 2.2, "on_policy": 3.6}, "teacher_outputs_first_s": None,
+                                "teacher_outputs_first_cached": None, "teacher_outputs_again_s": None,
+                                "teacher_outputs_again_cached": None, "prepare_first_s": 50.0, "prepare_again_s": 1.4}}
+    pair = {"alone_wall_s": 36.0, "pair_wall_s": [35.0, 42.0], "pair_waited_s": [0.0, 35.0],
+            "pair_process_s": [41.0, 84.0], "speed_vs_alone": [1.03, 0.86]}
+    rows = {r["measure"]: r for r in bench.summary_table({"machine": {}, "tasks": tasks, "pair": pair})}
+    assert rows["9. tagging: distilled step / baseline step (median of 5 batches)"]["met"] == "yes"
+    assert rows["9. language_model: forward_kl step / baseline step (median of 5 batches)"]["met"] == "NO"
+    assert rows["9. language_model: on_policy step / baseline step (median of 5 batches)"]["met"] == "-"
+    assert rows["9'. tagging: teacher outputs phase, first prepare / again"]["met"] == "yes"
+    assert "not cached" in rows["9'. language_model: the teacher's outputs"]["value"]
+    classroom = next(r for r in rows.values() if r["measure"].startswith("10. classroom"))
+    assert classroom["met"] == "yes" and classroom["value"] == "36.0 s"
+    two = next(r for r in rows.values() if r["measure"].startswith("10'."))
+    assert two["met"] == "yes" and two["value"].startswith("0.86 worst")

@@ -118,6 +118,7 @@ class Session:
         self._units = None             # (statistic, {model: per-example units}) of a task scored per example's units
         self.prepared: Prepared | None = None
         self.teacher_val_s = 0.0       # seconds the teacher's validation evaluation took (0 when it was kept)
+        self.waited_s = 0.0            # seconds it waited for another session to give the machine back (machine.py)
 
     # ---- events -----------------------------------------------------------------------------------------
     def emit(self, event: str, *args) -> None:
@@ -135,7 +136,9 @@ class Session:
     # ---- the whole session --------------------------------------------------------------------------------
     def execute(self) -> dict:
         self.emit("on_session_begin")
-        with self._machine_turn():
+        with self._machine_turn() as waited:
+            if waited:                 # the session's own time starts now; the wait is recorded apart
+                self.waited_s, self.state.started = waited, time.time()
             return self._execute()
 
     def _machine_turn(self):
@@ -562,6 +565,7 @@ class Session:
                    "params": params, "size_bytes": size, "latency_ms": latency, "latency_conditions": conditions,
                    "device": str(p.device),
                    "pairs": p.pairs, "head_rule": p.head_rule, "wall_s": round(self.state.elapsed_s, 1),
+                   **({"machine_wait_s": round(self.waited_s, 1)} if self.waited_s else {}),
                    "train_s": round(self.state.training_s, 1), "teacher_path": p.teacher.path,
                    "teacher_cached": p.teacher.cached,
                    "teacher_outputs_cached": p.teacher_outputs_cached,
