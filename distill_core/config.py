@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -640,7 +641,8 @@ class TrainConfig:
         _require(self.lr > 0, f"learning rate must be positive, not {self.lr}")
         _require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
-        _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        _require(self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device) is not None,
+                 f"device must be one of {', '.join(DEVICES)}, or cuda:<n> for the n-th GPU")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s must be positive")
         _require(isinstance(self.min_steps, int) and self.min_steps >= 0,
                  f"train.min_steps must be a whole number of 0 or more, not {self.min_steps!r}")

@@ -163,32 +163,65 @@ def seed_config(config: SessionConfig, seed: int, name: str = "") -> SessionConf
     return config.with_overrides({"train.seed": int(seed), "name": f"{name or 'sweep'}-seed{seed}"})
 
 
+def sweep_devices(config: SessionConfig) -> list[str]:
+    """The GPUs a sweep runs its seeds on side by side, one seed per GPU at a time: every CUDA device when the machine
+    has several and train.device is auto or cuda; else none (the seeds run one after another)."""
+    import torch
+    if config.train.device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else []
+
+
 def run_sweep(config: SessionConfig, seeds: Sequence[int], run_store: RunStore, sweep_store: SweepStore,
               name: str = "", progress: bool = False, report: Callable[[str], None] | None = None,
-              against: str | None = None, run_one: Callable[[SessionConfig, Run], dict] | None = None) -> str:
-    """Run one session per seed, one after another, each in a child process; returns the sweep id.
+              against: str | None = None, run_one: Callable[[SessionConfig, Run], dict] | None = None,
+              devices: Sequence[str] | None = None) -> str:
+    """Run one session per seed, each in a child process; returns the sweep id. On a machine with several GPUs
+    (`devices`, default sweep_devices) the seeds run side by side, seed k on GPU k mod n, each GPU's seeds one after
+    another; otherwise one after another.
 
     Each run id enters sweep.json as soon as the run exists; a seed that fails (a crash included) is recorded in
     its run and the sweep goes on. At the end sweep.json gains the summary. `report` receives one line per seed
-    (default: log); `progress` draws progress bars. `run_one(config, run) -> its final status` runs one seed's
-    session (default: session.run_in_child)."""
+    (default: log); `progress` draws progress bars (one seed at a time only). `run_one(config, run) -> its final
+    status` runs one seed's session (default: session.run_in_child)."""
     report = report or log.info
-    run_one = run_one or (lambda cfg, run: run_in_child(run, progress=progress))
     seeds = check_seeds(seeds)
+    devices = list(sweep_devices(config) if devices is None else devices)
+    side_by_side = len(devices) > 1 and len(seeds) > 1
+    run_one = run_one or (lambda cfg, run: run_in_child(run, progress=progress and not side_by_side))
     if against is not None and against not in config.variant_names:
         raise ConfigError(f"--against {against}: no variant of that name; this config's variants are "
                           f"{', '.join(config.variant_names)}")
     record = sweep_store.create(config.to_dict(), seeds, name, against=against)
+    jobs = []
     for k, seed in enumerate(seeds, start=1):
         cfg = seed_config(config, seed, name)
+        if side_by_side:
+            cfg = cfg.with_overrides({"train.device": devices[(k - 1) % len(devices)]})
         run = run_store.create(cfg.to_dict())
         sweep_store.record_run(record["id"], seed, run.id)
-        report(f"seed {seed} ({k}/{len(seeds)}): run {run.id}")
+        jobs.append((k, seed, cfg, run))
+
+    def one(k, seed, cfg, run) -> None:
+        where = f" on {cfg.train.device}" if side_by_side else ""
+        report(f"seed {seed} ({k}/{len(seeds)}): run {run.id}{where}")
         ended = run_one(cfg, run)
         if ended.get("status") == "failed":       # recorded in the run's status; the other seeds still run
             report(f"seed {seed}: failed ({ended.get('error')})")
-            continue
+            return
         report(f"seed {seed}: {seed_line(run_store.open(run.id).summary() or {})}")
+
+    if side_by_side:
+        lanes = [[j for j in jobs if j[2].train.device == d] for d in devices]
+        threads = [threading.Thread(target=lambda lane=lane: [one(*j) for j in lane], daemon=True) for lane in lanes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    else:
+        for job in jobs:
+            one(*job)
     summary = summarize_sweep(run_store, sweep_store.open(record["id"]))
     sweep_store.write_summary(record["id"], summary)
     return record["id"]

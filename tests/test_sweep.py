@@ -289,3 +289,35 @@ def test_against_compares_every_variant_with_the_named_one_and_reads_robustness(
     assert "baseline vs distilled" in capsys.readouterr().out
     bad = summarize_sweep(store, sweeps.open(sweep_id), against="nope")
     assert "paired_against" not in bad and any("--against nope" in x for x in bad["problems"])
+
+
+def test_on_several_gpus_the_seeds_run_side_by_side_one_per_gpu(tmp_path, tiny_teacher, tiny_csv):
+    """Nothing trains here: each seed's stand-in waits until both GPUs' first seeds are running at once."""
+    import threading
+    cfg = SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv, train__epochs=1))
+    store, sweeps = RunStore(tmp_path), SweepStore(tmp_path)
+    together, seen, lock = threading.Barrier(2, timeout=20), [], threading.Lock()
+
+    def stand_in(cfg, run):
+        with lock:
+            seen.append((cfg.train.seed, cfg.train.device, run.config()["train"]["device"]))
+        if cfg.train.seed in (0, 1):
+            together.wait()                  # both first seeds at once, or BrokenBarrierError
+        run.update_status(status="failed", error="stand-in")
+        return run.status()
+
+    lines = []
+    sweep_id = run_sweep(cfg, [0, 1, 2], store, sweeps, run_one=stand_in, devices=["cuda:0", "cuda:1"],
+                         report=lines.append)
+    assert sorted(seen) == [(0, "cuda:0", "cuda:0"), (1, "cuda:1", "cuda:1"), (2, "cuda:0", "cuda:0")]
+    assert set(sweeps.open(sweep_id)["runs"]) == {"0", "1", "2"}
+    assert any(line.endswith("on cuda:1") for line in lines)
+    # one GPU, or a device named by the user: one after another, the config's device kept
+    assert run_sweep(cfg, [3], store, sweeps, run_one=stand_in, devices=[])
+    assert seen[-1] == (3, "cpu", "cpu")
+
+
+def test_a_gpu_by_number_is_a_device_setting():
+    assert SessionConfig.from_dict({"train": {"device": "cuda:1"}}).train.device == "cuda:1"
+    with pytest.raises(ConfigError, match="cuda:<n>"):
+        SessionConfig.from_dict({"train": {"device": "gpu1"}})

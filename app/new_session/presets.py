@@ -47,10 +47,10 @@ def _apply(defaults: SessionConfig) -> None:
 
 
 def form_defaults(defaults: SessionConfig) -> SessionConfig:
-    """The preset picker; returns what the form builds on: the chosen preset's config, else `defaults`."""
+    """The preset picker ("Preset"); returns what the form builds on: the chosen preset's config, else `defaults`."""
     if PRESET not in st.session_state:
         st.session_state[PRESET] = st.session_state.get(CHOSEN, DEFAULT)
-    st.selectbox("Start from", list(PRESETS), format_func=lambda n: PRESETS[n][0], key=PRESET,
+    st.selectbox("Preset", list(PRESETS), format_func=lambda n: PRESETS[n][0], key=PRESET,
                  on_change=_apply, args=(defaults,),
                  help="A preset sets every field below; change any of them afterwards. Classroom is the default "
                       "session trained 3 epochs (examples/classroom.yaml): distillation still helps on it (README "

@@ -11,7 +11,7 @@ or the ensemble.
 
 The form starts from `SessionConfig()`. If the environment variable `ADS_FORM_DEFAULTS` names a JSON or YAML
 config file (the format of `python -m distill_core run --config`), its settings become the form's defaults,
-including settings the form does not show (e.g. teacher.finetune_lr, data.probe_size). "Start from" above the form
+including settings the form does not show (e.g. teacher.finetune_lr, data.probe_size). "Preset" above the form
 offers named presets (presets.py): Classroom, a session that finishes in about 40 s on a 2-core laptop.
 
 Training runs in a background thread and reports through the run folder, so a reload or a second tab
