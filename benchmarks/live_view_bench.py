@@ -37,7 +37,8 @@ from distill_core.store import RunStore  # noqa: E402
 ORDER = ("closed", "open", "open", "closed") * 3     # ABBA, three times: a drift of the machine's speed cancels
 WINDOW_S = 20.0                  # one measurement
 SETTLE_S = 5.0                   # after opening or closing the page, before a measurement starts
-EPOCHS = 14                      # enough training for the warm-up epoch and every window
+EPOCHS = 40                      # enough training for the warm-up epoch and every window (the run is
+                                 # cancelled after the last one; 14 ran out on 2026-12-07 at 8 steps/s)
 TARGET = 0.9
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
