@@ -146,7 +146,7 @@ def machine_slot(device: str, who: dict, waiting: Callable[[str, float], None] |
             waiting(whose, time.time() - t0)
         time.sleep(poll_s)
         fd = next((f for f in (_try_slot(p) for p in paths) if f is not None), None)
-    waited = time.time() - t0
+    waited = time.time() - t0 if told else 0.0       # 0: it had the machine at once
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.time(), **who}).encode(), 0)

@@ -110,3 +110,11 @@ def test_a_waiting_session_shows_whom_it_waits_for_and_can_be_cancelled(cache, t
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_free_machine_is_taken_at_once_and_no_wait_is_recorded(cache, tmp_path, tiny_teacher, tiny_csv):
+    with machine_slot("cpu", {"run_id": "alone"}, lambda *a: pytest.fail("nobody holds it")) as waited:
+        assert waited == 0.0
+    store = RunStore(tmp_path / "runs")
+    run = store.open(run_session(SessionConfig.from_dict(tiny_config_dict(tiny_teacher, tiny_csv)), store))
+    assert "machine_wait_s" not in run.summary()
