@@ -185,9 +185,11 @@ def teacher_curve(run: Run, key: str) -> bool:
     points = p.get("teacher_curve") or []
     if p.get("phase") not in TEACHER_PHASES or not points:
         return False
-    st.plotly_chart(common.sized(fig_curves.teacher_fit(points)), width="stretch", config=common.PLOTLY_CONFIG,
-                    key=f"{key}.teacher_fit")
     last = points[-1]
+    done, total = last.get("step"), p.get("total")
+    planned = last["epoch"] * total / done if done and total and last.get("epoch") else None   # the x axis to the end
+    st.plotly_chart(common.sized(fig_curves.teacher_fit(points, planned)), width="stretch",
+                    config=common.PLOTLY_CONFIG, key=f"{key}.teacher_fit")
     score = (f"validation {100 * last['val_accuracy']:.1f}%" if last.get("val_accuracy") is not None else
              f"validation perplexity {last['val_perplexity']:.1f}" if last.get("val_perplexity") is not None else "")
     preview = (" The **Explorer** already shows the teacher's attention on the probe examples, as it was before "

@@ -31,10 +31,12 @@ def draw(run) -> bool:
     tokens, texts = preview.get("tokens") or [], preview.get("texts") or []
     if not maps or len(tokens) != len(maps):
         return False
-    st.info(f"Run **{run.id}** is still preparing its teacher ({preview.get('teacher', 'the teacher')} is fine-tuned "
-            f"once for this data, then cached). Here is its attention on the probe examples as it was loaded, "
-            f"before the fine-tune; the students' maps, and the teacher's after its fine-tune, appear after epoch 0.",
-            icon=":material/hourglass_top:")
+    source = preview.get("teacher") or "default"
+    who = "the default teacher" if source == "default" else f"teacher `{source}`"
+    st.info(f"Run **{run.id}** is still preparing its teacher ({who} is fine-tuned once for this data, then "
+            f"cached). Here is its attention on the probe examples as it was loaded, before the fine-tune; the "
+            f"students' maps, and the teacher's after its fine-tune, appear after epoch 0. Hover a cell for its "
+            f"tokens and weight.", icon=":material/hourglass_top:")
     c1, c2 = st.columns([3, 1])
     example = c1.selectbox("Probe example", range(len(maps)), key=K + "example",
                            format_func=lambda i: texts[i] if i < len(texts) else f"example {i + 1}")
