@@ -220,13 +220,13 @@ def _offer_finished(store: RunStore, ids: list[str], shown: str) -> None:
               on_click=lambda: st.session_state.update({SELECTED_RUN: mine}))
 
 
-def pick_run_with_probe(key: str, missing: str, no_probe=None):
+def pick_run_with_probe(key: str, missing: str, no_probe=None, offers=None):
     """pick_run, then the run's probe.json; stops the page with a message when either is missing or damaged.
 
     `missing` is shown when the run has no probe set yet ({run} is replaced by the run id), unless
-    `no_probe(run)` draws something in its place (and returns True); `no_probe.offers(store, info)` says which runs
-    without an epoch it can show (they join the list)."""
-    run = pick_run(key, also=getattr(no_probe, "offers", None))
+    `no_probe(run)` draws something in its place (and returns True); `offers(store, info)` says which runs without
+    an epoch it can show (they join the list)."""
+    run = pick_run(key, also=offers)
     if run is None:
         st.stop()
     try:

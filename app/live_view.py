@@ -26,7 +26,7 @@ from distill_core.verdicts import health_lines, paired_sentence
 ACTIVE_STATUSES = ("queued", "running")
 PROGRESS_EVERY_S = 5.0
 CURVES_EVERY_S = 20.0
-PHASES = {"starting": "Starting", "waiting for the machine": "Waiting for the machine",
+PHASES = {"starting": "Starting", WAITING_PHASE: "Waiting for the machine",
           "load data": "Loading the data",
           "prepare teacher": "Preparing the teacher (fine-tuned once, then cached)",
           "teacher outputs": "Computing the teacher's outputs",

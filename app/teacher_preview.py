@@ -46,6 +46,3 @@ def draw(run) -> bool:
                              title=f"Teacher, layer {layer + 1}: every head (before its fine-tune)")
     st.plotly_chart(common.sized(fig), width="stretch", config=common.PLOTLY_CONFIG, key=K + "grid")
     return True
-
-
-draw.offers = offers          # the explorer's run picker lists the runs this draws (common.pick_run_with_probe)

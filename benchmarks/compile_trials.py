@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -41,19 +40,7 @@ from distill_core.models import load_classifier, set_attention_backend  # noqa: 
 from distill_core.optim import make_optimizer  # noqa: E402
 from distill_core.store import RunStore  # noqa: E402
 
-from session_bench import Setup, machine, say, variant  # noqa: E402
-
-
-def interleaved(sides: dict, batches, warmup: int) -> dict:
-    """{name: median seconds} of each side's step(batch) over the same batches, the order rotating."""
-    names, times = list(sides), {n: [] for n in sides}
-    for k, b in enumerate(batches):
-        for n in names[k % len(names):] + names[:k % len(names)]:
-            t = time.perf_counter()
-            sides[n](b)
-            if k >= warmup:
-                times[n].append(time.perf_counter() - t)
-    return {n: statistics.median(v) for n, v in times.items()}
+from session_bench import Setup, interleaved, machine, say, variant  # noqa: E402
 
 
 def student_trials(setup: Setup, warmup: int, steps: int) -> dict:

@@ -59,6 +59,7 @@ import argparse
 import contextlib
 import copy
 import datetime as dt
+import functools
 import json
 import logging
 import math
@@ -362,6 +363,23 @@ def plain_step(p, model, params, opt, batch) -> None:
     opt.zero_grad(set_to_none=True)
 
 
+def interleaved(sides: dict, batches, warmup: int, device=None) -> dict[str, float]:
+    """{name: median seconds} of each side's `step(batch)` over the same batches, the order rotating batch by batch
+    so that drifting machine load hits every side alike; the first `warmup` batches are not timed."""
+    names, times = list(sides), {n: [] for n in sides}
+    for k, batch in enumerate(batches):
+        for n in names[k % len(names):] + names[:k % len(names)]:
+            if device is not None:
+                sync(device)
+            t = time.perf_counter()
+            sides[n](batch)
+            if device is not None:
+                sync(device)
+            if k >= warmup:
+                times[n].append(time.perf_counter() - t)
+    return {n: median(v) for n, v in times.items()}
+
+
 # ---- 8'. what the optimizer's changes bought ------------------------------------------------------------------
 OPTIMIZERS = {   # name -> (torch AdamW keyword arguments, or None for the engine's make_optimizer; its sparse_embedding)
     "AdamW per tensor (before)": ({"foreach": False}, False),
@@ -388,23 +406,11 @@ def bench_optimizers(setup: Setup, batches, warmup: int) -> dict:
             opt = torch.optim.AdamW(params, lr=tr.lr, weight_decay=tr.weight_decay, **kwargs)
         sides[name] = (model, params, opt)
 
-    def step(name, index):
-        sync(p.device)
-        t = time.perf_counter()
-        plain_step(p, *sides[name], p.modality.batch("train", index, p.device))
-        sync(p.device)
-        return time.perf_counter() - t
-
-    names = list(sides)
-    times = {n: [] for n in names}
-    for k, index in enumerate(batches):
-        order = names[k % len(names):] + names[:k % len(names)]
-        for n in order:
-            dt_ = step(n, index)
-            if k >= warmup:
-                times[n].append(dt_)
-    first = median(times[names[0]])
-    return {n: {"step_s": median(times[n]), "vs_first": median(times[n]) / first} for n in names}
+    steps = {name: (lambda index, side=side: plain_step(p, *side, p.modality.batch("train", index, p.device)))
+             for name, side in sides.items()}
+    med = interleaved(steps, batches, warmup, p.device)
+    first = med[next(iter(med))]
+    return {n: {"step_s": s, "vs_first": s / first} for n, s in med.items()}
 
 
 # ---- 4+. the same students trained alone ---------------------------------------------------------------------
@@ -794,27 +800,14 @@ def bench_task(task: str, overrides: dict, root: Path, warmup: int, steps: int) 
     batches = p.modality.batches("train", tcfg.batch_size, seed=tcfg.seed * 1000 + 2,
                                  buckets=tcfg.length_buckets)[:warmup + steps]
 
-    def timed(v, index):
-        sync(p.device)
-        t = time.perf_counter()
+    def step(v, index):
         batch = p.modality.batch("train", index, p.device)
-        teacher = session.teacher_batch(p, batch) if v.needs & TEACHER_INPUTS else None
-        v.step(batch, teacher, p.step)
-        sync(p.device)
-        return time.perf_counter() - t
+        v.step(batch, session.teacher_batch(p, batch) if v.needs & TEACHER_INPUTS else None, p.step)
 
-    names = [v.name for v in p.variants]
-    times = {n: [] for n in names}
-    for k, index in enumerate(batches):
-        order = p.variants[k % len(names):] + p.variants[:k % len(names)]
-        for v in order:
-            dt_ = timed(v, index)
-            if k >= warmup:
-                times[v.name].append(dt_)
-    plain = median(times[ref.name])
-    return {"task": task, "reference": ref.name, "steps": len(times[ref.name]), "batch_size": tcfg.batch_size,
-            "step_s": {n: median(t) for n, t in times.items()},
-            "ratio": {n: median(t) / plain for n, t in times.items() if n != ref.name},
+    med = interleaved({v.name: functools.partial(step, v) for v in p.variants}, batches, warmup, p.device)
+    plain = med[ref.name]
+    return {"task": task, "reference": ref.name, "steps": max(0, len(batches) - warmup), "batch_size": tcfg.batch_size,
+            "step_s": med, "ratio": {n: s / plain for n, s in med.items() if n != ref.name},
             "losses": {v.name: dict(cfg.variant(v.name).losses) for v in p.variants},
             "teacher_outputs_first_s": first.clock.phases.get("teacher outputs"),
             "teacher_outputs_first_cached": first.teacher_outputs_cached,

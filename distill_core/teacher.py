@@ -13,6 +13,7 @@ mapping settings and which of them were asked for.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from .capture import AttentionCapture
 from .config import MAX_FLOOR_EPOCHS, SessionConfig, TeacherConfig, floor_epochs
 from .errors import ModelError
 from .evaluate import accuracy_and_loss, autocast_for, predict_logits
-from .modality.splits import in_teacher_order
+from .modality.splits import teacher_rows
 from .modality.text.data import Splits
 from .models import (SAFE_WEIGHTS, TOKENIZER_FILES, check_attention, load_classifier, load_tokenizer, preflight,
                      resolve_source, set_attention_backend)
@@ -127,11 +128,8 @@ def learned_from(cfg: TeacherConfig, splits: Splits) -> str:
 
 def teacher_examples(cfg: TeacherConfig, splits: Splits, train: list, extra: list) -> tuple[list, list[int]]:
     """(the teacher's examples, their labels), from `train` and `extra` (texts or their ids) as it reads them."""
-    if cfg.finetune_on == "all" and len(extra):
-        order = splits.teacher_order
-        return (in_teacher_order(train, extra, order),
-                in_teacher_order(splits.train_labels, splits.extra_labels, order))
-    return list(train), list(splits.train_labels)
+    rows = functools.partial(teacher_rows, cfg.finetune_on, order=splits.teacher_order)
+    return rows(train, extra), rows(splits.train_labels, splits.extra_labels)
 
 
 def teacher_cache_key(cfg: TeacherConfig, splits: Splits, max_length: int) -> str:

@@ -101,7 +101,7 @@ def test_a_language_model_teacher_is_keyed_by_its_passages_not_the_students_spli
 def test_a_tagging_teacher_is_not_fine_tuned_again_for_fewer_training_sentences():
     from distill_core.modality.tagging.data import load_tag_splits
     from distill_core.modality.tagging.teacher import learned_from
-    cfg = SessionConfig.from_dict({"task": "tagging"})
+    cfg = SessionConfig.from_dict({"task": "tagging", "data": {"train_size": 1600, "val_size": 250, "test_size": 400}})
     a = load_tag_splits(cfg.data, cfg.tagging)
     b = load_tag_splits(dataclasses.replace(cfg.data, train_size=600), cfg.tagging)
     assert len(b.train_words) == 600 and a.test_words == b.test_words and a.val_words == b.val_words
@@ -110,12 +110,14 @@ def test_a_tagging_teacher_is_not_fine_tuned_again_for_fewer_training_sentences(
         learned_from(dataclasses.replace(cfg.teacher, finetune_on="train"), b)
 
 
-def test_a_translation_teacher_is_keyed_by_its_pairs_and_a_smaller_train_size_keeps_the_other_sizes():
+def test_a_translation_teacher_is_keyed_by_its_pairs_not_the_students_split():
     from distill_core.modality.translation.data import asked_sizes, DEFAULT_SIZES
     from distill_core.modality.translation.teacher import learned_from
     cfg = SessionConfig.from_dict({"task": "translation"})
     assert asked_sizes(cfg.data) == DEFAULT_SIZES
-    assert asked_sizes(dataclasses.replace(cfg.data, train_size=1000)) == (1000, *DEFAULT_SIZES[1:])
+    assert asked_sizes(dataclasses.replace(cfg.data, train_size=1000, val_size=200, test_size=500)) == \
+        (1000, *DEFAULT_SIZES[1:])
+    assert asked_sizes(dataclasses.replace(cfg.data, train_size=1000)) == (1000, 500, 2500)   # set one, set all
     from distill_core.modality.translation.data import Pairs, split_pairs
     sources = [f"source {i} " + "w" * (i % 7) for i in range(300)]
     pairs = Pairs(sources, [s.upper() for s in sources], [str(i) for i in range(300)], "pairs", ("en", "fr"))

@@ -17,6 +17,7 @@ from distill_core import SessionConfig
 from distill_core.config import (DEFAULT_DATASET, DEFAULT_TEACHER, IMAGE_DATASETS, IMAGE_TEACHERS, LAYER_MAPS,
                                  DataConfig, LanguageModelConfig, TranslationConfig, image_teacher_family)
 from distill_core.errors import ConfigError
+from distill_core.modality.splits import SIZE_KEYS, uses_task_sizes
 from distill_core.preflight import model_family
 from distill_core.sources import source_kind
 from distill_core.vocab import teacher_name
@@ -455,14 +456,10 @@ def image_config(v: dict, base: SessionConfig) -> SessionConfig:
 
 
 # ---- a task with its own split sizes (tagging) -----------------------------------------------------------------
-CLASSIFICATION_SIZES = (DataConfig().train_size, DataConfig().val_size, DataConfig().test_size)
-SIZE_KEYS = ("train_size", "val_size", "test_size")
-
-
 def own_sizes(data) -> bool:
     """Whether a tagging session reads its split sizes from its task's section: data's are still the
-    classification defaults (the engine's rule)."""
-    return tuple(data[k] if isinstance(data, dict) else getattr(data, k) for k in SIZE_KEYS) == CLASSIFICATION_SIZES
+    classification defaults (the engine's rule, splits.uses_task_sizes)."""
+    return uses_task_sizes(data)
 
 
 def own_max_length(data) -> bool:

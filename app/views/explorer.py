@@ -33,7 +33,8 @@ if present:
 
 NOT_YET = "Run {run} has not recorded any attention yet; it appears here after its first epoch."
 with controls or st.container():
-    run, probe = common.pick_run_with_probe(K + "run", NOT_YET, no_probe=teacher_preview.draw)
+    run, probe = common.pick_run_with_probe(K + "run", NOT_YET, no_probe=teacher_preview.draw,
+                                            offers=teacher_preview.offers)
 task = tasks.of(probe)
 if task.pictures:                                # pictures: where the models look (app/image_explorer.py)
     image_explorer.draw(run, probe, link_slot=controls or head_r, intro=intro, maps_slot=maps_area)

@@ -7,9 +7,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import DataConfig
 from ..errors import DataError
 
 SMALL_DATA_FRACTIONS = (0.7, 0.1, 0.2)   # train / validation / test of data smaller than the split sizes
+SIZE_KEYS = ("train_size", "val_size", "test_size")
+CLASSIFICATION_SIZES = tuple(getattr(DataConfig(), k) for k in SIZE_KEYS)   # 3,000 / 500 / 2,500
+
+
+def uses_task_sizes(data) -> bool:
+    """Whether a task with split sizes of its own (tagging, translation, language models) takes them: data's
+    (train, validation, test) sizes are all still the classification defaults; set any of them and all three are
+    data's. `data`: a DataConfig or its dict."""
+    get = data.get if isinstance(data, dict) else lambda k: getattr(data, k)
+    return tuple(get(k) for k in SIZE_KEYS) == CLASSIFICATION_SIZES
+
+
+def task_sizes(data, own: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (train, validation, test) sizes a task with sizes of its own asks for: `own` while data's are the
+    classification defaults (uses_task_sizes), else data's."""
+    get = data.get if isinstance(data, dict) else lambda k: getattr(data, k)
+    return tuple(own) if uses_task_sizes(data) else tuple(get(k) for k in SIZE_KEYS)
 
 
 def split_sizes(n: int, sizes: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -57,8 +75,9 @@ def split_parts(labels: np.ndarray, sizes: tuple[int, int, int], seed: int, refe
     `extra` (a teacher may learn from it).
 
     Validation and test are drawn after a training region of max(sizes[0], reference_train) examples (fewer when
-    the data holds fewer, none of it when the sizes do not fit and the fractions apply), each class its share, so a smaller training split is a stratified subset of that region and validation, test and everything a
-    teacher learns from stay the same: with the task's default training size as the reference, asking for fewer
+    the data holds fewer; none when the sizes do not fit and the fractions apply), each class its share, so a
+    smaller training split is a stratified subset of that region and validation, test and everything a teacher
+    learns from stay the same: with the task's default training size as the reference, asking for fewer
     training examples does not change what a teacher learns from (nor its cache key). At the reference size or
     above the split is what it always was. When the data holds fewer examples than asked, the sizes become
     split_sizes' fractions."""
@@ -76,23 +95,24 @@ def split_parts(labels: np.ndarray, sizes: tuple[int, int, int], seed: int, refe
         out.append(rng.permutation(np.array(_take(per_class, classes, frac, size, start), dtype=int)))
     if min(len(x) for x in out) == 0:
         raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
-    used = np.zeros(n, dtype=bool)
-    for part in out:
-        used[part] = True
-    rest = np.flatnonzero(~used)
-    teacher = np.concatenate([out[0], rest]).astype(int)
-    train = out[0]
+    train, val, test = out
+    teacher = np.concatenate([train, _unused(n, out)]).astype(int)
     if want[0] != ref[0]:
-        held = set(out[1].tolist()) | set(out[2].tolist())
+        held = set(val.tolist()) | set(test.tolist())
         region = {c: [int(i) for i in per_class[c] if int(i) not in held] for c in classes}
         idx = _take(region, classes, frac, want[0], {c: 0 for c in classes})
         train = np.random.default_rng([seed, want[0]]).permutation(np.array(idx, dtype=int))
         if len(train) == 0:
             raise DataError(f"the dataset has too few examples ({n}) for a train, validation and test split")
+    return SplitParts(train, val, test, _unused(n, (train, val, test)), teacher)
+
+
+def _unused(n: int, parts) -> np.ndarray:
+    """The positions of n that none of `parts` holds, in order."""
     used = np.zeros(n, dtype=bool)
-    for part in (train, out[1], out[2]):
+    for part in parts:
         used[part] = True
-    return SplitParts(train, out[1], out[2], np.flatnonzero(~used), teacher)
+    return np.flatnonzero(~used)
 
 
 def stratified_split(labels: np.ndarray, sizes: tuple[int, int, int], seed: int,
@@ -119,6 +139,14 @@ def in_teacher_order(train: list, extra: list, order: list[int] | None) -> list:
     """train + extra, read in teacher_order."""
     both = list(train) + list(extra)
     return both if order is None else [both[i] for i in order]
+
+
+def teacher_rows(finetune_on: str, train, extra, order: list[int] | None) -> list:
+    """What a teacher learns from, of one kind of row (texts, ids, labels, tags): the training split's, and with
+    teacher.finetune_on "all" every other example's outside validation and test too, read in teacher_order."""
+    if finetune_on == "all" and len(extra):
+        return in_teacher_order(train, extra, order)
+    return list(train)
 
 
 def group_by_key(keys, labels: np.ndarray) -> tuple[list[list[int]], int, int, int]:

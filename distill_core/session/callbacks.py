@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from ..machine import WAITING_PHASE
 from ..store import Run
 
 
@@ -154,7 +155,7 @@ class SessionState:
                 "eta_s": None if eta is None else round(eta, 1),
                 "session_eta_s": None if session_eta is None else round(session_eta, 1),
                 "started": self.started, "phase_started": self.phase_started,
-                **({"waiting": self.waiting} if self.phase == "waiting for the machine" else {}),
+                **({"waiting": self.waiting} if self.phase == WAITING_PHASE else {}),
                 **({"teacher_curve": self.teacher_curve} if self.phase in TEACHER_PHASES and self.teacher_curve else {}),
                 "updated": time.time()}
 

@@ -28,7 +28,7 @@ from ...config import DEFAULT_DATASET
 from ...errors import DataError
 from ...hub import require_online
 from ...sources import file_label, is_upload, source_kind
-from ..splits import SMALL_DATA_FRACTIONS
+from ..splits import SMALL_DATA_FRACTIONS, task_sizes
 from ..text.data import read_raw_table, read_text_file, text_key
 from ..translation.data import BIBLE, BIBLE_VERSIONS, bible_path, clean_verse, version_name
 
@@ -37,7 +37,6 @@ DEFAULT_VERSION = "4"               # the World English Bible: 1,189 chapters, 7
 # at the classification defaults (3000 / 500 / 2500): on the default text 60 test chapters (about 45,000 words: the
 # paired comparison resamples them), 20 validation chapters (scored every epoch by every variant), the rest trains.
 DEFAULT_SIZES = (100_000, 20, 60)
-CLASSIFICATION_SIZES = (3000, 500, 2500)
 MIN_PARAGRAPHS = 10                 # a .txt file with fewer paragraphs is cut into passages of PASSAGE_WORDS words
 PASSAGE_WORDS = 200
 
@@ -213,9 +212,7 @@ def read_passages(data_cfg, lm_cfg) -> Passages:
 
 # ---- the split --------------------------------------------------------------------------------------------------
 def asked_sizes(data_cfg) -> tuple[int, int, int]:
-    asked = (data_cfg.train_size, data_cfg.val_size, data_cfg.test_size)
-    return tuple(mine if a == classification else a                  # each size left at its default: the task's
-                 for a, classification, mine in zip(asked, CLASSIFICATION_SIZES, DEFAULT_SIZES))
+    return task_sizes(data_cfg, DEFAULT_SIZES)
 
 
 def split_passages(p: Passages, sizes: tuple[int, int, int], seed: int, probe_size: int, ident: list) -> LMSplits:

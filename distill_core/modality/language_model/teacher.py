@@ -33,7 +33,7 @@ from ...objectives import IGNORED
 from ...optim import clip_grad_norm_, make_optimizer, warmup_cosine
 from ...sources import source_kind
 from ...teacher import PreparedTeacher, model_content_digest
-from ..splits import in_teacher_order
+from ..splits import teacher_rows
 from ..trained_cache import cached_teacher, cached_token_rows
 from ..translation.tokenizer import train_tokenizer
 from .data import LMSplits
@@ -53,9 +53,7 @@ WARMUP = 0.05
 def teacher_passages(cfg, splits: LMSplits) -> list[str]:
     """The passages a teacher learns from: the training split, plus the passages no split took with
     teacher.finetune_on "all", in the text's order."""
-    if cfg.teacher.finetune_on != "all":
-        return list(splits.train)
-    return in_teacher_order(splits.train, splits.extra, splits.teacher_order)
+    return teacher_rows(cfg.teacher.finetune_on, splits.train, splits.extra, splits.teacher_order)
 
 
 def train_language_model(model, tokenizer, train_blocks: list[list[int]], val_blocks: list[list[int]], *,

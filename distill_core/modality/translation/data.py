@@ -29,7 +29,7 @@ from ...errors import DataError
 from ...hub import require_online
 from ...packaged import packaged_file
 from ...sources import file_label, source_kind
-from ..splits import SMALL_DATA_FRACTIONS
+from ..splits import SMALL_DATA_FRACTIONS, task_sizes
 from ..text.data import read_raw_table, text_key
 
 BIBLE = "bible"
@@ -42,7 +42,6 @@ DEFAULT_PAIR = ("4", "l")            # English -> French
 # distinct sources of at most 15 words), 500 test pairs (BLEU on fewer is noisy), and 200 validation pairs (they are
 # translated every epoch by every variant: few keep the epochs short).
 DEFAULT_SIZES = (100_000, 200, 500)
-CLASSIFICATION_SIZES = (3000, 500, 2500)   # DataConfig's defaults
 PROBE_WORDS = (4, 12)                # probe pairs: sources of this many words when there are enough (readable maps)
 
 
@@ -274,11 +273,8 @@ def read_pairs(data_cfg, tr_cfg) -> Pairs:
 
 # ---- the split --------------------------------------------------------------------------------------------------
 def asked_sizes(data_cfg) -> tuple[int, int, int]:
-    """(train, validation, test) as asked, each size left at the classification default taking DEFAULT_SIZES' (a
-    smaller data.train_size alone keeps the translation validation and test sizes)."""
-    asked = (data_cfg.train_size, data_cfg.val_size, data_cfg.test_size)
-    return tuple(mine if a == classification else a                  # each size left at its default: the task's
-                 for a, classification, mine in zip(asked, CLASSIFICATION_SIZES, DEFAULT_SIZES))
+    """(train, validation, test) as asked: DEFAULT_SIZES when data's sizes are the classification defaults."""
+    return task_sizes(data_cfg, DEFAULT_SIZES)
 
 
 def group_pairs(pairs: Pairs) -> tuple[list[list[int]], list[str]]:
