@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install session bench clean
+.PHONY: run serve test install session bench clean
 
 $(STAMP): requirements.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
 		--server.headless true --browser.gatherUsageStats false
+
+# A class on the network: viewers by default, the instructor with ADS_INSTRUCTOR_TOKEN (made and printed if unset).
+serve: $(STAMP)
+	$(PY) -m app serve --port $${PORT:-8501}
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

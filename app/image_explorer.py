@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import streamlit as st
 
-from app import common, state
+from app import common, roles, state
 from app.figures import base as fig_base, images as fig_images, maps as fig_maps
 from distill_core import RunStore
 from distill_core.errors import DistillError
@@ -202,9 +202,11 @@ def _picture_maps(run, probe: dict, source: str, example, upload, student: str, 
 
 def _pick_picture(probe: dict):
     """(source, probe index or None, the uploaded file or None)."""
-    source = st.radio("Picture", [PROBE, UPLOAD], horizontal=True, key=K + "source",
+    sources = [PROBE, UPLOAD] if roles.may_change() else [PROBE]        # viewers upload nothing
+    common.keep_choice(K + "source", sources, PROBE)
+    source = st.radio("Picture", sources, horizontal=True, key=K + "source",
                       format_func={PROBE: "a probe image", UPLOAD: "upload an image"}.get)
-    if source == UPLOAD:
+    if source == UPLOAD and not roles.refused("upload pictures"):
         upload = st.file_uploader(
             f"Upload an image (PNG or JPEG, up to {image_maps.MAX_UPLOAD_MB} MB)",
             type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=K + "upload",
@@ -224,7 +226,7 @@ def _pick_picture(probe: dict):
     shown = list(range(min(n, 16)))
     st.image([_thumbnail(_pixels(probe["images"][i]), 56) for i in shown],
              caption=[("▶ " if i == example else "") + f"#{i}: {names[labels[i]]}" for i in shown], width=56)
-    return source, example, None
+    return PROBE, example, None
 
 
 def _pick_student(run, students: list[str], variants, source: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import common, report, tasks
+from app import common, report, roles, tasks
 from distill_core.cache import cache_entries, cache_root, clear_cache as clear
 from distill_core.errors import DistillError
 from distill_core.store import RunInfo, RunStore
@@ -82,7 +82,7 @@ def cache_overview() -> tuple[str, list[dict]]:
 
 
 def clear_cache() -> None:
-    if st.session_state.get("runs.cache_confirm"):
+    if st.session_state.get("runs.cache_confirm") and roles.may_change():
         freed = clear()
         st.session_state[CACHE_MSG] = f"Freed {freed / 1e6:.1f} MB. Entries a running session is writing are kept."
     st.session_state["runs.cache_confirm"] = False
@@ -98,6 +98,8 @@ def cache_section() -> None:
     if rows:
         with st.expander("Entries"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, key="runs.cache_table")
+    if not roles.may_change():
+        return
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     confirm = c1.checkbox("Yes, delete the cached teachers (a session prepares its teacher again; until then the "
                           "typed-text and attribution views of earlier runs that used one cannot run)",

@@ -10,6 +10,7 @@ import os  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
+from app import roles  # noqa: E402
 from app.state import PRESENT  # noqa: E402
 from distill_core.machine import ORIGIN_ENV  # noqa: E402
 
@@ -18,6 +19,7 @@ os.environ.setdefault(ORIGIN_ENV, "the app")     # named to a session that waits
 if PRESENT not in st.session_state and "present" in st.query_params:      # a link made in presentation mode
     st.session_state[PRESENT] = st.query_params["present"] in ("1", "true")
 presenting = bool(st.session_state.get(PRESENT))
+roles.read_link_token()             # an instructor's link: read once, then out of the address bar
 # Presenting, the pages are named in a bar along the top and the sidebar (which holds only the toggle) starts
 # folded away, so that the first screen is the view itself. Material icons draw on machines without an emoji font.
 st.set_page_config(page_title="attention distillation studio", page_icon=":material/visibility:", layout="wide",
@@ -44,6 +46,7 @@ with st.sidebar:
               help="For a projector or a lecture: larger text and charts, fewer controls, and a short note of what "
                    "to notice on each view. Links made in this mode open in it. The pages move to a bar along "
                    "the top; open this sidebar again (the arrow at the top left) to leave the mode.")
+    roles.sidebar()
 if presenting:
     st.html("<style>html { font-size: 21px; } .stMainBlockContainer { padding-top: 3.2rem; } "
             ".stMainBlockContainer h1 { font-size: 2rem; padding-top: 0; } "

@@ -214,3 +214,46 @@ def test_image_run_in_the_explorer_overlays_the_maps_on_the_picture(chromium_pat
         finally:
             browser.close()
     assert (tmp_path / "image_explorer.png").stat().st_size > 0
+
+
+def test_a_viewer_cannot_start_a_session_until_they_enter_the_token(chromium_path, tmp_path, finished_run):
+    """A class: the app started with an instructor token. A visitor is a viewer (no Start, no Delete, the run's
+    maps all there); the token in the sidebar makes the instructor of that tab only; a link's token leaves the
+    address bar at once."""
+    from playwright.sync_api import expect, sync_playwright
+
+    store, run_id = finished_run
+    token = "class-of-2026"
+    env = dict(os.environ, ADS_RUNS_DIR=str(store.root), ADS_CACHE_DIR=str(tmp_path / "cache"), HF_HUB_OFFLINE="1",
+               ADS_INSTRUCTOR_TOKEN=token)
+    with _app(env, tmp_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            viewer = browser.new_page(viewport={"width": 1400, "height": 1000})
+            viewer.goto(url + "/")
+            expect(viewer.get_by_text("You are a viewer").first).to_be_visible(timeout=60_000)
+            expect(viewer.get_by_role("button", name=re.compile("Start"))).to_have_count(0)
+            _no_exception(viewer)
+            viewer.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+            viewer.goto(f"{url}/runs?run={run_id}")
+            expect(viewer.get_by_test_id("stBaseButton-primary").filter(has_text="Open")).to_be_visible(timeout=60_000)
+            expect(viewer.get_by_role("button", name=re.compile("Delete"))).to_have_count(0)
+            viewer.goto(f"{url}/explorer?run={run_id}")
+            expect(viewer.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+            _no_exception(viewer)
+            box = viewer.locator('input[aria-label="Instructor token"]')
+            box.fill(token)
+            box.press("Enter")
+            expect(viewer.get_by_text("You are the instructor in this tab")).to_be_visible(timeout=30_000)
+            viewer.goto(url + "/")        # a new page load is a new tab's session: a viewer again
+            expect(viewer.get_by_text("You are a viewer").first).to_be_visible(timeout=60_000)
+
+            instructor = browser.new_page(viewport={"width": 1400, "height": 1000})
+            instructor.goto(f"{url}/?token={token}")
+            expect(instructor.get_by_role("button", name=re.compile("Start"))).to_be_visible(timeout=60_000)
+            instructor.wait_for_function(f"!location.search.includes({json.dumps(token)})", timeout=30_000)
+            assert token not in instructor.url and token not in instructor.content()
+            _no_exception(instructor)
+        finally:
+            browser.close()
+    assert token not in (tmp_path / "server.log").read_text()

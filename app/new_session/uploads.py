@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app import roles
 from distill_core.config import IMAGE_DATASETS, DataConfig, LanguageModelConfig
 from distill_core.errors import DataError
 from distill_core.modality.text.data import DataCheck, read_raw_table
@@ -50,7 +51,7 @@ def take_upload(up, runs_root: Path, max_mb: float, path_key: str, sig_key: str,
                 types: list[str] = FILE_TYPES) -> str | None:
     """The saved path of a file_uploader's file: saved (save_upload) once per new file, kept in session state under
     path_key; an unusable file is shown as an error and forgotten."""
-    if up is not None:
+    if up is not None and not roles.refused("upload files"):
         sig = f"{getattr(up, 'file_id', '')}:{up.name}:{up.size}"
         if st.session_state.get(sig_key) != sig:
             try:

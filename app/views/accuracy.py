@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state, tables, tasks
+from app import common, live, roles, state, tables, tasks
 from app.figures import accuracy as fig_accuracy, teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
 from distill_core import latency as lat
@@ -233,6 +233,8 @@ st.subheader("Robustness under attack")
 
 def measure(run_id: str) -> None:
     """Run the attack on every model of the run (it writes robustness.json), then draw the page again."""
+    if roles.refused("measure robustness"):
+        return
     with st.spinner("Attacking every model on up to 500 test examples: about a minute on a CPU…"):
         try:
             live.measure_robustness(run_id)
@@ -256,8 +258,10 @@ else:
               "word embeddings are nudged, each by a small fraction of its own size")
     st.markdown(f"How much accuracy each model keeps when its input's {nudged}, in the direction that hurts that "
                 f"model most (found by PGD).")
-    if st.button("Measure robustness", key=K + "measure_robustness", icon=":material/shield:",
-                 help="Attacks the teacher and every variant on up to 500 test examples: about a minute on a CPU."):
+    if not roles.may_change():
+        st.caption("Not measured for this run yet; the instructor can measure it here.")
+    elif st.button("Measure robustness", key=K + "measure_robustness", icon=":material/shield:",
+                   help="Attacks the teacher and every variant on up to 500 test examples: about a minute on a CPU."):
         measure(run.id)
 if notices := summary.get("notices"):
     st.info("**About the data and training**\n" + "\n".join(f"- {x}" for x in notices))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, live, state, tasks
+from app import common, live, roles, state, tasks
 from app.figures import attribution as fig_attribution, image_attribution as iac
 from distill_core import RunStore
 from distill_core.errors import DistillError
@@ -59,10 +59,12 @@ def _live_attention(root, run_id, version, variant, pixels: bytes, shape):
 def _picked_image(probe: dict):
     """The probe image or an uploaded one, as uint8 (H, W, C), its caption and its probe index (None: uploaded);
     (None, None, None) before a file is uploaded and (None, why, None) for a file Pillow cannot read."""
-    source = st.radio("Image", ["probe", "upload"], horizontal=True, key=K + "image_source",
+    sources = ["probe", "upload"] if roles.may_change() else ["probe"]        # viewers upload nothing
+    common.keep_choice(K + "image_source", sources, "probe")
+    source = st.radio("Image", sources, horizontal=True, key=K + "image_source",
                       format_func={"probe": "a probe image", "upload": "upload an image"}.get)
     size, channels = probe["image_size"], int(probe.get("channels", 1))
-    if source == "upload":
+    if source == "upload" and not roles.refused("upload pictures"):
         file = st.file_uploader("Image file", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=K + "upload",
                                 help=f"Converted to the run's {size[0]}×{size[1]} pixels and "
                                      f"{'colour' if channels == 3 else 'grey'}, as its models read images.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, state, tasks
+from app import common, roles, state, tasks
 from app.figures import compression as cc
 from distill_core import compress, latency
 from distill_core.errors import DistillError
@@ -55,9 +55,11 @@ choice = c1.selectbox("Variant to compress", options, key=K + "variant",
                       help="One variant is compressed together with the labels-only reference, so that their "
                            "pruning curves share the axes.")
 fractions = ", ".join(f"{f:.0%}" for f in compress.DEFAULT_FRACTIONS)
-if c2.button("Compress again" if record else "Compress", key=K + "compress", icon=":material/compress:", width="stretch",
-             help=f"On the CPU: about half a minute per variant for the default student (2,500 test examples, "
-                  f"7 versions each). Heads removed: {fractions}."):
+if not roles.may_change():
+    c2.caption("The instructor compresses runs.")
+elif c2.button("Compress again" if record else "Compress", key=K + "compress", icon=":material/compress:",
+               width="stretch", help=f"On the CPU: about half a minute per variant for the default student (2,500 "
+                                     f"test examples, 7 versions each). Heads removed: {fractions}."):
     with st.spinner("Quantizing, ranking the heads and measuring every version on the test set…"):
         try:
             compress.compress_run(run, None if choice == ALL else [choice])
@@ -67,7 +69,8 @@ if c2.button("Compress again" if record else "Compress", key=K + "compress", ico
             st.rerun()                 # drawn again from the record just written
 
 if not record:
-    st.info("This run has not been compressed yet: press **Compress**. Every new version goes to the run's "
+    what = "press **Compress**" if roles.may_change() else "the instructor can compress it"
+    st.info(f"This run has not been compressed yet: {what}. Every new version goes to the run's "
             "`compressed/` folder and the measurements to `compression.json`; nothing the run wrote is changed.")
     st.stop()
 
@@ -109,9 +112,10 @@ lat_l, lat_r = st.columns([4, 1], vertical_alignment="center")
 lat_l.caption(" ".join(f"Latency of the {variants.label(name)}'s versions, timed together: "
                        f"{latency.conditions_text(c)}" for name, c in timed.items()) if any(timed.values())
               else latency.NOT_RECORDED)
-if lat_r.button("Measure again", key=K + "measure_latency", icon=":material/timer:", width="stretch",
-                help="Loads every saved version back and times each variant's versions again now, interleaved on "
-                     "one thread, on the CPU."):
+if roles.may_change() and lat_r.button(
+        "Measure again", key=K + "measure_latency", icon=":material/timer:", width="stretch",
+        help="Loads every saved version back and times each variant's versions again now, interleaved on one thread, "
+             "on the CPU."):
     with st.spinner("Timing every version again…"):
         try:
             compress.measure_again(run)

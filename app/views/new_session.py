@@ -22,7 +22,7 @@ import json
 import streamlit as st
 
 import distill_core
-from app import common, live_view as lv
+from app import common, live_view as lv, roles
 from app.new_session import presets, tasks
 from app.new_session.keys import ACTIVE_RUN, SEEDS
 from app.new_session.sections import modality_section
@@ -37,25 +37,47 @@ store = common.get_store()
 defaults, defaults_warning = load_defaults()
 
 st.title("New session")
-defaults = presets.form_defaults(defaults)        # a named preset (e.g. Classroom), else the defaults
-tasks.init_state(defaults)
-modality = modality_section(tasks.LABELS, tasks.DEFAULT_TASK)
-st.caption(tasks.task_of(modality).intro)
-if defaults_warning:
-    st.warning(defaults_warning)
 
-tasks.draw(modality, store.root, defaults)
-c1, c2 = st.columns([1, 4], vertical_alignment="center")
-c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
-tasks.save_state(defaults)
-mine = st.session_state.get(ACTIVE_RUN)
-busy = mine is not None and store.exists(mine) and store.open(mine).status().get("status") in lv.ACTIVE_STATUSES
-if busy:
-    c2.caption(f"Start is off while this tab's session **{mine}** runs: cancel it below, or open another tab to "
-               "queue a session after it.")
-if c1.button("Start", type="primary", key="new.start", icon=":material/rocket_launch:", width="stretch", disabled=busy):
+
+def form() -> None:
+    """The session's settings, Start, and the config file they make."""
+    with_defaults = presets.form_defaults(defaults)        # a named preset (e.g. Classroom), else the defaults
+    tasks.init_state(with_defaults)
+    modality = modality_section(tasks.LABELS, tasks.DEFAULT_TASK)
+    st.caption(tasks.task_of(modality).intro)
+    if defaults_warning:
+        st.warning(defaults_warning)
+
+    tasks.draw(modality, store.root, with_defaults)
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    c2.text_input("Run name (optional)", key="new.name", placeholder="e.g. attention-kl-only")
+    tasks.save_state(with_defaults)
+    mine = st.session_state.get(ACTIVE_RUN)
+    busy = mine is not None and store.exists(mine) and store.open(mine).status().get("status") in lv.ACTIVE_STATUSES
+    if busy:
+        c2.caption(f"Start is off while this tab's session **{mine}** runs: cancel it below, or open another tab "
+                   "to queue a session after it.")
+    if c1.button("Start", type="primary", key="new.start", icon=":material/rocket_launch:", width="stretch",
+                 disabled=busy) and not roles.refused("start a session"):
+        start(with_defaults)
+    if sweep_id := st.session_state.get(SWEEP_STARTED):
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info(f"Sweep **{sweep_id}** started: one session per seed, run one after another. The Sweep page "
+                f"compares them as they finish.")
+        if c2.button("Open the sweep", key="new.open_sweep", icon=":material/bar_chart:", width="stretch"):
+            st.switch_page("views/sweep.py")
+
+    with st.expander("These settings as a config file (for `python -m distill_core run --config`)"):
+        try:
+            st.code(json.dumps(tasks.build_config(tasks.collect(st.session_state), with_defaults).to_dict(),
+                               indent=2), language="json")
+        except distill_core.DistillError as e:
+            st.caption(f"Not a valid session yet: {e}")
+
+
+def start(with_defaults) -> None:
     try:
-        config = tasks.build_config(tasks.collect(st.session_state), defaults)
+        config = tasks.build_config(tasks.collect(st.session_state), with_defaults)
         tasks.preflight(config)
         run_id, sweep_id = start_seeds(config, st.session_state.get(SEEDS, ""), store,
                                        start=distill_core.start_session)
@@ -67,23 +89,19 @@ if c1.button("Start", type="primary", key="new.start", icon=":material/rocket_la
         st.session_state[ACTIVE_RUN] = run_id
         st.query_params["run"] = run_id
         st.rerun()                      # draw the page again: Start off, this run's progress below
-if sweep_id := st.session_state.get(SWEEP_STARTED):
-    c1, c2 = st.columns([4, 1], vertical_alignment="center")
-    c1.info(f"Sweep **{sweep_id}** started: one session per seed, run one after another. The Sweep page compares "
-            f"them as they finish.")
-    if c2.button("Open the sweep", key="new.open_sweep", icon=":material/bar_chart:", width="stretch"):
-        st.switch_page("views/sweep.py")
 
-with st.expander("These settings as a config file (for `python -m distill_core run --config`)"):
-    try:
-        st.code(json.dumps(tasks.build_config(tasks.collect(st.session_state), defaults).to_dict(), indent=2),
-                language="json")
-    except distill_core.DistillError as e:
-        st.caption(f"Not a valid session yet: {e}")
+
+if roles.may_change():
+    form()
+else:
+    st.info("You are a viewer: the instructor starts and cancels sessions. Follow the session that runs below, "
+            "and explore every run on the other pages. " + roles.how_to_instruct(), icon=":material/visibility:")
 
 
 def cancel_button(run_id: str) -> None:
-    if st.button("Cancel", key="new.cancel", icon=":material/stop:"):
+    if not roles.may_change():
+        return
+    if st.button("Cancel", key="new.cancel", icon=":material/stop:") and not roles.refused("cancel a session"):
         st.session_state[CANCEL_MSG] = f"Run {run_id}: {distill_core.cancel_session(store, run_id)}."
         st.session_state[ACTIVE_RUN] = run_id          # keep showing it once it has stopped
         st.rerun()
@@ -156,7 +174,9 @@ if msg := st.session_state.pop(CANCEL_MSG, None):
 active = lv.find_active_run(store, st.session_state.get(ACTIVE_RUN) or st.query_params.get("run"))
 state = active.status().get("status") if active is not None else None
 if active is None:
-    st.caption("No session is running. Press **Start** above; its progress and live curves appear here.")
+    st.caption("No session is running. Press **Start** above; its progress and live curves appear here."
+               if roles.may_change() else "No session is running. When the instructor starts one, its progress "
+               "and live curves appear here.")
     if (last := lv.last_run(store)) is not None:
         st.markdown(f"**The last session**, {last.id}:")
         finished(last)

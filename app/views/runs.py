@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import common, state
+from app import common, roles, state
 from app import run_list as rl
 from distill_core.errors import DistillError
 
@@ -23,6 +23,9 @@ def label(r) -> str:
 
 def delete_run(run_id: str) -> None:
     if not st.session_state.get("runs.delete_confirm"):
+        return
+    if not roles.may_change():              # a viewer's crafted request: nothing is deleted
+        st.session_state[DELETE_MSG] = ("error", f"Only the instructor can delete runs. {roles.how_to_instruct()}")
         return
     try:
         store.delete(run_id)
@@ -75,7 +78,8 @@ if st.session_state.get("runs.choice") not in ids or linked:
     st.session_state["runs.choice"] = current if current in ids else ids[0]
 choice = st.selectbox("Run", ids, format_func=lambda i: label(by_id[i]), key="runs.choice",
                       on_change=lambda: st.session_state.update({"runs.delete_confirm": False}))
-c_open, c_zip, c_del = st.columns(3, border=True)
+may_change = roles.may_change()
+c_open, c_zip, *c_del = st.columns(3 if may_change else 2, border=True)
 with c_open:
     usable = by_id[choice].status != "damaged"
     if st.button("Open", key="runs.open", type="primary", disabled=not usable, icon=":material/folder_open:"):
@@ -89,10 +93,10 @@ with c_zip:
     st.download_button("Download as .zip", data=lambda: store.zip_bytes(choice), file_name=f"{choice}.zip",
                        mime="application/zip", key="runs.download", icon=":material/download:")
     st.caption("Config, metrics, attention maps, trained students and summary.")
-with c_del:
-    confirm = st.checkbox("Yes, delete this run's folder for good", key="runs.delete_confirm")
-    st.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,),
-              icon=":material/delete:")
+for c in c_del:                          # the instructor's (or a user's alone) only
+    confirm = c.checkbox("Yes, delete this run's folder for good", key="runs.delete_confirm")
+    c.button("Delete", key="runs.delete", disabled=not confirm, on_click=delete_run, args=(choice,),
+             icon=":material/delete:")
 if usable:
     run = store.open(choice)
     ended = by_id[choice]
