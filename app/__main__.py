@@ -98,6 +98,7 @@ def cmd_serve(args) -> int:
           + (f"Instructor token  {token}   (made now; set {TOKEN_ENV} to choose your own)\n" if made else "")
           + "Visitors are viewers: they explore every run and page and type their own sentences; only the "
             "instructor starts, cancels, deletes, uploads, compresses and measures.", flush=True)
+    os.chdir(Path(__file__).resolve().parent.parent)        # where .streamlit/config.toml is read from
     os.execvpe(sys.executable, serve_command(args.address, args.port), {**os.environ, TOKEN_ENV: token})
 
 
