@@ -1,5 +1,6 @@
-"""Command line: python -m distill_core run | runs | show | robustness | latency | compress | cancel | delete | cache |
-sweep | sweeps. The commands that draw with the app's figures (report, and sweep.html) are the app's: `python -m app`."""
+"""Command line: python -m distill_core run | runs | show | robustness | latency | compress | export | cancel | delete |
+cache | sweep | sweeps. The commands that draw with the app's figures (report, and sweep.html) are the app's:
+`python -m app`."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ from .cache import cache_entries, cache_root, clear_cache
 from .compress import DEFAULT_FRACTIONS, compress_run, parse_fractions
 from .config import TASKS, SessionConfig, parse_value
 from .errors import ConfigError, DistillError
+from .export import check_push, export_student, load_line, push_to_hub
 from .latency import busy_text, conditions_text, measure_run
 from .machine import ORIGIN_ENV
 from .preflight import preflight
@@ -26,7 +28,7 @@ from .robustness import run_robustness
 from .session import run_in_child, run_session
 from .session.callbacks import TqdmProgress
 from .stats import p_text, test_label
-from .store import RunStore
+from .store import WEIGHTS, RunStore
 from .sweep import SweepStore, format_summary, parse_seeds, summarize_sweep
 from .vocab import run_reference, run_variants
 
@@ -344,6 +346,21 @@ def cmd_compress(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A trained student of a finished run as a Hugging Face model folder (weights, config, tokenizer, model card),
+    pushed to the Hub when asked (checked before anything is written)."""
+    run = RunStore(args.runs_dir).open(args.run_id)
+    if args.push_to_hub:
+        check_push(args.push_to_hub)
+    folder = export_student(run, args.out_dir, args.variant, args.weights, args.overwrite, model_id=args.push_to_hub)
+    print(f"written: {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    print(f"load it with: {load_line(run, str(folder))}")
+    if args.push_to_hub:
+        print(f"pushed: {push_to_hub(folder, args.push_to_hub, private=not args.public)}; load it with: "
+              f"{load_line(run, args.push_to_hub)}")
+    return 0
+
+
 def cmd_cancel(args) -> int:
     RunStore(args.runs_dir).open(args.run_id).request_cancel()
     print(f"cancel requested for {args.run_id}; it stops after the current step and keeps its finished epochs")
@@ -477,6 +494,23 @@ def make_parser(extend=None, prog: str = "python -m distill_core") -> argparse.A
     cp.add_argument("--quiet", action="store_true", help="no progress bar")
     cp.add_argument("--runs-dir", **runs_dir)
     cp.set_defaults(func=cmd_compress)
+
+    ex = sub.add_parser("export", help="a trained student as a Hugging Face model folder (safetensors weights, "
+                                       "config, tokenizer and a model card) that transformers' pipeline loads")
+    ex.add_argument("run_id")
+    ex.add_argument("out_dir", help="the folder to write (new, or empty unless --overwrite)")
+    ex.add_argument("--variant", default="distilled", help="the student variant to export (default: %(default)s)")
+    ex.add_argument("--weights", choices=list(WEIGHTS), default="final",
+                    help="the last finished epoch's weights, or the best epoch's by validation score "
+                         "(default: %(default)s)")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace the files of a model folder already in OUT_DIR (other files stay)")
+    ex.add_argument("--push-to-hub", metavar="REPO_ID",
+                    help="also upload the folder to this Hub model repository (online, with a token: hf auth login "
+                         "or HF_TOKEN); created private when it does not exist")
+    ex.add_argument("--public", action="store_true", help="with --push-to-hub: create the repository public")
+    ex.add_argument("--runs-dir", **runs_dir)
+    ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("cancel", help="ask a running session to stop (keeps finished epochs)")
     c.add_argument("run_id")

@@ -11,6 +11,7 @@ accuracies: only the examples where exactly one of them is right carry informati
     mean_interval([acc_seed0, acc_seed1, ...])    # Student's t interval of a mean across seeds
     binomial_halfwidth(p, n)                      # one accuracy's own 95% half-width
     difference_interval(p1, p2, n)                # two accuracies as independent binomials (runs without pairs)
+    units_interval("f1", units)                   # one score made of per-example units: bootstrap interval
 
 Seeds of one sweep answer the *same* test examples, so k seeds are not k times as many independent examples:
 pooled_comparison works on each example's mean difference over the seeds. Its interval resamples test examples
@@ -200,6 +201,24 @@ def paired_units(statistic: str, ref_units, var_units, n_boot: int = BOOTSTRAP, 
             "hi": float(hi), "ref_only": int(np.sum(each_ref > each_var)),
             "variant_only": int(np.sum(each_var > each_ref)), "p": p, "verdict": _verdict(p, diff),
             "statistic": statistic}
+
+
+def units_interval(statistic: str, units, n_boot: int = BOOTSTRAP, seed: int = 0,
+                   level: float = LEVEL) -> tuple[float, float, float]:
+    """(score, low, high): one model's score made of per-example units (entity F1, mean sentence chrF, next-token
+    accuracy) and its percentile bootstrap interval, the examples resampled with replacement and the score
+    recomputed from their units (a score of units has no binomial interval of its own)."""
+    a = _units(units, statistic, "units")
+    n = len(a)
+    if n == 0:
+        raise ValueError("no test examples to score")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // max(1, n * COUNTS.get(statistic, 1)))
+    boots = [unit_score(statistic, a[rng.integers(0, n, size=(min(chunk, n_boot - start), n))], axis=1)
+             for start in range(0, n_boot, chunk)]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(np.concatenate(boots), [alpha, 1 - alpha])
+    return float(unit_score(statistic, a)), float(lo), float(hi)
 
 
 def test_label(comparison: dict) -> str:

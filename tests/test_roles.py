@@ -17,7 +17,7 @@ APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 TOKEN = "a-class-secret-7"
 PAGES = sorted(p.stem for p in VIEWS.glob("*.py"))
 # The controls that change something, by page: a viewer has none of them, the instructor every one.
-ACTIONS = {"new_session": ["new.start"], "runs": ["runs.delete", "runs.cache_clear"],
+ACTIONS = {"new_session": ["new.start"], "runs": ["runs.delete", "runs.cache_clear", "runs.export.push"],
            "accuracy": ["accuracy.measure_robustness"], "compression": ["compression.compress"]}
 
 
@@ -75,6 +75,8 @@ def test_every_page_for_a_viewer_and_for_the_instructor(class_store, name):
     assert hidden <= _keys(instructor), f"the instructor misses {hidden - _keys(instructor)} on {name}"
     assert not viewer.get("file_uploader")
     assert "new.cancel" not in _keys(viewer)
+    if name == "runs":          # a viewer downloads the run, its report and its student
+        assert {"runs.download", "runs.export.download"} <= _keys(viewer, "download_button")
     if name == "new_session":
         assert "You are a viewer" in texts(viewer.info)
         assert instructor.get("file_uploader") or instructor.text_input(key="new.name")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app import common, roles, state
+from app import common, export_panel, roles, state
 from app import run_list as rl
 from distill_core.errors import DistillError
 
@@ -120,6 +120,7 @@ if usable:
             summary = run.summary()
             st.json(summary if summary is not None else {"summary": "none yet"}, expanded=False)
         rl.report_section(store, run)
+        export_panel.draw(choice, may_push=roles.may_change())
     except DistillError as e:
         common.show_error(e)
 
