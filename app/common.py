@@ -1,22 +1,20 @@
 """What every page shares: the run store, a run picker, cached readers of run files. No training code here."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app import tasks
+from app import page_data, tasks
 from app.figures import base as fig_base, curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, STARTED_HERE, TYPED_TEXT
 from distill_core import RunStore, SessionConfig
-from distill_core.analysis import suggest_for_run, teacher_heads_for
+from distill_core.analysis import suggest_for_run
 from distill_core.errors import DistillError
 from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
-REPO = Path(__file__).resolve().parent.parent
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 # Status marks in plain text (they also label the run pickers' options, which draw no icons): characters every
@@ -48,7 +46,7 @@ def notice(lines: list[str] | str) -> None:
 
 
 def runs_dir() -> Path:
-    return Path(os.environ.get("ADS_RUNS_DIR", REPO / "runs")).resolve()
+    return page_data.runs_dir()
 
 
 def get_store() -> RunStore:
@@ -162,10 +160,9 @@ def variants_of(run, probe: dict | None = None) -> Variants:
 def objectives_text(run) -> dict[str, str]:
     """Variant name -> its weighted losses in words ("ce 0.5 + logit_kd 0.5"), from the run's config."""
     try:
-        cfg = SessionConfig.from_dict(run.config())
+        return page_data.objectives_text(run.config())
     except DistillError:
         return {}
-    return {v.name: " + ".join(f"{n} {w:g}" for n, w in v.losses.items() if w > 0) for v in cfg.variants}
 
 
 def pick_run(key: str, need_epochs: bool = True, label: str = "Run", also=None):
@@ -330,7 +327,7 @@ def weights_chart(run, key: str, epochs: int | None = None, variants: Variants |
 
 
 # ---- which layers and heads a pair of maps shows --------------------------------------------------------------------
-AVERAGE_HEADS = -1                  # the "all heads, averaged" choice of a head selector
+AVERAGE_HEADS = page_data.AVERAGE   # the "all heads, averaged" choice of a head selector
 
 
 @dataclass(frozen=True)
@@ -362,8 +359,7 @@ def pick_layers_and_heads(key_prefix: str, teacher_shape, student_shape, pairs, 
     keep_choice(k + "head", heads, AVERAGE_HEADS if rule == "mean" else 0)
     s_head = c3.selectbox("Student head", heads, key=k + "head",
                           format_func=lambda h: "all heads, averaged" if h == AVERAGE_HEADS else f"head {h}")
-    t_heads = (list(range(Ht)) if s_head == AVERAGE_HEADS or rule == "mean"
-               else teacher_heads_for(s_head, rule, Ht, Hs))
+    t_heads = page_data.teacher_heads(s_head, rule, Ht, Hs)
     return MapPick(s_layer, t_layer, s_head, t_heads,
                    "all heads averaged" if s_head == AVERAGE_HEADS else f"head {s_head}",
                    f"head {t_heads[0]}" if len(t_heads) == 1 else f"{len(t_heads)} heads averaged")

@@ -40,11 +40,10 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.offline
 
-from app import tables, tasks
+from app import page_data, tables, tasks
 from app.figures import (accuracy as fig_accuracy, curves as fig_curves, divergence as fig_divergence,
                          image_attribution as iac, maps as fig_maps)
 from app.tables import MCNEMAR_P, accuracy_rows, vs_column
-from distill_core.analysis import teacher_heads_for
 from distill_core.config import SessionConfig, flat_settings
 from distill_core.errors import DistillError
 from distill_core.latency import busy_text, conditions_text, run_latency
@@ -55,7 +54,7 @@ from distill_core.verdicts import (accuracy_verdicts, divergence_reading, diverg
                                    paired_verdicts, verdict_lines)
 from distill_core.vocab import METRIC_LABELS, TEACHER, model_label, run_reference, run_variants
 
-AVERAGE = -1                      # HeatmapChoice.head: all heads of the layer, averaged
+AVERAGE = page_data.AVERAGE       # HeatmapChoice.head: all heads of the layer, averaged
 METRIC = "js"                     # the divergence the report draws (the one the run summarises)
 GAMMA = 0.5                       # square-root colour scale of the heatmaps, as the explorer's default
 DEFAULT_EXAMPLES = 2              # probe examples with heatmaps when none are chosen
@@ -244,7 +243,7 @@ def _resolve(f: _Facts, choices: Sequence[HeatmapChoice]) -> list[_Resolved]:
         if not _index(t_layer) or not 0 <= t_layer < Lt:
             raise ReportError(f"{what}: teacher layer {t_layer!r} is out of range; the teacher has {Lt} layers, "
                               f"choose one of 0 to {Lt - 1}")
-        heads = (range(Ht) if c.head == AVERAGE or rule == "mean" else teacher_heads_for(c.head, rule, Ht, Hs))
+        heads = page_data.teacher_heads(c.head, rule, Ht, Hs)
         out.append(_Resolved(c, int(epoch), int(t_layer), tuple(int(h) for h in heads)))
     return out
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import common, live, roles, state, tables, tasks
+from app import common, live, page_data, roles, state, tables, tasks
 from app.figures import accuracy as fig_accuracy, teachers as fig_teachers
 from app.tables import accuracy_rows, vs_column
 from distill_core import latency as lat
 from distill_core.errors import DistillError
-from distill_core.verdicts import (accuracy_verdicts, best_epoch_text, ensemble_reading, health_lines, paired_verdicts,
-                                   robustness_reading, verdict_lines)
+from distill_core.verdicts import best_epoch_text, ensemble_reading, health_lines, robustness_reading, verdict_lines
 from distill_core.vocab import TEACHER
 
 K = "accuracy."
@@ -44,13 +43,11 @@ if summary is None:
 
 variants = common.variants_of(run)
 ref = variants.reference
-metric = summary.get("metric") or {"name": "accuracy", "short": "accuracy"}
-measure, short = metric.get("name", "accuracy"), metric.get("short", "accuracy")
+scores = page_data.scores_of(summary, variants.names, ref)
+measure, short, acc, n = scores.measure, scores.short, scores.accuracy, scores.n
 if measure != "accuracy":
     st.caption(f"This run's score is **{measure}** (higher is better): it stands where a classifier's accuracy stands "
                f"on this page, in the table, the bars and the verdicts.")
-acc = summary.get("accuracy") or {}
-n = int(summary.get("test_size") or 0)
 if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
     why = summary.get("error") or ""
     st.warning(f"Run {run.id} was {summary.get('status', status)} before its test evaluation, so it has no test "
@@ -68,17 +65,14 @@ if all(acc.get(m) is None for m in (TEACHER, *variants.names)):
 # ---- model health: what must be read before any accuracy ---------------------------------------------
 if health := health_lines(summary.get("warnings") or []):
     st.warning("\n".join(f"- {line}" for line in health), icon=":material/warning:")
-majority = summary.get("majority_rate")
+majority = scores.majority
 if majority is not None:
     st.markdown(f"Always answering the most common class scores **{majority:.1%}** on this test set: a model "
                 "has learned something only if it clearly beats that.")
 
 timed = lat.run_latency(run, summary)          # the session's latencies, or the latest "Measure again"
 params, size, latency = summary.get("params") or {}, summary.get("size_bytes") or {}, timed.latency_ms
-paired = summary.get("paired") or {}      # older runs: none, and the independent intervals below
-rows_v = (paired_verdicts(paired, acc, variants.names, ref) if paired
-          else accuracy_verdicts(acc, n, variants.names, ref))
-verdicts = {r["variant"]: r for r in rows_v}
+paired, verdicts = scores.paired, scores.verdicts      # older runs: no pairs, and the independent intervals below
 vs = vs_column(ref)
 rows = accuracy_rows((TEACHER, *variants.names), acc, n, verdicts, variants.label, common.objectives_text(run), params,
                      ref, paired=bool(paired), costs=(size, latency),
@@ -159,7 +153,7 @@ elif ref is None:
             "against.")
 
 c1, c2 = st.columns([1, 1], gap="medium")
-bars = fig_accuracy.accuracy_bars(acc, n if measure == "accuracy" else None, variants=variants.names, reference=ref,
+bars = fig_accuracy.accuracy_bars(acc, scores.interval_n, variants=variants.names, reference=ref,
                                   majority=majority, title=f"Test {measure}", measure=measure)
 with c1:
     st.plotly_chart(common.sized(bars), width="stretch", config=common.PLOTLY_CONFIG, key=K + "accuracy_bars")

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import common, image_explorer, live, lm_explorer, state, tasks, teacher_preview, translation_explorer
+from app import (common, image_explorer, live, lm_explorer, page_data, state, tasks, teacher_preview,
+                 translation_explorer)
 from app.figures import base as fig_base, maps as fig_maps, tags as fig_tags
 from distill_core import analysis, compress
 from distill_core.errors import DistillError
@@ -14,7 +15,7 @@ from distill_core.modality.tagging.analysis import words_of
 from distill_core.vocab import LOWER_IS_CLOSER, METRIC_LABELS, METRICS, TEACHER
 
 K = "explorer."
-AVERAGE = -1                                     # the "all heads, averaged" choice of a head selector
+AVERAGE = page_data.AVERAGE                      # the "all heads, averaged" choice of a head selector
 view = state.View("explorer", state.EXPLORER, run_marker=K + "_run")
 view.restore()
 present = common.presenting()
@@ -173,26 +174,9 @@ if side == "single":
     t_head = c4.selectbox("Teacher head", range(Ht), key=K + "teacher_head", format_func=lambda h: f"head {h}")
 
 t_layer_maps, s_layer_maps = t_maps[t_layer], s_maps[s_layer]          # (Ht, T, T), (Hs, T, T)
-if side == "single":
-    t_heads = [t_head]
-elif s_head == AVERAGE or rule == "mean":
-    t_heads = list(range(Ht))
-else:
-    t_heads = analysis.teacher_heads_for(s_head, rule, Ht, Hs)
-teacher_shown = t_layer_maps[t_heads].mean(0)
-student_shown = s_layer_maps.mean(0) if s_head == AVERAGE else s_layer_maps[s_head]
-
-
-def _heads_text(heads: list[int], total: int) -> str:
-    if len(heads) == 1:
-        return f"head {heads[0]}"
-    if len(heads) == total:
-        return f"all {total} heads averaged"
-    return f"heads {heads[0]}–{heads[-1]} averaged"
-
-
-s_desc = "all heads averaged" if s_head == AVERAGE else f"head {s_head}"
-t_desc = _heads_text(t_heads, Ht)
+shown = page_data.shown_maps(t_layer_maps, s_layer_maps, rule, s_head, t_head if side == "single" else None)
+t_heads, teacher_shown, student_shown = shown.teacher_heads, shown.teacher, shown.student
+t_desc, s_desc = shown.teacher_desc, shown.student_desc
 when = f"{weights} weights (epoch {shown_epoch})" if typed else f"epoch {shown_epoch}"
 if side == "compared" and s_head != AVERAGE and not present:
     rule_text = {"direct": f"Under the **direct** rule student head {s_head} is compared with teacher head {s_head}.",
@@ -292,8 +276,7 @@ st.caption("“Shown maps” compares the two maps above; “as trained” compa
 
 # ---- every head of both layers -----------------------------------------------------------------------
 st.subheader("All heads of both layers")
-zmax = float(max(t_layer_maps.max(), s_layer_maps.max()))
-cols = min(6, max(Ht, Hs))                       # same panel size for both models
+zmax, cols = page_data.grid_scale(t_layer_maps, s_layer_maps)         # one scale, one panel size for both models
 st.plotly_chart(common.shared_figure(fig_maps.head_grid, t_layer_maps, tokens, f"{teacher_name} layer {t_layer}",
                                      cols=cols, zmax=zmax, gamma=gamma,
                                      highlight=tuple(t_heads) if len(t_heads) < Ht else ()),

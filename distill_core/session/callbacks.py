@@ -227,7 +227,8 @@ class TqdmProgress(SessionCallback):
         self._bar.refresh()
 
     def on_epoch_end(self, state, control, records):
-        line = "  ".join(f"{r['student']}: val acc {r['val_accuracy']:.3f}, JS {r['js_mean']:.4f}" for r in records)
+        line = "  ".join(f"{r['student']}: val acc {r['val_accuracy']:.3f}, JS "
+                         + ("–" if r.get("js_mean") is None else f"{r['js_mean']:.4f}") for r in records)
         self._tqdm.write(f"epoch {state.epoch}: {line}")
 
     def on_session_end(self, state, control, summary):
