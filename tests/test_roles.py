@@ -10,7 +10,7 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 from app import roles
-from app_helpers import VIEWS, open_page, run_app, texts
+from app_helpers import VIEWS, run_app, texts
 from distill_core import RunStore
 
 APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
