@@ -134,29 +134,28 @@ async def change_variant(page, to: str) -> float:
     return time.perf_counter() - t0
 
 
-def summary(times: list[float], errors: list[str], cpu_s: float, viewers: int, rss: int) -> dict:
-    q = sorted(times)
+def summary(results: list, cpu_s: float, viewers: int, rss: int) -> dict:
+    """One phase: the viewers' seconds (or their errors), the server's CPU seconds over the phase and its memory."""
+    q = sorted(r for r in results if isinstance(r, float))
+    errors = [f"{type(r).__name__}: {str(r)[:200]}" for r in results if isinstance(r, BaseException)]
     pct = (lambda p: q[min(len(q) - 1, int(round(p * (len(q) - 1))))]) if q else (lambda p: None)
-    return {"viewers": viewers, "ok": len(times), "errors": errors, "p50_s": statistics.median(q) if q else None,
+    return {"viewers": viewers, "ok": len(q), "errors": errors, "p50_s": statistics.median(q) if q else None,
             "p95_s": pct(0.95), "max_s": q[-1] if q else None, "server_cpu_s": cpu_s,
             "server_cpu_s_per_viewer": cpu_s / viewers, "server_rss_mb": rss / 2 ** 20}
 
 
-async def phase(browser, meter: ServerMeter, n: int, step) -> dict:
-    """`step(page)` in n fresh contexts at once; the server's CPU seconds over the whole phase."""
-    contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
-    pages = [await c.new_page() for c in contexts]
-    await asyncio.sleep(1.0)
+async def together(pages, meter: ServerMeter, step) -> dict:
+    """`step(page)` on every page at once; the server's CPU seconds from before the first to 2 s after the last
+    (what the server still sends once the figures are drawn)."""
     before = meter.cpu()
     results = await asyncio.gather(*(step(p) for p in pages), return_exceptions=True)
-    await asyncio.sleep(2.0)                     # what the server still sends after the figure is drawn
-    cpu = meter.cpu() - before
-    times = [r for r in results if isinstance(r, float)]
-    errors = [f"{type(r).__name__}: {str(r)[:200]}" for r in results if isinstance(r, BaseException)]
-    return {"pages": pages, "contexts": contexts, **summary(times, errors, cpu, n, meter.rss())}
+    await asyncio.sleep(2.0)
+    return summary(results, meter.cpu() - before, len(pages), meter.rss())
 
 
 async def measure(url: str, run_id: str, variants: list[str], viewers: int, meter: ServerMeter) -> dict:
+    """One viewer, then `viewers` at once, each in a fresh context: the explorer's first view, a control changed,
+    the Divergence page's first view."""
     from playwright.async_api import async_playwright
     explorer = f"{url}/explorer?run={run_id}"
     divergence = f"{url}/divergence?run={run_id}"
@@ -165,23 +164,14 @@ async def measure(url: str, run_id: str, variants: list[str], viewers: int, mete
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for name, n in (("one viewer", 1), (f"{viewers} viewers", viewers)):
-            first = await phase(browser, meter, n, lambda page: first_figure(page, explorer))
-            pages, contexts = first.pop("pages"), first.pop("contexts")
-            out[f"{name}: explorer, first view"] = first
-            before = meter.cpu()
-            changed = await asyncio.gather(*(change_variant(pg, other) for pg in pages), return_exceptions=True)
-            await asyncio.sleep(2.0)
-            out[f"{name}: explorer, a control changed"] = summary(
-                [r for r in changed if isinstance(r, float)],
-                [f"{type(r).__name__}: {str(r)[:200]}" for r in changed if isinstance(r, BaseException)],
-                meter.cpu() - before, n, meter.rss())
-            before = meter.cpu()
-            div = await asyncio.gather(*(first_figure(pg, divergence) for pg in pages), return_exceptions=True)
-            await asyncio.sleep(2.0)
-            out[f"{name}: divergence, first view"] = summary(
-                [r for r in div if isinstance(r, float)],
-                [f"{type(r).__name__}: {str(r)[:200]}" for r in div if isinstance(r, BaseException)],
-                meter.cpu() - before, n, meter.rss())
+            contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
+            pages = [await c.new_page() for c in contexts]
+            await asyncio.sleep(1.0)
+            out[f"{name}: explorer, first view"] = await together(pages, meter, lambda pg: first_figure(pg, explorer))
+            out[f"{name}: explorer, a control changed"] = await together(pages, meter,
+                                                                         lambda pg: change_variant(pg, other))
+            out[f"{name}: divergence, first view"] = await together(pages, meter,
+                                                                    lambda pg: first_figure(pg, divergence))
             for c in contexts:
                 await c.close()
         await browser.close()

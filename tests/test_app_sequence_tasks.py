@@ -12,7 +12,7 @@ import torch
 from app_helpers import VIEWS, figures, open_page, run_app, texts, values
 from distill_core import RunStore, run_session
 from distill_core.config import SessionConfig
-from test_tagging import make_sentences, tagging_config, write_conll
+from test_tagging import make_sentences, save_tiny_tagger, tagging_config, write_conll
 from test_translation import tiny_translation_config
 
 TIMEOUT = 90
@@ -21,20 +21,11 @@ TIMEOUT = 90
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(store, tagging run id, translation run id), written by the real engine on tiny models."""
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
-
-    from distill_core.models import default_teacher_dir
     root = tmp_path_factory.mktemp("sequence_runs")
     old = os.environ.get("ADS_CACHE_DIR")
     os.environ["ADS_CACHE_DIR"] = str(root / "cache")
     torch.set_num_threads(1)
-    teacher = root / "tagger"
-    tok = AutoTokenizer.from_pretrained(default_teacher_dir(), local_files_only=True)
-    torch.manual_seed(0)
-    BertForTokenClassification._from_config(BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, num_labels=2), attn_implementation="eager").save_pretrained(teacher)
-    tok.save_pretrained(teacher)
+    teacher = save_tiny_tagger(root / "tagger")
     data = root / "people.conll"
     write_conll(data, make_sentences(120))
     store = RunStore(root / "runs")

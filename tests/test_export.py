@@ -31,7 +31,7 @@ from distill_core.export import (CARD, CONFIG_COPY, export_problem, export_stude
 from distill_core.reopen import reopen
 from distill_core.stats import binomial_halfwidth, p_text, units_interval
 from test_language_model import tiny_lm_config
-from test_tagging import make_sentences, tagging_config, write_conll
+from test_tagging import make_sentences, save_tiny_tagger, tagging_config, write_conll
 from test_translation import tiny_translation_config
 
 TWO_VARIANTS = [{"name": "baseline", "losses": {"ce": 1}}, {"name": "distilled", "losses": {"ce": .5, "logit_kd": .5}}]
@@ -211,20 +211,11 @@ def test_an_image_run_is_refused_naming_what_export_takes(cnn_image_run, tmp_pat
 @pytest.fixture(scope="module")
 def sequence_runs(tmp_path_factory):
     """(store, {"tagging", "translation", "language_model": run id}) of tiny two-variant runs the real engine wrote."""
-    from transformers import BertConfig, BertForTokenClassification
-
-    from distill_core.models import default_teacher_dir
     root = tmp_path_factory.mktemp("export_runs")
     old = os.environ.get("ADS_CACHE_DIR")
     os.environ["ADS_CACHE_DIR"] = str(root / "cache")
     torch.set_num_threads(1)
-    tagger = root / "tagger"
-    tok = AutoTokenizer.from_pretrained(default_teacher_dir(), local_files_only=True)
-    torch.manual_seed(0)
-    BertForTokenClassification._from_config(BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64, num_labels=2), attn_implementation="eager").save_pretrained(tagger)
-    tok.save_pretrained(tagger)
+    tagger = save_tiny_tagger(root / "tagger")
     conll = root / "people.conll"
     write_conll(conll, make_sentences(120))
     store = RunStore(root / "runs")

@@ -56,14 +56,12 @@ def tokenizer():
     return load_word_tokenizer("default")
 
 
-@pytest.fixture(scope="module")
-def tiny_tagger(tmp_path_factory):
+def save_tiny_tagger(out):
     """A 2-layer, 2-head, 32-wide BERT token classifier (generic labels: its head is new to any data) with the MiniLM
-    tokenizer, saved as a model folder."""
+    tokenizer, saved as a model folder `out` (returned)."""
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
     from distill_core.models import default_teacher_dir
-    out = tmp_path_factory.mktemp("tagger")
     tok = AutoTokenizer.from_pretrained(default_teacher_dir(), local_files_only=True)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64, num_labels=2)
@@ -71,6 +69,11 @@ def tiny_tagger(tmp_path_factory):
     BertForTokenClassification._from_config(cfg, attn_implementation="eager").save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_tagger(tmp_path_factory):
+    return save_tiny_tagger(tmp_path_factory.mktemp("tagger"))
 
 
 @pytest.fixture(scope="module")
