@@ -102,7 +102,9 @@ def read_link_token() -> None:
         return
     given = st.query_params[TOKEN_PARAM]
     del st.query_params[TOKEN_PARAM]
-    if mode() == CLASS and token_matches(given):
+    if mode() != CLASS:             # no token to match: alone, every control is there; viewers only, none is
+        return
+    if token_matches(given):
         st.session_state[INSTRUCTOR] = True
         st.session_state[TOKEN_MSG] = ("success", "You are the instructor in this tab: every control is yours.")
     else:

@@ -160,6 +160,13 @@ def test_a_link_with_the_token_makes_the_instructor_and_leaves_the_address(class
     assert "not right" in texts(wrong.sidebar.error)
 
 
+def test_a_link_token_without_a_configured_token_is_dropped_quietly(class_store, monkeypatch):
+    monkeypatch.delenv(roles.TOKEN_ENV)
+    at = _app({roles.TOKEN_PARAM: "anything"})
+    assert roles.TOKEN_PARAM not in at.query_params and not at.sidebar.error
+    assert "new.start" in _keys(at)              # alone on 127.0.0.1: every control, as without the link
+
+
 def test_a_viewer_explores_runs_and_types_sentences(class_store):
     _, run_id = class_store
     at = _page("explorer", run_id, False, timeout=60)
