@@ -1,6 +1,6 @@
 """A class on one server: N real browsers open the same run at once, and what the server spends on each.
 
-The app is started as `make serve` would (its own process, an instructor token set), and N viewers, each a
+The app is started in its own process with an instructor token set (benchmarks/served_app.py), and N viewers, each a
 Playwright context of its own in headless Chromium (no shared cache, as N laptops), open the explorer link of one
 run at once, wait for its first figure, then open the run's Divergence page, then change one control of the
 explorer (the student variant). Reported, per phase:
@@ -27,19 +27,22 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "benchmarks") not in sys.path:            # served_app, also when this file is imported
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from served_app import served_app  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
                  "--disable-component-update", "--disable-sync"]
@@ -47,41 +50,6 @@ TARGET_CPU_S = 0.2
 FIGURE_TIMEOUT_MS = 300_000
 # The first figure of a page: a plotly chart plotly.js has drawn (its _fullData is set).
 DRAWN_JS = "[...document.querySelectorAll('.js-plotly-plot')].some(e => e._fullData && e._fullData.length)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(runs_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, ADS_RUNS_DIR=str(runs_dir), HF_HUB_OFFLINE="1", ADS_INSTRUCTOR_TOKEN="class-load-bench",
-               TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"), "--server.address",
-           "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    end = time.time() + 120
-    while time.time() < end:
-        if server.poll() is not None:
-            raise SystemExit(f"the app exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the app did not answer within 120 s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 class ServerMeter:
@@ -201,21 +169,22 @@ def main(argv=None) -> int:
     from distill_core import RunStore
     from distill_core.vocab import run_variants
     variants = run_variants(RunStore(runs_dir).open(run_id).summary() or {})
-    port, log = free_port(), Path(tempfile.mkdtemp(prefix="ads-class-log-")) / "server.log"
-    server = start_server(runs_dir, port, log)
-    meter = ServerMeter(server.pid)
-    spy = (subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--rate", "100", "--gil",
-                             "--output", str(args.profile)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-           if args.profile else None)
-    try:
-        idle = meter.rss()
-        results = asyncio.run(measure(f"http://127.0.0.1:{port}", run_id, variants, args.viewers, meter))
-    finally:
-        meter.close()
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=60)
-        stop_server(server)
+    log = Path(tempfile.mkdtemp(prefix="ads-class-log-")) / "server.log"
+    env = {"ADS_RUNS_DIR": str(runs_dir), "HF_HUB_OFFLINE": "1", "ADS_INSTRUCTOR_TOKEN": "class-load-bench",
+           "TOKENIZERS_PARALLELISM": "false"}
+    with served_app(env, log) as (url, server):
+        meter = ServerMeter(server.pid)
+        spy = (subprocess.Popen(["py-spy", "record", "--pid", str(server.pid), "--format", "raw", "--rate", "100",
+                                 "--gil", "--output", str(args.profile)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.profile else None)
+        try:
+            idle = meter.rss()
+            results = asyncio.run(measure(url, run_id, variants, args.viewers, meter))
+        finally:
+            meter.close()
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
     report = {"run": run_id, "viewers": args.viewers, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "server_rss_idle_mb": idle / 2 ** 20, "server_rss_peak_mb": meter.peak_rss / 2 ** 20,
               "target_cpu_s_per_viewer": TARGET_CPU_S, "phases": results}

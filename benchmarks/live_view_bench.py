@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):          # the engine, and this folder's served_app (also when imported)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from distill_core.config import SessionConfig  # noqa: E402
 from distill_core.store import RunStore  # noqa: E402
+from served_app import served_app  # noqa: E402
 
 ORDER = ("closed", "open", "open", "closed") * 3     # ABBA, three times: a drift of the machine's speed cancels
 WINDOW_S = 20.0                  # one measurement
@@ -42,27 +39,6 @@ EPOCHS = 40                      # enough training for the warm-up epoch and eve
 TARGET = 0.9
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if server.poll() is not None:
-            raise RuntimeError(f"the app exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the app did not answer within {timeout:.0f} s")
 
 
 def _epoch_ends(run) -> dict[int, float]:
@@ -80,19 +56,11 @@ def measure(cfg: SessionConfig, work: Path, log=print, timeout_s: float = 3600) 
     defaults = work / "form.json"
     defaults.write_text(json.dumps(cfg.to_dict()))
     runs = work / "runs"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "ADS_RUNS_DIR": str(runs), "ADS_FORM_DEFAULTS": str(defaults)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env, stdout=open(work / "app.log", "wb"),
-        stderr=subprocess.STDOUT, start_new_session=True)
+    env = {"ADS_RUNS_DIR": str(runs), "ADS_FORM_DEFAULTS": str(defaults)}
     store = RunStore(runs)
     run = None
     try:
-        _wait_healthy(url, server)
-        with sync_playwright() as pw:
+        with served_app(env, work / "app.log") as (url, _), sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 720})
             page.goto(url, wait_until="networkidle")
@@ -135,12 +103,6 @@ def measure(cfg: SessionConfig, work: Path, log=print, timeout_s: float = 3600) 
     finally:
         if run is not None and run.status().get("status") in ("queued", "running"):
             run.request_cancel()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
 
 
 def report(res: dict, log=print) -> None:
