@@ -10,10 +10,9 @@ from streamlit.errors import StreamlitAPIException
 from app import page_data, tasks
 from app.figures import base as fig_base, curves as fig_curves
 from app.state import PRESENT, SELECTED_RUN, STARTED_HERE, TYPED_TEXT
-from distill_core import RunStore, SessionConfig
+from distill_core import RunStore
 from distill_core.analysis import suggest_for_run
 from distill_core.errors import DistillError
-from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
 # Every chart's toolbar saves a PNG (drawn in the browser by plotly.js: works offline).
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
@@ -128,33 +127,13 @@ def attention(run_id: str, name: str):
     return read_attention(str(runs_dir()), run_id, name, run_version(run_id))
 
 
-@dataclass(frozen=True)
-class Variants:
-    """A run's student variants in session order, the labels-only one the others are compared with, and colours."""
-    names: list
-    reference: str | None
-    colors: dict
-
-    def label(self, name: str) -> str:
-        return model_label(name, self.reference)
+Variants = page_data.Variants
 
 
 def variants_of(run, probe: dict | None = None) -> Variants:
-    """The variants of a run, read from probe.json or summary.json (or, for older runs, the metric records)."""
-    source = probe
-    if not (source or {}).get("variants"):
-        try:
-            source = run.summary() or probe
-        except DistillError:
-            source = probe
-    names = run_variants(source) or run_variants(source, metrics(run.id))
-    if not names:                                    # queued, or stopped before its first record
-        try:
-            cfg = SessionConfig.from_dict(run.config())
-        except DistillError:
-            return Variants([], None, variant_colors([]))
-        return Variants(cfg.variant_names, cfg.reference, variant_colors(cfg.variant_names))
-    return Variants(names, run_reference(source, names), variant_colors(names))
+    """The variants of a run, read from probe.json or summary.json (or, for older runs, the metric records, read
+    through this process's cache)."""
+    return page_data.variants_of(run, probe, lambda: metrics(run.id))
 
 
 def objectives_text(run) -> dict[str, str]:

@@ -44,7 +44,7 @@ from distill_core.session import run_session
 from distill_core.session.callbacks import TqdmProgress
 from distill_core.store import Run as StoredRun, RunStore, dataset_label
 from distill_core.verdicts import health_lines, verdict_lines
-from distill_core.vocab import METRICS, TEACHER, model_label, of_kind, run_reference, run_variants
+from distill_core.vocab import METRICS, TEACHER, model_label, of_kind
 
 ALL_HEADS = page_data.AVERAGE     # head=ALL_HEADS: a layer's heads averaged
 GAMMA = 0.5                       # the maps' square-root colour scale, the explorer's default
@@ -224,20 +224,16 @@ class Run:
     @property
     def variants(self) -> list[str]:
         """The student variants in session order."""
-        return run_variants(self._source(), self.stored.metrics())
+        return page_data.variants_of(self.stored, self.probe).names
 
     @property
     def reference(self) -> str | None:
         """The labels-only variant the others are compared with (None when the run has none)."""
-        return run_reference(self._source(), self.variants)
+        return page_data.variants_of(self.stored, self.probe).reference
 
     @property
     def task(self) -> tasks.TaskPages:
         return tasks.of(self.probe)
-
-    def _source(self) -> dict:
-        probe = self.probe
-        return probe if probe.get("variants") else (self.stored.summary() or probe)
 
     @property
     def examples(self) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 that a page and a notebook show the same thing for the same choice. Pure functions: no Streamlit, no plotly here.
 
     runs_dir()            where the app's runs are (ADS_RUNS_DIR, else runs/ in the repository)
+    variants_of()         a run's student variants in session order, the reference, their colours
     objectives_text()     each variant's weighted losses in words, from a run's config
     teacher_heads()       the teacher heads a student head is compared with, under the run's head rule
     shown_maps()          the explorer's pair of maps for a teacher layer, a student layer and a head
@@ -12,7 +13,7 @@ that a page and a notebook show the same thing for the same choice. Pure functio
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from distill_core.analysis import teacher_heads_for
 from distill_core.config import SessionConfig
 from distill_core.errors import DistillError
 from distill_core.verdicts import accuracy_verdicts, paired_verdicts
+from distill_core.vocab import model_label, run_reference, run_variants, variant_colors
 
 REPO = Path(__file__).resolve().parent.parent
 AVERAGE = -1                      # a student head "all heads, averaged", as the head selectors offer it
@@ -31,6 +33,36 @@ GRID_COLUMNS = 6                  # head grids wrap into rows of at most this ma
 def runs_dir() -> Path:
     """The app's run store: ADS_RUNS_DIR, else runs/ in the repository (where `make run` keeps them)."""
     return Path(os.environ.get("ADS_RUNS_DIR", REPO / "runs")).resolve()
+
+
+@dataclass(frozen=True)
+class Variants:
+    """A run's student variants in session order, the labels-only one the others are compared with, and colours."""
+    names: list
+    reference: str | None
+    colors: dict
+
+    def label(self, name: str) -> str:
+        return model_label(name, self.reference)
+
+
+def variants_of(run, probe: dict | None = None, read_metrics: Callable[[], list] | None = None) -> Variants:
+    """The variants of a run, read from probe.json or summary.json (or, for older runs, the metric records:
+    `read_metrics()`, default the run's metrics.jsonl); those of its config while it has recorded none."""
+    source = probe
+    if not (source or {}).get("variants"):
+        try:
+            source = run.summary() or probe
+        except DistillError:
+            source = probe
+    names = run_variants(source) or run_variants(source, (read_metrics or run.metrics)())
+    if not names:                                    # queued, or stopped before its first record
+        try:
+            cfg = SessionConfig.from_dict(run.config())
+        except DistillError:
+            return Variants([], None, variant_colors([]))
+        return Variants(cfg.variant_names, cfg.reference, variant_colors(cfg.variant_names))
+    return Variants(names, run_reference(source, names), variant_colors(names))
 
 
 def objectives_text(config: dict) -> dict[str, str]:
