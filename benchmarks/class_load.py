@@ -2,8 +2,9 @@
 
 The app is started in its own process with an instructor token set (benchmarks/served_app.py), and N viewers, each a
 Playwright context of its own in headless Chromium (no shared cache, as N laptops), open the explorer link of one
-run at once, wait for its first figure, then open the run's Divergence page, then change one control of the
-explorer (the student variant). Reported, per phase:
+run at once, wait for its first figure, change one control of the explorer (the student variant), open the run's
+Divergence page, then open the explorer link again (Streamlit's own files now in each browser's cache: what a
+reload costs). Reported, per phase:
 
 - time to the first figure per viewer (p50, p95, max) and the errors (a timeout, an exception box on the page);
 - the **server process's CPU seconds per viewer**: its CPU time (user + system) before and after the phase,
@@ -134,12 +135,23 @@ async def measure(url: str, run_id: str, variants: list[str], viewers: int, mete
         for name, n in (("one viewer", 1), (f"{viewers} viewers", viewers)):
             contexts = [await browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
             pages = [await c.new_page() for c in contexts]
+            fetched = []                             # what the first browser fetched for its first view
+
+            def keep(request):
+                fetched.append(request)
+            pages[0].on("requestfinished", keep)
             await asyncio.sleep(1.0)
             out[f"{name}: explorer, first view"] = await together(pages, meter, lambda pg: first_figure(pg, explorer))
+            pages[0].remove_listener("requestfinished", keep)
+            sizes = [(await r.sizes())["responseBodySize"] for r in fetched]
+            out[f"{name}: explorer, first view"]["one_browser_fetched"] = {
+                "files": sum("/static/" in r.url for r in fetched), "requests": len(fetched), "mb": sum(sizes) / 1e6}
             out[f"{name}: explorer, a control changed"] = await together(pages, meter,
                                                                          lambda pg: change_variant(pg, other))
             out[f"{name}: divergence, first view"] = await together(pages, meter,
                                                                     lambda pg: first_figure(pg, divergence))
+            out[f"{name}: explorer again, files cached"] = await together(pages, meter,
+                                                                        lambda pg: first_figure(pg, explorer))
             for c in contexts:
                 await c.close()
         await browser.close()
@@ -196,6 +208,9 @@ def main(argv=None) -> int:
               f"{r['server_cpu_s_per_viewer']:13.3f} {r['server_rss_mb']:7.0f}")
         for e in r["errors"][:3]:
             print(f"    error: {e}")
+        if got := r.get("one_browser_fetched"):
+            print(f"    one browser fetched {got['requests']} files ({got['files']} of Streamlit's static files), "
+                  f"{got['mb']:.1f} MB")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

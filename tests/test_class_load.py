@@ -35,7 +35,9 @@ def test_the_benchmark_runs_two_viewers_on_a_finished_run(bench, finished_run, t
     phases = report["phases"]
     assert set(phases) == {f"{who}: {what}" for who in ("one viewer", "2 viewers")
                            for what in ("explorer, first view", "explorer, a control changed",
-                                        "divergence, first view")}
+                                        "divergence, first view", "explorer again, files cached")}
+    fetched = phases["one viewer: explorer, first view"]["one_browser_fetched"]
+    assert fetched["files"] > 10 and fetched["requests"] > fetched["files"] and fetched["mb"] > 1
     for name, p in phases.items():
         assert p["errors"] == [] and p["ok"] == p["viewers"], (name, p)
         assert p["server_cpu_s"] > 0 and p["p50_s"] > 0
